@@ -1,0 +1,40 @@
+"""durable_nb: durable notebooks. Journaled steps, replay after a crash, suspension on failure.
+
+Load in IPython with ``%load_ext durable_nb`` (or use the "Python 3 (durable)" kernel).
+"""
+
+from .clock import now, random, sleep, uuid4
+from .errors import (
+    DurableError,
+    JournalCorrupt,
+    JournalError,
+    JournalLocked,
+    JournalTooNew,
+    JournalUnwritable,
+    StepFailed,
+    StepTimeout,
+)
+from .extension import load_ipython_extension, unload_ipython_extension
+from .steps import RetryPolicy, step, step_id
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DurableError",
+    "JournalCorrupt",
+    "JournalError",
+    "JournalLocked",
+    "JournalTooNew",
+    "JournalUnwritable",
+    "RetryPolicy",
+    "StepFailed",
+    "StepTimeout",
+    "load_ipython_extension",
+    "now",
+    "random",
+    "sleep",
+    "step",
+    "step_id",
+    "unload_ipython_extension",
+    "uuid4",
+]

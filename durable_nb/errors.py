@@ -1,0 +1,131 @@
+"""The errors durable_nb raises: one small hierarchy under :class:`DurableError`.
+
+Every message says what happened and what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DurableError",
+    "JournalError",
+    "JournalLocked",
+    "JournalCorrupt",
+    "JournalTooNew",
+    "JournalUnwritable",
+    "StepFailed",
+    "StepTimeout",
+]
+
+
+class DurableError(Exception):
+    """Base class of every error raised by durable_nb."""
+
+
+class JournalError(DurableError):
+    """The journal cannot be used; the notebook goes on without it."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self):
+        return (type(self), (self.path, str(self)))
+
+
+class JournalLocked(JournalError):
+    """Another process holds the journal (DuckDB allows one writer per file)."""
+
+    def __init__(self, path: str, pid: int | None, message: str | None = None) -> None:
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(
+            path,
+            message
+            or f"journal {path} is held by {holder}; this kernel runs un-journaled. "
+            "Stop that kernel (or use another notebook name / DURABLE_NB_DIR) and "
+            "restart this one to journal.",
+        )
+        self.pid = pid
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.pid, str(self)))
+
+
+class JournalCorrupt(JournalError):
+    """The journal file is damaged, truncated or not a DuckDB file."""
+
+    @classmethod
+    def from_cause(cls, path: str, cause: BaseException) -> JournalCorrupt:
+        return cls(
+            path,
+            f"journal {path} cannot be read ({cause}); this kernel runs un-journaled. "
+            "Move the file aside (e.g. to .bak) to start a new journal, "
+            "or restore it from a copy.",
+        )
+
+
+class JournalTooNew(JournalError):
+    """The journal was written by a newer durable_nb."""
+
+    @classmethod
+    def from_versions(cls, path: str, found: int, supported: int) -> JournalTooNew:
+        return cls(
+            path,
+            f"journal {path} has schema version {found}, newer than this durable_nb "
+            f"supports ({supported}); this kernel runs un-journaled. "
+            "Upgrade durable_nb (pip install -U durable_nb).",
+        )
+
+
+class JournalUnwritable(JournalError):
+    """The journal folder or disk refuses writes (read-only, full)."""
+
+    @classmethod
+    def from_cause(cls, path: str, cause: BaseException) -> JournalUnwritable:
+        return cls(
+            path,
+            f"cannot write the journal at {path} ({cause}); durable_nb steps aside "
+            "and the notebook runs un-journaled. Free disk space or set "
+            "DURABLE_NB_DIR to a writable folder, then restart the kernel.",
+        )
+
+
+class StepFailed(DurableError):
+    """A step failed on every attempt its retry policy allowed.
+
+    Attributes
+    ----------
+    step : str
+        The step's name.
+    errors : list of BaseException
+        Each attempt's error, oldest first; the last one is also ``__cause__``.
+    """
+
+    def __init__(self, step: str, errors: list[BaseException], message: str | None = None):
+        last = errors[-1] if errors else None
+        super().__init__(
+            message
+            or f"step {step!r} failed after {len(errors)} attempt"
+            f"{'s' if len(errors) != 1 else ''}: {type(last).__name__}: {last}. "
+            "Fix the cause and re-run the cell: completed steps replay, this one runs again."
+        )
+        self.step = step
+        self.errors = list(errors)
+
+    def __reduce__(self):
+        return (type(self), (self.step, self.errors, str(self)))
+
+
+class StepTimeout(DurableError, TimeoutError):
+    """One attempt of a step ran longer than its ``timeout`` (retried like any error)."""
+
+    def __init__(self, step: str, timeout: float, message: str | None = None):
+        super().__init__(
+            message
+            or f"step {step!r} attempt exceeded its timeout of {timeout:g} s "
+            "(raise timeout= on the step if the call is legitimately slow)"
+        )
+        self.step = step
+        self.timeout = timeout
+
+    def __reduce__(self):
+        return (type(self), (self.step, self.timeout, str(self)))

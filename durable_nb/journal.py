@@ -1,0 +1,398 @@
+"""The journal: a DuckDB file beside the notebook, fed through a small write-ahead log.
+
+This is the only module that talks to DuckDB. Each record (run, cell, step) is
+appended to ``<stem>.wal`` and fdatasync'd (~0.1 ms), then folded into DuckDB in
+batches (~3 µs/row), because a DuckDB commit per step costs ~0.9 ms here.
+Replay is served from an in-memory index loaded when the journal is opened.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import struct
+import threading
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .blobs import BLOB_THRESHOLD, BlobStore
+from .errors import (
+    JournalCorrupt,
+    JournalError,
+    JournalLocked,
+    JournalTooNew,
+    JournalUnwritable,
+)
+
+#: The schema this code writes. Log of changes (a journal stores its version in ``meta``):
+#: 1 — meta, runs, cells, steps.
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        """CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY, pid INTEGER, host VARCHAR, notebook VARCHAR,
+            started TIMESTAMPTZ, ended TIMESTAMPTZ, status VARCHAR, versions VARCHAR)""",
+        """CREATE TABLE cells (
+            exec_id VARCHAR PRIMARY KEY, seq BIGINT, run_id VARCHAR, cell_id VARCHAR,
+            cell_key VARCHAR, source VARCHAR, started TIMESTAMPTZ, ended TIMESTAMPTZ,
+            status VARCHAR, error VARCHAR, steps_run INTEGER, steps_replayed INTEGER)""",
+        """CREATE TABLE steps (
+            record_id VARCHAR PRIMARY KEY, identity VARCHAR, epoch INTEGER, name VARCHAR,
+            cell_key VARCHAR, seq BIGINT, run_id VARCHAR, args VARCHAR, occurrence INTEGER,
+            key VARCHAR, status VARCHAR, kind VARCHAR, result BLOB, blob VARCHAR,
+            error VARCHAR, attempts INTEGER, attempt_errors VARCHAR,
+            started TIMESTAMPTZ, ended TIMESTAMPTZ)""",
+    ],
+}
+
+# Column order of the records in the log; timestamps travel as float seconds.
+RUN_COLUMNS = ("run_id", "pid", "host", "notebook", "started", "ended", "status", "versions")
+CELL_COLUMNS = (
+    "exec_id", "seq", "run_id", "cell_id", "cell_key", "source", "started", "ended",
+    "status", "error", "steps_run", "steps_replayed",
+)  # fmt: skip
+STEP_COLUMNS = (
+    "record_id", "identity", "epoch", "name", "cell_key", "seq", "run_id", "args",
+    "occurrence", "key", "status", "kind", "result", "blob", "error", "attempts",
+    "attempt_errors", "started", "ended",
+)  # fmt: skip
+_TABLES = {"run": ("runs", RUN_COLUMNS), "cell": ("cells", CELL_COLUMNS), "step": ("steps", STEP_COLUMNS)}
+_TIMES = {"started", "ended"}
+
+#: Fold the log into DuckDB once it holds this many records.
+FOLD_EVERY = 4096
+
+
+def resolve_path(source: str | os.PathLike | None = None) -> Path:
+    """Where the journal of ``source`` (a notebook or script path) lives.
+
+    ``.durable/<stem>.duckdb`` beside the source; ``DURABLE_NB_DIR`` replaces the
+    folder; with no source, ``.durable/session.duckdb`` in the working directory.
+    """
+    src = Path(source).expanduser() if source else None
+    stem = src.stem if src else "session"
+    folder = os.environ.get("DURABLE_NB_DIR")
+    if folder:
+        base = Path(folder).expanduser()
+    else:
+        base = (src.parent if src else Path.cwd()) / ".durable"
+    return (base / f"{stem}.duckdb").absolute()
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Log records hold plain data only; refusing globals makes reading them safe."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"unexpected global {module}.{name} in a journal log")
+
+
+class _Log:
+    """Append-only record file: ``<u32 length><u32 crc32><pickled tuple>`` per record."""
+
+    _HEADER = struct.Struct("<II")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self.count = 0
+
+    def append(self, record: tuple, sync: bool) -> None:
+        payload = pickle.dumps(record, protocol=5)
+        data = memoryview(self._HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+        while data:
+            data = data[os.write(self.fd, data) :]
+        if sync:
+            os.fdatasync(self.fd)
+        self.count += 1
+
+    def read(self) -> list[tuple]:
+        """Every whole record; a torn or corrupt tail (a crash mid-write) is ignored."""
+        with open(self.path, "rb") as f:
+            data = f.read()
+        out, pos, size = [], 0, self._HEADER.size
+        while pos + size <= len(data):
+            length, crc = self._HEADER.unpack_from(data, pos)
+            payload = data[pos + size : pos + size + length]
+            if len(payload) < length or zlib.crc32(payload) != crc:
+                break
+            try:
+                out.append(_PlainUnpickler(io.BytesIO(payload)).load())
+            except Exception:
+                break
+            pos += size + length
+        return out
+
+    def truncate(self) -> None:
+        os.ftruncate(self.fd, 0)
+        os.fsync(self.fd)
+        self.count = 0
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+
+
+def _classify(path: Path, exc: Exception) -> JournalError:
+    """Turn a DuckDB or OS error met while opening into a message saying what to do."""
+    msg = str(exc)
+    if "Could not set lock" in msg or "Conflicting lock" in msg:
+        pid = _LOCK_PID.search(msg)
+        return JournalLocked(str(path), int(pid.group(1)) if pid else None)
+    if isinstance(exc, OSError) or any(
+        s in msg for s in ("Read-only file system", "Permission denied", "No space left")
+    ):
+        return JournalUnwritable.from_cause(str(path), exc)
+    return JournalCorrupt.from_cause(str(path), exc)
+
+
+class Journal:
+    """An open journal, held by this process until :meth:`close`.
+
+    Use :meth:`open`; errors arrive as :class:`~durable_nb.errors.JournalError`.
+    """
+
+    def __init__(self, path: Path, con: Any, log: _Log) -> None:
+        self.path = path
+        self.blobs = BlobStore(path.with_suffix(".blobs"))
+        self._con = con
+        self._log = log
+        self._lock = threading.RLock()
+        self._index: dict[str, tuple[str, bytes | None, str | None]] = {}
+        self.epoch = 0
+        self._seq = 0
+
+    # -- opening -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Journal:
+        """Open (creating if needed) the journal at ``path`` and recover it.
+
+        Recovery folds the log left by the last run and marks cells and runs a
+        dead process left ``running`` as ``crashed``.
+        """
+        import duckdb  # imported on first need: ~0.1 s
+
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(path))
+        except (OSError, duckdb.Error) as exc:
+            raise _classify(path, exc) from exc
+        try:
+            _migrate(path, con)
+            log = _Log(path.with_suffix(".wal"))
+        except JournalError:
+            con.close()
+            raise
+        except (OSError, duckdb.Error) as exc:
+            con.close()
+            raise _classify(path, exc) from exc
+        self = cls(path, con, log)
+        try:
+            self._recover()
+        except (OSError, duckdb.Error) as exc:
+            self._close_quietly()
+            raise _classify(path, exc) from exc
+        return self
+
+    def _recover(self) -> None:
+        self.fold()
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN")
+            con.execute("UPDATE cells SET status = 'crashed' WHERE status = 'running'")
+            con.execute("UPDATE runs SET status = 'crashed' WHERE ended IS NULL")
+            con.execute("COMMIT")
+            row = con.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+            self.epoch = int(row[0]) if row else 0
+            self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
+            for identity, kind, result, blob in con.execute(
+                "SELECT identity, kind, result, blob FROM steps "
+                "WHERE status = 'ok' AND epoch = ? ORDER BY ended, record_id",
+                [self.epoch],
+            ).fetchall():
+                self._index[identity] = (kind, result, blob)
+
+    # -- writing -------------------------------------------------------------
+
+    def write(self, kind: str, row: tuple, sync: bool = True) -> None:
+        """Append a ``run``, ``cell`` or ``step`` row (columns as ``*_COLUMNS``).
+
+        A later row with the same first column replaces the earlier one.
+        Raises :class:`JournalUnwritable` when the disk refuses the write.
+        """
+        try:
+            with self._lock:
+                self._log.append((kind, row), sync)
+                if kind == "step" and row[10] == "ok":
+                    self._index[row[1]] = (row[11], row[12], row[13])
+                if self._log.count >= FOLD_EVERY:
+                    self.fold()
+        except OSError as exc:
+            raise JournalUnwritable.from_cause(str(self.path), exc) from exc
+
+    def put_payload(self, payload: bytes) -> tuple[bytes | None, str | None]:
+        """Place a result payload: inline when small, else in a blob file."""
+        if len(payload) < BLOB_THRESHOLD:
+            return payload, None
+        try:
+            return None, self.blobs.put(payload)
+        except OSError as exc:
+            raise JournalUnwritable.from_cause(str(self.path), exc) from exc
+
+    def new_epoch(self) -> int:
+        """Start a new epoch: earlier step results no longer replay."""
+        with self._lock:
+            self.epoch += 1
+            self.write("meta", ("epoch", str(self.epoch)))
+            self._index.clear()
+            return self.epoch
+
+    def next_seq(self) -> int:
+        """The next cell execution's sequence number (journal-wide, increasing)."""
+        with self._lock:
+            self._seq += 1
+            return self._seq
+
+    # -- reading -------------------------------------------------------------
+
+    def lookup(self, identity: str) -> tuple[str, bytes] | None:
+        """The completed result of step ``identity`` as ``(kind, payload)``, or None."""
+        hit = self._index.get(identity)
+        if hit is None:
+            return None
+        kind, inline, blob = hit
+        return kind, inline if blob is None else self.blobs.get(blob)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def query(self, sql: str, params: Iterable[Any] | None = None) -> Any:
+        """Run ``sql`` over the journal's tables; return a pandas DataFrame."""
+        import duckdb
+
+        with self._lock:
+            self.fold()
+            try:
+                return self._con.execute(sql, list(params or [])).df()
+            except duckdb.Error as exc:
+                raise ValueError(f"{type(exc).__name__}: {exc}") from None
+
+    def rows(self, sql: str, params: Iterable[Any] | None = None) -> list[tuple]:
+        """Like :meth:`query`, as a list of tuples (no pandas)."""
+        with self._lock:
+            self.fold()
+            return self._con.execute(sql, list(params or [])).fetchall()
+
+    # -- folding and closing -------------------------------------------------
+
+    def fold(self) -> None:
+        """Move the log's records into DuckDB in one transaction, then empty the log.
+
+        Replaying a log twice is harmless (rows replace rows with the same key),
+        so a crash between the commit and the truncation loses nothing.
+        """
+        with self._lock:
+            records = self._log.read()
+            if not records:
+                if os.fstat(self._log.fd).st_size:  # only a torn tail: drop it
+                    self._log.truncate()
+                return
+            latest: dict[str, dict[Any, tuple]] = {"run": {}, "cell": {}, "step": {}, "meta": {}}
+            for kind, row in records:
+                latest[kind][row[0]] = row
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                for key, value in latest["meta"].values():
+                    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+                for kind, table_cols in _TABLES.items():
+                    if latest[kind]:
+                        _bulk_upsert(con, *table_cols, list(latest[kind].values()))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            self._log.truncate()
+
+    def close(self) -> None:
+        """Fold the log and release the journal."""
+        with self._lock:
+            try:
+                self.fold()
+            finally:
+                self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        for closer in (getattr(self, "_log", None), self._con):
+            try:
+                if closer is not None:
+                    closer.close()
+            except Exception:
+                pass
+
+
+def _bulk_upsert(con: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert-or-replace ``rows`` by scanning numpy columns (~4 µs/row; executemany ~1 ms/row)."""
+    import numpy as np  # light next to pandas, and importable even at interpreter exit
+
+    types = dict(
+        con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
+            [table],
+        ).fetchall()
+    )
+    batch = {}
+    for name, values in zip(columns, zip(*rows, strict=True), strict=True):
+        column = np.empty(len(values), dtype=object)
+        column[:] = values
+        batch[name] = column
+
+    def cast(name: str) -> str:
+        if name in _TIMES:
+            return f"to_timestamp(CAST({name} AS DOUBLE))"
+        return f"CAST({name} AS {types[name]})"
+
+    con.register("_dnb_batch", batch)
+    try:
+        con.execute(
+            f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
+            f"SELECT {', '.join(map(cast, columns))} FROM _dnb_batch"
+        )
+    finally:
+        con.unregister("_dnb_batch")
+
+
+def _migrate(path: Path, con: Any) -> None:
+    """Bring the schema up to :data:`SCHEMA_VERSION`; refuse a newer or foreign file."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if "meta" in tables:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+    elif tables:
+        raise JournalCorrupt(
+            str(path),
+            f"{path} is a DuckDB file but not a durable_nb journal (it has tables "
+            f"{', '.join(sorted(tables)[:5])}); this kernel runs un-journaled. "
+            "Move it aside or set DURABLE_NB_DIR to another folder.",
+        )
+    else:
+        version = 0
+    if version > SCHEMA_VERSION:
+        raise JournalTooNew.from_versions(str(path), version, SCHEMA_VERSION)
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        con.execute("BEGIN")
+        for ddl in _MIGRATIONS[target]:
+            con.execute(ddl)
+        con.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target)]
+        )
+        con.execute("COMMIT")

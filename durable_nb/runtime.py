@@ -1,0 +1,290 @@
+"""The durable state of one process: its journal (or none), the running cell, counters.
+
+A kernel gets one from the extension; a plain script gets one on its first step.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import xxhash
+
+from . import codec
+from .errors import DurableError, JournalError
+from .journal import Journal, resolve_path
+
+#: A cell whose first line is this re-runs its steps instead of replaying them.
+FRESH_LINE = re.compile(r"^\s*%%durable\s+fresh\s*(#.*)?$")
+
+MISS = object()
+
+_reported: set[str] = set()
+
+
+def report(message: str, once: str | None = None) -> None:
+    """Write one ``durable_nb:`` line to stderr; with ``once``, only the first time."""
+    if once is not None:
+        if once in _reported:
+            return
+        _reported.add(once)
+    print(f"durable_nb: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class CellContext:
+    """One cell execution (or a whole script) as seen by the steps it calls."""
+
+    exec_id: str
+    seq: int
+    cell_key: str
+    cell_id: str | None = None
+    source: str = ""
+    started: float = field(default_factory=time.time)
+    fresh: bool = False
+    ran: int = 0
+    replayed: int = 0
+    failed: int = 0
+    _occurrences: dict[tuple[str, str], int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def occurrence(self, name: str, argfp: str) -> int:
+        """How many times this cell execution has already called ``name`` with these args."""
+        with self._lock:
+            n = self._occurrences.get((name, argfp), 0)
+            self._occurrences[(name, argfp)] = n + 1
+            return n
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
+
+
+def cell_key(cell_id: str | None, source: str) -> str:
+    """The cell's identity: the frontend's cell id, else a hash of its source."""
+    if cell_id:
+        return cell_id
+    lines = source.splitlines()
+    if lines and FRESH_LINE.match(lines[0]):
+        lines = lines[1:]
+    return "src:" + xxhash.xxh3_64_hexdigest("\n".join(lines).strip())
+
+
+class Runtime:
+    """Everything durable about this process; steps reach it through :func:`current`.
+
+    Parameters
+    ----------
+    source : str or None
+        The notebook (or script) path the journal is named after.
+    """
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+        self.path = resolve_path(source)
+        self.run_id = uuid.uuid4().hex[:16]
+        self.started = time.time()
+        self.enabled = True
+        self.journal: Journal | None = None
+        self.problem: JournalError | None = None
+        self.totals = {"ran": 0, "replayed": 0, "failed": 0}
+        self.cell = CellContext(exec_id=f"{self.run_id}:0", seq=0, cell_key="kernel")
+        self._depth = 0
+        try:
+            self.journal = Journal.open(self.path)
+            self._write("run", self._run_row(None, "running"))
+        except JournalError as exc:
+            self._step_aside(exc)
+
+    # -- state ----------------------------------------------------------------
+
+    @property
+    def journaling(self) -> bool:
+        """True when steps are recorded and replayed."""
+        return self.enabled and self.journal is not None
+
+    @property
+    def epoch(self) -> int:
+        return self.journal.epoch if self.journal else 0
+
+    def _step_aside(self, exc: JournalError) -> None:
+        """Stop journaling for the rest of this process; the notebook runs on."""
+        self.problem = exc
+        report(str(exc), once=f"{type(exc).__name__}:{exc.path}")
+        if self.journal is not None:
+            self.journal._close_quietly()
+            self.journal = None
+
+    def _write(self, kind: str, row: tuple, sync: bool = True) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.write(kind, row, sync)
+        except JournalError as exc:
+            self._step_aside(exc)
+
+    def _run_row(self, ended: float | None, status: str) -> tuple:
+        from . import __version__
+
+        versions = json.dumps({"durable_nb": __version__, "python": sys.version.split()[0]})
+        return (self.run_id, os.getpid(), socket.gethostname(), self.source, self.started,
+                ended, status, versions)  # fmt: skip
+
+    # -- cells ----------------------------------------------------------------
+
+    def begin_cell(self, cell_id: str | None, source: str) -> None:
+        """A cell starts executing (nested executions belong to the outer cell)."""
+        self._depth += 1
+        if self._depth > 1:
+            return
+        first = source.lstrip().split("\n", 1)[0]
+        seq = self.journal.next_seq() if self.journal else self.cell.seq + 1
+        self.cell = CellContext(
+            exec_id=f"{self.run_id}:{seq}", seq=seq, cell_key=cell_key(cell_id, source),
+            cell_id=cell_id, source=source, fresh=bool(FRESH_LINE.match(first)),
+        )  # fmt: skip
+        if self.enabled:
+            self._write("cell", self._cell_row(None, "running", None))
+
+    def end_cell(self, status: str, error: str | None) -> None:
+        """The cell ended with ``status`` (ok, error, interrupted)."""
+        self._depth = max(self._depth - 1, 0)
+        if self._depth:
+            return
+        cell = self.cell
+        if self.enabled:
+            self._write("cell", self._cell_row(time.time(), status, error))
+        if cell.replayed:
+            n = cell.replayed
+            report(
+                f"{n} step{'s' if n != 1 else ''} replayed from the journal, not run again. "
+                "To run them again put %%durable fresh at the top of the cell "
+                "(or %durable fresh for the whole notebook)."
+            )
+
+    def _cell_row(self, ended: float | None, status: str, error: str | None) -> tuple:
+        c = self.cell
+        return (c.exec_id, c.seq, self.run_id, c.cell_id, c.cell_key, c.source, c.started,
+                ended, status, error, c.ran, c.replayed)  # fmt: skip
+
+    # -- steps ----------------------------------------------------------------
+
+    def identity(self, name: str, args: tuple, kwargs: dict, key: str | None) -> tuple[str, int]:
+        """A step call's identity and occurrence number (see DESIGN.md, Concepts)."""
+        if key is not None:
+            return codec.fingerprint(self.epoch, "key", name, key), 0
+        argfp = codec.fingerprint(args, kwargs)
+        n = self.cell.occurrence(name, argfp)
+        return codec.fingerprint(self.epoch, self.cell.cell_key, name, argfp, n), n
+
+    def replay(self, identity: str, name: str) -> Any:
+        """The recorded result of ``identity`` (a fresh copy), or :data:`MISS`."""
+        if not self.journaling or self.cell.fresh:
+            return MISS
+        hit = self.journal.lookup(identity)
+        if hit is None:
+            return MISS
+        try:
+            return codec.loads(*hit)
+        except Exception as exc:
+            raise DurableError(
+                f"step {name!r} completed earlier but its recorded result cannot be loaded "
+                f"({type(exc).__name__}: {exc}). Run the cells that define what it needs and "
+                "re-run, or put %%durable fresh at the top of the cell to run it again."
+            ) from exc
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Journal a finished step; ``row`` holds ``STEP_COLUMNS`` fields but the cell's."""
+        if not self.journaling:
+            return
+        c = self.cell
+        from .journal import STEP_COLUMNS
+
+        row.update(record_id=uuid.uuid4().hex, epoch=self.epoch, cell_key=row.get("cell_key") or c.cell_key,
+                   seq=c.seq, run_id=self.run_id)  # fmt: skip
+        self._write("step", tuple(row.get(col) for col in STEP_COLUMNS))
+
+    def store(self, name: str, value: Any) -> tuple[str | None, bytes | None, str | None]:
+        """Serialize a step result for the journal: ``(kind, inline, blob)``.
+
+        A value that cannot be serialized gives ``(None, None, None)`` and a warning.
+        """
+        if not self.journaling:
+            return None, None, None
+        try:
+            kind, payload = codec.dumps(value)
+        except Exception as exc:
+            report(
+                f"the result of step {name!r} cannot be saved ({type(exc).__name__}: {exc}); "
+                "it was returned but is not durable and the step will run again on re-run.",
+                once=f"unsaved:{name}",
+            )
+            return None, None, None
+        try:
+            inline, blob = self.journal.put_payload(payload)
+        except JournalError as exc:
+            self._step_aside(exc)
+            return None, None, None
+        return kind, inline, blob
+
+    # -- whole journal ----------------------------------------------------------
+
+    def fresh(self) -> int:
+        """Start a new epoch; returns its number."""
+        if self.journal is None:
+            raise DurableError("no journal is open, so there is nothing to start fresh from")
+        try:
+            return self.journal.new_epoch()
+        except JournalError as exc:
+            self._step_aside(exc)
+            raise
+
+    def close(self, status: str = "closed") -> None:
+        """Record how this run ended and release the journal."""
+        if self.journal is None:
+            return
+        self._write("run", self._run_row(time.time(), status))
+        journal, self.journal = self.journal, None
+        try:
+            journal.close()
+        except Exception as exc:  # the log keeps the records; the next open folds them
+            report(f"could not fold the journal log at exit ({exc}); it is kept for next time")
+
+
+_current: Runtime | None = None
+_lock = threading.Lock()
+
+
+def current() -> Runtime | None:
+    """The process's runtime; a plain script gets one (and a journal) on first use."""
+    global _current
+    if _current is not None:
+        return _current
+    if "IPython" in sys.modules and sys.modules["IPython"].get_ipython() is not None:
+        report(
+            "the durable_nb extension is not loaded, so steps are neither journaled nor "
+            "replayed; run %load_ext durable_nb (or use the 'Python 3 (durable)' kernel).",
+            once="not-loaded",
+        )
+        return None
+    with _lock:
+        if _current is None:
+            main = getattr(sys.modules.get("__main__"), "__file__", None)
+            install(Runtime(main))
+            atexit.register(_current.close)
+    return _current
+
+
+def install(rt: Runtime | None) -> None:
+    """Make ``rt`` the process's runtime (``None`` to remove it)."""
+    global _current
+    _current = rt
