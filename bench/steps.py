@@ -15,11 +15,7 @@ TAG = "RESULT "
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WFID = "bench-steps"
 SIDES = ("durable", "dbos", "floor")
-LABELS = {
-    "durable": "durable_nb",
-    "dbos": "DBOS 3.4 (SQLite)",
-    "floor": "fdatasync floor",
-}
+LABELS = {"durable": "durable_nb", "dbos": "DBOS 3.4 (SQLite)", "floor": "fdatasync floor"}
 TARGETS = {("durable", "run"): 1_000, ("durable", "replay"): 20_000}
 FLOOR_FACTOR = 8.0
 CALLS = [0]
@@ -169,13 +165,7 @@ def spawn(side, phase, n, folder):
         env["DURABLE_NB_DIR"] = folder
     try:
         proc = subprocess.run(
-            cmd,
-            cwd=folder,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
+            cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=900, check=False
         )
     except subprocess.TimeoutExpired:
         return {"error": "timed out"}

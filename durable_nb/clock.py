@@ -8,7 +8,7 @@ from __future__ import annotations
 import random as _random
 import time
 import uuid as _uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .steps import step
 
@@ -20,7 +20,7 @@ _deadline = step(lambda seconds: time.time() + seconds, name="dnb.sleep", retrie
 
 def now() -> datetime:
     """The current time (UTC, timezone-aware), recorded; a replay returns the same."""
-    return datetime.fromtimestamp(_now(), timezone.utc)
+    return datetime.fromtimestamp(_now(), UTC)
 
 
 def uuid4() -> _uuid.UUID:

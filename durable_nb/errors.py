@@ -7,9 +7,9 @@ from __future__ import annotations
 
 __all__ = [
     "DurableError",
+    "JournalCorrupt",
     "JournalError",
     "JournalLocked",
-    "JournalCorrupt",
     "JournalTooNew",
     "JournalUnwritable",
     "StepFailed",

@@ -62,7 +62,11 @@ STEP_COLUMNS = (
     "occurrence", "key", "status", "kind", "result", "blob", "error", "attempts",
     "attempt_errors", "started", "ended",
 )  # fmt: skip
-_TABLES = {"run": ("runs", RUN_COLUMNS), "cell": ("cells", CELL_COLUMNS), "step": ("steps", STEP_COLUMNS)}
+_TABLES = {
+    "run": ("runs", RUN_COLUMNS),
+    "cell": ("cells", CELL_COLUMNS),
+    "step": ("steps", STEP_COLUMNS),
+}
 _TIMES = {"started", "ended"}
 
 #: Fold the log into DuckDB once it holds this many records.
@@ -373,7 +377,8 @@ def _bulk_upsert(con: Any, table: str, columns: tuple[str, ...], rows: list[tupl
 
 def _migrate(path: Path, con: Any) -> None:
     """Bring the schema up to :data:`SCHEMA_VERSION`; refuse a newer or foreign file."""
-    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    found = con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    tables = {r[0] for r in found}
     if "meta" in tables:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row else 0
@@ -392,7 +397,5 @@ def _migrate(path: Path, con: Any) -> None:
         con.execute("BEGIN")
         for ddl in _MIGRATIONS[target]:
             con.execute(ddl)
-        con.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target)]
-        )
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target)])
         con.execute("COMMIT")

@@ -124,4 +124,3 @@ class DurableMagics(Magics):
 
     def _path(self, args: Any) -> str:
         return str(self.rt.path)
-

@@ -209,8 +209,8 @@ class Runtime:
         c = self.cell
         from .journal import STEP_COLUMNS
 
-        row.update(record_id=uuid.uuid4().hex, epoch=self.epoch, cell_key=row.get("cell_key") or c.cell_key,
-                   seq=c.seq, run_id=self.run_id)  # fmt: skip
+        row.update(record_id=uuid.uuid4().hex, epoch=self.epoch, cell_key=c.cell_key, seq=c.seq,
+                   run_id=self.run_id)  # fmt: skip
         self._write("step", tuple(row.get(col) for col in STEP_COLUMNS))
 
     def store(self, name: str, value: Any) -> tuple[str | None, bytes | None, str | None]:

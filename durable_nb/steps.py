@@ -226,7 +226,7 @@ class _Call:
                     else:
                         try:
                             value = await asyncio.wait_for(coro, timeout)
-                        except asyncio.TimeoutError:
+                        except TimeoutError:
                             raise StepTimeout(self.step.name, timeout) from None
                 except Exception as exc:
                     await asyncio.sleep(self._failed(exc, t0))

@@ -50,11 +50,7 @@ class ServiceError(Exception):
         self.body = body
 
     def __str__(self) -> str:
-        detail = (
-            self.body.get("error", self.body)
-            if isinstance(self.body, dict)
-            else self.body
-        )
+        detail = self.body.get("error", self.body) if isinstance(self.body, dict) else self.body
         return f"HTTP {self.status}: {detail}"
 
 
@@ -311,9 +307,7 @@ def _request(
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(
-        url, data=data, method=method, headers=dict(headers or {})
-    )
+    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -358,9 +352,7 @@ def call(
     OSError
         If the service cannot be reached (``urllib.error.URLError``, timeout).
     """
-    headers = (
-        {} if idempotency_key is None else {"Idempotency-Key": str(idempotency_key)}
-    )
+    headers = {} if idempotency_key is None else {"Idempotency-Key": str(idempotency_key)}
     target = f"{url.rstrip('/')}{WORK_PREFIX}{path.lstrip('/')}"
     return _request(target, "POST", timeout=timeout, headers=headers)
 
@@ -386,18 +378,10 @@ def reset(url: str, timeout: float = 5.0) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM or SIGINT after printing ``PORT <n>`` on stdout."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--port", type=int, default=0, help="port to bind (0: any free)"
-    )
-    parser.add_argument(
-        "--fail-rate", type=float, default=0.3, help="share of failures"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=None, help="seed for the failure draws"
-    )
-    parser.add_argument(
-        "--latency", type=float, default=0.0, help="seconds per request"
-    )
+    parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free)")
+    parser.add_argument("--fail-rate", type=float, default=0.3, help="share of failures")
+    parser.add_argument("--seed", type=int, default=None, help="seed for the failure draws")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
