@@ -23,6 +23,8 @@ class _Extension:
 
         self.shell = shell
         self.rt = Runtime(os.environ.get("JPY_SESSION_NAME") or None)
+        if getattr(shell, "parent_header", None):  # loaded by %load_ext inside a cell
+            self.rt.announced()
         runtime.install(self.rt)
         self.magics = DurableMagics(shell, self.rt)
         shell.register_magics(self.magics)

@@ -203,7 +203,7 @@ class Journal:
         try:
             self._recover()
         except (OSError, duckdb.Error) as exc:
-            self._close_quietly()
+            self.abandon()
             raise _classify(path, exc) from exc
         return self
 
@@ -333,9 +333,10 @@ class Journal:
             try:
                 self.fold()
             finally:
-                self._close_quietly()
+                self.abandon()
 
-    def _close_quietly(self) -> None:
+    def abandon(self) -> None:
+        """Release the journal without writing anything more (the disk refused a write)."""
         for closer in (getattr(self, "_log", None), self._con):
             try:
                 if closer is not None:

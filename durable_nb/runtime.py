@@ -99,6 +99,9 @@ class Runtime:
         self.totals = {"ran": 0, "replayed": 0, "failed": 0}
         self.cell = CellContext(exec_id=f"{self.run_id}:0", seq=0, cell_key="kernel")
         self._depth = 0
+        # A problem found while a kernel starts has no cell to show it in yet:
+        # it is shown again in the first cell's output.
+        self._unannounced: str | None = None
         try:
             self.journal = Journal.open(self.path)
             self._write("run", self._run_row(None, "running"))
@@ -119,10 +122,16 @@ class Runtime:
     def _step_aside(self, exc: JournalError) -> None:
         """Stop journaling for the rest of this process; the notebook runs on."""
         self.problem = exc
+        if self._depth == 0 and self.cell.seq == 0:
+            self._unannounced = str(exc)
         report(str(exc), once=f"{type(exc).__name__}:{exc.path}")
         if self.journal is not None:
-            self.journal._close_quietly()
+            self.journal.abandon()
             self.journal = None
+
+    def announced(self) -> None:
+        """The problems so far were shown where the user sees them (inside a cell)."""
+        self._unannounced = None
 
     def _write(self, kind: str, row: tuple, sync: bool = True) -> None:
         if self.journal is None:
@@ -146,6 +155,9 @@ class Runtime:
         self._depth += 1
         if self._depth > 1:
             return
+        if self._unannounced:
+            report(self._unannounced)
+            self._unannounced = None
         first = source.lstrip().split("\n", 1)[0]
         seq = self.journal.next_seq() if self.journal else self.cell.seq + 1
         self.cell = CellContext(
@@ -157,7 +169,9 @@ class Runtime:
 
     def end_cell(self, status: str, error: str | None) -> None:
         """The cell ended with ``status`` (ok, error, interrupted)."""
-        self._depth = max(self._depth - 1, 0)
+        if self._depth == 0:  # the cell that loaded the extension had no begin_cell
+            return
+        self._depth -= 1
         if self._depth:
             return
         cell = self.cell
@@ -252,6 +266,9 @@ class Runtime:
         """Record how this run ended and release the journal."""
         if self.journal is None:
             return
+        if self._depth:  # closing from inside a cell (%unload_ext): that cell ends here
+            self._depth = 1
+            self.end_cell("ok", None)
         self._write("run", self._run_row(time.time(), status))
         journal, self.journal = self.journal, None
         try:
