@@ -115,6 +115,9 @@ class _Log:
             os.fdatasync(self.fd)
         self.count += 1
 
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
+
     def read(self) -> list[tuple]:
         """Every whole record; a torn or corrupt tail (a crash mid-write) is ignored."""
         with open(self.path, "rb") as f:
@@ -240,6 +243,14 @@ class Journal:
                     self._index[row[1]] = (row[11], row[12], row[13])
                 if self._log.count >= FOLD_EVERY:
                     self.fold()
+        except OSError as exc:
+            raise JournalUnwritable.from_cause(str(self.path), exc) from exc
+
+    def sync(self) -> None:
+        """Make every row written with ``sync=False`` durable (one fdatasync: group commit)."""
+        try:
+            with self._lock:
+                self._log.sync()
         except OSError as exc:
             raise JournalUnwritable.from_cause(str(self.path), exc) from exc
 

@@ -216,8 +216,11 @@ class Runtime:
                 "re-run, or put %%durable fresh at the top of the cell to run it again."
             ) from exc
 
-    def record(self, row: dict[str, Any]) -> None:
-        """Journal a finished step; ``row`` holds ``STEP_COLUMNS`` fields but the cell's."""
+    def record(self, row: dict[str, Any], sync: bool = True) -> None:
+        """Journal a finished step; ``row`` holds ``STEP_COLUMNS`` fields but the cell's.
+
+        With ``sync=False`` the row is durable only after the next :meth:`sync`.
+        """
         if not self.journaling:
             return
         c = self.cell
@@ -225,7 +228,15 @@ class Runtime:
 
         row.update(record_id=uuid.uuid4().hex, epoch=self.epoch, cell_key=c.cell_key, seq=c.seq,
                    run_id=self.run_id)  # fmt: skip
-        self._write("step", tuple(row.get(col) for col in STEP_COLUMNS))
+        self._write("step", tuple(row.get(col) for col in STEP_COLUMNS), sync)
+
+    def sync(self) -> None:
+        """Make the rows recorded with ``sync=False`` durable."""
+        if self.journal is not None:
+            try:
+                self.journal.sync()
+            except JournalError as exc:
+                self._step_aside(exc)
 
     def store(self, name: str, value: Any) -> tuple[str | None, bytes | None, str | None]:
         """Serialize a step result for the journal: ``(kind, inline, blob)``.

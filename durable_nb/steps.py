@@ -159,6 +159,93 @@ class _Step:
         return wrapper
 
 
+class Attempts:
+    """The retry loop of one step call, apart from any journal (workers run it too).
+
+    ``log`` gets one entry per attempt; the final error is raised: :class:`StepFailed`
+    when retries run out, a ``non_retryable`` error as is.
+    """
+
+    def __init__(self, name: str, policy: RetryPolicy, identity: str) -> None:
+        self.name, self.policy, self.identity = name, policy, identity
+        self.log: list[dict[str, Any]] = []
+        self.errors: list[BaseException] = []
+
+    def run_sync(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        token = _CURRENT.set(self.identity)
+        try:
+            while True:
+                t0 = time.time()
+                try:
+                    value = self._attempt_sync(fn, args, kwargs)
+                except Exception as exc:
+                    time.sleep(self._failed(exc, t0))
+                else:
+                    self.log.append({"started": t0, "seconds": time.time() - t0, "error": None})
+                    return value
+        finally:
+            _CURRENT.reset(token)
+
+    async def run_async(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        token = _CURRENT.set(self.identity)
+        timeout = self.policy.timeout
+        try:
+            while True:
+                t0 = time.time()
+                try:
+                    if timeout is None:
+                        value = await fn(*args, **kwargs)
+                    else:
+                        try:
+                            value = await asyncio.wait_for(fn(*args, **kwargs), timeout)
+                        except TimeoutError:
+                            raise StepTimeout(self.name, timeout) from None
+                except Exception as exc:
+                    await asyncio.sleep(self._failed(exc, t0))
+                else:
+                    self.log.append({"started": t0, "seconds": time.time() - t0, "error": None})
+                    return value
+        finally:
+            _CURRENT.reset(token)
+
+    def _attempt_sync(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        timeout = self.policy.timeout
+        if timeout is None:
+            return fn(*args, **kwargs)
+        # A thread is the only portable way to stop waiting for a blocking call;
+        # the call itself cannot be killed and is left to finish in the background.
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        ctx = contextvars.copy_context()
+
+        def target() -> None:
+            try:
+                box["value"] = ctx.run(fn, *args, **kwargs)
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"dnb-step-{self.name}", daemon=True).start()
+        if not done.wait(timeout):
+            raise StepTimeout(self.name, timeout)
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def _failed(self, exc: Exception, t0: float) -> float:
+        """Note a failed attempt; return the wait before the next, or raise the final error."""
+        self.errors.append(exc)
+        self.log.append(
+            {"started": t0, "seconds": time.time() - t0, "error": f"{type(exc).__name__}: {exc}"}
+        )
+        if isinstance(exc, self.policy.non_retryable):
+            raise exc
+        if len(self.errors) > self.policy.retries:
+            raise StepFailed(self.name, self.errors) from exc
+        return self.policy.delay(len(self.errors))
+
+
 class _Call:
     """One call of a step: identity, replay, attempts, journaling."""
 
@@ -168,8 +255,6 @@ class _Call:
         self.rt: runtime.Runtime | None = None
         self.identity = uuid.uuid4().hex  # un-journaled calls still get a step_id
         self.occurrence, self.key = 0, None
-        self.log: list[dict[str, Any]] = []
-        self.errors: list[BaseException] = []
         self.started = time.time()
 
     @classmethod
@@ -179,17 +264,17 @@ class _Call:
             call.nested = True
             return call
         rt = call.rt = runtime.current()
-        if rt is None or not rt.enabled:
-            return call
-        key = step.key(*args, **kwargs) if callable(step.key) else step.key
-        call.key = None if key is None else str(key)
-        call.identity, call.occurrence = rt.identity(step.name, args, kwargs, call.key)
-        value = rt.replay(call.identity, step.name)
-        if value is not runtime.MISS:
-            call.done, call.value = True, value
-            if not step.internal:
-                rt.cell.count("replayed")
-                rt.totals["replayed"] += 1
+        if rt is not None and rt.enabled:
+            key = step.key(*args, **kwargs) if callable(step.key) else step.key
+            call.key = None if key is None else str(key)
+            call.identity, call.occurrence = rt.identity(step.name, args, kwargs, call.key)
+            value = rt.replay(call.identity, step.name)
+            if value is not runtime.MISS:
+                call.done, call.value = True, value
+                if not step.internal:
+                    rt.cell.count("replayed")
+                    rt.totals["replayed"] += 1
+        call.attempts = Attempts(step.name, step.policy, call.identity)
         return call
 
     # -- attempts -------------------------------------------------------------
@@ -197,85 +282,20 @@ class _Call:
     def attempts_sync(self) -> Any:
         if self.nested:
             return self.step.fn(*self.args, **self.kwargs)
-        token = _CURRENT.set(self.identity)
         try:
-            while True:
-                t0 = time.time()
-                try:
-                    value = self._attempt_sync()
-                except Exception as exc:
-                    time.sleep(self._failed(exc, t0))
-                else:
-                    self.log.append({"started": t0, "seconds": time.time() - t0, "error": None})
-                    return value
-        finally:
-            _CURRENT.reset(token)
+            return self.attempts.run_sync(self.step.fn, self.args, self.kwargs)
+        except Exception as exc:
+            self._journal_error(exc)
+            raise
 
     async def attempts_async(self) -> Any:
         if self.nested:
             return await self.step.fn(*self.args, **self.kwargs)
-        token = _CURRENT.set(self.identity)
         try:
-            timeout = self.step.policy.timeout
-            while True:
-                t0 = time.time()
-                try:
-                    coro = self.step.fn(*self.args, **self.kwargs)
-                    if timeout is None:
-                        value = await coro
-                    else:
-                        try:
-                            value = await asyncio.wait_for(coro, timeout)
-                        except TimeoutError:
-                            raise StepTimeout(self.step.name, timeout) from None
-                except Exception as exc:
-                    await asyncio.sleep(self._failed(exc, t0))
-                else:
-                    self.log.append({"started": t0, "seconds": time.time() - t0, "error": None})
-                    return value
-        finally:
-            _CURRENT.reset(token)
-
-    def _attempt_sync(self) -> Any:
-        timeout = self.step.policy.timeout
-        if timeout is None:
-            return self.step.fn(*self.args, **self.kwargs)
-        # A thread is the only portable way to stop waiting for a blocking call;
-        # the call itself cannot be killed and is left to finish in the background.
-        box: dict[str, Any] = {}
-        done = threading.Event()
-        ctx = contextvars.copy_context()
-
-        def target() -> None:
-            try:
-                box["value"] = ctx.run(self.step.fn, *self.args, **self.kwargs)
-            except BaseException as exc:  # handed to the caller's thread
-                box["error"] = exc
-            finally:
-                done.set()
-
-        threading.Thread(target=target, name=f"dnb-step-{self.step.name}", daemon=True).start()
-        if not done.wait(timeout):
-            raise StepTimeout(self.step.name, timeout)
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
-
-    def _failed(self, exc: Exception, t0: float) -> float:
-        """Note a failed attempt; return the wait before the next, or raise the final error."""
-        policy = self.step.policy
-        self.errors.append(exc)
-        self.log.append(
-            {"started": t0, "seconds": time.time() - t0, "error": f"{type(exc).__name__}: {exc}"}
-        )
-        if isinstance(exc, policy.non_retryable):
+            return await self.attempts.run_async(self.step.fn, self.args, self.kwargs)
+        except Exception as exc:
             self._journal_error(exc)
-            raise exc
-        if len(self.errors) > policy.retries:
-            failed = StepFailed(self.step.name, self.errors)
-            self._journal_error(failed)
-            raise failed from exc
-        return policy.delay(len(self.errors))
+            raise
 
     # -- journaling -----------------------------------------------------------
 
@@ -284,7 +304,8 @@ class _Call:
                          + [f"{k}={_repr.repr(v)}" for k, v in self.kwargs.items()])  # fmt: skip
         return dict(identity=self.identity, name=self.step.name, args=f"({args})",
                     occurrence=self.occurrence, key=self.key, status=status,
-                    attempts=len(self.log), attempt_errors=json.dumps(self.log),
+                    attempts=len(self.attempts.log),
+                    attempt_errors=json.dumps(self.attempts.log),
                     started=self.started, ended=time.time(), **extra)  # fmt: skip
 
     def _journal_error(self, exc: BaseException) -> None:
