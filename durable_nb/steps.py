@@ -156,6 +156,7 @@ class _Step:
         wrapper = run_async if inspect.iscoroutinefunction(self.fn) else run
         wrapper.policy = self.policy  # type: ignore[attr-defined]
         wrapper.step_name = self.name  # type: ignore[attr-defined]
+        wrapper._dnb_step = self  # type: ignore[attr-defined]  # for dnb.map
         return wrapper
 
 
