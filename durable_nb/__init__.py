@@ -15,6 +15,7 @@ from .errors import (
     StepTimeout,
 )
 from .extension import load_ipython_extension, unload_ipython_extension
+from .fanout import map
 from .steps import RetryPolicy, step, step_id
 
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ __all__ = [
     "StepFailed",
     "StepTimeout",
     "load_ipython_extension",
+    "map",
     "now",
     "random",
     "sleep",

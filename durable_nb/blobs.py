@@ -1,6 +1,7 @@
 """Content-addressed payload files beside the journal, for payloads too big for DuckDB.
 
-A blob's name is the xxh3-128 of its content, so identical data is stored once.
+A blob's name is the xxh3-128 of its content, so identical data is stored once; big
+buffers are cut into 1 MiB chunks so that changing a slice rewrites only that slice.
 """
 
 from __future__ import annotations
@@ -11,8 +12,16 @@ from pathlib import Path
 
 import xxhash
 
-#: Payloads at least this big go to a blob file instead of a DuckDB row.
+#: Payloads at least this big go to blob files instead of DuckDB rows.
 BLOB_THRESHOLD = 1 << 20
+#: Size of the chunks big buffers are cut into (the last one may be shorter).
+CHUNK = 1 << 20
+
+
+def chunk_names(data: bytes | memoryview) -> list[str]:
+    """The names the chunks of ``data`` have (or would have) in the store."""
+    view = memoryview(data).cast("B")
+    return [xxhash.xxh3_128_hexdigest(view[i : i + CHUNK]) for i in range(0, len(view), CHUNK)]
 
 
 class BlobStore:
@@ -21,13 +30,14 @@ class BlobStore:
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
 
-    def put(self, data: bytes | memoryview) -> str:
+    def put(self, data: bytes | memoryview, name: str | None = None, sync_dir: bool = True) -> str:
         """Store ``data`` durably and return its name.
 
         Written to a temporary file, fsynced, renamed into place and the folder
-        fsynced, so a crash leaves either the whole blob or none of it.
+        fsynced (at once, or by :meth:`sync_dir` after a batch), so a crash leaves
+        either the whole blob or none of it.
         """
-        name = xxhash.xxh3_128_hexdigest(data)
+        name = name or xxhash.xxh3_128_hexdigest(data)
         target = self.folder / name
         if target.exists():
             return name
@@ -42,13 +52,51 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if sync_dir:
+            self.sync_dir()
+        return name
+
+    def put_chunks(self, data: bytes | memoryview, names: list[str] | None = None) -> list[str]:
+        """Store ``data`` as chunks (only those not stored yet); return their names."""
+        view = memoryview(data).cast("B")
+        names = names or chunk_names(view)
+        for i, name in enumerate(names):
+            self.put(view[i * CHUNK : (i + 1) * CHUNK], name, sync_dir=False)
+        self.sync_dir()
+        return names
+
+    def get_chunks(self, names: list[str], nbytes: int) -> bytearray:
+        """Reassemble ``nbytes`` of data from its chunks into one writable buffer."""
+        out = bytearray(nbytes)
+        view = memoryview(out)
+        for i, name in enumerate(names):
+            with open(self.folder / name, "rb") as f:
+                f.readinto(view[i * CHUNK : (i + 1) * CHUNK])
+        return out
+
+    def sync_dir(self) -> None:
+        """fsync the folder, so that renames into it survive a power loss."""
+        if not self.folder.exists():
+            return
         dir_fd = os.open(self.folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        return name
 
     def get(self, name: str) -> bytes:
         """Return the content of blob ``name``."""
         return (self.folder / name).read_bytes()
+
+    def names(self) -> set[str]:
+        """Every blob stored (temporary files of unfinished writes included)."""
+        if not self.folder.exists():
+            return set()
+        return {p.name for p in self.folder.iterdir()}
+
+    def remove(self, name: str) -> int:
+        """Delete blob ``name``; return the bytes freed."""
+        path = self.folder / name
+        size = path.stat().st_size
+        path.unlink()
+        return size

@@ -5,9 +5,13 @@ JSON for plain data, pickle protocol 5 next, dill (``recurse=True``) last.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import pickle
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import xxhash
@@ -105,3 +109,113 @@ def _feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         h.update(pickle.dumps(obj, protocol=5, buffer_callback=lambda b: h.update(b.raw())))
     except Exception:
         pass  # unpicklable (a client, a socket): its type alone identifies the argument
+
+
+# -- namespace values: pickle 5 with out-of-band buffers, references between variables --
+
+
+class Unserializable(Exception):
+    """A value neither pickle nor dill can save safely; the reason is the message."""
+
+
+class _ByValue(Exception):
+    """A notebook-defined function or class: pickle would save a dangling reference."""
+
+
+def _guard(obj: Any) -> None:
+    # dill "saves" open files by reopening them with their mode on load, and mode
+    # 'w' truncates the file: never let a file handle into a snapshot.
+    if isinstance(obj, io.IOBase):
+        raise Unserializable(f"{type(obj).__name__} is an open file")
+
+
+class _RefPickler(pickle.Pickler):
+    """pickle.Pickler that writes other variables as references to them."""
+
+    def __init__(self, file: Any, refs: dict[int, tuple[str, str]], own: int, **kw: Any) -> None:
+        super().__init__(file, protocol=5, **kw)
+        self._refs, self._own, self.used = refs, own, set()
+
+    def persistent_id(self, obj: Any) -> Any:
+        ref = self._refs.get(id(obj))
+        if ref is None or id(obj) == self._own:
+            return None
+        self.used.add(ref)
+        return ref
+
+    def reducer_override(self, obj: Any) -> Any:
+        _guard(obj)
+        if isinstance(obj, (types.FunctionType, type)) and obj.__module__ == "__main__":
+            raise _ByValue
+        return NotImplemented
+
+
+def _dill_pickler() -> type:
+    import dill
+
+    class _RefDillPickler(dill.Pickler):
+        def __init__(self, file: Any, refs: dict, own: int, **kw: Any) -> None:
+            super().__init__(file, protocol=5, recurse=True, **kw)
+            self._refs, self._own, self.used = refs, own, set()
+
+        persistent_id = _RefPickler.persistent_id
+
+        def reducer_override(self, obj: Any) -> Any:
+            _guard(obj)
+            return NotImplemented
+
+    return _RefDillPickler
+
+
+@dataclass
+class Encoded:
+    """A value ready to store: a pickle stream, its raw buffers and its references."""
+
+    codec: str
+    stream: bytes
+    buffers: list[memoryview]
+    refs: set[tuple[str, str]]
+
+
+def encode(obj: Any, refs: dict[int, tuple[str, str]], own: int) -> Encoded:
+    """Serialize ``obj`` without copying its large buffers.
+
+    Objects whose ``id`` is in ``refs`` (other variables) are written as
+    references ``(name, token)``, except ``own``, the object being saved.
+    Raises :class:`Unserializable` with the reason when nothing can save it.
+    """
+    buffers: list[memoryview] = []
+
+    def keep(buf: pickle.PickleBuffer) -> None:
+        buffers.append(buf.raw())
+
+    for codec_name, factory in ((PICKLE, lambda: _RefPickler), (DILL, _dill_pickler)):
+        out = io.BytesIO()
+        buffers.clear()
+        try:
+            pickler = factory()(out, refs, own, buffer_callback=keep)
+            pickler.dump(obj)
+            return Encoded(codec_name, out.getvalue(), list(buffers), pickler.used)
+        except Unserializable:
+            raise
+        except _ByValue:
+            continue
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+    raise Unserializable(reason)
+
+
+def decode(codec: str, stream: bytes, buffers: list[Any], resolve: Callable[[Any], Any]) -> Any:
+    """Inverse of :func:`encode`; ``resolve((name, token))`` returns referenced variables."""
+    if codec == DILL:
+        import dill
+
+        base: type = dill.Unpickler
+    else:
+        base = pickle.Unpickler
+
+    class _RefUnpickler(base):  # type: ignore[misc, valid-type]
+        def persistent_load(self, pid: Any) -> Any:
+            return resolve(tuple(pid))
+
+    return _RefUnpickler(io.BytesIO(stream), buffers=buffers).load()

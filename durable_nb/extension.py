@@ -19,32 +19,43 @@ class _Extension:
     """What one load added to a shell, so that unload can take it all back."""
 
     def __init__(self, shell: Any) -> None:
-        from .magics import DurableMagics
-
         self.shell = shell
+        self.rt: Runtime | None = None
+        self.magics: Any = None
+
+    def install(self) -> None:
+        from .magics import DurableMagics
+        from .snapshot import Snapshots
+
+        shell = self.shell
         self.rt = Runtime(os.environ.get("JPY_SESSION_NAME") or None)
         if getattr(shell, "parent_header", None):  # loaded by %load_ext inside a cell
             self.rt.announced()
         runtime.install(self.rt)
-        self.magics = DurableMagics(shell, self.rt)
+        atexit.register(self.rt.close)
+        self.snapshots = Snapshots(shell, self.rt)
+        self.magics = DurableMagics(shell, self.rt, self.snapshots)
         shell.register_magics(self.magics)
         shell.events.register("pre_run_cell", self.pre_run_cell)
         shell.events.register("post_run_cell", self.post_run_cell)
         shell.input_transformers_cleanup.append(strip_fresh_line)
-        atexit.register(self.rt.close)
 
-    def unload(self) -> None:
+    def uninstall(self, status: str = "unloaded") -> None:
+        """Take back whatever :meth:`install` added, even if it stopped halfway."""
         shell = self.shell
-        shell.events.unregister("pre_run_cell", self.pre_run_cell)
-        shell.events.unregister("post_run_cell", self.post_run_cell)
+        for event in ("pre_run_cell", "post_run_cell"):
+            if getattr(self, event) in shell.events.callbacks[event]:
+                shell.events.unregister(event, getattr(self, event))
         if strip_fresh_line in shell.input_transformers_cleanup:
             shell.input_transformers_cleanup.remove(strip_fresh_line)
-        mm = shell.magics_manager
-        for kind in ("line", "cell"):
-            mm.magics[kind].pop("durable", None)
-        mm.registry.pop(type(self.magics).__name__, None)
-        atexit.unregister(self.rt.close)
-        self.rt.close("unloaded")
+        if self.magics is not None:
+            mm = shell.magics_manager
+            for kind in ("line", "cell"):
+                mm.magics[kind].pop("durable", None)
+            mm.registry.pop(type(self.magics).__name__, None)
+        if self.rt is not None:
+            atexit.unregister(self.rt.close)
+            self.rt.close(status)
         runtime.install(None)
 
     # Hooks never raise: durable_nb must not be the reason a cell fails.
@@ -62,9 +73,21 @@ class _Extension:
             else:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
                 error = f"{type(exc).__name__}: {exc}"
+            if self.rt.outermost:
+                self._snapshot(result.info.raw_cell or "", exc is None)
             self.rt.end_cell(status, error)
         except Exception as exc:
             report(f"internal error after the cell ({type(exc).__name__}: {exc})", once="post")
+
+    def _snapshot(self, source: str, success: bool) -> None:
+        try:
+            self.snapshots.after_cell(source, success)
+        except Exception as exc:
+            report(
+                f"could not snapshot the namespace ({type(exc).__name__}: {exc}); "
+                "the cell's result stands, but a restore would miss its changes",
+                once=f"snapshot:{type(exc).__name__}",
+            )
 
 
 def strip_fresh_line(lines: list[str]) -> list[str]:
@@ -80,12 +103,20 @@ def strip_fresh_line(lines: list[str]) -> list[str]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """Called by ``%load_ext durable_nb``: open the journal and start recording."""
-    if id(ipython) not in _loaded:
-        _loaded[id(ipython)] = _Extension(ipython)
+    if id(ipython) in _loaded:
+        return
+    ext = _Extension(ipython)
+    try:
+        ext.install()
+    except Exception as exc:  # all or nothing: never half a durable kernel
+        ext.uninstall("failed")
+        report(f"could not load ({type(exc).__name__}: {exc}); the kernel runs un-journaled")
+        return
+    _loaded[id(ipython)] = ext
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Called by ``%unload_ext durable_nb``: stop recording and remove every hook."""
     ext = _loaded.pop(id(ipython), None)
     if ext is not None:
-        ext.unload()
+        ext.uninstall()

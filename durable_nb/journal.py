@@ -30,7 +30,8 @@ from .errors import (
 
 #: The schema this code writes. Log of changes (a journal stores its version in ``meta``):
 #: 1 — meta, runs, cells, steps.
-SCHEMA_VERSION = 1
+#: 2 — variables (one row per name that changed in a cell) and payloads (their content).
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -49,6 +50,14 @@ _MIGRATIONS: dict[int, list[str]] = {
             error VARCHAR, attempts INTEGER, attempt_errors VARCHAR,
             started TIMESTAMPTZ, ended TIMESTAMPTZ)""",
     ],
+    2: [
+        """CREATE TABLE variables (
+            entry_id VARCHAR PRIMARY KEY, seq BIGINT, name VARCHAR, token VARCHAR,
+            state VARCHAR, value_id VARCHAR, cell_seq BIGINT, nbytes BIGINT, detail VARCHAR)""",
+        """CREATE TABLE payloads (
+            value_id VARCHAR PRIMARY KEY, codec VARCHAR, nbytes BIGINT, stream BLOB,
+            stream_chunks VARCHAR, buffers VARCHAR, refs VARCHAR)""",
+    ],
 }
 
 # Column order of the records in the log; timestamps travel as float seconds.
@@ -62,10 +71,16 @@ STEP_COLUMNS = (
     "occurrence", "key", "status", "kind", "result", "blob", "error", "attempts",
     "attempt_errors", "started", "ended",
 )  # fmt: skip
+VARIABLE_COLUMNS = (
+    "entry_id", "seq", "name", "token", "state", "value_id", "cell_seq", "nbytes", "detail",
+)  # fmt: skip
+PAYLOAD_COLUMNS = ("value_id", "codec", "nbytes", "stream", "stream_chunks", "buffers", "refs")
 _TABLES = {
     "run": ("runs", RUN_COLUMNS),
     "cell": ("cells", CELL_COLUMNS),
     "step": ("steps", STEP_COLUMNS),
+    "variable": ("variables", VARIABLE_COLUMNS),
+    "payload": ("payloads", PAYLOAD_COLUMNS),
 }
 _TIMES = {"started", "ended"}
 
@@ -287,7 +302,9 @@ class Journal:
         kind, inline, blob = hit
         return kind, inline if blob is None else self.blobs.get(blob)
 
-    def __len__(self) -> int:
+    @property
+    def completed(self) -> int:
+        """How many step results can replay (in the current epoch)."""
         return len(self._index)
 
     def query(self, sql: str, params: Iterable[Any] | None = None) -> Any:
@@ -307,6 +324,22 @@ class Journal:
             self.fold()
             return self._con.execute(sql, list(params or [])).fetchall()
 
+    def gc(self) -> tuple[int, int]:
+        """Delete blob files that no payload or step refers to; return (count, bytes)."""
+        import json
+
+        referenced = {r[0] for r in self.rows("SELECT blob FROM steps WHERE blob IS NOT NULL")}
+        for stream_chunks, buffers in self.rows("SELECT stream_chunks, buffers FROM payloads"):
+            if stream_chunks:
+                referenced.update(json.loads(stream_chunks)[1])
+            for _, names in json.loads(buffers or "[]"):
+                referenced.update(names)
+        count = freed = 0
+        for name in self.blobs.names() - referenced:
+            freed += self.blobs.remove(name)
+            count += 1
+        return count, freed
+
     # -- folding and closing -------------------------------------------------
 
     def fold(self) -> None:
@@ -321,7 +354,7 @@ class Journal:
                 if os.fstat(self._log.fd).st_size:  # only a torn tail: drop it
                     self._log.truncate()
                 return
-            latest: dict[str, dict[Any, tuple]] = {"run": {}, "cell": {}, "step": {}, "meta": {}}
+            latest: dict[str, dict[Any, tuple]] = {kind: {} for kind in (*_TABLES, "meta")}
             for kind, row in records:
                 latest[kind][row[0]] = row
             con = self._con

@@ -1,52 +1,62 @@
 """``%durable``: look at and steer the journal from a cell.
 
-Subcommands: status, log, sql, fresh, off, on, path (``%durable?`` shows them).
+Subcommands: status, log, sql, restore, ignore, gc, fresh, off, on, path.
 """
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
-from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import MagicArgumentParser
 
 from .errors import DurableError
 from .runtime import Runtime
 
-COMMANDS = ("status", "log", "sql", "fresh", "off", "on", "path")
+
+def _parser() -> MagicArgumentParser:
+    parser = MagicArgumentParser(prog="%durable", add_help=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("status", help="journal, state, and counts of steps run/replayed/failed")
+    log = sub.add_parser("log", help="one line per cell execution: sequence number first")
+    log.add_argument("-n", "--limit", type=int, default=50, help="the last N (default 50)")
+    sub.add_parser("sql", help="SQL QUERY: a DataFrame over runs, cells, steps, variables")
+    restore = sub.add_parser("restore", help="bring the namespace back (after the last cell)")
+    restore.add_argument("--at", type=int, metavar="SEQ", help="as of cell execution SEQ")
+    ignore = sub.add_parser("ignore", help="leave variables out of snapshots")
+    ignore.add_argument("names", nargs="*", help="variable names (none: list them)")
+    ignore.add_argument("-r", "--remove", action="store_true", help="take them back in")
+    sub.add_parser("gc", help="delete payload files no snapshot or step refers to")
+    sub.add_parser("fresh", help="a new epoch: later calls stop replaying earlier results")
+    sub.add_parser("off", help="stop journaling in this kernel")
+    sub.add_parser("on", help="resume journaling in this kernel")
+    sub.add_parser("path", help="the journal file")
+    return parser
 
 
 @magics_class
 class DurableMagics(Magics):
     """The ``%durable`` line magic (and ``%%durable fresh``)."""
 
-    def __init__(self, shell: Any, rt: Runtime) -> None:
+    def __init__(self, shell: Any, rt: Runtime, snapshots: Any) -> None:
         super().__init__(shell)
-        self.rt = rt
+        self.rt, self.snapshots = rt, snapshots
+        self.parser = _parser()
+        self.durable.__func__.__doc__ = self.parser.format_help()
 
-    @magic_arguments.magic_arguments()
-    @magic_arguments.argument(
-        "command",
-        choices=COMMANDS,
-        help="status: journal and counters; log: one line per cell execution; "
-        "sql QUERY: a DataFrame over the tables runs, cells, steps, meta; "
-        "fresh: later calls stop replaying earlier results (a new epoch); "
-        "off / on: stop / resume journaling in this kernel; path: the journal file",
-    )
-    @magic_arguments.argument("query", nargs="*", help="the SQL query, for sql")
-    @magic_arguments.argument(
-        "-n", "--limit", type=int, default=50, help="log: show the last N executions (default 50)"
-    )
     @line_magic
     def durable(self, line: str) -> Any:
         """Inspect and steer durable_nb's journal of this notebook."""
         command, _, rest = line.strip().partition(" ")
         if command == "sql":  # SQL keeps its own quoting: not split like arguments
             return self._sql(rest.strip())
-        args = magic_arguments.parse_argstring(self.durable, line)
-        if args.query:
-            raise UsageError(f"%durable {args.command} takes no argument {args.query[0]!r}")
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%durable: {exc}") from None
+        args = self.parser.parse_args(words)
         return getattr(self, f"_{args.command}")(args)
 
     @cell_magic("durable")
@@ -80,7 +90,8 @@ class DurableMagics(Magics):
             f"durable_nb: {state}\n"
             f"  journal   {rt.path}\n"
             f"  run       {rt.run_id} (epoch {rt.epoch})\n"
-            f"  recorded  {cells} cell executions, {len(rt.journal)} completed steps\n"
+            f"  recorded  {cells} cell executions, {rt.journal.completed} completed steps, "
+            f"{len(self.snapshots.known)} variables\n"
             f"  this run  {t['ran']} steps ran, {t['replayed']} replayed, {t['failed']} failed"
         )
 
@@ -100,11 +111,27 @@ class DurableMagics(Magics):
 
     def _sql(self, query: str) -> Any:
         if not query:
-            raise UsageError("usage: %durable sql SELECT ... (tables: runs, cells, steps, meta)")
+            raise UsageError(
+                "usage: %durable sql SELECT ... (tables: runs, cells, steps, variables, payloads)"
+            )
         try:
             return self._journal().query(query)
         except ValueError as exc:
             raise UsageError(f"the query failed: {exc}") from None
+
+    def _restore(self, args: Any) -> None:
+        self._journal()
+        print(f"durable_nb: {self.snapshots.restore(args.at)}")
+
+    def _ignore(self, args: Any) -> None:
+        if args.names:
+            self.snapshots.ignore(args.names, remove=args.remove)
+        ignored = ", ".join(sorted(self.snapshots.ignored)) or "none"
+        print(f"durable_nb: variables left out of snapshots: {ignored}")
+
+    def _gc(self, args: Any) -> None:
+        count, freed = self._journal().gc()
+        print(f"durable_nb: removed {count} unreferenced payload files ({freed / 1e6:.1f} MB)")
 
     def _fresh(self, args: Any) -> None:
         try:
@@ -119,7 +146,7 @@ class DurableMagics(Magics):
 
     def _on(self, args: Any) -> None:
         self.rt.enabled = True
-        where = self.rt.path if self.rt.journal else f"nowhere ({self.rt.problem})"
+        where = self.rt.path if self.rt.journal is not None else f"nowhere ({self.rt.problem})"
         print(f"durable_nb: journaling on, to {where}")
 
     def _path(self, args: Any) -> str:

@@ -6,6 +6,7 @@ A kernel gets one from the extension; a plain script gets one on its first step.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import re
@@ -76,7 +77,7 @@ def cell_key(cell_id: str | None, source: str) -> str:
     lines = source.splitlines()
     if lines and FRESH_LINE.match(lines[0]):
         lines = lines[1:]
-    return "src:" + xxhash.xxh3_64_hexdigest("\n".join(lines).strip())
+    return "src:" + xxhash.xxh3_64_hexdigest("\n".join(lines).strip().encode())
 
 
 class Runtime:
@@ -117,7 +118,7 @@ class Runtime:
 
     @property
     def epoch(self) -> int:
-        return self.journal.epoch if self.journal else 0
+        return self.journal.epoch if self.journal is not None else 0
 
     def _step_aside(self, exc: JournalError) -> None:
         """Stop journaling for the rest of this process; the notebook runs on."""
@@ -159,7 +160,7 @@ class Runtime:
             report(self._unannounced)
             self._unannounced = None
         first = source.lstrip().split("\n", 1)[0]
-        seq = self.journal.next_seq() if self.journal else self.cell.seq + 1
+        seq = self.journal.next_seq() if self.journal is not None else self.cell.seq + 1
         self.cell = CellContext(
             exec_id=f"{self.run_id}:{seq}", seq=seq, cell_key=cell_key(cell_id, source),
             cell_id=cell_id, source=source, fresh=bool(FRESH_LINE.match(first)),
@@ -184,6 +185,23 @@ class Runtime:
                 "To run them again put %%durable fresh at the top of the cell "
                 "(or %durable fresh for the whole notebook)."
             )
+
+    @property
+    def outermost(self) -> bool:
+        """True while the cell being ended is a top-level cell, not a nested run."""
+        return self._depth == 1
+
+    @contextlib.contextmanager
+    def as_cell(self, key: str) -> Any:
+        """Run code as if it were the cell ``key`` (so its steps replay), inside this one."""
+        outer = self.cell
+        self.cell = CellContext(exec_id=outer.exec_id, seq=outer.seq, cell_key=key)
+        try:
+            yield self.cell
+        finally:
+            inner, self.cell = self.cell, outer
+            for what in ("ran", "replayed", "failed"):
+                setattr(outer, what, getattr(outer, what) + getattr(inner, what))
 
     def _cell_row(self, ended: float | None, status: str, error: str | None) -> tuple:
         c = self.cell

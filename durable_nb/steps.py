@@ -309,16 +309,17 @@ class _Call:
                     attempt_errors=json.dumps(self.attempts.log),
                     started=self.started, ended=time.time(), **extra)  # fmt: skip
 
-    def _journal_error(self, exc: BaseException) -> None:
+    def _journal_error(self, exc: BaseException, sync: bool = True) -> None:
         rt = self.rt
         if rt is None:
             return
         if not self.step.internal:
             rt.cell.count("failed")
             rt.totals["failed"] += 1
-        rt.record(self._row("error", error=f"{type(exc).__name__}: {exc}"))
+        rt.record(self._row("error", error=f"{type(exc).__name__}: {exc}"), sync)
 
-    def finish(self, value: Any) -> Any:
+    def finish(self, value: Any, sync: bool = True) -> Any:
+        """Journal the result (durable now, or at the next ``rt.sync()``); return it."""
         rt = self.rt
         if rt is None or self.nested:
             return value
@@ -327,5 +328,5 @@ class _Call:
             rt.totals["ran"] += 1
         kind, inline, blob = rt.store(self.step.name, value)
         status = "ok" if kind is not None else "unsaved"
-        rt.record(self._row(status, kind=kind, result=inline, blob=blob))
+        rt.record(self._row(status, kind=kind, result=inline, blob=blob), sync)
         return value

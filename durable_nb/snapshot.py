@@ -1,0 +1,427 @@
+"""Namespace snapshots: change detection after each cell, incremental save, restore.
+
+What cannot be saved is recorded with the cell that defined it (the recompute plan).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import io
+import json
+import re
+import time
+import types
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import xxhash
+
+from . import codec
+from .blobs import BLOB_THRESHOLD, chunk_names
+from .errors import JournalError, JournalUnwritable
+from .runtime import Runtime
+
+#: IPython's own names, never saved.
+_IPYTHON_NAMES = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Out|exit|quit)$")
+#: A variable bigger than this is recorded for recompute instead of saved.
+DEFAULT_MAX_BYTES = 4 << 30
+#: Below this many recorded bytes, every variable is checked after every cell.
+FULL_SWEEP_BYTES = 4 << 20
+
+
+@dataclass
+class Known:
+    """What the journal holds for a name, and the object it was bound to then."""
+
+    token: str
+    obj_id: int
+    state: str
+    value_id: str | None
+    cell_seq: int
+    nbytes: int = 0
+
+
+@dataclass
+class Report:
+    """What a restore did, for its one-line summary."""
+
+    seq: int
+    restored: list[str] = field(default_factory=list)
+    nbytes: int = 0
+    recomputed: list[str] = field(default_factory=list)
+    recompute_cells: list[int] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        parts = [
+            f"restored {len(self.restored)} variable{'s' * (len(self.restored) != 1)} "
+            f"({self.nbytes / 1e6:.1f} MB) as of cell {self.seq} in {self.seconds:.2f} s"
+        ]
+        if self.recomputed:
+            cells = ", ".join(map(str, self.recompute_cells))
+            parts.append(f"recomputed {', '.join(self.recomputed)} by re-running cell {cells}")
+        if self.skipped:
+            parts.append("skipped " + "; ".join(f"{n} ({why})" for n, why in self.skipped.items()))
+        return "; ".join(parts)
+
+
+class Snapshots:
+    """Records the user namespace after each successful cell and restores it."""
+
+    def __init__(self, shell: Any, rt: Runtime, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.shell, self.rt, self.max_bytes = shell, rt, max_bytes
+        self.known: dict[str, Known] = {}
+        self.ignored: set[str] = set(self._meta_json("ignore", []))
+        self._pending: set[str] = set()  # names touched by cells not yet snapshotted
+        self._stored: set[str] | None = None  # value ids in the journal
+        self._tokens = 0
+
+    # -- after each cell ----------------------------------------------------------
+
+    def after_cell(self, source: str, success: bool) -> None:
+        """Save what the cell changed (only after a successful cell)."""
+        self._pending |= self._accessed(source)
+        if not success or not self.rt.journaling:
+            return
+        accessed, self._pending = self._pending, set()
+        ns = self._user_names()
+        touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
+        if sum(k.nbytes for k in self.known.values()) < FULL_SWEEP_BYTES:
+            touched = set(ns)
+        else:
+            touched |= _closure(accessed, ns)
+        rows: list[tuple[str, tuple]] = []
+        self._save(ns, touched, rows)
+        seq = self.rt.cell.seq
+        for name in sorted(self.known.keys() - ns.keys()):
+            del self.known[name]
+            rows.append(("variable", (f"{seq}:{name}", seq, name, None, "deleted", None, seq, 0,
+                                      None)))  # fmt: skip
+        self._write(rows)
+
+    def _user_names(self) -> dict[str, Any]:
+        hidden = self.shell.user_ns_hidden
+        return {
+            n: v
+            for n, v in self.shell.user_ns.items()
+            if not (n in hidden or _IPYTHON_NAMES.match(n) or n in self.ignored)
+        }
+
+    def _accessed(self, source: str) -> set[str]:
+        try:
+            tree = ast.parse(self.shell.transform_cell(source))
+        except Exception:  # a cell that does not parse changed nothing
+            return set()
+        return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} | {
+            name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
+        }
+
+    def _save(self, ns: dict[str, Any], touched: set[str], rows: list) -> None:
+        seq = self.rt.cell.seq
+        tokens, aliases = {}, {}
+        for name, value in ns.items():
+            k = self.known.get(name)
+            tokens[name] = k.token if k and k.obj_id == id(value) else self._new_token(seq)
+            aliases.setdefault(id(value), []).append(name)
+        # One name carries an object shared by several; the others refer to it. The
+        # name that held it before keeps it, so a new alias does not move the payload.
+        refs = {}
+        for oid, names in aliases.items():
+            names.sort(key=lambda n: (n not in self.known or self.known[n].obj_id != oid, n))
+            refs[oid] = (names[0], tokens[names[0]])
+        work, done = deque(sorted(touched)), set()
+        while work:
+            name = work.popleft()
+            if name in done or name not in ns:
+                continue
+            done.add(name)
+            value, token = ns[name], tokens[name]
+            work.extend(aliases[id(value)])  # a change through one alias is a change to all
+            k = self.known.get(name)
+            rebound = k is None or k.token != token
+            cell_seq = seq if rebound else k.cell_seq
+            own = id(value) if refs[id(value)][0] == name else 0
+            state, value_id, nbytes, detail = self._encode(value, refs, own, rows, work)
+            if state != "saved":
+                value_id = f"{state}:{detail}"
+            if k is not None and not rebound and k.value_id == value_id:
+                continue  # unchanged
+            self.known[name] = Known(token, id(value), state, value_id, cell_seq, nbytes)
+            rows.append(("variable", (f"{seq}:{name}", seq, name, token, state, value_id,
+                                      cell_seq, nbytes, detail)))  # fmt: skip
+
+    def _encode(
+        self, value: Any, refs: dict, own: int, rows: list, work: deque
+    ) -> tuple[str, str | None, int, str | None]:
+        """Return ``(state, value_id, nbytes, detail)``; queue payload rows to write."""
+        if isinstance(value, types.ModuleType):
+            return "module", None, 0, value.__name__
+        if isinstance(value, io.IOBase):
+            mode = str(getattr(value, "mode", ""))
+            where = f"{getattr(value, 'name', '?')}, mode {mode!r}"
+            if value.closed:
+                return "file", None, 0, f"closed: {where}"
+            writable = any(c in mode for c in "wax+")
+            return ("file" if writable else "recompute"), None, 0, where
+        size = getattr(value, "nbytes", 0)
+        if isinstance(size, int) and size > self.max_bytes:
+            return "recompute", None, 0, f"larger than the {self.max_bytes / 1e9:g} GB limit"
+        try:
+            enc = codec.encode(value, refs, own)
+        except codec.Unserializable as exc:
+            return "recompute", None, 0, str(exc)
+        work.extend(ref[0] for ref in enc.refs)
+        nbytes = len(enc.stream) + sum(b.nbytes for b in enc.buffers)
+        if nbytes > self.max_bytes:
+            return "recompute", None, 0, f"larger than the {self.max_bytes / 1e9:g} GB limit"
+        chunks = [chunk_names(b) for b in enc.buffers]
+        digest = xxhash.xxh3_128(enc.stream)
+        for names in chunks:
+            digest.update("".join(names).encode())
+        refs_json = json.dumps(sorted(enc.refs))
+        digest.update(refs_json.encode())
+        value_id = digest.hexdigest()
+        if value_id not in self._stored_ids():
+            self._store(value_id, enc, chunks, nbytes, refs_json, rows)
+        return "saved", value_id, nbytes, None
+
+    def _store(self, value_id: str, enc: codec.Encoded, chunks: list, nbytes: int,
+               refs_json: str, rows: list) -> None:  # fmt: skip
+        blobs = self.rt.journal.blobs
+        for buf, names in zip(enc.buffers, chunks, strict=True):
+            blobs.put_chunks(buf, names)
+        stream, stream_chunks = enc.stream, None
+        if len(stream) >= BLOB_THRESHOLD:
+            stream_chunks = json.dumps([len(stream), blobs.put_chunks(stream)])
+            stream = None
+        buffers = json.dumps(
+            [[b.nbytes, names] for b, names in zip(enc.buffers, chunks, strict=True)]
+        )
+        rows.append(("payload", (value_id, enc.codec, nbytes, stream, stream_chunks, buffers,
+                                 refs_json)))  # fmt: skip
+        self._stored.add(value_id)
+
+    def _write(self, rows: list[tuple[str, tuple]]) -> None:
+        journal = self.rt.journal
+        if not rows or journal is None:
+            return
+        try:
+            for kind, row in rows:
+                journal.write(kind, row, sync=False)
+            journal.sync()
+        except OSError as exc:
+            self.rt._step_aside(JournalUnwritable.from_cause(str(journal.path), exc))
+        except JournalError as exc:
+            self.rt._step_aside(exc)
+
+    def _stored_ids(self) -> set[str]:
+        if self._stored is None:
+            self._stored = {r[0] for r in self.rt.journal.rows("SELECT value_id FROM payloads")}
+        return self._stored
+
+    def _new_token(self, seq: int) -> str:
+        self._tokens += 1
+        return f"{self.rt.run_id}:{seq}:{self._tokens}"
+
+    # -- settings -----------------------------------------------------------------
+
+    def ignore(self, names: list[str], remove: bool = False) -> None:
+        """Leave ``names`` out of snapshots (``remove``: take them back in)."""
+        self.ignored = self.ignored - set(names) if remove else self.ignored | set(names)
+        for name in names:
+            self.known.pop(name, None)
+        if self.rt.journal is not None:
+            self.rt._write("meta", ("ignore", json.dumps(sorted(self.ignored))))
+
+    def _meta_json(self, key: str, default: Any) -> Any:
+        if self.rt.journal is None:
+            return default
+        rows = self.rt.journal.rows("SELECT value FROM meta WHERE key = ?", [key])
+        return json.loads(rows[0][0]) if rows else default
+
+    # -- restore ------------------------------------------------------------------
+
+    def restore(self, at: int | None = None) -> Report:
+        """Bring the namespace back as it was after cell execution ``at`` (default: last)."""
+        journal = self.rt.journal
+        t0 = time.perf_counter()
+        if at is None:
+            at = journal.rows("SELECT coalesce(max(seq), 0) FROM variables")[0][0]
+        entries = {
+            row[0]: row
+            for row in journal.rows(
+                "SELECT name, token, state, value_id, cell_seq, nbytes, detail FROM variables "
+                "WHERE seq <= ? "
+                "QUALIFY row_number() OVER (PARTITION BY name ORDER BY seq DESC) = 1",
+                [at],
+            )
+            if row[2] != "deleted"
+        }
+        report_ = Report(seq=at)
+        loader = _Loader(journal, entries, at)
+        ns = self.shell.user_ns
+        recompute: dict[str, int] = {}
+        for name, (_, _, state, _, cell_seq, nbytes, detail) in sorted(entries.items()):
+            try:
+                if state == "saved":
+                    ns[name] = loader.load(name)
+                    report_.nbytes += nbytes or 0
+                elif state == "module":
+                    ns[name] = importlib.import_module(detail)
+                elif state == "file":
+                    report_.skipped[name] = f"a file ({detail}): re-run its cell yourself"
+                    continue
+                else:
+                    recompute[name] = cell_seq
+                    continue
+            except Exception as exc:
+                report_.skipped[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            report_.restored.append(name)
+        if recompute:
+            self._recompute(recompute, entries, report_)
+        for name in report_.restored + report_.recomputed:
+            if name in ns:
+                _, token, state, value_id, cell_seq, nbytes, _ = entries[name]
+                self.known[name] = Known(token, id(ns[name]), state, value_id, cell_seq,
+                                         nbytes or 0)  # fmt: skip
+        report_.seconds = time.perf_counter() - t0
+        return report_
+
+    def _recompute(self, names: dict[str, int], entries: dict, report_: Report) -> None:
+        """Re-run the cells that defined unsaveable values; their steps replay."""
+        ns = self.shell.user_ns
+        saved = {n: ns[n] for n in report_.restored if n in ns}
+        # A cell that opened a file for writing is never re-run: that could truncate it.
+        writers = {e[4] for e in entries.values() if e[2] == "file"}
+        for n, seq in list(names.items()):
+            if seq in writers:
+                report_.skipped[n] = f"its cell {seq} opens a file for writing: re-run it yourself"
+                del names[n]
+        if not names:
+            return
+        cells = sorted(set(names.values()))
+        sources = dict(
+            self.rt.journal.rows(
+                f"SELECT seq, source FROM cells WHERE seq IN ({', '.join('?' * len(cells))})",
+                cells,
+            )
+        )
+        keys = dict(
+            self.rt.journal.rows(
+                f"SELECT seq, cell_key FROM cells WHERE seq IN ({', '.join('?' * len(cells))})",
+                cells,
+            )
+        )
+        for seq in cells:
+            if seq not in sources:
+                for n, s in names.items():
+                    if s == seq:
+                        report_.skipped[n] = f"its cell {seq} is not in the journal"
+                continue
+            with self.rt.as_cell(keys[seq]):
+                result = self.shell.run_cell(sources[seq], store_history=False)
+            report_.recompute_cells.append(seq)
+            for n, s in names.items():
+                if s != seq:
+                    continue
+                if result.success and n in ns:
+                    report_.recomputed.append(n)
+                else:
+                    err = result.error_in_exec or result.error_before_exec
+                    why = f"{type(err).__name__}: {err}" if err else "the cell did not define it"
+                    report_.skipped[n] = f"re-running cell {seq} failed ({why})"
+        # A recomputed cell may rebind saved names: the snapshot's values win.
+        for n, value in saved.items():
+            ns[n] = value
+
+
+class _Loader:
+    """Loads saved values, resolving references between variables (shared objects)."""
+
+    def __init__(self, journal: Any, entries: dict, at: int) -> None:
+        self.journal, self.entries, self.at = journal, entries, at
+        self.loaded: dict[tuple[str, str], Any] = {}
+        self._loading: set[tuple[str, str]] = set()
+
+    def load(self, name: str) -> Any:
+        return self._resolve((name, self.entries[name][1]))
+
+    def _resolve(self, ref: tuple[str, str]) -> Any:
+        if ref in self.loaded:
+            return self.loaded[ref]
+        if ref in self._loading:
+            raise ValueError(f"{ref[0]} refers to itself through other variables")
+        name, token = ref
+        entry = self.entries.get(name)
+        if entry is not None and entry[1] == token and entry[2] == "saved":
+            value_id = entry[3]
+        else:  # the name was rebound since: use the object's last version before ``at``
+            rows = self.journal.rows(
+                "SELECT value_id FROM variables WHERE name = ? AND token = ? AND seq <= ? "
+                "AND state = 'saved' ORDER BY seq DESC LIMIT 1",
+                [name, token, self.at],
+            )
+            if not rows:
+                raise ValueError(f"the version of {name} it refers to was never saved")
+            value_id = rows[0][0]
+        self._loading.add(ref)
+        try:
+            value = self._decode(value_id)
+        finally:
+            self._loading.discard(ref)
+        self.loaded[ref] = value
+        return value
+
+    def _decode(self, value_id: str) -> Any:
+        codec_name, stream, stream_chunks, buffers = self.journal.rows(
+            "SELECT codec, stream, stream_chunks, buffers FROM payloads WHERE value_id = ?",
+            [value_id],
+        )[0]
+        blobs = self.journal.blobs
+        if stream is None:
+            size, names = json.loads(stream_chunks)
+            stream = bytes(blobs.get_chunks(names, size))
+        bufs = [blobs.get_chunks(names, size) for size, names in json.loads(buffers)]
+        return codec.decode(codec_name, stream, bufs, lambda ref: self._resolve(tuple(ref)))
+
+
+def _closure(names: set[str], ns: dict[str, Any]) -> set[str]:
+    """``names`` plus the globals that functions among them (transitively) may touch."""
+    out: set[str] = set()
+    stack = [n for n in names if n in ns]
+    while stack:
+        name = stack.pop()
+        if name in out or name not in ns:
+            continue
+        out.add(name)
+        for code in _codes(ns[name]):
+            stack.extend(n for n in code.co_names if n in ns and n not in out)
+    return out
+
+
+def _codes(value: Any) -> list[types.CodeType]:
+    """Code objects whose global names a call on ``value`` may use."""
+    if isinstance(value, types.MethodType):
+        value = value.__func__
+    funcs: list[Any] = []
+    if isinstance(value, types.FunctionType):
+        funcs.append(value)
+    else:
+        cls = value if isinstance(value, type) else type(value)
+        if cls.__module__ == "__main__":
+            for attr in vars(cls).values():
+                attr = getattr(attr, "__func__", attr)
+                if isinstance(attr, property):
+                    funcs.extend(f for f in (attr.fget, attr.fset, attr.fdel) if f)
+                elif isinstance(attr, types.FunctionType):
+                    funcs.append(attr)
+    codes, stack = [], [f.__code__ for f in funcs]
+    while stack:
+        code = stack.pop()
+        codes.append(code)
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return codes

@@ -1,0 +1,339 @@
+"""durable_nb's own failures never break the notebook (DESIGN.md, semantics 2 and 3).
+
+Each test puts a real kernel in front of a real fault: a second kernel on the same
+journal, a corrupt, truncated, foreign or too-new journal file, a read-only folder,
+a disk that fills up mid-session, a torn write-ahead log. In every case the user sees
+one ``durable_nb:`` line naming the cause and what to do, and the cells keep working.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import uuid
+from pathlib import Path
+
+import duckdb
+import pytest
+
+STEPS = """
+import durable_nb as dnb
+
+@dnb.step
+def effect(i):
+    with open({out!r}, "a") as f:
+        f.write(f"{{i}}\\n")
+    return i * 10
+
+vals = [effect(i) for i in range({n})]
+print("vals", vals)
+"""
+
+
+def steps_cell(out: Path, n: int = 3) -> str:
+    """A cell that calls a step ``n`` times; each real run appends a line to ``out``."""
+    return STEPS.format(out=str(out), n=n)
+
+
+def expected(n: int = 3) -> str:
+    return "vals " + repr([i * 10 for i in range(n)])
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def dnb_lines(text: str) -> list[str]:
+    """The ``durable_nb:`` lines of a cell's stderr."""
+    return [line for line in text.splitlines() if line.startswith("durable_nb:")]
+
+
+def cell(k, code: str, cell_id: str | None = None):
+    """Run a cell that must succeed, with a cell id as JupyterLab sends one."""
+    return k.ok(code, cell_id=cell_id or f"cell-{uuid.uuid4().hex[:8]}")
+
+
+def status_text(k) -> str:
+    return cell(k, "%durable status").stdout
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """Factory: mount a tmpfs with ``options`` on a new folder; unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            pytest.skip(
+                f"cannot mount a tmpfs at {where} ({proc.stderr.strip()}): these tests need "
+                "root with CAP_SYS_ADMIN, since chmod cannot make a folder read-only for root"
+            )
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        # Lazy: a kernel that did not stop yet must not leave the mount behind.
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+# -- 1. a second kernel on the same journal ------------------------------------------------
+
+
+def test_second_kernel_on_same_journal_runs_unjournaled(start_kernel, workdir):
+    out_a, out_b = workdir / "a.txt", workdir / "b.txt"
+    a = start_kernel()
+    r = cell(a, steps_cell(out_a), "a1")
+    assert expected() in r.stdout
+    assert dnb_lines(r.stderr) == []
+
+    b = start_kernel()  # same JPY_SESSION_NAME: same journal, held by a
+    first = cell(b, "x = 1", "b0")
+    msgs = dnb_lines(first.stderr)
+    assert len(msgs) == 1, first.stderr
+    msg = msgs[0]
+    journal = workdir / ".durable" / "nb.duckdb"
+    assert str(journal) in msg
+    assert str(a.pid) in msg
+    assert "un-journaled" in msg
+    status = status_text(b)
+    assert str(a.pid) in status and "un-journaled" in status, status
+
+    # b's steps run and return their values; nothing is journaled, so a re-run runs again.
+    for _ in range(2):
+        r = cell(b, steps_cell(out_b), "b1")
+        assert expected() in r.stdout
+        assert dnb_lines(r.stderr) == [], r.stderr  # the warning is not repeated
+    assert len(lines(out_b)) == 6
+    assert cell(b, "print(effect(7) + 1)", "b2").stdout.strip() == "71"
+
+    # a journals on, undisturbed, while b is alive.
+    r = cell(a, steps_cell(out_a, n=5), "a2")
+    assert expected(5) in r.stdout
+    assert dnb_lines(r.stderr) == []
+    assert len(lines(out_a)) == 3 + 5
+    b.close()
+    a.close()
+
+    # After a restart, a's steps replay: nothing runs again.
+    a2 = start_kernel()
+    r = cell(a2, steps_cell(out_a), "a1")
+    assert expected() in r.stdout
+    assert "3 steps replayed" in r.stderr, r.stderr
+    r = cell(a2, steps_cell(out_a, n=5), "a2")
+    assert expected(5) in r.stdout
+    assert "5 steps replayed" in r.stderr, r.stderr
+    assert len(lines(out_a)) == 8
+
+
+# -- 2. a corrupt journal ------------------------------------------------------------------
+
+
+def _assert_runs_unjournaled(k, workdir: Path, journal: Path, *, what_to_do: str) -> str:
+    """The first cell shows one message about ``journal``; steps run; returns the message."""
+    out = workdir / "effects.txt"
+    r = cell(k, steps_cell(out), "c1")
+    assert expected() in r.stdout
+    msgs = dnb_lines(r.stderr)
+    assert len(msgs) == 1, r.stderr
+    msg = msgs[0]
+    assert str(journal) in msg, msg
+    assert "un-journaled" in msg, msg
+    assert what_to_do in msg.lower(), msg
+    assert "Traceback" not in r.stderr
+    # The notebook runs on: later cells work, and re-running runs the steps again.
+    r = cell(k, steps_cell(out), "c1")
+    assert expected() in r.stdout
+    assert dnb_lines(r.stderr) == [], r.stderr
+    assert len(lines(out)) == 6
+    assert cell(k, "print(sum(vals) + effect(4))", "c2").stdout.strip() == "70"
+    status = status_text(k)
+    assert "not journaling" in status and str(journal) in status, status
+    return msg
+
+
+def _make_journal(start_kernel, workdir: Path) -> Path:
+    """A real journal with a few steps in it, released by a clean kernel shutdown."""
+    k = start_kernel()
+    cell(k, steps_cell(workdir / "setup.txt"), "setup")
+    k.close()
+    journal = workdir / ".durable" / "nb.duckdb"
+    assert journal.exists()
+    return journal
+
+
+def test_garbage_journal_file(start_kernel, workdir):
+    journal = workdir / ".durable" / "nb.duckdb"
+    journal.parent.mkdir()
+    garbage = random.Random(1).randbytes(64 * 1024)
+    journal.write_bytes(garbage)
+    k = start_kernel()
+    msg = _assert_runs_unjournaled(k, workdir, journal, what_to_do="aside")
+    assert "cannot be read" in msg
+    k.close()
+    assert journal.read_bytes() == garbage  # the user's file is left as it was
+
+
+def test_truncated_journal_file(start_kernel, workdir):
+    journal = _make_journal(start_kernel, workdir)
+    data = journal.read_bytes()
+    journal.write_bytes(data[: len(data) // 2])
+    k = start_kernel()
+    _assert_runs_unjournaled(k, workdir, journal, what_to_do="aside")
+    k.close()
+    assert journal.stat().st_size == len(data) // 2
+
+
+def test_duckdb_file_that_is_not_a_journal(start_kernel, workdir):
+    journal = workdir / ".durable" / "nb.duckdb"
+    journal.parent.mkdir()
+    con = duckdb.connect(str(journal))
+    con.execute("CREATE TABLE foo (x INTEGER)")
+    con.execute("INSERT INTO foo VALUES (42)")
+    con.close()
+    k = start_kernel()
+    msg = _assert_runs_unjournaled(k, workdir, journal, what_to_do="aside")
+    assert "not a durable_nb journal" in msg and "foo" in msg
+    k.close()
+    con = duckdb.connect(str(journal), read_only=True)
+    tables = {
+        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+    assert tables == {"foo"}  # nothing was added to the user's database
+    assert con.execute("SELECT x FROM foo").fetchall() == [(42,)]
+    con.close()
+
+
+# -- 3. a journal written by a newer durable_nb -------------------------------------------
+
+
+def test_too_new_journal(start_kernel, workdir):
+    journal = _make_journal(start_kernel, workdir)
+    con = duckdb.connect(str(journal))
+    con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [
+        ("999",)
+    ]
+    con.close()
+    k = start_kernel()
+    msg = _assert_runs_unjournaled(k, workdir, journal, what_to_do="upgrade")
+    assert "999" in msg and "newer" in msg, msg
+    k.close()
+    con = duckdb.connect(str(journal), read_only=True)
+    version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    con.close()
+    assert version == [("999",)]  # not "migrated" down
+
+
+# -- 4. a read-only folder -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sub", ["", "sub"], ids=["folder", "missing-subfolder"])
+def test_read_only_folder(start_kernel, workdir, kernel_env, tmpfs, sub):
+    ro = tmpfs("ro", "ro,size=1m")
+    folder = ro / sub if sub else ro
+    env = dict(kernel_env, DURABLE_NB_DIR=str(folder))
+    k = start_kernel(env)
+    journal = folder / "nb.duckdb"
+    out = workdir / "effects.txt"
+    warnings = []
+    for i in range(3):
+        r = cell(k, steps_cell(out), f"c{i}")
+        assert expected() in r.stdout
+        warnings += dnb_lines(r.stderr)
+    assert len(warnings) == 1, warnings
+    msg = warnings[0]
+    assert str(journal) in msg and "un-journaled" in msg, msg
+    assert "DURABLE_NB_DIR" in msg, msg  # what to do: point it at a writable folder
+    assert len(lines(out)) == 9  # not journaled: each run ran the steps
+    assert cell(k, "print(effect(5))").stdout.strip() == "50"
+    k.close()
+    assert os.listdir(ro) == []
+
+
+# -- 5. the disk fills up mid-session ------------------------------------------------------
+
+BIG = """
+import durable_nb as dnb
+
+@dnb.step
+def big(i):
+    with open({out!r}, "a") as f:
+        f.write(f"{{i}}\\n")
+    return bytes([i]) * 400_000
+"""
+
+
+def test_disk_fills_up_mid_session(start_kernel, workdir, kernel_env, tmpfs):
+    disk = tmpfs("disk", "size=2m")
+    env = dict(kernel_env, DURABLE_NB_DIR=str(disk))
+    journal = disk / "nb.duckdb"
+    out = workdir / "big.txt"
+    k = start_kernel(env)
+    r = cell(k, BIG.format(out=str(out)), "define")
+    assert dnb_lines(r.stderr) == []
+    assert "journaling" in status_text(k)
+
+    warnings: list[str] = []
+    n = 8  # 8 × 400 KB cannot fit in 2 MB
+    for i in range(n):
+        r = cell(k, f"x = big({i}); print(len(x), x == bytes([{i}]) * 400_000)", f"big-{i}")
+        assert r.stdout.split() == ["400000", "True"], r
+        warnings += dnb_lines(r.stderr)
+    for _ in range(2):  # later cells work and are not warned again
+        r = cell(k, "print(sum(range(10)))")
+        assert r.stdout.strip() == "45"
+        warnings += dnb_lines(r.stderr)
+    assert len(warnings) == 1, warnings
+    msg = warnings[0]
+    assert str(journal) in msg and "un-journaled" in msg, msg
+    assert "space" in msg.lower(), msg
+    assert lines(out) == [str(i) for i in range(n)]
+    status = status_text(k)
+    assert "not journaling" in status, status
+    k.close()
+
+    # Space is freed: the journal opens again and holds the steps recorded before the
+    # disk filled up, so they replay instead of running.
+    subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+    k2 = start_kernel(env)
+    cell(k2, BIG.format(out=str(out)), "define")
+    r = cell(k2, "x = big(0); print(len(x), x == bytes([0]) * 400_000)", "big-0")
+    assert r.stdout.split() == ["400000", "True"], r
+    msgs = dnb_lines(r.stderr)
+    assert len(msgs) == 1 and msgs[0].startswith("durable_nb: 1 step replayed"), r.stderr
+    assert lines(out) == [str(i) for i in range(n)]  # big(0) did not run again
+    assert "journaling" in status_text(k2)
+    k2.close()
+
+
+# -- 6. a torn write-ahead log tail --------------------------------------------------------
+
+
+def test_torn_log_tail_is_ignored(start_kernel, workdir):
+    out = workdir / "effects.txt"
+    k = start_kernel()
+    r = cell(k, steps_cell(out, n=4), "steps")
+    assert expected(4) in r.stdout
+    k.kill()  # SIGKILL: the records stay in the log, not yet folded into DuckDB
+    wal = workdir / ".durable" / "nb.wal"
+    assert wal.stat().st_size > 0, "the killed kernel left no log records"
+    with open(wal, "ab") as f:  # a crash in the middle of an append
+        f.write(random.Random(6).randbytes(777))
+
+    k2 = start_kernel()
+    r = cell(k2, steps_cell(out, n=4), "steps")
+    assert expected(4) in r.stdout
+    msgs = dnb_lines(r.stderr)  # no warning: only the quiet replay line
+    assert len(msgs) == 1 and msgs[0].startswith("durable_nb: 4 steps replayed"), r.stderr
+    assert lines(out) == ["0", "1", "2", "3"]  # nothing ran twice
+    n = cell(k2, "%durable sql SELECT count(*) AS n FROM steps WHERE status = 'ok'")
+    assert n.data[-1]["text/plain"].split()[-1] == "4", n.data
+    assert "journaling" in status_text(k2)
