@@ -289,7 +289,13 @@ class _Fanout:
                 self._update(bar)
                 bar.close()
         if self.stop is not None:
-            raise self.stop
+            work, exc = self.stop
+            exc.add_note(
+                f"dnb.map: item {work.indices[0]} ({_repr.repr(work.item)}) failed; the "
+                f"{self.done + self.replayed} items that completed are journaled and replay "
+                "when the cell re-runs."
+            )
+            raise exc
 
     def _backend(self) -> _Backend:
         ex = self.executor
@@ -368,12 +374,7 @@ class _Fanout:
                     out[i] = exc
             return
         if self.stop is None:
-            exc.add_note(
-                f"dnb.map: item {work.indices[0]} ({_repr.repr(work.item)}) failed; the "
-                f"{self.done + self.replayed} completed items are journaled and replay when "
-                "the cell re-runs."
-            )
-            self.stop = exc
+            self.stop = (work, exc)
 
     def _maybe_sync(self, idle: bool) -> None:
         if not self.pending_sync:

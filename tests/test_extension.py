@@ -104,6 +104,7 @@ EXPECTED_API = [
     "StepFailed",
     "StepTimeout",
     "load_ipython_extension",
+    "map",
     "now",
     "random",
     "sleep",
