@@ -68,6 +68,27 @@ class Report:
         return "; ".join(parts)
 
 
+@dataclass
+class _Encoding:
+    """How one variable is recorded this time."""
+
+    state: str
+    detail: str | None = None
+    value_id: str | None = None
+    nbytes: int = 0
+    encoded: codec.Encoded | None = None
+    chunks: list[list[str]] = field(default_factory=list)
+    refs_json: str = "[]"
+
+    def __post_init__(self) -> None:
+        if self.value_id is None:
+            self.value_id = f"{self.state}:{self.detail}"
+
+    @property
+    def refs(self) -> set[tuple[str, str]]:
+        return self.encoded.refs if self.encoded is not None else set()
+
+
 class Snapshots:
     """Records the user namespace after each successful cell and restores it."""
 
@@ -128,81 +149,93 @@ class Snapshots:
             aliases.setdefault(id(value), []).append(name)
         # One name carries an object shared by several; the others refer to it. The
         # name that held it before keeps it, so a new alias does not move the payload.
+        # Objects known to be unsaveable are never offered as references.
         refs = {}
         for oid, names in aliases.items():
             names.sort(key=lambda n: (n not in self.known or self.known[n].obj_id != oid, n))
-            refs[oid] = (names[0], tokens[names[0]])
-        work, done = deque(sorted(touched)), set()
+            k = self.known.get(names[0])
+            if k is None or k.obj_id != oid or k.state == "saved":
+                refs[oid] = (names[0], tokens[names[0]])
+        work, results = deque(sorted(touched)), {}
         while work:
             name = work.popleft()
-            if name in done or name not in ns:
+            if name in results or name not in ns:
                 continue
-            done.add(name)
-            value, token = ns[name], tokens[name]
+            value = ns[name]
             work.extend(aliases[id(value)])  # a change through one alias is a change to all
-            k = self.known.get(name)
+            own = id(value) if refs.get(id(value), ("",))[0] == name else 0
+            results[name] = self._encode(value, refs, own)
+            work.extend(ref[0] for ref in results[name].refs)
+            if results[name].state != "saved":
+                self._unref(name, ns, refs, results, work)
+        for name, res in results.items():
+            k, token = self.known.get(name), tokens[name]
             rebound = k is None or k.token != token
-            cell_seq = seq if rebound else k.cell_seq
-            own = id(value) if refs[id(value)][0] == name else 0
-            state, value_id, nbytes, detail = self._encode(value, refs, own, rows, work)
-            if state != "saved":
-                value_id = f"{state}:{detail}"
-            if k is not None and not rebound and k.value_id == value_id:
+            if not rebound and k.value_id == res.value_id:
                 continue  # unchanged
-            self.known[name] = Known(token, id(value), state, value_id, cell_seq, nbytes)
-            rows.append(("variable", (f"{seq}:{name}", seq, name, token, state, value_id,
-                                      cell_seq, nbytes, detail)))  # fmt: skip
+            cell_seq = seq if rebound else k.cell_seq
+            if res.encoded is not None:
+                self._store(res, rows)
+            self.known[name] = Known(token, id(ns[name]), res.state, res.value_id, cell_seq,
+                                     res.nbytes)  # fmt: skip
+            rows.append(("variable", (f"{seq}:{name}", seq, name, token, res.state, res.value_id,
+                                      cell_seq, res.nbytes, res.detail)))  # fmt: skip
 
-    def _encode(
-        self, value: Any, refs: dict, own: int, rows: list, work: deque
-    ) -> tuple[str, str | None, int, str | None]:
-        """Return ``(state, value_id, nbytes, detail)``; queue payload rows to write."""
+    def _unref(self, bad: str, ns: dict, refs: dict, results: dict, work: deque) -> None:
+        """``bad`` cannot be saved: whatever referred to it must be encoded again."""
+        ref = refs.pop(id(ns[bad]), None)
+        if ref is None:
+            return
+        for name in [n for n, r in results.items() if ref in r.refs]:
+            del results[name]
+            work.appendleft(name)
+
+    def _encode(self, value: Any, refs: dict, own: int) -> _Encoding:
+        """How ``value`` is recorded: saved (with its payload), module, file or recompute."""
         if isinstance(value, types.ModuleType):
-            return "module", None, 0, value.__name__
+            return _Encoding("module", value.__name__)
         if isinstance(value, io.IOBase):
             mode = str(getattr(value, "mode", ""))
             where = f"{getattr(value, 'name', '?')}, mode {mode!r}"
             if value.closed:
-                return "file", None, 0, f"closed: {where}"
+                return _Encoding("file", f"closed: {where}")
             writable = any(c in mode for c in "wax+")
-            return ("file" if writable else "recompute"), None, 0, where
+            return _Encoding("file" if writable else "recompute", where)
+        too_big = f"larger than the {self.max_bytes / 1e9:g} GB limit"
         size = getattr(value, "nbytes", 0)
         if isinstance(size, int) and size > self.max_bytes:
-            return "recompute", None, 0, f"larger than the {self.max_bytes / 1e9:g} GB limit"
+            return _Encoding("recompute", too_big)
         try:
             enc = codec.encode(value, refs, own)
         except codec.Unserializable as exc:
-            return "recompute", None, 0, str(exc)
-        work.extend(ref[0] for ref in enc.refs)
+            return _Encoding("recompute", str(exc))
         nbytes = len(enc.stream) + sum(b.nbytes for b in enc.buffers)
         if nbytes > self.max_bytes:
-            return "recompute", None, 0, f"larger than the {self.max_bytes / 1e9:g} GB limit"
+            return _Encoding("recompute", too_big)
         chunks = [chunk_names(b) for b in enc.buffers]
         digest = xxhash.xxh3_128(enc.stream)
         for names in chunks:
             digest.update("".join(names).encode())
         refs_json = json.dumps(sorted(enc.refs))
         digest.update(refs_json.encode())
-        value_id = digest.hexdigest()
-        if value_id not in self._stored_ids():
-            self._store(value_id, enc, chunks, nbytes, refs_json, rows)
-        return "saved", value_id, nbytes, None
+        return _Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks, refs_json)
 
-    def _store(self, value_id: str, enc: codec.Encoded, chunks: list, nbytes: int,
-               refs_json: str, rows: list) -> None:  # fmt: skip
-        blobs = self.rt.journal.blobs
-        for buf, names in zip(enc.buffers, chunks, strict=True):
+    def _store(self, res: _Encoding, rows: list) -> None:
+        """Write a saved value's chunks and queue its payload row (once per content)."""
+        if res.value_id in self._stored_ids():
+            return
+        enc, blobs = res.encoded, self.rt.journal.blobs
+        for buf, names in zip(enc.buffers, res.chunks, strict=True):
             blobs.put_chunks(buf, names)
         stream, stream_chunks = enc.stream, None
         if len(stream) >= BLOB_THRESHOLD:
             stream_chunks = json.dumps([len(stream), blobs.put_chunks(stream)])
             stream = None
-        buffers = json.dumps(
-            [[b.nbytes, names] for b, names in zip(enc.buffers, chunks, strict=True)]
-        )
-        rows.append(("payload", (value_id, enc.codec, nbytes, stream, stream_chunks, buffers,
-                                 refs_json)))  # fmt: skip
-        self._stored.add(value_id)
+        sizes = [b.nbytes for b in enc.buffers]
+        buffers = json.dumps([[n, names] for n, names in zip(sizes, res.chunks, strict=True)])
+        rows.append(("payload", (res.value_id, enc.codec, res.nbytes, stream, stream_chunks,
+                                 buffers, res.refs_json)))  # fmt: skip
+        self._stored.add(res.value_id)
 
     def _write(self, rows: list[tuple[str, tuple]]) -> None:
         journal = self.rt.journal
@@ -346,6 +379,20 @@ class _Loader:
         self.journal, self.entries, self.at = journal, entries, at
         self.loaded: dict[tuple[str, str], Any] = {}
         self._loading: set[tuple[str, str]] = set()
+        self._payloads = self._fetch([e[3] for e in entries.values() if e[2] == "saved"])
+
+    def _fetch(self, value_ids: list[str]) -> dict[str, tuple]:
+        """Payload rows of ``value_ids``, in one query."""
+        if not value_ids:
+            return {}
+        return {
+            row[0]: row[1:]
+            for row in self.journal.rows(
+                "SELECT value_id, codec, stream, stream_chunks, buffers FROM payloads "
+                "WHERE value_id IN (SELECT unnest(?))",
+                [value_ids],
+            )
+        }
 
     def load(self, name: str) -> Any:
         return self._resolve((name, self.entries[name][1]))
@@ -377,10 +424,9 @@ class _Loader:
         return value
 
     def _decode(self, value_id: str) -> Any:
-        codec_name, stream, stream_chunks, buffers = self.journal.rows(
-            "SELECT codec, stream, stream_chunks, buffers FROM payloads WHERE value_id = ?",
-            [value_id],
-        )[0]
+        if value_id not in self._payloads:
+            self._payloads.update(self._fetch([value_id]))
+        codec_name, stream, stream_chunks, buffers = self._payloads[value_id]
         blobs = self.journal.blobs
         if stream is None:
             size, names = json.loads(stream_chunks)
