@@ -34,6 +34,7 @@ class _Extension:
         runtime.install(self.rt)
         atexit.register(self.rt.close)
         self.snapshots = Snapshots(shell, self.rt)
+        self.pending_resume = self.snapshots.interrupted()
         self.magics = DurableMagics(shell, self.rt, self.snapshots)
         shell.register_magics(self.magics)
         shell.events.register("pre_run_cell", self.pre_run_cell)
@@ -62,8 +63,48 @@ class _Extension:
     def pre_run_cell(self, info: Any) -> None:
         try:
             self.rt.begin_cell(getattr(info, "cell_id", None), info.raw_cell or "")
+            if self.pending_resume is not None and self.rt.outermost:
+                cell, self.pending_resume = self.pending_resume, None
+                if not (info.raw_cell or "").lstrip().startswith("%durable"):
+                    self._offer_resume(cell)
         except Exception as exc:
             report(f"internal error before the cell ({type(exc).__name__}: {exc})", once="pre")
+
+    def _offer_resume(self, cell: dict[str, Any]) -> None:
+        """The last run died in a cell: say so, and offer to pick up where it stopped."""
+        from .suspend import frontend
+
+        first = next((s for s in cell["source"].splitlines() if s.strip()), "")
+        when = cell["started"].astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        what = (
+            f"the last run {'was interrupted' if cell['status'] == 'interrupted' else 'died'} "
+            f"in cell {cell['seq']} ({first[:60]!r}, started {when}); "
+            f"{cell['steps_done']} of its steps had completed"
+        )
+        if cell["error"]:
+            what += f"; last error: {cell['error'][:120]}"
+        if frontend() != "widget":
+            report(f"{what}. %durable resume restores the namespace and re-runs that cell "
+                   "(completed steps replay); %durable restore only restores.")  # fmt: skip
+            return
+        import html
+
+        from .widgets import ResumePanel
+
+        def fresh() -> None:
+            print(f"durable_nb: epoch {self.rt.fresh()} started; steps will run again")
+
+        def restore() -> None:
+            print(f"durable_nb: {self.snapshots.restore()}")
+
+        ResumePanel(
+            f"<b>⚠ durable_nb: {html.escape(what)}.</b>",
+            {
+                "Restore namespace": ("info", restore),
+                "Resume cell": ("success", lambda: self.snapshots.resume(cell)),
+                "Start fresh": ("warning", fresh),
+            },
+        ).show()
 
     def post_run_cell(self, result: Any) -> None:
         try:

@@ -5,7 +5,9 @@ Subcommands: status, log, sql, restore, ignore, gc, fresh, off, on, path.
 
 from __future__ import annotations
 
+import html
 import shlex
+import time
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -28,6 +30,11 @@ def _parser() -> MagicArgumentParser:
     ignore = sub.add_parser("ignore", help="leave variables out of snapshots")
     ignore.add_argument("names", nargs="*", help="variable names (none: list them)")
     ignore.add_argument("-r", "--remove", action="store_true", help="take them back in")
+    sub.add_parser("resume", help="restore the namespace and re-run the cell that died")
+    failure = sub.add_parser("on_failure", help="what a step does when its retries run out")
+    failure.add_argument(
+        "mode", choices=["suspend", "raise"], help="suspend: wait for Retry/Skip/Raise"
+    )
     sub.add_parser("gc", help="delete payload files no snapshot or step refers to")
     sub.add_parser("fresh", help="a new epoch: later calls stop replaying earlier results")
     sub.add_parser("off", help="stop journaling in this kernel")
@@ -79,21 +86,52 @@ class DurableMagics(Magics):
         return self.rt.journal
 
     def _status(self, args: Any) -> None:
+        from .suspend import frontend
+
+        if frontend() != "widget":
+            print(self._status_text())
+            return
+        from .widgets import StatusView
+
+        view = StatusView(lambda: f"<pre>{html.escape(self._status_text())}</pre>")
+        self.rt.listeners.append(view.update)
+        view.show()
+
+    def _status_text(self) -> str:
         rt = self.rt
         if rt.journal is None:
-            print(f"durable_nb: not journaling ({rt.problem or 'no journal'})")
-            return
+            return f"durable_nb: not journaling ({rt.problem or 'no journal'})"
         state = "journaling" if rt.enabled else "off (%durable on to resume)"
-        t = rt.totals
-        (cells,) = rt.journal.rows("SELECT count(*) FROM cells")[0]
-        print(
-            f"durable_nb: {state}\n"
-            f"  journal   {rt.path}\n"
-            f"  run       {rt.run_id} (epoch {rt.epoch})\n"
-            f"  recorded  {cells} cell executions, {rt.journal.completed} completed steps, "
-            f"{len(self.snapshots.known)} variables\n"
-            f"  this run  {t['ran']} steps ran, {t['replayed']} replayed, {t['failed']} failed"
-        )
+        t, a, cell = rt.totals, rt.activity, rt.cell
+        lines = [
+            f"durable_nb: {state}, to {rt.path}",
+            f"  run       {rt.run_id} (epoch {rt.epoch}); failed steps {rt.on_failure}",
+            f"  recorded  {rt.journal.completed} completed steps, "
+            f"{len(self.snapshots.known)} variables",
+            f"  this run  {t['ran']} steps ran, {t['replayed']} replayed, {t['failed']} failed",
+        ]
+        if cell.seq:
+            first = next((s for s in cell.source.splitlines() if s.strip()), "")
+            lines.append(f"  cell      {cell.seq}: {first[:60]}")
+        if a.get("step"):
+            wait = ""
+            if a.get("next_at"):
+                wait = f", next attempt in {max(a['next_at'] - time.time(), 0):.1f} s"
+            lines.append(f"  step      {a['step']} attempt {a['attempt']}: {a['state']}{wait}")
+        lines += [f"  error     {e[:100]}" for e in a["errors"]]
+        return "\n".join(lines)
+
+    def _resume(self, args: Any) -> None:
+        self._journal()
+        cell = self.snapshots.interrupted()
+        if cell is None:
+            print("durable_nb: nothing to resume: the last run's last cell did not die")
+            return
+        self.snapshots.resume(cell)
+
+    def _on_failure(self, args: Any) -> None:
+        self.rt.on_failure = args.mode
+        print(f"durable_nb: steps whose retries run out will {args.mode}")
 
     def _log(self, args: Any) -> None:
         rows = self._journal().rows(

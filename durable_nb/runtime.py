@@ -98,6 +98,11 @@ class Runtime:
         self.journal: Journal | None = None
         self.problem: JournalError | None = None
         self.totals = {"ran": 0, "replayed": 0, "failed": 0}
+        #: What a failed step does in an interactive kernel: "suspend" or "raise".
+        self.on_failure = "suspend"
+        #: What the status view shows: the current step, its attempt, the last errors.
+        self.activity: dict[str, Any] = {"errors": []}
+        self.listeners: list[Any] = []
         self.cell = CellContext(exec_id=f"{self.run_id}:0", seq=0, cell_key="kernel")
         self._depth = 0
         # A problem found while a kernel starts has no cell to show it in yet:
@@ -207,6 +212,25 @@ class Runtime:
         c = self.cell
         return (c.exec_id, c.seq, self.run_id, c.cell_id, c.cell_key, c.source, c.started,
                 ended, status, error, c.ran, c.replayed)  # fmt: skip
+
+    def notify(self, event: str, **details: Any) -> None:
+        """A step event (attempt, backoff, suspended, done): update activity, tell listeners."""
+        a = self.activity
+        if event == "attempt":
+            a.update(step=details["step"], attempt=details["attempt"], state="running",
+                     next_at=None)  # fmt: skip
+        elif event == "backoff":
+            a.update(state="waiting", next_at=time.time() + details["delay"])
+            a["errors"] = [*a["errors"], f"{details['step']}: {details['error']}"][-3:]
+        elif event == "suspended":
+            a.update(state="suspended (waiting for you)", next_at=None)
+        elif event == "done":
+            a.update(state="idle", next_at=None)
+        for listener in list(self.listeners):
+            try:
+                listener(event, details)
+            except Exception:  # a closed view must not break steps
+                self.listeners.remove(listener)
 
     # -- steps ----------------------------------------------------------------
 

@@ -324,6 +324,38 @@ class Snapshots:
         report_.seconds = time.perf_counter() - t0
         return report_
 
+    def interrupted(self) -> dict[str, Any] | None:
+        """The last recorded cell execution, if it crashed or was interrupted."""
+        journal = self.rt.journal
+        if journal is None:
+            return None
+        rows = journal.rows(
+            "SELECT seq, cell_id, cell_key, source, started, status, error FROM cells "
+            "WHERE run_id <> ? ORDER BY seq DESC LIMIT 1",
+            [self.rt.run_id],
+        )
+        if not rows or rows[0][5] not in ("crashed", "interrupted"):
+            return None
+        seq, cell_id, key, source, started, status, error = rows[0]
+        steps = journal.rows(
+            "SELECT count(*) FILTER (WHERE status = 'ok'), "
+            "max(CASE WHEN status = 'error' THEN error END) FROM steps WHERE seq = ?",
+            [seq],
+        )[0]
+        return dict(seq=seq, cell_id=cell_id, key=key, source=source or "", started=started,
+                    status=status, error=error or steps[1], steps_done=steps[0])  # fmt: skip
+
+    def resume(self, cell: dict[str, Any]) -> Any:
+        """Restore the namespace as of the cell before ``cell``, then re-run ``cell``.
+
+        Its completed steps replay from the journal; the rest run.
+        """
+        report_ = self.restore(at=cell["seq"] - 1)
+        print(f"durable_nb: {report_}")
+        print(f"durable_nb: re-running cell {cell['seq']}; completed steps replay")
+        with self.rt.as_cell(cell["key"]):
+            return self.shell.run_cell(cell["source"], store_history=False, cell_id=cell["cell_id"])
+
     def _recompute(self, names: dict[str, int], entries: dict, report_: Report) -> None:
         """Re-run the cells that defined unsaveable values; their steps replay."""
         ns = self.shell.user_ns

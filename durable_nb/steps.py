@@ -82,6 +82,7 @@ def step(
     non_retryable: tuple[type[BaseException], ...] = (),
     key: str | Callable[..., Any] | None = None,
     name: str | None = None,
+    on_failure: str | None = None,
 ) -> Any:
     """Make ``fn`` a durable step: journaled, retried, replayed when its cell re-runs.
 
@@ -100,6 +101,10 @@ def step(
         same result wherever they are made.
     name : str, optional
         The step's name in the journal; defaults to the function's qualified name.
+    on_failure : {"suspend", "raise"}, optional
+        When retries run out in an interactive kernel, ``suspend`` (the default, set
+        per notebook by ``%durable on_failure``) waits in place for Retry / Skip with
+        value / Raise; ``raise`` raises at once. Headless runs always raise.
 
     Returns
     -------
@@ -107,9 +112,11 @@ def step(
     (``.errors`` holds each attempt's error); a ``non_retryable`` error is raised as is.
     """
     policy = RetryPolicy(retries, initial, backoff, max_interval, timeout, non_retryable)
+    if on_failure not in (None, "suspend", "raise"):
+        raise ValueError(f"on_failure must be 'suspend' or 'raise', not {on_failure!r}")
 
     def wrap(f: F) -> F:
-        return _Step(f, policy, key, name).wrapper()  # type: ignore[return-value]
+        return _Step(f, policy, key, name, on_failure).wrapper()  # type: ignore[return-value]
 
     return wrap(fn) if fn is not None else wrap
 
@@ -129,8 +136,9 @@ def step_id() -> str:
 class _Step:
     """The machinery behind one decorated function."""
 
-    def __init__(self, fn: Callable[..., Any], policy: RetryPolicy, key: Any, name: str | None):
-        self.fn, self.policy, self.key = fn, policy, key
+    def __init__(self, fn: Callable[..., Any], policy: RetryPolicy, key: Any, name: str | None,
+                 on_failure: str | None = None):  # fmt: skip
+        self.fn, self.policy, self.key, self.on_failure = fn, policy, key, on_failure
         qual = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
         self.name = name or qual
         self.internal = self.name.startswith("dnb.")
@@ -171,12 +179,24 @@ class Attempts:
         self.name, self.policy, self.identity = name, policy, identity
         self.log: list[dict[str, Any]] = []
         self.errors: list[BaseException] = []
+        #: Called as ``notify(event, **details)`` at each attempt and backoff (status view).
+        self.notify: Callable[..., None] | None = None
+
+    def again(self, decision: str) -> None:
+        """A person chose to retry: a fresh retry budget, the log goes on."""
+        self.log.append({"decision": decision, "at": time.time()})
+        self.errors = []
+
+    def _event(self, event: str, **details: Any) -> None:
+        if self.notify is not None:
+            self.notify(event, step=self.name, attempt=len(self.errors) + 1, **details)
 
     def run_sync(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         token = _CURRENT.set(self.identity)
         try:
             while True:
                 t0 = time.time()
+                self._event("attempt")
                 try:
                     value = self._attempt_sync(fn, args, kwargs)
                 except Exception as exc:
@@ -193,6 +213,7 @@ class Attempts:
         try:
             while True:
                 t0 = time.time()
+                self._event("attempt")
                 try:
                     if timeout is None:
                         value = await fn(*args, **kwargs)
@@ -244,7 +265,9 @@ class Attempts:
             raise exc
         if len(self.errors) > self.policy.retries:
             raise StepFailed(self.name, self.errors) from exc
-        return self.policy.delay(len(self.errors))
+        delay = self.policy.delay(len(self.errors))
+        self._event("backoff", delay=delay, error=f"{type(exc).__name__}: {exc}")
+        return delay
 
 
 class _Call:
@@ -276,6 +299,8 @@ class _Call:
                     rt.cell.count("replayed")
                     rt.totals["replayed"] += 1
         call.attempts = Attempts(step.name, step.policy, call.identity)
+        if rt is not None and not step.internal:
+            call.attempts.notify = rt.notify
         return call
 
     # -- attempts -------------------------------------------------------------
@@ -283,27 +308,84 @@ class _Call:
     def attempts_sync(self) -> Any:
         if self.nested:
             return self.step.fn(*self.args, **self.kwargs)
-        try:
-            return self.attempts.run_sync(self.step.fn, self.args, self.kwargs)
-        except Exception as exc:
-            self._journal_error(exc)
-            raise
+        while True:
+            try:
+                return self.attempts.run_sync(self.step.fn, self.args, self.kwargs)
+            except StepFailed as exc:
+                self._journal_error(exc)
+                prompt = self._suspension(exc)
+                if prompt is None:
+                    raise
+                decision = prompt()
+                if decision.action == "raise":
+                    raise
+            except Exception as exc:
+                self._journal_error(exc)
+                raise
+            if decision.action == "skip":
+                self.attempts.log.append({"decision": "skip", "at": time.time()})
+                return decision.value
+            self.attempts.again("retry")
 
     async def attempts_async(self) -> Any:
         if self.nested:
             return await self.step.fn(*self.args, **self.kwargs)
-        try:
-            return await self.attempts.run_async(self.step.fn, self.args, self.kwargs)
-        except Exception as exc:
-            self._journal_error(exc)
-            raise
+        while True:
+            try:
+                return await self.attempts.run_async(self.step.fn, self.args, self.kwargs)
+            except StepFailed as exc:
+                self._journal_error(exc)
+                prompt = self._suspension(exc, asynchronous=True)
+                if prompt is None:
+                    raise
+                decision = await prompt()
+                if decision.action == "raise":
+                    raise
+            except Exception as exc:
+                self._journal_error(exc)
+                raise
+            if decision.action == "skip":
+                self.attempts.log.append({"decision": "skip", "at": time.time()})
+                return decision.value
+            self.attempts.again("retry")
+
+    def _suspension(self, error: StepFailed, asynchronous: bool = False) -> Any:
+        """A callable awaiting the person's decision, or None when the step must raise."""
+        rt = self.rt
+        choice = self.step.on_failure or (rt.on_failure if rt is not None else "suspend")
+        if choice == "raise" or self.step.internal:
+            return None
+        from . import suspend
+
+        how = suspend.frontend()
+        if how == "raise":
+            return None
+        args = self._args()
+        if how == "prompt":
+            decision = suspend.prompt(self.step.name, args, error)
+            if asynchronous:
+
+                async def answered() -> suspend.Decision:
+                    return decision
+
+                return answered
+            return lambda: decision
+        from .widgets import SuspensionPrompt
+
+        widget = SuspensionPrompt(self.step.name, args, error)
+        if rt is not None:
+            rt.notify("suspended", step=self.step.name)
+        return widget.wait_async if asynchronous else widget.wait
 
     # -- journaling -----------------------------------------------------------
 
-    def _row(self, status: str, **extra: Any) -> dict[str, Any]:
+    def _args(self) -> str:
         args = ", ".join([_repr.repr(a) for a in self.args]
                          + [f"{k}={_repr.repr(v)}" for k, v in self.kwargs.items()])  # fmt: skip
-        return dict(identity=self.identity, name=self.step.name, args=f"({args})",
+        return f"({args})"
+
+    def _row(self, status: str, **extra: Any) -> dict[str, Any]:
+        return dict(identity=self.identity, name=self.step.name, args=self._args(),
                     occurrence=self.occurrence, key=self.key, status=status,
                     attempts=len(self.attempts.log),
                     attempt_errors=json.dumps(self.attempts.log),
@@ -329,4 +411,6 @@ class _Call:
         kind, inline, blob = rt.store(self.step.name, value)
         status = "ok" if kind is not None else "unsaved"
         rt.record(self._row(status, kind=kind, result=inline, blob=blob), sync)
+        if self.attempts.notify is not None:
+            rt.notify("done", step=self.step.name)
         return value

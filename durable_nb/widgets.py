@@ -1,0 +1,162 @@
+"""The widgets: the suspension prompt of a failed step, the resume panel, the status view.
+
+Callbacks may run off the main thread (a subshell); they only hand decisions over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import threading
+import time
+import traceback
+from typing import Any
+
+import ipywidgets as w
+from IPython.display import display
+
+from .suspend import Decision, evaluate, route_to_subshell
+
+
+def _tree(widget: Any) -> list[Any]:
+    """``widget`` and every widget inside it."""
+    out, stack = [], [widget]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(getattr(node, "children", ()))
+    return out
+
+
+def _error_html(error: BaseException, frames: int = 4) -> str:
+    errors = getattr(error, "errors", None) or [error]
+    last = errors[-1]
+    tb = traceback.format_exception(type(last), last, last.__traceback__)
+    shown = "".join(tb[-frames - 1 :]) if len(tb) > 1 else "".join(tb)
+    return (
+        f"<div><b>{html.escape(type(last).__name__)}</b>: {html.escape(str(last))}"
+        f" &middot; {len(errors)} attempt{'s' * (len(errors) != 1)}</div>"
+        f"<pre style='font-size:11px;max-height:12em;overflow:auto'>{html.escape(shown)}</pre>"
+    )
+
+
+class SuspensionPrompt:
+    """Retry / Skip with value / Raise, shown where a step failed; the cell waits on it."""
+
+    def __init__(self, step: str, args: str, error: BaseException) -> None:
+        self.decision: Decision | None = None
+        self._chosen = threading.Event()
+        self.title = w.HTML(
+            f"<b>⏸ durable_nb: step <code>{html.escape(step + args)}</code> failed; "
+            "the cell is waiting for you</b>"
+        )
+        self.retry = w.Button(description="Retry", button_style="success", icon="redo")
+        self.value = w.Text(placeholder="a Python expression", description="Skip with:")
+        self.skip = w.Button(description="Skip", button_style="warning", icon="forward")
+        self.raise_ = w.Button(description="Raise", button_style="danger", icon="times")
+        self.feedback = w.Output()
+        self.box = w.VBox(
+            [self.title, w.HTML(_error_html(error)),
+             w.HBox([self.retry, self.value, self.skip, self.raise_]), self.feedback],
+        )  # fmt: skip
+        self.retry.on_click(lambda _: self._choose(Decision("retry")))
+        self.raise_.on_click(lambda _: self._choose(Decision("raise")))
+        self.skip.on_click(self._on_skip)
+        # Routed before it is shown: a click cannot come before the frontend renders it.
+        route_to_subshell(_tree(self.box))
+        display(self.box)
+
+    def _on_skip(self, _: Any) -> None:
+        try:
+            value = evaluate(self.value.value)
+        except Exception as exc:
+            self.feedback.append_stderr(f"cannot use that value: {type(exc).__name__}: {exc}\n")
+            return
+        self._choose(Decision("skip", value))
+
+    def _choose(self, decision: Decision) -> None:
+        if self._chosen.is_set():
+            return
+        self.decision = decision
+        self._close(f"▶ {decision.action} chosen; the cell goes on")
+        self._chosen.set()
+
+    def _close(self, message: str) -> None:
+        for button in (self.retry, self.skip, self.raise_, self.value):
+            button.disabled = True
+        self.title.value = f"<b>{html.escape(message)}</b>"
+
+    def wait(self) -> Decision:
+        """Block the calling thread until a button is pressed (interrupt raises)."""
+        try:
+            while not self._chosen.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            self._close("⏹ interrupted")
+            raise
+        return self.decision  # type: ignore[return-value]
+
+    async def wait_async(self) -> Decision:
+        """Like :meth:`wait`, without blocking the event loop of an async cell."""
+        try:
+            while not self._chosen.is_set():
+                await asyncio.sleep(0.1)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            self._close("⏹ interrupted")
+            raise
+        return self.decision  # type: ignore[return-value]
+
+
+class ResumePanel:
+    """Shown when the journal's last cell died: Restore namespace / Resume cell / Start fresh."""
+
+    def __init__(self, summary: str, actions: dict[str, Any]) -> None:
+        self.output = w.Output()
+        buttons = []
+        for label, (style, action) in actions.items():
+            button = w.Button(description=label, button_style=style)
+            button.on_click(self._runner(action))
+            buttons.append(button)
+        self.buttons = buttons
+        self.box = w.VBox([w.HTML(summary), w.HBox(buttons), self.output])
+
+    def show(self) -> None:
+        display(self.box)
+
+    def _runner(self, action: Any) -> Any:
+        def run(_: Any) -> None:
+            for button in self.buttons:
+                button.disabled = True
+            with self.output:
+                action()
+
+        return run
+
+
+class StatusView:
+    """``%durable status`` as a widget that follows the kernel while cells run."""
+
+    def __init__(self, render: Any) -> None:
+        self._render = render
+        self.html = w.HTML(render())
+        self._last = 0.0
+        self._timer: threading.Timer | None = None
+
+    def show(self) -> None:
+        display(self.html)
+
+    def update(self, *_: Any, **__: Any) -> None:
+        """Re-render, at most ten times a second (step events can be much faster)."""
+        now = time.monotonic()
+        if now - self._last >= 0.1:
+            self._last = now
+            self.html.value = self._render()
+        elif self._timer is None:
+            self._timer = threading.Timer(0.1, self._flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _flush(self) -> None:
+        self._timer = None
+        self._last = time.monotonic()
+        self.html.value = self._render()
