@@ -182,10 +182,11 @@ class Attempts:
         #: Called as ``notify(event, **details)`` at each attempt and backoff (status view).
         self.notify: Callable[..., None] | None = None
 
-    def again(self, decision: str) -> None:
-        """A person chose to retry: a fresh retry budget, the log goes on."""
-        self.log.append({"decision": decision, "at": time.time()})
+    def decided(self, decision: Any) -> bool:
+        """Log a person's decision; True for skip, else a fresh retry budget (log goes on)."""
+        self.log.append({"decision": decision.action, "at": time.time()})
         self.errors = []
+        return decision.action == "skip"
 
     def _event(self, event: str, **details: Any) -> None:
         if self.notify is not None:
@@ -314,18 +315,14 @@ class _Call:
             except StepFailed as exc:
                 self._journal_error(exc)
                 prompt = self._suspension(exc)
-                if prompt is None:
-                    raise
-                decision = prompt()
-                if decision.action == "raise":
+                decision = prompt() if prompt is not None else None
+                if decision is None or decision.action == "raise":
                     raise
             except Exception as exc:
                 self._journal_error(exc)
                 raise
-            if decision.action == "skip":
-                self.attempts.log.append({"decision": "skip", "at": time.time()})
+            if self.attempts.decided(decision):
                 return decision.value
-            self.attempts.again("retry")
 
     async def attempts_async(self) -> Any:
         if self.nested:
@@ -336,18 +333,14 @@ class _Call:
             except StepFailed as exc:
                 self._journal_error(exc)
                 prompt = self._suspension(exc, asynchronous=True)
-                if prompt is None:
-                    raise
-                decision = await prompt()
-                if decision.action == "raise":
+                decision = await prompt() if prompt is not None else None
+                if decision is None or decision.action == "raise":
                     raise
             except Exception as exc:
                 self._journal_error(exc)
                 raise
-            if decision.action == "skip":
-                self.attempts.log.append({"decision": "skip", "at": time.time()})
+            if self.attempts.decided(decision):
                 return decision.value
-            self.attempts.again("retry")
 
     def _suspension(self, error: StepFailed, asynchronous: bool = False) -> Any:
         """A callable awaiting the person's decision, or None when the step must raise."""
