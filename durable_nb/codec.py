@@ -5,12 +5,12 @@ JSON for plain data, pickle protocol 5 next, dill (``recurse=True``) last.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import math
 import pickle
 import types
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,7 +111,7 @@ def _feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         pass  # unpicklable (a client, a socket): its type alone identifies the argument
 
 
-# -- namespace values: pickle 5 with out-of-band buffers, references between variables --
+# -- namespace values: pickle 5 with out-of-band buffers, and what they share --------
 
 
 class Unserializable(Exception):
@@ -122,6 +122,26 @@ class _ByValue(Exception):
     """A notebook-defined function or class: pickle would save a dangling reference."""
 
 
+#: Objects of these types cannot change, so sharing them does not tie variables together.
+_IMMUTABLE = (str, bytes, int, float, complex, bool, type(None), tuple, frozenset, range,
+              slice, types.ModuleType, type)  # fmt: skip
+
+
+def _mutable(item: Any) -> bool:
+    """Whether a change to ``item`` can show through every variable that holds it."""
+    if isinstance(item, (list, dict, set, bytearray)):
+        return True
+    if isinstance(item, _IMMUTABLE) or callable(item):
+        return False
+    t = type(item)
+    module = t.__module__ or ""
+    if module.startswith("numpy"):  # arrays change; dtypes and scalars do not
+        return t.__name__ == "ndarray"
+    if module.startswith("pandas") and t.__name__.endswith(("Index", "Dtype", "DType")):
+        return False  # immutable by design, and shared between frames
+    return hasattr(item, "__dict__")
+
+
 def _guard(obj: Any) -> None:
     # dill "saves" open files by reopening them with their mode on load, and mode
     # 'w' truncates the file: never let a file handle into a snapshot.
@@ -129,20 +149,7 @@ def _guard(obj: Any) -> None:
         raise Unserializable(f"{type(obj).__name__} is an open file")
 
 
-class _RefPickler(pickle.Pickler):
-    """pickle.Pickler that writes other variables as references to them."""
-
-    def __init__(self, file: Any, refs: dict[int, tuple[str, str]], own: int, **kw: Any) -> None:
-        super().__init__(file, protocol=5, **kw)
-        self._refs, self._own, self.used = refs, own, set()
-
-    def persistent_id(self, obj: Any) -> Any:
-        ref = self._refs.get(id(obj))
-        if ref is None or id(obj) == self._own:
-            return None
-        self.used.add(ref)
-        return ref
-
+class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         _guard(obj)
         if isinstance(obj, (types.FunctionType, type)) and obj.__module__ == "__main__":
@@ -153,69 +160,92 @@ class _RefPickler(pickle.Pickler):
 def _dill_pickler() -> type:
     import dill
 
-    class _RefDillPickler(dill.Pickler):
-        def __init__(self, file: Any, refs: dict, own: int, **kw: Any) -> None:
-            super().__init__(file, protocol=5, recurse=True, **kw)
-            self._refs, self._own, self.used = refs, own, set()
-
-        persistent_id = _RefPickler.persistent_id
-
+    # Without ``recurse``, dill writes a notebook function's globals as a reference to
+    # ``__main__``: once restored, it sees the restored namespace, not a private copy.
+    class _DillPickler(dill.Pickler):
         def reducer_override(self, obj: Any) -> Any:
             _guard(obj)
             return NotImplemented
 
-    return _RefDillPickler
+    return _DillPickler
 
 
 @dataclass
 class Encoded:
-    """A value ready to store: a pickle stream, its raw buffers and its references."""
+    """A value ready to store: a pickle stream, its raw buffers, and what it shares.
+
+    ``shares`` holds the ids of the mutable objects inside the value (and of the
+    memory that its arrays view): two variables sharing one can change together.
+    """
 
     codec: str
     stream: bytes
     buffers: list[memoryview]
-    refs: set[tuple[str, str]]
+    shares: frozenset[int]
 
 
-def encode(obj: Any, refs: dict[int, tuple[str, str]], own: int) -> Encoded:
+def encode(obj: Any) -> Encoded:
     """Serialize ``obj`` without copying its large buffers.
 
-    Objects whose ``id`` is in ``refs`` (other variables) are written as
-    references ``(name, token)``, except ``own``, the object being saved.
     Raises :class:`Unserializable` with the reason when nothing can save it.
     """
     buffers: list[memoryview] = []
-
-    def keep(buf: pickle.PickleBuffer) -> None:
-        buffers.append(buf.raw())
-
-    for codec_name, factory in ((PICKLE, lambda: _RefPickler), (DILL, _dill_pickler)):
+    reason = ""
+    for codec_name, factory in ((PICKLE, lambda: _Pickler), (DILL, _dill_pickler)):
         out = io.BytesIO()
         buffers.clear()
         try:
-            pickler = factory()(out, refs, own, buffer_callback=keep)
+            pickler = factory()(out, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
             pickler.dump(obj)
-            return Encoded(codec_name, out.getvalue(), list(buffers), pickler.used)
         except Unserializable:
             raise
         except _ByValue:
             continue
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
+            continue
+        return Encoded(codec_name, out.getvalue(), list(buffers), shares(obj))
     raise Unserializable(reason)
 
 
-def decode(codec: str, stream: bytes, buffers: list[Any], resolve: Callable[[Any], Any]) -> Any:
-    """Inverse of :func:`encode`; ``resolve((name, token))`` returns referenced variables."""
+def shares(obj: Any) -> frozenset[int]:
+    """Ids of the mutable objects reachable from ``obj``, and of the memory its arrays view.
+
+    Two variables that share one of them can change together.
+    """
+    keys: set[int] = set()
+    seen: set[int] = set()
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, _IMMUTABLE) or callable(item):
+            continue
+        seen.add(id(item))
+        if _mutable(item):
+            keys.add(id(item))
+        t = type(item)
+        if t.__module__.startswith(("numpy", "pandas")) and not _mutable(item):
+            continue  # dtypes, indexes: nothing inside them changes
+        if t.__name__ == "ndarray":
+            base = item.base  # a view changes when the memory it views changes
+            while base is not None:
+                keys.add(id(base))
+                base = getattr(base, "base", None)
+            if item.dtype.hasobject:
+                stack.extend(item.ravel().tolist())
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+        else:
+            stack.extend(gc.get_referents(item))
+    return frozenset(keys)
+
+
+def decode(codec: str, stream: bytes, buffers: list[Any]) -> Any:
+    """Inverse of :func:`encode`."""
     if codec == DILL:
         import dill
 
-        base: type = dill.Unpickler
-    else:
-        base = pickle.Unpickler
-
-    class _RefUnpickler(base):  # type: ignore[misc, valid-type]
-        def persistent_load(self, pid: Any) -> Any:
-            return resolve(tuple(pid))
-
-    return _RefUnpickler(io.BytesIO(stream), buffers=buffers).load()
+        return dill.loads(stream, buffers=buffers)
+    return pickle.loads(stream, buffers=buffers)

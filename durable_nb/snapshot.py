@@ -35,12 +35,13 @@ FULL_SWEEP_BYTES = 4 << 20
 class Known:
     """What the journal holds for a name, and the object it was bound to then."""
 
-    token: str
     obj_id: int
     state: str
     value_id: str | None
+    item: int | None
     cell_seq: int
     nbytes: int = 0
+    shares: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -78,15 +79,12 @@ class _Encoding:
     nbytes: int = 0
     encoded: codec.Encoded | None = None
     chunks: list[list[str]] = field(default_factory=list)
-    refs_json: str = "[]"
+    item: int | None = None  # index in its group's payload; None when saved alone
+    shares: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if self.value_id is None:
             self.value_id = f"{self.state}:{self.detail}"
-
-    @property
-    def refs(self) -> set[tuple[str, str]]:
-        return self.encoded.refs if self.encoded is not None else set()
 
 
 class Snapshots:
@@ -98,7 +96,7 @@ class Snapshots:
         self.ignored: set[str] = set(self._meta_json("ignore", []))
         self._pending: set[str] = set()  # names touched by cells not yet snapshotted
         self._stored: set[str] | None = None  # value ids in the journal
-        self._tokens = 0
+        self._holders: dict[int, set[str]] = {}  # shared object id -> names whose value holds it
 
     # -- after each cell ----------------------------------------------------------
 
@@ -118,8 +116,8 @@ class Snapshots:
         self._save(ns, touched, rows)
         seq = self.rt.cell.seq
         for name in sorted(self.known.keys() - ns.keys()):
-            del self.known[name]
-            rows.append(("variable", (f"{seq}:{name}", seq, name, None, "deleted", None, seq, 0,
+            self._forget(name)
+            rows.append(("variable", (f"{seq}:{name}", seq, name, "deleted", None, None, seq, 0,
                                       None)))  # fmt: skip
         self._write(rows)
 
@@ -142,55 +140,68 @@ class Snapshots:
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list) -> None:
         seq = self.rt.cell.seq
-        tokens, aliases = {}, {}
-        for name, value in ns.items():
+        results = self._encode_touched(ns, touched)
+        for group in _groups(results):
+            if len(group) > 1:
+                self._encode_group(group, ns, results)
+        for name, res in sorted(results.items()):
             k = self.known.get(name)
-            tokens[name] = k.token if k and k.obj_id == id(value) else self._new_token(seq)
-            aliases.setdefault(id(value), []).append(name)
-        # One name carries an object shared by several; the others refer to it. The
-        # name that held it before keeps it, so a new alias does not move the payload.
-        # Objects known to be unsaveable are never offered as references.
-        refs = {}
-        for oid, names in aliases.items():
-            names.sort(key=lambda n: (n not in self.known or self.known[n].obj_id != oid, n))
-            k = self.known.get(names[0])
-            if k is None or k.obj_id != oid or k.state == "saved":
-                refs[oid] = (names[0], tokens[names[0]])
+            rebound = k is None or k.obj_id != id(ns[name])
+            if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
+                continue  # unchanged
+            if res.encoded is not None:
+                self._store(res, rows)
+            self._forget(name)
+            self.known[name] = Known(
+                id(ns[name]),
+                res.state,
+                res.value_id,
+                res.item,
+                seq if rebound else k.cell_seq,
+                res.nbytes,
+                res.shares,
+            )
+            for key in res.shares:
+                self._holders.setdefault(key, set()).add(name)
+            rows.append(("variable", (f"{seq}:{name}", seq, name, res.state, res.value_id,
+                                      res.item, self.known[name].cell_seq, res.nbytes,
+                                      res.detail)))  # fmt: skip
+
+    def _encode_touched(self, ns: dict[str, Any], touched: set[str]) -> dict[str, _Encoding]:
+        """Encode the touched names and every name that shares a mutable object with one."""
         work, results = deque(sorted(touched)), {}
         while work:
             name = work.popleft()
             if name in results or name not in ns:
                 continue
-            value = ns[name]
-            work.extend(aliases[id(value)])  # a change through one alias is a change to all
-            own = id(value) if refs.get(id(value), ("",))[0] == name else 0
-            results[name] = self._encode(value, refs, own)
-            work.extend(ref[0] for ref in results[name].refs)
-            if results[name].state != "saved":
-                self._unref(name, ns, refs, results, work)
-        for name, res in results.items():
-            k, token = self.known.get(name), tokens[name]
-            rebound = k is None or k.token != token
-            if not rebound and k.value_id == res.value_id:
-                continue  # unchanged
-            cell_seq = seq if rebound else k.cell_seq
-            if res.encoded is not None:
-                self._store(res, rows)
-            self.known[name] = Known(token, id(ns[name]), res.state, res.value_id, cell_seq,
-                                     res.nbytes)  # fmt: skip
-            rows.append(("variable", (f"{seq}:{name}", seq, name, token, res.state, res.value_id,
-                                      cell_seq, res.nbytes, res.detail)))  # fmt: skip
+            results[name] = res = self._encode(ns[name])
+            old = self.known[name].shares if name in self.known else frozenset()
+            for key in res.shares | old:  # a change through one holder shows in all
+                work.extend(self._holders.get(key, ()))
+        return results
 
-    def _unref(self, bad: str, ns: dict, refs: dict, results: dict, work: deque) -> None:
-        """``bad`` cannot be saved: whatever referred to it must be encoded again."""
-        ref = refs.pop(id(ns[bad]), None)
-        if ref is None:
+    def _encode_group(self, group: list[str], ns: dict[str, Any], results: dict) -> None:
+        """Variables that share objects are saved in one payload, so identity survives."""
+        res = self._encode(tuple(ns[n] for n in group))
+        if res.state != "saved":
+            return  # one of them cannot be saved: they stay apart (identity is not kept)
+        for i, name in enumerate(group):  # the payload is stored once, by the first
+            results[name] = _Encoding("saved", None, res.value_id, res.nbytes,
+                                      res.encoded if i == 0 else None, res.chunks, i,
+                                      results[name].shares)  # fmt: skip
+
+    def _forget(self, name: str) -> None:
+        k = self.known.pop(name, None)
+        if k is None:
             return
-        for name in [n for n, r in results.items() if ref in r.refs]:
-            del results[name]
-            work.appendleft(name)
+        for key in k.shares:
+            holders = self._holders.get(key)
+            if holders is not None:
+                holders.discard(name)
+                if not holders:
+                    del self._holders[key]
 
-    def _encode(self, value: Any, refs: dict, own: int) -> _Encoding:
+    def _encode(self, value: Any) -> _Encoding:
         """How ``value`` is recorded: saved (with its payload), module, file or recompute."""
         if isinstance(value, types.ModuleType):
             return _Encoding("module", value.__name__)
@@ -206,7 +217,7 @@ class Snapshots:
         if isinstance(size, int) and size > self.max_bytes:
             return _Encoding("recompute", too_big)
         try:
-            enc = codec.encode(value, refs, own)
+            enc = codec.encode(value)
         except codec.Unserializable as exc:
             return _Encoding("recompute", str(exc))
         nbytes = len(enc.stream) + sum(b.nbytes for b in enc.buffers)
@@ -216,9 +227,8 @@ class Snapshots:
         digest = xxhash.xxh3_128(enc.stream)
         for names in chunks:
             digest.update("".join(names).encode())
-        refs_json = json.dumps(sorted(enc.refs))
-        digest.update(refs_json.encode())
-        return _Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks, refs_json)
+        return _Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks,
+                         shares=enc.shares)  # fmt: skip
 
     def _store(self, res: _Encoding, rows: list) -> None:
         """Write a saved value's chunks and queue its payload row (once per content)."""
@@ -234,7 +244,7 @@ class Snapshots:
         sizes = [b.nbytes for b in enc.buffers]
         buffers = json.dumps([[n, names] for n, names in zip(sizes, res.chunks, strict=True)])
         rows.append(("payload", (res.value_id, enc.codec, res.nbytes, stream, stream_chunks,
-                                 buffers, res.refs_json)))  # fmt: skip
+                                 buffers)))  # fmt: skip
         self._stored.add(res.value_id)
 
     def _write(self, rows: list[tuple[str, tuple]]) -> None:
@@ -254,10 +264,6 @@ class Snapshots:
         if self._stored is None:
             self._stored = {r[0] for r in self.rt.journal.rows("SELECT value_id FROM payloads")}
         return self._stored
-
-    def _new_token(self, seq: int) -> str:
-        self._tokens += 1
-        return f"{self.rt.run_id}:{seq}:{self._tokens}"
 
     # -- settings -----------------------------------------------------------------
 
@@ -281,26 +287,28 @@ class Snapshots:
         """Bring the namespace back as it was after cell execution ``at`` (default: last)."""
         journal = self.rt.journal
         t0 = time.perf_counter()
+        journal.check_restorable()  # nothing another user wrote is run before it is trusted
         if at is None:
-            at = journal.rows("SELECT coalesce(max(seq), 0) FROM variables")[0][0]
+            at = journal.rows("SELECT coalesce(max(seq), 0) FROM cells WHERE status = 'ok'")[0][0]
         entries = {
             row[0]: row
             for row in journal.rows(
-                "SELECT name, token, state, value_id, cell_seq, nbytes, detail FROM variables "
+                "SELECT name, state, value_id, item, cell_seq, nbytes, detail FROM variables "
                 "WHERE seq <= ? "
                 "QUALIFY row_number() OVER (PARTITION BY name ORDER BY seq DESC) = 1",
                 [at],
             )
-            if row[2] != "deleted"
+            if row[1] != "deleted" and row[0] not in self.ignored
         }
         report_ = Report(seq=at)
-        loader = _Loader(journal, entries, at)
+        loader = _Loader(journal, [e[2] for e in entries.values() if e[1] == "saved"])
         ns = self.shell.user_ns
         recompute: dict[str, int] = {}
-        for name, (_, _, state, _, cell_seq, nbytes, detail) in sorted(entries.items()):
+        for name, (_, state, value_id, item, cell_seq, nbytes, detail) in sorted(entries.items()):
             try:
                 if state == "saved":
-                    ns[name] = loader.load(name)
+                    value = loader.load(value_id)
+                    ns[name] = value if item is None else value[item]
                     report_.nbytes += nbytes or 0
                 elif state == "module":
                     ns[name] = importlib.import_module(detail)
@@ -318,9 +326,13 @@ class Snapshots:
             self._recompute(recompute, entries, report_)
         for name in report_.restored + report_.recomputed:
             if name in ns:
-                _, token, state, value_id, cell_seq, nbytes, _ = entries[name]
-                self.known[name] = Known(token, id(ns[name]), state, value_id, cell_seq,
-                                         nbytes or 0)  # fmt: skip
+                _, state, value_id, item, cell_seq, nbytes, _ = entries[name]
+                self._forget(name)
+                shares = codec.shares(ns[name])
+                self.known[name] = Known(id(ns[name]), state, value_id, item, cell_seq,
+                                         nbytes or 0, shares)  # fmt: skip
+                for key in shares:
+                    self._holders.setdefault(key, set()).add(name)
         report_.seconds = time.perf_counter() - t0
         return report_
 
@@ -360,111 +372,101 @@ class Snapshots:
         """Re-run the cells that defined unsaveable values; their steps replay."""
         ns = self.shell.user_ns
         saved = {n: ns[n] for n in report_.restored if n in ns}
-        # A cell that opened a file for writing is never re-run: that could truncate it.
-        writers = {e[4] for e in entries.values() if e[2] == "file"}
-        for n, seq in list(names.items()):
-            if seq in writers:
-                report_.skipped[n] = f"its cell {seq} opens a file for writing: re-run it yourself"
-                del names[n]
-        if not names:
-            return
         cells = sorted(set(names.values()))
-        sources = dict(
-            self.rt.journal.rows(
-                f"SELECT seq, source FROM cells WHERE seq IN ({', '.join('?' * len(cells))})",
-                cells,
+        found = {
+            seq: (key, source)
+            for seq, key, source in self.rt.journal.rows(
+                "SELECT seq, cell_key, source FROM cells WHERE seq IN (SELECT unnest(?))", [cells]
             )
-        )
-        keys = dict(
-            self.rt.journal.rows(
-                f"SELECT seq, cell_key FROM cells WHERE seq IN ({', '.join('?' * len(cells))})",
-                cells,
-            )
-        )
+        }
+        # A cell that writes files is never re-run: reopening one for writing truncates it.
+        writers = {e[4] for e in entries.values() if e[1] == "file"}
         for seq in cells:
-            if seq not in sources:
-                for n, s in names.items():
-                    if s == seq:
-                        report_.skipped[n] = f"its cell {seq} is not in the journal"
-                continue
-            with self.rt.as_cell(keys[seq]):
-                result = self.shell.run_cell(sources[seq], store_history=False)
-            report_.recompute_cells.append(seq)
-            for n, s in names.items():
-                if s != seq:
-                    continue
-                if result.success and n in ns:
+            mine = [n for n, s in names.items() if s == seq]
+            if seq not in found:
+                why = f"its cell {seq} is not in the journal"
+            elif seq in writers or _writes_files(self.shell.transform_cell(found[seq][1])):
+                why = f"its cell {seq} writes a file: re-run it yourself"
+            else:
+                with self.rt.as_cell(found[seq][0]):
+                    result = self.shell.run_cell(found[seq][1], store_history=False)
+                report_.recompute_cells.append(seq)
+                err = result.error_in_exec or result.error_before_exec
+                why = f"re-running cell {seq} failed ({type(err).__name__}: {err})" if err else ""
+            for n in mine:
+                if not why and n in ns:
                     report_.recomputed.append(n)
                 else:
-                    err = result.error_in_exec or result.error_before_exec
-                    why = f"{type(err).__name__}: {err}" if err else "the cell did not define it"
-                    report_.skipped[n] = f"re-running cell {seq} failed ({why})"
+                    report_.skipped[n] = why or f"re-running cell {seq} did not define it"
         # A recomputed cell may rebind saved names: the snapshot's values win.
         for n, value in saved.items():
             ns[n] = value
 
 
 class _Loader:
-    """Loads saved values, resolving references between variables (shared objects)."""
+    """Loads payloads (once each: the members of a group share one), fetched in one query."""
 
-    def __init__(self, journal: Any, entries: dict, at: int) -> None:
-        self.journal, self.entries, self.at = journal, entries, at
-        self.loaded: dict[tuple[str, str], Any] = {}
-        self._loading: set[tuple[str, str]] = set()
-        self._payloads = self._fetch([e[3] for e in entries.values() if e[2] == "saved"])
-
-    def _fetch(self, value_ids: list[str]) -> dict[str, tuple]:
-        """Payload rows of ``value_ids``, in one query."""
-        if not value_ids:
-            return {}
-        return {
-            row[0]: row[1:]
-            for row in self.journal.rows(
-                "SELECT value_id, codec, stream, stream_chunks, buffers FROM payloads "
+    def __init__(self, journal: Any, value_ids: list[str]) -> None:
+        self.journal = journal
+        self.loaded: dict[str, Any] = {}
+        self._payloads: dict[str, tuple] = {}
+        if value_ids:
+            for row in journal.rows(
+                "SELECT value_id, codec, stream, stream_chunks, buffers, sig FROM payloads "
                 "WHERE value_id IN (SELECT unnest(?))",
-                [value_ids],
-            )
-        }
+                [sorted(set(value_ids))],
+            ):
+                self._payloads[row[0]] = row[1:]
 
-    def load(self, name: str) -> Any:
-        return self._resolve((name, self.entries[name][1]))
+    def load(self, value_id: str) -> Any:
+        if value_id not in self.loaded:
+            codec_name, stream, stream_chunks, buffers, sig = self._payloads[value_id]
+            blobs = self.journal.blobs
+            if stream is None:
+                size, names = json.loads(stream_chunks)
+                stream = bytes(blobs.get_chunks(names, size))
+            self.journal.check("payload", stream, sig, "a snapshot")  # before unpickling
+            bufs = [blobs.get_chunks(names, size) for size, names in json.loads(buffers)]
+            self.loaded[value_id] = codec.decode(codec_name, stream, bufs)
+        return self.loaded[value_id]
 
-    def _resolve(self, ref: tuple[str, str]) -> Any:
-        if ref in self.loaded:
-            return self.loaded[ref]
-        if ref in self._loading:
-            raise ValueError(f"{ref[0]} refers to itself through other variables")
-        name, token = ref
-        entry = self.entries.get(name)
-        if entry is not None and entry[1] == token and entry[2] == "saved":
-            value_id = entry[3]
-        else:  # the name was rebound since: use the object's last version before ``at``
-            rows = self.journal.rows(
-                "SELECT value_id FROM variables WHERE name = ? AND token = ? AND seq <= ? "
-                "AND state = 'saved' ORDER BY seq DESC LIMIT 1",
-                [name, token, self.at],
-            )
-            if not rows:
-                raise ValueError(f"the version of {name} it refers to was never saved")
-            value_id = rows[0][0]
-        self._loading.add(ref)
-        try:
-            value = self._decode(value_id)
-        finally:
-            self._loading.discard(ref)
-        self.loaded[ref] = value
-        return value
 
-    def _decode(self, value_id: str) -> Any:
-        if value_id not in self._payloads:
-            self._payloads.update(self._fetch([value_id]))
-        codec_name, stream, stream_chunks, buffers = self._payloads[value_id]
-        blobs = self.journal.blobs
-        if stream is None:
-            size, names = json.loads(stream_chunks)
-            stream = bytes(blobs.get_chunks(names, size))
-        bufs = [blobs.get_chunks(names, size) for size, names in json.loads(buffers)]
-        return codec.decode(codec_name, stream, bufs, lambda ref: self._resolve(tuple(ref)))
+def _writes_files(source: str) -> bool:
+    """Whether ``source`` opens a file for writing with a literal mode (w, a, x or +)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return True  # cannot tell: do not re-run it blindly
+    for node in ast.walk(tree):
+        func = getattr(node, "func", None)
+        if isinstance(node, ast.Call) and getattr(func, "id", getattr(func, "attr", "")) == "open":
+            modes = node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]
+            if any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes):
+                return True
+        if isinstance(node, ast.Attribute) and node.attr in ("write_text", "write_bytes"):
+            return True
+    return False
+
+
+def _groups(results: dict[str, _Encoding]) -> list[list[str]]:
+    """The names whose values share mutable objects, as connected groups (sorted)."""
+    parent = {name: name for name in results}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    first: dict[int, str] = {}
+    for name, res in sorted(results.items()):
+        for key in res.shares:
+            other = first.setdefault(key, name)
+            parent[root(name)] = root(other)
+    groups: dict[str, list[str]] = {}
+    for name in sorted(results):
+        groups.setdefault(root(name), []).append(name)
+    return list(groups.values())
 
 
 def _closure(names: set[str], ns: dict[str, Any]) -> set[str]:
