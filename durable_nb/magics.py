@@ -1,6 +1,6 @@
 """``%durable``: look at and steer the journal from a cell.
 
-Subcommands: status, log, sql, restore, ignore, gc, fresh, off, on, path.
+Subcommands: status, log, sql, restore, ignore, gc, fresh, off, on, path, replay, trust.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 
-from .errors import DurableError
+from .errors import DurableError, UntrustedJournal
 from .runtime import Runtime
 
 
@@ -40,6 +40,9 @@ def _parser() -> MagicArgumentParser:
     sub.add_parser("off", help="stop journaling in this kernel")
     sub.add_parser("on", help="resume journaling in this kernel")
     sub.add_parser("path", help="the journal file")
+    replay = sub.add_parser("replay", help="strict replay: every step from the journal, none run")
+    replay.add_argument("state", nargs="?", choices=["on", "off"], default="on")
+    sub.add_parser("trust", help="trust this journal's content (sign it as yours)")
     return parser
 
 
@@ -64,7 +67,10 @@ class DurableMagics(Magics):
         except ValueError as exc:
             raise UsageError(f"%durable: {exc}") from None
         args = self.parser.parse_args(words)
-        return getattr(self, f"_{args.command}")(args)
+        try:
+            return getattr(self, f"_{args.command}")(args)
+        except UntrustedJournal as exc:  # one line saying how to trust, no traceback
+            raise UsageError(str(exc)) from None
 
     @cell_magic("durable")
     def durable_cell(self, line: str, cell: str) -> None:
@@ -106,8 +112,8 @@ class DurableMagics(Magics):
         lines = [
             f"durable_nb: {state}, to {rt.path}",
             f"  run       {rt.run_id} (epoch {rt.epoch}); failed steps {rt.on_failure}",
-            f"  recorded  {rt.journal.completed} completed steps, "
-            f"{len(self.snapshots.known)} variables",
+            f"  recorded  {rt.journal.seq} cell executions, {rt.journal.completed} completed "
+            f"steps, {len(self.snapshots.known)} variables",
             f"  this run  {t['ran']} steps ran, {t['replayed']} replayed, {t['failed']} failed",
         ]
         if cell.seq:
@@ -189,3 +195,20 @@ class DurableMagics(Magics):
 
     def _path(self, args: Any) -> str:
         return str(self.rt.path)
+
+    def _replay(self, args: Any) -> None:
+        try:
+            self.rt.set_strict(args.state == "on")
+        except DurableError as exc:
+            raise UsageError(str(exc)) from None
+        if self.rt.strict:
+            print(
+                "durable_nb: strict replay: every step is answered from the journal and "
+                "nothing external is called; a step it lacks raises (%durable replay off)"
+            )
+        else:
+            print("durable_nb: strict replay off; steps the journal lacks run again")
+
+    def _trust(self, args: Any) -> None:
+        n = self._journal().trust()
+        print(f"durable_nb: trusted {self.rt.path}: {n} records signed as yours")

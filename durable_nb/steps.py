@@ -365,9 +365,9 @@ class _Call:
             return lambda: decision
         from .widgets import SuspensionPrompt
 
-        widget = SuspensionPrompt(self.step.name, args, error)
         if rt is not None:
             rt.notify("suspended", step=self.step.name)
+        widget = SuspensionPrompt(self.step.name, args, error)
         return widget.wait_async if asynchronous else widget.wait
 
     # -- journaling -----------------------------------------------------------

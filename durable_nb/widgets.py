@@ -62,9 +62,8 @@ class SuspensionPrompt:
         self.retry.on_click(lambda _: self._choose(Decision("retry")))
         self.raise_.on_click(lambda _: self._choose(Decision("raise")))
         self.skip.on_click(self._on_skip)
-        # Routed before it is shown: a click cannot come before the frontend renders it.
+        # Routed before it is shown (in wait): a click cannot come before it is rendered.
         route_to_subshell(_tree(self.box))
-        display(self.box)
 
     def _on_skip(self, _: Any) -> None:
         try:
@@ -87,8 +86,12 @@ class SuspensionPrompt:
         self.title.value = f"<b>{html.escape(message)}</b>"
 
     def wait(self) -> Decision:
-        """Block the calling thread until a button is pressed (interrupt raises)."""
+        """Show the prompt; block the calling thread until a button is pressed.
+
+        An interrupt at any point after it is shown closes it and propagates.
+        """
         try:
+            display(self.box)
             while not self._chosen.wait(0.1):
                 pass
         except KeyboardInterrupt:
@@ -99,6 +102,7 @@ class SuspensionPrompt:
     async def wait_async(self) -> Decision:
         """Like :meth:`wait`, without blocking the event loop of an async cell."""
         try:
+            display(self.box)
             while not self._chosen.is_set():
                 await asyncio.sleep(0.1)
         except (KeyboardInterrupt, asyncio.CancelledError):
