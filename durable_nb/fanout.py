@@ -6,6 +6,7 @@ Workers run each item's retries; only the calling thread journals, in group comm
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import inspect
 import queue
@@ -36,9 +37,12 @@ _IDLE_SYNC_GAP = 0.005
 #: Items submitted between two looks at the finished ones, so that journaling goes on
 #: (and the bound holds) while a long list is still being submitted.
 _SUBMIT_CHUNK = 256
-
-_builtin_map = map
-
+#: Dask: finished futures are looked for and gathered once per this many seconds ...
+_GATHER_WINDOW = 0.02
+#: ... among the first this many still waiting (all of them twice a second).
+_SCAN = 1024
+#: Dask future states that are not an outcome yet ("lost" data is computed again).
+_WAITING = frozenset({"pending", "lost"})
 
 # -- on the workers -------------------------------------------------------------
 
@@ -103,19 +107,27 @@ class Results(list):
         The items keep their identities, so once they succeed, re-running the cell
         replays them. Items that fail again stay in :attr:`errors`. Returns ``self``.
         """
-        if not self._failed:
+        if not self.errors:
             return self
-        if self._fanout is None:
+        if self._fanout is None or not self._failed:
             raise DurableError(
                 "these results were restored from a snapshot, so their failed items can no "
                 "longer be retried from here; re-run the cell that called dnb.map instead."
             )
-        failed, self._failed = self._failed, []
-        self.errors = []
-        for work in failed:
+        earlier = list(zip(self._failed, self.errors, strict=True))
+        self._failed, self.errors = [], []
+        for work, _ in earlier:
+            work.settled = False
             work.call.attempts = Attempts(work.call.step.name, work.call.step.policy,
                                           work.call.identity)  # fmt: skip
-        self._fanout.execute(failed, self, retrying=True)
+        try:
+            self._fanout.execute([work for work, _ in earlier], self, retrying=True)
+        finally:
+            # Interrupted, or the executor refused: what did not run can be retried again.
+            for work, error in earlier:
+                if not work.settled:
+                    self._failed.append(work)
+                    self.errors.append(error)
         return self
 
     def __getstate__(self) -> dict[str, Any]:
@@ -129,10 +141,10 @@ class Results(list):
 class _Work:
     """One distinct call to run: its ``_Call`` and the positions of its item."""
 
-    __slots__ = ("call", "indices")
+    __slots__ = ("call", "indices", "settled")
 
     def __init__(self, call: _Call, index: int) -> None:
-        self.call, self.indices = call, [index]
+        self.call, self.indices, self.settled = call, [index], False
 
     @property
     def item(self) -> Any:
@@ -155,7 +167,8 @@ def map(
     journal; the rest are submitted to the executor, where each runs the step's retry
     policy. Only this thread journals: results are made durable in group commits,
     at most :data:`FLUSH_SECONDS` (50 ms) or :data:`FLUSH_ITEMS` (512) results after
-    they arrive, so a crash re-runs at most those and the items in flight.
+    they arrive (from Dask, finished results are fetched every 20 ms), so a crash
+    re-runs at most those and the items in flight.
 
     Parameters
     ----------
@@ -220,6 +233,11 @@ class _Fanout:
         work: list[_Work] = []
         if rt is not None and rt.enabled:
             by_identity: dict[str, _Work] = {}
+            # Calls are copies of one made the usual way (all its fields, whatever they
+            # become), which skips the random placeholder identity each would draw.
+            proto = _Call(step, (None,), {})
+            proto.rt = rt
+            fields = proto.__dict__
             for i, (item, (identity, n, key)) in enumerate(
                 zip(items, _identities(rt, step, items), strict=True)
             ):
@@ -235,8 +253,9 @@ class _Fanout:
                 if same is not None:  # the same call twice (a shared key= ): run it once
                     same.indices.append(i)
                     continue
-                call = _Call(step, (item,), {})
-                call.rt, call.identity, call.occurrence, call.key = rt, identity, n, key
+                call = object.__new__(_Call)
+                call.__dict__.update(fields)
+                call.args, call.identity, call.occurrence, call.key = (item,), identity, n, key
                 call.attempts = Attempts(step.name, step.policy, identity)
                 by_identity[identity] = w = _Work(call, i)
                 work.append(w)
@@ -301,12 +320,13 @@ class _Fanout:
         ex = self.executor
         if ex is None:
             pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="dnb-map")
-            return _Futures(self, pool, self.step.fn, own=True)
+            return _Threads(self, pool, own=True)
         if _is_dask(ex):
             return _Dask(self, ex, _portable(self.fn, self.step))
+        if isinstance(ex, ThreadPoolExecutor) and isinstance(getattr(ex, "_max_workers", 0), int):
+            return _Threads(self, ex)
         if callable(getattr(ex, "submit", None)):
-            threads = isinstance(ex, ThreadPoolExecutor)
-            return _Futures(self, ex, self.step.fn if threads else _portable(self.fn, self.step))
+            return _Futures(self, ex, _portable(self.fn, self.step))
         raise TypeError(
             f"executor must be a concurrent.futures.Executor or a dask.distributed.Client, "
             f"not {type(ex).__name__}"
@@ -341,6 +361,7 @@ class _Fanout:
         """Journal one finished item (durable at the next sync) and place its result."""
         call = work.call
         call.attempts.log = log
+        work.settled = True
         if not ok:
             self._failed(work, value)
         else:
@@ -507,11 +528,68 @@ class _Backend:
     def close(self) -> None: ...
 
 
-class _Futures(_Backend):
-    """Any ``concurrent.futures``-style executor: ``submit`` returning futures."""
+class _Threads(_Backend):
+    """A thread pool: one runner per thread takes items from a shared deque.
 
-    def __init__(self, fanout: _Fanout, executor: Any, fn: Any, own: bool = False) -> None:
-        self.executor, self.fn, self.own = executor, fn, own
+    No future per item: a runner reports each item through the queue as it ends,
+    so journaling granularity stays one item, the load stays balanced, and the
+    kernel saves the ~8 µs a ``submit`` costs per item. Stopping empties the deque,
+    so items not started never start.
+    """
+
+    def __init__(self, fanout: _Fanout, pool: ThreadPoolExecutor, own: bool = False) -> None:
+        step = fanout.step
+        self.pool, self.own = pool, own
+        self.run = _run_item_async if inspect.iscoroutinefunction(step.fn) else _run_item
+        self.args = (step.fn, step.name, step.policy)
+        self.queue = queue.SimpleQueue()
+
+    def start(self, work: list[_Work]) -> None:
+        self.todo, self.left = collections.deque(work), len(work)
+        for _ in range(min(len(work), self.pool._max_workers)):
+            self.pool.submit(self._runner)
+
+    def _runner(self) -> None:
+        todo, put, run, (fn, name, policy) = self.todo, self.queue.put, self.run, self.args
+        while not self.stopped:
+            try:
+                w = todo.popleft()
+            except IndexError:
+                return
+            try:
+                put((w, *run(fn, name, policy, w.call.identity, w.call.args[0])))
+            except BaseException as exc:  # a KeyboardInterrupt, SystemExit in the body
+                put((w, False, exc, []))
+
+    def submit_some(self) -> bool:
+        return False
+
+    def busy(self) -> bool:
+        return self.left > 0
+
+    def resolve(self, tokens: list[Any]) -> Iterable[tuple]:
+        self.left -= len(tokens)
+        return tokens
+
+    def cancel(self) -> None:
+        self.stopped = True
+        while True:  # each item is taken by one party: a runner or this loop
+            try:
+                self.todo.popleft()
+            except IndexError:
+                break
+            self.left -= 1
+
+    def close(self) -> None:
+        if self.own:
+            self.pool.shutdown(wait=False)
+
+
+class _Futures(_Backend):
+    """Any other ``concurrent.futures``-style executor: a future per item."""
+
+    def __init__(self, fanout: _Fanout, executor: Any, fn: Any) -> None:
+        self.executor, self.fn = executor, fn
         step = fanout.step
         self.name, self.policy = step.name, step.policy
         self.run = _run_item_async if inspect.iscoroutinefunction(step.fn) else _run_item
@@ -558,12 +636,17 @@ class _Futures(_Backend):
             f.cancel()
 
     def close(self) -> None:
-        if self.own:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+        pass  # the caller's executor: the caller shuts it down
 
 
 class _Dask(_Backend):
-    """A dask.distributed Client: one ``client.map`` call, results gathered in batches."""
+    """A dask.distributed Client: one ``client.map`` call, results gathered in batches.
+
+    A feeder thread looks at the futures' status every :data:`_GATHER_WINDOW`, fetches
+    the finished ones in one ``gather`` and hands the results to the kernel's thread,
+    which journals them meanwhile. (``as_completed`` costs ~0.3 ms of CPU per item on
+    the client's event loop, which an in-process cluster shares with the scheduler.)
+    """
 
     def __init__(self, fanout: _Fanout, client: Any, fn: Any) -> None:
         step = fanout.step
@@ -572,21 +655,58 @@ class _Dask(_Backend):
         self.prefix = f"dnb.map-{step.name}-{uuid.uuid4().hex[:8]}-"
         self.queue = queue.SimpleQueue()
         self.outstanding: dict[Any, _Work] = {}
+        self.fatal: BaseException | None = None
 
     def start(self, work: list[_Work]) -> None:
-        from distributed import as_completed
-
         identities = [w.call.identity for w in work]
         items = [w.call.args[0] for w in work]
         keys = [f"{self.prefix}{i}" for i in range(len(work))]
         futures = self.client.map(self.task, identities, items, key=keys, pure=False)
         self.outstanding = dict(zip(futures, work, strict=True))
-        done = as_completed(futures, loop=self.client.loop)
-        threading.Thread(target=self._feed, args=(done,), name="dnb-map-dask", daemon=True).start()
+        threading.Thread(target=self._feed, args=(futures,), name="dnb-map-dask",
+                         daemon=True).start()  # fmt: skip
 
-    def _feed(self, done: Any) -> None:
-        for batch in done.batches():
-            self.queue.put(batch)
+    def _feed(self, futures: list[Any]) -> None:
+        # Dask runs tasks about in submission order, so the finished ones are found
+        # near the front: scan the first _SCAN of the waiting ones each time, all of
+        # them twice a second (a status read is ~0.1 µs).
+        waiting, full = list(futures), 0.0
+        futures.clear()  # hold no reference to a journaled result: the cluster frees it
+        try:
+            while waiting:
+                time.sleep(_GATHER_WINDOW)
+                now = time.monotonic()
+                head = len(waiting) if now - full >= 0.5 else _SCAN
+                if head >= len(waiting):
+                    full = now
+                done = [f for f in waiting[:head] if f.status not in _WAITING]
+                if done:
+                    ended = set(done)
+                    waiting = [f for f in waiting[:head] if f not in ended] + waiting[head:]
+                    self.queue.put(self._gather(done))
+        except BaseException as exc:  # never leave the kernel's thread waiting forever
+            self.fatal = exc
+            self.queue.put([])
+
+    def _gather(self, batch: list[Any]) -> list[tuple]:
+        """``(future, ok, value or error, log)`` per future; ``ok`` None: cancelled."""
+        finished = [f for f in batch if f.status == "finished"]
+        try:
+            values = dict(zip(finished, self.client.gather(finished), strict=True))
+        except Exception:  # one of them was lost meanwhile: take them one by one
+            values = {}
+        out = []
+        for f in batch:
+            if f in values:
+                out.append((f, *values[f]))
+            elif f.status == "cancelled":
+                out.append((f, None, None, None))
+            else:
+                try:
+                    out.append((f, *f.result()))
+                except BaseException as exc:  # the task itself failed (worker lost, ...)
+                    out.append((f, False, exc, []))
+        return out
 
     def submit_some(self) -> bool:
         return False
@@ -595,30 +715,15 @@ class _Dask(_Backend):
         return bool(self.outstanding)
 
     def resolve(self, tokens: list[Any]) -> Iterable[tuple]:
-        finished = [f for f in tokens if f.status == "finished"]
-        values: list[Any] | None = None
-        if finished:
-            try:
-                values = self.client.gather(finished)  # one round trip for the batch
-            except Exception:
-                values = None
-        got = dict(zip(finished, values, strict=True)) if values is not None else {}
-        for f in tokens:
+        if self.fatal is not None:
+            raise self.fatal
+        for f, ok, value, log in tokens:
             w = self.outstanding.pop(f, None)
-            if w is None:
+            if w is None:  # cancelled by us and forgotten already
                 continue
-            if f in got:
-                yield (w, *got[f])
-            elif f.status == "cancelled":
-                if self.stopped:
-                    yield w, None, None, None
-                else:
-                    yield w, False, CancelledError("the Dask cluster cancelled this item"), []
-            else:
-                try:
-                    yield (w, *f.result())
-                except Exception as exc:  # the task itself failed (worker lost, ...)
-                    yield w, False, exc, []
+            if ok is None and not self.stopped:
+                ok, value, log = False, CancelledError("the Dask cluster cancelled this item"), []
+            yield w, ok, value, log
 
     def cancel(self) -> None:
         # Dask cancels asynchronously: forget the cancelled ones now rather than wait.

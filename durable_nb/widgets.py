@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import threading
 import time
 import traceback
@@ -15,6 +16,7 @@ from typing import Any
 import ipywidgets as w
 from IPython.display import display
 
+from .errors import describe
 from .suspend import Decision, evaluate, route_to_subshell
 
 
@@ -31,8 +33,9 @@ def _tree(widget: Any) -> list[Any]:
 def _error_html(error: BaseException, frames: int = 4) -> str:
     errors = getattr(error, "errors", None) or [error]
     last = errors[-1]
-    tb = traceback.format_exception(type(last), last, last.__traceback__)
-    shown = "".join(tb[-frames - 1 :]) if len(tb) > 1 else "".join(tb)
+    here = os.path.dirname(__file__)  # durable_nb's own frames say nothing to the user
+    stack = [f for f in traceback.extract_tb(last.__traceback__) if not f.filename.startswith(here)]
+    shown = "".join(traceback.format_list(stack[-frames:]))
     return (
         f"<div><b>{html.escape(type(last).__name__)}</b>: {html.escape(str(last))}"
         f" &middot; {len(errors)} attempt{'s' * (len(errors) != 1)}</div>"
@@ -47,7 +50,7 @@ class SuspensionPrompt:
         self.decision: Decision | None = None
         self._chosen = threading.Event()
         self.title = w.HTML(
-            f"<b>⏸ durable_nb: step <code>{html.escape(step + args)}</code> failed; "
+            f"<b>⚠ durable_nb: step <code>{html.escape(step + args)}</code> failed; "
             "the cell is waiting for you</b>"
         )
         self.retry = w.Button(description="Retry", button_style="success", icon="redo")
@@ -69,7 +72,7 @@ class SuspensionPrompt:
         try:
             value = evaluate(self.value.value)
         except Exception as exc:
-            self.feedback.append_stderr(f"cannot use that value: {type(exc).__name__}: {exc}\n")
+            self.feedback.append_stderr(f"cannot use that value: {describe(exc)}\n")
             return
         self._choose(Decision("skip", value))
 
@@ -77,7 +80,7 @@ class SuspensionPrompt:
         if self._chosen.is_set():
             return
         self.decision = decision
-        self._close(f"▶ {decision.action} chosen; the cell goes on")
+        self._close(f"✔ {decision.action} chosen; the cell goes on")
         self._chosen.set()
 
     def _close(self, message: str) -> None:
@@ -95,7 +98,7 @@ class SuspensionPrompt:
             while not self._chosen.wait(0.1):
                 pass
         except KeyboardInterrupt:
-            self._close("⏹ interrupted")
+            self._close("✖ interrupted")
             raise
         return self.decision  # type: ignore[return-value]
 
@@ -106,7 +109,7 @@ class SuspensionPrompt:
             while not self._chosen.is_set():
                 await asyncio.sleep(0.1)
         except (KeyboardInterrupt, asyncio.CancelledError):
-            self._close("⏹ interrupted")
+            self._close("✖ interrupted")
             raise
         return self.decision  # type: ignore[return-value]
 
@@ -118,7 +121,7 @@ class ResumePanel:
         self.output = w.Output()
         buttons = []
         for label, (style, action) in actions.items():
-            button = w.Button(description=label, button_style=style)
+            button = w.Button(description=label, button_style=style, layout={"width": "auto"})
             button.on_click(self._runner(action))
             buttons.append(button)
         self.buttons = buttons
