@@ -16,6 +16,8 @@ from typing import Any
 
 import xxhash
 
+from .errors import describe
+
 #: Codec names stored in the journal's ``kind`` column.
 JSON, PICKLE, DILL = "json", "pickle", "dill"
 
@@ -202,7 +204,7 @@ def encode(obj: Any) -> Encoded:
         except _ByValue:
             continue
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = describe(exc)
             continue
         return Encoded(codec_name, out.getvalue(), list(buffers), shares(obj))
     raise Unserializable(reason)

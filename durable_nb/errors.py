@@ -12,9 +12,17 @@ __all__ = [
     "JournalLocked",
     "JournalTooNew",
     "JournalUnwritable",
+    "ReplayMissing",
     "StepFailed",
     "StepTimeout",
+    "UntrustedJournal",
 ]
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``, or just ``Type`` when the message is empty."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class DurableError(Exception):
@@ -89,6 +97,21 @@ class JournalUnwritable(JournalError):
         )
 
 
+class UntrustedJournal(DurableError):
+    """The journal holds content this user did not sign: it is not unpickled nor run."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self):
+        return (type(self), (self.path, str(self)))
+
+
+class ReplayMissing(DurableError):
+    """Strict replay met a step call the journal has no result for."""
+
+
 class StepFailed(DurableError):
     """A step failed on every attempt its retry policy allowed.
 
@@ -105,7 +128,7 @@ class StepFailed(DurableError):
         super().__init__(
             message
             or f"step {step!r} failed after {len(errors)} attempt"
-            f"{'s' if len(errors) != 1 else ''}: {type(last).__name__}: {last}. "
+            f"{'s' if len(errors) != 1 else ''}: {describe(last)}. "
             "Fix the cause and re-run the cell: completed steps replay, this one runs again."
         )
         self.step = step

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from . import runtime
+from .errors import describe
 from .runtime import FRESH_LINE, Runtime, report
 
 _loaded: dict[int, _Extension] = {}
@@ -68,7 +69,7 @@ class _Extension:
                 if not (info.raw_cell or "").lstrip().startswith("%durable"):
                     self._offer_resume(cell)
         except Exception as exc:
-            report(f"internal error before the cell ({type(exc).__name__}: {exc})", once="pre")
+            report(f"internal error before the cell ({describe(exc)})", once="pre")
 
     def _offer_resume(self, cell: dict[str, Any]) -> None:
         """The last run died in a cell: say so, and offer to pick up where it stopped."""
@@ -113,19 +114,19 @@ class _Extension:
                 status, error = "ok", None
             else:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
-                error = f"{type(exc).__name__}: {exc}"
+                error = describe(exc)
             if self.rt.outermost:
                 self._snapshot(result.info.raw_cell or "", exc is None)
             self.rt.end_cell(status, error)
         except Exception as exc:
-            report(f"internal error after the cell ({type(exc).__name__}: {exc})", once="post")
+            report(f"internal error after the cell ({describe(exc)})", once="post")
 
     def _snapshot(self, source: str, success: bool) -> None:
         try:
             self.snapshots.after_cell(source, success)
         except Exception as exc:
             report(
-                f"could not snapshot the namespace ({type(exc).__name__}: {exc}); "
+                f"could not snapshot the namespace ({describe(exc)}); "
                 "the cell's result stands, but a restore would miss its changes",
                 once=f"snapshot:{type(exc).__name__}",
             )
@@ -151,7 +152,7 @@ def load_ipython_extension(ipython: Any) -> None:
         ext.install()
     except Exception as exc:  # all or nothing: never half a durable kernel
         ext.uninstall("failed")
-        report(f"could not load ({type(exc).__name__}: {exc}); the kernel runs un-journaled")
+        report(f"could not load ({describe(exc)}); the kernel runs un-journaled")
         return
     _loaded[id(ipython)] = ext
 

@@ -9,6 +9,7 @@ Replay is served from an in-memory index loaded when the journal is opened.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import re
@@ -20,18 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from .blobs import BLOB_THRESHOLD, BlobStore
+from .codec import JSON
 from .errors import (
     JournalCorrupt,
     JournalError,
     JournalLocked,
     JournalTooNew,
     JournalUnwritable,
+    UntrustedJournal,
 )
 
 #: The schema this code writes. Log of changes (a journal stores its version in ``meta``):
 #: 1 — meta, runs, cells, steps.
-#: 2 — variables (one row per name that changed in a cell) and payloads (their content).
-SCHEMA_VERSION = 2
+#: 2 — variables (one row per name that changed in a cell) and payloads (their content;
+#:     variables that share objects share one payload, ``item`` is their index in it).
+#: 3 — ``sig`` on steps, cells, variables and payloads: this user's HMAC (trust.py) of what
+#:     loading the row would unpickle, run or import. Rows of older journals stay unsigned
+#:     (a migration cannot tell who wrote them): ``durable-nb trust`` signs them.
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -52,11 +59,15 @@ _MIGRATIONS: dict[int, list[str]] = {
     ],
     2: [
         """CREATE TABLE variables (
-            entry_id VARCHAR PRIMARY KEY, seq BIGINT, name VARCHAR, token VARCHAR,
-            state VARCHAR, value_id VARCHAR, cell_seq BIGINT, nbytes BIGINT, detail VARCHAR)""",
+            entry_id VARCHAR PRIMARY KEY, seq BIGINT, name VARCHAR, state VARCHAR,
+            value_id VARCHAR, item INTEGER, cell_seq BIGINT, nbytes BIGINT, detail VARCHAR)""",
         """CREATE TABLE payloads (
             value_id VARCHAR PRIMARY KEY, codec VARCHAR, nbytes BIGINT, stream BLOB,
-            stream_chunks VARCHAR, buffers VARCHAR, refs VARCHAR)""",
+            stream_chunks VARCHAR, buffers VARCHAR)""",
+    ],
+    3: [
+        f"ALTER TABLE {t} ADD COLUMN sig VARCHAR"
+        for t in ("steps", "cells", "variables", "payloads")
     ],
 }
 
@@ -72,9 +83,9 @@ STEP_COLUMNS = (
     "attempt_errors", "started", "ended",
 )  # fmt: skip
 VARIABLE_COLUMNS = (
-    "entry_id", "seq", "name", "token", "state", "value_id", "cell_seq", "nbytes", "detail",
+    "entry_id", "seq", "name", "state", "value_id", "item", "cell_seq", "nbytes", "detail",
 )  # fmt: skip
-PAYLOAD_COLUMNS = ("value_id", "codec", "nbytes", "stream", "stream_chunks", "buffers", "refs")
+PAYLOAD_COLUMNS = ("value_id", "codec", "nbytes", "stream", "stream_chunks", "buffers")
 _TABLES = {
     "run": ("runs", RUN_COLUMNS),
     "cell": ("cells", CELL_COLUMNS),
@@ -83,6 +94,8 @@ _TABLES = {
     "payload": ("payloads", PAYLOAD_COLUMNS),
 }
 _TIMES = {"started", "ended"}
+#: Kinds whose rows carry a last column ``sig`` (added by :meth:`Journal.write`).
+_SIGNED = {"step", "cell", "variable", "payload"}
 
 #: Fold the log into DuckDB once it holds this many records.
 FOLD_EVERY = 4096
@@ -187,7 +200,8 @@ class Journal:
         self._con = con
         self._log = log
         self._lock = threading.RLock()
-        self._index: dict[str, tuple[str, bytes | None, str | None]] = {}
+        # identity -> (kind, inline result, blob name, signature)
+        self._index: dict[str, tuple[str, bytes | None, str | None, str | None]] = {}
         self.epoch = 0
         self._seq = 0
 
@@ -236,26 +250,34 @@ class Journal:
             row = con.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
             self.epoch = int(row[0]) if row else 0
             self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
-            for identity, kind, result, blob in con.execute(
-                "SELECT identity, kind, result, blob FROM steps "
-                "WHERE status = 'ok' AND epoch = ? ORDER BY ended, record_id",
-                [self.epoch],
-            ).fetchall():
-                self._index[identity] = (kind, result, blob)
+            self._load_index()
+
+    def _load_index(self) -> None:
+        self._index.clear()
+        for identity, kind, result, blob, sig in self._con.execute(
+            "SELECT identity, kind, result, blob, sig FROM steps "
+            "WHERE status = 'ok' AND epoch = ? ORDER BY ended, record_id",
+            [self.epoch],
+        ).fetchall():
+            self._index[identity] = (kind, result, blob, sig)
 
     # -- writing -------------------------------------------------------------
 
     def write(self, kind: str, row: tuple, sync: bool = True) -> None:
         """Append a ``run``, ``cell`` or ``step`` row (columns as ``*_COLUMNS``).
 
-        A later row with the same first column replaces the earlier one.
-        Raises :class:`JournalUnwritable` when the disk refuses the write.
+        A later row with the same first column replaces the earlier one. Content that a
+        load would unpickle, run or import is signed here (trust.py), ~2 µs a row; a step
+        whose result is JSON costs nothing. Raises :class:`JournalUnwritable` when the
+        disk refuses the write.
         """
         try:
             with self._lock:
+                if kind in _SIGNED:
+                    row = (*row, self._sign(kind, row))
                 self._log.append((kind, row), sync)
                 if kind == "step" and row[10] == "ok":
-                    self._index[row[1]] = (row[11], row[12], row[13])
+                    self._index[row[1]] = (row[11], row[12], row[13], row[-1])
                 if self._log.count >= FOLD_EVERY:
                     self.fold()
         except OSError as exc:
@@ -286,6 +308,11 @@ class Journal:
             self._index.clear()
             return self.epoch
 
+    @property
+    def seq(self) -> int:
+        """The sequence number of the last cell execution recorded."""
+        return self._seq
+
     def next_seq(self) -> int:
         """The next cell execution's sequence number (journal-wide, increasing)."""
         with self._lock:
@@ -295,12 +322,153 @@ class Journal:
     # -- reading -------------------------------------------------------------
 
     def lookup(self, identity: str) -> tuple[str, bytes] | None:
-        """The completed result of step ``identity`` as ``(kind, payload)``, or None."""
+        """The completed result of step ``identity`` as ``(kind, payload)``, or None.
+
+        Raises :class:`UntrustedJournal` for a result that needs unpickling and was not
+        signed by this user (JSON results need no signature).
+        """
         hit = self._index.get(identity)
         if hit is None:
             return None
-        kind, inline, blob = hit
-        return kind, inline if blob is None else self.blobs.get(blob)
+        kind, inline, blob, sig = hit
+        payload = inline if blob is None else self.blobs.get(blob)
+        if kind != JSON:
+            self.check("payload", payload, sig, "a step result")
+        return kind, payload
+
+    def failures(self) -> dict[str, str]:
+        """Step identities whose latest outcome (this epoch) is a final error -> the error."""
+        return dict(
+            self.rows(
+                "SELECT identity, error FROM steps WHERE epoch = ? "
+                "QUALIFY row_number() OVER (PARTITION BY identity ORDER BY ended DESC, "
+                "record_id) = 1 AND status = 'error'",
+                [self.epoch],
+            )
+        )
+
+    def meta(self, key: str) -> str | None:
+        """The value of ``key`` in the ``meta`` table, or None."""
+        rows = self.rows("SELECT value FROM meta WHERE key = ?", [key])
+        return rows[0][0] if rows else None
+
+    # -- trust ---------------------------------------------------------------------
+
+    def _sign(self, kind: str, row: tuple) -> str | None:
+        """This user's signature of what loading ``row`` would unpickle, run or import."""
+        from . import trust
+
+        if kind == "cell":
+            return trust.sign("source", row[5] or "")
+        if kind == "variable":
+            return trust.sign("module", row[8] or "") if row[3] == "module" else None
+        if kind == "step":
+            if row[11] in (None, JSON):
+                return None
+            return trust.sign("payload", row[12] if row[13] is None else self.blobs.get(row[13]))
+        return trust.sign("payload", self.stream(row[3], row[4]))  # a snapshot payload
+
+    def stream(self, inline: bytes | None, chunks: str | None) -> bytes | bytearray:
+        """A snapshot payload's pickle stream, inline or reassembled from its blob chunks."""
+        if inline is not None:
+            return inline
+        size, names = json.loads(chunks)
+        return self.blobs.get_chunks(names, size)
+
+    def check(self, domain: str, data: Any, sig: str | None, what: str) -> None:
+        """Raise :class:`UntrustedJournal` unless ``sig`` is this user's signature of ``data``."""
+        from . import trust
+
+        if not trust.verify(domain, data, sig):
+            # In a kernel the user knows the notebook better than its journal's path.
+            target = os.environ.get("JPY_SESSION_NAME") or self.path
+            raise UntrustedJournal(
+                str(self.path),
+                f"journal {self.path} holds {what} not signed by you (written by another "
+                "user, or changed since): it is not loaded, since loading it could run code; "
+                + trust.HOW_TO_TRUST.format(target=target),
+            )
+
+    def check_restorable(self) -> None:
+        """Raise :class:`UntrustedJournal` unless what a restore may run is signed by this user.
+
+        That is every cell source (re-run to recompute values) and module name (imported);
+        payloads are checked one by one as they load.
+        """
+        for source, sig in self.rows("SELECT source, sig FROM cells"):
+            self.check("source", source or "", sig, "cell code")
+        for name, sig in self.rows("SELECT detail, sig FROM variables WHERE state = 'module'"):
+            self.check("module", name or "", sig, "module names")
+
+    def untrusted(self) -> int:
+        """How many cells, inline results and snapshot streams are not signed by this user.
+
+        A quick look for ``durable-nb show``/``ls``; blob files are not read.
+        """
+        from . import trust
+
+        bad = 0
+        for source, sig in self.rows("SELECT source, sig FROM cells"):
+            bad += not trust.verify("source", source or "", sig)
+        for data, sig in self.rows(
+            "SELECT result, sig FROM steps WHERE kind IN ('pickle', 'dill') AND blob IS NULL "
+            "UNION ALL SELECT stream, sig FROM payloads WHERE stream IS NOT NULL"
+        ):
+            bad += not trust.verify("payload", data, sig)
+        return bad
+
+    def trust(self) -> int:
+        """Sign every record for this user (``durable-nb trust``); return how many."""
+        import numpy as np
+
+        from . import trust
+
+        signed: dict[str, list[tuple[str, str]]] = {}
+        with self._lock:
+            self.fold()
+            for table, key, sql, sign in (
+                ("cells", "exec_id", "SELECT exec_id, source FROM cells",
+                 lambda r: trust.sign("source", r[1] or "")),
+                ("variables", "entry_id",
+                 "SELECT entry_id, detail FROM variables WHERE state = 'module'",
+                 lambda r: trust.sign("module", r[1] or "")),
+                ("steps", "record_id",
+                 "SELECT record_id, result, blob FROM steps WHERE kind IN ('pickle', 'dill')",
+                 lambda r: trust.sign("payload", r[1] if r[2] is None else self.blobs.get(r[2]))),
+                ("payloads", "value_id", "SELECT value_id, stream, stream_chunks FROM payloads",
+                 lambda r: trust.sign("payload", self.stream(r[1], r[2]))),
+            ):  # fmt: skip
+                out = signed[f"{table}.{key}"] = []
+                for r in self._con.execute(sql).fetchall():
+                    try:
+                        out.append((r[0], sign(r)))
+                    except OSError:  # a blob file is missing: that record stays unloadable
+                        pass
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                for target, pairs in signed.items():
+                    if not pairs:
+                        continue
+                    table, key = target.split(".")
+                    keys, sigs = (np.array(c, dtype=object) for c in zip(*pairs, strict=True))
+                    con.register("_dnb_sig", {"k": keys, "sig": sigs})
+                    try:
+                        con.execute(
+                            f"UPDATE {table} SET sig = _dnb_sig.sig FROM _dnb_sig "
+                            f"WHERE {table}.{key} = _dnb_sig.k"
+                        )
+                    finally:
+                        con.unregister("_dnb_sig")
+                con.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('trusted_by', ?)", [trust.key_id()]
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            self._load_index()
+        return sum(map(len, signed.values()))
 
     @property
     def completed(self) -> int:
@@ -324,18 +492,20 @@ class Journal:
             self.fold()
             return self._con.execute(sql, list(params or [])).fetchall()
 
-    def gc(self) -> tuple[int, int]:
-        """Delete blob files that no payload or step refers to; return (count, bytes)."""
-        import json
-
+    def referenced_blobs(self) -> set[str]:
+        """The blob files that some step result or snapshot payload refers to."""
         referenced = {r[0] for r in self.rows("SELECT blob FROM steps WHERE blob IS NOT NULL")}
         for stream_chunks, buffers in self.rows("SELECT stream_chunks, buffers FROM payloads"):
             if stream_chunks:
                 referenced.update(json.loads(stream_chunks)[1])
             for _, names in json.loads(buffers or "[]"):
                 referenced.update(names)
+        return referenced
+
+    def gc(self) -> tuple[int, int]:
+        """Delete blob files that no payload or step refers to; return (count, bytes)."""
         count = freed = 0
-        for name in self.blobs.names() - referenced:
+        for name in self.blobs.names() - self.referenced_blobs():
             freed += self.blobs.remove(name)
             count += 1
         return count, freed
@@ -356,15 +526,18 @@ class Journal:
                 return
             latest: dict[str, dict[Any, tuple]] = {kind: {} for kind in (*_TABLES, "meta")}
             for kind, row in records:
+                if kind in _SIGNED:  # a row from before signatures (schema 2) gets none
+                    row = row + (None,) * (len(_TABLES[kind][1]) + 1 - len(row))
                 latest[kind][row[0]] = row
             con = self._con
             con.execute("BEGIN")
             try:
                 for key, value in latest["meta"].values():
                     con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
-                for kind, table_cols in _TABLES.items():
+                for kind, (table, cols) in _TABLES.items():
                     if latest[kind]:
-                        _bulk_upsert(con, *table_cols, list(latest[kind].values()))
+                        cols = (*cols, "sig") if kind in _SIGNED else cols
+                        _bulk_upsert(con, table, cols, list(latest[kind].values()))
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

@@ -21,7 +21,7 @@ from typing import Any
 import xxhash
 
 from . import codec
-from .errors import DurableError, JournalError
+from .errors import DurableError, JournalError, describe
 from .journal import STEP_COLUMNS, Journal, resolve_path
 
 #: A cell whose first line is this re-runs its steps instead of replaying them.
@@ -271,7 +271,7 @@ class Runtime:
         except Exception as exc:
             raise DurableError(
                 f"step {name!r} completed earlier but its recorded result cannot be loaded "
-                f"({type(exc).__name__}: {exc}). Run the cells that define what it needs and "
+                f"({describe(exc)}). Run the cells that define what it needs and "
                 "re-run, or put %%durable fresh at the top of the cell to run it again."
             ) from exc
 
@@ -352,7 +352,7 @@ class Runtime:
             kind, payload = codec.dumps(value)
         except Exception as exc:
             report(
-                f"the result of step {name!r} cannot be saved ({type(exc).__name__}: {exc}); "
+                f"the result of step {name!r} cannot be saved ({describe(exc)}); "
                 "it was returned but is not durable and the step will run again on re-run.",
                 once=f"unsaved:{name}",
             )

@@ -20,7 +20,7 @@ import xxhash
 
 from . import codec
 from .blobs import BLOB_THRESHOLD, chunk_names
-from .errors import JournalError, JournalUnwritable
+from .errors import JournalError, JournalUnwritable, describe
 from .runtime import Runtime
 
 #: IPython's own names, never saved.
@@ -319,7 +319,7 @@ class Snapshots:
                     recompute[name] = cell_seq
                     continue
             except Exception as exc:
-                report_.skipped[name] = f"{type(exc).__name__}: {exc}"
+                report_.skipped[name] = describe(exc)
                 continue
             report_.restored.append(name)
         if recompute:
@@ -392,7 +392,7 @@ class Snapshots:
                     result = self.shell.run_cell(found[seq][1], store_history=False)
                 report_.recompute_cells.append(seq)
                 err = result.error_in_exec or result.error_before_exec
-                why = f"re-running cell {seq} failed ({type(err).__name__}: {err})" if err else ""
+                why = f"re-running cell {seq} failed ({describe(err)})" if err else ""
             for n in mine:
                 if not why and n in ns:
                     report_.recomputed.append(n)
@@ -417,6 +417,9 @@ class _Loader:
                 [sorted(set(value_ids))],
             ):
                 self._payloads[row[0]] = row[1:]
+        for _, stream, _, _, sig in self._payloads.values():
+            if stream is not None:  # refuse at once, in one line; blob streams as they load
+                journal.check("payload", stream, sig, "a snapshot")
 
     def load(self, value_id: str) -> Any:
         if value_id not in self.loaded:

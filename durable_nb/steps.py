@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import runtime
-from .errors import DurableError, StepFailed, StepTimeout
+from .errors import DurableError, StepFailed, StepTimeout, describe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -259,15 +259,13 @@ class Attempts:
     def _failed(self, exc: Exception, t0: float) -> float:
         """Note a failed attempt; return the wait before the next, or raise the final error."""
         self.errors.append(exc)
-        self.log.append(
-            {"started": t0, "seconds": time.time() - t0, "error": f"{type(exc).__name__}: {exc}"}
-        )
+        self.log.append({"started": t0, "seconds": time.time() - t0, "error": describe(exc)})
         if isinstance(exc, self.policy.non_retryable):
             raise exc
         if len(self.errors) > self.policy.retries:
             raise StepFailed(self.name, self.errors) from exc
         delay = self.policy.delay(len(self.errors))
-        self._event("backoff", delay=delay, error=f"{type(exc).__name__}: {exc}")
+        self._event("backoff", delay=delay, error=describe(exc))
         return delay
 
 
@@ -391,7 +389,7 @@ class _Call:
         if not self.step.internal:
             rt.cell.count("failed")
             rt.totals["failed"] += 1
-        rt.record(self._row("error", error=f"{type(exc).__name__}: {exc}"), sync)
+        rt.record(self._row("error", error=describe(exc)), sync)
 
     def finish(self, value: Any, sync: bool = True) -> Any:
         """Journal the result (durable now, or at the next ``rt.sync()``); return it."""

@@ -10,6 +10,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import describe
+
 #: How a failed step asks for a decision: auto picks by frontend.
 MODES = ("auto", "widget", "prompt", "raise")
 
@@ -59,7 +61,7 @@ def prompt(step: str, args: str, error: BaseException) -> Decision:
             try:
                 return Decision("skip", evaluate(expr))
             except Exception as exc:
-                print(f"durable_nb: {type(exc).__name__}: {exc}; try again")
+                print(f"durable_nb: {describe(exc)}; try again")
 
 
 def evaluate(expr: str) -> Any:

@@ -266,3 +266,18 @@ def test_cell_ids_and_notebook_path_are_journaled(tmp_path):
     assert [c[1] for c in cells] == ids, cells  # steps are keyed by the cell id
     assert all(c[2] == "ok" for c in cells), cells
     assert [r[0] for r in runs] == [str(nb_path.resolve())], runs
+
+
+def test_gc_removes_only_unreferenced_payload_files(tmp_path):
+    nb = tmp_path / "big.ipynb"
+    _write(nb, "import numpy as np\nbig = np.arange(600_000, dtype=float)  # 4.8 MB: blob chunks")
+    assert _run("run", nb).returncode == 0
+    blobs = tmp_path / ".durable" / "big.blobs"
+    kept = sorted(p.name for p in blobs.iterdir())
+    assert kept, "the snapshot of a 4.8 MB array is stored in blob files"
+    orphan = blobs / ("0" * 32)
+    orphan.write_bytes(os.urandom(1 << 20))
+    proc = _run("gc", nb)
+    assert proc.returncode == 0, _show(proc)
+    assert "removed 1 unreferenced payload files" in proc.stdout, _show(proc)
+    assert sorted(p.name for p in blobs.iterdir()) == kept
