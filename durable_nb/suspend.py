@@ -105,6 +105,7 @@ def route_to_subshell(widgets: list[Any]) -> bool:
     kernel = _kernel()
     if kernel is None or not getattr(kernel, "_supports_kernel_subshells", False):
         return False
+    _check_version()
     comms = [w.comm for w in widgets if getattr(w, "comm", None) is not None]
     if not comms or not hasattr(comms[0], "_reply_subshell_for"):
         return True  # before 7.4: the frontend routes widget messages
@@ -114,6 +115,24 @@ def route_to_subshell(widgets: list[Any]) -> bool:
     for comm in comms:
         _pin(comm, subshell)
     return True
+
+
+#: The ipykernel releases whose private surface this module was written against.
+SUPPORTED = ((7, 0), (7, 4))
+
+
+def _check_version() -> None:
+    import ipykernel
+
+    from .runtime import report
+
+    version = tuple(ipykernel.version_info[:2])
+    if not SUPPORTED[0] <= version <= SUPPORTED[1]:
+        report(
+            f"ipykernel {ipykernel.__version__} is newer than durable_nb knows (7.0-7.4): if "
+            "clicks on a suspended step do not arrive, use %durable on_failure raise",
+            once="ipykernel-version",
+        )
 
 
 def _pin(comm: Any, subshell: str) -> None:
