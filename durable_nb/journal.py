@@ -219,7 +219,7 @@ class Journal:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            con = duckdb.connect(str(path))
+            con = duckdb.connect(str(path), config=_SAFE)
         except (OSError, duckdb.Error) as exc:
             raise _classify(path, exc) from exc
         try:
@@ -593,10 +593,29 @@ def _bulk_upsert(con: Any, table: str, columns: tuple[str, ...], rows: list[tupl
         con.unregister("_dnb_batch")
 
 
+#: A journal may come from someone else: its SQL must not read files or load extensions
+#: (a view could read the signing secret, or anything else, when the journal is queried).
+_SAFE = {
+    "enable_external_access": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
+
 def _migrate(path: Path, con: Any) -> None:
     """Bring the schema up to :data:`SCHEMA_VERSION`; refuse a newer or foreign file."""
-    found = con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    found = con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall()
     tables = {r[0] for r in found}
+    macros = con.execute(
+        "SELECT count(*) FROM duckdb_functions() WHERE NOT internal AND function_type LIKE '%macro'"
+    ).fetchone()[0]
+    if macros or any(kind != "BASE TABLE" for _, kind in found):
+        raise JournalCorrupt(
+            str(path),
+            f"{path} holds views or macros, which a durable_nb journal never has: it was "
+            "crafted or changed by hand, so this kernel does not use it and runs "
+            "un-journaled. Move it aside, or ask its author for a clean export.",
+        )
     if "meta" in tables:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row else 0

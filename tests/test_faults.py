@@ -211,6 +211,30 @@ def test_duckdb_file_that_is_not_a_journal(start_kernel, workdir):
     con.close()
 
 
+def test_journal_with_a_view_is_refused_before_anything_is_loaded(start_kernel, workdir):
+    # A crafted journal: `steps` is a VIEW serving a pickle that writes a file when loaded
+    # (a view could also read the signing secret). It must be refused, never queried.
+    journal = _make_journal(start_kernel, workdir)
+    marker = workdir / "pwned"
+    payload = (
+        b"cos\nsystem\n(Vtouch " + str(marker).encode() + b"\ntR."  # pickle: os.system(...)
+    )
+    con = duckdb.connect(str(journal))
+    con.execute("CREATE TABLE real_steps AS SELECT * FROM steps")
+    con.execute("DROP TABLE steps")
+    blob = "".join(f"\\x{b:02x}" for b in payload)
+    con.execute(
+        "CREATE VIEW steps AS SELECT * REPLACE ('pickle' AS kind, "
+        f"'{blob}'::BLOB AS result) FROM real_steps"
+    )
+    con.close()
+    k = start_kernel()
+    msg = _assert_runs_unjournaled(k, workdir, journal, what_to_do="aside")
+    assert "views or macros" in msg, msg
+    k.close()
+    assert not marker.exists()
+
+
 # -- 3. a journal written by a newer durable_nb -------------------------------------------
 
 
