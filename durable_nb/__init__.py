@@ -11,8 +11,10 @@ from .errors import (
     JournalLocked,
     JournalTooNew,
     JournalUnwritable,
+    ReplayMissing,
     StepFailed,
     StepTimeout,
+    UntrustedJournal,
 )
 from .extension import load_ipython_extension, unload_ipython_extension
 from .fanout import map
@@ -27,9 +29,11 @@ __all__ = [
     "JournalLocked",
     "JournalTooNew",
     "JournalUnwritable",
+    "ReplayMissing",
     "RetryPolicy",
     "StepFailed",
     "StepTimeout",
+    "UntrustedJournal",
     "load_ipython_extension",
     "map",
     "now",

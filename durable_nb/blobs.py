@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import xxhash
@@ -90,10 +91,18 @@ class BlobStore:
         return (self.folder / name).read_bytes()
 
     def names(self) -> set[str]:
-        """Every blob stored (temporary files of unfinished writes included)."""
+        """Every blob stored, and temporary files left by writes a crash cut short.
+
+        A temporary file younger than an hour may be a write under way: it is left out.
+        """
         if not self.folder.exists():
             return set()
-        return {p.name for p in self.folder.iterdir()}
+        old = time.time() - 3600
+        return {
+            p.name
+            for p in self.folder.iterdir()
+            if not p.name.startswith(".tmp-") or p.stat().st_mtime < old
+        }
 
     def remove(self, name: str) -> int:
         """Delete blob ``name``; return the bytes freed."""

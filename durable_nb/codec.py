@@ -71,20 +71,29 @@ def _json_exact(value: Any, depth: int) -> bool:
 def fingerprint(*parts: Any) -> str:
     """A stable 128-bit hex digest of ``parts``, equal across processes.
 
-    Containers are hashed structurally (dicts and sets in a canonical order, so
-    ``PYTHONHASHSEED`` does not matter); other objects by their pickle, with
-    out-of-band buffers (numpy, pandas) hashed in place; objects that cannot
-    be pickled by their type, since their identity does not survive a restart.
+    Containers and instances' attributes are hashed structurally (dicts and sets in
+    a canonical order, so ``PYTHONHASHSEED`` does not matter); functions, classes and
+    modules by name; other objects by their pickle, with out-of-band buffers (numpy,
+    pandas) hashed in place; what cannot be pickled by its type alone, since its
+    identity does not survive a restart.
     """
     h = xxhash.xxh3_128()
-    _feed(h, parts, set())
+    feed(h, parts, set())
     return h.hexdigest()
 
 
-def _feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
+def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
+    """Add ``obj`` to the hash ``h`` as :func:`fingerprint` does (``seen``: for cycles)."""
     t = type(obj)
+    if t is int:  # hex: decimal repr refuses ints over 4300 digits
+        h.update(b"int:%s;" % format(obj, "x").encode())
+        return
     if t in _SCALARS or t is bytes or t is complex:
         h.update(b"%s:%d:%s;" % (t.__name__.encode(), len(r := repr(obj)), r.encode()))
+        return
+    if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type, types.ModuleType)):
+        name = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj.__name__)}"
+        h.update(b"named:%s;" % name.encode())
         return
     if t in (list, tuple, dict, set, frozenset):
         if id(obj) in seen:  # a cycle: the structure above already identifies it
@@ -96,21 +105,32 @@ def _feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
             items = sorted(((fingerprint(k), v) for k, v in obj.items()), key=lambda kv: kv[0])
             for kfp, v in items:
                 h.update(kfp.encode())
-                _feed(h, v, seen)
+                feed(h, v, seen)
         elif t in (set, frozenset):
             for efp in sorted(fingerprint(e) for e in obj):
                 h.update(efp.encode())
         else:
             for v in obj:
-                _feed(h, v, seen)
+                feed(h, v, seen)
         h.update(b"]")
         seen.discard(id(obj))
         return
     h.update(b"obj:%s.%s;" % (t.__module__.encode(), t.__qualname__.encode()))
+    state = getattr(obj, "__dict__", None)
+    if type(state) is dict and state and id(obj) not in seen and not _mutable_buffer(obj):
+        seen.add(id(obj))  # an instance: its attributes, so sets inside hash canonically
+        feed(h, state, seen)
+        seen.discard(id(obj))
+        return
     try:
         h.update(pickle.dumps(obj, protocol=5, buffer_callback=lambda b: h.update(b.raw())))
     except Exception:
         pass  # unpicklable (a client, a socket): its type alone identifies the argument
+
+
+def _mutable_buffer(obj: Any) -> bool:
+    """Arrays and frames: their pickle (raw buffers) identifies them, not their __dict__."""
+    return type(obj).__module__.partition(".")[0] in ("numpy", "pandas", "pyarrow")
 
 
 # -- namespace values: pickle 5 with out-of-band buffers, and what they share --------

@@ -69,7 +69,8 @@ class _Extension:
                 if not (info.raw_cell or "").lstrip().startswith("%durable"):
                     self._offer_resume(cell)
         except Exception as exc:
-            report(f"internal error before the cell ({describe(exc)})", once="pre")
+            report(f"internal error before the cell ({describe(exc)}); please report it",
+                   once="pre")  # fmt: skip
 
     def _offer_resume(self, cell: dict[str, Any]) -> None:
         """The last run died in a cell: say so, and offer to pick up where it stopped."""
@@ -115,19 +116,25 @@ class _Extension:
             else:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
                 error = describe(exc)
-            if self.rt.outermost:
-                self._snapshot(result.info.raw_cell or "", exc is None)
-            self.rt.end_cell(status, error)
+            try:
+                if self.rt.outermost:
+                    self._snapshot(result.info.raw_cell or "", exc is None)
+            finally:
+                self.rt.end_cell(status, error)
         except Exception as exc:
-            report(f"internal error after the cell ({describe(exc)})", once="post")
+            report(
+                f"internal error after the cell ({describe(exc)}); please report it", once="post"
+            )
 
     def _snapshot(self, source: str, success: bool) -> None:
         try:
             self.snapshots.after_cell(source, success)
+        except KeyboardInterrupt:
+            report("snapshot interrupted; the next cell saves the whole namespace again")
         except Exception as exc:
             report(
-                f"could not snapshot the namespace ({describe(exc)}); "
-                "the cell's result stands, but a restore would miss its changes",
+                f"could not snapshot the namespace ({describe(exc)}); the cell's result "
+                "stands, and the next cell saves the whole namespace again",
                 once=f"snapshot:{type(exc).__name__}",
             )
 

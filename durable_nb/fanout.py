@@ -464,8 +464,8 @@ def _identities(rt: runtime.Runtime, step: _Step, items: list[Any]) -> list[tupl
     ident_h = xxhash.xxh3_128()
     ident_h.update(b"tuple:5[")  # fingerprint(epoch, cell_key, name, argfp, n)
     for part in (rt.epoch, rt.cell.cell_key, name):
-        codec._feed(ident_h, part, set())
-    feed, occurrence = codec._feed, rt.cell.occurrence
+        codec.feed(ident_h, part, set())
+    feed, occurrence = codec.feed, rt.cell.occurrence
 
     def argfp(item: Any) -> str:
         h = args_h.copy()

@@ -29,6 +29,7 @@ from .errors import (
     JournalTooNew,
     JournalUnwritable,
     UntrustedJournal,
+    describe,
 )
 
 #: The schema this code writes. Log of changes (a journal stores its version in ``meta``):
@@ -204,6 +205,7 @@ class Journal:
         self._index: dict[str, tuple[str, bytes | None, str | None, str | None]] = {}
         self.epoch = 0
         self._seq = 0
+        self._fold_at = FOLD_EVERY
 
     # -- opening -------------------------------------------------------------
 
@@ -278,10 +280,27 @@ class Journal:
                 self._log.append((kind, row), sync)
                 if kind == "step" and row[10] == "ok":
                     self._index[row[1]] = (row[11], row[12], row[13], row[-1])
-                if self._log.count >= FOLD_EVERY:
-                    self.fold()
+                if self._log.count >= self._fold_at:
+                    self._fold_in_passing()
         except OSError as exc:
             raise JournalUnwritable.from_cause(str(self.path), exc) from exc
+
+    def _fold_in_passing(self) -> None:
+        """Fold a long log; the rows are already durable in it, so a failure only warns."""
+        import duckdb
+
+        from .runtime import report
+
+        try:
+            self.fold()
+            self._fold_at = FOLD_EVERY
+        except (duckdb.Error, OSError) as exc:
+            self._fold_at = self._log.count + FOLD_EVERY
+            report(
+                f"could not fold the journal log into {self.path} ({describe(exc)}); the "
+                "records are safe in the log, and the next open folds them",
+                once=f"fold:{self.path}",
+            )
 
     def sync(self) -> None:
         """Make every row written with ``sync=False`` durable (one fdatasync: group commit)."""
@@ -331,7 +350,13 @@ class Journal:
         if hit is None:
             return None
         kind, inline, blob, sig = hit
-        payload = inline if blob is None else self.blobs.get(blob)
+        try:
+            payload = inline if blob is None else self.blobs.get(blob)
+        except OSError as exc:  # a partial copy, a lost file: the step runs again
+            from .runtime import report
+
+            report(f"a recorded step result is missing ({describe(exc)}); the step runs again")
+            return None
         if kind != JSON:
             self.check("payload", payload, sig, "a step result")
         return kind, payload

@@ -53,6 +53,7 @@ class DurableMagics(Magics):
     def __init__(self, shell: Any, rt: Runtime, snapshots: Any) -> None:
         super().__init__(shell)
         self.rt, self.snapshots = rt, snapshots
+        self._status_view: Any = None
         self.parser = _parser()
         self.durable.__func__.__doc__ = self.parser.format_help()
 
@@ -100,6 +101,9 @@ class DurableMagics(Magics):
         from .widgets import StatusView
 
         view = StatusView(lambda: f"<pre>{html.escape(self._status_text())}</pre>")
+        if self._status_view is not None:  # one live view: the newest
+            self.rt.listeners.remove(self._status_view.update)
+        self._status_view = view
         self.rt.listeners.append(view.update)
         view.show()
 

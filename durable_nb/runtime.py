@@ -116,7 +116,7 @@ class Runtime:
             self.journal = Journal.open(self.path)
             self._write("run", self._run_row(None, "running"))
         except JournalError as exc:
-            self._step_aside(exc)
+            self.step_aside(exc)
 
     # -- state ----------------------------------------------------------------
 
@@ -129,7 +129,7 @@ class Runtime:
     def epoch(self) -> int:
         return self.journal.epoch if self.journal is not None else 0
 
-    def _step_aside(self, exc: JournalError) -> None:
+    def step_aside(self, exc: JournalError) -> None:
         """Stop journaling for the rest of this process; the notebook runs on."""
         self.problem = exc
         if self._depth == 0 and self.cell.seq == 0:
@@ -143,13 +143,19 @@ class Runtime:
         """The problems so far were shown where the user sees them (inside a cell)."""
         self._unannounced = None
 
+    def write_meta(self, key: str, value: str) -> None:
+        """Record a setting in the journal's ``meta`` table."""
+        self._write("meta", (key, value))
+
+    # A thread may step aside at any moment: each use reads ``self.journal`` once.
     def _write(self, kind: str, row: tuple, sync: bool = True) -> None:
-        if self.journal is None:
+        journal = self.journal
+        if journal is None:
             return
         try:
-            self.journal.write(kind, row, sync)
+            journal.write(kind, row, sync)
         except JournalError as exc:
-            self._step_aside(exc)
+            self.step_aside(exc)
 
     def _run_row(self, ended: float | None, status: str) -> tuple:
         from . import __version__
@@ -256,11 +262,12 @@ class Runtime:
         In strict replay a miss raises :class:`ReplayMissing` and a recorded final error
         is raised again; nothing is ever run.
         """
-        if not self.journaling or (self.cell.fresh and not self.strict):
+        journal = self.journal if self.enabled else None
+        if journal is None or (self.cell.fresh and not self.strict):
             if self.strict:
                 raise self._not_in_journal(identity, name)
             return MISS
-        hit = self.journal.lookup(identity)
+        hit = journal.lookup(identity)
         if hit is None:
             if self.strict:
                 raise self._not_in_journal(identity, name)
@@ -339,7 +346,7 @@ class Runtime:
             try:
                 self.journal.sync()
             except JournalError as exc:
-                self._step_aside(exc)
+                self.step_aside(exc)
 
     def store(self, name: str, value: Any) -> tuple[str | None, bytes | None, str | None]:
         """Serialize a step result for the journal: ``(kind, inline, blob)``.
@@ -357,10 +364,13 @@ class Runtime:
                 once=f"unsaved:{name}",
             )
             return None, None, None
+        journal = self.journal
+        if journal is None:
+            return None, None, None
         try:
-            inline, blob = self.journal.put_payload(payload)
+            inline, blob = journal.put_payload(payload)
         except JournalError as exc:
-            self._step_aside(exc)
+            self.step_aside(exc)
             return None, None, None
         return kind, inline, blob
 
@@ -373,7 +383,7 @@ class Runtime:
         try:
             return self.journal.new_epoch()
         except JournalError as exc:
-            self._step_aside(exc)
+            self.step_aside(exc)
             raise
 
     def close(self, status: str = "closed") -> None:

@@ -6,6 +6,8 @@ What cannot be saved is recorded with the cell that defined it (the recompute pl
 from __future__ import annotations
 
 import ast
+import contextlib
+import functools
 import importlib
 import io
 import json
@@ -112,14 +114,40 @@ class Snapshots:
             touched = set(ns)
         else:
             touched |= _closure(accessed, ns)
-        rows: list[tuple[str, tuple]] = []
-        self._save(ns, touched, rows)
         seq = self.rt.cell.seq
-        for name in sorted(self.known.keys() - ns.keys()):
+        rows: list[tuple[str, tuple]] = []
+        changes: dict[str, Known | None] = {}
+        try:
+            self._save(ns, touched, rows, changes)
+            for name in sorted(self.known.keys() - ns.keys()):
+                changes[name] = None
+                rows.append(("variable", (f"{seq}:{name}", seq, name, "deleted", None, None,
+                                          seq, 0, None)))  # fmt: skip
+            self._write(rows)
+        except (OSError, JournalError) as exc:
+            self.reset()
+            self.rt.step_aside(
+                exc if isinstance(exc, JournalError)
+                else JournalUnwritable.from_cause(str(self.rt.path), exc)
+            )  # fmt: skip
+            return
+        except BaseException:
+            self.reset()  # what reached the journal is unknown: the next cell saves all
+            raise
+        for name, known in changes.items():
             self._forget(name)
-            rows.append(("variable", (f"{seq}:{name}", seq, name, "deleted", None, None, seq, 0,
-                                      None)))  # fmt: skip
-        self._write(rows)
+            if known is not None:
+                self.known[name] = known
+                for key in known.shares:
+                    self._holders.setdefault(key, set()).add(name)
+        if self._stored is not None:
+            self._stored.update(row[0] for kind, row in rows if kind == "payload")
+
+    def reset(self) -> None:
+        """Forget what was saved: the next snapshot saves every variable again."""
+        self.known.clear()
+        self._holders.clear()
+        self._stored = None
 
     def _user_names(self) -> dict[str, Any]:
         hidden = self.shell.user_ns_hidden
@@ -138,7 +166,7 @@ class Snapshots:
             name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
         }
 
-    def _save(self, ns: dict[str, Any], touched: set[str], rows: list) -> None:
+    def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict) -> None:
         seq = self.rt.cell.seq
         results = self._encode_touched(ns, touched)
         for group in _groups(results):
@@ -151,20 +179,11 @@ class Snapshots:
                 continue  # unchanged
             if res.encoded is not None:
                 self._store(res, rows)
-            self._forget(name)
-            self.known[name] = Known(
-                id(ns[name]),
-                res.state,
-                res.value_id,
-                res.item,
-                seq if rebound else k.cell_seq,
-                res.nbytes,
-                res.shares,
-            )
-            for key in res.shares:
-                self._holders.setdefault(key, set()).add(name)
+            cell_seq = seq if rebound else k.cell_seq
+            changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
+                                  res.nbytes, res.shares)  # fmt: skip
             rows.append(("variable", (f"{seq}:{name}", seq, name, res.state, res.value_id,
-                                      res.item, self.known[name].cell_seq, res.nbytes,
+                                      res.item, cell_seq, res.nbytes,
                                       res.detail)))  # fmt: skip
 
     def _encode_touched(self, ns: dict[str, Any], touched: set[str]) -> dict[str, _Encoding]:
@@ -245,20 +264,13 @@ class Snapshots:
         buffers = json.dumps([[n, names] for n, names in zip(sizes, res.chunks, strict=True)])
         rows.append(("payload", (res.value_id, enc.codec, res.nbytes, stream, stream_chunks,
                                  buffers)))  # fmt: skip
-        self._stored.add(res.value_id)
 
     def _write(self, rows: list[tuple[str, tuple]]) -> None:
         journal = self.rt.journal
-        if not rows or journal is None:
-            return
-        try:
+        if rows and journal is not None:
             for kind, row in rows:
                 journal.write(kind, row, sync=False)
             journal.sync()
-        except OSError as exc:
-            self.rt._step_aside(JournalUnwritable.from_cause(str(journal.path), exc))
-        except JournalError as exc:
-            self.rt._step_aside(exc)
 
     def _stored_ids(self) -> set[str]:
         if self._stored is None:
@@ -273,7 +285,7 @@ class Snapshots:
         for name in names:
             self.known.pop(name, None)
         if self.rt.journal is not None:
-            self.rt._write("meta", ("ignore", json.dumps(sorted(self.ignored))))
+            self.rt.write_meta("ignore", json.dumps(sorted(self.ignored)))
 
     def _meta_json(self, key: str, default: Any) -> Any:
         if self.rt.journal is None:
@@ -487,21 +499,38 @@ def _closure(names: set[str], ns: dict[str, Any]) -> set[str]:
 
 
 def _codes(value: Any) -> list[types.CodeType]:
-    """Code objects whose global names a call on ``value`` may use."""
-    if isinstance(value, types.MethodType):
-        value = value.__func__
-    funcs: list[Any] = []
-    if isinstance(value, types.FunctionType):
-        funcs.append(value)
-    else:
-        cls = value if isinstance(value, type) else type(value)
-        if cls.__module__ == "__main__":
-            for attr in vars(cls).values():
-                attr = getattr(attr, "__func__", attr)
-                if isinstance(attr, property):
-                    funcs.extend(f for f in (attr.fget, attr.fset, attr.fdel) if f)
-                elif isinstance(attr, types.FunctionType):
-                    funcs.append(attr)
+    """Code objects whose global names a call on ``value`` may use.
+
+    Follows what wraps a function: bound methods, ``functools.partial``, decorators
+    (``__wrapped__``, a ``@dnb.step``'s body) and the functions a closure holds.
+    """
+    funcs, seen, todo = [], set(), [value]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, types.MethodType):
+            todo.append(item.__func__)
+        elif isinstance(item, functools.partial):
+            todo.extend([item.func, *item.args, *item.keywords.values()])
+        elif isinstance(item, types.FunctionType):
+            funcs.append(item)
+            inner = getattr(getattr(item, "_dnb_step", None), "fn", None)
+            todo.extend(x for x in (getattr(item, "__wrapped__", None), inner) if x is not None)
+            for cell in item.__closure__ or ():
+                with contextlib.suppress(ValueError):  # an empty cell
+                    if callable(cell.cell_contents):
+                        todo.append(cell.cell_contents)
+        else:
+            cls = item if isinstance(item, type) else type(item)
+            if cls.__module__ == "__main__":
+                for attr in vars(cls).values():
+                    attr = getattr(attr, "__func__", attr)
+                    if isinstance(attr, property):
+                        todo.extend(f for f in (attr.fget, attr.fset, attr.fdel) if f)
+                    elif isinstance(attr, types.FunctionType):
+                        todo.append(attr)
     codes, stack = [], [f.__code__ for f in funcs]
     while stack:
         code = stack.pop()

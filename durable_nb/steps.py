@@ -352,21 +352,21 @@ class _Call:
         if how == "raise":
             return None
         args = self._args()
-        if how == "prompt":
-            decision = suspend.prompt(self.step.name, args, error)
-            if asynchronous:
+        if how == "widget":
+            from .widgets import SuspensionPrompt
 
-                async def answered() -> suspend.Decision:
-                    return decision
-
-                return answered
-            return lambda: decision
-        from .widgets import SuspensionPrompt
-
-        if rt is not None:
-            rt.notify("suspended", step=self.step.name)
-        widget = SuspensionPrompt(self.step.name, args, error)
-        return widget.wait_async if asynchronous else widget.wait
+            if rt is not None:
+                rt.notify("suspended", step=self.step.name)
+            widget = SuspensionPrompt(self.step.name, args, error)
+            if widget.reachable:
+                return widget.wait_async if asynchronous else widget.wait
+            widget.box.close()  # no subshell for its clicks: ask on stdin instead
+        if threading.current_thread() is not threading.main_thread():
+            return None  # stdin belongs to the main thread
+        decision = suspend.prompt(self.step.name, args, error)
+        if asynchronous:
+            return lambda: asyncio.sleep(0, result=decision)
+        return lambda: decision
 
     # -- journaling -----------------------------------------------------------
 

@@ -12,9 +12,6 @@ from typing import Any
 
 from .errors import describe
 
-#: How a failed step asks for a decision: auto picks by frontend.
-MODES = ("auto", "widget", "prompt", "raise")
-
 _subshells: dict[int, str] = {}
 _subshell_lock = threading.Lock()
 
@@ -27,15 +24,13 @@ class Decision:
     value: Any = None
 
 
-def frontend(mode: str = "auto") -> str:
+def frontend() -> str:
     """How to ask right now: ``widget``, ``prompt`` or ``raise``.
 
     An execute request with ``allow_stdin`` false (nbclient, papermill, scripts over
     jupyter_client) is headless: nobody can answer, so it never blocks. Frontends that
     send a cell id (JupyterLab, Notebook 7, VS Code) render widgets.
     """
-    if mode != "auto":
-        return mode
     kernel = _kernel()
     if kernel is None:  # terminal IPython or a script
         return "prompt" if sys.stdin is not None and sys.stdin.isatty() else "raise"

@@ -16,10 +16,6 @@ from pathlib import Path
 #: File name of the secret in the Jupyter data folder (beside Jupyter's ``notebook_secret``).
 SECRET_NAME = "durable_nb_secret"
 
-#: What a signature covers; the domain keeps one kind of content from passing as another.
-#: ``payload``: bytes that are unpickled (step results, snapshot streams); ``source``: a
-#: cell's code, re-run by a restore; ``module``: a module name, imported by a restore.
-DOMAINS = ("payload", "source", "module")
 
 HOW_TO_TRUST = (
     "if you trust where it came from, run `durable-nb trust {target}` (or `%durable trust` "

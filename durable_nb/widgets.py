@@ -66,7 +66,8 @@ class SuspensionPrompt:
         self.raise_.on_click(lambda _: self._choose(Decision("raise")))
         self.skip.on_click(self._on_skip)
         # Routed before it is shown (in wait): a click cannot come before it is rendered.
-        route_to_subshell(_tree(self.box))
+        #: False when clicks could not reach this kernel while the cell waits.
+        self.reachable = route_to_subshell(_tree(self.box))
 
     def _on_skip(self, _: Any) -> None:
         try:
@@ -132,9 +133,17 @@ class ResumePanel:
 
     def _runner(self, action: Any) -> Any:
         def run(_: Any) -> None:
-            for button in self.buttons:
-                button.disabled = True
             with self.output:
+                if threading.current_thread() is not threading.main_thread():
+                    # ipykernel 7.0-7.3 in JupyterLab: the click arrived on a subshell
+                    # thread, and restoring or re-running cells there would race the shell.
+                    print(
+                        "durable_nb: this kernel delivered the click on another thread; "
+                        "run %durable resume (or %durable restore) in a cell instead"
+                    )
+                    return
+                for button in self.buttons:
+                    button.disabled = True
                 action()
 
         return run
