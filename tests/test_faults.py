@@ -11,47 +11,15 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import uuid
 from pathlib import Path
 
 import duckdb
 import pytest
-
-STEPS = """
-import durable_nb as dnb
-
-@dnb.step
-def effect(i):
-    with open({out!r}, "a") as f:
-        f.write(f"{{i}}\\n")
-    return i * 10
-
-vals = [effect(i) for i in range({n})]
-print("vals", vals)
-"""
-
-
-def steps_cell(out: Path, n: int = 3) -> str:
-    """A cell that calls a step ``n`` times; each real run appends a line to ``out``."""
-    return STEPS.format(out=str(out), n=n)
+from helpers import cell, dnb_lines, lines, steps_cell
 
 
 def expected(n: int = 3) -> str:
     return "vals " + repr([i * 10 for i in range(n)])
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def dnb_lines(text: str) -> list[str]:
-    """The ``durable_nb:`` lines of a cell's stderr."""
-    return [line for line in text.splitlines() if line.startswith("durable_nb:")]
-
-
-def cell(k, code: str, cell_id: str | None = None):
-    """Run a cell that must succeed, with a cell id as JupyterLab sends one."""
-    return k.ok(code, cell_id=cell_id or f"cell-{uuid.uuid4().hex[:8]}")
 
 
 def status_text(k) -> str:
