@@ -9,11 +9,34 @@ import atexit
 import os
 from typing import Any
 
+from traitlets import Enum, Int
+from traitlets.config import Configurable
+
 from . import runtime
 from .errors import describe
 from .runtime import FRESH_LINE, Runtime, report
+from .snapshot import DEFAULT_MAX_BYTES, Snapshots
 
 _loaded: dict[int, _Extension] = {}
+
+
+class DurableNB(Configurable):
+    """Settings of the extension, from Jupyter's config system.
+
+    For example in ``ipython_kernel_config.py``: ``c.DurableNB.on_failure = "raise"``.
+    """
+
+    on_failure = Enum(
+        ["suspend", "raise"],
+        default_value="suspend",
+        help="What a step does when its retries run out in an interactive kernel: "
+        "'suspend' waits in place for Retry / Skip / Raise, 'raise' raises at once. "
+        "%durable on_failure changes it for the running kernel.",
+    ).tag(config=True)
+    max_bytes = Int(
+        DEFAULT_MAX_BYTES,
+        help="A variable bigger than this (bytes) is recorded for recompute, not saved.",
+    ).tag(config=True)
 
 
 class _Extension:
@@ -26,15 +49,16 @@ class _Extension:
 
     def install(self) -> None:
         from .magics import DurableMagics
-        from .snapshot import Snapshots
 
         shell = self.shell
+        settings = DurableNB(parent=shell)
         self.rt = Runtime(os.environ.get("JPY_SESSION_NAME") or None)
+        self.rt.on_failure = settings.on_failure
         if getattr(shell, "parent_header", None):  # loaded by %load_ext inside a cell
             self.rt.announced()
         runtime.install(self.rt)
         atexit.register(self.rt.close)
-        self.snapshots = Snapshots(shell, self.rt)
+        self.snapshots = Snapshots(shell, self.rt, max_bytes=settings.max_bytes)
         self.pending_resume = self.snapshots.interrupted()
         self.magics = DurableMagics(shell, self.rt, self.snapshots)
         shell.register_magics(self.magics)

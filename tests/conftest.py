@@ -43,9 +43,11 @@ class Result:
 class Kernel:
     """A real kernel process with a client; ``run`` sends a cell like a frontend does."""
 
-    def __init__(self, cwd: Path, env: dict[str, str], kernel_name: str = KERNEL) -> None:
+    def __init__(
+        self, cwd: Path, env: dict[str, str], kernel_name: str = KERNEL, args: list[str] = ()
+    ) -> None:
         self.km = KernelManager(kernel_name=kernel_name)
-        self.km.start_kernel(cwd=str(cwd), env=env)
+        self.km.start_kernel(cwd=str(cwd), env=env, extra_arguments=list(args))
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
@@ -147,8 +149,10 @@ def start_kernel(workdir: Path, kernel_env: dict[str, str]):
     """Factory: start a real durable kernel in ``workdir``; all are stopped afterwards."""
     kernels: list[Kernel] = []
 
-    def start(env: dict[str, str] | None = None, kernel_name: str = KERNEL) -> Kernel:
-        k = Kernel(workdir, env or kernel_env, kernel_name)
+    def start(
+        env: dict[str, str] | None = None, kernel_name: str = KERNEL, args: list[str] = ()
+    ) -> Kernel:
+        k = Kernel(workdir, env or kernel_env, kernel_name, args)
         kernels.append(k)
         return k
 

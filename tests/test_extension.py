@@ -380,3 +380,11 @@ def test_cells_without_a_cell_id_are_journaled(start_kernel, workdir):
     assert len(msgs) == 1 and msgs[0].startswith("durable_nb: 3 steps replayed"), r.stderr
     assert len(lines(out)) == 3
     assert os.path.exists(workdir / ".durable" / "nb.duckdb")
+
+
+def test_settings_come_from_jupyter_config(start_kernel):
+    k = start_kernel(args=["--DurableNB.on_failure=raise", "--DurableNB.max_bytes=1000"])
+    assert "failed steps raise" in cell(k, "%durable status").stdout
+    cell(k, "small = list(range(10))\nbig = bytes(5000)")
+    states = value(k, "%durable sql SELECT name, state FROM variables ORDER BY name")
+    assert "big" in states and "recompute" in states and "saved" in states, states
