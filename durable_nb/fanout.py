@@ -21,7 +21,7 @@ from typing import Any
 import xxhash
 
 from . import codec, runtime
-from .errors import DurableError
+from .errors import DurableError, StepFailed
 from .steps import _CURRENT, Attempts, _Call, _repr, _Step
 
 __all__ = ["FLUSH_ITEMS", "FLUSH_SECONDS", "Results", "map"]
@@ -365,27 +365,36 @@ class _Fanout:
         if not ok:
             self._failed(work, value)
         else:
-            self.done += 1
-            value = call.finish(value, sync=False)
-            out = self.out
-            for i in work.indices:
-                if self.ordered:
-                    out[i] = value
-                else:
-                    out.append((work.item, value))
+            self._succeeded(work, value)
         if call.rt is not None and call.rt.journaling:
             if not self.pending_sync:
                 self.first_unsynced = time.monotonic()
             self.pending_sync += 1
 
-    def _failed(self, work: _Work, exc: BaseException) -> None:
-        """An item failed on every attempt (or its worker did): collect it or stop the map.
+    def _succeeded(self, work: _Work, value: Any) -> None:
+        self.done += 1
+        value = work.call.finish(value, sync=False)
+        out = self.out
+        for i in work.indices:
+            if self.ordered:
+                out[i] = value
+            else:
+                out.append((work.item, value))
 
-        This is where a failed item's final error is handled; the in-place suspension
-        (Retry / Skip with value / Raise) hooks in here.
+    def _failed(self, work: _Work, exc: BaseException) -> None:
+        """An item failed on every attempt (or its worker did): ask, collect, or stop.
+
+        With ``errors="raise"`` in an interactive kernel the map suspends on the item
+        like any step (Retry / Skip with value / Raise); items still running go on, and
+        their results are journaled once the person has chosen.
         """
-        self.failed += 1
         work.call._journal_error(exc, sync=False)
+        if self.errors == "raise" and isinstance(exc, StepFailed):
+            answer = self._ask(work, exc)
+            if answer is not None:
+                self._succeeded(work, answer[0])
+                return
+        self.failed += 1
         if self.errors == "collect":
             out = self.out
             out.errors.append((work.item, exc))
@@ -396,6 +405,35 @@ class _Fanout:
             return
         if self.stop is None:
             self.stop = (work, exc)
+
+    def _ask(self, work: _Work, exc: StepFailed) -> tuple[Any] | None:
+        """Suspend on a failed item: ``(value,)`` when it was retried or skipped, else None.
+
+        A retry runs the item again here, on a thread of its own, with a fresh budget.
+        """
+        call = work.call
+        while True:
+            prompt = call._suspension(exc)
+            if prompt is None:
+                return None
+            self._sync()  # what completed is durable before anyone is waited for
+            decision = prompt()
+            if decision.action == "raise":
+                return None
+            if call.attempts.decided(decision):
+                return (decision.value,)
+            run = _run_item_async if inspect.iscoroutinefunction(self.step.fn) else _run_item
+            with ThreadPoolExecutor(1, thread_name_prefix="dnb-map-retry") as pool:
+                ok, value, log = pool.submit(
+                    run, self.step.fn, self.step.name, self.step.policy, call.identity, work.item
+                ).result()
+            call.attempts.log.extend(log)
+            if ok:
+                return (value,)
+            if not isinstance(value, StepFailed):
+                raise value
+            exc = value
+            call._journal_error(exc, sync=False)
 
     def _maybe_sync(self, idle: bool) -> None:
         if not self.pending_sync:

@@ -689,3 +689,48 @@ def test_retry_click_through_a_subshell_on_ipykernel73(start_kernel, kernelspec7
     assert "OUT [1, 3, 1]" in result.stdout
     assert counts(service, "t10") == [1, 3, 1]
     assert "retry chosen" in fe.shown_html(retry)
+
+
+MAP_CELL = """
+import durable_nb as dnb
+from flaky_service import call
+URL = {url!r}
+
+@dnb.step(retries=1, initial=0.01)
+def work(path):
+    return call(URL, path)["n"]
+
+out = dnb.map(work, [f"{prefix}/{{i}}" for i in range(4)], max_workers=4, progress=False)
+print("OUT", list(out))
+"""
+
+
+def test_map_item_suspends_then_retry_and_skip(start_kernel, service):
+    # The service is down: all four items (one worker each) fail before anyone answers,
+    # and the map asks about each in turn, like a single step would.
+    configure(service, down=True)
+    fe = Frontend(start_kernel())
+    msg_id = fe.send(MAP_CELL.format(url=service, prefix="m"), cell_id="map", allow_stdin=True)
+    fe.wait_shown("Retry")
+    configure(service, down=False)
+    for asked in range(1, 5):
+        # Like a frontend, act only on a prompt once it is displayed.
+        fe.until(
+            lambda n=asked: len(fe.of(msg_id, "display_data")) >= n or fe.idle(msg_id),
+            f"prompt {asked}",
+        )
+        assert not fe.idle(msg_id), str(fe.result(msg_id))
+        if asked == 2:  # skip this one with a value typed in the prompt
+            fe.set_value(fe.with_description("Skip with:")[-1], "-1")
+            fe.click(fe.with_description("Skip")[-1])
+        else:
+            fe.click(fe.with_description("Retry")[-1])
+    result = fe.result(msg_id)
+    assert result.ok, str(result)
+    out = eval(result.stdout.split("OUT", 1)[1].strip())
+    # Retried items answered their third request (two failed attempts first).
+    assert sorted(out) == [-1, 3, 3, 3], out
+    rows = fe.sql("SELECT status, attempt_errors FROM steps WHERE name = 'work'")
+    assert sorted(r["status"] for r in rows) == ["error"] * 4 + ["ok"] * 4, rows
+    decisions = [e.get("decision") for r in rows for e in json.loads(r["attempt_errors"])]
+    assert sorted(d for d in decisions if d) == ["retry", "retry", "retry", "skip"], decisions
