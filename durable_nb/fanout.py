@@ -487,7 +487,7 @@ def _identities(rt: runtime.Runtime, step: _Step, items: list[Any]) -> list[tupl
     rule changed) and every item goes through ``rt.identity``.
     """
     name, key = step.name, step.key
-    if key is not None:
+    if key is not None or rt.strict:  # strict replay: rt.identity keeps the arguments
         out = []
         for item in items:
             k = key(item) if callable(key) else key
