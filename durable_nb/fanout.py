@@ -31,6 +31,8 @@ __all__ = ["FLUSH_ITEMS", "FLUSH_SECONDS", "Results", "map"]
 FLUSH_SECONDS = 0.05
 #: ... or once this many results are waiting, whichever comes first (group commit).
 FLUSH_ITEMS = 512
+#: After Ctrl-C, how long the items already running are waited for (and journaled).
+DRAIN_SECONDS = 30.0
 #: When results trickle in, they are synced as soon as none is waiting, but not more
 #: often than this: each fdatasync costs ~0.1 ms of the thread that journals.
 _IDLE_SYNC_GAP = 0.005
@@ -221,6 +223,7 @@ class _Fanout:
         self.ordered, self.errors, self.progress = ordered, errors, progress
         self.rt: runtime.Runtime | None = None
         self.replayed = self.done = self.failed = 0
+        self.draining = False
 
     # -- identify and replay -------------------------------------------------
 
@@ -298,6 +301,10 @@ class _Fanout:
                         self._update(bar)
                     if self.stop is not None and not backend.stopped:
                         backend.cancel()  # not started: never run; running: journaled
+        except KeyboardInterrupt:
+            if backend is not None:
+                self._drain(backend)
+            raise
         finally:
             if backend is not None:
                 if backend.busy():  # interrupted: nothing more will be journaled
@@ -315,6 +322,31 @@ class _Fanout:
                 "when the cell re-runs."
             )
             raise exc
+
+    def _drain(self, backend: _Backend) -> None:
+        """Ctrl-C: nothing new starts, and what is running is waited for and journaled.
+
+        Otherwise a re-run would start those items again while they may still be
+        running. The wait is bounded (:data:`DRAIN_SECONDS`); a second Ctrl-C ends it.
+        """
+        backend.cancel()
+        self.draining = True
+        deadline = time.monotonic() + DRAIN_SECONDS
+        try:
+            while backend.busy() and time.monotonic() < deadline:
+                tokens, _ = self._collect(backend, block=True)
+                for w, ok, value, log in backend.resolve(tokens):
+                    if ok is not None:
+                        self._settle(w, ok, value, log)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._sync()
+        if backend.busy():
+            from .runtime import report
+
+            report("dnb.map interrupted while items were still running: their results are "
+                   "not journaled, and a re-run of the cell runs them again")  # fmt: skip
 
     def _backend(self) -> _Backend:
         ex = self.executor
@@ -389,7 +421,7 @@ class _Fanout:
         their results are journaled once the person has chosen.
         """
         work.call._journal_error(exc, sync=False)
-        if self.errors == "raise" and isinstance(exc, StepFailed):
+        if self.errors == "raise" and isinstance(exc, StepFailed) and not self.draining:
             answer = self._ask(work, exc)
             if answer is not None:
                 self._succeeded(work, answer[0])

@@ -353,3 +353,39 @@ def test_map_needs_a_step_and_a_known_error_mode():
         dnb.map(lambda x: x, [1])
     with pytest.raises(ValueError, match="errors must be"):
         dnb.map(dnb.step(abs), [1], errors="ignore")
+
+
+INTERRUPT_CELL = """
+import time
+import durable_nb as dnb
+from flaky_service import call
+URL = {url!r}
+
+@dnb.step
+def slow(i):
+    call(URL, f"int/{{i}}")
+    time.sleep(1.5)
+    return i
+
+out = dnb.map(slow, range(8), max_workers=4, progress=False)
+"""
+
+
+def test_interrupt_waits_for_running_items_and_journals_them(start_kernel, service):
+    k = start_kernel()
+    msg_id = k.send(INTERRUPT_CELL.format(url=service), cell_id="int")
+    deadline = time.monotonic() + 30
+    while sum(_counts(service, "int").values()) < 4:  # the first four are running
+        assert time.monotonic() < deadline, "the map never started"
+        time.sleep(0.05)
+    k.km.interrupt_kernel()
+    result = k.wait(msg_id)
+    assert result.error and result.error["ename"] == "KeyboardInterrupt", str(result)
+    started = _counts(service, "int")
+    assert sorted(started) == ["0", "1", "2", "3"], started  # nothing new started
+    k.close()
+    k2 = start_kernel()
+    result = k2.ok(INTERRUPT_CELL.format(url=service), cell_id="int")
+    # The four that were running finished before the interrupt took effect: they replay.
+    assert _replayed(result.stderr) == 4, result.stderr
+    assert _counts(service, "int") == {str(i): 1 for i in range(8)}
