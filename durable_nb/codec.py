@@ -194,16 +194,11 @@ def _dill_pickler() -> type:
 
 @dataclass
 class Encoded:
-    """A value ready to store: a pickle stream, its raw buffers, and what it shares.
-
-    ``shares`` holds the ids of the mutable objects inside the value (and of the
-    memory that its arrays view): two variables sharing one can change together.
-    """
+    """A value ready to store: a pickle stream and its raw buffers."""
 
     codec: str
     stream: bytes
     buffers: list[memoryview]
-    shares: frozenset[int]
 
 
 def encode(obj: Any) -> Encoded:
@@ -226,7 +221,7 @@ def encode(obj: Any) -> Encoded:
         except Exception as exc:
             reason = describe(exc)
             continue
-        return Encoded(codec_name, out.getvalue(), list(buffers), shares(obj))
+        return Encoded(codec_name, out.getvalue(), list(buffers))
     raise Unserializable(reason)
 
 

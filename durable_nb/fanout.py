@@ -53,27 +53,20 @@ def _run_item(fn: Callable[..., Any], name: str, policy: Any, identity: str, ite
     """Run one item's attempts where the executor puts it: ``(ok, value or error, log)``.
 
     Module-level so that processes and Dask workers can unpickle it. It never
-    touches the journal: the kernel journals what it returns.
+    touches the journal: the kernel journals what it returns. An ``async def`` step
+    runs in an event loop of its own.
     """
     step = getattr(fn, "_dnb_step", None)  # a wrapper sent by reference: run its body
+    body = fn if step is None else step.fn
     attempts = Attempts(name, policy, identity)
     try:
-        return True, attempts.run_sync(fn if step is None else step.fn, (item,), {}), attempts.log
+        if inspect.iscoroutinefunction(body):
+            value = asyncio.run(attempts.run_async(body, (item,), {}))
+        else:
+            value = attempts.run_sync(body, (item,), {})
     except Exception as exc:
         return False, exc, attempts.log
-
-
-def _run_item_async(
-    fn: Callable[..., Any], name: str, policy: Any, identity: str, item: Any
-) -> tuple:
-    """Like :func:`_run_item` for an ``async def`` step, in an event loop of its own."""
-    step = getattr(fn, "_dnb_step", None)
-    attempts = Attempts(name, policy, identity)
-    try:
-        coro = attempts.run_async(fn if step is None else step.fn, (item,), {})
-        return True, asyncio.run(coro), attempts.log
-    except Exception as exc:
-        return False, exc, attempts.log
+    return True, value, attempts.log
 
 
 # -- the result -------------------------------------------------------------------
@@ -263,9 +256,7 @@ class _Fanout:
                 by_identity[identity] = w = _Work(call, i)
                 work.append(w)
             if self.replayed and not step.internal:
-                for _ in range(self.replayed):
-                    rt.cell.count("replayed")
-                rt.totals["replayed"] += self.replayed
+                rt.tally("replayed", self.replayed)
         else:
             for i, item in enumerate(items):
                 call = _Call(step, (item,), {})
@@ -454,10 +445,10 @@ class _Fanout:
                 return None
             if call.attempts.decided(decision):
                 return (decision.value,)
-            run = _run_item_async if inspect.iscoroutinefunction(self.step.fn) else _run_item
+            step = self.step
             with ThreadPoolExecutor(1, thread_name_prefix="dnb-map-retry") as pool:
                 ok, value, log = pool.submit(
-                    run, self.step.fn, self.step.name, self.step.policy, call.identity, work.item
+                    _run_item, step.fn, step.name, step.policy, call.identity, work.item
                 ).result()
             call.attempts.log.extend(log)
             if ok:
@@ -610,7 +601,7 @@ class _Threads(_Backend):
     def __init__(self, fanout: _Fanout, pool: ThreadPoolExecutor, own: bool = False) -> None:
         step = fanout.step
         self.pool, self.own = pool, own
-        self.run = _run_item_async if inspect.iscoroutinefunction(step.fn) else _run_item
+        self.run = _run_item
         self.args = (step.fn, step.name, step.policy)
         self.queue = queue.SimpleQueue()
 
@@ -662,7 +653,7 @@ class _Futures(_Backend):
         self.executor, self.fn = executor, fn
         step = fanout.step
         self.name, self.policy = step.name, step.policy
-        self.run = _run_item_async if inspect.iscoroutinefunction(step.fn) else _run_item
+        self.run = _run_item
         self.queue = queue.SimpleQueue()
         self.outstanding: dict[Any, _Work] = {}
 
@@ -720,8 +711,7 @@ class _Dask(_Backend):
 
     def __init__(self, fanout: _Fanout, client: Any, fn: Any) -> None:
         step = fanout.step
-        run = _run_item_async if inspect.iscoroutinefunction(step.fn) else _run_item
-        self.client, self.task = client, functools.partial(run, fn, step.name, step.policy)
+        self.client, self.task = client, functools.partial(_run_item, fn, step.name, step.policy)
         self.prefix = f"dnb.map-{step.name}-{uuid.uuid4().hex[:8]}-"
         self.queue = queue.SimpleQueue()
         self.outstanding: dict[Any, _Work] = {}

@@ -65,9 +65,10 @@ class CellContext:
             self._occurrences[(name, argfp)] = n + 1
             return n
 
-    def count(self, what: str) -> None:
+    def count(self, what: str, n: int = 1) -> None:
+        """Add ``n`` to the ``ran``, ``replayed`` or ``failed`` counter."""
         with self._lock:
-            setattr(self, what, getattr(self, what) + 1)
+            setattr(self, what, getattr(self, what) + n)
 
 
 def cell_key(cell_id: str | None, source: str) -> str:
@@ -222,6 +223,11 @@ class Runtime:
         c = self.cell
         return (c.exec_id, c.seq, self.run_id, c.cell_id, c.cell_key, c.source, c.started,
                 ended, status, error, c.ran, c.replayed)  # fmt: skip
+
+    def tally(self, what: str, n: int = 1) -> None:
+        """Count steps that ``ran``, ``replayed`` or ``failed``, for the cell and the run."""
+        self.cell.count(what, n)
+        self.totals[what] += n
 
     def notify(self, event: str, **details: Any) -> None:
         """A step event (attempt, backoff, suspended, done): update activity, tell listeners."""

@@ -15,7 +15,7 @@ import re
 import time
 import types
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import xxhash
@@ -168,10 +168,10 @@ class Snapshots:
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict) -> None:
         seq = self.rt.cell.seq
-        results = self._encode_touched(ns, touched)
-        for group in _groups(results):
-            if len(group) > 1:
-                self._encode_group(group, ns, results)
+        shares = self._sharing(ns, touched)
+        results: dict[str, _Encoding] = {}
+        for group in _groups(shares):
+            results.update(self._encode_group(group, ns, shares))
         for name, res in sorted(results.items()):
             k = self.known.get(name)
             rebound = k is None or k.obj_id != id(ns[name])
@@ -186,28 +186,36 @@ class Snapshots:
                                       res.item, cell_seq, res.nbytes,
                                       res.detail)))  # fmt: skip
 
-    def _encode_touched(self, ns: dict[str, Any], touched: set[str]) -> dict[str, _Encoding]:
-        """Encode the touched names and every name that shares a mutable object with one."""
-        work, results = deque(sorted(touched)), {}
+    def _sharing(self, ns: dict[str, Any], touched: set[str]) -> dict[str, frozenset[int]]:
+        """The touched names and every name sharing a mutable object with one: what each shares."""
+        work, found = deque(sorted(touched)), {}
         while work:
             name = work.popleft()
-            if name in results or name not in ns:
+            if name in found or name not in ns:
                 continue
-            results[name] = res = self._encode(ns[name])
+            found[name] = mine = codec.shares(ns[name])
             old = self.known[name].shares if name in self.known else frozenset()
-            for key in res.shares | old:  # a change through one holder shows in all
+            for key in mine | old:  # a change through one holder shows in all
                 work.extend(self._holders.get(key, ()))
-        return results
+        return found
 
-    def _encode_group(self, group: list[str], ns: dict[str, Any], results: dict) -> None:
+    def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
         """Variables that share objects are saved in one payload, so identity survives."""
-        res = self._encode(tuple(ns[n] for n in group))
-        if res.state != "saved":
-            return  # one of them cannot be saved: they stay apart (identity is not kept)
-        for i, name in enumerate(group):  # the payload is stored once, by the first
-            results[name] = _Encoding("saved", None, res.value_id, res.nbytes,
-                                      res.encoded if i == 0 else None, res.chunks, i,
-                                      results[name].shares)  # fmt: skip
+        if len(group) > 1:
+            res = self._encode(tuple(ns[n] for n in group))
+            if res.state == "saved":  # the payload is stored once, by the first
+                return {
+                    name: replace(
+                        res, encoded=res.encoded if i == 0 else None, item=i, shares=shares[name]
+                    )
+                    for i, name in enumerate(group)
+                }
+            # One of them cannot be saved: they are saved apart (identity is not kept).
+        out = {}
+        for name in group:
+            out[name] = self._encode(ns[name])
+            out[name].shares = shares[name]
+        return out
 
     def _forget(self, name: str) -> None:
         k = self.known.pop(name, None)
@@ -246,8 +254,7 @@ class Snapshots:
         digest = xxhash.xxh3_128(enc.stream)
         for names in chunks:
             digest.update("".join(names).encode())
-        return _Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks,
-                         shares=enc.shares)  # fmt: skip
+        return _Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks)
 
     def _store(self, res: _Encoding, rows: list) -> None:
         """Write a saved value's chunks and queue its payload row (once per content)."""
@@ -463,9 +470,9 @@ def _writes_files(source: str) -> bool:
     return False
 
 
-def _groups(results: dict[str, _Encoding]) -> list[list[str]]:
+def _groups(shares: dict[str, frozenset[int]]) -> list[list[str]]:
     """The names whose values share mutable objects, as connected groups (sorted)."""
-    parent = {name: name for name in results}
+    parent = {name: name for name in shares}
 
     def root(name: str) -> str:
         while parent[name] != name:
@@ -474,12 +481,12 @@ def _groups(results: dict[str, _Encoding]) -> list[list[str]]:
         return name
 
     first: dict[int, str] = {}
-    for name, res in sorted(results.items()):
-        for key in res.shares:
+    for name, keys in sorted(shares.items()):
+        for key in keys:
             other = first.setdefault(key, name)
             parent[root(name)] = root(other)
     groups: dict[str, list[str]] = {}
-    for name in sorted(results):
+    for name in sorted(shares):
         groups.setdefault(root(name), []).append(name)
     return list(groups.values())
 

@@ -295,8 +295,7 @@ class _Call:
             if value is not runtime.MISS:
                 call.done, call.value = True, value
                 if not step.internal:
-                    rt.cell.count("replayed")
-                    rt.totals["replayed"] += 1
+                    rt.tally("replayed")
         call.attempts = Attempts(step.name, step.policy, call.identity)
         if rt is not None and not step.internal:
             call.attempts.notify = rt.notify
@@ -387,8 +386,7 @@ class _Call:
         if rt is None:
             return
         if not self.step.internal:
-            rt.cell.count("failed")
-            rt.totals["failed"] += 1
+            rt.tally("failed")
         rt.record(self._row("error", error=describe(exc)), sync)
 
     def finish(self, value: Any, sync: bool = True) -> Any:
@@ -397,8 +395,7 @@ class _Call:
         if rt is None or self.nested:
             return value
         if not self.step.internal:
-            rt.cell.count("ran")
-            rt.totals["ran"] += 1
+            rt.tally("ran")
         kind, inline, blob = rt.store(self.step.name, value)
         status = "ok" if kind is not None else "unsaved"
         rt.record(self._row(status, kind=kind, result=inline, blob=blob), sync)
