@@ -3,6 +3,7 @@
 Load in IPython with ``%load_ext durable_nb`` (or use the "Python 3 (durable)" kernel).
 """
 
+from ._version import __version__ as __version__
 from .clock import now, random, sleep, uuid4
 from .errors import (
     DurableError,
@@ -19,8 +20,6 @@ from .errors import (
 from .extension import load_ipython_extension, unload_ipython_extension
 from .fanout import map
 from .steps import RetryPolicy, step, step_id
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DurableError",

@@ -13,8 +13,9 @@ from traitlets import Enum, Int
 from traitlets.config import Configurable
 
 from . import runtime
+from ._report import report
 from .errors import describe
-from .runtime import FRESH_LINE, Runtime, report
+from .runtime import FRESH_LINE, Runtime
 from .snapshot import DEFAULT_MAX_BYTES, Snapshots
 
 _loaded: dict[int, _Extension] = {}

@@ -334,7 +334,7 @@ class _Fanout:
         finally:
             self._sync()
         if backend.busy():
-            from .runtime import report
+            from ._report import report
 
             report("dnb.map interrupted while items were still running: their results are "
                    "not journaled, and a re-run of the cell runs them again")  # fmt: skip

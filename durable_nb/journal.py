@@ -289,7 +289,7 @@ class Journal:
         """Fold a long log; the rows are already durable in it, so a failure only warns."""
         import duckdb
 
-        from .runtime import report
+        from ._report import report
 
         try:
             self.fold()
@@ -353,7 +353,7 @@ class Journal:
         try:
             payload = inline if blob is None else self.blobs.get(blob)
         except OSError as exc:  # a partial copy, a lost file: the step runs again
-            from .runtime import report
+            from ._report import report
 
             report(f"a recorded step result is missing ({describe(exc)}); the step runs again")
             return None

@@ -21,6 +21,8 @@ from typing import Any
 import xxhash
 
 from . import codec
+from ._report import report
+from ._version import __version__
 from .errors import DurableError, JournalError, describe
 from .journal import STEP_COLUMNS, Journal, resolve_path
 
@@ -28,17 +30,6 @@ from .journal import STEP_COLUMNS, Journal, resolve_path
 FRESH_LINE = re.compile(r"^\s*%%durable\s+fresh\s*(#.*)?$")
 
 MISS = object()
-
-_reported: set[str] = set()
-
-
-def report(message: str, once: str | None = None) -> None:
-    """Write one ``durable_nb:`` line to stderr; with ``once``, only the first time."""
-    if once is not None:
-        if once in _reported:
-            return
-        _reported.add(once)
-    print(f"durable_nb: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -159,8 +150,6 @@ class Runtime:
             self.step_aside(exc)
 
     def _run_row(self, ended: float | None, status: str) -> tuple:
-        from . import __version__
-
         versions = json.dumps({"durable_nb": __version__, "python": sys.version.split()[0]})
         return (self.run_id, os.getpid(), socket.gethostname(), self.source, self.started,
                 ended, status, versions)  # fmt: skip

@@ -119,7 +119,7 @@ SUPPORTED = ((7, 0), (7, 4))
 def _check_version() -> None:
     import ipykernel
 
-    from .runtime import report
+    from ._report import report
 
     version = tuple(ipykernel.version_info[:2])
     if not SUPPORTED[0] <= version <= SUPPORTED[1]:
