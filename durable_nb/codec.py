@@ -235,8 +235,10 @@ def shares(obj: Any) -> frozenset[int]:
     stack = [obj]
     while stack:
         item = stack.pop()
-        if id(item) in seen or isinstance(item, _IMMUTABLE) or callable(item):
+        if id(item) in seen or callable(item):
             continue
+        if isinstance(item, _IMMUTABLE) and not isinstance(item, (tuple, frozenset)):
+            continue  # a tuple cannot change, but what it holds can
         seen.add(id(item))
         if _mutable(item):
             keys.add(id(item))

@@ -1,4 +1,10 @@
-"""Fixtures: real durable kernels (jupyter_client), SIGKILL, and the flaky service."""
+"""Fixtures: real durable kernels (jupyter_client), SIGKILL, and the flaky service.
+
+Every test gets one layer marker (registered in pyproject.toml): ``unit`` for tests
+under tests/unit/ (no kernel, no subprocess; they may not use the fixtures below),
+``browser`` for tests that drive JupyterLab, ``kernel`` for every other test (they
+start kernels, directly or through ``durable-nb``). ``pytest -m unit`` is the fast layer.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,34 @@ from jupyter_client.manager import KernelManager
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
+UNIT = Path(__file__).resolve().parent / "unit"
 KERNEL = "python3-durable"
 
+#: Fixtures that start processes: a test using one is not a unit test.
+KERNEL_FIXTURES = {"start_kernel", "kernel_env", "workdir", "service"}
+BROWSER_FIXTURES = {"lab", "lab_root"}
+
 sys.path.insert(0, str(NOTEBOOKS))
+
+
+def layer(item: pytest.Item) -> str:
+    """The test's layer: ``unit``, ``kernel`` or ``browser`` (see the module docstring)."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if fixtures & BROWSER_FIXTURES or item.path.name.startswith("test_browser"):
+        return "browser"
+    if UNIT in item.path.parents:
+        if fixtures & KERNEL_FIXTURES:
+            raise pytest.UsageError(
+                f"{item.nodeid} is under tests/unit/ but uses {sorted(fixtures & KERNEL_FIXTURES)}:"
+                " move it out of tests/unit/ (unit tests start no kernel)"
+            )
+        return "unit"
+    return "kernel"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(layer(item))
 
 
 @dataclass

@@ -17,8 +17,6 @@ from pathlib import Path
 import duckdb
 from helpers import cell, dnb_lines, lines, steps_cell
 
-import durable_nb
-
 BIN = Path(sys.executable).parent
 
 
@@ -62,40 +60,7 @@ def run_with_reply(k, code: str, timeout: float = 60) -> tuple[dict, str, list[d
     return reply["content"], stderr, errors
 
 
-# -- 1. public API ------------------------------------------------------------------------
-
-EXPECTED_API = [
-    "DurableError",
-    "JournalCorrupt",
-    "JournalError",
-    "JournalLocked",
-    "JournalTooNew",
-    "JournalUnwritable",
-    "ReplayMissing",
-    "RetryPolicy",
-    "StepFailed",
-    "StepTimeout",
-    "UntrustedJournal",
-    "load_ipython_extension",
-    "map",
-    "now",
-    "random",
-    "sleep",
-    "step",
-    "step_id",
-    "unload_ipython_extension",
-    "uuid4",
-]
-
-
-def test_public_api_is_pinned():
-    assert sorted(durable_nb.__all__) == EXPECTED_API
-    assert len(set(durable_nb.__all__)) == len(durable_nb.__all__)
-    for name in EXPECTED_API:
-        assert hasattr(durable_nb, name), name
-    for name in EXPECTED_API[:9]:
-        if name != "RetryPolicy":
-            assert issubclass(getattr(durable_nb, name), durable_nb.DurableError), name
+# -- 1. public API: pinned in tests/unit/test_api.py ------------------------------------
 
 
 # -- 2. kernelspec ------------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""blobs: content-addressed files, written whole or not at all, chunked for big buffers."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+import xxhash
+
+from durable_nb.blobs import CHUNK, BlobStore, chunk_names
+
+
+@pytest.fixture
+def store(tmp_path) -> BlobStore:
+    return BlobStore(tmp_path / "nb.blobs")
+
+
+def files(store: BlobStore) -> list[str]:
+    return sorted(p.name for p in store.folder.iterdir())
+
+
+def test_put_names_a_blob_by_its_content_and_get_returns_it(store):
+    name = store.put(b"hello")
+    assert name == xxhash.xxh3_128_hexdigest(b"hello")
+    assert store.get(name) == b"hello"
+    assert files(store) == [name]  # no temporary file left behind
+
+
+def test_identical_content_is_stored_once(store):
+    first = store.put(b"same")
+    mtime = (store.folder / first).stat().st_mtime_ns
+    assert store.put(memoryview(b"same")) == first
+    assert files(store) == [first] and (store.folder / first).stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + CHUNK // 2])
+def test_chunks_round_trip(store, size):
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    names = store.put_chunks(data)
+    assert names == chunk_names(data)
+    assert len(names) == -(-size // CHUNK)
+    back = store.get_chunks(names, size)
+    assert bytes(back) == data
+    back[:1] = b"x" if size else b""  # the reassembled buffer is writable (restore needs it)
+
+
+def test_changing_a_slice_rewrites_only_its_chunk(store):
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 4 * CHUNK, np.uint8).tobytes())
+    before = store.put_chunks(data)
+    data[CHUNK + 10] ^= 0xFF
+    after = chunk_names(data)
+    assert [a != b for a, b in zip(before, after, strict=True)] == [False, True, False, False]
+    store.put_chunks(data, after)
+    assert len(files(store)) == 5
+
+
+def test_names_hides_young_temporary_files_and_remove_frees_bytes(store):
+    name = store.put(b"x" * 100)
+    young, old = store.folder / ".tmp-young", store.folder / ".tmp-old"
+    young.write_bytes(b"partial")
+    old.write_bytes(b"partial")
+    an_hour_ago = time.time() - 3700
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert store.names() == {name, ".tmp-old"}
+    assert store.remove(name) == 100
+    assert store.names() == {".tmp-old"}
+
+
+def test_an_empty_store_has_no_names(tmp_path):
+    store = BlobStore(tmp_path / "missing")
+    assert store.names() == set()
+    store.sync_dir()  # a folder not created yet is nothing to sync
