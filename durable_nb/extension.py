@@ -47,12 +47,14 @@ class _Extension:
         self.shell = shell
         self.rt: Runtime | None = None
         self.magics: Any = None
+        self.settings: DurableNB | None = None
 
     def install(self) -> None:
         from .magics import DurableMagics
 
         shell = self.shell
-        settings = DurableNB(parent=shell)
+        self.settings = settings = DurableNB(parent=shell)
+        shell.configurables.append(settings)  # so that %config DurableNB finds it
         self.rt = Runtime(os.environ.get("JPY_SESSION_NAME") or None)
         self.rt.on_failure = settings.on_failure
         if getattr(shell, "parent_header", None):  # loaded by %load_ext inside a cell
@@ -60,6 +62,7 @@ class _Extension:
         runtime.install(self.rt)
         atexit.register(self.rt.close)
         self.snapshots = Snapshots(shell, self.rt, max_bytes=settings.max_bytes)
+        settings.observe(self._setting_changed, ["on_failure", "max_bytes"])
         self.pending_resume = self.snapshots.interrupted()
         self.magics = DurableMagics(shell, self.rt, self.snapshots)
         shell.register_magics(self.magics)
@@ -80,10 +83,19 @@ class _Extension:
             for kind in ("line", "cell"):
                 mm.magics[kind].pop("durable", None)
             mm.registry.pop(type(self.magics).__name__, None)
+        if self.settings in shell.configurables:
+            shell.configurables.remove(self.settings)
         if self.rt is not None:
             atexit.unregister(self.rt.close)
             self.rt.close(status)
         runtime.install(None)
+
+    def _setting_changed(self, change: Any) -> None:
+        """``%config DurableNB.on_failure = "raise"`` applies to the running kernel."""
+        if change["name"] == "on_failure":
+            self.rt.on_failure = change["new"]
+        else:
+            self.snapshots.max_bytes = change["new"]
 
     # Hooks never raise: durable_nb must not be the reason a cell fails.
     def pre_run_cell(self, info: Any) -> None:

@@ -353,3 +353,24 @@ def test_settings_come_from_jupyter_config(start_kernel):
     cell(k, "small = list(range(10))\nbig = bytes(5000)")
     states = value(k, "%durable sql SELECT name, state FROM variables ORDER BY name")
     assert "big" in states and "recompute" in states and "saved" in states, states
+
+
+def test_config_magic_finds_the_settings_and_reload_leaves_one(start_kernel):
+    k = start_kernel()
+    out = cell(k, "%config DurableNB").stdout
+    assert "DurableNB(Configurable) options" in out, out
+    assert "DurableNB.on_failure=" in out and "DurableNB.max_bytes=" in out, out
+    cell(k, "%config DurableNB.on_failure = 'raise'")
+    assert "failed steps raise" in cell(k, "%durable status").stdout
+
+    def count() -> str:
+        return value(k, "[type(c).__name__ for c in get_ipython().configurables]"
+                     ".count('DurableNB')")  # fmt: skip
+
+    assert count() == "1"
+    for _ in range(2):
+        cell(k, "%reload_ext durable_nb")
+        assert count() == "1"
+    assert "failed steps raise" in cell(k, "%durable status").stdout  # the setting stays
+    cell(k, "%unload_ext durable_nb")
+    assert count() == "0"
