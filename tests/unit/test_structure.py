@@ -48,9 +48,14 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+@functools.cache
+def parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), str(path))
+
+
 def imports(path: Path) -> Iterator[Import]:
     """Every import statement of the file at ``path``, relative ones made absolute."""
-    tree = ast.parse(path.read_text(), str(path))
+    tree = parse(path)
     here = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
 
     def visit(node: ast.AST, top: bool, typing_only: bool) -> Iterator[Import]:
