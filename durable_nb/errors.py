@@ -5,6 +5,8 @@ Every message says what happened and what to do next.
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "DurableError",
     "JournalCorrupt",
@@ -13,6 +15,7 @@ __all__ = [
     "JournalTooNew",
     "JournalUnwritable",
     "ReplayMissing",
+    "SecretRefused",
     "StepFailed",
     "StepTimeout",
     "UntrustedJournal",
@@ -106,6 +109,23 @@ class UntrustedJournal(DurableError):
 
     def __reduce__(self):
         return (type(self), (self.path, str(self)))
+
+
+class SecretRefused(DurableError):
+    """This user's signing secret could be known to someone else, so it is not used."""
+
+    def __init__(self, path: str | os.PathLike, why: str, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or f"the signing secret {path} {why}, so it is not used: anyone who can read or "
+            "replace it could sign a journal as you. Records from other journals and "
+            "earlier kernels are not loaded until it is fixed. Delete it (durable_nb makes "
+            f"a new one, mode 0600), then `durable-nb trust` your own journals again: rm {path}"
+        )
+        self.path, self.why = str(path), why
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.why, str(self)))
 
 
 class ReplayMissing(DurableError):

@@ -5,13 +5,17 @@ Content is signed when it is written, so a journal is trusted record by record, 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import os
+import stat
 import sys
 import tempfile
 import threading
 from pathlib import Path
+
+from .errors import SecretRefused
 
 #: File name of the secret in the Jupyter data folder (beside Jupyter's ``notebook_secret``).
 SECRET_NAME = "durable_nb_secret"
@@ -36,8 +40,11 @@ def secret_path() -> Path:
 def secret() -> bytes:
     """This user's secret, created (mode 0600) the first time it is needed.
 
-    When the data folder cannot be written, a secret for this process only is used
-    (its signatures are not trusted by later processes) and a warning says so.
+    A secret that could be known to someone else (too short, a symlink, readable or
+    replaceable by others, not owned by this user) is refused: a weak key would let
+    anyone sign a journal as you. Then, as when the data folder cannot be written, a
+    key for this process only is used (foreign and earlier records are not loaded)
+    and one line says what to do.
     """
     global _secret
     if _secret is not None:
@@ -48,33 +55,82 @@ def secret() -> bytes:
             return _secret
         try:
             key = _load_or_create(path)
+        except SecretRefused as exc:
+            key = os.urandom(32)
+            _warn(str(exc))
         except OSError as exc:
             key = os.urandom(32)
-            print(
-                f"durable_nb: cannot create the signing secret {path} ({exc}); journal "
-                "content written now is trusted by this process only. Make the Jupyter "
-                "data folder writable (or set JUPYTER_DATA_DIR).",
-                file=sys.stderr,
-                flush=True,
+            _warn(
+                f"cannot create the signing secret {path} ({exc}); journal content written "
+                "now is trusted by this process only. Make the Jupyter data folder writable "
+                "(or set JUPYTER_DATA_DIR)."
             )
         _secret = key
         return key
 
 
+def _warn(message: str) -> None:
+    print(f"durable_nb: {message}", file=sys.stderr, flush=True)
+
+
+#: Random bytes a secret holds at least (it is stored as hex: twice as many characters).
+MIN_BYTES = 32
+
+
 def _load_or_create(path: Path) -> bytes:
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _check_owner(folder, os.stat(folder), "folder")
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
-        data = b""
-    if len(data) >= 32:
-        return data
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Written whole under a temporary name, then linked into place: two processes
-    # creating it at once both end up with the one that won, never a partial file.
+        _create(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SecretRefused(path, "is a symbolic link") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SecretRefused(path, "is not a regular file")
+        _check_owner(path, st, "file")
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    try:
+        raw = bytes.fromhex(data.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raw = data
+    if len(raw) < MIN_BYTES or len(set(raw)) < 8:
+        raise SecretRefused(path, f"holds {len(raw)} bytes, fewer than {MIN_BYTES} random ones")
+    return data
+
+
+def _check_owner(path: Path, st: os.stat_result, what: str) -> None:
+    """Refuse a secret (or its folder) that another user owns, reads or could replace."""
+    if st.st_uid != os.getuid():
+        raise SecretRefused(path, f"is a {what} owned by user id {st.st_uid}, not by you")
+    if what == "file" and st.st_mode & 0o077:
+        raise SecretRefused(path, f"has mode {stat.S_IMODE(st.st_mode):04o}, readable by others")
+    # A group-writable folder is fine when the group is the user's own (umask 002 systems).
+    writable = 0o002 if st.st_gid == os.getgid() else 0o022
+    if what == "folder" and st.st_mode & writable:
+        raise SecretRefused(
+            path, f"is a folder with mode {stat.S_IMODE(st.st_mode):04o}, writable by others"
+        )
+
+
+def _create(path: Path) -> None:
+    """Write a new secret whole under a temporary name, then link it into place.
+
+    Two processes creating it at once both end up with the one that won, never a
+    partial file.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".durable_nb_secret-")
     try:
         os.fchmod(fd, 0o600)
-        os.write(fd, os.urandom(32).hex().encode())
+        os.write(fd, os.urandom(MIN_BYTES).hex().encode())
         os.fsync(fd)
         os.close(fd)
         try:
@@ -83,7 +139,6 @@ def _load_or_create(path: Path) -> bytes:
             pass
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return path.read_bytes()
 
 
 def key_id() -> str:
