@@ -10,11 +10,11 @@ import hashlib
 import hmac
 import os
 import stat
-import sys
 import tempfile
 import threading
 from pathlib import Path
 
+from ._report import report
 from .errors import SecretRefused
 
 #: File name of the secret in the Jupyter data folder (beside Jupyter's ``notebook_secret``).
@@ -57,20 +57,16 @@ def secret() -> bytes:
             key = _load_or_create(path)
         except SecretRefused as exc:
             key = os.urandom(32)
-            _warn(str(exc))
+            report(str(exc))
         except OSError as exc:
             key = os.urandom(32)
-            _warn(
+            report(
                 f"cannot create the signing secret {path} ({exc}); journal content written "
                 "now is trusted by this process only. Make the Jupyter data folder writable "
                 "(or set JUPYTER_DATA_DIR)."
             )
         _secret = key
         return key
-
-
-def _warn(message: str) -> None:
-    print(f"durable_nb: {message}", file=sys.stderr, flush=True)
 
 
 #: Random bytes a secret holds at least (it is stored as hex: twice as many characters).
