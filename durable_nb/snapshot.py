@@ -15,6 +15,7 @@ import re
 import time
 import types
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -454,20 +455,41 @@ class _Loader:
 
 
 def _writes_files(source: str) -> bool:
-    """Whether ``source`` opens a file for writing with a literal mode (w, a, x or +)."""
+    """Whether running ``source`` opens a file for writing with a literal mode (w, a, x or +).
+
+    Only code that runs when the cell runs counts: a function or lambda body that the
+    cell merely defines does not (its decorators and default values do).
+    """
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return True  # cannot tell: do not re-run it blindly
-    for node in ast.walk(tree):
-        func = getattr(node, "func", None)
-        if isinstance(node, ast.Call) and getattr(func, "id", getattr(func, "attr", "")) == "open":
-            modes = node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]
-            if any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes):
-                return True
-        if isinstance(node, ast.Attribute) and node.attr in ("write_text", "write_bytes"):
-            return True
-    return False
+    return any(_opens_for_writing(node) for node in _executed(tree))
+
+
+def _executed(node: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of ``node`` that run when it runs: not the bodies of functions it defines."""
+    yield node
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        children: list[ast.AST] = [*node.decorator_list, node.args]
+    elif isinstance(node, ast.Lambda):
+        children = [node.args]
+    else:
+        children = list(ast.iter_child_nodes(node))
+    for child in children:
+        yield from _executed(child)
+
+
+def _opens_for_writing(node: ast.AST) -> bool:
+    if isinstance(node, ast.Attribute) and node.attr in ("write_text", "write_bytes"):
+        return True
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    if getattr(func, "id", getattr(func, "attr", "")) != "open":
+        return False
+    modes = node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]
+    return any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes)
 
 
 def _groups(shares: dict[str, frozenset[int]]) -> list[list[str]]:

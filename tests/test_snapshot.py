@@ -445,3 +445,20 @@ def test_reference_to_an_unpicklable_object_is_not_saved_half_way(start_kernel):
             # Skipped with a reason, and then absent rather than half loaded.
             assert skipped(report, name), (name, report)
             assert not defined(k2, name), (name, report)
+
+
+def test_a_cell_that_only_defines_a_file_writing_step_is_recomputed(start_kernel, workdir):
+    """Issue 16.1: defining a function whose body writes a file is not writing a file."""
+    out = workdir / "effects.txt"
+    k = start_kernel()
+    cell(k, f"import durable_nb as dnb\n@dnb.step\ndef slow(i):\n"
+            f"    with open({str(out)!r}, 'a') as f:\n        f.write(f'{{i}}\\n')\n"
+            f"    return i * 2", cell_id="define")  # fmt: skip
+    cell(k, "vals = [slow(i) for i in range(3)]", cell_id="use")
+    assert out.read_text().splitlines() == ["0", "1", "2"]
+    k2, report = kill_and_restore(start_kernel, k)
+    assert not skipped(report, "slow"), report
+    assert val(k2, "vals") == "[0, 2, 4]"
+    cell(k2, "vals = [slow(i) for i in range(3)]", cell_id="use")  # the cell again: replays
+    assert val(k2, "vals") == "[0, 2, 4]"
+    assert out.read_text().splitlines() == ["0", "1", "2"]

@@ -1,0 +1,39 @@
+"""Which cells a restore may re-run: defining a function that writes files is not writing."""
+
+from __future__ import annotations
+
+import pytest
+
+from durable_nb.snapshot import _writes_files
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "open('f', 'w').write('x')",
+        "with open(path, mode='a') as f:\n    f.write('x')",
+        "from pathlib import Path\nPath('f').write_text('x')",
+        "@register(open('log', 'a'))\ndef f():\n    pass",  # a decorator runs at definition
+        "def f(log=open('log', 'x')):\n    pass",  # so does a default value
+        "class C:\n    handle = open('f', 'w+')",  # a class body runs too
+        "for i in range(3):\n    open(f'{i}', 'w')",
+        "def broken(:",  # cannot tell: never re-run blindly
+    ],
+)
+def test_cells_that_write_when_run(source: str) -> None:
+    assert _writes_files(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "x = open('f').read()",
+        "open('f', 'r')",
+        "@dnb.step\ndef slow(i):\n    with open(F, 'a') as f:\n        f.write(str(i))",
+        "async def save(p):\n    p.write_text('x')",
+        "writer = lambda p: open(p, 'w')",
+        "class Sink:\n    def put(self, x):\n        open('f', 'a').write(x)",
+    ],
+)
+def test_cells_that_only_define_writers(source: str) -> None:
+    assert not _writes_files(source)
