@@ -21,11 +21,15 @@ from typing import Any, Self
 
 __all__ = [
     "FlakyService",
+    "JSONHandler",
     "ServiceError",
     "call",
+    "check_rate",
     "configure",
     "main",
+    "request",
     "reset",
+    "serve_until_signal",
     "stats",
 ]
 
@@ -76,7 +80,7 @@ class FlakyService:
         port: int = 0,
         latency: float = 0.0,
     ) -> None:
-        self.fail_rate = _check_rate(fail_rate)
+        self.fail_rate = check_rate(fail_rate)
         self.latency = float(latency)
         self.fail_next = 0
         self.down = False
@@ -191,7 +195,7 @@ class FlakyService:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
         with self._lock:
             if "fail_rate" in settings:
-                self.fail_rate = _check_rate(settings["fail_rate"])
+                self.fail_rate = check_rate(settings["fail_rate"])
             if "fail_next" in settings:
                 self.fail_next = max(0, int(settings["fail_next"]))
             if "down" in settings:
@@ -227,32 +231,46 @@ class FlakyService:
         return (200 if reason is None else 503), n, reason
 
 
-def _check_rate(rate: float) -> float:
+def check_rate(rate: float, name: str = "fail_rate") -> float:
+    """``rate`` as a float; ValueError naming ``name`` unless it is within [0, 1]."""
     rate = float(rate)
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"fail_rate must be within [0, 1], got {rate}")
+        raise ValueError(f"{name} must be within [0, 1], got {rate}")
     return rate
 
 
+class JSONHandler(BaseHTTPRequestHandler):
+    """A quiet request handler that answers JSON; subclasses define ``_route``."""
+
+    def log_message(self, *args: Any) -> None:
+        pass  # keep notebook output and test logs quiet
+
+    def _send(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        return json.loads(raw) if raw.strip() else {}
+
+    def _route(self, method: str) -> None:
+        raise NotImplementedError
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+
 def _make_handler(service: FlakyService) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONHandler):
         server_version = "FlakyService/1.0"
-
-        def log_message(self, *args: Any) -> None:
-            pass  # keep notebook output and test logs quiet
-
-        def _send(self, status: int, payload: Any) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            return json.loads(raw) if raw.strip() else {}
 
         def _route(self, method: str) -> None:
             path = self.path.split("?", 1)[0]
@@ -287,25 +305,28 @@ def _make_handler(service: FlakyService) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404, {"error": f"no route for {method} {path}"})
 
-        def do_GET(self) -> None:
-            self._route("GET")
-
-        def do_POST(self) -> None:
-            self._route("POST")
-
     return Handler
 
 
 # -- client helpers ----------------------------------------------------------
 
 
-def _request(
+def request(
     url: str,
     method: str = "GET",
     payload: Any = None,
     timeout: float = 5.0,
     headers: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> Any:
+    """Send one HTTP request with an optional JSON body; return the decoded answer.
+
+    Raises
+    ------
+    ServiceError
+        If the answer's status is not 200.
+    OSError
+        If the server cannot be reached or does not answer within ``timeout``.
+    """
     data = None if payload is None else json.dumps(payload).encode()
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None:
@@ -354,22 +375,22 @@ def call(
     """
     headers = {} if idempotency_key is None else {"Idempotency-Key": str(idempotency_key)}
     target = f"{url.rstrip('/')}{WORK_PREFIX}{path.lstrip('/')}"
-    return _request(target, "POST", timeout=timeout, headers=headers)
+    return request(target, "POST", timeout=timeout, headers=headers)
 
 
 def stats(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """Return the service's counters: ``total``, ``ok``, ``failed``, ``by_path``."""
-    return _request(f"{url.rstrip('/')}/stats", timeout=timeout)
+    return request(f"{url.rstrip('/')}/stats", timeout=timeout)
 
 
 def configure(url: str, timeout: float = 5.0, **settings: Any) -> dict[str, Any]:
     """Change ``fail_rate``, ``fail_next``, ``down`` or ``latency``; return them all."""
-    return _request(f"{url.rstrip('/')}/config", "POST", settings, timeout=timeout)
+    return request(f"{url.rstrip('/')}/config", "POST", settings, timeout=timeout)
 
 
 def reset(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """Zero the service's counters; return them."""
-    return _request(f"{url.rstrip('/')}/reset", "POST", {}, timeout=timeout)
+    return request(f"{url.rstrip('/')}/reset", "POST", {}, timeout=timeout)
 
 
 # -- command line ------------------------------------------------------------
@@ -383,7 +404,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="seed for the failure draws")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     args = parser.parse_args(argv)
+    return serve_until_signal(FlakyService(args.fail_rate, args.seed, args.port, args.latency))
 
+
+def serve_until_signal(server: Any) -> int:
+    """Start ``server``, print ``PORT <n>`` on stdout, and stop it on SIGTERM or SIGINT.
+
+    ``server`` has ``start()``, ``stop()`` and ``port``, as :class:`FlakyService` does.
+    """
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: object) -> None:
@@ -391,13 +419,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    service = FlakyService(args.fail_rate, args.seed, args.port, args.latency).start()
-    print(f"PORT {service.port}", flush=True)
+    server.start()
+    print(f"PORT {server.port}", flush=True)
     try:
         while not stop.wait(0.2):
             pass
     finally:
-        service.stop()
+        server.stop()
     return 0
 
 
