@@ -155,6 +155,18 @@ class Cluster:
         })  # fmt: skip
         return self
 
+    @classmethod
+    def attach(cls, directory: str | Path) -> Cluster:
+        """The cluster in ``directory`` with its saved settings, started or not; starts nothing."""
+        path = Path(directory).resolve()
+        saved = _read_json(path / CONFIG)
+        if saved is None:
+            raise FileNotFoundError(f"no cluster in {path}: start one with Cluster(folder).start()")
+        nodes = saved.pop("nodes")
+        cluster = cls(path, nodes, **saved)
+        cluster.ports = {n: r["port"] for n, r in cluster._run_file().items()}
+        return cluster
+
     def _spawn(self, name: str) -> subprocess.Popen:
         with open(self.directory / NODES / f"{name}.err", "ab") as err:
             return subprocess.Popen(
@@ -163,6 +175,10 @@ class Cluster:
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
                 start_new_session=True,  # not killed with the kernel's process group
             )  # fmt: skip
+
+    def info(self, node: str) -> dict[str, Any] | None:
+        """The node's own view (state, pid, ``running_keys``), not logged; None if it is down."""
+        return self._info(self.ports[node], node) if node in self.ports else None
 
     def _info(self, port: int, name: str) -> dict[str, Any] | None:
         """The node's own view if ``port`` is that node of this cluster, else None."""
@@ -259,10 +275,9 @@ class Cluster:
 
     def status(self) -> list[dict[str, Any]]:
         """One row per node as the node sees itself (not logged): version, drained..."""
-        ports = self.ports or {n: r["port"] for n, r in self._run_file().items()}
         rows = []
         for name in self.nodes:
-            info = self._info(ports[name], name) if name in ports else None
+            info = self.info(name)
             state = info["state"] if info else _read_json(self._state_path(name)) or {}
             rows.append({"node": name, "running": info is not None,
                          "version": state.get("version", self.config["version"]),
@@ -506,9 +521,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "node":
         return serve_until_signal(Node(args.directory, args.name, args.port))
-    saved = _read_json(args.directory / CONFIG) or {}
-    settings = {k: v for k, v in saved.items() if k != "nodes"}
-    cluster = Cluster(args.directory, saved.get("nodes", getattr(args, "nodes", 5)), **settings)
+    if args.command == "start" and not (args.directory / CONFIG).exists():
+        cluster = Cluster(args.directory, args.nodes)
+    else:
+        try:
+            cluster = Cluster.attach(args.directory)
+        except FileNotFoundError as exc:
+            print(f"cluster.py: {exc}", file=sys.stderr)
+            return 2
     if args.command == "start":
         cluster.start()
     elif args.command == "stop":
