@@ -1,7 +1,7 @@
 """Fixtures: real durable kernels (jupyter_client), SIGKILL, and the flaky service.
 
 Every test gets one layer marker (registered in pyproject.toml): ``unit`` for tests
-under tests/unit/ (no kernel, no subprocess; they may not use the fixtures below),
+under tests/unit/ (no kernel; they may not use the fixtures below),
 ``browser`` for tests that drive JupyterLab, ``kernel`` for every other test (they
 start kernels, directly or through ``durable-nb``). ``pytest -m unit`` is the fast layer.
 """

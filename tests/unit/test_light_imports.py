@@ -1,0 +1,28 @@
+"""Importing durable_nb is light: heavy libraries load when first needed.
+
+A kernel with the extension must start about as fast as one without, and
+``durable-nb --help`` must answer at once. A fresh interpreter tells what an import
+really pulls in (this process has imported everything already).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("duckdb", "pandas", "numpy", "dill", "ipywidgets", "nbclient", "nbformat", "tqdm",
+         "distributed", "jupyter_client")  # fmt: skip
+
+
+def loaded_after(code: str) -> list[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_importing_the_package_and_loading_the_extension_module_is_light():
+    assert loaded_after("import durable_nb, durable_nb.extension") == []
+
+
+def test_the_command_line_module_imports_nothing_heavy():
+    assert loaded_after("import durable_nb.cli") == []
