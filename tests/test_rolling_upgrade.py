@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import nbformat
 import psutil
 import pytest
 from cluster import Cluster, ServiceError  # conftest puts notebooks/ on sys.path
@@ -210,3 +211,27 @@ def test_killed_mid_upgrade_resumes_and_no_node_is_upgraded_twice(tmp_path, clus
     assert len(keys) == 1, (target, keys)
     assert {r["version"] for r in cluster.status()} == {"2.0"}
     assert not any(r["drained"] for r in cluster.status())
+
+
+def test_kernel_killed_mid_upgrade_then_resume_cell_finishes_the_upgrade(
+    start_kernel, workdir, cluster_dir
+):
+    """The tutorial's path in a frontend: cells run one by one, a kill, ``%durable resume``."""
+    cells = [c for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+    ids = [c.id for c in cells]
+    k = start_kernel()
+    for c in cells[: ids.index("rolling")]:
+        k.ok(c.source, cell_id=c.id)
+        if c.id == "parameters":  # as papermill would, after the parameters cell
+            k.ok(f"CLUSTER_DIR = {str(cluster_dir)!r}", cell_id="injected-parameters")
+    cluster = Cluster.attach(cluster_dir)
+    k.send(cells[ids.index("rolling")].source, cell_id="rolling")
+    _until(lambda: cluster.info("node-3")["running_keys"], "upgrade of node-3")
+    k.kill()
+
+    k = start_kernel()
+    r = k.ok("%durable resume", timeout=RUN_TIMEOUT)
+    assert "node-5: 1.0 -> 2.0" in r.stdout, str(r)
+    assert cluster.upgrades() == dict.fromkeys(cluster.nodes, 1), _upgrades(cluster)
+    assert _upgrades(cluster)["node-3"]["repeat"] >= 1, _upgrades(cluster)
+    k.ok("cluster.stop()")
