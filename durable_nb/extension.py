@@ -6,13 +6,14 @@ Unloading removes every hook, magic and input transformer that loading added.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 from typing import Any
 
 from traitlets import Enum, Int
 from traitlets.config import Configurable
 
-from . import runtime
+from . import runtime, suspend
 from ._report import report
 from .errors import describe
 from .runtime import FRESH_LINE, Runtime
@@ -57,6 +58,9 @@ class _Extension:
         shell.configurables.append(settings)  # so that %config DurableNB finds it
         self.rt = Runtime(os.environ.get("JPY_SESSION_NAME") or None)
         self.rt.on_failure = settings.on_failure
+        self.rt.asker = functools.partial(
+            suspend.ask, notify=self.rt.notify, widget=_suspension_prompt
+        )
         if getattr(shell, "parent_header", None):  # loaded by %load_ext inside a cell
             self.rt.announced()
         runtime.install(self.rt)
@@ -86,6 +90,7 @@ class _Extension:
         if self.settings in shell.configurables:
             shell.configurables.remove(self.settings)
         if self.rt is not None:
+            self.rt.asker = None
             atexit.unregister(self.rt.close)
             self.rt.close(status)
         runtime.install(None)
@@ -111,8 +116,6 @@ class _Extension:
 
     def _offer_resume(self, cell: dict[str, Any]) -> None:
         """The last run died in a cell: say so, and offer to pick up where it stopped."""
-        from .suspend import frontend
-
         first = next((s for s in cell["source"].splitlines() if s.strip()), "")
         when = cell["started"].astimezone().strftime("%Y-%m-%d %H:%M:%S")
         what = (
@@ -122,7 +125,7 @@ class _Extension:
         )
         if cell["error"]:
             what += f"; last error: {cell['error'][:120]}"
-        if frontend() != "widget":
+        if suspend.frontend() != "widget":
             report(f"{what}. %durable resume restores the namespace and re-runs that cell "
                    "(completed steps replay); %durable restore only restores.")  # fmt: skip
             return
@@ -174,6 +177,13 @@ class _Extension:
                 "stands, and the next cell saves the whole namespace again",
                 once=f"snapshot:{type(exc).__name__}",
             )
+
+
+def _suspension_prompt(step: str, args: str, error: BaseException) -> Any:
+    """The Retry / Skip / Raise widget (ipywidgets is imported only when one is needed)."""
+    from .widgets import SuspensionPrompt
+
+    return SuspensionPrompt(step, args, error)
 
 
 def strip_fresh_line(lines: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,8 @@ class Runtime:
         self.totals = {"ran": 0, "replayed": 0, "failed": 0}
         #: What a failed step does in an interactive kernel: "suspend" or "raise".
         self.on_failure = "suspend"
+        #: Asks the person about a failed step (see :meth:`ask`); the extension sets it.
+        self.asker: Callable[[str, str, BaseException, bool], Callable | None] | None = None
         #: What the status view shows: the current step, its attempt, the last errors.
         self.activity: dict[str, Any] = {"errors": []}
         self.listeners: list[Any] = []
@@ -236,6 +239,17 @@ class Runtime:
                 listener(event, details)
             except Exception:  # a closed view must not break steps
                 self.listeners.remove(listener)
+
+    def ask(self, step: str, args: str, error: BaseException,
+            asynchronous: bool = False) -> Callable | None:  # fmt: skip
+        """How a failed step waits for the person's decision, or None to raise at once.
+
+        The callable returns (``asynchronous``: resolves to) a decision with ``.action``
+        in {"retry", "skip", "raise"} and ``.value``. None when no asker is set.
+        """
+        if self.asker is None:
+            return None
+        return self.asker(step, args, error, asynchronous)
 
     # -- steps ----------------------------------------------------------------
 

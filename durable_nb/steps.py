@@ -342,30 +342,9 @@ class _Call:
     def _suspension(self, error: StepFailed, asynchronous: bool = False) -> Any:
         """A callable awaiting the person's decision, or None when the step must raise."""
         rt = self.rt
-        choice = self.step.on_failure or (rt.on_failure if rt is not None else "suspend")
-        if choice == "raise" or self.step.internal:
+        if rt is None or self.step.internal or (self.step.on_failure or rt.on_failure) == "raise":
             return None
-        from . import suspend
-
-        how = suspend.frontend()
-        if how == "raise":
-            return None
-        args = self._args()
-        if how == "widget":
-            from .widgets import SuspensionPrompt
-
-            if rt is not None:
-                rt.notify("suspended", step=self.step.name)
-            widget = SuspensionPrompt(self.step.name, args, error)
-            if widget.reachable:
-                return widget.wait_async if asynchronous else widget.wait
-            widget.box.close()  # no subshell for its clicks: ask on stdin instead
-        if threading.current_thread() is not threading.main_thread():
-            return None  # stdin belongs to the main thread
-        decision = suspend.prompt(self.step.name, args, error)
-        if asynchronous:
-            return lambda: asyncio.sleep(0, result=decision)
-        return lambda: decision
+        return rt.ask(self.step.name, self._args(), error, asynchronous)
 
     # -- journaling -----------------------------------------------------------
 

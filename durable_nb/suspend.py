@@ -1,19 +1,19 @@
 """Waiting for a person's decision inside a running cell, when a step has failed.
 
-All of durable_nb's use of ipykernel's private surface (subshells, comm routing) is here.
+:func:`ask` is the runtime's ``asker``: it picks how to ask (widget, stdin, or not at all).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import _ipykernel
 from .errors import describe
-
-_subshells: dict[int, str] = {}
-_subshell_lock = threading.Lock()
+from ._report import report
 
 
 @dataclass
@@ -24,6 +24,73 @@ class Decision:
     value: Any = None
 
 
+def ask(
+    step: str,
+    args: str,
+    error: BaseException,
+    asynchronous: bool = False,
+    *,
+    notify: Callable[..., None] | None = None,
+    widget: Callable[[str, str, BaseException], Any] | None = None,
+) -> Callable[[], Any] | None:
+    """How the failed call ``step(args)`` waits for the person, or None to raise at once.
+
+    Parameters
+    ----------
+    step, args, error
+        The step's name, its arguments as shown, and the error that exhausted its retries.
+    asynchronous
+        True for an ``async`` step: the returned callable is then awaited.
+    notify
+        Told ``notify("suspended", step=step)`` just before the wait (the status view).
+    widget
+        Builds the prompt widget (``widgets.SuspensionPrompt``); passed in, not imported,
+        because the widgets import this module. Without it the person is asked on stdin.
+
+    Returns
+    -------
+    A callable returning (or, asynchronous, resolving to) a :class:`Decision`; None when
+    nobody can answer here: a headless request, stdin outside the main thread.
+    """
+    how = frontend()
+    if how == "raise":
+        return None
+    if how == "widget" and widget is not None:
+        waiter = _shown(widget, step, args, error)
+        if waiter is not None:
+            _notify(notify, step)
+            return waiter.wait_async if asynchronous else waiter.wait
+    if threading.current_thread() is not threading.main_thread():
+        return None  # stdin belongs to the main thread
+    _notify(notify, step)
+    if asynchronous:
+
+        async def wait_async() -> Decision:
+            return prompt(step, args, error)
+
+        return wait_async
+    return lambda: prompt(step, args, error)
+
+
+def _shown(widget: Callable[..., Any], step: str, args: str, error: BaseException) -> Any:
+    """The prompt widget when its clicks can arrive; else None (it is closed, unseen)."""
+    try:
+        waiter = widget(step, args, error)
+    except Exception as exc:  # the person's error matters more than ours
+        report(f"could not build the suspension prompt ({describe(exc)}); asking on stdin",
+               once="suspension-widget")  # fmt: skip
+        return None
+    if waiter.reachable:
+        return waiter
+    waiter.box.close()
+    return None
+
+
+def _notify(notify: Callable[..., None] | None, step: str) -> None:
+    if notify is not None:
+        notify("suspended", step=step)
+
+
 def frontend() -> str:
     """How to ask right now: ``widget``, ``prompt`` or ``raise``.
 
@@ -31,13 +98,12 @@ def frontend() -> str:
     jupyter_client) is headless: nobody can answer, so it never blocks. Frontends that
     send a cell id (JupyterLab, Notebook 7, VS Code) render widgets.
     """
-    kernel = _kernel()
+    kernel = _ipykernel.kernel()
     if kernel is None:  # terminal IPython or a script
-        return "prompt" if sys.stdin is not None and sys.stdin.isatty() else "raise"
-    if not getattr(kernel, "_allow_stdin", False):
+        return "prompt" if _tty() else "raise"
+    if not _ipykernel.allow_stdin(kernel):
         return "raise"
-    parent = kernel.get_parent() or {}
-    if (parent.get("metadata") or {}).get("cellId") and _widgets_available():
+    if _ipykernel.cell_id(kernel) and _widgets_available():
         return "widget"
     return "prompt" if threading.current_thread() is threading.main_thread() else "raise"
 
@@ -68,101 +134,16 @@ def evaluate(expr: str) -> Any:
     return eval(expr, namespace) if expr.strip() else None
 
 
+def _tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):  # a closed or detached stdin
+        return False
+
+
 def _widgets_available() -> bool:
     try:
         import ipywidgets  # noqa: F401
     except ImportError:
         return False
     return True
-
-
-def _kernel() -> Any:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    shell = get_ipython()
-    return getattr(shell, "kernel", None)
-
-
-# -- the private ipykernel surface: clicks while the main thread is blocked ------------
-
-
-def route_to_subshell(widgets: list[Any]) -> bool:
-    """Make messages to ``widgets`` reach the kernel while a sync cell blocks.
-
-    ipykernel 7.4 delivers a comm message to the thread the comm last published
-    from (its private ``_reply_subshell_id``); we point our widgets' comms at a
-    subshell of their own, whose thread is free while the cell waits. On 7.0-7.3
-    JupyterLab sends widget messages through a subshell itself, so nothing is
-    needed. Returns False when this kernel has no subshells at all.
-    """
-    kernel = _kernel()
-    if kernel is None or not getattr(kernel, "_supports_kernel_subshells", False):
-        return False
-    _check_version()
-    comms = [w.comm for w in widgets if getattr(w, "comm", None) is not None]
-    if not comms or not hasattr(comms[0], "_reply_subshell_for"):
-        return True  # before 7.4: the frontend routes widget messages
-    subshell = _subshell(kernel)
-    if subshell is None:
-        return False
-    for comm in comms:
-        _pin(comm, subshell)
-    return True
-
-
-#: The ipykernel releases whose private surface this module was written against.
-SUPPORTED = ((7, 0), (7, 4))
-
-
-def _check_version() -> None:
-    import ipykernel
-
-    from ._report import report
-
-    version = tuple(ipykernel.version_info[:2])
-    if not SUPPORTED[0] <= version <= SUPPORTED[1]:
-        report(
-            f"ipykernel {ipykernel.__version__} is newer than durable_nb knows (7.0-7.4): if "
-            "clicks on a suspended step do not arrive, use %durable on_failure raise",
-            once="ipykernel-version",
-        )
-
-
-def _pin(comm: Any, subshell: str) -> None:
-    """Keep ``comm``'s replies on ``subshell`` (each publish would reset the route)."""
-    publish = comm.publish_msg
-
-    def publish_msg(*args: Any, **kwargs: Any) -> None:
-        publish(*args, **kwargs)
-        with comm._reply_subshell_lock:
-            comm._reply_subshell_id = subshell
-
-    comm.publish_msg = publish_msg
-    with comm._reply_subshell_lock:
-        comm._reply_subshell_id = subshell
-
-
-def _subshell(kernel: Any) -> str | None:
-    """This kernel's subshell for durable_nb's widgets, created once (on its thread)."""
-    with _subshell_lock:
-        if id(kernel) in _subshells:
-            return _subshells[id(kernel)]
-        manager = kernel.shell_channel_thread.manager
-        box: dict[str, Any] = {}
-        done = threading.Event()
-
-        def create() -> None:
-            try:
-                box["id"] = manager._create_subshell()
-            except BaseException as exc:  # reported below, in the caller's thread
-                box["error"] = exc
-            finally:
-                done.set()
-
-        manager._shell_channel_io_loop.add_callback(create)
-        if not done.wait(10) or "id" not in box:
-            return None
-        _subshells[id(kernel)] = box["id"]
-        return box["id"]

@@ -16,16 +16,18 @@ from typing import Any
 import ipywidgets as w
 from IPython.display import display
 
+from ._ipykernel import route_to_subshell
 from .errors import describe
-from .suspend import Decision, evaluate, route_to_subshell
+from .suspend import Decision, evaluate
 
 
-def _tree(widget: Any) -> list[Any]:
-    """``widget`` and every widget inside it."""
+def _comms(widget: Any) -> list[Any]:
+    """The comms of ``widget`` and of every widget inside it."""
     out, stack = [], [widget]
     while stack:
         node = stack.pop()
-        out.append(node)
+        if getattr(node, "comm", None) is not None:
+            out.append(node.comm)
         stack.extend(getattr(node, "children", ()))
     return out
 
@@ -67,7 +69,7 @@ class SuspensionPrompt:
         self.skip.on_click(self._on_skip)
         # Routed before it is shown (in wait): a click cannot come before it is rendered.
         #: False when clicks could not reach this kernel while the cell waits.
-        self.reachable = route_to_subshell(_tree(self.box))
+        self.reachable = route_to_subshell(_comms(self.box))
 
     def _on_skip(self, _: Any) -> None:
         try:

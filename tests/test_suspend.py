@@ -388,6 +388,28 @@ def test_stdin_prompt_without_widgets(start_kernel, service):
     assert counts(service, "t5s") == [1, 2, 1]
 
 
+BREAK_ROUTING = """
+import ipykernel.comm.comm as _c
+del _c.BaseComm._reply_subshell_for  # as if a new release renamed it
+"""
+UNTESTED_IPYKERNEL = "import durable_nb._ipykernel as _i; _i.TESTED = ((9, 0), (9, 1))"
+
+
+@pytest.mark.parametrize("surprise", [BREAK_ROUTING, UNTESTED_IPYKERNEL])
+def test_a_private_ipykernel_surprise_falls_back_to_stdin(start_kernel, service, surprise):
+    """Without the private surface, the widget is not shown: the person is asked on stdin,
+    and Raise raises their own StepFailed (never an internal AttributeError)."""
+    fe = Frontend(start_kernel())
+    fe.ok(surprise)
+    msg_id = fe.send(cell(service, "t5x"), cell_id="cell-t5x", allow_stdin=True)
+    assert "[r]etry" in _input_request(fe)["prompt"]
+    fe.kc.input("x")
+    result = fe.result(msg_id)
+    assert result.error is not None and result.error["ename"] == "StepFailed", str(result)
+    assert counts(service, "t5x") == [1, 2, 0]
+    assert fe.of(msg_id, "display_data") == []  # no widget was shown
+
+
 def test_headless_request_raises_at_once(start_kernel, service):
     fe = Frontend(start_kernel())
     # A cell id but allow_stdin false: nbclient, papermill, durable-nb run.

@@ -1,0 +1,182 @@
+"""All of durable_nb's use of ipykernel's private surface, in one place that never raises.
+
+Every function answers "not available" (``None`` / ``False``) on any surprise: a missing or
+renamed attribute, an ipykernel outside the tested range, a timeout. The caller then asks
+on stdin or raises the person's own error; durable_nb never breaks the notebook.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ._report import report
+
+#: The ipykernel releases whose private surface this module was written and tested against.
+TESTED = ((7, 0), (7, 4))
+#: The release from which a comm's replies follow its ``_reply_subshell_id``.
+_PINNED_ROUTES = (7, 4)
+#: Longest wait for the shell channel thread to create our subshell, in seconds.
+SUBSHELL_TIMEOUT = 10.0
+
+_subshells: dict[int, str] = {}  # id(kernel) -> our subshell's id
+_subshell_lock = threading.Lock()
+
+
+def kernel() -> Any:
+    """The running ipykernel kernel, or None (terminal IPython, a script, no IPython)."""
+    try:
+        from IPython import get_ipython
+
+        return getattr(get_ipython(), "kernel", None)
+    except Exception:
+        return None
+
+
+def version() -> tuple[int, int] | None:
+    """ipykernel's (major, minor) when it is in the tested range; else None (said once)."""
+    try:
+        import ipykernel
+
+        found = tuple(int(part) for part in ipykernel.version_info[:2])
+        label = ipykernel.__version__
+    except Exception:
+        return None
+    if TESTED[0] <= found <= TESTED[1]:
+        return found  # type: ignore[return-value]
+    low, high = (".".join(map(str, v)) for v in TESTED)
+    report(
+        f"ipykernel {label} is outside the versions durable_nb was tested with ({low}-{high}): "
+        "a suspended step asks on stdin instead of with buttons",
+        once="ipykernel-version",
+    )
+    return None
+
+
+def allow_stdin(k: Any) -> bool:
+    """Whether the request being executed lets the kernel read stdin.
+
+    False (so nobody is waited for) when the kernel does not say: an execute request with
+    ``allow_stdin`` false (nbclient, papermill, scripts) has nobody to answer.
+    """
+    try:
+        value = k._allow_stdin
+    except Exception:
+        return False
+    return value if isinstance(value, bool) else False
+
+
+def cell_id(k: Any) -> str | None:
+    """The ``cellId`` of the request being executed (sent by JupyterLab, Notebook 7, VS Code)."""
+    try:
+        parent = k.get_parent() or {}
+        value = (parent.get("metadata") or {}).get("cellId")
+    except Exception:
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def has_subshells(k: Any) -> bool:
+    """Whether ``k`` runs subshells (ipykernel 7 with a shell channel thread)."""
+    try:
+        return k._supports_kernel_subshells is True
+    except Exception:
+        return False
+
+
+def route_to_subshell(comms: Iterable[Any]) -> bool:
+    """Make messages to ``comms`` reach the kernel while the main thread is blocked.
+
+    ipykernel 7.4 delivers a comm message to the thread the comm last published from (its
+    private ``_reply_subshell_id``); we point these comms at a subshell of our own, whose
+    thread is free while the cell waits. On 7.0-7.3 JupyterLab sends widget messages
+    through a subshell itself, so nothing is needed.
+
+    Returns
+    -------
+    bool
+        False when clicks could not arrive: no subshells, an untested ipykernel, a comm
+        without the expected attributes, or a subshell that could not be created in time.
+        Nothing is changed then.
+    """
+    k = kernel()
+    if k is None or not has_subshells(k):
+        return False
+    found = version()
+    if found is None:
+        return False
+    comms = list(comms)
+    if found < _PINNED_ROUTES:
+        return True
+    if not comms or not all(_routable(c) for c in comms):
+        return False
+    subshell = _subshell(k)
+    if subshell is None:
+        return False
+    try:
+        for comm in comms:
+            _pin(comm, subshell)
+    except Exception:
+        return False
+    return True
+
+
+def _routable(comm: Any) -> bool:
+    """Whether ``comm`` has the 7.4 routing surface that :func:`_pin` relies on."""
+    try:
+        lock = comm._reply_subshell_lock
+        return (
+            callable(comm._reply_subshell_for)
+            and callable(comm.publish_msg)
+            and callable(getattr(lock, "__enter__", None))
+        )
+    except Exception:
+        return False
+
+
+def _pin(comm: Any, subshell: str) -> None:
+    """Keep ``comm``'s replies on ``subshell`` (each publish would reset the route)."""
+    publish = comm.publish_msg
+    lock = comm._reply_subshell_lock
+
+    def publish_msg(*args: Any, **kwargs: Any) -> None:
+        publish(*args, **kwargs)
+        with lock:
+            comm._reply_subshell_id = subshell
+
+    with lock:
+        comm._reply_subshell_id = subshell
+    comm.publish_msg = publish_msg
+
+
+def _subshell(k: Any) -> str | None:
+    """This kernel's subshell for durable_nb's widgets, created once (on its thread)."""
+    with _subshell_lock:
+        if id(k) in _subshells:
+            return _subshells[id(k)]
+        try:
+            manager = k.shell_channel_thread.manager
+            create_subshell = manager._create_subshell
+            loop = manager._shell_channel_io_loop
+        except Exception:
+            return None
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def create() -> None:
+            try:
+                box["id"] = create_subshell()
+            except BaseException as exc:  # kept for the caller, who falls back
+                box["error"] = exc
+            finally:
+                done.set()
+
+        try:
+            loop.add_callback(create)
+        except Exception:
+            return None
+        if not done.wait(SUBSHELL_TIMEOUT) or not isinstance(box.get("id"), str):
+            return None
+        _subshells[id(k)] = box["id"]
+        return box["id"]
