@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import re
@@ -431,8 +432,12 @@ def current() -> Runtime | None:
         return None
     with _lock:
         if _current is None:
+            from . import suspend  # a script on a terminal is asked on stdin
+
             main = getattr(sys.modules.get("__main__"), "__file__", None)
-            install(Runtime(main))
+            rt = Runtime(main)
+            rt.asker = functools.partial(suspend.ask, notify=rt.notify)
+            install(rt)
             atexit.register(_current.close)
     return _current
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _ipykernel
-from .errors import describe
 from ._report import report
+from .errors import describe
 
 
 @dataclass

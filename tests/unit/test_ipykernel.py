@@ -15,8 +15,6 @@ import pytest
 from durable_nb import _ipykernel, suspend
 from durable_nb.errors import StepFailed
 
-pytestmark = pytest.mark.unit
-
 
 class Nothing:
     """An object with none of the attributes asked for."""
