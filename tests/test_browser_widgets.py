@@ -241,3 +241,33 @@ def test_browser_widgets(
         + f"; total {total:.1f} s; C's items before the restart: {len(before)} "
         f"(completed {completed}), repeated: {twice or 'none'}"
     )
+
+
+@pytest.mark.timeout(300)
+def test_restart_after_a_suspension_logs_no_zmq_error(
+    lab: Lab, lab_root: Path, service: str, request: pytest.FixtureRequest
+) -> None:
+    """Issue 16.11: after a suspension answered through durable_nb's own subshell and
+    pinned widget comms, restarting the kernel leaves no ZMQError traceback in the log.
+
+    (A restart that interrupts a *running* cell can still log one: plain ipykernel 7.4
+    does that without durable_nb, when the shutdown closes the main thread's reply
+    socket before the interrupted cell's execute_reply is sent.)
+    """
+    nb = write_notebook(lab_root / "restart.ipynb", [CELL_A.format(url=service), CELL_B])
+    with Page.launch(lab, request.node.name, timeout=STAGE) as page:
+        page.open(nb.name, kernel_display=kernel_display_name(KERNEL))
+        page.run(0, timeout=STAGE)
+        page.run(1, wait=False)
+        page.wait_output(1, "the cell is waiting for you", timeout=STAGE)
+        configure(service, down=False)
+        page.click_button(1, "Retry")
+        page.wait_output(1, "done [", timeout=STAGE)
+        page.wait_idle(STAGE)
+        page.restart_kernel(timeout=STAGE)
+        page.run(0, timeout=STAGE)  # the new kernel works
+        page.restart_kernel(timeout=STAGE)
+    log = lab.log(chars=10**7)
+    assert log.count("Kernel restarted") == 2, log
+    for bad in ("ZMQError", "Socket operation on non-socket", "Traceback"):
+        assert bad not in log, log
