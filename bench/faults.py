@@ -1,0 +1,772 @@
+"""Fault campaign: real kernels, real SIGKILLs, damaged files, a full disk, two kernels.
+
+Each trial runs cells whose steps append a line to a file at every real run, puts a
+fault in front of the kernel or its journal, starts a new kernel and runs the same
+cells again (same cell ids). Runs are counted from the files, values compared with
+what the steps return, and the ``durable_nb:`` lines are read. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jupyter_client.manager import KernelManager
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import KERNEL, NOTEBOOKS, Kernel, Result  # noqa: E402  (the tests' driver)
+
+COLUMNS = ("trials", "lost", "beyond", "wrong", "silent", "failed_opens", "hangs")
+HEADERS = ("trials", "journaled steps lost", "re-run beyond promise", "wrong values",
+           "silent damage", "failed opens", "hangs")  # fmt: skip
+#: Where a journal that is damaged or held cannot be opened, failed opens are expected
+#: (the kernel must say so, and refuse the steps the journal may hold).
+MAY_FAIL_OPEN = {"db-flip", "db-cut", "two-kernels"}
+#: A map item counts as lost when it finished this long before the kill and ran again
+#: (the promise is 50 ms; the rest absorbs scheduling on a busy machine).
+MAP_SLACK = 0.5
+CELL_TIMEOUT = 120.0
+
+
+class Hang(Exception):
+    """A kernel did not start, or a cell did not finish, in time."""
+
+
+class Skip(Exception):
+    """This kind cannot run here (the reason is printed under the table)."""
+
+
+@dataclass
+class Tally:
+    """The counts of one kind over its trials."""
+
+    trials: int = 0
+    lost: int = 0
+    beyond: int = 0
+    wrong: int = 0
+    silent: int = 0
+    failed_opens: int = 0
+    hangs: int = 0
+    notes: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+    def add(self, counts: dict[str, int]) -> None:
+        for key, value in counts.items():
+            setattr(self, key, getattr(self, key) + value)
+
+    def must_be_zero(self, kind: str) -> list[str]:
+        """The columns of ``kind`` that must be zero."""
+        return [c for c in COLUMNS[1:] if not (c == "failed_opens" and kind in MAY_FAIL_OPEN)]
+
+    def violations(self, kind: str) -> dict[str, int]:
+        return {c: getattr(self, c) for c in self.must_be_zero(kind) if getattr(self, c)}
+
+
+# -- cells run in the kernels --------------------------------------------------------------
+
+HELPERS = """
+import os, time
+import durable_nb as dnb
+from durable_nb import runtime as _dnb_rt
+
+def _line(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # survives SIGKILL
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+def _logsize():
+    for name in ("nb.log", "nb.wal"):
+        p = os.path.join({jdir!r}, name)
+        if os.path.exists(p):
+            return os.path.getsize(p)
+    return -1
+
+def _journaled():
+    rt = getattr(_dnb_rt, "_current", None)
+    return int(rt is not None and rt.journaling)
+"""
+
+STEPS = (
+    HELPERS
+    + """
+def _value(i):
+    return {value}
+
+@dnb.step
+def effect(i):
+    _line({runs!r}, f"{{i}}\\n")
+    time.sleep({sleep} * (i * 7919 % 13) / 13)
+    return _value(i)
+
+_line({marks!r}, f"start {{_logsize()}}\\n")
+vals = []
+for i in range({start}, {start} + {n}):
+    vals.append(effect(i))
+    _line({marks!r}, f"{{i}} {{_journaled()}} {{_logsize()}}\\n")
+bad = [i for i, v in zip(range({start}, {start} + {n}), vals) if v != _value(i)]
+print("BAD", bad)
+"""
+)
+#: Appended to hold the cell (and its records in the log: the snapshot after a cell folds).
+HOLD = """
+_line({marks!r}, "held\\n")
+time.sleep(3600)
+"""
+
+MAP = (
+    HELPERS
+    + """
+@dnb.step
+def work(i):
+    _line({runs!r}, f"{{i}}\\n")
+    time.sleep(0.002 * (i * 7919 % 17))
+    _line({ends!r}, f"{{i}} {{time.time()!r}}\\n")
+    return i * 10
+
+res = dnb.map(work, range({n}), max_workers=4, progress=False)
+bad = [i for i, v in enumerate(res) if v != i * 10]
+print("BAD", bad)
+"""
+)
+
+VALUES = {
+    "small": "i * 10",
+    "big": "list(range(i, i + 200_000))",  # ~1.4 MB of JSON: a blob file
+}
+
+
+def counts(path: Path) -> collections.Counter:
+    """How many times each step ran, from its effect file."""
+    if not path.exists():
+        return collections.Counter()
+    return collections.Counter(int(s.split()[0]) for s in path.read_text().splitlines() if s)
+
+
+def marks(path: Path) -> tuple[int, dict[int, tuple[bool, int]]]:
+    """The log size when the cell started, and step -> (journaled, log size after it)."""
+    start, out = -1, {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            w = line.split()
+            if w[0] == "start":
+                start = int(w[1])
+            elif len(w) == 3 and w[0].isdigit():
+                out[int(w[0])] = (w[1] == "1", int(w[2]))
+    return start, out
+
+
+def bad_values(r: Result | None) -> int:
+    """How many values the cell found different from what the step returns."""
+    if r is None:
+        return 0
+    for line in r.stdout.splitlines():
+        if line.startswith("BAD "):
+            return len(eval(line[4:]))  # a printed list of ints
+    return 0
+
+
+# -- one trial -----------------------------------------------------------------------------
+
+
+class Trial:
+    """A fresh folder with a notebook path, the kernels started on it, what they said."""
+
+    def __init__(self, base: Path, rng: random.Random, n: int = 0) -> None:
+        self.dir = Path(tempfile.mkdtemp(dir=base, prefix="t-"))
+        self.rng = rng
+        self.n = n  # the trial's number: kinds with variants take them in turn
+        self.jdir = self.dir / ".durable"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "DURABLE_NB"))}
+        env["JPY_SESSION_NAME"] = str(self.dir / "nb.ipynb")
+        env["PYTHONPATH"] = os.pathsep.join([str(NOTEBOOKS), env.get("PYTHONPATH", "")])
+        self.env = env
+        self.kernels: list[Kernel] = []
+        self.managers: list[KernelManager] = []
+        self.mounts: list[Path] = []
+        self.said: list[str] = []  # durable_nb lines and error texts, every kernel
+
+    def use_folder(self, folder: Path) -> None:
+        """Put the journal in ``folder`` (DURABLE_NB_DIR)."""
+        self.jdir = folder
+        self.env["DURABLE_NB_DIR"] = str(folder)
+
+    def start(self) -> Kernel:
+        try:
+            k = Kernel(self.dir, self.env)
+        except Exception as exc:
+            raise Hang(f"kernel did not start: {exc}") from exc
+        self.kernels.append(k)
+        return k
+
+    def start_nowait(self) -> KernelManager:
+        """Start a kernel without waiting for it (to kill it while it opens the journal)."""
+        km = KernelManager(kernel_name=KERNEL)
+        km.start_kernel(cwd=str(self.dir), env=self.env)
+        self.managers.append(km)
+        return km
+
+    def run(self, k: Kernel, code: str, cell_id: str, timeout: float = CELL_TIMEOUT,
+            listen: bool = True) -> Result:  # fmt: skip
+        try:
+            r = k.run(code, cell_id, timeout)
+        except TimeoutError as exc:
+            raise Hang(f"cell {cell_id} did not finish in {timeout:.0f} s") from exc
+        if listen:
+            self.hear(r)
+        return r
+
+    def hear(self, r: Result) -> None:
+        text = r.stdout + "\n" + r.stderr
+        self.said += [s for s in text.splitlines() if s.startswith("durable_nb:")]
+        if r.error:
+            self.said.append(f"{r.error['ename']}: {r.error['evalue']}")
+
+    def reported(self, since: int = 0) -> bool:
+        """Whether a message since ``since`` names the journal's folder or its files."""
+        return any(str(self.jdir) in s for s in self.said[since:])
+
+    def steps(self, k: Kernel, cell: str, n: int, value: str = "small", start: int = 0,
+              sleep: float = 0.0, name: str = "k", hold: bool = False) -> str:  # fmt: skip
+        """The step loop cell for kernel ``k`` (its marks go to a file of its own).
+
+        ``hold``: the cell then sleeps, so that its records stay in the log until a kill.
+        """
+        marks = str(self.dir / f"marks-{name}-{cell}.txt")
+        code = STEPS.format(jdir=str(self.jdir), runs=str(self.dir / "runs.txt"), marks=marks,
+                            n=n, start=start, value=VALUES[value], sleep=sleep)  # fmt: skip
+        return code + HOLD.format(marks=marks) if hold else code
+
+    def held(self, k: Kernel, cell: str, n: int, name: str, kill: bool = True) -> None:
+        """Run the steps of a holding cell, then SIGKILL ``k``: the log keeps every record."""
+        marks = self.dir / f"marks-{name}-{cell}.txt"
+        k.send(self.steps(k, cell, n, name=name, hold=True), cell)
+        deadline = time.monotonic() + CELL_TIMEOUT
+        while not (marks.exists() and "held" in marks.read_text()):
+            if time.monotonic() > deadline:
+                raise Hang(f"cell {cell} did not finish its steps in {CELL_TIMEOUT:.0f} s")
+            time.sleep(0.05)
+        if kill:
+            self.kill(k)
+
+    def status(self, k: Kernel) -> str:
+        r = self.run(k, "%durable status", "status", listen=False)  # asked, not told
+        return r.stdout + (r.error["evalue"] if r.error else "")
+
+    def opened(self, k: Kernel) -> bool:
+        """Whether ``k`` has a journal open (the extension loaded, and journaling)."""
+        s = self.status(k)
+        return s.startswith("durable_nb:") and "not journaling" not in s
+
+    def kill(self, k: Kernel) -> float:
+        """SIGKILL ``k``; returns when it was sent."""
+        when = time.time()
+        k.kill()
+        return when
+
+    def mount(self, name: str, options: str) -> Path:
+        where = self.dir / name
+        where.mkdir()
+        if os.geteuid() != 0:
+            raise Skip("needs root to mount a small tmpfs")
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                              capture_output=True, text=True)  # fmt: skip
+        if proc.returncode:
+            raise Skip(f"cannot mount a tmpfs ({proc.stderr.strip()})")
+        self.mounts.append(where)
+        return where
+
+    def close(self) -> None:
+        for k in self.kernels:
+            try:
+                if k.km.is_alive():
+                    k.kill()
+                else:
+                    k.close(now=True)
+            except Exception:
+                pass
+        for km in self.managers:
+            try:
+                km.shutdown_kernel(now=True)
+            except Exception:
+                pass
+        for where in reversed(self.mounts):
+            subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def judge(t: Trial, before: collections.Counter, journaled: set[int], allowed: set[int],
+          inflight: int, r: Result | None, *, damage: bool, since: int,
+          opened: bool = True) -> dict[str, int]:  # fmt: skip
+    """Counts of one trial from the runs before and after the fault.
+
+    ``journaled``: steps recorded before the fault; ``allowed``: steps whose records the
+    fault damaged (they may run again, if said); ``inflight``: steps not yet recorded
+    that may run again (the at-least-once promise: 1 per kill of a loop).
+    """
+    after = counts(t.dir / "runs.txt")
+    again = {i: after[i] - before[i] for i in after if after[i] > before[i] and before[i]}
+    lost = len({i for i in again if i in journaled} - allowed)
+    unrecorded = {i for i in again if i not in journaled and i not in allowed}
+    beyond = max(0, len(unrecorded) - inflight) + sum(max(0, n - 1) for n in again.values())
+    beyond += sum(max(0, after[i] - 1) for i in after if not before[i])  # ran twice anew
+    wrong = bad_values(r)
+    failed = int(not opened)
+    effect = lost + beyond + wrong + failed + (len(again) if damage else 0)
+    silent = int(effect > 0 and not t.reported(since))
+    return dict(lost=lost, beyond=beyond, wrong=wrong, silent=silent, failed_opens=failed)
+
+
+def journaled_steps(t: Trial, name: str, journaled: bool = True) -> set[int]:
+    """The steps the cell ``name`` marked as journaled (or, False, as run un-journaled)."""
+    return {i for i, (j, _) in marks(t.dir / f"marks-{name}.txt")[1].items() if j == journaled}
+
+
+# -- the kinds -------------------------------------------------------------------------------
+
+
+def kill_loop(t: Trial) -> dict[str, int]:
+    """SIGKILL at a random point of a loop of 120 steps (~0.4 s)."""
+    a = t.start()
+    t.run(a, "pass", "warm")
+    a.send(t.steps(a, "loop", 120, sleep=0.006, name="a"), "loop")
+    time.sleep(t.rng.uniform(0.0, 1.2))
+    t.kill(a)
+    before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
+    b = t.start()
+    since = len(t.said)
+    r = t.run(b, t.steps(b, "loop", 120, name="b"), "loop")
+    return judge(t, before, journaled, set(), 1, r, damage=False, since=since,
+                 opened=t.opened(b))  # fmt: skip
+
+
+def kill_map(t: Trial) -> dict[str, int]:
+    """SIGKILL at a random point of a ``dnb.map`` of 300 items on 4 threads."""
+    ends = t.dir / "ends.txt"
+    code = MAP.format(jdir=str(t.jdir), runs=str(t.dir / "runs.txt"), ends=str(ends), n=300)
+    a = t.start()
+    t.run(a, "pass", "warm")
+    a.send(code, "map")
+    time.sleep(t.rng.uniform(0.0, 1.5))
+    killed = t.kill(a)
+    before = counts(t.dir / "runs.txt")
+    ended = {}
+    if ends.exists():
+        for line in ends.read_text().splitlines():
+            w = line.split()
+            if len(w) == 2:
+                ended[int(w[0])] = float(w[1])
+    journaled = {i for i, at in ended.items() if at < killed - MAP_SLACK}
+    # Items that finished within the slack, or were running, may run again.
+    maybe = {i for i in before if i not in journaled}
+    b = t.start()
+    since = len(t.said)
+    r = t.run(b, code, "map")
+    return judge(t, before, journaled, set(), len(maybe), r, damage=False, since=since,
+                 opened=t.opened(b))  # fmt: skip
+
+
+SNAP_INIT = """
+import numpy as np
+arr = np.zeros({n}, dtype=np.int64)
+hist, v = [], 0
+"""
+SNAP_CELL = "arr[{a}:{b}] = {v}; hist.append(({a}, {b}, {v})); v = {v}"
+SNAP_CHECK = """
+exp = np.zeros({n}, dtype=np.int64)
+for a_, b_, v_ in hist:
+    exp[a_:b_] = v_
+print("STATE", v, len(hist), bool((exp == arr).all()))
+"""
+
+
+def kill_snapshot(t: Trial, n: int = 5_000_000) -> dict[str, int]:
+    """SIGKILL during the snapshot after a cell that changed part of a 40 MB array."""
+    a = t.start()
+    t.run(a, SNAP_INIT.format(n=n), "init")
+    spans = []
+    for v in (1, 2, 3):
+        lo = t.rng.randrange(n)
+        spans.append((lo, t.rng.randrange(lo + 1, n + 1), v))
+    t0 = time.monotonic()
+    t.run(a, SNAP_CELL.format(a=spans[0][0], b=spans[0][1], v=1), "c1")
+    t.run(a, SNAP_CELL.format(a=spans[1][0], b=spans[1][1], v=2), "c2")
+    took = (time.monotonic() - t0) / 2
+    a.send(SNAP_CELL.format(a=spans[2][0], b=spans[2][1], v=3), "c3")
+    time.sleep(t.rng.uniform(0.0, took * 1.3))
+    t.kill(a)
+    b = t.start()
+    since = len(t.said)
+    t.run(b, "%durable restore", "restore")
+    r = t.run(b, SNAP_CHECK.format(n=n), "check")
+    out = dict(lost=0, wrong=0, failed_opens=0)
+    state = next((s.split() for s in r.stdout.splitlines() if s.startswith("STATE")), None)
+    if state is None:
+        out["failed_opens"] = 1
+    else:
+        v, count, same = int(state[1]), int(state[2]), state[3] == "True"
+        out["lost"] = int(v < 2)
+        out["wrong"] = int(not same or count != v)
+    out["silent"] = int(any(out.values()) and not t.reported(since))
+    return out
+
+
+def kill_fold(t: Trial) -> dict[str, int]:
+    """SIGKILL around the fold: during close, during the fold at open, or in passing (in turn)."""
+    where = ("close", "open", "passing")[t.n % 3]
+    a = t.start()
+    t.run(a, "pass", "warm")
+    inflight = 0
+    if where == "passing":  # the log is folded when it reaches 4096 records
+        a.send(t.steps(a, "loop", 4300, name="a"), "loop")
+        time.sleep(t.rng.uniform(0.3, 4.0))
+        t.kill(a)
+        inflight = 1
+    else:  # the steps' records wait in the log (a held cell), then the fold is cut short
+        t.held(a, "loop", t.rng.randrange(300, 3000), "a", kill=False)
+        if where == "close":
+            a.kc.shutdown()
+            time.sleep(t.rng.uniform(0.0, 0.6))
+            t.kill(a)
+        else:
+            t.kill(a)
+            km = t.start_nowait()
+            time.sleep(t.rng.uniform(0.2, 3.0))
+            if km.is_alive():
+                os.kill(km.provisioner.pid, 9)
+            km.cleanup_resources()
+    before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
+    n = max(before, default=-1) + 1
+    b = t.start()
+    since = len(t.said)
+    r = t.run(b, t.steps(b, "loop", n, name="b"), "loop")
+    return judge(t, before, journaled, set(), inflight, r, damage=False, since=since,
+                 opened=t.opened(b))  # fmt: skip
+
+
+def _log_damage(t: Trial, cut: bool) -> dict[str, int]:
+    """Damage the unfolded log of 120 steps: one flipped bit, or bytes cut out of it."""
+    a = t.start()
+    t.held(a, "loop", 120, "a")
+    log = next((t.jdir / n for n in ("nb.log", "nb.wal") if (t.jdir / n).exists()), None)
+    start, marked = marks(t.dir / "marks-a-loop.txt")
+    if log is None or start < 0:
+        raise RuntimeError("the killed kernel left no log")
+    spans, prev = {}, start
+    for i in sorted(marked):  # step i's record is the bytes (prev, end]
+        spans[i], prev = (prev, marked[i][1]), marked[i][1]
+    data = bytearray(log.read_bytes())
+    lo = t.rng.randrange(start, prev)  # inside the step records
+    hi = lo + 1
+    if cut:
+        hi = min(prev, lo + t.rng.randrange(1, 600))
+        del data[lo:hi]
+    else:
+        data[lo] ^= 1 << t.rng.randrange(8)
+    log.write_bytes(bytes(data))
+    allowed = {i for i, (s, e) in spans.items() if s < hi and lo < e}
+    before = counts(t.dir / "runs.txt")
+    journaled = {i for i, (j, _) in marked.items() if j}
+    b = t.start()
+    since = len(t.said)
+    r = t.run(b, t.steps(b, "loop", 120, name="b"), "loop")
+    return judge(t, before, journaled, allowed, 0, r, damage=True, since=since,
+                 opened=t.opened(b))  # fmt: skip
+
+
+def log_flip(t: Trial) -> dict[str, int]:
+    return _log_damage(t, cut=False)
+
+
+def log_cut(t: Trial) -> dict[str, int]:
+    return _log_damage(t, cut=True)
+
+
+def _db_damage(t: Trial, cut: bool) -> dict[str, int]:
+    """Damage the .duckdb of a cleanly closed journal: one flipped bit, or its tail cut."""
+    a = t.start()
+    t.run(a, t.steps(a, "loop", 150, name="a"), "loop")
+    t.run(a, "x = list(range(50_000))", "var")
+    a.close()  # folds the log into the .duckdb
+    db = t.jdir / "nb.duckdb"
+    data = bytearray(db.read_bytes())
+    if cut:
+        del data[t.rng.randrange(len(data)) :]
+    else:
+        data[t.rng.randrange(len(data))] ^= 1 << t.rng.randrange(8)
+    db.write_bytes(bytes(data))
+    before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
+    b = t.start()
+    since = len(t.said)
+    r = t.run(b, t.steps(b, "loop", 150, name="b"), "loop")
+    t.run(b, "y = 1", "later")  # a cell without steps, and a snapshot
+    return judge(t, before, journaled, set(), 0, r, damage=True, since=since,
+                 opened=t.opened(b))  # fmt: skip
+
+
+def db_flip(t: Trial) -> dict[str, int]:
+    return _db_damage(t, cut=False)
+
+
+def db_cut(t: Trial) -> dict[str, int]:
+    return _db_damage(t, cut=True)
+
+
+BLOB_CHECK = """
+import numpy as np
+print("ARR", bool((arr == np.arange(3_000_000) * 7).all()) if "arr" in dir() else None)
+print("VALS", vals == [list(range(i, i + 200_000)) for i in range(4)] if "vals" in dir() else None)
+"""
+
+
+def _blob_damage(t: Trial, cut: bool) -> dict[str, int]:
+    """Damage one blob file: a step result over 1 MB, or a chunk of a 24 MB array."""
+    a = t.start()
+    t.run(a, t.steps(a, "loop", 4, value="big", name="a"), "loop")
+    t.run(a, "import numpy as np; arr = np.arange(3_000_000) * 7", "arr")
+    a.close()
+    folder = t.jdir / "nb.blobs"
+    files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    victim = t.rng.choice(files)
+    data = bytearray(victim.read_bytes())
+    if cut:
+        del data[t.rng.randrange(len(data)) :]
+    else:
+        data[t.rng.randrange(len(data))] ^= 1 << t.rng.randrange(8)
+    victim.write_bytes(bytes(data))
+    before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
+    b = t.start()
+    since = len(t.said)
+    t.run(b, "%durable restore", "restore")
+    r_arr = t.run(b, BLOB_CHECK, "check")
+    r = t.run(b, t.steps(b, "loop", 4, value="big", name="b"), "loop")
+    # At most the step whose result was damaged may run again (and must be said).
+    out = judge(t, before, journaled, set(journaled), 0, r, damage=True, since=since,
+                opened=t.opened(b))  # fmt: skip
+    again = sum(1 for i, n in counts(t.dir / "runs.txt").items() if n > before[i])
+    out["lost"] += max(0, again - 1)
+    arr_bad = "ARR False" in r_arr.stdout or "VALS False" in r_arr.stdout
+    out["wrong"] += int(arr_bad)
+    if arr_bad and not t.reported(since):
+        out["silent"] = 1
+    if r.error or r_arr.error:
+        out["failed_opens"] = 1
+        out["silent"] = max(out["silent"], int(not t.reported(since)))
+    return out
+
+
+def blob_flip(t: Trial) -> dict[str, int]:
+    return _blob_damage(t, cut=False)
+
+
+def blob_cut(t: Trial) -> dict[str, int]:
+    return _blob_damage(t, cut=True)
+
+
+SNAP_BIG = "import numpy as np; big = np.random.default_rng({seed}).random({n})"
+
+
+def full_disk(t: Trial) -> dict[str, int]:
+    """The disk fills up mid-session (a 16 MB tmpfs; a filler leaves < 8 KB or < 6 MB free)."""
+    disk = t.mount("disk", "size=16m")
+    t.use_folder(disk / "journal")
+    filler = disk / "filler"
+    free = t.rng.randrange(0, 8192) if t.n % 2 == 0 else t.rng.randrange(8192, 6 << 20)
+    with open(filler, "wb") as f:  # fill the disk but ``free`` bytes
+        try:
+            f.write(b"\0" * ((16 << 20) - free))
+        except OSError:
+            pass
+    a = t.start()
+    t.run(a, t.steps(a, "s1", 20, name="a"), "s1")
+    t.run(a, t.steps(a, "s2", 3, value="big", start=100, name="a"), "s2")
+    t.run(a, SNAP_BIG.format(seed=t.rng.randrange(1000), n=t.rng.randrange(1, 1 << 20)), "snap")
+    t.run(a, t.steps(a, "s3", 20, start=200, name="a"), "s3")
+    full = not t.opened(a)
+    if t.rng.random() < 0.5:
+        a.close()
+    else:
+        t.kill(a)
+    said_a = t.reported()
+    filler.unlink()  # space is back
+    before = counts(t.dir / "runs.txt")
+    journaled = set().union(*(journaled_steps(t, f"a-{c}") for c in ("s1", "s2", "s3")))
+    # Steps that ran after durable_nb stepped aside (and said so) may run again.
+    unjournaled = set().union(*(journaled_steps(t, f"a-{c}", False) for c in ("s1", "s2", "s3")))
+    b = t.start()
+    since = len(t.said)
+    out = collections.Counter()
+    specs = (("s1", 20, "small", 0), ("s2", 3, "big", 100), ("s3", 20, "small", 200))
+    for cell, n, value, start in specs:
+        r = t.run(b, t.steps(b, cell, n, value=value, start=start, name="b"), cell)
+        out.update(judge(t, before, journaled, unjournaled, 0, r, damage=False, since=since))
+        before = counts(t.dir / "runs.txt")  # count each cell's re-runs once
+    out["failed_opens"] = int(not t.opened(b))
+    out["silent"] = int(bool(full and not said_a) or bool(any(out.values()) and not
+                        t.reported(since)))  # fmt: skip
+    return dict(out)
+
+
+def read_only(t: Trial) -> dict[str, int]:
+    """The journal's folder becomes read-only between two kernels."""
+    folder = t.mount("ro", "size=64m")
+    t.use_folder(folder)
+    a = t.start()
+    t.run(a, t.steps(a, "loop", 100, name="a"), "loop")
+    a.close()
+    proc = subprocess.run(["mount", "-o", "remount,ro", str(folder)], capture_output=True)
+    if proc.returncode:
+        raise Skip(f"cannot remount read-only ({proc.stderr.decode().strip()})")
+    before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
+    b = t.start()
+    since = len(t.said)
+    r = t.run(b, t.steps(b, "loop", 100, name="b"), "loop")
+    out = judge(t, before, journaled, set(), 0, r, damage=False, since=since,
+                opened=t.opened(b))  # fmt: skip
+    r = t.run(b, t.steps(b, "new", 3, start=500, name="b"), "new")  # not journaled: said
+    out["wrong"] += bad_values(r)
+    out["silent"] = max(out["silent"], int(not t.reported(since)))
+    return out
+
+
+def two_kernels(t: Trial) -> dict[str, int]:
+    """A second kernel on a notebook whose journal a live kernel holds."""
+    a = t.start()
+    t.run(a, t.steps(a, "loop", 100, name="a"), "loop")
+    before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
+    b = t.start()
+    since = len(t.said)
+    plain = t.run(b, "x = 41 + 1; print(x)", "plain")
+    r = t.run(b, t.steps(b, "loop", 100, name="b"), "loop")
+    out = judge(t, before, journaled, set(), 0, r, damage=True, since=since,
+                opened=t.opened(b))  # fmt: skip
+    if plain.error or "42" not in plain.stdout:  # a cell without steps runs as usual
+        out["wrong"] += 1
+    before = counts(t.dir / "runs.txt")
+    r = t.run(a, t.steps(a, "loop", 100, name="a2"), "loop")  # the holder replays on
+    again = sum(1 for i, n in counts(t.dir / "runs.txt").items() if n > before[i])
+    out["lost"] += again
+    out["wrong"] += bad_values(r)
+    return out
+
+
+KINDS = {
+    "kill-loop": kill_loop,
+    "kill-map": kill_map,
+    "kill-snapshot": kill_snapshot,
+    "kill-fold": kill_fold,
+    "log-flip": log_flip,
+    "log-cut": log_cut,
+    "db-flip": db_flip,
+    "db-cut": db_cut,
+    "blob-flip": blob_flip,
+    "blob-cut": blob_cut,
+    "full-disk": full_disk,
+    "read-only": read_only,
+    "two-kernels": two_kernels,
+}
+
+
+def run_kind(kind: str, trials: int, seed: int = 0, base: Path | None = None,
+             keep: bool = False, verbose: bool = False) -> Tally:  # fmt: skip
+    """Run ``trials`` trials of ``kind``; each in a fresh folder under ``base``."""
+    tally = Tally()
+    base = Path(base or tempfile.mkdtemp(prefix="dnb-faults-"))
+    for n in range(trials):
+        t = Trial(base, random.Random(f"{seed}:{kind}:{n}"), n)
+        try:
+            got = KINDS[kind](t)
+        except Skip as exc:
+            tally.skipped = str(exc)
+            break
+        except Hang as exc:
+            got = {"hangs": 1}
+            tally.notes.append(f"trial {n}: {exc}")
+        finally:
+            t.close()
+        tally.trials += 1
+        tally.add(got)
+        if any(got.get(c) for c in COLUMNS[1:]):
+            tally.notes.append(f"trial {n}: {got}; {t.dir}; said: {t.said[-3:]}")
+        if verbose:
+            print(f"{kind} {n}: {got}", file=sys.stderr, flush=True)
+        if not keep:
+            shutil.rmtree(t.dir, ignore_errors=True)
+    return tally
+
+
+def table(results: dict[str, Tally]) -> str:
+    """The one table: a column per count, ``!`` beside a count that must be zero."""
+    width = max(map(len, results), default=4) + 2
+    lines = ["kind".ljust(width) + "  ".join(HEADERS)]
+    for kind, tally in results.items():
+        if tally.skipped:
+            lines.append(kind.ljust(width) + f"skipped: {tally.skipped}")
+            continue
+        bad = tally.violations(kind)
+        cells = []
+        for col, head in zip(COLUMNS, HEADERS, strict=True):
+            mark = "!" if col in bad else ("*" if col == "failed_opens" and kind in
+                                            MAY_FAIL_OPEN else "")  # fmt: skip
+            cells.append(f"{getattr(tally, col)}{mark}".rjust(len(head)))
+        lines.append(kind.ljust(width) + "  ".join(cells))
+    lines.append("! must be 0.  * may be > 0: the journal is damaged or held; the kernel "
+                 "must say so and refuse journaled steps.")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=2, help="trials per kind (default 2)")
+    p.add_argument("--kinds", default=",".join(KINDS), help="comma list of kinds")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random fault points")
+    p.add_argument("--tmp", default=None, help="parent folder for the trial folders")
+    p.add_argument("--keep", action="store_true", help="keep the trial folders")
+    p.add_argument("-v", "--verbose", action="store_true", help="a line per trial")
+    p.add_argument("--kernel-stderr", action="store_true", help="show the kernels' stderr")
+    args = p.parse_args()
+    if not args.kernel_stderr:  # kernels inherit fd 2: send theirs to /dev/null, keep ours
+        sys.stderr = os.fdopen(os.dup(2), "w")
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        p.error(f"unknown kinds {unknown}; choose from {', '.join(KINDS)}")
+    base = Path(tempfile.mkdtemp(prefix="dnb-faults-", dir=args.tmp))
+    results = {}
+    t0 = time.monotonic()
+    try:
+        for kind in kinds:
+            results[kind] = run_kind(kind, args.trials, args.seed, base, args.keep, args.verbose)
+    except KeyboardInterrupt:
+        print("interrupted; the table holds the trials that finished", file=sys.stderr)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    print(table(results))
+    print(f"{sum(t.trials for t in results.values())} trials in {time.monotonic() - t0:.0f} s")
+    for kind, tally in results.items():
+        for note in tally.notes[:3]:
+            print(f"  {kind}: {note}")
+    return int(any(t.violations(k) for k, t in results.items()))
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Exception:
+        traceback.print_exc()
+        sys.exit(2)
