@@ -9,13 +9,15 @@ lands, the xfail turns red and must be removed.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import pytest
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "bench"))
-import faults
+_spec = importlib.util.spec_from_file_location("faults", ROOT / "bench" / "faults.py")
+faults = sys.modules["faults"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(faults)
 
 pytestmark = pytest.mark.kernel
 
