@@ -493,19 +493,23 @@ def log_cut(t: Trial) -> dict[str, int]:
     return _log_damage(t, cut=True)
 
 
+def damage(t: Trial, path: Path, cut: bool) -> None:
+    """Flip one random bit of ``path``, or cut its tail at a random point."""
+    data = bytearray(path.read_bytes())
+    if cut:
+        del data[t.rng.randrange(len(data)) :]
+    else:
+        data[t.rng.randrange(len(data))] ^= 1 << t.rng.randrange(8)
+    path.write_bytes(bytes(data))
+
+
 def _db_damage(t: Trial, cut: bool) -> dict[str, int]:
     """Damage the .duckdb of a cleanly closed journal: one flipped bit, or its tail cut."""
     a = t.start()
     t.run(a, t.steps(a, "loop", 150, name="a"), "loop")
     t.run(a, "x = list(range(50_000))", "var")
     a.close()  # folds the log into the .duckdb
-    db = t.jdir / "nb.duckdb"
-    data = bytearray(db.read_bytes())
-    if cut:
-        del data[t.rng.randrange(len(data)) :]
-    else:
-        data[t.rng.randrange(len(data))] ^= 1 << t.rng.randrange(8)
-    db.write_bytes(bytes(data))
+    damage(t, t.jdir / "nb.duckdb", cut)
     before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
     b = t.start()
     since = len(t.said)
@@ -538,13 +542,7 @@ def _blob_damage(t: Trial, cut: bool) -> dict[str, int]:
     a.close()
     folder = t.jdir / "nb.blobs"
     files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    victim = t.rng.choice(files)
-    data = bytearray(victim.read_bytes())
-    if cut:
-        del data[t.rng.randrange(len(data)) :]
-    else:
-        data[t.rng.randrange(len(data))] ^= 1 << t.rng.randrange(8)
-    victim.write_bytes(bytes(data))
+    damage(t, t.rng.choice(files), cut)
     before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
     b = t.start()
     since = len(t.said)
