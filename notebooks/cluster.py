@@ -33,15 +33,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from http.server import ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from flaky_service import (
     HOST,
     JSONHandler,
+    Server,
     ServiceError,
+    StartStop,
     check_rate,
     request,
     serve_until_signal,
@@ -56,7 +56,7 @@ KEY_HEADER = "Idempotency-Key"
 ADMIN = "/_admin"  # the cluster's own view of a node: not a node API, not logged
 
 
-class Cluster:
+class Cluster(StartStop):
     """N node processes on 127.0.0.1 behind HTTP, their state kept in ``directory``.
 
     Parameters
@@ -218,17 +218,6 @@ class Cluster:
         with contextlib.suppress(FileNotFoundError):
             (self.directory / RUN).unlink()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __getstate__(self) -> dict[str, Any]:
         # Process handles stay with the kernel that started them; a restored
         # Cluster still reaches (and stops) the nodes through their ports.
@@ -309,7 +298,7 @@ class Cluster:
         return f"Cluster({str(self.directory)!r}, nodes={self.nodes}, {where})"
 
 
-class Node:
+class Node(Server):
     """One node: an HTTP server whose state is saved in the cluster's folder.
 
     Parameters
@@ -323,9 +312,9 @@ class Node:
     """
 
     def __init__(self, directory: str | Path, name: str, port: int = 0) -> None:
+        super().__init__(port)
         self.directory = Path(directory).resolve()
         self.name = name
-        self._requested_port = port
         config = self._config()
         self._rng = random.Random(f"{config['seed']}:{name}")
         self._lock = threading.Lock()
@@ -334,24 +323,9 @@ class Node:
             "sick_checks": 0, "hangs": 0, "keys": {},
         }  # fmt: skip
         self._running: set[str] = set()  # idempotency keys whose first request runs
-        self._server: ThreadingHTTPServer | None = None
 
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1] if self._server else self._requested_port
-
-    def start(self) -> Self:
-        server = ThreadingHTTPServer((HOST, self._requested_port), _make_handler(self))
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, name=self.name, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+    def _handler(self) -> type[JSONHandler]:
+        return _make_handler(self)
 
     def _config(self) -> dict[str, Any]:
         return json.loads((self.directory / CONFIG).read_text())

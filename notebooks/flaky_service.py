@@ -22,7 +22,9 @@ from typing import Any, Self
 __all__ = [
     "FlakyService",
     "JSONHandler",
+    "Server",
     "ServiceError",
+    "StartStop",
     "call",
     "check_rate",
     "configure",
@@ -58,7 +60,76 @@ class ServiceError(Exception):
         return f"HTTP {self.status}: {detail}"
 
 
-class FlakyService:
+class StartStop:
+    """A context manager for anything with ``start()`` (returning self) and ``stop()``."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class Server(StartStop):
+    """An HTTP server on 127.0.0.1 serving in a daemon thread; subclasses give ``_handler``.
+
+    Parameters
+    ----------
+    port : int
+        Port to bind; 0 picks a free one.
+    """
+
+    def __init__(self, port: int = 0) -> None:
+        self._requested_port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Bind the port and serve in a daemon thread; return self."""
+        if self._server is not None:
+            return self
+        server = ThreadingHTTPServer((HOST, self._requested_port), self._handler())
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name=f"{type(self).__name__}:{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    @property
+    def port(self) -> int:
+        """The bound port (the requested one before ``start``)."""
+        if self._server is None:
+            return self._requested_port
+        return int(self._server.server_address[1])
+
+
+class FlakyService(Server):
     """An HTTP server on 127.0.0.1 that fails ``/work/...`` requests at random.
 
     Parameters
@@ -84,55 +155,13 @@ class FlakyService:
         self.latency = float(latency)
         self.fail_next = 0
         self.down = False
+        super().__init__(port)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._requested_port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._reset_counters()
 
-    # -- lifecycle ---------------------------------------------------------
-
-    def start(self) -> Self:
-        """Bind the port and serve in a daemon thread; return self."""
-        if self._server is not None:
-            return self
-        server = ThreadingHTTPServer((HOST, self._requested_port), _make_handler(self))
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, name=f"FlakyService:{self.port}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """The bound port (the requested one before ``start``)."""
-        if self._server is None:
-            return self._requested_port
-        return int(self._server.server_address[1])
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
     @property
     def url(self) -> str:
