@@ -128,6 +128,17 @@ class SecretRefused(DurableError):
         return (type(self), (self.path, self.why, str(self)))
 
 
+class CommandError(DurableError):
+    """A ``durable-nb`` command stops: its message for the person and its exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self):
+        return (type(self), (self.code, str(self)))
+
+
 class ReplayMissing(DurableError):
     """Strict replay met a step call the journal has no result for."""
 

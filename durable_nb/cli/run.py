@@ -1,0 +1,326 @@
+"""``durable-nb run`` and ``durable-nb replay``: execute a notebook headless in one kernel.
+
+nbclient drives the kernel; hidden ``%durable`` commands (restore, fresh, replay) run
+before the notebook's cells and never appear in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import CommandError
+from . import plan
+from ._exit import FAILED, OK, USAGE
+from ._journal import copy_journal, held, journal_path, open_journal
+
+#: The kernelspec shipped in jupyter-config/ and installed with the package.
+KERNEL = "python3-durable"
+
+#: The id and tag of the cell that ``-p`` injects (as papermill does).
+INJECTED = "injected-parameters"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``durable-nb run``: execute headless, resuming after the last cell that succeeded."""
+    path, nb = _load_notebook(args.notebook, args.kernel)
+    params = _inject(nb, args.parameter)
+    cells = plan.code_cells(nb)
+    from ..errors import JournalError, JournalLocked
+    from ..journal import Journal
+
+    journal = journal_path(path)
+    start, restore_at = 0, None
+    try:
+        j = Journal.open(journal)
+    except JournalLocked as exc:
+        raise held(journal, exc.pid, copy_hint=False, notebook=path) from None
+    except JournalError as exc:  # the kernel will say so too, and run un-journaled
+        print(f"durable-nb: {exc}", file=sys.stderr)
+    else:
+        try:
+            done = [] if args.fresh else _resume_plan(j, cells)
+            start = len(done)
+            restore_at = done[-1]["seq"] if done else None
+            # What this run starts from, so the next one knows which cells it may skip.
+            j.write("meta", ("headless", plan.record(done, args.parameter)))
+        finally:
+            j.close()
+    skip = {cell.index for cell in cells[:start]}
+    hidden = []
+    if args.fresh:
+        hidden.append("%durable fresh")
+    elif restore_at is not None:
+        hidden.append(f"%durable restore --at {restore_at}")
+    print(f"durable-nb: running {path} in kernel {args.kernel}" + (params and f" with {params}"))
+    if start:
+        print(
+            f"durable-nb: resuming at code cell {start + 1}: the cells before it succeeded "
+            "in an earlier run; restoring the namespace as of that run"
+        )
+    runner = _Runner(path, nb, args.kernel, args.timeout, dict(os.environ))
+    code = runner.run(hidden, skip, args.output)
+    if code == FAILED and runner.started_cells:
+        print(
+            "durable-nb: fix the cause and run again: it resumes from the failed cell, "
+            "and completed steps replay.",
+            file=sys.stderr,
+        )
+    return code
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``durable-nb replay``: strict replay on a private copy of the journal."""
+    from .. import trust
+
+    path, nb = _load_notebook(args.notebook, args.kernel)
+    journal = journal_path(path)
+    with open_journal(journal, copy=args.copy) as j:
+        recorded = (plan.parse(j.meta("headless")) or {}).get("parameters") or []
+        untrusted = j.untrusted()
+    if untrusted:
+        print(
+            f"durable-nb: {untrusted} records of this journal are not signed by you: JSON "
+            "results replay, pickled ones are refused; " + trust.HOW_TO_TRUST.format(target=path),
+            file=sys.stderr,
+        )
+    params = _inject(nb, args.parameter or recorded)
+    with tempfile.TemporaryDirectory(prefix="durable-nb-replay-") as tmp:
+        copy_journal(journal, Path(tmp), blobs=True)
+        env = dict(os.environ, DURABLE_NB_DIR=tmp)
+        print(
+            f"durable-nb: replaying {path} from its journal (nothing external is called)"
+            + (params and f" with {params}")
+        )
+        runner = _Runner(path, nb, args.kernel, args.timeout, env)
+        return runner.run(["%durable replay"], set(), args.output)
+
+
+def _load_notebook(given: Path, kernel: str) -> tuple[Path, Any]:
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    path = given.expanduser().resolve()
+    if not path.is_file():
+        raise CommandError(USAGE, f"no notebook at {path}")
+    try:
+        KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel:
+        raise CommandError(
+            USAGE,
+            f"kernel {kernel!r} is not installed; reinstall durable_nb "
+            "(pip install durable_nb) or pass --kernel",
+        ) from None
+    return path, nbformat.read(path, as_version=4)
+
+
+def _inject(nb: Any, parameters: list[list[str]]) -> str:
+    """Inject ``NAME = VALUE`` lines as papermill does; return them for the progress line."""
+    import ast
+
+    from nbformat.v4 import new_code_cell
+
+    if not parameters:
+        return ""
+    nb.cells = [c for c in nb.cells if INJECTED not in c.metadata.get("tags", [])]
+    lines = []
+    for name, raw in parameters:
+        if not name.isidentifier():
+            raise CommandError(USAGE, f"-p {name}: a parameter name must be a Python identifier")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value = raw
+        lines.append(f"{name} = {value!r}")
+    cell = new_code_cell("# Parameters\n" + "\n".join(lines), id=INJECTED)
+    cell.metadata["tags"] = [INJECTED]
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    nb.cells.insert(tagged[0] + 1 if tagged else 0, cell)
+    return "; ".join(lines)
+
+
+def _resume_plan(j: Any, cells: list[plan.Cell]) -> list[plan.Done]:
+    """The cells the last ``durable-nb run`` of this journal left done (:func:`plan.resume`)."""
+    previous = plan.parse(j.meta("headless"))
+    if not previous:
+        return []
+    # The kernel of that run is the first run to open the journal after it started:
+    # the CLI wrote the plan just before starting it, and a journal has one holder.
+    first = j.rows(
+        "SELECT run_id FROM runs WHERE started >= to_timestamp(?) ORDER BY started LIMIT 1",
+        [previous["started"]],
+    )
+    executed = []
+    if first:
+        executed = [
+            plan.Executed(*r)
+            for r in j.rows(
+                "SELECT cell_key, seq, source, status FROM cells WHERE run_id = ? ORDER BY seq",
+                [first[0][0]],
+            )
+        ]
+    return plan.resume(previous, executed, cells)
+
+
+class _Runner:
+    """Runs a notebook's cells in one kernel (nbclient), with hidden ``%durable`` commands."""
+
+    def __init__(self, path: Path, nb: Any, kernel: str, timeout: float | None, env: dict):
+        from nbclient import NotebookClient
+
+        self.path, self.nb, self.kernel = path, nb, kernel
+        self.env = dict(env, JPY_SESSION_NAME=str(path))
+        self.client = NotebookClient(
+            nb,
+            kernel_name=kernel,
+            timeout=timeout,
+            allow_errors=False,
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        self.code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        self.started_cells = 0
+        self._t0 = 0.0
+        self.client.on_cell_start = self._on_start
+        self.client.on_cell_execute = self._on_execute
+        self.client.on_cell_executed = self._on_done
+
+    def _on_start(self, cell: Any, cell_index: int) -> None:
+        self._t0 = time.monotonic()
+
+    def _on_execute(self, cell: Any, cell_index: int) -> None:
+        # The kernel keys steps by the frontend's cell id, as JupyterLab sends it;
+        # session metadata goes with every request, so a cell without one clears it.
+        meta = self.client.kc.session.metadata
+        if cell.get("id") and not cell.metadata.get("durable_nb_hidden"):
+            meta["cellId"] = cell.id
+        else:
+            meta.pop("cellId", None)
+
+    def _on_done(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
+        if cell.metadata.get("durable_nb_hidden"):
+            return
+        status = execute_reply["content"]["status"]
+        n = self.code.index(cell_index) + 1
+        _summary(cell, n, len(self.code), status, time.monotonic() - self._t0)
+
+    def run(self, hidden: list[str], skip: set[int], output: Path | None) -> int:
+        """Run ``hidden`` commands, then every code cell not in ``skip``; write ``output``."""
+        import asyncio
+
+        previous = _previous_outputs(output)
+        try:
+            code = asyncio.run(self._run(hidden, skip, previous))
+        finally:
+            if output is not None:
+                import nbformat
+
+                output = output.expanduser()
+                output.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(self.nb, output)
+        if code == OK:
+            print(f"durable-nb: all {len(self.code)} code cells succeeded")
+        return code
+
+    async def _run(self, hidden: list[str], skip: set[int], previous: dict) -> int:
+        from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+        client = self.client
+        try:
+            async with client.async_setup_kernel(env=self.env):
+                reply = await client.async_wait_for_reply(await _maybe(client.kc.kernel_info()))
+                if reply is not None and "language_info" in reply["content"]:
+                    self.nb.metadata["language_info"] = reply["content"]["language_info"]
+                for command in hidden:
+                    await self._hidden(command)
+                count = 0
+                for index, cell in enumerate(list(self.nb.cells)):
+                    if index in skip:
+                        self._skipped(cell, index, previous)
+                        count += cell.cell_type == "code"
+                        continue
+                    if cell.cell_type == "code":
+                        self.started_cells += 1
+                        count += 1
+                    await client.async_execute_cell(cell, index, execution_count=count)
+        except CellExecutionError as exc:
+            print(
+                f"durable-nb: stopped at a failing cell.\n{_indent(str(exc), 4)}", file=sys.stderr
+            )
+            return FAILED
+        except (CellTimeoutError, DeadKernelError) as exc:
+            print(f"durable-nb: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return FAILED
+        except CommandError as stop:
+            print(f"durable-nb: {stop}", file=sys.stderr)
+            return stop.code
+        return OK
+
+    async def _hidden(self, command: str) -> None:
+        """Run a ``%durable`` command in the kernel, outside the notebook; print what it says."""
+        from nbclient.exceptions import CellExecutionError
+        from nbformat.v4 import new_code_cell
+
+        cell = new_code_cell(command)
+        cell.metadata["durable_nb_hidden"] = True
+        self.nb.cells.append(cell)
+        try:
+            await self.client.async_execute_cell(cell, len(self.nb.cells) - 1, store_history=False)
+        except CellExecutionError as exc:
+            ename = getattr(exc, "ename", "")
+            evalue = getattr(exc, "evalue", str(exc))
+            raise CommandError(
+                FAILED,
+                f"{command} failed in the kernel: {ename + ': ' if ename else ''}{evalue}\n"
+                "durable-nb: run with --fresh to start over instead.",
+            ) from None
+        finally:
+            self.nb.cells.pop()
+        for out in cell.outputs:
+            if out.get("output_type") == "stream" and out.get("text", "").strip():
+                print(_indent(out["text"].rstrip(), 2), flush=True)
+
+    def _skipped(self, cell: Any, index: int, previous: dict) -> None:
+        """A cell done in an earlier run: a progress line; its outputs from the last --output."""
+        old = previous.get(cell.get("id"))
+        if old is not None and old.source == cell.source:
+            cell.outputs = old.get("outputs", [])
+            cell.execution_count = old.get("execution_count")
+        if cell.cell_type == "code":
+            first = next((s for s in cell.source.splitlines() if s.strip()), "")
+            n = self.code.index(index) + 1
+            print(f"[{n}/{len(self.code)}] done    (earlier run)  {first[:60]}", flush=True)
+
+
+async def _maybe(value: Any) -> Any:
+    return await value if hasattr(value, "__await__") else value
+
+
+def _previous_outputs(output: Path | None) -> dict[str, Any]:
+    """Cells of the notebook the last run wrote to ``output``, by cell id."""
+    if output is None or not output.expanduser().is_file():
+        return {}
+    import nbformat
+
+    try:
+        old = nbformat.read(output.expanduser(), as_version=4)
+    except Exception:
+        return {}
+    return {c.get("id"): c for c in old.cells if c.get("id")}
+
+
+def _summary(cell: Any, n: int, total: int, status: str, seconds: float) -> None:
+    first = next((s for s in cell.source.splitlines() if s.strip()), "")
+    print(f"[{n}/{total}] {status:<5} {seconds:6.2f}s  {first[:70]}", flush=True)
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream" and out.get("text", "").strip():
+            print(_indent(out["text"].rstrip(), 8), flush=True)
+
+
+def _indent(text: str, n: int) -> str:
+    pad = " " * n
+    return "\n".join(pad + line for line in text.splitlines())

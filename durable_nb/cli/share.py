@@ -1,0 +1,270 @@
+"""Sharing a journal: ``export`` / ``import`` of one signed file, ``trust``, and ``gc``.
+
+The export is a zip: the notebook, its journal (``journal/<stem>.duckdb``, its WAL) and
+the blobs it refers to, a ``manifest.json`` of every member's SHA-256, and this user's
+signature of the manifest as the zip comment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import CommandError
+from ._exit import OK, USAGE
+from ._journal import copy_journal, ensure_not_held, journal_path, open_journal
+
+EXPORT_FORMAT = "durable-nb-export"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``durable-nb export``: the notebook, its journal and its blobs, in one signed file."""
+    path = args.notebook.expanduser().resolve()
+    if not path.is_file():
+        raise CommandError(USAGE, f"no notebook at {path}")
+    journal = journal_path(path)
+    with tempfile.TemporaryDirectory(prefix="durable-nb-export-") as tmp:
+        with open_journal(journal, copy=args.copy) as j:
+            blobs = sorted(j.referenced_blobs())
+            j.rows("CHECKPOINT")  # rows() folds the log first: the .duckdb file is whole
+            copy = copy_journal(j.path, Path(tmp))
+        blob_dir = journal.with_suffix(".blobs")
+        missing = [b for b in blobs if not (blob_dir / b).is_file()]
+        if missing:
+            print(
+                f"durable-nb: warning: {len(missing)} blob files the journal refers to are "
+                f"missing from {blob_dir}",
+                file=sys.stderr,
+            )
+        out = args.output.expanduser()
+        size = _write_archive(
+            out,
+            path.name,
+            path.read_bytes(),
+            copy,
+            [(b, blob_dir / b) for b in sorted(set(blobs) - set(missing))],
+        )
+    from .. import trust
+
+    print(
+        f"durable-nb: exported {path.name} with its journal and {len(blobs)} blob files to "
+        f"{out} ({size / 1e6:.1f} MB), signed by you (key {trust.key_id()})"
+    )
+    return OK
+
+
+def _write_archive(
+    out: Path, nb_name: str, nb_bytes: bytes, journal: Path, blobs: list[tuple[str, Path]]
+) -> int:
+    """Write the export zip: members, a manifest of their SHA-256, the signature as comment."""
+    import hashlib
+    import zipfile
+
+    from .. import trust
+
+    stem = Path(nb_name).stem
+    members: list[tuple[str, Path | bytes]] = [(nb_name, nb_bytes)]
+    members.append((f"journal/{stem}.duckdb", journal))
+    if Path(f"{journal}.wal").exists():
+        members.append((f"journal/{stem}.duckdb.wal", Path(f"{journal}.wal")))
+    members += [(f"journal/{stem}.blobs/{name}", p) for name, p in blobs]
+    files = {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for name, content in members:
+            h = hashlib.sha256()
+            if isinstance(content, bytes):
+                h.update(content)
+                z.writestr(name, content)
+            else:
+                info = zipfile.ZipInfo(name, time.localtime()[:6])
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with open(content, "rb") as f, z.open(info, "w", force_zip64=True) as dst:
+                    while block := f.read(1 << 20):
+                        h.update(block)
+                        dst.write(block)
+            files[name] = h.hexdigest()
+        manifest = json.dumps(
+            {
+                "format": EXPORT_FORMAT,
+                "version": 1,
+                "notebook": nb_name,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "host": socket.gethostname(),
+                "signer": trust.key_id(),
+                "files": files,
+            },
+            indent=1,
+            sort_keys=True,
+        ).encode()
+        z.writestr("manifest.json", manifest)
+        z.comment = json.dumps(
+            {"signer": trust.key_id(), "sig": trust.sign_bytes(manifest)}
+        ).encode()
+    os.replace(tmp, out)
+    return out.stat().st_size
+
+
+_BLOB_NAME = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def _read_archive(file: Path) -> tuple[Any, dict[str, Any], bool]:
+    """Open an export, check every member against its manifest; return (zip, manifest, mine)."""
+    import hashlib
+    import zipfile
+
+    from .. import trust
+
+    if not file.is_file():
+        raise CommandError(USAGE, f"no file at {file}")
+    try:
+        z = zipfile.ZipFile(file)
+        raw = z.read("manifest.json")
+        manifest = json.loads(raw)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise CommandError(
+            USAGE, f"{file} is not a file written by durable-nb export ({exc})"
+        ) from None
+    nb_name = manifest.get("notebook", "")
+    stem = Path(nb_name).stem
+    if manifest.get("format") != EXPORT_FORMAT or not re.fullmatch(r"[^/\\]+\.ipynb", nb_name):
+        raise CommandError(USAGE, f"{file} is not a file written by durable-nb export")
+    allowed = {nb_name, f"journal/{stem}.duckdb", f"journal/{stem}.duckdb.wal"}
+    files = manifest.get("files", {})
+    for name in z.namelist():
+        if name == "manifest.json":
+            continue
+        blob = name.removeprefix(f"journal/{stem}.blobs/")
+        ok = name in allowed or (blob != name and _BLOB_NAME.match(blob))
+        if not ok or name not in files:
+            raise CommandError(
+                USAGE, f"{file} holds an unexpected member {name!r}; not importing it"
+            )
+        h = hashlib.sha256()
+        with z.open(name) as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        if h.hexdigest() != files[name]:
+            raise CommandError(USAGE, f"{file} is damaged: {name} does not match its manifest")
+    if f"journal/{stem}.duckdb" not in z.namelist():
+        raise CommandError(USAGE, f"{file} holds no journal")
+    try:
+        seal = json.loads(z.comment or b"{}")
+    except ValueError:
+        seal = {}
+    mine = trust.verify("export", raw, seal.get("sig"))
+    return z, manifest, mine
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``durable-nb import``: unpack an export beside a notebook of its name."""
+    from .. import trust
+
+    file = args.file.expanduser().resolve()
+    z, manifest, mine = _read_archive(file)
+    nb_name = manifest["notebook"]
+    folder = args.dir.expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    notebook = folder / nb_name
+    journal = journal_path(notebook)
+    nb_bytes = z.read(nb_name)
+    if notebook.exists() and notebook.read_bytes() != nb_bytes and not args.force:
+        raise CommandError(
+            USAGE,
+            f"{notebook} exists and differs from the one in {file}; move it aside or pass --force",
+        )
+    if journal.exists():
+        ensure_not_held(journal)
+        if not args.force:
+            raise CommandError(
+                USAGE, f"{notebook} already has a journal ({journal}); pass --force to replace it"
+            )
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (journal, Path(f"{journal}.wal"), journal.with_suffix(".wal")):
+        stale.unlink(missing_ok=True)
+    if journal.with_suffix(".blobs").is_dir():
+        shutil.rmtree(journal.with_suffix(".blobs"))
+    for name in z.namelist():
+        if name == "manifest.json" or name == nb_name:
+            continue
+        target = journal.parent / name.removeprefix("journal/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with z.open(name) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    if not notebook.exists() or notebook.read_bytes() != nb_bytes:
+        notebook.write_bytes(nb_bytes)
+    with open_journal(journal, copy_hint=False) as j:
+        untrusted = j.untrusted()
+    print(f"durable-nb: imported {nb_name} to {notebook} with its journal {journal}")
+    if mine and not untrusted:
+        print("durable-nb: it was signed by you: it replays and restores as is")
+    else:
+        who = "by you" if mine else f"by another user (key {manifest.get('signer', '?')})"
+        print(
+            f"durable-nb: it was exported {who} and is not trusted here: JSON results "
+            "replay, pickled results and snapshots are refused; "
+            + trust.HOW_TO_TRUST.format(target=notebook)
+        )
+    return OK
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """``durable-nb gc``: delete blob files that nothing in the journal refers to."""
+    with open_journal(journal_path(args.notebook), copy_hint=False) as j:
+        count, freed = j.gc()
+    print(f"durable-nb: removed {count} unreferenced payload files ({freed / 1e6:.1f} MB)")
+    return OK
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    """``durable-nb trust``: sign a journal's (or an export's) content as this user's."""
+    import zipfile
+
+    from .. import trust
+
+    target = args.target.expanduser().resolve()
+    if target.suffix not in (".ipynb", ".duckdb") and zipfile.is_zipfile(target):
+        z, manifest, _ = _read_archive(target)
+        nb_name = manifest["notebook"]
+        with tempfile.TemporaryDirectory(prefix="durable-nb-trust-") as tmp:
+            z.extractall(tmp)
+            z.close()
+            journal = Path(tmp) / "journal" / f"{Path(nb_name).stem}.duckdb"
+            from ..journal import Journal
+
+            j = Journal.open(journal)
+            try:
+                n = j.trust()
+            finally:
+                j.close()
+            blob_dir = journal.with_suffix(".blobs")
+            blobs = sorted(blob_dir.iterdir()) if blob_dir.is_dir() else []
+            _write_archive(
+                target,
+                nb_name,
+                (Path(tmp) / nb_name).read_bytes(),
+                journal,
+                [(b.name, b) for b in blobs],
+            )
+        print(
+            f"durable-nb: trusted {target}: {n} records signed as yours "
+            f"(key {trust.key_id()}); importing it now gives a trusted journal"
+        )
+        return OK
+    if not target.exists():
+        raise CommandError(USAGE, f"no notebook, journal or exported file at {target}")
+    journal = journal_path(target)
+    with open_journal(journal, copy_hint=False) as j:
+        n = j.trust()
+    print(f"durable-nb: trusted {journal}: {n} records signed as yours (key {trust.key_id()})")
+    return OK
