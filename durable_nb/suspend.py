@@ -103,7 +103,7 @@ def frontend() -> str:
         return "prompt" if _tty() else "raise"
     if not _ipykernel.allow_stdin(kernel):
         return "raise"
-    if _ipykernel.cell_id(kernel) and _widgets_available():
+    if _ipykernel.cell_id(kernel):
         return "widget"
     return "prompt" if threading.current_thread() is threading.main_thread() else "raise"
 
@@ -139,11 +139,3 @@ def _tty() -> bool:
         return sys.stdin is not None and sys.stdin.isatty()
     except (ValueError, OSError):  # a closed or detached stdin
         return False
-
-
-def _widgets_available() -> bool:
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    return True
