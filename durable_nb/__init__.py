@@ -3,8 +3,12 @@
 Load in IPython with ``%load_ext durable_nb`` (or use the "Python 3 (durable)" kernel).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__ as __version__
-from .clock import now, random, sleep, uuid4
 from .errors import (
     DurableError,
     JournalCorrupt,
@@ -17,9 +21,12 @@ from .errors import (
     StepTimeout,
     UntrustedJournal,
 )
-from .extension import load_ipython_extension, unload_ipython_extension
-from .fanout import map
-from .steps import RetryPolicy, step, step_id
+
+if TYPE_CHECKING:
+    from .clock import now, random, sleep, uuid4
+    from .extension import load_ipython_extension, unload_ipython_extension
+    from .fanout import map
+    from .steps import RetryPolicy, step, step_id
 
 __all__ = [
     "DurableError",
@@ -43,3 +50,25 @@ __all__ = [
     "unload_ipython_extension",
     "uuid4",
 ]
+
+#: The module of each public name imported on first use: importing a submodule (the
+#: ``durable-nb`` command) then loads neither IPython nor asyncio.
+_LAZY = {
+    **dict.fromkeys(("now", "random", "sleep", "uuid4"), "clock"),
+    **dict.fromkeys(("load_ipython_extension", "unload_ipython_extension"), "extension"),
+    "map": "fanout",
+    **dict.fromkeys(("RetryPolicy", "step", "step_id"), "steps"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -26,3 +26,16 @@ def test_importing_the_package_and_loading_the_extension_module_is_light():
 
 def test_the_command_line_module_imports_nothing_heavy():
     assert loaded_after("import durable_nb.cli") == []
+
+
+def test_the_command_line_help_loads_no_kernel_side():
+    # The package root imports its public names on first use (PEP 562), so ``durable-nb
+    # --help`` loads neither IPython nor asyncio nor the steps and the journal.
+    probe = (
+        "import sys\nfrom durable_nb.cli import main\ntry:\n    main(['--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "print(' '.join(m for m in ('IPython', 'asyncio', 'traitlets', 'durable_nb.steps', "
+        "'durable_nb.journal', 'durable_nb.extension') if m in sys.modules), file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stderr.split() == []
