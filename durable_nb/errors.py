@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 __all__ = [
+    "CommandError",
     "DurableError",
     "JournalCorrupt",
     "JournalError",

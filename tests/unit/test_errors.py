@@ -28,6 +28,7 @@ def examples() -> list[e.DurableError]:
         e.StepFailed("provision", [ConnectionError("refused"), TimeoutError("slow")]),
         e.StepFailed("provision", [ValueError("bad")], message="custom"),
         e.StepTimeout("provision", 2.5),
+        e.CommandError(2, "no notebook at /x/nb.ipynb"),
     ]
 
 
