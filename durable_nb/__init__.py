@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from .clock import now, random, sleep, uuid4
     from .extension import load_ipython_extension, unload_ipython_extension
     from .fanout import map
-    from .steps import RetryPolicy, step, step_id
+    from .retry import RetryPolicy
+    from .steps import step, step_id
 
 __all__ = [
     "DurableError",
@@ -57,7 +58,8 @@ _LAZY = {
     **dict.fromkeys(("now", "random", "sleep", "uuid4"), "clock"),
     **dict.fromkeys(("load_ipython_extension", "unload_ipython_extension"), "extension"),
     "map": "fanout",
-    **dict.fromkeys(("RetryPolicy", "step", "step_id"), "steps"),
+    "RetryPolicy": "retry",
+    **dict.fromkeys(("step", "step_id"), "steps"),
 }
 
 

@@ -128,6 +128,52 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         pass  # unpicklable (a client, a socket): its type alone identifies the argument
 
 
+#: Marks a place that varies in a :class:`Shape`.
+HOLE = "\x00durable_nb.codec.HOLE\x00"
+
+
+class _Tape:
+    """Stands in for a hash in :func:`feed` to record the bytes it would hash."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def update(self, data: bytes) -> None:
+        self.chunks.append(bytes(data))
+
+
+class Shape:
+    """Fingerprints of many values that differ in a few places, computed fast.
+
+    ``Shape(*parts)`` takes parts with :data:`HOLE` where values vary; ``shape(*fills)``
+    equals ``fingerprint(*parts)`` with the holes filled in order. The bytes around
+    the holes come from :func:`feed` itself and are hashed once; each call copies that
+    hash state (~5× faster than :func:`fingerprint` for a small value, which counts
+    when ``dnb.map`` identifies 100,000 items a second).
+    """
+
+    def __init__(self, *parts: Any) -> None:
+        tape, hole = _Tape(), _Tape()
+        feed(tape, parts, set())
+        feed(hole, HOLE, set())
+        pieces: list[list[bytes]] = [[]]
+        for chunk in tape.chunks:
+            if [chunk] == hole.chunks:
+                pieces.append([])
+            else:
+                pieces[-1].append(chunk)
+        self._head = xxhash.xxh3_128()
+        self._head.update(b"".join(pieces[0]))
+        self._after = [b"".join(p) for p in pieces[1:]]
+
+    def __call__(self, *fills: Any) -> str:
+        h = self._head.copy()
+        for fill, after in zip(fills, self._after, strict=True):
+            feed(h, fill, set())
+            h.update(after)
+        return h.hexdigest()
+
+
 def _mutable_buffer(obj: Any) -> bool:
     """Arrays and frames: their pickle (raw buffers) identifies them, not their __dict__."""
     return type(obj).__module__.partition(".")[0] in ("numpy", "pandas", "pyarrow")

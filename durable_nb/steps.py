@@ -5,70 +5,25 @@ A step's identity is (cell, name, argument fingerprint, occurrence) or an explic
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
 import inspect
 import json
 import reprlib
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import runtime
-from .errors import DurableError, StepFailed, StepTimeout, describe
+from .errors import DurableError, StepFailed, describe
+from .retry import Attempts, RetryPolicy, current_step
+
+__all__ = ["Step", "StepCall", "step", "step_id", "step_of"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# The step being executed in this thread or task (its identity), for step_id().
-_CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("dnb_step", default=None)
-
 _repr = reprlib.Repr()
 _repr.maxstring, _repr.maxother, _repr.maxlist, _repr.maxdict = 60, 60, 6, 6
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How a step retries: Temporal's RetryPolicy, but finite by default.
-
-    Attempt ``n`` (from 1) that fails waits ``min(initial * backoff ** (n - 1),
-    max_interval)`` seconds before the next, up to ``retries + 1`` attempts.
-    """
-
-    retries: int = 3
-    """Retries after the first attempt; 0 means a single attempt."""
-    initial: float = 1.0
-    """Seconds to wait after the first failed attempt."""
-    backoff: float = 2.0
-    """Factor applied to the wait after each further failure."""
-    max_interval: float = 100.0
-    """Longest wait between attempts, in seconds (Temporal's default: 100 × initial)."""
-    timeout: float | None = None
-    """Longest time one attempt may take, in seconds; ``None`` for no limit."""
-    non_retryable: tuple[type[BaseException], ...] = ()
-    """Exception types raised at once, without retrying."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.retries, int) or self.retries < 0:
-            raise ValueError(f"retries must be an integer ≥ 0, not {self.retries!r}")
-        if self.initial < 0 or self.max_interval < 0:
-            raise ValueError("initial and max_interval must be ≥ 0 seconds")
-        if self.backoff < 1:
-            raise ValueError(f"backoff must be ≥ 1, not {self.backoff!r}")
-        if self.timeout is not None and self.timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds or None, not {self.timeout!r}")
-        nr = self.non_retryable
-        nr = (nr,) if isinstance(nr, type) else tuple(nr)
-        object.__setattr__(self, "non_retryable", nr)
-        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in nr):
-            raise ValueError("non_retryable must be a tuple of exception types")
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (from 1)."""
-        return min(self.initial * self.backoff ** (attempt - 1), self.max_interval)
 
 
 def step(
@@ -80,6 +35,7 @@ def step(
     max_interval: float = RetryPolicy.max_interval,
     timeout: float | None = RetryPolicy.timeout,
     non_retryable: tuple[type[BaseException], ...] = (),
+    allow_overlap: bool = False,
     key: str | Callable[..., Any] | None = None,
     name: str | None = None,
     on_failure: str | None = None,
@@ -91,10 +47,13 @@ def step(
 
     Parameters
     ----------
-    retries, initial, backoff, max_interval, timeout, non_retryable
+    retries, initial, backoff, max_interval, timeout, non_retryable, allow_overlap
         The :class:`RetryPolicy` (defaults: 3 retries, 1 s doubling up to 100 s,
-        no timeout). A timed-out attempt raises :class:`StepTimeout` and is retried;
-        a sync attempt that times out is abandoned in its thread, not stopped.
+        no timeout). An attempt that times out raises :class:`StepTimeout`. An
+        ``async def`` attempt is cancelled and retried. A plain function's attempt
+        cannot be stopped and goes on in its thread, so it is not retried: the
+        StepTimeout is raised at once, unless ``allow_overlap=True`` says that a
+        retry running beside the abandoned attempt is harmless.
     key : str or callable, optional
         An explicit identity, notebook-wide: a string, or a function of the
         call's arguments returning one. Calls with the same key replay the
@@ -111,12 +70,13 @@ def step(
     The wrapped function. When retries run out it raises :class:`StepFailed`
     (``.errors`` holds each attempt's error); a ``non_retryable`` error is raised as is.
     """
-    policy = RetryPolicy(retries, initial, backoff, max_interval, timeout, non_retryable)
+    policy = RetryPolicy(retries, initial, backoff, max_interval, timeout, non_retryable,
+                         allow_overlap)  # fmt: skip
     if on_failure not in (None, "suspend", "raise"):
         raise ValueError(f"on_failure must be 'suspend' or 'raise', not {on_failure!r}")
 
     def wrap(f: F) -> F:
-        return _Step(f, policy, key, name, on_failure).wrapper()  # type: ignore[return-value]
+        return Step(f, policy, key, name, on_failure).wrapper()  # type: ignore[return-value]
 
     return wrap(fn) if fn is not None else wrap
 
@@ -127,246 +87,204 @@ def step_id() -> str:
     The same across retries and after a restart, so a service that honours
     idempotency keys performs the call once even when the step runs again.
     """
-    identity = _CURRENT.get()
+    identity = current_step()
     if identity is None:
         raise DurableError("dnb.step_id() is only available inside a @dnb.step function")
     return f"dnb-{identity}"
 
 
-class _Step:
-    """The machinery behind one decorated function."""
+def step_of(fn: Any) -> Step | None:
+    """The :class:`Step` behind a ``@dnb.step`` function, or None for anything else."""
+    step = getattr(fn, "_dnb_step", None)
+    return step if isinstance(step, Step) else None
+
+
+class Step:
+    """The machinery behind one decorated function: its body, policy, key and name."""
 
     def __init__(self, fn: Callable[..., Any], policy: RetryPolicy, key: Any, name: str | None,
                  on_failure: str | None = None):  # fmt: skip
         self.fn, self.policy, self.key, self.on_failure = fn, policy, key, on_failure
         qual = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
         self.name = name or qual
+        #: durable_nb's own steps (the clock): never counted, never suspended.
         self.internal = self.name.startswith("dnb.")
+
+    def key_of(self, args: tuple, kwargs: dict) -> str | None:
+        """The explicit identity of a call with these arguments, or None."""
+        key = self.key(*args, **kwargs) if callable(self.key) else self.key
+        return None if key is None else str(key)
 
     def wrapper(self) -> Callable[..., Any]:
         if inspect.iscoroutinefunction(self.fn):
 
             @functools.wraps(self.fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                call = _Call.begin(self, args, kwargs)
+                call = StepCall.begin(self, args, kwargs)
                 if call.done:
                     return call.value
-                return call.finish(await call.attempts_async())
+                return call.finish(await call.run_async())
+
+            wrapper = run_async
         else:
 
             @functools.wraps(self.fn)
             def run(*args: Any, **kwargs: Any) -> Any:
-                call = _Call.begin(self, args, kwargs)
+                call = StepCall.begin(self, args, kwargs)
                 if call.done:
                     return call.value
-                return call.finish(call.attempts_sync())
+                return call.finish(call.run_sync())
 
-        wrapper = run_async if inspect.iscoroutinefunction(self.fn) else run
+            wrapper = run
         wrapper.policy = self.policy  # type: ignore[attr-defined]
         wrapper.step_name = self.name  # type: ignore[attr-defined]
-        wrapper._dnb_step = self  # type: ignore[attr-defined]  # for dnb.map
+        wrapper._dnb_step = self  # type: ignore[attr-defined]  # for step_of()
         return wrapper
 
 
-class Attempts:
-    """The retry loop of one step call, apart from any journal (workers run it too).
+class StepCall:
+    """One call of a step: identity, replay, attempts, asking the person, journaling.
 
-    ``log`` gets one entry per attempt; the final error is raised: :class:`StepFailed`
-    when retries run out, a ``non_retryable`` error as is.
+    ``dnb.map`` makes one per item with the constructor (identity computed for all
+    items at once), runs its attempts elsewhere, and hands the outcome back to
+    :meth:`finish` or :meth:`fail`; a single call goes through :meth:`begin` and
+    :meth:`run_sync` / :meth:`run_async`.
+
+    Parameters
+    ----------
+    step : Step
+    args, kwargs
+        The call's arguments.
+    rt : Runtime, optional
+        Where it is journaled and whom to ask; None for none.
+    identity : str, optional
+        Its identity (``rt.identity``); a random one when not journaled.
+    occurrence : int
+        How many same calls this cell made before it.
+    key : str, optional
+        Its explicit key, if the step has one.
+    nested : bool
+        A call made inside another step: part of that one, run once and not journaled.
     """
 
-    def __init__(self, name: str, policy: RetryPolicy, identity: str) -> None:
-        self.name, self.policy, self.identity = name, policy, identity
-        self.log: list[dict[str, Any]] = []
-        self.errors: list[BaseException] = []
-        #: Called as ``notify(event, **details)`` at each attempt and backoff (status view).
-        self.notify: Callable[..., None] | None = None
-
-    def decided(self, decision: Any) -> bool:
-        """Log a person's decision; True for skip, else a fresh retry budget (log goes on)."""
-        self.log.append({"decision": decision.action, "at": time.time()})
-        self.errors = []
-        return decision.action == "skip"
-
-    def _event(self, event: str, **details: Any) -> None:
-        if self.notify is not None:
-            self.notify(event, step=self.name, attempt=len(self.errors) + 1, **details)
-
-    def run_sync(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        token = _CURRENT.set(self.identity)
-        try:
-            while True:
-                t0 = time.time()
-                self._event("attempt")
-                try:
-                    value = self._attempt_sync(fn, args, kwargs)
-                except Exception as exc:
-                    time.sleep(self._failed(exc, t0))
-                else:
-                    self.log.append({"started": t0, "seconds": time.time() - t0, "error": None})
-                    return value
-        finally:
-            _CURRENT.reset(token)
-
-    async def run_async(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        token = _CURRENT.set(self.identity)
-        timeout = self.policy.timeout
-        try:
-            while True:
-                t0 = time.time()
-                self._event("attempt")
-                try:
-                    if timeout is None:
-                        value = await fn(*args, **kwargs)
-                    else:
-                        try:
-                            value = await asyncio.wait_for(fn(*args, **kwargs), timeout)
-                        except TimeoutError:
-                            raise StepTimeout(self.name, timeout) from None
-                except Exception as exc:
-                    await asyncio.sleep(self._failed(exc, t0))
-                else:
-                    self.log.append({"started": t0, "seconds": time.time() - t0, "error": None})
-                    return value
-        finally:
-            _CURRENT.reset(token)
-
-    def _attempt_sync(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        timeout = self.policy.timeout
-        if timeout is None:
-            return fn(*args, **kwargs)
-        # A thread is the only portable way to stop waiting for a blocking call;
-        # the call itself cannot be killed and is left to finish in the background.
-        box: dict[str, Any] = {}
-        done = threading.Event()
-        ctx = contextvars.copy_context()
-
-        def target() -> None:
-            try:
-                box["value"] = ctx.run(fn, *args, **kwargs)
-            except BaseException as exc:  # handed to the caller's thread
-                box["error"] = exc
-            finally:
-                done.set()
-
-        threading.Thread(target=target, name=f"dnb-step-{self.name}", daemon=True).start()
-        if not done.wait(timeout):
-            raise StepTimeout(self.name, timeout)
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
-
-    def _failed(self, exc: Exception, t0: float) -> float:
-        """Note a failed attempt; return the wait before the next, or raise the final error."""
-        self.errors.append(exc)
-        self.log.append({"started": t0, "seconds": time.time() - t0, "error": describe(exc)})
-        if isinstance(exc, self.policy.non_retryable):
-            raise exc
-        if len(self.errors) > self.policy.retries:
-            raise StepFailed(self.name, self.errors) from exc
-        delay = self.policy.delay(len(self.errors))
-        self._event("backoff", delay=delay, error=describe(exc))
-        return delay
-
-
-class _Call:
-    """One call of a step: identity, replay, attempts, journaling."""
-
-    def __init__(self, step: _Step, args: tuple, kwargs: dict) -> None:
-        self.step, self.args, self.kwargs = step, args, kwargs
-        self.done, self.value, self.nested = False, None, False
-        self.rt: runtime.Runtime | None = None
-        self.identity = uuid.uuid4().hex  # un-journaled calls still get a step_id
-        self.occurrence, self.key = 0, None
+    def __init__(self, step: Step, args: tuple, kwargs: dict, rt: runtime.Runtime | None = None,
+                 identity: str | None = None, occurrence: int = 0, key: str | None = None,
+                 nested: bool = False) -> None:  # fmt: skip
+        self.step, self.args, self.kwargs, self.rt = step, args, kwargs, rt
+        # Un-journaled calls still get an identity, for dnb.step_id().
+        self.identity = identity if identity is not None else uuid.uuid4().hex
+        self.occurrence, self.key, self.nested = occurrence, key, nested
+        #: True when :meth:`begin` found the result in the journal (then in ``value``).
+        self.done, self.value = False, None
         self.started = time.time()
+        self.attempts: Attempts
+        self.restart()
 
     @classmethod
-    def begin(cls, step: _Step, args: tuple, kwargs: dict) -> _Call:
-        call = cls(step, args, kwargs)
-        if _CURRENT.get() is not None:  # a step inside a step is part of the outer one
-            call.nested = True
-            return call
-        rt = call.rt = runtime.current()
-        if rt is not None and rt.enabled:
-            key = step.key(*args, **kwargs) if callable(step.key) else step.key
-            call.key = None if key is None else str(key)
-            call.identity, call.occurrence = rt.identity(step.name, args, kwargs, call.key)
-            value = rt.replay(call.identity, step.name)
+    def begin(cls, step: Step, args: tuple, kwargs: dict) -> StepCall:
+        """A call made in this thread: identified and, when the journal has it, replayed."""
+        if current_step() is not None:  # a step inside a step is part of the outer one
+            return cls(step, args, kwargs, nested=True)
+        rt = runtime.current()
+        if rt is None or not rt.enabled:
+            call = cls(step, args, kwargs, rt)
+        else:
+            key = step.key_of(args, kwargs)
+            identity, occurrence = rt.identity(step.name, args, kwargs, key)
+            call = cls(step, args, kwargs, rt, identity, occurrence, key)
+            value = rt.replay(identity, step.name)
             if value is not runtime.MISS:
                 call.done, call.value = True, value
                 if not step.internal:
                     rt.tally("replayed")
-        call.attempts = Attempts(step.name, step.policy, call.identity)
-        if rt is not None and not step.internal:
+        if rt is not None and not step.internal:  # the status view follows this call
             call.attempts.notify = rt.notify
         return call
 
-    # -- attempts -------------------------------------------------------------
+    def restart(self) -> Attempts:
+        """A fresh retry budget (the attempts' log starts over): set and returned."""
+        self.attempts = Attempts(self.step.name, self.step.policy, self.identity)
+        return self.attempts
 
-    def attempts_sync(self) -> Any:
+    # -- running here ---------------------------------------------------------------
+
+    def run_sync(self) -> Any:
+        """Run the attempts in this thread; when they run out, ask the person or raise."""
         if self.nested:
             return self.step.fn(*self.args, **self.kwargs)
         while True:
             try:
                 return self.attempts.run_sync(self.step.fn, self.args, self.kwargs)
-            except StepFailed as exc:
-                self._journal_error(exc)
-                prompt = self._suspension(exc)
-                decision = prompt() if prompt is not None else None
-                if decision is None or decision.action == "raise":
-                    raise
             except Exception as exc:
-                self._journal_error(exc)
-                raise
-            if self.attempts.decided(decision):
-                return decision.value
+                error, prompt = exc, self._after(exc, asynchronous=False)
+            if self._decided(prompt(), error):
+                return self.value
 
-    async def attempts_async(self) -> Any:
+    async def run_async(self) -> Any:
+        """:meth:`run_sync` for an ``async def`` step."""
         if self.nested:
             return await self.step.fn(*self.args, **self.kwargs)
         while True:
             try:
                 return await self.attempts.run_async(self.step.fn, self.args, self.kwargs)
-            except StepFailed as exc:
-                self._journal_error(exc)
-                prompt = self._suspension(exc, asynchronous=True)
-                decision = await prompt() if prompt is not None else None
-                if decision is None or decision.action == "raise":
-                    raise
             except Exception as exc:
-                self._journal_error(exc)
-                raise
-            if self.attempts.decided(decision):
-                return decision.value
+                error, prompt = exc, self._after(exc, asynchronous=True)
+            if self._decided(await prompt(), error):
+                return self.value
 
-    def _suspension(self, error: StepFailed, asynchronous: bool = False) -> Any:
-        """A callable awaiting the person's decision, or None when the step must raise."""
+    def _after(self, error: Exception, asynchronous: bool) -> Callable[[], Any]:
+        """Journal a final error; return what awaits the person's decision, or raise it."""
+        self.fail(error)
+        prompt = self.ask(error, asynchronous) if isinstance(error, StepFailed) else None
+        if prompt is None:
+            raise error
+        return prompt
+
+    def _decided(self, decision: Any, error: Exception) -> bool:
+        """True for Skip (its value in ``value``), False for Retry; Raise raises ``error``."""
+        if decision is None or decision.action == "raise":
+            raise error
+        if self.attempts.decided(decision):
+            self.value = decision.value
+            return True
+        return False
+
+    def ask(self, error: BaseException, asynchronous: bool = False) -> Callable[[], Any] | None:
+        """What awaits the person's decision on ``error``, or None when the step must raise.
+
+        ``on_failure="raise"`` (the step's, else the notebook's) and durable_nb's own
+        steps never ask; otherwise the runtime's asker decides how (``rt.ask``).
+        """
         rt = self.rt
-        if rt is None or self.step.internal or (self.step.on_failure or rt.on_failure) == "raise":
+        if rt is None or self.step.internal:
             return None
-        return rt.ask(self.step.name, self._args(), error, asynchronous)
+        if (self.step.on_failure or rt.on_failure) == "raise":
+            return None
+        return rt.ask(self.step.name, self.shown_args(), error, asynchronous)
 
-    # -- journaling -----------------------------------------------------------
+    # -- journaling -------------------------------------------------------------------
 
-    def _args(self) -> str:
+    def shown_args(self) -> str:
+        """The arguments as the person sees them: ``(1, 'a', x=[...])``, shortened."""
         args = ", ".join([_repr.repr(a) for a in self.args]
                          + [f"{k}={_repr.repr(v)}" for k, v in self.kwargs.items()])  # fmt: skip
         return f"({args})"
 
     def _row(self, status: str, **extra: Any) -> dict[str, Any]:
-        return dict(identity=self.identity, name=self.step.name, args=self._args(),
+        return dict(identity=self.identity, name=self.step.name, args=self.shown_args(),
                     occurrence=self.occurrence, key=self.key, status=status,
                     attempts=len(self.attempts.log),
                     attempt_errors=json.dumps(self.attempts.log),
                     started=self.started, ended=time.time(), **extra)  # fmt: skip
 
-    def _journal_error(self, exc: BaseException, sync: bool = True) -> None:
+    def fail(self, error: BaseException, sync: bool = True) -> None:
+        """Journal ``error`` as the call's final outcome (durable now, or at ``rt.sync()``)."""
         rt = self.rt
-        if rt is None:
+        if rt is None or self.nested:
             return
         if not self.step.internal:
             rt.tally("failed")
-        rt.record(self._row("error", error=describe(exc)), sync)
+        rt.record(self._row("error", error=describe(error)), sync)
 
     def finish(self, value: Any, sync: bool = True) -> Any:
         """Journal the result (durable now, or at the next ``rt.sync()``); return it."""

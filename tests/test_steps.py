@@ -44,6 +44,14 @@ def _requests(url: str, path: str) -> int:
     return stats(url)["by_path"].get(f"/work/{path}", 0)
 
 
+def _final_rows(k, where: str) -> str:
+    """``[statuses] [attempts] ErrorType`` of the journaled calls matching ``where``."""
+    return k.ok(
+        f"df = %durable sql SELECT status, attempts, error FROM steps WHERE {where}\n"
+        "print(list(df.status), list(df.attempts), df.error[0].partition(':')[0])"
+    ).stdout.strip()
+
+
 def _last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 
@@ -96,11 +104,8 @@ def test_exhausted_retries_raise_step_failed_with_every_error(start_kernel, work
     r = k.run("provision('c')", cell_id="use2")
     assert not r.ok and r.error["ename"] == "StepFailed", str(r)
     assert _requests(service, "provision/c") == 3
-    out = k.ok(
-        "df = %durable sql SELECT status, attempts, error FROM steps WHERE args = '(''c'')'\n"
-        "print(list(df.status), list(df.attempts), df.error[0][:10])"
-    ).stdout
-    assert out.strip() == "['error'] [3] StepFailed", out
+    out = _final_rows(k, "args = '(''c'')'")
+    assert out == "['error'] [3] StepFailed", out
 
 
 # -- 2. non-retryable errors -----------------------------------------------------
@@ -139,10 +144,30 @@ def test_non_retryable_error_is_raised_at_once_and_as_is(start_kernel, workdir):
 # -- 3. timeouts ----------------------------------------------------------------
 
 
-def test_sync_step_timeout_raises_step_failed_of_step_timeouts(start_kernel, workdir):
+def test_sync_step_timeout_is_not_retried_while_the_attempt_may_run(start_kernel, workdir):
+    # The timed-out attempt goes on in its thread: a retry would run beside it, so by
+    # default there is none, and the StepTimeout is raised at once and journaled.
     k = _start(start_kernel, workdir)
     k.ok(
-        "@dnb.step(retries=1, initial=0.01, timeout=0.3)\n"
+        "@dnb.step(retries=3, initial=0.01, timeout=0.3)\n"
+        "def slow():\n"
+        "    bump('slow.txt')\n"
+        "    time.sleep(3)\n"
+        "    return 'late'\n",
+        cell_id="def",
+    )
+    r = k.run("slow()", cell_id="use")
+    assert r.error and r.error["ename"] == "StepTimeout", str(r)
+    assert "allow_overlap=True" in r.error["evalue"], r.error["evalue"]
+    assert len(_lines(workdir, "slow.txt")) == 1  # a retry would have appended at once
+    out = _final_rows(k, "name = 'slow'")
+    assert out == "['error'] [1] StepTimeout", out
+
+
+def test_sync_step_timeout_with_allow_overlap_retries(start_kernel, workdir):
+    k = _start(start_kernel, workdir)
+    k.ok(
+        "@dnb.step(retries=1, initial=0.01, timeout=0.3, allow_overlap=True)\n"
         "def slow():\n"
         "    bump('slow.txt')\n"
         "    time.sleep(3)\n"
