@@ -152,7 +152,7 @@ class Fanout:
             self._sync()
         if backend.busy():
             report("dnb.map interrupted while items were still running: their results are "
-                           "not journaled, and a re-run of the cell runs them again")  # fmt: skip
+                   "not journaled, and a re-run of the cell runs them again")  # fmt: skip
 
     def _collect(self, backend: Backend, block: bool) -> tuple[list[Any], bool]:
         """Take what finished (waiting for something when ``block``); ``idle``: no more."""
