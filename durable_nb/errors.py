@@ -33,8 +33,25 @@ class DurableError(Exception):
     """Base class of every error raised by durable_nb."""
 
 
+def _first_line(cause: BaseException) -> str:
+    """A cause's message on one line (DuckDB's add the query and a caret below)."""
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
+#: How a problem that keeps an existing journal closed ends its message.
+_STOPS = (
+    "this kernel does not journal, and a step call stops rather than run again what the "
+    "journal may hold. "
+)
+_OFF = "; or run %durable off to run steps un-journaled on purpose."
+
+
 class JournalError(DurableError):
     """The journal cannot be used; the notebook goes on without it."""
+
+    #: True when the journal exists and may hold results this kernel cannot read (held,
+    #: damaged, too new): a step call then stops (:meth:`stopped`) instead of running.
+    holds_steps = False
 
     def __init__(self, path: str, message: str) -> None:
         super().__init__(message)
@@ -42,6 +59,14 @@ class JournalError(DurableError):
 
     def __reduce__(self):
         return (type(self), (self.path, str(self)))
+
+    def stopped(self, step: str) -> JournalError:
+        """The error a call of ``step`` raises while this problem keeps the journal closed."""
+        text = f"step {step!r} did not run: {self}"
+        if "%durable off" not in text:
+            text += " Or run %durable off to run steps un-journaled on purpose."
+        make, (*head, _) = self.__reduce__()
+        return make(*head, text)
 
 
 class JournalLocked(JournalError):
@@ -52,11 +77,12 @@ class JournalLocked(JournalError):
         super().__init__(
             path,
             message
-            or f"journal {path} is held by {holder}; this kernel runs un-journaled. "
-            "Stop that kernel (or use another notebook name / DURABLE_NB_DIR) and "
-            "restart this one to journal.",
+            or f"journal {path} is held by {holder}: {_STOPS}Stop that kernel (or use another "
+            f"notebook name / DURABLE_NB_DIR) and restart this one to journal{_OFF}",
         )
         self.pid = pid
+
+    holds_steps = True
 
     def __reduce__(self):
         return (type(self), (self.path, self.pid, str(self)))
@@ -65,26 +91,36 @@ class JournalLocked(JournalError):
 class JournalCorrupt(JournalError):
     """The journal file is damaged, truncated or not a DuckDB file."""
 
+    holds_steps = True
+
     @classmethod
     def from_cause(cls, path: str, cause: BaseException) -> JournalCorrupt:
         return cls(
             path,
-            f"journal {path} cannot be read ({cause}); this kernel runs un-journaled. "
-            "Move the file aside (e.g. to .bak) to start a new journal, "
-            "or restore it from a copy.",
+            f"journal {path} cannot be read ({_first_line(cause)}): {_STOPS}Move the file "
+            "aside (e.g. to .bak) and restart the kernel to start a new journal, or restore "
+            f"it from a copy{_OFF}",
         )
+
+
+class NotAJournal(JournalCorrupt):
+    """The file is a DuckDB database of something else: it holds no step results."""
+
+    holds_steps = False
 
 
 class JournalTooNew(JournalError):
     """The journal was written by a newer durable_nb."""
+
+    holds_steps = True
 
     @classmethod
     def from_versions(cls, path: str, found: int, supported: int) -> JournalTooNew:
         return cls(
             path,
             f"journal {path} has schema version {found}, newer than this durable_nb "
-            f"supports ({supported}); this kernel runs un-journaled. "
-            "Upgrade durable_nb (pip install -U durable_nb).",
+            f"supports ({supported}): {_STOPS}Upgrade durable_nb (pip install -U durable_nb)"
+            f"{_OFF}",
         )
 
 
@@ -95,7 +131,7 @@ class JournalUnwritable(JournalError):
     def from_cause(cls, path: str, cause: BaseException) -> JournalUnwritable:
         return cls(
             path,
-            f"cannot write the journal at {path} ({cause}); durable_nb steps aside "
+            f"cannot write the journal at {path} ({_first_line(cause)}); durable_nb steps aside "
             "and the notebook runs un-journaled. Free disk space or set "
             "DURABLE_NB_DIR to a writable folder, then restart the kernel.",
         )

@@ -15,7 +15,7 @@ from traitlets.config import Configurable
 
 from . import runtime, suspend
 from ._report import report
-from .errors import describe
+from .errors import JournalCorrupt, describe
 from .runtime import FRESH_LINE, Runtime
 from .snapshot import DEFAULT_MAX_BYTES, Snapshots
 
@@ -65,14 +65,26 @@ class _Extension:
             self.rt.announced()
         runtime.install(self.rt)
         atexit.register(self.rt.close)
-        self.snapshots = Snapshots(shell, self.rt, max_bytes=settings.max_bytes)
+        self.snapshots, self.pending_resume = self._read_journal(settings.max_bytes)
         settings.observe(self._setting_changed, ["on_failure", "max_bytes"])
-        self.pending_resume = self.snapshots.interrupted()
         self.magics = DurableMagics(shell, self.rt, self.snapshots)
         shell.register_magics(self.magics)
         shell.events.register("pre_run_cell", self.pre_run_cell)
         shell.events.register("post_run_cell", self.post_run_cell)
         shell.input_transformers_cleanup.append(strip_fresh_line)
+
+    def _read_journal(self, max_bytes: int) -> tuple[Snapshots, dict[str, Any] | None]:
+        """The snapshots and the cell the last run died in, read from the journal.
+
+        A journal that opened but cannot be read (a damaged page) is set aside: the
+        extension stays loaded, un-journaled, and the first cell says why.
+        """
+        try:
+            snapshots = Snapshots(self.shell, self.rt, max_bytes=max_bytes)
+            return snapshots, snapshots.interrupted()
+        except Exception as exc:
+            self.rt.step_aside(JournalCorrupt.from_cause(str(self.rt.path), exc))
+            return Snapshots(self.shell, self.rt, max_bytes=max_bytes), None
 
     def uninstall(self, status: str = "unloaded") -> None:
         """Take back whatever :meth:`install` added, even if it stopped halfway."""
@@ -173,8 +185,10 @@ class _Extension:
             report("snapshot interrupted; the next cell saves the whole namespace again")
         except Exception as exc:
             report(
-                f"could not snapshot the namespace ({describe(exc)}); the cell's result "
-                "stands, and the next cell saves the whole namespace again",
+                f"could not snapshot the namespace into {self.rt.path} ({describe(exc)}); the "
+                "cell's result stands, and the next cell saves the whole namespace again. "
+                "If this repeats, the journal may be damaged: move it aside (e.g. to .bak) "
+                "and restart the kernel",
                 once=f"snapshot:{type(exc).__name__}",
             )
 

@@ -28,6 +28,7 @@ from .errors import (
     JournalLocked,
     JournalTooNew,
     JournalUnwritable,
+    NotAJournal,
     UntrustedJournal,
     describe,
 )
@@ -645,7 +646,7 @@ def _migrate(path: Path, con: Any) -> None:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row else 0
     elif tables:
-        raise JournalCorrupt(
+        raise NotAJournal(
             str(path),
             f"{path} is a DuckDB file but not a durable_nb journal (it has tables "
             f"{', '.join(sorted(tables)[:5])}); this kernel runs un-journaled. "

@@ -168,7 +168,16 @@ class DurableMagics(Magics):
             raise UsageError(f"the query failed: {exc}") from None
 
     def _restore(self, args: Any) -> None:
-        self._journal()
+        journal = self._journal()
+        if args.at is not None:
+            # The cell running this magic has the journal's last number, and nothing saved.
+            last = journal.seq - (self.rt.cell.seq == journal.seq)
+            if not 1 <= args.at <= last:
+                valid = f"1 to {last}" if last else "none yet"
+                raise UsageError(
+                    f"%durable restore --at {args.at}: no such cell execution in this journal "
+                    f"(recorded: {valid}); %durable log lists them"
+                )
         print(f"durable_nb: {self.snapshots.restore(args.at)}")
 
     def _ignore(self, args: Any) -> None:

@@ -25,7 +25,7 @@ import xxhash
 from . import codec
 from ._report import report
 from ._version import __version__
-from .errors import DurableError, JournalError, describe
+from .errors import DurableError, JournalCorrupt, JournalError, describe
 from .journal import STEP_COLUMNS, Journal, resolve_path
 
 #: A cell whose first line is this re-runs its steps instead of replaying them.
@@ -113,6 +113,8 @@ class Runtime:
             self._write("run", self._run_row(None, "running"))
         except JournalError as exc:
             self.step_aside(exc)
+        except Exception as exc:  # whatever opening meets, the kernel runs on and says so
+            self.step_aside(JournalCorrupt.from_cause(str(self.path), exc))
 
     # -- state ----------------------------------------------------------------
 
@@ -294,7 +296,10 @@ class Runtime:
         In strict replay a miss raises :class:`ReplayMissing` and a recorded final error
         is raised again; nothing is ever run.
         """
-        journal = self.journal if self.enabled else None
+        journal = self.journal if self.enabled else None  # %durable off: run, on purpose
+        problem = self.problem if self.enabled and journal is None else None
+        if problem is not None and problem.holds_steps:
+            raise problem.stopped(name)  # it may have run: never run it silently again
         if journal is None or (self.cell.fresh and not self.strict):
             if self.strict:
                 raise self._not_in_journal(identity, name)

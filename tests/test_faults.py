@@ -55,7 +55,8 @@ def tmpfs(tmp_path: Path):
 # -- 1. a second kernel on the same journal ------------------------------------------------
 
 
-def test_second_kernel_on_same_journal_runs_unjournaled(start_kernel, workdir):
+def test_second_kernel_stops_journaled_steps_until_told(start_kernel, workdir):
+    # issue 12, finding 6: the second kernel used to run a's journaled steps again.
     out_a, out_b = workdir / "a.txt", workdir / "b.txt"
     a = start_kernel()
     r = cell(a, steps_cell(out_a), "a1")
@@ -63,7 +64,7 @@ def test_second_kernel_on_same_journal_runs_unjournaled(start_kernel, workdir):
     assert dnb_lines(r.stderr) == []
 
     b = start_kernel()  # same JPY_SESSION_NAME: same journal, held by a
-    first = cell(b, "x = 1", "b0")
+    first = cell(b, "x = 1", "b0")  # a cell without steps runs as usual
     msgs = dnb_lines(first.stderr)
     assert len(msgs) == 1, first.stderr
     msg = msgs[0]
@@ -72,15 +73,25 @@ def test_second_kernel_on_same_journal_runs_unjournaled(start_kernel, workdir):
     assert str(a.pid) in msg
     assert "un-journaled" in msg
     status = status_text(b)
-    assert str(a.pid) in status and "un-journaled" in status, status
+    assert str(a.pid) in status and "not journaling" in status, status
 
-    # b's steps run and return their values; nothing is journaled, so a re-run runs again.
+    # A step the journal may hold stops, saying why and the ways out; it does not run.
+    r = b.run(steps_cell(out_b), cell_id="b1")
+    assert not r.ok and r.error["ename"] == "JournalLocked", r
+    stop = r.error["evalue"]
+    assert "'effect' did not run" in stop and str(a.pid) in stop and str(journal) in stop
+    assert "%durable off" in stop and "Stop that kernel" in stop, stop
+    assert lines(out_b) == []
+    assert cell(b, "print(x + 1)", "b2").stdout.strip() == "2"
+
+    # %durable off: b runs its steps un-journaled, on purpose; a re-run runs them again.
+    cell(b, "%durable off", "b3")
     for _ in range(2):
         r = cell(b, steps_cell(out_b), "b1")
         assert expected() in r.stdout
-        assert dnb_lines(r.stderr) == [], r.stderr  # the warning is not repeated
+        assert dnb_lines(r.stderr) == [], r.stderr
     assert len(lines(out_b)) == 6
-    assert cell(b, "print(effect(7) + 1)", "b2").stdout.strip() == "71"
+    assert cell(b, "print(effect(7) + 1)", "b4").stdout.strip() == "71"
 
     # a journals on, undisturbed, while b is alive.
     r = cell(a, steps_cell(out_a, n=5), "a2")
@@ -102,6 +113,36 @@ def test_second_kernel_on_same_journal_runs_unjournaled(start_kernel, workdir):
 
 
 # -- 2. a corrupt journal ------------------------------------------------------------------
+
+
+def _assert_steps_stop(k, workdir: Path, journal: Path, *, what_to_do: str) -> str:
+    """The first cell shows one message about ``journal``; a step call stops until
+    ``%durable off``; returns the message."""
+    out = workdir / "effects.txt"
+    r = cell(k, "x = 20", "c0")  # a cell without steps runs as usual
+    msgs = dnb_lines(r.stderr)
+    assert len(msgs) == 1, r.stderr
+    msg = msgs[0]
+    assert str(journal) in msg, msg
+    assert "un-journaled" in msg, msg
+    assert what_to_do in msg.lower(), msg
+    assert "Traceback" not in r.stderr
+    # issue 12, finding 6: the journal may hold the steps, so they do not run again.
+    r = k.run(steps_cell(out), cell_id="c1")
+    assert not r.ok and "'effect' did not run" in r.error["evalue"], r
+    assert str(journal) in r.error["evalue"] and "%durable off" in r.error["evalue"], r
+    assert lines(out) == []
+    status = status_text(k)
+    assert "not journaling" in status and str(journal) in status, status
+    # %durable off runs them un-journaled, on purpose; re-running runs them again.
+    cell(k, "%durable off", "off")
+    for _ in range(2):
+        r = cell(k, steps_cell(out), "c1")
+        assert expected() in r.stdout
+        assert dnb_lines(r.stderr) == [], r.stderr
+    assert len(lines(out)) == 6
+    assert cell(k, "print(sum(vals) + effect(4) + x)", "c2").stdout.strip() == "90"
+    return msg
 
 
 def _assert_runs_unjournaled(k, workdir: Path, journal: Path, *, what_to_do: str) -> str:
@@ -143,7 +184,7 @@ def test_garbage_journal_file(start_kernel, workdir):
     garbage = random.Random(1).randbytes(64 * 1024)
     journal.write_bytes(garbage)
     k = start_kernel()
-    msg = _assert_runs_unjournaled(k, workdir, journal, what_to_do="aside")
+    msg = _assert_steps_stop(k, workdir, journal, what_to_do="aside")
     assert "cannot be read" in msg
     k.close()
     assert journal.read_bytes() == garbage  # the user's file is left as it was
@@ -154,7 +195,7 @@ def test_truncated_journal_file(start_kernel, workdir):
     data = journal.read_bytes()
     journal.write_bytes(data[: len(data) // 2])
     k = start_kernel()
-    _assert_runs_unjournaled(k, workdir, journal, what_to_do="aside")
+    _assert_steps_stop(k, workdir, journal, what_to_do="aside")
     k.close()
     assert journal.stat().st_size == len(data) // 2
 
@@ -197,7 +238,7 @@ def test_journal_with_a_view_is_refused_before_anything_is_loaded(start_kernel, 
     )
     con.close()
     k = start_kernel()
-    msg = _assert_runs_unjournaled(k, workdir, journal, what_to_do="aside")
+    msg = _assert_steps_stop(k, workdir, journal, what_to_do="aside")
     assert "views or macros" in msg, msg
     k.close()
     assert not marker.exists()
@@ -215,7 +256,7 @@ def test_too_new_journal(start_kernel, workdir):
     ]
     con.close()
     k = start_kernel()
-    msg = _assert_runs_unjournaled(k, workdir, journal, what_to_do="upgrade")
+    msg = _assert_steps_stop(k, workdir, journal, what_to_do="upgrade")
     assert "999" in msg and "newer" in msg, msg
     k.close()
     con = duckdb.connect(str(journal), read_only=True)
