@@ -115,18 +115,22 @@ def test_second_kernel_stops_journaled_steps_until_told(start_kernel, workdir):
 # -- 2. a corrupt journal ------------------------------------------------------------------
 
 
+def _one_message(r, journal: Path, what_to_do: str) -> str:
+    """The one ``durable_nb:`` line of the first cell: the journal, and what to do."""
+    msgs = dnb_lines(r.stderr)
+    assert len(msgs) == 1, r.stderr
+    msg = msgs[0]
+    assert str(journal) in msg and "un-journaled" in msg, msg
+    assert what_to_do in msg.lower(), msg
+    assert "Traceback" not in r.stderr
+    return msg
+
+
 def _assert_steps_stop(k, workdir: Path, journal: Path, *, what_to_do: str) -> str:
     """The first cell shows one message about ``journal``; a step call stops until
     ``%durable off``; returns the message."""
     out = workdir / "effects.txt"
-    r = cell(k, "x = 20", "c0")  # a cell without steps runs as usual
-    msgs = dnb_lines(r.stderr)
-    assert len(msgs) == 1, r.stderr
-    msg = msgs[0]
-    assert str(journal) in msg, msg
-    assert "un-journaled" in msg, msg
-    assert what_to_do in msg.lower(), msg
-    assert "Traceback" not in r.stderr
+    msg = _one_message(cell(k, "x = 20", "c0"), journal, what_to_do)  # runs as usual
     # issue 12, finding 6: the journal may hold the steps, so they do not run again.
     r = k.run(steps_cell(out), cell_id="c1")
     assert not r.ok and "'effect' did not run" in r.error["evalue"], r
@@ -150,13 +154,7 @@ def _assert_runs_unjournaled(k, workdir: Path, journal: Path, *, what_to_do: str
     out = workdir / "effects.txt"
     r = cell(k, steps_cell(out), "c1")
     assert expected() in r.stdout
-    msgs = dnb_lines(r.stderr)
-    assert len(msgs) == 1, r.stderr
-    msg = msgs[0]
-    assert str(journal) in msg, msg
-    assert "un-journaled" in msg, msg
-    assert what_to_do in msg.lower(), msg
-    assert "Traceback" not in r.stderr
+    msg = _one_message(r, journal, what_to_do)
     # The notebook runs on: later cells work, and re-running runs the steps again.
     r = cell(k, steps_cell(out), "c1")
     assert expected() in r.stdout
