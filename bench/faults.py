@@ -467,10 +467,13 @@ def _log_damage(t: Trial, cut: bool) -> dict[str, int]:
     for i in sorted(marked):  # step i's record is the bytes (prev, end]
         spans[i], prev = (prev, marked[i][1]), marked[i][1]
     data = bytearray(log.read_bytes())
-    lo = t.rng.randrange(start, prev)  # inside the step records
+    # Inside the step records. A cut stops before the last record: a record cut short
+    # at the end of the log is what a crash during its append leaves (a torn tail).
+    last = spans[max(spans)][0]
+    lo = t.rng.randrange(start, last if cut else prev)
     hi = lo + 1
     if cut:
-        hi = min(prev, lo + t.rng.randrange(1, 600))
+        hi = min(last, lo + t.rng.randrange(1, 600))
         del data[lo:hi]
     else:
         data[lo] ^= 1 << t.rng.randrange(8)
