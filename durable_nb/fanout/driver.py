@@ -278,10 +278,8 @@ class Fanout:
     def _bar(self, total: int) -> Any:
         if not self.progress:
             return None
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:  # an optional nicety: never the reason a map fails
-            return None
+        from tqdm.auto import tqdm  # a dependency, imported when a map shows progress
+
         bar = tqdm(total=total, desc=self.step.name, unit="item", dynamic_ncols=True)
         self._shown = 0
         self._update(bar)
