@@ -5,12 +5,15 @@ JSON for plain data, pickle protocol 5 next, dill (``recurse=True``) last.
 
 from __future__ import annotations
 
-import gc
+import contextlib
+import contextvars
 import io
 import json
 import math
 import pickle
+import sys
 import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,27 +190,7 @@ class Unserializable(Exception):
 
 
 class _ByValue(Exception):
-    """A notebook-defined function or class: pickle would save a dangling reference."""
-
-
-#: Objects of these types cannot change, so sharing them does not tie variables together.
-_IMMUTABLE = (str, bytes, int, float, complex, bool, type(None), tuple, frozenset, range,
-              slice, types.ModuleType, type)  # fmt: skip
-
-
-def _mutable(item: Any) -> bool:
-    """Whether a change to ``item`` can show through every variable that holds it."""
-    if isinstance(item, (list, dict, set, bytearray)):
-        return True
-    if isinstance(item, _IMMUTABLE) or callable(item):
-        return False
-    t = type(item)
-    module = t.__module__ or ""
-    if module.startswith("numpy"):  # arrays change; dtypes and scalars do not
-        return t.__name__ == "ndarray"
-    if module.startswith("pandas") and t.__name__.endswith(("Index", "Dtype", "DType")):
-        return False  # immutable by design, and shared between frames
-    return hasattr(item, "__dict__")
+    """A notebook-defined function or class not bound to its name: dill saves it by value."""
 
 
 def _guard(obj: Any) -> None:
@@ -217,12 +200,47 @@ def _guard(obj: Any) -> None:
         raise Unserializable(f"{type(obj).__name__} is an open file")
 
 
-class _Pickler(pickle.Pickler):
-    def reducer_override(self, obj: Any) -> Any:
+class _ByName:
+    """Notebook classes and functions bound to a variable of their name are saved as that
+    name (the variable's own payload holds them by value); any other goes by value (dill).
+
+    So instances of a notebook class are pickled by the C pickler, and after a restore
+    ``type(obj) is Cls`` holds, as in the live namespace.
+    """
+
+    def __init__(self, ns: dict[str, Any] | None, members: set[int]) -> None:
+        self.ns, self.members, self.refs = ns, members, set()
+
+    def reduce(self, obj: Any) -> Any:
         _guard(obj)
         if isinstance(obj, (types.FunctionType, type)) and obj.__module__ == "__main__":
-            raise _ByValue
+            name = obj.__qualname__
+            if id(obj) not in self.members and self.ns is not None and self.ns.get(name) is obj:
+                self.refs.add(name)
+                return _global, (name,)
+            return None
         return NotImplemented
+
+
+def _global(name: str) -> Any:
+    """A notebook global, from the restore under way (which loads it first) or ``__main__``."""
+    resolve = _RESOLVE.get()
+    return resolve(name) if resolve is not None else vars(sys.modules["__main__"])[name]
+
+
+_RESOLVE: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.ContextVar(
+    "durable_nb_resolve", default=None
+)
+
+
+class _Pickler(pickle.Pickler):
+    by_name: _ByName
+
+    def reducer_override(self, obj: Any) -> Any:
+        out = self.by_name.reduce(obj)
+        if out is None:
+            raise _ByValue
+        return out
 
 
 def _dill_pickler() -> type:
@@ -231,86 +249,114 @@ def _dill_pickler() -> type:
     # Without ``recurse``, dill writes a notebook function's globals as a reference to
     # ``__main__``: once restored, it sees the restored namespace, not a private copy.
     class _DillPickler(dill.Pickler):
+        by_name: _ByName
+
         def reducer_override(self, obj: Any) -> Any:
-            _guard(obj)
-            return NotImplemented
+            out = self.by_name.reduce(obj)
+            return NotImplemented if out is None else out
 
     return _DillPickler
 
 
+class _Quiet:
+    """Stands in for the ``warnings`` module inside dill while a snapshot is saved.
+
+    dill warns (``PicklingWarning``) about classes it cannot locate, and enters
+    ``warnings.catch_warnings()`` for every code object, which makes Python show every
+    "once" warning of the notebook again: a snapshot must not be seen.
+    """
+
+    def __init__(self, real: types.ModuleType) -> None:
+        self.real = real
+
+    def warn(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def catch_warnings(self, *args: Any, **kwargs: Any) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def filterwarnings(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@contextlib.contextmanager
+def _quiet_dill() -> Iterator[None]:
+    import dill._dill as dd
+
+    real = dd.warnings
+    dd.warnings = _Quiet(real)
+    try:
+        yield
+    finally:
+        dd.warnings = real
+
+
 @dataclass
 class Encoded:
-    """A value ready to store: a pickle stream and its raw buffers."""
+    """A value ready to store: a pickle stream, its raw buffers, the notebook globals it
+    refers to by name."""
 
     codec: str
     stream: bytes
     buffers: list[memoryview]
+    refs: frozenset[str] = frozenset()
 
 
-def encode(obj: Any) -> Encoded:
-    """Serialize ``obj`` without copying its large buffers.
+def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> Encoded:
+    """Serialize ``obj`` without copying its large buffers; pickle once when pickle can.
 
-    Raises :class:`Unserializable` with the reason when nothing can save it.
+    ``ns``: the notebook's globals (bound notebook classes and functions are saved by
+    name); ``members``: the values saved here by value even when bound (``obj`` itself, or
+    the members of a group). Raises :class:`Unserializable` with the reason when nothing
+    can save it.
     """
     buffers: list[memoryview] = []
-    reason = ""
-    for codec_name, factory in ((PICKLE, lambda: _Pickler), (DILL, _dill_pickler)):
-        out = io.BytesIO()
-        buffers.clear()
-        try:
-            pickler = factory()(out, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
+    by_name = _ByName(ns, {id(m) for m in members or (obj,)})
+    out = io.BytesIO()
+    try:
+        pickler = _Pickler(out, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
+        pickler.by_name = by_name
+        pickler.dump(obj)
+        return Encoded(PICKLE, out.getvalue(), buffers, frozenset(by_name.refs))
+    except Unserializable:
+        raise
+    except _ByValue:
+        pass
+    except Exception as exc:
+        if not _worth_dill(exc):
+            raise Unserializable(describe(exc)) from None
+    out, by_name.refs = io.BytesIO(), set()
+    buffers.clear()
+    try:
+        with _quiet_dill():
+            keep = buffers.append
+            pickler = _dill_pickler()(out, protocol=5, buffer_callback=lambda b: keep(b.raw()))
+            pickler.by_name = by_name
             pickler.dump(obj)
-        except Unserializable:
-            raise
-        except _ByValue:
-            continue
-        except Exception as exc:
-            reason = describe(exc)
-            continue
-        return Encoded(codec_name, out.getvalue(), list(buffers))
-    raise Unserializable(reason)
+    except Unserializable:
+        raise
+    except Exception as exc:
+        raise Unserializable(describe(exc)) from None
+    return Encoded(DILL, out.getvalue(), list(buffers), frozenset(by_name.refs))
 
 
-def shares(obj: Any) -> frozenset[int]:
-    """Ids of the mutable objects reachable from ``obj``, and of the memory its arrays view.
-
-    Two variables that share one of them can change together.
-    """
-    keys: set[int] = set()
-    seen: set[int] = set()
-    stack = [obj]
-    while stack:
-        item = stack.pop()
-        if id(item) in seen or callable(item):
-            continue
-        if isinstance(item, _IMMUTABLE) and not isinstance(item, (tuple, frozenset)):
-            continue  # a tuple cannot change, but what it holds can
-        seen.add(id(item))
-        if _mutable(item):
-            keys.add(id(item))
-        t = type(item)
-        if t.__module__.startswith(("numpy", "pandas")) and not _mutable(item):
-            continue  # dtypes, indexes: nothing inside them changes
-        if t.__name__ == "ndarray":
-            base = item.base  # a view changes when the memory it views changes
-            while base is not None:
-                keys.add(id(base))
-                base = getattr(base, "base", None)
-            if item.dtype.hasobject:
-                stack.extend(item.ravel().tolist())
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            stack.extend(item)
-        else:
-            stack.extend(gc.get_referents(item))
-    return frozenset(keys)
+def _worth_dill(exc: Exception) -> bool:
+    """Whether dill may save what pickle refused (lambdas, local classes, generators...)."""
+    return not isinstance(exc, RecursionError | MemoryError)
 
 
-def decode(codec: str, stream: bytes, buffers: list[Any]) -> Any:
-    """Inverse of :func:`encode`."""
-    if codec == DILL:
-        import dill
+def decode(codec: str, stream: bytes, buffers: list[Any],
+           resolve: Callable[[str], Any] | None = None) -> Any:  # fmt: skip
+    """Inverse of :func:`encode`; ``resolve(name)`` gives the notebook global ``name``."""
+    token = _RESOLVE.set(resolve)
+    try:
+        if codec == DILL:
+            import dill
 
-        return dill.loads(stream, buffers=buffers)
-    return pickle.loads(stream, buffers=buffers)
+            return dill.loads(stream, buffers=buffers)
+        return pickle.loads(stream, buffers=buffers)
+    finally:
+        _RESOLVE.reset(token)

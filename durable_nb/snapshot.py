@@ -1,27 +1,46 @@
 """Namespace snapshots: change detection after each cell, incremental save, restore.
 
 What cannot be saved is recorded with the cell that defined it (the recompute plan).
+
+Which variables a cell may have changed (the rule; a cell costs what it touches):
+
+1. the names the cell's code mentions, and every variable bound to a new object;
+2. everything reachable (:mod:`durable_nb.graph`) from those values; the variables named
+   by the code of every notebook function, method or class reached (closures, defaults,
+   decorators, bound methods, callbacks held in data: a function called by name can
+   change a variable the cell never names), transitively; and the data of the notebook's
+   own helper modules reached (``mylib.add(1)`` can change ``c = mylib.cache``);
+3. every variable whose value shared a data object with one of those, before or after
+   the cell (an index of object ids from earlier walks): a change made through one
+   alias shows in all, so they are compared, and saved together so identity survives;
+4. every variable whose payload refers by name to a class or function that was rebound;
+5. all variables after a cell that uses ``get_ipython`` (magics), ``exec``, ``eval``,
+   ``globals``, ``vars`` or ``locals``, and while the namespace is tiny.
+
+Each is pickled and compared with what the journal holds; only what differs is written.
+Not seen: changes made outside cells (threads, widget callbacks run between cells) to a
+variable no later cell reaches, and changes to state that lives in libraries or the
+kernel (their objects are not the notebook's data). Saved at the next cell reaching them.
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
-import functools
 import importlib
 import io
 import json
 import re
+import sys
 import time
 import types
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import xxhash
 
-from . import codec
+from . import codec, graph
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .errors import JournalError, JournalUnwritable, describe
 from .runtime import Runtime
@@ -30,8 +49,11 @@ from .runtime import Runtime
 _IPYTHON_NAMES = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Out|exit|quit)$")
 #: A variable bigger than this is recorded for recompute instead of saved.
 DEFAULT_MAX_BYTES = 4 << 30
-#: Below this many recorded bytes, every variable is checked after every cell.
-FULL_SWEEP_BYTES = 4 << 20
+#: Below this many recorded bytes, every variable is checked after every cell (a safety
+#: net for changes made outside cells; cheap at this size).
+SWEEP_BYTES = 64 << 10
+#: Names whose use in a cell may change any variable: the cell is followed by a full sweep.
+_ANY_NAME = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals"})
 
 
 @dataclass
@@ -44,7 +66,8 @@ class Known:
     item: int | None
     cell_seq: int
     nbytes: int = 0
-    shares: frozenset[int] = frozenset()
+    shares: frozenset[int] | set[int] = frozenset()
+    refs: frozenset[str] = frozenset()  # notebook globals its payload names
 
 
 @dataclass
@@ -83,7 +106,8 @@ class _Encoding:
     encoded: codec.Encoded | None = None
     chunks: list[list[str]] = field(default_factory=list)
     item: int | None = None  # index in its group's payload; None when saved alone
-    shares: frozenset[int] = frozenset()
+    shares: frozenset[int] | set[int] = frozenset()
+    refs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.value_id is None:
@@ -99,7 +123,7 @@ class Snapshots:
         self.ignored: set[str] = set(self._meta_json("ignore", []))
         self._pending: set[str] = set()  # names touched by cells not yet snapshotted
         self._stored: set[str] | None = None  # value ids in the journal
-        self._holders: dict[int, set[str]] = {}  # shared object id -> names whose value holds it
+        self.sweep_bytes = SWEEP_BYTES
 
     # -- after each cell ----------------------------------------------------------
 
@@ -111,10 +135,13 @@ class Snapshots:
         accessed, self._pending = self._pending, set()
         ns = self._user_names()
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
-        if sum(k.nbytes for k in self.known.values()) < FULL_SWEEP_BYTES:
+        gone = self.known.keys() - ns.keys()
+        if accessed & _ANY_NAME or sum(k.nbytes for k in self.known.values()) < self.sweep_bytes:
             touched = set(ns)
         else:
-            touched |= _closure(accessed, ns)
+            changed = touched | gone  # payloads naming a rebound class or function: again
+            touched |= accessed & ns.keys()
+            touched.update(n for n, k in self.known.items() if k.refs and k.refs & changed)
         seq = self.rt.cell.seq
         rows: list[tuple[str, tuple]] = []
         changes: dict[str, Known | None] = {}
@@ -136,18 +163,15 @@ class Snapshots:
             self.reset()  # what reached the journal is unknown: the next cell saves all
             raise
         for name, known in changes.items():
-            self._forget(name)
+            self.known.pop(name, None)
             if known is not None:
                 self.known[name] = known
-                for key in known.shares:
-                    self._holders.setdefault(key, set()).add(name)
         if self._stored is not None:
             self._stored.update(row[0] for kind, row in rows if kind == "payload")
 
     def reset(self) -> None:
         """Forget what was saved: the next snapshot saves every variable again."""
         self.known.clear()
-        self._holders.clear()
         self._stored = None
 
     def _user_names(self) -> dict[str, Any]:
@@ -163,9 +187,13 @@ class Snapshots:
             tree = ast.parse(self.shell.transform_cell(source))
         except Exception:  # a cell that does not parse changed nothing
             return set()
-        return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} | {
-            name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
-        }
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.Global | ast.Nonlocal):
+                names.update(node.names)
+        return names
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict) -> None:
         seq = self.rt.cell.seq
@@ -177,33 +205,45 @@ class Snapshots:
             k = self.known.get(name)
             rebound = k is None or k.obj_id != id(ns[name])
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
-                continue  # unchanged
+                k.shares, k.refs = res.shares, res.refs  # unchanged; what it reaches may not be
+                continue
             if res.encoded is not None:
                 self._store(res, rows)
             cell_seq = seq if rebound else k.cell_seq
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
-                                  res.nbytes, res.shares)  # fmt: skip
+                                  res.nbytes, res.shares, res.refs)  # fmt: skip
             rows.append(("variable", (f"{seq}:{name}", seq, name, res.state, res.value_id,
                                       res.item, cell_seq, res.nbytes,
                                       res.detail)))  # fmt: skip
 
-    def _sharing(self, ns: dict[str, Any], touched: set[str]) -> dict[str, frozenset[int]]:
-        """The touched names and every name sharing a mutable object with one: what each shares."""
+    def _sharing(self, ns: dict[str, Any], touched: set[str]) -> dict[str, set[int]]:
+        """The names the cell may have changed (the module docstring's rule): what each reaches."""
+        user_ns = self.shell.user_ns
         work, found = deque(sorted(touched)), {}
         while work:
             name = work.popleft()
             if name in found or name not in ns:
                 continue
-            found[name] = mine = codec.shares(ns[name])
+            reached = graph.reach(ns[name], user_ns)
+            found[name] = mine = reached.keys
+            work.extend(sorted(n for n in reached.names if n in ns and n not in found))
             old = self.known[name].shares if name in self.known else frozenset()
-            for key in mine | old:  # a change through one holder shows in all
-                work.extend(self._holders.get(key, ()))
+            if not (mine or old):
+                continue
+            for other, k in self.known.items():  # a change through one holder shows in all
+                if (
+                    other not in found
+                    and k.shares
+                    and not (k.shares.isdisjoint(mine) and k.shares.isdisjoint(old))
+                ):
+                    work.append(other)
         return found
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
         """Variables that share objects are saved in one payload, so identity survives."""
         if len(group) > 1:
-            res = self._encode(tuple(ns[n] for n in group))
+            values = tuple(ns[n] for n in group)
+            res = self._encode(values, values)
             if res.state == "saved":  # the payload is stored once, by the first
                 return {
                     name: replace(
@@ -214,22 +254,11 @@ class Snapshots:
             # One of them cannot be saved: they are saved apart (identity is not kept).
         out = {}
         for name in group:
-            out[name] = self._encode(ns[name])
+            out[name] = self._encode(ns[name], (ns[name],))
             out[name].shares = shares[name]
         return out
 
-    def _forget(self, name: str) -> None:
-        k = self.known.pop(name, None)
-        if k is None:
-            return
-        for key in k.shares:
-            holders = self._holders.get(key)
-            if holders is not None:
-                holders.discard(name)
-                if not holders:
-                    del self._holders[key]
-
-    def _encode(self, value: Any) -> _Encoding:
+    def _encode(self, value: Any, members: tuple) -> _Encoding:
         """How ``value`` is recorded: saved (with its payload), module, file or recompute."""
         if isinstance(value, types.ModuleType):
             return _Encoding("module", value.__name__)
@@ -241,11 +270,11 @@ class Snapshots:
             writable = any(c in mode for c in "wax+")
             return _Encoding("file" if writable else "recompute", where)
         too_big = f"larger than the {self.max_bytes / 1e9:g} GB limit"
-        size = getattr(value, "nbytes", 0)
-        if isinstance(size, int) and size > self.max_bytes:
+        np = sys.modules.get("numpy")  # never getattr on any value: a Mock grows a child
+        if np is not None and isinstance(value, np.ndarray) and value.nbytes > self.max_bytes:
             return _Encoding("recompute", too_big)
         try:
-            enc = codec.encode(value)
+            enc = codec.encode(value, self.shell.user_ns, members)
         except codec.Unserializable as exc:
             return _Encoding("recompute", str(exc))
         nbytes = len(enc.stream) + sum(b.nbytes for b in enc.buffers)
@@ -255,7 +284,7 @@ class Snapshots:
         digest = xxhash.xxh3_128(enc.stream)
         for names in chunks:
             digest.update("".join(names).encode())
-        return _Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks)
+        return _Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks, refs=enc.refs)
 
     def _store(self, res: _Encoding, rows: list) -> None:
         """Write a saved value's chunks and queue its payload row (once per content)."""
@@ -324,35 +353,46 @@ class Snapshots:
         loader = _Loader(journal, [e[2] for e in entries.values() if e[1] == "saved"])
         ns = self.shell.user_ns
         recompute: dict[str, int] = {}
-        for name, (_, state, value_id, item, cell_seq, nbytes, detail) in sorted(entries.items()):
+        done: set[str] = set()
+
+        def bring(name: str) -> None:
+            """Restore ``name`` (first the globals its payload names: ``resolve``)."""
+            done.add(name)
+            _, state, value_id, item, cell_seq, nbytes, detail = entries[name]
             try:
                 if state == "saved":
-                    value = loader.load(value_id)
+                    value = loader.load(value_id, resolve)
                     ns[name] = value if item is None else value[item]
                     report_.nbytes += nbytes or 0
                 elif state == "module":
                     ns[name] = importlib.import_module(detail)
                 elif state == "file":
                     report_.skipped[name] = f"a file ({detail}): re-run its cell yourself"
-                    continue
+                    return
                 else:
                     recompute[name] = cell_seq
-                    continue
+                    return
             except Exception as exc:
                 report_.skipped[name] = describe(exc)
-                continue
+                return
             report_.restored.append(name)
+
+        def resolve(name: str) -> Any:
+            if name not in done and name in entries:
+                bring(name)
+            return ns[name]
+
+        for name in sorted(entries):
+            if name not in done:
+                bring(name)
         if recompute:
             self._recompute(recompute, entries, report_)
         for name in report_.restored + report_.recomputed:
             if name in ns:
                 _, state, value_id, item, cell_seq, nbytes, _ = entries[name]
-                self._forget(name)
-                shares = codec.shares(ns[name])
                 self.known[name] = Known(id(ns[name]), state, value_id, item, cell_seq,
-                                         nbytes or 0, shares)  # fmt: skip
-                for key in shares:
-                    self._holders.setdefault(key, set()).add(name)
+                                         nbytes or 0, graph.reach(ns[name], ns).keys,
+                                         loader.refs.get(value_id, frozenset()))  # fmt: skip
         report_.seconds = time.perf_counter() - t0
         return report_
 
@@ -429,6 +469,7 @@ class _Loader:
     def __init__(self, journal: Any, value_ids: list[str]) -> None:
         self.journal = journal
         self.loaded: dict[str, Any] = {}
+        self.refs: dict[str, frozenset[str]] = {}  # value id -> notebook globals it names
         self._payloads: dict[str, tuple] = {}
         if value_ids:
             for row in journal.rows(
@@ -441,8 +482,14 @@ class _Loader:
             if stream is not None:  # refuse at once, in one line; blob streams as they load
                 journal.check("payload", stream, sig, "a snapshot")
 
-    def load(self, value_id: str) -> Any:
+    def load(self, value_id: str, resolve: Callable[[str], Any]) -> Any:
         if value_id not in self.loaded:
+            names: set[str] = set()
+
+            def named(name: str) -> Any:
+                names.add(name)
+                return resolve(name)
+
             codec_name, stream, stream_chunks, buffers, sig = self._payloads[value_id]
             blobs = self.journal.blobs
             if stream is None:
@@ -450,7 +497,8 @@ class _Loader:
                 stream = bytes(blobs.get_chunks(names, size))
             self.journal.check("payload", stream, sig, "a snapshot")  # before unpickling
             bufs = [blobs.get_chunks(names, size) for size, names in json.loads(buffers)]
-            self.loaded[value_id] = codec.decode(codec_name, stream, bufs)
+            self.loaded[value_id] = codec.decode(codec_name, stream, bufs, named)
+            self.refs[value_id] = frozenset(names)
         return self.loaded[value_id]
 
 
@@ -511,58 +559,3 @@ def _groups(shares: dict[str, frozenset[int]]) -> list[list[str]]:
     for name in sorted(shares):
         groups.setdefault(root(name), []).append(name)
     return list(groups.values())
-
-
-def _closure(names: set[str], ns: dict[str, Any]) -> set[str]:
-    """``names`` plus the globals that functions among them (transitively) may touch."""
-    out: set[str] = set()
-    stack = [n for n in names if n in ns]
-    while stack:
-        name = stack.pop()
-        if name in out or name not in ns:
-            continue
-        out.add(name)
-        for code in _codes(ns[name]):
-            stack.extend(n for n in code.co_names if n in ns and n not in out)
-    return out
-
-
-def _codes(value: Any) -> list[types.CodeType]:
-    """Code objects whose global names a call on ``value`` may use.
-
-    Follows what wraps a function: bound methods, ``functools.partial``, decorators
-    (``__wrapped__``, a ``@dnb.step``'s body) and the functions a closure holds.
-    """
-    funcs, seen, todo = [], set(), [value]
-    while todo:
-        item = todo.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, types.MethodType):
-            todo.append(item.__func__)
-        elif isinstance(item, functools.partial):
-            todo.extend([item.func, *item.args, *item.keywords.values()])
-        elif isinstance(item, types.FunctionType):
-            funcs.append(item)
-            inner = getattr(getattr(item, "_dnb_step", None), "fn", None)
-            todo.extend(x for x in (getattr(item, "__wrapped__", None), inner) if x is not None)
-            for cell in item.__closure__ or ():
-                with contextlib.suppress(ValueError):  # an empty cell
-                    if callable(cell.cell_contents):
-                        todo.append(cell.cell_contents)
-        else:
-            cls = item if isinstance(item, type) else type(item)
-            if cls.__module__ == "__main__":
-                for attr in vars(cls).values():
-                    attr = getattr(attr, "__func__", attr)
-                    if isinstance(attr, property):
-                        todo.extend(f for f in (attr.fget, attr.fset, attr.fdel) if f)
-                    elif isinstance(attr, types.FunctionType):
-                        todo.append(attr)
-    codes, stack = [], [f.__code__ for f in funcs]
-    while stack:
-        code = stack.pop()
-        codes.append(code)
-        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return codes

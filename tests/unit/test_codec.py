@@ -1,4 +1,4 @@
-"""codec: step results round-trip, argument fingerprints are stable, ``shares`` ties variables."""
+"""codec: step results round-trip, argument fingerprints are stable, namespace values encode."""
 
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def test_fingerprint_of_functions_is_their_name_and_of_unpicklables_their_type()
         assert codec.fingerprint(f) == codec.fingerprint(g)
 
 
-# -- namespace values: encode / decode, shares ------------------------------------------
+# -- namespace values: encode / decode ------------------------------------------------
 
 
 def test_encode_keeps_array_buffers_out_of_band():
@@ -173,24 +173,3 @@ def test_encode_keeps_array_buffers_out_of_band():
 def test_encode_refuses_open_files():
     with open(__file__) as f, pytest.raises(codec.Unserializable, match="open file"):
         codec.encode([f])
-
-
-def test_shares_ties_variables_that_share_a_mutable_object():
-    inner = [1, 2]
-    a, b, c = {"x": inner}, (0, inner), [3, 4]
-    assert codec.shares(a) & codec.shares(b) == {id(inner)}
-    assert not codec.shares(a) & codec.shares(c)
-    assert id(inner) in codec.shares({"k": (frozenset({1}), (inner,))})
-
-
-def test_shares_ignores_immutable_values():
-    assert codec.shares((1, "a", (2.0, None), frozenset({3}))) == frozenset()
-    assert codec.shares(len) == frozenset()
-
-
-def test_shares_ties_an_array_view_to_its_base():
-    base = np.zeros(100)
-    view = base[10:20]
-    assert id(base) in codec.shares(view)
-    assert codec.shares(view) & codec.shares(base)
-    assert not codec.shares(np.zeros(3)) & codec.shares(base)

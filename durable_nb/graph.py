@@ -1,0 +1,203 @@
+"""What a namespace value reaches: the objects that tie variables together, and the globals
+its code may use. The walk stops where the notebook's data ends.
+
+What is data: containers, instances, arrays, frames, closure cells, a notebook class's
+attributes, the data of a notebook module (a module whose file is outside the Python
+installation). What is not, and is never entered: modules and classes of libraries,
+code, frames, generators, weak references, open files, and every object of the kernel's
+machinery (IPython, ipykernel, comm, zmq, tornado, asyncio, threading, logging...);
+a widget is entered (its values, its callbacks), its comm is not.
+
+Functions are followed, not counted as data: their closure cells, defaults and
+attributes are walked, and the global names their code (and their class's methods)
+uses are reported, so that a caller can treat those variables as reachable too.
+"""
+
+from __future__ import annotations
+
+import builtins
+import gc
+import io
+import itertools
+import operator
+import sys
+import sysconfig
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+SKIP, WALK, SPECIAL = 0, 1, 2
+
+#: Top-level packages whose objects are the kernel's machinery, not the notebook's data.
+INFRASTRUCTURE = frozenset({
+    "IPython", "ipykernel", "comm", "jupyter_client", "jupyter_core", "zmq", "tornado",
+    "asyncio", "threading", "_thread", "concurrent", "socket", "selectors", "ssl", "logging",
+    "durable_nb", "traitlets", "weakref", "_weakref", "_weakrefset", "io", "_io",
+    "multiprocessing", "subprocess", "queue", "sqlite3", "duckdb", "dill", "pickle",
+    "warnings", "builtins", "importlib", "_frozen_importlib", "_frozen_importlib_external",
+    "contextvars", "_contextvars", "signal", "atexit", "gc", "sys", "codecs", "encodings",
+    "pydevd", "debugpy", "prompt_toolkit", "matplotlib_inline", "psutil",
+})  # fmt: skip
+
+_KINDS: dict[type, int] = {
+    **dict.fromkeys((str, bytes, int, float, complex, bool, type(None), range, slice,
+                     type(Ellipsis), type(NotImplemented), memoryview), SKIP),
+    **dict.fromkeys((list, dict, set, frozenset, tuple, bytearray, types.CellType), WALK),
+    **dict.fromkeys((types.FunctionType, types.MethodType, types.BuiltinFunctionType,
+                     types.ModuleType), SPECIAL),
+    **dict.fromkeys((types.CodeType, types.FrameType, types.GeneratorType,
+                     types.CoroutineType, types.AsyncGeneratorType, types.TracebackType,
+                     types.MappingProxyType, types.GetSetDescriptorType,
+                     types.MemberDescriptorType, types.WrapperDescriptorType,
+                     types.MethodWrapperType, types.MethodDescriptorType,
+                     types.ClassMethodDescriptorType), SKIP),
+}  # fmt: skip
+_BASE_KINDS = dict(_KINDS)
+_CODE_NAMES: dict[types.CodeType, frozenset[str]] = {}
+_OWN_MODULES: dict[str, bool] = {}
+_LIBRARY_PATHS = tuple(
+    {p for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sysconfig.get_paths().values())
+     if p}
+)  # fmt: skip
+
+
+@dataclass
+class Reach:
+    """What one walk found.
+
+    ``keys``: ids of the data objects reached (two variables that share one may change
+    together, and are saved together so that identity survives); ``names``: the
+    notebook's global names that functions reached may read, rebind or mutate.
+    """
+
+    keys: set[int] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+
+
+def reach(obj: Any, ns: dict[str, Any]) -> Reach:
+    """Walk ``obj``'s data graph (see the module docstring); ``ns`` is the notebook's globals."""
+    out = Reach()
+    seen = {id(ns), id(sys.modules), id(vars(builtins))}
+    items: list[Any] = [obj]
+    compress, eq, repeat, not_ = itertools.compress, operator.eq, itertools.repeat, operator.not_
+    while items:  # one level at a time, in C where it can be: graphs of 1M objects
+        kind_of = dict.fromkeys(set(map(type, items)))
+        for t in kind_of:
+            kind_of[t] = _KINDS.get(t)
+            if kind_of[t] is None:
+                kind_of[t] = _kind(t)
+        present = set(kind_of.values())
+        if present == {SKIP}:
+            break  # a list of numbers or strings: nothing below
+        if len(present) == 1:
+            walk, special = (items, []) if WALK in present else ([], items)
+        else:
+            kinds = list(map(kind_of.__getitem__, map(type, items)))
+            walk = list(compress(items, map(eq, kinds, repeat(WALK))))
+            special = list(compress(items, map(eq, kinds, repeat(SPECIAL))))
+        ids = list(map(id, walk))
+        new = list(compress(walk, map(not_, map(seen.__contains__, ids))))
+        seen.update(ids)
+        out.keys.update(ids)
+        nxt = gc.get_referents(*new) if new else []
+        if special:
+            ids = list(map(id, special))
+            fresh = list(compress(special, map(not_, map(seen.__contains__, ids))))
+            seen.update(ids)
+            for o in fresh:
+                _special(o, ns, nxt, out)
+        items = nxt
+    return out
+
+
+def code_names(code: types.CodeType) -> frozenset[str]:
+    """Global names ``code`` and the code nested in it may use."""
+    names = _CODE_NAMES.get(code)
+    if names is None:
+        if len(_CODE_NAMES) > 20_000:
+            _CODE_NAMES.clear()
+        found, stack = set(), [code]
+        while stack:
+            c = stack.pop()
+            found.update(c.co_names)
+            stack.extend(x for x in c.co_consts if isinstance(x, types.CodeType))
+        names = _CODE_NAMES[code] = frozenset(found)
+    return names
+
+
+def own_module(name: str | None) -> bool:
+    """Whether module ``name`` is the notebook's own: ``__main__``, or a file outside the
+    Python installation (a helper module beside the notebook, an editable install)."""
+    if not name:
+        return False
+    if name == "__main__":
+        return True
+    known = _OWN_MODULES.get(name)
+    if known is None:
+        path = getattr(sys.modules.get(name), "__file__", None) or ""
+        top = name.partition(".")[0]
+        known = bool(path) and top not in INFRASTRUCTURE and not path.startswith(_LIBRARY_PATHS)
+        _OWN_MODULES[name] = known
+    return known
+
+
+def _kind(t: type) -> int:
+    if len(_KINDS) > 50_000:  # classes made in a loop: do not keep them all alive
+        _KINDS.clear()
+        _KINDS.update(_BASE_KINDS)
+    _KINDS[t] = kind = _classify(t)
+    return kind
+
+
+def _classify(t: type) -> int:
+    if issubclass(t, type):
+        return SPECIAL  # a class: entered only when it is the notebook's own
+    if issubclass(t, io.IOBase):
+        return SKIP
+    module = getattr(t, "__module__", None) or ""
+    top = module.partition(".")[0]
+    if top in INFRASTRUCTURE:
+        return SKIP
+    np = sys.modules.get("numpy")
+    if np is not None and issubclass(t, np.ndarray):
+        return SPECIAL
+    if top == "numpy":
+        return SKIP  # dtypes, scalars, ufuncs: nothing in them changes
+    if top == "pandas" and t.__name__.endswith(("Index", "Dtype", "DType")):
+        return SKIP  # immutable by design, and shared between frames
+    return WALK
+
+
+def _special(o: Any, ns: dict, nxt: list, out: Reach) -> None:
+    """Objects the generic walk would follow too far (into the kernel) or not far enough."""
+    if isinstance(o, types.FunctionType):
+        nxt.extend(o.__closure__ or ())
+        nxt.extend(x for x in (o.__defaults__, o.__kwdefaults__, o.__dict__) if x)
+        names = code_names(o.__code__)
+        if o.__globals__ is ns:
+            out.names.update(names)
+        elif own_module(o.__module__):  # a helper module's function: its globals are data
+            g = o.__globals__
+            nxt.extend(g[n] for n in names if n in g)
+    elif isinstance(o, types.MethodType):
+        nxt.extend((o.__func__, o.__self__))
+    elif isinstance(o, types.BuiltinFunctionType):  # ``push = rows.append`` mutates rows
+        if not isinstance(o.__self__, types.ModuleType):
+            nxt.append(o.__self__)
+    elif isinstance(o, types.ModuleType):
+        if o.__name__ != "__main__" and own_module(o.__name__):
+            nxt.extend(vars(o).values())
+    elif isinstance(o, type):
+        for cls in o.__mro__:  # methods (their globals), class attributes (shared state)
+            if own_module(cls.__module__):
+                nxt.extend(vars(cls).values())
+                if ns.get(cls.__qualname__) is cls:
+                    out.names.add(cls.__qualname__)
+    else:  # an array
+        out.keys.add(id(o))
+        base = o.base  # a view changes when the memory it views changes
+        while base is not None:
+            out.keys.add(id(base))
+            base = getattr(base, "base", None)
+        if o.dtype.hasobject:
+            nxt.extend(o.ravel(order="K").tolist())

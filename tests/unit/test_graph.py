@@ -1,0 +1,74 @@
+"""graph.reach: what ties variables together, where the walk stops, which globals code uses."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import types
+
+import numpy as np
+
+from durable_nb import graph
+
+NS: dict = {}
+
+
+def keys(value, ns=NS) -> set[int]:
+    return graph.reach(value, ns).keys
+
+
+def test_a_shared_object_ties_two_variables_and_nothing_else_does():
+    inner = [1, 2]
+    a, b, c = {"x": inner}, (0, inner), [3, 4]
+    assert keys(a) & keys(b) == {id(inner)}
+    assert not keys(a) & keys(c)
+
+
+def test_tuples_and_frozensets_are_looked_inside():
+    inner = [1]
+    assert id(inner) in keys({"k": (frozenset({1}), (inner, "x"))})
+    t = (inner, "x")
+    assert id(inner) in keys(t) and id(t) in keys([t])  # a shared tuple keeps its identity
+
+
+def test_scalars_and_library_functions_reach_nothing():
+    numbers = list(range(1000))
+    assert keys(1) == set() and keys("abc") == set() and keys(numbers) == {id(numbers)}
+    assert keys(len) == set() and keys(np.sum) == set()
+
+
+def test_an_array_view_is_tied_to_its_base():
+    base = np.zeros(100)
+    view = base[10:20]
+    assert id(base) in keys(view)
+    assert not keys(np.zeros(3)) & keys(base)
+
+
+def test_the_walk_stops_at_the_kernels_machinery():
+    lock, logger = threading.Lock(), logging.getLogger("x")
+    held = [1]
+    logger.held = held  # inside a library's machinery: not the notebook's data
+    outer = [lock, logger, sys, types]
+    assert keys(outer) == {id(outer)}
+
+
+def test_closures_defaults_and_bound_builtins_reach_their_data():
+    acc, opts = [], {"k": 1}
+
+    def make():
+        def add(x, o=opts):
+            acc.append(x)
+
+        return add
+
+    add = make()
+    assert {id(acc), id(opts)} <= keys(add)
+    assert id(acc) in keys(acc.append)
+
+
+def test_functions_of_the_notebook_report_the_globals_they_use():
+    ns: dict = {"__name__": "__main__"}
+    exec("def f():\n    return helper(rows)\nclass C:\n    def m(self):\n        REG.append(1)\n", ns)
+    assert {"helper", "rows"} <= graph.reach(ns["f"], ns).names
+    assert "REG" in graph.reach(ns["C"](), ns).names and "C" in graph.reach(ns["C"](), ns).names
