@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 __all__ = [
+    "BlobDamaged",
     "CommandError",
     "DurableError",
     "JournalCorrupt",
@@ -44,6 +45,27 @@ _STOPS = (
     "journal may hold. "
 )
 _OFF = "; or run %durable off to run steps un-journaled on purpose."
+
+
+class BlobDamaged(DurableError, OSError):
+    """A payload file's content does not match its name (the hash of what was written).
+
+    An ``OSError``: whoever treats a missing file as missing treats a damaged one alike.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"blob file {path} is damaged (its content does not match its hash); it is "
+            "treated as missing: a step that used it runs again, a variable is recomputed "
+            "or left out. Check the disk, or restore the folder from a copy."
+        )
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self):
+        return (type(self), (self.path,))
 
 
 class JournalError(DurableError):

@@ -105,7 +105,7 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             fresh = list(compress(special, map(not_, map(seen.__contains__, ids))))
             seen.update(ids)
             for o in fresh:
-                _special(o, ns, nxt, out)
+                _special(o, ns, nxt, out, obj)
         items = nxt
     return out
 
@@ -168,17 +168,10 @@ def _classify(t: type) -> int:
     return WALK
 
 
-def _special(o: Any, ns: dict, nxt: list, out: Reach) -> None:
+def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any) -> None:
     """Objects the generic walk would follow too far (into the kernel) or not far enough."""
     if isinstance(o, types.FunctionType):
-        nxt.extend(o.__closure__ or ())
-        nxt.extend(x for x in (o.__defaults__, o.__kwdefaults__, o.__dict__) if x)
-        names = code_names(o.__code__)
-        if o.__globals__ is ns:
-            out.names.update(names)
-        elif own_module(o.__module__):  # a helper module's function: its globals are data
-            g = o.__globals__
-            nxt.extend(g[n] for n in names if n in g)
+        _function(o, ns, nxt, out)
     elif isinstance(o, types.MethodType):
         nxt.extend((o.__func__, o.__self__))
     elif isinstance(o, types.BuiltinFunctionType):  # ``push = rows.append`` mutates rows
@@ -188,11 +181,18 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach) -> None:
         if o.__name__ != "__main__" and own_module(o.__name__):
             nxt.extend(vars(o).values())
     elif isinstance(o, type):
-        for cls in o.__mro__:  # methods (their globals), class attributes (shared state)
+        # A notebook class reached through its instances: the names its methods use (and
+        # its own, for class attributes), not its data, which belongs to the variable
+        # bound to the class: instances do not tie a variable to the class's.
+        for cls in o.__mro__:
             if own_module(cls.__module__):
-                nxt.extend(vars(cls).values())
                 if ns.get(cls.__qualname__) is cls:
                     out.names.add(cls.__qualname__)
+                for name, attr in vars(cls).items():
+                    for f in _functions(attr):
+                        _function(f, ns, nxt if o is root else [], out)
+                    if o is root and not name.startswith("__"):
+                        nxt.append(attr)
     else:  # an array
         out.keys.add(id(o))
         base = o.base  # a view changes when the memory it views changes
@@ -201,3 +201,23 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach) -> None:
             base = getattr(base, "base", None)
         if o.dtype.hasobject:
             nxt.extend(o.ravel(order="K").tolist())
+
+
+def _function(o: types.FunctionType, ns: dict, nxt: list, out: Reach) -> None:
+    nxt.extend(o.__closure__ or ())
+    nxt.extend(x for x in (o.__defaults__, o.__kwdefaults__, o.__dict__) if x)
+    names = code_names(o.__code__)
+    if o.__globals__ is ns:
+        out.names.update(names)
+    elif own_module(o.__module__):  # a helper module's function: its globals are data
+        g = o.__globals__
+        nxt.extend(g[n] for n in names if n in g)
+
+
+def _functions(attr: Any) -> list[types.FunctionType]:
+    """The functions a class attribute runs as: a method, static, class method, property."""
+    if isinstance(attr, staticmethod | classmethod):
+        attr = attr.__func__
+    if isinstance(attr, property):
+        return [f for f in (attr.fget, attr.fset, attr.fdel) if isinstance(f, types.FunctionType)]
+    return [attr] if isinstance(attr, types.FunctionType) else []

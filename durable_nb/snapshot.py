@@ -26,6 +26,7 @@ kernel (their objects are not the notebook's data). Saved at the next cell reach
 from __future__ import annotations
 
 import ast
+import enum
 import importlib
 import io
 import json
@@ -46,7 +47,9 @@ from .errors import JournalError, JournalUnwritable, describe
 from .runtime import Runtime
 
 #: IPython's own names, never saved.
-_IPYTHON_NAMES = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Out|exit|quit)$")
+_IPYTHON_NAMES = re.compile(
+    r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Out|exit|quit|__\w+__)$"
+)  # and Python's own (__warningregistry__, __builtins__...)
 #: A variable bigger than this is recorded for recompute instead of saved.
 DEFAULT_MAX_BYTES = 4 << 30
 #: Below this many recorded bytes, every variable is checked after every cell (a safety
@@ -270,6 +273,8 @@ class Snapshots:
             writable = any(c in mode for c in "wax+")
             return _Encoding("file" if writable else "recompute", where)
         too_big = f"larger than the {self.max_bytes / 1e9:g} GB limit"
+        if any(isinstance(m, enum.EnumMeta) and m.__module__ == "__main__" for m in members):
+            return _Encoding("recompute", "an Enum class is made again by its cell")
         np = sys.modules.get("numpy")  # never getattr on any value: a Mock grows a child
         if np is not None and isinstance(value, np.ndarray) and value.nbytes > self.max_bytes:
             return _Encoding("recompute", too_big)
@@ -387,6 +392,10 @@ class Snapshots:
                 bring(name)
         if recompute:
             self._recompute(recompute, entries, report_)
+            # A payload naming a recomputed class (an Enum) loads once that class is back.
+            for name in [n for n in report_.skipped if entries[n][1] == "saved"]:
+                del report_.skipped[name]
+                bring(name)
         for name in report_.restored + report_.recomputed:
             if name in ns:
                 _, state, value_id, item, cell_seq, nbytes, _ = entries[name]

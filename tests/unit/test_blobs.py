@@ -10,6 +10,7 @@ import pytest
 import xxhash
 
 from durable_nb.blobs import CHUNK, BlobStore, chunk_names
+from durable_nb.errors import BlobDamaged
 
 
 @pytest.fixture
@@ -72,3 +73,26 @@ def test_an_empty_store_has_no_names(tmp_path):
     store = BlobStore(tmp_path / "missing")
     assert store.names() == set()
     store.sync_dir()  # a folder not created yet is nothing to sync
+
+
+def _damage(path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 0x01
+    else:
+        del data[-1:]
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_a_damaged_chunk_or_blob_is_refused_on_read_never_returned(store, how):
+    data = np.random.default_rng(1).integers(0, 256, 2 * CHUNK + 10, dtype=np.uint8).tobytes()
+    names = store.put_chunks(data)
+    _damage(store.folder / names[1], how)
+    with pytest.raises(BlobDamaged, match=names[1]) as info:
+        store.get_chunks(names, len(data))
+    assert isinstance(info.value, OSError)  # a damaged file is treated like a missing one
+    name = store.put(b"a step result" * 100)
+    _damage(store.folder / name, how)
+    with pytest.raises(BlobDamaged, match=name):
+        store.get(name)

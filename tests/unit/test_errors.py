@@ -29,6 +29,7 @@ def examples() -> list[e.DurableError]:
         e.StepFailed("provision", [ValueError("bad")], message="custom"),
         e.StepTimeout("provision", 2.5),
         e.CommandError(2, "no notebook at /x/nb.ipynb"),
+        e.BlobDamaged("/x/nb.blobs/0123abcd"),
     ]
 
 
@@ -60,6 +61,7 @@ def test_every_error_is_a_durable_error():
         (e.JournalUnwritable.from_cause("/x/nb.duckdb", CAUSE), "No space", "DURABLE_NB_DIR"),
         (e.StepFailed("f", [ValueError("bad")]), "after 1 attempt:", "re-run the cell"),
         (e.StepTimeout("f", 2.5), "timeout of 2.5 s", "raise timeout="),
+        (e.BlobDamaged("/x/b/0a"), "/x/b/0a is damaged", "treated as missing"),
     ],
     ids=lambda x: type(x).__name__ if isinstance(x, Exception) else "",
 )

@@ -69,6 +69,7 @@ def test_closures_defaults_and_bound_builtins_reach_their_data():
 
 def test_functions_of_the_notebook_report_the_globals_they_use():
     ns: dict = {"__name__": "__main__"}
-    exec("def f():\n    return helper(rows)\nclass C:\n    def m(self):\n        REG.append(1)\n", ns)
+    code = "def f():\n    return helper(rows)\nclass C:\n    def m(self):\n        REG.append(1)\n"
+    exec(code, ns)
     assert {"helper", "rows"} <= graph.reach(ns["f"], ns).names
     assert "REG" in graph.reach(ns["C"](), ns).names and "C" in graph.reach(ns["C"](), ns).names

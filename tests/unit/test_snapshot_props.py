@@ -1,0 +1,272 @@
+"""Change detection and restore, property-based, at the snapshot layer (no kernel).
+
+A real IPython ``InteractiveShell`` runs the cells; ``Snapshots`` saves after each one
+into a real journal with the safety sweep off, so what is saved is what the detection
+rule found. Random object graphs (lists, dicts, tuples, sets, frozensets, arrays,
+frames, instances of a notebook class) are shared across variables; random in-place
+mutations go through random aliases, directly or through a notebook function, a
+closure, a bound method or a helper module's global; then the namespace is emptied and
+restored from the journal, and every value and every identity relation must equal the
+live namespace's.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from IPython.core.interactiveshell import InteractiveShell
+
+from durable_nb.runtime import Runtime
+from durable_nb.snapshot import Snapshots
+
+pytestmark = pytest.mark.unit
+
+SETUP = """
+import numpy as np
+import pandas as pd
+
+class Node:
+    def __init__(self, **attrs):
+        self.__dict__.update(attrs)
+
+    def poke(self, op, value):
+        _mutate(self.target, op, value)
+
+def _mutate(target, op, value):
+    if op == "append":
+        target.append(value)
+    elif op == "setitem":
+        target["k"] = value
+    elif op == "add":
+        target.add(value)
+    elif op == "bump":
+        target[0] = target[0] + 1
+    elif op == "cell":
+        target.iloc[0, 0] = target.iloc[0, 0] + 1
+    elif op == "attr":
+        target.attr = value
+
+def _bind(target, op, value):
+    def go():
+        _mutate(target, op, value)
+    return go
+"""
+HELPER = """
+HELD = {}
+
+def poke(key, op, value):
+    from __main__ import _mutate
+    _mutate(HELD[key], op, value)
+"""
+OPS = {list: "append", dict: "setitem", set: "add", np.ndarray: "bump", pd.DataFrame: "cell"}
+
+
+@pytest.fixture(scope="module")
+def shell():
+    shell = InteractiveShell.instance()
+    folder = Path(tempfile.mkdtemp(prefix="dnb-props-"))
+    helper = f"dnb_helper_{uuid.uuid4().hex[:8]}"
+    (folder / f"{helper}.py").write_text(HELPER)
+    sys.path.insert(0, str(folder))
+    shell.helper = helper
+    yield shell
+    sys.path.remove(str(folder))
+
+
+class Notebook:
+    """A journal, a ``Snapshots`` and the shell's cells, as the extension wires them."""
+
+    def __init__(self, shell, folder: Path) -> None:
+        self.shell, self.source = shell, str(folder / "nb.ipynb")
+        self.rt = Runtime(self.source)
+        self.snaps = Snapshots(shell, self.rt)
+        self.snaps.sweep_bytes = 0  # the detection rule alone decides what is saved
+
+    def run(self, code: str) -> None:
+        self.rt.begin_cell(None, code)
+        result = self.shell.run_cell(code, store_history=False, silent=True)
+        ok = result.success
+        self.snaps.after_cell(code, ok)
+        self.rt.end_cell("ok" if ok else "error", None)
+        assert ok, f"{code}\n{result.error_in_exec or result.error_before_exec}"
+
+    def close(self) -> None:
+        self.rt.close()
+
+
+def user_names(shell) -> list[str]:
+    hidden = shell.user_ns_hidden
+    return sorted(n for n in shell.user_ns if n not in hidden and not n.startswith("_"))
+
+
+def describe(ns: dict, names: list[str]) -> list:
+    """Every value, with each object's identity as the order it is first met in."""
+    index: dict[int, int] = {}
+    keep: list = []  # what was indexed stays alive, so its id is not reused
+
+    def d(o):
+        t = type(o)
+        if o is None or t in (int, float, str, bool):
+            return repr(o)
+        if id(o) in index:
+            return f"@{index[id(o)]}"
+        index[id(o)] = me = len(index)
+        keep.append(o)
+        if t in (list, tuple):
+            return (t.__name__, me, [d(x) for x in o])
+        if t is dict:
+            return ("dict", me, [(k, d(v)) for k, v in o.items()])
+        if t in (set, frozenset):
+            return (t.__name__, me, sorted(map(repr, o)))
+        if t is np.ndarray:
+            return ("ndarray", me, o.dtype.str, o.shape, o.tobytes())
+        if t is pd.DataFrame:
+            return ("frame", me, list(o.columns), o.to_numpy().tolist())
+        if t.__name__ == "Node":
+            attrs = [(k, d(v)) for k, v in sorted(vars(o).items())]
+            return ("Node", me, t is ns.get("Node"), attrs)
+        if callable(o):
+            return ("callable", me)
+        return (t.__name__, me, repr(o))
+
+    return [(n, d(ns[n])) for n in names if not isinstance(ns[n], type(sys))]
+
+
+# -- random graphs, expressed as the code that builds them -------------------------------
+
+atoms = st.one_of(st.integers(-5, 5), st.sampled_from(["a", "b", "x"]), st.none())
+
+
+@st.composite
+def programs(draw):
+    """The code of a build cell: ``o0..oN`` built from atoms and earlier objects, some
+    of them bound to the variables ``v0..vK`` (any object may be held by several)."""
+    lines, kinds, hashable = [], [], set()
+
+    def pick(only_hashable=False):
+        pool = [i for i in range(len(kinds)) if not only_hashable or i in hashable]
+        if pool and draw(st.booleans()):
+            return f"o{draw(st.sampled_from(pool))}"
+        return repr(draw(atoms))
+
+    for i in range(draw(st.integers(2, 9))):
+        kind = draw(st.sampled_from(
+            ["list", "dict", "tuple", "set", "frozenset", "array", "frame", "node"]))  # fmt: skip
+        if kind == "list":
+            expr = f"[{', '.join(pick() for _ in range(draw(st.integers(0, 3))))}]"
+        elif kind == "dict":
+            items = [f"'{k}': {pick()}" for k in draw(st.sets(st.sampled_from("pqrs"), max_size=3))]
+            expr = "{" + ", ".join(items) + "}"
+        elif kind == "tuple":
+            elems = [pick() for _ in range(draw(st.integers(1, 3)))]
+            expr = f"({', '.join(elems)},)"
+            if all(not e.startswith("o") or int(e[1:]) in hashable for e in elems):
+                hashable.add(i)
+        elif kind in ("set", "frozenset"):
+            elems = ", ".join(pick(only_hashable=True) for _ in range(draw(st.integers(1, 3))))
+            expr = f"{kind}([{elems}])"
+            if kind == "frozenset":
+                hashable.add(i)
+        elif kind == "array":
+            expr = f"np.arange({draw(st.integers(1, 4))}, dtype=np.int64)"
+        elif kind == "frame":
+            expr = f"pd.DataFrame({{'c': [{draw(st.integers(0, 9))}, 1]}})"
+        else:
+            attrs = ", ".join(f"{a}={pick()}" for a in draw(st.sets(st.sampled_from("abt"))))
+            expr = f"Node({attrs})"
+        lines.append(f"o{i} = {expr}")
+        kinds.append(kind)
+    n = len(kinds)
+    held = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=6))
+    lines += [f"v{j} = o{i}" for j, i in enumerate(held)]
+    lines.append("del " + ", ".join(f"o{i}" for i in range(n)))
+    return "\n".join(lines), len(held)
+
+
+def paths(ns: dict, names: list[str]) -> list[tuple[str, object]]:
+    """Every (expression, object) reachable from the variables by index, key or attribute."""
+    out, seen = [], set()
+    todo = [(n, ns[n]) for n in names]
+    while todo:
+        expr, o = todo.pop(0)
+        out.append((expr, o))
+        if id(o) in seen or len(out) > 200:
+            continue
+        seen.add(id(o))
+        if type(o) in (list, tuple):
+            todo += [(f"{expr}[{i}]", x) for i, x in enumerate(o)]
+        elif type(o) is dict:
+            todo += [(f"{expr}[{k!r}]", x) for k, x in o.items()]
+        elif type(o).__name__ == "Node":
+            todo += [(f"{expr}.{k}", x) for k, x in vars(o).items()]
+    return out
+
+
+@st.composite
+def mutation(draw, ns: dict, names: list[str], n: int, helper: str):
+    """(setup cell, mutating cell): one in-place change through a random alias and channel."""
+    targets = [(e, o) for e, o in paths(ns, names) if type(o) in OPS or type(o).__name__ == "Node"]
+    if not targets:
+        return "", "pass"
+    expr, obj = draw(st.sampled_from(targets))
+    op = OPS.get(type(obj), "attr")
+    value = repr(draw(atoms))
+    if op == "append" and draw(st.booleans()):  # a new alias: the appended object is shared
+        others = [e for e, o in paths(ns, names) if not isinstance(o, int | str | type(None))]
+        value = draw(st.sampled_from(others)) if others else value
+    channel = draw(st.sampled_from(["direct", "function", "closure", "method", "module"]))
+    if channel == "direct":
+        return "", f"_mutate({expr}, {op!r}, {value})"
+    if channel == "function":
+        return f"def f{n}():\n    _mutate({expr}, {op!r}, {value})", f"f{n}()"
+    if channel == "closure":
+        return f"g{n} = _bind({expr}, {op!r}, {value})", f"g{n}()"
+    if channel == "method":
+        return f"h{n} = Node(target={expr}).poke", f"h{n}({op!r}, {value})"
+    return (f"import {helper}\n{helper}.HELD[{n}] = {expr}",
+            f"{helper}.poke({n}, {op!r}, {value})")  # fmt: skip
+
+
+def fresh_namespace(shell) -> None:
+    for name in user_names(shell):
+        del shell.user_ns[name]
+    shell.run_cell("pass", store_history=False, silent=True)
+
+
+SLOW = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=SLOW)
+@given(data=st.data())
+def test_restore_equals_the_live_namespace_after_mutations_through_aliases(shell, data):
+    fresh_namespace(shell)
+    program, _ = data.draw(programs())
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.run(SETUP)
+        nb.run(program)
+        for n in range(data.draw(st.integers(1, 5))):
+            names = [v for v in user_names(shell) if re.fullmatch(r"v\d+", v)]
+            setup, cell = data.draw(mutation(shell.user_ns, names, n, shell.helper))
+            if setup:
+                nb.run(setup)
+            nb.run(cell)
+        names = user_names(shell)
+        live = describe(shell.user_ns, names)
+        nb.close()
+
+        fresh_namespace(shell)
+        nb = Notebook(shell, Path(folder))
+        report = nb.snaps.restore()
+        assert not report.skipped, report
+        assert describe(shell.user_ns, names) == live
+        nb.close()
