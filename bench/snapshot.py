@@ -156,6 +156,16 @@ def parse_args(argv=None):
     p.add_argument("--tmp", default=None, help="parent folder for the temp folders")
     p.add_argument("--keep", action="store_true", help="keep the temp folders")
     p.add_argument("--profile", action="store_true", help="cProfile durable_nb's hooks")
+    p.add_argument(
+        "--objects",
+        action="store_true",
+        help="the object-heavy namespaces and widgets instead (snapshot_objects.py)",
+    )
+    p.add_argument(
+        "--kishu-path",
+        default=str(ROOT / ".bench-kishu"),
+        help="a folder holding Kishu (pip install --target), put on the kernel's path",
+    )
     return p.parse_args(argv)
 
 
@@ -197,9 +207,15 @@ def du(folder):
     )
 
 
+KISHU_PATH: list[str] = []
+
+
 def kernel_env(side, work, harness):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "DURABLE_NB"))}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(harness), env.get("PYTHONPATH")) if p)
+    extra = KISHU_PATH if side == "kishu" else []
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(harness), env.get("PYTHONPATH"), *extra) if p
+    )
     nb = str(work / "nb.ipynb")
     if side == "durable":
         env["JPY_SESSION_NAME"] = nb
@@ -457,6 +473,13 @@ def print_verdicts(results):
 
 def main(argv=None):
     args = parse_args(argv)
+    if Path(args.kishu_path).is_dir():
+        KISHU_PATH.append(args.kishu_path)
+    if args.objects:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import snapshot_objects
+
+        return snapshot_objects.main(args)
     results = []
     for side in args.sides.split(","):
         t0 = time.perf_counter()

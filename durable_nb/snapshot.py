@@ -248,6 +248,11 @@ class Snapshots:
             values = tuple(ns[n] for n in group)
             res = self._encode(values, values)
             if res.state == "saved":  # the payload is stored once, by the first
+                # Named by its members too: two groups of equal content are two payloads,
+                # or a restore would give both groups the same objects.
+                res.value_id = xxhash.xxh3_128_hexdigest(
+                    f"{res.value_id}:{','.join(group)}".encode()
+                )
                 return {
                     name: replace(
                         res, encoded=res.encoded if i == 0 else None, item=i, shares=shares[name]
@@ -366,7 +371,7 @@ class Snapshots:
             _, state, value_id, item, cell_seq, nbytes, detail = entries[name]
             try:
                 if state == "saved":
-                    value = loader.load(value_id, resolve)
+                    value = loader.load(value_id, resolve, share=item is not None)
                     ns[name] = value if item is None else value[item]
                     report_.nbytes += nbytes or 0
                 elif state == "module":
@@ -491,24 +496,29 @@ class _Loader:
             if stream is not None:  # refuse at once, in one line; blob streams as they load
                 journal.check("payload", stream, sig, "a snapshot")
 
-    def load(self, value_id: str, resolve: Callable[[str], Any]) -> Any:
-        if value_id not in self.loaded:
-            names: set[str] = set()
+    def load(self, value_id: str, resolve: Callable[[str], Any], share: bool) -> Any:
+        """The payload's value; ``share``: the one value the members of a group hold
+        (a variable saved alone gets its own: equal content is not identity)."""
+        if share and value_id in self.loaded:
+            return self.loaded[value_id]
+        refs: set[str] = set()
 
-            def named(name: str) -> Any:
-                names.add(name)
-                return resolve(name)
+        def named(name: str) -> Any:
+            refs.add(name)
+            return resolve(name)
 
-            codec_name, stream, stream_chunks, buffers, sig = self._payloads[value_id]
-            blobs = self.journal.blobs
-            if stream is None:
-                size, names = json.loads(stream_chunks)
-                stream = bytes(blobs.get_chunks(names, size))
-            self.journal.check("payload", stream, sig, "a snapshot")  # before unpickling
-            bufs = [blobs.get_chunks(names, size) for size, names in json.loads(buffers)]
-            self.loaded[value_id] = codec.decode(codec_name, stream, bufs, named)
-            self.refs[value_id] = frozenset(names)
-        return self.loaded[value_id]
+        codec_name, stream, stream_chunks, buffers, sig = self._payloads[value_id]
+        blobs = self.journal.blobs
+        if stream is None:
+            size, chunks = json.loads(stream_chunks)
+            stream = bytes(blobs.get_chunks(chunks, size))
+        self.journal.check("payload", stream, sig, "a snapshot")  # before unpickling
+        bufs = [blobs.get_chunks(chunks, size) for size, chunks in json.loads(buffers)]
+        value = codec.decode(codec_name, stream, bufs, named)
+        self.refs[value_id] = frozenset(refs)
+        if share:
+            self.loaded[value_id] = value
+        return value
 
 
 def _writes_files(source: str) -> bool:

@@ -270,3 +270,36 @@ def test_restore_equals_the_live_namespace_after_mutations_through_aliases(shell
         assert not report.skipped, report
         assert describe(shell.user_ns, names) == live
         nb.close()
+
+
+def round_trip(shell, cells: list[str]) -> tuple[list, list]:
+    """Run ``cells``, restore into an empty namespace: (live, restored) descriptions."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        for code in [SETUP, *cells]:
+            nb.run(code)
+        names = user_names(shell)
+        live = describe(shell.user_ns, names)
+        nb.close()
+        fresh_namespace(shell)
+        nb = Notebook(shell, Path(folder))
+        report = nb.snaps.restore()
+        nb.close()
+        assert not report.skipped, report
+        return live, describe(shell.user_ns, names)
+
+
+def test_equal_values_saved_apart_come_back_as_distinct_objects(shell):
+    live, back = round_trip(shell, ["a = []\nb = []\nx = [1]\np = [x]\ny = [1]\nq = [y]"])
+    assert back == live
+
+
+def test_a_closure_a_bound_method_and_a_helper_module_change_what_they_hold(shell):
+    live, back = round_trip(shell, [
+        f"import {shell.helper} as hm\nacc, box, held = [], {{}}, set()\n"
+        "add = _bind(acc, 'append', 1)\nput = Node(target=box).poke\nhm.HELD[0] = held",
+        "add()", "put('setitem', 2)", "hm.poke(0, 'add', 3)",
+    ])  # fmt: skip
+    assert back == live
+    assert dict(live)["acc"][2] == ["1"] and dict(live)["held"][2] == ["3"]
