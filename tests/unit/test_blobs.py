@@ -36,7 +36,7 @@ def test_identical_content_is_stored_once(store):
     assert files(store) == [first] and (store.folder / first).stat().st_mtime_ns == mtime
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + CHUNK // 2])
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 9, 10 * CHUNK + 3])
 def test_chunks_round_trip(store, size):
     data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
     names = store.put_chunks(data)
@@ -85,11 +85,12 @@ def _damage(path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["flip", "truncate"])
-def test_a_damaged_chunk_or_blob_is_refused_on_read_never_returned(store, how):
-    data = np.random.default_rng(1).integers(0, 256, 2 * CHUNK + 10, dtype=np.uint8).tobytes()
+@pytest.mark.parametrize("n", [3, 12])  # read one by one, and by a pool of threads
+def test_a_damaged_chunk_or_blob_is_refused_on_read_never_returned(store, how, n):
+    data = np.random.default_rng(1).integers(0, 256, n * CHUNK - 10, dtype=np.uint8).tobytes()
     names = store.put_chunks(data)
-    _damage(store.folder / names[1], how)
-    with pytest.raises(BlobDamaged, match=names[1]) as info:
+    _damage(store.folder / names[n - 2], how)
+    with pytest.raises(BlobDamaged, match=names[n - 2]) as info:
         store.get_chunks(names, len(data))
     assert isinstance(info.value, OSError)  # a damaged file is treated like a missing one
     name = store.put(b"a step result" * 100)
