@@ -339,8 +339,21 @@ class Node(Server):
             return {"name": self.name, "directory": str(self.directory), "pid": os.getpid(),
                     "state": state, "running_keys": sorted(self._running)}  # fmt: skip
 
-    def handle(self, endpoint: str, key: str | None, body: Any) -> tuple[int, dict, str]:
-        """Answer one request: (status, body, outcome for the log)."""
+    def handle(self, method: str, endpoint: str, key: str | None, body: Any) -> tuple[int, dict]:
+        """Answer one request and log it; returns (status, body)."""
+        claimed: list[str] = []
+        try:
+            status, answer, outcome = self._handle(endpoint, key, body, claimed)
+            # Logged before the answer is sent, and before the key is released: a
+            # client that gave up (timeout, killed kernel) does not hide the request.
+            self.record(method, endpoint, key, status, outcome)
+            return status, answer
+        finally:
+            with self._lock:
+                self._running.difference_update(claimed)
+
+    def _handle(self, endpoint: str, key: str | None, body: Any, claimed: list[str]):
+        """(status, body, outcome); a key whose first request starts is added to ``claimed``."""
         config = self._config()
         key = key if ENDPOINTS[endpoint] == "POST" else None  # reads need no key
         with self._lock:
@@ -359,14 +372,12 @@ class Node(Server):
             slow = self._state["hangs"] < config["slow_upgrades"].get(self.name, 0)
             self._state["hangs"] += slow
             self._save()
-            self._running.add(key)
-        try:
-            time.sleep(config["hang_seconds"] if slow else config["upgrade_seconds"])
-            with self._lock:
-                return self._remember(key, *self._upgrade(body, config))
-        finally:
-            with self._lock:
-                self._running.discard(key)
+            if key is not None:
+                self._running.add(key)
+                claimed.append(key)
+        time.sleep(config["hang_seconds"] if slow else config["upgrade_seconds"])
+        with self._lock:
+            return self._remember(key, *self._upgrade(body, config))
 
     def _remember(self, key: str | None, status: int, answer: dict, outcome: str):
         """Keep a successful answer for its idempotency key (under the lock)."""
@@ -437,11 +448,8 @@ def _make_handler(node: Node) -> type[JSONHandler]:
             except ValueError as exc:
                 self._send(400, {"error": f"body is not JSON: {exc}"})
                 return
-            key = self.headers.get(KEY_HEADER)
-            status, answer, outcome = node.handle(endpoint, key, body)
-            node.record(method, endpoint, key, status, outcome)  # before the answer: a
-            # client that gave up (timeout, killed kernel) does not hide the request
-            with contextlib.suppress(OSError):
+            status, answer = node.handle(method, endpoint, self.headers.get(KEY_HEADER), body)
+            with contextlib.suppress(OSError):  # the client may have given up
                 self._send(status, answer)
 
     return Handler
