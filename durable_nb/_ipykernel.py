@@ -20,7 +20,7 @@ _PINNED_ROUTES = (7, 4)
 #: Longest wait for the shell channel thread to create our subshell, in seconds.
 SUBSHELL_TIMEOUT = 10.0
 
-_subshells: dict[int, str] = {}  # id(kernel) -> our subshell's id
+_subshells: dict[int, str | None] = {}  # id(kernel) -> our subshell's id (None: failed)
 _subshell_lock = threading.Lock()
 
 
@@ -151,32 +151,38 @@ def _pin(comm: Any, subshell: str) -> None:
 
 
 def _subshell(k: Any) -> str | None:
-    """This kernel's subshell for durable_nb's widgets, created once (on its thread)."""
+    """This kernel's subshell for durable_nb's widgets, created once (on its thread).
+
+    A failure is remembered too: the next failed step does not wait again.
+    """
     with _subshell_lock:
-        if id(k) in _subshells:
-            return _subshells[id(k)]
-        try:
-            manager = k.shell_channel_thread.manager
-            create_subshell = manager._create_subshell
-            loop = manager._shell_channel_io_loop
-        except Exception:
-            return None
-        box: dict[str, Any] = {}
-        done = threading.Event()
+        if id(k) not in _subshells:
+            _subshells[id(k)] = _create(k)
+        return _subshells[id(k)]
 
-        def create() -> None:
-            try:
-                box["id"] = create_subshell()
-            except BaseException as exc:  # kept for the caller, who falls back
-                box["error"] = exc
-            finally:
-                done.set()
 
+def _create(k: Any) -> str | None:
+    try:
+        manager = k.shell_channel_thread.manager
+        create_subshell = manager._create_subshell
+        loop = manager._shell_channel_io_loop
+    except Exception:
+        return None
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def create() -> None:
         try:
-            loop.add_callback(create)
-        except Exception:
-            return None
-        if not done.wait(SUBSHELL_TIMEOUT) or not isinstance(box.get("id"), str):
-            return None
-        _subshells[id(k)] = box["id"]
-        return box["id"]
+            box["id"] = create_subshell()
+        except BaseException as exc:  # kept for the caller, who falls back
+            box["error"] = exc
+        finally:
+            done.set()
+
+    try:
+        loop.add_callback(create)
+    except Exception:
+        return None
+    if not done.wait(SUBSHELL_TIMEOUT) or not isinstance(box.get("id"), str):
+        return None
+    return box["id"]

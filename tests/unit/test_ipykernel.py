@@ -162,6 +162,14 @@ def test_no_route_leaves_the_comms_alone(fake_kernel, monkeypatch, k):
     assert comm.publish_msg == publish
 
 
+def test_a_subshell_that_could_not_be_made_is_not_tried_again(fake_kernel):
+    calls = []
+    fake_kernel(kernel_with(Manager(create=lambda: calls.append(1) or 1 / 0)))
+    assert _ipykernel.route_to_subshell([Comm()]) is False
+    assert _ipykernel.route_to_subshell([Comm()]) is False
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("missing", ["_reply_subshell_lock", "_reply_subshell_for"])
 def test_a_comm_without_the_routing_surface_is_not_routed(fake_kernel, missing):
     manager = Manager(create=lambda: pytest.fail("no subshell should be created"))
