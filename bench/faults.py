@@ -698,7 +698,7 @@ def run_kind(kind: str, trials: int, seed: int = 0, base: Path | None = None,
             t.close()
         tally.trials += 1
         tally.add(got)
-        if any(got.get(c) for c in COLUMNS[1:]):
+        if any(got.get(c) for c in tally.must_be_zero(kind)):
             tally.notes.append(f"trial {n}: {got}; {t.dir}; said: {t.said[-3:]}")
         if verbose:
             print(f"{kind} {n}: {got}", file=sys.stderr, flush=True)
