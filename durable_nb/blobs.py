@@ -85,9 +85,9 @@ class BlobStore:
             part, name = view[i * CHUNK : (i + 1) * CHUNK], names[i]
             with open(self.folder / name, "rb", buffering=0) as f:
                 if f.readinto(part) != len(part) or f.read(1):
-                    raise BlobDamaged(str(self.folder / name))
+                    raise self._damaged(name)
             if xxhash.xxh3_128_hexdigest(part) != name:
-                raise BlobDamaged(str(self.folder / name))
+                raise self._damaged(name)
 
         if len(names) < 8:
             for i in range(len(names)):
@@ -112,8 +112,18 @@ class BlobStore:
         what was written."""
         data = (self.folder / name).read_bytes()
         if xxhash.xxh3_128_hexdigest(data) != name:
-            raise BlobDamaged(str(self.folder / name))
+            raise self._damaged(name)
         return data
+
+    def _damaged(self, name: str) -> BlobDamaged:
+        """Move a damaged blob aside (``.damaged-NAME``), so that storing the same content
+        again writes it anew instead of keeping the damaged file; return the error."""
+        path = self.folder / name
+        try:
+            os.replace(path, self.folder / f".damaged-{name}")
+        except OSError:  # a read-only folder: it stays, and stays treated as missing
+            pass
+        return BlobDamaged(str(path))
 
     def names(self) -> set[str]:
         """Every blob stored, and temporary files left by writes a crash cut short.
