@@ -38,17 +38,63 @@ class Done(TypedDict):
     hash: str
 
 
+def identify(nb: Any) -> int:
+    """Give each cell without an id (nbformat < 4.5) or with a repeated one an id of its own.
+
+    The id is derived from the cell's place among the cells of its kind and its source
+    (``code-3-1a2b3c4d``): the same file gets the same ids on every run, and two cells with
+    equal sources never share one. Changes ``nb`` in memory (upgraded to nbformat 4.5);
+    returns how many ids it gave.
+
+    Parameters
+    ----------
+    nb : NotebookNode
+        The notebook as read from its file (before parameters are injected).
+    """
+    seen: set[str] = set()
+    places: dict[str, int] = {}
+    given = 0
+    for cell in nb.cells:
+        kind = cell.get("cell_type", "cell")
+        places[kind] = place = places.get(kind, 0) + 1
+        cid = cell.get("id")
+        if not cid or cid in seen:
+            cid = base = f"{kind[:8]}-{place}-{source_hash(_text(cell.get('source')))[:8]}"
+            n = 1
+            while cid in seen:  # only a hand-made id can clash with a derived one
+                n += 1
+                cid = f"{base}-{n}"
+            cell["id"] = cid
+            given += 1
+        seen.add(cid)
+    if nb.get("nbformat") == 4 and nb.get("nbformat_minor", 0) < 5:
+        nb["nbformat_minor"] = 5
+    return given
+
+
+def _text(source: Any) -> str:
+    return "".join(source) if isinstance(source, list) else source or ""
+
+
 def code_cells(nb: Any) -> list[Cell]:
-    """The cells a run executes (nbclient skips the rest), in order."""
+    """The cells a run executes (nbclient skips the rest), in order.
+
+    A cell's key is its id (:func:`identify` gives one to cells without); equal keys would
+    make one cell of two, so a repeated key is refused.
+    """
     from ..runtime import cell_key
 
-    return [
+    cells = [
         Cell(i, cell_key(c.get("id"), c.source), c.source)
         for i, c in enumerate(nb.cells)
         if c.cell_type == "code"
         and c.source.strip()
         and "skip-execution" not in c.metadata.get("tags", [])
     ]
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):
+        raise ValueError("two code cells share an identity: call identify(nb) first")
+    return cells
 
 
 def source_hash(source: str | None) -> str:

