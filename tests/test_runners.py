@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 _BESIDE = Path(sys.executable).with_name("durable-nb")
