@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 _BESIDE = Path(sys.executable).with_name("durable-nb")
@@ -85,3 +86,56 @@ def test_durable_nb_run_twice_keeps_equal_cells_apart(tmp_path):
         assert _outputs(tmp_path / "out.ipynb") == ["", "[0]", "", "[1]"]
     assert src.read_text() == before  # ids only in memory: the input file is untouched
     assert all(c.get("id") for c in nbformat.read(tmp_path / "out.ipynb", 4).cells)
+
+
+# -- papermill: the durable engine --------------------------------------------------
+
+
+def _papermill(src: Path, out: Path, engine: str | None = "durable", **kw):
+    """papermill's Python API in this process (its kernels use this checkout)."""
+    import papermill
+    from papermill.engines import papermill_engines
+
+    from durable_nb.cli.papermill import DurableEngine
+
+    # The entry point is read from installed metadata: register this checkout's engine.
+    papermill_engines.register("durable", DurableEngine)
+    return papermill.execute_notebook(
+        str(src), str(out), engine_name=engine, cwd=str(src.parent), progress_bar=False, **kw
+    )
+
+
+RESUMABLE = [
+    "import durable_nb as dnb\nfrom pathlib import Path\n\n"
+    "@dnb.step\ndef effect(i):\n    with open('effects.txt', 'a') as f:\n"
+    "        f.write(f'{i}\\n')\n    return i * 10",
+    "import uuid\na = effect(1)\ntoken = uuid.uuid4().hex\nprint(token)",
+    "b = effect(2)\nif not Path('ok').exists():\n    raise RuntimeError('not yet')",
+    "print(a, b, token)",
+]
+
+
+def test_papermill_engine_resumes_a_failed_run(tmp_path):
+    from papermill.exceptions import PapermillExecutionError
+
+    src = _old_notebook(tmp_path / "resumable.ipynb", RESUMABLE)
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(PapermillExecutionError):
+        _papermill(src, out)
+    assert (tmp_path / "effects.txt").read_text().split() == ["1", "2"]
+    token = _outputs(out)[1]
+    (tmp_path / "ok").touch()
+    _papermill(src, out)
+    # Cells 1-2 skipped (their outputs kept, the namespace restored), cell 3 re-ran with
+    # its step replayed.
+    assert (tmp_path / "effects.txt").read_text().split() == ["1", "2"]
+    shown = _outputs(out)
+    assert shown[1] == token and shown[3] == f"10 20 {token}"
+    assert shown[2].startswith("durable_nb: 1 step replayed"), shown
+    assert (tmp_path / ".durable" / "resumable.duckdb").exists()
+    assert not list((tmp_path / ".durable").glob("session*"))
+    # Finished: the next run starts over: every cell runs again, steps replay.
+    _papermill(src, out)
+    again = _outputs(out)[1].splitlines()[-1]  # after the "1 step replayed" line
+    assert again != token and _outputs(out)[3] == f"10 20 {again}"
+    assert (tmp_path / "effects.txt").read_text().split() == ["1", "2"]

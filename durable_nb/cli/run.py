@@ -22,6 +22,10 @@ from ._journal import copy_journal, held, journal_path, open_journal
 #: The kernelspec shipped in jupyter-config/ and installed with the package.
 KERNEL = "python3-durable"
 
+#: What jupyter_client gives the kernels it knows as IPython's (python3): history in
+#: memory, no history file written and no thread saving it. It does not know ours.
+HISTORY_IN_MEMORY = "--HistoryManager.hist_file=:memory:"
+
 #: The id and tag of the cell that ``-p`` injects (as papermill does).
 INJECTED = "injected-parameters"
 
@@ -30,10 +34,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``durable-nb run``: execute headless, resuming after the last cell that succeeded."""
     path, nb = _load_notebook(args.notebook, args.kernel)
     params = _inject(nb, args.parameter)
-    cells = plan.code_cells(nb)
+    start, hidden = begin(path, nb, args.fresh, args.parameter)
+    print(f"durable-nb: running {path} in kernel {args.kernel}" + (params and f" with {params}"))
+    if start:
+        print(
+            f"durable-nb: resuming at code cell {start + 1}: the cells before it succeeded "
+            "in an earlier run; restoring the namespace as of that run"
+        )
+    runner = _Runner(path, nb, args.kernel, args.timeout, dict(os.environ))
+    code = runner.run(hidden, set(code_indexes(nb)[:start]), args.output)
+    if code == FAILED and runner.started_cells:
+        print(
+            "durable-nb: fix the cause and run again: it resumes from the failed cell, "
+            "and completed steps replay.",
+            file=sys.stderr,
+        )
+    return code
+
+
+def begin(path: Path, nb: Any, fresh: bool, parameters: list[list[str]]) -> tuple[int, list[str]]:
+    """Where a run starts: the code cells left done, the hidden commands to run first.
+
+    Returns how many code cells (a prefix) an earlier run left done, and the hidden
+    ``%durable`` commands that bring the namespace back as of them. Records the plan in
+    the journal (``meta.headless``) so the next run knows which cells it may skip;
+    shared by ``durable-nb run`` and the papermill engine.
+    """
     from ..errors import JournalError, JournalLocked
     from ..journal import Journal
 
+    cells = plan.code_cells(nb)
     journal = journal_path(path)
     start, restore_at = 0, None
     try:
@@ -44,34 +74,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"durable-nb: {exc}", file=sys.stderr)
     else:
         try:
-            done = [] if args.fresh else _resume_plan(j, cells)
+            done = [] if fresh else _resume_plan(j, cells)
             start = len(done)
             restore_at = done[-1]["seq"] if done else None
             # What this run starts from, so the next one knows which cells it may skip.
-            j.write("meta", ("headless", plan.record(done, args.parameter)))
+            j.write("meta", ("headless", plan.record(done, parameters)))
         finally:
             j.close()
-    skip = {cell.index for cell in cells[:start]}
-    hidden = []
-    if args.fresh:
-        hidden.append("%durable fresh")
-    elif restore_at is not None:
-        hidden.append(f"%durable restore --at {restore_at}")
-    print(f"durable-nb: running {path} in kernel {args.kernel}" + (params and f" with {params}"))
-    if start:
-        print(
-            f"durable-nb: resuming at code cell {start + 1}: the cells before it succeeded "
-            "in an earlier run; restoring the namespace as of that run"
-        )
-    runner = _Runner(path, nb, args.kernel, args.timeout, dict(os.environ))
-    code = runner.run(hidden, skip, args.output)
-    if code == FAILED and runner.started_cells:
-        print(
-            "durable-nb: fix the cause and run again: it resumes from the failed cell, "
-            "and completed steps replay.",
-            file=sys.stderr,
-        )
-    return code
+    if fresh:
+        return start, ["%durable fresh"]
+    return start, [f"%durable restore --at {restore_at}"] if restore_at is not None else []
+
+
+def code_indexes(nb: Any) -> list[int]:
+    """The notebook indexes of the cells a run executes (:func:`plan.code_cells`), in order."""
+    return [cell.index for cell in plan.code_cells(nb)]
+
+
+def send_cell_id(client: Any, cell: Any) -> None:
+    """nbclient's ``on_cell_execute``: send the cell's id as ``cellId``, as JupyterLab does.
+
+    The kernel keys steps by it; session metadata goes with every request, so a cell
+    without one (or a hidden command) clears it.
+    """
+    meta = client.kc.session.metadata
+    if cell.get("id") and not cell.metadata.get("durable_nb_hidden"):
+        meta["cellId"] = cell.id
+    else:
+        meta.pop("cellId", None)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -184,6 +214,7 @@ class _Runner:
             kernel_name=kernel,
             timeout=timeout,
             allow_errors=False,
+            extra_arguments=[HISTORY_IN_MEMORY],
             resources={"metadata": {"path": str(path.parent)}},
         )
         self.code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
@@ -197,13 +228,7 @@ class _Runner:
         self._t0 = time.monotonic()
 
     def _on_execute(self, cell: Any, cell_index: int) -> None:
-        # The kernel keys steps by the frontend's cell id, as JupyterLab sends it;
-        # session metadata goes with every request, so a cell without one clears it.
-        meta = self.client.kc.session.metadata
-        if cell.get("id") and not cell.metadata.get("durable_nb_hidden"):
-            meta["cellId"] = cell.id
-        else:
-            meta.pop("cellId", None)
+        send_cell_id(self.client, cell)
 
     def _on_done(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
         if cell.metadata.get("durable_nb_hidden"):
@@ -216,7 +241,7 @@ class _Runner:
         """Run ``hidden`` commands, then every code cell not in ``skip``; write ``output``."""
         import asyncio
 
-        previous = _previous_outputs(output)
+        previous = previous_outputs(output)
         try:
             code = asyncio.run(self._run(hidden, skip, previous))
         finally:
@@ -304,7 +329,7 @@ async def _maybe(value: Any) -> Any:
     return await value if hasattr(value, "__await__") else value
 
 
-def _previous_outputs(output: Path | None) -> dict[str, Any]:
+def previous_outputs(output: Path | None) -> dict[str, Any]:
     """Cells of the notebook the last run wrote to ``output``, by cell id."""
     if output is None or not output.expanduser().is_file():
         return {}
