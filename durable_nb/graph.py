@@ -19,7 +19,6 @@ import builtins
 import gc
 import io
 import itertools
-import operator
 import sys
 import sysconfig
 import types
@@ -77,11 +76,14 @@ class Reach:
 def reach(obj: Any, ns: dict[str, Any]) -> Reach:
     """Walk ``obj``'s data graph (see the module docstring); ``ns`` is the notebook's globals."""
     out = Reach()
-    seen = {id(ns), id(sys.modules), id(vars(builtins))}
+    # ``seen`` becomes the keys: all that was walked, less what is not data (below).
+    seen = out.keys = {id(ns), id(sys.modules), id(vars(builtins))}
+    not_data, bases = set(seen), set()  # bases: the memory arrays view
     items: list[Any] = [obj]
-    compress, eq, repeat, not_ = itertools.compress, operator.eq, itertools.repeat, operator.not_
+    compress = itertools.compress
     while items:  # one level at a time, in C where it can be: graphs of 1M objects
-        kind_of = dict.fromkeys(set(map(type, items)))
+        types_ = list(map(type, items))
+        kind_of = dict.fromkeys(set(types_))
         for t in kind_of:
             kind_of[t] = _KINDS.get(t)
             if kind_of[t] is None:
@@ -92,21 +94,29 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
         if len(present) == 1:
             walk, special = (items, []) if WALK in present else ([], items)
         else:
-            kinds = list(map(kind_of.__getitem__, map(type, items)))
-            walk = list(compress(items, map(eq, kinds, repeat(WALK))))
-            special = list(compress(items, map(eq, kinds, repeat(SPECIAL))))
-        ids = list(map(id, walk))
-        new = list(compress(walk, map(not_, map(seen.__contains__, ids))))
-        seen.update(ids)
-        out.keys.update(ids)
+            walking = {t for t, k in kind_of.items() if k == WALK}
+            walk = list(compress(items, map(walking.__contains__, types_)))
+            special = []
+            if SPECIAL in present:
+                specials = {t for t, k in kind_of.items() if k == SPECIAL}
+                special = list(compress(items, map(specials.__contains__, types_)))
+        by_id = dict(zip(map(id, walk), walk, strict=True))  # once each, even if met twice
+        if seen.isdisjoint(by_id):  # a tree: all new
+            new = list(by_id.values())
+        else:
+            new = list(map(by_id.__getitem__, by_id.keys() - seen))
+        seen.update(by_id)
         nxt = gc.get_referents(*new) if new else []
         if special:
-            ids = list(map(id, special))
-            fresh = list(compress(special, map(not_, map(seen.__contains__, ids))))
-            seen.update(ids)
+            by_id = dict(zip(map(id, special), special, strict=True))
+            fresh = list(map(by_id.__getitem__, by_id.keys() - seen))
+            seen.update(by_id)
             for o in fresh:
-                _special(o, ns, nxt, out, obj)
+                if not _special(o, ns, nxt, out, obj, bases):
+                    not_data.add(id(o))
         items = nxt
+    out.keys -= not_data
+    out.keys |= bases
     return out
 
 
@@ -168,8 +178,11 @@ def _classify(t: type) -> int:
     return WALK
 
 
-def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any) -> None:
-    """Objects the generic walk would follow too far (into the kernel) or not far enough."""
+def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]) -> bool:
+    """Objects the generic walk would follow too far (into the kernel) or not far enough.
+
+    Returns whether ``o`` is data (an array), as opposed to code, a class or a module.
+    """
     if isinstance(o, types.FunctionType):
         _function(o, ns, nxt, out)
     elif isinstance(o, types.MethodType):
@@ -194,13 +207,14 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any) -> None:
                     if o is root and not name.startswith("__"):
                         nxt.append(attr)
     else:  # an array
-        out.keys.add(id(o))
         base = o.base  # a view changes when the memory it views changes
         while base is not None:
-            out.keys.add(id(base))
+            bases.add(id(base))
             base = getattr(base, "base", None)
         if o.dtype.hasobject:
             nxt.extend(o.ravel(order="K").tolist())
+        return True
+    return False
 
 
 def _function(o: types.FunctionType, ns: dict, nxt: list, out: Reach) -> None:
