@@ -267,14 +267,19 @@ def restore(k, side, work, head):
     return out
 
 
-def run_side(side, args):
-    folder = Path(tempfile.mkdtemp(prefix=f"bench-snapshot-{side}-", dir=args.tmp))
+def prepare(side, args, prefix="bench-snapshot", harness_code=HARNESS):
+    """A temp folder with an empty notebook and the harness: (folder, work, env)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}-{side}-", dir=args.tmp))
     work, harness = folder / "work", folder / "harness"
     work.mkdir()
     harness.mkdir()
-    (harness / "_bench.py").write_text(HARNESS)
+    (harness / "_bench.py").write_text(harness_code)
     nbformat.write(nbformat.v4.new_notebook(), work / "nb.ipynb")
-    env = kernel_env(side, work, harness)
+    return folder, work, kernel_env(side, work, harness)
+
+
+def run_side(side, args):
+    folder, work, env = prepare(side, args)
     profile = args.profile and side == "durable"
     out = {"side": side, "cells": [], "du": []}
     kernels = []
@@ -289,15 +294,20 @@ def run_side(side, args):
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"[:300]
     finally:
-        for k in kernels:
-            if k.km.is_alive():
-                k.kc.stop_channels()
-                k.km.shutdown_kernel(now=True)
-        if not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            print(f"kept {folder}")
+        stop(kernels, folder, args)
     return out
+
+
+def stop(kernels, folder, args):
+    """Shut the side's kernels down; remove its folder (unless --keep)."""
+    for k in kernels:
+        if k.km.is_alive():
+            k.kc.stop_channels()
+            k.km.shutdown_kernel(now=True)
+    if not getattr(args, "keep", False):
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        print(f"kept {folder}")
 
 
 def kill_and_restore(kernels, side, work, env, profile, folder):

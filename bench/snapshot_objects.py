@@ -8,13 +8,9 @@ SIGKILL and a restore in a new kernel, checked against a digest taken before the
 
 from __future__ import annotations
 
-import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-import nbformat
 import snapshot as base  # bench/snapshot.py: the harness and the kernel driver
 
 WORKLOADS = {
@@ -51,13 +47,7 @@ def digest(name):
 
 def run_workload(side, label, args):
     build, mutate, var = WORKLOADS[label]
-    folder = Path(tempfile.mkdtemp(prefix=f"bench-objects-{side}-", dir=args.tmp))
-    work, harness = folder / "work", folder / "harness"
-    work.mkdir()
-    harness.mkdir()
-    (harness / "_bench.py").write_text(base.HARNESS + PROBE)
-    nbformat.write(nbformat.v4.new_notebook(), work / "nb.ipynb")
-    env = base.kernel_env(side, work, harness)
+    folder, work, env = base.prepare(side, args, "bench-objects", base.HARNESS + PROBE)
     out = {"side": side, "workload": label}
     kernels = []
     try:
@@ -86,23 +76,13 @@ def run_workload(side, label, args):
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"[:300]
     finally:
-        for k in kernels:
-            if k.km.is_alive():
-                k.kc.stop_channels()
-                k.km.shutdown_kernel(now=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        base.stop(kernels, folder, args)
     return out
 
 
 def run_widgets(side, args):
     """A ``pass`` cell with 1..40 IntSliders in the namespace: the side's hooks, ms."""
-    folder = Path(tempfile.mkdtemp(prefix=f"bench-widgets-{side}-", dir=args.tmp))
-    work, harness = folder / "work", folder / "harness"
-    work.mkdir()
-    harness.mkdir()
-    (harness / "_bench.py").write_text(base.HARNESS)
-    nbformat.write(nbformat.v4.new_notebook(), work / "nb.ipynb")
-    env = base.kernel_env(side, work, harness)
+    folder, work, env = base.prepare(side, args, "bench-widgets")
     out, have = {}, 0
     k = base.start(side, work, env)
     try:
@@ -120,10 +100,7 @@ def run_widgets(side, args):
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"[:300]
     finally:
-        if k.km.is_alive():
-            k.kc.stop_channels()
-            k.km.shutdown_kernel(now=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        base.stop([k], folder, args)
     return out
 
 

@@ -260,16 +260,21 @@ def test_restore_equals_the_live_namespace_after_mutations_through_aliases(shell
             if setup:
                 nb.run(setup)
             nb.run(cell)
-        names = user_names(shell)
-        live = describe(shell.user_ns, names)
-        nb.close()
+        live, back = restored(shell, nb)
+        assert back == live
 
-        fresh_namespace(shell)
-        nb = Notebook(shell, Path(folder))
-        report = nb.snaps.restore()
-        assert not report.skipped, report
-        assert describe(shell.user_ns, names) == live
-        nb.close()
+
+def restored(shell, nb: Notebook) -> tuple[list, list]:
+    """Close ``nb``, restore its journal into an empty namespace: (live, restored)."""
+    names = user_names(shell)
+    live = describe(shell.user_ns, names)
+    nb.close()
+    fresh_namespace(shell)
+    nb = Notebook(shell, Path(nb.source).parent)
+    report = nb.snaps.restore()
+    nb.close()
+    assert not report.skipped, report
+    return live, describe(shell.user_ns, names)
 
 
 def round_trip(shell, cells: list[str]) -> tuple[list, list]:
@@ -279,15 +284,7 @@ def round_trip(shell, cells: list[str]) -> tuple[list, list]:
         nb = Notebook(shell, Path(folder))
         for code in [SETUP, *cells]:
             nb.run(code)
-        names = user_names(shell)
-        live = describe(shell.user_ns, names)
-        nb.close()
-        fresh_namespace(shell)
-        nb = Notebook(shell, Path(folder))
-        report = nb.snaps.restore()
-        nb.close()
-        assert not report.skipped, report
-        return live, describe(shell.user_ns, names)
+        return restored(shell, nb)
 
 
 def test_equal_values_saved_apart_come_back_as_distinct_objects(shell):
