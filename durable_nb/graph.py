@@ -38,6 +38,10 @@ INFRASTRUCTURE = frozenset({
     "pydevd", "debugpy", "prompt_toolkit", "matplotlib_inline", "psutil",
 })  # fmt: skip
 
+#: Of those, the kernel's own: a value holding one (a widget's comm) cannot be saved.
+KERNEL = frozenset({"IPython", "ipykernel", "comm", "jupyter_client", "zmq", "tornado"})
+_KERNEL_TYPES: set[type] = set()
+
 _KINDS: dict[type, int] = {
     **dict.fromkeys((str, bytes, int, float, complex, bool, type(None), range, slice,
                      type(Ellipsis), type(NotImplemented), memoryview), SKIP),
@@ -71,6 +75,7 @@ class Reach:
 
     keys: set[int] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
+    kernel: str = ""  #: the type of a kernel object reached (a widget's comm), if any
 
 
 def reach(obj: Any, ns: dict[str, Any]) -> Reach:
@@ -88,6 +93,8 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             kind_of[t] = _KINDS.get(t)
             if kind_of[t] is None:
                 kind_of[t] = _kind(t)
+            if t in _KERNEL_TYPES:
+                out.kernel = t.__qualname__
         present = set(kind_of.values())
         if present == {SKIP}:
             break  # a list of numbers or strings: nothing below
@@ -167,6 +174,8 @@ def _classify(t: type) -> int:
     module = getattr(t, "__module__", None) or ""
     top = module.partition(".")[0]
     if top in INFRASTRUCTURE:
+        if top in KERNEL:
+            _KERNEL_TYPES.add(t)
         return SKIP
     np = sys.modules.get("numpy")
     if np is not None and issubclass(t, np.ndarray):

@@ -127,6 +127,7 @@ class Snapshots:
         self._pending: set[str] = set()  # names touched by cells not yet snapshotted
         self._stored: set[str] | None = None  # value ids in the journal
         self.sweep_bytes = SWEEP_BYTES
+        self._kernel: dict[str, str] = {}  # name -> a kernel object its value holds (this cell)
 
     # -- after each cell ----------------------------------------------------------
 
@@ -223,12 +224,14 @@ class Snapshots:
         """The names the cell may have changed (the module docstring's rule): what each reaches."""
         user_ns = self.shell.user_ns
         work, found = deque(sorted(touched)), {}
+        self._kernel = {}
         while work:
             name = work.popleft()
             if name in found or name not in ns:
                 continue
             reached = graph.reach(ns[name], user_ns)
             found[name] = mine = reached.keys
+            self._kernel[name] = reached.kernel
             work.extend(sorted(n for n in reached.names if n in ns and n not in found))
             old = self.known[name].shares if name in self.known else frozenset()
             if not (mine or old):
@@ -244,7 +247,7 @@ class Snapshots:
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
         """Variables that share objects are saved in one payload, so identity survives."""
-        if len(group) > 1:
+        if len(group) > 1 and not any(self._kernel.get(n) for n in group):
             values = tuple(ns[n] for n in group)
             res = self._encode(values, values)
             if res.state == "saved":  # the payload is stored once, by the first
@@ -262,7 +265,11 @@ class Snapshots:
             # One of them cannot be saved: they are saved apart (identity is not kept).
         out = {}
         for name in group:
-            out[name] = self._encode(ns[name], (ns[name],))
+            if self._kernel.get(name):  # pickle would fail, and dill would walk the kernel
+                why = f"holds the kernel's {self._kernel[name]}: re-running its cell makes it"
+                out[name] = _Encoding("recompute", why)
+            else:
+                out[name] = self._encode(ns[name], (ns[name],))
             out[name].shares = shares[name]
         return out
 

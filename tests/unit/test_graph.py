@@ -73,3 +73,13 @@ def test_functions_of_the_notebook_report_the_globals_they_use():
     exec(code, ns)
     assert {"helper", "rows"} <= graph.reach(ns["f"], ns).names
     assert "REG" in graph.reach(ns["C"](), ns).names and "C" in graph.reach(ns["C"](), ns).names
+
+
+def test_a_widget_is_walked_without_its_comm_and_said_to_hold_a_kernel_object():
+    import ipywidgets
+
+    slider = ipywidgets.IntSlider()
+    reached = graph.reach([slider], NS)
+    assert id(slider) in reached.keys and len(reached.keys) < 500
+    assert reached.kernel or slider.comm is None
+    assert graph.reach([[1], {"a": 2}], NS).kernel == ""
