@@ -140,12 +140,16 @@ class Snapshots:
         ns = self._user_names()
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         gone = self.known.keys() - ns.keys()
-        if accessed & _ANY_NAME or sum(k.nbytes for k in self.known.values()) < self.sweep_bytes:
+        if accessed & _ANY_NAME:
             touched = set(ns)
         else:
             changed = touched | gone  # payloads naming a rebound class or function: again
             touched |= accessed & ns.keys()
             touched.update(n for n, k in self.known.items() if k.refs and k.refs & changed)
+            if sum(k.nbytes for k in self.known.values()) < self.sweep_bytes:
+                # The safety net: what is saved is re-checked (what is recomputed, a widget
+                # or a client, is made again by its cell anyway: walking it is no use).
+                touched.update(n for n, k in self.known.items() if k.state == "saved")
         seq = self.rt.cell.seq
         rows: list[tuple[str, tuple]] = []
         changes: dict[str, Known | None] = {}
