@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
 from .errors import (
+    AnswerMissing,
     DurableError,
     JournalCorrupt,
     JournalError,
@@ -20,16 +21,19 @@ from .errors import (
     StepFailed,
     StepTimeout,
     UntrustedJournal,
+    WaitTimeout,
 )
 
 if TYPE_CHECKING:
-    from .clock import now, random, sleep, uuid4
+    from .answers import ask, confirm
+    from .clock import now, random, sleep, uuid4, wait_until
     from .extension import load_ipython_extension, unload_ipython_extension
     from .fanout import map
     from .retry import RetryPolicy
     from .steps import step, step_id
 
 __all__ = [
+    "AnswerMissing",
     "DurableError",
     "JournalCorrupt",
     "JournalError",
@@ -41,6 +45,9 @@ __all__ = [
     "StepFailed",
     "StepTimeout",
     "UntrustedJournal",
+    "WaitTimeout",
+    "ask",
+    "confirm",
     "load_ipython_extension",
     "map",
     "now",
@@ -50,12 +57,14 @@ __all__ = [
     "step_id",
     "unload_ipython_extension",
     "uuid4",
+    "wait_until",
 ]
 
 #: The module of each public name imported on first use: importing a submodule (the
 #: ``durable-nb`` command) then loads neither IPython nor asyncio.
 _LAZY = {
-    **dict.fromkeys(("now", "random", "sleep", "uuid4"), "clock"),
+    **dict.fromkeys(("now", "random", "sleep", "uuid4", "wait_until"), "clock"),
+    **dict.fromkeys(("ask", "confirm"), "answers"),
     **dict.fromkeys(("load_ipython_extension", "unload_ipython_extension"), "extension"),
     "map": "fanout",
     "RetryPolicy": "retry",

@@ -1,4 +1,4 @@
-"""Journaled clock, uuid, random and sleep: the same values when a cell replays.
+"""Journaled clock, uuid, random, sleep and waits: the same values when a cell replays.
 
 Each is a tiny step, so its value is recorded once and replayed after a restart.
 """
@@ -8,8 +8,13 @@ from __future__ import annotations
 import random as _random
 import time
 import uuid as _uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from itertools import count
+from typing import Any
 
+from . import runtime
+from .errors import WaitTimeout
 from .steps import step
 
 _now = step(time.time, name="dnb.now", retries=0)
@@ -39,6 +44,52 @@ def sleep(seconds: float) -> None:
     If the kernel dies mid-sleep, re-running the cell waits only what is left;
     once the sleep has ended, re-running does not wait at all.
     """
-    remaining = _deadline(float(seconds)) - time.time()
+    seconds = float(seconds)
+    # The recorded deadline may come from someone else's journal (JSON needs no
+    # signature): never wait longer than this call asks.
+    remaining = min(_deadline(seconds) - time.time(), seconds)
     if remaining > 0:
         time.sleep(remaining)
+
+
+def wait_until(check: Callable[[], Any], *, every: float = 60.0, timeout: float | None = None,
+               key: str | None = None) -> Any:  # fmt: skip
+    """Call ``check`` every ``every`` seconds until it returns a truthy value; return that.
+
+    Each call of ``check`` is a step (journaled, retried with the default policy), and
+    the start of the wait is recorded, so after a crash re-running the cell replays the
+    checks already made and waits on from where it was; a finished wait replays its
+    result at once. The live status view shows the wait.
+
+    Parameters
+    ----------
+    check : callable
+        Called with no arguments; its result is journaled, so it must be serializable.
+    every : float
+        Seconds between the starts of two checks.
+    timeout : float, optional
+        Give up with :class:`~durable_nb.errors.WaitTimeout` this many seconds after the
+        wait first started (a durable deadline: a restart does not extend it).
+    key : str, optional
+        A notebook-wide identity for the wait, as a step's ``key=``.
+    """
+    if every <= 0 or (timeout is not None and timeout <= 0):
+        raise ValueError("every and timeout must be > 0 seconds")
+    what = getattr(check, "__qualname__", None) or type(check).__name__
+    start = step(lambda: time.time(), name="dnb.wait_until", retries=0,
+                 key=None if key is None else f"{key}:start")  # fmt: skip
+    poll = step(lambda n: check(), name=f"dnb.wait_until.{what}",
+                key=None if key is None else (lambda n: f"{key}:{n}"))  # fmt: skip
+    began = min(start(), time.time())  # a recorded start is never in the future
+    rt = runtime.current()
+    for n in count():
+        value = poll(n)
+        if value:
+            return value
+        next_at = began + (n + 1) * every
+        if timeout is not None and next_at > began + timeout:
+            raise WaitTimeout(what, timeout, n + 1)
+        if rt is not None:
+            left = None if timeout is None else began + timeout - time.time()
+            rt.notify("wait", step=what, attempt=n + 1, next_at=next_at, left=left)
+        time.sleep(max(0.0, min(next_at - time.time(), every)))

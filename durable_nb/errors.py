@@ -6,8 +6,10 @@ Every message says what happened and what to do next.
 from __future__ import annotations
 
 import os
+import shlex
 
 __all__ = [
+    "AnswerMissing",
     "BlobDamaged",
     "CommandError",
     "DurableError",
@@ -21,6 +23,7 @@ __all__ = [
     "StepFailed",
     "StepTimeout",
     "UntrustedJournal",
+    "WaitTimeout",
 ]
 
 
@@ -198,6 +201,22 @@ class CommandError(DurableError):
         return (type(self), (self.code, str(self)))
 
 
+class AnswerMissing(DurableError):
+    """``dnb.ask``/``dnb.confirm`` in a run where nobody can answer, and no answer was given."""
+
+    def __init__(self, name: str, yes_no: bool = False, why: str | None = None) -> None:
+        example = "yes" if yes_no else "VALUE"
+        flag = f"--answer {shlex.quote(f'{name}={example}')}"
+        super().__init__(
+            (why or f"nobody can answer {name!r} in this run (headless)")
+            + f"; the run stops here. Run it again with {flag} (completed steps replay)."
+        )
+        self.name, self.yes_no, self.why = name, yes_no, why
+
+    def __reduce__(self):
+        return (type(self), (self.name, self.yes_no, self.why))
+
+
 class ReplayMissing(DurableError):
     """Strict replay met a step call the journal has no result for."""
 
@@ -242,3 +261,19 @@ class StepTimeout(DurableError, TimeoutError):
 
     def __reduce__(self):
         return (type(self), (self.step, self.timeout, str(self)))
+
+
+class WaitTimeout(DurableError, TimeoutError):
+    """``dnb.wait_until`` reached its timeout before its check came true."""
+
+    def __init__(self, check: str, timeout: float, checks: int, message: str | None = None):
+        super().__init__(
+            message
+            or f"dnb.wait_until({check}) gave up: not true after {timeout:g} s ({checks} "
+            "checks). The deadline is recorded, so re-running the cell gives up again: put "
+            "%%durable fresh at the top of the cell to wait anew, or pass a longer timeout."
+        )
+        self.check, self.timeout, self.checks = check, timeout, checks
+
+    def __reduce__(self):
+        return (type(self), (self.check, self.timeout, self.checks, str(self)))

@@ -61,6 +61,9 @@ class _Extension:
         self.rt.asker = functools.partial(
             suspend.ask, notify=self.rt.notify, widget=_suspension_prompt
         )
+        self.rt.questioner = functools.partial(
+            suspend.question, notify=self.rt.notify, widget=_question_prompt
+        )
         if getattr(shell, "parent_header", None):  # loaded by %load_ext inside a cell
             self.rt.announced()
         runtime.install(self.rt)
@@ -102,7 +105,7 @@ class _Extension:
         if self.settings in shell.configurables:
             shell.configurables.remove(self.settings)
         if self.rt is not None:
-            self.rt.asker = None
+            self.rt.asker = self.rt.questioner = None
             atexit.unregister(self.rt.close)
             self.rt.close(status)
         runtime.install(None)
@@ -198,6 +201,13 @@ def _suspension_prompt(step: str, args: str, error: BaseException) -> Any:
     from .widgets import SuspensionPrompt
 
     return SuspensionPrompt(step, args, error)
+
+
+def _question_prompt(prompt: str, choices: list | None, yes_no: bool, default: Any) -> Any:
+    """The widget of ``dnb.ask``/``dnb.confirm``."""
+    from .widgets import QuestionPrompt
+
+    return QuestionPrompt(prompt, choices, yes_no, default)
 
 
 def strip_fresh_line(lines: list[str]) -> list[str]:

@@ -100,6 +100,8 @@ class Runtime:
         self.on_failure = "suspend"
         #: Asks the person about a failed step (see :meth:`ask`); the extension sets it.
         self.asker: Callable[[str, str, BaseException, bool], Callable | None] | None = None
+        #: Asks a question on purpose (dnb.ask/confirm); same shape as ``asker``.
+        self.questioner: Callable[..., Callable | None] | None = None
         #: What the status view shows: the current step, its attempt, the last errors.
         self.activity: dict[str, Any] = {"errors": []}
         self.listeners: list[Any] = []
@@ -225,7 +227,7 @@ class Runtime:
         self.totals[what] += n
 
     def notify(self, event: str, **details: Any) -> None:
-        """A step event (attempt, backoff, suspended, done): update activity, tell listeners."""
+        """A step event (attempt, backoff, suspended, done, wait): update activity and listeners."""
         a = self.activity
         if event == "attempt":
             a.update(step=details["step"], attempt=details["attempt"], state="running",
@@ -237,6 +239,11 @@ class Runtime:
             a.update(state="suspended (waiting for you)", next_at=None)
         elif event == "done":
             a.update(state="idle", next_at=None)
+        elif event == "wait":  # dnb.wait_until between two checks
+            left = details.get("left")
+            state = "waiting until true" + (f", {left:.0f} s left" if left else "")
+            a.update(step=details["step"], attempt=details["attempt"], state=state,
+                     next_at=details["next_at"])  # fmt: skip
         for listener in list(self.listeners):
             try:
                 listener(event, details)
@@ -253,6 +260,16 @@ class Runtime:
         if self.asker is None:
             return None
         return self.asker(step, args, error, asynchronous)
+
+    def question(self, prompt: str, choices: list | None, yes_no: bool,
+                 default: Any = None) -> Callable | None:  # fmt: skip
+        """How ``dnb.ask``/``dnb.confirm`` waits for the answer, or None when nobody can answer.
+
+        The callable returns the answer. None when no questioner is set (headless).
+        """
+        if self.questioner is None:
+            return None
+        return self.questioner(prompt, choices, yes_no, default)
 
     # -- steps ----------------------------------------------------------------
 
@@ -464,6 +481,7 @@ def current() -> Runtime | None:
             main = getattr(sys.modules.get("__main__"), "__file__", None)
             rt = Runtime(main)
             rt.asker = functools.partial(suspend.ask, notify=rt.notify)
+            rt.questioner = functools.partial(suspend.question, notify=rt.notify)
             install(rt)
             atexit.register(_current.close)
     return _current

@@ -1,4 +1,4 @@
-"""Waiting for a person's decision inside a running cell, when a step has failed.
+"""Waiting for a person inside a running cell: a failed step's decision, or an answer.
 
 :func:`ask` is the runtime's ``asker``: it picks how to ask (widget, stdin, or not at all).
 """
@@ -56,7 +56,7 @@ def ask(
     if how == "raise":
         return None
     if how == "widget" and widget is not None:
-        waiter = _shown(widget, step, args, error)
+        waiter = _shown(lambda: widget(step, args, error))
         if waiter is not None:
             _notify(notify, step)
             return waiter.wait_async if asynchronous else waiter.wait
@@ -72,10 +72,10 @@ def ask(
     return lambda: prompt(step, args, error)
 
 
-def _shown(widget: Callable[..., Any], step: str, args: str, error: BaseException) -> Any:
-    """The prompt widget when its clicks can arrive; else None (it is closed, unseen)."""
+def _shown(build: Callable[[], Any]) -> Any:
+    """The prompt widget ``build`` makes, when its clicks can arrive; else None (closed, unseen)."""
     try:
-        waiter = widget(step, args, error)
+        waiter = build()
     except Exception as exc:  # the person's error matters more than ours
         report(f"could not build the suspension prompt ({describe(exc)}); asking on stdin",
                once="suspension-widget")  # fmt: skip
@@ -84,6 +84,57 @@ def _shown(widget: Callable[..., Any], step: str, args: str, error: BaseExceptio
         return waiter
     waiter.box.close()
     return None
+
+
+def question(
+    prompt: str,
+    choices: list | None,
+    yes_no: bool,
+    default: Any = None,
+    *,
+    notify: Callable[..., None] | None = None,
+    widget: Callable[..., Any] | None = None,
+) -> Callable[[], Any] | None:
+    """How ``dnb.ask``/``dnb.confirm`` waits for the answer, or None when nobody can answer.
+
+    As :func:`ask` does for a failed step: the widget (``widgets.QuestionPrompt``, passed
+    in) where clicks can arrive, else stdin on the main thread, else None (headless).
+    The returned callable blocks until the answer and returns it.
+    """
+    how = frontend()
+    if how == "raise":
+        return None
+    if how == "widget" and widget is not None:
+        waiter = _shown(lambda: widget(prompt, choices, yes_no, default))
+        if waiter is not None:
+            _notify(notify, "dnb.ask")
+            return lambda: waiter.wait().value
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    _notify(notify, "dnb.ask")
+    return lambda: read_answer(prompt, choices, yes_no, default)
+
+
+def read_answer(prompt: str, choices: list | None, yes_no: bool, default: Any = None) -> Any:
+    """Ask ``prompt`` on stdin until the answer is one that fits; KeyboardInterrupt propagates."""
+    print(f"durable_nb: {prompt}")
+    if choices:
+        for n, choice in enumerate(choices, 1):
+            print(f"  {n}. {choice}")
+    while True:
+        if yes_no:
+            word = input("[y]es or [n]o? ").strip().lower()
+            if word in ("y", "yes", "n", "no"):
+                return word.startswith("y")
+            continue
+        text = input(f"answer{f' [{default}]' if default is not None else ''}: ").strip()
+        if not text and default is not None:
+            return default
+        if not choices:
+            return text
+        for n, choice in enumerate(choices, 1):
+            if text in (str(n), str(choice)):
+                return choice
 
 
 def _notify(notify: Callable[..., None] | None, step: str) -> None:

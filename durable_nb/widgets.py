@@ -1,4 +1,4 @@
-"""The widgets: the suspension prompt of a failed step, the resume panel, the status view.
+"""The widgets: the suspension prompt of a failed step, questions, the resume panel, status.
 
 Callbacks may run off the main thread (a subshell); they only hand decisions over.
 """
@@ -45,7 +45,43 @@ def _error_html(error: BaseException, frames: int = 4) -> str:
     )
 
 
-class SuspensionPrompt:
+class _Waiting:
+    """A prompt the cell waits on: ``box`` shown, ``_chosen`` set once ``decision`` is made."""
+
+    box: Any
+    decision: Decision | None
+    _chosen: threading.Event
+
+    def _close(self, message: str) -> None:
+        raise NotImplementedError
+
+    def wait(self) -> Decision:
+        """Show the prompt; block the calling thread until a button is pressed.
+
+        An interrupt at any point after it is shown closes it and propagates.
+        """
+        try:
+            display(self.box)
+            while not self._chosen.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            self._close("✖ interrupted")
+            raise
+        return self.decision  # type: ignore[return-value]
+
+    async def wait_async(self) -> Decision:
+        """Like :meth:`wait`, without blocking the event loop of an async cell."""
+        try:
+            display(self.box)
+            while not self._chosen.is_set():
+                await asyncio.sleep(0.1)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            self._close("✖ interrupted")
+            raise
+        return self.decision  # type: ignore[return-value]
+
+
+class SuspensionPrompt(_Waiting):
     """Retry / Skip with value / Raise, shown where a step failed; the cell waits on it."""
 
     def __init__(self, step: str, args: str, error: BaseException) -> None:
@@ -90,31 +126,6 @@ class SuspensionPrompt:
         for button in (self.retry, self.skip, self.raise_, self.value):
             button.disabled = True
         self.title.value = f"<b>{html.escape(message)}</b>"
-
-    def wait(self) -> Decision:
-        """Show the prompt; block the calling thread until a button is pressed.
-
-        An interrupt at any point after it is shown closes it and propagates.
-        """
-        try:
-            display(self.box)
-            while not self._chosen.wait(0.1):
-                pass
-        except KeyboardInterrupt:
-            self._close("✖ interrupted")
-            raise
-        return self.decision  # type: ignore[return-value]
-
-    async def wait_async(self) -> Decision:
-        """Like :meth:`wait`, without blocking the event loop of an async cell."""
-        try:
-            display(self.box)
-            while not self._chosen.is_set():
-                await asyncio.sleep(0.1)
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            self._close("✖ interrupted")
-            raise
-        return self.decision  # type: ignore[return-value]
 
 
 class ResumePanel:
@@ -178,3 +189,46 @@ class StatusView:
         self._timer = None
         self._last = time.monotonic()
         self.html.value = self._render()
+
+
+class QuestionPrompt(_Waiting):
+    """``dnb.ask``/``dnb.confirm`` in place: a button per choice (Yes / No), or a text box."""
+
+    def __init__(self, prompt: str, choices: list | None, yes_no: bool, default: Any) -> None:
+        self.decision: Decision | None = None
+        self._chosen = threading.Event()
+        self.title = w.HTML(f"<b>❓ {html.escape(prompt)}</b>")
+        if yes_no:
+            options: list[tuple[str, Any]] = [("Yes", True), ("No", False)]
+        else:
+            options = [(str(c), c) for c in choices or ()]
+        self.buttons = []
+        for n, (label, value) in enumerate(options):
+            primary = (default is None and n == 0) or (default is not None and value == default)
+            b = w.Button(description=label, button_style="primary" if primary else "",
+                         tooltip=label, layout=w.Layout(width="auto"))  # fmt: skip
+            b.on_click(lambda _, v=value: self._choose(Decision("answer", v)))
+            self.buttons.append(b)
+        self.text = None
+        if not options:
+            self.text = w.Text(value="" if default is None else str(default),
+                               placeholder="your answer", continuous_update=False)  # fmt: skip
+            ok = w.Button(description="Answer", button_style="primary")
+            ok.on_click(lambda _: self._choose(Decision("answer", self.text.value)))
+            self.text.on_submit(lambda _: self._choose(Decision("answer", self.text.value)))
+            self.buttons = [ok]
+        row = [self.text, *self.buttons] if self.text is not None else self.buttons
+        self.box = w.VBox([self.title, w.HBox(row)])
+        self.reachable = route_to_subshell(_comms(self.box))
+
+    def _choose(self, decision: Decision) -> None:
+        if self._chosen.is_set():
+            return
+        self.decision = decision
+        self._close(f"✔ answered: {decision.value}")
+        self._chosen.set()
+
+    def _close(self, message: str) -> None:
+        for widget in (*self.buttons, *([self.text] if self.text is not None else [])):
+            widget.disabled = True
+        self.title.value = f"{self.title.value} <span>{html.escape(message)}</span>"

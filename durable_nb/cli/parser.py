@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     return top
 
 
+def _answer(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
 def _kernel_args(p: argparse.ArgumentParser) -> None:
     """Options of the commands that start a kernel (run, replay)."""
     p.add_argument(
@@ -112,6 +119,16 @@ def _kernel_args(p: argparse.ArgumentParser) -> None:
         metavar=("NAME", "VALUE"),
         help="set NAME = VALUE in a cell injected after the cell tagged 'parameters' "
         "(VALUE is a Python literal when it parses as one, else a string)",
+    )
+    p.add_argument(
+        "-a",
+        "--answer",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_answer,
+        help="answer dnb.ask/dnb.confirm KEY (its key=, else its prompt) with VALUE "
+        "(yes/no for confirm); a journaled answer replays without it",
     )
     p.add_argument("-o", "--output", type=Path, help="write the executed notebook here")
     p.add_argument("--kernel", default=KERNEL, help=f"kernelspec name (default {KERNEL})")

@@ -7,6 +7,7 @@ before the notebook's cells and never appear in it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -41,7 +42,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"durable-nb: resuming at code cell {start + 1}: the cells before it succeeded "
             "in an earlier run; restoring the namespace as of that run"
         )
-    runner = _Runner(path, nb, args.kernel, args.timeout, dict(os.environ))
+    env = dict(os.environ)
+    if args.answer:  # read by dnb.ask in the kernel (durable_nb.answers.ANSWERS_ENV)
+        env["DURABLE_NB_ANSWERS"] = json.dumps(dict(args.answer))
+    runner = _Runner(path, nb, args.kernel, args.timeout, env)
     code = runner.run(hidden, set(code_indexes(nb)[:start]), args.output)
     if code == FAILED and runner.started_cells:
         print(

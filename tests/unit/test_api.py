@@ -5,6 +5,7 @@ from __future__ import annotations
 import durable_nb
 
 EXPECTED_API = [
+    "AnswerMissing",
     "DurableError",
     "JournalCorrupt",
     "JournalError",
@@ -16,6 +17,9 @@ EXPECTED_API = [
     "StepFailed",
     "StepTimeout",
     "UntrustedJournal",
+    "WaitTimeout",
+    "ask",
+    "confirm",
     "load_ipython_extension",
     "map",
     "now",
@@ -25,6 +29,7 @@ EXPECTED_API = [
     "step_id",
     "unload_ipython_extension",
     "uuid4",
+    "wait_until",
 ]
 
 ERRORS = [name for name in EXPECTED_API if name[0].isupper() and name != "RetryPolicy"]
