@@ -7,6 +7,7 @@ buffers are cut into 1 MiB chunks so that changing a slice rewrites only that sl
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,15 @@ BLOB_THRESHOLD = 1 << 20
 CHUNK = 1 << 20
 
 
+#: What a blob's (or chunk's) name is: its xxh3-128 as 32 lowercase hex digits.
+NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def is_name(name: object) -> bool:
+    """True when ``name`` can be a blob's name (a journal may hold anything: check first)."""
+    return type(name) is str and NAME.fullmatch(name) is not None
+
+
 def chunk_names(data: bytes | memoryview) -> list[str]:
     """The names the chunks of ``data`` have (or would have) in the store."""
     view = memoryview(data).cast("B")
@@ -34,6 +44,21 @@ class BlobStore:
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
 
+    def path(self, name: object) -> Path:
+        """The file of blob ``name``; a name that is not a content hash is damage.
+
+        Names come from the journal, which anyone may have written: one like
+        ``../../secret`` or ``/proc/self/environ`` never leaves this folder.
+
+        Raises
+        ------
+        BlobDamaged
+            When ``name`` is not 32 lowercase hex digits.
+        """
+        if not is_name(name):
+            raise BlobDamaged(f"{self.folder}/{str(name)[:80]!r} (not a blob name)")
+        return self.folder / name
+
     def put(self, data: bytes | memoryview, name: str | None = None, sync_dir: bool = True) -> str:
         """Store ``data`` durably and return its name.
 
@@ -42,7 +67,7 @@ class BlobStore:
         either the whole blob or none of it.
         """
         name = name or xxhash.xxh3_128_hexdigest(data)
-        target = self.folder / name
+        target = self.path(name)
         if target.exists():
             return name
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -77,13 +102,14 @@ class BlobStore:
         """
         import numpy as np  # np.empty skips the zero-filling bytearray does (~5x faster)
 
+        if type(nbytes) is not int or nbytes < 0 or len(names) != -(-nbytes // CHUNK):
+            raise BlobDamaged(f"{self.folder} (chunks do not match the size {nbytes!r})")
+        paths = [self.path(name) for name in names]
         view = memoryview(np.empty(nbytes, dtype=np.uint8)).cast("B")
-        if len(names) != -(-nbytes // CHUNK):
-            raise BlobDamaged(str(self.folder / (names[-1] if names else "")))
 
         def read(i: int) -> None:
             part, name = view[i * CHUNK : (i + 1) * CHUNK], names[i]
-            with open(self.folder / name, "rb", buffering=0) as f:
+            with open(paths[i], "rb", buffering=0) as f:
                 if f.readinto(part) != len(part) or f.read(1):
                     raise self._damaged(name)
             if xxhash.xxh3_128_hexdigest(part) != name:
@@ -110,7 +136,8 @@ class BlobStore:
     def get(self, name: str) -> bytes:
         """Return the content of blob ``name``; raises :class:`BlobDamaged` if it is not
         what was written."""
-        data = (self.folder / name).read_bytes()
+        path = self.path(name)
+        data = path.read_bytes()
         if xxhash.xxh3_128_hexdigest(data) != name:
             raise self._damaged(name)
         return data
@@ -141,7 +168,8 @@ class BlobStore:
 
     def remove(self, name: str) -> int:
         """Delete blob ``name``; return the bytes freed."""
-        path = self.folder / name
+        own = name.startswith((".tmp-", ".damaged-")) and "/" not in name  # names() lists them
+        path = self.folder / name if own else self.path(name)
         size = path.stat().st_size
         path.unlink()
         return size

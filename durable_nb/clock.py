@@ -42,12 +42,15 @@ def sleep(seconds: float) -> None:
     """Sleep durably: the wake-up time is recorded when the sleep starts.
 
     If the kernel dies mid-sleep, re-running the cell waits only what is left;
-    once the sleep has ended, re-running does not wait at all.
+    once the sleep has ended, re-running does not wait at all. The recorded deadline is
+    an unsigned JSON result (a journal from someone else may hold any number): it never
+    makes the call wait longer than ``seconds``.
     """
     seconds = float(seconds)
-    # The recorded deadline may come from someone else's journal (JSON needs no
-    # signature): never wait longer than this call asks.
-    remaining = min(_deadline(seconds) - time.time(), seconds)
+    deadline = _deadline(seconds)
+    if type(deadline) not in (int, float) or deadline != deadline:  # not a number, or NaN
+        deadline = time.time() + seconds
+    remaining = min(deadline - time.time(), seconds)
     if remaining > 0:
         time.sleep(remaining)
 

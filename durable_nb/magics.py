@@ -14,6 +14,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 
+from ._report import printable
 from .errors import DurableError, UntrustedJournal
 from .runtime import Runtime
 
@@ -155,7 +156,8 @@ class DurableMagics(Magics):
             when = started.astimezone().strftime("%Y-%m-%d %H:%M:%S") if started else "-"
             first = next((s for s in (source or "").splitlines() if s.strip()), "")
             steps = f"  [{ran or 0} ran, {replayed or 0} replayed]" if ran or replayed else ""
-            print(f"{seq:>5}  {status:<11} {when}  {first[:70]}{steps}")
+            line = f"{seq:>5}  {status!s:<11} {when}  {first[:70]}{steps}"
+            print(printable(line))  # journal text: no escape sequence reaches the terminal
 
     def _sql(self, query: str) -> Any:
         if not query:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._report import printable
 from ..errors import CommandError
 from ._exit import HELD, OK, USAGE
 from ._journal import journal_path, notebook_of, open_journal
@@ -97,7 +98,7 @@ def _when(value: Any) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> None:
-    cells = [header, *[[str(v) for v in r] for r in rows]]
+    cells = [header, *[[printable(v) for v in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for r in cells:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
@@ -162,7 +163,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             data["notebook"] = str(args.notebook.expanduser().resolve())
         live = getattr(j, "copied_from", None)
         data["schema"] = j.meta("schema_version")
-        data["headless"] = json.loads(j.meta("headless") or "null")
+        data["headless"] = _plan(j.meta("headless"))
         data["runs"] = [
             dict(
                 zip(
@@ -241,6 +242,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     return OK
 
 
+def _plan(raw: Any) -> Any:
+    """The recorded run plan as JSON shows it (whatever a journal holds there)."""
+    try:
+        return json.loads(raw or "null")
+    except (ValueError, TypeError, RecursionError):
+        return str(raw)[:200]
+
+
 def _jsonable(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
@@ -257,8 +266,9 @@ def _print_show(d: dict[str, Any]) -> None:
         f"snapshots are refused until you run durable-nb trust {d['notebook']}"
     )
     print(
-        f"notebook  {d['notebook']}\njournal   {d['journal']} (schema {d['schema']}, "
-        f"epoch {d['epoch']})\nstatus    {d['status']}\ntrust     {trust}"
+        f"notebook  {printable(d['notebook'])}\njournal   {printable(d['journal'])} "
+        f"(schema {printable(d['schema'])}, epoch {printable(d['epoch'])})\n"
+        f"status    {printable(d['status'])}\ntrust     {printable(trust)}"
     )
     if d.get("copy_of_live_journal"):
         print("note      read from a copy: a live kernel holds this journal")

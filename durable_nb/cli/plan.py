@@ -2,12 +2,16 @@
 
 Pure functions over the notebook's cells and rows read from the journal; no kernel, no I/O.
 Each run records the plan it starts from (``meta.headless``), so the next one knows which
-cells it may skip and as of which cell execution to restore the namespace.
+cells it may skip and as of which cell execution to restore the namespace. A plan is read
+from a file anyone may have written: :func:`parse` accepts only the exact shape
+:func:`record` writes (integers are integers, keys and hashes are short strings), and the
+runner uses it only when it carries this user's signature (run.py).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple, TypedDict
@@ -104,9 +108,78 @@ def source_hash(source: str | None) -> str:
     return xxhash.xxh3_64_hexdigest((source or "").encode())
 
 
+class BadPlan(ValueError):
+    """A recorded plan that is not what :func:`record` writes (damaged or crafted)."""
+
+
+#: Longest cell key a plan holds (a frontend's cell id, or ``src:`` and a hash).
+MAX_KEY = 128
+#: Most cells a plan lists, and longest parameter text (a plan is a small record).
+MAX_CELLS = 100_000
+MAX_TEXT = 1 << 16
+
+_HASH = re.compile(r"[0-9a-f]{16}")
+
+
+def _int(value: Any, what: str) -> int:
+    if type(value) is not int or not 0 <= value < 1 << 62:
+        raise BadPlan(f"{what} is not a cell execution number")
+    return value
+
+
+def _text(value: Any, limit: int, what: str) -> str:
+    if type(value) is not str or len(value) > limit:
+        raise BadPlan(f"{what} is not a short string")
+    return value
+
+
 def parse(raw: str | None) -> dict[str, Any] | None:
-    """The plan an earlier run recorded (``meta.headless``), or None."""
-    return json.loads(raw or "null") or None
+    """The plan an earlier run recorded (``meta.headless``), validated; None when there is none.
+
+    Raises
+    ------
+    BadPlan
+        When it is not exactly what :func:`record` writes.
+    """
+    if raw is None:
+        return None
+    if type(raw) is not str or len(raw) > MAX_CELLS * 256:
+        raise BadPlan("the plan is not a short JSON text")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadPlan(f"the plan is not JSON ({exc})") from None
+    if data is None:
+        return None
+    if type(data) is not dict or set(data) != {"started", "done", "parameters"}:
+        raise BadPlan("the plan does not have the fields started, done, parameters")
+    started = data["started"]
+    if type(started) not in (int, float) or not 0 <= started < 1e11:
+        raise BadPlan("the plan's start time is not a time")
+    done, parameters = data["done"], data["parameters"]
+    if type(done) is not list or len(done) > MAX_CELLS:
+        raise BadPlan("the plan's done cells are not a list")
+    if type(parameters) is not list or len(parameters) > MAX_CELLS:
+        raise BadPlan("the plan's parameters are not a list")
+    checked: list[Done] = []
+    for e in done:
+        if type(e) is not dict or set(e) != {"key", "seq", "hash"}:
+            raise BadPlan("a done cell of the plan does not have the fields key, seq, hash")
+        h = _text(e["hash"], 16, "a source hash")
+        if not _HASH.fullmatch(h):
+            raise BadPlan("a source hash of the plan is not 16 hex digits")
+        checked.append(
+            {"key": _text(e["key"], MAX_KEY, "a cell key"), "seq": _int(e["seq"], "seq"), "hash": h}
+        )
+    params = []
+    for p in parameters:
+        if type(p) is not list or len(p) != 2:
+            raise BadPlan("a parameter of the plan is not a [name, value] pair")
+        name, value = (_text(v, MAX_TEXT, "a parameter") for v in p)
+        if not name.isidentifier():
+            raise BadPlan("a parameter name of the plan is not an identifier")
+        params.append([name, value])
+    return {"started": float(started), "done": checked, "parameters": params}
 
 
 def record(done: list[Done], parameters: list[list[str]]) -> str:
@@ -140,6 +213,8 @@ def resume(
         return []
     done = {e["key"]: e for e in previous.get("done", [])}
     for key, seq, source, status in executed:
+        if type(seq) is not int or type(key) is not str:
+            raise BadPlan("a cell execution of the journal is not (key, seq)")
         if status == "ok":
             done[key] = {"key": key, "seq": seq, "hash": source_hash(source)}
         else:

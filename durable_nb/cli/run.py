@@ -82,12 +82,13 @@ def begin(path: Path, nb: Any, fresh: bool, parameters: list[list[str]]) -> tupl
             start = len(done)
             restore_at = done[-1]["seq"] if done else None
             # What this run starts from, so the next one knows which cells it may skip.
-            j.write("meta", ("headless", plan.record(done, parameters)))
+            _write_plan(j, plan.record(done, parameters))
         finally:
             j.close()
     if fresh:
         return start, ["%durable fresh"]
-    return start, [f"%durable restore --at {restore_at}"] if restore_at is not None else []
+    # Only ever an int (plan.parse checked it): nothing read from a journal is pasted here.
+    return start, [f"%durable restore --at {int(restore_at)}"] if restore_at is not None else []
 
 
 def code_indexes(nb: Any) -> list[int]:
@@ -115,7 +116,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     path, nb = _load_notebook(args.notebook, args.kernel)
     journal = journal_path(path)
     with open_journal(journal, copy=args.copy) as j:
-        recorded = (plan.parse(j.meta("headless")) or {}).get("parameters") or []
+        recorded = (_read_plan(j, path) or {}).get("parameters") or []
         untrusted = j.untrusted()
     if untrusted:
         print(
@@ -182,9 +183,50 @@ def _inject(nb: Any, parameters: list[list[str]]) -> str:
     return "; ".join(lines)
 
 
+#: Domain of the signature of ``meta.headless``: it is good for that record only.
+PLAN_DOMAIN = "meta:headless"
+
+
+def _write_plan(j: Any, text: str) -> None:
+    """Record the plan with this user's signature: the next run trusts only its own plans."""
+    from .. import trust
+
+    j.write("meta", ("headless", json.dumps({"plan": text, "sig": trust.sign(PLAN_DOMAIN, text)})))
+
+
+def _read_plan(j: Any, notebook: Path | None = None) -> dict[str, Any] | None:
+    """The plan the last run recorded, when this user signed it and it is well formed.
+
+    Any other plan (foreign, unsigned, damaged, written before plans were signed) is
+    ignored with one line: the run then executes every cell, which is always safe.
+    """
+    from .. import trust
+
+    raw = j.meta("headless")
+    if raw is None:
+        return None
+    try:
+        sealed = json.loads(raw) if type(raw) is str and len(raw) < 1 << 24 else None
+    except (ValueError, RecursionError):
+        sealed = None
+    text = sealed.get("plan") if type(sealed) is dict else None
+    why = "is not signed by you"
+    if type(text) is str and trust.verify(PLAN_DOMAIN, text, sealed.get("sig")):
+        try:
+            return plan.parse(text)
+        except plan.BadPlan as exc:
+            why = f"is malformed ({exc})"
+    print(
+        f"durable-nb: the resume plan recorded in {notebook or 'the journal'} {why}: "
+        "ignoring it, every cell runs",
+        file=sys.stderr,
+    )
+    return None
+
+
 def _resume_plan(j: Any, cells: list[plan.Cell]) -> list[plan.Done]:
     """The cells the last ``durable-nb run`` of this journal left done (:func:`plan.resume`)."""
-    previous = plan.parse(j.meta("headless"))
+    previous = _read_plan(j)
     if not previous:
         return []
     # The kernel of that run is the first run to open the journal after it started:
@@ -202,7 +244,11 @@ def _resume_plan(j: Any, cells: list[plan.Cell]) -> list[plan.Done]:
                 [first[0][0]],
             )
         ]
-    return plan.resume(previous, executed, cells)
+    try:
+        return plan.resume(previous, executed, cells)
+    except plan.BadPlan as exc:
+        print(f"durable-nb: the journal's cells are malformed ({exc}): all run", file=sys.stderr)
+        return []
 
 
 class _Runner:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..blobs import is_name
 from ..errors import CommandError
 from ._exit import OK, USAGE
 from ._journal import copy_journal, ensure_not_held, journal_path, open_journal
@@ -38,7 +39,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             j.rows("CHECKPOINT")  # rows() folds the log first: the .duckdb file is whole
             copy = copy_journal(j.path, Path(tmp))
         blob_dir = journal.with_suffix(".blobs")
-        missing = [b for b in blobs if not (blob_dir / b).is_file()]
+        # Names come from the journal: only content hashes, only regular files of the folder
+        # (never a path leaving it, never a symlink planted in it) go into the archive.
+        blobs = [b for b in blobs if is_name(b)]
+        missing = [b for b in blobs if not _regular(blob_dir / b)]
         if missing:
             print(
                 f"durable-nb: warning: {len(missing)} blob files the journal refers to are "
@@ -60,6 +64,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{out} ({size / 1e6:.1f} MB), signed by you (key {trust.key_id()})"
     )
     return OK
+
+
+def _regular(path: Path) -> bool:
+    """True for a regular file that is not a symbolic link."""
+    import stat
+
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _write_archive(
@@ -115,7 +129,23 @@ def _write_archive(
     return out.stat().st_size
 
 
-_BLOB_NAME = re.compile(r"^[0-9a-f]{8,64}$")
+#: Environment variable: most bytes an import unpacks (default :func:`import_limit`).
+LIMIT_ENV = "DURABLE_NB_IMPORT_LIMIT"
+
+
+def import_limit(archive_size: int) -> int:
+    """Most bytes an import unpacks: 10x the archive + 1 GiB, or ``$DURABLE_NB_IMPORT_LIMIT``.
+
+    A small archive that would unpack to far more (a zip bomb) is refused before a byte
+    is written.
+    """
+    raw = os.environ.get(LIMIT_ENV, "").strip()
+    if raw:
+        try:
+            return int(raw)
+        except ValueError:
+            raise CommandError(USAGE, f"{LIMIT_ENV}={raw!r} is not a number of bytes") from None
+    return 10 * archive_size + (1 << 30)
 
 
 def _read_archive(file: Path) -> tuple[Any, dict[str, Any], bool]:
@@ -129,26 +159,46 @@ def _read_archive(file: Path) -> tuple[Any, dict[str, Any], bool]:
         raise CommandError(USAGE, f"no file at {file}")
     try:
         z = zipfile.ZipFile(file)
-        raw = z.read("manifest.json")
+        info = z.getinfo("manifest.json")
+        if info.file_size > 1 << 26:
+            raise ValueError("manifest.json is too big")
+        raw = z.read(info)
         manifest = json.loads(raw)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, RecursionError) as exc:
         raise CommandError(
             USAGE, f"{file} is not a file written by durable-nb export ({exc})"
         ) from None
-    nb_name = manifest.get("notebook", "")
-    stem = Path(nb_name).stem
-    if manifest.get("format") != EXPORT_FORMAT or not re.fullmatch(r"[^/\\]+\.ipynb", nb_name):
+    nb_name = manifest.get("notebook", "") if type(manifest) is dict else ""
+    files = manifest.get("files") if type(manifest) is dict else None
+    if (
+        manifest.get("format") != EXPORT_FORMAT
+        or type(nb_name) is not str
+        or not re.fullmatch(r"[^/\\\x00-\x1f\x7f]+\.ipynb", nb_name)
+        or type(files) is not dict
+        or not all(type(v) is str for v in files.values())
+    ):
         raise CommandError(USAGE, f"{file} is not a file written by durable-nb export")
+    stem = Path(nb_name).stem
     allowed = {nb_name, f"journal/{stem}.duckdb", f"journal/{stem}.duckdb.wal"}
-    files = manifest.get("files", {})
-    for name in z.namelist():
-        if name == "manifest.json":
-            continue
+    members = [i for i in z.infolist() if i.filename != "manifest.json"]
+    names = [i.filename for i in members]
+    if len(set(names)) != len(names) or set(names) != set(files):
+        raise CommandError(
+            USAGE, f"{file}: its members do not match its manifest (missing, extra or repeated)"
+        )
+    total, limit = sum(i.file_size for i in members), import_limit(file.stat().st_size)
+    if total > limit:
+        raise CommandError(
+            USAGE,
+            f"{file} would unpack to {total / 1e6:.0f} MB, more than the limit of "
+            f"{limit / 1e6:.0f} MB (10x the file + 1 GiB); set {LIMIT_ENV}=BYTES to allow it",
+        )
+    for name in names:
         blob = name.removeprefix(f"journal/{stem}.blobs/")
-        ok = name in allowed or (blob != name and _BLOB_NAME.match(blob))
-        if not ok or name not in files:
+        ok = name in allowed or (blob != name and is_name(blob))
+        if not ok:
             raise CommandError(
-                USAGE, f"{file} holds an unexpected member {name!r}; not importing it"
+                USAGE, f"{file} holds an unexpected member {name[:200]!r}; not importing it"
             )
         h = hashlib.sha256()
         with z.open(name) as f:
