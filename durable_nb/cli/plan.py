@@ -127,7 +127,7 @@ def _int(value: Any, what: str) -> int:
     return value
 
 
-def _text(value: Any, limit: int, what: str) -> str:
+def _short(value: Any, limit: int, what: str) -> str:
     if type(value) is not str or len(value) > limit:
         raise BadPlan(f"{what} is not a short string")
     return value
@@ -165,17 +165,16 @@ def parse(raw: str | None) -> dict[str, Any] | None:
     for e in done:
         if type(e) is not dict or set(e) != {"key", "seq", "hash"}:
             raise BadPlan("a done cell of the plan does not have the fields key, seq, hash")
-        h = _text(e["hash"], 16, "a source hash")
+        h = _short(e["hash"], 16, "a source hash")
         if not _HASH.fullmatch(h):
             raise BadPlan("a source hash of the plan is not 16 hex digits")
-        checked.append(
-            {"key": _text(e["key"], MAX_KEY, "a cell key"), "seq": _int(e["seq"], "seq"), "hash": h}
-        )
+        key = _short(e["key"], MAX_KEY, "a cell key")
+        checked.append({"key": key, "seq": _int(e["seq"], "seq"), "hash": h})
     params = []
     for p in parameters:
         if type(p) is not list or len(p) != 2:
             raise BadPlan("a parameter of the plan is not a [name, value] pair")
-        name, value = (_text(v, MAX_TEXT, "a parameter") for v in p)
+        name, value = (_short(v, MAX_TEXT, "a parameter") for v in p)
         if not name.isidentifier():
             raise BadPlan("a parameter name of the plan is not an identifier")
         params.append([name, value])
