@@ -13,6 +13,7 @@ live namespace's.
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 import tempfile
 import uuid
@@ -80,6 +81,7 @@ def shell():
     shell.helper = helper
     yield shell
     sys.path.remove(str(folder))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 class Notebook:
