@@ -15,8 +15,9 @@ from traitlets.config import Configurable
 
 from . import runtime, suspend
 from ._report import report
+from .cells import FRESH_LINE, first_line
 from .errors import JournalCorrupt, describe
-from .runtime import FRESH_LINE, Runtime
+from .runtime import Runtime
 from .snapshot import DEFAULT_MAX_BYTES, Snapshots
 
 _loaded: dict[int, _Extension] = {}
@@ -131,7 +132,7 @@ class _Extension:
 
     def _offer_resume(self, cell: dict[str, Any]) -> None:
         """The last run died in a cell: say so, and offer to pick up where it stopped."""
-        first = next((s for s in cell["source"].splitlines() if s.strip()), "")
+        first = first_line(cell["source"])
         when = cell["started"].astimezone().strftime("%Y-%m-%d %H:%M:%S")
         what = (
             f"the last run {'was interrupted' if cell['status'] == 'interrupted' else 'died'} "

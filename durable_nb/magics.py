@@ -15,6 +15,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 
 from ._report import printable
+from .cells import first_line
 from .errors import DurableError, UntrustedJournal
 from .runtime import Runtime
 
@@ -122,7 +123,7 @@ class DurableMagics(Magics):
             f"  this run  {t['ran']} steps ran, {t['replayed']} replayed, {t['failed']} failed",
         ]
         if cell.seq:
-            first = next((s for s in cell.source.splitlines() if s.strip()), "")
+            first = first_line(cell.source)
             lines.append(f"  cell      {cell.seq}: {first[:60]}")
         if a.get("step"):
             wait = ""
@@ -154,7 +155,7 @@ class DurableMagics(Magics):
             print("durable_nb: no cell executions recorded yet")
         for seq, status, started, source, ran, replayed in reversed(rows):
             when = started.astimezone().strftime("%Y-%m-%d %H:%M:%S") if started else "-"
-            first = next((s for s in (source or "").splitlines() if s.strip()), "")
+            first = first_line(source)
             steps = f"  [{ran or 0} ran, {replayed or 0} replayed]" if ran or replayed else ""
             line = f"{seq:>5}  {status!s:<11} {when}  {first[:70]}{steps}"
             print(printable(line))  # journal text: no escape sequence reaches the terminal

@@ -10,7 +10,6 @@ import contextlib
 import functools
 import json
 import os
-import re
 import socket
 import sys
 import threading
@@ -20,16 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import xxhash
-
 from . import codec
 from ._report import report
 from ._version import __version__
+from .cells import cell_key, first_line, is_fresh
 from .errors import DurableError, JournalCorrupt, JournalError, describe
 from .journal import STEP_COLUMNS, Journal, resolve_path
-
-#: A cell whose first line is this re-runs its steps instead of replaying them.
-FRESH_LINE = re.compile(r"^\s*%%durable\s+fresh\s*(#.*)?$")
 
 MISS = object()
 
@@ -62,16 +57,6 @@ class CellContext:
         """Add ``n`` to the ``ran``, ``replayed`` or ``failed`` counter."""
         with self._lock:
             setattr(self, what, getattr(self, what) + n)
-
-
-def cell_key(cell_id: str | None, source: str) -> str:
-    """The cell's identity: the frontend's cell id, else a hash of its source."""
-    if cell_id:
-        return cell_id
-    lines = source.splitlines()
-    if lines and FRESH_LINE.match(lines[0]):
-        lines = lines[1:]
-    return "src:" + xxhash.xxh3_64_hexdigest("\n".join(lines).strip().encode())
 
 
 class Runtime:
@@ -172,11 +157,10 @@ class Runtime:
         if self._unannounced:
             report(self._unannounced)
             self._unannounced = None
-        first = source.lstrip().split("\n", 1)[0]
         seq = self.journal.next_seq() if self.journal is not None else self.cell.seq + 1
         self.cell = CellContext(
             exec_id=f"{self.run_id}:{seq}", seq=seq, cell_key=cell_key(cell_id, source),
-            cell_id=cell_id, source=source, fresh=bool(FRESH_LINE.match(first)),
+            cell_id=cell_id, source=source, fresh=is_fresh(source),
         )  # fmt: skip
         if self.enabled:
             self._write("cell", self._cell_row(None, "running", None))
@@ -369,7 +353,7 @@ class Runtime:
             shown = [r.repr(a) for a in args] + [f"{k}={r.repr(v)}" for k, v in kwargs.items()]
             call = f"({', '.join(shown)})"
         c = self.cell
-        first = next((s for s in c.source.splitlines() if s.strip()), "")
+        first = first_line(c.source)
         where = f"cell {c.seq} ({first[:60]!r}, cell key {c.cell_key})" if c.seq else "this code"
         if self.journal is None:
             return ReplayMissing(f"strict replay: no journal is open to answer step {step}{call}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._report import printable
+from ..cells import first_line
 from ..errors import CommandError
 from ._exit import HELD, OK, USAGE
 from ._journal import journal_path, notebook_of, open_journal
@@ -283,7 +284,7 @@ def _print_show(d: dict[str, Any]) -> None:
     print(f"\ncells ({len(d['cells'])})")
     rows = []
     for c in d["cells"]:
-        first = next((s for s in (c["source"] or "").splitlines() if s.strip()), "")
+        first = first_line(c["source"])
         rows.append(
             [
                 c["seq"],

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple, TypedDict
 
+from ..cells import cell_key
+
 
 class Cell(NamedTuple):
     """A code cell a run executes: its index in the notebook, identity and source."""
@@ -86,8 +88,6 @@ def code_cells(nb: Any) -> list[Cell]:
     A cell's key is its id (:func:`identify` gives one to cells without); equal keys would
     make one cell of two, so a repeated key is refused.
     """
-    from ..runtime import cell_key
-
     cells = [
         Cell(i, cell_key(c.get("id"), c.source), c.source)
         for i, c in enumerate(nb.cells)

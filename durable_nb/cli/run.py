@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..cells import first_line
 from ..errors import CommandError
 from . import plan
 from ._exit import FAILED, OK, USAGE
@@ -370,7 +371,7 @@ class _Runner:
             cell.outputs = old.get("outputs", [])
             cell.execution_count = old.get("execution_count")
         if cell.cell_type == "code":
-            first = next((s for s in cell.source.splitlines() if s.strip()), "")
+            first = first_line(cell.source)
             n = self.code.index(index) + 1
             print(f"[{n}/{len(self.code)}] done    (earlier run)  {first[:60]}", flush=True)
 
@@ -393,7 +394,7 @@ def previous_outputs(output: Path | None) -> dict[str, Any]:
 
 
 def _summary(cell: Any, n: int, total: int, status: str, seconds: float) -> None:
-    first = next((s for s in cell.source.splitlines() if s.strip()), "")
+    first = first_line(cell.source)
     print(f"[{n}/{total}] {status:<5} {seconds:6.2f}s  {first[:70]}", flush=True)
     for out in cell.get("outputs", []):
         if out.get("output_type") == "stream" and out.get("text", "").strip():

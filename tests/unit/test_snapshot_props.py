@@ -247,7 +247,7 @@ def fresh_namespace(shell) -> None:
 SLOW = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=SLOW)
+@settings(max_examples=10, deadline=None, suppress_health_check=SLOW)  # the unit layer: < 1 min
 @given(data=st.data())
 def test_restore_equals_the_live_namespace_after_mutations_through_aliases(shell, data):
     fresh_namespace(shell)

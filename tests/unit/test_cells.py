@@ -1,0 +1,64 @@
+"""Cell sources: identity (the frontend's cell id, else a hash), ``%%durable fresh``, first line."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from durable_nb.cells import FRESH_LINE, cell_key, first_line, is_fresh
+
+sources = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=80)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["%%durable fresh", "  %%durable fresh", "%%durable   fresh  ", "%%durable fresh # again"],
+)
+def test_fresh_line_matches(line):
+    assert FRESH_LINE.match(line)
+
+
+@pytest.mark.parametrize(
+    "line", ["%durable fresh", "%%durable freshen", "%%durable", "x = 1  # %%durable fresh", ""]
+)
+def test_fresh_line_does_not_match(line):
+    assert not FRESH_LINE.match(line)
+
+
+def test_first_line_is_the_first_that_is_not_blank():
+    assert first_line("\n  \n  x = 1\ny = 2") == "  x = 1"
+    assert first_line("x = 1") == "x = 1"
+    assert first_line("\n \t\n") == first_line("") == first_line(None) == ""
+
+
+def test_a_cell_is_fresh_when_its_first_line_says_so():
+    assert is_fresh("%%durable fresh\nx = 1")
+    assert is_fresh("\n\n  %%durable fresh # again\nx = 1")
+    assert not is_fresh("x = 1\n%%durable fresh")
+    assert not is_fresh(None)
+
+
+def test_the_frontends_cell_id_is_the_key():
+    assert cell_key("abc-123", "x = 1") == "abc-123"
+    assert cell_key("abc-123", "y = 2") == "abc-123"
+
+
+def test_without_a_cell_id_the_key_is_a_hash_of_the_source():
+    # Keys are stored in journals: a change here makes re-run cells replay nothing.
+    assert cell_key(None, "x = 1") == "src:71306662c1be9746"
+    assert cell_key("", "x = 1") == cell_key(None, "x = 1")
+    assert cell_key(None, "x = 2") != cell_key(None, "x = 1")
+    assert cell_key(None, "# a comment\nx = 1") != cell_key(None, "x = 1")
+
+
+@given(sources)
+def test_blank_space_around_a_cell_does_not_change_its_key(source):
+    assert cell_key(None, f"\n \n{source}\n\t\n") == cell_key(None, source)
+
+
+@given(sources, st.sampled_from(["%%durable fresh", "  %%durable  fresh # again"]))
+def test_marking_a_cell_fresh_does_not_change_its_key(source, mark):
+    assume(not is_fresh(source))
+    assert cell_key(None, f"{mark}\n{source}") == cell_key(None, source)
+    assert cell_key(None, f"\n{mark}\n{source}") == cell_key(None, source)
