@@ -146,18 +146,14 @@ class DurableMagics(Magics):
         print(f"durable_nb: steps whose retries run out will {args.mode}")
 
     def _log(self, args: Any) -> None:
-        rows = self._journal().rows(
-            "SELECT seq, status, started, source, steps_run, steps_replayed FROM cells "
-            "ORDER BY seq DESC LIMIT ?",
-            [max(args.limit, 0)],
-        )
-        if not rows:
+        cells = self._journal().cell_log(args.limit)
+        if not cells:
             print("durable_nb: no cell executions recorded yet")
-        for seq, status, started, source, ran, replayed in reversed(rows):
-            when = started.astimezone().strftime("%Y-%m-%d %H:%M:%S") if started else "-"
-            first = first_line(source)
-            steps = f"  [{ran or 0} ran, {replayed or 0} replayed]" if ran or replayed else ""
-            line = f"{seq:>5}  {status!s:<11} {when}  {first[:70]}{steps}"
+        for c in cells:
+            when = c.started.astimezone().strftime("%Y-%m-%d %H:%M:%S") if c.started else "-"
+            ran, replayed = c.steps_run or 0, c.steps_replayed or 0
+            steps = f"  [{ran} ran, {replayed} replayed]" if ran or replayed else ""
+            line = f"{c.seq:>5}  {c.status!s:<11} {when}  {first_line(c.source)[:70]}{steps}"
             print(printable(line))  # journal text: no escape sequence reaches the terminal
 
     def _sql(self, query: str) -> Any:

@@ -24,7 +24,7 @@ from ._report import report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
 from .errors import DurableError, JournalCorrupt, JournalError, describe
-from .journal import STEP_COLUMNS, Journal, resolve_path
+from .store import CellRow, Journal, RunRow, StepRow, resolve_path
 
 MISS = object()
 
@@ -96,8 +96,9 @@ class Runtime:
         # it is shown again in the first cell's output.
         self._unannounced: str | None = None
         try:
-            self.journal = Journal.open(self.path)
-            self._write("run", self._run_row(None, "running"))
+            # The notebook's path, not the journal's, is what the person knows.
+            self.journal = Journal.open(self.path, warn=report, notebook=source)
+            self._write(self._run_row(None, "running"))
         except JournalError as exc:
             self.step_aside(exc)
         except Exception as exc:  # whatever opening meets, the kernel runs on and says so
@@ -130,22 +131,28 @@ class Runtime:
 
     def write_meta(self, key: str, value: str) -> None:
         """Record a setting in the journal's ``meta`` table."""
-        self._write("meta", (key, value))
-
-    # A thread may step aside at any moment: each use reads ``self.journal`` once.
-    def _write(self, kind: str, row: tuple, sync: bool = True) -> None:
         journal = self.journal
         if journal is None:
             return
         try:
-            journal.write(kind, row, sync)
+            journal.write_meta(key, value)
         except JournalError as exc:
             self.step_aside(exc)
 
-    def _run_row(self, ended: float | None, status: str) -> tuple:
+    # A thread may step aside at any moment: each use reads ``self.journal`` once.
+    def _write(self, row: RunRow | CellRow | StepRow, sync: bool = True) -> None:
+        journal = self.journal
+        if journal is None:
+            return
+        try:
+            journal.write(row, sync)
+        except JournalError as exc:
+            self.step_aside(exc)
+
+    def _run_row(self, ended: float | None, status: str) -> RunRow:
         versions = json.dumps({"durable_nb": __version__, "python": sys.version.split()[0]})
-        return (self.run_id, os.getpid(), socket.gethostname(), self.source, self.started,
-                ended, status, versions)  # fmt: skip
+        return RunRow(self.run_id, os.getpid(), socket.gethostname(), self.source, self.started,
+                      ended, status, versions)  # fmt: skip
 
     # -- cells ----------------------------------------------------------------
 
@@ -163,7 +170,7 @@ class Runtime:
             cell_id=cell_id, source=source, fresh=is_fresh(source),
         )  # fmt: skip
         if self.enabled:
-            self._write("cell", self._cell_row(None, "running", None))
+            self._write(self._cell_row(None, "running", None))
 
     def end_cell(self, status: str, error: str | None) -> None:
         """The cell ended with ``status`` (ok, error, interrupted)."""
@@ -174,7 +181,7 @@ class Runtime:
             return
         cell = self.cell
         if self.enabled:
-            self._write("cell", self._cell_row(time.time(), status, error))
+            self._write(self._cell_row(time.time(), status, error))
         if cell.replayed and not self.strict:  # in a strict replay every step replays
             n = cell.replayed
             report(
@@ -200,10 +207,10 @@ class Runtime:
             for what in ("ran", "replayed", "failed"):
                 setattr(outer, what, getattr(outer, what) + getattr(inner, what))
 
-    def _cell_row(self, ended: float | None, status: str, error: str | None) -> tuple:
+    def _cell_row(self, ended: float | None, status: str, error: str | None) -> CellRow:
         c = self.cell
-        return (c.exec_id, c.seq, self.run_id, c.cell_id, c.cell_key, c.source, c.started,
-                ended, status, error, c.ran, c.replayed)  # fmt: skip
+        return CellRow(c.exec_id, c.seq, self.run_id, c.cell_id, c.cell_key, c.source, c.started,
+                       ended, status, error, c.ran, c.replayed)  # fmt: skip
 
     def tally(self, what: str, n: int = 1) -> None:
         """Count steps that ``ran``, ``replayed`` or ``failed``, for the cell and the run."""
@@ -365,7 +372,7 @@ class Runtime:
         )
 
     def record(self, row: dict[str, Any], sync: bool = True) -> None:
-        """Journal a finished step; ``row`` holds ``STEP_COLUMNS`` fields but the cell's.
+        """Journal a finished step; ``row`` holds :class:`StepRow` fields but the cell's.
 
         With ``sync=False`` the row is durable only after the next :meth:`sync`.
         """
@@ -376,7 +383,7 @@ class Runtime:
                    run_id=self.run_id)  # fmt: skip
         # A list comprehension and a module-level import: ~2 µs less per row, which
         # counts when dnb.map journals tens of thousands of rows a second.
-        self._write("step", tuple([row.get(col) for col in STEP_COLUMNS]), sync)
+        self._write(StepRow._make([row.get(col) for col in StepRow._fields]), sync)
 
     def sync(self) -> None:
         """Make the rows recorded with ``sync=False`` durable."""
@@ -434,7 +441,7 @@ class Runtime:
                 self.end_cell("ok", None)
             else:
                 self.end_cell("interrupted", f"the kernel was {status} while the cell ran")
-        self._write("run", self._run_row(time.time(), status))
+        self._write(self._run_row(time.time(), status))
         journal, self.journal = self.journal, None
         try:
             journal.close()

@@ -45,6 +45,7 @@ from . import codec, graph
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .errors import JournalError, JournalUnwritable, describe
 from .runtime import Runtime
+from .store import PayloadRow, VariableRow
 
 #: IPython's own names, never saved.
 _IPYTHON_NAMES = re.compile(
@@ -151,14 +152,14 @@ class Snapshots:
                 # or a client, is made again by its cell anyway: walking it is no use).
                 touched.update(n for n, k in self.known.items() if k.state == "saved")
         seq = self.rt.cell.seq
-        rows: list[tuple[str, tuple]] = []
+        rows: list[VariableRow | PayloadRow] = []
         changes: dict[str, Known | None] = {}
         try:
             self._save(ns, touched, rows, changes)
             for name in sorted(self.known.keys() - ns.keys()):
                 changes[name] = None
-                rows.append(("variable", (f"{seq}:{name}", seq, name, "deleted", None, None,
-                                          seq, 0, None)))  # fmt: skip
+                rows.append(VariableRow(f"{seq}:{name}", seq, name, "deleted", None, None, seq,
+                                        0, None))  # fmt: skip
             self._write(rows)
         except (OSError, JournalError) as exc:
             self.reset()
@@ -175,7 +176,7 @@ class Snapshots:
             if known is not None:
                 self.known[name] = known
         if self._stored is not None:
-            self._stored.update(row[0] for kind, row in rows if kind == "payload")
+            self._stored.update(row.value_id for row in rows if isinstance(row, PayloadRow))
 
     def reset(self) -> None:
         """Forget what was saved: the next snapshot saves every variable again."""
@@ -220,9 +221,8 @@ class Snapshots:
             cell_seq = seq if rebound else k.cell_seq
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
                                   res.nbytes, res.shares, res.refs)  # fmt: skip
-            rows.append(("variable", (f"{seq}:{name}", seq, name, res.state, res.value_id,
-                                      res.item, cell_seq, res.nbytes,
-                                      res.detail)))  # fmt: skip
+            rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
+                                    res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
 
     def _sharing(self, ns: dict[str, Any], touched: set[str]) -> dict[str, set[int]]:
         """The names the cell may have changed (the module docstring's rule): what each reaches."""
@@ -320,19 +320,19 @@ class Snapshots:
             stream = None
         sizes = [b.nbytes for b in enc.buffers]
         buffers = json.dumps([[n, names] for n, names in zip(sizes, res.chunks, strict=True)])
-        rows.append(("payload", (res.value_id, enc.codec, res.nbytes, stream, stream_chunks,
-                                 buffers)))  # fmt: skip
+        rows.append(PayloadRow(res.value_id, enc.codec, res.nbytes, stream, stream_chunks,
+                               buffers))  # fmt: skip
 
-    def _write(self, rows: list[tuple[str, tuple]]) -> None:
+    def _write(self, rows: list[VariableRow | PayloadRow]) -> None:
         journal = self.rt.journal
         if rows and journal is not None:
-            for kind, row in rows:
-                journal.write(kind, row, sync=False)
+            for row in rows:
+                journal.write(row, sync=False)
             journal.sync()
 
     def _stored_ids(self) -> set[str]:
         if self._stored is None:
-            self._stored = {r[0] for r in self.rt.journal.rows("SELECT value_id FROM payloads")}
+            self._stored = self.rt.journal.payload_ids()
         return self._stored
 
     # -- settings -----------------------------------------------------------------
@@ -348,8 +348,8 @@ class Snapshots:
     def _meta_json(self, key: str, default: Any) -> Any:
         if self.rt.journal is None:
             return default
-        rows = self.rt.journal.rows("SELECT value FROM meta WHERE key = ?", [key])
-        return json.loads(rows[0][0]) if rows else default
+        value = self.rt.journal.meta(key)
+        return default if value is None else json.loads(value)
 
     # -- restore ------------------------------------------------------------------
 
@@ -359,19 +359,14 @@ class Snapshots:
         t0 = time.perf_counter()
         journal.check_restorable()  # nothing another user wrote is run before it is trusted
         if at is None:
-            at = journal.rows("SELECT coalesce(max(seq), 0) FROM cells WHERE status = 'ok'")[0][0]
+            at = journal.last_ok_seq()
         entries = {
-            row[0]: row
-            for row in journal.rows(
-                "SELECT name, state, value_id, item, cell_seq, nbytes, detail FROM variables "
-                "WHERE seq <= ? "
-                "QUALIFY row_number() OVER (PARTITION BY name ORDER BY seq DESC) = 1",
-                [at],
-            )
-            if row[1] != "deleted" and row[0] not in self.ignored
+            name: row
+            for name, row in journal.variables_as_of(at).items()
+            if name not in self.ignored
         }
         report_ = Report(seq=at)
-        loader = _Loader(journal, [e[2] for e in entries.values() if e[1] == "saved"])
+        loader = _Loader(journal, [e.value_id for e in entries.values() if e.state == "saved"])
         ns = self.shell.user_ns
         recompute: dict[str, int] = {}
         done: set[str] = set()
@@ -379,19 +374,19 @@ class Snapshots:
         def bring(name: str) -> None:
             """Restore ``name`` (first the globals its payload names: ``resolve``)."""
             done.add(name)
-            _, state, value_id, item, cell_seq, nbytes, detail = entries[name]
+            e = entries[name]
             try:
-                if state == "saved":
-                    value = loader.load(value_id, resolve, share=item is not None)
-                    ns[name] = value if item is None else value[item]
-                    report_.nbytes += nbytes or 0
-                elif state == "module":
-                    ns[name] = importlib.import_module(detail)
-                elif state == "file":
-                    report_.skipped[name] = f"a file ({detail}): re-run its cell yourself"
+                if e.state == "saved":
+                    value = loader.load(e.value_id, resolve, share=e.item is not None)
+                    ns[name] = value if e.item is None else value[e.item]
+                    report_.nbytes += e.nbytes or 0
+                elif e.state == "module":
+                    ns[name] = importlib.import_module(e.detail)
+                elif e.state == "file":
+                    report_.skipped[name] = f"a file ({e.detail}): re-run its cell yourself"
                     return
                 else:
-                    recompute[name] = cell_seq
+                    recompute[name] = e.cell_seq
                     return
             except Exception as exc:
                 report_.skipped[name] = describe(exc)
@@ -409,15 +404,15 @@ class Snapshots:
         if recompute:
             self._recompute(recompute, entries, report_)
             # A payload naming a recomputed class (an Enum) loads once that class is back.
-            for name in [n for n in report_.skipped if entries[n][1] == "saved"]:
+            for name in [n for n in report_.skipped if entries[n].state == "saved"]:
                 del report_.skipped[name]
                 bring(name)
         for name in report_.restored + report_.recomputed:
             if name in ns:
-                _, state, value_id, item, cell_seq, nbytes, _ = entries[name]
-                self.known[name] = Known(id(ns[name]), state, value_id, item, cell_seq,
-                                         nbytes or 0, graph.reach(ns[name], ns).keys,
-                                         loader.refs.get(value_id, frozenset()))  # fmt: skip
+                e = entries[name]
+                self.known[name] = Known(id(ns[name]), e.state, e.value_id, e.item, e.cell_seq,
+                                         e.nbytes or 0, graph.reach(ns[name], ns).keys,
+                                         loader.refs.get(e.value_id, frozenset()))  # fmt: skip
         report_.seconds = time.perf_counter() - t0
         return report_
 
@@ -426,21 +421,13 @@ class Snapshots:
         journal = self.rt.journal
         if journal is None:
             return None
-        rows = journal.rows(
-            "SELECT seq, cell_id, cell_key, source, started, status, error FROM cells "
-            "WHERE run_id <> ? ORDER BY seq DESC LIMIT 1",
-            [self.rt.run_id],
-        )
-        if not rows or rows[0][5] not in ("crashed", "interrupted"):
+        found = journal.interrupted_cell(self.rt.run_id)
+        if found is None:
             return None
-        seq, cell_id, key, source, started, status, error = rows[0]
-        steps = journal.rows(
-            "SELECT count(*) FILTER (WHERE status = 'ok'), "
-            "max(CASE WHEN status = 'error' THEN error END) FROM steps WHERE seq = ?",
-            [seq],
-        )[0]
-        return dict(seq=seq, cell_id=cell_id, key=key, source=source or "", started=started,
-                    status=status, error=error or steps[1], steps_done=steps[0])  # fmt: skip
+        c = found.cell
+        return dict(seq=c.seq, cell_id=c.cell_id, key=c.cell_key, source=c.source or "",
+                    started=c.started, status=c.status, error=c.error or found.step_error,
+                    steps_done=found.steps_done)  # fmt: skip
 
     def resume(self, cell: dict[str, Any]) -> Any:
         """Restore the namespace as of the cell before ``cell``, then re-run ``cell``.
@@ -453,19 +440,16 @@ class Snapshots:
         with self.rt.as_cell(cell["key"]):
             return self.shell.run_cell(cell["source"], store_history=False, cell_id=cell["cell_id"])
 
-    def _recompute(self, names: dict[str, int], entries: dict, report_: Report) -> None:
+    def _recompute(
+        self, names: dict[str, int], entries: dict[str, VariableRow], report_: Report
+    ) -> None:
         """Re-run the cells that defined unsaveable values; their steps replay."""
         ns = self.shell.user_ns
         saved = {n: ns[n] for n in report_.restored if n in ns}
         cells = sorted(set(names.values()))
-        found = {
-            seq: (key, source)
-            for seq, key, source in self.rt.journal.rows(
-                "SELECT seq, cell_key, source FROM cells WHERE seq IN (SELECT unnest(?))", [cells]
-            )
-        }
+        found = {c.seq: (c.cell_key, c.source) for c in self.rt.journal.cells(cells)}
         # A cell that writes files is never re-run: reopening one for writing truncates it.
-        writers = {e[4] for e in entries.values() if e[1] == "file"}
+        writers = {e.cell_seq for e in entries.values() if e.state == "file"}
         for seq in cells:
             mine = [n for n, s in names.items() if s == seq]
             if seq not in found:
@@ -495,17 +479,10 @@ class _Loader:
         self.journal = journal
         self.loaded: dict[str, Any] = {}
         self.refs: dict[str, frozenset[str]] = {}  # value id -> notebook globals it names
-        self._payloads: dict[str, tuple] = {}
-        if value_ids:
-            for row in journal.rows(
-                "SELECT value_id, codec, stream, stream_chunks, buffers, sig FROM payloads "
-                "WHERE value_id IN (SELECT unnest(?))",
-                [sorted(set(value_ids))],
-            ):
-                self._payloads[row[0]] = row[1:]
-        for _, stream, _, _, sig in self._payloads.values():
-            if stream is not None:  # refuse at once, in one line; blob streams as they load
-                journal.check("payload", stream, sig, "a snapshot")
+        self._payloads = journal.payloads(value_ids)
+        for p in self._payloads.values():
+            if p.stream is not None:  # refuse at once, in one line; blob streams as they load
+                journal.check("payload", p.stream, p.sig, "a snapshot")
 
     def load(self, value_id: str, resolve: Callable[[str], Any], share: bool) -> Any:
         """The payload's value; ``share``: the one value the members of a group hold
@@ -518,14 +495,15 @@ class _Loader:
             refs.add(name)
             return resolve(name)
 
-        codec_name, stream, stream_chunks, buffers, sig = self._payloads[value_id]
+        p = self._payloads[value_id]
         blobs = self.journal.blobs
+        stream = p.stream
         if stream is None:
-            size, chunks = json.loads(stream_chunks)
+            size, chunks = json.loads(p.stream_chunks)
             stream = bytes(blobs.get_chunks(chunks, size))
-        self.journal.check("payload", stream, sig, "a snapshot")  # before unpickling
-        bufs = [blobs.get_chunks(chunks, size) for size, chunks in json.loads(buffers)]
-        value = codec.decode(codec_name, stream, bufs, named)
+        self.journal.check("payload", stream, p.sig, "a snapshot")  # before unpickling
+        bufs = [blobs.get_chunks(chunks, size) for size, chunks in json.loads(p.buffers)]
+        value = codec.decode(p.codec, stream, bufs, named)
         self.refs[value_id] = frozenset(refs)
         if share:
             self.loaded[value_id] = value

@@ -354,7 +354,7 @@ def test_torn_log_tail_is_ignored(start_kernel, workdir):
     r = cell(k, steps_cell(out, n=4), "steps")
     assert expected(4) in r.stdout
     k.kill()  # SIGKILL: the records stay in the log, not yet folded into DuckDB
-    wal = workdir / ".durable" / "nb.wal"
+    wal = workdir / ".durable" / "nb.log"
     assert wal.stat().st_size > 0, "the killed kernel left no log records"
     with open(wal, "ab") as f:  # a crash in the middle of an append
         f.write(random.Random(6).randbytes(777))

@@ -7,20 +7,17 @@ was given ``--copy``: then it reads a snapshot copy of the files.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from ..errors import CommandError
+from ..errors import CommandError, JournalError, JournalLocked
+from ..store import Journal, copy_journal, resolve_path
 from ._exit import FAILED, HELD, USAGE
 
 
 def journal_path(target: Path) -> Path:
     """The journal of ``target``: itself when it is a ``.duckdb`` file, else its notebook's."""
-    from ..journal import resolve_path
-
     target = target.expanduser()
     return target.absolute() if target.suffix == ".duckdb" else resolve_path(target.resolve())
 
@@ -46,9 +43,6 @@ def held(
 
 def ensure_not_held(journal: Path) -> None:
     """End the command (exit 3) if a live kernel holds ``journal``; a damaged one is fine."""
-    from ..errors import JournalError, JournalLocked
-    from ..journal import Journal
-
     try:
         Journal.open(journal).close()
     except JournalLocked as exc:
@@ -58,11 +52,11 @@ def ensure_not_held(journal: Path) -> None:
 
 
 @contextlib.contextmanager
-def open_journal(journal: Path, copy: bool = False, copy_hint: bool = True) -> Iterator[Any]:
-    """Open ``journal`` (exit 2 when missing, 3 when held unless ``copy``); close it after."""
-    from ..errors import JournalError, JournalLocked
-    from ..journal import Journal
+def open_journal(journal: Path, copy: bool = False, copy_hint: bool = True) -> Iterator[Journal]:
+    """Open ``journal`` (exit 2 when missing, 3 when held unless ``copy``); close it after.
 
+    A copy read while a live kernel holds the journal has ``copied_from`` set to its pid.
+    """
     if not journal.is_file():
         raise CommandError(
             USAGE, f"no journal at {journal}: run the notebook first (durable-nb run)"
@@ -85,21 +79,3 @@ def open_journal(journal: Path, copy: bool = False, copy_hint: bool = True) -> I
             yield j
         finally:
             j.close()
-
-
-def copy_journal(journal: Path, dest: Path, blobs: bool = False) -> Path:
-    """Copy a journal's files (DuckDB, DuckDB's WAL, our log) into ``dest``; return the copy.
-
-    With ``blobs``, the blob folder is mirrored with symbolic links: blobs never change.
-    """
-    for src in (journal, Path(f"{journal}.wal"), journal.with_suffix(".wal")):
-        if src.exists():
-            shutil.copyfile(src, dest / src.name)
-    folder = journal.with_suffix(".blobs")
-    if blobs and folder.is_dir():
-        mirror = dest / folder.name
-        mirror.mkdir()
-        for blob in folder.iterdir():
-            if not blob.name.startswith("."):
-                (mirror / blob.name).symlink_to(blob)
-    return dest / journal.name

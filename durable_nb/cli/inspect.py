@@ -16,6 +16,7 @@ from typing import Any
 from .._report import printable
 from ..cells import first_line
 from ..errors import CommandError
+from ..store import Journal
 from ._exit import HELD, OK, USAGE
 from ._journal import journal_path, notebook_of, open_journal
 
@@ -105,52 +106,44 @@ def _table(header: list[str], rows: list[list[Any]]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
 
 
-def _overview(j: Any, journal: Path) -> dict[str, Any]:
+def _overview(j: Journal, journal: Path) -> dict[str, Any]:
     """A journal in one dict: where, whose, last run, counts (for ls and show)."""
-    runs = j.rows(
-        "SELECT run_id, pid, host, notebook, started, ended, status FROM runs ORDER BY started"
-    )
-    live = getattr(j, "copied_from", None)
+    o = j.overview()
+    live = j.copied_from
     last = None
-    if runs:
-        run_id, pid, host, notebook, started, ended, status = runs[-1]
-        if live and ended is None and pid == live:
+    if o.runs:
+        r = o.runs[-1]
+        status = r.status
+        if live and r.ended is None and r.pid == live:
             status = "running"
         last = {
-            "run_id": run_id,
-            "pid": pid,
-            "host": host,
-            "started": started,
-            "ended": ended,
+            "run_id": r.run_id,
+            "pid": r.pid,
+            "host": r.host,
+            "started": r.started,
+            "ended": r.ended,
             "status": status,
         }
     # Beside its journal when it is there (an imported notebook), else where it last ran.
     notebook = notebook_of(journal)
     if not Path(notebook).is_file():
-        notebook = next((r[3] for r in reversed(runs) if r[3]), None) or notebook
-    [(cells, cells_ok)] = j.rows(
-        "SELECT count(*), count(*) FILTER (WHERE status = 'ok') FROM cells"
-    )
-    [(steps, steps_ok)] = j.rows(
-        "SELECT count(*), count(*) FILTER (WHERE status = 'ok') FROM steps"
-    )
-    last_cell = j.rows("SELECT status FROM cells ORDER BY seq DESC LIMIT 1")
+        notebook = next((r.notebook for r in reversed(o.runs) if r.notebook), None) or notebook
     status = last["status"] if last else "never run"
-    if last_cell and last_cell[0][0] != "ok" and status != "running":
-        status = f"{status}, last cell {last_cell[0][0]}"
+    if o.last_cell_status not in (None, "ok") and status != "running":
+        status = f"{status}, last cell {o.last_cell_status}"
     untrusted = j.untrusted()
     return {
         "journal": str(journal),
         "notebook": notebook,
         "last_run": last,
         "status": status,
-        "cells": cells,
-        "cells_ok": cells_ok,
-        "steps": steps,
-        "steps_ok": steps_ok,
+        "cells": o.cells,
+        "cells_ok": o.cells_ok,
+        "steps": o.steps,
+        "steps_ok": o.steps_ok,
         "trusted": untrusted == 0,
         "untrusted_records": untrusted,
-        "epoch": j.epoch,
+        "epoch": o.epoch,
         "copy_of_live_journal": bool(live),
     }
 
@@ -162,75 +155,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         data = _overview(j, journal)
         if args.notebook.suffix != ".duckdb":
             data["notebook"] = str(args.notebook.expanduser().resolve())
-        live = getattr(j, "copied_from", None)
+        live = j.copied_from
         data["schema"] = j.meta("schema_version")
         data["headless"] = _plan(j.meta("headless"))
-        data["runs"] = [
-            dict(
-                zip(
-                    ("run_id", "pid", "host", "notebook", "started", "ended", "status"),
-                    r,
-                    strict=True,
-                )
-            )
-            for r in j.rows(
-                "SELECT run_id, pid, host, notebook, started, ended, status "
-                "FROM runs ORDER BY started"
-            )
-        ]
+        data["runs"] = [_fields(r, _RUN_KEYS) for r in j.runs()]
         for r in data["runs"]:
             if live and r["ended"] is None and r["pid"] == live:
                 r["status"] = "running"
-        data["cells"] = [
-            dict(
-                zip(
-                    (
-                        "seq",
-                        "run_id",
-                        "cell_id",
-                        "status",
-                        "started",
-                        "ended",
-                        "steps_run",
-                        "steps_replayed",
-                        "source",
-                        "error",
-                    ),
-                    r,
-                    strict=True,
-                )
-            )
-            for r in j.rows(
-                "SELECT seq, run_id, cell_id, status, started, ended, steps_run, "
-                "steps_replayed, source, error FROM cells ORDER BY seq"
-            )
-        ]
-        data["steps"] = [
-            dict(
-                zip(
-                    (
-                        "seq",
-                        "name",
-                        "args",
-                        "status",
-                        "kind",
-                        "attempts",
-                        "error",
-                        "attempt_errors",
-                        "started",
-                        "ended",
-                        "epoch",
-                    ),
-                    r,
-                    strict=True,
-                )
-            )
-            for r in j.rows(
-                "SELECT seq, name, args, status, kind, attempts, error, "
-                "attempt_errors, started, ended, epoch FROM steps "
-                "ORDER BY started, record_id"
-            )
-        ]
+        data["cells"] = [_fields(c, _CELL_KEYS) for c in j.cells()]
+        data["steps"] = [_fields(s, _STEP_KEYS) for s in j.steps()]
     for s in data["steps"]:
         try:
             s["attempt_errors"] = json.loads(s["attempt_errors"] or "[]")
@@ -249,6 +182,19 @@ def _plan(raw: Any) -> Any:
         return json.loads(raw or "null")
     except (ValueError, TypeError, RecursionError):
         return str(raw)[:200]
+
+
+#: What show prints (and --json gives) of each run, cell and step.
+_RUN_KEYS = ("run_id", "pid", "host", "notebook", "started", "ended", "status")
+_CELL_KEYS = ("seq", "run_id", "cell_id", "status", "started", "ended", "steps_run",
+              "steps_replayed", "source", "error")  # fmt: skip
+_STEP_KEYS = ("seq", "name", "args", "status", "kind", "attempts", "error", "attempt_errors",
+              "started", "ended", "epoch")  # fmt: skip
+
+
+def _fields(row: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The ``keys`` of a typed journal row, as a dict."""
+    return {k: getattr(row, k) for k in keys}
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,9 +17,10 @@ from typing import Any
 
 from ..cells import first_line
 from ..errors import CommandError
+from ..store import Journal, copy_journal
 from . import plan
 from ._exit import FAILED, OK, USAGE
-from ._journal import copy_journal, held, journal_path, open_journal
+from ._journal import held, journal_path, open_journal
 
 #: The kernelspec shipped in jupyter-config/ and installed with the package.
 KERNEL = "python3-durable"
@@ -66,7 +67,6 @@ def begin(path: Path, nb: Any, fresh: bool, parameters: list[list[str]]) -> tupl
     shared by ``durable-nb run`` and the papermill engine.
     """
     from ..errors import JournalError, JournalLocked
-    from ..journal import Journal
 
     cells = plan.code_cells(nb)
     journal = journal_path(path)
@@ -188,14 +188,14 @@ def _inject(nb: Any, parameters: list[list[str]]) -> str:
 PLAN_DOMAIN = "meta:headless"
 
 
-def _write_plan(j: Any, text: str) -> None:
+def _write_plan(j: Journal, text: str) -> None:
     """Record the plan with this user's signature: the next run trusts only its own plans."""
     from .. import trust
 
-    j.write("meta", ("headless", json.dumps({"plan": text, "sig": trust.sign(PLAN_DOMAIN, text)})))
+    j.write_meta("headless", json.dumps({"plan": text, "sig": trust.sign(PLAN_DOMAIN, text)}))
 
 
-def _read_plan(j: Any, notebook: Path | None = None) -> dict[str, Any] | None:
+def _read_plan(j: Journal, notebook: Path | None = None) -> dict[str, Any] | None:
     """The plan the last run recorded, when this user signed it and it is well formed.
 
     Any other plan (foreign, unsigned, damaged, written before plans were signed) is
@@ -225,25 +225,18 @@ def _read_plan(j: Any, notebook: Path | None = None) -> dict[str, Any] | None:
     return None
 
 
-def _resume_plan(j: Any, cells: list[plan.Cell]) -> list[plan.Done]:
+def _resume_plan(j: Journal, cells: list[plan.Cell]) -> list[plan.Done]:
     """The cells the last ``durable-nb run`` of this journal left done (:func:`plan.resume`)."""
     previous = _read_plan(j)
     if not previous:
         return []
     # The kernel of that run is the first run to open the journal after it started:
     # the CLI wrote the plan just before starting it, and a journal has one holder.
-    first = j.rows(
-        "SELECT run_id FROM runs WHERE started >= to_timestamp(?) ORDER BY started LIMIT 1",
-        [previous["started"]],
-    )
+    first = j.first_run_since(previous["started"])
     executed = []
-    if first:
+    if first is not None:
         executed = [
-            plan.Executed(*r)
-            for r in j.rows(
-                "SELECT cell_key, seq, source, status FROM cells WHERE run_id = ? ORDER BY seq",
-                [first[0][0]],
-            )
+            plan.Executed(c.cell_key, c.seq, c.source, c.status) for c in j.cells_of_run(first)
         ]
     try:
         return plan.resume(previous, executed, cells)

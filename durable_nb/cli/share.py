@@ -21,8 +21,9 @@ from typing import Any
 
 from ..blobs import is_name
 from ..errors import CommandError
+from ..store import Journal, copy_journal, remove_journal
 from ._exit import OK, USAGE
-from ._journal import copy_journal, ensure_not_held, journal_path, open_journal
+from ._journal import ensure_not_held, journal_path, open_journal
 
 EXPORT_FORMAT = "durable-nb-export"
 
@@ -36,7 +37,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="durable-nb-export-") as tmp:
         with open_journal(journal, copy=args.copy) as j:
             blobs = sorted(j.referenced_blobs())
-            j.rows("CHECKPOINT")  # rows() folds the log first: the .duckdb file is whole
+            j.checkpoint()  # the .duckdb file is whole: the copy needs no log
             copy = copy_journal(j.path, Path(tmp))
         blob_dir = journal.with_suffix(".blobs")
         # Names come from the journal: only content hashes, only regular files of the folder
@@ -240,10 +241,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 USAGE, f"{notebook} already has a journal ({journal}); pass --force to replace it"
             )
     journal.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (journal, Path(f"{journal}.wal"), journal.with_suffix(".wal")):
-        stale.unlink(missing_ok=True)
-    if journal.with_suffix(".blobs").is_dir():
-        shutil.rmtree(journal.with_suffix(".blobs"))
+    remove_journal(journal)
     for name in z.namelist():
         if name == "manifest.json" or name == nb_name:
             continue
@@ -290,8 +288,6 @@ def cmd_trust(args: argparse.Namespace) -> int:
             z.extractall(tmp)
             z.close()
             journal = Path(tmp) / "journal" / f"{Path(nb_name).stem}.duckdb"
-            from ..journal import Journal
-
             j = Journal.open(journal)
             try:
                 n = j.trust()

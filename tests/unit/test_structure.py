@@ -16,14 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "durable_nb"
 MAX_LINES = 600
 
 #: Debts being paid by the restructuring (issue 10); each entry must go, none may be added.
-KNOWN_LONG = {"durable_nb/journal.py"}
+KNOWN_LONG: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -153,7 +151,6 @@ def test_no_module_over_600_lines():
     assert not new, f"modules over {MAX_LINES} lines (split by concept): {new}"
 
 
-@pytest.mark.xfail(strict=True, reason="until durable_nb/store/ lands (issue 10)")
 def test_only_the_store_imports_duckdb():
     store = PACKAGE / "store"
     outside = sorted(

@@ -1,0 +1,522 @@
+"""The journal: a DuckDB file beside the notebook, fed through an append log.
+
+Each record (run, cell, step, variable, payload) is appended to ``<stem>.log`` and
+fdatasync'd (~0.1 ms), then folded into DuckDB in batches (~3 µs/row), because a DuckDB
+commit per step costs ~0.9 ms here. Replay is served from an in-memory index loaded
+when the journal is opened. Errors are raised as JournalError; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .. import trust
+from ..blobs import BLOB_THRESHOLD, BlobStore
+from ..codec import JSON
+from ..errors import (
+    JournalCorrupt,
+    JournalError,
+    JournalLocked,
+    JournalUnwritable,
+    UntrustedJournal,
+    describe,
+)
+from . import files
+from .log import Log
+from .reads import Reads
+from .schema import KINDS, SAFE_CONFIG, SIGNED, TABLES, TIMES, Row, migrate
+
+#: Fold the log into DuckDB once it holds this many records.
+FOLD_EVERY = 4096
+
+#: ``warn(message, once)``: how the journal tells of trouble that loses nothing.
+Warn = Callable[[str, str | None], None]
+
+
+class _Hit(NamedTuple):
+    """A completed step result in the replay index."""
+
+    kind: str
+    inline: bytes | None
+    blob: str | None
+    sig: str | None
+
+
+class Journal(Reads):
+    """An open journal, held by this process until :meth:`close`.
+
+    Use :meth:`open`; errors arrive as :class:`~durable_nb.errors.JournalError`.
+    Reads are named methods (see :class:`~durable_nb.store.reads.Reads`).
+    """
+
+    def __init__(self, path: Path, con: Any, log: Log, warn: Warn | None,
+                 notebook: str | None) -> None:  # fmt: skip
+        self.path = path
+        self.blobs = BlobStore(files.blobs_path(path))
+        #: The pid of the live process holding the original, when this is a copy of it.
+        self.copied_from: int | None = None
+        self._con = con
+        self._log = log
+        self._warn = warn or (lambda message, once=None: None)
+        self._notebook = notebook
+        self._lock = threading.RLock()
+        self._index: dict[str, _Hit] = {}
+        self.epoch = 0
+        self._seq = 0
+        self._fold_at = FOLD_EVERY
+
+    # -- opening -------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        warn: Warn | None = None,
+        notebook: str | None = None,
+    ) -> Journal:
+        """Open (creating if needed) the journal at ``path`` and recover it.
+
+        Recovery folds the log left by the last run (and a ``<stem>.wal`` log of an
+        earlier version) and marks cells and runs a dead process left ``running`` as
+        ``crashed``.
+
+        Parameters
+        ----------
+        path : path
+            The ``.duckdb`` file.
+        warn : callable, optional
+            ``warn(message, once)`` is told (one sentence) about trouble that loses
+            nothing: a fold in passing that failed (the records stay safe in the log), a
+            missing blob file. ``once`` is None or a key: one message per key is enough.
+            :func:`durable_nb._report.report` fits; by default nothing is told.
+        notebook : str, optional
+            What to name in messages that ask the person to run ``durable-nb trust``;
+            the journal's path by default.
+        """
+        import duckdb  # imported on first need: ~0.1 s
+
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(path), config=SAFE_CONFIG)
+        except (OSError, duckdb.Error) as exc:
+            raise _classify(path, exc) from exc
+        try:
+            migrate(path, con)
+            log = Log(files.log_path(path))
+        except JournalError:
+            con.close()
+            raise
+        except (OSError, duckdb.Error) as exc:
+            con.close()
+            raise _classify(path, exc) from exc
+        self = cls(path, con, log, warn, notebook)
+        try:
+            self._recover()
+        except (OSError, duckdb.Error) as exc:
+            self.abandon()
+            raise _classify(path, exc) from exc
+        return self
+
+    def _recover(self) -> None:
+        with self._lock:
+            self._fold_legacy()
+            self.fold()
+            con = self._con
+            con.execute("BEGIN")
+            con.execute("UPDATE cells SET status = 'crashed' WHERE status = 'running'")
+            con.execute("UPDATE runs SET status = 'crashed' WHERE ended IS NULL")
+            con.execute("COMMIT")
+            row = con.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+            self.epoch = int(row[0]) if row else 0
+            self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
+            self._load_index()
+
+    def _fold_legacy(self) -> None:
+        """Fold (then delete) the ``<stem>.wal`` log an earlier version left, oldest log first."""
+        legacy = files.legacy_log_path(self.path)
+        if not legacy.exists():
+            return
+        old = Log(legacy)
+        try:
+            logs = [old, self._log]
+            logs.sort(key=lambda log: os.fstat(log.fd).st_mtime)
+            for log in logs:
+                self._fold_log(log)
+        finally:
+            old.close()
+        legacy.unlink()
+
+    def _load_index(self) -> None:
+        self._index.clear()
+        for identity, *hit in self._con.execute(
+            "SELECT identity, kind, result, blob, sig FROM steps "
+            "WHERE status = 'ok' AND epoch = ? ORDER BY ended, record_id",
+            [self.epoch],
+        ).fetchall():
+            self._index[identity] = _Hit(*hit)
+
+    # -- writing -------------------------------------------------------------
+
+    def write(self, row: Row, sync: bool = True) -> None:
+        """Append a typed row (:class:`~durable_nb.store.schema.StepRow`, ...).
+
+        A later row with the same first column replaces the earlier one. Content that a
+        load would unpickle, run or import is signed here (trust.py), ~2 µs a row; a step
+        whose result is JSON costs nothing. Raises :class:`JournalUnwritable` when the
+        disk refuses the write.
+        """
+        kind = TABLES[type(row)][0]
+        try:
+            with self._lock:
+                record = (*row[:-1], self._sign(kind, row)) if kind in SIGNED else tuple(row)
+                self._append((kind, record), sync)
+                if kind == "step" and row.status == "ok":
+                    self._index[row.identity] = _Hit(row.kind, row.result, row.blob, record[-1])
+        except OSError as exc:
+            raise JournalUnwritable.from_cause(str(self.path), exc) from exc
+
+    def write_meta(self, key: str, value: str, sync: bool = True) -> None:
+        """Set ``key`` in the ``meta`` table (through the log, like every write)."""
+        try:
+            with self._lock:
+                self._append(("meta", (key, value)), sync)
+        except OSError as exc:
+            raise JournalUnwritable.from_cause(str(self.path), exc) from exc
+
+    def _append(self, record: tuple, sync: bool) -> None:
+        self._log.append(record, sync)
+        if self._log.count >= self._fold_at:
+            self._fold_in_passing()
+
+    def _fold_in_passing(self) -> None:
+        """Fold a long log; the rows are already durable in it, so a failure only warns."""
+        import duckdb
+
+        try:
+            self.fold()
+            self._fold_at = FOLD_EVERY
+        except (duckdb.Error, OSError) as exc:
+            self._fold_at = self._log.count + FOLD_EVERY
+            self._warn(
+                f"could not fold the journal log into {self.path} ({describe(exc)}); the "
+                "records are safe in the log, and the next open folds them",
+                f"fold:{self.path}",
+            )
+
+    def sync(self) -> None:
+        """Make every row written with ``sync=False`` durable (one fdatasync: group commit)."""
+        try:
+            with self._lock:
+                self._log.sync()
+        except OSError as exc:
+            raise JournalUnwritable.from_cause(str(self.path), exc) from exc
+
+    def put_payload(self, payload: bytes) -> tuple[bytes | None, str | None]:
+        """Place a result payload: inline when small, else in a blob file."""
+        if len(payload) < BLOB_THRESHOLD:
+            return payload, None
+        try:
+            return None, self.blobs.put(payload)
+        except OSError as exc:
+            raise JournalUnwritable.from_cause(str(self.path), exc) from exc
+
+    def new_epoch(self) -> int:
+        """Start a new epoch: earlier step results no longer replay."""
+        with self._lock:
+            self.epoch += 1
+            self.write_meta("epoch", str(self.epoch))
+            self._index.clear()
+            return self.epoch
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of the last cell execution recorded."""
+        return self._seq
+
+    def next_seq(self) -> int:
+        """The next cell execution's sequence number (journal-wide, increasing)."""
+        with self._lock:
+            self._seq += 1
+            return self._seq
+
+    # -- replay ----------------------------------------------------------------
+
+    def lookup(self, identity: str) -> tuple[str, bytes] | None:
+        """The completed result of step ``identity`` as ``(kind, payload)``, or None.
+
+        Raises :class:`UntrustedJournal` for a result that needs unpickling and was not
+        signed by this user (JSON results need no signature).
+        """
+        hit = self._index.get(identity)
+        if hit is None:
+            return None
+        try:
+            payload = hit.inline if hit.blob is None else self.blobs.get(hit.blob)
+        except OSError as exc:  # a partial copy, a lost file: the step runs again
+            self._warn(
+                f"a recorded step result is missing ({describe(exc)}); the step runs again", None
+            )
+            return None
+        if hit.kind != JSON:
+            self.check("payload", payload, hit.sig, "a step result")
+        return hit.kind, payload
+
+    @property
+    def completed(self) -> int:
+        """How many step results can replay (in the current epoch)."""
+        return len(self._index)
+
+    # -- trust ---------------------------------------------------------------------
+
+    def _sign(self, kind: str, row: Any) -> str | None:
+        """This user's signature of what loading ``row`` would unpickle, run or import."""
+        if kind == "cell":
+            return trust.sign("source", row.source or "")
+        if kind == "variable":
+            return trust.sign("module", row.detail or "") if row.state == "module" else None
+        if kind == "step":
+            if row.kind in (None, JSON):
+                return None
+            data = row.result if row.blob is None else self.blobs.get(row.blob)
+            return trust.sign("payload", data)
+        return trust.sign("payload", self.stream(row.stream, row.stream_chunks))  # a payload
+
+    def stream(self, inline: bytes | None, chunks: str | None) -> bytes | bytearray:
+        """A snapshot payload's pickle stream, inline or reassembled from its blob chunks."""
+        if inline is not None:
+            return inline
+        size, names = json.loads(chunks)
+        return self.blobs.get_chunks(names, size)
+
+    def check(self, domain: str, data: Any, sig: str | None, what: str) -> None:
+        """Raise :class:`UntrustedJournal` unless ``sig`` is this user's signature of ``data``."""
+        if not trust.verify(domain, data, sig):
+            raise UntrustedJournal(
+                str(self.path),
+                f"journal {self.path} holds {what} not signed by you (written by another "
+                "user, or changed since): it is not loaded, since loading it could run code; "
+                + trust.HOW_TO_TRUST.format(target=self._notebook or self.path),
+            )
+
+    def check_restorable(self) -> None:
+        """Raise :class:`UntrustedJournal` unless what a restore may run is signed by this user.
+
+        That is every cell source (re-run to recompute values) and module name (imported);
+        payloads are checked one by one as they load.
+        """
+        for source, sig in self._select("SELECT source, sig FROM cells"):
+            self.check("source", source or "", sig, "cell code")
+        for name, sig in self._select("SELECT detail, sig FROM variables WHERE state = 'module'"):
+            self.check("module", name or "", sig, "module names")
+
+    def untrusted(self) -> int:
+        """How many cells, inline results and snapshot streams are not signed by this user.
+
+        A quick look for ``durable-nb show``/``ls``; blob files are not read.
+        """
+        bad = 0
+        for source, sig in self._select("SELECT source, sig FROM cells"):
+            bad += not trust.verify("source", source or "", sig)
+        for data, sig in self._select(
+            "SELECT result, sig FROM steps WHERE kind IN ('pickle', 'dill') AND blob IS NULL "
+            "UNION ALL SELECT stream, sig FROM payloads WHERE stream IS NOT NULL"
+        ):
+            bad += not trust.verify("payload", data, sig)
+        return bad
+
+    def trust(self) -> int:
+        """Sign every record for this user (``durable-nb trust``); return how many."""
+        import numpy as np
+
+        signed: dict[str, list[tuple[str, str]]] = {}
+        with self._lock:
+            self.fold()
+            for table, key, sql, sign in (
+                ("cells", "exec_id", "SELECT exec_id, source FROM cells",
+                 lambda r: trust.sign("source", r[1] or "")),
+                ("variables", "entry_id",
+                 "SELECT entry_id, detail FROM variables WHERE state = 'module'",
+                 lambda r: trust.sign("module", r[1] or "")),
+                ("steps", "record_id",
+                 "SELECT record_id, result, blob FROM steps WHERE kind IN ('pickle', 'dill')",
+                 lambda r: trust.sign("payload", r[1] if r[2] is None else self.blobs.get(r[2]))),
+                ("payloads", "value_id", "SELECT value_id, stream, stream_chunks FROM payloads",
+                 lambda r: trust.sign("payload", self.stream(r[1], r[2]))),
+            ):  # fmt: skip
+                out = signed[f"{table}.{key}"] = []
+                for r in self._con.execute(sql).fetchall():
+                    try:
+                        out.append((r[0], sign(r)))
+                    except OSError:  # a blob file is missing: that record stays unloadable
+                        pass
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                for target, pairs in signed.items():
+                    if not pairs:
+                        continue
+                    table, key = target.split(".")
+                    keys, sigs = (np.array(c, dtype=object) for c in zip(*pairs, strict=True))
+                    con.register("_dnb_sig", {"k": keys, "sig": sigs})
+                    try:
+                        con.execute(
+                            f"UPDATE {table} SET sig = _dnb_sig.sig FROM _dnb_sig "
+                            f"WHERE {table}.{key} = _dnb_sig.k"
+                        )
+                    finally:
+                        con.unregister("_dnb_sig")
+                con.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('trusted_by', ?)", [trust.key_id()]
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            self._load_index()
+        return sum(map(len, signed.values()))
+
+    # -- SQL ---------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Iterable[Any] | None = None) -> Any:
+        """Run the person's ``sql`` over the journal's tables (``%durable sql``); a DataFrame.
+
+        Raises ValueError with DuckDB's message when the query fails.
+        """
+        import duckdb
+
+        with self._lock:
+            self.fold()
+            try:
+                return self._con.execute(sql, list(params or [])).df()
+            except duckdb.Error as exc:
+                raise ValueError(f"{type(exc).__name__}: {exc}") from None
+
+    def _select(self, sql: str, params: Iterable[Any] | None = None) -> list[tuple]:
+        """Rows of one of the named reads, after folding the log (so they are current)."""
+        with self._lock:
+            self.fold()
+            return self._con.execute(sql, list(params or [])).fetchall()
+
+    def checkpoint(self) -> None:
+        """Fold the log and write DuckDB's WAL into the ``.duckdb`` file: the file is whole.
+
+        Before copying the file elsewhere (``durable-nb export``).
+        """
+        with self._lock:
+            self.fold()
+            self._con.execute("CHECKPOINT")
+
+    def gc(self) -> tuple[int, int]:
+        """Delete blob files that no payload or step refers to; return (count, bytes)."""
+        count = freed = 0
+        for name in self.blobs.names() - self.referenced_blobs():
+            freed += self.blobs.remove(name)
+            count += 1
+        return count, freed
+
+    # -- folding and closing -------------------------------------------------
+
+    def fold(self) -> None:
+        """Move the log's records into DuckDB in one transaction, then empty the log.
+
+        Replaying a log twice is harmless (rows replace rows with the same key),
+        so a crash between the commit and the truncation loses nothing.
+        """
+        with self._lock:
+            self._fold_log(self._log)
+
+    def _fold_log(self, log: Log) -> None:
+        records = log.read()
+        if not records:
+            if log.size:  # only a torn tail: drop it
+                log.truncate()
+            return
+        latest: dict[str, dict[Any, tuple]] = {kind: {} for kind in (*KINDS, "meta")}
+        for kind, row in records:
+            if kind in SIGNED:  # a row from before signatures (schema 2) gets none
+                row = row + (None,) * (len(KINDS[kind]._fields) - len(row))
+            latest[kind][row[0]] = row
+        con = self._con
+        con.execute("BEGIN")
+        try:
+            for key, value in latest["meta"].values():
+                con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+            for row_type, (kind, table) in TABLES.items():
+                if latest[kind]:
+                    _bulk_upsert(con, table, row_type._fields, list(latest[kind].values()))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        log.truncate()
+
+    def close(self) -> None:
+        """Fold the log and release the journal."""
+        with self._lock:
+            try:
+                self.fold()
+            finally:
+                self.abandon()
+
+    def abandon(self) -> None:
+        """Release the journal without writing anything more (the disk refused a write)."""
+        for closer in (getattr(self, "_log", None), self._con):
+            try:
+                if closer is not None:
+                    closer.close()
+            except Exception:
+                pass
+
+
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+
+
+def _classify(path: Path, exc: Exception) -> JournalError:
+    """Turn a DuckDB or OS error met while opening into a message saying what to do."""
+    msg = str(exc)
+    if "Could not set lock" in msg or "Conflicting lock" in msg:
+        pid = _LOCK_PID.search(msg)
+        return JournalLocked(str(path), int(pid.group(1)) if pid else None)
+    if isinstance(exc, OSError) or any(
+        s in msg for s in ("Read-only file system", "Permission denied", "No space left")
+    ):
+        return JournalUnwritable.from_cause(str(path), exc)
+    return JournalCorrupt.from_cause(str(path), exc)
+
+
+def _bulk_upsert(con: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert-or-replace ``rows`` by scanning numpy columns (~4 µs/row; executemany ~1 ms/row)."""
+    import numpy as np  # light next to pandas, and importable even at interpreter exit
+
+    types = dict(
+        con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
+            [table],
+        ).fetchall()
+    )
+    batch = {}
+    for name, values in zip(columns, zip(*rows, strict=True), strict=True):
+        column = np.empty(len(values), dtype=object)
+        column[:] = values
+        batch[name] = column
+
+    def cast(name: str) -> str:
+        if name in TIMES:
+            return f"to_timestamp(CAST({name} AS DOUBLE))"
+        return f"CAST({name} AS {types[name]})"
+
+    con.register("_dnb_batch", batch)
+    try:
+        con.execute(
+            f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
+            f"SELECT {', '.join(map(cast, columns))} FROM _dnb_batch"
+        )
+    finally:
+        con.unregister("_dnb_batch")

@@ -1,0 +1,169 @@
+"""Every read of the journal's tables, as a named method returning typed rows.
+
+Mixed into :class:`~durable_nb.store.journal.Journal`; each read folds the log first,
+so it sees every record written so far. No SQL is written outside this package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from .schema import CellRow, PayloadRow, RunRow, StepRow, VariableRow, select
+
+
+class Interrupted(NamedTuple):
+    """The last cell execution of an earlier run, which crashed or was interrupted."""
+
+    cell: CellRow
+    steps_done: int  # its steps that completed
+    step_error: str | None  # the error of one of its steps that failed
+
+
+class Overview(NamedTuple):
+    """A journal in one look (``durable-nb ls``/``show``)."""
+
+    runs: list[RunRow]  # oldest first
+    cells: int
+    cells_ok: int
+    steps: int
+    steps_ok: int
+    last_cell_status: str | None  # of the cell execution with the highest seq
+    epoch: int
+    schema: str | None
+
+
+class Reads:
+    """The named reads; :meth:`_select` (the journal's) runs their SQL."""
+
+    epoch: int
+
+    def _select(self, sql: str, params: Iterable[Any] | None = None) -> list[tuple]:
+        raise NotImplementedError
+
+    # -- meta and replay ------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        """The value of ``key`` in the ``meta`` table, or None."""
+        rows = self._select("SELECT value FROM meta WHERE key = ?", [key])
+        return rows[0][0] if rows else None
+
+    def failures(self) -> dict[str, str]:
+        """Step identities whose latest outcome (this epoch) is a final error -> the error."""
+        return dict(
+            self._select(
+                "SELECT identity, error FROM steps WHERE epoch = ? "
+                "QUALIFY row_number() OVER (PARTITION BY identity ORDER BY ended DESC, "
+                "record_id) = 1 AND status = 'error'",
+                [self.epoch],
+            )
+        )
+
+    # -- snapshots ------------------------------------------------------------------
+
+    def last_ok_seq(self) -> int:
+        """The last cell execution that succeeded (0: none): the default restore point."""
+        return self._select("SELECT coalesce(max(seq), 0) FROM cells WHERE status = 'ok'")[0][0]
+
+    def variables_as_of(self, seq: int) -> dict[str, VariableRow]:
+        """Each name's latest variable row up to cell execution ``seq``; deleted names left out."""
+        rows = self._select(
+            select(VariableRow, "WHERE seq <= ? "
+                   "QUALIFY row_number() OVER (PARTITION BY name ORDER BY seq DESC) = 1"),
+            [seq],
+        )  # fmt: skip
+        return {r.name: r for r in map(VariableRow._make, rows) if r.state != "deleted"}
+
+    def payloads(self, value_ids: Iterable[str]) -> dict[str, PayloadRow]:
+        """The payload rows of ``value_ids`` (those the journal has), by value id."""
+        wanted = sorted(set(value_ids))
+        if not wanted:
+            return {}
+        rows = self._select(select(PayloadRow, "WHERE value_id IN (SELECT unnest(?))"), [wanted])
+        return {r.value_id: r for r in map(PayloadRow._make, rows)}
+
+    def payload_ids(self) -> set[str]:
+        """The value ids of every payload stored (a value is stored once)."""
+        return {r[0] for r in self._select("SELECT value_id FROM payloads")}
+
+    def referenced_blobs(self) -> set[str]:
+        """The blob files that some step result or snapshot payload refers to."""
+        found = {r[0] for r in self._select("SELECT blob FROM steps WHERE blob IS NOT NULL")}
+        for stream_chunks, buffers in self._select("SELECT stream_chunks, buffers FROM payloads"):
+            if stream_chunks:
+                found.update(json.loads(stream_chunks)[1])
+            for _, names in json.loads(buffers or "[]"):
+                found.update(names)
+        return found
+
+    # -- cells ------------------------------------------------------------------------
+
+    def cells(self, seqs: Iterable[int] | None = None) -> list[CellRow]:
+        """Cell executions by ``seq`` (all of them, or those in ``seqs``)."""
+        if seqs is None:
+            rows = self._select(select(CellRow, "ORDER BY seq"))
+        else:
+            where = "WHERE seq IN (SELECT unnest(?)) ORDER BY seq"
+            rows = self._select(select(CellRow, where), [sorted(set(seqs))])
+        return list(map(CellRow._make, rows))
+
+    def cell_log(self, limit: int) -> list[CellRow]:
+        """The last ``limit`` cell executions, oldest first (``%durable log``)."""
+        rows = self._select(select(CellRow, "ORDER BY seq DESC LIMIT ?"), [max(limit, 0)])
+        return [CellRow._make(r) for r in reversed(rows)]
+
+    def cells_of_run(self, run_id: str) -> list[CellRow]:
+        """The cell executions of run ``run_id``, by ``seq``."""
+        rows = self._select(select(CellRow, "WHERE run_id = ? ORDER BY seq"), [run_id])
+        return list(map(CellRow._make, rows))
+
+    def interrupted_cell(self, current_run: str) -> Interrupted | None:
+        """The last cell execution of an earlier run if it crashed or was interrupted."""
+        rows = self._select(
+            select(CellRow, "WHERE run_id <> ? ORDER BY seq DESC LIMIT 1"), [current_run]
+        )
+        cell = CellRow._make(rows[0]) if rows else None
+        if cell is None or cell.status not in ("crashed", "interrupted"):
+            return None
+        [(done, error)] = self._select(
+            "SELECT count(*) FILTER (WHERE status = 'ok'), "
+            "max(CASE WHEN status = 'error' THEN error END) FROM steps WHERE seq = ?",
+            [cell.seq],
+        )
+        return Interrupted(cell, done, error)
+
+    # -- runs and the whole journal ------------------------------------------------------
+
+    def runs(self) -> list[RunRow]:
+        """Every run (a process that opened the journal), oldest first."""
+        return list(map(RunRow._make, self._select(select(RunRow, "ORDER BY started"))))
+
+    def first_run_since(self, started: float) -> str | None:
+        """The id of the first run that started at or after ``started`` (epoch seconds)."""
+        rows = self._select(
+            "SELECT run_id FROM runs WHERE started >= to_timestamp(?) ORDER BY started LIMIT 1",
+            [started],
+        )
+        return rows[0][0] if rows else None
+
+    def steps(self, results: bool = False) -> list[StepRow]:
+        """Every step record, in the order they started; ``result`` is None unless ``results``."""
+        columns = StepRow._fields if results else [
+            "NULL" if c == "result" else c for c in StepRow._fields
+        ]  # fmt: skip
+        rows = self._select(f"SELECT {', '.join(columns)} FROM steps ORDER BY started, record_id")
+        return list(map(StepRow._make, rows))
+
+    def overview(self) -> Overview:
+        """Runs, counts of cells and steps (and how many succeeded), the last cell's status."""
+        [(cells, cells_ok)] = self._select(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'ok') FROM cells"
+        )
+        [(steps, steps_ok)] = self._select(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'ok') FROM steps"
+        )
+        last = self._select("SELECT status FROM cells ORDER BY seq DESC LIMIT 1")
+        return Overview(self.runs(), cells, cells_ok, steps, steps_ok,
+                        last[0][0] if last else None, self.epoch,
+                        self.meta("schema_version"))  # fmt: skip

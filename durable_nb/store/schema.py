@@ -1,0 +1,214 @@
+"""The journal's tables: schema version and migrations, and one typed row per table.
+
+The column lists are the row types' fields, so a row is read by name (``row.status``),
+never by position; records in the append log are the same rows as plain tuples.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..errors import JournalCorrupt, JournalTooNew, NotAJournal
+
+#: The schema this code writes. Log of changes (a journal stores its version in ``meta``):
+#: 1 — meta, runs, cells, steps.
+#: 2 — variables (one row per name that changed in a cell) and payloads (their content;
+#:     variables that share objects share one payload, ``item`` is their index in it).
+#: 3 — ``sig`` on steps, cells, variables and payloads: this user's HMAC (trust.py) of what
+#:     loading the row would unpickle, run or import. Rows of older journals stay unsigned
+#:     (a migration cannot tell who wrote them): ``durable-nb trust`` signs them.
+SCHEMA_VERSION = 3
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        """CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY, pid INTEGER, host VARCHAR, notebook VARCHAR,
+            started TIMESTAMPTZ, ended TIMESTAMPTZ, status VARCHAR, versions VARCHAR)""",
+        """CREATE TABLE cells (
+            exec_id VARCHAR PRIMARY KEY, seq BIGINT, run_id VARCHAR, cell_id VARCHAR,
+            cell_key VARCHAR, source VARCHAR, started TIMESTAMPTZ, ended TIMESTAMPTZ,
+            status VARCHAR, error VARCHAR, steps_run INTEGER, steps_replayed INTEGER)""",
+        """CREATE TABLE steps (
+            record_id VARCHAR PRIMARY KEY, identity VARCHAR, epoch INTEGER, name VARCHAR,
+            cell_key VARCHAR, seq BIGINT, run_id VARCHAR, args VARCHAR, occurrence INTEGER,
+            key VARCHAR, status VARCHAR, kind VARCHAR, result BLOB, blob VARCHAR,
+            error VARCHAR, attempts INTEGER, attempt_errors VARCHAR,
+            started TIMESTAMPTZ, ended TIMESTAMPTZ)""",
+    ],
+    2: [
+        """CREATE TABLE variables (
+            entry_id VARCHAR PRIMARY KEY, seq BIGINT, name VARCHAR, state VARCHAR,
+            value_id VARCHAR, item INTEGER, cell_seq BIGINT, nbytes BIGINT, detail VARCHAR)""",
+        """CREATE TABLE payloads (
+            value_id VARCHAR PRIMARY KEY, codec VARCHAR, nbytes BIGINT, stream BLOB,
+            stream_chunks VARCHAR, buffers VARCHAR)""",
+    ],
+    3: [
+        f"ALTER TABLE {t} ADD COLUMN sig VARCHAR"
+        for t in ("steps", "cells", "variables", "payloads")
+    ],
+}
+
+#: A time: float seconds when written, a timezone-aware datetime when read back.
+Time = float | datetime | None
+
+
+class RunRow(NamedTuple):
+    """One process that opened the journal (a kernel, a script)."""
+
+    run_id: str
+    pid: int
+    host: str
+    notebook: str | None
+    started: Time
+    ended: Time
+    status: str
+    versions: str | None = None
+
+
+class CellRow(NamedTuple):
+    """One cell execution; ``seq`` increases journal-wide."""
+
+    exec_id: str
+    seq: int
+    run_id: str
+    cell_id: str | None
+    cell_key: str
+    source: str | None
+    started: Time
+    ended: Time
+    status: str
+    error: str | None
+    steps_run: int | None
+    steps_replayed: int | None
+    sig: str | None = None  # set by Journal.write
+
+
+class StepRow(NamedTuple):
+    """One finished step call: its result (inline or a blob name) or its error."""
+
+    record_id: str
+    identity: str
+    epoch: int
+    name: str
+    cell_key: str
+    seq: int
+    run_id: str
+    args: str | None
+    occurrence: int | None
+    key: str | None
+    status: str
+    kind: str | None
+    result: bytes | None
+    blob: str | None
+    error: str | None
+    attempts: int | None
+    attempt_errors: str | None
+    started: Time
+    ended: Time
+    sig: str | None = None  # set by Journal.write
+
+
+class VariableRow(NamedTuple):
+    """A name that changed in cell execution ``seq``: saved, module, file, recompute, deleted."""
+
+    entry_id: str
+    seq: int
+    name: str
+    state: str
+    value_id: str | None
+    item: int | None
+    cell_seq: int
+    nbytes: int | None
+    detail: str | None
+    sig: str | None = None  # set by Journal.write
+
+
+class PayloadRow(NamedTuple):
+    """A saved value's content: its pickle stream inline or in chunks, and its buffers' chunks."""
+
+    value_id: str
+    codec: str
+    nbytes: int
+    stream: bytes | None
+    stream_chunks: str | None
+    buffers: str | None
+    sig: str | None = None  # set by Journal.write
+
+
+Row = RunRow | CellRow | StepRow | VariableRow | PayloadRow
+
+#: Row type -> (its kind in the log, its table).
+TABLES: dict[type, tuple[str, str]] = {
+    RunRow: ("run", "runs"),
+    CellRow: ("cell", "cells"),
+    StepRow: ("step", "steps"),
+    VariableRow: ("variable", "variables"),
+    PayloadRow: ("payload", "payloads"),
+}
+#: Log kind -> row type.
+KINDS: dict[str, type] = {kind: t for t, (kind, _) in TABLES.items()}
+#: Kinds whose rows end with ``sig`` (set by Journal.write).
+SIGNED = frozenset(kind for t, (kind, _) in TABLES.items() if t._fields[-1] == "sig")
+#: Columns that travel as float seconds and are stored as TIMESTAMPTZ.
+TIMES = frozenset({"started", "ended"})
+
+# What callers fill in (the signature is the journal's to add).
+RUN_COLUMNS = RunRow._fields
+CELL_COLUMNS = CellRow._fields[:-1]
+STEP_COLUMNS = StepRow._fields[:-1]
+VARIABLE_COLUMNS = VariableRow._fields[:-1]
+PAYLOAD_COLUMNS = PayloadRow._fields[:-1]
+
+#: A journal may come from someone else: its SQL must not read files or load extensions
+#: (a view could read the signing secret, or anything else, when the journal is queried).
+SAFE_CONFIG = {
+    "enable_external_access": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
+
+def select(row_type: type, where: str = "", table: str | None = None) -> str:
+    """``SELECT <the row's columns> FROM <its table> <where>``."""
+    table = table or TABLES[row_type][1]
+    return f"SELECT {', '.join(row_type._fields)} FROM {table} {where}".rstrip()
+
+
+def migrate(path: Path, con: Any) -> None:
+    """Bring the schema up to :data:`SCHEMA_VERSION`; refuse a newer or foreign file."""
+    found = con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall()
+    tables = {r[0] for r in found}
+    macros = con.execute(
+        "SELECT count(*) FROM duckdb_functions() WHERE NOT internal AND function_type LIKE '%macro'"
+    ).fetchone()[0]
+    if macros or any(kind != "BASE TABLE" for _, kind in found):
+        raise JournalCorrupt(
+            str(path),
+            f"{path} holds views or macros, which a durable_nb journal never has: it was "
+            "crafted or changed by hand, so this kernel does not use it and runs "
+            "un-journaled. Move it aside, or ask its author for a clean export.",
+        )
+    if "meta" in tables:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+    elif tables:
+        raise NotAJournal(
+            str(path),
+            f"{path} is a DuckDB file but not a durable_nb journal (it has tables "
+            f"{', '.join(sorted(tables)[:5])}); this kernel runs un-journaled. "
+            "Move it aside or set DURABLE_NB_DIR to another folder.",
+        )
+    else:
+        version = 0
+    if version > SCHEMA_VERSION:
+        raise JournalTooNew.from_versions(str(path), version, SCHEMA_VERSION)
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        con.execute("BEGIN")
+        for ddl in MIGRATIONS[target]:
+            con.execute(ddl)
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target)])
+        con.execute("COMMIT")

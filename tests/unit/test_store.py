@@ -1,0 +1,377 @@
+"""The store without a kernel: the append log, fold, typed rows, the named reads, trust."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from durable_nb import trust
+from durable_nb.errors import JournalCorrupt, JournalTooNew, UntrustedJournal
+from durable_nb.store import (
+    SCHEMA_VERSION,
+    CellRow,
+    Journal,
+    PayloadRow,
+    RunRow,
+    StepRow,
+    VariableRow,
+    copy_journal,
+    journal_files,
+    remove_journal,
+)
+from durable_nb.store.log import Log, decode
+from durable_nb.store.schema import TABLES
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def secret(tmp_path, monkeypatch):
+    """A signing secret of this test's own (not the person's)."""
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    monkeypatch.setattr(trust, "_secret", None)
+
+
+@pytest.fixture
+def path(tmp_path) -> Path:
+    return tmp_path / ".durable" / "nb.duckdb"
+
+
+@pytest.fixture
+def journal(path):
+    j = Journal.open(path)
+    yield j
+    j.abandon()
+
+
+def run(run_id="r1", started=None, ended=None, status="running") -> RunRow:
+    return RunRow(run_id, os.getpid(), "host", "nb.ipynb", started or time.time(), ended, status)
+
+
+def cell(seq, run_id="r1", status="ok", source="x = 1", error=None) -> CellRow:
+    return CellRow(f"{run_id}:{seq}", seq, run_id, f"id{seq}", f"key{seq}", source, time.time(),
+                   time.time(), status, error, 1, 0)  # fmt: skip
+
+
+def step(identity, seq=1, status="ok", kind="json", result=b"1", blob=None, error=None,
+         record_id=None, ended=None, epoch=0) -> StepRow:  # fmt: skip
+    now = time.time()
+    return StepRow(record_id or f"rec-{identity}-{status}-{now}", identity, epoch, "fetch",
+                   f"key{seq}", seq, "r1", "(1,)", 0, None, status, kind, result, blob, error,
+                   1, "[]", now, ended or now)  # fmt: skip
+
+
+def variable(seq, name, state="saved", value_id="v1", item=None, detail=None) -> VariableRow:
+    return VariableRow(f"{seq}:{name}", seq, name, state, value_id, item, seq, 10, detail)
+
+
+def raw(path: Path, sql: str) -> list[tuple]:
+    """Rows straight from the DuckDB file (the journal must be closed)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+# -- the append log ----------------------------------------------------------------------
+
+
+def test_log_reads_back_what_was_appended(tmp_path):
+    log = Log(tmp_path / "x.log")
+    records = [("step", (f"r{i}", i, b"\0" * i, None)) for i in range(50)]
+    for i, r in enumerate(records):
+        log.append(r, sync=i % 7 == 0)
+    log.sync()
+    assert log.read() == records and log.count == 50
+    log.truncate()
+    assert log.read() == [] and log.size == 0 and log.count == 0
+    log.close()
+
+
+def test_log_ignores_a_torn_or_corrupt_tail(tmp_path):
+    log = Log(tmp_path / "x.log")
+    log.append(("meta", ("a", "1")), sync=True)
+    log.append(("meta", ("b", "2")), sync=True)
+    data = (tmp_path / "x.log").read_bytes()
+    assert decode(data[:-3]) == [("meta", ("a", "1"))]  # the second record cut short
+    flipped = bytearray(data)
+    flipped[-1] ^= 0xFF  # its crc no longer matches
+    assert decode(bytes(flipped)) == [("meta", ("a", "1"))]
+    assert decode(data + os.urandom(100)) == [("meta", ("a", "1")), ("meta", ("b", "2"))]
+    log.close()
+
+
+def test_log_refuses_records_that_name_globals(tmp_path):
+    """A crafted log cannot run code when read: a record naming a global ends the read."""
+    log = Log(tmp_path / "x.log")
+    log.append(("meta", ("a", "1")), sync=True)
+    log.append(("meta", (Path("/etc"), "2")), sync=True)  # pickled by reference to a class
+    assert log.read() == [("meta", ("a", "1"))]
+    log.close()
+
+
+# -- schema and typed rows -------------------------------------------------------------------
+
+
+def test_row_types_match_the_tables_columns(path):
+    Journal.open(path).close()
+    for row_type, (_, table) in TABLES.items():
+        columns = raw(path, "SELECT column_name FROM information_schema.columns WHERE "
+                            f"table_name = '{table}' ORDER BY ordinal_position")  # fmt: skip
+        assert tuple(c for (c,) in columns) == row_type._fields, table
+    assert raw(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (str(SCHEMA_VERSION),)
+    ]
+
+
+def test_rows_read_back_by_name(journal):
+    journal.write(run())
+    journal.write(cell(1, source="import os"))
+    journal.write(step("a", result=b'"x"'))
+    journal.write(variable(1, "os", state="module", value_id=None, detail="os"))
+    [c] = journal.cells()
+    assert (c.seq, c.cell_key, c.source, c.status) == (1, "key1", "import os", "ok")
+    assert c.sig is not None and c.started.tzinfo is not None  # signed; times are datetimes
+    [s] = journal.steps(results=True)
+    assert (s.identity, s.kind, s.result, s.status, s.sig) == ("a", "json", b'"x"', "ok", None)
+    assert journal.steps()[0].result is None  # results are read only when asked for
+    assert journal.variables_as_of(1)["os"].detail == "os"
+
+
+def test_foreign_and_newer_files_are_refused(tmp_path):
+    foreign = tmp_path / "foreign.duckdb"
+    con = duckdb.connect(str(foreign))
+    con.execute("CREATE TABLE sales (n INTEGER)")
+    con.close()
+    with pytest.raises(JournalCorrupt, match="not a durable_nb journal"):
+        Journal.open(foreign)
+    newer = tmp_path / "newer.duckdb"
+    Journal.open(newer).close()
+    con = duckdb.connect(str(newer))
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(JournalTooNew):
+        Journal.open(newer)
+
+
+# -- fold and recovery ------------------------------------------------------------------------
+
+
+def test_rows_reach_duckdb_only_when_folded(path):
+    j = Journal.open(path)
+    j.write(run())
+    j.write(cell(1, status="running"), sync=False)
+    j.write(cell(1, status="ok"))  # same key: replaces the first
+    log = path.with_suffix(".log")
+    assert log.stat().st_size > 0
+    j.abandon()  # a crash: nothing was folded
+    assert raw(path, "SELECT count(*) FROM cells") == [(0,)]
+    j = Journal.open(path)  # recovery folds the log
+    assert [c.status for c in j.cells()] == ["ok"]
+    assert log.stat().st_size == 0
+    j.close()
+    assert raw(path, "SELECT status FROM runs") == [("crashed",)]  # its process died
+
+
+def test_recovery_marks_running_cells_crashed_and_finds_the_interrupted_one(path):
+    j = Journal.open(path)
+    j.write(run("r1"))
+    j.write(cell(1, "r1"))
+    j.write(cell(2, "r1", status="running", source="long()"))
+    j.write(step("a", seq=2))
+    j.write(step("b", seq=2, status="error", kind=None, result=None, error="ValueError: no"))
+    j.abandon()
+    j = Journal.open(path)
+    assert j.seq == 2 and j.last_ok_seq() == 1
+    found = j.interrupted_cell("r2")
+    assert found.cell.seq == 2 and found.cell.status == "crashed"
+    assert (found.steps_done, found.step_error) == (1, "ValueError: no")
+    assert j.interrupted_cell("r1") is None  # only earlier runs' cells count
+    j.write(cell(3, "r2"))
+    assert j.interrupted_cell("r3") is None  # the last cell succeeded
+    j.close()
+
+
+def test_fold_in_passing_failure_is_told_not_printed_and_loses_nothing(path, capsys):
+    told = []
+    j = Journal.open(path, warn=lambda message, once: told.append((message, once)))
+    j._fold_at = 3
+    j._con.close()  # DuckDB fails from here on; the log still takes records
+    for i in range(5):
+        j.write(cell(i + 1))
+    assert len(told) == 1 and "records are safe in the log" in told[0][0]
+    assert told[0][1] == f"fold:{path}"
+    assert capsys.readouterr() == ("", "")  # the store never prints
+    j.abandon()
+    j = Journal.open(path)
+    assert [c.seq for c in j.cells()] == [1, 2, 3, 4, 5]
+    j.close()
+
+
+def test_a_legacy_wal_log_is_folded_and_removed(path):
+    Journal.open(path).close()
+    legacy = path.with_suffix(".wal")
+    old = Log(legacy)  # what an earlier version left after a crash
+    old.append(("run", tuple(run("old"))), sync=True)
+    old.append(("cell", tuple(cell(1, "old"))[:-1]), sync=True)  # schema 2: no sig column
+    old.append(("meta", ("epoch", "0")), sync=True)
+    old.close()
+    duckdb_wal = Path(f"{path}.wal")  # DuckDB's own file must be left alone
+    assert legacy != duckdb_wal
+    j = Journal.open(path)
+    assert [(c.run_id, c.sig) for c in j.cells()] == [("old", None)]
+    assert [r.run_id for r in j.runs()] == ["old"]
+    assert not legacy.exists() and path.with_suffix(".log").exists()
+    j.close()
+
+
+def test_legacy_and_new_logs_fold_oldest_first(path):
+    j = Journal.open(path)
+    j.write(cell(1, status="running"))
+    j.abandon()
+    new = path.with_suffix(".log")
+    legacy = Log(path.with_suffix(".wal"))
+    legacy.append(("cell", tuple(cell(1, status="error"))), sync=True)
+    legacy.close()
+    os.utime(path.with_suffix(".wal"), (time.time() - 60,) * 2)  # written before the new log
+    os.utime(new, (time.time(),) * 2)
+    j = Journal.open(path)
+    assert [c.status for c in j.cells()] == ["crashed"]  # the newer log's "running" won
+    j.close()
+
+
+def test_checkpoint_leaves_a_whole_duckdb_file(path, tmp_path):
+    j = Journal.open(path)
+    j.write(run())
+    j.write(cell(1))
+    j.checkpoint()
+    wal = Path(f"{path}.wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert path.with_suffix(".log").stat().st_size == 0
+    j.close()
+
+
+# -- named reads -----------------------------------------------------------------------------
+
+
+def test_variables_as_of_takes_each_names_latest_row(journal):
+    journal.write(variable(1, "a", value_id="a1"))
+    journal.write(variable(1, "b", value_id="b1"))
+    journal.write(variable(2, "a", value_id="a2"))
+    journal.write(variable(3, "b", state="deleted", value_id=None))
+    assert {n: v.value_id for n, v in journal.variables_as_of(1).items()} == {"a": "a1", "b": "b1"}
+    assert {n: v.value_id for n, v in journal.variables_as_of(2).items()} == {"a": "a2", "b": "b1"}
+    assert set(journal.variables_as_of(3)) == {"a"}
+
+
+def test_payloads_and_referenced_blobs(journal):
+    stream = pickle.dumps(b"s" * 100)
+    chunks = journal.blobs.put_chunks(stream)
+    buffers = journal.blobs.put_chunks(b"b" * (3 << 20))  # three 1 MiB chunks
+    journal.write(PayloadRow("v1", "pickle", 3, b"abc", None, "[]"))
+    journal.write(PayloadRow("v2", "pickle", 5, None, json.dumps([len(stream), chunks]),
+                             json.dumps([[3 << 20, buffers]])), sync=False)  # fmt: skip
+    _, blob = journal.put_payload(b"r" * (2 << 20))
+    journal.write(step("big", kind="pickle", result=None, blob=blob))
+    assert journal.payload_ids() == {"v1", "v2"}
+    assert set(journal.payloads(["v1", "v1", "nope"])) == {"v1"}
+    assert journal.payloads([]) == {}
+    assert journal.referenced_blobs() == {*chunks, *buffers, blob}
+    orphan = journal.blobs.put(b"nobody refers to this")
+    assert journal.gc() == (1, len(b"nobody refers to this"))
+    assert orphan not in journal.blobs.names()
+
+
+def test_cell_reads(journal):
+    journal.write(run("r1", started=100.0))
+    journal.write(run("r2", started=200.0))
+    for seq in range(1, 6):
+        journal.write(cell(seq, "r1" if seq < 4 else "r2"))
+    assert [c.seq for c in journal.cell_log(2)] == [4, 5]
+    assert journal.cell_log(-1) == []
+    assert [c.seq for c in journal.cells([5, 1, 1])] == [1, 5]
+    assert [c.seq for c in journal.cells_of_run("r2")] == [4, 5]
+    assert journal.first_run_since(150.0) == "r2"
+    assert journal.first_run_since(300.0) is None
+    assert [r.run_id for r in journal.runs()] == ["r1", "r2"]
+    o = journal.overview()
+    assert (o.cells, o.cells_ok, o.steps, o.last_cell_status, o.schema) == (
+        5, 5, 0, "ok", str(SCHEMA_VERSION)
+    )  # fmt: skip
+
+
+def test_failures_and_replay_index(journal):
+    journal.write(step("a", status="error", kind=None, result=None, error="E: 1", ended=1.0))
+    journal.write(step("a", status="ok", ended=2.0))
+    journal.write(step("b", status="error", kind=None, result=None, error="E: 2"))
+    assert journal.failures() == {"b": "E: 2"}  # a's latest outcome succeeded
+    assert journal.lookup("a") == ("json", b"1") and journal.lookup("b") is None
+    assert journal.completed == 1
+    journal.new_epoch()
+    assert journal.lookup("a") is None and journal.failures() == {}
+    assert journal.meta("epoch") == "1"
+
+
+def test_meta_and_query(journal):
+    journal.write_meta("ignore", '["x"]')
+    assert journal.meta("ignore") == '["x"]' and journal.meta("nope") is None
+    journal.write(cell(1))
+    df = journal.query("SELECT seq FROM cells")
+    assert list(df["seq"]) == [1]
+    with pytest.raises(ValueError, match="Catalog"):
+        journal.query("SELECT * FROM nope")
+
+
+# -- blobs, trust, copies ----------------------------------------------------------------------
+
+
+def test_a_missing_blob_is_told_and_the_step_runs_again(path):
+    told = []
+    j = Journal.open(path, warn=lambda message, once: told.append(message))
+    inline, blob = j.put_payload(pickle.dumps(b"\0" * (2 << 20)))
+    assert inline is None
+    j.write(step("big", kind="pickle", result=None, blob=blob))
+    (j.blobs.folder / blob).unlink()
+    assert j.lookup("big") is None and "missing" in told[0]
+    assert j.gc() == (0, 0)
+    j.close()
+
+
+def test_content_of_another_user_is_refused_naming_the_notebook(path, tmp_path, monkeypatch):
+    j = Journal.open(path)
+    j.write(step("p", kind="pickle", result=pickle.dumps([1])))
+    j.write(cell(1))
+    j.close()
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "someone-else"))
+    monkeypatch.setattr(trust, "_secret", None)
+    j = Journal.open(path, notebook="/home/me/nb.ipynb")
+    assert j.untrusted() == 2
+    with pytest.raises(UntrustedJournal, match=re.escape("durable-nb trust /home/me/nb.ipynb")):
+        j.lookup("p")
+    with pytest.raises(UntrustedJournal):
+        j.check_restorable()
+    assert j.trust() == 2  # a cell and a pickled result
+    assert j.untrusted() == 0 and j.lookup("p") == ("pickle", pickle.dumps([1]))
+    j.close()
+
+
+def test_a_copy_of_a_held_journal_has_the_unfolded_records(path, tmp_path):
+    j = Journal.open(path)
+    j.write(cell(1))  # in the log only
+    dest = tmp_path / "copy"
+    dest.mkdir()
+    copy = copy_journal(path, dest)
+    c = Journal.open(copy)
+    assert [x.seq for x in c.cells()] == [1]
+    c.close()
+    j.close()
+    remove_journal(path)
+    assert not any(p.exists() for p in journal_files(path))
