@@ -24,7 +24,7 @@ from ._report import report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
 from .errors import DurableError, JournalCorrupt, JournalError, describe
-from .store import CellRow, Journal, RunRow, StepRow, resolve_path
+from .store import CellRow, Journal, MetaRow, RunRow, StepRow, resolve_path
 
 MISS = object()
 
@@ -131,16 +131,10 @@ class Runtime:
 
     def write_meta(self, key: str, value: str) -> None:
         """Record a setting in the journal's ``meta`` table."""
-        journal = self.journal
-        if journal is None:
-            return
-        try:
-            journal.write_meta(key, value)
-        except JournalError as exc:
-            self.step_aside(exc)
+        self._write(MetaRow(key, value))
 
     # A thread may step aside at any moment: each use reads ``self.journal`` once.
-    def _write(self, row: RunRow | CellRow | StepRow, sync: bool = True) -> None:
+    def _write(self, row: MetaRow | RunRow | CellRow | StepRow, sync: bool = True) -> None:
         journal = self.journal
         if journal is None:
             return

@@ -30,7 +30,7 @@ from ..errors import (
 from . import files
 from .log import Log
 from .reads import Reads
-from .schema import KINDS, SAFE_CONFIG, SIGNED, TABLES, TIMES, Row, migrate
+from .schema import KINDS, SAFE_CONFIG, SIGNED, TABLES, TIMES, MetaRow, Row, migrate
 
 #: Fold the log into DuckDB once it holds this many records.
 FOLD_EVERY = 4096
@@ -176,24 +176,17 @@ class Journal(Reads):
         try:
             with self._lock:
                 record = (*row[:-1], self._sign(kind, row)) if kind in SIGNED else tuple(row)
-                self._append((kind, record), sync)
+                self._log.append((kind, record), sync)
                 if kind == "step" and row.status == "ok":
                     self._index[row.identity] = _Hit(row.kind, row.result, row.blob, record[-1])
+                if self._log.count >= self._fold_at:
+                    self._fold_in_passing()
         except OSError as exc:
             raise JournalUnwritable.from_cause(str(self.path), exc) from exc
 
     def write_meta(self, key: str, value: str, sync: bool = True) -> None:
-        """Set ``key`` in the ``meta`` table (through the log, like every write)."""
-        try:
-            with self._lock:
-                self._append(("meta", (key, value)), sync)
-        except OSError as exc:
-            raise JournalUnwritable.from_cause(str(self.path), exc) from exc
-
-    def _append(self, record: tuple, sync: bool) -> None:
-        self._log.append(record, sync)
-        if self._log.count >= self._fold_at:
-            self._fold_in_passing()
+        """Set ``key`` in the ``meta`` table: ``write(MetaRow(key, value))``."""
+        self.write(MetaRow(key, value), sync)
 
     def _fold_in_passing(self) -> None:
         """Fold a long log; the rows are already durable in it, so a failure only warns."""
@@ -438,7 +431,7 @@ class Journal(Reads):
             if log.size:  # only a torn tail: drop it
                 log.truncate()
             return
-        latest: dict[str, dict[Any, tuple]] = {kind: {} for kind in (*KINDS, "meta")}
+        latest: dict[str, dict[Any, tuple]] = {kind: {} for kind in KINDS}
         for kind, row in records:
             if kind in SIGNED:  # a row from before signatures (schema 2) gets none
                 row = row + (None,) * (len(KINDS[kind]._fields) - len(row))
@@ -446,8 +439,6 @@ class Journal(Reads):
         con = self._con
         con.execute("BEGIN")
         try:
-            for key, value in latest["meta"].values():
-                con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
             for row_type, (kind, table) in TABLES.items():
                 if latest[kind]:
                     _bulk_upsert(con, table, row_type._fields, list(latest[kind].values()))

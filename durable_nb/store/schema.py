@@ -56,6 +56,13 @@ MIGRATIONS: dict[int, list[str]] = {
 Time = float | datetime | None
 
 
+class MetaRow(NamedTuple):
+    """A setting of the journal (schema version, epoch, ignored names, the headless plan)."""
+
+    key: str
+    value: str | None
+
+
 class RunRow(NamedTuple):
     """One process that opened the journal (a kernel, a script)."""
 
@@ -139,10 +146,11 @@ class PayloadRow(NamedTuple):
     sig: str | None = None  # set by Journal.write
 
 
-Row = RunRow | CellRow | StepRow | VariableRow | PayloadRow
+Row = MetaRow | RunRow | CellRow | StepRow | VariableRow | PayloadRow
 
 #: Row type -> (its kind in the log, its table).
 TABLES: dict[type, tuple[str, str]] = {
+    MetaRow: ("meta", "meta"),
     RunRow: ("run", "runs"),
     CellRow: ("cell", "cells"),
     StepRow: ("step", "steps"),
