@@ -10,14 +10,19 @@ import contextlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CommandError, JournalError, JournalLocked
-from ..store import Journal, copy_journal, resolve_path
 from ._exit import FAILED, HELD, USAGE
+
+if TYPE_CHECKING:
+    from ..store import Journal
 
 
 def journal_path(target: Path) -> Path:
     """The journal of ``target``: itself when it is a ``.duckdb`` file, else its notebook's."""
+    from ..store import resolve_path
+
     target = target.expanduser()
     return target.absolute() if target.suffix == ".duckdb" else resolve_path(target.resolve())
 
@@ -43,6 +48,8 @@ def held(
 
 def ensure_not_held(journal: Path) -> None:
     """End the command (exit 3) if a live kernel holds ``journal``; a damaged one is fine."""
+    from ..store import Journal
+
     try:
         Journal.open(journal).close()
     except JournalLocked as exc:
@@ -57,6 +64,8 @@ def open_journal(journal: Path, copy: bool = False, copy_hint: bool = True) -> I
 
     A copy read while a live kernel holds the journal has ``copied_from`` set to its pid.
     """
+    from ..store import Journal, copy_journal
+
     if not journal.is_file():
         raise CommandError(
             USAGE, f"no journal at {journal}: run the notebook first (durable-nb run)"

@@ -11,14 +11,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._report import printable
 from ..cells import first_line
 from ..errors import CommandError
-from ..store import Journal
 from ._exit import HELD, OK, USAGE
 from ._journal import journal_path, notebook_of, open_journal
+
+if TYPE_CHECKING:
+    from ..store import Journal
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

@@ -13,14 +13,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cells import first_line
 from ..errors import CommandError
-from ..store import Journal, copy_journal
 from . import plan
 from ._exit import FAILED, OK, USAGE
 from ._journal import held, journal_path, open_journal
+
+if TYPE_CHECKING:
+    from ..store import Journal
 
 #: The kernelspec shipped in jupyter-config/ and installed with the package.
 KERNEL = "python3-durable"
@@ -67,6 +69,7 @@ def begin(path: Path, nb: Any, fresh: bool, parameters: list[list[str]]) -> tupl
     shared by ``durable-nb run`` and the papermill engine.
     """
     from ..errors import JournalError, JournalLocked
+    from ..store import Journal
 
     cells = plan.code_cells(nb)
     journal = journal_path(path)
@@ -127,6 +130,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
     params = _inject(nb, args.parameter or recorded)
     with tempfile.TemporaryDirectory(prefix="durable-nb-replay-") as tmp:
+        from ..store import copy_journal
+
         copy_journal(journal, Path(tmp), blobs=True)
         env = dict(os.environ, DURABLE_NB_DIR=tmp)
         print(

@@ -21,7 +21,6 @@ from typing import Any
 
 from ..blobs import is_name
 from ..errors import CommandError
-from ..store import Journal, copy_journal, remove_journal
 from ._exit import OK, USAGE
 from ._journal import ensure_not_held, journal_path, open_journal
 
@@ -33,6 +32,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = args.notebook.expanduser().resolve()
     if not path.is_file():
         raise CommandError(USAGE, f"no notebook at {path}")
+    from ..store import copy_journal
+
     journal = journal_path(path)
     with tempfile.TemporaryDirectory(prefix="durable-nb-export-") as tmp:
         with open_journal(journal, copy=args.copy) as j:
@@ -241,6 +242,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                 USAGE, f"{notebook} already has a journal ({journal}); pass --force to replace it"
             )
     journal.parent.mkdir(parents=True, exist_ok=True)
+    from ..store import remove_journal
+
     remove_journal(journal)
     for name in z.namelist():
         if name == "manifest.json" or name == nb_name:
@@ -288,6 +291,8 @@ def cmd_trust(args: argparse.Namespace) -> int:
             z.extractall(tmp)
             z.close()
             journal = Path(tmp) / "journal" / f"{Path(nb_name).stem}.duckdb"
+            from ..store import Journal
+
             j = Journal.open(journal)
             try:
                 n = j.trust()

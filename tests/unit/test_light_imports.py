@@ -35,7 +35,7 @@ def test_the_command_line_help_loads_no_kernel_side():
         "import sys\nfrom durable_nb.cli import main\ntry:\n    main(['--help'])\n"
         "except SystemExit:\n    pass\n"
         "print(' '.join(m for m in ('IPython', 'asyncio', 'traitlets', 'durable_nb.steps', "
-        "'durable_nb.journal', 'durable_nb.extension') if m in sys.modules), file=sys.stderr)"
+        "'durable_nb.store', 'durable_nb.extension') if m in sys.modules), file=sys.stderr)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stderr.split() == []
