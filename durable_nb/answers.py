@@ -16,9 +16,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import runtime
+from . import runtime, trust
+from ._report import report
 from .errors import AnswerMissing, DurableError
-from .steps import step
+from .retry import RetryPolicy
+from .steps import Step, StepCall
 
 __all__ = ["ANSWERS_ENV", "ask", "confirm"]
 
@@ -39,7 +41,7 @@ def ask(prompt: str, *, key: str | None = None, choices: Sequence[Any] | None = 
     key : str, optional
         The answer's identity, notebook-wide, and the name ``--answer KEY=VALUE`` gives
         it in a headless run; without it the identity is the cell, the prompt and how
-        many times the cell asked it before.
+        many times the cell asked it before, and ``--answer`` names it by its prompt.
     choices : sequence, optional
         The possible answers (one button each); the answer is one of them. Without
         choices the person types a text.
@@ -58,50 +60,115 @@ def ask(prompt: str, *, key: str | None = None, choices: Sequence[Any] | None = 
             raise ValueError("choices must hold at least one answer, or be None")
         if default is not None and default not in choices:
             raise ValueError(f"default {default!r} is not one of the choices {choices!r}")
-    return _answer(prompt, choices, default, False, key)["answer"]
+    return _answer(_ASK, prompt, choices, default, False, key)
 
 
 def confirm(prompt: str, *, key: str | None = None) -> bool:
     """Ask a yes/no question (Yes / No buttons); the answer is journaled like :func:`ask`'s."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("dnb.confirm needs a prompt: a non-empty string")
-    return bool(_answer(prompt, None, None, True, key)["answer"])
+    return _answer(_CONFIRM, prompt, None, None, True, key)
+
+
+def _answer(which: Step, prompt: str, choices: list | None, default: Any, yes_no: bool,
+            key: str | None) -> Any:  # fmt: skip
+    """The journaled answer when it can be trusted, else a new one (then journaled)."""
+    name = _name(prompt, key)
+    call = StepCall.begin(which, (prompt, choices, default, yes_no, key), {})
+    if call.done:
+        record = call.value
+        why = _untrusted(record, name, choices, yes_no)
+        given = _given(name)
+        if why is None and given is not None:
+            if _parse(given, choices, yes_no, name) != record["answer"]:
+                why = f"--answer {name}={given} gives another"
+        if why is None:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record["at"]))
+            report(
+                f"the answer to {_short(prompt)} is replayed from the journal: "
+                f"{record['answer']!r} (by {record['by']} at {when}); %%durable fresh asks again"
+            )
+            return record["answer"]
+        report(f"the journaled answer to {_short(prompt)} is not used ({why}); asking again")
+    return call.finish(call.run_sync())["answer"]
 
 
 def _ask_now(prompt: str, choices: list | None, default: Any, yes_no: bool,
              key: str | None) -> dict[str, Any]:  # fmt: skip
-    """The step's body: the answer from ``--answer``, else from the person."""
-    name = key if key is not None else prompt
-    given = _given_answers()
-    if name in given:
-        value = _parse(given[name], choices, yes_no, name)
+    """The steps' body: the answer from ``--answer``, else from the person; signed."""
+    name = _name(prompt, key)
+    given = _given(name)
+    if given is not None:
+        value, by = _parse(given, choices, yes_no, name), f"{getpass.getuser()} (--answer)"
     else:
         rt = runtime.current()
-        wait = rt.question(prompt, choices, yes_no, default) if rt is not None else None
+        if rt is None:
+            why = "the durable_nb extension is not loaded here (%load_ext durable_nb)"
+            raise AnswerMissing(name, yes_no, why)
+        wait = rt.question(prompt, choices, yes_no, default)
         if wait is None:
             raise AnswerMissing(name, yes_no)
-        value = wait()
-    return {"answer": value, "by": getpass.getuser(), "at": time.time()}
+        value, by = wait(), getpass.getuser()
+        rt.notify("done", step=f"question: {_short(prompt)}")
+    at = time.time()
+    return {"answer": value, "by": by, "at": at, "sig": _sign(name, yes_no, value, by, at)}
 
 
-_answer = step(
-    _ask_now,
-    name="dnb.ask",
-    retries=0,
-    non_retryable=(DurableError,),
-    key=lambda prompt, choices, default, yes_no, key: key,
-)
+def _name(prompt: str, key: Any) -> str:
+    """What ``--answer NAME=VALUE`` calls this question: its key, else its prompt."""
+    return prompt if key is None else str(key)
 
 
-def _given_answers() -> dict[str, str]:
+def _short(prompt: str) -> str:
+    return repr(prompt if len(prompt) <= 60 else prompt[:57] + "...")
+
+
+def _sign(name: str, yes_no: bool, value: Any, by: str, at: float) -> str:
+    return trust.sign("answer", json.dumps([name, yes_no, value, by, at], default=repr))
+
+
+def _untrusted(record: Any, name: str, choices: list | None, yes_no: bool) -> str | None:
+    """Why a journaled answer cannot be used (None when it can).
+
+    An answer is consent to act: one that another user's journal holds, or that was
+    changed, or that does not fit the question asked now, is asked again.
+    """
+    if not isinstance(record, dict) or not {"answer", "by", "at", "sig"} <= record.keys():
+        return "it is not an answer durable_nb wrote"
+    value, by, at = record["answer"], record["by"], record["at"]
+    if not isinstance(at, int | float) or not isinstance(by, str):
+        return "it is not an answer durable_nb wrote"
+    if not trust.verify("answer", json.dumps([name, yes_no, value, by, at], default=repr),
+                        record["sig"] if isinstance(record["sig"], str) else None):  # fmt: skip
+        return "it is not signed by you: another user's journal, or changed since"
+    if yes_no and not isinstance(value, bool):
+        return "it is not yes or no"
+    if choices is not None and value not in choices:
+        return f"it is not one of {choices!r}"
+    return None
+
+
+_POLICY = RetryPolicy(retries=0, non_retryable=(DurableError,))
+# One step per kind, so that a key used for ask and confirm names two answers, not one.
+_ASK = Step(_ask_now, _POLICY, lambda prompt, choices, default, yes_no, key: key, "dnb.ask")
+_CONFIRM = Step(_ask_now, _POLICY, lambda prompt, choices, default, yes_no, key: key,
+                "dnb.confirm")  # fmt: skip
+
+
+def _given(name: str) -> str | None:
+    """The value ``durable-nb run --answer NAME=VALUE`` gave (the last one wins), or None."""
     raw = os.environ.get(ANSWERS_ENV)
     if not raw:
-        return {}
+        return None
     try:
-        answers = json.loads(raw)
+        given = json.loads(raw)
     except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in answers.items()} if isinstance(answers, dict) else {}
+        return None
+    found = None
+    for item in given if isinstance(given, list) else []:
+        if isinstance(item, str) and item.startswith(name + "="):
+            found = item[len(name) + 1 :]
+    return found
 
 
 def _parse(text: str, choices: list | None, yes_no: bool, name: str) -> Any:

@@ -5,6 +5,7 @@ Each is a tiny step, so its value is recorded once and replayed after a restart.
 
 from __future__ import annotations
 
+import math
 import random as _random
 import time
 import uuid as _uuid
@@ -14,7 +15,7 @@ from itertools import count
 from typing import Any
 
 from . import runtime
-from .errors import WaitTimeout
+from .errors import StepFailed, WaitTimeout
 from .steps import step
 
 _now = step(time.time, name="dnb.now", retries=0)
@@ -47,8 +48,12 @@ def sleep(seconds: float) -> None:
     makes the call wait longer than ``seconds``.
     """
     seconds = float(seconds)
-    deadline = _deadline(seconds)
-    if type(deadline) not in (int, float) or deadline != deadline:  # not a number, or NaN
+    recorded = _deadline(seconds)
+    try:
+        deadline = float(recorded) if type(recorded) in (int, float) else math.nan
+    except OverflowError:  # an int too big for a float
+        deadline = math.nan
+    if not math.isfinite(deadline):
         deadline = time.time() + seconds
     remaining = min(deadline - time.time(), seconds)
     if remaining > 0:
@@ -76,23 +81,51 @@ def wait_until(check: Callable[[], Any], *, every: float = 60.0, timeout: float 
     key : str, optional
         A notebook-wide identity for the wait, as a step's ``key=``.
     """
-    if every <= 0 or (timeout is not None and timeout <= 0):
-        raise ValueError("every and timeout must be > 0 seconds")
+    if not (math.isfinite(every) and every > 0) or (
+        timeout is not None and not (math.isfinite(timeout) and timeout > 0)
+    ):
+        raise ValueError("every and timeout must be finite numbers of seconds > 0")
     what = getattr(check, "__qualname__", None) or type(check).__name__
     start = step(lambda: time.time(), name="dnb.wait_until", retries=0,
                  key=None if key is None else f"{key}:start")  # fmt: skip
-    poll = step(lambda n: check(), name=f"dnb.wait_until.{what}",
+    # A check that keeps failing is "not yet" until the deadline: few, short retries.
+    poll = step(lambda n: {"value": check(), "at": time.time()}, name=f"dnb.wait_until.{what}",
+                retries=2, initial=min(1.0, every / 4), max_interval=every,
                 key=None if key is None else (lambda n: f"{key}:{n}"))  # fmt: skip
-    began = min(start(), time.time())  # a recorded start is never in the future
+    # The recorded start may come from someone else's journal (JSON needs no signature):
+    # a start that is not a time in the past is taken as now.
+    began = _past(start())
+    deadline = None if timeout is None else began + timeout
     rt = runtime.current()
+    last_error = None
     for n in count():
-        value = poll(n)
+        try:
+            outcome = poll(n)
+        except StepFailed as exc:  # the service is not up yet: not true, try again
+            outcome, last_error = {"value": None, "at": time.time()}, exc
+        value = outcome.get("value") if isinstance(outcome, dict) else None
         if value:
+            if rt is not None:
+                rt.notify("done", step=what)
             return value
-        next_at = began + (n + 1) * every
-        if timeout is not None and next_at > began + timeout:
-            raise WaitTimeout(what, timeout, n + 1)
+        now = time.time()
+        if deadline is not None and now >= deadline:
+            raise WaitTimeout(what, timeout, n + 1) from last_error
+        # The next check is ``every`` after this one ran: a replayed check (made before a
+        # crash) ran long ago, so the checks still to make start at once, one per period.
+        ran_at = _past(outcome.get("at") if isinstance(outcome, dict) else None)
+        next_at = min(ran_at + every, deadline if deadline is not None else math.inf)
         if rt is not None:
-            left = None if timeout is None else began + timeout - time.time()
+            left = None if deadline is None else deadline - now
             rt.notify("wait", step=what, attempt=n + 1, next_at=next_at, left=left)
         time.sleep(max(0.0, min(next_at - time.time(), every)))
+
+
+def _past(recorded: Any) -> float:
+    """A recorded time if it is a finite time not in the future, else now."""
+    now = time.time()
+    try:
+        value = float(recorded)
+    except (TypeError, ValueError, OverflowError):
+        return now
+    return value if math.isfinite(value) and value <= now else now

@@ -221,7 +221,8 @@ class Runtime:
             a.update(state="waiting", next_at=time.time() + details["delay"])
             a["errors"] = [*a["errors"], f"{details['step']}: {details['error']}"][-3:]
         elif event == "suspended":
-            a.update(state="suspended (waiting for you)", next_at=None)
+            a.update(step=details.get("step", a.get("step")), next_at=None,
+                     state="suspended (waiting for you)")  # fmt: skip
         elif event == "done":
             a.update(state="idle", next_at=None)
         elif event == "wait":  # dnb.wait_until between two checks

@@ -544,7 +544,9 @@ def _opens_for_writing(node: ast.AST) -> bool:
     func = node.func
     if getattr(func, "id", getattr(func, "attr", "")) != "open":
         return False
-    modes = node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]
+    # open(path, mode) and io.open(path, mode); Path(path).open(mode) has the mode first.
+    first = node.args[:1] if isinstance(func, ast.Attribute) else []
+    modes = first + node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]
     return any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes)
 
 

@@ -107,11 +107,11 @@ def question(
     if how == "widget" and widget is not None:
         waiter = _shown(lambda: widget(prompt, choices, yes_no, default))
         if waiter is not None:
-            _notify(notify, "dnb.ask")
+            _notify(notify, f"question: {prompt[:40]}")
             return lambda: waiter.wait().value
     if threading.current_thread() is not threading.main_thread():
         return None
-    _notify(notify, "dnb.ask")
+    _notify(notify, f"question: {prompt[:40]}")
     return lambda: read_answer(prompt, choices, yes_no, default)
 
 

@@ -37,7 +37,7 @@ def test_confirm_clicked_is_journaled_and_replayed_after_sigkill(start_kernel):
     result = fe2.run(CONFIRM, cell_id="confirm", allow_stdin=True)
     assert result.ok and "OK True" in result.stdout, str(result)
     assert not asked(fe2, "Yes")  # replayed: nobody was asked again
-    rows = fe2.sql("SELECT decode(result) AS r FROM steps WHERE name = 'dnb.ask'")
+    rows = fe2.sql("SELECT decode(result) AS r FROM steps WHERE name = 'dnb.confirm'")
     assert len(rows) == 1 and '"by"' in rows[0]["r"] and '"at"' in rows[0]["r"], rows
 
     # %%durable fresh asks again; No is journaled in place of Yes.
@@ -65,6 +65,18 @@ def test_ask_with_choices_by_click_and_on_stdin(start_kernel):
     assert "answer" in _input_request(fe)["prompt"]
     fe.kc.input("1")
     assert "REGION eu-west" in fe.result(msg_id).stdout
+
+
+def test_answer_names_may_hold_equals_signs(workdir):
+    nb = workdir / "eq.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(
+        "import durable_nb as dnb\nprint('SET', dnb.confirm('Set replicas=3 on prod?'))"
+    )]), nb)  # fmt: skip
+    first = run(nb, cwd=workdir)
+    out = first.stdout + first.stderr
+    assert first.returncode == 1 and "--answer 'Set replicas=3 on prod?=yes'" in out, out
+    second = run(nb, "--answer", "Set replicas=3 on prod?=yes", cwd=workdir)
+    assert second.returncode == 0 and "SET True" in second.stdout, second.stdout + second.stderr
 
 
 def nb_with_confirm(path: Path, effects: Path) -> Path:
@@ -102,7 +114,25 @@ def test_headless_answer_flag_missing_then_given_then_replayed(workdir):
     third = run(nb, cwd=workdir)  # the answer is journaled: no flag needed
     out = third.stdout + third.stderr
     assert third.returncode == 0 and "GO True" in out, out
+    assert "is replayed from the journal: True" in out, out  # said, not silent
     assert effects.read_text().splitlines() == ["0", "1", "2"]
+
+    fourth = run(nb, "--answer", "upgrade=no", cwd=workdir)  # an explicit flag wins
+    out = fourth.stdout + fourth.stderr
+    assert fourth.returncode == 0 and "GO False" in out and "not used" in out, out
+
+
+def test_an_answer_from_another_users_journal_is_asked_again(workdir, tmp_path):
+    nb = nb_with_confirm(workdir / "ops.ipynb", workdir / "effects.txt")
+    alice = subprocess.run([str(DURABLE_NB), "run", str(nb), "--answer", "upgrade=yes"],
+                           cwd=workdir, env=_env(tmp_path / "alice"), capture_output=True,
+                           text=True, timeout=RUN_TIMEOUT)  # fmt: skip
+    assert alice.returncode == 0 and "GO True" in alice.stdout, alice.stdout + alice.stderr
+    bob = subprocess.run([str(DURABLE_NB), "run", str(nb)], cwd=workdir,
+                         env=_env(tmp_path / "bob"), capture_output=True, text=True,
+                         timeout=RUN_TIMEOUT)  # fmt: skip
+    out = bob.stdout + bob.stderr
+    assert bob.returncode == 1 and "not signed by you" in out and "AnswerMissing" in out, out
 
 
 WAIT = """

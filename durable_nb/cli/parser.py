@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("notebook", type=Path, help="the .ipynb file")
     run.add_argument("--fresh", action="store_true", help="start over: a new epoch, all cells")
     _kernel_args(run)
+    run.add_argument(
+        "-a",
+        "--answer",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_answer,
+        help="answer dnb.ask/dnb.confirm KEY (its key=, else its prompt) with VALUE "
+        "(yes/no for confirm); a journaled answer replays without it",
+    )
     run.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("ls", help="journals under a folder: notebook, last run, status")
@@ -101,11 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     return top
 
 
-def _answer(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
+def _answer(text: str) -> str:
+    """KEY=VALUE, kept whole: a key (a prompt) may itself hold '=' (the kernel matches)."""
+    if "=" not in text[1:]:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, value
+    return text
 
 
 def _kernel_args(p: argparse.ArgumentParser) -> None:
@@ -119,16 +129,6 @@ def _kernel_args(p: argparse.ArgumentParser) -> None:
         metavar=("NAME", "VALUE"),
         help="set NAME = VALUE in a cell injected after the cell tagged 'parameters' "
         "(VALUE is a Python literal when it parses as one, else a string)",
-    )
-    p.add_argument(
-        "-a",
-        "--answer",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        type=_answer,
-        help="answer dnb.ask/dnb.confirm KEY (its key=, else its prompt) with VALUE "
-        "(yes/no for confirm); a journaled answer replays without it",
     )
     p.add_argument("-o", "--output", type=Path, help="write the executed notebook here")
     p.add_argument("--kernel", default=KERNEL, help=f"kernelspec name (default {KERNEL})")

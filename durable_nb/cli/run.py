@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     env = dict(os.environ)
     if args.answer:  # read by dnb.ask in the kernel (durable_nb.answers.ANSWERS_ENV)
-        env["DURABLE_NB_ANSWERS"] = json.dumps(dict(args.answer))
+        env["DURABLE_NB_ANSWERS"] = json.dumps(args.answer)
     runner = _Runner(path, nb, args.kernel, args.timeout, env)
     code = runner.run(hidden, set(code_indexes(nb)[:start]), args.output)
     if code == FAILED and runner.started_cells:

@@ -13,6 +13,7 @@ from durable_nb.snapshot import _writes_files
         "open('f', 'w').write('x')",
         "with open(path, mode='a') as f:\n    f.write('x')",
         "from pathlib import Path\nPath('f').write_text('x')",
+        "from pathlib import Path\nPath('ledger.txt').open('w').write('row 1')",
         "@register(open('log', 'a'))\ndef f():\n    pass",  # a decorator runs at definition
         "def f(log=open('log', 'x')):\n    pass",  # so does a default value
         "class C:\n    handle = open('f', 'w+')",  # a class body runs too
