@@ -20,9 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "durable_nb"
 MAX_LINES = 600
 
-#: Debts being paid by the restructuring (issue 10); each entry must go, none may be added.
-KNOWN_LONG: set[str] = set()
-
 
 @dataclass(frozen=True)
 class Import:
@@ -147,8 +144,7 @@ def test_no_module_over_600_lines():
         for p in modules().values()
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
-    new = {path: n for path, n in long.items() if path not in KNOWN_LONG}
-    assert not new, f"modules over {MAX_LINES} lines (split by concept): {new}"
+    assert not long, f"modules over {MAX_LINES} lines (split by concept): {long}"
 
 
 def test_only_the_store_imports_duckdb():
