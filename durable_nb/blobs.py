@@ -32,6 +32,29 @@ def is_name(name: object) -> bool:
     return type(name) is str and NAME.fullmatch(name) is not None
 
 
+def referenced(stream_chunks: object, buffers: object) -> set[str]:
+    """The blob names a payload row's ``stream_chunks`` and ``buffers`` columns list.
+
+    Both are JSON a journal holds (``[size, [names]]`` and ``[[size, [names]], ...]``),
+    written by anyone: malformed or deeply nested text, or names that are not content
+    hashes, are left out (a load refuses that payload), never raised.
+    """
+    import json
+
+    found: set[str] = set()
+    for raw, many in ((stream_chunks, False), (buffers, True)):
+        if type(raw) is not str or not raw or len(raw) > 1 << 26:
+            continue
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError):
+            continue
+        for entry in value if many and type(value) is list else [value]:
+            if type(entry) is list and len(entry) == 2 and type(entry[1]) is list:
+                found.update(n for n in entry[1] if is_name(n))
+    return found
+
+
 def chunk_names(data: bytes | memoryview) -> list[str]:
     """The names the chunks of ``data`` have (or would have) in the store."""
     view = memoryview(data).cast("B")
@@ -70,7 +93,7 @@ class BlobStore:
         target = self.path(name)
         if target.exists():
             return name
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:

@@ -103,8 +103,11 @@ class Journal(Reads):
 
         path = Path(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            new = not path.exists()
             con = duckdb.connect(str(path), config=SAFE_CONFIG)
+            if new:  # this user's only, as the log and blob files are
+                os.chmod(path, 0o600)
         except (OSError, duckdb.Error) as exc:
             raise _classify(path, exc) from exc
         try:
@@ -378,12 +381,20 @@ class Journal(Reads):
     # -- SQL ---------------------------------------------------------------------------
 
     def query(self, sql: str, params: Iterable[Any] | None = None) -> Any:
-        """Run the person's ``sql`` over the journal's tables (``%durable sql``); a DataFrame.
+        """Run the person's read-only ``sql`` over the journal's tables (``%durable sql``).
 
-        Raises ValueError with DuckDB's message when the query fails.
+        Returns a DataFrame. Raises ValueError with DuckDB's message when the query fails,
+        or when a statement is not a read (SELECT, WITH ... SELECT, DESCRIBE, SHOW,
+        SUMMARIZE, EXPLAIN of a read): a query never changes the journal.
         """
         import duckdb
 
+        refused = _writes(sql)
+        if refused:
+            raise ValueError(
+                f"%durable sql only reads the journal; {refused} statements are refused "
+                "(use SELECT, WITH ... SELECT, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN)"
+            )
         with self._lock:
             self.fold()
             try:
@@ -433,6 +444,8 @@ class Journal(Reads):
             return
         latest: dict[str, dict[Any, tuple]] = {kind: {} for kind in KINDS}
         for kind, row in records:
+            if kind not in latest or not row or len(row) > len(KINDS[kind]._fields):
+                continue  # not a record this code writes: damage, never data
             if kind in SIGNED:  # a row from before signatures (schema 2) gets none
                 row = row + (None,) * (len(KINDS[kind]._fields) - len(row))
             latest[kind][row[0]] = row
@@ -511,3 +524,23 @@ def _bulk_upsert(con: Any, table: str, columns: tuple[str, ...], rows: list[tupl
         )
     finally:
         con.unregister("_dnb_batch")
+
+
+def _writes(sql: str) -> str | None:
+    """The type of the first statement of ``sql`` that is not a read, or None."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        return None  # a syntax error: executing it says so
+    for statement in statements:
+        kind = statement.type.name
+        if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs its statement: it must be a read too
+            inner = re.sub(r"(?is)^\s*explain(\s+analy[sz]e)?", "", statement.query)
+            refused = _writes(inner) if inner.strip() else None
+            if refused:
+                return refused
+        elif kind != "SELECT":
+            return kind
+    return None

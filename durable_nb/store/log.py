@@ -34,7 +34,7 @@ class Log:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         #: Records appended since the log was last emptied (by this process).
         self.count = 0
 
@@ -73,17 +73,40 @@ class Log:
         os.close(self.fd)
 
 
+#: Largest log record read back (a record holds one row; big results go to blob files).
+MAX_RECORD = 1 << 26
+_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+def _flat(record: object) -> bool:
+    """True for ``(kind, row)`` with a row of plain scalars, the only shape a log holds.
+
+    A crafted record of nested, shared references (a few bytes that expand to 2**40
+    items) is refused before anything walks it.
+    """
+    return (
+        type(record) is tuple
+        and len(record) == 2
+        and type(record[0]) is str
+        and type(record[1]) is tuple
+        and all(type(v) in _SCALARS for v in record[1])
+    )
+
+
 def decode(data: bytes) -> list[tuple]:
     """The whole records at the start of ``data``, up to the first torn or corrupt one."""
     out, pos, size = [], 0, _HEADER.size
     while pos + size <= len(data):
         length, crc = _HEADER.unpack_from(data, pos)
         payload = data[pos + size : pos + size + length]
-        if len(payload) < length or zlib.crc32(payload) != crc:
+        if length > MAX_RECORD or len(payload) < length or zlib.crc32(payload) != crc:
             break
         try:
-            out.append(_PlainUnpickler(io.BytesIO(payload)).load())
+            record = _PlainUnpickler(io.BytesIO(payload)).load()
         except Exception:
             break
+        if not _flat(record):  # what append writes; anything else is damage, never data
+            break
+        out.append(record)
         pos += size + length
     return out

@@ -6,7 +6,6 @@ so it sees every record written so far. No SQL is written outside this package.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -88,13 +87,17 @@ class Reads:
         return {r[0] for r in self._select("SELECT value_id FROM payloads")}
 
     def referenced_blobs(self) -> set[str]:
-        """The blob files that some step result or snapshot payload refers to."""
-        found = {r[0] for r in self._select("SELECT blob FROM steps WHERE blob IS NOT NULL")}
+        """The blob files that some step result or snapshot payload refers to.
+
+        Only names that are content hashes (:func:`~durable_nb.blobs.is_name`): a crafted
+        row never names a file outside the blob folder, malformed JSON never raises.
+        """
+        from ..blobs import is_name, referenced
+
+        rows = self._select("SELECT blob FROM steps WHERE blob IS NOT NULL")
+        found = {r[0] for r in rows if is_name(r[0])}
         for stream_chunks, buffers in self._select("SELECT stream_chunks, buffers FROM payloads"):
-            if stream_chunks:
-                found.update(json.loads(stream_chunks)[1])
-            for _, names in json.loads(buffers or "[]"):
-                found.update(names)
+            found |= referenced(stream_chunks, buffers)
         return found
 
     # -- cells ------------------------------------------------------------------------
