@@ -78,10 +78,9 @@ def open_journal(journal: Path, copy: bool = False, copy_hint: bool = True) -> I
                 raise held(journal, exc.pid, copy_hint) from None
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="durable-nb-")))
             try:
-                j = Journal.open(copy_journal(journal, tmp))
+                j = Journal.open(copy_journal(journal, tmp), copied_from=exc.pid)
             except JournalError as exc2:
                 raise CommandError(FAILED, f"could not read a copy of {journal}: {exc2}") from None
-            j.copied_from = exc.pid
         except JournalError as exc:
             raise CommandError(USAGE, str(exc)) from None
         try:

@@ -20,7 +20,7 @@ from ._exit import HELD, OK, USAGE
 from ._journal import journal_path, notebook_of, open_journal
 
 if TYPE_CHECKING:
-    from ..store import Journal
+    from ..store import Journal, RunRow
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -112,20 +112,7 @@ def _overview(j: Journal, journal: Path) -> dict[str, Any]:
     """A journal in one dict: where, whose, last run, counts (for ls and show)."""
     o = j.overview()
     live = j.copied_from
-    last = None
-    if o.runs:
-        r = o.runs[-1]
-        status = r.status
-        if live and r.ended is None and r.pid == live:
-            status = "running"
-        last = {
-            "run_id": r.run_id,
-            "pid": r.pid,
-            "host": r.host,
-            "started": r.started,
-            "ended": r.ended,
-            "status": status,
-        }
+    last = _run(o.runs[-1], live, _LAST_RUN_KEYS) if o.runs else None
     # Beside its journal when it is there (an imported notebook), else where it last ran.
     notebook = notebook_of(journal)
     if not Path(notebook).is_file():
@@ -157,13 +144,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         data = _overview(j, journal)
         if args.notebook.suffix != ".duckdb":
             data["notebook"] = str(args.notebook.expanduser().resolve())
-        live = j.copied_from
         data["schema"] = j.meta("schema_version")
         data["headless"] = _plan(j.meta("headless"))
-        data["runs"] = [_fields(r, _RUN_KEYS) for r in j.runs()]
-        for r in data["runs"]:
-            if live and r["ended"] is None and r["pid"] == live:
-                r["status"] = "running"
+        data["runs"] = [_run(r, j.copied_from) for r in j.runs()]
         data["cells"] = [_fields(c, _CELL_KEYS) for c in j.cells()]
         data["steps"] = [_fields(s, _STEP_KEYS) for s in j.steps()]
     for s in data["steps"]:
@@ -188,10 +171,19 @@ def _plan(raw: Any) -> Any:
 
 #: What show prints (and --json gives) of each run, cell and step.
 _RUN_KEYS = ("run_id", "pid", "host", "notebook", "started", "ended", "status")
+_LAST_RUN_KEYS = ("run_id", "pid", "host", "started", "ended", "status")
 _CELL_KEYS = ("seq", "run_id", "cell_id", "status", "started", "ended", "steps_run",
               "steps_replayed", "source", "error")  # fmt: skip
 _STEP_KEYS = ("seq", "name", "args", "status", "kind", "attempts", "error", "attempt_errors",
               "started", "ended", "epoch")  # fmt: skip
+
+
+def _run(run: RunRow, live: int | None, keys: tuple[str, ...] = _RUN_KEYS) -> dict[str, Any]:
+    """A run as a dict; ``running`` while ``live``, the kernel holding the original, runs it."""
+    fields = _fields(run, keys)
+    if live and run.ended is None and run.pid == live:
+        fields["status"] = "running"
+    return fields
 
 
 def _fields(row: Any, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -56,11 +56,11 @@ class Journal(Reads):
     """
 
     def __init__(self, path: Path, con: Any, log: Log, warn: Warn | None,
-                 notebook: str | None) -> None:  # fmt: skip
+                 notebook: str | None, copied_from: int | None = None) -> None:  # fmt: skip
         self.path = path
         self.blobs = BlobStore(files.blobs_path(path))
         #: The pid of the live process holding the original, when this is a copy of it.
-        self.copied_from: int | None = None
+        self.copied_from = copied_from
         self._con = con
         self._log = log
         self._warn = warn or (lambda message, once=None: None)
@@ -79,6 +79,7 @@ class Journal(Reads):
         path: str | os.PathLike,
         warn: Warn | None = None,
         notebook: str | None = None,
+        copied_from: int | None = None,
     ) -> Journal:
         """Open (creating if needed) the journal at ``path`` and recover it.
 
@@ -98,6 +99,9 @@ class Journal(Reads):
         notebook : str, optional
             What to name in messages that ask the person to run ``durable-nb trust``;
             the journal's path by default.
+        copied_from : int, optional
+            When ``path`` is a copy of a journal a live process holds (``durable-nb
+            --copy``), that process's pid: its runs without an end are still running.
         """
         import duckdb  # imported on first need: ~0.1 s
 
@@ -119,7 +123,7 @@ class Journal(Reads):
         except (OSError, duckdb.Error) as exc:
             con.close()
             raise _classify(path, exc) from exc
-        self = cls(path, con, log, warn, notebook)
+        self = cls(path, con, log, warn, notebook, copied_from)
         try:
             self._recover()
         except (OSError, duckdb.Error) as exc:
