@@ -66,7 +66,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                     r["status"],
                     f"{r['cells_ok']}/{r['cells']}",
                     f"{r['steps_ok']}/{r['steps']}",
-                    "yours" if r["trusted"] else "NOT TRUSTED",
+                    "yours" if r["trusted"] else "foreign",
                 ]
             )
         _table(

@@ -30,7 +30,7 @@ from ..errors import (
 from . import files
 from .log import Log
 from .reads import Reads
-from .schema import KINDS, SAFE_CONFIG, SIGNED, TABLES, TIMES, MetaRow, Row, migrate
+from .schema import KINDS, SAFE_CONFIG, SIGNED, TABLES, TIMES, MetaRow, Row, meta_int, migrate
 
 #: Fold the log into DuckDB once it holds this many records.
 FOLD_EVERY = 4096
@@ -126,6 +126,9 @@ class Journal(Reads):
         self = cls(path, con, log, warn, notebook, copied_from)
         try:
             self._recover()
+        except JournalError:
+            self.abandon()
+            raise
         except (OSError, duckdb.Error) as exc:
             self.abandon()
             raise _classify(path, exc) from exc
@@ -141,7 +144,7 @@ class Journal(Reads):
             con.execute("UPDATE runs SET status = 'crashed' WHERE ended IS NULL")
             con.execute("COMMIT")
             row = con.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
-            self.epoch = int(row[0]) if row else 0
+            self.epoch = meta_int(self.path, "epoch", row[0]) if row else 0
             self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
             self._load_index()
 

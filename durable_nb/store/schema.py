@@ -202,7 +202,7 @@ def migrate(path: Path, con: Any) -> None:
         )
     if "meta" in tables:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
+        version = meta_int(path, "schema_version", row[0]) if row else 0
     elif tables:
         raise NotAJournal(
             str(path),
@@ -220,3 +220,21 @@ def migrate(path: Path, con: Any) -> None:
             con.execute(ddl)
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target)])
         con.execute("COMMIT")
+
+
+def meta_int(path: Path, key: str, value: object) -> int:
+    """A ``meta`` value that must be a whole number (a schema version, an epoch).
+
+    Raises
+    ------
+    JournalCorrupt
+        When it is not one: the journal was crafted or damaged.
+    """
+    text = value if type(value) is str else ""
+    if not (text.isascii() and text.isdigit() and len(text) < 19):
+        raise JournalCorrupt(
+            str(path),
+            f"{path} records {key} = {str(value)[:40]!r}, not a whole number: it was crafted "
+            "or damaged, so it is not used. Move it aside, or ask its author for a clean export.",
+        )
+    return int(text)

@@ -98,3 +98,23 @@ def test_a_plan_seq_is_an_integer_never_text_or_bool():
         )
         with pytest.raises(plan.BadPlan):
             plan.parse(raw)
+
+
+@pytest.mark.parametrize("key", ["schema_version", "epoch"])
+@pytest.mark.parametrize("value", ["1; DROP TABLE steps", "1.5", "-1", "", "9" * 40])
+def test_a_meta_number_that_is_not_one_is_a_clear_journal_error(tmp_path, key, value):
+    import duckdb
+
+    from durable_nb.errors import JournalCorrupt
+
+    path = tmp_path / "j.duckdb"
+    j = Journal.open(path)
+    j.write_meta("epoch", "1")
+    j.close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+    con.close()
+    with pytest.raises(JournalCorrupt, match=f"{key} = .*not a whole number"):
+        Journal.open(path).close()
+    with pytest.raises(JournalCorrupt):
+        Journal.open(path).close()
