@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from ._report import report
@@ -30,6 +31,21 @@ def kernel() -> Any:
         from IPython import get_ipython
 
         return getattr(get_ipython(), "kernel", None)
+    except Exception:
+        return None
+
+
+def session_name() -> str | None:
+    """The running kernel's connection file name (``kernel-<uuid>``), or None.
+
+    A kernel manager keeps it across restarts, so it names the kernel session.
+    """
+    try:
+        from ipykernel.kernelapp import IPKernelApp
+
+        if not IPKernelApp.initialized():
+            return None
+        return Path(IPKernelApp.instance().connection_file).stem or None
     except Exception:
         return None
 

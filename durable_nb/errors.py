@@ -173,6 +173,24 @@ class UntrustedJournal(DurableError):
         return (type(self), (self.path, str(self)))
 
 
+class ForeignRun(DurableError):
+    """A cell execution of the journal is another notebook's work: not restored nor resumed."""
+
+    def __init__(self, seq: int, whose: str | None, mine: str | None) -> None:
+        def name(path: str | None) -> str:
+            return f"notebook {path}" if path else "a kernel that did not know its notebook"
+
+        super().__init__(
+            f"cell execution {seq} of this journal is the work of {name(whose)}, not of this "
+            f"one ({name(mine)}): nothing restored; give each notebook a journal of its own "
+            "(a DURABLE_NB_DIR per folder)"
+        )
+        self.seq, self.whose, self.mine = seq, whose, mine
+
+    def __reduce__(self):
+        return (type(self), (self.seq, self.whose, self.mine))
+
+
 class SecretRefused(DurableError):
     """This user's signing secret could be known to someone else, so it is not used."""
 

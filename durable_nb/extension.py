@@ -13,7 +13,7 @@ from typing import Any
 from traitlets import Enum, Int
 from traitlets.config import Configurable
 
-from . import runtime, suspend
+from . import _ipykernel, runtime, suspend
 from ._report import report
 from .cells import FRESH_LINE, first_line
 from .errors import JournalCorrupt, describe
@@ -57,7 +57,11 @@ class _Extension:
         shell = self.shell
         self.settings = settings = DurableNB(parent=shell)
         shell.configurables.append(settings)  # so that %config DurableNB finds it
-        self.rt = Runtime(os.environ.get("JPY_SESSION_NAME") or None)
+        # A frontend names the notebook; nbclient and papermill do not: then the kernel
+        # journals apart (per session), never into a journal other notebooks share.
+        source = os.environ.get("JPY_SESSION_NAME") or None
+        session = None if source else _ipykernel.session_name()
+        self.rt = Runtime(source, session=session and f"session-{session}")
         self.rt.on_failure = settings.on_failure
         self.rt.asker = functools.partial(
             suspend.ask, notify=self.rt.notify, widget=_suspension_prompt
@@ -124,7 +128,8 @@ class _Extension:
             self.rt.begin_cell(getattr(info, "cell_id", None), info.raw_cell or "")
             if self.pending_resume is not None and self.rt.outermost:
                 cell, self.pending_resume = self.pending_resume, None
-                if not (info.raw_cell or "").lstrip().startswith("%durable"):
+                # Another notebook's work (a shared journal) is never offered.
+                if cell["own"] and not (info.raw_cell or "").lstrip().startswith("%durable"):
                     self._offer_resume(cell)
         except Exception as exc:
             report(f"internal error before the cell ({describe(exc)}); please report it",

@@ -16,7 +16,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 
 from ._report import printable
 from .cells import first_line
-from .errors import DurableError, UntrustedJournal
+from .errors import DurableError, ForeignRun, UntrustedJournal
 from .runtime import Runtime
 
 
@@ -72,7 +72,7 @@ class DurableMagics(Magics):
         args = self.parser.parse_args(words)
         try:
             return getattr(self, f"_{args.command}")(args)
-        except UntrustedJournal as exc:  # one line saying how to trust, no traceback
+        except (UntrustedJournal, ForeignRun) as exc:  # one line saying why, no traceback
             raise UsageError(str(exc)) from None
 
     @cell_magic("durable")

@@ -66,11 +66,13 @@ class Runtime:
     ----------
     source : str or None
         The notebook (or script) path the journal is named after.
+    session : str or None
+        Without a source: the kernel session whose journal of its own this is.
     """
 
-    def __init__(self, source: str | None) -> None:
+    def __init__(self, source: str | None, session: str | None = None) -> None:
         self.source = source
-        self.path = resolve_path(source)
+        self.path = resolve_path(source, session)
         self.run_id = uuid.uuid4().hex[:16]
         self.started = time.time()
         self.enabled = True

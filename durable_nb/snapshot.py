@@ -41,7 +41,7 @@ from typing import Any
 
 import xxhash
 
-from . import codec, graph
+from . import codec, graph, owner
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .errors import JournalError, JournalUnwritable, describe
 from .runtime import Runtime
@@ -360,9 +360,12 @@ class Snapshots:
         journal.check_restorable()  # nothing another user wrote is run before it is trusted
         if at is None:
             at = journal.last_ok_seq()
+        owner.check(journal, at, self.rt.source)
         entries = {
             name: row
-            for name, row in journal.variables_as_of(at).items()
+            for name, row in journal.variables_as_of(
+                at, without=owner.foreign_runs(journal, self.rt.source)
+            ).items()
             if name not in self.ignored
         }
         report_ = Report(seq=at)
@@ -427,13 +430,15 @@ class Snapshots:
         c = found.cell
         return dict(seq=c.seq, cell_id=c.cell_id, key=c.cell_key, source=c.source or "",
                     started=c.started, status=c.status, error=c.error or found.step_error,
-                    steps_done=found.steps_done)  # fmt: skip
+                    steps_done=found.steps_done,
+                    own=owner.foreign(journal, c.seq, self.rt.source) is None)  # fmt: skip
 
     def resume(self, cell: dict[str, Any]) -> Any:
         """Restore the namespace as of the cell before ``cell``, then re-run ``cell``.
 
         Its completed steps replay from the journal; the rest run.
         """
+        owner.check(self.rt.journal, cell["seq"], self.rt.source)
         report_ = self.restore(at=cell["seq"] - 1)
         print(f"durable_nb: {report_}")
         print(f"durable_nb: re-running cell {cell['seq']}; completed steps replay")

@@ -104,9 +104,12 @@ def test_durable_nb_dir_overrides_the_folder(start_kernel, workdir, kernel_env, 
     assert not (workdir / ".durable").exists()
 
 
-def test_without_a_notebook_path_the_journal_is_session_in_cwd(start_kernel, workdir, kernel_env):
+def test_without_a_notebook_path_the_journal_is_the_sessions_own(start_kernel, workdir, kernel_env):
+    # No JPY_SESSION_NAME (nbclient, papermill): a journal of its own per kernel session,
+    # named after the connection file (a restart keeps it), never one notebooks share.
     k = start_kernel(plain_env(kernel_env))
-    expected = workdir / ".durable" / "session.duckdb"
+    stem = Path(k.km.connection_file).stem
+    expected = workdir / ".durable" / f"session-{stem}.duckdb"
     assert journal_path(k) == expected
     assert expected.exists()
 

@@ -8,6 +8,7 @@ Real kernels, real CLI processes, real papermill.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -139,3 +140,87 @@ def test_papermill_engine_resumes_a_failed_run(tmp_path):
     again = _outputs(out)[1].splitlines()[-1]  # after the "1 step replayed" line
     assert again != token and _outputs(out)[3] == f"10 20 {again}"
     assert (tmp_path / "effects.txt").read_text().split() == ["1", "2"]
+
+
+# -- 2. notebooks in one folder under plain nbclient --------------------------------
+
+NBCLIENT = """
+import sys, nbformat, nbclient
+src, out, kernel = sys.argv[1:4]
+nb = nbformat.read(src, as_version=4)
+client = nbclient.NotebookClient(nb, kernel_name=kernel, allow_errors=True, timeout=120,
+                                 resources={"metadata": {"path": sys.argv[4]}})
+try:
+    client.execute()
+finally:
+    nbformat.write(nb, out)
+"""
+
+
+def _nbclient(src: Path, out: Path, kernel: str = DURABLE) -> subprocess.Popen:
+    """Plain nbclient in a process of its own (it sets no JPY_SESSION_NAME)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", NBCLIENT, str(src), str(out), kernel, str(src.parent)],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _finish(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        text, _ = p.communicate(timeout=TIMEOUT)
+        assert p.returncode == 0, text
+
+
+X = ["secret = 'X'", "%durable path", "raise KeyboardInterrupt"]
+Y = ["mine = 'Y'", "%durable path", "%durable resume", "print('secret' in globals())"]
+
+
+def test_notebooks_in_one_folder_do_not_share_a_journal_under_nbclient(tmp_path):
+    x = _old_notebook(tmp_path / "x.ipynb", X)
+    y = _old_notebook(tmp_path / "y.ipynb", Y)
+    xo, yo = tmp_path / "x.out.ipynb", tmp_path / "y.out.ipynb"
+    paths = []
+    for runs in ("in parallel", "X interrupted, then Y"):
+        if runs == "in parallel":
+            _finish(_nbclient(x, xo), _nbclient(y, yo))
+        else:
+            _finish(_nbclient(x, xo))
+            _finish(_nbclient(y, yo))
+        shown = _outputs(yo)
+        assert not any("un-journaled" in s or "held" in s for s in _outputs(xo) + shown)
+        assert _outputs(xo)[2].startswith("KeyboardInterrupt")
+        assert "interrupted" not in shown[0]  # Y never sees X's interrupted cell
+        assert shown[2].startswith("durable_nb: nothing to resume"), shown
+        assert shown[3] == "False"  # X's variables are not Y's
+        paths += [ast.literal_eval(_outputs(xo)[1]), ast.literal_eval(shown[1])]
+    # A journal of its own per kernel session, beside the notebooks.
+    assert len(set(paths)) == len(paths), paths
+    assert all(Path(p).parent == tmp_path / ".durable" for p in paths), paths
+    assert all(Path(p).name.startswith("session-") for p in paths), paths
+    assert not (tmp_path / ".durable" / "session.duckdb").exists()
+
+
+def test_a_shared_journal_refuses_another_notebooks_run(tmp_path, start_kernel):
+    # Two notebooks named alike in two folders, one DURABLE_NB_DIR: one journal.
+    env = _env()
+    env.update(DURABLE_NB_DIR=str(tmp_path / "journals"), PYTHONPATH=os.environ["PYTHONPATH"])
+    a, b = tmp_path / "a" / "x.ipynb", tmp_path / "b" / "x.ipynb"
+    for nb in (a, b):
+        nb.parent.mkdir()
+        _old_notebook(nb, [])
+    ka = start_kernel(dict(env, JPY_SESSION_NAME=str(a)))
+    ka.ok("secret = 'A'")
+    assert ka.run("raise KeyboardInterrupt").status == "error"
+    ka.close()
+    kb = start_kernel(dict(env, JPY_SESSION_NAME=str(b)))
+    first = kb.ok("1")
+    assert "interrupted" not in first.stderr  # never offered
+    for command in ("%durable resume", "%durable restore --at 1"):
+        refused = kb.run(command)
+        line = refused.stderr.strip()
+        assert refused.status == "error" and line.startswith("UsageError: "), str(refused)
+        assert f"the work of notebook {a}, not of this one (notebook {b})" in line, line
+        assert "\n" not in line
+    # Restoring this notebook's own state leaves the other's variables out.
+    assert "restored 0 variables" in kb.ok("%durable restore").stdout
+    assert kb.value("'secret' in globals()") == "False"

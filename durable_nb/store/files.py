@@ -10,14 +10,16 @@ import shutil
 from pathlib import Path
 
 
-def resolve_path(source: str | os.PathLike | None = None) -> Path:
+def resolve_path(source: str | os.PathLike | None = None, session: str | None = None) -> Path:
     """Where the journal of ``source`` (a notebook or script path) lives.
 
     ``.durable/<stem>.duckdb`` beside the source; ``DURABLE_NB_DIR`` replaces the
-    folder; with no source, ``.durable/session.duckdb`` in the working directory.
+    folder; with no source, ``.durable/<session>.duckdb`` in the working directory: a
+    kernel that does not know its notebook journals apart, per kernel session (without a
+    session, ``session.duckdb``).
     """
     src = Path(source).expanduser() if source else None
-    stem = src.stem if src else "session"
+    stem = src.stem if src else (session or "session")
     folder = os.environ.get("DURABLE_NB_DIR")
     if folder:
         base = Path(folder).expanduser()

@@ -65,12 +65,16 @@ class Reads:
         """The last cell execution that succeeded (0: none): the default restore point."""
         return self._select("SELECT coalesce(max(seq), 0) FROM cells WHERE status = 'ok'")[0][0]
 
-    def variables_as_of(self, seq: int) -> dict[str, VariableRow]:
-        """Each name's latest variable row up to cell execution ``seq``; deleted names left out."""
+    def variables_as_of(self, seq: int, without: Iterable[str] = ()) -> dict[str, VariableRow]:
+        """Each name's latest variable row up to cell execution ``seq``; deleted names left out.
+
+        ``without``: runs whose cell executions are left out (another notebook's work).
+        """
         rows = self._select(
-            select(VariableRow, "WHERE seq <= ? "
+            select(VariableRow, "WHERE seq <= ? AND seq NOT IN (SELECT seq FROM cells "
+                   "WHERE run_id IN (SELECT unnest(?::VARCHAR[]))) "
                    "QUALIFY row_number() OVER (PARTITION BY name ORDER BY seq DESC) = 1"),
-            [seq],
+            [seq, sorted(set(without))],
         )  # fmt: skip
         return {r.name: r for r in map(VariableRow._make, rows) if r.state != "deleted"}
 
