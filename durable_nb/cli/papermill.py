@@ -32,6 +32,7 @@ from .run import (
     KERNEL,
     begin,
     code_indexes,
+    keep_outputs,
     previous_outputs,
     send_cell_id,
 )
@@ -134,10 +135,7 @@ def _engine() -> type:
             for index in sorted(skip):
                 cell = self.nb.cells[index]
                 self.nb_man.cell_start(cell, index)
-                old = previous.get(cell.get("id"))
-                if old is not None and old.source == cell.source:
-                    cell.outputs = old.get("outputs", [])
-                    cell.execution_count = old.get("execution_count")
+                keep_outputs(cell, previous)
                 self.nb_man.cell_complete(cell, index)
             for index, cell in enumerate(self.nb.cells):
                 if index in skip:

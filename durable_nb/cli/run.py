@@ -364,10 +364,7 @@ class _Runner:
 
     def _skipped(self, cell: Any, index: int, previous: dict) -> None:
         """A cell done in an earlier run: a progress line; its outputs from the last --output."""
-        old = previous.get(cell.get("id"))
-        if old is not None and old.source == cell.source:
-            cell.outputs = old.get("outputs", [])
-            cell.execution_count = old.get("execution_count")
+        keep_outputs(cell, previous)
         if cell.cell_type == "code":
             first = first_line(cell.source)
             n = self.code.index(index) + 1
@@ -376,6 +373,14 @@ class _Runner:
 
 async def _maybe(value: Any) -> Any:
     return await value if hasattr(value, "__await__") else value
+
+
+def keep_outputs(cell: Any, previous: dict[str, Any]) -> None:
+    """A cell skipped as done shows its outputs from the last output notebook, if unchanged."""
+    old = previous.get(cell.get("id"))
+    if old is not None and old.source == cell.source:
+        cell.outputs = old.get("outputs", [])
+        cell.execution_count = old.get("execution_count")
 
 
 def previous_outputs(output: Path | None) -> dict[str, Any]:
