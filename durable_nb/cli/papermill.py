@@ -1,4 +1,4 @@
-"""The papermill engine ``durable``: ``papermill -e durable in.ipynb out.ipynb``.
+"""The papermill engine ``durable``: ``papermill --engine durable in.ipynb out.ipynb``.
 
 papermill's own engine (nbclient) runs the durable kernel as it runs any kernel: the
 kernel does not know its notebook, cells have no identity it can use, and IPython's
