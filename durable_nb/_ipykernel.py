@@ -7,8 +7,9 @@ on stdin or raises the person's own error; durable_nb never breaks the notebook.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,54 @@ def _create(k: Any) -> str | None:
     if not done.wait(SUBSHELL_TIMEOUT) or not isinstance(box.get("id"), str):
         return None
     return box["id"]
+
+
+def execute_parent(k: Any) -> dict | None:
+    """The request the calling (main) thread is executing, or None."""
+    try:
+        parent = k.get_parent("shell")
+    except Exception:
+        return None
+    return parent if isinstance(parent, dict) and parent.get("header") else None
+
+
+@contextlib.contextmanager
+def busy(k: Any) -> Iterator[None]:
+    """While the block runs, the kernel reads ``busy`` for the cell's request.
+
+    A message handled by a subshell meanwhile (a widget click, a comm message) ends with
+    an ``idle`` status for its own parent; the server's ``execution_state`` and
+    JupyterLab's status bar take that as "the kernel is free", and an idle culler may
+    shut the kernel down mid-wait. Each such ``idle`` is followed by a ``busy`` for the
+    waiting cell's request. Does nothing when the private surface is not there.
+    """
+    parent = execute_parent(k)
+    try:
+        previous = k.__dict__.get("_publish_status")
+        publish = k._publish_status
+    except Exception:
+        parent = None
+    if parent is None or not callable(publish):
+        yield
+        return
+
+    def publish_status(status: str, channel: str, parent_: Any = None) -> None:
+        publish(status, channel, parent_)
+        if status == "idle" and parent_ is not parent:
+            with contextlib.suppress(Exception):
+                publish("busy", "shell", parent)
+
+    try:
+        k._publish_status = publish_status
+        publish("busy", "shell", parent)  # an idle published before the block
+    except Exception:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            if previous is None:
+                del k._publish_status
+            else:
+                k._publish_status = previous

@@ -1,4 +1,4 @@
-"""One-line messages to the person, on stderr: ``durable_nb: ...``.
+"""One-line messages to the person: ``durable_nb: ...`` (problems on stderr, notes on stdout).
 
 Imports nothing of the package, so any module may report without an import cycle.
 """
@@ -38,3 +38,8 @@ def printable(text: object, newlines: bool = False) -> str:
         return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
 
     return _CONTROL.sub(escape, str(text))
+
+
+def note(message: str) -> None:
+    """Write one ``durable_nb:`` line of information (not a problem) to stdout."""
+    print(f"durable_nb: {message}", flush=True)

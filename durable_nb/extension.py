@@ -15,7 +15,7 @@ from traitlets.config import Configurable
 
 from . import _ipykernel, runtime, suspend
 from ._report import report
-from .cells import FRESH_LINE, first_line
+from .cells import FRESH_LINE, label
 from .errors import JournalCorrupt, describe
 from .runtime import Runtime
 from .snapshot import DEFAULT_MAX_BYTES, Snapshots
@@ -64,7 +64,9 @@ class _Extension:
         self.rt = Runtime(source, session=session and f"session-{session}")
         self.rt.on_failure = settings.on_failure
         self.rt.asker = functools.partial(
-            suspend.ask, notify=self.rt.notify, widget=_suspension_prompt
+            suspend.ask,
+            notify=self.rt.notify,
+            widget=functools.partial(_suspension_prompt, details=self._status_text),
         )
         self.rt.questioner = functools.partial(
             suspend.question, notify=self.rt.notify, widget=_question_prompt
@@ -137,20 +139,20 @@ class _Extension:
 
     def _offer_resume(self, cell: dict[str, Any]) -> None:
         """The last run died in a cell: say so, and offer to pick up where it stopped."""
-        first = first_line(cell["source"])
-        when = cell["started"].astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        when = cell["started"].astimezone().strftime("%Y-%m-%d %H:%M")
+        name = label(cell, self.rt.source)
+        how = "was interrupted" if cell["status"] == "interrupted" else "died"
         what = (
-            f"the last run {'was interrupted' if cell['status'] == 'interrupted' else 'died'} "
-            f"in cell {cell['seq']} ({first[:60]!r}, started {when}); "
+            f"the last run {how} in {name}, started {when}; "
             f"{cell['steps_done']} of its steps had completed"
         )
-        if cell["error"]:
+        # An interrupt or a restart the person asked for is not an error worth showing.
+        if cell["error"] and "KeyboardInterrupt" not in cell["error"]:
             what += f"; last error: {cell['error'][:120]}"
         if suspend.frontend() != "widget":
             report(f"{what}. %durable resume restores the namespace and re-runs that cell "
                    "(completed steps replay); %durable restore only restores.")  # fmt: skip
             return
-        import html
 
         from .widgets import ResumePanel
 
@@ -161,13 +163,17 @@ class _Extension:
             print(f"durable_nb: {self.snapshots.restore()}")
 
         ResumePanel(
-            f"<b>⚠ durable_nb: {html.escape(what)}.</b>",
+            what,
             {
-                "Restore namespace": ("info", restore),
-                "Resume cell": ("success", lambda: self.snapshots.resume(cell)),
-                "Start fresh": ("warning", fresh),
+                "Resume cell": (True, lambda: self.snapshots.resume(cell, name)),
+                "Restore namespace": (False, restore),
+                "Start fresh": (False, fresh),
             },
         ).show()
+
+    def _status_text(self) -> str:
+        """What ``%durable status`` would print (the prompt's "Details")."""
+        return self.magics._status_text() if self.magics is not None else ""
 
     def post_run_cell(self, result: Any) -> None:
         try:
@@ -202,11 +208,11 @@ class _Extension:
             )
 
 
-def _suspension_prompt(step: str, args: str, error: BaseException) -> Any:
+def _suspension_prompt(step: str, args: str, error: BaseException, details: Any = None) -> Any:
     """The Retry / Skip / Raise widget (ipywidgets is imported only when one is needed)."""
     from .widgets import SuspensionPrompt
 
-    return SuspensionPrompt(step, args, error)
+    return SuspensionPrompt(step, args, error, details=details)
 
 
 def _question_prompt(prompt: str, choices: list | None, yes_no: bool, default: Any) -> Any:

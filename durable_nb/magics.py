@@ -15,7 +15,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 
 from ._report import printable
-from .cells import first_line
+from .cells import first_line, label
 from .errors import DurableError, ForeignRun, UntrustedJournal
 from .runtime import Runtime
 
@@ -129,7 +129,10 @@ class DurableMagics(Magics):
             wait = ""
             if a.get("next_at"):
                 wait = f", next attempt in {max(a['next_at'] - time.time(), 0):.1f} s"
-            lines.append(f"  step      {a['step']} attempt {a['attempt']}: {a['state']}{wait}")
+            if a["state"] == "done":
+                lines.append(f"  step      {a['step']}: done")
+            else:
+                lines.append(f"  step      {a['step']} attempt {a['attempt']}: {a['state']}{wait}")
         lines += [f"  error     {e[:100]}" for e in a["errors"]]
         return "\n".join(lines)
 
@@ -139,7 +142,7 @@ class DurableMagics(Magics):
         if cell is None:
             print("durable_nb: nothing to resume: the last run's last cell did not die")
             return
-        self.snapshots.resume(cell)
+        self.snapshots.resume(cell, label(cell, self.rt.source))
 
     def _on_failure(self, args: Any) -> None:
         self.rt.on_failure = args.mode

@@ -116,6 +116,7 @@ class Attempts:
 
     def run_sync(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         """Run ``fn(*args, **kwargs)`` in this thread until an attempt succeeds."""
+        __tracebackhide__ = True  # IPython shows the person's frames
         token = _CURRENT.set(self.identity)
         try:
             while True:
@@ -131,6 +132,7 @@ class Attempts:
 
     async def run_async(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         """Await ``fn(*args, **kwargs)`` until an attempt succeeds."""
+        __tracebackhide__ = True  # IPython shows the person's frames
         token = _CURRENT.set(self.identity)
         try:
             while True:
@@ -145,6 +147,7 @@ class Attempts:
             _CURRENT.reset(token)
 
     def _call_sync(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        __tracebackhide__ = True  # IPython shows the person's frames
         timeout = self.policy.timeout
         if timeout is None:
             return fn(*args, **kwargs)
@@ -179,6 +182,7 @@ class Attempts:
         return box["value"]
 
     async def _call_async(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        __tracebackhide__ = True  # IPython shows the person's frames
         timeout = self.policy.timeout
         if timeout is None:
             return await fn(*args, **kwargs)
@@ -202,6 +206,7 @@ class Attempts:
 
     def _failed(self, exc: Exception, t0: float) -> float:
         """Note a failed attempt; return the wait before the next, or raise the final error."""
+        __tracebackhide__ = True  # IPython shows the person's frames
         self.errors.append(exc)
         self.log.append({"started": t0, "seconds": time.time() - t0, "error": describe(exc)})
         if isinstance(exc, self.policy.non_retryable):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import codec
-from ._report import report
+from ._report import note, report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
 from .errors import DurableError, JournalCorrupt, JournalError, describe
@@ -180,7 +180,7 @@ class Runtime:
             self._write(self._cell_row(time.time(), status, error))
         if cell.replayed and not self.strict:  # in a strict replay every step replays
             n = cell.replayed
-            report(
+            note(
                 f"{n} step{'s' if n != 1 else ''} replayed from the journal, not run again. "
                 "To run them again put %%durable fresh at the top of the cell "
                 "(or %durable fresh for the whole notebook)."
@@ -225,8 +225,8 @@ class Runtime:
         elif event == "suspended":
             a.update(step=details.get("step", a.get("step")), next_at=None,
                      state="suspended (waiting for you)")  # fmt: skip
-        elif event == "done":
-            a.update(state="idle", next_at=None)
+        elif event == "done":  # a success clears the errors that came before it
+            a.update(state="done", next_at=None, errors=[])
         elif event == "wait":  # dnb.wait_until between two checks
             left = details.get("left")
             state = "waiting until true" + (f", {left:.0f} s left" if left else "")

@@ -433,15 +433,19 @@ class Snapshots:
                     steps_done=found.steps_done,
                     own=owner.foreign(journal, c.seq, self.rt.source) is None)  # fmt: skip
 
-    def resume(self, cell: dict[str, Any]) -> Any:
+    def resume(self, cell: dict[str, Any], name: str | None = None) -> Any:
         """Restore the namespace as of the cell before ``cell``, then re-run ``cell``.
 
-        Its completed steps replay from the journal; the rest run.
+        Its completed steps replay from the journal; the rest run. ``name`` is how the
+        person finds the cell (``the 3rd code cell ('x = 1')``); its output follows a
+        heading that says where it comes from.
         """
         owner.check(self.rt.journal, cell["seq"], self.rt.source)
+        name = name or f"cell {cell['seq']}"
         report_ = self.restore(at=cell["seq"] - 1)
         print(f"durable_nb: {report_}")
-        print(f"durable_nb: re-running cell {cell['seq']}; completed steps replay")
+        print(f"durable_nb: re-running {name}; completed steps replay")
+        print(f"──── output of {name}, resumed here ────", flush=True)
         with self.rt.as_cell(cell["key"]):
             return self.shell.run_cell(cell["source"], store_history=False, cell_id=cell["cell_id"])
 

@@ -120,6 +120,7 @@ class Step:
 
             @functools.wraps(self.fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
+                __tracebackhide__ = True  # IPython shows the person's frames
                 call = StepCall.begin(self, args, kwargs)
                 if call.done:
                     return call.value
@@ -130,6 +131,7 @@ class Step:
 
             @functools.wraps(self.fn)
             def run(*args: Any, **kwargs: Any) -> Any:
+                __tracebackhide__ = True  # IPython shows the person's frames
                 call = StepCall.begin(self, args, kwargs)
                 if call.done:
                     return call.value
@@ -176,6 +178,8 @@ class StepCall:
         self.occurrence, self.key, self.nested = occurrence, key, nested
         #: True when :meth:`begin` found the result in the journal (then in ``value``).
         self.done, self.value = False, None
+        #: True once a final error was counted as failed (a later success takes it back).
+        self.failed = False
         self.started = time.time()
         self.attempts: Attempts
         self.restart()
@@ -210,6 +214,7 @@ class StepCall:
 
     def run_sync(self) -> Any:
         """Run the attempts in this thread; when they run out, ask the person or raise."""
+        __tracebackhide__ = True  # IPython shows the person's frames
         if self.nested:
             return self.step.fn(*self.args, **self.kwargs)
         while True:
@@ -222,6 +227,7 @@ class StepCall:
 
     async def run_async(self) -> Any:
         """:meth:`run_sync` for an ``async def`` step."""
+        __tracebackhide__ = True  # IPython shows the person's frames
         if self.nested:
             return await self.step.fn(*self.args, **self.kwargs)
         while True:
@@ -234,6 +240,7 @@ class StepCall:
 
     def _after(self, error: Exception, asynchronous: bool) -> Callable[[], Any]:
         """Journal a final error; return what awaits the person's decision, or raise it."""
+        __tracebackhide__ = True  # IPython shows the person's frames
         self.fail(error)
         prompt = self.ask(error, asynchronous) if isinstance(error, StepFailed) else None
         if prompt is None:
@@ -242,6 +249,7 @@ class StepCall:
 
     def _decided(self, decision: Any, error: Exception) -> bool:
         """True for Skip (its value in ``value``), False for Retry; Raise raises ``error``."""
+        __tracebackhide__ = True  # IPython shows the person's frames
         if decision is None or decision.action == "raise":
             raise error
         if self.attempts.decided(decision):
@@ -284,6 +292,7 @@ class StepCall:
             return
         if not self.step.internal:
             rt.tally("failed")
+            self.failed = True
         rt.record(self._row("error", error=describe(error)), sync)
 
     def finish(self, value: Any, sync: bool = True) -> Any:
@@ -293,6 +302,8 @@ class StepCall:
             return value
         if not self.step.internal:
             rt.tally("ran")
+            if self.failed:
+                rt.tally("failed", -1)
         kind, inline, blob = rt.store(self.step.name, value)
         status = "ok" if kind is not None else "unsaved"
         rt.record(self._row(status, kind=kind, result=inline, blob=blob), sync)

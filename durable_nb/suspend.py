@@ -56,9 +56,9 @@ def ask(
     if how == "raise":
         return None
     if how == "widget" and widget is not None:
+        _notify(notify, step)  # first, so that the prompt's Details show it
         waiter = _shown(lambda: widget(step, args, error))
         if waiter is not None:
-            _notify(notify, step)
             return waiter.wait_async if asynchronous else waiter.wait
     if threading.current_thread() is not threading.main_thread():
         return None  # stdin belongs to the main thread

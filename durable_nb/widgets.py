@@ -6,19 +6,26 @@ Callbacks may run off the main thread (a subshell); they only hand decisions ove
 from __future__ import annotations
 
 import asyncio
+import getpass
 import html
 import os
+import re
+import reprlib
 import threading
 import time
 import traceback
+import uuid
+import warnings
 from typing import Any
 
 import ipywidgets as w
-from IPython.display import display
+from IPython.display import display, update_display
 
-from ._ipykernel import route_to_subshell
+from ._ipykernel import busy, kernel, route_to_subshell
 from .errors import describe
 from .suspend import Decision, evaluate
+
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def _comms(widget: Any) -> list[Any]:
@@ -32,77 +39,193 @@ def _comms(widget: Any) -> list[Any]:
     return out
 
 
-def _error_html(error: BaseException, frames: int = 4) -> str:
-    errors = getattr(error, "errors", None) or [error]
-    last = errors[-1]
+def _where(filename: str) -> str:
+    """``Cell In[3]`` for a cell's temporary file (as IPython shows it), else the name."""
+    try:
+        from IPython import get_ipython
+
+        number = get_ipython().compile._filename_map.get(filename)
+    except Exception:
+        number = None
+    return f"Cell In[{number}]" if number is not None else filename
+
+
+def _frames(error: BaseException, frames: int = 4) -> str:
+    """The last ``frames`` frames of ``error``'s traceback outside durable_nb."""
     here = os.path.dirname(__file__)  # durable_nb's own frames say nothing to the user
-    stack = [f for f in traceback.extract_tb(last.__traceback__) if not f.filename.startswith(here)]
-    shown = "".join(traceback.format_list(stack[-frames:]))
-    return (
-        f"<div><b>{html.escape(type(last).__name__)}</b>: {html.escape(str(last))}"
-        f" &middot; {len(errors)} attempt{'s' * (len(errors) != 1)}</div>"
-        f"<pre style='font-size:11px;max-height:12em;overflow:auto'>{html.escape(shown)}</pre>"
+    stack = [
+        f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(here)
+    ]
+    return "".join(
+        f"{_where(f.filename)}, line {f.lineno}, in {f.name}\n"
+        + (f"    {f.line}\n" if f.line else "")
+        for f in stack[-frames:]
     )
 
 
+def _attempts(error: BaseException) -> list[BaseException]:
+    return list(getattr(error, "errors", None) or [error])
+
+
+def _error_html(error: BaseException) -> str:
+    errors = _attempts(error)
+    last = errors[-1]
+    return (
+        f"<div><b>{html.escape(type(last).__name__)}</b>: {html.escape(str(last))}</div>"
+        f"<pre style='font-size:11px;max-height:12em;overflow:auto;margin:2px 0'>"
+        f"{html.escape(_frames(last))}</pre>"
+    )
+
+
+def _details_html(error: BaseException, status: str) -> str:
+    """The "Details" toggle: every attempt's error and what the status view would show."""
+    rows = "".join(
+        f"<li>attempt {i}: {html.escape(describe(e))}</li>"
+        for i, e in enumerate(_attempts(error), 1)
+    )
+    return (
+        "<details><summary style='cursor:pointer'>Details</summary>"
+        f"<ul style='margin:2px 0'>{rows}</ul>"
+        f"<pre style='font-size:11px;margin:2px 0'>{html.escape(status)}</pre></details>"
+    )
+
+
+# One primary action (Retry) and quieter others, as JupyterLab's own dialogs do; the
+# colours pass WCAG AA (4.5:1) against their text.
+_PRIMARY = {"button_color": "#1565c0", "text_color": "white"}
+_BUTTON = {"width": "auto", "flex": "0 0 auto", "margin": "2px 4px 2px 0"}
+
+
+def _button(label: str, icon: str, primary: bool = False) -> w.Button:
+    button = w.Button(description=label, icon=icon, tooltip=label, layout=_BUTTON)
+    if primary:
+        for key, value in _PRIMARY.items():
+            setattr(button.style, key, value)
+    return button
+
+
 class _Waiting:
-    """A prompt the cell waits on: ``box`` shown, ``_chosen`` set once ``decision`` is made."""
+    """A prompt the cell waits on: shown with a display id and a static fallback.
+
+    Subclasses set ``box``, ``decision``, ``_chosen`` and ``_display_id`` and give
+    :meth:`bundle` (what is displayed; ``final``: the static story alone) and
+    :meth:`_close` (``head``, ``tail``: what happened). While it waits the kernel reads
+    busy; once decided, the widget is replaced by the story (a saved notebook keeps it).
+    """
 
     box: Any
     decision: Decision | None
     _chosen: threading.Event
+    _display_id: str
 
-    def _close(self, message: str) -> None:
+    def bundle(self, final: bool) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _close(self, head: str, tail: str) -> None:
+        raise NotImplementedError
+
+    def _show(self) -> None:
+        display(self.bundle(final=False), raw=True, display_id=self._display_id)
+
+    def _settle(self) -> None:
+        """Replace the widget by the static story (a saved notebook keeps it)."""
+        try:
+            update_display(self.bundle(final=True), raw=True, display_id=self._display_id)
+            self.box.close()
+        except Exception:
+            pass
 
     def wait(self) -> Decision:
         """Show the prompt; block the calling thread until a button is pressed.
 
         An interrupt at any point after it is shown closes it and propagates.
         """
-        try:
-            display(self.box)
-            while not self._chosen.wait(0.1):
-                pass
-        except KeyboardInterrupt:
-            self._close("✖ interrupted")
-            raise
+        __tracebackhide__ = True
+        with busy(kernel()):
+            try:
+                self._show()
+                while not self._chosen.wait(0.1):
+                    pass
+            except KeyboardInterrupt:
+                self._close(*_INTERRUPTED)
+                raise
+            finally:
+                self._settle()
         return self.decision  # type: ignore[return-value]
 
     async def wait_async(self) -> Decision:
         """Like :meth:`wait`, without blocking the event loop of an async cell."""
-        try:
-            display(self.box)
-            while not self._chosen.is_set():
-                await asyncio.sleep(0.1)
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            self._close("✖ interrupted")
-            raise
+        __tracebackhide__ = True
+        with busy(kernel()):
+            try:
+                self._show()
+                while not self._chosen.is_set():
+                    await asyncio.sleep(0.1)
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                self._close(*_INTERRUPTED)
+                raise
+            finally:
+                self._settle()
         return self.decision  # type: ignore[return-value]
 
 
 class SuspensionPrompt(_Waiting):
-    """Retry / Skip with value / Raise, shown where a step failed; the cell waits on it."""
+    """Retry / Skip with value / Raise, shown where a step failed; the cell waits on it.
 
-    def __init__(self, step: str, args: str, error: BaseException) -> None:
+    It is shown with a display id and a static fallback (text/plain and text/html); once
+    the person decides, the display is replaced by the static story of what happened, so
+    a saved notebook reopened without a kernel still tells it.
+    """
+
+    def __init__(self, step: str, args: str, error: BaseException, details: Any = None) -> None:
         self.decision: Decision | None = None
         self._chosen = threading.Event()
+        self.call = step + args
+        self.error = error
+        n = len(_attempts(error))
+        last = describe(_attempts(error)[-1])
+        self.failure = f"step {self.call} failed after {n} attempt{'s' * (n != 1)}: {last}"
         self.title = w.HTML(
-            f"<b>⚠ durable_nb: step <code>{html.escape(step + args)}</code> failed; "
-            "the cell is waiting for you</b>"
+            "<div style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis' "
+            f"title='{html.escape(self.failure)}'>⚠ <b>The cell is waiting for you</b>: "
+            f"durable_nb: step <code>{html.escape(self.call)}</code> failed after {n} "
+            f"attempt{'s' * (n != 1)}</div>"
         )
-        self.retry = w.Button(description="Retry", button_style="success", icon="redo")
-        self.value = w.Text(placeholder="a Python expression", description="Skip with:")
-        self.skip = w.Button(description="Skip", button_style="warning", icon="forward")
-        self.raise_ = w.Button(description="Raise", button_style="danger", icon="times")
+        self.retry = _button("Retry", "redo", primary=True)
+        self.value = w.Text(
+            placeholder="a Python expression, e.g. None",
+            description="Skip, returning:",
+            style={"description_width": "initial"},
+            layout={"width": "auto", "flex": "1 1 16em", "min_width": "16em"},
+        )
+        self.skip = _button("Skip", "forward")
+        self.raise_ = _button("Raise", "times")
+        self.hint = w.HTML(
+            "<div style='font-size:12px;line-height:1.4'>Retry runs the step again. "
+            "Skip does not run it: the value typed "
+            "(evaluated in the notebook) becomes the step's return value and the cell goes "
+            "on. Raise stops the cell here with the error.</div>"
+        )
         self.feedback = w.Output()
+        try:
+            status = details() if details is not None else ""
+        except Exception:  # the details must never cost the prompt
+            status = ""
+        self.details = w.HTML(_details_html(error, status))
         self.box = w.VBox(
             [self.title, w.HTML(_error_html(error)),
-             w.HBox([self.retry, self.value, self.skip, self.raise_]), self.feedback],
+             w.HBox([self.retry, self.value, self.skip, self.raise_],
+                    layout={"flex_flow": "row wrap", "align_items": "center"}),
+             self.hint, self.feedback, self.details],
         )  # fmt: skip
         self.retry.on_click(lambda _: self._choose(Decision("retry")))
         self.raise_.on_click(lambda _: self._choose(Decision("raise")))
         self.skip.on_click(self._on_skip)
+        with warnings.catch_warnings():  # on_submit is the only way to hear Enter alone
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.value.on_submit(self._on_skip)
+        self._display_id = f"durable-nb-{uuid.uuid4().hex}"
+        self.outcome = ""
         # Routed before it is shown (in wait): a click cannot come before it is rendered.
         #: False when clicks could not reach this kernel while the cell waits.
         self.reachable = route_to_subshell(_comms(self.box))
@@ -111,40 +234,107 @@ class SuspensionPrompt(_Waiting):
         try:
             value = evaluate(self.value.value)
         except Exception as exc:
+            self.feedback.clear_output()
             self.feedback.append_stderr(f"cannot use that value: {describe(exc)}\n")
             return
+        self.feedback.clear_output()
         self._choose(Decision("skip", value))
 
     def _choose(self, decision: Decision) -> None:
         if self._chosen.is_set():
             return
         self.decision = decision
-        self._close(f"✔ {decision.action} chosen; the cell goes on")
+        self._close(*_OUTCOME[decision.action](decision))
         self._chosen.set()
 
-    def _close(self, message: str) -> None:
+    def _close(self, head: str, tail: str) -> None:
         for button in (self.retry, self.skip, self.raise_, self.value):
             button.disabled = True
-        self.title.value = f"<b>{html.escape(message)}</b>"
+        self.outcome = f"{head} {_who()} at {time.strftime('%H:%M')}: {tail}"
+        self.title.value = f"<b>{html.escape(self.outcome)}</b>"
+
+    def bundle(self, final: bool) -> dict[str, Any]:
+        """What is displayed: the widget with a static fallback, or (``final``) the story."""
+        story = f"durable_nb: {self.failure}"
+        if self.outcome:
+            story += f" — {self.outcome}"
+        else:
+            story += " — the cell is waiting for a decision (Retry, Skip or Raise)"
+        data: dict[str, Any] = {
+            "text/plain": story,
+            "text/html": (
+                f"<div class='durable-nb-decided'>⚠ {html.escape(story)}"
+                f"{_error_html(self.error)}</div>"
+            ),
+        }
+        if not final:
+            data["application/vnd.jupyter.widget-view+json"] = {
+                "version_major": 2, "version_minor": 0, "model_id": self.box.model_id,
+            }  # fmt: skip
+        return data
+
+
+_OUTCOME = {
+    "retry": lambda d: ("↻ Retry chosen", "the step runs again and the cell goes on"),
+    "skip": lambda d: (
+        f"⏭ Skipped with {reprlib.repr(d.value)}",
+        "the step returns that value and the cell goes on",
+    ),
+    "raise": lambda d: ("✖ Raise chosen", "the cell stops here with the error"),
+}
+_INTERRUPTED = ("✖ Interrupted", "the cell was interrupted and stopped")
+
+
+def _who() -> str:
+    """Who decided, as far as the kernel knows (``by alice``)."""
+    try:
+        return f"by {getpass.getuser()}"
+    except Exception:
+        return "decided"
 
 
 class ResumePanel:
-    """Shown when the journal's last cell died: Restore namespace / Resume cell / Start fresh."""
+    """Shown when the journal's last cell died: Restore namespace / Resume cell / Start fresh.
+
+    ``summary`` is plain text; ``actions`` maps a label to ``(primary, action)``. Like the
+    suspension prompt, the panel is replaced by a static line once a button is pressed,
+    and what the action prints goes to an Output widget shown below it.
+    """
 
     def __init__(self, summary: str, actions: dict[str, Any]) -> None:
+        self.summary = summary
         self.output = w.Output()
         buttons = []
-        for label, (style, action) in actions.items():
-            button = w.Button(description=label, button_style=style, layout={"width": "auto"})
-            button.on_click(self._runner(action))
+        for label, (primary, action) in actions.items():
+            button = _button(label, "", primary=primary)
+            button.on_click(self._runner(label, action))
             buttons.append(button)
         self.buttons = buttons
-        self.box = w.VBox([w.HTML(summary), w.HBox(buttons), self.output])
+        self.panel = w.VBox(
+            [w.HTML(f"<b>⚠ durable_nb: {html.escape(summary)}.</b>"),
+             w.HBox(buttons, layout={"flex_flow": "row wrap"})]
+        )  # fmt: skip
+        self.box = self.panel
+        self._display_id = f"durable-nb-{uuid.uuid4().hex}"
+        self.outcome = ""
+
+    def bundle(self, final: bool) -> dict[str, Any]:
+        """The panel with a static fallback, or (``final``) the static line alone."""
+        story = f"durable_nb: {self.summary}." + (f" {self.outcome}" if self.outcome else "")
+        data: dict[str, Any] = {"text/plain": story, "text/html": f"<b>⚠ {html.escape(story)}</b>"}
+        if not final:
+            data[_WIDGET_VIEW] = {
+                "version_major": 2,
+                "version_minor": 0,
+                "model_id": self.box.model_id,
+            }
+        return data
 
     def show(self) -> None:
-        display(self.box)
+        display(self.bundle(final=False), raw=True, display_id=self._display_id)
+        display(self.output)
 
-    def _runner(self, action: Any) -> Any:
+    def _runner(self, label: str, action: Any) -> Any:
         def run(_: Any) -> None:
             with self.output:
                 if threading.current_thread() is not threading.main_thread():
@@ -157,6 +347,12 @@ class ResumePanel:
                     return
                 for button in self.buttons:
                     button.disabled = True
+                self.outcome = f"{label} chosen {_who()} at {time.strftime('%H:%M')}."
+                try:  # the static line replaces the panel (a saved notebook keeps it)
+                    update_display(self.bundle(final=True), raw=True, display_id=self._display_id)
+                    self.panel.close()
+                except Exception:
+                    pass
                 action()
 
         return run
@@ -172,7 +368,11 @@ class StatusView:
         self._timer: threading.Timer | None = None
 
     def show(self) -> None:
-        display(self.html)
+        """Display it, with the first rendering as a static fallback (nbconvert, GitHub)."""
+        shown = self.html.value
+        view = {"version_major": 2, "version_minor": 0, "model_id": self.html.model_id}
+        plain = html.unescape(re.sub(r"<[^>]+>", "", shown))
+        display({"text/plain": plain, "text/html": shown, _WIDGET_VIEW: view}, raw=True)
 
     def update(self, *_: Any, **__: Any) -> None:
         """Re-render, at most ten times a second (step events can be much faster)."""
@@ -197,6 +397,9 @@ class QuestionPrompt(_Waiting):
     def __init__(self, prompt: str, choices: list | None, yes_no: bool, default: Any) -> None:
         self.decision: Decision | None = None
         self._chosen = threading.Event()
+        self.prompt = prompt
+        self.outcome = ""
+        self._display_id = f"durable-nb-{uuid.uuid4().hex}"
         self.title = w.HTML(f"<b>❓ {html.escape(prompt)}</b>")
         if yes_no:
             options: list[tuple[str, Any]] = [("Yes", True), ("No", False)]
@@ -205,30 +408,45 @@ class QuestionPrompt(_Waiting):
         self.buttons = []
         for n, (label, value) in enumerate(options):
             primary = (default is None and n == 0) or (default is not None and value == default)
-            b = w.Button(description=label, button_style="primary" if primary else "",
-                         tooltip=label, layout=w.Layout(width="auto"))  # fmt: skip
+            b = _button(label, "", primary=primary)
             b.on_click(lambda _, v=value: self._choose(Decision("answer", v)))
             self.buttons.append(b)
         self.text = None
         if not options:
             self.text = w.Text(value="" if default is None else str(default),
                                placeholder="your answer", continuous_update=False)  # fmt: skip
-            ok = w.Button(description="Answer", button_style="primary")
+            ok = _button("Answer", "", primary=True)
             ok.on_click(lambda _: self._choose(Decision("answer", self.text.value)))
-            self.text.on_submit(lambda _: self._choose(Decision("answer", self.text.value)))
+            with warnings.catch_warnings():  # on_submit is the only way to hear Enter alone
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.text.on_submit(lambda _: self._choose(Decision("answer", self.text.value)))
             self.buttons = [ok]
         row = [self.text, *self.buttons] if self.text is not None else self.buttons
-        self.box = w.VBox([self.title, w.HBox(row)])
+        self.box = w.VBox([self.title, w.HBox(row, layout={"flex_flow": "row wrap"})])
         self.reachable = route_to_subshell(_comms(self.box))
 
     def _choose(self, decision: Decision) -> None:
         if self._chosen.is_set():
             return
         self.decision = decision
-        self._close(f"✔ answered: {decision.value}")
+        self._close(f"✔ answered {reprlib.repr(decision.value)}", "the cell goes on")
         self._chosen.set()
 
-    def _close(self, message: str) -> None:
+    def _close(self, head: str, tail: str) -> None:
         for widget in (*self.buttons, *([self.text] if self.text is not None else [])):
             widget.disabled = True
-        self.title.value = f"{self.title.value} <span>{html.escape(message)}</span>"
+        self.outcome = f"{head} {_who()} at {time.strftime('%H:%M')}: {tail}"
+        self.title.value = (
+            f"<b>❓ {html.escape(self.prompt)}</b> <span>{html.escape(self.outcome)}</span>"
+        )
+
+    def bundle(self, final: bool) -> dict[str, Any]:
+        story = f"durable_nb: {self.prompt} — " + (self.outcome or "waiting for an answer")
+        data: dict[str, Any] = {"text/plain": story, "text/html": f"<b>{html.escape(story)}</b>"}
+        if not final:
+            data[_WIDGET_VIEW] = {
+                "version_major": 2,
+                "version_minor": 0,
+                "model_id": self.box.model_id,
+            }
+        return data

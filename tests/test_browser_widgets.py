@@ -156,14 +156,14 @@ def test_browser_widgets(
         page.run(A, timeout=STAGE)
         page.run(B, wait=False)
         text = page.wait_output(B, "the cell is waiting for you", timeout=STAGE)
-        assert "durable_nb: step work('node-3') failed" in text, text
+        assert "durable_nb: step work('node-3') failed after" in text, text
         assert f"{FAILED_ATTEMPTS} attempts" in text, text
         assert "service is down" in text, text
         with page.step("see the suspension widget's controls"):
             for label in ("Retry", "Skip", "Raise"):
                 exact = re.compile(rf"^\s*{label}\s*$")
                 page.output(B).locator("button").filter(has_text=exact).wait_for()
-            page.output(B).locator(".widget-label", has_text="Skip with:").wait_for()
+            page.output(B).locator(".widget-label", has_text="Skip, returning:").wait_for()
         assert "done" not in text, text
         assert by_path(service, "node-") == {
             "0": 1, "1": 1, "2": 1, "3": FAILED_ATTEMPTS
@@ -177,7 +177,7 @@ def test_browser_widgets(
         expected = [1, 1, 1, FAILED_ATTEMPTS + 1, 1, 1]
         text = page.wait_output(B, f"done {expected}", timeout=STAGE)
         page.wait_idle(STAGE)
-        assert "retry chosen; the cell goes on" in text, text
+        assert "Retry chosen by " in text and "the cell goes on" in text, text
         counts = by_path(service, "node-")
         assert counts == {
             "0": 1, "1": 1, "2": 1, "3": FAILED_ATTEMPTS + 1, "4": 1, "5": 1
@@ -199,10 +199,13 @@ def test_browser_widgets(
         # -- 5. the first cell of the new kernel offers to resume; Resume cell -------------
         page.run(A, timeout=STAGE)
         text = page.wait_output(A, "steps had completed", timeout=STAGE)
-        m = re.search(r"the last run (?:was interrupted|died) in cell (\d+) \('([^']*)'.*?; "
-                      r"(\d+) of its steps had completed", text, re.S)  # fmt: skip
+        # The cell is named as the person finds it: its place and its first line.
+        m = re.search(r"the last run (?:was interrupted|died) in the (\d+)(?:st|nd|rd|th) code "
+                      r"cell \('([^']*)'\), started [^;]*; (\d+) of its steps had completed",
+                      text, re.S)  # fmt: skip
         assert m, text
-        assert m.group(2) == CELL_C.splitlines()[0], text
+        assert m.group(1) == str(C + 1) and m.group(2) == CELL_C.splitlines()[0], text
+        assert "KeyboardInterrupt" not in text, text  # the restart was asked for
         completed = int(m.group(3))
         assert completed in (len(before), len(before) - 1), (completed, before, text)
         with page.step("see the resume panel's buttons"):
@@ -213,12 +216,24 @@ def test_browser_widgets(
         mark("resume panel")
 
         page.click_button(A, "Resume cell")
-        text = page.wait_output(A, f"re-running cell {m.group(1)}", timeout=STAGE)
+        name = f"the 3rd code cell ('{CELL_C.splitlines()[0]}')"
+        text = page.wait_output(A, f"re-running {name}", timeout=STAGE)
+        assert f"output of {name}, resumed here" in text, text
         text = page.wait_output(A, f"C finished: {ITEMS} items", timeout=STAGE)
         page.wait_idle(STAGE)
         assert re.search(r"durable_nb: .*restored", text, re.I), text
         shots["resumed"] = page.screenshot("resumed", cell=A)
         mark("resumed")
+        page.save()
+
+    # The saved notebook keeps what was decided as static text (no kernel needed to read it).
+    saved = nbformat.read(nb, as_version=4)
+    stories = [o["data"] for o in saved.cells[A].outputs if o.get("output_type") == "display_data"]
+    panel = [d for d in stories if "Resume cell chosen by " in d.get("text/plain", "")]
+    assert panel and "application/vnd.jupyter.widget-view+json" not in panel[0], stories
+    assert "steps had completed" in panel[0]["text/html"], panel
+    retried = [o["data"] for o in saved.cells[B].outputs if o.get("output_type") == "display_data"]
+    assert any("Retry chosen by " in d.get("text/plain", "") for d in retried), retried
 
     # The service's own counts: every item requested, the completed ones exactly once
     # (they replayed), only the one in flight at the restart possibly twice.

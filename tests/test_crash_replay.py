@@ -47,8 +47,8 @@ def test_sigkill_mid_cell_then_rerun_replays_completed_steps(start_kernel, workd
     assert sorted(set(lines), key=lambda s: int(s.split()[1])) == [f"line {i}" for i in range(20)]
     assert len(lines) - len(set(lines)) <= 1
     # The re-run took the steps completed before the kill from the journal.
-    assert "replayed from the journal" in result.stderr
-    n_replayed = int(re.search(r"(\d+) steps? replayed", result.stderr).group(1))
+    assert "replayed from the journal" in result.stdout
+    n_replayed = int(re.search(r"(\d+) steps? replayed", result.stdout).group(1))
     assert n_replayed >= killed_at - 1, (n_replayed, killed_at)
     # The crash is recorded: the interrupted cell and the dead run are marked.
     status = k2.value(
@@ -69,5 +69,5 @@ def test_rerun_after_clean_restart_replays_every_step(start_kernel, workdir):
     k2 = start_kernel()
     result = k2.ok(code, cell_id="c1")
     assert len(_lines(out)) == 20  # nothing ran again
-    assert "20 steps replayed" in result.stderr
+    assert "20 steps replayed" in result.stdout
     assert k2.value("done == list(range(20))") == "True"

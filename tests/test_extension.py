@@ -248,7 +248,7 @@ def test_durable_off_and_on(start_kernel, workdir):
     cell(k, steps_cell(out, n=2), "steps-on")
     assert recorded_steps() == 5
     r = cell(k, steps_cell(out, n=2), "steps-on")
-    assert "2 steps replayed" in r.stderr, r.stderr
+    assert "2 steps replayed" in r.stdout, r.stdout
     assert len(lines(out)) == 3 + 2 + 2 + 2
 
 
@@ -344,8 +344,8 @@ def test_cells_without_a_cell_id_are_journaled(start_kernel, workdir):
     k2 = start_kernel()
     r = k2.ok(code)
     assert "vals [0, 10, 20]" in r.stdout
-    msgs = dnb_lines(r.stderr)
-    assert len(msgs) == 1 and msgs[0].startswith("durable_nb: 3 steps replayed"), r.stderr
+    msgs = dnb_lines(r.stderr + r.stdout)
+    assert len(msgs) == 1 and msgs[0].startswith("durable_nb: 3 steps replayed"), msgs
     assert len(lines(out)) == 3
     assert os.path.exists(workdir / ".durable" / "nb.duckdb")
 

@@ -105,10 +105,10 @@ def test_second_kernel_stops_journaled_steps_until_told(start_kernel, workdir):
     a2 = start_kernel()
     r = cell(a2, steps_cell(out_a), "a1")
     assert expected() in r.stdout
-    assert "3 steps replayed" in r.stderr, r.stderr
+    assert "3 steps replayed" in r.stdout, r.stdout
     r = cell(a2, steps_cell(out_a, n=5), "a2")
     assert expected(5) in r.stdout
-    assert "5 steps replayed" in r.stderr, r.stderr
+    assert "5 steps replayed" in r.stdout, r.stdout
     assert len(lines(out_a)) == 8
 
 
@@ -316,7 +316,7 @@ def test_disk_fills_up_mid_session(start_kernel, workdir, kernel_env, tmpfs):
     n = 8  # 8 × 400 KB cannot fit in 2 MB
     for i in range(n):
         r = cell(k, f"x = big({i}); print(len(x), x == bytes([{i}]) * 400_000)", f"big-{i}")
-        assert r.stdout.split() == ["400000", "True"], r
+        assert r.stdout.splitlines()[0].split() == ["400000", "True"], r
         warnings += dnb_lines(r.stderr)
     for _ in range(2):  # later cells work and are not warned again
         r = cell(k, "print(sum(range(10)))")
@@ -337,9 +337,9 @@ def test_disk_fills_up_mid_session(start_kernel, workdir, kernel_env, tmpfs):
     k2 = start_kernel(env)
     cell(k2, BIG.format(out=str(out)), "define")
     r = cell(k2, "x = big(0); print(len(x), x == bytes([0]) * 400_000)", "big-0")
-    assert r.stdout.split() == ["400000", "True"], r
-    msgs = dnb_lines(r.stderr)
-    assert len(msgs) == 1 and msgs[0].startswith("durable_nb: 1 step replayed"), r.stderr
+    assert r.stdout.splitlines()[0].split() == ["400000", "True"], r
+    msgs = dnb_lines(r.stderr + r.stdout)
+    assert len(msgs) == 1 and msgs[0].startswith("durable_nb: 1 step replayed"), msgs
     assert lines(out) == [str(i) for i in range(n)]  # big(0) did not run again
     assert "journaling" in status_text(k2)
     k2.close()
@@ -362,8 +362,8 @@ def test_torn_log_tail_is_ignored(start_kernel, workdir):
     k2 = start_kernel()
     r = cell(k2, steps_cell(out, n=4), "steps")
     assert expected(4) in r.stdout
-    msgs = dnb_lines(r.stderr)  # no warning: only the quiet replay line
-    assert len(msgs) == 1 and msgs[0].startswith("durable_nb: 4 steps replayed"), r.stderr
+    msgs = dnb_lines(r.stderr + r.stdout)  # no warning: only the quiet replay line
+    assert len(msgs) == 1 and msgs[0].startswith("durable_nb: 4 steps replayed"), msgs
     assert lines(out) == ["0", "1", "2", "3"]  # nothing ran twice
     n = cell(k2, "%durable sql SELECT count(*) AS n FROM steps WHERE status = 'ok'")
     assert n.data[-1]["text/plain"].split()[-1] == "4", n.data

@@ -353,7 +353,7 @@ def test_gc_removes_only_unreferenced_blobs(start_kernel, workdir):
     assert val(k2, digest) == expected, report
     # The step result kept by gc replays instead of running again.
     rerun = cell(k2, GC_STATE, cell_id="gc-state")
-    assert "1 step replayed from the journal" in rerun.stderr, str(rerun)
+    assert "1 step replayed from the journal" in rerun.stdout, str(rerun)
 
 
 # -- 6. ignore -------------------------------------------------------------------------

@@ -249,14 +249,14 @@ def test_failed_step_runs_again_on_rerun_while_completed_ones_replay(
     counts = {i: _requests(service, f"item/{i}") for i in range(3)}
     assert counts == {0: 1, 1: 1, 2: 4}
     assert "results [1, 1, 4]" in r.stdout
-    assert "2 steps replayed from the journal" in r.stderr
+    assert "2 steps replayed from the journal" in r.stdout
 
     # Now everything completed: a further re-run sends no request at all.
     before = stats(service)["total"]
     r = k.ok(LOOP_WITH_FAILURE, cell_id="loop")
     assert stats(service)["total"] == before
     assert "results [1, 1, 4]" in r.stdout
-    assert "3 steps replayed" in r.stderr
+    assert "3 steps replayed" in r.stdout
 
 
 # -- 5. changed arguments run, same arguments replay (across a restart) ------------
@@ -281,7 +281,7 @@ def test_changed_arguments_run_anew_same_arguments_replay_after_restart(start_ke
     k.ok(WORK, cell_id="def")
     k.ok("N = 1", cell_id="args")
     r = k.ok("r = work(N)", cell_id="call")
-    assert "1 step replayed" in r.stderr
+    assert "1 step replayed" in r.stdout
     assert k.value("r") == "[1, 1]"
     # An equal dict built in another order is the same argument.
     k.ok("d = work({'b': [2, 3], 'a': 1})", cell_id="call-dict")
@@ -290,7 +290,7 @@ def test_changed_arguments_run_anew_same_arguments_replay_after_restart(start_ke
 
     k.ok("N = 2", cell_id="args")
     r = k.ok("r = work(N)", cell_id="call")
-    assert "replayed" not in r.stderr
+    assert "replayed" not in r.stdout
     assert k.value("r") == "[3, 2]"
     k.ok("N = 1", cell_id="args")
     k.ok("r = work(N)", cell_id="call")
@@ -303,7 +303,7 @@ def test_changed_arguments_run_anew_same_arguments_replay_after_restart(start_ke
     k.ok("pair = [work(9), work(9)]", cell_id="twice")
     assert k.value("pair") == "[[5, 9], [6, 9]]"
     r = k.ok("pair = [work(9), work(9)]", cell_id="twice")
-    assert "2 steps replayed" in r.stderr
+    assert "2 steps replayed" in r.stdout
     assert k.value("pair") == "[[5, 9], [6, 9]]"
     assert len(_lines(workdir, "work.txt")) == 6
 
@@ -321,7 +321,7 @@ def test_explicit_string_key_replays_from_any_cell_with_any_args(start_kernel, w
     k.ok(define, cell_id="def")
     k.ok("c1 = create_cluster(3)", cell_id="cell-1")
     r = k.ok("c2 = create_cluster(5)", cell_id="cell-2")
-    assert "1 step replayed" in r.stderr
+    assert "1 step replayed" in r.stdout
     assert k.value("c1 == c2 == {'size': 3, 'n': 1}") == "True"
     k.close()
 
@@ -369,11 +369,11 @@ def test_durable_fresh_starts_a_new_epoch(start_kernel, workdir):
 
     assert "epoch 1 started" in k.ok("%durable fresh").stdout
     r = k.ok("v = counter('c')", cell_id="c")
-    assert "replayed" not in r.stderr
+    assert "replayed" not in r.stdout
     assert k.value("v") == "3"
     # The new results replay in the new epoch, once each cell has run in it.
     r = k.ok("v = counter('c')", cell_id="c")
-    assert "1 step replayed" in r.stderr
+    assert "1 step replayed" in r.stdout
     k.ok("w = counter('d')", cell_id="d")
     k.ok("w = counter('d')", cell_id="d")
     assert k.value("(v, w)") == "(3, 4)"
@@ -398,13 +398,13 @@ def test_fresh_cell_magic_reruns_that_cell_then_replays_the_new_result(start_ker
 
     # %%durable fresh on the first line: only that cell's steps run again...
     r = k.ok("%%durable fresh\nv = counter('c')", cell_id="c")
-    assert "replayed" not in r.stderr
+    assert "replayed" not in r.stdout
     assert k.value("v") == "3"
     # ... and afterwards the plain cell replays the NEW result; other cells still replay.
     r = k.ok("v = counter('c')", cell_id="c")
-    assert "1 step replayed" in r.stderr
+    assert "1 step replayed" in r.stdout
     r = k.ok("w = counter('d')", cell_id="d")
-    assert "1 step replayed" in r.stderr
+    assert "1 step replayed" in r.stdout
     assert k.value("(v, w)") == "(3, 2)"
     assert len(_lines(workdir, "count.txt")) == 3
     k.close()
@@ -442,7 +442,7 @@ def test_async_steps_at_top_level_replay_after_restart(start_kernel, workdir, se
     k = _start(start_kernel, workdir, service)
     r = k.ok(ASYNC, cell_id="async")
     assert "got 2 [1, 1, 1]" in r.stdout, str(r)
-    assert "4 steps replayed" in r.stderr
+    assert "4 steps replayed" in r.stdout
     assert stats(service) == before
 
 
@@ -475,7 +475,7 @@ def test_steps_from_threads_run_once_and_replay_after_restart(start_kernel, work
     k = _start(start_kernel, workdir)
     r = k.ok(THREADS, cell_id="threads")
     assert "sum 20540 True" in r.stdout
-    assert "40 steps replayed" in r.stderr
+    assert "40 steps replayed" in r.stdout
     assert len(_lines(workdir, "threads.txt")) == 40
 
 
@@ -601,7 +601,7 @@ def test_unserializable_result_is_returned_with_warning_and_runs_again(start_ker
 
     r = k.ok(code, cell_id="gen")
     assert "generator [0, 10, 20]" in r.stdout
-    assert "replayed" not in r.stderr
+    assert "replayed" not in r.stdout
     assert len(_lines(workdir, "gen.txt")) == 2
 
 
@@ -643,38 +643,38 @@ def test_without_cell_ids_source_hash_identifies_the_cell(start_kernel, workdir)
     k.ok(WORK)
     r = k.ok(SRC)
     assert "r [1, 1]" in r.stdout
-    assert "replayed" not in r.stderr
+    assert "replayed" not in r.stdout
 
     r = k.ok(SRC)
     assert "r [1, 1]" in r.stdout
-    lines = [line for line in r.stderr.splitlines() if "replayed" in line]
-    assert len(lines) == 1, r.stderr
+    lines = [line for line in r.stdout.splitlines() if "replayed" in line]
+    assert len(lines) == 1, r.stdout
     assert lines[0].startswith("durable_nb: 1 step replayed from the journal")
     assert "%%durable fresh" in lines[0]
 
     r = k.ok("x = 1")
-    assert "replayed" not in r.stderr
+    assert "replayed" not in r.stdout
     r = k.ok("y = work(2)")  # steps ran, none replayed: no line
-    assert "replayed" not in r.stderr
+    assert "replayed" not in r.stdout
     assert len(_lines(workdir, "work.txt")) == 2
 
     r = k.ok(SRC + "  # another cell")  # another source is another cell
     assert "r [3, 1]" in r.stdout
-    assert "replayed" not in r.stderr
+    assert "replayed" not in r.stdout
 
     r = k.ok("%%durable fresh\n" + SRC)  # the same cell, run fresh
     assert "r [4, 1]" in r.stdout
-    assert "replayed" not in r.stderr
+    assert "replayed" not in r.stdout
     r = k.ok(SRC)
     assert "r [4, 1]" in r.stdout
-    assert "1 step replayed" in r.stderr
+    assert "1 step replayed" in r.stdout
     k.close()
 
     k = _start(start_kernel, workdir)
     k.ok(WORK)
     r = k.ok(SRC)
     assert "r [4, 1]" in r.stdout
-    assert "1 step replayed" in r.stderr
+    assert "1 step replayed" in r.stdout
     assert len(_lines(workdir, "work.txt")) == 4
     out = k.ok(
         "df = %durable sql SELECT count(DISTINCT cell_key) AS n, min(cell_key) AS k "
