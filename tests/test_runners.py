@@ -137,7 +137,8 @@ def test_papermill_engine_resumes_a_failed_run(tmp_path):
     assert not list((tmp_path / ".durable").glob("session*"))
     # Finished: the next run starts over: every cell runs again, steps replay.
     _papermill(src, out)
-    again = _outputs(out)[1].splitlines()[-1]  # after the "1 step replayed" line
+    # The token, beside the "1 step replayed" note (information, on stdout too).
+    again = next(x for x in _outputs(out)[1].splitlines() if not x.startswith("durable_nb:"))
     assert again != token and _outputs(out)[3] == f"10 20 {again}"
     assert (tmp_path / "effects.txt").read_text().split() == ["1", "2"]
 
