@@ -28,6 +28,15 @@ from .suspend import Decision, evaluate
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
+def _bundle(plain: str, rich: str, widget: Any = None) -> dict[str, Any]:
+    """A display's data: ``widget``'s view (when given) over a static text/plain and
+    text/html fallback, which is all that remains once the widget is settled."""
+    data: dict[str, Any] = {"text/plain": plain, "text/html": rich}
+    if widget is not None:
+        data[_WIDGET_VIEW] = {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
+    return data
+
+
 def _comms(widget: Any) -> list[Any]:
     """The comms of ``widget`` and of every widget inside it."""
     out, stack = [], [widget]
@@ -260,18 +269,8 @@ class SuspensionPrompt(_Waiting):
             story += f" — {self.outcome}"
         else:
             story += " — the cell is waiting for a decision (Retry, Skip or Raise)"
-        data: dict[str, Any] = {
-            "text/plain": story,
-            "text/html": (
-                f"<div class='durable-nb-decided'>⚠ {html.escape(story)}"
-                f"{_error_html(self.error)}</div>"
-            ),
-        }
-        if not final:
-            data["application/vnd.jupyter.widget-view+json"] = {
-                "version_major": 2, "version_minor": 0, "model_id": self.box.model_id,
-            }  # fmt: skip
-        return data
+        rich = f"<div>⚠ {html.escape(story)}{_error_html(self.error)}</div>"
+        return _bundle(story, rich, None if final else self.box)
 
 
 _OUTCOME = {
@@ -321,14 +320,7 @@ class ResumePanel:
     def bundle(self, final: bool) -> dict[str, Any]:
         """The panel with a static fallback, or (``final``) the static line alone."""
         story = f"durable_nb: {self.summary}." + (f" {self.outcome}" if self.outcome else "")
-        data: dict[str, Any] = {"text/plain": story, "text/html": f"<b>⚠ {html.escape(story)}</b>"}
-        if not final:
-            data[_WIDGET_VIEW] = {
-                "version_major": 2,
-                "version_minor": 0,
-                "model_id": self.box.model_id,
-            }
-        return data
+        return _bundle(story, f"<b>⚠ {html.escape(story)}</b>", None if final else self.box)
 
     def show(self) -> None:
         display(self.bundle(final=False), raw=True, display_id=self._display_id)
@@ -370,9 +362,7 @@ class StatusView:
     def show(self) -> None:
         """Display it, with the first rendering as a static fallback (nbconvert, GitHub)."""
         shown = self.html.value
-        view = {"version_major": 2, "version_minor": 0, "model_id": self.html.model_id}
-        plain = html.unescape(re.sub(r"<[^>]+>", "", shown))
-        display({"text/plain": plain, "text/html": shown, _WIDGET_VIEW: view}, raw=True)
+        display(_bundle(html.unescape(re.sub(r"<[^>]+>", "", shown)), shown, self.html), raw=True)
 
     def update(self, *_: Any, **__: Any) -> None:
         """Re-render, at most ten times a second (step events can be much faster)."""
@@ -442,11 +432,4 @@ class QuestionPrompt(_Waiting):
 
     def bundle(self, final: bool) -> dict[str, Any]:
         story = f"durable_nb: {self.prompt} — " + (self.outcome or "waiting for an answer")
-        data: dict[str, Any] = {"text/plain": story, "text/html": f"<b>{html.escape(story)}</b>"}
-        if not final:
-            data[_WIDGET_VIEW] = {
-                "version_major": 2,
-                "version_minor": 0,
-                "model_id": self.box.model_id,
-            }
-        return data
+        return _bundle(story, f"<b>{html.escape(story)}</b>", None if final else self.box)

@@ -22,18 +22,20 @@ import nbformat
 import pytest
 from browser import Lab, Page, kernel_display_name
 from flaky_service import configure
-from test_browser_widgets import CELL_A, KERNEL, STAGE, lab, lab_root, service, write_notebook
+from test_browser_widgets import (
+    CELL_A,
+    CELL_B,
+    KERNEL,
+    STAGE,
+    lab,
+    lab_root,
+    service,
+    write_notebook,
+)
 
 __all__ = ["lab", "lab_root", "service"]  # fixtures, imported for pytest
 
 CELL_STATUS = "%durable status"
-CELL_B = """\
-results = []
-for i in range(6):
-    if i == 3:
-        configure(URL, down=True)  # an outage, just before node-3
-    results.append(work(f"node-{i}"))
-print("done", results)"""
 CELL_SKIP = """\
 configure(URL, down=True)
 x = work("skip-me")
