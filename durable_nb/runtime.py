@@ -99,7 +99,7 @@ class Runtime:
         self._unannounced: str | None = None
         try:
             # The notebook's path, not the journal's, is what the person knows.
-            self.journal = Journal.open(self.path, warn=report, notebook=source)
+            self.journal = Journal.open(self.path, warn=self._warn_at_open, notebook=source)
             self._write(self._run_row(None, "running"))
         except JournalError as exc:
             self.step_aside(exc)
@@ -126,6 +126,12 @@ class Runtime:
         if self.journal is not None:
             self.journal.abandon()
             self.journal = None
+
+    def _warn_at_open(self, message: str, once: str | None = None) -> None:
+        """Trouble met while opening (damaged log records): shown again in the first cell."""
+        report(message, once=once)
+        if self.cell.seq == 0:
+            self._unannounced = "\n".join(filter(None, [self._unannounced, message]))
 
     def announced(self) -> None:
         """The problems so far were shown where the user sees them (inside a cell)."""
@@ -158,7 +164,8 @@ class Runtime:
         if self._depth > 1:
             return
         if self._unannounced:
-            report(self._unannounced)
+            for line in self._unannounced.splitlines():
+                report(line)
             self._unannounced = None
         seq = self.journal.next_seq() if self.journal is not None else self.cell.seq + 1
         self.cell = CellContext(

@@ -25,8 +25,6 @@ pytestmark = pytest.mark.kernel
 TRIALS = {"kill-loop": 2, "kill-map": 2, "kill-fold": 3, "full-disk": 2}
 
 FAILING = {
-    "log-flip": "issue 12, finding 2: the log reader stops at the first damaged record",
-    "log-cut": "issue 12, finding 2: the log reader stops at the first damaged record",
     "full-disk": "issue 12, finding 4: a full disk leaves a 0-byte journal behind",
     "read-only": "issue 12, finding 5: a read-only journal is not replayed",
 }

@@ -8,6 +8,7 @@ when the journal is opened. Errors are raised as JournalError; nothing here prin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -380,7 +381,7 @@ class Journal(Reads):
                 )
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
             self._load_index()
         return sum(map(len, signed.values()))
@@ -445,6 +446,13 @@ class Journal(Reads):
 
     def _fold_log(self, log: Log) -> None:
         records = log.read()
+        if log.damaged:
+            n = log.damaged
+            self._warn(
+                f"{n} damaged record{'s' if n != 1 else ''} skipped in {log.path}; those "
+                "steps will run again",
+                once=f"damaged:{log.path}:{n}",
+            )
         if not records:
             if log.size:  # only a torn tail: drop it
                 log.truncate()
@@ -464,7 +472,7 @@ class Journal(Reads):
                     _bulk_upsert(con, table, row_type._fields, list(latest[kind].values()))
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)  # the first error is the one to report
             raise
         log.truncate()
 
@@ -529,8 +537,11 @@ def _bulk_upsert(con: Any, table: str, columns: tuple[str, ...], rows: list[tupl
             f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
             f"SELECT {', '.join(map(cast, columns))} FROM _dnb_batch"
         )
-    finally:
-        con.unregister("_dnb_batch")
+    except BaseException:
+        with contextlib.suppress(Exception):  # never in place of the first error
+            con.unregister("_dnb_batch")
+        raise
+    con.unregister("_dnb_batch")
 
 
 def _writes(sql: str) -> str | None:
@@ -551,3 +562,10 @@ def _writes(sql: str) -> str | None:
         elif kind != "SELECT":
             return kind
     return None
+
+
+def _rollback(con: Any) -> None:
+    """ROLLBACK after a failure; its own failure (an aborted transaction, a full disk)
+    must not hide the error that caused it."""
+    with contextlib.suppress(Exception):
+        con.execute("ROLLBACK")
