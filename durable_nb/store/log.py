@@ -35,7 +35,7 @@ class Log:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         #: Records appended since the log was last emptied (by this process).
         self.count = 0
         #: Damaged records the last :meth:`read` skipped.
@@ -74,6 +74,37 @@ class Log:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+#: Largest log record read back (a record holds one row; big results go to blob files).
+MAX_RECORD = 1 << 26
+_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+def _flat(record: object) -> bool:
+    """True for ``(kind, row)`` with a row of plain scalars, the only shape a log holds.
+
+    A crafted record of nested, shared references (a few bytes that expand to 2**40
+    items) is refused before anything walks it.
+    """
+    return (
+        type(record) is tuple
+        and len(record) == 2
+        and type(record[0]) is str
+        and type(record[1]) is tuple
+        and all(type(v) in _SCALARS for v in record[1])
+    )
+
+
+def _load(payload: bytes) -> tuple | None:
+    """The record in ``payload``, or None when it is not what :meth:`Log.append` writes."""
+    if len(payload) > MAX_RECORD:
+        return None
+    try:
+        record = _PlainUnpickler(io.BytesIO(payload)).load()
+    except Exception:
+        return None
+    return record if _flat(record) else None  # anything else is damage, never data
 
 
 #: Each record starts with this, so that a reader can find the next record after damage.
@@ -117,14 +148,11 @@ def scan(data: bytes) -> tuple[list[tuple], int]:
             whole = end <= size
             payload = data[pos + _FRAME.size : end]
             ok = whole and zlib.crc32(payload, zlib.crc32(data[pos + 4 : pos + 8])) == crc
-            if at_magic and ok:
-                try:
-                    out.append(_PlainUnpickler(io.BytesIO(payload)).load())
-                except Exception:
-                    pass
-                else:
-                    pos, after_good = end, True
-                    continue
+            record = _load(payload) if at_magic and ok else None
+            if record is not None:
+                out.append(record)
+                pos, after_good = end, True
+                continue
         nxt = data.find(MAGIC, pos + 1)
         # Damaged: a whole record that fails its check, a record cut short with more
         # after it, or (right after an intact record) one whose MAGIC was hit. A record
@@ -156,9 +184,9 @@ def _scan_old(data: bytes) -> list[tuple]:
         payload = data[pos + size : pos + size + length]
         if len(payload) < length or zlib.crc32(payload) != crc:
             break
-        try:
-            out.append(_PlainUnpickler(io.BytesIO(payload)).load())
-        except Exception:
+        record = _load(payload)
+        if record is None:
             break
+        out.append(record)
         pos += size + length
     return out
