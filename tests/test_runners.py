@@ -204,7 +204,7 @@ def test_notebooks_in_one_folder_do_not_share_a_journal_under_nbclient(tmp_path)
 def test_a_shared_journal_refuses_another_notebooks_run(tmp_path, start_kernel):
     # Two notebooks named alike in two folders, one DURABLE_NB_DIR: one journal.
     env = _env()
-    env.update(DURABLE_NB_DIR=str(tmp_path / "journals"), PYTHONPATH=os.environ["PYTHONPATH"])
+    env["DURABLE_NB_DIR"] = str(tmp_path / "journals")
     a, b = tmp_path / "a" / "x.ipynb", tmp_path / "b" / "x.ipynb"
     for nb in (a, b):
         nb.parent.mkdir()
