@@ -8,8 +8,9 @@ on stdin or raises the person's own error; durable_nb never breaks the notebook.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,69 @@ def busy(k: Any) -> Iterator[None]:
                 del k._publish_status
             else:
                 k._publish_status = previous
+
+
+def watch_outputs(k: Any, seen: Callable[[str, dict], None],
+                  kinds: frozenset[str]) -> Callable[[], None] | None:  # fmt: skip
+    """Call ``seen(msg_type, content)`` for each iopub message of ``kinds`` the kernel sends.
+
+    Wraps ``send`` of the kernel's session (and of the sessions its streams, display
+    publisher and display hook hold, when they are other objects): every output passes
+    there, from any thread, after the kernel's own hooks. ``seen`` is called before the
+    message goes out and must not raise (errors are swallowed). Returns the function that
+    takes the wrap back, or None when the surface is not there (nothing is changed then).
+    """
+    try:
+        shell = k.shell
+        holders = [k, sys.stdout, sys.stderr, shell.display_pub, shell.displayhook]
+        sessions = {id(s): s for s in (getattr(h, "session", None) for h in holders)
+                    if s is not None and callable(getattr(s, "send", None))}  # fmt: skip
+    except Exception:
+        return None
+    if not sessions:
+        return None
+
+    def wrap(send: Callable) -> Callable:
+        def send_and_watch(stream: Any, msg_or_type: Any, content: Any = None, *args: Any,
+                           **kwargs: Any) -> Any:  # fmt: skip
+            try:
+                if isinstance(msg_or_type, str):
+                    kind, body = msg_or_type, content
+                else:
+                    kind, body = msg_or_type["header"]["msg_type"], msg_or_type["content"]
+                if kind in kinds and isinstance(body, dict):
+                    seen(kind, body)
+            except Exception:
+                pass
+            return send(stream, msg_or_type, content, *args, **kwargs)
+
+        send_and_watch.__wrapped__ = send  # type: ignore[attr-defined]
+        return send_and_watch
+
+    wrapped = []
+    try:
+        for session in sessions.values():
+            had = "send" in session.__dict__
+            session.send = wrap(session.send)
+            wrapped.append((session, had))
+    except Exception:
+        _unwrap(wrapped)
+        return None
+    return lambda: _unwrap(wrapped)
+
+
+def _unwrap(wrapped: list[tuple[Any, bool]]) -> None:
+    for session, had in wrapped:
+        with contextlib.suppress(Exception):
+            if had:
+                session.send = session.send.__wrapped__
+            else:
+                del session.send
+
+
+def flush_streams() -> None:
+    """Publish what ``sys.stdout``/``sys.stderr`` hold (the kernel does it only after the
+    cell's post-run hooks)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()

@@ -13,7 +13,7 @@ from typing import Any
 from traitlets import Enum, Int
 from traitlets.config import Configurable
 
-from . import _ipykernel, runtime, suspend
+from . import _ipykernel, outputs, runtime, suspend
 from ._report import report
 from .cells import FRESH_LINE, label
 from .errors import JournalCorrupt, describe
@@ -40,6 +40,11 @@ class DurableNB(Configurable):
         DEFAULT_MAX_BYTES,
         help="A variable bigger than this (bytes) is recorded for recompute, not saved.",
     ).tag(config=True)
+    outputs_max_bytes = Int(
+        outputs.DEFAULT_CAP,
+        help="Bytes of each cell execution's outputs kept in the journal: the last ones "
+        "(%durable outputs says how much was dropped from the start).",
+    ).tag(config=True)
 
 
 class _Extension:
@@ -50,6 +55,8 @@ class _Extension:
         self.rt: Runtime | None = None
         self.magics: Any = None
         self.settings: DurableNB | None = None
+        self.unwatch: Any = None
+        self.flusher: outputs.Flusher | None = None
 
     def install(self) -> None:
         from .magics import DurableMagics
@@ -63,6 +70,7 @@ class _Extension:
         session = None if source else _ipykernel.session_name()
         self.rt = Runtime(source, session=session and f"session-{session}")
         self.rt.on_failure = settings.on_failure
+        self.rt.outputs_cap = settings.outputs_max_bytes
         self.rt.asker = functools.partial(
             suspend.ask,
             notify=self.rt.notify,
@@ -76,7 +84,8 @@ class _Extension:
         runtime.install(self.rt)
         atexit.register(self.rt.close)
         self.snapshots, self.pending_resume = self._read_journal(settings.max_bytes)
-        settings.observe(self._setting_changed, ["on_failure", "max_bytes"])
+        settings.observe(self._setting_changed, ["on_failure", "max_bytes", "outputs_max_bytes"])
+        self._watch_outputs()
         self.magics = DurableMagics(shell, self.rt, self.snapshots)
         shell.register_magics(self.magics)
         shell.events.register("pre_run_cell", self.pre_run_cell)
@@ -96,9 +105,21 @@ class _Extension:
             self.rt.step_aside(JournalCorrupt.from_cause(str(self.rt.path), exc))
             return Snapshots(self.shell, self.rt, max_bytes=max_bytes), None
 
+    def _watch_outputs(self) -> None:
+        """Hand the cells' outputs to the runtime, and write a running cell's every second."""
+        k = _ipykernel.kernel()
+        self.unwatch = k and _ipykernel.watch_outputs(k, self.rt.capture, outputs.OUTPUT_TYPES)
+        if self.unwatch is not None:
+            self.rt.capturing = True
+            self.flusher = outputs.Flusher(self.rt.write_outputs)
+
     def uninstall(self, status: str = "unloaded") -> None:
         """Take back whatever :meth:`install` added, even if it stopped halfway."""
         shell = self.shell
+        if self.flusher is not None:
+            self.flusher.stop()
+        if self.unwatch is not None:
+            self.unwatch()
         for event in ("pre_run_cell", "post_run_cell"):
             if getattr(self, event) in shell.events.callbacks[event]:
                 shell.events.unregister(event, getattr(self, event))
@@ -121,6 +142,8 @@ class _Extension:
         """``%config DurableNB.on_failure = "raise"`` applies to the running kernel."""
         if change["name"] == "on_failure":
             self.rt.on_failure = change["new"]
+        elif change["name"] == "outputs_max_bytes":
+            self.rt.outputs_cap = change["new"]
         else:
             self.snapshots.max_bytes = change["new"]
 
@@ -151,7 +174,8 @@ class _Extension:
             what += f"; last error: {cell['error'][:120]}"
         if suspend.frontend() != "widget":
             report(f"{what}. %durable resume restores the namespace and re-runs that cell "
-                   "(completed steps replay); %durable restore only restores.")  # fmt: skip
+                   "(completed steps replay); %durable restore only restores; "
+                   f"%durable outputs {cell['seq']} shows what it had output.")  # fmt: skip
             return
 
         from .widgets import ResumePanel
@@ -162,12 +186,17 @@ class _Extension:
         def restore() -> None:
             print(f"durable_nb: {self.snapshots.restore()}")
 
+        def lost_outputs() -> None:
+            if self.rt.journal is not None:
+                outputs.show_journaled(self.rt.journal, cell["seq"], self.rt.source)
+
         ResumePanel(
             what,
             {
                 "Resume cell": (True, lambda: self.snapshots.resume(cell, name)),
                 "Restore namespace": (False, restore),
                 "Start fresh": (False, fresh),
+                "Show lost outputs": (False, lost_outputs),
             },
         ).show()
 
@@ -187,6 +216,8 @@ class _Extension:
                 if self.rt.outermost:
                     self._snapshot(result.info.raw_cell or "", exc is None)
             finally:
+                if self.rt.capturing and self.rt.outermost:
+                    _ipykernel.flush_streams()  # what the cell printed last, into its outputs
                 self.rt.end_cell(status, error)
         except Exception as exc:
             report(

@@ -1,6 +1,7 @@
 """``%durable``: look at and steer the journal from a cell.
 
-Subcommands: status, log, sql, restore, ignore, gc, fresh, off, on, path, replay, trust.
+Subcommands: status, log, outputs, sql, restore, ignore, gc, fresh, off, on, path, replay,
+trust.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from ._report import printable
 from .cells import first_line, label
 from .errors import DurableError, ForeignRun, UntrustedJournal
+from .outputs import show_journaled
 from .runtime import Runtime
 
 
@@ -26,6 +28,10 @@ def _parser() -> MagicArgumentParser:
     sub.add_parser("status", help="journal, state, and counts of steps run/replayed/failed")
     log = sub.add_parser("log", help="one line per cell execution: sequence number first")
     log.add_argument("-n", "--limit", type=int, default=50, help="the last N (default 50)")
+    outputs = sub.add_parser("outputs", help="show again what a journaled cell execution output")
+    outputs.add_argument("seq", type=int, nargs="?", metavar="SEQ",
+                         help="its number in %%durable log (default: the last one that did not "
+                         "finish, e.g. killed, else the last)")  # fmt: skip
     sub.add_parser("sql", help="SQL QUERY: a DataFrame over runs, cells, steps, variables")
     restore = sub.add_parser("restore", help="bring the namespace back (after the last cell)")
     restore.add_argument("--at", type=int, metavar="SEQ", help="as of cell execution SEQ")
@@ -134,6 +140,10 @@ class DurableMagics(Magics):
             else:
                 lines.append(f"  step      {a['step']} attempt {a['attempt']}: {a['state']}{wait}")
         lines += [f"  error     {e[:100]}" for e in a["errors"]]
+        running = rt.outputs
+        if running is not None:
+            tail = running.tail()  # what a reloaded page no longer shows
+            lines += [f"  output    {line}" for line in tail.splitlines()]
         return "\n".join(lines)
 
     def _resume(self, args: Any) -> None:
@@ -143,6 +153,18 @@ class DurableMagics(Magics):
             print("durable_nb: nothing to resume: the last run's last cell did not die")
             return
         self.snapshots.resume(cell, label(cell, self.rt.source))
+
+    def _outputs(self, args: Any) -> None:
+        journal = self._journal()
+        seq = args.seq if args.seq is not None else journal.unfinished_seq(self.rt.cell.seq)
+        if seq is None:
+            print("durable_nb: no cell execution recorded before this one")
+            return
+        if not show_journaled(journal, seq, self.rt.source):
+            raise UsageError(
+                f"%durable outputs {seq}: no such cell execution in this journal; "
+                "%durable log lists them"
+            )
 
     def _on_failure(self, args: Any) -> None:
         self.rt.on_failure = args.mode

@@ -295,18 +295,19 @@ def _who() -> str:
 class ResumePanel:
     """Shown when the journal's last cell died: Restore namespace / Resume cell / Start fresh.
 
-    ``summary`` is plain text; ``actions`` maps a label to ``(primary, action)``. Like the
-    suspension prompt, the panel is replaced by a static line once a button is pressed,
-    and what the action prints goes to an Output widget shown below it.
+    ``summary`` is plain text; ``actions`` maps a label to ``(primary, action)``, or to
+    ``(primary, action, False)`` for an action that leaves the choice open (Show lost
+    outputs). Like the suspension prompt, the panel is replaced by a static line once a
+    choosing button is pressed; what actions print goes to an Output widget below it.
     """
 
     def __init__(self, summary: str, actions: dict[str, Any]) -> None:
         self.summary = summary
         self.output = w.Output()
         buttons = []
-        for label, (primary, action) in actions.items():
+        for label, (primary, action, *final) in actions.items():
             button = _button(label, "", primary=primary)
-            button.on_click(self._runner(label, action))
+            button.on_click(self._runner(label, action, final != [False]))
             buttons.append(button)
         self.buttons = buttons
         self.panel = w.VBox(
@@ -326,8 +327,8 @@ class ResumePanel:
         display(self.bundle(final=False), raw=True, display_id=self._display_id)
         display(self.output)
 
-    def _runner(self, label: str, action: Any) -> Any:
-        def run(_: Any) -> None:
+    def _runner(self, label: str, action: Any, final: bool = True) -> Any:
+        def run(button: Any) -> None:
             with self.output:
                 if threading.current_thread() is not threading.main_thread():
                     # ipykernel 7.0-7.3 in JupyterLab: the click arrived on a subshell
@@ -337,8 +338,12 @@ class ResumePanel:
                         "run %durable resume (or %durable restore) in a cell instead"
                     )
                     return
-                for button in self.buttons:
+                if not final:  # once is enough; the other choices stay open
                     button.disabled = True
+                    action()
+                    return
+                for each in self.buttons:
+                    each.disabled = True
                 self.outcome = f"{label} chosen {_who()} at {time.strftime('%H:%M')}."
                 try:  # the static line replaces the panel (a saved notebook keeps it)
                     update_display(self.bundle(final=True), raw=True, display_id=self._display_id)

@@ -35,6 +35,9 @@ from .schema import KINDS, SAFE_CONFIG, SIGNED, TABLES, TIMES, MetaRow, Row, met
 
 #: Fold the log into DuckDB once it holds this many records.
 FOLD_EVERY = 4096
+#: ... or once it is this big after a cell's outputs were written (they are rewritten,
+#: up to their cap, while a cell runs).
+FOLD_BYTES = 64 << 20
 
 #: ``warn(message, once)``: how the journal tells of trouble that loses nothing.
 Warn = Callable[[str, str | None], None]
@@ -190,7 +193,9 @@ class Journal(Reads):
                 self._log.append((kind, record), sync)
                 if kind == "step" and row.status == "ok":
                     self._index[row.identity] = _Hit(row.kind, row.result, row.blob, record[-1])
-                if self._log.count >= self._fold_at:
+                if self._log.count >= self._fold_at or (
+                    kind == "output" and self._log.size >= FOLD_BYTES
+                ):
                     self._fold_in_passing()
         except OSError as exc:
             raise JournalUnwritable.from_cause(str(self.path), exc) from exc

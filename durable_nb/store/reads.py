@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from .schema import CellRow, PayloadRow, RunRow, StepRow, VariableRow, select
+from .schema import CellRow, OutputRow, PayloadRow, RunRow, StepRow, VariableRow, select
 
 
 class Interrupted(NamedTuple):
@@ -139,6 +139,40 @@ class Reads:
             [cell.seq],
         )
         return Interrupted(cell, done, error)
+
+    # -- outputs ------------------------------------------------------------------------
+
+    def outputs(self, seq: int) -> OutputRow | None:
+        """What cell execution ``seq`` published (its tail under the cap), or None."""
+        rows = self._select(select(OutputRow, "WHERE seq = ? LIMIT 1"), [seq])
+        return OutputRow._make(rows[0]) if rows else None
+
+    def outputs_of(self, seqs: Iterable[int]) -> dict[int, OutputRow]:
+        """The outputs of the cell executions ``seqs`` that recorded some, by ``seq``."""
+        rows = self._select(select(OutputRow, "WHERE seq IN (SELECT unnest(?))"),
+                            [sorted(set(seqs))])  # fmt: skip
+        return {r.seq: r for r in map(OutputRow._make, rows)}
+
+    def unfinished_seq(self, before: int) -> int | None:
+        """The last cell execution before ``before`` that did not finish (crashed,
+        interrupted, or still marked running), else the last one before it; None if none."""
+        rows = self._select(
+            "SELECT seq FROM cells WHERE seq < ? "
+            "ORDER BY status IN ('crashed', 'interrupted', 'running') DESC, seq DESC LIMIT 1",
+            [before],
+        )
+        return rows[0][0] if rows else None
+
+    def latest_outputs(self, cell_keys: Iterable[str]) -> dict[str, OutputRow]:
+        """Per cell key, the outputs of its last execution that succeeded (if recorded)."""
+        rows = self._select(
+            select(OutputRow, "JOIN (SELECT seq AS s, cell_key FROM cells WHERE status = 'ok' "
+                   "AND cell_key IN (SELECT unnest(?::VARCHAR[])) QUALIFY row_number() OVER "
+                   "(PARTITION BY cell_key ORDER BY seq DESC) = 1) ON seq = s")
+            .replace("SELECT ", "SELECT cell_key, ", 1),
+            [sorted(set(cell_keys))],
+        )  # fmt: skip
+        return {r[0]: OutputRow._make(r[1:]) for r in rows}
 
     # -- runs and the whole journal ------------------------------------------------------
 

@@ -19,7 +19,9 @@ from ..errors import JournalCorrupt, JournalTooNew, NotAJournal
 #: 3 — ``sig`` on steps, cells, variables and payloads: this user's HMAC (trust.py) of what
 #:     loading the row would unpickle, run or import. Rows of older journals stay unsigned
 #:     (a migration cannot tell who wrote them): ``durable-nb trust`` signs them.
-SCHEMA_VERSION = 3
+#: 4 — outputs: what each cell execution published (streams, displays, errors), the tail
+#:     kept under a cap per cell; rewritten while the cell runs, so a killed cell keeps them.
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -49,6 +51,11 @@ MIGRATIONS: dict[int, list[str]] = {
     3: [
         f"ALTER TABLE {t} ADD COLUMN sig VARCHAR"
         for t in ("steps", "cells", "variables", "payloads")
+    ],
+    4: [
+        """CREATE TABLE outputs (
+            exec_id VARCHAR PRIMARY KEY, seq BIGINT, outputs VARCHAR, nbytes BIGINT,
+            dropped BIGINT)""",
     ],
 }
 
@@ -146,7 +153,21 @@ class PayloadRow(NamedTuple):
     sig: str | None = None  # set by Journal.write
 
 
-Row = MetaRow | RunRow | CellRow | StepRow | VariableRow | PayloadRow
+class OutputRow(NamedTuple):
+    """What cell execution ``seq`` published, as nbformat outputs (a JSON list).
+
+    Only the tail is kept: ``nbytes`` is what ``outputs`` holds, ``dropped`` what was cut
+    from the start to stay under the cap (:mod:`durable_nb.outputs`).
+    """
+
+    exec_id: str
+    seq: int
+    outputs: str
+    nbytes: int
+    dropped: int
+
+
+Row = MetaRow | RunRow | CellRow | StepRow | VariableRow | PayloadRow | OutputRow
 
 #: Row type -> (its kind in the log, its table).
 TABLES: dict[type, tuple[str, str]] = {
@@ -156,6 +177,7 @@ TABLES: dict[type, tuple[str, str]] = {
     StepRow: ("step", "steps"),
     VariableRow: ("variable", "variables"),
     PayloadRow: ("payload", "payloads"),
+    OutputRow: ("output", "outputs"),
 }
 #: Log kind -> row type.
 KINDS: dict[str, type] = {kind: t for t, (kind, _) in TABLES.items()}

@@ -1,0 +1,90 @@
+"""Journaled cell outputs (issue 15): a killed cell's outputs are shown again.
+
+Over the protocol, as JupyterLab sends it: a cell prints, displays and SIGKILLs its own
+kernel; the next kernel's resume panel offers Show lost outputs, and ``%durable outputs``
+shows them (harmless mimetypes only). The live status view shows a running cell's tail.
+"""
+
+from __future__ import annotations
+
+import time
+
+from test_suspend import Frontend
+
+KILLED = """
+import os, signal, sys
+import durable_nb as dnb
+from IPython.display import HTML, Markdown, display
+
+@dnb.step
+def mark():
+    return 1
+
+print('BEFORE THE KILL')
+for i in range(3):
+    print('line', i)
+print('on stderr', file=sys.stderr)
+display(Markdown('**shown again**'))
+display(HTML('<script>alert(1)</script>'))
+sys.stdout.flush()
+mark()  # its record's group commit carries the outputs so far
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_outputs_of_a_killed_cell_are_shown_again(start_kernel, workdir):
+    k = start_kernel()
+    k.send(KILLED, cell_id="killed")
+    deadline = time.monotonic() + 60
+    while k.km.is_alive():
+        assert time.monotonic() < deadline, "the cell did not kill its kernel"
+        time.sleep(0.05)
+    k.close(now=True)
+
+    fe = Frontend(start_kernel())
+    fe.ok("x = 1", cell_id="first", allow_stdin=True)
+    show = fe.wait_shown("Show lost outputs")
+    assert fe.shown("Resume cell")
+    click = fe.click(show)
+    fe.until(lambda: fe.idle(click), "the end of the Show lost outputs click")
+    shown = fe.stdout(click)
+    assert "BEFORE THE KILL" in shown and "line 2" in shown, shown
+    assert "crashed" in shown, shown
+    assert fe.shown("Resume cell"), "showing outputs closed the panel"
+
+    # The magic, default: the last cell execution that did not finish.
+    result = fe.ok("%durable outputs")
+    assert "BEFORE THE KILL" in result.stdout and "on stderr" in result.stderr, str(result)
+    kinds = [sorted(d) for d in result.data]
+    assert ["text/markdown", "text/plain"] in kinds, kinds
+    assert not any("text/html" in d for d in result.data), result.data  # never re-run HTML
+
+    # Over the cap the tail is kept, and the heading says how much was dropped.
+    fe.ok("%config DurableNB.outputs_max_bytes = 1000")
+    fe.ok("print('x' * 5000 + 'END')", cell_id="big")
+    [row] = fe.sql("SELECT o.seq, nbytes, dropped FROM outputs o JOIN cells c USING (seq) "
+                   "WHERE c.cell_id = 'big'")  # fmt: skip
+    assert row["nbytes"] <= 1000 and row["dropped"] >= 4000, row
+    result = fe.ok(f"%durable outputs {row['seq']}")
+    assert "dropped" in result.stdout and "END" in result.stdout, str(result)
+
+
+def test_status_view_shows_the_running_cells_tail(start_kernel, workdir):
+    """What a reloaded page no longer shows of a running cell, the status view shows."""
+    go = workdir / "go"
+    fe = Frontend(start_kernel())
+    fe.ok("%durable status", cell_id="status", allow_stdin=True)
+    view = fe.displayed[-1]
+    code = (
+        "import os, time\n"
+        "print('TAIL-ONE', flush=True)\n"
+        f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.02)\n"
+        "print('TAIL-TWO', flush=True)\n"
+        f"while os.path.exists({str(go)!r}):\n    time.sleep(0.02)\n"
+    )
+    msg_id = fe.send(code, cell_id="long", allow_stdin=True)
+    fe.until(lambda: "TAIL-ONE" in fe.models[view]["value"], "the first line in the view")
+    go.touch()
+    fe.until(lambda: "TAIL-TWO" in fe.models[view]["value"], "the next line in the view")
+    go.unlink()
+    assert fe.result(msg_id).ok

@@ -1,0 +1,83 @@
+"""Cell outputs kept for the journal: the cap keeps the tail, rows read back safely, and a
+replay's outputs are compared with addresses and timings normalised."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from durable_nb.outputs import Buffer, _size, as_text, comparable, difference, load, safe
+from durable_nb.store import OutputRow
+
+texts = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=300)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]), texts), max_size=30),
+       st.integers(1, 2000))  # fmt: skip
+def test_the_cap_keeps_the_tail_and_counts_what_it_dropped(writes, cap):
+    b = Buffer("run:1", 1, cap)
+    for name, text in writes:
+        b.add("stream", {"name": name, "text": text})
+    produced = sum(len(t.encode()) for _, t in writes)
+    assert b.nbytes == sum(map(_size, b.outputs)) <= cap
+    assert b.nbytes + b.dropped == produced  # a character cut in two is dropped whole
+    whole = "".join(t for _, t in writes)
+    kept = "".join(o["text"] for o in b.outputs)
+    if len({n for n, _ in writes}) == 1:
+        assert whole.endswith(kept)
+    row = b.row()
+    assert load(row) == b.outputs and not b.dirty
+
+
+def test_displays_updates_errors_and_clear_output():
+    b = Buffer("run:1", 1)
+    b.add("display_data", {"data": {"text/plain": "0%"}, "metadata": {},
+                           "transient": {"display_id": "bar"}})  # fmt: skip
+    b.add("update_display_data", {"data": {"text/plain": "100%"}, "metadata": {},
+                                  "transient": {"display_id": "bar"}})  # fmt: skip
+    b.add("execute_result", {"data": {"text/plain": "42"}, "metadata": {}, "execution_count": 3})
+    b.add(
+        "error",
+        {"ename": "ValueError", "evalue": "no", "traceback": ["\x1b[31mValueError\x1b[0m: no"]},
+    )
+    assert as_text(b.outputs) == "100%\n42\nValueError: no\n"
+    assert b.tail(lines=1) == "ValueError: no"
+    b.add("clear_output", {"wait": True})
+    assert len(b.outputs) == 3  # cleared only when the next output comes
+    b.add("stream", {"name": "stdout", "text": "after\n"})
+    assert as_text(b.outputs) == "after\n" and b.nbytes == 6
+
+
+def test_rows_from_elsewhere_show_only_well_formed_outputs_and_harmless_mimetypes():
+    outs = [
+        {"output_type": "stream", "name": "stdout", "text": "ok\n"},
+        {"output_type": "stream", "name": "/etc/passwd", "text": "x"},
+        {"output_type": "error", "ename": "E", "evalue": 1, "traceback": []},
+        {"output_type": "display_data", "data": {"text/html": "<script>", "text/plain": "t"},
+         "metadata": {}},
+        {"output_type": "display_data", "data": {"application/javascript": "alert(1)"}},
+        "not an output",
+    ]  # fmt: skip
+    found = load(OutputRow("r:1", 1, json.dumps(outs), 0, 0))
+    assert [o["output_type"] for o in found] == ["stream", "display_data", "display_data"]
+    assert safe(found[1])["data"] == {"text/plain": "t"}
+    assert "not shown again" in safe(found[2])["data"]["text/plain"]
+    for bad in ("[", "{}", json.dumps([[[]]]), None):
+        assert load(OutputRow("r:1", 1, bad, 0, 0)) == []
+
+
+def test_replay_comparison_normalises_addresses_times_and_durable_nb_lines():
+    def out(text):
+        return [{"output_type": "stream", "name": "stdout", "text": text}]
+
+    recorded = out(
+        "<Obj at 0x7f3a2b1c> took 1.52 s at 2026-12-01 10:00:01\ndurable_nb: 3 replayed\n"
+    )
+    replayed = out("<Obj at 0x55aa00ff> took 0.3 s at 2026-12-02 11:12:13\n")
+    assert difference(recorded, replayed) is None
+    assert comparable(replayed) == ["<Obj at 0x…> took <dur> at <time>"]
+    assert difference(out("a\nb\n"), out("a\nc\n")) == "line 2: recorded 'b', replay 'c'"
+    assert "printed no more" in difference(out("a\nb\n"), out("a\n"))
+    assert "not recorded" in difference(out("a\n"), out("a\nb\n"))
