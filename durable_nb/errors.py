@@ -13,6 +13,7 @@ __all__ = [
     "BlobDamaged",
     "CommandError",
     "DurableError",
+    "ExtraMissing",
     "JournalCorrupt",
     "JournalError",
     "JournalLocked",
@@ -233,6 +234,20 @@ class AnswerMissing(DurableError):
 
     def __reduce__(self):
         return (type(self), (self.name, self.yes_no, self.why))
+
+
+class ExtraMissing(DurableError, ImportError):
+    """A feature needs an optional dependency that is not installed."""
+
+    def __init__(self, what: str, package: str, extra: str) -> None:
+        super().__init__(
+            f"{what} needs {package}, which is not installed here: "
+            f'pip install "durable_nb[{extra}]" (or pip install {package}), then try again.'
+        )
+        self.what, self.package, self.extra = what, package, extra
+
+    def __reduce__(self):
+        return (type(self), (self.what, self.package, self.extra))
 
 
 class ReplayMissing(DurableError):

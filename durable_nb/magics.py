@@ -1,7 +1,7 @@
 """``%durable``: look at and steer the journal from a cell.
 
-Subcommands: status, log, outputs, sql, restore, ignore, gc, fresh, off, on, path, replay,
-trust.
+Subcommands: status, log, outputs, sql, timeline, restore, ignore, gc, fresh, off, on, path,
+replay, trust.
 """
 
 from __future__ import annotations
@@ -9,15 +9,17 @@ from __future__ import annotations
 import html
 import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 
-from ._report import printable
+from . import timeline
+from ._report import printable, report
 from .cells import first_line, label
-from .errors import DurableError, ForeignRun, UntrustedJournal
+from .errors import DurableError, ExtraMissing, ForeignRun, UntrustedJournal
 from .outputs import show_journaled
 from .runtime import Runtime
 
@@ -33,6 +35,14 @@ def _parser() -> MagicArgumentParser:
                          help="its number in %%durable log (default: the last one that did not "
                          "finish, e.g. killed, else the last)")  # fmt: skip
     sub.add_parser("sql", help="SQL QUERY: a DataFrame over runs, cells, steps, variables")
+    timeline = sub.add_parser("timeline", help="a picture of every run: cells and steps over time")
+    timeline.add_argument(
+        "seqs",
+        nargs="*",
+        type=int,
+        metavar="SEQ",
+        help="only these cell executions (%%durable log numbers them)",
+    )
     restore = sub.add_parser("restore", help="bring the namespace back (after the last cell)")
     restore.add_argument("--at", type=int, metavar="SEQ", help="as of cell execution SEQ")
     ignore = sub.add_parser("ignore", help="leave variables out of snapshots")
@@ -190,6 +200,16 @@ class DurableMagics(Magics):
             return self._journal().query(query)
         except ValueError as exc:
             raise UsageError(f"the query failed: {exc}") from None
+
+    def _timeline(self, args: Any) -> Any:
+        data = self._journal().timeline(args.seqs or None)
+        # The cell running this magic has not ended: it is not drawn as interrupted.
+        data = data._replace(cells=[c for c in data.cells if c.seq != self.rt.cell.seq])
+        try:
+            return timeline.figure(data, title=f"{Path(self.rt.path).stem}: every run")
+        except ExtraMissing as exc:
+            report(str(exc))
+            return None
 
     def _restore(self, args: Any) -> None:
         journal = self._journal()

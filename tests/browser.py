@@ -97,6 +97,9 @@ class Lab:
     by default the current one without ``JPY_*`` / ``DURABLE_NB*`` variables.
     """
 
+    module = "jupyterlab"  # what ``python -m`` starts
+    status_bar = True  # JupyterLab's status bar says "<kernel> | Idle"
+
     def __init__(
         self,
         root_dir: str | os.PathLike,
@@ -139,17 +142,12 @@ class Lab:
         env["JUPYTER_RUNTIME_DIR"] = str(self._home / "runtime")
         env.setdefault("PYTHONUNBUFFERED", "1")
         cmd = [
-            sys.executable, "-m", "jupyterlab",
+            sys.executable, "-m", self.module,
             "--no-browser", "--allow-root",
             "--ip=127.0.0.1", f"--port={self.port}", "--port-retries=0",
             f"--ServerApp.token={self.token}",
             f"--ServerApp.root_dir={self.root_dir}",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",
-            f"--LabApp.user_settings_dir={settings}",
-            f"--LabApp.workspaces_dir={workspaces}",
-            "--LabApp.expose_app_in_browser=True",
+            *self._app_args(settings, workspaces),
         ]  # fmt: skip
         t0 = time.monotonic()
         with open(self.log_path, "wb") as log:
@@ -178,6 +176,16 @@ class Lab:
             time.sleep(0.1)
         self.started_in = time.monotonic() - t0
         return self
+
+    def _app_args(self, settings: Path, workspaces: Path) -> list[str]:
+        return [
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={workspaces}",
+            "--LabApp.expose_app_in_browser=True",
+        ]
 
     def stop(self, timeout: float = 15) -> None:
         """Shut the kernels down through the API, then the server (SIGTERM, then SIGKILL)."""
@@ -241,6 +249,26 @@ class Lab:
     def log(self, chars: int = 3000) -> str:
         """The tail of the server's log (stdout and stderr, including kernels' stderr)."""
         return _tail(self.log_path, chars)
+
+
+class Notebook7(Lab):
+    """``jupyter notebook`` (Notebook 7) the same way: one notebook per page, no status bar."""
+
+    module = "notebook"
+    status_bar = False
+
+    def _app_args(self, settings: Path, workspaces: Path) -> list[str]:
+        return [
+            f"--JupyterNotebookApp.user_settings_dir={settings}",
+            f"--JupyterNotebookApp.workspaces_dir={workspaces}",
+            "--JupyterNotebookApp.expose_app_in_browser=True",
+        ]
+
+    def notebook_url(self, nb_path: str | os.PathLike) -> str:
+        p = Path(nb_path)
+        if p.is_absolute():
+            p = p.resolve().relative_to(self.root_dir)
+        return self.url(f"notebooks/{quote(p.as_posix())}")
 
 
 # Keeps the texts a cell prompt has shown since it was armed, in ``el.__seen``.
@@ -384,6 +412,9 @@ class Page:
         with self.step(f"open {nb_path}"):
             self.page.goto(self.lab.notebook_url(nb_path))
             self.notebook.locator(".jp-Cell").first.wait_for(timeout=timeout * 1000)
+            if not self.lab.status_bar:  # Notebook 7: the kernel starts with the page
+                self._until_kernels_idle(timeout)
+                return
             chooser = self.page.locator(".jp-Dialog", has_text="Select Kernel")
             self.status(f"{self.kernel_display} | Idle").or_(chooser).first.wait_for(
                 timeout=timeout * 1000
@@ -409,9 +440,22 @@ class Page:
         The toolbar's circle is "idle" before a kernel even exists; the status bar text is
         not.
         """
+        if not self.lab.status_bar:
+            self._until_kernels_idle(timeout or self.timeout)
+            return
         text = f"{self.kernel_display} | Idle"
         with self.step(f"wait for status bar '{text}'"):
             self.status(text).wait_for(timeout=(timeout or self.timeout) * 1000)
+
+    def _until_kernels_idle(self, timeout: float) -> None:
+        """Without a status bar: until the server has a kernel and every kernel is idle."""
+        with self.step("wait for the kernel to be idle (server API)"):
+            deadline = time.monotonic() + timeout
+            while not ((ks := self.lab.kernels()) and all(
+                    k["execution_state"] == "idle" for k in ks)):  # fmt: skip
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"kernels not idle within {timeout} s: {ks}")
+                time.sleep(0.1)
 
     def cell(self, index: int):
         return self.notebook.locator(".jp-Cell").nth(index)

@@ -1,7 +1,7 @@
 """``durable-nb ls`` and ``durable-nb show``: journals at a glance, and one in detail.
 
 Both read a journal without changing it (``--copy`` reads a copy of a held one) and
-print aligned tables, or JSON with ``--json``.
+print aligned tables, or JSON with ``--json`` (``show --html FILE``: a report page).
 """
 
 from __future__ import annotations
@@ -149,11 +149,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         data["runs"] = [_run(r, j.copied_from) for r in j.runs()]
         data["cells"] = [_fields(c, _CELL_KEYS) for c in j.cells()]
         data["steps"] = [_fields(s, _STEP_KEYS) for s in j.steps()]
+        timeline = j.timeline() if args.html else None
     for s in data["steps"]:
         try:
             s["attempt_errors"] = json.loads(s["attempt_errors"] or "[]")
         except ValueError:
             pass
+    if args.html:
+        from . import report  # plotly only when asked for
+
+        written = report.write(args.html, data, timeline)
+        print(f"durable-nb: wrote {written} (open it in a browser; it needs no network)")
+        return OK
     if args.json:
         print(json.dumps(data, indent=2, default=_jsonable))
         return OK

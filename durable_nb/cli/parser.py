@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="a journal's runs, cells and steps (attempts, errors)")
     show.add_argument("notebook", type=Path, help="the notebook (or its .duckdb journal)")
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="write a self-contained HTML report (timeline, runs, cells, steps)",
+    )
     show.add_argument("--copy", action="store_true", help="read a copy if the journal is held")
     show.set_defaults(func=cmd_show)
 

@@ -7,7 +7,7 @@ raised (:class:`~durable_nb.errors.JournalError`), never printed.
 
 from .files import copy_journal, journal_files, remove_journal, resolve_path
 from .journal import FOLD_EVERY, Journal
-from .reads import Interrupted, Overview
+from .reads import Interrupted, Overview, Timeline
 from .schema import (
     CELL_COLUMNS,
     PAYLOAD_COLUMNS,
@@ -41,6 +41,7 @@ __all__ = [
     "PayloadRow",
     "RunRow",
     "StepRow",
+    "Timeline",
     "VariableRow",
     "copy_journal",
     "journal_files",

@@ -33,6 +33,14 @@ class Overview(NamedTuple):
     schema: str | None
 
 
+class Timeline(NamedTuple):
+    """What ``%durable timeline`` and ``durable-nb show --html`` draw: runs, cells, steps."""
+
+    runs: list[RunRow]  # oldest first
+    cells: list[CellRow]  # by seq
+    steps: list[StepRow]  # by start; ``result`` is None
+
+
 class Reads:
     """The named reads; :meth:`_select` (the journal's) runs their SQL."""
 
@@ -195,6 +203,17 @@ class Reads:
         ]  # fmt: skip
         rows = self._select(f"SELECT {', '.join(columns)} FROM steps ORDER BY started, record_id")
         return list(map(StepRow._make, rows))
+
+    def timeline(self, seqs: Iterable[int] | None = None) -> Timeline:
+        """Every run, and the cell executions (all, or those in ``seqs``) with their steps."""
+        cells = self.cells(seqs)
+        columns = ", ".join("NULL" if c == "result" else c for c in StepRow._fields)
+        if seqs is None:
+            rows = self._select(f"SELECT {columns} FROM steps ORDER BY started, record_id")
+        else:
+            where = "WHERE seq IN (SELECT unnest(?)) ORDER BY started, record_id"
+            rows = self._select(f"SELECT {columns} FROM steps {where}", [sorted(set(seqs))])
+        return Timeline(self.runs(), cells, list(map(StepRow._make, rows)))
 
     def overview(self) -> Overview:
         """Runs, counts of cells and steps (and how many succeeded), the last cell's status."""

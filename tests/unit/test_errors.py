@@ -30,6 +30,7 @@ def examples() -> list[e.DurableError]:
         e.StepTimeout("provision", 2.5),
         e.CommandError(2, "no notebook at /x/nb.ipynb"),
         e.BlobDamaged("/x/nb.blobs/0123abcd"),
+        e.ExtraMissing("the timeline", "plotly", "timeline"),
     ]
 
 
@@ -62,6 +63,11 @@ def test_every_error_is_a_durable_error():
         (e.StepFailed("f", [ValueError("bad")]), "after 1 attempt:", "re-run the cell"),
         (e.StepTimeout("f", 2.5), "timeout of 2.5 s", "raise timeout="),
         (e.BlobDamaged("/x/b/0a"), "/x/b/0a is damaged", "treated as missing"),
+        (
+            e.ExtraMissing("the timeline", "plotly", "timeline"),
+            "needs plotly",
+            'pip install "durable_nb[timeline]"',
+        ),
     ],
     ids=lambda x: type(x).__name__ if isinstance(x, Exception) else "",
 )
