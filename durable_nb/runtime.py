@@ -351,7 +351,7 @@ class Runtime:
             if self.strict:
                 raise self._not_in_journal(identity, name)
             return MISS
-        hit = journal.lookup(identity)
+        hit = journal.lookup(identity, self.cell.cell_key, name)
         if hit is None:
             if self.strict:
                 raise self._not_in_journal(identity, name)

@@ -2,8 +2,9 @@
 
 Each record (run, cell, step, variable, payload) is appended to ``<stem>.log`` and
 fdatasync'd (~0.1 ms), then folded into DuckDB in batches (~3 µs/row), because a DuckDB
-commit per step costs ~0.9 ms here. Replay is served from an in-memory index loaded
-when the journal is opened. Errors are raised as JournalError; nothing here prints.
+commit per step costs ~0.9 ms here. Replay is served from batches loaded on first need
+(:mod:`.replay`): opening reads no step. Errors are raised as JournalError; nothing here
+prints.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from .. import trust
 from ..blobs import BLOB_THRESHOLD, BlobStore
@@ -31,6 +32,7 @@ from ..errors import (
 from . import files
 from .log import Log
 from .reads import Reads
+from .replay import Hit, ReplayIndex, count
 from .schema import KINDS, SAFE_CONFIG, SIGNED, TABLES, TIMES, MetaRow, Row, meta_int, migrate
 
 #: Fold the log into DuckDB once it holds this many records.
@@ -41,15 +43,6 @@ FOLD_BYTES = 64 << 20
 
 #: ``warn(message, once)``: how the journal tells of trouble that loses nothing.
 Warn = Callable[[str, str | None], None]
-
-
-class _Hit(NamedTuple):
-    """A completed step result in the replay index."""
-
-    kind: str
-    inline: bytes | None
-    blob: str | None
-    sig: str | None
 
 
 class Journal(Reads):
@@ -70,7 +63,7 @@ class Journal(Reads):
         self._warn = warn or (lambda message, once=None: None)
         self._notebook = notebook
         self._lock = threading.RLock()
-        self._index: dict[str, _Hit] = {}
+        self._index = ReplayIndex(self._query_as_is)
         self.epoch = 0
         self._seq = 0
         self._fold_at = FOLD_EVERY
@@ -150,7 +143,7 @@ class Journal(Reads):
             row = con.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
             self.epoch = meta_int(self.path, "epoch", row[0]) if row else 0
             self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
-            self._load_index()
+            self._index.reset(self.epoch)
 
     def _fold_legacy(self) -> None:
         """Fold (then delete) the ``<stem>.wal`` log an earlier version left, oldest log first."""
@@ -166,15 +159,6 @@ class Journal(Reads):
         finally:
             old.close()
         legacy.unlink()
-
-    def _load_index(self) -> None:
-        self._index.clear()
-        for identity, *hit in self._con.execute(
-            "SELECT identity, kind, result, blob, sig FROM steps "
-            "WHERE status = 'ok' AND epoch = ? ORDER BY ended, record_id",
-            [self.epoch],
-        ).fetchall():
-            self._index[identity] = _Hit(*hit)
 
     # -- writing -------------------------------------------------------------
 
@@ -192,7 +176,8 @@ class Journal(Reads):
                 record = (*row[:-1], self._sign(kind, row)) if kind in SIGNED else tuple(row)
                 self._log.append((kind, record), sync)
                 if kind == "step" and row.status == "ok":
-                    self._index[row.identity] = _Hit(row.kind, row.result, row.blob, record[-1])
+                    hit = Hit(row.kind, row.result, row.blob, record[-1])
+                    self._index.add(row.identity, row.cell_key, row.name, row.key, hit)
                 if self._log.count >= self._fold_at or (
                     kind == "output" and self._log.size >= FOLD_BYTES
                 ):
@@ -241,7 +226,7 @@ class Journal(Reads):
         with self._lock:
             self.epoch += 1
             self.write_meta("epoch", str(self.epoch))
-            self._index.clear()
+            self._index.reset(self.epoch)
             return self.epoch
 
     @property
@@ -257,13 +242,19 @@ class Journal(Reads):
 
     # -- replay ----------------------------------------------------------------
 
-    def lookup(self, identity: str) -> tuple[str, bytes] | None:
+    def lookup(
+        self, identity: str, cell_key: str | None = None, name: str | None = None
+    ) -> tuple[str, bytes] | None:
         """The completed result of step ``identity`` as ``(kind, payload)``, or None.
 
-        Raises :class:`UntrustedJournal` for a result that needs unpickling and was not
-        signed by this user (JSON results need no signature).
+        ``cell_key`` and ``name``: the asking cell and step. Given, the results of that
+        cell (and the ``key=`` calls of that step) are read in one query and kept for the
+        next lookups; otherwise this identity alone is read. Raises
+        :class:`UntrustedJournal` for a result that needs unpickling and was not signed by
+        this user (JSON results need no signature).
         """
-        hit = self._index.get(identity)
+        with self._lock:
+            hit = self._index.get(identity, cell_key, name)
         if hit is None:
             return None
         try:
@@ -280,7 +271,7 @@ class Journal(Reads):
     @property
     def completed(self) -> int:
         """How many step results can replay (in the current epoch)."""
-        return len(self._index)
+        return count(self._select, self.epoch)
 
     # -- trust ---------------------------------------------------------------------
 
@@ -388,7 +379,7 @@ class Journal(Reads):
             except BaseException:
                 _rollback(con)
                 raise
-            self._load_index()
+            self._index.reset(self.epoch)
         return sum(map(len, signed.values()))
 
     # -- SQL ---------------------------------------------------------------------------
@@ -420,6 +411,11 @@ class Journal(Reads):
         with self._lock:
             self.fold()
             return self._con.execute(sql, list(params or [])).fetchall()
+
+    def _query_as_is(self, sql: str, params: list) -> list[tuple]:
+        """Rows of a query on what is folded (the replay index keeps the rest itself)."""
+        with self._lock:
+            return self._con.execute(sql, params).fetchall()
 
     def checkpoint(self) -> None:
         """Fold the log and write DuckDB's WAL into the ``.duckdb`` file: the file is whole.
@@ -480,6 +476,8 @@ class Journal(Reads):
             _rollback(con)  # the first error is the one to report
             raise
         log.truncate()
+        if log is self._log:
+            self._index.folded()
 
     def close(self) -> None:
         """Fold the log and release the journal."""
@@ -515,8 +513,21 @@ def _classify(path: Path, exc: Exception) -> JournalError:
     return JournalCorrupt.from_cause(str(path), exc)
 
 
+#: Up to this many rows, a fold is one INSERT with parameters: numpy is not imported (~0.2 s
+#: of a kernel's start, when the journal opens and folds its first rows).
+SMALL_FOLD = 64
+
+
 def _bulk_upsert(con: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
     """Insert-or-replace ``rows`` by scanning numpy columns (~4 µs/row; executemany ~1 ms/row)."""
+    if len(rows) <= SMALL_FOLD:
+        one = ", ".join("to_timestamp(CAST(? AS DOUBLE))" if c in TIMES else "?" for c in columns)
+        con.execute(
+            f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES "
+            + ", ".join([f"({one})"] * len(rows)),
+            [value for row in rows for value in row],
+        )
+        return
     import numpy as np  # light next to pandas, and importable even at interpreter exit
 
     types = dict(
