@@ -241,3 +241,10 @@ def test_every_third_party_import_of_the_tests_is_declared():
         if not (dists := distributions(top)) & allowed
     )
     assert not missing, f"imported by tests but not in dependencies or the test extra: {missing}"
+
+
+def test_test_modules_have_distinct_names():
+    # pytest's default import mode puts each test folder on sys.path: two test modules of
+    # one name in two folders break collection of the whole suite ("import file mismatch").
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
