@@ -12,11 +12,13 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shlex
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from . import runtime, trust
+from ._ipykernel import kernel
 from ._report import report
 from .errors import AnswerMissing, DurableError
 from .retry import RetryPolicy
@@ -102,10 +104,23 @@ def _ask_now(prompt: str, choices: list | None, default: Any, yes_no: bool,
         value, by = _parse(given, choices, yes_no, name), f"{getpass.getuser()} (--answer)"
     else:
         rt = runtime.current()
-        if rt is None:
-            why = "the durable_nb extension is not loaded here (%load_ext durable_nb)"
-            raise AnswerMissing(name, yes_no, why)
+        if rt is None:  # an IPython kernel without the extension
+            raise AnswerMissing(
+                name, yes_no,
+                f"the durable_nb extension is not loaded in this kernel, so {_short(prompt)} "
+                "cannot be asked",
+                "run %load_ext durable_nb in a cell (or use the 'Python 3 (durable)' kernel), "
+                "then run this cell again",
+            )  # fmt: skip
         wait = rt.question(prompt, choices, yes_no, default)
+        if wait is None and kernel() is None:  # a script without a terminal
+            example = json.dumps([f"{name}={'yes' if yes_no else 'VALUE'}"])
+            raise AnswerMissing(
+                name, yes_no,
+                f"nobody can answer {_short(prompt)}: this script has no terminal to ask on",
+                f"run it on a terminal, or give the answer in the environment: "
+                f"{ANSWERS_ENV}={shlex.quote(example)}",
+            )  # fmt: skip
         if wait is None:
             raise AnswerMissing(name, yes_no)
         value, by = wait(), getpass.getuser()

@@ -223,17 +223,19 @@ class CommandError(DurableError):
 class AnswerMissing(DurableError):
     """``dnb.ask``/``dnb.confirm`` in a run where nobody can answer, and no answer was given."""
 
-    def __init__(self, name: str, yes_no: bool = False, why: str | None = None) -> None:
+    def __init__(self, name: str, yes_no: bool = False, why: str | None = None,
+                 how: str | None = None) -> None:  # fmt: skip
         example = "yes" if yes_no else "VALUE"
         flag = f"--answer {shlex.quote(f'{name}={example}')}"
         super().__init__(
             (why or f"nobody can answer {name!r} in this run (headless)")
-            + f"; the run stops here. Run it again with {flag} (completed steps replay)."
+            + "; "
+            + (how or f"the run stops here. Run it again with {flag} (completed steps replay).")
         )
-        self.name, self.yes_no, self.why = name, yes_no, why
+        self.name, self.yes_no, self.why, self.how = name, yes_no, why, how
 
     def __reduce__(self):
-        return (type(self), (self.name, self.yes_no, self.why))
+        return (type(self), (self.name, self.yes_no, self.why, self.how))
 
 
 class ExtraMissing(DurableError, ImportError):

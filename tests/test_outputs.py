@@ -3,12 +3,18 @@
 Over the protocol, as JupyterLab sends it: a cell prints, displays and SIGKILLs its own
 kernel; the next kernel's resume panel offers Show lost outputs, and ``%durable outputs``
 shows them (harmless mimetypes only). The live status view shows a running cell's tail.
+Headless: ``durable-nb show --outputs``, ``run -o`` after a killed run, and ``replay``
+saying which cell's outputs changed.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+from test_headless import DURABLE_NB, RUN_TIMEOUT, _env
 from test_suspend import Frontend
 
 KILLED = """
@@ -88,3 +94,46 @@ def test_status_view_shows_the_running_cells_tail(start_kernel, workdir):
     fe.until(lambda: "TAIL-TWO" in fe.models[view]["value"], "the next line in the view")
     go.unlink()
     assert fe.result(msg_id).ok
+
+
+def cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([str(DURABLE_NB), *args], cwd=cwd, env=_env(), capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT)  # fmt: skip
+
+
+def test_headless_outputs_after_a_killed_run_and_a_replay_that_differs(workdir):
+    value = workdir / "value.txt"
+    value.write_text("first")
+    nb = workdir / "ops.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("print('HELLO', 6 * 7)"),
+        new_code_cell("import os, pathlib, signal\nimport durable_nb as dnb\n"
+                      "print('BEFORE THE KILL', flush=True)\n"
+                      "dnb.step(lambda: 1, name='mark')()\n"
+                      "if not pathlib.Path('killed').exists():\n"
+                      "    pathlib.Path('killed').touch()\n"
+                      "    os.kill(os.getpid(), signal.SIGKILL)"),
+        new_code_cell(f"print('VALUE', open({str(value)!r}).read())"),
+    ]), nb)  # fmt: skip
+    first = cli("run", str(nb), cwd=workdir)
+    assert first.returncode == 1, first.stdout + first.stderr
+
+    show = cli("show", str(nb), "--outputs", cwd=workdir)
+    assert show.returncode == 0, show.stderr
+    outputs = show.stdout.split("\noutputs (", 1)[1]
+    assert "HELLO 42" in outputs and "BEFORE THE KILL" in outputs and "crashed" in outputs, outputs
+
+    out = workdir / "out.ipynb"
+    second = cli("run", str(nb), "-o", str(out), cwd=workdir)
+    assert second.returncode == 0 and "resuming at code cell 2" in second.stdout, second.stdout
+    written = nbformat.read(out, as_version=4)
+    assert "HELLO 42" in written.cells[0].outputs[0]["text"]  # from the killed run's journal
+    assert "VALUE first" in written.cells[2].outputs[0]["text"]
+
+    value.write_text("second")
+    replay = cli("replay", str(nb), cwd=workdir)
+    text = replay.stdout
+    assert "outputs: same as recorded" in text, text
+    assert "DIFFER from the recorded run, line 1: recorded 'VALUE first', replay 'VALUE second'" \
+        in text, text  # fmt: skip
+    assert "the outputs of 1 of 3 code cells differ from the recorded run: cells 3" in text, text

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import outputs
 from .._report import printable
 from ..cells import first_line
 from ..errors import CommandError
@@ -150,6 +151,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         data["cells"] = [_fields(c, _CELL_KEYS) for c in j.cells()]
         data["steps"] = [_fields(s, _STEP_KEYS) for s in j.steps()]
         timeline = j.timeline() if args.html else None
+        if args.outputs:
+            recorded = j.outputs_of(c["seq"] for c in data["cells"])
+            for c in data["cells"]:
+                row = recorded.get(c["seq"])
+                c["outputs"] = outputs.load(row)
+                c["outputs_dropped"] = row.dropped if row is not None else 0
     for s in data["steps"]:
         try:
             s["attempt_errors"] = json.loads(s["attempt_errors"] or "[]")
@@ -165,7 +172,20 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, default=_jsonable))
         return OK
     _print_show(data)
+    if args.outputs:
+        _print_outputs(data["cells"])
     return OK
+
+
+def _print_outputs(cells: list[dict[str, Any]]) -> None:
+    """Each cell execution's journaled outputs, as a terminal shows them."""
+    shown = [c for c in cells if c["outputs"] or c["outputs_dropped"]]
+    print(f"\noutputs ({len(shown)} cell executions recorded some)")
+    for c in shown:
+        head = f"── {c['seq']} {c['status']}  {first_line(c['source'])[:60]}"
+        print(printable(head + outputs.describe_dropped(c["outputs_dropped"])))
+        for line in outputs.as_text(c["outputs"]).splitlines():
+            print("   " + printable(line))
 
 
 def _plan(raw: Any) -> Any:

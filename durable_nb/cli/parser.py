@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a self-contained HTML report (timeline, runs, cells, steps)",
     )
     show.add_argument("--copy", action="store_true", help="read a copy if the journal is held")
+    show.add_argument(
+        "--outputs", action="store_true", help="also what each cell execution output (its tail)"
+    )
     show.set_defaults(func=cmd_show)
 
     export = sub.add_parser(

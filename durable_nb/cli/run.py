@@ -50,7 +50,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.answer:  # read by dnb.ask in the kernel (durable_nb.answers.ANSWERS_ENV)
         env["DURABLE_NB_ANSWERS"] = json.dumps(args.answer)
     runner = _Runner(path, nb, args.kernel, args.timeout, env)
-    code = runner.run(hidden, set(code_indexes(nb)[:start]), args.output)
+    journaled = journaled_outputs(path, nb, start) if args.output is not None else {}
+    code = runner.run(hidden, set(code_indexes(nb)[:start]), args.output, journaled)
     if code == FAILED and runner.started_cells:
         print(
             "durable-nb: fix the cause and run again: it resumes from the failed cell, "
@@ -95,6 +96,37 @@ def begin(path: Path, nb: Any, fresh: bool, parameters: list[list[str]]) -> tupl
     return start, [f"%durable restore --at {int(restore_at)}"] if restore_at is not None else []
 
 
+def journaled_outputs(path: Path, nb: Any, start: int) -> dict[str, Any]:
+    """What the first ``start`` code cells (done by earlier runs, maybe killed ones) output,
+    as the journal has it, by cell id: the cells as :func:`keep_outputs` takes them."""
+    import nbformat
+
+    from .. import outputs
+    from ..errors import JournalError
+    from ..store import Journal
+
+    cells = plan.code_cells(nb)[:start]
+    if not cells:
+        return {}
+    try:
+        j = Journal.open(journal_path(path))
+    except JournalError:
+        return {}
+    try:
+        found = j.latest_outputs(c.key for c in cells)
+    finally:
+        j.close()
+    done = {}
+    for c in cells:
+        if c.key in found:
+            kept = [{"metadata": {}, **o} if "data" in o else o for o in outputs.load(found[c.key])]
+            node = nb.cells[c.index]
+            done[node.get("id")] = nbformat.from_dict(
+                {"source": node.source, "outputs": kept, "execution_count": None}
+            )
+    return done
+
+
 def code_indexes(nb: Any) -> list[int]:
     """The notebook indexes of the cells a run executes (:func:`plan.code_cells`), in order."""
     return [cell.index for cell in plan.code_cells(nb)]
@@ -122,6 +154,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     with open_journal(journal, copy=args.copy) as j:
         recorded = (_read_plan(j, path) or {}).get("parameters") or []
         untrusted = j.untrusted()
+        # What each cell output when it last succeeded: the replay's must be the same.
+        outputs_then = j.latest_outputs(c.key for c in plan.code_cells(nb))
     if untrusted:
         print(
             f"durable-nb: {untrusted} records of this journal are not signed by you: JSON "
@@ -139,7 +173,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
             + (params and f" with {params}")
         )
         runner = _Runner(path, nb, args.kernel, args.timeout, env)
-        return runner.run(["%durable replay"], set(), args.output)
+        runner.recorded = outputs_then
+        code = runner.run(["%durable replay"], set(), args.output)
+    compared = runner.compared
+    differ = [str(n) for n, same in compared if same is False]
+    if differ:
+        print(f"durable-nb: the outputs of {len(differ)} of {len(compared)} code cells differ "
+              f"from the recorded run: cells {', '.join(differ)}")  # fmt: skip
+    elif compared:
+        unknown = sum(same is None for _, same in compared)
+        print(f"durable-nb: outputs equal the recorded ones in {len(compared) - unknown} code "
+              "cells" + (f"; {unknown} had none recorded" if unknown else ""))  # fmt: skip
+    return code
 
 
 def _load_notebook(given: Path, kernel: str) -> tuple[Path, Any]:
@@ -268,6 +313,9 @@ class _Runner:
         )
         self.code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
         self.started_cells = 0
+        #: Replay: each cell's recorded outputs by key; what was compared, ``(n, same)``.
+        self.recorded: dict[str, Any] | None = None
+        self.compared: list[tuple[int, bool | None]] = []
         self._t0 = 0.0
         self.client.on_cell_start = self._on_start
         self.client.on_cell_execute = self._on_execute
@@ -285,12 +333,33 @@ class _Runner:
         status = execute_reply["content"]["status"]
         n = self.code.index(cell_index) + 1
         _summary(cell, n, len(self.code), status, time.monotonic() - self._t0)
+        if self.recorded is not None:
+            self._compare(cell, n)
 
-    def run(self, hidden: list[str], skip: set[int], output: Path | None) -> int:
-        """Run ``hidden`` commands, then every code cell not in ``skip``; write ``output``."""
+    def _compare(self, cell: Any, n: int) -> None:
+        """Replay: say whether the cell's outputs equal those recorded when it last succeeded."""
+        from .. import outputs
+        from ..cells import cell_key
+
+        row = self.recorded.get(cell_key(cell.get("id"), cell.source))
+        if row is None:
+            self.compared.append((n, None))
+            print("        outputs: none recorded to compare with", flush=True)
+            return
+        diff = outputs.difference(outputs.load(row), cell.get("outputs", []))
+        self.compared.append((n, diff is None))
+        said = "same as recorded" if diff is None else f"DIFFER from the recorded run, {diff}"
+        print(f"        outputs: {said}", flush=True)
+
+    def run(self, hidden: list[str], skip: set[int], output: Path | None,
+            journaled: dict[str, Any] | None = None) -> int:  # fmt: skip
+        """Run ``hidden`` commands, then every code cell not in ``skip``; write ``output``.
+
+        A skipped cell shows its ``journaled`` outputs, else those of the last ``output``.
+        """
         import asyncio
 
-        previous = previous_outputs(output)
+        previous = {**previous_outputs(output), **(journaled or {})}
         try:
             code = asyncio.run(self._run(hidden, skip, previous))
         finally:
