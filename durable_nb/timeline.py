@@ -60,13 +60,20 @@ def segments(timeline: Any) -> tuple[list[str], list[Segment], list[Mark]]:
     rows: dict[str, None] = {}  # insertion-ordered set
     bars: list[Segment] = []
     marks: list[Mark] = []
-    last = max([_t(x.ended) or _t(x.started) or 0.0 for x in [*timeline.cells, *timeline.steps]],
-               default=0.0)  # fmt: skip
+    # A run or cell with no end (it died, or still runs) is drawn up to the last thing
+    # it is known to have done.
+    by_run: dict[str, float] = {}
+    by_seq: dict[int, float] = {}
+    for x in [*timeline.cells, *timeline.steps]:
+        t = _t(x.ended) or _t(x.started)
+        if t is not None:
+            by_run[x.run_id] = max(by_run.get(x.run_id, t), t)
+            by_seq[x.seq] = max(by_seq.get(x.seq, t), t)
     for n, run in enumerate(timeline.runs, 1):
         start = _t(run.started)
         if start is None:
             continue
-        end = _t(run.ended) or max(last, start)
+        end = _t(run.ended) or max(by_run.get(run.run_id, start), start)
         row = "runs"
         rows[row] = None
         bars.append(Segment(row, "run", start, end,
@@ -82,7 +89,7 @@ def segments(timeline: Any) -> tuple[list[str], list[Segment], list[Mark]]:
         rows[row] = None
         ran, replayed = c.steps_run or 0, c.steps_replayed or 0
         if c.ended is None:
-            kind, end = "interrupted", max(last, start)
+            kind, end = "interrupted", max(by_seq.get(c.seq, start), start)
         elif c.status == "error":
             kind, end = "failed", _t(c.ended)
         else:
@@ -185,9 +192,11 @@ def figure(timeline: Any, title: str = "durable_nb timeline") -> Any:
             hoverinfo="text", marker={"symbol": "diamond", "size": 11, "color": "#000000"},
         ))  # fmt: skip
     fig.update_layout(
-        title=title, barmode="overlay", bargap=0.3, dragmode="zoom",
-        height=160 + 22 * min(len(rows), 40), margin={"l": 10, "r": 10, "t": 50, "b": 30},
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+        title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.995, "yanchor": "top",
+               "yref": "container"},
+        barmode="overlay", bargap=0.3, dragmode="zoom",
+        height=200 + 22 * min(len(rows), 40), margin={"l": 10, "r": 10, "t": 100, "b": 30},
+        legend={"orientation": "h", "y": 1.01, "yanchor": "bottom", "x": 0, "xanchor": "left"},
     )  # fmt: skip
     fig.update_xaxes(type="date")
     fig.update_yaxes(categoryorder="array", categoryarray=rows, autorange="reversed",

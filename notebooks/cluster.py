@@ -126,7 +126,9 @@ class Cluster(StartStop):
     def start(self) -> Self:
         """Start the nodes that are not running (attach to the others); return self.
 
-        Returns once every node answers; the nodes serve in their own processes.
+        Returns once every node answers; the nodes serve in their own processes. A node
+        that died comes back on its port when it is free, so that a client holding this
+        cluster's ports (a kernel blocked on a suspended cell) reaches it again.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / NODES).mkdir(exist_ok=True)
@@ -138,11 +140,13 @@ class Cluster(StartStop):
             if port and self._info(port, name) is not None:
                 self.ports[name] = port
             else:
-                spawned[name] = self._spawn(name)
+                spawned[name] = self._spawn(name, port or 0)
         for name, proc in spawned.items():
-            line = proc.stdout.readline() if proc.stdout else ""
-            if proc.stdout:
-                proc.stdout.close()  # the node prints nothing after its port
+            line = _first_line(proc)
+            if not line.startswith("PORT ") and running.get(name, {}).get("port"):
+                proc.wait(timeout=10)  # its old port is taken: any free one
+                proc = self._spawn(name, 0)
+                line = _first_line(proc)
             if not line.startswith("PORT "):
                 proc.wait(timeout=10)
                 err = (self.directory / NODES / f"{name}.err").read_text(errors="replace")
@@ -167,11 +171,11 @@ class Cluster(StartStop):
         cluster.ports = {n: r["port"] for n, r in cluster._run_file().items()}
         return cluster
 
-    def _spawn(self, name: str) -> subprocess.Popen:
+    def _spawn(self, name: str, port: int = 0) -> subprocess.Popen:
         with open(self.directory / NODES / f"{name}.err", "ab") as err:
             return subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "node",
-                 str(self.directory), name],
+                 str(self.directory), name, "--port", str(port)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
                 start_new_session=True,  # not killed with the kernel's process group
             )  # fmt: skip
@@ -470,6 +474,14 @@ def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
+
+
+def _first_line(proc: subprocess.Popen) -> str:
+    """What a node process prints when it serves (``PORT <n>``), or "" when it did not."""
+    line = proc.stdout.readline() if proc.stdout else ""
+    if proc.stdout:
+        proc.stdout.close()  # the node prints nothing after its port
+    return line
 
 
 def _alive(pid: int) -> bool:
