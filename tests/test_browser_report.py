@@ -1,8 +1,10 @@
 """``durable-nb show --html``: the report opens offline in headless Chromium, timeline drawn.
 
-The journal comes from a plain script (no kernel: cheap) run twice, so the report holds
-a run with a failed attempt and a run that replayed. The page must ask nothing of the
-network, draw the timeline (plotly's SVG, with the steps as its rows) and list the steps.
+The journal comes from a two-cell notebook run headless once (``durable-nb run``: one
+kernel), with a failed attempt; what else the timeline draws is pinned without a browser
+by tests/unit/test_timeline.py. The page must ask nothing of the network, draw the
+timeline (plotly's SVG, with the steps as its rows), list the steps and show the cells'
+journaled outputs.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from pathlib import Path
 
 import pytest
 from browser import CHROMIUM_ARGS, SETUP_HINT, chromium_path
+from test_browser_smoke import write_notebook
 
 _BESIDE = Path(sys.executable).with_name("durable-nb")
 DURABLE_NB = str(_BESIDE) if _BESIDE.exists() else "durable-nb"
 
-SCRIPT = """\
+CELL_A = """\
 import durable_nb as dnb
 
 tries = []
@@ -32,23 +35,21 @@ def provision_node(name):
 
 @dnb.step
 def check_health(name):
-    return {"node": name, "ok": True}
+    return {"node": name, "ok": True}"""
 
+CELL_B = """\
 for n in ("a", "b"):
-    check_health(provision_node(n))
-"""
+    print("checked", check_health(provision_node(n)))"""
 
 
 @pytest.mark.timeout(120)
 def test_the_html_report_opens_offline_with_the_timeline_and_the_steps(tmp_path: Path):
-    script = tmp_path / "upgrade.py"
-    script.write_text(SCRIPT)
+    nb = write_notebook(tmp_path / "upgrade.ipynb", [CELL_A, CELL_B])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "DURABLE_NB"))}
-    for _ in range(2):  # the second run replays every step
-        subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, check=True,
-                       timeout=60)  # fmt: skip
+    subprocess.run([DURABLE_NB, "run", str(nb)], env=env, check=True, capture_output=True,
+                   timeout=120)  # fmt: skip
     report = tmp_path / "report.html"
-    done = subprocess.run([DURABLE_NB, "show", str(script), "--html", str(report)], env=env,
+    done = subprocess.run([DURABLE_NB, "show", str(nb), "--html", str(report)], env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0 and "wrote" in done.stdout, done
 
@@ -71,6 +72,8 @@ def test_the_html_report_opens_offline_with_the_timeline_and_the_steps(tmp_path:
             plot.wait_for(timeout=30_000)
             ticks = page.locator(".js-plotly-plot .ytick text").all_text_contents()
             tables = page.locator("table").last.inner_text()
+            page.locator("details").last.locator("summary").click()
+            printed = page.locator("details pre").last.inner_text()
             legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
             page.screenshot(path=str(tmp_path / "report.png"))
         finally:
@@ -80,4 +83,5 @@ def test_the_html_report_opens_offline_with_the_timeline_and_the_steps(tmp_path:
         assert any(t.startswith(name) for t in ticks), ticks
         assert name in tables
     assert "ConnectionError: refused" in tables  # the failed attempt, in the step table
-    assert {"run", "attempt", "failed"} <= set(legend), legend  # a script has no cells
+    assert {"run", "cell", "attempt", "failed"} <= set(legend), legend
+    assert "checked {'node': 'b', 'ok': True}" in printed, printed

@@ -151,7 +151,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         data["cells"] = [_fields(c, _CELL_KEYS) for c in j.cells()]
         data["steps"] = [_fields(s, _STEP_KEYS) for s in j.steps()]
         timeline = j.timeline() if args.html else None
-        if args.outputs:
+        if args.outputs or args.html:
             recorded = j.outputs_of(c["seq"] for c in data["cells"])
             for c in data["cells"]:
                 row = recorded.get(c["seq"])

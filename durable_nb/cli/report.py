@@ -1,7 +1,8 @@
 """``durable-nb show NB --html FILE``: one self-contained HTML page about a journal.
 
-The page holds the timeline (plotly, its JavaScript inlined, so it opens offline) and
-the tables ``show`` prints: runs, cells, steps with each attempt's error. Journal text
+The page holds the timeline (plotly, its JavaScript inlined, so it opens offline), the
+tables ``show`` prints (runs, cells, steps with each attempt's error) and each cell
+execution's journaled outputs as text. Journal text
 may come from anyone: every piece of it is HTML-escaped.
 """
 
@@ -11,6 +12,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from .. import outputs
 from ..cells import first_line
 from ..errors import CommandError, ExtraMissing
 from ..timeline import figure
@@ -24,6 +26,7 @@ th, td { border-bottom: 1px solid #ddd; padding: 0.2em 0.6em; text-align: left;
 th { background: #f4f4f4; }
 td.error { color: #b00; }
 code { font-size: 0.95em; }
+pre { background: #f7f7f7; padding: 0.5em; overflow-x: auto; font-size: 0.85em; }
 """
 
 
@@ -43,6 +46,14 @@ def write(path: Path, data: dict[str, Any], timeline: Any) -> Path:
                      f"{c['steps_run'] or 0} / {c['steps_replayed'] or 0}",
                      first_line(c["source"])[:80], c["error"] or ""]
                     for c in data["cells"]])  # fmt: skip
+    shown = [c for c in data["cells"] if c.get("outputs") or c.get("outputs_dropped")]
+    printed = "".join(
+        f"<details><summary>[{c['seq']}] {e(c['status'])} · "
+        f"<code>{e(first_line(c['source'])[:80])}</code>"
+        f"{e(outputs.describe_dropped(c['outputs_dropped']))}</summary>"
+        f"<pre>{e(outputs.as_text(c['outputs']))}</pre></details>"
+        for c in shown
+    )  # fmt: skip
     steps = _table(["seq", "step", "args", "status", "attempts", "started", "ended", "error"],
                    [[s["seq"], s["name"], s["args"] or "", s["status"], s["attempts"],
                      s["started"], s["ended"], _errors(s)]
@@ -60,6 +71,8 @@ def write(path: Path, data: dict[str, Any], timeline: Any) -> Path:
 <h2>Runs</h2>{runs}
 <h2>Cells</h2>{cells}
 <h2>Steps</h2>{steps}
+<h2>Outputs</h2>
+<p>What each cell execution printed and displayed, as journaled (text only).</p>{printed}
 </body></html>
 """
     path.write_text(page, encoding="utf-8")
