@@ -206,7 +206,9 @@ class DurableMagics(Magics):
         # The cell running this magic has not ended: it is not drawn as interrupted.
         data = data._replace(cells=[c for c in data.cells if c.seq != self.rt.cell.seq])
         try:
-            return timeline.figure(data, title=f"{Path(self.rt.path).stem}: every run")
+            return timeline.Picture(
+                timeline.figure(data, title=f"{Path(self.rt.path).stem}: every run")
+            )
         except ExtraMissing as exc:
             report(str(exc))
             return None

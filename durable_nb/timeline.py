@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from .cells import first_line
 from .errors import ExtraMissing
 
-__all__ = ["COLORS", "Mark", "Segment", "figure", "segments"]
+__all__ = ["COLORS", "CONFIG", "Mark", "Picture", "Segment", "figure", "segments"]
 
 #: Bar kind -> colour (and the legend's order).
 COLORS = {
@@ -29,6 +29,10 @@ COLORS = {
     "suspended": "#f58518",
     "interrupted": "#8c1c13",
 }
+
+
+#: plotly's display options: the mouse wheel zooms (thousands of steps), no logo.
+CONFIG = {"scrollZoom": True, "displaylogo": False}
 
 
 class Segment(NamedTuple):
@@ -99,13 +103,16 @@ def segments(timeline: Any) -> tuple[list[str], list[Segment], list[Mark]]:
             text += f"<br>{c.error[:200]}"
         bars.append(Segment(row, kind, start, end or start, text))
     step_rows: dict[str, str] = {}
+    taken: set[str] = set()
+    times: dict[str, int] = {}  # label -> how many calls have it (distinct identities)
     for s in _latest(timeline.steps):
         if s.identity not in step_rows:
             label = f"{s.name}{(s.args or '')[:40]}"
-            taken = set(step_rows.values())
-            unique, k = label, 2
+            unique = label
             while unique in taken:
-                unique, k = f"{label} #{k}", k + 1
+                times[label] = times.get(label, 1) + 1
+                unique = f"{label} #{times[label]}"
+            taken.add(unique)
             step_rows[s.identity] = unique
         row = step_rows[s.identity]
         rows[row] = None
@@ -202,6 +209,24 @@ def figure(timeline: Any, title: str = "durable_nb timeline") -> Any:
     fig.update_yaxes(categoryorder="array", categoryarray=rows, autorange="reversed",
                      automargin=True)  # fmt: skip
     return fig
+
+
+class Picture:
+    """What ``%durable timeline`` shows: the figure (``.figure``) as plotly's mimetype.
+
+    Displaying a plotly figure directly goes through plotly's renderer selection, which
+    imports nbformat and jsonschema (seconds); the mimetype needs only the figure's JSON,
+    which JupyterLab and Notebook 7 render with plotly's extension.
+    """
+
+    def __init__(self, fig: Any) -> None:
+        self.figure = fig
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        spec = {**json.loads(self.figure.to_json()), "config": CONFIG}
+        rows = len(self.figure.layout.yaxis.categoryarray or ())
+        text = f"durable_nb timeline: {rows} rows (a frontend with plotly's extension draws it)"
+        return {"application/vnd.plotly.v1+json": spec, "text/plain": text}
 
 
 def _t(value: Any) -> float | None:

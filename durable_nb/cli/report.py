@@ -15,7 +15,7 @@ from typing import Any
 from .. import outputs
 from ..cells import first_line
 from ..errors import CommandError, ExtraMissing
-from ..timeline import figure
+from ..timeline import CONFIG, figure
 from ._exit import USAGE
 
 _STYLE = """
@@ -36,7 +36,8 @@ def write(path: Path, data: dict[str, Any], timeline: Any) -> Path:
         fig = figure(timeline, title="every run: cells and steps over time")
     except ExtraMissing as exc:
         raise CommandError(USAGE, str(exc)) from None
-    picture = fig.to_html(full_html=False, include_plotlyjs=True, default_width="100%")
+    picture = fig.to_html(full_html=False, include_plotlyjs=True, default_width="100%",
+                          config=CONFIG)  # fmt: skip
     e = html.escape
     runs = _table(["run", "pid", "host", "started", "ended", "status"],
                   [[r["run_id"], r["pid"], r["host"], r["started"], r["ended"], r["status"]]

@@ -82,3 +82,15 @@ def test_any_attempt_log_gives_ordered_bars_on_known_rows(logs):
     for b in bars:
         assert b.row in rows and b.kind in COLORS and b.end >= b.start
     assert len(marks) == sum(isinstance(e, dict) and "decision" in e for log in logs for e in log)
+
+
+def test_the_picture_is_plotly_json_with_a_row_per_call():
+    from durable_nb.timeline import Picture, figure
+
+    tl = Timeline([run()], [cell(1, "c1", 1, 0)], [step("s1", [], status="error")])
+    bundle = Picture(figure(tl))._repr_mimebundle_()
+    spec = bundle["application/vnd.plotly.v1+json"]
+    assert spec["layout"]["yaxis"]["categoryarray"] == ["runs", "cell 1: work(1)",
+                                                        "provision('node-1',)"]  # fmt: skip
+    assert {t["name"] for t in spec["data"]} == {"run", "cell", "failed"}
+    assert spec["config"]["scrollZoom"] and "3 rows" in bundle["text/plain"]
