@@ -1,16 +1,25 @@
-"""Notebook 7 (``jupyter notebook``): a failing step suspends, Retry, the cell finishes.
+"""Notebook 7 (``jupyter notebook``): suspend, Retry, the cell finishes; the timeline.
 
-The same widgets as in JupyterLab, in Notebook 7's single-notebook page: a step whose
-service is down exhausts its retries and the cell waits on the Retry / Skip / Raise
-prompt; the test brings the service up (a file the step looks for) and clicks Retry; the
-cell goes on from the same line. Then ``%durable timeline`` draws the journal in the
-page: the step's row, its failed attempts and the person's decision.
+One server, one kernel, one browser (browser tests are the suite's dearest):
+
+1. the same widgets as in JupyterLab, in Notebook 7's single-notebook page: a step whose
+   service is down exhausts its retries and the cell waits on the Retry / Skip / Raise
+   prompt; the test brings the service up (a file the step looks for) and clicks Retry;
+   the cell goes on from the same line;
+2. ``%durable timeline`` draws the journal in the page: the step's row, its failed
+   attempts, the wait for the person and the decision;
+3. ``durable-nb show --html`` (``--copy``: the kernel still holds the journal) writes the
+   report, which opens in a new tab without asking the network for anything, with the
+   timeline drawn, the steps and their errors in its table and the cells' outputs.
 
 Screenshots of each stage: test-artifacts/<test>/.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +27,8 @@ from browser import Notebook7, Page, kernel_display_name
 from test_browser_smoke import KERNEL, write_notebook
 
 STAGE = 60  # seconds allowed for each stage
+_BESIDE = Path(sys.executable).with_name("durable-nb")
+DURABLE_NB = str(_BESIDE) if _BESIDE.exists() else "durable-nb"
 
 CELL_A = """\
 from pathlib import Path
@@ -37,8 +48,8 @@ print("all nodes done")"""
 CELL_C = "%durable timeline"
 
 
-@pytest.mark.timeout(240)
-def test_suspend_retry_and_the_timeline_in_notebook_7(tmp_path: Path, request):
+@pytest.mark.timeout(300)
+def test_suspend_retry_and_the_timeline_in_notebook_7_and_in_the_report(tmp_path: Path, request):
     root = tmp_path / "nb7"
     root.mkdir()
     nb = write_notebook(root / "upgrade.ipynb", [CELL_A, CELL_B, CELL_C])
@@ -65,5 +76,28 @@ def test_suspend_retry_and_the_timeline_in_notebook_7(tmp_path: Path, request):
         ticks = page.output(2).locator(".ytick text").all_text_contents()
         legend = page.output(2).locator(".legendtext").all_text_contents()
         page.screenshot("timeline", cell=2)
-    assert any(t.startswith("upgrade_node('node-1'") for t in ticks), ticks
-    assert {"failed", "suspended", "attempt", "decision"} <= set(legend), legend
+        assert any(t.startswith("upgrade_node('node-1'") for t in ticks), ticks
+        assert {"failed", "suspended", "attempt", "decision"} <= set(legend), legend
+
+        report = tmp_path / "report.html"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "DURABLE_NB"))}
+        done = subprocess.run([DURABLE_NB, "show", str(nb), "--copy", "--html", str(report)],
+                              env=env, capture_output=True, text=True, timeout=STAGE)  # fmt: skip
+        assert done.returncode == 0 and "wrote" in done.stdout, done
+        tab = page.page.context.new_page()
+        asked: list[str] = []
+        tab.on("request", lambda r: r.url.startswith(("file:", "data:", "blob:"))
+               or asked.append(r.url))  # fmt: skip
+        errors: list[str] = []
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.goto(report.as_uri())
+        tab.locator(".js-plotly-plot .main-svg").first.wait_for()
+        ticks = tab.locator(".js-plotly-plot .ytick text").all_text_contents()
+        steps = tab.locator("table").last.inner_text()
+        tab.locator("details summary", has_text="for name in").first.click()
+        printed = tab.locator("details[open] pre").first.inner_text()
+        tab.screenshot(path=str(page.artifacts / "report.png"), full_page=True)
+    assert not asked and not errors, (asked, errors)
+    assert any(t.startswith("upgrade_node('node-2'") for t in ticks), ticks
+    assert "upgrade_node" in steps and "ConnectionError: node-1: connection refused" in steps
+    assert "node-2 upgraded" in printed and "all nodes done" in printed, printed
