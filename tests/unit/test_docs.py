@@ -23,7 +23,7 @@ def test_the_readme_starts_with_the_install_and_the_test_command():
     assert blocks[:2] == [
         "python3 -m venv .venv && .venv/bin/pip install -e . && "
         ".venv/bin/durable-nb run notebooks/01_flaky_service.ipynb\n",
-        "sh tests/setup.sh && .venv/bin/pytest\n",
+        "sh tests/setup.sh && .venv/bin/pytest -n 2\n",
     ]
 
 
