@@ -321,3 +321,78 @@ def flush_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+
+
+#: Requests that any thread may answer: a page reloaded while a cell runs sends them
+#: first, and waits for them before it restores widgets (the live status view).
+_ANYWHERE = frozenset({"kernel_info_request", "comm_info_request"})
+#: Widget messages that only read state: what a reloaded page asks to restore widgets.
+_CONTROL_TARGET = "jupyter.widget.control"
+_READS = frozenset({"request_state", "request_states"})
+
+
+def _anywhere(k: Any, peek: dict, session: Any) -> bool:
+    """Whether a shell message (header verified, content not) only reads the kernel's state."""
+    kind = peek["header"].get("msg_type")
+    if kind in _ANYWHERE:
+        return True
+    if kind not in ("comm_open", "comm_msg"):
+        return False
+    raw = peek["content"]
+    content = session.unpack(getattr(raw, "bytes", raw))
+    if kind == "comm_open":
+        return content.get("target_name") == _CONTROL_TARGET
+    return ((content.get("data") or {}).get("method") in _READS
+            and k.comm_manager.get_comm(content.get("comm_id")) is not None)  # fmt: skip
+
+
+_answering: set[int] = set()  # id(kernel) of kernels that answer them on our subshell
+
+
+def answer_while_busy(k: Any) -> bool:
+    """Have ``kernel_info`` and ``comm_info`` requests answered on durable_nb's subshell.
+
+    Sent to the main shell, they wait for the running cell to end; a page reloaded
+    meanwhile (JupyterLab) then shows no widget until it does. Our subshell's thread
+    answers them at once (both only read the kernel's state). ipykernel 7.4 only: False,
+    changing nothing, elsewhere.
+    """
+    if k is None or id(k) in _answering or not has_subshells(k):
+        return id(k) in _answering
+    found = version()
+    if found is None or found < _PINNED_ROUTES:
+        return False
+    subshell = _subshell(k)
+    if subshell is None:
+        return False
+    try:
+        stream, handler = k.shell_stream, k.shell_channel_thread_main
+        manager = k.shell_channel_thread.manager
+        loop = manager._shell_channel_io_loop
+        session = k.session
+    except Exception:
+        return False
+
+    async def route(msg: Any) -> None:
+        try:
+            idents, frames = session.feed_identities(msg, copy=False)
+            peek = session.deserialize(frames, content=False, copy=False)
+            if peek["header"].get("subshell_id") is None and _anywhere(k, peek, session):
+                # The subshell wants its id in the header, which is signed: sign it again.
+                full = session.deserialize(frames, content=True, copy=False)
+                full["header"]["subshell_id"] = subshell
+                ident = [getattr(i, "bytes", i) for i in idents]
+                manager.get_shell_channel_to_subshell_socket(subshell).send_multipart(
+                    session.serialize(full, ident=ident)
+                )
+                return
+        except Exception:
+            pass  # whatever it is, the kernel's own handler deals with it
+        await handler(msg)
+
+    try:
+        loop.add_callback(lambda: stream.on_recv(route, copy=False))
+    except Exception:
+        return False
+    _answering.add(id(k))
+    return True

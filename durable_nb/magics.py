@@ -116,8 +116,10 @@ class DurableMagics(Magics):
         if frontend() != "widget":
             print(self._status_text())
             return
+        from ._ipykernel import answer_while_busy, kernel
         from .widgets import StatusView
 
+        answer_while_busy(kernel())  # a page reloaded while a cell runs shows the view
         view = StatusView(lambda: f"<pre>{html.escape(self._status_text())}</pre>")
         if self._status_view is not None:  # one live view: the newest
             self.rt.listeners.remove(self._status_view.update)
