@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copyreg
 import io
 import json
 import math
@@ -19,6 +20,7 @@ from typing import Any
 
 import xxhash
 
+from . import graph
 from .errors import describe
 
 #: Codec names stored in the journal's ``kind`` column.
@@ -237,9 +239,78 @@ class _Pickler(pickle.Pickler):
     by_name: _ByName
 
     def reducer_override(self, obj: Any) -> Any:
+        if type(obj) in _ORDINARY:  # ~10× less per instance than reduce() below
+            return NotImplemented
         out = self.by_name.reduce(obj)
         if out is None:
             raise _ByValue
+        if out is NotImplemented and not isinstance(obj, (types.FunctionType, type)):
+            _remember(type(obj))  # not a class's type: ``type`` pickles notebook classes too
+        return out
+
+
+#: Types whose instances are neither files nor functions nor classes: the pickler's
+#: override has nothing to do for them.
+_ORDINARY: set[type] = set()
+
+
+def _remember(t: type) -> None:
+    if len(_ORDINARY) > 50_000:  # classes made in a loop: do not keep them all alive
+        _ORDINARY.clear()
+    _ORDINARY.add(t)
+
+
+class _NotPlain(Exception):
+    """The value holds more than plain data: the caller walks its graph instead."""
+
+
+#: Type -> whether its instances are plain data: a container's or an instance's pickle
+#: follows exactly the objects a graph walk (graph.py) follows, so the pickler's memo
+#: names the objects it shares. Object's own reduce, a ``__dict__`` and no slots; not the
+#: kernel's, a library's machinery, an array or a frame.
+_PLAIN: dict[type, bool] = {}
+
+
+def _plain(t: type) -> bool:
+    known = _PLAIN.get(t)
+    if known is None:
+        if len(_PLAIN) > 50_000:
+            _PLAIN.clear()
+        known = _PLAIN[t] = (
+            graph.kind(t) == graph.WALK
+            and t.__reduce_ex__ is object.__reduce_ex__
+            and t.__reduce__ is object.__reduce__
+            and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
+            and not hasattr(t, "__getnewargs_ex__")
+            and not hasattr(t, "__getnewargs__")
+            and t not in copyreg.dispatch_table
+            and t.__dictoffset__ != 0
+            and all("__slots__" not in vars(c) for c in t.__mro__)
+        )
+    return known
+
+
+class _PlainPickler(pickle.Pickler):
+    """Pickles plain data only (raises :class:`_NotPlain` at anything else); notes the
+    instances and classes it met, and the reduce values it made (not the value's objects)."""
+
+    by_name: _ByName
+
+    def reducer_override(self, obj: Any) -> Any:
+        t = type(obj)
+        if _PLAIN.get(t) or (t not in _PLAIN and _plain(t)):
+            self.instances.append(obj)
+            return NotImplemented
+        if obj is _global:
+            return NotImplemented
+        if not isinstance(obj, type) or t is not type:
+            raise _NotPlain  # functions, modules, arrays, files, metaclasses...
+        self.classes.append(obj)
+        out = self.by_name.reduce(obj)
+        if out is None:
+            raise _NotPlain  # a notebook class saved by value: dill's job
+        if out is not NotImplemented:
+            self.made.append(out)
         return out
 
 
@@ -297,12 +368,72 @@ def _quiet_dill() -> Iterator[None]:
 @dataclass
 class Encoded:
     """A value ready to store: a pickle stream, its raw buffers, the notebook globals it
-    refers to by name."""
+    refers to by name; for plain data (:func:`encode_plain`), what it reaches."""
 
     codec: str
     stream: bytes
     buffers: list[memoryview]
     refs: frozenset[str] = frozenset()
+    reached: graph.Reach | None = None
+
+
+#: Up to this many objects in a plain value, what it reaches is read from the pickler.
+MEMO_OBJECTS = 2_000
+
+
+def encode_plain(obj: Any, ns: dict[str, Any]) -> Encoded | None:
+    """:func:`encode` for a value of plain data only (containers, instances of plain
+    classes); None for any other value.
+
+    When it holds few objects, ``reached`` is what it reaches, taken from the pickler's
+    memo: the keys and names :func:`graph.reach` gives, without a walk (a list of a million
+    numbers is pickled in one pass, not walked too). Otherwise ``reached`` is None.
+    """
+    by_name = _ByName(ns, {id(obj)})
+    out = io.BytesIO()
+    pickler = _PlainPickler(out, protocol=5)
+    pickler.by_name, pickler.classes, pickler.made, pickler.instances = by_name, [], [], []
+    try:
+        pickler.dump(obj)
+    except (_NotPlain, Unserializable):
+        return None
+    except Exception:
+        return None  # encode() says why
+    stream = out.getvalue()
+    enc = Encoded(PICKLE, stream, [], frozenset(by_name.refs))
+    # Reading the memo costs ~2 µs an object, more than a walk: only for few objects (a
+    # list of a million numbers).
+    sentinel: list = []
+    if _memo_size(pickler, out, sentinel) > MEMO_OBJECTS:
+        return enc
+    made = {id(r) for r in pickler.made} | {id(r[1]) for r in pickler.made} | {id(sentinel)}
+    walk = graph.WALK
+    kinds = graph.kinds()
+    enc.reached = reached = graph.Reach()
+    reached.keys = {
+        i for i, (_, o) in pickler.memo.copy().items()
+        if kinds.get(type(o)) == walk and i not in made
+    }  # fmt: skip
+    # An empty __dict__ is not pickled (no state), yet a variable may hold it.
+    reached.keys.update(id(vars(o)) for o in pickler.instances)
+    for cls in pickler.classes:
+        graph.class_names(cls, ns, reached)
+    return enc
+
+
+def _memo_size(pickler: pickle.Pickler, out: io.BytesIO, sentinel: list) -> int:
+    """How many objects ``pickler``'s memo holds (it tells no length): ``sentinel`` pickled
+    twice more is memoized under that index, then fetched by it (``h`` or ``j`` opcode)."""
+    pickler.dump(sentinel)
+    start = out.tell()
+    pickler.dump(sentinel)
+    tail = out.getvalue()[start:]
+    at = 2 + (9 if tail[2:3] == pickle.FRAME else 0)  # PROTO 5, then maybe a FRAME
+    if tail[at : at + 1] == pickle.BINGET:
+        return tail[at + 1]
+    if tail[at : at + 1] == pickle.LONG_BINGET:
+        return int.from_bytes(tail[at + 1 : at + 5], "little")
+    return sys.maxsize  # not what this Python writes: walk instead
 
 
 def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> Encoded:

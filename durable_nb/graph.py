@@ -87,8 +87,7 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
     items: list[Any] = [obj]
     compress = itertools.compress
     while items:  # one level at a time, in C where it can be: graphs of 1M objects
-        types_ = list(map(type, items))
-        kind_of = dict.fromkeys(set(types_))
+        kind_of = dict.fromkeys(set(map(type, items)))  # one pass; a list only when mixed
         for t in kind_of:
             kind_of[t] = _KINDS.get(t)
             if kind_of[t] is None:
@@ -101,6 +100,7 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
         if len(present) == 1:
             walk, special = (items, []) if WALK in present else ([], items)
         else:
+            types_ = list(map(type, items))
             walking = {t for t, k in kind_of.items() if k == WALK}
             walk = list(compress(items, map(walking.__contains__, types_)))
             special = []
@@ -203,18 +203,10 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         if o.__name__ != "__main__" and own_module(o.__name__):
             nxt.extend(vars(o).values())
     elif isinstance(o, type):
-        # A notebook class reached through its instances: the names its methods use (and
-        # its own, for class attributes), not its data, which belongs to the variable
-        # bound to the class: instances do not tie a variable to the class's.
-        for cls in o.__mro__:
-            if own_module(cls.__module__):
-                if ns.get(cls.__qualname__) is cls:
-                    out.names.add(cls.__qualname__)
-                for name, attr in vars(cls).items():
-                    for f in _functions(attr):
-                        _function(f, ns, nxt if o is root else [], out)
-                    if o is root and not name.startswith("__"):
-                        nxt.append(attr)
+        if o is root:
+            _class(o, ns, nxt, out)
+        else:
+            class_names(o, ns, out)
     else:  # an array
         base = o.base  # a view changes when the memory it views changes
         while base is not None:
@@ -224,6 +216,37 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
             nxt.extend(o.ravel(order="K").tolist())
         return True
     return False
+
+
+def class_names(o: type, ns: dict, out: Reach) -> None:
+    """A notebook class reached through its instances: the names its methods use (and its
+    own, for class attributes), not its data, which belongs to the variable bound to the
+    class: instances do not tie a variable to the class's."""
+    _class(o, ns, None, out)
+
+
+def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
+    """``nxt``: the class is the value walked, so its attributes are walked too."""
+    for cls in o.__mro__:
+        if own_module(cls.__module__):
+            if ns.get(cls.__qualname__) is cls:
+                out.names.add(cls.__qualname__)
+            for name, attr in vars(cls).items():
+                for f in _functions(attr):
+                    _function(f, ns, [] if nxt is None else nxt, out)
+                if nxt is not None and not name.startswith("__"):
+                    nxt.append(attr)
+
+
+def kind(t: type) -> int:
+    """How the walk treats instances of ``t``: :data:`SKIP`, :data:`WALK` or :data:`SPECIAL`."""
+    known = _KINDS.get(t)
+    return _kind(t) if known is None else known
+
+
+def kinds() -> dict[type, int]:
+    """The types classified so far -> their :func:`kind` (a live view, for loops)."""
+    return _KINDS
 
 
 def _function(o: types.FunctionType, ns: dict, nxt: list, out: Reach) -> None:

@@ -129,6 +129,7 @@ class Snapshots:
         self._stored: set[str] | None = None  # value ids in the journal
         self.sweep_bytes = SWEEP_BYTES
         self._kernel: dict[str, str] = {}  # name -> a kernel object its value holds (this cell)
+        self._plain: dict[str, codec.Encoded] = {}  # name -> its pickle, made while sharing
 
     # -- after each cell ----------------------------------------------------------
 
@@ -223,17 +224,25 @@ class Snapshots:
                                   res.nbytes, res.shares, res.refs)  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
+        self._plain = {}
 
     def _sharing(self, ns: dict[str, Any], touched: set[str]) -> dict[str, set[int]]:
         """The names the cell may have changed (the module docstring's rule): what each reaches."""
         user_ns = self.shell.user_ns
         work, found = deque(sorted(touched)), {}
-        self._kernel = {}
+        self._kernel, self._plain = {}, {}
         while work:
             name = work.popleft()
             if name in found or name not in ns:
                 continue
-            reached = graph.reach(ns[name], user_ns)
+            # Plain data is pickled now (once), and when it holds few objects its pickle
+            # says what it reaches, as the walk would: one pass instead of two.
+            enc = codec.encode_plain(ns[name], user_ns)
+            if enc is not None:
+                self._plain[name] = enc
+            reached = enc.reached if enc is not None else None
+            if reached is None:
+                reached = graph.reach(ns[name], user_ns)
             found[name] = mine = reached.keys
             self._kernel[name] = reached.kernel
             work.extend(sorted(n for n in reached.names if n in ns and n not in found))
@@ -273,12 +282,31 @@ class Snapshots:
                 why = f"holds the kernel's {self._kernel[name]}: re-running its cell makes it"
                 out[name] = _Encoding("recompute", why)
             else:
-                out[name] = self._encode(ns[name], (ns[name],))
+                out[name] = self._encode(ns[name], (ns[name],), self._plain.get(name))
             out[name].shares = shares[name]
         return out
 
-    def _encode(self, value: Any, members: tuple) -> _Encoding:
-        """How ``value`` is recorded: saved (with its payload), module, file or recompute."""
+    def _encode(self, value: Any, members: tuple, enc: codec.Encoded | None = None) -> _Encoding:
+        """How ``value`` is recorded: saved (with its payload), module, file or recompute.
+
+        ``enc``: its pickle when made already (plain data).
+        """
+        if enc is None:
+            got = self._pickle(value, members)
+            if isinstance(got, _Encoding):
+                return got
+            enc = got
+        nbytes = len(enc.stream) + sum(b.nbytes for b in enc.buffers)
+        if nbytes > self.max_bytes:
+            return _Encoding("recompute", f"larger than the {self.max_bytes / 1e9:g} GB limit")
+        chunks = [chunk_names(b) for b in enc.buffers]
+        digest = xxhash.xxh3_128(enc.stream)
+        for names in chunks:
+            digest.update("".join(names).encode())
+        return _Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks, refs=enc.refs)
+
+    def _pickle(self, value: Any, members: tuple) -> codec.Encoded | _Encoding:
+        """``value``'s pickle, or how it is recorded instead (module, file, recompute)."""
         if isinstance(value, types.ModuleType):
             return _Encoding("module", value.__name__)
         if isinstance(value, io.IOBase):
@@ -295,17 +323,9 @@ class Snapshots:
         if np is not None and isinstance(value, np.ndarray) and value.nbytes > self.max_bytes:
             return _Encoding("recompute", too_big)
         try:
-            enc = codec.encode(value, self.shell.user_ns, members)
+            return codec.encode(value, self.shell.user_ns, members)
         except codec.Unserializable as exc:
             return _Encoding("recompute", str(exc))
-        nbytes = len(enc.stream) + sum(b.nbytes for b in enc.buffers)
-        if nbytes > self.max_bytes:
-            return _Encoding("recompute", too_big)
-        chunks = [chunk_names(b) for b in enc.buffers]
-        digest = xxhash.xxh3_128(enc.stream)
-        for names in chunks:
-            digest.update("".join(names).encode())
-        return _Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks, refs=enc.refs)
 
     def _store(self, res: _Encoding, rows: list) -> None:
         """Write a saved value's chunks and queue its payload row (once per content)."""
