@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import outputs
 from .._report import printable
 from ..cells import first_line
 from ..errors import CommandError
@@ -152,6 +151,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         data["steps"] = [_fields(s, _STEP_KEYS) for s in j.steps()]
         timeline = j.timeline() if args.html else None
         if args.outputs or args.html:
+            from .. import outputs  # it imports the store: not for durable-nb --help
+
             recorded = j.outputs_of(c["seq"] for c in data["cells"])
             for c in data["cells"]:
                 row = recorded.get(c["seq"])
@@ -179,6 +180,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _print_outputs(cells: list[dict[str, Any]]) -> None:
     """Each cell execution's journaled outputs, as a terminal shows them."""
+    from .. import outputs
+
     shown = [c for c in cells if c["outputs"] or c["outputs_dropped"]]
     print(f"\noutputs ({len(shown)} cell executions recorded some)")
     for c in shown:
