@@ -6,10 +6,13 @@ buffers are cut into 1 MiB chunks so that changing a slice rewrites only that sl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -66,6 +69,7 @@ class BlobStore:
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
+        self._undo: dict[int, list[str]] = {}  # thread -> blobs it wrote in undone_on_error
 
     def path(self, name: object) -> Path:
         """The file of blob ``name``; a name that is not a content hash is damage.
@@ -104,9 +108,30 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        undo = self._undo.get(threading.get_ident())
+        if undo is not None:
+            undo.append(name)
         if sync_dir:
             self.sync_dir()
         return name
+
+    @contextlib.contextmanager
+    def undone_on_error(self) -> Iterator[None]:
+        """Remove the blobs this thread writes anew in the block if the block raises.
+
+        For a snapshot that failed (a full disk): no row refers to its chunks yet, and
+        they would only keep the disk full.
+        """
+        written = self._undo[threading.get_ident()] = []
+        try:
+            yield
+        except BaseException:
+            for name in written:
+                with contextlib.suppress(OSError):
+                    (self.folder / name).unlink()
+            raise
+        finally:
+            self._undo.pop(threading.get_ident(), None)
 
     def put_chunks(self, data: bytes | memoryview, names: list[str] | None = None) -> list[str]:
         """Store ``data`` as chunks (only those not stored yet); return their names."""

@@ -162,6 +162,18 @@ class JournalUnwritable(JournalError):
             "DURABLE_NB_DIR to a writable folder, then restart the kernel.",
         )
 
+    @classmethod
+    def read_only(cls, path: str, cause: BaseException, completed: int) -> JournalUnwritable:
+        """The journal is kept for replay only: what it holds replays, nothing is written."""
+        return cls(
+            path,
+            f"cannot write the journal at {path} ({_first_line(cause)}): it is used read-only, "
+            f"so its {completed} completed step{'s' if completed != 1 else ''} replay; new "
+            "steps run but are not journaled, and the namespace is not snapshotted. Free "
+            "disk space or make the file and its folder writable, then restart the kernel "
+            "to journal again.",
+        )
+
 
 class UntrustedJournal(DurableError):
     """The journal holds content this user did not sign: it is not unpickled nor run."""

@@ -132,6 +132,8 @@ class DurableMagics(Magics):
         if rt.journal is None:
             return f"durable_nb: not journaling ({rt.problem or 'no journal'})"
         state = "journaling" if rt.enabled else "off (%durable on to resume)"
+        if rt.readonly is not None:  # the disk refuses writes: what it holds replays
+            state = "read-only (recorded steps replay; new steps are not journaled)"
         t, a, cell = rt.totals, rt.activity, rt.cell
         lines = [
             f"durable_nb: {state}, to {rt.path}",

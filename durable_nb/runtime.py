@@ -23,7 +23,7 @@ from . import codec
 from ._report import note, report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
-from .errors import DurableError, JournalCorrupt, JournalError, describe
+from .errors import DurableError, JournalCorrupt, JournalError, JournalUnwritable, describe
 from .outputs import DEFAULT_CAP, Buffer
 from .store import CellRow, Journal, MetaRow, OutputRow, RunRow, StepRow, resolve_path
 
@@ -79,6 +79,9 @@ class Runtime:
         self.enabled = True
         self.journal: Journal | None = None
         self.problem: JournalError | None = None
+        #: Why the open journal is used read-only (a read-only file, a full disk): its
+        #: steps replay, nothing new is written. None while it is written to.
+        self.readonly: JournalUnwritable | None = None
         #: Strict replay (``%durable replay``): every step is answered from the journal.
         self.strict = False
         self._asked: dict[str, tuple[str, tuple, dict]] = {}  # strict: identity -> the call
@@ -108,6 +111,8 @@ class Runtime:
             # The notebook's path, not the journal's, is what the person knows.
             self.journal = Journal.open(self.path, warn=self._warn_at_open, notebook=source)
             self._write(self._run_row(None, "running"))
+        except JournalUnwritable as exc:
+            self._open_read_only(exc)
         except JournalError as exc:
             self.step_aside(exc)
         except Exception as exc:  # whatever opening meets, the kernel runs on and says so
@@ -118,14 +123,46 @@ class Runtime:
     @property
     def journaling(self) -> bool:
         """True when steps are recorded and replayed."""
-        return self.enabled and self.journal is not None
+        return self.enabled and self.journal is not None and self.readonly is None
+
+    def _open_read_only(self, exc: JournalUnwritable) -> None:
+        """The journal cannot be written: open it read-only, so that what it holds replays."""
+        if not self.path.exists():  # nothing recorded yet: nothing to replay
+            self.step_aside(exc)
+            return
+        try:
+            self.journal = Journal.open(self.path, warn=self._warn_at_open,
+                                        notebook=self.source, read_only=True)  # fmt: skip
+        except JournalError as again:  # damaged too: its own reason, else the first one
+            self.step_aside(again if again.holds_steps else exc)
+            return
+        except Exception as again:
+            self.step_aside(JournalCorrupt.from_cause(str(self.path), again))
+            return
+        self.replay_only(exc)
+
+    def replay_only(self, exc: JournalError) -> None:
+        """Keep the open journal for replay only (the disk refused a write); say so once."""
+        self.readonly = JournalUnwritable.read_only(str(self.path), exc, self.journal.completed)
+        self.problem = self.readonly
+        if self._depth == 0 and self.cell.seq == 0:
+            self._unannounced = str(self.readonly)
+        report(str(self.readonly), once=f"readonly:{self.path}")
 
     @property
     def epoch(self) -> int:
         return self.journal.epoch if self.journal is not None else 0
 
     def step_aside(self, exc: JournalError) -> None:
-        """Stop journaling for the rest of this process; the notebook runs on."""
+        """Stop journaling for the rest of this process; the notebook runs on.
+
+        A journal the disk refuses to write (full, read-only) stays open for replay:
+        the steps it holds are never run again silently.
+        """
+        if isinstance(exc, JournalUnwritable) and self.journal is not None:
+            if self.readonly is None:
+                self.replay_only(exc)
+            return
         self.problem = exc
         if self._depth == 0 and self.cell.seq == 0:
             self._unannounced = str(exc)
@@ -152,7 +189,7 @@ class Runtime:
     def _write(self, row: MetaRow | RunRow | CellRow | StepRow | OutputRow,
                sync: bool = True) -> None:  # fmt: skip
         journal = self.journal
-        if journal is None:
+        if journal is None or self.readonly is not None:
             return
         try:
             journal.write(row, sync)
@@ -430,7 +467,7 @@ class Runtime:
 
     def sync(self) -> None:
         """Make the rows recorded with ``sync=False`` durable."""
-        if self.journal is not None:
+        if self.journal is not None and self.readonly is None:
             try:
                 self.journal.sync()
             except JournalError as exc:
@@ -468,6 +505,8 @@ class Runtime:
         """Start a new epoch; returns its number."""
         if self.journal is None:
             raise DurableError("no journal is open, so there is nothing to start fresh from")
+        if self.readonly is not None:
+            raise DurableError(f"no new epoch can be recorded: {self.readonly}")
         try:
             return self.journal.new_epoch()
         except JournalError as exc:
@@ -486,6 +525,9 @@ class Runtime:
                 self.end_cell("interrupted", f"the kernel was {status} while the cell ran")
         self._write(self._run_row(time.time(), status))
         journal, self.journal = self.journal, None
+        if self.readonly is not None:  # nothing more is written: the next open folds the log
+            journal.abandon()
+            return
         try:
             journal.close()
         except Exception as exc:  # the log keeps the records; the next open folds them

@@ -156,7 +156,8 @@ class Snapshots:
         rows: list[VariableRow | PayloadRow] = []
         changes: dict[str, Known | None] = {}
         try:
-            self._save(ns, touched, rows, changes)
+            with self.rt.journal.blobs.undone_on_error():  # a failed snapshot's chunks
+                self._save(ns, touched, rows, changes)
             for name in sorted(self.known.keys() - ns.keys()):
                 changes[name] = None
                 rows.append(VariableRow(f"{seq}:{name}", seq, name, "deleted", None, None, seq,
@@ -164,10 +165,9 @@ class Snapshots:
             self._write(rows)
         except (OSError, JournalError) as exc:
             self.reset()
-            self.rt.step_aside(
-                exc if isinstance(exc, JournalError)
-                else JournalUnwritable.from_cause(str(self.rt.path), exc)
-            )  # fmt: skip
+            where = str(self.rt.path)
+            self.rt.step_aside(exc if isinstance(exc, JournalError) else
+                               JournalUnwritable.from_cause(where, exc))  # fmt: skip
             return
         except BaseException:
             self.reset()  # what reached the journal is unknown: the next cell saves all

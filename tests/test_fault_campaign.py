@@ -24,10 +24,7 @@ pytestmark = pytest.mark.kernel
 #: Trials per kind: the kinds with variants run each variant once.
 TRIALS = {"kill-fold": 3, "full-disk": 2}  # their variants; bench/faults.py runs more
 
-FAILING = {
-    "full-disk": "issue 12, finding 4: a full disk leaves a 0-byte journal behind",
-    "read-only": "issue 12, finding 5: a read-only journal is not replayed",
-}
+FAILING: dict[str, str] = {}
 
 
 def _param(kind: str) -> object:

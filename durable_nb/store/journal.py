@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,18 +21,16 @@ from .. import trust
 from ..blobs import BLOB_THRESHOLD, BlobStore
 from ..codec import JSON
 from ..errors import (
-    JournalCorrupt,
     JournalError,
-    JournalLocked,
     JournalUnwritable,
     UntrustedJournal,
     describe,
 )
-from . import files
-from .log import Log
-from .reads import Reads
+from . import files, opening
+from .log import Log, scan
+from .reads import Reads, writes
 from .replay import Hit, ReplayIndex, count
-from .schema import KINDS, SAFE_CONFIG, SIGNED, TABLES, TIMES, MetaRow, Row, meta_int, migrate
+from .schema import KINDS, SIGNED, TABLES, TIMES, MetaRow, Row, StepRow, meta_int, migrate
 
 #: Fold the log into DuckDB once it holds this many records.
 FOLD_EVERY = 4096
@@ -77,6 +74,7 @@ class Journal(Reads):
         warn: Warn | None = None,
         notebook: str | None = None,
         copied_from: int | None = None,
+        read_only: bool = False,
     ) -> Journal:
         """Open (creating if needed) the journal at ``path`` and recover it.
 
@@ -99,36 +97,38 @@ class Journal(Reads):
         copied_from : int, optional
             When ``path`` is a copy of a journal a live process holds (``durable-nb
             --copy``), that process's pid: its runs without an end are still running.
+        read_only : bool
+            Open an existing journal without writing to it (a read-only file, folder or
+            full disk): its completed steps replay, :meth:`write` raises
+            :class:`JournalUnwritable`, and the log's records are read but not folded.
         """
         import duckdb  # imported on first need: ~0.1 s
 
         path = Path(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            new = not path.exists()
-            con = duckdb.connect(str(path), config=SAFE_CONFIG)
-            if new:  # this user's only, as the log and blob files are
-                os.chmod(path, 0o600)
+            con = opening.connect(path, read_only)
+        except JournalError:
+            raise
         except (OSError, duckdb.Error) as exc:
-            raise _classify(path, exc) from exc
+            raise opening.classify(path, exc) from exc
         try:
-            migrate(path, con)
-            log = Log(files.log_path(path))
+            migrate(path, con, read_only)
+            log = None if read_only else Log(files.log_path(path))
         except JournalError:
             con.close()
             raise
         except (OSError, duckdb.Error) as exc:
             con.close()
-            raise _classify(path, exc) from exc
+            raise opening.classify(path, exc) from exc
         self = cls(path, con, log, warn, notebook, copied_from)
         try:
-            self._recover()
+            self._recover() if log is not None else self._load_read_only()
         except JournalError:
             self.abandon()
             raise
         except (OSError, duckdb.Error) as exc:
             self.abandon()
-            raise _classify(path, exc) from exc
+            raise opening.classify(path, exc) from exc
         return self
 
     def _recover(self) -> None:
@@ -144,6 +144,35 @@ class Journal(Reads):
             self.epoch = meta_int(self.path, "epoch", row[0]) if row else 0
             self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
             self._index.reset(self.epoch)
+
+    def _load_read_only(self) -> None:
+        """Read without writing: the tables, then the records the last run left in the log."""
+        con = self._con
+        row = con.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+        self.epoch = meta_int(self.path, "epoch", row[0]) if row else 0
+        self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
+        self._index.reset(self.epoch)
+        try:
+            records, damaged = scan(files.log_path(self.path).read_bytes())
+        except OSError:  # no log (a clean close), or one this user cannot read
+            return
+        self._tell_damaged(files.log_path(self.path), damaged)
+        width = len(StepRow._fields)
+        for kind, row in records:  # folded in order, as a fold would
+            if kind == "meta" and row[:1] == ("epoch",) and str(row[1]).isdigit():
+                if int(row[1]) != self.epoch:
+                    self.epoch = int(row[1])
+                    self._index.reset(self.epoch)
+            elif kind == "step" and 12 <= len(row) <= width:
+                s = StepRow._make(row + (None,) * (width - len(row)))
+                if s.status == "ok" and s.epoch == self.epoch:  # kept: never folded here
+                    hit = Hit(s.kind, s.result, s.blob, s.sig)
+                    self._index.add(s.identity, s.cell_key, s.name, s.key, hit)
+
+    @property
+    def read_only(self) -> bool:
+        """True when opened with ``read_only``: nothing is written."""
+        return self._log is None
 
     def _fold_legacy(self) -> None:
         """Fold (then delete) the ``<stem>.wal`` log an earlier version left, oldest log first."""
@@ -171,6 +200,8 @@ class Journal(Reads):
         disk refuses the write.
         """
         kind = TABLES[type(row)][0]
+        if self._log is None:
+            raise JournalUnwritable(str(self.path), f"journal {self.path} is open read-only")
         try:
             with self._lock:
                 record = (*row[:-1], self._sign(kind, row)) if kind in SIGNED else tuple(row)
@@ -206,6 +237,8 @@ class Journal(Reads):
 
     def sync(self) -> None:
         """Make every row written with ``sync=False`` durable (one fdatasync: group commit)."""
+        if self._log is None:
+            return
         try:
             with self._lock:
                 self._log.sync()
@@ -271,7 +304,12 @@ class Journal(Reads):
     @property
     def completed(self) -> int:
         """How many step results can replay (in the current epoch)."""
-        return count(self._select, self.epoch)
+        n = count(self._select, self.epoch)
+        if self._log is None and self._index.recent:  # read-only: the log is not folded
+            folded = self._select("SELECT DISTINCT identity FROM steps WHERE status = 'ok' "
+                                  "AND epoch = ?", [self.epoch])  # fmt: skip
+            n += len(self._index.recent.keys() - {r[0] for r in folded})
+        return n
 
     # -- trust ---------------------------------------------------------------------
 
@@ -393,7 +431,7 @@ class Journal(Reads):
         """
         import duckdb
 
-        refused = _writes(sql)
+        refused = writes(sql)
         if refused:
             raise ValueError(
                 f"%durable sql only reads the journal; {refused} statements are refused "
@@ -443,17 +481,12 @@ class Journal(Reads):
         so a crash between the commit and the truncation loses nothing.
         """
         with self._lock:
-            self._fold_log(self._log)
+            if self._log is not None:  # a read-only journal folds nothing
+                self._fold_log(self._log)
 
     def _fold_log(self, log: Log) -> None:
         records = log.read()
-        if log.damaged:
-            n = log.damaged
-            self._warn(
-                f"{n} damaged record{'s' if n != 1 else ''} skipped in {log.path}; those "
-                "steps will run again",
-                once=f"damaged:{log.path}:{n}",
-            )
+        self._tell_damaged(log.path, log.damaged)
         if not records:
             if log.size:  # only a torn tail: drop it
                 log.truncate()
@@ -479,6 +512,14 @@ class Journal(Reads):
         if log is self._log:
             self._index.folded()
 
+    def _tell_damaged(self, path: Path, n: int) -> None:
+        if n:
+            self._warn(
+                f"{n} damaged record{'s' if n != 1 else ''} skipped in {path}; those "
+                "steps will run again",
+                once=f"damaged:{path}:{n}",
+            )
+
     def close(self) -> None:
         """Fold the log and release the journal."""
         with self._lock:
@@ -495,22 +536,6 @@ class Journal(Reads):
                     closer.close()
             except Exception:
                 pass
-
-
-_LOCK_PID = re.compile(r"\(PID (\d+)\)")
-
-
-def _classify(path: Path, exc: Exception) -> JournalError:
-    """Turn a DuckDB or OS error met while opening into a message saying what to do."""
-    msg = str(exc)
-    if "Could not set lock" in msg or "Conflicting lock" in msg:
-        pid = _LOCK_PID.search(msg)
-        return JournalLocked(str(path), int(pid.group(1)) if pid else None)
-    if isinstance(exc, OSError) or any(
-        s in msg for s in ("Read-only file system", "Permission denied", "No space left")
-    ):
-        return JournalUnwritable.from_cause(str(path), exc)
-    return JournalCorrupt.from_cause(str(path), exc)
 
 
 #: Up to this many rows, a fold is one INSERT with parameters: numpy is not imported (~0.2 s
@@ -558,26 +583,6 @@ def _bulk_upsert(con: Any, table: str, columns: tuple[str, ...], rows: list[tupl
             con.unregister("_dnb_batch")
         raise
     con.unregister("_dnb_batch")
-
-
-def _writes(sql: str) -> str | None:
-    """The type of the first statement of ``sql`` that is not a read, or None."""
-    import duckdb
-
-    try:
-        statements = duckdb.extract_statements(sql)
-    except duckdb.Error:
-        return None  # a syntax error: executing it says so
-    for statement in statements:
-        kind = statement.type.name
-        if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs its statement: it must be a read too
-            inner = re.sub(r"(?is)^\s*explain(\s+analy[sz]e)?", "", statement.query)
-            refused = _writes(inner) if inner.strip() else None
-            if refused:
-                return refused
-        elif kind != "SELECT":
-            return kind
-    return None
 
 
 def _rollback(con: Any) -> None:

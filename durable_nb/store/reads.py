@@ -6,6 +6,7 @@ so it sees every record written so far. No SQL is written outside this package.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -227,3 +228,23 @@ class Reads:
         return Overview(self.runs(), cells, cells_ok, steps, steps_ok,
                         last[0][0] if last else None, self.epoch,
                         self.meta("schema_version"))  # fmt: skip
+
+
+def writes(sql: str) -> str | None:
+    """The type of the first statement of ``sql`` that is not a read, or None."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        return None  # a syntax error: executing it says so
+    for statement in statements:
+        kind = statement.type.name
+        if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs its statement: it must be a read too
+            inner = re.sub(r"(?is)^\s*explain(\s+analy[sz]e)?", "", statement.query)
+            refused = writes(inner) if inner.strip() else None
+            if refused:
+                return refused
+        elif kind != "SELECT":
+            return kind
+    return None

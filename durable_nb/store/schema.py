@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import JournalCorrupt, JournalTooNew, NotAJournal
+from ..errors import JournalCorrupt, JournalTooNew, JournalUnwritable, NotAJournal
 
 #: The schema this code writes. Log of changes (a journal stores its version in ``meta``):
 #: 1 — meta, runs, cells, steps.
@@ -208,8 +208,12 @@ def select(row_type: type, where: str = "", table: str | None = None) -> str:
     return f"SELECT {', '.join(row_type._fields)} FROM {table} {where}".rstrip()
 
 
-def migrate(path: Path, con: Any) -> None:
-    """Bring the schema up to :data:`SCHEMA_VERSION`; refuse a newer or foreign file."""
+def migrate(path: Path, con: Any, read_only: bool = False) -> None:
+    """Bring the schema up to :data:`SCHEMA_VERSION`; refuse a newer or foreign file.
+
+    ``read_only``: an older schema cannot be brought up, so it is refused
+    (:class:`JournalUnwritable`).
+    """
     found = con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall()
     tables = {r[0] for r in found}
     macros = con.execute(
@@ -236,6 +240,12 @@ def migrate(path: Path, con: Any) -> None:
         version = 0
     if version > SCHEMA_VERSION:
         raise JournalTooNew.from_versions(str(path), version, SCHEMA_VERSION)
+    if read_only and version < SCHEMA_VERSION:
+        raise JournalUnwritable(
+            str(path),
+            f"journal {path} has schema version {version}, which this durable_nb must "
+            "upgrade, and it is read-only here: make it writable and restart the kernel.",
+        )
     for target in range(version + 1, SCHEMA_VERSION + 1):
         con.execute("BEGIN")
         for ddl in MIGRATIONS[target]:

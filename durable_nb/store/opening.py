@@ -1,0 +1,91 @@
+"""Connecting to a journal's DuckDB file: created atomically, or opened read-only.
+
+A new journal is made in a temporary file beside its final name and moved into place
+whole, so a full disk or a crash never leaves a 0-byte or half-made ``.duckdb`` that
+every later kernel would call damaged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..errors import JournalCorrupt, JournalError, JournalLocked, JournalUnwritable
+from .schema import SAFE_CONFIG, migrate
+
+
+def connect(path: Path, read_only: bool = False) -> Any:
+    """A DuckDB connection to journal ``path``; a missing (or 0-byte) file is created first.
+
+    ``read_only`` opens an existing file without writing anything to it or its folder.
+    Raises OSError or ``duckdb.Error`` (the caller names the journal and what to do).
+    """
+    import duckdb  # imported on first need: ~0.1 s
+
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists() or path.stat().st_size == 0:  # 0 bytes hold no record
+            create(path)
+    return duckdb.connect(str(path), read_only=read_only, config=SAFE_CONFIG)
+
+
+def create(path: Path) -> None:
+    """Make an empty journal at ``path`` atomically (this user's only: 0600).
+
+    Built and checkpointed in ``.<name>.<pid>-<random>.new`` in the same folder, fsynced,
+    then linked into place: a journal another kernel made meanwhile is never replaced.
+    Whatever fails, the temporary files are removed.
+    """
+    import duckdb
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.new")
+    try:
+        con = duckdb.connect(str(tmp), config=SAFE_CONFIG)
+        try:
+            migrate(path, con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.chmod(tmp, 0o600)
+        _fsync(tmp)
+        if path.exists() and path.stat().st_size == 0:  # left by an earlier version
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another kernel made it first: that one is used
+            except OSError:  # a file system without hard links
+                if not path.exists():
+                    os.rename(tmp, path)
+        _fsync(path.parent)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}.wal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+
+
+def classify(path: Path, exc: Exception) -> JournalError:
+    """Turn a DuckDB or OS error met while opening into a message saying what to do."""
+    msg = str(exc)
+    if "Could not set lock" in msg or "Conflicting lock" in msg:
+        pid = _LOCK_PID.search(msg)
+        return JournalLocked(str(path), int(pid.group(1)) if pid else None)
+    if isinstance(exc, OSError) or any(
+        s in msg for s in ("Read-only file system", "Permission denied", "No space left")
+    ):
+        return JournalUnwritable.from_cause(str(path), exc)
+    return JournalCorrupt.from_cause(str(path), exc)

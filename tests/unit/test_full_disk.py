@@ -1,0 +1,179 @@
+"""A full disk and a read-only journal (issue 12, findings 4 and 5), in a plain process.
+
+The disk is real: a small tmpfs, filled by a file (root only, as CI runs; skipped
+elsewhere). A read-only journal needs no mount: it is opened ``read_only``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+import durable_nb as dnb
+from durable_nb import runtime
+from durable_nb.errors import JournalUnwritable
+from durable_nb.runtime import Runtime
+from durable_nb.snapshot import Snapshots
+from durable_nb.store import Journal, StepRow
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """A 4 MB tmpfs of its own."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("a small tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)],
+                          capture_output=True, text=True)  # fmt: skip
+    if proc.returncode:
+        pytest.skip(f"cannot mount a tmpfs ({proc.stderr.strip()})")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def fill(disk: Path, free: int = 0) -> Path:
+    """Fill ``disk`` but ``free`` bytes; return the filler (remove it to free the space)."""
+    filler = disk / "filler"
+    with open(filler, "ab") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    os.truncate(filler, max(0, filler.stat().st_size - free))
+    return filler
+
+
+def lines(capsys) -> list[str]:
+    return [s for s in capsys.readouterr().err.splitlines() if s.startswith("durable_nb:")]
+
+
+@pytest.mark.parametrize("free", [0, 4096, 200_000])
+def test_a_full_disk_leaves_no_journal_file(disk, free):
+    folder = disk / "j"
+    filler = fill(disk, free)
+    with pytest.raises(JournalUnwritable, match="No space left") as caught:
+        Journal.open(folder / "nb.duckdb")
+    assert str(folder / "nb.duckdb") in str(caught.value)
+    assert not folder.exists() or os.listdir(folder) == []  # no 0-byte or half-made file
+    filler.unlink()  # space is back: the next open makes the journal
+    Journal.open(folder / "nb.duckdb").close()
+
+
+def test_a_zero_byte_journal_is_made_anew(tmp_path):
+    path = tmp_path / "nb.duckdb"
+    path.touch()  # what an earlier version left on a full disk: it holds nothing
+    j = Journal.open(path)
+    assert j.completed == 0
+    j.close()
+    assert path.stat().st_size > 0 and sorted(os.listdir(tmp_path)) == ["nb.duckdb", "nb.log"]
+
+
+def _step(i: int) -> StepRow:
+    now = time.time()
+    return StepRow(f"r{i}", f"id{i}", 0, "f", "c", 1, "run", None, 0, None, "ok", "json",
+                   str(i).encode(), None, None, 1, None, now, now)  # fmt: skip
+
+
+def test_a_read_only_journal_replays_and_changes_nothing(tmp_path):
+    path = tmp_path / "nb.duckdb"
+    j = Journal.open(path)
+    for i in range(3):
+        j.write(_step(i))
+    j.close()
+    j = Journal.open(path)
+    for i in range(3, 5):  # a crash: these stay in the log, unfolded
+        j.write(_step(i))
+    j.abandon()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    r = Journal.open(path, read_only=True)
+    assert r.read_only and r.completed == 5
+    assert [r.lookup(f"id{i}") for i in range(5)] == [("json", str(i).encode()) for i in range(5)]
+    with pytest.raises(JournalUnwritable, match="read-only"):
+        r.write(_step(9))
+    r.close()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.fixture
+def step_runs():
+    runs: list[int] = []
+
+    @dnb.step(retries=0)
+    def effect(i, size=0):
+        runs.append(i)
+        return "x" * size if size else i
+
+    return effect, runs
+
+
+def _cell(rt: Runtime, code: str, body) -> None:
+    rt.begin_cell("cell-1", code)
+    try:
+        body()
+    finally:
+        rt.end_cell("ok", None)
+
+
+def test_a_disk_that_fills_mid_session_keeps_replaying(disk, monkeypatch, capsys, step_runs):
+    effect, runs = step_runs
+    monkeypatch.setenv("DURABLE_NB_DIR", str(disk / "j"))
+    rt = Runtime(str(disk / "nb.py"))
+    runtime.install(rt)
+    try:
+        _cell(rt, "loop", lambda: [effect(i) for i in range(5)])
+        filler = fill(disk)
+        capsys.readouterr()
+        # A result too big for the log goes to a blob file: the disk refuses it.
+        _cell(rt, "loop", lambda: [effect(i) for i in range(5)] + [effect(5, 1 << 20)])
+        said = lines(capsys)
+        assert len(said) == 1 and "No space left" in said[0] and str(rt.path) in said[0]
+        assert "5 completed steps replay" in said[0] and not rt.journaling
+        assert runs == [0, 1, 2, 3, 4, 5]  # the journaled ones replayed, not run again
+        _cell(rt, "loop", lambda: [effect(i) for i in range(5)] + [effect(6)])
+        assert runs == [0, 1, 2, 3, 4, 5, 6] and lines(capsys) == []  # said once
+    finally:
+        runtime.install(None)
+        rt.close()
+    filler.unlink()
+    rt = Runtime(str(disk / "nb.py"))  # space is back: journaling again, nothing lost
+    runtime.install(rt)
+    try:
+        assert rt.journaling
+        _cell(rt, "loop", lambda: [effect(i) for i in range(5)])
+        assert runs == [0, 1, 2, 3, 4, 5, 6]
+    finally:
+        runtime.install(None)
+        rt.close()
+
+
+def test_a_snapshot_that_fills_the_disk_leaves_no_chunks(disk, monkeypatch, capsys):
+    monkeypatch.setenv("DURABLE_NB_DIR", str(disk / "j"))
+    shell = InteractiveShell.instance()
+    rt = Runtime(str(disk / "nb.ipynb"))
+    snaps = Snapshots(shell, rt)
+    try:
+        rt.begin_cell(None, "big = ...")
+        shell.user_ns["big"] = np.random.default_rng(1).random(1 << 20)  # 8 MB on 4 MB
+        snaps.after_cell("big = ...", True)
+        rt.end_cell("ok", None)
+        blobs = rt.path.with_suffix(".blobs")
+        assert not blobs.exists() or os.listdir(blobs) == []
+        said = lines(capsys)
+        assert len(said) == 1 and "No space left" in said[0] and str(rt.path) in said[0]
+        assert rt.readonly is not None and not rt.journaling
+    finally:
+        shell.user_ns.pop("big", None)
+        rt.close()
+    shutil.rmtree(disk / "j")
