@@ -1,9 +1,10 @@
 """The append log: records reach disk here first (~0.1 ms each), and are folded into DuckDB later.
 
-One record is ``MAGIC <u32 length> <u32 crc32 of length and payload> <pickled (kind, row)>``.
-After a damaged record the reader finds the next MAGIC, so damage costs only the records
-it touched (they are counted, and said); a torn tail (a crash mid-append) is ignored.
-Logs of the earlier format (no MAGIC) are still read.
+One record is ``MAGIC <u32 length> <u32 index> <u32 crc32> <pickled (kind, row)> <u32
+index> <u32 crc32 of it> END``. After a damaged record the reader finds the next MAGIC,
+so damage costs only the records it touched; the indices count them (and they are
+said). A torn tail (a crash mid-append) is ignored. Logs of the earliest format (no
+MAGIC) are still read; those of the MAGIC-only format (never released) are not.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ class Log:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         #: Records appended since the log was last emptied (by this process).
         self.count = 0
-        #: Damaged records the last :meth:`read` skipped.
+        #: Records the last :meth:`read` found damaged (skipped).
         self.damaged = 0
 
     def append(self, record: tuple, sync: bool) -> None:
         """Append ``record`` (plain data only); with ``sync``, fdatasync it at once."""
-        data = memoryview(encode(record))
+        data = memoryview(encode(record, self.count))
         while data:
             data = data[os.write(self.fd, data) :]
         if sync:
@@ -108,18 +109,28 @@ def _load(payload: bytes) -> tuple | None:
 
 
 #: Each record starts with this, so that a reader can find the next record after damage.
-MAGIC = b"\xd7NB\x02"
-#: A record: MAGIC, payload length, crc32 of the length's bytes and the payload, payload.
-_FRAME = struct.Struct("<4sII")
+MAGIC = b"\xd7NB\x03"
+#: And ends with this, so that a reader can tell damage at the end from a torn append.
+END = b"\x03bn\xd7"
+#: A record: MAGIC, payload length, its index in the log (0, 1, ...: a gap is a loss),
+#: crc32 of the length, index and payload; the payload; the index again, its crc32, END.
+_HEAD = struct.Struct("<4sIII")
+_TAIL = struct.Struct("<II4s")
 #: The frame of logs written before records had a MAGIC (still read).
 _OLD = struct.Struct("<II")
 
 
-def encode(record: tuple) -> bytes:
-    """One record as appended to the log."""
+def encode(record: tuple, index: int = 0) -> bytes:
+    """One record as appended to the log, the ``index``-th since the log was emptied."""
     payload = pickle.dumps(record, protocol=5)
-    length = len(payload).to_bytes(4, "little")
-    return _FRAME.pack(MAGIC, len(payload), zlib.crc32(payload, zlib.crc32(length))) + payload
+    fields = struct.pack("<II", len(payload), index)
+    crc = zlib.crc32(payload, zlib.crc32(fields))
+    return MAGIC + fields + crc.to_bytes(4, "little") + payload + _tail(index)
+
+
+def _tail(index: int) -> bytes:
+    """A record's trailer: its index, the index's crc32, END."""
+    return _TAIL.pack(index, zlib.crc32(index.to_bytes(4, "little")), END)
 
 
 def decode(data: bytes) -> list[tuple]:
@@ -128,45 +139,69 @@ def decode(data: bytes) -> list[tuple]:
 
 
 def scan(data: bytes) -> tuple[list[tuple], int]:
-    """The intact records of ``data``, and how many damaged records were skipped.
+    """The intact records of ``data``, and how many records damage cost.
 
     After a damaged record the reader moves on to the next MAGIC, so damage costs only
-    the records it touched. A record cut short at the very end (a crash during its
-    append) and bytes after the last record that hold no MAGIC are a torn tail: ignored
-    and not counted.
+    the records it touched; they are counted from the gaps in the records' indices. The
+    bytes after the last intact record are damage when they end with a record's END (the
+    last append finished), else a torn tail (a crash during that append): ignored and not
+    counted.
     """
     if data[: len(MAGIC)] != MAGIC and _old_record_at_start(data):
         return _scan_old(data), 0
     out: list[tuple] = []
-    damaged, pos, size, after_good = 0, 0, len(data), True
-    while pos < size:
-        at_magic = data[pos : pos + len(MAGIC)] == MAGIC
-        whole = False  # the bytes here hold one whole frame, up to the end or beyond
-        if pos + _FRAME.size <= size:
-            _, length, crc = _FRAME.unpack_from(data, pos)
-            end = pos + _FRAME.size + length
-            whole = end <= size
-            payload = data[pos + _FRAME.size : end]
-            ok = whole and zlib.crc32(payload, zlib.crc32(data[pos + 4 : pos + 8])) == crc
-            record = _load(payload) if at_magic and ok else None
-            if record is not None:
-                out.append(record)
-                pos, after_good = end, True
-                continue
-        nxt = data.find(MAGIC, pos + 1)
-        # Damaged: a whole record that fails its check, a record cut short with more
-        # after it, or (right after an intact record) one whose MAGIC was hit. A record
-        # cut short at the very end, or bytes with no MAGIC after the last record, are a
-        # torn tail (a crash during an append): ignored. (A hit MAGIC in the last record
-        # is told from a tail by its frame reaching exactly the end.)
-        if at_magic and (whole or nxt >= 0):
-            damaged += 1
-        elif after_good and (nxt >= 0 or (whole and end == size)):
-            damaged += 1
-        if nxt < 0:
-            break
-        pos, after_good = nxt, False
-    return out, damaged
+    lost, last, pos, rest, whole = 0, -1, data.find(MAGIC), 0, True
+    while pos >= 0:
+        found = _record_at(data, pos)
+        if found is None:
+            pos = data.find(MAGIC, pos + 1)
+            continue
+        record, index, end = found  # end: where its payload ends
+        lost += max(0, index - last - 1)
+        last = max(last, index)
+        out.append(record)
+        whole = data[end : end + _TAIL.size] == _tail(index)
+        rest = end + _TAIL.size if whole else end  # else its damaged trailer leads the rest
+        # (A trailer cut short may end with the next MAGIC's first byte: search from end.)
+        pos = rest if data[rest : rest + len(MAGIC)] == MAGIC else data.find(MAGIC, end)
+    # A few bytes after the last record may be its own damaged trailer: then only a
+    # whole trailer of a later record says that records were lost.
+    sure = whole or len(data) - rest > _TAIL.size
+    return out, lost + _lost_at_end(data[rest:], last, sure)
+
+
+def _record_at(data: bytes, pos: int) -> tuple[tuple, int, int] | None:
+    """``(record, index, where its payload ends)`` for an intact record at ``pos``.
+
+    Its trailer is not needed: a payload whose crc matches is what was written.
+    """
+    if pos + _HEAD.size > len(data):
+        return None
+    _, length, index, crc = _HEAD.unpack_from(data, pos)
+    start = pos + _HEAD.size
+    payload = data[start : start + length]
+    if len(payload) != length or zlib.crc32(payload, zlib.crc32(data[pos + 4 : pos + 12])) != crc:
+        return None
+    record = _load(payload)
+    return None if record is None else (record, index, start + length)
+
+
+def _lost_at_end(rest: bytes, last: int, sure: bool = True) -> int:
+    """How many records the bytes after the last intact one held (see :func:`scan`).
+
+    ``sure``: bytes ending with END are damage even where no whole trailer says how much.
+    """
+    most, final = last, None
+    at = rest.find(END, 8)
+    while at >= 0:
+        index, check = struct.unpack_from("<II", rest, at - 8)
+        if zlib.crc32(rest[at - 8 : at - 4]) == check:  # a record's end, not payload bytes
+            most = max(most, index)
+            final = index if at + len(END) == len(rest) else final
+        at = rest.find(END, at + 1)
+    if rest.endswith(END) and final is None and sure:  # the last append finished
+        return max(most - last, 1)
+    return most - last  # finished records, then a torn append
 
 
 def _old_record_at_start(data: bytes) -> bool:
