@@ -143,6 +143,7 @@ class Runtime:
 
     def replay_only(self, exc: JournalError) -> None:
         """Keep the open journal for replay only (the disk refused a write); say so once."""
+        self.journal.stop_writing()
         self.readonly = JournalUnwritable.read_only(str(self.path), exc, self.journal.completed)
         self.problem = self.readonly
         if self._depth == 0 and self.cell.seq == 0:

@@ -169,9 +169,16 @@ class Journal(Reads):
                     hit = Hit(s.kind, s.result, s.blob, s.sig)
                     self._index.add(s.identity, s.cell_key, s.name, s.key, hit)
 
+    def stop_writing(self) -> None:
+        """Write nothing more (the disk refused a write); the next open folds the log."""
+        with self._lock:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
     @property
     def read_only(self) -> bool:
-        """True when opened with ``read_only``: nothing is written."""
+        """True when nothing is written (opened ``read_only``, or :meth:`stop_writing`)."""
         return self._log is None
 
     def _fold_legacy(self) -> None:
