@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -94,3 +96,14 @@ def test_the_picture_is_plotly_json_with_a_row_per_call():
                                                         "provision('node-1',)"]  # fmt: skip
     assert {t["name"] for t in spec["data"]} == {"run", "cell", "failed"}
     assert spec["config"]["scrollZoom"] and "3 rows" in bundle["text/plain"]
+
+
+def test_without_plotly_the_timeline_says_which_extra_to_install():
+    probe = (
+        "import sys; sys.modules['plotly'] = None\n"
+        "from durable_nb.store import Timeline\nfrom durable_nb.timeline import figure\n"
+        "try:\n    figure(Timeline([], [], []))\nexcept ImportError as e:\n    print(e)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    assert 'pip install "durable_nb[timeline]"' in out and "needs plotly" in out, out
