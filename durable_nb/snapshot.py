@@ -377,16 +377,16 @@ class Snapshots:
         """Bring the namespace back as it was after cell execution ``at`` (default: last)."""
         journal = self.rt.journal
         t0 = time.perf_counter()
-        journal.check_restorable()  # nothing another user wrote is run before it is trusted
         if at is None:
             at = journal.last_ok_seq()
         owner.check(journal, at, self.rt.source)
+        rows = journal.variables_as_of(
+            at, without=owner.foreign_runs(journal, self.rt.source), deleted=True
+        )
+        # Nothing another user wrote is run, imported or given a name before it is trusted.
+        journal.check_restorable(rows.values())
         entries = {
-            name: row
-            for name, row in journal.variables_as_of(
-                at, without=owner.foreign_runs(journal, self.rt.source)
-            ).items()
-            if name not in self.ignored
+            n: row for n, row in rows.items() if n not in self.ignored and row.state != "deleted"
         }
         report_ = Report(seq=at)
         loader = _Loader(journal, [e.value_id for e in entries.values() if e.state == "saved"])
@@ -509,9 +509,8 @@ class _Loader:
         self.loaded: dict[str, Any] = {}
         self.refs: dict[str, frozenset[str]] = {}  # value id -> notebook globals it names
         self._payloads = journal.payloads(value_ids)
-        for p in self._payloads.values():
-            if p.stream is not None:  # refuse at once, in one line; blob streams as they load
-                journal.check("payload", p.stream, p.sig, "a snapshot")
+        for p in self._payloads.values():  # refuse at once, in one line (the rows: what
+            journal.check(p, "a snapshot", quick=True)  # in blob files: as it loads)
 
     def load(self, value_id: str, resolve: Callable[[str], Any], share: bool) -> Any:
         """The payload's value; ``share``: the one value the members of a group hold
@@ -530,7 +529,7 @@ class _Loader:
         if stream is None:
             size, chunks = json.loads(p.stream_chunks)
             stream = bytes(blobs.get_chunks(chunks, size))
-        self.journal.check("payload", stream, p.sig, "a snapshot")  # before unpickling
+            self.journal.check(p, "a snapshot", stream)  # before unpickling
         bufs = [blobs.get_chunks(chunks, size) for size, chunks in json.loads(p.buffers)]
         value = codec.decode(p.codec, stream, bufs, named)
         self.refs[value_id] = frozenset(refs)

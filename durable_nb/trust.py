@@ -8,14 +8,23 @@ from __future__ import annotations
 import errno
 import hashlib
 import hmac
+import json
+import numbers
 import os
 import stat
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from ._report import report
 from .errors import SecretRefused
+
+#: What a signed record's fields may be (as DuckDB gives them back).
+Field = str | bytes | bytearray | memoryview | int | None
+
+#: Domain of the signature of ``meta.headless`` (the resume plan of ``durable-nb run``).
+PLAN_DOMAIN = "meta:headless"
 
 #: File name of the secret in the Jupyter data folder (beside Jupyter's ``notebook_secret``).
 SECRET_NAME = "durable_nb_secret"
@@ -154,6 +163,59 @@ def sign(domain: str, data: bytes | bytearray | memoryview | str) -> str:
 def verify(domain: str, data: bytes | bytearray | memoryview | str, sig: str | None) -> bool:
     """True when ``sig`` is this user's signature of ``data`` in ``domain``."""
     return bool(sig) and hmac.compare_digest(sign(domain, data), sig)
+
+
+def sign_fields(domain: str, fields: Iterable[Field]) -> str:
+    """HMAC-SHA256 of a record's ``fields`` in ``domain``, each typed and length-prefixed.
+
+    No two different field lists give the same bytes: ``("ab", "c")`` and ``("a", "bc")``,
+    ``None`` and ``""``, ``1`` and ``"1"`` all sign differently.
+    """
+    mac = hmac.new(secret(), b"fields\0" + domain.encode() + b"\0", hashlib.sha256)
+    for value in fields:
+        if value is None:
+            mac.update(b"N")
+        elif isinstance(value, bytes | bytearray | memoryview):
+            view = memoryview(value).cast("B")
+            mac.update(b"B%d:" % len(view))
+            mac.update(view)
+        elif isinstance(value, str):
+            data = value.encode("utf-8", "surrogatepass")
+            mac.update(b"S%d:" % len(data))
+            mac.update(data)
+        elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            mac.update(b"I%d;" % int(value))
+        else:
+            raise TypeError(f"cannot sign a field of type {type(value).__name__}")
+    return mac.hexdigest()
+
+
+def verify_fields(domain: str, fields: Iterable[Field], sig: object) -> bool:
+    """True when ``sig`` is this user's :func:`sign_fields` of ``fields`` in ``domain``."""
+    if type(sig) is not str or not sig:
+        return False
+    try:
+        return hmac.compare_digest(sign_fields(domain, fields), sig)
+    except TypeError:  # a crafted row holds a value of another type: not signed
+        return False
+
+
+def seal(domain: str, text: str) -> str:
+    """``text`` in a signed JSON envelope (a ``meta`` value a runner will act on)."""
+    return json.dumps({"plan": text, "sig": sign(domain, text)})
+
+
+def unseal(raw: object, domain: str | None) -> str | None:
+    """The text in a :func:`seal` envelope: when this user signed it in ``domain``, or,
+    with ``domain`` None, whoever did (to sign it again: ``durable-nb trust``)."""
+    try:
+        sealed = json.loads(raw) if type(raw) is str and len(raw) < 1 << 24 else None
+    except (ValueError, RecursionError):
+        return None
+    text = sealed.get("plan") if type(sealed) is dict else None
+    if type(text) is not str:
+        return None
+    return text if domain is None or verify(domain, text, sealed.get("sig")) else None
 
 
 def sign_bytes(data: bytes) -> str:

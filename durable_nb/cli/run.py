@@ -234,15 +234,11 @@ def _inject(nb: Any, parameters: list[list[str]]) -> str:
     return "; ".join(lines)
 
 
-#: Domain of the signature of ``meta.headless``: it is good for that record only.
-PLAN_DOMAIN = "meta:headless"
-
-
 def _write_plan(j: Journal, text: str) -> None:
     """Record the plan with this user's signature: the next run trusts only its own plans."""
     from .. import trust
 
-    j.write_meta("headless", json.dumps({"plan": text, "sig": trust.sign(PLAN_DOMAIN, text)}))
+    j.write_meta("headless", trust.seal(trust.PLAN_DOMAIN, text))
 
 
 def _read_plan(j: Journal, notebook: Path | None = None) -> dict[str, Any] | None:
@@ -256,13 +252,9 @@ def _read_plan(j: Journal, notebook: Path | None = None) -> dict[str, Any] | Non
     raw = j.meta("headless")
     if raw is None:
         return None
-    try:
-        sealed = json.loads(raw) if type(raw) is str and len(raw) < 1 << 24 else None
-    except (ValueError, RecursionError):
-        sealed = None
-    text = sealed.get("plan") if type(sealed) is dict else None
+    text = trust.unseal(raw, trust.PLAN_DOMAIN)
     why = "is not signed by you"
-    if type(text) is str and trust.verify(PLAN_DOMAIN, text, sealed.get("sig")):
+    if text is not None:
         try:
             return plan.parse(text)
         except plan.BadPlan as exc:
@@ -285,8 +277,10 @@ def _resume_plan(j: Journal, cells: list[plan.Cell]) -> list[plan.Done]:
     first = j.first_run_since(previous["started"])
     executed = []
     if first is not None:
-        executed = [
-            plan.Executed(c.cell_key, c.seq, c.source, c.status) for c in j.cells_of_run(first)
+        executed = [  # a cell this user did not sign as it is never counts as done
+            plan.Executed(c.cell_key, c.seq, c.source, c.status)
+            for c in j.cells_of_run(first)
+            if j.signed(c)
         ]
     try:
         return plan.resume(previous, executed, cells)

@@ -10,7 +10,6 @@ prints.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -23,14 +22,25 @@ from ..codec import JSON
 from ..errors import (
     JournalError,
     JournalUnwritable,
-    UntrustedJournal,
     describe,
 )
 from . import files, opening
 from .log import Log, scan
 from .reads import Reads, writes
 from .replay import Hit, ReplayIndex, count
-from .schema import KINDS, SIGNED, TABLES, TIMES, MetaRow, Row, StepRow, meta_int, migrate
+from .schema import (
+    KINDS,
+    SIGNED,
+    TABLES,
+    TIMES,
+    MetaRow,
+    Row,
+    StepRow,
+    meta_int,
+    migrate,
+    rollback,
+)
+from .seal import Sealing, verify
 
 #: Fold the log into DuckDB once it holds this many records.
 FOLD_EVERY = 4096
@@ -42,7 +52,7 @@ FOLD_BYTES = 64 << 20
 Warn = Callable[[str, str | None], None]
 
 
-class Journal(Reads):
+class Journal(Reads, Sealing):
     """An open journal, held by this process until :meth:`close`.
 
     Use :meth:`open`; errors arrive as :class:`~durable_nb.errors.JournalError`.
@@ -137,6 +147,7 @@ class Journal(Reads):
             self.fold()
             con = self._con
             con.execute("BEGIN")
+            self._resign_crashed()
             con.execute("UPDATE cells SET status = 'crashed' WHERE status = 'running'")
             con.execute("UPDATE runs SET status = 'crashed' WHERE ended IS NULL")
             con.execute("COMMIT")
@@ -166,7 +177,7 @@ class Journal(Reads):
             elif kind == "step" and 12 <= len(row) <= width:
                 s = StepRow._make(row + (None,) * (width - len(row)))
                 if s.status == "ok" and s.epoch == self.epoch:  # kept: never folded here
-                    hit = Hit(s.kind, s.result, s.blob, s.sig)
+                    hit = Hit(s.record_id, s.epoch, s.kind, s.result, s.blob, s.error, s.sig)
                     self._index.add(s.identity, s.cell_key, s.name, s.key, hit)
 
     def stop_writing(self) -> None:
@@ -201,20 +212,21 @@ class Journal(Reads):
     def write(self, row: Row, sync: bool = True) -> None:
         """Append a typed row (:class:`~durable_nb.store.schema.StepRow`, ...).
 
-        A later row with the same first column replaces the earlier one. Content that a
-        load would unpickle, run or import is signed here (trust.py), ~2 µs a row; a step
-        whose result is JSON costs nothing. Raises :class:`JournalUnwritable` when the
-        disk refuses the write.
+        A later row with the same first column replaces the earlier one. Cells, steps,
+        variables and payloads are signed here (seal.py: the row's table, key and every
+        column a load uses), one HMAC-SHA256 a row. Raises :class:`JournalUnwritable` when
+        the disk refuses the write.
         """
         kind = TABLES[type(row)][0]
         if self._log is None:
             raise JournalUnwritable(str(self.path), f"journal {self.path} is open read-only")
         try:
             with self._lock:
-                record = (*row[:-1], self._sign(kind, row)) if kind in SIGNED else tuple(row)
+                record = (*row[:-1], self._sign(row)) if kind in SIGNED else tuple(row)
                 self._log.append((kind, record), sync)
                 if kind == "step" and row.status == "ok":
-                    hit = Hit(row.kind, row.result, row.blob, record[-1])
+                    hit = Hit(row.record_id, row.epoch, row.kind, row.result, row.blob,
+                              row.error, record[-1])  # fmt: skip
                     self._index.add(row.identity, row.cell_key, row.name, row.key, hit)
                 if self._log.count >= self._fold_at or (
                     kind == "output" and self._log.size >= FOLD_BYTES
@@ -291,7 +303,8 @@ class Journal(Reads):
         cell (and the ``key=`` calls of that step) are read in one query and kept for the
         next lookups; otherwise this identity alone is read. Raises
         :class:`UntrustedJournal` for a result that needs unpickling and was not signed by
-        this user (JSON results need no signature).
+        this user as the result of this call (its row: identity, epoch, kind, content). A
+        JSON result needs no signature: one not signed replays, and one line says so (once).
         """
         with self._lock:
             hit = self._index.get(identity, cell_key, name)
@@ -304,8 +317,17 @@ class Journal(Reads):
                 f"a recorded step result is missing ({describe(exc)}); the step runs again", None
             )
             return None
+        row = hit.row(identity)
+        content = payload if hit.blob is not None else None
         if hit.kind != JSON:
-            self.check("payload", payload, hit.sig, "a step result")
+            self.check(row, "a step result", content)
+        elif not verify(row, content):
+            self._warn(
+                f"journal {self.path} holds step results not signed by you: JSON ones replay "
+                "as recorded, pickled ones are refused; "
+                + trust.HOW_TO_TRUST.format(target=self._notebook or self.path),
+                f"foreign-json:{self.path}",
+            )
         return hit.kind, payload
 
     @property
@@ -317,115 +339,6 @@ class Journal(Reads):
                                   "AND epoch = ?", [self.epoch])  # fmt: skip
             n += len(self._index.recent.keys() - {r[0] for r in folded})
         return n
-
-    # -- trust ---------------------------------------------------------------------
-
-    def _sign(self, kind: str, row: Any) -> str | None:
-        """This user's signature of what loading ``row`` would unpickle, run or import."""
-        if kind == "cell":
-            return trust.sign("source", row.source or "")
-        if kind == "variable":
-            return trust.sign("module", row.detail or "") if row.state == "module" else None
-        if kind == "step":
-            if row.kind in (None, JSON):
-                return None
-            data = row.result if row.blob is None else self.blobs.get(row.blob)
-            return trust.sign("payload", data)
-        return trust.sign("payload", self.stream(row.stream, row.stream_chunks))  # a payload
-
-    def stream(self, inline: bytes | None, chunks: str | None) -> bytes | bytearray:
-        """A snapshot payload's pickle stream, inline or reassembled from its blob chunks."""
-        if inline is not None:
-            return inline
-        size, names = json.loads(chunks)
-        return self.blobs.get_chunks(names, size)
-
-    def check(self, domain: str, data: Any, sig: str | None, what: str) -> None:
-        """Raise :class:`UntrustedJournal` unless ``sig`` is this user's signature of ``data``."""
-        if not trust.verify(domain, data, sig):
-            raise UntrustedJournal(
-                str(self.path),
-                f"journal {self.path} holds {what} not signed by you (written by another "
-                "user, or changed since): it is not loaded, since loading it could run code; "
-                + trust.HOW_TO_TRUST.format(target=self._notebook or self.path),
-            )
-
-    def check_restorable(self) -> None:
-        """Raise :class:`UntrustedJournal` unless what a restore may run is signed by this user.
-
-        That is every cell source (re-run to recompute values) and module name (imported);
-        payloads are checked one by one as they load.
-        """
-        for source, sig in self._select("SELECT source, sig FROM cells"):
-            self.check("source", source or "", sig, "cell code")
-        for name, sig in self._select("SELECT detail, sig FROM variables WHERE state = 'module'"):
-            self.check("module", name or "", sig, "module names")
-
-    def untrusted(self) -> int:
-        """How many cells, inline results and snapshot streams are not signed by this user.
-
-        A quick look for ``durable-nb show``/``ls``; blob files are not read.
-        """
-        bad = 0
-        for source, sig in self._select("SELECT source, sig FROM cells"):
-            bad += not trust.verify("source", source or "", sig)
-        for data, sig in self._select(
-            "SELECT result, sig FROM steps WHERE kind IN ('pickle', 'dill') AND blob IS NULL "
-            "UNION ALL SELECT stream, sig FROM payloads WHERE stream IS NOT NULL"
-        ):
-            bad += not trust.verify("payload", data, sig)
-        return bad
-
-    def trust(self) -> int:
-        """Sign every record for this user (``durable-nb trust``); return how many."""
-        import numpy as np
-
-        signed: dict[str, list[tuple[str, str]]] = {}
-        with self._lock:
-            self.fold()
-            for table, key, sql, sign in (
-                ("cells", "exec_id", "SELECT exec_id, source FROM cells",
-                 lambda r: trust.sign("source", r[1] or "")),
-                ("variables", "entry_id",
-                 "SELECT entry_id, detail FROM variables WHERE state = 'module'",
-                 lambda r: trust.sign("module", r[1] or "")),
-                ("steps", "record_id",
-                 "SELECT record_id, result, blob FROM steps WHERE kind IN ('pickle', 'dill')",
-                 lambda r: trust.sign("payload", r[1] if r[2] is None else self.blobs.get(r[2]))),
-                ("payloads", "value_id", "SELECT value_id, stream, stream_chunks FROM payloads",
-                 lambda r: trust.sign("payload", self.stream(r[1], r[2]))),
-            ):  # fmt: skip
-                out = signed[f"{table}.{key}"] = []
-                for r in self._con.execute(sql).fetchall():
-                    try:
-                        out.append((r[0], sign(r)))
-                    except OSError:  # a blob file is missing: that record stays unloadable
-                        pass
-            con = self._con
-            con.execute("BEGIN")
-            try:
-                for target, pairs in signed.items():
-                    if not pairs:
-                        continue
-                    table, key = target.split(".")
-                    keys, sigs = (np.array(c, dtype=object) for c in zip(*pairs, strict=True))
-                    con.register("_dnb_sig", {"k": keys, "sig": sigs})
-                    try:
-                        con.execute(
-                            f"UPDATE {table} SET sig = _dnb_sig.sig FROM _dnb_sig "
-                            f"WHERE {table}.{key} = _dnb_sig.k"
-                        )
-                    finally:
-                        con.unregister("_dnb_sig")
-                con.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('trusted_by', ?)", [trust.key_id()]
-                )
-                con.execute("COMMIT")
-            except BaseException:
-                _rollback(con)
-                raise
-            self._index.reset(self.epoch)
-        return sum(map(len, signed.values()))
 
     # -- SQL ---------------------------------------------------------------------------
 
@@ -513,7 +426,7 @@ class Journal(Reads):
                     _bulk_upsert(con, table, row_type._fields, list(latest[kind].values()))
             con.execute("COMMIT")
         except BaseException:
-            _rollback(con)  # the first error is the one to report
+            rollback(con)  # the first error is the one to report
             raise
         log.truncate()
         if log is self._log:
@@ -590,10 +503,3 @@ def _bulk_upsert(con: Any, table: str, columns: tuple[str, ...], rows: list[tupl
             con.unregister("_dnb_batch")
         raise
     con.unregister("_dnb_batch")
-
-
-def _rollback(con: Any) -> None:
-    """ROLLBACK after a failure; its own failure (an aborted transaction, a full disk)
-    must not hide the error that caused it."""
-    with contextlib.suppress(Exception):
-        con.execute("ROLLBACK")

@@ -74,8 +74,11 @@ class Reads:
         """The last cell execution that succeeded (0: none): the default restore point."""
         return self._select("SELECT coalesce(max(seq), 0) FROM cells WHERE status = 'ok'")[0][0]
 
-    def variables_as_of(self, seq: int, without: Iterable[str] = ()) -> dict[str, VariableRow]:
-        """Each name's latest variable row up to cell execution ``seq``; deleted names left out.
+    def variables_as_of(
+        self, seq: int, without: Iterable[str] = (), deleted: bool = False
+    ) -> dict[str, VariableRow]:
+        """Each name's latest variable row up to cell execution ``seq``; deleted names left
+        out unless ``deleted`` (a restore checks those rows' signatures too).
 
         ``without``: runs whose cell executions are left out (another notebook's work).
         """
@@ -85,7 +88,8 @@ class Reads:
                    "QUALIFY row_number() OVER (PARTITION BY name ORDER BY seq DESC) = 1"),
             [seq, sorted(set(without))],
         )  # fmt: skip
-        return {r.name: r for r in map(VariableRow._make, rows) if r.state != "deleted"}
+        rows = map(VariableRow._make, rows)
+        return {r.name: r for r in rows if deleted or r.state != "deleted"}
 
     def payloads(self, value_ids: Iterable[str]) -> dict[str, PayloadRow]:
         """The payload rows of ``value_ids`` (those the journal has), by value id."""

@@ -14,20 +14,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .schema import StepRow
+
 #: Results kept in memory from DuckDB (batches are dropped past it).
 KEEP = 200_000
 
-_COLUMNS = "identity, kind, result, blob, sig"
+_COLUMNS = "identity, record_id, epoch, kind, result, blob, error, sig"
 _ORDER = "ORDER BY ended, record_id"  # the latest record of an identity wins
 
 
 class Hit(NamedTuple):
-    """A completed step result."""
+    """A completed step result, with what its signature binds (seal.py) but the identity
+    (its key here) and the status (``ok``)."""
 
+    record_id: str
+    epoch: int
     kind: str
     inline: bytes | None
     blob: str | None
+    error: str | None
     sig: str | None
+
+    def row(self, identity: str) -> StepRow:
+        """The step row as far as its signature goes (what it does not bind is left out)."""
+        r = self
+        return StepRow(r.record_id, identity, r.epoch, "", "", 0, "", None, None, None, "ok",
+                       r.kind, r.inline, r.blob, r.error, None, None, None, None,
+                       r.sig)  # fmt: skip
 
 
 class ReplayIndex:

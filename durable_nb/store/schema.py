@@ -6,6 +6,7 @@ never by position; records in the append log are the same rows as plain tuples.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -270,3 +271,10 @@ def meta_int(path: Path, key: str, value: object) -> int:
             "or damaged, so it is not used. Move it aside, or ask its author for a clean export.",
         )
     return int(text)
+
+
+def rollback(con: Any) -> None:
+    """ROLLBACK after a failure; its own failure (an aborted transaction, a full disk)
+    must not hide the error that caused it."""
+    with contextlib.suppress(Exception):
+        con.execute("ROLLBACK")

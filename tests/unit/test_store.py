@@ -141,7 +141,8 @@ def test_rows_read_back_by_name(journal):
     assert (c.seq, c.cell_key, c.source, c.status) == (1, "key1", "import os", "ok")
     assert c.sig is not None and c.started.tzinfo is not None  # signed; times are datetimes
     [s] = journal.steps(results=True)
-    assert (s.identity, s.kind, s.result, s.status, s.sig) == ("a", "json", b'"x"', "ok", None)
+    assert (s.identity, s.kind, s.result, s.status) == ("a", "json", b'"x"', "ok")
+    assert journal.signed(s) and journal.signed(c)  # every row is signed, JSON results too
     assert journal.steps()[0].result is None  # results are read only when asked for
     assert journal.variables_as_of(1)["os"].detail == "os"
 

@@ -1,0 +1,371 @@
+"""Issue 11, point 4: a signature binds its record (table, key, every column a load uses).
+
+No kernel: Alice's journal is made in this process by a real IPython shell, real steps
+and real snapshots (store/, snapshot.py); then one row is changed as an attacker with
+write access to the file (or to an export of it) would, and a load must refuse it. A
+control proves each attack is live: once Alice runs ``trust`` on the changed journal,
+what was refused loads (and the side-effecting cell runs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from IPython.core.interactiveshell import InteractiveShell
+
+from durable_nb import runtime, trust
+from durable_nb.errors import UntrustedJournal
+from durable_nb.runtime import Runtime
+from durable_nb.snapshot import Snapshots
+from durable_nb.store import Journal, copy_journal
+from durable_nb.store.seal import BOUND
+
+SETUP = """\
+import durable_nb as dnb
+import json as js
+import numpy as np
+
+@dnb.step
+def obj(n):
+    return {n, n + 1}
+
+@dnb.step
+def num(n):
+    return {"n": n}
+
+@dnb.step
+def big(n):
+    return [bytes(2 << 20), n]
+"""
+WORK = """\
+a, b, c = obj(1), obj(5), num(2)
+large = big(3)
+arr = np.arange(300_000)
+stream = [bytes(3 << 20)]
+shared = [1, 2]
+pair = {"s": shared}
+x, y = 7, "why"
+"""
+SIDE_EFFECT = "import pathlib\npathlib.Path({marker!r}).touch()\nz = 3\n"
+
+#: Columns no signature binds, and why (a new column must be put in BOUND or here).
+NOT_BOUND = {
+    "cells": {"started", "ended", "error", "steps_run", "steps_replayed"},  # shown only
+    # shown only, or identify the call only through ``identity`` (which is bound):
+    "steps": {
+        "name",
+        "cell_key",
+        "seq",
+        "run_id",
+        "args",
+        "occurrence",
+        "key",
+        "attempts",
+        "attempt_errors",
+        "started",
+        "ended",
+    },
+    "variables": set(),
+    "payloads": set(),
+}
+
+
+@pytest.fixture(scope="module")
+def shell():
+    return InteractiveShell.instance()
+
+
+@pytest.fixture(scope="module")
+def alice(tmp_path_factory, shell):
+    """Alice's journal: steps (inline and blob pickles, JSON), saved variables (inline,
+    chunked stream, numpy chunks, a shared group), modules, recompute rows, and a cell
+    with a side effect; her secret stays set for the module."""
+    home = tmp_path_factory.mktemp("alice")
+    marker = home / "side-effect"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_DATA_DIR", str(home / "jupyter-data"))
+        mp.setenv("DURABLE_NB_DIR", str(home / "journal"))
+        mp.setattr(trust, "_secret", None)
+        rt = Runtime(str(home / "nb.ipynb"))
+        runtime.install(rt)
+        snaps = Snapshots(shell, rt)
+        try:
+            for source in (SETUP, WORK, SIDE_EFFECT.format(marker=str(marker))):
+                rt.begin_cell(None, source)
+                result = shell.run_cell(source, store_history=False, silent=True)
+                snaps.after_cell(source, result.success)
+                rt.end_cell("ok" if result.success else "error", None)
+                assert result.success, result.error_in_exec or result.error_before_exec
+        finally:
+            runtime.install(None)
+            rt.close()
+        marker.unlink()
+        yield home / "journal" / "nb.duckdb", marker
+
+
+@pytest.fixture
+def victim(alice, tmp_path, shell):
+    """A copy of Alice's journal to change (blobs linked), opened by ``restore``/``journal``."""
+    genuine, marker = alice
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    path = copy_journal(genuine, folder, blobs=True)
+    return Victim(path, marker, shell)
+
+
+class Victim:
+    def __init__(self, path: Path, marker: Path, shell) -> None:
+        self.path, self.marker, self.shell = path, marker, shell
+
+    def sql(self, sql: str, params: list | None = None) -> list[tuple]:
+        con = duckdb.connect(str(self.path))
+        try:
+            return con.execute(sql, params or []).fetchall()
+        finally:
+            con.close()
+
+    def journal(self) -> Journal:
+        return Journal.open(self.path, notebook="nb.ipynb")
+
+    def foreign(self) -> dict[str, int]:
+        j = self.journal()
+        try:
+            return j.foreign_records()
+        finally:
+            j.close()
+
+    def restore(self, monkeypatch) -> tuple[object, dict]:
+        """A kernel of Alice's restores the namespace: its report, or the error raised."""
+        monkeypatch.setenv("DURABLE_NB_DIR", str(self.path.parent))
+        rt = Runtime(str(self.path.parent / "nb.ipynb"))
+        runtime.install(rt)
+        ns = self.shell.user_ns
+        for name in [n for n in ns if n not in self.shell.user_ns_hidden]:
+            del ns[name]
+        try:
+            return Snapshots(self.shell, rt).restore(), ns
+        except UntrustedJournal as exc:
+            return exc, ns
+        finally:
+            runtime.install(None)
+            rt.close()
+
+    def trust(self) -> int:
+        j = self.journal()
+        try:
+            return j.trust()
+        finally:
+            j.close()
+
+
+def _refused(got: object, path: Path) -> None:
+    """One clear refusal: it names the journal and says how to trust it."""
+    assert isinstance(got, UntrustedJournal), got
+    assert str(path) in str(got) and re.search(r"durable-nb trust \S*nb\.ipynb", str(got))
+    assert "\n" not in str(got)
+
+
+# -- every bound column is bound; every column is decided -----------------------------------
+
+
+def test_every_column_is_either_bound_or_named_as_not_bound(alice):
+    genuine, _ = alice
+    con = duckdb.connect(str(genuine), read_only=True)
+    try:
+        found = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+        ).fetchall()
+    finally:
+        con.close()
+    for table in BOUND:
+        columns = {c for t, c in found if t == table} - {"sig"}
+        assert columns == set(BOUND[table]) | NOT_BOUND[table], table
+
+
+def test_alices_own_journal_is_all_signed_and_restores(victim, monkeypatch):
+    assert victim.foreign() == dict.fromkeys(BOUND, 0)
+    report, ns = victim.restore(monkeypatch)
+    assert not isinstance(report, Exception), report
+    assert ns["a"] == {1, 2} and ns["c"] == {"n": 2} and ns["arr"].sum() == 299_999 * 150_000
+    assert ns["pair"]["s"] is ns["shared"] and ns["js"] is json and ns["z"] == 3
+    assert len(ns["stream"][0]) == 3 << 20 and len(ns["large"][0]) == 2 << 20
+    assert not victim.marker.exists()  # its cell's variable was saved, not recomputed
+
+
+_COLUMNS = [(t, c) for t, cols in BOUND.items() for c in cols]
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(column=st.sampled_from(_COLUMNS), pick=st.integers(0, 1 << 16), value=st.data())
+def test_any_bound_column_changed_makes_that_record_foreign(victim, column, pick, value):
+    """Which column, which row, and a value from another row (a swap) or a crafted one."""
+    table, name = column
+    folder = victim.path.parent / f"ex-{pick}-{table}-{name}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    shutil.copyfile(victim.path, folder / victim.path.name)
+    one = Victim(folder / victim.path.name, victim.marker, victim.shell)
+    rows = one.sql(f'SELECT rowid, "{name}" FROM {table} ORDER BY rowid')
+    rowid, old = rows[pick % len(rows)]
+    others = [v for _, v in rows if v != old]
+    [(kind,)] = one.sql(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = ? "
+        "AND column_name = ?", [table, name],
+    )  # fmt: skip
+    crafted = {"BLOB": b"\x80\x05K\x01.", "VARCHAR": "0" * 32}.get(kind, 2)
+    new = value.draw(st.sampled_from([*others[:8], crafted, None]), label="value")
+    if new == old:
+        return
+    try:
+        one.sql(f'UPDATE {table} SET "{name}" = ? WHERE rowid = ?', [new, rowid])
+    except duckdb.ConstraintException:
+        return  # a key made NULL or equal to another row's: DuckDB refuses it
+    assert one.foreign()[table] == 1, (table, name, old, new)
+
+
+# -- the attacks of the issue, each with its control -------------------------------------------
+
+
+def _step(victim: Victim, n: int, kind: str) -> tuple[str, str]:
+    """(record_id, identity) of the step whose args are ``(n,)`` and whose result is ``kind``."""
+    [(record, identity)] = victim.sql(
+        "SELECT record_id, identity FROM steps WHERE args LIKE ? AND kind = ?", [f"({n}%", kind]
+    )
+    return record, identity
+
+
+def test_a_signed_result_copied_onto_another_step_is_refused(victim):
+    src, _ = _step(victim, 1, "pickle")
+    dst, identity = _step(victim, 5, "pickle")
+    victim.sql(
+        "UPDATE steps SET result = s.result, blob = s.blob, kind = s.kind, sig = s.sig "
+        "FROM (SELECT * FROM steps WHERE record_id = ?) s WHERE steps.record_id = ?",
+        [src, dst],
+    )
+    j = victim.journal()
+    try:
+        with pytest.raises(UntrustedJournal) as refused:
+            j.lookup(identity)
+        _refused(refused.value, victim.path)
+    finally:
+        j.close()
+    assert victim.trust() > 0  # control: trusted, the copied result is what replays
+    j = victim.journal()
+    try:
+        assert j.lookup(identity)[0] == "pickle"
+    finally:
+        j.close()
+
+
+def test_a_json_result_moved_to_another_step_replays_as_foreign_with_one_line(victim):
+    _, identity = _step(victim, 2, "json")
+    victim.sql("UPDATE steps SET result = ? WHERE identity = ?", [b'{"n":666}', identity])
+    told: dict[str | None, str] = {}
+    j = Journal.open(victim.path, warn=lambda m, once: told.update({once: m}), notebook="nb.ipynb")
+    try:
+        assert j.lookup(identity) == ("json", b'{"n":666}')  # JSON needs no trust (data)
+        assert j.lookup(identity)
+    finally:
+        j.close()
+    [line] = told.values()  # once per journal
+    assert "not signed by you" in line and "durable-nb trust nb.ipynb" in line
+
+
+def test_a_variable_re_pointed_to_another_signed_payload_is_refused(victim, monkeypatch):
+    [(other,)] = victim.sql("SELECT value_id FROM variables WHERE name = 'y'")
+    victim.sql("UPDATE variables SET value_id = ? WHERE name = 'x'", [other])
+    got, ns = victim.restore(monkeypatch)
+    _refused(got, victim.path)
+    assert "x" not in ns
+    victim.trust()  # control: trusted, x is given y's value
+    got, ns = victim.restore(monkeypatch)
+    assert ns["x"] == "why", got
+
+
+def test_an_unsigned_recompute_row_never_re_runs_a_cell(victim, monkeypatch):
+    [(seq,)] = victim.sql("SELECT seq FROM variables WHERE name = 'z'")
+    victim.sql(
+        "INSERT INTO variables VALUES (?, ?, 'evil', 'recompute', NULL, NULL, ?, 0, 'x', NULL)",
+        [f"{seq}:evil", seq, seq],
+    )
+    got, _ = victim.restore(monkeypatch)
+    _refused(got, victim.path)
+    assert not victim.marker.exists()
+    victim.trust()  # control: trusted, the row re-runs the side-effecting cell
+    got, _ = victim.restore(monkeypatch)
+    assert victim.marker.exists(), got
+    victim.marker.unlink()
+
+
+def test_a_chunk_list_swapped_is_refused(victim, monkeypatch):
+    [(buffers,)] = victim.sql(
+        "SELECT p.buffers FROM payloads p JOIN variables v USING (value_id) WHERE v.name = 'arr'"
+    )
+    [[size, names]] = json.loads(buffers)
+    swapped = json.dumps([[size, names[::-1]]])
+    victim.sql("UPDATE payloads SET buffers = ? WHERE buffers = ?", [swapped, buffers])
+    assert victim.foreign()["payloads"] == 1
+    got, ns = victim.restore(monkeypatch)
+    _refused(got, victim.path)
+    assert "arr" not in ns
+
+
+def test_a_chunked_stream_is_bound_to_its_row_and_its_content(victim, monkeypatch):
+    """A payload whose pickle stream lives in blob files: the row part and the content part."""
+    [(value_id, sig)] = victim.sql(
+        "SELECT value_id, p.sig FROM payloads p JOIN variables v USING (value_id) "
+        "WHERE v.name = 'stream' AND p.stream IS NULL"
+    )
+    row, _ = sig.split(":")
+    victim.sql("UPDATE payloads SET sig = ? WHERE value_id = ?", [f"{row}:{'0' * 64}", value_id])
+    assert victim.foreign()["payloads"] == 0  # a quick look reads no blob files
+    got, ns = victim.restore(monkeypatch)
+    assert not isinstance(got, Exception) and "stream" not in ns  # refused as it loaded
+    assert "not signed by you" in got.skipped["stream"]
+
+
+def test_an_old_journal_opens_counts_as_foreign_until_trusted(victim, monkeypatch):
+    """Rows signed before signatures bound the record (content only) are not trusted as is."""
+    victim.sql("UPDATE cells SET sig = ?", [trust.sign("source", "x")])
+    victim.sql("UPDATE steps SET sig = NULL WHERE kind = 'json'")
+    plan = json.dumps({"started": 0, "done": [], "parameters": []})
+    victim.sql("INSERT OR REPLACE INTO meta VALUES ('headless', ?)", [plan])  # before seals
+    foreign = victim.foreign()
+    assert foreign["cells"] == 3 and foreign["steps"] == 1, foreign
+    got, _ = victim.restore(monkeypatch)
+    _refused(got, victim.path)
+    assert victim.trust() > 0
+    assert victim.foreign() == dict.fromkeys(BOUND, 0)
+    j = victim.journal()
+    try:
+        assert trust.unseal(j.meta("headless"), trust.PLAN_DOMAIN) == plan
+    finally:
+        j.close()
+    got, ns = victim.restore(monkeypatch)
+    assert ns["x"] == 7, got
+
+
+def test_a_crashed_cell_alice_signed_is_re_signed_and_a_foreign_one_is_not(victim):
+    j = victim.journal()
+    [last, before] = j.cells()[:-3:-1]
+    for cell in (last, before):  # the process dies mid-cell (times travel as seconds)
+        j.write(cell._replace(status="running", started=time.time(), ended=None))
+    j.close()
+    victim.sql("UPDATE cells SET sig = NULL WHERE seq = ?", [before.seq])  # not Alice's
+    j = victim.journal()
+    try:
+        cells = {c.seq: c for c in j.cells()}
+        assert cells[last.seq].status == cells[before.seq].status == "crashed"
+        assert j.signed(cells[last.seq]) and not j.signed(cells[before.seq])
+    finally:
+        j.close()
