@@ -67,3 +67,25 @@ def test_an_unusable_data_folder_gives_a_process_secret_and_one_line(tmp_path, m
     assert len(key) == 32 and trust.secret() == key
     err = capsys.readouterr().err
     assert err.startswith("durable_nb: cannot create the signing secret") and err.count("\n") == 1
+
+
+def test_signatures_are_hmac_sha256_of_the_domain_and_the_data():
+    import hashlib
+    import hmac
+
+    key = trust.secret()
+    assert trust.sign("step", b"data") == hmac.new(key, b"step\0data", hashlib.sha256).hexdigest()
+    fields = b"fields\0steps\0S2:abNI7;B1:\0"
+    assert trust.sign_fields("steps", ["ab", None, 7, b"\0"]) == (
+        hmac.new(key, fields, hashlib.sha256).hexdigest()
+    )
+
+
+def test_fields_never_run_together():
+    signed = {
+        trust.sign_fields("t", f)
+        for f in (["ab", "c"], ["a", "bc"], [None], [""], [b""], [1], ["1"], [], ["ab"], [b"ab"])
+    }
+    assert len(signed) == 10
+    assert trust.sign_fields("t", ["a"]) != trust.sign_fields("u", ["a"])
+    assert not trust.verify_fields("t", [1.5], trust.sign_fields("t", [1]))  # never raises
