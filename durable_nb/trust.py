@@ -16,7 +16,7 @@ import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ._report import report
 from .errors import SecretRefused
@@ -159,7 +159,7 @@ class _Mac:
     ``hmac.new`` repeats on each call (a few µs each: a record is signed per step).
     """
 
-    _states: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}
+    _states: ClassVar[dict[tuple[bytes, bytes], tuple[Any, Any]]] = {}
 
     def __init__(self, prefix: bytes) -> None:
         key = secret()
