@@ -120,7 +120,8 @@ def _overview(j: Journal, journal: Path) -> dict[str, Any]:
     status = last["status"] if last else "never run"
     if o.last_cell_status not in (None, "ok") and status != "running":
         status = f"{status}, last cell {o.last_cell_status}"
-    untrusted = j.untrusted()
+    foreign = j.foreign_records()  # every record a load would use
+    untrusted = sum(foreign.values())
     return {
         "journal": str(journal),
         "notebook": notebook,
@@ -132,6 +133,7 @@ def _overview(j: Journal, journal: Path) -> dict[str, Any]:
         "steps_ok": o.steps_ok,
         "trusted": untrusted == 0,
         "untrusted_records": untrusted,
+        "untrusted_by_table": foreign,
         "epoch": o.epoch,
         "copy_of_live_journal": bool(live),
     }
@@ -233,7 +235,7 @@ def _print_show(d: dict[str, Any]) -> None:
     trust = (
         "signed by you"
         if d["trusted"]
-        else f"NOT signed by you ({d['untrusted_records']} records): pickled results and "
+        else f"NOT signed by you ({_counts(d['untrusted_by_table'])}): pickled results and "
         f"snapshots are refused until you run durable-nb trust {d['notebook']}"
     )
     print(
@@ -285,3 +287,8 @@ def _print_show(d: dict[str, Any]) -> None:
             if isinstance(a, dict) and a.get("error"):
                 rows.append(["", "", "", f"  attempt {n + 1}", "", "", a["error"][:60]])
     _table(["SEQ", "STEP", "ARGS", "STATUS", "ATTEMPTS", "TIME", "ERROR"], rows)
+
+
+def _counts(by_table: dict[str, int]) -> str:
+    """``3 cells, 1 steps`` (tables with records not signed by you)."""
+    return ", ".join(f"{n} {table}" for table, n in by_table.items() if n)

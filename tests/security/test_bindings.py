@@ -369,3 +369,17 @@ def test_a_crashed_cell_alice_signed_is_re_signed_and_a_foreign_one_is_not(victi
         assert j.signed(cells[last.seq]) and not j.signed(cells[before.seq])
     finally:
         j.close()
+
+
+def test_show_counts_every_record_a_load_uses(alice, victim):
+    """``durable-nb show``/``ls`` say foreign for a re-pointed variable (not only steps)."""
+    from attack import cli
+
+    [(other,)] = victim.sql("SELECT value_id FROM variables WHERE name = 'y'")
+    victim.sql("UPDATE variables SET value_id = ? WHERE name = 'x'", [other])
+    home = alice[0].parent.parent
+    got = cli("show", "--json", victim.path, home=home)
+    data = json.loads(got.stdout)
+    assert data["trusted"] is False and data["untrusted_records"] == 1, got.stdout[:500]
+    assert data["untrusted_by_table"] == {"cells": 0, "steps": 0, "variables": 1, "payloads": 0}
+    assert "foreign" in cli("ls", victim.path.parent, home=home).stdout
