@@ -50,6 +50,7 @@ def plant(data_dir: Path, content: bytes, mode: int = 0o600) -> Path:
         (os.urandom(32).hex().encode(), 0o644, "mode 0644"),
         (os.urandom(32).hex().encode(), 0o640, "mode 0640"),
     ],
+    ids=["empty", "short", "repeated", "mode-0644", "mode-0640"],  # xdist: the same ids everywhere
 )
 def test_a_weak_or_exposed_secret_is_refused(data_dir, capsys, content, mode, why) -> None:
     path = plant(data_dir, content, mode)
