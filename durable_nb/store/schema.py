@@ -17,7 +17,7 @@ from ..errors import JournalCorrupt, JournalTooNew, JournalUnwritable, NotAJourn
 #: 1 — meta, runs, cells, steps.
 #: 2 — variables (one row per name that changed in a cell) and payloads (their content;
 #:     variables that share objects share one payload, ``item`` is their index in it).
-#: 3 — ``sig`` on steps, cells, variables and payloads: this user's HMAC (trust.py) of what
+#: 3 — ``sig`` on steps, cells, variables and payloads: this user's MAC (trust.py) of what
 #:     loading the row would unpickle, run or import. Rows of older journals stay unsigned
 #:     (a migration cannot tell who wrote them): ``durable-nb trust`` signs them.
 #: 4 — outputs: what each cell execution published (streams, displays, errors), the tail

@@ -1,6 +1,6 @@
 """What a record's signature binds: its table, its key and every column a load uses.
 
-A signed row's ``sig`` is this user's HMAC (:func:`durable_nb.trust.sign_fields`) of the
+A signed row's ``sig`` is this user's MAC (:func:`durable_nb.trust.sign_fields`) of the
 row's table and its :data:`BOUND` columns, so a signed value copied onto another row, a
 variable re-pointed to another payload, a chunk list swapped or a status changed no longer
 verifies. Content kept in blob files (a big step result, a chunked pickle stream) is bound
