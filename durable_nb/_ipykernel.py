@@ -373,10 +373,15 @@ def answer_while_busy(k: Any) -> bool:
     except Exception:
         return False
 
+    running: dict[str, Any] = {}  # the last execute request sent to the main shell
+
     async def route(msg: Any) -> None:
         try:
             idents, frames = session.feed_identities(msg, copy=False)
             peek = session.deserialize(frames, content=False, copy=False)
+            if peek["header"].get("subshell_id") is None:
+                if peek["header"].get("msg_type") == "execute_request":
+                    running["parent"] = {"header": peek["header"]}
             if peek["header"].get("subshell_id") is None and _anywhere(k, peek, session):
                 # The subshell wants its id in the header, which is signed: sign it again.
                 full = session.deserialize(frames, content=True, copy=False)
@@ -391,8 +396,22 @@ def answer_while_busy(k: Any) -> bool:
         await handler(msg)
 
     try:
+        publish = k._publish_status
+        lock = k._main_asyncio_lock
         loop.add_callback(lambda: stream.on_recv(route, copy=False))
     except Exception:
         return False
+
+    def publish_status(status: str, channel: str, parent: Any = None) -> None:
+        publish(status, channel, parent)
+        # Our subshell's "idle" must not read as "the kernel is free" (the status bar, an
+        # idle culler) while the main shell still runs a cell: say busy for that cell again.
+        with contextlib.suppress(Exception):
+            of = parent if parent is not None else k.get_parent(channel)
+            if status == "idle" and of["header"].get("subshell_id") == subshell \
+                    and lock.locked() and "parent" in running:  # fmt: skip
+                publish("busy", "shell", running["parent"])
+
+    k._publish_status = publish_status
     _answering.add(id(k))
     return True

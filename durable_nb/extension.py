@@ -196,7 +196,7 @@ class _Extension:
                 "Resume cell": (True, lambda: self.snapshots.resume(cell, name)),
                 "Restore namespace": (False, restore),
                 "Start fresh": (False, fresh),
-                "Show lost outputs": (False, lost_outputs),
+                "Show lost outputs": (False, lost_outputs, False),  # the choice stays open
             },
         ).show()
 

@@ -4,21 +4,26 @@ JupyterLab does not show a running cell's later outputs after a reload (the new 
 session is not the request's). In one JupyterLab with headless Chromium: cell 0 opens the
 live ``%durable status`` view and the notebook is saved; cell 1 prints a line every 0.1 s;
 the page is reloaded; the status view (its widget restored from the kernel) shows lines
-the cell printed after the reload. Screenshots: test-artifacts/test_browser_reload/.
+the cell printed after the reload. Then the kernel is
+restarted while the cell prints: the resume panel's Show lost outputs shows what it had
+printed. Screenshots: test-artifacts/test_browser_reload/ (with DURABLE_NB_DOCS=1, a
+passing run copies the status view and the lost outputs to docs/ for the README).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
-from browser import Lab, Page, kernel_display_name
+from browser import ROOT, Lab, Page, kernel_display_name
 
 KERNEL = "python3-durable"
+DOCS = ROOT / "docs"
 
 
 @pytest.fixture
@@ -54,6 +59,7 @@ def test_status_view_shows_a_running_cells_output_after_a_reload(lab, lab_root, 
             f"    if os.path.exists({str(stop)!r}):\n        break\n"
             "    print(f'TICK {i}', flush=True)\n    time.sleep(0.1)"
         ),
+        nbformat.v4.new_code_cell("x = 1"),
     ]
     nbformat.write(nb, lab_root / "reload.ipynb")
     with Page.launch(lab, request.node.name, timeout=60) as page:
@@ -75,7 +81,24 @@ def test_status_view_shows_a_running_cells_output_after_a_reload(lab, lab_root, 
                 assert time.monotonic() < deadline, "no new lines in the status view"
                 page.page.wait_for_timeout(200)
         shown = page.output_text(0)
-        page.screenshot("reloaded", cell=0)
+        shots = {"reloaded": page.screenshot("reloaded", cell=0)}
         assert "output" in shown and ticks(shown) > before + 10, shown
-        stop.touch()
-        page.wait_idle(60)
+
+        # The kernel restarts while the cell prints: the next kernel's resume panel shows
+        # what the cell had printed (Show lost outputs), and stays.
+        page.restart_kernel()
+        page.run(2)
+        page.click_button(2, "Show lost outputs")
+        page.wait_output(2, "outputs of cell execution 2")
+        with page.step("the lost outputs go on past the reload"):
+            deadline = time.monotonic() + 60
+            while ticks(page.output_text(2)) <= before + 10:
+                assert time.monotonic() < deadline, page.output_text(2)[-500:]
+                page.page.wait_for_timeout(200)
+        page.cell(2).locator(".jp-InputArea").scroll_into_view_if_needed()
+        shots["lost-outputs"] = page.screenshot("lost-outputs")  # the window: its top lines
+        with page.step("the panel stays after Show lost outputs"):
+            page.output(2).locator("button", has_text="Resume cell").wait_for()
+    if os.environ.get("DURABLE_NB_DOCS") == "1":
+        for name, shot in shots.items():
+            shutil.copyfile(shot, DOCS / f"{name}.png")

@@ -56,7 +56,8 @@ def test_outputs_of_a_killed_cell_are_shown_again(start_kernel, workdir):
     shown = fe.stdout(click)
     assert "BEFORE THE KILL" in shown and "line 2" in shown, shown
     assert "crashed" in shown, shown
-    assert fe.shown("Resume cell"), "showing outputs closed the panel"
+    resume = fe.shown("Resume cell")  # the choice stays open
+    assert not fe.models[resume].get("disabled"), "showing outputs closed the panel"
 
     # The magic, default: the last cell execution that did not finish.
     result = fe.ok("%durable outputs")
@@ -90,6 +91,14 @@ def test_status_view_shows_the_running_cells_tail(start_kernel, workdir):
     )
     msg_id = fe.send(code, cell_id="long", allow_stdin=True)
     fe.until(lambda: "TAIL-ONE" in fe.models[view]["value"], "the first line in the view")
+    # What a reloaded page asks first is answered while the cell runs (on our subshell),
+    # and the kernel then says busy for the running cell again (an idle culler waits).
+    info = fe.kc.session.msg("kernel_info_request", {})
+    fe.kc.shell_channel.send(info)
+    fe.until(lambda: fe.idle(info["header"]["msg_id"]), "kernel_info answered while busy")
+    states = [m["content"]["execution_state"] for m in fe.of(msg_id, "status")]
+    fe.until(lambda: [m["content"]["execution_state"] for m in fe.of(msg_id, "status")]
+             [len(states):] == ["busy"], "busy again for the running cell")  # fmt: skip
     go.touch()
     fe.until(lambda: "TAIL-TWO" in fe.models[view]["value"], "the next line in the view")
     go.unlink()
