@@ -1,0 +1,65 @@
+"""Public notebooks under python3 and python3-durable: total cell time per notebook (issue 13).
+
+The notebooks of tests/corpus/ (ipywidgets' Widget List and Widget Events, nbclient's
+Output and update-display-id), each run with nbclient in a fresh kernel per side, sides
+interleaved, ``--repeat`` times; cell time is the sum over cells of execute_input to
+execute_reply (nbclient's timing), so kernel start is left out. Outputs are compared as
+tests/test_corpus.py does. Target: durable ≤ 1.1× plain on every notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+import test_corpus as corpus  # noqa: E402  (the test's runner and normaliser)
+
+SIDES = ("python3", "python3-durable")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args(argv)
+    os.environ.pop("JPY_SESSION_NAME", None)
+    rows, same = [], True
+    for name in corpus.NOTEBOOKS:
+        took: dict[str, list[float]] = {side: [] for side in SIDES}
+        for _ in range(args.repeat):
+            shown = {}
+            for side in SIDES:
+                folder = Path(tempfile.mkdtemp(prefix="bench-corpus-"))
+                os.environ["DURABLE_NB_DIR"] = str(folder / "journals")
+                try:
+                    nb, seconds = corpus.run((name,), side, folder / "work")
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+                took[side].append(seconds)
+                shown[side] = corpus.outputs(nb)
+            if shown["python3"] != shown["python3-durable"]:
+                same = False
+                a, b = shown["python3"], shown["python3-durable"]
+                at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), -1)
+                print(f"{name}: outputs differ at code cell {at}: {a[at]!r:.200} vs {b[at]!r:.200}")
+        rows.append((name, took))
+        print(f"{name}: done", flush=True)
+    print(f"\ntotal cell time per notebook, s (median of {args.repeat}; min in brackets)")
+    print(f"{'notebook':<20} {'python3':>16} {'python3-durable':>16} {'ratio':>6}")
+    for name, took in rows:
+        med = {s: statistics.median(took[s]) for s in SIDES}
+        cells = [f"{med[s]:7.2f} ({min(took[s]):6.2f})" for s in SIDES]
+        ratio = med["python3-durable"] / med["python3"] if med["python3"] else float("nan")
+        print(f"{name:<20} {cells[0]:>16} {cells[1]:>16} {ratio:6.2f}")
+    print(f"outputs equal (normalised): {'yes' if same else 'NO'}; target: ratio ≤ 1.1")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Public notebooks that never call durable_nb run the same under python3-durable (issue 13).
+
+tests/corpus/ holds a few notebooks as published (see its README): the ipywidgets
+documentation's Widget List and Widget Events (widget-heavy: a widget's graph reaches the
+comm and the kernel) and two of nbclient's test notebooks (displays, updated displays,
+cleared outputs); the test runs all but Widget Events (timers: the benchmark runs it).
+Each runs under ``python3`` and ``python3-durable`` with nbclient; their outputs must be
+equal once addresses, widget model ids and times are normalised, and no output may carry
+a ``durable_nb:`` line. ``bench/corpus.py`` times the same runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+NOTEBOOKS = ("Widget List", "Widget Events", "Output", "update-display-id")
+#: What the test runs: Widget Events is left to the benchmark (its throttle and debounce
+#: cells print by wall-clock timers, ~18 s of cells).
+TESTED = ("Widget List", "Output", "update-display-id")
+HISTORY_IN_MEMORY = "--HistoryManager.hist_file=:memory:"  # README, "Runners"
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+_MODEL_ID = re.compile(r"\b[0-9a-f]{32}\b")
+_TIME = re.compile(r"\d\d:\d\d:\d\d(\.\d+)?|\d+\.\d+ ?(ms|s|µs)\b")
+
+
+def normalise(text: str) -> str:
+    """What differs between two runs of the same notebook: addresses, ids, times."""
+    return _TIME.sub("<time>", _MODEL_ID.sub("<id>", _ADDRESS.sub("<addr>", text)))
+
+
+def outputs(nb: nbformat.NotebookNode) -> list[list[str]]:
+    """Each code cell's outputs as normalised text (stream text, data by mime type)."""
+    out = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        shown = []
+        for o in cell.get("outputs", []):
+            if o.output_type == "stream":
+                shown.append(f"{o.name}: {normalise(o.text)}")
+            elif o.output_type == "error":
+                shown.append(f"error: {o.ename}: {normalise(o.evalue)}")
+            else:
+                for mime, value in sorted(o.get("data", {}).items()):
+                    text = value if isinstance(value, str) else repr(value)
+                    shown.append(f"{o.output_type} {mime}: {normalise(text)}")
+        out.append(shown)
+    return out
+
+
+def run(names: tuple[str, ...], kernel: str, work: Path) -> tuple[nbformat.NotebookNode, float]:
+    """Run corpus notebooks ``names`` one after the other in one kernel, in a copy of the
+    corpus folder; return the executed cells (as one notebook) and the cell time (s)."""
+    shutil.copytree(CORPUS, work, dirs_exist_ok=True)
+    nb = nbformat.read(work / f"{names[0]}.ipynb", as_version=4)
+    for name in names[1:]:
+        nb.cells += nbformat.read(work / f"{name}.ipynb", as_version=4).cells
+    # Both sides keep IPython's history in memory: the profile's history file is shared
+    # with every other kernel on the machine, and waiting for its lock is not the point.
+    extra = [HISTORY_IN_MEMORY]
+    client = NotebookClient(
+        nb, kernel_name=kernel, timeout=120, allow_errors=True, extra_arguments=extra,
+        resources={"metadata": {"path": str(work)}},
+    )  # fmt: skip
+    client.execute()
+    took = 0.0
+    for cell in nb.cells:
+        t = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in t and "shell.execute_reply" in t:
+            took += _seconds(t["shell.execute_reply"]) - _seconds(t["iopub.execute_input"])
+    return nb, took
+
+
+def _seconds(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.fixture
+def journal_dir(tmp_path, monkeypatch):
+    """The durable kernel's journals go to a temp folder, never beside the corpus."""
+    folder = tmp_path / "journals"
+    monkeypatch.setenv("DURABLE_NB_DIR", str(folder))
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    return folder
+
+
+def test_public_notebooks_run_the_same_under_the_durable_kernel(tmp_path, journal_dir):
+    # One kernel per side for all of them: the suite's budget is kernels, not cells.
+    plain, _ = run(TESTED, "python3", tmp_path / "plain")
+    durable, _ = run(TESTED, "python3-durable", tmp_path / "durable")
+    assert outputs(durable) == outputs(plain)
+    lines = [line for cell in outputs(durable) for out in cell for line in out.splitlines()]
+    assert not [line for line in lines if "durable_nb:" in line]
+    assert os.listdir(journal_dir), "the durable kernel journaled (the corpus folder is clean)"
