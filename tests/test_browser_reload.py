@@ -16,28 +16,16 @@ import os
 import re
 import shutil
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
-from browser import ROOT, Lab, Page, kernel_display_name
+from browser import ROOT, Page, kernel_display_name
+from test_browser_widgets import lab, lab_root
+
+__all__ = ["lab", "lab_root"]  # fixtures, imported for pytest
 
 KERNEL = "python3-durable"
 DOCS = ROOT / "docs"
-
-
-@pytest.fixture
-def lab_root(tmp_path: Path) -> Path:
-    d = tmp_path / "lab"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
-def lab(lab_root: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "DURABLE_NB"))}
-    with Lab(lab_root, env=env) as lab:
-        yield lab
 
 
 def ticks(text: str) -> int:
