@@ -43,6 +43,9 @@ print("skipped ->", x)"""
 CELL_RAISE = """\
 y = work("raise-me")
 print("not reached")"""
+CELL_CONFIRM = """\
+go = dnb.confirm("Drain 3 nodes?", key="drain")
+print("confirmed ->", go)"""
 
 # The effective colours of an element: its text colour and the first opaque background
 # found on it or an ancestor.
@@ -92,9 +95,9 @@ def test_suspension_prompt_for_a_person(
 ) -> None:
     nb = write_notebook(
         lab_root / "prompt.ipynb",
-        [CELL_A.format(url=service), CELL_STATUS, CELL_B, CELL_SKIP, CELL_RAISE, ""],
+        [CELL_A.format(url=service), CELL_STATUS, CELL_B, CELL_SKIP, CELL_RAISE, CELL_CONFIRM, ""],
     )
-    A, STATUS, B, SKIP, RAISE = range(5)
+    A, STATUS, B, SKIP, RAISE, CONFIRM = range(6)
     with Page.launch(lab, request.node.name, timeout=STAGE, viewport=(760, 900)) as page:
         page.open(nb.name, kernel_display=kernel_display_name(KERNEL))
         page.page.evaluate("() => window.jupyterapp.commands.execute('filebrowser:activate')")
@@ -156,8 +159,8 @@ def test_suspension_prompt_for_a_person(
         text = page.wait_output(B, "done [")
         page.wait_idle(STAGE)
         assert "Retry chosen" in text and "the cell is waiting" not in text, text
-        status = page.output_text(STATUS)
-        assert "0 failed" in status and "attempt 1: idle" not in status, status
+        status = page.wait_output(STATUS, "0 failed")  # the view refreshes on its own
+        assert "attempt 1: idle" not in status, status
         # The step's own line forgets the failure (the running cell's output tail, shown
         # below it, keeps the decided prompt's line, as the cell's output does).
         state = [line for line in status.splitlines() if not line.lstrip().startswith("output")]
@@ -185,6 +188,17 @@ def test_suspension_prompt_for_a_person(
         assert not re.search(r"^not reached$", text, re.M), text
         frames = re.findall(r"durable_nb[/\\]\w+\.py", text)
         assert len(frames) <= 1, f"durable_nb frames in the traceback: {frames}\n{text}"
+
+        # -- issue 15: dnb.confirm answered by a click, journaled, replayed -------------
+        page.run(CONFIRM, wait=False)
+        page.wait_output(CONFIRM, "Drain 3 nodes?")
+        assert_busy(lab, page, "waiting for an answer", samples=2)
+        page.click_button(CONFIRM, "Yes")
+        text = page.wait_output(CONFIRM, "confirmed -> True")
+        page.wait_idle(STAGE)
+        page.run(CONFIRM)  # again: the journaled answer replays, nobody is asked
+        text = page.wait_output(CONFIRM, "confirmed -> True")
+        assert "replayed" in text and page.output(CONFIRM).locator("button").count() == 0, text
         page.save()
 
     # -- 8. the saved notebook tells the story without a kernel -----------------------------
