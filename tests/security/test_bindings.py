@@ -148,7 +148,10 @@ class Victim:
         rt = Runtime(str(self.path.parent / "nb.ipynb"))
         runtime.install(rt)
         ns = self.shell.user_ns
-        for name in [n for n in ns if n not in self.shell.user_ns_hidden]:
+        # The notebook's variables go; the module's own names (__name__, __builtins__)
+        # stay: the shell is IPython's singleton, which other test modules use after this.
+        hidden = self.shell.user_ns_hidden
+        for name in [n for n in ns if n not in hidden and not n.startswith("__")]:
             del ns[name]
         try:
             return Snapshots(self.shell, rt).restore(), ns
