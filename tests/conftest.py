@@ -77,11 +77,23 @@ class Kernel:
     def __init__(
         self, cwd: Path, env: dict[str, str], kernel_name: str = KERNEL, args: list[str] = ()
     ) -> None:
-        self.km = KernelManager(kernel_name=kernel_name)
-        self.km.start_kernel(cwd=str(cwd), env=env, extra_arguments=list(args))
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=60)
+        for attempt in (1, 2):
+            self.km = KernelManager(kernel_name=kernel_name)
+            self.km.start_kernel(cwd=str(cwd), env=env, extra_arguments=list(args))
+            self.kc = self.km.client()
+            self.kc.start_channels()
+            try:
+                self.kc.wait_for_ready(timeout=60)
+                return
+            except RuntimeError:
+                # jupyter_client picks free TCP ports by binding and releasing them; with
+                # two test workers, another process can take one first and the kernel dies
+                # at once ("Address already in use"). One new start, new ports; a kernel
+                # that dies twice is a real failure.
+                self.kc.stop_channels()
+                self.km.cleanup_resources()
+                if attempt == 2 or self.km.is_alive():
+                    raise
 
     @property
     def pid(self) -> int:
