@@ -187,7 +187,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return code
 
 
+def _without_iri_grammars() -> None:
+    """Leave jsonschema's optional IRI format checker out of this process.
+
+    nbformat imports jsonschema, which imports ``rfc3987_syntax`` when it is installed
+    (jupyter_events' ``format-nongpl`` extra brings it); that compiles ~40 Lark grammars
+    at import: ~3.5 CPU-s of every ``durable-nb run``. Notebook validation checks no
+    string formats, so nothing changes but the start.
+    """
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # None: its import fails at once
+
+
 def _load_notebook(given: Path, kernel: str) -> tuple[Path, Any]:
+    _without_iri_grammars()
     import nbformat
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 

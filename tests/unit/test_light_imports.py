@@ -39,3 +39,17 @@ def test_the_command_line_help_loads_no_kernel_side():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stderr.split() == []
+
+
+def test_reading_a_notebook_for_a_run_compiles_no_iri_grammars(tmp_path):
+    # jsonschema (under nbformat) would import rfc3987_syntax, which compiles ~40 Lark
+    # grammars at import (~3.5 CPU-s of every `durable-nb run`); validation needs none.
+    nb = tmp_path / "a.ipynb"
+    nb.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    probe = (
+        "import sys\nfrom pathlib import Path\nfrom durable_nb.cli.run import _load_notebook\n"
+        f"path, nb = _load_notebook(Path({str(nb)!r}), 'python3')\n"
+        "print(nb.nbformat, ' '.join(m for m in ('jsonschema', 'lark') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["4", "jsonschema"], out.stdout + out.stderr
