@@ -33,8 +33,11 @@ OUTPUT_TYPES = frozenset(
 )
 #: What is shown again from a journal: mimetypes a frontend renders without running code
 #: (HTML, SVG, JavaScript and widget views are left out: a journal may come from others).
-SAFE_MIMETYPES = ("text/plain", "text/markdown", "text/latex", "image/png", "image/jpeg",
-                  "image/gif", "application/json")  # fmt: skip
+SAFE_MIMETYPES = ("text/plain", "image/png", "image/jpeg", "image/gif", "application/json")
+#: Shown again as their source text only: JupyterLab renders a kernel's markdown as trusted
+#: HTML (no sanitizer, inline scripts run) and LaTeX through MathJax, so a journal's
+#: ``<img onerror=...>`` in markdown would run script in the page.
+AS_SOURCE = ("text/markdown", "text/latex")
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 #: Largest outputs text read back from a journal.
 MAX_READ = 1 << 26
@@ -219,11 +222,16 @@ def safe(out: dict[str, Any]) -> dict[str, Any]:
     """``out`` (well formed) with only the mimetypes in :data:`SAFE_MIMETYPES`."""
     if out["output_type"] not in ("display_data", "execute_result"):
         return out
-    data = {k: v for k, v in out["data"].items() if k in SAFE_MIMETYPES}
+    data = {k: v for k, v in out["data"].items()
+            if k in SAFE_MIMETYPES and (isinstance(v, str) or k == "application/json")}  # fmt: skip
+    source = next((out["data"][k] for k in AS_SOURCE if isinstance(out["data"].get(k), str)), None)
+    if "text/plain" not in data and source is not None:
+        data["text/plain"] = source
     if not data:
         kinds = ", ".join(sorted(out["data"]))[:200]
         data = {"text/plain": f"[{kinds}: not shown again from the journal]"}
-    return {**out, "data": data}
+    meta = out.get("metadata") or {}
+    return {**out, "data": data, "metadata": {k: meta[k] for k in data if k in meta}}
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")

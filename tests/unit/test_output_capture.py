@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -66,6 +67,20 @@ def test_rows_from_elsewhere_show_only_well_formed_outputs_and_harmless_mimetype
     assert "not shown again" in safe(found[2])["data"]["text/plain"]
     for bad in ("[", "{}", json.dumps([[[]]]), None):
         assert load(OutputRow("r:1", 1, bad, 0, 0)) == []
+
+
+@pytest.mark.parametrize("mime", ["text/markdown", "text/latex"])
+def test_markdown_and_latex_from_a_journal_come_back_as_their_source_text(mime):
+    # JupyterLab renders a kernel's markdown as trusted HTML: an onerror here would run.
+    attack = '<img src=x onerror="alert(1)">'
+    outs = [{"output_type": "display_data", "data": {mime: attack},
+             "metadata": {mime: {"isolated": False}, "text/html": {"x": 1}}},
+            {"output_type": "execute_result", "execution_count": 1,
+             "data": {mime: attack, "text/plain": "<Markdown>", "image/png": ["not", "b64"]},
+             "metadata": {}}]  # fmt: skip
+    shown = [safe(o) for o in load(OutputRow("r:1", 1, json.dumps(outs), 0, 0))]
+    assert shown[0]["data"] == {"text/plain": attack} and shown[0]["metadata"] == {}
+    assert shown[1]["data"] == {"text/plain": "<Markdown>"}
 
 
 def test_replay_comparison_normalises_addresses_times_and_durable_nb_lines():
