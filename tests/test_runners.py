@@ -146,7 +146,10 @@ def test_papermill_engine_resumes_a_failed_run(tmp_path):
 # -- 2. notebooks in one folder under plain nbclient --------------------------------
 
 NBCLIENT = """
-import sys, nbformat, nbclient
+import sys
+# As durable-nb run does: no IRI grammars compiled at import (~3.5 CPU-s), see run.py.
+sys.modules.setdefault("rfc3987_syntax", None)
+import nbformat, nbclient
 src, out, kernel, cwd, *extra = sys.argv[1:]
 nb = nbformat.read(src, as_version=4)
 client = nbclient.NotebookClient(nb, kernel_name=kernel, allow_errors=True, timeout=120,
