@@ -13,9 +13,11 @@ import collections
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -43,6 +45,101 @@ class Hang(Exception):
     """A kernel did not start, or a cell did not finish, in time."""
 
 
+# -- the watchdog: a hang names its place ----------------------------------------------------
+
+#: Harness-only: a ``sitecustomize`` put first on the kernels' PYTHONPATH. When the
+#: harness sets DNB_FAULTS_STACKS, every kernel writes the Python stacks of all its
+#: threads to ``<that>.<pid>`` on SIGUSR1 (faulthandler: works while a thread is stuck).
+SITECUSTOMIZE = """
+import os as _os
+if _os.environ.get("DNB_FAULTS_STACKS"):
+    import faulthandler as _fh, signal as _sig
+    _dnb_stacks = open(f"{_os.environ['DNB_FAULTS_STACKS']}.{_os.getpid()}", "w")
+    _fh.register(_sig.SIGUSR1, file=_dnb_stacks, all_threads=True)
+"""
+#: A trial that has not ended by then has its stacks dumped (harness and kernels).
+TRIAL_DEADLINE = 4 * CELL_TIMEOUT
+
+
+def children(pid: int) -> list[int]:
+    """The living descendants of ``pid`` (from /proc)."""
+    kids: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            kids[int(stat.rsplit(")", 1)[1].split()[1])].append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def dump_stacks(t: Trial, why: str) -> Path:
+    """Write where every process of trial ``t`` is now, harness included; return the file.
+
+    Per kernel: its Python stacks (faulthandler on SIGUSR1), ``py-spy dump --native``
+    when py-spy is installed, and each thread's kernel wait channel and stack.
+    """
+    out = t.dir / "stacks.txt"
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    with open(out, "a") as f:
+        f.write(f"== {why} at {time.strftime('%H:%M:%S')}\n== harness {os.getpid()}\n")
+        f.flush()
+        import faulthandler
+
+        faulthandler.dump_traceback(file=f, all_threads=True)
+        for pid in children(os.getpid()):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            f.write(f"\n== pid {pid}: {cmd[:200]}\n")
+            for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+                wchan = stack = ""
+                try:
+                    wchan = (task / "wchan").read_text()
+                    stack = (task / "stack").read_text()
+                except OSError:
+                    pass
+                f.write(f"-- thread {task.name} wchan={wchan}\n{stack}")
+            stacks = Path(f"{t.stacks}.{pid}")
+            if stacks.exists():
+                try:
+                    os.kill(pid, signal.SIGUSR1)
+                except OSError:
+                    pass
+                time.sleep(1.0)
+                f.write(f"-- faulthandler\n{stacks.read_text()}\n")
+            if spy:
+                proc = subprocess.run([spy, "dump", "--native", "--pid", str(pid)],
+                                      capture_output=True, text=True, timeout=60)  # fmt: skip
+                f.write(f"-- py-spy\n{proc.stdout}{proc.stderr}\n")
+            f.flush()
+    return out
+
+
+class Watchdog:
+    """Dumps the stacks of trial ``t`` if it has not ended ``after`` seconds from now."""
+
+    def __init__(self, t: Trial, after: float = TRIAL_DEADLINE) -> None:
+        self.done = threading.Event()
+        self.fired: Path | None = None
+        self.thread = threading.Thread(target=self._watch, args=(t, after), daemon=True)
+        self.thread.start()
+
+    def _watch(self, t: Trial, after: float) -> None:
+        if not self.done.wait(after):
+            self.fired = dump_stacks(t, f"trial not ended after {after:.0f} s")
+
+    def stop(self) -> None:
+        self.done.set()
+
+
 class Skip(Exception):
     """This kind cannot run here (the reason is printed under the table)."""
 
@@ -58,6 +155,8 @@ class Tally:
     silent: int = 0
     failed_opens: int = 0
     hangs: int = 0
+    errors: int = 0  # the harness failed (not a count of the product): printed, exit 2
+    seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
 
@@ -191,7 +290,13 @@ class Trial:
         self.jdir = self.dir / ".durable"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "DURABLE_NB"))}
         env["JPY_SESSION_NAME"] = str(self.dir / "nb.ipynb")
-        env["PYTHONPATH"] = os.pathsep.join([str(NOTEBOOKS), env.get("PYTHONPATH", "")])
+        site = base / "site"  # the watchdog's sitecustomize (harness only)
+        if not (site / "sitecustomize.py").exists():
+            site.mkdir(exist_ok=True)
+            (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        self.stacks = self.dir / "stacks"
+        env["DNB_FAULTS_STACKS"] = str(self.stacks)
+        env["PYTHONPATH"] = os.pathsep.join([str(site), str(NOTEBOOKS), env.get("PYTHONPATH", "")])
         self.env = env
         self.kernels: list[Kernel] = []
         self.managers: list[KernelManager] = []
@@ -207,7 +312,8 @@ class Trial:
         try:
             k = Kernel(self.dir, self.env)
         except Exception as exc:
-            raise Hang(f"kernel did not start: {exc}") from exc
+            where = dump_stacks(self, f"kernel did not start: {exc}")
+            raise Hang(f"kernel did not start: {exc}; stacks in {where}") from exc
         self.kernels.append(k)
         return k
 
@@ -223,7 +329,8 @@ class Trial:
         try:
             r = k.run(code, cell_id, timeout)
         except TimeoutError as exc:
-            raise Hang(f"cell {cell_id} did not finish in {timeout:.0f} s") from exc
+            what = f"cell {cell_id} did not finish in {timeout:.0f} s"
+            raise Hang(f"{what}; stacks in {dump_stacks(self, what)}") from exc
         if listen:
             self.hear(r)
         return r
@@ -256,7 +363,9 @@ class Trial:
         deadline = time.monotonic() + CELL_TIMEOUT
         while not (marks.exists() and "held" in marks.read_text()):
             if time.monotonic() > deadline:
-                raise Hang(f"cell {cell} did not finish its steps in {CELL_TIMEOUT:.0f} s")
+                where = dump_stacks(self, f"cell {cell} did not finish its steps")
+                raise Hang(f"cell {cell} did not finish its steps in {CELL_TIMEOUT:.0f} s; "
+                           f"stacks in {where}")  # fmt: skip
             time.sleep(0.05)
         if kill:
             self.kill(k)
@@ -686,6 +795,7 @@ def run_kind(kind: str, trials: int, seed: int = 0, base: Path | None = None,
     base = Path(base or tempfile.mkdtemp(prefix="dnb-faults-"))
     for n in range(trials):
         t = Trial(base, random.Random(f"{seed}:{kind}:{n}"), n)
+        dog, t0 = Watchdog(t), time.monotonic()
         try:
             got = KINDS[kind](t)
         except Skip as exc:
@@ -694,8 +804,22 @@ def run_kind(kind: str, trials: int, seed: int = 0, base: Path | None = None,
         except Hang as exc:
             got = {"hangs": 1}
             tally.notes.append(f"trial {n}: {exc}")
+        except Exception as exc:  # the harness's own failure: said, and the campaign goes on
+            got = None
+            tally.errors += 1
+            tally.notes.append(f"trial {n}: harness error {exc!r}; {t.dir}")
+            (t.dir / "error.txt").write_text(traceback.format_exc())
         finally:
+            dog.stop()
             t.close()
+            tally.seconds += time.monotonic() - t0
+        if got is None:  # not a trial: its folder is kept for a look
+            continue
+        if got.get("hangs") or dog.fired:
+            kept = Path(tempfile.gettempdir()) / f"dnb-faults-stacks-{kind}-{seed}-{n}.txt"
+            if (t.dir / "stacks.txt").exists():
+                shutil.copy(t.dir / "stacks.txt", kept)
+                tally.notes.append(f"trial {n}: stacks in {kept}")
         tally.trials += 1
         tally.add(got)
         if any(got.get(c) for c in tally.must_be_zero(kind)):
@@ -760,8 +884,13 @@ def main() -> int:
     print(table(results))
     print(f"{sum(t.trials for t in results.values())} trials in {time.monotonic() - t0:.0f} s")
     for kind, tally in results.items():
-        for note in tally.notes[:3]:
+        if tally.trials:
+            print(f"  {kind}: {tally.seconds / tally.trials:.1f} s per trial"
+                  + (f"; {tally.errors} harness errors" if tally.errors else ""))  # fmt: skip
+        for note in tally.notes[:10]:
             print(f"  {kind}: {note}")
+    if any(t.errors for t in results.values()):
+        return 2
     return int(any(t.violations(k) for k, t in results.items()))
 
 
