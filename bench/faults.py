@@ -279,12 +279,63 @@ def bad_values(r: Result | None) -> int:
 
 # -- one trial -----------------------------------------------------------------------------
 
+#: A reused kernel is replaced after this many opens (what one process accumulates stays small).
+RECYCLE = 100
+
+
+class Shared:
+    """What the trials of one kind share, where sharing does not weaken them.
+
+    Kernels that open each trial's journal anew (the extension unloaded, then loaded with
+    the trial's notebook: the open path a kernel start runs), and journals built once
+    (``template``) that each trial copies and damages in its own way. A kernel a fault
+    must kill is never shared.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.kernels: dict[str, tuple[Trial, Kernel, int]] = {}
+        self.templates: dict[str, Path] = {}
+
+    def kernel(self, slot: str) -> Kernel:
+        own, k, uses = self.kernels.get(slot, (None, None, RECYCLE))
+        if k is None or uses >= RECYCLE or not k.km.is_alive():
+            self.discard(slot)
+            own = Trial(self.base, random.Random(0))
+            k = own.start()
+            own.run(k, "pass", "warm", listen=False)
+            uses = 0
+        self.kernels[slot] = (own, k, uses + 1)
+        return k
+
+    def discard(self, slot: str | None = None) -> None:
+        """Stop the shared kernels (after a hang or an error they are not trusted again)."""
+        for name in [slot] if slot else list(self.kernels):
+            own, _, _ = self.kernels.pop(name, (None, None, 0))
+            if own is not None:
+                own.close()
+                shutil.rmtree(own.dir, ignore_errors=True)
+
+
+def copy_tree(src: Path, dest: Path) -> None:
+    """Copy a trial's folder; blob files are hard-linked (``damage`` replaces, never edits)."""
+    for p in src.rglob("*"):
+        to = dest / p.relative_to(src)
+        if p.is_dir():
+            to.mkdir(parents=True, exist_ok=True)
+        elif p.parent.name.endswith(".blobs"):
+            os.link(p, to)
+        else:
+            shutil.copy2(p, to)
+
 
 class Trial:
     """A fresh folder with a notebook path, the kernels started on it, what they said."""
 
-    def __init__(self, base: Path, rng: random.Random, n: int = 0) -> None:
+    def __init__(self, base: Path, rng: random.Random, n: int = 0,
+                 shared: Shared | None = None) -> None:  # fmt: skip
         self.dir = Path(tempfile.mkdtemp(dir=base, prefix="t-"))
+        self.shared = shared
         self.rng = rng
         self.n = n  # the trial's number: kinds with variants take them in turn
         self.jdir = self.dir / ".durable"
@@ -316,6 +367,44 @@ class Trial:
             raise Hang(f"kernel did not start: {exc}; stacks in {where}") from exc
         self.kernels.append(k)
         return k
+
+    def reopen(self, slot: str = "opener") -> Kernel:
+        """A kernel that has just opened this trial's journal (its messages are heard).
+
+        Shared: the extension is unloaded and loaded again with this trial's notebook and
+        journal folder, after ``%reset -f``; else a new kernel.
+        """
+        if self.shared is None:
+            return self.start()
+        k = self.shared.kernel(slot)
+        self.run(k, "%unload_ext durable_nb", "unload", listen=False)
+        jdir = self.env.get("DURABLE_NB_DIR")
+        code = "\n".join([
+            f"import os; os.chdir({str(self.dir)!r})",  # the last trial's folder is gone
+            "%reset -f",
+            "import os",
+            f"os.environ['JPY_SESSION_NAME'] = {self.env['JPY_SESSION_NAME']!r}",
+            f"os.environ['DURABLE_NB_DIR'] = {jdir!r}" if jdir
+            else "os.environ.pop('DURABLE_NB_DIR', None)",
+            f"os.chdir({str(self.dir)!r})",
+            "%load_ext durable_nb",
+        ])  # fmt: skip
+        r = self.run(k, code, "load")
+        if r.error:
+            raise RuntimeError("the shared kernel could not load the extension: "
+                               f"{r.error['ename']}: {r.error['evalue']}")  # fmt: skip
+        return k
+
+    def template(self, name: str, build) -> None:
+        """Fill this trial's folder with what ``build(trial)`` makes, built once per kind."""
+        sh = self.shared
+        if sh is not None and name in sh.templates:
+            copy_tree(sh.templates[name], self.dir)
+            return
+        build(self)
+        if sh is not None:
+            sh.templates[name] = Path(tempfile.mkdtemp(dir=sh.base, prefix=f"template-{name}-"))
+            copy_tree(self.dir, sh.templates[name])
 
     def start_nowait(self) -> KernelManager:
         """Start a kernel without waiting for it (to kill it while it opens the journal)."""
@@ -453,8 +542,8 @@ def kill_loop(t: Trial) -> dict[str, int]:
     time.sleep(t.rng.uniform(0.0, 1.2))
     t.kill(a)
     before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
-    b = t.start()
     since = len(t.said)
+    b = t.reopen()
     r = t.run(b, t.steps(b, "loop", 120, name="b"), "loop")
     return judge(t, before, journaled, set(), 1, r, damage=False, since=since,
                  opened=t.opened(b))  # fmt: skip
@@ -479,8 +568,8 @@ def kill_map(t: Trial) -> dict[str, int]:
     journaled = {i for i, at in ended.items() if at < killed - MAP_SLACK}
     # Items that finished within the slack, or were running, may run again.
     maybe = {i for i in before if i not in journaled}
-    b = t.start()
     since = len(t.said)
+    b = t.reopen()
     r = t.run(b, code, "map")
     return judge(t, before, journaled, set(), len(maybe), r, damage=False, since=since,
                  opened=t.opened(b))  # fmt: skip
@@ -515,8 +604,8 @@ def kill_snapshot(t: Trial, n: int = 5_000_000) -> dict[str, int]:
     a.send(SNAP_CELL.format(a=spans[2][0], b=spans[2][1], v=3), "c3")
     time.sleep(t.rng.uniform(0.0, took * 1.3))
     t.kill(a)
-    b = t.start()
     since = len(t.said)
+    b = t.reopen()
     t.run(b, "%durable restore", "restore")
     r = t.run(b, SNAP_CHECK.format(n=n), "check")
     out = dict(lost=0, wrong=0, failed_opens=0)
@@ -557,17 +646,20 @@ def kill_fold(t: Trial) -> dict[str, int]:
             km.cleanup_resources()
     before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
     n = max(before, default=-1) + 1
-    b = t.start()
     since = len(t.said)
+    b = t.reopen()
     r = t.run(b, t.steps(b, "loop", n, name="b"), "loop")
     return judge(t, before, journaled, set(), inflight, r, damage=False, since=since,
                  opened=t.opened(b))  # fmt: skip
 
 
+def _held_loop(t: Trial) -> None:
+    t.held(t.start(), "loop", 120, "a")  # killed: the log keeps its 120 step records
+
+
 def _log_damage(t: Trial, cut: bool) -> dict[str, int]:
     """Damage the unfolded log of 120 steps: one flipped bit, or bytes cut out of it."""
-    a = t.start()
-    t.held(a, "loop", 120, "a")
+    t.template("log", _held_loop)
     log = next((t.jdir / n for n in ("nb.log", "nb.wal") if (t.jdir / n).exists()), None)
     start, marked = marks(t.dir / "marks-a-loop.txt")
     if log is None or start < 0:
@@ -590,8 +682,8 @@ def _log_damage(t: Trial, cut: bool) -> dict[str, int]:
     allowed = {i for i, (s, e) in spans.items() if s < hi and lo < e}
     before = counts(t.dir / "runs.txt")
     journaled = {i for i, (j, _) in marked.items() if j}
-    b = t.start()
     since = len(t.said)
+    b = t.reopen()
     r = t.run(b, t.steps(b, "loop", 120, name="b"), "loop")
     return judge(t, before, journaled, allowed, 0, r, damage=True, since=since,
                  opened=t.opened(b))  # fmt: skip
@@ -612,19 +704,26 @@ def damage(t: Trial, path: Path, cut: bool) -> None:
         del data[t.rng.randrange(len(data)) :]
     else:
         data[t.rng.randrange(len(data))] ^= 1 << t.rng.randrange(8)
+    mode = path.stat().st_mode
+    path.unlink()  # a new file: a hard link to the kind's built journal is left as it was
     path.write_bytes(bytes(data))
+    path.chmod(mode)
 
 
-def _db_damage(t: Trial, cut: bool) -> dict[str, int]:
-    """Damage the .duckdb of a cleanly closed journal: one flipped bit, or its tail cut."""
+def _closed_journal(t: Trial) -> None:
     a = t.start()
     t.run(a, t.steps(a, "loop", 150, name="a"), "loop")
     t.run(a, "x = list(range(50_000))", "var")
     a.close()  # folds the log into the .duckdb
+
+
+def _db_damage(t: Trial, cut: bool) -> dict[str, int]:
+    """Damage the .duckdb of a cleanly closed journal: one flipped bit, or its tail cut."""
+    t.template("db", _closed_journal)
     damage(t, t.jdir / "nb.duckdb", cut)
     before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
-    b = t.start()
     since = len(t.said)
+    b = t.reopen()
     r = t.run(b, t.steps(b, "loop", 150, name="b"), "loop")
     t.run(b, "y = 1", "later")  # a cell without steps, and a snapshot
     return judge(t, before, journaled, set(), 0, r, damage=True, since=since,
@@ -646,18 +745,22 @@ print("VALS", vals == [list(range(i, i + 200_000)) for i in range(4)] if "vals" 
 """
 
 
-def _blob_damage(t: Trial, cut: bool) -> dict[str, int]:
-    """Damage one blob file: a step result over 1 MB, or a chunk of a 24 MB array."""
+def _blobs_journal(t: Trial) -> None:
     a = t.start()
     t.run(a, t.steps(a, "loop", 4, value="big", name="a"), "loop")
     t.run(a, "import numpy as np; arr = np.arange(3_000_000) * 7", "arr")
     a.close()
+
+
+def _blob_damage(t: Trial, cut: bool) -> dict[str, int]:
+    """Damage one blob file: a step result over 1 MB, or a chunk of a 24 MB array."""
+    t.template("blob", _blobs_journal)
     folder = t.jdir / "nb.blobs"
     files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     damage(t, t.rng.choice(files), cut)
     before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
-    b = t.start()
     since = len(t.said)
+    b = t.reopen()
     t.run(b, "%durable restore", "restore")
     r_arr = t.run(b, BLOB_CHECK, "check")
     r = t.run(b, t.steps(b, "loop", 4, value="big", name="b"), "loop")
@@ -714,7 +817,7 @@ def full_disk(t: Trial) -> dict[str, int]:
     journaled = set().union(*(journaled_steps(t, f"a-{c}") for c in ("s1", "s2", "s3")))
     # Steps that ran after durable_nb stepped aside (and said so) may run again.
     unjournaled = set().union(*(journaled_steps(t, f"a-{c}", False) for c in ("s1", "s2", "s3")))
-    b = t.start()
+    b = t.start()  # real kernels here: the campaign's one hang was in this kind
     since = len(t.said)
     out = collections.Counter()
     specs = (("s1", 20, "small", 0), ("s2", 3, "big", 100), ("s3", 20, "small", 200))
@@ -728,19 +831,25 @@ def full_disk(t: Trial) -> dict[str, int]:
     return dict(out)
 
 
-def read_only(t: Trial) -> dict[str, int]:
-    """The journal's folder becomes read-only between two kernels."""
-    folder = t.mount("ro", "size=64m")
-    t.use_folder(folder)
+def _journal_in_j(t: Trial) -> None:
+    t.use_folder(t.dir / "j")
     a = t.start()
     t.run(a, t.steps(a, "loop", 100, name="a"), "loop")
     a.close()
+
+
+def read_only(t: Trial) -> dict[str, int]:
+    """The journal's folder becomes read-only between two kernels."""
+    folder = t.mount("ro", "size=64m")
+    t.template("ro", _journal_in_j)
+    copy_tree(t.dir / "j", folder)
+    t.use_folder(folder)
     proc = subprocess.run(["mount", "-o", "remount,ro", str(folder)], capture_output=True)
     if proc.returncode:
         raise Skip(f"cannot remount read-only ({proc.stderr.decode().strip()})")
     before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
-    b = t.start()
     since = len(t.said)
+    b = t.reopen()
     r = t.run(b, t.steps(b, "loop", 100, name="b"), "loop")
     out = judge(t, before, journaled, set(), 0, r, damage=False, since=since,
                 opened=t.opened(b))  # fmt: skip
@@ -752,11 +861,11 @@ def read_only(t: Trial) -> dict[str, int]:
 
 def two_kernels(t: Trial) -> dict[str, int]:
     """A second kernel on a notebook whose journal a live kernel holds."""
-    a = t.start()
+    a = t.reopen("holder")
     t.run(a, t.steps(a, "loop", 100, name="a"), "loop")
     before, journaled = counts(t.dir / "runs.txt"), journaled_steps(t, "a-loop")
-    b = t.start()
     since = len(t.said)
+    b = t.reopen()
     plain = t.run(b, "x = 41 + 1; print(x)", "plain")
     r = t.run(b, t.steps(b, "loop", 100, name="b"), "loop")
     out = judge(t, before, journaled, set(), 0, r, damage=True, since=since,
@@ -788,24 +897,32 @@ KINDS = {
 }
 
 
-def run_kind(kind: str, trials: int, seed: int = 0, base: Path | None = None,
-             keep: bool = False, verbose: bool = False) -> Tally:  # fmt: skip
-    """Run ``trials`` trials of ``kind``; each in a fresh folder under ``base``."""
-    tally = Tally()
-    base = Path(base or tempfile.mkdtemp(prefix="dnb-faults-"))
-    for n in range(trials):
-        t = Trial(base, random.Random(f"{seed}:{kind}:{n}"), n)
+class KindRun:
+    """The trials of one kind, one at a time (so that kinds can take turns)."""
+
+    def __init__(self, kind: str, seed: int, base: Path, keep: bool = False,
+                 verbose: bool = False) -> None:  # fmt: skip
+        self.kind, self.seed, self.base, self.keep, self.verbose = kind, seed, base, keep, verbose
+        self.tally = Tally()
+        self.shared = Shared(base)
+
+    def trial(self, n: int) -> bool:
+        """Run trial ``n`` in a fresh folder; False when the kind cannot run here."""
+        kind, tally, shared = self.kind, self.tally, self.shared
+        t = Trial(self.base, random.Random(f"{self.seed}:{kind}:{n}"), n, shared)
         dog, t0 = Watchdog(t), time.monotonic()
         try:
             got = KINDS[kind](t)
         except Skip as exc:
             tally.skipped = str(exc)
-            break
+            return False
         except Hang as exc:
             got = {"hangs": 1}
             tally.notes.append(f"trial {n}: {exc}")
+            shared.discard()
         except Exception as exc:  # the harness's own failure: said, and the campaign goes on
             got = None
+            shared.discard()
             tally.errors += 1
             tally.notes.append(f"trial {n}: harness error {exc!r}; {t.dir}")
             (t.dir / "error.txt").write_text(traceback.format_exc())
@@ -814,9 +931,9 @@ def run_kind(kind: str, trials: int, seed: int = 0, base: Path | None = None,
             t.close()
             tally.seconds += time.monotonic() - t0
         if got is None:  # not a trial: its folder is kept for a look
-            continue
+            return True
         if got.get("hangs") or dog.fired:
-            kept = Path(tempfile.gettempdir()) / f"dnb-faults-stacks-{kind}-{seed}-{n}.txt"
+            kept = Path(tempfile.gettempdir()) / f"dnb-faults-stacks-{kind}-{self.seed}-{n}.txt"
             if (t.dir / "stacks.txt").exists():
                 shutil.copy(t.dir / "stacks.txt", kept)
                 tally.notes.append(f"trial {n}: stacks in {kept}")
@@ -824,11 +941,27 @@ def run_kind(kind: str, trials: int, seed: int = 0, base: Path | None = None,
         tally.add(got)
         if any(got.get(c) for c in tally.must_be_zero(kind)):
             tally.notes.append(f"trial {n}: {got}; {t.dir}; said: {t.said[-3:]}")
-        if verbose:
+        if self.verbose:
             print(f"{kind} {n}: {got}", file=sys.stderr, flush=True)
-        if not keep:
+        if not self.keep:
             shutil.rmtree(t.dir, ignore_errors=True)
-    return tally
+        return True
+
+    def close(self) -> None:
+        self.shared.discard()
+
+
+def run_kind(kind: str, trials: int, seed: int = 0, base: Path | None = None,
+             keep: bool = False, verbose: bool = False) -> Tally:  # fmt: skip
+    """Run ``trials`` trials of ``kind``; each in a fresh folder under ``base``."""
+    run = KindRun(kind, seed, Path(base or tempfile.mkdtemp(prefix="dnb-faults-")), keep, verbose)
+    try:
+        for n in range(trials):
+            if not run.trial(n):
+                break
+    finally:
+        run.close()
+    return run.tally
 
 
 def table(results: dict[str, Tally]) -> str:
@@ -860,7 +993,10 @@ def main() -> int:
     p.add_argument("--keep", action="store_true", help="keep the trial folders")
     p.add_argument("-v", "--verbose", action="store_true", help="a line per trial")
     p.add_argument("--kernel-stderr", action="store_true", help="show the kernels' stderr")
+    p.add_argument("--progress", default=None,
+                   help="rewrite the table into this file after every trial")  # fmt: skip
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop prints the table too
     if not args.kernel_stderr:  # kernels inherit fd 2: send theirs to /dev/null, keep ours
         sys.stderr = os.fdopen(os.dup(2), "w")
         null = os.open(os.devnull, os.O_WRONLY)
@@ -871,14 +1007,24 @@ def main() -> int:
     if unknown:
         p.error(f"unknown kinds {unknown}; choose from {', '.join(KINDS)}")
     base = Path(tempfile.mkdtemp(prefix="dnb-faults-", dir=args.tmp))
-    results = {}
     t0 = time.monotonic()
+    # The kinds take turns, trial by trial: a campaign stopped early has them all alike.
+    runs = {kind: KindRun(kind, args.seed, base, args.keep, args.verbose) for kind in kinds}
+    results = {kind: run.tally for kind, run in runs.items()}
     try:
-        for kind in kinds:
-            results[kind] = run_kind(kind, args.trials, args.seed, base, args.keep, args.verbose)
+        for n in range(args.trials):
+            for kind, run in list(runs.items()):
+                if not run.trial(n):
+                    runs.pop(kind).close()
+                if args.progress:
+                    Path(args.progress).write_text(
+                        f"{table(results)}\n{time.monotonic() - t0:.0f} s\n"
+                    )
     except KeyboardInterrupt:
         print("interrupted; the table holds the trials that finished", file=sys.stderr)
     finally:
+        for run in runs.values():
+            run.close()
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     print(table(results))

@@ -43,6 +43,11 @@ def _first_line(cause: BaseException) -> str:
     return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
+def _reason(cause: BaseException) -> str:
+    """The first cause's words: another durable_nb message is not quoted whole."""
+    return getattr(cause, "reason", None) or _first_line(cause)
+
+
 #: How a problem that keeps an existing journal closed ends its message.
 _STOPS = (
     "this kernel does not journal, and a step call stops rather than run again what the "
@@ -91,7 +96,7 @@ class JournalError(DurableError):
         text = f"step {step!r} did not run: {self}"
         if "%durable off" not in text:
             text += " Or run %durable off to run steps un-journaled on purpose."
-        make, (*head, _) = self.__reduce__()
+        make, (*head, _) = self.__reduce__()[:2]
         return make(*head, text)
 
 
@@ -153,21 +158,29 @@ class JournalTooNew(JournalError):
 class JournalUnwritable(JournalError):
     """The journal folder or disk refuses writes (read-only, full)."""
 
+    #: The disk's own words ("No space left on device"), without this class's advice.
+    reason: str | None = None
+
+    def __reduce__(self):
+        return (type(self), (self.path, str(self)), vars(self))
+
     @classmethod
     def from_cause(cls, path: str, cause: BaseException) -> JournalUnwritable:
-        return cls(
+        err = cls(
             path,
             f"cannot write the journal at {path} ({_first_line(cause)}); durable_nb steps aside "
             "and the notebook runs un-journaled. Free disk space or set "
             "DURABLE_NB_DIR to a writable folder, then restart the kernel.",
         )
+        err.reason = _reason(cause)
+        return err
 
     @classmethod
     def read_only(cls, path: str, cause: BaseException, completed: int) -> JournalUnwritable:
         """The journal is kept for replay only: what it holds replays, nothing is written."""
         return cls(
             path,
-            f"cannot write the journal at {path} ({_first_line(cause)}): it is used read-only, "
+            f"cannot write the journal at {path} ({_reason(cause)}): it is used read-only, "
             f"so its {completed} completed step{'s' if completed != 1 else ''} replay; new "
             "steps run but are not journaled, and the namespace is not snapshotted. Free "
             "disk space or make the file and its folder writable, then restart the kernel "

@@ -177,3 +177,104 @@ def test_a_snapshot_that_fills_the_disk_leaves_no_chunks(disk, monkeypatch, caps
         shell.user_ns.pop("big", None)
         rt.close()
     shutil.rmtree(disk / "j")
+
+
+def _read_only_journal_as_owner(folder: Path) -> dict:
+    """As the journal's owner, not root: 3 steps journaled; the files made 0444; reopened.
+
+    Returns what was seen: the runs of each open, the ``durable_nb:`` lines of the
+    read-only open, whether the files changed, and the runs once they are writable again.
+    """
+    import contextlib
+    import io
+
+    runs: list[int] = []
+
+    @dnb.step(retries=0)
+    def effect(i):
+        runs.append(i)
+        return i * 10
+
+    def session(n: int, err: io.StringIO | None = None) -> tuple[list[int], list[int], Runtime]:
+        rt = Runtime(str(folder / "nb.py"))  # a kernel's start: what it says is shown again
+        runtime.install(rt)  # in the first cell, so only what the cell shows is counted
+        del runs[:]
+        try:
+            vals: list[int] = []
+            with contextlib.redirect_stderr(err or io.StringIO()):
+                _cell(rt, "loop", lambda: vals.extend(effect(i) for i in range(n)))
+            return list(runs), vals, rt
+        finally:
+            runtime.install(None)
+            rt.close()
+
+    seen: dict = {}
+    session(3)
+    journal = folder / ".durable"
+    for p in journal.rglob("*"):
+        p.chmod(0o444 if p.is_file() else 0o555)
+    journal.chmod(0o555)
+    before = {p.name: p.read_bytes() for p in journal.iterdir() if p.is_file()}
+    err = io.StringIO()
+    seen["runs"], seen["vals"], rt = session(5, err)
+    seen["read_only"] = rt.readonly is not None
+    seen["said"] = [s for s in err.getvalue().splitlines() if s.startswith("durable_nb:")]
+    seen["unchanged"] = before == {p.name: p.read_bytes() for p in journal.iterdir()
+                                   if p.is_file()}  # fmt: skip
+    journal.chmod(0o755)
+    for p in journal.rglob("*"):
+        p.chmod(0o644 if p.is_file() else 0o755)
+    seen["later"], _, rt = session(3)  # writable again: nothing was lost
+    seen["journaling_later"] = rt.readonly is None and rt.problem is None
+    return seen
+
+
+def test_a_read_only_journal_file_as_its_owner_not_root(tmp_path):
+    # Root ignores file modes, so as root the check runs in a child forked as nobody.
+    if os.geteuid() != 0:
+        seen = _read_only_journal_as_owner(tmp_path)
+    else:
+        import json
+        import tempfile
+
+        # Nobody cannot reach this Python's folders (under /root): every module the
+        # check imports on first use is imported first, by the same check run as root.
+        _read_only_journal_as_owner(tmp_path)
+        folder = Path(tempfile.mkdtemp(prefix="dnb-ro-"))  # tmp_path's parents are 0700
+        try:
+            os.chown(folder, 65534, 65534)
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: nobody, with a home of its own for the signing secret
+                code = 1
+                try:
+                    os.close(r)
+                    os.setgid(65534)
+                    os.setuid(65534)
+                    os.environ["HOME"] = os.environ["JUPYTER_DATA_DIR"] = str(folder / "home")
+                    from durable_nb import trust
+
+                    trust._secret = None  # root's, cached by the parent: read nobody's
+                    seen = _read_only_journal_as_owner(folder)
+                    os.write(w, json.dumps(seen).encode())
+                    code = 0
+                except BaseException:
+                    import traceback
+
+                    os.write(w, json.dumps({"error": traceback.format_exc()}).encode())
+                finally:
+                    os._exit(code)
+            os.close(w)
+            with os.fdopen(r) as f:
+                seen = json.loads(f.read() or "{}")
+            os.waitpid(pid, 0)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    assert "error" not in seen, seen.get("error")
+    assert seen["read_only"] and seen["unchanged"]
+    assert seen["runs"] == [3, 4] and seen["vals"] == [0, 10, 20, 30, 40]  # 0-2 replayed
+    assert len(seen["said"]) == 1, "\n".join(seen["said"])
+    assert "read-only" in seen["said"][0] and "not journaled" in seen["said"][0]
+    assert "3 completed steps replay" in seen["said"][0]
+    assert seen["said"][0].count("cannot write") == 1  # the cause quoted, not a whole message
+    assert seen["later"] == [] and seen["journaling_later"]
