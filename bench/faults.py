@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import queue
 import random
 import shutil
 import signal
@@ -58,7 +59,7 @@ if _os.environ.get("DNB_FAULTS_STACKS"):
     _fh.register(_sig.SIGUSR1, file=_dnb_stacks, all_threads=True)
 """
 #: A trial that has not ended by then has its stacks dumped (harness and kernels).
-TRIAL_DEADLINE = 4 * CELL_TIMEOUT
+TRIAL_DEADLINE = 8 * CELL_TIMEOUT
 
 
 def children(pid: int) -> list[int]:
@@ -77,6 +78,39 @@ def children(pid: int) -> list[int]:
             out.append(k)
             todo.append(k)
     return out
+
+
+def activity(pid: int) -> dict[str, tuple[float, str]]:
+    """Per thread of ``pid``: seconds it has run or waited for a CPU, and its state now.
+
+    From /proc (schedstat: time on a CPU, time runnable on a run queue). A thread that
+    wants to work adds about a second a second, however busy the machine; one blocked on
+    a lock or a sleep adds nothing.
+    """
+    out = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            ran, waited = (task / "schedstat").read_text().split()[:2]
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, ValueError, IndexError):
+            continue
+        out[task.name] = ((int(ran) + int(waited)) / 1e9, state)
+    return out
+
+
+def stalled(before: dict[str, tuple[float, str]], after: dict[str, tuple[float, str]],
+            window: float) -> bool:  # fmt: skip
+    """Whether a process made no progress over ``window`` seconds: a hang, not a slow machine.
+
+    Progress: a thread that ran or waited for a CPU for a third of the window, or one
+    waiting on the disk now (state D). A kernel starved by other work is slow, not hung.
+    """
+    if not after:  # gone
+        return True
+    if any(state == "D" for _, state in after.values()):
+        return False
+    grew = [t - before.get(tid, (0.0, ""))[0] for tid, (t, _) in after.items()]
+    return max(grew, default=0.0) < window / 3
 
 
 def dump_stacks(t: Trial, why: str) -> Path:
@@ -99,6 +133,8 @@ def dump_stacks(t: Trial, why: str) -> Path:
             except OSError:
                 continue
             f.write(f"\n== pid {pid}: {cmd[:200]}\n")
+            busy = ", ".join(f"{tid} {s} {x:.1f}s" for tid, (x, s) in activity(pid).items())
+            f.write(f"-- per thread: state, seconds run or runnable: {busy}\n")
             for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
                 wchan = stack = ""
                 try:
@@ -360,13 +396,33 @@ class Trial:
         self.env["DURABLE_NB_DIR"] = str(folder)
 
     def start(self) -> Kernel:
-        try:
-            k = Kernel(self.dir, self.env)
-        except Exception as exc:
-            where = dump_stacks(self, f"kernel did not start: {exc}")
-            raise Hang(f"kernel did not start: {exc}; stacks in {where}") from exc
-        self.kernels.append(k)
-        return k
+        """A new kernel, ready. As tests/conftest.py's ``Kernel``, but patient while it works.
+
+        A kernel that dies at once is started once more (another process can take a TCP
+        port between jupyter_client's pick and the kernel's bind); one that stops making
+        progress for ``CELL_TIMEOUT`` is a hang, its stacks dumped.
+        """
+        for _attempt in (1, 2):
+            k = Kernel.__new__(Kernel)
+            k.km = KernelManager(kernel_name=KERNEL)
+            k.km.start_kernel(cwd=str(self.dir), env=self.env)
+            k.kc = k.km.client()
+            k.kc.start_channels()
+            self.kernels.append(k)  # stopped with the trial, whatever happens
+            seen = activity(k.pid)
+            while True:
+                try:
+                    k.kc.wait_for_ready(timeout=CELL_TIMEOUT)
+                    return k
+                except RuntimeError as exc:
+                    if not k.km.is_alive():
+                        break
+                    now = activity(k.pid)
+                    if stalled(seen, now, CELL_TIMEOUT):
+                        what = f"kernel did not start ({exc})"
+                        raise Hang(f"{what}; stacks in {dump_stacks(self, what)}") from exc
+                    seen = now
+        raise Hang("kernel died twice while starting")
 
     def reopen(self, slot: str = "opener") -> Kernel:
         """A kernel that has just opened this trial's journal (its messages are heard).
@@ -415,13 +471,48 @@ class Trial:
 
     def run(self, k: Kernel, code: str, cell_id: str, timeout: float = CELL_TIMEOUT,
             listen: bool = True) -> Result:  # fmt: skip
-        try:
-            r = k.run(code, cell_id, timeout)
-        except TimeoutError as exc:
-            what = f"cell {cell_id} did not finish in {timeout:.0f} s"
-            raise Hang(f"{what}; stacks in {dump_stacks(self, what)}") from exc
+        r = self.wait(k, k.send(code, cell_id), timeout)
         if listen:
             self.hear(r)
+        return r
+
+    def wait(self, k: Kernel, msg_id: str, timeout: float) -> Result:
+        """As ``Kernel.wait``, but a hang is a kernel that makes no progress for ``timeout``.
+
+        A kernel that works (or waits for a CPU on a busy machine) is waited for.
+        """
+        r = Result(status="?")
+        mark, seen = time.monotonic(), activity(k.pid)
+        while True:
+            if time.monotonic() - mark > timeout:
+                now = activity(k.pid)
+                if stalled(seen, now, timeout):
+                    what = f"cell made no progress for {timeout:.0f} s"
+                    raise Hang(f"{what}; stacks in {dump_stacks(self, what)}")
+                mark, seen = time.monotonic(), now
+            try:
+                msg = k.kc.get_iopub_msg(timeout=1.0)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                if content["name"] == "stdout":
+                    r.stdout += content["text"]
+                else:
+                    r.stderr += content["text"]
+            elif kind == "error":
+                r.error = content
+            elif kind == "status" and content["execution_state"] == "idle":
+                break
+        try:
+            reply = k.kc.get_shell_msg(timeout=timeout)
+            while reply["parent_header"].get("msg_id") != msg_id:
+                reply = k.kc.get_shell_msg(timeout=timeout)
+        except queue.Empty:
+            raise Hang(f"no execute_reply in {timeout:.0f} s after the kernel went idle") from None
+        r.status = reply["content"]["status"]
         return r
 
     def hear(self, r: Result) -> None:
@@ -449,12 +540,14 @@ class Trial:
         """Run the steps of a holding cell, then SIGKILL ``k``: the log keeps every record."""
         marks = self.dir / f"marks-{name}-{cell}.txt"
         k.send(self.steps(k, cell, n, name=name, hold=True), cell)
-        deadline = time.monotonic() + CELL_TIMEOUT
+        mark, seen = time.monotonic(), activity(k.pid)
         while not (marks.exists() and "held" in marks.read_text()):
-            if time.monotonic() > deadline:
-                where = dump_stacks(self, f"cell {cell} did not finish its steps")
-                raise Hang(f"cell {cell} did not finish its steps in {CELL_TIMEOUT:.0f} s; "
-                           f"stacks in {where}")  # fmt: skip
+            if time.monotonic() - mark > CELL_TIMEOUT:
+                now = activity(k.pid)
+                if stalled(seen, now, CELL_TIMEOUT):
+                    what = f"cell {cell} made no progress for {CELL_TIMEOUT:.0f} s"
+                    raise Hang(f"{what}; stacks in {dump_stacks(self, what)}")
+                mark, seen = time.monotonic(), now
             time.sleep(0.05)
         if kill:
             self.kill(k)
