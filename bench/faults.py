@@ -559,7 +559,10 @@ class Trial:
     def opened(self, k: Kernel) -> bool:
         """Whether ``k`` has a journal open (the extension loaded, and journaling)."""
         s = self.status(k)
-        return s.startswith("durable_nb:") and "not journaling" not in s
+        ok = s.startswith("durable_nb:") and "not journaling" not in s
+        if not ok:  # a status saying why it does not journal tells (not one that says it does)
+            self.said += [line for line in s.splitlines() if line.startswith("durable_nb:")]
+        return ok
 
     def kill(self, k: Kernel) -> float:
         """SIGKILL ``k``; returns when it was sent."""

@@ -16,7 +16,7 @@ from traitlets.config import Configurable
 from . import _ipykernel, outputs, runtime, suspend
 from ._report import report
 from .cells import FRESH_LINE, label
-from .errors import JournalCorrupt, describe
+from .errors import JournalCorrupt, JournalError, describe
 from .runtime import Runtime
 from .snapshot import DEFAULT_MAX_BYTES, Snapshots
 
@@ -229,6 +229,8 @@ class _Extension:
             self.snapshots.after_cell(source, success)
         except KeyboardInterrupt:
             report("snapshot interrupted; the next cell saves the whole namespace again")
+        except JournalError as exc:  # damage met mid-session: journaling stops, as at open
+            self.rt.step_aside(exc)
         except Exception as exc:
             report(
                 f"could not snapshot the namespace into {self.rt.path} ({describe(exc)}); the "

@@ -19,7 +19,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from . import timeline
 from ._report import printable, report
 from .cells import first_line, label
-from .errors import DurableError, ExtraMissing, ForeignRun, UntrustedJournal
+from .errors import DurableError, ExtraMissing, ForeignRun, JournalError, UntrustedJournal
 from .outputs import show_journaled
 from .runtime import Runtime
 
@@ -89,6 +89,11 @@ class DurableMagics(Magics):
         try:
             return getattr(self, f"_{args.command}")(args)
         except (UntrustedJournal, ForeignRun) as exc:  # one line saying why, no traceback
+            raise UsageError(str(exc)) from None
+        except JournalError as exc:  # damage met mid-session: journaling stops, as at open
+            self.rt.step_aside(exc)
+            if args.command == "status":  # the truth: not journaling, and why
+                return self._status(args)
             raise UsageError(str(exc)) from None
 
     @cell_magic("durable")

@@ -389,7 +389,13 @@ class Runtime:
             if self.strict:
                 raise self._not_in_journal(identity, name)
             return MISS
-        hit = journal.lookup(identity, self.cell.cell_key, name)
+        try:
+            hit = journal.lookup(identity, self.cell.cell_key, name)
+        except JournalError as exc:  # damage met mid-session: as if met at open
+            self.step_aside(exc)
+            if not exc.holds_steps:
+                return MISS
+            raise exc.stopped(name) from None
         if hit is None:
             if self.strict:
                 raise self._not_in_journal(identity, name)

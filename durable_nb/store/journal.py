@@ -366,14 +366,29 @@ class Journal(Reads, Sealing):
 
     def _select(self, sql: str, params: Iterable[Any] | None = None) -> list[tuple]:
         """Rows of one of the named reads, after folding the log (so they are current)."""
-        with self._lock:
+        with self._lock, self._damage_named():
             self.fold()
             return self._con.execute(sql, list(params or [])).fetchall()
 
     def _query_as_is(self, sql: str, params: list) -> list[tuple]:
         """Rows of a query on what is folded (the replay index keeps the rest itself)."""
-        with self._lock:
+        with self._lock, self._damage_named():
             return self._con.execute(sql, params).fetchall()
+
+    @contextlib.contextmanager
+    def _damage_named(self):
+        """DuckDB meeting a damaged page (or a disk error) mid-session: a JournalError naming
+        the file and what to do, as at open. DuckDB checks a page's checksum only when it
+        reads the page, so damage can surface long after the journal opened."""
+        import duckdb
+
+        try:
+            yield
+        except duckdb.Error as exc:
+            msg = str(exc)
+            if isinstance(exc, duckdb.IOException) or "Corrupt" in msg or "checksum" in msg:
+                raise opening.classify(self.path, exc) from exc
+            raise
 
     def checkpoint(self) -> None:
         """Fold the log and write DuckDB's WAL into the ``.duckdb`` file: the file is whole.

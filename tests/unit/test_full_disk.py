@@ -1,4 +1,4 @@
-"""A full disk and a read-only journal (issue 12, findings 4 and 5), in a plain process.
+"""A full disk, a read-only journal (issue 12, findings 4 and 5) and damage found late.
 
 The disk is real: a small tmpfs, filled by a file (root only, as CI runs; skipped
 elsewhere). A read-only journal needs no mount: it is opened ``read_only``.
@@ -18,7 +18,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import durable_nb as dnb
 from durable_nb import runtime
-from durable_nb.errors import JournalUnwritable
+from durable_nb.errors import JournalCorrupt, JournalUnwritable
 from durable_nb.runtime import Runtime
 from durable_nb.snapshot import Snapshots
 from durable_nb.store import Journal, StepRow
@@ -105,6 +105,28 @@ def test_a_read_only_journal_replays_and_changes_nothing(tmp_path):
     r.close()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
+
+
+def test_damage_met_mid_session_names_the_file_and_keeps_the_log(tmp_path):
+    # DuckDB checks a page's checksum when it reads the page: a flipped byte in the last
+    # block (index pages) passes the open and is met at the first fold, mid-session.
+    path = tmp_path / "nb.duckdb"
+    j = Journal.open(path)
+    for i in range(150):
+        j.write(_step(i), sync=False)
+    j.close()
+    data = bytearray(path.read_bytes())
+    data[len(data) - (128 << 10)] ^= 1
+    path.write_bytes(bytes(data))
+    j = Journal.open(path)
+    try:
+        j.write(_step(150))
+        with pytest.raises(JournalCorrupt, match="Corrupt") as caught:
+            j.completed  # a read folds the log first
+        assert str(path) in str(caught.value) and "%durable off" in str(caught.value)
+    finally:
+        j.abandon()
+    assert path.with_suffix(".log").stat().st_size > 0  # the new record waits in the log
 
 @pytest.fixture
 def step_runs():
