@@ -30,6 +30,9 @@ KERNEL_FIXTURES = {"start_kernel", "kernel_env", "workdir", "service"}
 BROWSER_FIXTURES = {"lab", "lab_root"}
 
 sys.path.insert(0, str(NOTEBOOKS))
+# As durable-nb run does (cli/run.py): nbformat's jsonschema without the optional IRI
+# format checker, whose import compiles ~40 Lark grammars (~3.5 CPU-s per test worker).
+sys.modules.setdefault("rfc3987_syntax", None)
 
 
 def layer(item: pytest.Item) -> str:
