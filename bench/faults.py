@@ -193,6 +193,7 @@ class Tally:
     hangs: int = 0
     errors: int = 0  # the harness failed (not a count of the product): printed, exit 2
     seconds: float = 0.0
+    restarts: int = 0  # kernels that died at start and were started again (not hangs)
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
 
@@ -389,6 +390,7 @@ class Trial:
         self.managers: list[KernelManager] = []
         self.mounts: list[Path] = []
         self.said: list[str] = []  # durable_nb lines and error texts, every kernel
+        self.restarts = 0  # kernels that died at start (a TCP port taken) and were started again
 
     def use_folder(self, folder: Path) -> None:
         """Put the journal in ``folder`` (DURABLE_NB_DIR)."""
@@ -415,7 +417,8 @@ class Trial:
                     k.kc.wait_for_ready(timeout=CELL_TIMEOUT)
                     return k
                 except RuntimeError as exc:
-                    if not k.km.is_alive():
+                    if not k.km.is_alive():  # died at once: counted, started again
+                        self.restarts += 1
                         break
                     now = activity(k.pid)
                     if stalled(seen, now, CELL_TIMEOUT):
@@ -1026,6 +1029,7 @@ class KindRun:
             dog.stop()
             t.close()
             tally.seconds += time.monotonic() - t0
+            tally.restarts += t.restarts
         if got is None:  # not a trial: its folder is kept for a look
             return True
         if got.get("hangs") or dog.fired:
@@ -1128,7 +1132,9 @@ def main() -> int:
     for kind, tally in results.items():
         if tally.trials:
             print(f"  {kind}: {tally.seconds / tally.trials:.1f} s per trial"
-                  + (f"; {tally.errors} harness errors" if tally.errors else ""))  # fmt: skip
+                  + (f"; {tally.errors} harness errors" if tally.errors else "")
+                  + (f"; {tally.restarts} kernels died at start, started again"
+                     if tally.restarts else ""))  # fmt: skip
         for note in tally.notes[:10]:
             print(f"  {kind}: {note}")
     if any(t.errors for t in results.values()):
