@@ -23,6 +23,11 @@ def report(message: str, once: str | None = None) -> None:
     print(f"durable_nb: {message}", file=sys.stderr, flush=True)
 
 
+def remember(once: str) -> None:
+    """Count the message of key ``once`` as reported (it is shown another way)."""
+    _reported.add(once)
+
+
 def printable(text: object, newlines: bool = False) -> str:
     """``text`` safe for a terminal: control characters shown as ``\\xNN`` escapes.
 

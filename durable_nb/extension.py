@@ -57,6 +57,15 @@ class _Extension:
         self.settings: DurableNB | None = None
         self.unwatch: Any = None
         self.flusher: outputs.Flusher | None = None
+        self._snapshots: Snapshots | None = None
+        self.pending_resume: dict[str, Any] | None = None
+
+    @property
+    def snapshots(self) -> Snapshots:
+        """The namespace's snapshots (read from the journal once it is open)."""
+        if self.rt is not None:
+            self.rt.wait_open()
+        return self._snapshots
 
     def install(self) -> None:
         from .magics import DurableMagics
@@ -68,7 +77,14 @@ class _Extension:
         # journals apart (per session), never into a journal other notebooks share.
         source = os.environ.get("JPY_SESSION_NAME") or None
         session = None if source else _ipykernel.session_name()
-        self.rt = Runtime(source, session=session and f"session-{session}")
+        # Loaded as the kernel starts: the journal opens in a thread (importing DuckDB and
+        # checking the file take ~0.5 s), so the kernel answers at once; the first cell
+        # waits for it. Loaded inside a cell (%load_ext): opened here, as that cell runs.
+        inside_a_cell = bool(getattr(shell, "parent_header", None))
+        background = not inside_a_cell and _ipykernel.kernel() is not None
+        self.rt = Runtime(source, session=session and f"session-{session}",
+                          then=functools.partial(self._read_journal, settings.max_bytes),
+                          background=background)  # fmt: skip
         self.rt.on_failure = settings.on_failure
         self.rt.outputs_cap = settings.outputs_max_bytes
         self.rt.asker = functools.partial(
@@ -79,31 +95,30 @@ class _Extension:
         self.rt.questioner = functools.partial(
             suspend.question, notify=self.rt.notify, widget=_question_prompt
         )
-        if getattr(shell, "parent_header", None):  # loaded by %load_ext inside a cell
+        if inside_a_cell:  # what opening met was shown in this cell
             self.rt.announced()
         runtime.install(self.rt)
         atexit.register(self.rt.close)
-        self.snapshots, self.pending_resume = self._read_journal(settings.max_bytes)
         settings.observe(self._setting_changed, ["on_failure", "max_bytes", "outputs_max_bytes"])
         self._watch_outputs()
-        self.magics = DurableMagics(shell, self.rt, self.snapshots)
+        self.magics = DurableMagics(shell, self.rt, lambda: self.snapshots)
         shell.register_magics(self.magics)
         shell.events.register("pre_run_cell", self.pre_run_cell)
         shell.events.register("post_run_cell", self.post_run_cell)
         shell.input_transformers_cleanup.append(strip_fresh_line)
 
-    def _read_journal(self, max_bytes: int) -> tuple[Snapshots, dict[str, Any] | None]:
-        """The snapshots and the cell the last run died in, read from the journal.
+    def _read_journal(self, max_bytes: int, rt: Runtime) -> None:
+        """Read the snapshots and the cell the last run died in from the open journal.
 
         A journal that opened but cannot be read (a damaged page) is set aside: the
         extension stays loaded, un-journaled, and the first cell says why.
         """
         try:
-            snapshots = Snapshots(self.shell, self.rt, max_bytes=max_bytes)
-            return snapshots, snapshots.interrupted()
+            snapshots = Snapshots(self.shell, rt, max_bytes=max_bytes)
+            self._snapshots, self.pending_resume = snapshots, snapshots.interrupted()
         except Exception as exc:
-            self.rt.step_aside(JournalCorrupt.from_cause(str(self.rt.path), exc))
-            return Snapshots(self.shell, self.rt, max_bytes=max_bytes), None
+            rt.step_aside(JournalCorrupt.from_cause(str(rt.path), exc))
+            self._snapshots = Snapshots(self.shell, rt, max_bytes=max_bytes)
 
     def _watch_outputs(self) -> None:
         """Hand the cells' outputs to the runtime, and write a running cell's every second."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +69,17 @@ def _parser() -> MagicArgumentParser:
 class DurableMagics(Magics):
     """The ``%durable`` line magic (and ``%%durable fresh``)."""
 
-    def __init__(self, shell: Any, rt: Runtime, snapshots: Any) -> None:
+    def __init__(self, shell: Any, rt: Runtime, snapshots: Callable[[], Any]) -> None:
         super().__init__(shell)
-        self.rt, self.snapshots = rt, snapshots
+        self.rt, self._snapshots = rt, snapshots
         self._status_view: Any = None
         self.parser = _parser()
         self.durable.__func__.__doc__ = self.parser.format_help()
+
+    @property
+    def snapshots(self) -> Any:
+        """The extension's :class:`~durable_nb.snapshot.Snapshots` (once the journal is open)."""
+        return self._snapshots()
 
     @line_magic
     def durable(self, line: str) -> Any:

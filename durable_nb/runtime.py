@@ -24,6 +24,7 @@ from ._report import note, report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
 from .errors import DurableError, JournalCorrupt, JournalError, JournalUnwritable, describe
+from .opener import Opener
 from .outputs import DEFAULT_CAP, Buffer
 from .store import CellRow, Journal, MetaRow, OutputRow, RunRow, StepRow, resolve_path
 
@@ -60,7 +61,7 @@ class CellContext:
             setattr(self, what, getattr(self, what) + n)
 
 
-class Runtime:
+class Runtime(Opener):
     """Everything durable about this process; steps reach it through :func:`current`.
 
     Parameters
@@ -69,19 +70,21 @@ class Runtime:
         The notebook (or script) path the journal is named after.
     session : str or None
         Without a source: the kernel session whose journal of its own this is.
+    then : callable, optional
+        ``then(runtime)`` is called once the journal is open (or set aside).
+    background : bool
+        Open the journal (and call ``then``) in a thread: a kernel answers at once, and
+        whatever needs the journal waits for it (:meth:`wait_open`).
     """
 
-    def __init__(self, source: str | None, session: str | None = None) -> None:
+    def __init__(self, source: str | None, session: str | None = None,
+                 then: Callable[[Runtime], None] | None = None,
+                 background: bool = False) -> None:  # fmt: skip
         self.source = source
         self.path = resolve_path(source, session)
         self.run_id = uuid.uuid4().hex[:16]
         self.started = time.time()
         self.enabled = True
-        self.journal: Journal | None = None
-        self.problem: JournalError | None = None
-        #: Why the open journal is used read-only (a read-only file, a full disk): its
-        #: steps replay, nothing new is written. None while it is written to.
-        self.readonly: JournalUnwritable | None = None
         #: Strict replay (``%durable replay``): every step is answered from the journal.
         self.strict = False
         self._asked: dict[str, tuple[str, tuple, dict]] = {}  # strict: identity -> the call
@@ -107,9 +110,16 @@ class Runtime:
         # A problem found while a kernel starts has no cell to show it in yet:
         # it is shown again in the first cell's output.
         self._unannounced: str | None = None
+        if background:
+            self.open_in_thread(self._open, then)
+        else:
+            self._open(then)
+
+    def _open(self, then: Callable[[Runtime], None] | None) -> None:
+        """Open the journal (or step aside, saying why), then call ``then(self)``."""
         try:
             # The notebook's path, not the journal's, is what the person knows.
-            self.journal = Journal.open(self.path, warn=self._warn_at_open, notebook=source)
+            self.journal = Journal.open(self.path, warn=self._warn_at_open, notebook=self.source)
             self._write(self._run_row(None, "running"))
         except JournalUnwritable as exc:
             self._open_read_only(exc)
@@ -117,8 +127,9 @@ class Runtime:
             self.step_aside(exc)
         except Exception as exc:  # whatever opening meets, the kernel runs on and says so
             self.step_aside(JournalCorrupt.from_cause(str(self.path), exc))
-
-    # -- state ----------------------------------------------------------------
+        finally:
+            if then is not None:
+                then(self)
 
     @property
     def journaling(self) -> bool:
@@ -148,7 +159,7 @@ class Runtime:
         self.problem = self.readonly
         if self._depth == 0 and self.cell.seq == 0:
             self._unannounced = str(self.readonly)
-        report(str(self.readonly), once=f"readonly:{self.path}")
+        self._say(str(self.readonly), once=f"readonly:{self.path}")
 
     @property
     def epoch(self) -> int:
@@ -167,14 +178,14 @@ class Runtime:
         self.problem = exc
         if self._depth == 0 and self.cell.seq == 0:
             self._unannounced = str(exc)
-        report(str(exc), once=f"{type(exc).__name__}:{exc.path}")
+        self._say(str(exc), once=f"{type(exc).__name__}:{exc.path}")
         if self.journal is not None:
             self.journal.abandon()
             self.journal = None
 
     def _warn_at_open(self, message: str, once: str | None = None) -> None:
         """Trouble met while opening (damaged log records): shown again in the first cell."""
-        report(message, once=once)
+        self._say(message, once=once)
         if self.cell.seq == 0:
             self._unannounced = "\n".join(filter(None, [self._unannounced, message]))
 
@@ -206,6 +217,7 @@ class Runtime:
 
     def begin_cell(self, cell_id: str | None, source: str) -> None:
         """A cell starts executing (nested executions belong to the outer cell)."""
+        self.wait_open()  # before the depth changes: the opening's messages go to this cell
         self._depth += 1
         if self._depth > 1:
             return

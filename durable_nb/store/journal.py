@@ -112,7 +112,7 @@ class Journal(Reads, Sealing):
             full disk): its completed steps replay, :meth:`write` raises
             :class:`JournalUnwritable`, and the log's records are read but not folded.
         """
-        import duckdb  # imported on first need: ~0.1 s
+        duckdb = opening.engine()  # imported on first need
 
         path = Path(path)
         try:
@@ -241,7 +241,7 @@ class Journal(Reads, Sealing):
 
     def _fold_in_passing(self) -> None:
         """Fold a long log; the rows are already durable in it, so a failure only warns."""
-        import duckdb
+        duckdb = opening.engine()
 
         try:
             self.fold()
@@ -349,7 +349,7 @@ class Journal(Reads, Sealing):
         or when a statement is not a read (SELECT, WITH ... SELECT, DESCRIBE, SHOW,
         SUMMARIZE, EXPLAIN of a read): a query never changes the journal.
         """
-        import duckdb
+        duckdb = opening.engine()
 
         refused = writes(sql)
         if refused:

@@ -206,7 +206,13 @@ def third_party(folder: Path, local: set[str]) -> dict[str, list[Import]]:
 
 @functools.cache
 def _providers() -> dict[str, list[str]]:
-    return importlib.metadata.packages_distributions()
+    found = dict(importlib.metadata.packages_distributions())
+    # It leaves out compiled top-level modules (DuckDB's ``_duckdb.<abi>.so``).
+    for dist in importlib.metadata.distributions():
+        for file in dist.files or ():
+            if len(file.parts) == 1 and file.suffix in (".so", ".pyd"):
+                found.setdefault(file.name.partition(".")[0], []).append(dist.metadata["Name"])
+    return found
 
 
 def distributions(top: str) -> set[str]:
