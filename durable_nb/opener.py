@@ -20,15 +20,32 @@ if TYPE_CHECKING:
     from .store import Journal
 
 
+class SetByOpening:
+    """An attribute the opening sets: reading it waits for the opening to be done.
+
+    ~0.1 µs a read, as a property; the opening thread itself reads it as it is.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, obj: Opener | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        if obj._opener is not None:
+            obj.wait_open()
+        return getattr(obj, self.slot, None)
+
+    def __set__(self, obj: Opener, value: Any) -> None:
+        setattr(obj, self.slot, value)
+
+
 class Opener:
     """Mixin of :class:`~durable_nb.runtime.Runtime`: the journal and how its opening went."""
 
     #: The thread opening the journal; None once that is done (or when opened at once).
     _opener: threading.Thread | None = None
     _held: tuple[str, ...] | list[str] = ()  # the thread's ``once`` keys (first cell shows them)
-    _journal: Journal | None = None
-    _problem: JournalError | None = None
-    _readonly: JournalUnwritable | None = None
 
     def open_in_thread(self, open_: Callable[..., None], *args: Any) -> None:
         """Run ``open_(*args)`` in a daemon thread; :meth:`wait_open` waits for it."""
@@ -56,37 +73,10 @@ class Opener:
             return
         report(message, once=once)
 
-    # A property costs ~0.1 µs a read; the opening thread itself reads them as they are.
-    @property
-    def journal(self) -> Journal | None:
-        """The open journal, or None (not journaling: see ``problem``)."""
-        if self._opener is not None:
-            self.wait_open()
-        return self._journal
-
-    @journal.setter
-    def journal(self, value: Journal | None) -> None:
-        self._journal = value
-
-    @property
-    def problem(self) -> JournalError | None:
-        """Why journaling stopped (or runs read-only); None when all is well."""
-        if self._opener is not None:
-            self.wait_open()
-        return self._problem
-
-    @problem.setter
-    def problem(self, value: JournalError | None) -> None:
-        self._problem = value
-
-    @property
-    def readonly(self) -> JournalUnwritable | None:
-        """Why the open journal is used read-only (a read-only file, a full disk): its
-        steps replay, nothing new is written. None while it is written to."""
-        if self._opener is not None:
-            self.wait_open()
-        return self._readonly
-
-    @readonly.setter
-    def readonly(self, value: JournalUnwritable | None) -> None:
-        self._readonly = value
+    #: The open journal (:class:`~durable_nb.store.Journal`), or None: not journaling.
+    journal: Journal | None = SetByOpening()  # type: ignore[assignment]
+    #: Why journaling stopped (or runs read-only); None when all is well.
+    problem: JournalError | None = SetByOpening()  # type: ignore[assignment]
+    #: Why the open journal is used read-only (a read-only file, a full disk): its steps
+    #: replay, nothing new is written. None while it is written to.
+    readonly: JournalUnwritable | None = SetByOpening()  # type: ignore[assignment]
