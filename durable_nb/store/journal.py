@@ -380,8 +380,7 @@ class Journal(Reads, Sealing):
         """DuckDB meeting a damaged page (or a disk error) mid-session: a JournalError naming
         the file and what to do, as at open. DuckDB checks a page's checksum only when it
         reads the page, so damage can surface long after the journal opened."""
-        import duckdb
-
+        duckdb = opening.engine()
         try:
             yield
         except duckdb.Error as exc:
