@@ -328,12 +328,19 @@ def show_journaled(journal: Any, seq: int, notebook: str | None) -> bool:
     False when the journal has no such cell execution.
     """
     from .cells import label
+    from .trust import HOW_TO_TRUST
 
     cells = journal.cells([seq])
     if not cells:
         return False
     c = cells[0]
     row = journal.outputs(seq)
+    if row is not None and not journal.signed(row):  # its HTML could run in this page
+        print(
+            f"durable_nb: the outputs journaled for cell execution {seq} are not signed "
+            "by you: not shown; " + HOW_TO_TRUST.format(target=notebook or journal.path)
+        )
+        return True
     found = load(row)
     when = c.started.astimezone().strftime("%Y-%m-%d %H:%M") if c.started else "?"
     name = label({"source": c.source, "cell_id": c.cell_id}, notebook)

@@ -368,7 +368,7 @@ class Snapshots:
     def _meta_json(self, key: str, default: Any) -> Any:
         if self.rt.journal is None:
             return default
-        value = self.rt.journal.meta(key)
+        value = self.rt.journal.trusted_meta(key)  # one not signed by this user: ignored
         return default if value is None else json.loads(value)
 
     # -- restore ------------------------------------------------------------------
@@ -379,12 +379,13 @@ class Snapshots:
         t0 = time.perf_counter()
         if at is None:
             at = journal.last_ok_seq()
-        owner.check(journal, at, self.rt.source)
         rows = journal.variables_as_of(
             at, without=owner.foreign_runs(journal, self.rt.source), deleted=True
         )
-        # Nothing another user wrote is run, imported or given a name before it is trusted.
-        journal.check_restorable(rows.values())
+        # Nothing another user wrote (or deleted) is run, imported or given a name before
+        # it is trusted; then whose work each cell is can be relied on.
+        journal.check_restorable(rows.values(), at)
+        owner.check(journal, at, self.rt.source)
         entries = {
             n: row for n, row in rows.items() if n not in self.ignored and row.state != "deleted"
         }

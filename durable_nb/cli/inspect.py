@@ -160,6 +160,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                 row = recorded.get(c["seq"])
                 c["outputs"] = outputs.load(row)
                 c["outputs_dropped"] = row.dropped if row is not None else 0
+                # Shown as text, never rendered; marked when this user did not sign them.
+                c["outputs_foreign"] = row is not None and not j.signed(row)
     for s in data["steps"]:
         try:
             s["attempt_errors"] = json.loads(s["attempt_errors"] or "[]")
@@ -188,6 +190,8 @@ def _print_outputs(cells: list[dict[str, Any]]) -> None:
     print(f"\noutputs ({len(shown)} cell executions recorded some)")
     for c in shown:
         head = f"── {c['seq']} {c['status']}  {first_line(c['source'])[:60]}"
+        if c.get("outputs_foreign"):
+            head += "  (foreign: not signed by you)"
         print(printable(head + outputs.describe_dropped(c["outputs_dropped"])))
         for line in outputs.as_text(c["outputs"]).splitlines():
             print("   " + printable(line))

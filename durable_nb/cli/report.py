@@ -51,7 +51,8 @@ def write(path: Path, data: dict[str, Any], timeline: Any) -> Path:
     printed = "".join(
         f"<details><summary>[{c['seq']}] {e(c['status'])} · "
         f"<code>{e(first_line(c['source'])[:80])}</code>"
-        f"{e(outputs.describe_dropped(c['outputs_dropped']))}</summary>"
+        f"{e(outputs.describe_dropped(c['outputs_dropped']))}"
+        f"{' (foreign: not signed by you)' if c.get('outputs_foreign') else ''}</summary>"
         f"<pre>{e(outputs.as_text(c['outputs']))}</pre></details>"
         for c in shown
     )  # fmt: skip

@@ -114,8 +114,16 @@ def journaled_outputs(path: Path, nb: Any, start: int) -> dict[str, Any]:
         return {}
     try:
         found = j.latest_outputs(c.key for c in cells)
+        foreign = {key for key, row in found.items() if not j.signed(row)}
     finally:
         j.close()
+    if foreign:  # their HTML would run when the notebook is opened
+        from .. import trust
+
+        print(f"durable-nb: {len(foreign)} journaled cell outputs are not signed by you: "
+              "left out of the notebook written; " + trust.HOW_TO_TRUST.format(target=path),
+              file=sys.stderr)  # fmt: skip
+        found = {key: row for key, row in found.items() if key not in foreign}
     done = {}
     for c in cells:
         if c.key in found:
@@ -156,6 +164,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         untrusted = j.untrusted()
         # What each cell output when it last succeeded: the replay's must be the same.
         outputs_then = j.latest_outputs(c.key for c in plan.code_cells(nb))
+        outputs_then = {k: row for k, row in outputs_then.items() if j.signed(row)}
     if untrusted:
         print(
             f"durable-nb: {untrusted} records of this journal are not signed by you: JSON "
@@ -287,6 +296,11 @@ def _resume_plan(j: Journal, cells: list[plan.Cell]) -> list[plan.Done]:
         return []
     # The kernel of that run is the first run to open the journal after it started:
     # the CLI wrote the plan just before starting it, and a journal has one holder.
+    problem = j.runs_problem()
+    if problem is not None:  # which cells ran cannot be told: all run, steps replay
+        print(f"durable-nb: {problem}; the resume plan is ignored, every cell runs",
+              file=sys.stderr)  # fmt: skip
+        return []
     first = j.first_run_since(previous["started"])
     executed = []
     if first is not None:

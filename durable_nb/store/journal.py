@@ -22,10 +22,12 @@ from ..codec import JSON
 from ..errors import (
     JournalError,
     JournalUnwritable,
+    UntrustedJournal,
     describe,
 )
 from . import files, opening
 from .log import Log, scan
+from .manifest import Written
 from .reads import Reads, writes
 from .replay import Hit, ReplayIndex, count
 from .schema import (
@@ -33,14 +35,16 @@ from .schema import (
     SIGNED,
     TABLES,
     TIMES,
+    CellRow,
     MetaRow,
     Row,
     StepRow,
-    meta_int,
+    VariableRow,
     migrate,
     rollback,
+    upgrade,
 )
-from .seal import Sealing, verify
+from .seal import Sealing, content_signed
 
 #: Fold the log into DuckDB once it holds this many records.
 FOLD_EVERY = 4096
@@ -74,6 +78,9 @@ class Journal(Reads, Sealing):
         self.epoch = 0
         self._seq = 0
         self._fold_at = FOLD_EVERY
+        self._written = Written(0)
+        #: Why no result replays (an epoch not signed by this user, or set back), or None.
+        self._refused: str | None = None
 
     # -- opening -------------------------------------------------------------
 
@@ -151,16 +158,15 @@ class Journal(Reads, Sealing):
             con.execute("UPDATE cells SET status = 'crashed' WHERE status = 'running'")
             con.execute("UPDATE runs SET status = 'crashed' WHERE ended IS NULL")
             con.execute("COMMIT")
-            row = con.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
-            self.epoch = meta_int(self.path, "epoch", row[0]) if row else 0
+            self._read_epoch()
             self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
+            self._written = Written(self._seq)
             self._index.reset(self.epoch)
 
     def _load_read_only(self) -> None:
         """Read without writing: the tables, then the records the last run left in the log."""
         con = self._con
-        row = con.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
-        self.epoch = meta_int(self.path, "epoch", row[0]) if row else 0
+        self._read_epoch()
         self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
         self._index.reset(self.epoch)
         try:
@@ -170,15 +176,15 @@ class Journal(Reads, Sealing):
         self._tell_damaged(files.log_path(self.path), damaged)
         width = len(StepRow._fields)
         for kind, row in records:  # folded in order, as a fold would
-            if kind == "meta" and row[:1] == ("epoch",) and str(row[1]).isdigit():
-                if int(row[1]) != self.epoch:
-                    self.epoch = int(row[1])
+            if kind == "meta" and row[:1] == ("epoch",) and 2 <= len(row) <= 3:
+                meta = MetaRow._make(upgrade(kind, row))
+                if str(meta.value).isdigit() and int(meta.value) != self.epoch:
+                    self._epoch_is(meta)
                     self._index.reset(self.epoch)
             elif kind == "step" and 12 <= len(row) <= width:
-                s = StepRow._make(row + (None,) * (width - len(row)))
+                s = StepRow._make(upgrade(kind, row))
                 if s.status == "ok" and s.epoch == self.epoch:  # kept: never folded here
-                    hit = Hit(s.record_id, s.epoch, s.kind, s.result, s.blob, s.error, s.sig)
-                    self._index.add(s.identity, s.cell_key, s.name, s.key, hit)
+                    self._index.add(s.identity, s.cell_key, s.name, s.key, Hit.of(s))
 
     def stop_writing(self) -> None:
         """Write nothing more (the disk refused a write); the next open folds the log."""
@@ -222,11 +228,16 @@ class Journal(Reads, Sealing):
             raise JournalUnwritable(str(self.path), f"journal {self.path} is open read-only")
         try:
             with self._lock:
+                if type(row) is StepRow:  # its place in its batch (manifest.py)
+                    row = self._written.step(row)
+                elif type(row) is CellRow:  # what it wrote, once it ended
+                    row = self._written.cell(row, self.epoch)
+                elif type(row) is VariableRow:
+                    self._written.variable(row)
                 record = (*row[:-1], self._sign(row)) if kind in SIGNED else tuple(row)
                 self._log.append((kind, record), sync)
                 if kind == "step" and row.status == "ok":
-                    hit = Hit(row.record_id, row.epoch, row.kind, row.result, row.blob,
-                              row.error, record[-1])  # fmt: skip
+                    hit = Hit(row.kind, row.result, row.blob, record[-1], True)
                     self._index.add(row.identity, row.cell_key, row.name, row.key, hit)
                 if self._log.count >= self._fold_at or (
                     kind == "output" and self._log.size >= FOLD_BYTES
@@ -278,6 +289,7 @@ class Journal(Reads, Sealing):
         with self._lock:
             self.epoch += 1
             self.write_meta("epoch", str(self.epoch))
+            self._refused = None  # only results of the new epoch replay: this user's own
             self._index.reset(self.epoch)
             return self.epoch
 
@@ -305,9 +317,20 @@ class Journal(Reads, Sealing):
         :class:`UntrustedJournal` for a result that needs unpickling and was not signed by
         this user as the result of this call (its row: identity, epoch, kind, content). A
         JSON result needs no signature: one not signed replays, and one line says so (once).
+        Also raised, rather than the step running again, when results this user signed are
+        missing from the cell's batch (deleted since: :mod:`.manifest`), or when the
+        journal's epoch is not this user's (:meth:`_read_epoch`).
+
+        Signatures were checked as the batch loaded: a lookup checks a flag (and the
+        content of a result kept in a blob file, which it reads).
         """
+        if self._refused is not None:
+            raise UntrustedJournal(str(self.path), self._refused)
         with self._lock:
             hit = self._index.get(identity, cell_key, name)
+            if hit is None and cell_key is not None and name is not None:
+                if self._index.incomplete & {("cell", cell_key), ("key", name)}:
+                    raise self._withheld(f"results of the steps of cell {cell_key}")
         if hit is None:
             return None
         try:
@@ -317,11 +340,10 @@ class Journal(Reads, Sealing):
                 f"a recorded step result is missing ({describe(exc)}); the step runs again", None
             )
             return None
-        row = hit.row(identity)
-        content = payload if hit.blob is not None else None
-        if hit.kind != JSON:
-            self.check(row, "a step result", content)
-        elif not verify(row, content):
+        signed = hit.signed and (hit.blob is None or content_signed(hit.sig, payload))
+        if hit.kind != JSON and not signed:
+            raise self._untrusted("a step result")
+        if not signed:
             self._warn(
                 f"journal {self.path} holds step results not signed by you: JSON ones replay "
                 "as recorded, pickled ones are refused; "
@@ -429,8 +451,7 @@ class Journal(Reads, Sealing):
         for kind, row in records:
             if kind not in latest or not row or len(row) > len(KINDS[kind]._fields):
                 continue  # not a record this code writes: damage, never data
-            if kind in SIGNED:  # a row from before signatures (schema 2) gets none
-                row = row + (None,) * (len(KINDS[kind]._fields) - len(row))
+            row = upgrade(kind, row)  # a record of an earlier schema: today's layout
             latest[kind][row[0]] = row
         con = self._con
         con.execute("BEGIN")

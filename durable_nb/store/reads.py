@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from .schema import CellRow, OutputRow, PayloadRow, RunRow, StepRow, VariableRow, select
+from .seal import select as bound
+from .seal import verify
 
 
 class Interrupted(NamedTuple):
@@ -194,12 +196,13 @@ class Reads:
         return list(map(RunRow._make, self._select(select(RunRow, "ORDER BY started"))))
 
     def first_run_since(self, started: float) -> str | None:
-        """The id of the first run that started at or after ``started`` (epoch seconds)."""
+        """The id of the first run that started at or after ``started`` (epoch seconds),
+        of those this user signed."""
         rows = self._select(
-            "SELECT run_id FROM runs WHERE started >= to_timestamp(?) ORDER BY started LIMIT 1",
+            bound(RunRow, "WHERE runs.started >= to_timestamp(?) ORDER BY runs.started"),
             [started],
         )
-        return rows[0][0] if rows else None
+        return next((r.run_id for r in map(RunRow._make, rows) if verify(r)), None)
 
     def steps(self, results: bool = False) -> list[StepRow]:
         """Every step record, in the order they started; ``result`` is None unless ``results``."""

@@ -11,36 +11,36 @@ and loaded again when asked.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .schema import StepRow
+from . import manifest
+from .schema import CellRow, StepRow
+from .seal import select, verify
 
 #: Results kept in memory from DuckDB (batches are dropped past it).
 KEEP = 200_000
 
-_COLUMNS = "identity, record_id, epoch, kind, result, blob, error, sig"
-_ORDER = "ORDER BY ended, record_id"  # the latest record of an identity wins
+_ORDER = "ORDER BY steps.ended, steps.record_id"  # the latest record of an identity wins
 
 
 class Hit(NamedTuple):
-    """A completed step result, with what its signature binds (seal.py) but the identity
-    (its key here) and the status (``ok``)."""
+    """A completed step result; ``signed``: whether this user signed its record (for a
+    result in a blob file, the record's part: the content is checked as it is read)."""
 
-    record_id: str
-    epoch: int
     kind: str
     inline: bytes | None
     blob: str | None
-    error: str | None
     sig: str | None
+    signed: bool
 
-    def row(self, identity: str) -> StepRow:
-        """The step row as far as its signature goes (what it does not bind is left out)."""
-        r = self
-        return StepRow(r.record_id, identity, r.epoch, "", "", 0, "", None, None, None, "ok",
-                       r.kind, r.inline, r.blob, r.error, None, None, None, None,
-                       r.sig)  # fmt: skip
+    @classmethod
+    def of(cls, row: StepRow, signed: bool | None = None) -> Hit:
+        """``row``'s hit; ``signed`` None: its signature is checked here."""
+        if signed is None:
+            signed = verify(row, quick=True)
+        return cls(row.kind, row.result, row.blob, row.sig, signed)
 
 
 class ReplayIndex:
@@ -59,6 +59,8 @@ class ReplayIndex:
         #: identity -> (batch it belongs to, hit): written by this process, not folded yet.
         self.recent: dict[str, tuple[tuple[str, str], Hit]] = {}
         self._batches: dict[tuple[str, str], dict[str, Hit]] = {}
+        #: Batches some of whose signed results are missing (deleted or withheld).
+        self.incomplete: set[tuple[str, str]] = set()
         self._kept = 0
 
     def reset(self, epoch: int) -> None:
@@ -66,6 +68,7 @@ class ReplayIndex:
         self.epoch = epoch
         self.recent.clear()
         self._batches.clear()
+        self.incomplete.clear()
         self._kept = 0
 
     def add(self, identity: str, cell_key: str, name: str, key: str | None, hit: Hit) -> None:
@@ -91,11 +94,10 @@ class ReplayIndex:
             return found[1]
         if cell_key is None or name is None:
             rows = self._select(
-                f"SELECT {_COLUMNS} FROM steps WHERE status = 'ok' AND epoch = ? "
-                f"AND identity = ? {_ORDER}",
+                select(StepRow, f"WHERE status = 'ok' AND epoch = ? AND identity = ? {_ORDER}"),
                 [self.epoch, identity],
             )
-            return Hit(*rows[-1][1:]) if rows else None
+            return Hit.of(StepRow._make(rows[-1])) if rows else None
         for batch in (("cell", cell_key), ("key", name)):
             hit = self._batch(batch).get(identity)
             if hit is not None:
@@ -109,17 +111,26 @@ class ReplayIndex:
             where = "cell_key = ? AND key IS NULL"
             if kind == "key":
                 where = "name = ? AND key IS NOT NULL"
-            rows = self._select(
-                f"SELECT {_COLUMNS} FROM steps WHERE status = 'ok' AND epoch = ? AND {where} "
-                f"{_ORDER}",
-                [self.epoch, value],
-            )
+            sql = select(StepRow, f"WHERE status = 'ok' AND epoch = ? AND {where} {_ORDER}")
+            rows = [StepRow._make(r) for r in self._select(sql, [self.epoch, value])]
             if self._kept + len(rows) > KEEP:
                 self._batches.clear()
                 self._kept = 0
-            loaded = self._batches[batch] = {identity: Hit(*hit) for identity, *hit in rows}
+            hits = [Hit.of(r) for r in rows]
+            name = manifest.batch(value, value, None if kind == "cell" else value)
+            if self._missing(rows, hits, manifest.entry(self.epoch, name)):
+                self.incomplete.add(batch)
+            loaded = self._batches[batch] = {r.identity: h for r, h in zip(rows, hits, strict=True)}
             self._kept += len(loaded)
         return loaded
+
+    def _missing(self, rows: list[StepRow], hits: list[Hit], which: str) -> bool:
+        """Whether signed results of batch ``which`` are missing: the manifests of the cell
+        executions that wrote to it (signed ones only) count more, or places are skipped."""
+        mine = [r for r, h in zip(rows, hits, strict=True) if h.signed]
+        cells = self._select(select(CellRow, "WHERE contains(manifest, ?)"), [json.dumps(which)])
+        signed = [c for c in map(CellRow._make, cells) if verify(c)]
+        return manifest.results_missing(mine, manifest.expected(signed, which))
 
 
 def _batch_of(cell_key: str, name: str, key: str | None) -> tuple[str, str]:

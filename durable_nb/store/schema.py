@@ -22,7 +22,10 @@ from ..errors import JournalCorrupt, JournalTooNew, JournalUnwritable, NotAJourn
 #:     (a migration cannot tell who wrote them): ``durable-nb trust`` signs them.
 #: 4 — outputs: what each cell execution published (streams, displays, errors), the tail
 #:     kept under a cap per cell; rewritten while the cell runs, so a killed cell keeps them.
-SCHEMA_VERSION = 4
+#: 5 — ``sig`` on meta, runs and outputs too; ``cells.manifest`` (what the cell execution
+#:     wrote: seal.py) and ``steps.n`` (a completed result's place among those its cell
+#:     execution wrote to its replay batch), so a deleted record is seen (README, Trust).
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -58,6 +61,11 @@ MIGRATIONS: dict[int, list[str]] = {
             exec_id VARCHAR PRIMARY KEY, seq BIGINT, outputs VARCHAR, nbytes BIGINT,
             dropped BIGINT)""",
     ],
+    5: [
+        *(f"ALTER TABLE {t} ADD COLUMN sig VARCHAR" for t in ("meta", "runs", "outputs")),
+        "ALTER TABLE cells ADD COLUMN manifest VARCHAR",
+        "ALTER TABLE steps ADD COLUMN n INTEGER",
+    ],
 }
 
 #: A time: float seconds when written, a timezone-aware datetime when read back.
@@ -69,6 +77,7 @@ class MetaRow(NamedTuple):
 
     key: str
     value: str | None
+    sig: str | None = None  # set by Journal.write
 
 
 class RunRow(NamedTuple):
@@ -82,6 +91,7 @@ class RunRow(NamedTuple):
     ended: Time
     status: str
     versions: str | None = None
+    sig: str | None = None  # set by Journal.write
 
 
 class CellRow(NamedTuple):
@@ -99,6 +109,7 @@ class CellRow(NamedTuple):
     error: str | None
     steps_run: int | None
     steps_replayed: int | None
+    manifest: str | None = None  # set by Journal.write (seal.py)
     sig: str | None = None  # set by Journal.write
 
 
@@ -124,6 +135,7 @@ class StepRow(NamedTuple):
     attempt_errors: str | None
     started: Time
     ended: Time
+    n: int | None = None  # set by Journal.write for a completed result (seal.py)
     sig: str | None = None  # set by Journal.write
 
 
@@ -166,6 +178,7 @@ class OutputRow(NamedTuple):
     outputs: str
     nbytes: int
     dropped: int
+    sig: str | None = None  # set by Journal.write
 
 
 Row = MetaRow | RunRow | CellRow | StepRow | VariableRow | PayloadRow | OutputRow
@@ -187,10 +200,14 @@ SIGNED = frozenset(kind for t, (kind, _) in TABLES.items() if t._fields[-1] == "
 #: Columns that travel as float seconds and are stored as TIMESTAMPTZ.
 TIMES = frozenset({"started", "ended"})
 
-# What callers fill in (the signature is the journal's to add).
-RUN_COLUMNS = RunRow._fields
-CELL_COLUMNS = CellRow._fields[:-1]
-STEP_COLUMNS = StepRow._fields[:-1]
+#: Kind -> {length of a record an earlier schema wrote: where its sig was}: a record of a
+#: log left by an earlier version is brought to today's layout (columns added since: None).
+_LAYOUTS = {"cell": {12: None, 13: 12}, "step": {19: None, 20: 19}}
+
+# What callers fill in (the signature, manifest and ordinal are the journal's to add).
+RUN_COLUMNS = RunRow._fields[:-1]
+CELL_COLUMNS = CellRow._fields[:-2]
+STEP_COLUMNS = StepRow._fields[:-2]
 VARIABLE_COLUMNS = VariableRow._fields[:-1]
 PAYLOAD_COLUMNS = PayloadRow._fields[:-1]
 
@@ -201,6 +218,16 @@ SAFE_CONFIG = {
     "autoload_known_extensions": False,
     "lock_configuration": True,
 }
+
+
+def upgrade(kind: str, row: tuple) -> tuple:
+    """A log record (of an earlier schema, maybe) in today's layout of its row type."""
+    width = len(KINDS[kind]._fields)
+    at = _LAYOUTS.get(kind, {}).get(len(row), len(row))
+    if at == len(row):  # today's layout, or one whose new columns all come last
+        return row + (None,) * (width - len(row))
+    body, sig = (row, None) if at is None else (row[:at], row[at])
+    return body + (None,) * (width - len(body) - 1) + (sig,)
 
 
 def select(row_type: type, where: str = "", table: str | None = None) -> str:
@@ -251,7 +278,9 @@ def migrate(path: Path, con: Any, read_only: bool = False) -> None:
         con.execute("BEGIN")
         for ddl in MIGRATIONS[target]:
             con.execute(ddl)
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(target)])
+        con.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(target)]
+        )
         con.execute("COMMIT")
 
 

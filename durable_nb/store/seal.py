@@ -1,5 +1,11 @@
 """What a record's signature binds: its table, its key and every column a load uses.
 
+Every table is signed: cells, steps, variables and payloads (what a load unpickles, runs or
+imports), and runs, ``meta`` and outputs (which notebook a cell's work is, the epoch, the
+names left out of snapshots, what a cell printed); only two ``meta`` rows are not
+(:data:`UNSIGNED_META`). What a cell execution wrote is counted in its signed manifest
+(:mod:`.manifest`), so a signed record deleted is seen too.
+
 A signed row's ``sig`` is this user's MAC (:func:`durable_nb.trust.sign_fields`) of the
 row's table and its :data:`BOUND` columns, so a signed value copied onto another row, a
 variable re-pointed to another payload, a chunk list swapped or a status changed no longer
@@ -12,28 +18,63 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from .. import trust
 from ..blobs import BlobStore
 from ..errors import UntrustedJournal
-from .schema import TABLES, CellRow, PayloadRow, StepRow, VariableRow, rollback
+from . import manifest
+from .schema import (
+    TABLES,
+    CellRow,
+    MetaRow,
+    OutputRow,
+    PayloadRow,
+    RunRow,
+    StepRow,
+    VariableRow,
+    meta_int,
+    rollback,
+)
 
-#: Table -> the columns its signature binds (the key first). Not bound: times (shown, and
-#: the order of two results of one call), counts and texts that are only shown (args,
-#: attempts, a cell's error), and the ``runs`` and ``meta`` tables (see README, Trust).
+#: Table -> the columns its signature binds (the key first). Not bound: times but a run's
+#: start (shown only, or the order of two results of one call), counts and texts that are
+#: only shown (args, attempts, a cell's error, a run's pid and host).
 BOUND: dict[str, tuple[str, ...]] = {
-    "cells": ("exec_id", "seq", "run_id", "cell_id", "cell_key", "source", "status"),
-    "steps": ("record_id", "identity", "epoch", "status", "kind", "result", "blob", "error"),
+    "meta": ("key", "value"),
+    "runs": ("run_id", "notebook", "started"),
+    "cells": ("exec_id", "seq", "run_id", "cell_id", "cell_key", "source", "status", "manifest"),
+    "steps": (
+        *("record_id", "identity", "epoch", "status", "kind", "result", "blob", "error"),
+        *("name", "cell_key", "seq", "key", "n"),  # where replay finds it, its place there
+    ),
     "variables": VariableRow._fields[:-1],
     "payloads": PayloadRow._fields[:-1],
+    "outputs": OutputRow._fields[:-1],
 }
+#: Every signed row type, in the order ``durable-nb trust`` signs them.
+SIGNED_ROWS = (MetaRow, RunRow, CellRow, StepRow, VariableRow, PayloadRow, OutputRow)
 #: Row type -> (its table, the positions of its bound columns).
 _WHERE = {
-    t: (TABLES[t][1], tuple(t._fields.index(c) for c in BOUND[TABLES[t][1]]))
-    for t in (CellRow, StepRow, VariableRow, PayloadRow)
+    t: (TABLES[t][1], tuple(t._fields.index(c) for c in BOUND[TABLES[t][1]])) for t in SIGNED_ROWS
 }
+#: ``meta`` keys no signature covers: read before anything else (by the migration), or
+#: only written (who last ran ``durable-nb trust``).
+UNSIGNED_META = ("schema_version", "trusted_by")
+_SIGNED_META = f"WHERE key NOT IN {UNSIGNED_META}"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def microseconds(value: Any) -> Any:
+    """A time as whole microseconds since 1970 (what a signature binds of a run's start):
+    float seconds as written, a datetime as read back, an int as ``epoch_us`` gives it."""
+    if type(value) is float:
+        return round(value * 1e6)  # as DuckDB's to_timestamp rounds
+    if isinstance(value, datetime):
+        return (value - _EPOCH) // timedelta(microseconds=1)
+    return value
 
 
 def in_blobs(row: Any) -> bool:
@@ -46,6 +87,8 @@ def in_blobs(row: Any) -> bool:
 def fields(row: Any) -> list[Any]:
     """The values ``row``'s signature binds, in :data:`BOUND` order."""
     _, where = _WHERE[type(row)]
+    if type(row) is RunRow:
+        return [row.run_id, row.notebook, microseconds(row.started)]
     return [row[i] for i in where]
 
 
@@ -72,12 +115,21 @@ def verify(row: Any, content: Any = None, quick: bool = False) -> bool:
     return bool(part) if quick else content is not None and trust.verify("payload", content, part)
 
 
+def content_signed(sig: str | None, content: Any) -> bool:
+    """Whether the content part of ``sig`` (a record whose content is in blob files) is
+    this user's signature of ``content``."""
+    _, _, part = (sig or "").partition(":")
+    return bool(part) and trust.verify("payload", content, part)
+
+
 def select(row_type: type, where: str = "") -> str:
     """``SELECT`` of ``row_type``'s rows with only the bound columns and ``sig`` (the others
     NULL): what :func:`verify` reads, without converting times no signature covers."""
     table, _ = _WHERE[row_type]
     read = {*BOUND[table], "sig"}
     columns = [c if c in read else f"NULL AS {c}" for c in row_type._fields]
+    if row_type is RunRow:
+        columns[RunRow._fields.index("started")] = "epoch_us(started) AS started"
     return f"SELECT {', '.join(columns)} FROM {table} {where}".rstrip()
 
 
@@ -98,7 +150,10 @@ class Sealing:
         raise NotImplementedError
 
     _index: Any
+    _refused: str | None
     epoch: int
+
+    _warn: Any  # ``warn(message, once)``: the journal's
 
     def _sign(self, row: Any) -> str:
         """This user's signature of ``row``: its table, key and every column a load uses."""
@@ -134,30 +189,126 @@ class Sealing:
             + trust.HOW_TO_TRUST.format(target=self._notebook or self.path),
         )
 
-    def check_restorable(self, variables: Iterable[VariableRow] = ()) -> None:
-        """Raise :class:`UntrustedJournal` unless what a restore may use is signed by this user.
+    def _withheld(self, what: str) -> UntrustedJournal:
+        return UntrustedJournal(
+            str(self.path),
+            f"journal {self.path} lacks {what} that you recorded (deleted or withheld since: "
+            "the records of each cell execution are counted in its signed record): nothing "
+            "runs in their place, since it may have been done already; restore the journal "
+            "from a copy, or, to accept it as it is, run "
+            f"`durable-nb trust {self._notebook or self.path}` (or `%durable trust`)",
+        )
 
-        That is every cell (re-run to recompute values, or resumed) and the ``variables``
-        rows the restore uses (which payload, module or cell each name comes from); payloads
-        are checked one by one as they load.
+    # -- meta ------------------------------------------------------------------------
+
+    def _read_epoch(self) -> None:
+        """Read the epoch: only this user's replays. An epoch row not signed, or one older
+        than a signed record's epoch (set back, or deleted), makes every lookup refuse."""
+        row = self._con.execute(select(MetaRow, "WHERE key = 'epoch'")).fetchone()
+        if row is None:
+            self.epoch, self._refused = 0, None
+        else:
+            self._epoch_is(MetaRow._make(row))
+        if self._refused is None:
+            self._check_epoch_not_set_back()
+        if self._refused is not None:
+            self._warn(self._refused, f"epoch:{self.path}")
+
+    def _epoch_is(self, row: MetaRow) -> None:
+        self.epoch = meta_int(self.path, "epoch", row.value)
+        self._refused = None
+        if not verify(row):
+            self._refused = (
+                f"journal {self.path} records an epoch (which step results replay) not signed "
+                "by you: no result replays and no step runs in their place; "
+                + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
+            )
+
+    def _check_epoch_not_set_back(self) -> None:
+        newest = self._con.execute(select(CellRow, "ORDER BY seq DESC LIMIT 8")).fetchall()
+        later = [manifest.parse(c.manifest).get("e") for c in map(CellRow._make, newest)
+                 if verify(c)]  # fmt: skip
+        rows = self._con.execute(select(StepRow, "WHERE epoch > ? LIMIT 64"), [self.epoch])
+        if any(type(e) is int and e > self.epoch for e in later) or any(
+            verify(StepRow._make(r), quick=True) for r in rows.fetchall()
+        ):
+            self._refused = (
+                f"journal {self.path} records epoch {self.epoch}, older than records you "
+                "signed in a later epoch (its epoch row was set back or deleted): no result "
+                "replays and no step runs in their place; restore the journal from a copy, "
+                "or " + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
+            )
+
+    def trusted_meta(self, key: str) -> str | None:
+        """The value of ``key`` in ``meta`` when this user signed it; one not signed is
+        left out (None), and one line says so."""
+        rows = self._select(select(MetaRow, "WHERE key = ?"), [key])
+        if not rows:
+            return None
+        row = MetaRow._make(rows[0])
+        if verify(row):
+            return row.value
+        self._warn(
+            f"journal {self.path} records {key!r} not signed by you: it is ignored; "
+            + trust.HOW_TO_TRUST.format(target=self._notebook or self.path),
+            f"meta:{key}:{self.path}",
+        )
+        return None
+
+    # -- restore and resume ----------------------------------------------------------
+
+    def check_restorable(
+        self, variables: Iterable[VariableRow] = (), at: int | None = None
+    ) -> None:
+        """Raise :class:`UntrustedJournal` unless what a restore may use is signed by this
+        user and none of it was deleted.
+
+        That is every cell (re-run to recompute values, or resumed), every run (which
+        notebook each cell's work belongs to), the ``variables`` rows the restore uses
+        (which payload, module or cell each name comes from) and, up to cell execution
+        ``at``, every variable row a cell's manifest counts; payloads are checked one by
+        one as they load.
         """
-        cells = self._select(select(CellRow))
-        if not all(verify(CellRow._make(r)) for r in cells):
+        cells = [CellRow._make(r) for r in self._select(select(CellRow))]
+        if not all(map(verify, cells)):
             raise self._untrusted("cell code")
+        problem = self.runs_problem(cells)
+        if problem:
+            raise problem
         if not all(map(verify, variables)):
             raise self._untrusted("variables (the value, module or cell each name comes from)")
+        if at is not None:
+            rows = self._select("SELECT seq, entry_id FROM variables WHERE seq <= ?", [at])
+            if manifest.variables_missing(rows, [c for c in cells if c.seq <= at]):
+                raise self._withheld("variable records")
+
+    def runs_problem(self, cells: list[CellRow] | None = None) -> UntrustedJournal | None:
+        """Why the journal's runs and cells cannot be relied on (a run not signed by this
+        user, a cell whose run or whose predecessor is gone), or None."""
+        if cells is None:
+            cells = [c for c in map(CellRow._make, self._select(select(CellRow))) if verify(c)]
+        runs = [RunRow._make(r) for r in self._select(select(RunRow))]
+        if not all(map(verify, runs)):
+            return self._untrusted("runs (which notebook each cell's work belongs to)")
+        known = {r.run_id for r in runs}
+        if any(c.run_id not in known for c in cells):
+            return self._withheld("runs")
+        if manifest.gaps(cells, {c.seq for c in cells}):
+            return self._withheld("cell executions")
+        return None
 
     def foreign_records(self) -> dict[str, int]:
         """Table -> how many of its records this user did not sign (a load refuses them).
 
-        Every record a load would use: cells, steps (JSON results too), variables and
-        payloads. Blob files are not read: their content is checked as it loads.
+        Every record a load, run or show would use (all but :data:`UNSIGNED_META`).
+        Blob files are not read: their content is checked as it loads.
         """
         counts = {}
         with self._lock:
             self.fold()
-            for row_type in (CellRow, StepRow, VariableRow, PayloadRow):
-                cursor, bad = self._con.execute(select(row_type)), 0
+            for row_type in SIGNED_ROWS:
+                where = _SIGNED_META if row_type is MetaRow else ""
+                cursor, bad = self._con.execute(select(row_type, where)), 0
                 while batch := cursor.fetchmany(4096):
                     bad += sum(not verify(row_type._make(r), quick=True) for r in batch)
                 counts[TABLES[row_type][1]] = bad
@@ -168,41 +319,24 @@ class Sealing:
         return sum(self.foreign_records().values())
 
     def trust(self) -> int:
-        """Sign every record and the resume plan for this user (``durable-nb trust``).
+        """Accept the journal as it is now for this user (``durable-nb trust``): sign every
+        record, the resume plan, and manifests made again from the records there.
 
         Returns how many records were signed; one whose blob files are missing or damaged,
         or that no durable_nb could have written, stays unsigned (and unloadable).
         """
-        import numpy as np
-
-        signed: dict[str, tuple[str, list[tuple[str, str]]]] = {}
         with self._lock:
             self.fold()
-            for row_type in (CellRow, StepRow, VariableRow, PayloadRow):
-                out: list[tuple[str, str]] = []
-                signed[TABLES[row_type][1]] = (row_type._fields[0], out)
-                cursor = self._con.execute(select(row_type))
-                while batch := cursor.fetchmany(4096):
-                    for row in map(row_type._make, batch):
-                        try:
-                            out.append((row[0], self._sign(row)))
-                        except (OSError, ValueError, TypeError, RecursionError):
-                            pass  # a missing blob, a crafted column: that record stays unloadable
             con = self._con
             con.execute("BEGIN")
             try:
-                for table, (key, pairs) in signed.items():
-                    if not pairs:
-                        continue
-                    keys, sigs = (np.array(c, dtype=object) for c in zip(*pairs, strict=True))
-                    con.register("_dnb_sig", {"k": keys, "sig": sigs})
-                    try:
-                        con.execute(
-                            f"UPDATE {table} SET sig = _dnb_sig.sig FROM _dnb_sig "
-                            f"WHERE {table}.{key} = _dnb_sig.k"
-                        )
-                    finally:
-                        con.unregister("_dnb_sig")
+                # A cell whose run is gone: its run is not known (a notebook of its own).
+                con.execute(
+                    "INSERT INTO runs (run_id, started, ended, status) SELECT run_id, "
+                    "min(started), max(ended), 'unknown' FROM cells WHERE run_id NOT IN "
+                    "(SELECT run_id FROM runs) GROUP BY run_id"
+                )
+                self._rebuild_manifests()
                 plan = con.execute("SELECT value FROM meta WHERE key = 'headless'").fetchone()
                 if plan is not None and type(plan[0]) is str:  # sealed, or from before seals
                     text = trust.unseal(plan[0], None) or plan[0]
@@ -211,14 +345,80 @@ class Sealing:
                         [trust.seal(trust.PLAN_DOMAIN, text)],
                     )
                 con.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('trusted_by', ?)", [trust.key_id()]
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('trusted_by', ?)",
+                    [trust.key_id()],
                 )
+                # Accepted as it is, an epoch set back (or deleted) is not: no result of an
+                # epoch older than a record there replays.
+                [(newest,)] = con.execute("SELECT coalesce(max(epoch), 0) FROM steps").fetchall()
+                if newest > self.epoch:
+                    con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)",
+                                [str(newest)])  # fmt: skip
+                signed = sum(self._sign_all(row_type) for row_type in SIGNED_ROWS)
                 con.execute("COMMIT")
             except BaseException:
                 rollback(con)
                 raise
+            self._read_epoch()
             self._index.reset(self.epoch)
-        return sum(len(pairs) for _, pairs in signed.values())
+        return signed
+
+    def _rebuild_manifests(self) -> None:
+        """Number the completed results of each cell execution's batches 1..n again, and
+        make each cell's manifest say what is there now."""
+        con = self._con
+        con.execute(
+            "UPDATE steps SET n = r.place FROM (SELECT record_id, row_number() OVER ("
+            "PARTITION BY seq, epoch, CASE WHEN key IS NULL THEN 'c:' || cell_key "
+            "ELSE 'k:' || name END ORDER BY n NULLS LAST, ended, record_id) AS place "
+            "FROM steps WHERE status = 'ok') r WHERE steps.record_id = r.record_id"
+        )
+        con.execute("UPDATE steps SET n = NULL WHERE status <> 'ok'")
+        results: dict[int, dict[str, int]] = {}
+        for seq, epoch, cell_key, name, key, count in con.execute(
+            "SELECT seq, epoch, cell_key, name, key, count(*) FROM steps WHERE status = 'ok' "
+            "GROUP BY ALL"
+        ).fetchall():
+            which = manifest.entry(epoch, manifest.batch(cell_key, name, key))
+            found = results.setdefault(seq, {})
+            found[which] = found.get(which, 0) + count
+        variables: dict[int, list[str]] = {}
+        for seq, entry_id in con.execute("SELECT seq, entry_id FROM variables").fetchall():
+            variables.setdefault(seq, []).append(entry_id)
+        cells = [CellRow._make(r) for r in con.execute(select(CellRow)).fetchall()]
+        made = manifest.rebuild(cells, self.epoch, results, variables)
+        self._update(con, "cells", "exec_id", "manifest", list(made.items()))
+
+    def _sign_all(self, row_type: type) -> int:
+        """Sign every record of ``row_type``'s table; how many were signed."""
+        table = TABLES[row_type][1]
+        out: list[tuple[Any, str]] = []
+        cursor = self._con.execute(select(row_type, _SIGNED_META if row_type is MetaRow else ""))
+        while batch := cursor.fetchmany(4096):
+            for row in map(row_type._make, batch):
+                try:
+                    out.append((row[0], self._sign(row)))
+                except (OSError, ValueError, TypeError, RecursionError):
+                    pass  # a missing blob, a crafted column: that record stays unloadable
+        self._update(self._con, table, row_type._fields[0], "sig", out)
+        return len(out)
+
+    @staticmethod
+    def _update(con: Any, table: str, key: str, column: str, pairs: list[tuple[Any, str]]) -> None:
+        """Set ``column`` of the rows whose ``key`` is each pair's first value."""
+        if not pairs:
+            return
+        import numpy as np
+
+        keys, values = (np.array(c, dtype=object) for c in zip(*pairs, strict=True))
+        con.register("_dnb_set", {"k": keys, "v": values})
+        try:
+            con.execute(
+                f"UPDATE {table} SET {column} = _dnb_set.v FROM _dnb_set "
+                f"WHERE {table}.{key} = _dnb_set.k"
+            )
+        finally:
+            con.unregister("_dnb_set")
 
     def _resign_crashed(self) -> None:
         """The cells a dead process left running become crashed: those it signed stay signed

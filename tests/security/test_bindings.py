@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -22,11 +23,11 @@ from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 
 from durable_nb import runtime, trust
-from durable_nb.errors import UntrustedJournal
+from durable_nb.errors import ForeignRun, UntrustedJournal
 from durable_nb.runtime import Runtime
 from durable_nb.snapshot import Snapshots
 from durable_nb.store import Journal, copy_journal
-from durable_nb.store.seal import BOUND
+from durable_nb.store.seal import BOUND, UNSIGNED_META
 
 SETUP = """\
 import durable_nb as dnb
@@ -60,21 +61,12 @@ SIDE_EFFECT = "import pathlib\npathlib.Path({marker!r}).touch()\nz = 3\n"
 NOT_BOUND = {
     "cells": {"started", "ended", "error", "steps_run", "steps_replayed"},  # shown only
     # shown only, or identify the call only through ``identity`` (which is bound):
-    "steps": {
-        "name",
-        "cell_key",
-        "seq",
-        "run_id",
-        "args",
-        "occurrence",
-        "key",
-        "attempts",
-        "attempt_errors",
-        "started",
-        "ended",
-    },
+    "steps": {"run_id", "args", "occurrence", "attempts", "attempt_errors", "started", "ended"},
     "variables": set(),
     "payloads": set(),
+    "meta": set(),
+    "runs": {"pid", "host", "ended", "status", "versions"},  # shown only
+    "outputs": set(),
 }
 
 
@@ -97,9 +89,13 @@ def alice(tmp_path_factory, shell):
         rt = Runtime(str(home / "nb.ipynb"))
         runtime.install(rt)
         snaps = Snapshots(shell, rt)
+        rt.capturing = True  # what the kernel publishes is given to rt.capture
         try:
+            rt.fresh()  # an epoch row (1) and an ignore row: meta a load uses
+            snaps.ignore(["left_out"])
             for source in (SETUP, WORK, SIDE_EFFECT.format(marker=str(marker))):
                 rt.begin_cell(None, source)
+                rt.capture("stream", {"name": "stdout", "text": f"<b>{len(source)}</b>\n"})
                 result = shell.run_cell(source, store_history=False, silent=True)
                 snaps.after_cell(source, result.success)
                 rt.end_cell("ok" if result.success else "error", None)
@@ -218,14 +214,19 @@ def test_any_bound_column_changed_makes_that_record_foreign(victim, column, pick
     folder.mkdir()
     shutil.copyfile(victim.path, folder / victim.path.name)
     one = Victim(folder / victim.path.name, victim.marker, victim.shell)
-    rows = one.sql(f'SELECT rowid, "{name}" FROM {table} ORDER BY rowid')
+    where = f"WHERE key NOT IN {UNSIGNED_META}" if table == "meta" else ""
+    rows = one.sql(f'SELECT rowid, "{name}" FROM {table} {where} ORDER BY rowid')
     rowid, old = rows[pick % len(rows)]
     others = [v for _, v in rows if v != old]
     [(kind,)] = one.sql(
         "SELECT data_type FROM information_schema.columns WHERE table_name = ? "
         "AND column_name = ?", [table, name],
     )  # fmt: skip
-    crafted = {"BLOB": b"\x80\x05K\x01.", "VARCHAR": "0" * 32}.get(kind, 2)
+    crafted = {
+        "BLOB": b"\x80\x05K\x01.",
+        "VARCHAR": "0" * 32,
+        "TIMESTAMP WITH TIME ZONE": datetime(2020, 1, 1, tzinfo=UTC),
+    }.get(kind, 2)
     new = value.draw(st.sampled_from([*others[:8], crafted, None]), label="value")
     if new == old:
         return
@@ -342,7 +343,7 @@ def test_an_old_journal_opens_counts_as_foreign_until_trusted(victim, monkeypatc
     victim.sql("UPDATE cells SET sig = ?", [trust.sign("source", "x")])
     victim.sql("UPDATE steps SET sig = NULL WHERE kind = 'json'")
     plan = json.dumps({"started": 0, "done": [], "parameters": []})
-    victim.sql("INSERT OR REPLACE INTO meta VALUES ('headless', ?)", [plan])  # before seals
+    victim.sql("INSERT OR REPLACE INTO meta VALUES ('headless', ?, NULL)", [plan])  # before seals
     foreign = victim.foreign()
     assert foreign["cells"] == 3 and foreign["steps"] == 1, foreign
     got, _ = victim.restore(monkeypatch)
@@ -384,5 +385,162 @@ def test_show_counts_every_record_a_load_uses(alice, victim):
     got = cli("show", "--json", victim.path, home=home)
     data = json.loads(got.stdout)
     assert data["trusted"] is False and data["untrusted_records"] == 1, got.stdout[:500]
-    assert data["untrusted_by_table"] == {"cells": 0, "steps": 0, "variables": 1, "payloads": 0}
+    assert data["untrusted_by_table"] == {**dict.fromkeys(BOUND, 0), "variables": 1}
     assert "foreign" in cli("ls", victim.path.parent, home=home).stdout
+
+
+# -- meta, runs and outputs are signed too ------------------------------------------------------
+
+
+def _opened(victim: Victim) -> tuple[Journal, dict]:
+    """Alice's journal opened as her kernel opens it, with what it told (one line a key)."""
+    told: dict[str | None, str] = {}
+    j = Journal.open(victim.path, warn=lambda m, once: told.update({once: m}), notebook="nb.ipynb")
+    return j, told
+
+
+def _one_line(told: dict, path: Path) -> str:
+    [line] = told.values()
+    assert str(path) in line and "durable-nb trust nb.ipynb" in line and "\n" not in line
+    return line
+
+
+def _where(victim: Victim, n: int, kind: str) -> tuple[str, str, str]:
+    """(identity, cell_key, name) of the step whose args are ``(n,)`` and result ``kind``."""
+    [found] = victim.sql(
+        "SELECT identity, cell_key, name FROM steps WHERE args LIKE ? AND kind = ?",
+        [f"({n}%", kind],
+    )
+    return found
+
+
+@pytest.mark.parametrize("forge", ["UPDATE meta SET value = '0' WHERE key = 'epoch'",
+                                   "DELETE FROM meta WHERE key = 'epoch'"])  # fmt: skip
+def test_an_epoch_forged_or_deleted_stops_replay_with_one_line(victim, forge):
+    """Epoch 0 would replay results Alice made stale with %durable fresh (or, higher,
+    re-run every side effect): neither is used, and no step runs in their place."""
+    identity, cell_key, name = _where(victim, 2, "json")
+    j, told = _opened(victim)
+    try:
+        assert j.lookup(identity, cell_key, name) == ("json", b'{"n":2}') and not told  # live
+    finally:
+        j.close()
+    victim.sql(forge)
+    j, told = _opened(victim)
+    try:
+        assert j.epoch == 0
+        with pytest.raises(UntrustedJournal) as refused:
+            j.lookup(identity, cell_key, name)
+        _refused(refused.value, victim.path)
+        assert "epoch" in _one_line(told, victim.path)
+    finally:
+        j.close()
+    victim.trust()  # control: accepted as it is, no result older than a record replays
+    j, told = _opened(victim)
+    try:
+        assert j.epoch == 1 and j.lookup(identity, cell_key, name) == ("json", b'{"n":2}')
+    finally:
+        j.close()
+    assert not told
+
+
+def test_an_ignore_row_not_signed_is_ignored_with_one_line(victim, monkeypatch, capsys):
+    victim.sql("UPDATE meta SET value = '[\"x\"]' WHERE key = 'ignore'")
+    capsys.readouterr()
+    got, ns = victim.restore(monkeypatch)
+    assert ns["x"] == 7, got  # not left out
+    [line] = [x for x in capsys.readouterr().err.splitlines() if "'ignore'" in x]
+    assert line.startswith("durable_nb: ") and "durable-nb trust" in line
+    victim.trust()  # control: trusted, the row is used
+    got, ns = victim.restore(monkeypatch)
+    assert "x" not in ns and ns["y"] == "why", got
+
+
+def test_a_run_re_pointed_to_another_notebook_is_refused(victim, monkeypatch):
+    """Which notebook a run was decides whose work a restore takes."""
+    victim.sql("UPDATE runs SET notebook = '/elsewhere/other.ipynb'")
+    got, ns = victim.restore(monkeypatch)
+    _refused(got, victim.path)
+    assert "x" not in ns
+    victim.trust()  # control: trusted, the forged notebook steers: that work is not ours
+    with pytest.raises(ForeignRun):
+        victim.restore(monkeypatch)
+
+
+def test_outputs_not_signed_are_not_shown_again(victim, capsys):
+    from durable_nb import outputs
+
+    [(seq,)] = victim.sql("SELECT max(seq) FROM outputs")
+    forged = json.dumps([{"output_type": "display_data", "metadata": {},
+                          "data": {"text/html": "<script>steal()</script>"}}])  # fmt: skip
+    victim.sql("UPDATE outputs SET outputs = ? WHERE seq = ?", [forged, seq])
+    j = victim.journal()
+    try:
+        assert j.foreign_records()["outputs"] == 1
+        capsys.readouterr()
+        assert outputs.show_journaled(j, seq, "nb.ipynb")
+        out = capsys.readouterr()
+        assert "steal" not in out.out + out.err
+        assert re.fullmatch(r"durable_nb: the outputs .* not signed by you: not shown; .*"
+                            r"durable-nb trust nb\.ipynb.*\n", out.out)  # fmt: skip
+    finally:
+        j.close()
+
+
+# -- a deleted record is seen where it matters ---------------------------------------------------
+
+
+@pytest.mark.parametrize("n, kind", [(2, "json"), (5, "pickle")])
+def test_a_deleted_step_result_is_not_run_again(victim, n, kind):
+    """The journaled call would run again (a side effect twice): refused, one line."""
+    identity, cell_key, name = _where(victim, n, kind)
+    other, _, _ = _where(victim, 1, "pickle")
+    victim.sql("DELETE FROM steps WHERE identity = ?", [identity])
+    j, _ = _opened(victim)
+    try:
+        # a result still there replays
+        assert j.lookup(other, cell_key, "obj")[0] == "pickle"
+        with pytest.raises(UntrustedJournal) as refused:
+            j.lookup(identity, cell_key, name)
+        _refused(refused.value, victim.path)
+        assert "deleted or withheld" in str(refused.value)
+    finally:
+        j.close()
+    victim.trust()  # control: accepted as it is, the step runs again
+    j, _ = _opened(victim)
+    try:
+        assert j.lookup(identity, cell_key, name) is None
+    finally:
+        j.close()
+
+
+def test_a_deleted_variable_row_is_refused_at_restore(victim, monkeypatch):
+    victim.sql("DELETE FROM variables WHERE name = 'x'")
+    got, ns = victim.restore(monkeypatch)
+    _refused(got, victim.path)
+    assert "deleted or withheld" in str(got) and "x" not in ns
+    victim.trust()  # control: accepted as it is, x is not restored, the rest is
+    got, ns = victim.restore(monkeypatch)
+    assert "x" not in ns and ns["y"] == "why", got
+
+
+@pytest.mark.parametrize("table", ["cells", "runs"])
+def test_a_deleted_cell_or_run_is_refused_at_restore_and_run(victim, monkeypatch, table):
+    """A cell record gone changes what ``run`` resumes; a run gone, whose work a cell is."""
+    if table == "cells":
+        victim.sql("DELETE FROM cells WHERE seq = (SELECT min(seq) FROM cells)")
+    else:
+        victim.sql("DELETE FROM runs")
+    got, _ = victim.restore(monkeypatch)
+    _refused(got, victim.path)
+    j = victim.journal()
+    try:
+        assert "deleted or withheld" in str(j.runs_problem())  # durable-nb run: all cells run
+    finally:
+        j.close()
+    victim.trust()
+    j = victim.journal()
+    try:
+        assert j.runs_problem() is None  # a run gone is one of an unknown notebook
+    finally:
+        j.close()

@@ -112,7 +112,7 @@ def test_a_meta_number_that_is_not_one_is_a_clear_journal_error(tmp_path, key, v
     j.write_meta("epoch", "1")
     j.close()
     con = duckdb.connect(str(path))
-    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+    con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
     con.close()
     with pytest.raises(JournalCorrupt, match=f"{key} = .*not a whole number"):
         Journal.open(path).close()

@@ -1,0 +1,81 @@
+"""Manifests (store/manifest.py): a deleted record is seen, but for the newest cut off.
+
+Cell executions write results to one replay batch, through :class:`Written` as the journal
+does; some end (their record carries a manifest), some crash (no manifest). Then any set
+of results is deleted: it must be seen unless it only cuts the newest results of a cell
+execution that never ended (that looks like a process that died earlier).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from durable_nb.store import CellRow, StepRow, VariableRow
+from durable_nb.store import manifest as m
+
+pytestmark = pytest.mark.unit
+
+EPOCH, KEY, NAME = 3, "cellkey", "f"
+
+
+def _step(seq: int, i: int) -> StepRow:
+    return StepRow(f"r{seq}-{i}", f"id{seq}-{i}", EPOCH, NAME, KEY, seq, "run", None, None,
+                   None, "ok", "json", b"1", None, None, 1, None, 0.0, 0.0)  # fmt: skip
+
+
+def _cell(seq: int, status: str) -> CellRow:
+    return CellRow(f"run:{seq}", seq, "run", None, KEY, "f()", 0.0, 0.0, status, None, 0, 0)
+
+
+@given(
+    cells=st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=1, max_size=5),
+    data=st.data(),
+)
+def test_a_deletion_is_seen_unless_it_cuts_a_crashed_cells_newest_results(cells, data):
+    written = m.Written(0)
+    rows, records = [], []
+    for seq, (count, ended) in enumerate(cells, start=1):
+        written.cell(_cell(seq, "running"), EPOCH)
+        rows += [written.step(_step(seq, i)) for i in range(count)]
+        records.append(written.cell(_cell(seq, "ok" if ended else "running"), EPOCH))
+    which = m.entry(EPOCH, m.batch(KEY, NAME, None))
+    gone = data.draw(st.sets(st.sampled_from(range(len(rows))) if rows else st.nothing()))
+    kept = [r for i, r in enumerate(rows) if i not in gone]
+    seen = m.results_missing(kept, m.expected(records, which))
+    unseen = True
+    for seq, (count, ended) in enumerate(cells, start=1):
+        places = {r.n for r in kept if r.seq == seq}
+        if ended:
+            unseen &= len(places) == count
+        else:  # what is left is 1..k: the newest cut off, as by a crash
+            unseen &= places == set(range(1, len(places) + 1))
+    assert seen == (not unseen)
+    assert not m.results_missing(rows, m.expected(records, which))  # nothing deleted
+
+
+@given(names=st.lists(st.sampled_from("abcdef"), unique=True), data=st.data())
+def test_a_variable_row_deleted_or_moved_is_seen(names, data):
+    written = m.Written(4)
+    written.cell(_cell(5, "running"), EPOCH)
+    for name in names:
+        written.variable(VariableRow(f"5:{name}", 5, name, "saved", "v", None, 5, 1, None))
+    cell = written.cell(_cell(5, "ok"), EPOCH)
+    assert m.parse(cell.manifest)["p"] == 4
+    rows = [(5, f"5:{n}") for n in names]
+    assert m.variables_missing(rows, [cell]) == []
+    if rows:
+        drop = data.draw(st.sampled_from(rows))
+        assert m.variables_missing([r for r in rows if r != drop], [cell]) == [5]
+        moved = [(4, e) if (s, e) == drop else (s, e) for s, e in rows]
+        assert m.variables_missing(moved, [cell]) == [5]
+
+
+def test_a_cell_deleted_leaves_a_gap_but_the_newest_does_not():
+    written = m.Written(0)
+    cells = [written.cell(_cell(seq, "ok"), EPOCH) for seq in (1, 2, 4)]  # 3: no record
+    seqs = {c.seq for c in cells}
+    assert m.gaps(cells, seqs) == []  # a seq with no record (journaling off) is no gap
+    assert m.gaps([cells[0], cells[2]], {1, 4}) == [2]
+    assert m.gaps(cells[:2], {1, 2}) == []  # the newest gone: not seen
