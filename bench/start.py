@@ -68,7 +68,7 @@ def build(folder: Path, steps: int, cells: int) -> None:
         con.execute(
             "INSERT INTO steps SELECT md5(record_id || r), md5(identity || r), epoch, name, "
             "cell_key, seq, run_id, args, occurrence, key, status, kind, result, blob, error, "
-            "attempts, attempt_errors, started, ended, sig FROM base, range(1, ?) t(r)",
+            "attempts, attempt_errors, started, ended, sig, n FROM base, range(1, ?) t(r)",
             [steps // base],
         )
         con.execute("CHECKPOINT")

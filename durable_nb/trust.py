@@ -225,7 +225,31 @@ def sign_fields(domain: str, fields: Iterable[Field]) -> str:
     """
     mac = _keyed(b"fields\0" + domain.encode() + b"\0")
     # One text for the small fields (bytes formatting per field costs more than the MAC),
-    # its length first; the bytes fields follow it, their lengths being in it.
+    # its length first; the bytes fields follow it, their lengths being in it. The common
+    # types in one comprehension (a replay batch checks a row in a few µs); others below.
+    fields = fields if type(fields) is list else list(fields)
+    text = [
+        f"S{len(v)}:{v}" if (t := type(v)) is str
+        else "N" if v is None
+        else f"I{v};" if t is int
+        else f"B{len(v)};" if t is bytes
+        else None
+        for v in fields
+    ]  # fmt: skip
+    if None in text:
+        text, data = _typed(fields)
+    else:
+        data = [v for v in fields if type(v) is bytes]
+    head = "".join(text).encode("utf-8", "surrogatepass")
+    mac.update(b"%d:" % len(head))
+    mac.update(head)
+    for part in data:
+        mac.update(part)
+    return mac.hexdigest()
+
+
+def _typed(fields: list[Field]) -> tuple[list[str], list[bytes | memoryview]]:
+    """:func:`sign_fields`'s text and bytes parts for fields of any type it signs."""
     text: list[str] = []
     data: list[bytes | memoryview] = []
     for value in fields:
@@ -247,12 +271,7 @@ def sign_fields(domain: str, fields: Iterable[Field]) -> str:
             text.append(f"I{int(value)};")
         else:
             raise TypeError(f"cannot sign a field of type {t.__name__}")
-    head = "".join(text).encode("utf-8", "surrogatepass")
-    mac.update(b"%d:" % len(head))
-    mac.update(head)
-    for part in data:
-        mac.update(part)
-    return mac.hexdigest()
+    return text, data
 
 
 def verify_fields(domain: str, fields: Iterable[Field], sig: object) -> bool:
