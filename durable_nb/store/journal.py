@@ -162,6 +162,7 @@ class Journal(Reads, Sealing):
             self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
             self._written = Written(self._seq)
             self._index.reset(self.epoch)
+            self._index.damaged = self.damaged_seqs()
 
     def _load_read_only(self) -> None:
         """Read without writing: the tables, then the records the last run left in the log."""
@@ -169,6 +170,7 @@ class Journal(Reads, Sealing):
         self._read_epoch()
         self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
         self._index.reset(self.epoch)
+        self._index.damaged = self.damaged_seqs()
         try:
             records, damaged = scan(files.log_path(self.path).read_bytes())
         except OSError:  # no log (a clean close), or one this user cannot read
@@ -453,6 +455,8 @@ class Journal(Reads, Sealing):
                 continue  # not a record this code writes: damage, never data
             row = upgrade(kind, row)  # a record of an earlier schema: today's layout
             latest[kind][row[0]] = row
+        if log.damaged:  # gaps in these cell executions are damage, not deletion
+            self._note_damaged(latest)
         con = self._con
         con.execute("BEGIN")
         try:

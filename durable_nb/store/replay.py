@@ -61,6 +61,8 @@ class ReplayIndex:
         self._batches: dict[tuple[str, str], dict[str, Hit]] = {}
         #: Batches some of whose signed results are missing (deleted or withheld).
         self.incomplete: set[tuple[str, str]] = set()
+        #: Cell executions a damaged log may have lost records of (not checked).
+        self.damaged: set[int] = set()
         self._kept = 0
 
     def reset(self, epoch: int) -> None:
@@ -127,9 +129,10 @@ class ReplayIndex:
     def _missing(self, rows: list[StepRow], hits: list[Hit], which: str) -> bool:
         """Whether signed results of batch ``which`` are missing: the manifests of the cell
         executions that wrote to it (signed ones only) count more, or places are skipped."""
-        mine = [r for r, h in zip(rows, hits, strict=True) if h.signed]
+        damaged = self.damaged
+        mine = [r for r, h in zip(rows, hits, strict=True) if h.signed and r.seq not in damaged]
         cells = self._select(select(CellRow, "WHERE contains(manifest, ?)"), [json.dumps(which)])
-        signed = [c for c in map(CellRow._make, cells) if verify(c)]
+        signed = [c for c in map(CellRow._make, cells) if c.seq not in damaged and verify(c)]
         return manifest.results_missing(mine, manifest.expected(signed, which))
 
 

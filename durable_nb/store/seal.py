@@ -27,6 +27,7 @@ from ..blobs import BlobStore
 from ..errors import UntrustedJournal
 from . import manifest
 from .schema import (
+    KINDS,
     TABLES,
     CellRow,
     MetaRow,
@@ -181,23 +182,24 @@ class Sealing:
             raise self._untrusted(what)
 
     def _untrusted(self, what: str) -> UntrustedJournal:
-        return UntrustedJournal(
-            str(self.path),
-            f"journal {self.path} holds {what} not signed by you (written by another user, "
-            "by a durable_nb that signed content only, or changed since): it is not loaded, "
-            "since loading it could run code or give a value to the wrong name; "
-            + trust.HOW_TO_TRUST.format(target=self._notebook or self.path),
+        return self._refusal(
+            f"holds {what} not signed by you (written by another user, by a durable_nb that "
+            "signed content only, or changed since): it is not loaded, since loading it could "
+            "run code or give a value to the wrong name; "
+            + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
         )
 
     def _withheld(self, what: str) -> UntrustedJournal:
-        return UntrustedJournal(
-            str(self.path),
-            f"journal {self.path} lacks {what} that you recorded (deleted or withheld since: "
-            "the records of each cell execution are counted in its signed record): nothing "
-            "runs in their place, since it may have been done already; restore the journal "
-            "from a copy, or, to accept it as it is, run "
-            f"`durable-nb trust {self._notebook or self.path}` (or `%durable trust`)",
+        return self._refusal(
+            f"lacks {what} that you recorded (deleted or withheld since: the records of each "
+            "cell execution are counted in its signed record): nothing runs in their place, "
+            "since it may have been done already; restore the journal from a copy, or, to "
+            f"accept it as it is, run `durable-nb trust {self._notebook or self.path}` "
+            "(or `%durable trust`)"
         )
+
+    def _refusal(self, text: str) -> UntrustedJournal:
+        return UntrustedJournal(str(self.path), f"journal {self.path} {text}")
 
     # -- meta ------------------------------------------------------------------------
 
@@ -255,6 +257,29 @@ class Sealing:
         )
         return None
 
+    def damaged_seqs(self) -> set[int]:
+        """Cell executions whose records a damaged log may have lost (this user's record of
+        it): a gap in what they wrote is damage, their steps run again, as after a crash."""
+        row = self._con.execute(select(MetaRow, "WHERE key = 'damaged'")).fetchone()
+        if row is None or not verify(MetaRow._make(row)):
+            return set()
+        try:
+            found = json.loads(row[1])
+        except (ValueError, TypeError, RecursionError):
+            return set()
+        return {s for s in found if type(s) is int} if type(found) is list else set()
+
+    def _note_damaged(self, latest: dict[str, dict[Any, tuple]]) -> None:
+        """Add to a fold (``latest``: kind -> key -> record) the cell executions of the
+        records a damaged log still holds, as signed ``meta.damaged``."""
+        seqs = self.damaged_seqs()
+        for kind in ("cell", "step", "variable"):
+            at = KINDS[kind]._fields.index("seq")
+            seqs.update(r[at] for r in latest[kind].values() if type(r[at]) is int)
+        row = MetaRow("damaged", json.dumps(sorted(seqs)))
+        latest["meta"]["damaged"] = (*row[:-1], sign(row))
+        self._index.damaged = seqs
+
     # -- restore and resume ----------------------------------------------------------
 
     def check_restorable(
@@ -279,7 +304,9 @@ class Sealing:
             raise self._untrusted("variables (the value, module or cell each name comes from)")
         if at is not None:
             rows = self._select("SELECT seq, entry_id FROM variables WHERE seq <= ?", [at])
-            if manifest.variables_missing(rows, [c for c in cells if c.seq <= at]):
+            damaged = self._index.damaged
+            if manifest.variables_missing(rows, [c for c in cells if c.seq <= at
+                                                 and c.seq not in damaged]):  # fmt: skip
                 raise self._withheld("variable records")
 
     def runs_problem(self, cells: list[CellRow] | None = None) -> UntrustedJournal | None:
@@ -293,7 +320,7 @@ class Sealing:
         known = {r.run_id for r in runs}
         if any(c.run_id not in known for c in cells):
             return self._withheld("runs")
-        if manifest.gaps(cells, {c.seq for c in cells}):
+        if set(manifest.gaps(cells, {c.seq for c in cells})) - self._index.damaged:
             return self._withheld("cell executions")
         return None
 

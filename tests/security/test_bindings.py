@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 
 from durable_nb import runtime, trust
-from durable_nb.errors import ForeignRun, UntrustedJournal
+from durable_nb.errors import ForeignRun, JournalCorrupt, UntrustedJournal
 from durable_nb.runtime import Runtime
 from durable_nb.snapshot import Snapshots
 from durable_nb.store import Journal, copy_journal
@@ -234,7 +234,10 @@ def test_any_bound_column_changed_makes_that_record_foreign(victim, column, pick
         one.sql(f'UPDATE {table} SET "{name}" = ? WHERE rowid = ?', [new, rowid])
     except duckdb.ConstraintException:
         return  # a key made NULL or equal to another row's: DuckDB refuses it
-    assert one.foreign()[table] == 1, (table, name, old, new)
+    try:
+        assert one.foreign()[table] == 1, (table, name, old, new)
+    except JournalCorrupt:  # an epoch that is not a number: the journal is refused whole
+        assert (table, name) == ("meta", "value"), (table, name, old, new)
 
 
 # -- the attacks of the issue, each with its control -------------------------------------------

@@ -79,3 +79,47 @@ def test_a_cell_deleted_leaves_a_gap_but_the_newest_does_not():
     assert m.gaps(cells, seqs) == []  # a seq with no record (journaling off) is no gap
     assert m.gaps([cells[0], cells[2]], {1, 4}) == [2]
     assert m.gaps(cells[:2], {1, 2}) == []  # the newest gone: not seen
+
+
+@pytest.fixture
+def secret(tmp_path, monkeypatch):
+    from durable_nb import trust
+
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    monkeypatch.setattr(trust, "_secret", None)
+
+
+@pytest.mark.parametrize("damage", [True, False])
+def test_a_record_lost_to_log_damage_runs_again_a_deleted_one_does_not(tmp_path, secret, damage):
+    """A kernel dies mid-cell; a bit flips in its log, or a record is deleted once folded."""
+    from durable_nb.errors import UntrustedJournal
+    from durable_nb.store import Journal, files
+
+    path = tmp_path / "nb.duckdb"
+    j = Journal.open(path)
+    j.write(_cell(1, "running"))
+    ends = []
+    for i in range(3):
+        j.write(_step(1, i)._replace(epoch=0))
+        ends.append(j._log.size)
+    j.abandon()  # killed: the log is not folded
+    if damage:
+        log = files.log_path(path)
+        data = bytearray(log.read_bytes())
+        data[(ends[0] + ends[1]) // 2] ^= 0x10  # inside the second result's record
+        log.write_bytes(bytes(data))
+    told: list[str] = []
+    j = Journal.open(path, warn=lambda m, once=None: told.append(m))
+    try:
+        if not damage:
+            j._con.execute("DELETE FROM steps WHERE identity = 'id1-1'")
+        assert j.lookup("id1-0", KEY, NAME) == ("json", b"1")
+        assert j.lookup("id1-2", KEY, NAME) == ("json", b"1")
+        if damage:
+            assert j.lookup("id1-1", KEY, NAME) is None  # it runs again, as the line says
+            assert any("damaged record" in m for m in told)
+        else:
+            with pytest.raises(UntrustedJournal, match="deleted or withheld"):
+                j.lookup("id1-1", KEY, NAME)
+    finally:
+        j.close()
