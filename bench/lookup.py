@@ -53,9 +53,9 @@ def main() -> None:
                     per[kind].append((time.process_time() - t0) / (len(found) - 1))
             finally:
                 j.close()
-    print(f"batch of {2 * args.n} results loaded by the first lookup: "
-          f"{statistics.median(load) * 1e3:.0f} ms ({statistics.median(load) / (2 * args.n) * 1e6:.1f}"
-          " µs a result)")  # fmt: skip
+    took = statistics.median(load)
+    print(f"batch of {2 * args.n} results loaded by the first lookup: {took * 1e3:.0f} ms "
+          f"({took / (2 * args.n) * 1e6:.1f} µs a result)")  # fmt: skip
     for kind, times in per.items():
         print(f"lookup of a {kind} result: {statistics.median(times) * 1e6:.2f} µs (median)")
 
