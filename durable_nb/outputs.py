@@ -225,7 +225,7 @@ def safe(out: dict[str, Any]) -> dict[str, Any]:
     data = {k: v for k, v in out["data"].items()
             if k in SAFE_MIMETYPES and (isinstance(v, str) or k == "application/json")}  # fmt: skip
     source = next((out["data"][k] for k in AS_SOURCE if isinstance(out["data"].get(k), str)), None)
-    if "text/plain" not in data and source is not None:
+    if source is not None:  # more telling than a repr like <IPython...Markdown object>
         data["text/plain"] = source
     if not data:
         kinds = ", ".join(sorted(out["data"]))[:200]

@@ -80,7 +80,7 @@ def test_markdown_and_latex_from_a_journal_come_back_as_their_source_text(mime):
              "metadata": {}}]  # fmt: skip
     shown = [safe(o) for o in load(OutputRow("r:1", 1, json.dumps(outs), 0, 0))]
     assert shown[0]["data"] == {"text/plain": attack} and shown[0]["metadata"] == {}
-    assert shown[1]["data"] == {"text/plain": "<Markdown>"}
+    assert shown[1]["data"] == {"text/plain": attack}
 
 
 def test_replay_comparison_normalises_addresses_times_and_durable_nb_lines():
