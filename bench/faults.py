@@ -193,7 +193,7 @@ class Tally:
     hangs: int = 0
     errors: int = 0  # the harness failed (not a count of the product): printed, exit 2
     seconds: float = 0.0
-    restarts: int = 0  # kernels that died at start and were started again (not hangs)
+    restarts: int = 0  # kernels whose TCP port was taken at start, started again (not hangs)
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
 
@@ -390,7 +390,7 @@ class Trial:
         self.managers: list[KernelManager] = []
         self.mounts: list[Path] = []
         self.said: list[str] = []  # durable_nb lines and error texts, every kernel
-        self.restarts = 0  # kernels that died at start (a TCP port taken) and were started again
+        self.restarts = 0  # kernels whose TCP port was taken at start, started again
 
     def use_folder(self, folder: Path) -> None:
         """Put the journal in ``folder`` (DURABLE_NB_DIR)."""
@@ -400,14 +400,20 @@ class Trial:
     def start(self) -> Kernel:
         """A new kernel, ready. As tests/conftest.py's ``Kernel``, but patient while it works.
 
-        A kernel that dies at once is started once more (another process can take a TCP
-        port between jupyter_client's pick and the kernel's bind); one that stops making
-        progress for ``CELL_TIMEOUT`` is a hang, its stacks dumped.
+        jupyter_client picks free TCP ports by binding and releasing them; on a busy machine
+        another process can take one before the kernel binds it. The kernel then dies
+        (shell, control port), or, its iopub port taken, hangs for good at exit in zmq's
+        ``Context.term`` (ipykernel 7.4 leaves that socket open; a plain ``python3`` kernel
+        does the same). Either is started again on new ports and counted in ``restarts``,
+        told apart by the kernel's stderr. Any other kernel that stops making progress for
+        ``CELL_TIMEOUT`` is a hang, its stacks dumped.
         """
-        for _attempt in (1, 2):
+        for attempt in range(3):
             k = Kernel.__new__(Kernel)
             k.km = KernelManager(kernel_name=KERNEL)
-            k.km.start_kernel(cwd=str(self.dir), env=self.env)
+            err = self.dir / f"kernel-{len(self.kernels)}.stderr"
+            with open(err, "w") as f:
+                k.km.start_kernel(cwd=str(self.dir), env=self.env, stderr=f)
             k.kc = k.km.client()
             k.kc.start_channels()
             self.kernels.append(k)  # stopped with the trial, whatever happens
@@ -417,15 +423,20 @@ class Trial:
                     k.kc.wait_for_ready(timeout=CELL_TIMEOUT)
                     return k
                 except RuntimeError as exc:
-                    if not k.km.is_alive():  # died at once: counted, started again
+                    taken = "Address already in use" in err.read_text(errors="replace")
+                    if taken and attempt < 2:  # its port was taken: new ports
                         self.restarts += 1
+                        if k.km.is_alive():
+                            k.kill()
                         break
+                    if not k.km.is_alive():
+                        raise Hang(f"kernel died while starting: {exc}") from exc
                     now = activity(k.pid)
                     if stalled(seen, now, CELL_TIMEOUT):
                         what = f"kernel did not start ({exc})"
                         raise Hang(f"{what}; stacks in {dump_stacks(self, what)}") from exc
                     seen = now
-        raise Hang("kernel died twice while starting")
+        raise Hang("kernel lost its TCP ports three times while starting")
 
     def reopen(self, slot: str = "opener") -> Kernel:
         """A kernel that has just opened this trial's journal (its messages are heard).
@@ -1133,7 +1144,7 @@ def main() -> int:
         if tally.trials:
             print(f"  {kind}: {tally.seconds / tally.trials:.1f} s per trial"
                   + (f"; {tally.errors} harness errors" if tally.errors else "")
-                  + (f"; {tally.restarts} kernels died at start, started again"
+                  + (f"; {tally.restarts} kernels lost a TCP port at start, started again"
                      if tally.restarts else ""))  # fmt: skip
         for note in tally.notes[:10]:
             print(f"  {kind}: {note}")
