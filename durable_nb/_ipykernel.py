@@ -317,10 +317,27 @@ def _unwrap(wrapped: list[tuple[Any, bool]]) -> None:
 
 def flush_streams() -> None:
     """Publish what ``sys.stdout``/``sys.stderr`` hold (the kernel does it only after the
-    cell's post-run hooks)."""
+    cell's post-run hooks). A kernel stream with nothing written since its last flush is
+    left alone: each flush waits for a round trip through the kernel's IO thread (~1 ms)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
-            stream.flush()
+            if _holds_text(stream):
+                stream.flush()
+
+
+def _holds_text(stream: Any) -> bool:
+    """Whether ``stream`` may hold text not yet published (True unless sure it does not).
+
+    ipykernel's ``OutStream`` marks a flush pending on every write and clears the mark
+    when its flush starts, which takes the buffers in one swap under their lock.
+    """
+    try:
+        if stream._flush_pending or stream._subprocess_flush_pending:
+            return True
+        with stream._buffer_lock:
+            return any(buffer.tell() for buffer in stream._buffers.values())
+    except Exception:  # not ipykernel's stream, or another version of it: flush
+        return True
 
 
 #: Requests that any thread may answer: a page reloaded while a cell runs sends them

@@ -1,15 +1,18 @@
 """What durable_nb reads in a cell's source: its key, the ``%%durable fresh`` mark, its first line.
 
-Also how a person finds a journaled cell in the notebook: its place and first line (the
-journal's run numbers match neither the ``[n]`` prompts nor the cell's place).
+Whether it writes files (a restore never re-runs such a cell). Also how a person finds a
+journaled cell in the notebook: its place and first line (the journal's run numbers match
+neither the ``[n]`` prompts nor the cell's place).
 
 Imports nothing of the package: the runtime, the extension, the magics and the CLI share it.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import xxhash
@@ -66,3 +69,43 @@ def label(cell: dict[str, Any], notebook: str | None) -> str:
     shown = repr(first.strip()[:60])
     n = position(notebook, cell.get("cell_id"))
     return f"the {_ordinal(n)} code cell ({shown})" if n else f"the cell starting {shown}"
+
+
+def writes_files(source: str) -> bool:
+    """Whether running ``source`` opens a file for writing with a literal mode (w, a, x or +).
+
+    Only code that runs when the cell runs counts: a function or lambda body that the
+    cell merely defines does not (its decorators and default values do).
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return True  # cannot tell: do not re-run it blindly
+    return any(_opens_for_writing(node) for node in _executed(tree))
+
+
+def _executed(node: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of ``node`` that run when it runs: not the bodies of functions it defines."""
+    yield node
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        children: list[ast.AST] = [*node.decorator_list, node.args]
+    elif isinstance(node, ast.Lambda):
+        children = [node.args]
+    else:
+        children = list(ast.iter_child_nodes(node))
+    for child in children:
+        yield from _executed(child)
+
+
+def _opens_for_writing(node: ast.AST) -> bool:
+    if isinstance(node, ast.Attribute) and node.attr in ("write_text", "write_bytes"):
+        return True
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    if getattr(func, "id", getattr(func, "attr", "")) != "open":
+        return False
+    # open(path, mode) and io.open(path, mode); Path(path).open(mode) has the mode first.
+    first = node.args[:1] if isinstance(func, ast.Attribute) else []
+    modes = first + node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]
+    return any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes)

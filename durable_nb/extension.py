@@ -121,12 +121,13 @@ class _Extension:
             self._snapshots = Snapshots(self.shell, rt, max_bytes=max_bytes)
 
     def _watch_outputs(self) -> None:
-        """Hand the cells' outputs to the runtime, and write a running cell's every second."""
+        """Hand the cells' outputs to the runtime; every second, write a running cell's and
+        sync what trivial cells wrote unsynced (:meth:`Runtime.tick`)."""
         k = _ipykernel.kernel()
         self.unwatch = k and _ipykernel.watch_outputs(k, self.rt.capture, outputs.OUTPUT_TYPES)
         if self.unwatch is not None:
             self.rt.capturing = True
-            self.flusher = outputs.Flusher(self.rt.write_outputs)
+        self.flusher = outputs.Flusher(self.rt.tick)
 
     def uninstall(self, status: str = "unloaded") -> None:
         """Take back whatever :meth:`install` added, even if it stopped halfway."""

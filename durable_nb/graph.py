@@ -23,6 +23,8 @@ import sys
 import sysconfig
 import types
 from dataclasses import dataclass, field
+from operator import not_
+from sys import getrefcount
 from typing import Any
 
 SKIP, WALK, SPECIAL = 0, 1, 2
@@ -85,6 +87,7 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
     seen = out.keys = {id(ns), id(sys.modules), id(vars(builtins))}
     not_data, bases = set(seen), set()  # bases: the memory arrays view
     items: list[Any] = [obj]
+    root = True
     compress = itertools.compress
     while items:  # one level at a time, in C where it can be: graphs of 1M objects
         kind_of = dict.fromkeys(set(map(type, items)))  # one pass; a list only when mixed
@@ -99,21 +102,41 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             break  # a list of numbers or strings: nothing below
         if len(present) == 1:
             walk, special = (items, []) if WALK in present else ([], items)
+            held = _HELD  # references the walk itself holds to each object (``items``)
         else:
             types_ = list(map(type, items))
             walking = {t for t, k in kind_of.items() if k == WALK}
             walk = list(compress(items, map(walking.__contains__, types_)))
+            held = _HELD + 1  # ``items`` and ``walk``
             special = []
             if SPECIAL in present:
                 specials = {t for t, k in kind_of.items() if k == SPECIAL}
                 special = list(compress(items, map(specials.__contains__, types_)))
+        # An object with one holder (its container here) is reached by nothing else: no
+        # other variable can share it until a cell takes it out through that holder, and
+        # then the cell reaches the holder's variable. It is walked, not keyed (nor
+        # checked against ``seen``: its one holder is walked once). The root always keys.
+        own: list[Any] = []
+        if walk and not root:
+            counts = list(map(getrefcount, walk))
+            if max(counts) <= held:
+                walk, own = [], walk  # a tree of lone objects (the rows of a table)
+            elif min(counts) <= held:
+                lone = [c <= held for c in counts]
+                walk, own = list(compress(walk, map(not_, lone))), list(compress(walk, lone))
+        root = False
         by_id = dict(zip(map(id, walk), walk, strict=True))  # once each, even if met twice
         if seen.isdisjoint(by_id):  # a tree: all new
             new = list(by_id.values())
         else:
             new = list(map(by_id.__getitem__, by_id.keys() - seen))
         seen.update(by_id)
-        nxt = gc.get_referents(*new) if new else []
+        nxt = gc.get_referents(*new, *own) if new or own else []
+        # What a function, method or module hands on (closure cells, ``__self__``, a
+        # module's globals) is keyed whatever its count: its holder (a closure tuple two
+        # functions share, a bound method two variables hold) is not walked as an object.
+        # Held once more here for the next level's count, it is never lone.
+        handed_on = len(nxt)
         if special:
             by_id = dict(zip(map(id, special), special, strict=True))
             fresh = list(map(by_id.__getitem__, by_id.keys() - seen))
@@ -121,10 +144,22 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             for o in fresh:
                 if not _special(o, ns, nxt, out, obj, bases):
                     not_data.add(id(o))
+        pinned = nxt[handed_on:]  # noqa: F841  (a reference, for getrefcount)
         items = nxt
     out.keys -= not_data
     out.keys |= bases
     return out
+
+
+def _lone_references() -> int:
+    """References to an object held by one container, as :func:`reach` counts them: the
+    container, the level list (gc.get_referents), and ``getrefcount`` mapped over it."""
+    holder = [object()]
+    level = gc.get_referents(holder)
+    return max(map(getrefcount, level))
+
+
+_HELD = _lone_references()
 
 
 def code_names(code: types.CodeType) -> frozenset[str]:

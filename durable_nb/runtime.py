@@ -45,6 +45,8 @@ class CellContext:
     ran: int = 0
     replayed: int = 0
     failed: int = 0
+    #: Whether its snapshot wrote variable rows (then its end record is synced at once).
+    saved: bool = False
     _occurrences: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -232,8 +234,8 @@ class Runtime(Opener):
         )  # fmt: skip
         if self.capturing:
             self.outputs = Buffer(self.cell.exec_id, seq, self.outputs_cap)
-        if self.enabled:
-            self._write(self._cell_row(None, "running", None))
+        if self.enabled:  # durable with the cell's first synced record, or the next tick
+            self._write(self._cell_row(None, "running", None), sync=False)
 
     def end_cell(self, status: str, error: str | None) -> None:
         """The cell ended with ``status`` (ok, error, interrupted)."""
@@ -245,7 +247,11 @@ class Runtime(Opener):
         cell = self.cell
         if self.enabled:
             self.write_outputs(final=True)  # one group commit with the cell's row
-            self._write(self._cell_row(time.time(), status, error))
+            # A cell that ran no step and saved no variable is synced by the next synced
+            # record or the next tick (a second at most): a dead process loses none of it
+            # (the rows reached the OS), a power cut in that second may (docs/design.md).
+            settle = bool(cell.ran or cell.failed or cell.saved)
+            self._write(self._cell_row(time.time(), status, error), sync=settle)
         self.outputs = None
         if cell.replayed and not self.strict:  # in a strict replay every step replays
             n = cell.replayed
@@ -299,6 +305,14 @@ class Runtime(Opener):
                 self._write(buffer.row(), sync=False)
             elif not final and buffer.due():
                 self._write(buffer.row(), sync=True)
+
+    def tick(self) -> None:
+        """Once a second (a thread): journal a running cell's new outputs, and sync the rows
+        written unsynced (a trivial cell's records; see :meth:`end_cell`)."""
+        self.write_outputs()
+        journal = self.journal
+        if journal is not None and journal.unsynced:
+            self.sync()
 
     def tally(self, what: str, n: int = 1) -> None:
         """Count steps that ``ran``, ``replayed`` or ``failed``, for the cell and the run."""

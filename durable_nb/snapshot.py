@@ -35,7 +35,7 @@ import sys
 import time
 import types
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,6 +43,7 @@ import xxhash
 
 from . import codec, graph, owner
 from .blobs import BLOB_THRESHOLD, chunk_names
+from .cells import writes_files
 from .errors import JournalError, JournalUnwritable, describe
 from .runtime import Runtime
 from .store import PayloadRow, VariableRow
@@ -194,9 +195,14 @@ class Snapshots:
 
     def _accessed(self, source: str) -> set[str]:
         try:
-            tree = ast.parse(self.shell.transform_cell(source))
-        except Exception:  # a cell that does not parse changed nothing
-            return set()
+            # Plain Python is its own transform; IPython's (magics, !, ?, prompts, indents)
+            # costs ~0.3 ms, and what it handles is not valid Python.
+            tree = ast.parse(source)
+        except Exception:
+            try:
+                tree = ast.parse(self.shell.transform_cell(source))
+            except Exception:  # a cell that does not parse changed nothing
+                return set()
         names = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Name):
@@ -348,7 +354,10 @@ class Snapshots:
         if rows and journal is not None:
             for row in rows:
                 journal.write(row, sync=False)
+            # Synced before the cell's end record (which syncs again): a record of the cell
+            # ending ok is never on disk without the variables it commits.
             journal.sync()
+            self.rt.cell.saved = True
 
     def _stored_ids(self) -> set[str]:
         if self._stored is None:
@@ -484,7 +493,7 @@ class Snapshots:
             mine = [n for n, s in names.items() if s == seq]
             if seq not in found:
                 why = f"its cell {seq} is not in the journal"
-            elif seq in writers or _writes_files(self.shell.transform_cell(found[seq][1])):
+            elif seq in writers or writes_files(self.shell.transform_cell(found[seq][1])):
                 why = f"its cell {seq} writes a file: re-run it yourself"
             else:
                 with self.rt.as_cell(found[seq][0]):
@@ -537,46 +546,6 @@ class _Loader:
         if share:
             self.loaded[value_id] = value
         return value
-
-
-def _writes_files(source: str) -> bool:
-    """Whether running ``source`` opens a file for writing with a literal mode (w, a, x or +).
-
-    Only code that runs when the cell runs counts: a function or lambda body that the
-    cell merely defines does not (its decorators and default values do).
-    """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return True  # cannot tell: do not re-run it blindly
-    return any(_opens_for_writing(node) for node in _executed(tree))
-
-
-def _executed(node: ast.AST) -> Iterator[ast.AST]:
-    """The nodes of ``node`` that run when it runs: not the bodies of functions it defines."""
-    yield node
-    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-        children: list[ast.AST] = [*node.decorator_list, node.args]
-    elif isinstance(node, ast.Lambda):
-        children = [node.args]
-    else:
-        children = list(ast.iter_child_nodes(node))
-    for child in children:
-        yield from _executed(child)
-
-
-def _opens_for_writing(node: ast.AST) -> bool:
-    if isinstance(node, ast.Attribute) and node.attr in ("write_text", "write_bytes"):
-        return True
-    if not isinstance(node, ast.Call):
-        return False
-    func = node.func
-    if getattr(func, "id", getattr(func, "attr", "")) != "open":
-        return False
-    # open(path, mode) and io.open(path, mode); Path(path).open(mode) has the mode first.
-    first = node.args[:1] if isinstance(func, ast.Attribute) else []
-    modes = first + node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]
-    return any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes)
 
 
 def _groups(shares: dict[str, set[int] | frozenset[int]]) -> list[list[str]]:

@@ -43,11 +43,22 @@ def outputs(nb: nbformat.NotebookNode) -> list[list[str]]:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        shown = []
+        last_stream = None
+        shown: list[str] = []
         for o in cell.get("outputs", []):
             if o.output_type == "stream":
-                shown.append(f"{o.name}: {normalise(o.text)}")
-            elif o.output_type == "error":
+                # As a frontend shows them: one stream's text in one piece. ipykernel sends
+                # what a cell printed in as many messages as its IO thread's flush timer
+                # (0.2 s, started by an earlier write) cut it into, under either kernel:
+                # one print of a docstring arrived as its text, then its newline.
+                if last_stream == o.name:
+                    shown[-1] += normalise(o.text)
+                else:
+                    shown.append(f"{o.name}: {normalise(o.text)}")
+                last_stream = o.name
+                continue
+            last_stream = None
+            if o.output_type == "error":
                 shown.append(f"error: {o.ename}: {normalise(o.evalue)}")
             else:
                 for mime, value in sorted(o.get("data", {}).items()):

@@ -81,6 +81,8 @@ class Journal(Reads, Sealing):
         self._written = Written(0)
         #: Why no result replays (an epoch not signed by this user, or set back), or None.
         self._refused: str | None = None
+        #: Whether rows were appended since the last fdatasync (see :meth:`sync`).
+        self.unsynced = False
 
     # -- opening -------------------------------------------------------------
 
@@ -238,6 +240,7 @@ class Journal(Reads, Sealing):
                     self._written.variable(row)
                 record = (*row[:-1], self._sign(row)) if kind in SIGNED else tuple(row)
                 self._log.append((kind, record), sync)
+                self.unsynced = not sync  # an fdatasync covers every earlier append
                 if kind == "step" and row.status == "ok":
                     hit = Hit(row.kind, row.result, row.blob, record[-1], True)
                     self._index.add(row.identity, row.cell_key, row.name, row.key, hit)
@@ -274,6 +277,7 @@ class Journal(Reads, Sealing):
         try:
             with self._lock:
                 self._log.sync()
+                self.unsynced = False
         except OSError as exc:
             raise JournalUnwritable.from_cause(str(self.path), exc) from exc
 

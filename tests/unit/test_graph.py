@@ -54,17 +54,17 @@ def test_the_walk_stops_at_the_kernels_machinery():
 
 
 def test_closures_defaults_and_bound_builtins_reach_their_data():
-    acc, opts = [], {"k": 1}
-
-    def make():
-        def add(x, o=opts):
-            acc.append(x)
-
-        return add
-
-    add = make()
-    assert {id(acc), id(opts)} <= keys(add)
-    assert id(acc) in keys(acc.append)
+    ns: dict = {}  # a notebook's variables: its namespace holds them
+    exec("def make(acc, opts):\n    def add(x, o=opts):\n        acc.append(x)\n"
+         "    return add\nacc, opts = [], {'k': 1}\nadd = make(acc, opts)", ns)  # fmt: skip
+    acc, opts, add = ns["acc"], ns["opts"], ns["add"]
+    assert {id(acc), id(opts)} <= keys(add, ns)
+    assert id(acc) in keys(acc.append, ns)
+    # Held by the closure alone, the list is reached through its cell, which ties.
+    lone = ns["make"]([], {})
+    assert keys(lone, ns) & keys(types.FunctionType(lone.__code__, ns, closure=lone.__closure__))
+    push = [].append  # the list is held by the bound method alone
+    assert keys(push) & keys([push])
 
 
 def test_functions_of_the_notebook_report_the_globals_they_use():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from durable_nb.snapshot import _writes_files
+from durable_nb.cells import writes_files
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ from durable_nb.snapshot import _writes_files
     ],
 )
 def test_cells_that_write_when_run(source: str) -> None:
-    assert _writes_files(source)
+    assert writes_files(source)
 
 
 @pytest.mark.parametrize(
@@ -37,4 +37,4 @@ def test_cells_that_write_when_run(source: str) -> None:
     ],
 )
 def test_cells_that_only_define_writers(source: str) -> None:
-    assert not _writes_files(source)
+    assert not writes_files(source)
