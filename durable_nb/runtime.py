@@ -247,9 +247,7 @@ class Runtime(Opener):
         cell = self.cell
         if self.enabled:
             self.write_outputs(final=True)  # one group commit with the cell's row
-            # A cell that ran no step and saved no variable is synced by the next synced
-            # record or the next tick (a second at most): a dead process loses none of it
-            # (the rows reached the OS), a power cut in that second may (docs/design.md).
+            # No step, no variable: synced by the next synced record or tick (docs/design.md).
             settle = bool(cell.ran or cell.failed or cell.saved)
             self._write(self._cell_row(time.time(), status, error), sync=settle)
         self.outputs = None
@@ -307,8 +305,7 @@ class Runtime(Opener):
                 self._write(buffer.row(), sync=True)
 
     def tick(self) -> None:
-        """Once a second (a thread): journal a running cell's new outputs, and sync the rows
-        written unsynced (a trivial cell's records; see :meth:`end_cell`)."""
+        """Each second (a thread): a running cell's new outputs; sync rows left unsynced."""
         self.write_outputs()
         journal = self.journal
         if journal is not None and journal.unsynced:
