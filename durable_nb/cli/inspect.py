@@ -66,7 +66,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                     r["status"],
                     f"{r['cells_ok']}/{r['cells']}",
                     f"{r['steps_ok']}/{r['steps']}",
-                    "yours" if r["trusted"] else "foreign",
+                    _trust_word(r),
                 ]
             )
         _table(
@@ -75,6 +75,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for message in held:
         print(f"durable-nb: {message}", file=sys.stderr)
     return HELD if held else OK
+
+
+def _trust_word(r: dict[str, Any]) -> str:
+    """``ls``'s TRUST column: yours, foreign (records not signed by you) or withheld
+    (records you signed are gone)."""
+    if r["trusted"]:
+        return "yours"
+    return "foreign" if r["untrusted_records"] else "withheld"
 
 
 def _find_journals(folder: Path) -> list[Path]:
@@ -122,6 +130,7 @@ def _overview(j: Journal, journal: Path) -> dict[str, Any]:
         status = f"{status}, last cell {o.last_cell_status}"
     foreign = j.foreign_records()  # every record a load would use
     untrusted = sum(foreign.values())
+    withheld = j.runs_problem()  # a cell execution or run of this user's gone
     return {
         "journal": str(journal),
         "notebook": notebook,
@@ -131,7 +140,8 @@ def _overview(j: Journal, journal: Path) -> dict[str, Any]:
         "cells_ok": o.cells_ok,
         "steps": o.steps,
         "steps_ok": o.steps_ok,
-        "trusted": untrusted == 0,
+        "trusted": untrusted == 0 and withheld is None,
+        "withheld": None if withheld is None else str(withheld),
         "untrusted_records": untrusted,
         "untrusted_by_table": foreign,
         "epoch": o.epoch,
@@ -239,6 +249,8 @@ def _print_show(d: dict[str, Any]) -> None:
     trust = (
         "signed by you"
         if d["trusted"]
+        else f"records you signed are missing: {d['withheld']}"
+        if d.get("withheld") and not any(d["untrusted_by_table"].values())
         else f"NOT signed by you ({_counts(d['untrusted_by_table'])}): pickled results and "
         f"snapshots are refused until you run durable-nb trust {d['notebook']}"
     )

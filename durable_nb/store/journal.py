@@ -44,7 +44,7 @@ from .schema import (
     rollback,
     upgrade,
 )
-from .seal import Sealing, content_signed
+from .seal import Sealing, content_signed, select, verify
 
 #: Fold the log into DuckDB once it holds this many records.
 FOLD_EVERY = 4096
@@ -83,6 +83,9 @@ class Journal(Reads, Sealing):
         self._refused: str | None = None
         #: Whether rows were appended since the last fdatasync (see :meth:`sync`).
         self.unsynced = False
+        #: Whether the signed cell executions were checked for one deleted (first miss).
+        self._cells_checked = False
+        self._cells_gap: UntrustedJournal | None = None
 
     # -- opening -------------------------------------------------------------
 
@@ -337,6 +340,15 @@ class Journal(Reads, Sealing):
             if hit is None and cell_key is not None and name is not None:
                 if self._index.incomplete & {("cell", cell_key), ("key", name)}:
                     raise self._withheld(f"results of the steps of cell {cell_key}")
+            if hit is None:  # a whole cell execution gone took its steps' results along
+                if not self._cells_checked:
+                    rows = self._query_as_is(select(CellRow), [])
+                    self._cells_gap = self.cells_withheld(
+                        [c for c in map(CellRow._make, rows) if verify(c)]
+                    )
+                    self._cells_checked = True
+                if self._cells_gap is not None:
+                    raise self._cells_gap
         if hit is None:
             return None
         try:

@@ -152,6 +152,7 @@ class Sealing:
 
     _index: Any
     _refused: str | None
+    _cells_checked: bool
     epoch: int
 
     _warn: Any  # ``warn(message, once)``: the journal's
@@ -320,6 +321,14 @@ class Sealing:
         known = {r.run_id for r in runs}
         if any(c.run_id not in known for c in cells):
             return self._withheld("runs")
+        return self.cells_withheld(cells)
+
+    def cells_withheld(self, cells: list[CellRow] | None = None) -> UntrustedJournal | None:
+        """Why the journal cannot be relied on when a cell execution this user signed is
+        gone (a signed cell names, as the one before it, a cell that is not there), or
+        None. ``cells``: the signed ones (read here when None)."""
+        if cells is None:
+            cells = [c for c in map(CellRow._make, self._select(select(CellRow))) if verify(c)]
         if set(manifest.gaps(cells, {c.seq for c in cells})) - self._index.damaged:
             return self._withheld("cell executions")
         return None
@@ -388,6 +397,7 @@ class Sealing:
                 raise
             self._read_epoch()
             self._index.reset(self.epoch)
+            self._cells_checked = False
         return signed
 
     def _rebuild_manifests(self) -> None:

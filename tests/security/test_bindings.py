@@ -547,3 +547,39 @@ def test_a_deleted_cell_or_run_is_refused_at_restore_and_run(victim, monkeypatch
         assert j.runs_problem() is None  # a run gone is one of an unknown notebook
     finally:
         j.close()
+
+
+def test_a_deleted_cell_execution_with_its_steps_is_not_run_again(alice, victim):
+    """The cell record and every step it recorded deleted: its own manifest is gone, but
+    the next cell execution names it as the one before it. The step would run again (a
+    side effect twice): refused, one line; ``show`` does not say it is yours."""
+    from attack import cli
+
+    identity, cell_key, name = _where(victim, 2, "json")
+    [(seq,)] = victim.sql("SELECT seq FROM steps WHERE identity = ?", [identity])
+    j, told = _opened(victim)
+    try:  # control: before the deletion, the result replays
+        assert j.lookup(identity, cell_key, name) == ("json", b'{"n":2}') and not told
+    finally:
+        j.close()
+    victim.sql("DELETE FROM steps WHERE seq = ?", [seq])
+    victim.sql("DELETE FROM cells WHERE seq = ?", [seq])
+    j, told = _opened(victim)
+    try:
+        for _ in range(2):  # checked once, refused each time
+            with pytest.raises(UntrustedJournal) as refused:
+                j.lookup(identity, cell_key, name)
+            _refused(refused.value, victim.path)
+            assert "deleted or withheld" in str(refused.value)
+    finally:
+        j.close()
+    home = alice[0].parent.parent
+    data = json.loads(cli("show", "--json", victim.path, home=home).stdout)
+    assert data["trusted"] is False and "deleted or withheld" in data["withheld"]
+    assert "withheld" in cli("ls", victim.path.parent, home=home).stdout
+    victim.trust()  # control: accepted as it is, the step runs again
+    j, _ = _opened(victim)
+    try:
+        assert j.lookup(identity, cell_key, name) is None
+    finally:
+        j.close()
