@@ -85,6 +85,7 @@ def test_suspend_retry_and_the_timeline_in_notebook_7_and_in_the_report(tmp_path
                               env=env, capture_output=True, text=True, timeout=STAGE)  # fmt: skip
         assert done.returncode == 0 and "wrote" in done.stdout, done
         tab = page.page.context.new_page()
+        tab.set_default_timeout(STAGE * 1000)  # a 4.8 MB page: 30 s is short on a busy machine
         asked: list[str] = []
         tab.on("request", lambda r: r.url.startswith(("file:", "data:", "blob:"))
                or asked.append(r.url))  # fmt: skip
