@@ -182,6 +182,7 @@ class Journal(Reads, Sealing):
             return
         self._tell_damaged(files.log_path(self.path), damaged)
         width = len(StepRow._fields)
+        epoch = self.epoch
         for kind, row in records:  # folded in order, as a fold would
             if kind == "meta" and row[:1] == ("epoch",) and 2 <= len(row) <= 3:
                 meta = MetaRow._make(upgrade(kind, row))
@@ -192,6 +193,11 @@ class Journal(Reads, Sealing):
                 s = StepRow._make(upgrade(kind, row))
                 if s.status == "ok" and s.epoch == self.epoch:  # kept: never folded here
                     self._index.add(s.identity, s.cell_key, s.name, s.key, Hit.of(s))
+        if self.epoch != epoch:  # an old signed epoch record in the log is a set-back too
+            if self._refused is None:
+                self._check_epoch_not_set_back()
+            if self._refused is not None:
+                self._warn(self._refused, f"epoch:{self.path}")
 
     def stop_writing(self) -> None:
         """Write nothing more (the disk refused a write); the next open folds the log."""

@@ -583,3 +583,38 @@ def test_a_deleted_cell_execution_with_its_steps_is_not_run_again(alice, victim)
         assert j.lookup(identity, cell_key, name) is None
     finally:
         j.close()
+
+
+def test_an_old_signed_epoch_record_in_the_log_is_a_set_back_when_read_only(victim):
+    """The log a read-only open applies holds an epoch record Alice signed once (epoch 0,
+    before her %durable fresh): results made stale would replay. Refused, one line."""
+    from durable_nb.store import files
+    from durable_nb.store.log import encode
+    from durable_nb.store.schema import MetaRow
+    from durable_nb.store.seal import sign
+
+    identity, cell_key, name = _where(victim, 2, "json")
+    log = files.log_path(victim.path)
+
+    def opened(epoch: str) -> tuple[Journal, dict]:
+        row = MetaRow("epoch", epoch)
+        log.write_bytes(encode(("meta", (*row[:-1], sign(row))), 0))
+        told: dict = {}
+        j = Journal.open(victim.path, warn=lambda m, once: told.update({once: m}),
+                         notebook="nb.ipynb", read_only=True)  # fmt: skip
+        return j, told
+
+    j, told = opened("1")  # control: the epoch it has, signed
+    try:
+        assert j.lookup(identity, cell_key, name) == ("json", b'{"n":2}') and not told
+    finally:
+        j.close()
+    j, told = opened("0")
+    try:
+        assert j.epoch == 0
+        with pytest.raises(UntrustedJournal) as refused:
+            j.lookup(identity, cell_key, name)
+        _refused(refused.value, victim.path)
+        assert "set back" in _one_line(told, victim.path)
+    finally:
+        j.close()
