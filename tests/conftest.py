@@ -90,12 +90,15 @@ class Kernel:
                 return
             except RuntimeError:
                 # jupyter_client picks free TCP ports by binding and releasing them; with
-                # two test workers, another process can take one first and the kernel dies
-                # at once ("Address already in use"). One new start, new ports; a kernel
-                # that dies twice is a real failure.
+                # two test workers, another process can take one first. Taken shell or
+                # control ports make the kernel die at once ("Address already in use"); a
+                # taken iopub port makes ipykernel 7.4 hang in its exit (zmq Context.term),
+                # alive but never ready. One new start on new ports; twice is a failure.
                 self.kc.stop_channels()
+                if self.km.is_alive():
+                    self.km.shutdown_kernel(now=True)
                 self.km.cleanup_resources()
-                if attempt == 2 or self.km.is_alive():
+                if attempt == 2:
                     raise
 
     @property
