@@ -252,7 +252,7 @@ def _print_show(d: dict[str, Any]) -> None:
         else f"records you signed are missing: {d['withheld']}"
         if d.get("withheld") and not any(d["untrusted_by_table"].values())
         else f"NOT signed by you ({_counts(d['untrusted_by_table'])}): pickled results and "
-        f"snapshots are refused until you run durable-nb trust {d['notebook']}"
+        f"snapshots are refused until you run durable-nb trust {d['journal']}"
     )
     print(
         f"notebook  {printable(d['notebook'])}\njournal   {printable(d['journal'])} "

@@ -618,3 +618,12 @@ def test_an_old_signed_epoch_record_in_the_log_is_a_set_back_when_read_only(vict
         assert "set back" in _one_line(told, victim.path)
     finally:
         j.close()
+
+
+def test_show_names_the_journal_to_trust_not_a_forged_notebook(alice, victim):
+    """The notebook a run names is not signed: the advice names the journal itself."""
+    from attack import cli
+
+    victim.sql("UPDATE runs SET notebook = '/elsewhere/forged.ipynb'")
+    out = cli("show", victim.path, home=alice[0].parent.parent).stdout
+    assert f"run durable-nb trust {victim.path}" in out and "trust /elsewhere" not in out, out
