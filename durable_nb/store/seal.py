@@ -272,11 +272,20 @@ class Sealing:
 
     def _note_damaged(self, latest: dict[str, dict[Any, tuple]]) -> None:
         """Add to a fold (``latest``: kind -> key -> record) the cell executions of the
-        records a damaged log still holds, as signed ``meta.damaged``."""
+        records a damaged log still holds, as signed ``meta.damaged``.
+
+        Only records this user signed, of cell executions not finished in what is folded
+        (the log holds the work since the last fold): a planted log names no other.
+        """
         seqs = self.damaged_seqs()
+        [(done,)] = self._con.execute(
+            "SELECT coalesce(max(seq), 0) FROM cells WHERE status <> 'running'"
+        ).fetchall()
         for kind in ("cell", "step", "variable"):
-            at = KINDS[kind]._fields.index("seq")
-            seqs.update(r[at] for r in latest[kind].values() if type(r[at]) is int)
+            at, row_type = KINDS[kind]._fields.index("seq"), KINDS[kind]
+            seqs.update(r[at] for r in latest[kind].values()
+                        if type(r[at]) is int and r[at] > done
+                        and verify(row_type._make(r), quick=True))  # fmt: skip
         row = MetaRow("damaged", json.dumps(sorted(seqs)))
         latest["meta"]["damaged"] = (*row[:-1], sign(row))
         self._index.damaged = seqs

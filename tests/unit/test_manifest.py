@@ -123,3 +123,43 @@ def test_a_record_lost_to_log_damage_runs_again_a_deleted_one_does_not(tmp_path,
                 j.lookup("id1-1", KEY, NAME)
     finally:
         j.close()
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_planted_damaged_log_does_not_excuse_a_deleted_result(tmp_path, secret, signed):
+    """A result of an ended, folded cell execution deleted, then a damaged log planted that
+    names that execution (records not signed, or signed ones of it copied from before):
+    it is not marked damaged, and the deleted result is still refused, not run again."""
+    from durable_nb.errors import UntrustedJournal
+    from durable_nb.store import Journal, files
+    from durable_nb.store.log import encode
+    from durable_nb.store.seal import sign
+
+    path = tmp_path / "nb.duckdb"
+    j = Journal.open(path)
+    j.write(_cell(1, "running"))
+    for i in range(3):
+        j.write(_step(1, i)._replace(epoch=0))
+    j.write(_cell(1, "ok"))
+    j.close()
+    j = Journal.open(path)
+    [(kept,)] = j._con.execute("SELECT sig FROM steps WHERE identity = 'id1-0'").fetchall()
+    j._con.execute("DELETE FROM steps WHERE identity = 'id1-1'")
+    j.close()
+    planted = _step(1, 0)._replace(epoch=0, n=1, sig=kept if signed else None)
+    if not signed:
+        planted = planted._replace(record_id="forged", identity="forged")
+    assert signed == bool(planted.sig) and (not signed or sign(planted) == kept.split(":")[0])
+    files.log_path(path).write_bytes(
+        encode(("step", tuple(planted)), 0) + encode(("step", tuple(planted)), 2)
+    )  # the record numbered 1 is missing: damage
+    told: list[str] = []
+    j = Journal.open(path, warn=lambda m, once=None: told.append(m))
+    try:
+        assert any("damaged record" in m for m in told)
+        assert j.damaged_seqs() == set()
+        assert j.lookup("id1-0", KEY, NAME) == ("json", b"1")
+        with pytest.raises(UntrustedJournal, match="deleted or withheld"):
+            j.lookup("id1-1", KEY, NAME)
+    finally:
+        j.close()
