@@ -408,6 +408,24 @@ def _one_line(told: dict, path: Path) -> str:
     return line
 
 
+def _lookup_refused(j: Journal, where: tuple[str, str, str], path: Path) -> str:
+    """The lookup of step ``where`` (identity, cell_key, name) refuses clearly: why."""
+    with pytest.raises(UntrustedJournal) as refused:
+        j.lookup(*where)
+    _refused(refused.value, path)
+    return str(refused.value)
+
+
+def _runs_again_once_trusted(victim: Victim, where: tuple[str, str, str]) -> None:
+    """Control: accepted as it is (``durable-nb trust``), the step runs again."""
+    victim.trust()
+    j, _ = _opened(victim)
+    try:
+        assert j.lookup(*where) is None
+    finally:
+        j.close()
+
+
 def _where(victim: Victim, n: int, kind: str) -> tuple[str, str, str]:
     """(identity, cell_key, name) of the step whose args are ``(n,)`` and result ``kind``."""
     [found] = victim.sql(
@@ -432,9 +450,7 @@ def test_an_epoch_forged_or_deleted_stops_replay_with_one_line(victim, forge):
     j, told = _opened(victim)
     try:
         assert j.epoch == 0
-        with pytest.raises(UntrustedJournal) as refused:
-            j.lookup(identity, cell_key, name)
-        _refused(refused.value, victim.path)
+        _lookup_refused(j, (identity, cell_key, name), victim.path)
         assert "epoch" in _one_line(told, victim.path)
     finally:
         j.close()
@@ -503,18 +519,10 @@ def test_a_deleted_step_result_is_not_run_again(victim, n, kind):
     try:
         # a result still there replays
         assert j.lookup(other, cell_key, "obj")[0] == "pickle"
-        with pytest.raises(UntrustedJournal) as refused:
-            j.lookup(identity, cell_key, name)
-        _refused(refused.value, victim.path)
-        assert "deleted or withheld" in str(refused.value)
+        assert "deleted or withheld" in _lookup_refused(j, (identity, cell_key, name), victim.path)
     finally:
         j.close()
-    victim.trust()  # control: accepted as it is, the step runs again
-    j, _ = _opened(victim)
-    try:
-        assert j.lookup(identity, cell_key, name) is None
-    finally:
-        j.close()
+    _runs_again_once_trusted(victim, (identity, cell_key, name))
 
 
 def test_a_deleted_variable_row_is_refused_at_restore(victim, monkeypatch):
@@ -567,22 +575,15 @@ def test_a_deleted_cell_execution_with_its_steps_is_not_run_again(alice, victim)
     j, told = _opened(victim)
     try:
         for _ in range(2):  # checked once, refused each time
-            with pytest.raises(UntrustedJournal) as refused:
-                j.lookup(identity, cell_key, name)
-            _refused(refused.value, victim.path)
-            assert "deleted or withheld" in str(refused.value)
+            why = _lookup_refused(j, (identity, cell_key, name), victim.path)
+            assert "deleted or withheld" in why
     finally:
         j.close()
     home = alice[0].parent.parent
     data = json.loads(cli("show", "--json", victim.path, home=home).stdout)
     assert data["trusted"] is False and "deleted or withheld" in data["withheld"]
     assert "withheld" in cli("ls", victim.path.parent, home=home).stdout
-    victim.trust()  # control: accepted as it is, the step runs again
-    j, _ = _opened(victim)
-    try:
-        assert j.lookup(identity, cell_key, name) is None
-    finally:
-        j.close()
+    _runs_again_once_trusted(victim, (identity, cell_key, name))
 
 
 def test_an_old_signed_epoch_record_in_the_log_is_a_set_back_when_read_only(victim):
@@ -612,9 +613,7 @@ def test_an_old_signed_epoch_record_in_the_log_is_a_set_back_when_read_only(vict
     j, told = opened("0")
     try:
         assert j.epoch == 0
-        with pytest.raises(UntrustedJournal) as refused:
-            j.lookup(identity, cell_key, name)
-        _refused(refused.value, victim.path)
+        _lookup_refused(j, (identity, cell_key, name), victim.path)
         assert "set back" in _one_line(told, victim.path)
     finally:
         j.close()
