@@ -348,9 +348,9 @@ class Journal(Reads, Sealing):
                     raise self._withheld(f"results of the steps of cell {cell_key}")
             if hit is None:  # a whole cell execution gone took its steps' results along
                 if not self._cells_checked:
-                    rows = self._query_as_is(select(CellRow), [])
-                    self._cells_gap = self.cells_withheld(
-                        [c for c in map(CellRow._make, rows) if verify(c)]
+                    cells = list(map(CellRow._make, self._query_as_is(select(CellRow), [])))
+                    self._cells_gap = self.cells_withheld(  # one not signed is not gone
+                        [c for c in cells if verify(c)], {c.seq for c in cells}
                     )
                     self._cells_checked = True
                 if self._cells_gap is not None:

@@ -332,13 +332,17 @@ class Sealing:
             return self._withheld("runs")
         return self.cells_withheld(cells)
 
-    def cells_withheld(self, cells: list[CellRow] | None = None) -> UntrustedJournal | None:
+    def cells_withheld(
+        self, cells: list[CellRow] | None = None, seqs: set[int] | None = None
+    ) -> UntrustedJournal | None:
         """Why the journal cannot be relied on when a cell execution this user signed is
         gone (a signed cell names, as the one before it, a cell that is not there), or
-        None. ``cells``: the signed ones (read here when None)."""
+        None. ``cells``: the signed ones (read here when None); ``seqs``: those of every
+        cell record there (by default of ``cells``)."""
         if cells is None:
             cells = [c for c in map(CellRow._make, self._select(select(CellRow))) if verify(c)]
-        if set(manifest.gaps(cells, {c.seq for c in cells})) - self._index.damaged:
+        there = {c.seq for c in cells} if seqs is None else seqs
+        if set(manifest.gaps(cells, there)) - self._index.damaged:
             return self._withheld("cell executions")
         return None
 

@@ -570,6 +570,12 @@ def test_a_deleted_cell_execution_with_its_steps_is_not_run_again(alice, victim)
         assert j.lookup(identity, cell_key, name) == ("json", b'{"n":2}') and not told
     finally:
         j.close()
+    victim.sql("UPDATE cells SET status = 'x' WHERE seq = ?", [seq])
+    j, told = _opened(victim)
+    try:  # control: a cell record changed (not yours now) is not one gone
+        assert j.lookup("no-such-call", cell_key, name) is None and not told
+    finally:
+        j.close()
     victim.sql("DELETE FROM steps WHERE seq = ?", [seq])
     victim.sql("DELETE FROM cells WHERE seq = ?", [seq])
     j, told = _opened(victim)
