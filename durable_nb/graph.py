@@ -85,7 +85,8 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
     out = Reach()
     # ``seen`` becomes the keys: all that was walked, less what is not data (below).
     seen = out.keys = {id(ns), id(sys.modules), id(vars(builtins))}
-    not_data, bases = set(seen), set()  # bases: the memory arrays view
+    # The empty tuple is one object everywhere and holds nothing: sharing it ties nothing.
+    not_data, bases = {*seen, id(())}, set()  # bases: the memory arrays view
     items: list[Any] = [obj]
     root = True
     compress = itertools.compress

@@ -5,7 +5,7 @@ restore); and the pickle must be encode()'s, byte for byte (or payloads change).
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from durable_nb import codec, graph
@@ -119,6 +119,7 @@ def _data(value, found: dict) -> None:
 
 
 @given(nodes, nodes)
+@example([("tuple", [])], [("tuple", [])])  # both the empty tuple: one object, ties nothing
 def test_two_values_are_tied_exactly_when_they_share_an_object(first, second):
     """Built here, not by Hypothesis (which would hold the objects too): what holds an
     object decides what is keyed."""
