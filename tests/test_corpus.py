@@ -71,6 +71,25 @@ def outputs(nb: nbformat.NotebookNode) -> list[list[str]]:
 def run(names: tuple[str, ...], kernel: str, work: Path) -> tuple[nbformat.NotebookNode, float]:
     """Run corpus notebooks ``names`` one after the other in one kernel, in a copy of the
     corpus folder; return the executed cells (as one notebook) and the cell time (s)."""
+    for attempt in (1, 2):
+        try:
+            nb = _execute(names, kernel, work / str(attempt))
+            break
+        except (RuntimeError, TimeoutError):
+            # A kernel that never answers: jupyter_client picks free ports by binding and
+            # releasing them, and the other test worker can take one first (ipykernel then
+            # hangs, never ready). One new kernel on new ports; twice is a failure.
+            if attempt == 2:
+                raise
+    took = 0.0
+    for cell in nb.cells:
+        t = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in t and "shell.execute_reply" in t:
+            took += _seconds(t["shell.execute_reply"]) - _seconds(t["iopub.execute_input"])
+    return nb, took
+
+
+def _execute(names: tuple[str, ...], kernel: str, work: Path) -> nbformat.NotebookNode:
     shutil.copytree(CORPUS, work, dirs_exist_ok=True)
     nb = nbformat.read(work / f"{names[0]}.ipynb", as_version=4)
     for name in names[1:]:
@@ -81,16 +100,11 @@ def run(names: tuple[str, ...], kernel: str, work: Path) -> tuple[nbformat.Noteb
     # with every other kernel on the machine, and waiting for its lock is not the point.
     extra = [HISTORY_IN_MEMORY]
     client = NotebookClient(
-        nb, kernel_name=kernel, timeout=120, allow_errors=True, extra_arguments=extra,
-        resources={"metadata": {"path": str(work)}},
+        nb, kernel_name=kernel, timeout=60, startup_timeout=60, allow_errors=True,
+        extra_arguments=extra, resources={"metadata": {"path": str(work)}},
     )  # fmt: skip
     client.execute()
-    took = 0.0
-    for cell in nb.cells:
-        t = cell.get("metadata", {}).get("execution", {})
-        if "iopub.execute_input" in t and "shell.execute_reply" in t:
-            took += _seconds(t["shell.execute_reply"]) - _seconds(t["iopub.execute_input"])
-    return nb, took
+    return nb
 
 
 def _seconds(stamp: str) -> float:
@@ -108,6 +122,7 @@ def journal_dir(tmp_path, monkeypatch):
     return folder
 
 
+@pytest.mark.timeout(600)  # two kernels per side at most (see run)
 def test_public_notebooks_run_the_same_under_the_durable_kernel(tmp_path, journal_dir):
     # One kernel per side for all of them: the suite's budget is kernels, not cells.
     plain, _ = run(TESTED, "python3", tmp_path / "plain")
