@@ -8,14 +8,12 @@ effects are counted by the flaky service, which runs in its own process.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import os
 import queue
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -663,30 +661,19 @@ VENV73 = ROOT / ".venv-ipykernel73"
 
 @pytest.fixture(scope="session")
 def ipykernel73() -> Path:
-    """A side venv with ipykernel 7.3.0 and durable_nb (editable); its python.
+    """The python of the side venv with ipykernel 7.3.0 that tests/setup.sh makes.
 
-    Made once (~30 s); pip runs again only when pyproject.toml has changed since.
+    A failure, not a skip, when it is missing: CI would otherwise lose the test silently.
     """
     python = VENV73 / "bin" / "python"
-    stamp = VENV73 / "durable-nb.stamp"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + b"7.3.0").hexdigest()
-    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return python
     if not python.exists():
-        made = subprocess.run([sys.executable, "-m", "venv", str(VENV73)],
-                              capture_output=True, text=True)  # fmt: skip
-        if made.returncode:
-            pytest.fail(f"python -m venv failed:\n{made.stdout}\n{made.stderr}")
-    pip = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "ipykernel==7.3.0", "-e", str(ROOT)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if pip.returncode:
-        pytest.fail(f"pip install ipykernel==7.3.0 failed:\n{pip.stdout}\n{pip.stderr}")
-    version = subprocess.run([str(python), "-c", "import ipykernel; print(ipykernel.__version__)"],
-                             capture_output=True, text=True)  # fmt: skip
-    assert version.stdout.strip() == "7.3.0", version
-    stamp.write_text(wanted)
+        pytest.fail(f"{VENV73} is missing; make it with: sh tests/setup.sh")
+    check = "import ipykernel, durable_nb; print(ipykernel.__version__)"
+    version = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
+    if version.stdout.strip() != "7.3.0":
+        said = version.stdout + version.stderr
+        pytest.fail(f"{VENV73} does not import ipykernel 7.3.0 and durable_nb ({said}); "
+                    "make it again: sh tests/setup.sh")  # fmt: skip
     return python
 
 
