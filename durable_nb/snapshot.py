@@ -43,7 +43,7 @@ import xxhash
 
 from . import codec, graph, owner
 from .blobs import BLOB_THRESHOLD, chunk_names
-from .cells import writes_files
+from .cells import label, writes_files
 from .errors import JournalError, JournalUnwritable, describe
 from .runtime import Runtime
 from .store import PayloadRow, VariableRow
@@ -80,6 +80,8 @@ class Report:
     """What a restore did, for its one-line summary."""
 
     seq: int
+    #: How the person finds cell ``seq`` in the notebook (``the 3rd code cell ('x = 1')``).
+    where: str = ""
     restored: list[str] = field(default_factory=list)
     nbytes: int = 0
     recomputed: list[str] = field(default_factory=list)
@@ -90,7 +92,8 @@ class Report:
     def __str__(self) -> str:
         parts = [
             f"restored {len(self.restored)} variable{'s' * (len(self.restored) != 1)} "
-            f"({self.nbytes / 1e6:.1f} MB) as of cell {self.seq} in {self.seconds:.2f} s"
+            f"({self.nbytes / 1e6:.1f} MB) as of cell {self.seq}"
+            f"{f', {self.where},' if self.where else ''} in {self.seconds:.2f} s"
         ]
         if self.recomputed:
             cells = ", ".join(map(str, self.recompute_cells))
@@ -398,7 +401,7 @@ class Snapshots:
         entries = {
             n: row for n, row in rows.items() if n not in self.ignored and row.state != "deleted"
         }
-        report_ = Report(seq=at)
+        report_ = Report(seq=at, where=self._where(at))
         loader = _Loader(journal, [e.value_id for e in entries.values() if e.state == "saved"])
         ns = self.shell.user_ns
         recompute: dict[str, int] = {}
@@ -448,6 +451,13 @@ class Snapshots:
                                          loader.refs.get(e.value_id, frozenset()))  # fmt: skip
         report_.seconds = time.perf_counter() - t0
         return report_
+
+    def _where(self, seq: int) -> str:
+        """How the person finds cell execution ``seq`` (journal numbers match no prompt)."""
+        found = self.rt.journal.cells([seq])
+        if not found:
+            return ""
+        return label({"cell_id": found[0].cell_id, "source": found[0].source}, self.rt.source)
 
     def interrupted(self) -> dict[str, Any] | None:
         """The last recorded cell execution, if it crashed or was interrupted."""

@@ -257,7 +257,7 @@ def test_restore_at_seq_gives_the_values_of_that_point(start_kernel):
 
     probe = "v, w, r"
     k2, report = kill_and_restore(start_kernel, k, at=s2)
-    assert f"as of cell {s2} " in report
+    assert f"as of cell {s2}, the cell starting '# mark-2'," in report
     assert val(k2, probe) == "(2, [1, 2], 'first')"
     assert not defined(k2, "z")  # defined only later
 
