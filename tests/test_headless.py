@@ -248,9 +248,11 @@ print("results", results, "token", token)
 
 
 def _printed(stdout: str) -> list[str]:
-    # The values printed, wherever a line breaks: ipykernel's flush timer may split one
-    # print into two stream messages, which the runner shows on two lines.
-    return re.findall(r"\('n\d+', \d+\)|token [0-9a-f-]{36}", stdout)
+    # Whole lines: ipykernel's flush timer may split one print into two stream messages,
+    # which the runner joins again (cli.run.streams).
+    lines = [line.strip() for line in stdout.splitlines() if line.strip().startswith("results")]
+    assert all(" token " in line for line in lines), stdout
+    return lines
 
 
 def test_export_import_and_offline_replay_once_trusted(tmp_path, stoppable_service):

@@ -35,6 +35,7 @@ from .run import (
     keep_outputs,
     previous_outputs,
     send_cell_id,
+    streams,
 )
 
 #: papermill's logger (papermill.log.logger).
@@ -158,9 +159,8 @@ def _engine() -> type:
                 self.execute_cell(cell, len(self.nb.cells) - 1, store_history=False)
             finally:
                 self.nb.cells.pop()
-            for out in cell.outputs:
-                if out.get("output_type") == "stream" and out.get("text", "").strip():
-                    logger.info(out["text"].rstrip())
+            for text in streams(cell.outputs):
+                logger.info(text)
 
     return DurableEngine
 

@@ -448,9 +448,8 @@ class _Runner:
             ) from None
         finally:
             self.nb.cells.pop()
-        for out in cell.outputs:
-            if out.get("output_type") == "stream" and out.get("text", "").strip():
-                print(_indent(out["text"].rstrip(), 2), flush=True)
+        for text in streams(cell.outputs):
+            print(_indent(text, 2), flush=True)
 
     def _skipped(self, cell: Any, index: int, previous: dict) -> None:
         """A cell done in an earlier run: a progress line; its outputs from the last --output."""
@@ -489,9 +488,27 @@ def previous_outputs(output: Path | None) -> dict[str, Any]:
 def _summary(cell: Any, n: int, total: int, status: str, seconds: float) -> None:
     first = first_line(cell.source)
     print(f"[{n}/{total}] {status:<5} {seconds:6.2f}s  {first[:70]}", flush=True)
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream" and out.get("text", "").strip():
-            print(_indent(out["text"].rstrip(), 8), flush=True)
+    for text in streams(cell.get("outputs", [])):
+        print(_indent(text, 8), flush=True)
+
+
+def streams(outs: list[Any]) -> list[str]:
+    """The texts of a cell's stream outputs as a frontend shows them, trailing space cut.
+
+    ipykernel's flush timer can split one ``print`` into two stream messages (two
+    outputs); consecutive outputs of one stream are joined, so lines stay whole. Any other
+    output between them (or the other stream) starts a new text. Blank texts are left out.
+    """
+    texts: list[str] = []
+    last = None
+    for out in outs:
+        name = out.get("name") if out.get("output_type") == "stream" else None
+        if name is not None and name == last:
+            texts[-1] += out.get("text", "")
+        elif name is not None:
+            texts.append(out.get("text", ""))
+        last = name
+    return [t.rstrip() for t in texts if t.strip()]
 
 
 def _indent(text: str, n: int) -> str:
