@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import os
 import queue
 import random
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from jupyter_client.manager import KernelManager
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import KERNEL, NOTEBOOKS, Kernel, Result  # noqa: E402  (the tests' driver)
+from kernels import KERNEL, NOTEBOOKS, Kernel, PortTaken, Result  # noqa: E402  (the tests' driver)
 
 COLUMNS = ("trials", "lost", "beyond", "wrong", "silent", "failed_opens", "hangs")
 HEADERS = ("trials", "journaled steps lost", "re-run beyond promise", "wrong values",
@@ -391,6 +393,7 @@ class Trial:
         self.mounts: list[Path] = []
         self.said: list[str] = []  # durable_nb lines and error texts, every kernel
         self.restarts = 0  # kernels whose TCP port was taken at start, started again
+        self.starts = itertools.count()  # numbers the kernels' stderr files
 
     def use_folder(self, folder: Path) -> None:
         """Put the journal in ``folder`` (DURABLE_NB_DIR)."""
@@ -398,45 +401,55 @@ class Trial:
         self.env["DURABLE_NB_DIR"] = str(folder)
 
     def start(self) -> Kernel:
-        """A new kernel, ready. As tests/conftest.py's ``Kernel``, but patient while it works.
+        """A new kernel, ready: ``Kernel`` (tests/kernels.py), patient while it works.
 
-        jupyter_client picks free TCP ports by binding and releasing them; on a busy machine
-        another process can take one before the kernel binds it. The kernel then dies
-        (shell, control port), or, its iopub port taken, hangs for good at exit in zmq's
-        ``Context.term`` (ipykernel 7.4 leaves that socket open; a plain ``python3`` kernel
-        does the same). Either is started again on new ports and counted in ``restarts``,
-        told apart by the kernel's stderr. Any other kernel that stops making progress for
-        ``CELL_TIMEOUT`` is a hang, its stacks dumped.
+        A start whose TCP port another process took first (see ``Kernel.wait_ready``) is
+        told by the kernel's stderr, started again on new ports and counted in
+        ``restarts``. Any other kernel that stops making progress for ``CELL_TIMEOUT`` is a
+        hang, its stacks dumped.
         """
-        for attempt in range(3):
-            k = Kernel.__new__(Kernel)
-            k.km = KernelManager(kernel_name=KERNEL)
-            err = self.dir / f"kernel-{len(self.kernels)}.stderr"
-            with open(err, "w") as f:
-                k.km.start_kernel(cwd=str(self.dir), env=self.env, stderr=f)
-            k.kc = k.km.client()
-            k.kc.start_channels()
+
+        def log() -> Path:
+            return self.dir / f"kernel-{next(self.starts)}.stderr"
+
+        try:
+            return Kernel(self.dir, self.env, KERNEL, tries=3, ready=self._ready, stderr=log)
+        except PortTaken:
+            raise Hang("kernel lost its TCP ports three times while starting") from None
+
+    def _ready(self, k: Kernel) -> None:
+        if k not in self.kernels:
             self.kernels.append(k)  # stopped with the trial, whatever happens
-            seen = activity(k.pid)
-            while True:
-                try:
-                    k.kc.wait_for_ready(timeout=CELL_TIMEOUT)
-                    return k
-                except RuntimeError as exc:
-                    taken = "Address already in use" in err.read_text(errors="replace")
-                    if taken and attempt < 2:  # its port was taken: new ports
-                        self.restarts += 1
-                        if k.km.is_alive():
-                            k.kill()
-                        break
-                    if not k.km.is_alive():
-                        raise Hang(f"kernel died while starting: {exc}") from exc
-                    now = activity(k.pid)
-                    if stalled(seen, now, CELL_TIMEOUT):
-                        what = f"kernel did not start ({exc})"
-                        raise Hang(f"{what}; stacks in {dump_stacks(self, what)}") from exc
-                    seen = now
-        raise Hang("kernel lost its TCP ports three times while starting")
+        patience = self.patience(k, "kernel start")
+        while True:
+            try:
+                k.kc.wait_for_ready(timeout=CELL_TIMEOUT)
+                return
+            except RuntimeError as exc:
+                if "Address already in use" in k.log.read_text(errors="replace"):
+                    self.restarts += 1
+                    raise PortTaken(str(exc)) from exc
+                if not k.km.is_alive():
+                    raise Hang(f"kernel died while starting: {exc}") from exc
+                patience()
+
+    def patience(self, k: Kernel, what: str, window: float = CELL_TIMEOUT) -> Callable[[], None]:
+        """A check to call each time ``window`` s pass while waiting on ``k``.
+
+        It raises ``Hang`` (stacks dumped) when ``k`` made no progress over that window
+        (``stalled``): a kernel that works, or waits for a CPU, is waited for.
+        """
+        seen = activity(k.pid)
+
+        def check() -> None:
+            nonlocal seen
+            now = activity(k.pid)
+            if stalled(seen, now, window):
+                said = f"{what} made no progress for {window:.0f} s"
+                raise Hang(f"{said}; stacks in {dump_stacks(self, said)}")
+            seen = now
+
+        return check
 
     def reopen(self, slot: str = "opener") -> Kernel:
         """A kernel that has just opened this trial's journal (its messages are heard).
@@ -491,43 +504,11 @@ class Trial:
         return r
 
     def wait(self, k: Kernel, msg_id: str, timeout: float) -> Result:
-        """As ``Kernel.wait``, but a hang is a kernel that makes no progress for ``timeout``.
-
-        A kernel that works (or waits for a CPU on a busy machine) is waited for.
-        """
-        r = Result(status="?")
-        mark, seen = time.monotonic(), activity(k.pid)
-        while True:
-            if time.monotonic() - mark > timeout:
-                now = activity(k.pid)
-                if stalled(seen, now, timeout):
-                    what = f"cell made no progress for {timeout:.0f} s"
-                    raise Hang(f"{what}; stacks in {dump_stacks(self, what)}")
-                mark, seen = time.monotonic(), now
-            try:
-                msg = k.kc.get_iopub_msg(timeout=1.0)
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream":
-                if content["name"] == "stdout":
-                    r.stdout += content["text"]
-                else:
-                    r.stderr += content["text"]
-            elif kind == "error":
-                r.error = content
-            elif kind == "status" and content["execution_state"] == "idle":
-                break
+        """``Kernel.wait``, but a hang is a kernel that makes no progress for ``timeout``."""
         try:
-            reply = k.kc.get_shell_msg(timeout=timeout)
-            while reply["parent_header"].get("msg_id") != msg_id:
-                reply = k.kc.get_shell_msg(timeout=timeout)
+            return k.wait(msg_id, timeout, self.patience(k, "cell", timeout), timeout)
         except queue.Empty:
             raise Hang(f"no execute_reply in {timeout:.0f} s after the kernel went idle") from None
-        r.status = reply["content"]["status"]
-        return r
 
     def hear(self, r: Result) -> None:
         text = r.stdout + "\n" + r.stderr
@@ -554,14 +535,11 @@ class Trial:
         """Run the steps of a holding cell, then SIGKILL ``k``: the log keeps every record."""
         marks = self.dir / f"marks-{name}-{cell}.txt"
         k.send(self.steps(k, cell, n, name=name, hold=True), cell)
-        mark, seen = time.monotonic(), activity(k.pid)
+        mark, patience = time.monotonic(), self.patience(k, f"cell {cell}")
         while not (marks.exists() and "held" in marks.read_text()):
             if time.monotonic() - mark > CELL_TIMEOUT:
-                now = activity(k.pid)
-                if stalled(seen, now, CELL_TIMEOUT):
-                    what = f"cell {cell} made no progress for {CELL_TIMEOUT:.0f} s"
-                    raise Hang(f"{what}; stacks in {dump_stacks(self, what)}")
-                mark, seen = time.monotonic(), now
+                patience()
+                mark = time.monotonic()
             time.sleep(0.05)
         if kill:
             self.kill(k)

@@ -165,16 +165,7 @@ class Frontend:
         self.until(lambda: self.idle(msg_id), f"the end of request {msg_id}", timeout)
         result = Result(status="?")
         for m in self.of(msg_id):
-            kind, content = m["msg_type"], m["content"]
-            if kind == "stream":
-                if content["name"] == "stdout":
-                    result.stdout += content["text"]
-                else:
-                    result.stderr += content["text"]
-            elif kind in ("execute_result", "display_data"):
-                result.data.append(content["data"])
-            elif kind == "error":
-                result.error = content
+            result.add(m)
         while msg_id not in self._replies:
             reply = self.kc.get_shell_msg(timeout=30)
             self._replies[reply["parent_header"].get("msg_id")] = reply
