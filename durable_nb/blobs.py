@@ -7,6 +7,7 @@ buffers are cut into 1 MiB chunks so that changing a slice rewrites only that sl
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import re
 import tempfile
@@ -62,6 +63,32 @@ def chunk_names(data: bytes | memoryview) -> list[str]:
     """The names the chunks of ``data`` have (or would have) in the store."""
     view = memoryview(data).cast("B")
     return [xxhash.xxh3_128_hexdigest(view[i : i + CHUNK]) for i in range(0, len(view), CHUNK)]
+
+
+#: Buffers at least this big are mapped memory, filled by the OS in one call.
+MAPPED = 16 << 20
+
+
+def buffer(nbytes: int) -> memoryview:
+    """A writable buffer of ``nbytes`` whose content is to be overwritten whole.
+
+    A big one is anonymous memory mapped with MAP_POPULATE: the OS gives it all its pages
+    in one call, ~2x less CPU than the page faults of a fresh allocation (numpy asks
+    for huge pages there, which the OS may first have to compact memory for). The buffer
+    owns the mapping: it is unmapped when the last array over it goes. Elsewhere (no
+    MAP_POPULATE, or the mapping refused) and for small ones: ``np.empty``, which skips
+    the zero-filling a bytearray does.
+    """
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if nbytes >= MAPPED and populate:
+        try:
+            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate
+            return memoryview(mmap.mmap(-1, nbytes, flags=flags))
+        except (OSError, ValueError):
+            pass  # e.g. a mapping limit reached: ordinary memory
+    import numpy as np
+
+    return memoryview(np.empty(nbytes, dtype=np.uint8)).cast("B")
 
 
 class BlobStore:
@@ -148,12 +175,10 @@ class BlobStore:
         Each chunk is read straight into its place and checked against its name while
         it is in the cache; raises :class:`BlobDamaged` when one does not match.
         """
-        import numpy as np  # np.empty skips the zero-filling bytearray does (~5x faster)
-
         if type(nbytes) is not int or nbytes < 0 or len(names) != -(-nbytes // CHUNK):
             raise BlobDamaged(f"{self.folder} (chunks do not match the size {nbytes!r})")
         paths = [self.path(name) for name in names]
-        view = memoryview(np.empty(nbytes, dtype=np.uint8)).cast("B")
+        view = buffer(nbytes)
 
         def read(i: int) -> None:
             part, name = view[i * CHUNK : (i + 1) * CHUNK], names[i]

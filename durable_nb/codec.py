@@ -14,7 +14,7 @@ import math
 import pickle
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -479,7 +479,7 @@ def _worth_dill(exc: Exception) -> bool:
     return not isinstance(exc, RecursionError | MemoryError)
 
 
-def decode(codec: str, stream: bytes, buffers: list[Any],
+def decode(codec: str, stream: bytes, buffers: Iterable[Any],
            resolve: Callable[[str], Any] | None = None) -> Any:  # fmt: skip
     """Inverse of :func:`encode`; ``resolve(name)`` gives the notebook global ``name``."""
     token = _RESOLVE.set(resolve)

@@ -35,7 +35,6 @@ import sys
 import time
 import types
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,6 +44,7 @@ from . import codec, graph, owner
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .cells import label, writes_files
 from .errors import JournalError, JournalUnwritable, describe
+from .payloads import Loader
 from .runtime import Runtime
 from .store import PayloadRow, VariableRow
 
@@ -402,7 +402,7 @@ class Snapshots:
             n: row for n, row in rows.items() if n not in self.ignored and row.state != "deleted"
         }
         report_ = Report(seq=at, where=self._where(at))
-        loader = _Loader(journal, [e.value_id for e in entries.values() if e.state == "saved"])
+        loader = Loader(journal, [e.value_id for e in entries.values() if e.state == "saved"])
         ns = self.shell.user_ns
         recompute: dict[str, int] = {}
         done: set[str] = set()
@@ -434,9 +434,12 @@ class Snapshots:
                 bring(name)
             return ns[name]
 
-        for name in sorted(entries):
-            if name not in done:
-                bring(name)
+        try:
+            for name in loader.order(sorted(entries), lambda n: entries[n].value_id):
+                if name not in done:
+                    bring(name)
+        finally:
+            loader.close()
         if recompute:
             self._recompute(recompute, entries, report_)
             # A payload naming a recomputed class (an Enum) loads once that class is back.
@@ -446,8 +449,14 @@ class Snapshots:
         for name in report_.restored + report_.recomputed:
             if name in ns:
                 e = entries[name]
+                # A payload loaded for one variable alone made objects no other variable
+                # holds (what it names, a function or class, is not in it): its walk can
+                # wait until a cell touches it, as nothing else can reach them before.
+                # Not so once re-run cells (which may take them) ran, nor in a group.
+                alone = not recompute and e.state == "saved" and e.item is None
+                shares = frozenset() if alone else graph.reach(ns[name], ns).keys
                 self.known[name] = Known(id(ns[name]), e.state, e.value_id, e.item, e.cell_seq,
-                                         e.nbytes or 0, graph.reach(ns[name], ns).keys,
+                                         e.nbytes or 0, shares,
                                          loader.refs.get(e.value_id, frozenset()))  # fmt: skip
         report_.seconds = time.perf_counter() - t0
         return report_
@@ -519,43 +528,6 @@ class Snapshots:
         # A recomputed cell may rebind saved names: the snapshot's values win.
         for n, value in saved.items():
             ns[n] = value
-
-
-class _Loader:
-    """Loads payloads (once each: the members of a group share one), fetched in one query."""
-
-    def __init__(self, journal: Any, value_ids: list[str]) -> None:
-        self.journal = journal
-        self.loaded: dict[str, Any] = {}
-        self.refs: dict[str, frozenset[str]] = {}  # value id -> notebook globals it names
-        self._payloads = journal.payloads(value_ids)
-        for p in self._payloads.values():  # refuse at once, in one line (the rows: what
-            journal.check(p, "a snapshot", quick=True)  # in blob files: as it loads)
-
-    def load(self, value_id: str, resolve: Callable[[str], Any], share: bool) -> Any:
-        """The payload's value; ``share``: the one value the members of a group hold
-        (a variable saved alone gets its own: equal content is not identity)."""
-        if share and value_id in self.loaded:
-            return self.loaded[value_id]
-        refs: set[str] = set()
-
-        def named(name: str) -> Any:
-            refs.add(name)
-            return resolve(name)
-
-        p = self._payloads[value_id]
-        blobs = self.journal.blobs
-        stream = p.stream
-        if stream is None:
-            size, chunks = json.loads(p.stream_chunks)
-            stream = bytes(blobs.get_chunks(chunks, size))
-            self.journal.check(p, "a snapshot", stream)  # before unpickling
-        bufs = [blobs.get_chunks(chunks, size) for size, chunks in json.loads(p.buffers)]
-        value = codec.decode(p.codec, stream, bufs, named)
-        self.refs[value_id] = frozenset(refs)
-        if share:
-            self.loaded[value_id] = value
-        return value
 
 
 def _groups(shares: dict[str, set[int] | frozenset[int]]) -> list[list[str]]:
