@@ -81,6 +81,12 @@ def test_kernelspec_is_installed_and_loads_the_extension(start_kernel, workdir):
     assert journal_path(k) == workdir / ".durable" / "nb.duckdb"
     assert "journaling" in cell(k, "%durable status").stdout
     assert (workdir / ".durable" / "nb.duckdb").exists()
+    # The journal's DuckDB connection imports no ipywidgets (DuckDB's progress bar widget,
+    # which a slow journal query would show in a cell); the notebook's own keep theirs.
+    assert value(k, "'ipywidgets' in __import__('sys').modules") == "False"
+    setting = "select current_setting('enable_progress_bar')"
+    assert value(k, f"__import__('duckdb').connect().execute({setting!r}).fetchone()[0]") == "True"
+    assert value(k, "'ipywidgets' in __import__('sys').modules") == "True"
 
 
 # -- 3. journal placement -----------------------------------------------------------------

@@ -7,9 +7,13 @@ every later kernel would call damaged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +46,40 @@ def connect(path: Path, read_only: bool = False) -> Any:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists() or path.stat().st_size == 0:  # 0 bytes hold no record
             create(path)
-    return duckdb.connect(str(path), read_only=read_only, config=SAFE_CONFIG)
+    with _no_progress_widget():
+        return duckdb.connect(str(path), read_only=read_only, config=SAFE_CONFIG)
+
+
+class _NoWidgets:
+    """A meta path finder refusing ``ipywidgets`` to one thread (any other imports it)."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "ipywidgets" and threading.get_ident() == self.thread:
+            raise ImportError("durable_nb's journal connection shows no progress bar")
+
+
+@contextlib.contextmanager
+def _no_progress_widget() -> Iterator[None]:
+    """Connect without DuckDB's Jupyter progress bar, and without importing ipywidgets.
+
+    In a kernel, each new DuckDB connection imports ipywidgets (~0.08 s of the kernel's
+    start) to give itself a progress bar widget, which a slow journal query would then
+    show in the person's cell. Refused ipywidgets in this thread only, DuckDB turns the
+    bar off for this connection; the notebook's own connections are left as they were
+    (DuckDB tries the import again for each).
+    """
+    if "IPython" not in sys.modules or "ipywidgets" in sys.modules:
+        yield  # no kernel (DuckDB shows no widget), or nothing left to save
+        return
+    finder = _NoWidgets()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def create(path: Path) -> None:
@@ -55,7 +92,8 @@ def create(path: Path) -> None:
     duckdb = engine()
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.new")
     try:
-        con = duckdb.connect(str(tmp), config=SAFE_CONFIG)
+        with _no_progress_widget():
+            con = duckdb.connect(str(tmp), config=SAFE_CONFIG)
         try:
             migrate(path, con)
             con.execute("CHECKPOINT")

@@ -242,12 +242,16 @@ def migrate(path: Path, con: Any, read_only: bool = False) -> None:
     ``read_only``: an older schema cannot be brought up, so it is refused
     (:class:`JournalUnwritable`).
     """
-    found = con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall()
-    tables = {r[0] for r in found}
-    macros = con.execute(
-        "SELECT count(*) FROM duckdb_functions() WHERE NOT internal AND function_type LIKE '%macro'"
-    ).fetchone()[0]
-    if macros or any(kind != "BASE TABLE" for _, kind in found):
+    # DuckDB's own listings, named in full: the file's macros come first on the search
+    # path, so a table macro named ``duckdb_functions`` (or ``count``) could answer an
+    # unqualified check. A function that is not DuckDB's own, in a connection that made
+    # none, is a macro the file holds (the only kind SQL can store).
+    listed = "SELECT {} FROM system.main.duckdb_{}() WHERE NOT internal"
+    tables = {r[0] for r in con.execute(listed.format("table_name", "tables")).fetchall()}
+    if any(
+        con.execute(listed.format(1, kind) + " LIMIT 1").fetchall()
+        for kind in ("functions", "views")
+    ):
         raise JournalCorrupt(
             str(path),
             f"{path} holds views or macros, which a durable_nb journal never has: it was "

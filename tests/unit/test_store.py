@@ -164,6 +164,23 @@ def test_foreign_and_newer_files_are_refused(tmp_path):
         Journal.open(newer)
 
 
+@pytest.mark.parametrize("crafted", [
+    "CREATE MACRO count_star() AS 1",  # a scalar macro (could shadow a function we call)
+    "CREATE MACRO rows_of(t) AS TABLE SELECT 1",  # a table macro
+    "CREATE VIEW extra AS SELECT 1 AS x",  # a view (could read the signing secret)
+    # a table macro answering in place of DuckDB's listing, hiding the others
+    "CREATE MACRO duckdb_functions() AS TABLE SELECT true AS internal, 'x' AS function_type;"
+    "CREATE MACRO duckdb_views() AS TABLE SELECT true AS internal",
+])  # fmt: skip
+def test_journals_holding_macros_or_views_are_refused(path, crafted):
+    Journal.open(path).close()
+    con = duckdb.connect(str(path))
+    con.execute(crafted)
+    con.close()
+    with pytest.raises(JournalCorrupt, match="views or macros"):
+        Journal.open(path)
+
+
 # -- fold and recovery ------------------------------------------------------------------------
 
 
