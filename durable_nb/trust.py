@@ -11,6 +11,7 @@ import hmac
 import json
 import numbers
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -24,8 +25,24 @@ from .errors import SecretRefused
 #: What a signed record's fields may be (as DuckDB gives them back).
 Field = str | bytes | bytearray | memoryview | int | None
 
-#: Domain of the signature of ``meta.headless`` (the resume plan of ``durable-nb run``).
+#: Domain of the signature of ``meta.headless`` (the resume plan of ``durable-nb run``),
+#: followed by the journal's id (:func:`plan_domain`).
 PLAN_DOMAIN = "meta:headless"
+
+#: What a journal's id is: 32 hex digits, random, made with the journal (``meta.journal``).
+JOURNAL_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def new_journal_id() -> str:
+    """A fresh random journal id (:data:`JOURNAL_ID`)."""
+    return os.urandom(16).hex()
+
+
+def plan_domain(journal: str | None) -> str:
+    """The domain of the resume plan's seal in the journal ``journal`` (its id; None: in
+    a journal of schema 5, whose seals named no journal)."""
+    return PLAN_DOMAIN if journal is None else f"{PLAN_DOMAIN}:{journal}"
+
 
 #: File name of the secret in the Jupyter data folder (beside Jupyter's ``notebook_secret``).
 SECRET_NAME = "durable_nb_secret"
@@ -215,15 +232,24 @@ def verify(domain: str, data: bytes | bytearray | memoryview | str, sig: str | N
     return bool(sig) and hmac.compare_digest(sign(domain, data), sig)
 
 
-def sign_fields(domain: str, fields: Iterable[Field]) -> str:
-    """A MAC of a record's ``fields`` in ``domain``, each typed and length-prefixed.
+def sign_fields(domain: str, fields: Iterable[Field], journal: str | None) -> str:
+    """A MAC of a record's ``fields`` in ``domain`` of the journal ``journal``, each field
+    typed and length-prefixed.
 
     Keyed BLAKE2b-256 (RFC 7693: a MAC by design, one pass, where HMAC makes two) with
     this user's secret, as hex: one per journal row written, so it must cost little. No
     two different field lists give the same bytes: ``("ab", "c")`` and ``("a", "bc")``,
     ``None`` and ``""``, ``1`` and ``"1"`` all sign differently.
+
+    ``journal``: the journal's id (:data:`JOURNAL_ID`), so a row signed for one journal
+    never verifies in another; None gives the signature of schema 5, which named no
+    journal (only to carry such journals over: :meth:`~durable_nb.store.seal.Sealing.bind`).
     """
-    mac = _keyed(b"fields\0" + domain.encode() + b"\0")
+    if journal is None:
+        prefix = b"fields\0" + domain.encode() + b"\0"
+    else:
+        prefix = b"row\0" + journal.encode() + b"\0" + domain.encode() + b"\0"
+    mac = _keyed(prefix)
     # One text for the small fields (bytes formatting per field costs more than the MAC),
     # its length first; the bytes fields follow it, their lengths being in it. The common
     # types in one comprehension (a replay batch checks a row in a few µs); others below.
@@ -274,12 +300,13 @@ def _typed(fields: list[Field]) -> tuple[list[str], list[bytes | memoryview]]:
     return text, data
 
 
-def verify_fields(domain: str, fields: Iterable[Field], sig: object) -> bool:
-    """True when ``sig`` is this user's :func:`sign_fields` of ``fields`` in ``domain``."""
+def verify_fields(domain: str, fields: Iterable[Field], sig: object, journal: str | None) -> bool:
+    """True when ``sig`` is this user's :func:`sign_fields` of ``fields`` in ``domain`` of
+    the journal ``journal``."""
     if type(sig) is not str or not sig:
         return False
     try:
-        return hmac.compare_digest(sign_fields(domain, fields), sig)
+        return hmac.compare_digest(sign_fields(domain, fields, journal), sig)
     except TypeError:  # a crafted row holds a value of another type: not signed
         return False
 

@@ -260,7 +260,7 @@ def _write_plan(j: Journal, text: str) -> None:
     """Record the plan with this user's signature: the next run trusts only its own plans."""
     from .. import trust
 
-    j.write_meta("headless", trust.seal(trust.PLAN_DOMAIN, text))
+    j.write_meta("headless", trust.seal(trust.plan_domain(j.id), text))
 
 
 def _read_plan(j: Journal, notebook: Path | None = None) -> dict[str, Any] | None:
@@ -274,7 +274,7 @@ def _read_plan(j: Journal, notebook: Path | None = None) -> dict[str, Any] | Non
     raw = j.meta("headless")
     if raw is None:
         return None
-    text = trust.unseal(raw, trust.PLAN_DOMAIN)
+    text = trust.unseal(raw, trust.plan_domain(j.id))
     why = "is not signed by you"
     if text is not None:
         try:

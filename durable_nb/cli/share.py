@@ -255,6 +255,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not notebook.exists() or notebook.read_bytes() != nb_bytes:
         notebook.write_bytes(nb_bytes)
     with open_journal(journal, copy_hint=False) as j:
+        j.rebind()  # a journal of its own: what it holds signed by you stays so, for it
         untrusted = j.untrusted()
     print(f"durable-nb: imported {nb_name} to {notebook} with its journal {journal}")
     if mine and not untrusted:

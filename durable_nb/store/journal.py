@@ -26,12 +26,14 @@ from ..errors import (
     describe,
 )
 from . import files, opening
+from .binding import Binding
 from .log import Log, scan
 from .manifest import Written
 from .reads import Reads, writes
 from .replay import Hit, ReplayIndex, count
 from .schema import (
     KINDS,
+    SCHEMA_VERSION,
     SIGNED,
     TABLES,
     TIMES,
@@ -44,7 +46,7 @@ from .schema import (
     rollback,
     upgrade,
 )
-from .seal import Sealing, content_signed, select, verify
+from .seal import ID_KEY, content_signed, select, verify
 
 #: Fold the log into DuckDB once it holds this many records.
 FOLD_EVERY = 4096
@@ -56,7 +58,7 @@ FOLD_BYTES = 64 << 20
 Warn = Callable[[str, str | None], None]
 
 
-class Journal(Reads, Sealing):
+class Journal(Reads, Binding):
     """An open journal, held by this process until :meth:`close`.
 
     Use :meth:`open`; errors arrive as :class:`~durable_nb.errors.JournalError`.
@@ -134,7 +136,7 @@ class Journal(Reads, Sealing):
         except (OSError, duckdb.Error) as exc:
             raise opening.classify(path, exc) from exc
         try:
-            migrate(path, con, read_only)
+            version = migrate(path, con, read_only)
             log = None if read_only else Log(files.log_path(path))
         except JournalError:
             con.close()
@@ -144,7 +146,7 @@ class Journal(Reads, Sealing):
             raise opening.classify(path, exc) from exc
         self = cls(path, con, log, warn, notebook, copied_from)
         try:
-            self._recover() if log is not None else self._load_read_only()
+            self._recover(version) if log is not None else self._load_read_only()
         except JournalError:
             self.abandon()
             raise
@@ -153,8 +155,9 @@ class Journal(Reads, Sealing):
             raise opening.classify(path, exc) from exc
         return self
 
-    def _recover(self) -> None:
+    def _recover(self, version: int) -> None:
         with self._lock:
+            known = self._open_id(version)  # the fold signs meta.damaged for it
             self._fold_legacy()
             self.fold()
             con = self._con
@@ -163,18 +166,20 @@ class Journal(Reads, Sealing):
             con.execute("UPDATE cells SET status = 'crashed' WHERE status = 'running'")
             con.execute("UPDATE runs SET status = 'crashed' WHERE ended IS NULL")
             con.execute("COMMIT")
+            self._bind(version, known)
             self._read_epoch()
             self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
             self._written = Written(self._seq)
-            self._index.reset(self.epoch)
+            self._index.reset(self.epoch, self.id)
             self._index.damaged = self.damaged_seqs()
 
     def _load_read_only(self) -> None:
         """Read without writing: the tables, then the records the last run left in the log."""
         con = self._con
+        self._open_id(SCHEMA_VERSION)  # one not signed by this user: nothing verifies
         self._read_epoch()
         self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
-        self._index.reset(self.epoch)
+        self._index.reset(self.epoch, self.id)
         self._index.damaged = self.damaged_seqs()
         try:
             records, damaged = scan(files.log_path(self.path).read_bytes())
@@ -188,11 +193,11 @@ class Journal(Reads, Sealing):
                 meta = MetaRow._make(upgrade(kind, row))
                 if str(meta.value).isdigit() and int(meta.value) != self.epoch:
                     self._epoch_is(meta)
-                    self._index.reset(self.epoch)
+                    self._index.reset(self.epoch, self.id)
             elif kind == "step" and 12 <= len(row) <= width:
                 s = StepRow._make(upgrade(kind, row))
                 if s.status == "ok" and s.epoch == self.epoch:  # kept: never folded here
-                    self._index.add(s.identity, s.cell_key, s.name, s.key, Hit.of(s))
+                    self._index.add(s.identity, s.cell_key, s.name, s.key, Hit.of(s, self.id))
         if self.epoch != epoch:  # an old signed epoch record in the log is a set-back too
             if self._refused is None:
                 self._check_epoch_not_set_back()
@@ -305,7 +310,7 @@ class Journal(Reads, Sealing):
             self.epoch += 1
             self.write_meta("epoch", str(self.epoch))
             self._refused = None  # only results of the new epoch replay: this user's own
-            self._index.reset(self.epoch)
+            self._index.reset(self.epoch, self.id)
             return self.epoch
 
     @property
@@ -350,7 +355,7 @@ class Journal(Reads, Sealing):
                 if not self._cells_checked:
                     cells = list(map(CellRow._make, self._query_as_is(select(CellRow), [])))
                     self._cells_gap = self.cells_withheld(  # one not signed is not gone
-                        [c for c in cells if verify(c)], {c.seq for c in cells}
+                        [c for c in cells if verify(c, self.id)], {c.seq for c in cells}
                     )
                     self._cells_checked = True
                 if self._cells_gap is not None:
@@ -477,6 +482,8 @@ class Journal(Reads, Sealing):
                 continue  # not a record this code writes: damage, never data
             row = upgrade(kind, row)  # a record of an earlier schema: today's layout
             latest[kind][row[0]] = row
+        for key in (ID_KEY, "schema_version"):  # written to DuckDB only: one in a log is planted
+            latest["meta"].pop(key, None)
         if log.damaged:  # gaps in these cell executions are damage, not deletion
             self._note_damaged(latest)
         con = self._con

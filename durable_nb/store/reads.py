@@ -48,6 +48,7 @@ class Reads:
     """The named reads; :meth:`_select` (the journal's) runs their SQL."""
 
     epoch: int
+    id: str | None  # the journal's id, which its signatures name (binding.py)
 
     def _select(self, sql: str, params: Iterable[Any] | None = None) -> list[tuple]:
         raise NotImplementedError
@@ -202,7 +203,7 @@ class Reads:
             bound(RunRow, "WHERE runs.started >= to_timestamp(?) ORDER BY runs.started"),
             [started],
         )
-        return next((r.run_id for r in map(RunRow._make, rows) if verify(r)), None)
+        return next((r.run_id for r in map(RunRow._make, rows) if verify(r, self.id)), None)
 
     def steps(self, results: bool = False) -> list[StepRow]:
         """Every step record, in the order they started; ``result`` is None unless ``results``."""

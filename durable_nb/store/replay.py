@@ -36,10 +36,11 @@ class Hit(NamedTuple):
     signed: bool
 
     @classmethod
-    def of(cls, row: StepRow, signed: bool | None = None) -> Hit:
-        """``row``'s hit; ``signed`` None: its signature is checked here."""
+    def of(cls, row: StepRow, journal: str | None, signed: bool | None = None) -> Hit:
+        """``row``'s hit; ``signed`` None: its signature is checked here (for the journal
+        whose id is ``journal``)."""
         if signed is None:
-            signed = verify(row, quick=True)
+            signed = verify(row, journal, quick=True)
         return cls(row.kind, row.result, row.blob, row.sig, signed)
 
 
@@ -56,6 +57,8 @@ class ReplayIndex:
     def __init__(self, select: Callable[[str, list], list[tuple]]) -> None:
         self._select = select
         self.epoch = 0
+        #: The journal's id: signatures name it (:mod:`.binding`).
+        self.journal: str | None = None
         #: identity -> (batch it belongs to, hit): written by this process, not folded yet.
         self.recent: dict[str, tuple[tuple[str, str], Hit]] = {}
         self._batches: dict[tuple[str, str], dict[str, Hit]] = {}
@@ -65,9 +68,10 @@ class ReplayIndex:
         self.damaged: set[int] = set()
         self._kept = 0
 
-    def reset(self, epoch: int) -> None:
-        """Forget everything (a new epoch, re-signed rows)."""
+    def reset(self, epoch: int, journal: str | None) -> None:
+        """Forget everything (a new epoch, re-signed rows, a journal id given)."""
         self.epoch = epoch
+        self.journal = journal
         self.recent.clear()
         self._batches.clear()
         self.incomplete.clear()
@@ -99,7 +103,7 @@ class ReplayIndex:
                 select(StepRow, f"WHERE status = 'ok' AND epoch = ? AND identity = ? {_ORDER}"),
                 [self.epoch, identity],
             )
-            return Hit.of(StepRow._make(rows[-1])) if rows else None
+            return Hit.of(StepRow._make(rows[-1]), self.journal) if rows else None
         for batch in (("cell", cell_key), ("key", name)):
             hit = self._batch(batch).get(identity)
             if hit is not None:
@@ -118,7 +122,7 @@ class ReplayIndex:
             if self._kept + len(rows) > KEEP:
                 self._batches.clear()
                 self._kept = 0
-            hits = [Hit.of(r) for r in rows]
+            hits = [Hit.of(r, self.journal) for r in rows]
             name = manifest.batch(value, value, None if kind == "cell" else value)
             if self._missing(rows, hits, manifest.entry(self.epoch, name)):
                 self.incomplete.add(batch)
@@ -132,7 +136,8 @@ class ReplayIndex:
         damaged = self.damaged
         mine = [r for r, h in zip(rows, hits, strict=True) if h.signed and r.seq not in damaged]
         cells = self._select(select(CellRow, "WHERE contains(manifest, ?)"), [json.dumps(which)])
-        signed = [c for c in map(CellRow._make, cells) if c.seq not in damaged and verify(c)]
+        signed = [c for c in map(CellRow._make, cells)
+                  if c.seq not in damaged and verify(c, self.journal)]  # fmt: skip
         return manifest.results_missing(mine, manifest.expected(signed, which))
 
 

@@ -25,7 +25,11 @@ from ..errors import JournalCorrupt, JournalTooNew, JournalUnwritable, NotAJourn
 #: 5 — ``sig`` on meta, runs and outputs too; ``cells.manifest`` (what the cell execution
 #:     wrote: seal.py) and ``steps.n`` (a completed result's place among those its cell
 #:     execution wrote to its replay batch), so a deleted record is seen (README, Trust).
-SCHEMA_VERSION = 5
+#: 6 — ``meta.journal``: the journal's id (random, made with it), inside every signature,
+#:     so a row signed in one journal never verifies in another. No DDL: the journal gives
+#:     a journal of schema 5 its id after folding its log (binding.py), and only then
+#:     records version 6.
+SCHEMA_VERSION = 6
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -236,9 +240,11 @@ def select(row_type: type, where: str = "", table: str | None = None) -> str:
     return f"SELECT {', '.join(row_type._fields)} FROM {table} {where}".rstrip()
 
 
-def migrate(path: Path, con: Any, read_only: bool = False) -> None:
-    """Bring the schema up to :data:`SCHEMA_VERSION`; refuse a newer or foreign file.
+def migrate(path: Path, con: Any, read_only: bool = False) -> int:
+    """Bring the tables up to :data:`SCHEMA_VERSION`; refuse a newer or foreign file.
 
+    Returns the version recorded now: :data:`SCHEMA_VERSION`, or 5 for a journal that
+    has yet to get its id (a new one, or one of schema 5: binding.py records version 6).
     ``read_only``: an older schema cannot be brought up, so it is refused
     (:class:`JournalUnwritable`).
     """
@@ -278,7 +284,7 @@ def migrate(path: Path, con: Any, read_only: bool = False) -> None:
             f"journal {path} has schema version {version}, which this durable_nb must "
             "upgrade, and it is read-only here: make it writable and restart the kernel.",
         )
-    for target in range(version + 1, SCHEMA_VERSION + 1):
+    for target in range(version + 1, max(MIGRATIONS) + 1):
         con.execute("BEGIN")
         for ddl in MIGRATIONS[target]:
             con.execute(ddl)
@@ -286,6 +292,7 @@ def migrate(path: Path, con: Any, read_only: bool = False) -> None:
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(target)]
         )
         con.execute("COMMIT")
+    return max(version, max(MIGRATIONS))
 
 
 def meta_int(path: Path, key: str, value: object) -> int:

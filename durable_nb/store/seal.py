@@ -17,7 +17,7 @@ row part alone can be checked without reading the files (``durable-nb ls``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,10 @@ _WHERE = {
 #: ``meta`` keys no signature covers: read before anything else (by the migration), or
 #: only written (who last ran ``durable-nb trust``).
 UNSIGNED_META = ("schema_version", "trusted_by")
+#: The ``meta`` key of the journal's id (:data:`durable_nb.trust.JOURNAL_ID`): random, made
+#: with the journal, inside every row signature, so a row signed in one journal never
+#: verifies in another (:mod:`.binding`). Its own row is signed as any other.
+ID_KEY = "journal"
 _SIGNED_META = f"WHERE key NOT IN {UNSIGNED_META}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -93,15 +97,17 @@ def fields(row: Any) -> list[Any]:
     return [row[i] for i in where]
 
 
-def sign(row: Any, content: Any = None) -> str:
-    """This user's signature of ``row`` (``content``: its blob content, when :func:`in_blobs`)."""
+def sign(row: Any, journal: str | None, content: Any = None) -> str:
+    """This user's signature of ``row`` in the journal ``journal`` (its id; None: the
+    signature of schema 5, which named no journal); ``content``: its blob content, when
+    :func:`in_blobs`."""
     table, _ = _WHERE[type(row)]
-    sig = trust.sign_fields(table, fields(row))
+    sig = trust.sign_fields(table, fields(row), journal)
     return sig if content is None else f"{sig}:{trust.sign('payload', content)}"
 
 
-def verify(row: Any, content: Any = None, quick: bool = False) -> bool:
-    """Whether this user signed ``row`` as it is.
+def verify(row: Any, journal: str | None, content: Any = None, quick: bool = False) -> bool:
+    """Whether this user signed ``row`` as it is, in the journal ``journal`` (its id).
 
     Content in blob files must be given as ``content`` (read and checked against its name),
     unless ``quick``: then only the row is checked (a look that reads no files).
@@ -109,7 +115,7 @@ def verify(row: Any, content: Any = None, quick: bool = False) -> bool:
     table, _ = _WHERE[type(row)]
     sig = row[-1] if type(row[-1]) is str else ""
     mine, _, part = sig.partition(":")
-    if not trust.verify_fields(table, fields(row), mine):
+    if not trust.verify_fields(table, fields(row), mine, journal):
         return False
     if not in_blobs(row):
         return not part
@@ -156,10 +162,23 @@ class Sealing:
     epoch: int
 
     _warn: Any  # ``warn(message, once)``: the journal's
+    #: The journal's id, inside every row signature; None only while a journal of schema
+    #: 5 (whose signatures named no journal) is carried over (:mod:`.binding`).
+    id: str | None = None
+
+    def _write_id(self, new: str) -> None:
+        """Make ``new`` the journal's id: its signed ``meta`` row (in the caller's
+        transaction); rows signed for another id no longer verify."""
+        row = MetaRow(ID_KEY, new)
+        self._con.execute(
+            "INSERT OR REPLACE INTO meta (key, value, sig) VALUES (?, ?, ?)",
+            [*row[:-1], sign(row, new)],
+        )
+        self.id = new
 
     def _sign(self, row: Any) -> str:
         """This user's signature of ``row``: its table, key and every column a load uses."""
-        return sign(row, self._content(row) if in_blobs(row) else None)
+        return sign(row, self.id, self._content(row) if in_blobs(row) else None)
 
     def _content(self, row: StepRow | PayloadRow) -> bytes | memoryview:
         """What loading ``row`` unpickles, read from its blob files (checked against names)."""
@@ -174,12 +193,12 @@ class Sealing:
         ``content``: what it holds in blob files, read by the caller; without it only the
         row is checked (:func:`verify`).
         """
-        return verify(row, content, quick=content is None)
+        return verify(row, self.id, content, quick=content is None)
 
     def check(self, row: Any, what: str, content: Any = None, quick: bool = False) -> None:
         """Raise :class:`UntrustedJournal` unless this user signed ``row`` (and ``content``:
         its blob content, when it has some, unless ``quick``) as it is."""
-        if not verify(row, content, quick):
+        if not verify(row, self.id, content, quick):
             raise self._untrusted(what)
 
     def _untrusted(self, what: str) -> UntrustedJournal:
@@ -220,7 +239,7 @@ class Sealing:
     def _epoch_is(self, row: MetaRow) -> None:
         self.epoch = meta_int(self.path, "epoch", row.value)
         self._refused = None
-        if not verify(row):
+        if not verify(row, self.id):
             self._refused = (
                 f"journal {self.path} records an epoch (which step results replay) not signed "
                 "by you: no result replays and no step runs in their place; "
@@ -230,10 +249,10 @@ class Sealing:
     def _check_epoch_not_set_back(self) -> None:
         newest = self._con.execute(select(CellRow, "ORDER BY seq DESC LIMIT 8")).fetchall()
         later = [manifest.parse(c.manifest).get("e") for c in map(CellRow._make, newest)
-                 if verify(c)]  # fmt: skip
+                 if verify(c, self.id)]  # fmt: skip
         rows = self._con.execute(select(StepRow, "WHERE epoch > ? LIMIT 64"), [self.epoch])
         if any(type(e) is int and e > self.epoch for e in later) or any(
-            verify(StepRow._make(r), quick=True) for r in rows.fetchall()
+            verify(StepRow._make(r), self.id, quick=True) for r in rows.fetchall()
         ):
             self._refused = (
                 f"journal {self.path} records epoch {self.epoch}, older than records you "
@@ -249,7 +268,7 @@ class Sealing:
         if not rows:
             return None
         row = MetaRow._make(rows[0])
-        if verify(row):
+        if verify(row, self.id):
             return row.value
         self._warn(
             f"journal {self.path} records {key!r} not signed by you: it is ignored; "
@@ -262,7 +281,7 @@ class Sealing:
         """Cell executions whose records a damaged log may have lost (this user's record of
         it): a gap in what they wrote is damage, their steps run again, as after a crash."""
         row = self._con.execute(select(MetaRow, "WHERE key = 'damaged'")).fetchone()
-        if row is None or not verify(MetaRow._make(row)):
+        if row is None or not verify(MetaRow._make(row), self.id):
             return set()
         try:
             found = json.loads(row[1])
@@ -285,9 +304,9 @@ class Sealing:
             at, row_type = KINDS[kind]._fields.index("seq"), KINDS[kind]
             seqs.update(r[at] for r in latest[kind].values()
                         if type(r[at]) is int and r[at] > done
-                        and verify(row_type._make(r), quick=True))  # fmt: skip
+                        and verify(row_type._make(r), self.id, quick=True))  # fmt: skip
         row = MetaRow("damaged", json.dumps(sorted(seqs)))
-        latest["meta"]["damaged"] = (*row[:-1], sign(row))
+        latest["meta"]["damaged"] = (*row[:-1], sign(row, self.id))
         self._index.damaged = seqs
 
     # -- restore and resume ----------------------------------------------------------
@@ -305,12 +324,12 @@ class Sealing:
         one as they load.
         """
         cells = [CellRow._make(r) for r in self._select(select(CellRow))]
-        if not all(map(verify, cells)):
+        if not all(verify(c, self.id) for c in cells):
             raise self._untrusted("cell code")
         problem = self.runs_problem(cells)
         if problem:
             raise problem
-        if not all(map(verify, variables)):
+        if not all(verify(v, self.id) for v in variables):
             raise self._untrusted("variables (the value, module or cell each name comes from)")
         if at is not None:
             rows = self._select("SELECT seq, entry_id FROM variables WHERE seq <= ?", [at])
@@ -323,9 +342,10 @@ class Sealing:
         """Why the journal's runs and cells cannot be relied on (a run not signed by this
         user, a cell whose run or whose predecessor is gone), or None."""
         if cells is None:
-            cells = [c for c in map(CellRow._make, self._select(select(CellRow))) if verify(c)]
+            cells = [c for c in map(CellRow._make, self._select(select(CellRow)))
+                     if verify(c, self.id)]  # fmt: skip
         runs = [RunRow._make(r) for r in self._select(select(RunRow))]
-        if not all(map(verify, runs)):
+        if not all(verify(r, self.id) for r in runs):
             return self._untrusted("runs (which notebook each cell's work belongs to)")
         known = {r.run_id for r in runs}
         if any(c.run_id not in known for c in cells):
@@ -340,7 +360,8 @@ class Sealing:
         None. ``cells``: the signed ones (read here when None); ``seqs``: those of every
         cell record there (by default of ``cells``)."""
         if cells is None:
-            cells = [c for c in map(CellRow._make, self._select(select(CellRow))) if verify(c)]
+            cells = [c for c in map(CellRow._make, self._select(select(CellRow)))
+                     if verify(c, self.id)]  # fmt: skip
         there = {c.seq for c in cells} if seqs is None else seqs
         if set(manifest.gaps(cells, there)) - self._index.damaged:
             return self._withheld("cell executions")
@@ -356,12 +377,19 @@ class Sealing:
         with self._lock:
             self.fold()
             for row_type in SIGNED_ROWS:
-                where = _SIGNED_META if row_type is MetaRow else ""
-                cursor, bad = self._con.execute(select(row_type, where)), 0
-                while batch := cursor.fetchmany(4096):
-                    bad += sum(not verify(row_type._make(r), quick=True) for r in batch)
-                counts[TABLES[row_type][1]] = bad
+                counts[TABLES[row_type][1]] = sum(
+                    not verify(row, self.id, quick=True)
+                    for batch in self._signed_rows(row_type) for row in batch
+                )  # fmt: skip
         return counts
+
+    def _signed_rows(self, row_type: type) -> Iterator[list[Any]]:
+        """The records of ``row_type``'s table a signature covers, in batches (the bound
+        columns and ``sig``: :func:`select`)."""
+        where = _SIGNED_META if row_type is MetaRow else ""
+        cursor = self._con.execute(select(row_type, where))
+        while batch := cursor.fetchmany(4096):
+            yield list(map(row_type._make, batch))
 
     def untrusted(self) -> int:
         """How many records a load would use are not signed by this user (``ls``/``show``)."""
@@ -373,12 +401,16 @@ class Sealing:
 
         Returns how many records were signed; one whose blob files are missing or damaged,
         or that no durable_nb could have written, stays unsigned (and unloadable).
+        The journal gets a new id: what was signed for the old one (in a copy of this
+        file, or planted from one) no longer verifies here.
         """
         with self._lock:
             self.fold()
             con = self._con
+            old = self.id
             con.execute("BEGIN")
             try:
+                self._write_id(trust.new_journal_id())
                 # A cell whose run is gone: its run is not known (a notebook of its own).
                 con.execute(
                     "INSERT INTO runs (run_id, started, ended, status) SELECT run_id, "
@@ -391,7 +423,7 @@ class Sealing:
                     text = trust.unseal(plan[0], None) or plan[0]
                     con.execute(
                         "UPDATE meta SET value = ? WHERE key = 'headless'",
-                        [trust.seal(trust.PLAN_DOMAIN, text)],
+                        [trust.seal(trust.plan_domain(self.id), text)],
                     )
                 con.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('trusted_by', ?)",
@@ -407,9 +439,10 @@ class Sealing:
                 con.execute("COMMIT")
             except BaseException:
                 rollback(con)
+                self.id = old
                 raise
             self._read_epoch()
-            self._index.reset(self.epoch)
+            self._index.reset(self.epoch, self.id)
             self._cells_checked = False
         return signed
 
@@ -443,9 +476,10 @@ class Sealing:
         """Sign every record of ``row_type``'s table; how many were signed."""
         table = TABLES[row_type][1]
         out: list[tuple[Any, str]] = []
-        cursor = self._con.execute(select(row_type, _SIGNED_META if row_type is MetaRow else ""))
-        while batch := cursor.fetchmany(4096):
-            for row in map(row_type._make, batch):
+        for batch in self._signed_rows(row_type):
+            for row in batch:
+                if row_type is MetaRow and row.key == ID_KEY:
+                    continue  # signed as it was made (_write_id)
                 try:
                     out.append((row[0], self._sign(row)))
                 except (OSError, ValueError, TypeError, RecursionError):
@@ -475,6 +509,6 @@ class Sealing:
         (the status is bound), those it did not stay unsigned."""
         rows = self._con.execute(select(CellRow, "WHERE status = 'running'")).fetchall()
         for row in map(CellRow._make, rows):
-            if verify(row):
-                sig = sign(row._replace(status="crashed"))
+            if verify(row, self.id):
+                sig = sign(row._replace(status="crashed"), self.id)
                 self._con.execute("UPDATE cells SET sig = ? WHERE exec_id = ?", [sig, row.exec_id])

@@ -355,7 +355,7 @@ def test_an_old_journal_opens_counts_as_foreign_until_trusted(victim, monkeypatc
     assert victim.foreign() == dict.fromkeys(BOUND, 0)
     j = victim.journal()
     try:
-        assert trust.unseal(j.meta("headless"), trust.PLAN_DOMAIN) == plan
+        assert trust.unseal(j.meta("headless"), trust.plan_domain(j.id)) == plan
     finally:
         j.close()
     got, ns = victim.restore(monkeypatch)
@@ -602,10 +602,11 @@ def test_an_old_signed_epoch_record_in_the_log_is_a_set_back_when_read_only(vict
 
     identity, cell_key, name = _where(victim, 2, "json")
     log = files.log_path(victim.path)
+    [(journal_id,)] = victim.sql("SELECT value FROM meta WHERE key = 'journal'")
 
     def opened(epoch: str) -> tuple[Journal, dict]:
         row = MetaRow("epoch", epoch)
-        log.write_bytes(encode(("meta", (*row[:-1], sign(row))), 0))
+        log.write_bytes(encode(("meta", (*row[:-1], sign(row, journal_id))), 0))
         told: dict = {}
         j = Journal.open(victim.path, warn=lambda m, once: told.update({once: m}),
                          notebook="nb.ipynb", read_only=True)  # fmt: skip

@@ -144,12 +144,13 @@ def test_a_planted_damaged_log_does_not_excuse_a_deleted_result(tmp_path, secret
     j.close()
     j = Journal.open(path)
     [(kept,)] = j._con.execute("SELECT sig FROM steps WHERE identity = 'id1-0'").fetchall()
+    journal_id = j.id
     j._con.execute("DELETE FROM steps WHERE identity = 'id1-1'")
     j.close()
     planted = _step(1, 0)._replace(epoch=0, n=1, sig=kept if signed else None)
     if not signed:
         planted = planted._replace(record_id="forged", identity="forged")
-    assert signed == bool(planted.sig) and (not signed or sign(planted) == kept.split(":")[0])
+    assert signed == bool(planted.sig) and (not signed or sign(planted, journal_id) == kept.split(":")[0])
     files.log_path(path).write_bytes(
         encode(("step", tuple(planted)), 0) + encode(("step", tuple(planted)), 2)
     )  # the record numbered 1 is missing: damage

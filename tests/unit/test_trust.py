@@ -75,17 +75,21 @@ def test_signatures_are_hmac_sha256_and_rows_keyed_blake2b():
 
     key = trust.secret()
     assert trust.sign("step", b"data") == hmac.new(key, b"step\0data", hashlib.sha256).hexdigest()
-    fields = b"fields\0steps\x0012:S2:abNI7;B1;\0"
-    assert trust.sign_fields("steps", ["ab", None, 7, b"\0"]) == (
+    fields = b"fields\0steps\x0012:S2:abNI7;B1;\0"  # schema 5: no journal named
+    assert trust.sign_fields("steps", ["ab", None, 7, b"\0"], None) == (
         hashlib.blake2b(fields, key=key, digest_size=32).hexdigest()
+    )
+    bound = b"row\0" + b"a" * 32 + b"\0steps\x0012:S2:abNI7;B1;\0"
+    assert trust.sign_fields("steps", ["ab", None, 7, b"\0"], "a" * 32) == (
+        hashlib.blake2b(bound, key=key, digest_size=32).hexdigest()
     )
 
 
 def test_fields_never_run_together():
     signed = {
-        trust.sign_fields("t", f)
+        trust.sign_fields("t", f, "j")
         for f in (["ab", "c"], ["a", "bc"], [None], [""], [b""], [1], ["1"], [], ["ab"], [b"ab"])
     }
     assert len(signed) == 10
-    assert trust.sign_fields("t", ["a"]) != trust.sign_fields("u", ["a"])
-    assert not trust.verify_fields("t", [1.5], trust.sign_fields("t", [1]))  # never raises
+    assert trust.sign_fields("t", ["a"], "j") != trust.sign_fields("u", ["a"], "j")
+    assert not trust.verify_fields("t", [1.5], trust.sign_fields("t", [1], "j"), "j")  # no raise

@@ -1,0 +1,165 @@
+"""Which journal a signature names: the journal's id, inside every row signature.
+
+One key signs all of a user's journals, so a row signed in one of them would verify in
+any other: an ``epoch`` row copied from another notebook's journal (every step of this
+one runs again), step results copied from another (replayed as this one's). So each
+journal has an id (``meta.journal``: 16 random bytes as hex, made with the journal, its
+row signed like any other), named by every row signature
+(:func:`durable_nb.trust.sign_fields`) and by the resume plan's seal.
+
+- A copy of the journal file (``cp``) is the same journal: rows move between the two
+  unnoticed, as between a journal and an older copy of itself (README, Trust).
+- ``durable-nb trust`` and ``durable-nb import`` give the journal a new id, signing
+  again for it what they accept: each imported copy is a journal of its own.
+- A journal whose id row is missing, malformed or not signed by this user gets a new id
+  when it is opened for writing: nothing in it verifies until ``durable-nb trust``.
+- A journal of schema 5 (whose signatures named no journal) gets its id on its first
+  open, after its log is folded: when every record verifies as schema 5 signed it, all
+  are signed again for the id; otherwise none is, one line says so, and it needs
+  ``durable-nb trust`` once. All or none, because records copied in from another of
+  this user's journals verify as schema 5 signed them too: a journal of schema 6 whose
+  id row was deleted and schema version set back to 5 must not come out trusted with
+  rows planted from an older journal.
+"""
+
+from __future__ import annotations
+
+from .. import trust
+from .schema import SCHEMA_VERSION, TABLES, MetaRow, rollback
+from .seal import ID_KEY, SIGNED_ROWS, Sealing, select, sign, verify
+
+
+class Binding(Sealing):
+    """The journal's id: read as it opens, made when it has none of this user's, changed
+    by :meth:`rebind` (``durable-nb import``) and :meth:`trust`."""
+
+    def _open_id(self, version: int) -> bool:
+        """Set :attr:`id` as the journal opens, before its log is folded; whether it is
+        the journal's own (its row well formed and signed by this user for it).
+
+        Schema 5: None (signatures named no journal) until :meth:`_bind`. An id row not
+        this user's: a new id, for which nothing in the journal is signed.
+        """
+        if version < SCHEMA_VERSION:
+            self.id = None
+            return False
+        found = self._con.execute(select(MetaRow, "WHERE key = ?"), [ID_KEY]).fetchone()
+        row = MetaRow._make(found) if found else None
+        value = row.value if row else None
+        if type(value) is str and trust.JOURNAL_ID.fullmatch(value) and verify(row, value):
+            self.id = value
+            return True
+        self.id = trust.new_journal_id()
+        return False
+
+    def _bind(self, version: int, known: bool) -> None:
+        """Record the journal's id when it has none of this user's (its log folded): a
+        new journal, one of schema 5 (carried over), or one whose id row is missing,
+        malformed or another's."""
+        if known:
+            return
+        con = self._con
+        con.execute("BEGIN")
+        try:
+            if version < SCHEMA_VERSION:
+                told = self._carry_over()
+                con.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    [str(SCHEMA_VERSION)],
+                )
+            else:
+                self._write_id(self.id)
+                [(n,)] = con.execute("SELECT count(*) FROM cells").fetchall()
+                told = (
+                    None
+                    if not n
+                    else (
+                        f"journal {self.path} has no journal id signed by you (deleted, or the "
+                        "journal is another user's): none of its records is taken as yours; "
+                        + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
+                    )
+                )
+            con.execute("COMMIT")
+        except BaseException:
+            rollback(con)
+            raise
+        if told:
+            self._warn(told, f"bind:{self.path}")
+
+    def _carry_over(self) -> str | None:
+        """Give a journal of schema 5 its id (in the caller's transaction), signing every
+        record again for it when all verify as schema 5 signed them, else none; what to
+        tell (None for a new journal)."""
+        total = foreign = 0
+        for row_type in SIGNED_ROWS:
+            for batch in self._signed_rows(row_type):
+                total += len(batch)
+                foreign += sum(not verify(row, None, quick=True) for row in batch)
+        new = trust.new_journal_id()
+        if not foreign:
+            self._resign(None, new)
+        self._write_id(new)
+        if not total:
+            return None
+        if foreign:
+            return (
+                f"journal {self.path} was written by an older durable_nb, whose signatures "
+                f"named no journal, and {foreign} of its {total} records are not signed "
+                "by you: none is taken as yours now (records copied from another of your "
+                "journals could be among them); "
+                + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
+            )
+        return (
+            f"journal {self.path} was written by an older durable_nb: its {total} records, "
+            "all signed by you, are now bound to it (a record copied from another journal "
+            "no longer verifies here)"
+        )
+
+    def _resign(self, old: str | None, new: str) -> int:
+        """Sign again for the journal ``new`` every record this user signed for ``old``
+        (the row part; the content part of one in blob files stays), and the resume plan's
+        seal; how many (in the caller's transaction)."""
+        done, plan = 0, None
+        for row_type in SIGNED_ROWS:
+            out = []
+            for batch in self._signed_rows(row_type):
+                for row in batch:
+                    if (row_type is MetaRow and row.key == ID_KEY) or not verify(
+                        row, old, quick=True
+                    ):
+                        continue
+                    if row_type is MetaRow and row.key == "headless":
+                        text = trust.unseal(row.value, trust.plan_domain(old))
+                        if text is not None:
+                            plan = trust.seal(trust.plan_domain(new), text)
+                            row = row._replace(value=plan)
+                    _, _, content = row.sig.partition(":")
+                    sig = sign(row, new)
+                    out.append((row[0], f"{sig}:{content}" if content else sig))
+            self._update(self._con, TABLES[row_type][1], row_type._fields[0], "sig", out)
+            done += len(out)
+        if plan is not None:
+            self._con.execute("UPDATE meta SET value = ? WHERE key = 'headless'", [plan])
+        return done
+
+    def rebind(self) -> int:
+        """Give the journal a new id, signing again for it what this user signed for the
+        old one (``durable-nb import``: each imported copy is a journal of its own, and
+        an export of your own journal still replays); how many records."""
+        with self._lock:
+            self.fold()
+            con, old = self._con, self.id
+            con.execute("BEGIN")
+            try:
+                new = trust.new_journal_id()
+                done = self._resign(old, new)
+                self._write_id(new)
+                con.execute("COMMIT")
+            except BaseException:
+                rollback(con)
+                self.id = old
+                raise
+            self._read_epoch()
+            self._index.reset(self.epoch, self.id)
+            self._cells_checked = False
+        return done
