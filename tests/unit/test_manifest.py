@@ -150,7 +150,8 @@ def test_a_planted_damaged_log_does_not_excuse_a_deleted_result(tmp_path, secret
     planted = _step(1, 0)._replace(epoch=0, n=1, sig=kept if signed else None)
     if not signed:
         planted = planted._replace(record_id="forged", identity="forged")
-    assert signed == bool(planted.sig) and (not signed or sign(planted, journal_id) == kept.split(":")[0])
+    assert signed == bool(planted.sig)
+    assert not signed or sign(planted, journal_id) == kept.split(":")[0]
     files.log_path(path).write_bytes(
         encode(("step", tuple(planted)), 0) + encode(("step", tuple(planted)), 2)
     )  # the record numbered 1 is missing: damage
