@@ -79,7 +79,7 @@ def _answer(which: Step, prompt: str, choices: list | None, default: Any, yes_no
     call = StepCall.begin(which, (prompt, choices, default, yes_no, key), {})
     if call.done:
         record = call.value
-        why = _untrusted(record, name, choices, yes_no)
+        why = _untrusted(record, name, choices, yes_no, _journal_id(call.rt))
         given = _given(name)
         if why is None and given is not None:
             if _parse(given, choices, yes_no, name) != record["answer"]:
@@ -92,12 +92,17 @@ def _answer(which: Step, prompt: str, choices: list | None, default: Any, yes_no
             )
             return record["answer"]
         report(f"the journaled answer to {_short(prompt)} is not used ({why}); asking again")
-    return call.finish(call.run_sync())["answer"]
+    record = call.run_sync()
+    # Signed for this journal: an answer copied from another journal is asked again.
+    record["sig"] = _sign(name, yes_no, record["answer"], record["by"], record["at"],
+                          _journal_id(call.rt))  # fmt: skip
+    return call.finish(record)["answer"]
 
 
 def _ask_now(prompt: str, choices: list | None, default: Any, yes_no: bool,
              key: str | None) -> dict[str, Any]:  # fmt: skip
-    """The steps' body: the answer from ``--answer``, else from the person; signed."""
+    """The steps' body: the answer from ``--answer``, else from the person (signed by
+    :func:`_answer`)."""
     name = _name(prompt, key)
     given = _given(name)
     if given is not None:
@@ -125,8 +130,7 @@ def _ask_now(prompt: str, choices: list | None, default: Any, yes_no: bool,
             raise AnswerMissing(name, yes_no)
         value, by = wait(), getpass.getuser()
         rt.notify("done", step=f"question: {_short(prompt)}")
-    at = time.time()
-    return {"answer": value, "by": by, "at": at, "sig": _sign(name, yes_no, value, by, at)}
+    return {"answer": value, "by": by, "at": time.time()}
 
 
 def _name(prompt: str, key: Any) -> str:
@@ -138,24 +142,35 @@ def _short(prompt: str) -> str:
     return repr(prompt if len(prompt) <= 60 else prompt[:57] + "...")
 
 
-def _sign(name: str, yes_no: bool, value: Any, by: str, at: float) -> str:
-    return trust.sign("answer", json.dumps([name, yes_no, value, by, at], default=repr))
+def _journal_id(rt: Any) -> str | None:
+    """The id of the journal an answer is recorded in (None: not journaled)."""
+    return getattr(getattr(rt, "journal", None), "id", None)
 
 
-def _untrusted(record: Any, name: str, choices: list | None, yes_no: bool) -> str | None:
+def _sign(name: str, yes_no: bool, value: Any, by: str, at: float, journal: str | None) -> str:
+    """This user's signature of an answer in the journal whose id is ``journal``."""
+    return trust.sign("answer", json.dumps([journal, name, yes_no, value, by, at], default=repr))
+
+
+def _untrusted(record: Any, name: str, choices: list | None, yes_no: bool,
+               journal: str | None) -> str | None:  # fmt: skip
     """Why a journaled answer cannot be used (None when it can).
 
-    An answer is consent to act: one that another user's journal holds, or that was
-    changed, or that does not fit the question asked now, is asked again.
+    An answer is consent to act: one that another user's journal holds, or another of
+    this user's journals (or this one before ``durable-nb trust`` or ``import`` gave it
+    a new id), or that was changed, or that does not fit the question asked now, is
+    asked again.
     """
     if not isinstance(record, dict) or not {"answer", "by", "at", "sig"} <= record.keys():
         return "it is not an answer durable_nb wrote"
     value, by, at = record["answer"], record["by"], record["at"]
     if not isinstance(at, int | float) or not isinstance(by, str):
         return "it is not an answer durable_nb wrote"
-    if not trust.verify("answer", json.dumps([name, yes_no, value, by, at], default=repr),
+    if not trust.verify("answer",
+                        json.dumps([journal, name, yes_no, value, by, at], default=repr),
                         record["sig"] if isinstance(record["sig"], str) else None):  # fmt: skip
-        return "it is not signed by you: another user's journal, or changed since"
+        return ("it is not signed by you for this journal: another user's journal or "
+                "another of yours, or changed since")  # fmt: skip
     if yes_no and not isinstance(value, bool):
         return "it is not yes or no"
     if choices is not None and value not in choices:

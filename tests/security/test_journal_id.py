@@ -150,3 +150,19 @@ def test_an_export_of_your_own_journal_still_replays_once_imported(bob):
         con.close()
     assert ids[0] != ids[1]
     assert bob.session("A.ipynb", *CELLS, folder=copy.parent) == ([], [])
+
+
+def test_an_answer_copied_from_another_notebook_is_asked_again(bob, monkeypatch):
+    """A journaled ``dnb.confirm`` answer is consent to act: B's "yes" (signed by Bob)
+    copied into A was taken as A's. Now it is asked again (here nobody can answer)."""
+    drain = "ok = dnb.confirm('Drain 3 nodes?')\nassert ok\n"
+    with monkeypatch.context() as mp:
+        mp.setenv("DURABLE_NB_ANSWERS", '["Drain 3 nodes?=yes"]')
+        assert bob.session("B.ipynb", drain) == ([], [])
+    assert bob.session("B.ipynb", drain) == ([], [])  # control: in B, it replays
+    bob.sql("A.ipynb", "INSERT OR REPLACE INTO meta VALUES ('epoch', '2', NULL)")  # as B's
+    bob.trust("A.ipynb")
+    copy = "INSERT INTO steps SELECT * FROM b.steps WHERE name = 'dnb.confirm'"
+    bob.sql("A.ipynb", f"ATTACH '{bob.journal('B.ipynb')}' AS b (READ_ONLY); {copy}")
+    _, errors = bob.session("A.ipynb", drain)
+    assert len(errors) == 1 and "nobody can answer" in errors[0], errors
