@@ -37,48 +37,44 @@ class Binding(Sealing):
         """Set :attr:`id` as the journal opens, before its log is folded; whether it is
         the journal's own (its row well formed and signed by this user for it).
 
-        Schema 5: None (signatures named no journal) until :meth:`_bind`. An id row not
-        this user's: a new id, for which nothing in the journal is signed.
+        Schema 5: None (signatures named no journal) until :meth:`_bind`, unless it has
+        an id row of this user's (a journal of schema 6 whose unsigned version was set
+        back). An id row not this user's: a new id, for which nothing in it is signed.
         """
-        if version < SCHEMA_VERSION:
-            self.id = None
-            return False
         found = self._con.execute(select(MetaRow, "WHERE key = ?"), [ID_KEY]).fetchone()
         row = MetaRow._make(found) if found else None
         value = row.value if row else None
         if type(value) is str and trust.JOURNAL_ID.fullmatch(value) and verify(row, value):
             self.id = value
             return True
-        self.id = trust.new_journal_id()
+        self.id = None if version < SCHEMA_VERSION else trust.new_journal_id()
         return False
 
     def _bind(self, version: int, known: bool) -> None:
         """Record the journal's id when it has none of this user's (its log folded): a
         new journal, one of schema 5 (carried over), or one whose id row is missing,
         malformed or another's."""
-        if known:
+        if known and version == SCHEMA_VERSION:
             return
         con = self._con
         con.execute("BEGIN")
         try:
-            if version < SCHEMA_VERSION:
+            if known:
+                told = None
+            elif version < SCHEMA_VERSION:
                 told = self._carry_over()
-                con.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                    [str(SCHEMA_VERSION)],
-                )
             else:
                 self._write_id(self.id)
-                [(n,)] = con.execute("SELECT count(*) FROM cells").fetchall()
-                told = (
-                    None
-                    if not n
-                    else (
-                        f"journal {self.path} has no journal id signed by you (deleted, or the "
-                        "journal is another user's): none of its records is taken as yours; "
-                        + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
-                    )
+                [(cells,)] = con.execute("SELECT count(*) FROM cells").fetchall()
+                told = cells and (
+                    f"journal {self.path} has no journal id signed by you (deleted, or the "
+                    "journal is another user's): none of its records is taken as yours; "
+                    + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
                 )
+            con.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                [str(SCHEMA_VERSION)],
+            )
             con.execute("COMMIT")
         except BaseException:
             rollback(con)

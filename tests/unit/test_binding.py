@@ -325,3 +325,17 @@ def test_every_signed_table_is_carried_over(tmp_path):
         assert {t.__name__ for t in SIGNED_ROWS} >= {"MetaRow", "RunRow", "CellRow", "StepRow"}
     finally:
         j.close()
+
+
+def test_a_schema_6_journal_whose_version_was_set_back_keeps_its_id(tmp_path):
+    """``schema_version`` is not signed: set back to 5, the journal's own id row (signed)
+    says it is of schema 6 already; nothing is carried over, nothing lost."""
+    a = tmp_path / "a.duckdb"
+    id_a = _journal(a, "mine")
+    _sql(a, "UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    j, told = _open(a)
+    try:
+        assert not told and j.id == id_a and j.meta("schema_version") == "6"
+        assert j.lookup("mine") is not None
+    finally:
+        j.close()
