@@ -142,20 +142,11 @@ class Binding(Sealing):
         """Give the journal a new id, signing again for it what this user signed for the
         old one (``durable-nb import``: each imported copy is a journal of its own, and
         an export of your own journal still replays); how many records."""
-        with self._lock:
-            self.fold()
-            con, old = self._con, self.id
-            con.execute("BEGIN")
-            try:
-                new = trust.new_journal_id()
-                done = self._resign(old, new)
-                self._write_id(new)
-                con.execute("COMMIT")
-            except BaseException:
-                rollback(con)
-                self.id = old
-                raise
-            self._read_epoch()
-            self._index.reset(self.epoch, self.id)
-            self._cells_checked = False
-        return done
+
+        def work() -> int:
+            new = trust.new_journal_id()
+            done = self._resign(self.id, new)
+            self._write_id(new)
+            return done
+
+        return self._signing_again(work)

@@ -404,38 +404,48 @@ class Sealing:
         The journal gets a new id: what was signed for the old one (in a copy of this
         file, or planted from one) no longer verifies here.
         """
+        return self._signing_again(self._accept)
+
+    def _accept(self) -> int:
+        """:meth:`trust`'s work, in its transaction."""
+        con = self._con
+        self._write_id(trust.new_journal_id())
+        # A cell whose run is gone: its run is not known (a notebook of its own).
+        con.execute(
+            "INSERT INTO runs (run_id, started, ended, status) SELECT run_id, "
+            "min(started), max(ended), 'unknown' FROM cells WHERE run_id NOT IN "
+            "(SELECT run_id FROM runs) GROUP BY run_id"
+        )
+        self._rebuild_manifests()
+        plan = con.execute("SELECT value FROM meta WHERE key = 'headless'").fetchone()
+        if plan is not None and type(plan[0]) is str:  # sealed, or from before seals
+            text = trust.unseal(plan[0], None) or plan[0]
+            con.execute(
+                "UPDATE meta SET value = ? WHERE key = 'headless'",
+                [trust.seal(trust.plan_domain(self.id), text)],
+            )
+        con.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('trusted_by', ?)",
+            [trust.key_id()],
+        )
+        # Accepted as it is, an epoch set back (or deleted) is not: no result of an
+        # epoch older than a record there replays.
+        [(newest,)] = con.execute("SELECT coalesce(max(epoch), 0) FROM steps").fetchall()
+        if newest > self.epoch:
+            con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)",
+                        [str(newest)])  # fmt: skip
+        return sum(self._sign_all(row_type) for row_type in SIGNED_ROWS)
+
+    def _signing_again(self, work: Any) -> int:
+        """Run ``work()`` (it signs records again, maybe for a new id) in one transaction
+        over the folded journal, then read the epoch and forget what was loaded; its
+        result. On failure nothing changed, the id included."""
         with self._lock:
             self.fold()
-            con = self._con
-            old = self.id
+            con, old = self._con, self.id
             con.execute("BEGIN")
             try:
-                self._write_id(trust.new_journal_id())
-                # A cell whose run is gone: its run is not known (a notebook of its own).
-                con.execute(
-                    "INSERT INTO runs (run_id, started, ended, status) SELECT run_id, "
-                    "min(started), max(ended), 'unknown' FROM cells WHERE run_id NOT IN "
-                    "(SELECT run_id FROM runs) GROUP BY run_id"
-                )
-                self._rebuild_manifests()
-                plan = con.execute("SELECT value FROM meta WHERE key = 'headless'").fetchone()
-                if plan is not None and type(plan[0]) is str:  # sealed, or from before seals
-                    text = trust.unseal(plan[0], None) or plan[0]
-                    con.execute(
-                        "UPDATE meta SET value = ? WHERE key = 'headless'",
-                        [trust.seal(trust.plan_domain(self.id), text)],
-                    )
-                con.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('trusted_by', ?)",
-                    [trust.key_id()],
-                )
-                # Accepted as it is, an epoch set back (or deleted) is not: no result of an
-                # epoch older than a record there replays.
-                [(newest,)] = con.execute("SELECT coalesce(max(epoch), 0) FROM steps").fetchall()
-                if newest > self.epoch:
-                    con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)",
-                                [str(newest)])  # fmt: skip
-                signed = sum(self._sign_all(row_type) for row_type in SIGNED_ROWS)
+                done = work()
                 con.execute("COMMIT")
             except BaseException:
                 rollback(con)
@@ -444,7 +454,7 @@ class Sealing:
             self._read_epoch()
             self._index.reset(self.epoch, self.id)
             self._cells_checked = False
-        return signed
+        return done
 
     def _rebuild_manifests(self) -> None:
         """Number the completed results of each cell execution's batches 1..n again, and
