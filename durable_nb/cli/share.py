@@ -255,7 +255,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not notebook.exists() or notebook.read_bytes() != nb_bytes:
         notebook.write_bytes(nb_bytes)
     with open_journal(journal, copy_hint=False) as j:
-        j.rebind()  # a journal of its own: what it holds signed by you stays so, for it
+        # A journal of its own. What it holds signed by you stays so only in an export
+        # you sealed: one changed since, or crafted, may carry records of your journals.
+        j.rebind(keep=mine)
         untrusted = j.untrusted()
     print(f"durable-nb: imported {nb_name} to {notebook} with its journal {journal}")
     if mine and not untrusted:

@@ -138,14 +138,18 @@ class Binding(Sealing):
             self._con.execute("UPDATE meta SET value = ? WHERE key = 'headless'", [plan])
         return done
 
-    def rebind(self) -> int:
+    def rebind(self, keep: bool = True) -> int:
         """Give the journal a new id, signing again for it what this user signed for the
         old one (``durable-nb import``: each imported copy is a journal of its own, and
-        an export of your own journal still replays); how many records."""
+        an export of your own journal still replays); how many records.
+
+        ``keep`` False: nothing is signed again (an export not sealed by this user may
+        hold records copied from their own journals: none is taken as theirs).
+        """
 
         def work() -> int:
             new = trust.new_journal_id()
-            done = self._resign(self.id, new)
+            done = self._resign(self.id, new) if keep else 0
             self._write_id(new)
             return done
 

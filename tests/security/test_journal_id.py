@@ -12,6 +12,7 @@ replays). Before journal ids (a0653f7) both attacks worked without ``trust``.
 from __future__ import annotations
 
 import shutil
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -132,7 +133,9 @@ def test_a_result_copied_from_another_notebook_does_not_replay(bob):
 
 
 def test_an_export_of_your_own_journal_still_replays_once_imported(bob):
-    """``import`` gives the copy an id of its own and signs again for it what was yours."""
+    """``import`` gives the copy an id of its own and signs again for it what was yours,
+    only from an export sealed by you: one whose seal is gone (changed, or crafted from
+    records of your journals) gives a journal where nothing is yours."""
     nb = bob.home / "A.ipynb"
     nb.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
     archive = bob.journals.parent / "A.dnb"
@@ -150,6 +153,12 @@ def test_an_export_of_your_own_journal_still_replays_once_imported(bob):
         con.close()
     assert ids[0] != ids[1]
     assert bob.session("A.ipynb", *CELLS, folder=copy.parent) == ([], [])
+    with zipfile.ZipFile(archive, "a") as z:
+        z.comment = b"{}"  # the seal gone: not an export of Bob's
+    got = cli("import", archive, "--dir", inbox / "again", home=bob.home)
+    assert got.returncode == 0 and "not trusted here" in got.stdout, show(got)
+    paid, errors = bob.session("A.ipynb", *CELLS, folder=inbox / "again" / ".durable")
+    assert paid == [] and len(errors) == 3 and "not signed by you" in errors[0], errors
 
 
 def test_an_answer_copied_from_another_notebook_is_asked_again(bob, monkeypatch):
