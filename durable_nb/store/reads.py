@@ -102,9 +102,14 @@ class Reads:
         rows = self._select(select(PayloadRow, "WHERE value_id IN (SELECT unnest(?))"), [wanted])
         return {r.value_id: r for r in map(PayloadRow._make, rows)}
 
-    def payload_ids(self) -> set[str]:
-        """The value ids of every payload stored (a value is stored once)."""
-        return {r[0] for r in self._select("SELECT value_id FROM payloads")}
+    def payload_ids(self, fold: bool = True) -> set[str]:
+        """The value ids of every payload stored (a value is stored once).
+
+        ``fold=False``: of those folded into DuckDB only (what the log holds since the
+        open is left out; ~0.05 s less on the first call of a session, which would fold).
+        """
+        sql = "SELECT value_id FROM payloads"
+        return {r[0] for r in (self._select(sql) if fold else self._query_as_is(sql, []))}
 
     def referenced_blobs(self) -> set[str]:
         """The blob files that some step result or snapshot payload refers to.

@@ -300,7 +300,9 @@ def test_payloads_and_referenced_blobs(journal):
                              json.dumps([[3 << 20, buffers]])), sync=False)  # fmt: skip
     _, blob = journal.put_payload(b"r" * (2 << 20))
     journal.write(step("big", kind="pickle", result=None, blob=blob))
+    assert journal.payload_ids(fold=False) == set()  # still in the log: not read, not folded
     assert journal.payload_ids() == {"v1", "v2"}
+    assert journal.payload_ids(fold=False) == {"v1", "v2"}
     assert set(journal.payloads(["v1", "v1", "nope"])) == {"v1"}
     assert journal.payloads([]) == {}
     assert journal.referenced_blobs() == {*chunks, *buffers, blob}
