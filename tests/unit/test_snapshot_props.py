@@ -250,18 +250,9 @@ SLOW = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 @settings(max_examples=10, deadline=None, suppress_health_check=SLOW)  # the unit layer: < 1 min
 @given(data=st.data())
 def test_restore_equals_the_live_namespace_after_mutations_through_aliases(shell, data):
-    fresh_namespace(shell)
-    program, _ = data.draw(programs())
     with tempfile.TemporaryDirectory() as folder:
-        nb = Notebook(shell, Path(folder))
-        nb.run(SETUP)
-        nb.run(program)
-        for n in range(data.draw(st.integers(1, 5))):
-            names = [v for v in user_names(shell) if re.fullmatch(r"v\d+", v)]
-            setup, cell = data.draw(mutation(shell.user_ns, names, n, shell.helper))
-            if setup:
-                nb.run(setup)
-            nb.run(cell)
+        nb = built(shell, data, Path(folder))
+        mutate(shell, nb, data, data.draw(st.integers(1, 5)))
         live, back = restored(shell, nb)
         assert back == live
 
@@ -271,24 +262,34 @@ def test_restore_equals_the_live_namespace_after_mutations_through_aliases(shell
 def test_mutations_through_aliases_after_a_restore_are_saved(shell, data):
     """A restore does not walk what it loaded (a payload loaded for one variable alone
     made objects nothing else holds): the cells after it still find every change."""
-    fresh_namespace(shell)
-    program, _ = data.draw(programs())
     with tempfile.TemporaryDirectory() as folder:
-        nb = Notebook(shell, Path(folder))
-        nb.run(SETUP)
-        nb.run(program)
-        live, back = restored(shell, nb)  # the namespace is now the restored one
+        live, back = restored(shell, built(shell, data, Path(folder)))  # now the restored one
         assert back == live
         nb = Notebook(shell, Path(folder))
         nb.snaps.restore()  # again, so that this Snapshots knows it as restored
-        for n in range(data.draw(st.integers(1, 4))):
-            names = [v for v in user_names(shell) if re.fullmatch(r"v\d+", v)]
-            setup, cell = data.draw(mutation(shell.user_ns, names, n, shell.helper))
-            if setup:
-                nb.run(setup)
-            nb.run(cell)
+        mutate(shell, nb, data, data.draw(st.integers(1, 4)))
         live, back = restored(shell, nb)
         assert back == live
+
+
+def built(shell, data, folder: Path) -> Notebook:
+    """An empty namespace, then the setup cell and a random build cell, journaled."""
+    fresh_namespace(shell)
+    program, _ = data.draw(programs())
+    nb = Notebook(shell, folder)
+    nb.run(SETUP)
+    nb.run(program)
+    return nb
+
+
+def mutate(shell, nb: Notebook, data, cells: int) -> None:
+    """Run ``cells`` random in-place changes through random aliases and channels."""
+    for n in range(cells):
+        names = [v for v in user_names(shell) if re.fullmatch(r"v\d+", v)]
+        setup, cell = data.draw(mutation(shell.user_ns, names, n, shell.helper))
+        if setup:
+            nb.run(setup)
+        nb.run(cell)
 
 
 def restored(shell, nb: Notebook) -> tuple[list, list]:
