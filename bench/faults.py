@@ -989,10 +989,11 @@ class KindRun:
     """The trials of one kind, one at a time (so that kinds can take turns)."""
 
     def __init__(self, kind: str, seed: int, base: Path, keep: bool = False,
-                 verbose: bool = False) -> None:  # fmt: skip
+                 verbose: bool = False, shared: Shared | None = None) -> None:  # fmt: skip
         self.kind, self.seed, self.base, self.keep, self.verbose = kind, seed, base, keep, verbose
         self.tally = Tally()
-        self.shared = Shared(base)
+        self.own = shared is None  # else the caller's, kept for the next kinds
+        self.shared = Shared(base) if shared is None else shared
 
     def trial(self, n: int) -> bool:
         """Run trial ``n`` in a fresh folder; False when the kind cannot run here."""
@@ -1037,13 +1038,19 @@ class KindRun:
         return True
 
     def close(self) -> None:
-        self.shared.discard()
+        if self.own:
+            self.shared.discard()
 
 
-def run_kind(kind: str, trials: int, seed: int = 0, base: Path | None = None,
-             keep: bool = False, verbose: bool = False) -> Tally:  # fmt: skip
-    """Run ``trials`` trials of ``kind``; each in a fresh folder under ``base``."""
-    run = KindRun(kind, seed, Path(base or tempfile.mkdtemp(prefix="dnb-faults-")), keep, verbose)
+def run_kind(kind: str, trials: int, seed: int = 0, base: Path | None = None, keep: bool = False,
+             verbose: bool = False, shared: Shared | None = None) -> Tally:  # fmt: skip
+    """Run ``trials`` trials of ``kind``; each in a fresh folder under ``base``.
+
+    ``shared``: kernels and built journals to share with other kinds (the caller discards
+    it); by default the kind's own.
+    """
+    base = Path(base or tempfile.mkdtemp(prefix="dnb-faults-"))
+    run = KindRun(kind, seed, base, keep, verbose, shared)
     try:
         for n in range(trials):
             if not run.trial(n):

@@ -35,9 +35,18 @@ def _param(kind: str) -> object:
     return kind
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """The kernels that open journals anew and the journals built once, shared by the kinds
+    a test worker runs (as by the trials of one kind): a kernel start per kind fewer."""
+    shared = faults.Shared(tmp_path_factory.mktemp("faults-shared"))
+    yield shared
+    shared.discard()
+
+
 @pytest.mark.parametrize("kind", [_param(k) for k in faults.KINDS])
-def test_fault_kind(kind, tmp_path):
-    tally = faults.run_kind(kind, TRIALS.get(kind, 1), seed=12, base=tmp_path)
+def test_fault_kind(kind, tmp_path, shared):
+    tally = faults.run_kind(kind, TRIALS.get(kind, 1), seed=12, base=tmp_path, shared=shared)
     if tally.skipped:  # a full disk and a read-only folder need root (a small tmpfs)
         pytest.skip(tally.skipped)
     assert tally.trials == TRIALS.get(kind, 1)
