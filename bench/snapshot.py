@@ -17,7 +17,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import Kernel  # noqa: E402  (the tests' real-kernel driver)
+import kishu_env  # noqa: E402  (bench/: Kishu's venv)
+from kernels import Kernel  # noqa: E402  (the tests' real-kernel driver)
 
 SIDES = ("plain", "durable", "dill", "kishu")
 LABELS = {"plain": "plain python3", "durable": "durable_nb", "dill": "dill.dump_session",
@@ -164,7 +165,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--kishu-path",
         default=str(ROOT / ".bench-kishu"),
-        help="a folder holding Kishu (pip install --target), put on the kernel's path",
+        help="Kishu's venv, built there on first use (bench/kishu_env.py)",
     )
     return p.parse_args(argv)
 
@@ -207,15 +208,14 @@ def du(folder):
     )
 
 
-KISHU_PATH: list[str] = []
+#: The kernels of the sides; Kishu's is its own venv's (made by ``kishu_env.ensure`` in main).
+KERNELS = {"durable": "python3-durable", "plain": "python3", "dill": "python3",
+           "kishu": kishu_env.KERNEL}  # fmt: skip
 
 
 def kernel_env(side, work, harness):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "DURABLE_NB"))}
-    extra = KISHU_PATH if side == "kishu" else []
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(harness), env.get("PYTHONPATH"), *extra) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(harness), env.get("PYTHONPATH")) if p)
     nb = str(work / "nb.ipynb")
     if side == "durable":
         env["JPY_SESSION_NAME"] = nb
@@ -225,7 +225,7 @@ def kernel_env(side, work, harness):
 
 
 def start(side, work, env):
-    return Kernel(work, env, "python3-durable" if side == "durable" else "python3")
+    return Kernel(work, env, KERNELS[side])
 
 
 def attach(k, side, work, profile):
@@ -483,8 +483,8 @@ def print_verdicts(results):
 
 def main(argv=None):
     args = parse_args(argv)
-    if Path(args.kishu_path).is_dir():
-        KISHU_PATH.append(args.kishu_path)
+    if "kishu" in args.sides.split(","):
+        kishu_env.ensure(Path(args.kishu_path))
     if args.objects:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import snapshot_objects

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from pathlib import Path
 
 import snapshot as base  # bench/snapshot.py: the harness and the kernel driver
 
@@ -169,7 +168,6 @@ def print_tables(results, widgets):
 
 def main(args):
     # bench/snapshot.py runs as __main__: ``base`` is a second copy of it, told apart here.
-    base.KISHU_PATH[:] = [args.kishu_path] if Path(args.kishu_path).is_dir() else []
     results, widgets = [], {}
     for label in WORKLOADS:
         for side in args.sides.split(","):

@@ -27,7 +27,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import Kernel  # noqa: E402  (the tests' real-kernel driver)
+from kernels import Kernel  # noqa: E402  (the tests' real-kernel driver)
 
 JOURNALS = {"empty": (0, 0), "100k": (100_000, 10_000), "5M": (5_000_000, 10_000)}
 LABELS = {"empty": "empty", "100k": "100k steps, 10k cells", "5M": "5M steps, 10k cells"}
