@@ -24,9 +24,15 @@ row signed like any other), named by every row signature
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import trust
 from .schema import SCHEMA_VERSION, TABLES, MetaRow, rollback
 from .seal import ID_KEY, SIGNED_ROWS, Sealing, select, sign, verify
+
+
+class _NotAll(Exception):
+    """A record of a journal of schema 5 does not verify: none is signed again."""
 
 
 class Binding(Sealing):
@@ -56,73 +62,84 @@ class Binding(Sealing):
         malformed or another's."""
         if known and version == SCHEMA_VERSION:
             return
-        con = self._con
-        con.execute("BEGIN")
-        try:
-            if known:
-                told = None
-            elif version < SCHEMA_VERSION:
-                told = self._carry_over()
-            else:
-                self._write_id(self.id)
-                [(cells,)] = con.execute("SELECT count(*) FROM cells").fetchall()
-                told = cells and (
+        told = None
+        if not known and version < SCHEMA_VERSION:
+            try:
+                told = self._transaction(self._carry_over)
+                known = True
+            except _NotAll:  # nothing changed: the journal gets an id, nothing is signed
+                told = (
+                    f"journal {self.path} was written by an older durable_nb, whose "
+                    "signatures named no journal, and holds records not signed by you: none "
+                    "is taken as yours now (records copied from another of your journals "
+                    "could be among them); "
+                    + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
+                )
+        if not known:  # a new id, for which nothing here is signed
+
+            def give_id() -> int:
+                self._write_id(self.id or trust.new_journal_id())
+                [(cells,)] = self._con.execute("SELECT count(*) FROM cells").fetchall()
+                return cells
+
+            if self._transaction(give_id) and told is None:
+                told = (
                     f"journal {self.path} has no journal id signed by you (deleted, or the "
                     "journal is another user's): none of its records is taken as yours; "
                     + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
                 )
-            con.execute(
+        self._transaction(
+            lambda: self._con.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                 [str(SCHEMA_VERSION)],
             )
-            con.execute("COMMIT")
-        except BaseException:
-            rollback(con)
-            raise
+        )
         if told:
             self._warn(told, f"bind:{self.path}")
 
+    def _transaction(self, work: Any) -> Any:
+        """``work()`` in one transaction (on failure nothing changed, the id included)."""
+        con, old = self._con, self.id
+        con.execute("BEGIN")
+        try:
+            done = work()
+            con.execute("COMMIT")
+        except BaseException:
+            rollback(con)
+            self.id = old
+            raise
+        return done
+
     def _carry_over(self) -> str | None:
-        """Give a journal of schema 5 its id (in the caller's transaction), signing every
-        record again for it when all verify as schema 5 signed them, else none; what to
-        tell (None for a new journal)."""
-        total = foreign = 0
-        for row_type in SIGNED_ROWS:
-            for batch in self._signed_rows(row_type):
-                total += len(batch)
-                foreign += sum(not verify(row, None, quick=True) for row in batch)
+        """Give a journal of schema 5 its id, signing every record again for it; raises
+        :class:`_NotAll` at the first that does not verify as schema 5 signed it. What
+        to tell (None for a new journal)."""
         new = trust.new_journal_id()
-        if not foreign:
-            self._resign(None, new)
+        total = self._resign(None, new, all_or_none=True)
         self._write_id(new)
         if not total:
             return None
-        if foreign:
-            return (
-                f"journal {self.path} was written by an older durable_nb, whose signatures "
-                f"named no journal, and {foreign} of its {total} records are not signed "
-                "by you: none is taken as yours now (records copied from another of your "
-                "journals could be among them); "
-                + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
-            )
         return (
             f"journal {self.path} was written by an older durable_nb: its {total} records, "
             "all signed by you, are now bound to it (a record copied from another journal "
             "no longer verifies here)"
         )
 
-    def _resign(self, old: str | None, new: str) -> int:
+    def _resign(self, old: str | None, new: str, all_or_none: bool = False) -> int:
         """Sign again for the journal ``new`` every record this user signed for ``old``
         (the row part; the content part of one in blob files stays), and the resume plan's
-        seal; how many (in the caller's transaction)."""
+        seal; how many (in the caller's transaction). ``all_or_none``: raise
+        :class:`_NotAll` at the first record that does not verify."""
         done, plan = 0, None
         for row_type in SIGNED_ROWS:
             out = []
             for batch in self._signed_rows(row_type):
                 for row in batch:
-                    if (row_type is MetaRow and row.key == ID_KEY) or not verify(
-                        row, old, quick=True
-                    ):
+                    if row_type is MetaRow and row.key == ID_KEY:
+                        continue
+                    if not verify(row, old, quick=True):
+                        if all_or_none:
+                            raise _NotAll
                         continue
                     if row_type is MetaRow and row.key == "headless":
                         text = trust.unseal(row.value, trust.plan_domain(old))
