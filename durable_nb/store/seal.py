@@ -9,9 +9,10 @@ names left out of snapshots, what a cell printed); only two ``meta`` rows are no
 A signed row's ``sig`` is this user's MAC (:func:`durable_nb.trust.sign_fields`) of the
 journal's id (:mod:`.binding`), the row's table and its :data:`BOUND` columns, so a signed
 value copied onto another row, a variable re-pointed to another payload, a chunk list
-swapped, a status changed or a row copied from another journal no longer verifies. Content kept in blob files (a big step result, a chunked pickle stream) is bound
-by its name in the row and also signed itself: ``sig`` is then ``<row>:<content>``, and the
-row part alone can be checked without reading the files (``durable-nb ls``).
+swapped, a status changed or a row copied from another journal no longer verifies.
+Content kept in blob files (a big step result, a chunked pickle stream) is bound by its
+name in the row and also signed itself: ``sig`` is then ``<row>:<content>``, and the row
+part alone can be checked without reading the files (``durable-nb ls``).
 """
 
 from __future__ import annotations
