@@ -45,9 +45,21 @@ def layer(item: pytest.Item) -> str:
     return "kernel"
 
 
+#: The ids of every test collected, before ``-k`` or ``-m`` deselect any.
+_COLLECTED: list[str] = []
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Before -m deselects (a conftest's hook runs before the plugins' own): it needs the marks.
+    _COLLECTED[:] = [item.nodeid for item in items]
     for item in items:
         item.add_marker(layer(item))
+
+
+@pytest.fixture(scope="session")
+def collected_ids() -> list[str]:
+    """The ids of every test this session collected (before ``-k`` or ``-m``)."""
+    return _COLLECTED
 
 
 @pytest.fixture
