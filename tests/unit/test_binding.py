@@ -339,3 +339,21 @@ def test_a_schema_6_journal_whose_version_was_set_back_keeps_its_id(tmp_path):
         assert j.lookup("mine") is not None
     finally:
         j.close()
+
+
+def test_a_copy_of_the_journal_file_is_the_same_journal_until_trust_gives_it_an_id(tmp_path):
+    """README: records move between two copies of one journal file unnoticed; once one is
+    trusted (a new id), the other's records are not its own any more."""
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    _journal(a, "mine")
+    b.write_bytes(a.read_bytes())
+    j = Journal.open(b)
+    j.write(_step("later", {"later"}))
+    j.close()
+    copy = "INSERT INTO steps SELECT * FROM b.steps WHERE identity = 'later'"
+    _sql(a, f"ATTACH '{b}' AS b (READ_ONLY); {copy}")
+    assert _replays(a, "later")  # the same journal: accepted (documented)
+    _sql(a, "DELETE FROM steps WHERE identity = 'later'")
+    _trust(a)
+    _sql(a, f"ATTACH '{b}' AS b (READ_ONLY); {copy}")
+    assert not _replays(a, "later") and _replays(a, "mine")
