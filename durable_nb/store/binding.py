@@ -24,10 +24,8 @@ row signed like any other), named by every row signature
 
 from __future__ import annotations
 
-from typing import Any
-
 from .. import trust
-from .schema import SCHEMA_VERSION, TABLES, MetaRow, rollback
+from .schema import SCHEMA_VERSION, TABLES, MetaRow
 from .seal import ID_KEY, SIGNED_ROWS, Sealing, select, sign, verify
 
 
@@ -96,19 +94,6 @@ class Binding(Sealing):
         )
         if told:
             self._warn(told, f"bind:{self.path}")
-
-    def _transaction(self, work: Any) -> Any:
-        """``work()`` in one transaction (on failure nothing changed, the id included)."""
-        con, old = self._con, self.id
-        con.execute("BEGIN")
-        try:
-            done = work()
-            con.execute("COMMIT")
-        except BaseException:
-            rollback(con)
-            self.id = old
-            raise
-        return done
 
     def _carry_over(self) -> str | None:
         """Give a journal of schema 5 its id, signing every record again for it; raises

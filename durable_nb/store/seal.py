@@ -443,18 +443,23 @@ class Sealing:
         result. On failure nothing changed, the id included."""
         with self._lock:
             self.fold()
-            con, old = self._con, self.id
-            con.execute("BEGIN")
-            try:
-                done = work()
-                con.execute("COMMIT")
-            except BaseException:
-                rollback(con)
-                self.id = old
-                raise
+            done = self._transaction(work)
             self._read_epoch()
             self._index.reset(self.epoch, self.id)
             self._cells_checked = False
+        return done
+
+    def _transaction(self, work: Any) -> Any:
+        """``work()`` in one transaction (on failure nothing changed, the id included)."""
+        con, old = self._con, self.id
+        con.execute("BEGIN")
+        try:
+            done = work()
+            con.execute("COMMIT")
+        except BaseException:
+            rollback(con)
+            self.id = old
+            raise
         return done
 
     def _rebuild_manifests(self) -> None:
