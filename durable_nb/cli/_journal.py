@@ -85,5 +85,7 @@ def open_journal(journal: Path, copy: bool = False, copy_hint: bool = True) -> I
             raise CommandError(USAGE, str(exc)) from None
         try:
             yield j
+        except JournalError as exc:  # damage met as a page is read, after the open
+            raise CommandError(USAGE, str(exc)) from None
         finally:
             j.close()

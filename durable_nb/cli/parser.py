@@ -1,7 +1,8 @@
 """The ``durable-nb`` parser and dispatch: one sub-command per ``cmd_*`` function.
 
 Each sub-parser names its function (``set_defaults(func=...)``); :func:`main` calls it
-and turns a :class:`~durable_nb.errors.CommandError` into one line and its exit code.
+and turns a :class:`~durable_nb.errors.CommandError` (or a damaged journal's
+:class:`~durable_nb.errors.JournalError`) into one line and its exit code.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import CommandError
-from ._exit import EPILOG
+from ..errors import CommandError, JournalError
+from ._exit import EPILOG, USAGE
 from .inspect import cmd_ls, cmd_show
 from .run import KERNEL, cmd_replay, cmd_run
 from .share import cmd_export, cmd_gc, cmd_import, cmd_trust
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as stop:
         print(f"durable-nb: {stop}", file=sys.stderr, flush=True)
         return stop.code
+    except JournalError as exc:  # a journal damaged (or refused) where no command caught it
+        print(f"durable-nb: {exc}", file=sys.stderr, flush=True)
+        return USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
