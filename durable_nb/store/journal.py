@@ -354,9 +354,9 @@ class Journal(Reads, Binding):
             if hit is None:  # a whole cell execution gone took its steps' results along
                 if not self._cells_checked:
                     cells = list(map(CellRow._make, self._query_as_is(select(CellRow), [])))
-                    self._cells_gap = self.cells_withheld(  # one not signed is not gone
-                        [c for c in cells if verify(c, self.id)], {c.seq for c in cells}
-                    )
+                    # A signed cell naming one that is not signed: that one is gone (an
+                    # unsigned record in a chain of this user's is one of his, changed).
+                    self._cells_gap = self.cells_withheld([c for c in cells if verify(c, self.id)])
                     self._cells_checked = True
                 if self._cells_gap is not None:
                     raise self._cells_gap
