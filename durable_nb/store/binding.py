@@ -11,8 +11,16 @@ row signed like any other), named by every row signature
   unnoticed, as between a journal and an older copy of itself (README, Trust).
 - ``durable-nb trust`` and ``durable-nb import`` give the journal a new id, signing
   again for it what they accept: each imported copy is a journal of its own.
-- A journal whose id row is missing, malformed or not signed by this user gets a new id
-  when it is opened for writing: nothing in it verifies until ``durable-nb trust``.
+- Each cell record's manifest names the id too (``j``, bound by the cell's signature), so
+  the id row alone cannot switch the binding off (review B7): when it is missing,
+  malformed or not signed, the id named by the newest cell record signed by this user for
+  it is the journal's (its row is written again); when the id row is this user's but
+  such a cell names another id (the row of another of this user's journals put in its
+  place), nothing replays and no step runs in place of a result (as for an epoch not
+  signed) until ``durable-nb trust`` gives a new id.
+- A journal whose id row is missing, malformed or not signed by this user, and no cell
+  record of this user's names its id, gets a new id when it is opened for writing:
+  nothing in it verifies until ``durable-nb trust``.
 - A journal of schema 5 (whose signatures named no journal) gets its id on its first
   open, after its log is folded: when every record verifies as schema 5 signed it, all
   are signed again for the id; otherwise none is, one line says so, and it needs
@@ -25,7 +33,8 @@ row signed like any other), named by every row signature
 from __future__ import annotations
 
 from .. import trust
-from .schema import SCHEMA_VERSION, TABLES, MetaRow
+from . import manifest
+from .schema import SCHEMA_VERSION, TABLES, CellRow, MetaRow
 from .seal import ID_KEY, SIGNED_ROWS, Sealing, select, sign, verify
 
 
@@ -36,6 +45,8 @@ class _NotAll(Exception):
 class Binding(Sealing):
     """The journal's id: read as it opens, made when it has none of this user's, changed
     by :meth:`rebind` (``durable-nb import``) and :meth:`trust`."""
+
+    _id_restored = False  # the id row was not this user's; signed cells name the id
 
     def _open_id(self, version: int) -> bool:
         """Set :attr:`id` as the journal opens, before its log is folded; whether it is
@@ -48,11 +59,35 @@ class Binding(Sealing):
         found = self._con.execute(select(MetaRow, "WHERE key = ?"), [ID_KEY]).fetchone()
         row = MetaRow._make(found) if found else None
         value = row.value if row else None
+        named, self._id_refused, self._id_restored = self._named_id(), None, False
         if type(value) is str and trust.JOURNAL_ID.fullmatch(value) and verify(row, value):
             self.id = value
+            if named is not None and named != value:
+                self._id_refused = (
+                    f"journal {self.path} has the id row of another of your journals (its "
+                    "cell records signed by you name another id): no result replays and no "
+                    "step runs in their place; restore the journal from a copy, or "
+                    + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
+                )
             return True
+        if named is not None:  # the id row deleted or changed: the signed cells tell it
+            self.id, self._id_restored = named, True
+            return False
         self.id = None if version < SCHEMA_VERSION else trust.new_journal_id()
         return False
+
+    def _named_id(self) -> str | None:
+        """The journal id named by the newest cell record this user signed for the id it
+        names (its manifest's ``j``), or None. Newest first, however many are not signed:
+        unsigned rows never hide a signed one."""
+        query, offset = select(CellRow, "ORDER BY seq DESC NULLS LAST LIMIT 64 OFFSET ?"), 0
+        while batch := self._con.execute(query, [offset]).fetchall():  # top-N: no full sort
+            offset += len(batch)
+            for cell in map(CellRow._make, batch):
+                j = manifest.named(cell)
+                if j is not None and trust.JOURNAL_ID.fullmatch(j) and verify(cell, j):
+                    return j
+        return None
 
     def _bind(self, version: int, known: bool) -> None:
         """Record the journal's id when it has none of this user's (its log folded): a
@@ -61,6 +96,13 @@ class Binding(Sealing):
         if known and version == SCHEMA_VERSION:
             return
         told = None
+        if self._id_restored:  # named by this user's signed cells: written again
+            self._transaction(lambda: self._write_id(self.id))
+            known, self._id_restored = True, False
+            told = (
+                f"journal {self.path} had lost its id row (deleted or changed): it is "
+                "written again from your signed cell records"
+            )
         if not known and version < SCHEMA_VERSION:
             try:
                 told = self._transaction(self._carry_over)
@@ -115,7 +157,7 @@ class Binding(Sealing):
         (the row part; the content part of one in blob files stays), and the resume plan's
         seal; how many (in the caller's transaction). ``all_or_none``: raise
         :class:`_NotAll` at the first record that does not verify."""
-        done, plan = 0, None
+        done, plan, cells = 0, None, []
         for row_type in SIGNED_ROWS:
             out = []
             for batch in self._signed_rows(row_type):
@@ -126,6 +168,9 @@ class Binding(Sealing):
                         if all_or_none:
                             raise _NotAll
                         continue
+                    if row_type is CellRow and manifest.named(row) is not None:
+                        row = row._replace(manifest=manifest.renamed(row.manifest, new))
+                        cells.append((row[0], row.manifest))
                     if row_type is MetaRow and row.key == "headless":
                         text = trust.unseal(row.value, trust.plan_domain(old))
                         if text is not None:
@@ -138,6 +183,7 @@ class Binding(Sealing):
             done += len(out)
         if plan is not None:
             self._con.execute("UPDATE meta SET value = ? WHERE key = 'headless'", [plan])
+        self._update(self._con, "cells", "exec_id", "manifest", cells)
         return done
 
     def rebind(self, keep: bool = True) -> int:

@@ -249,7 +249,7 @@ class Journal(Reads, Binding):
                 if type(row) is StepRow:  # its place in its batch (manifest.py)
                     row = self._written.step(row)
                 elif type(row) is CellRow:  # what it wrote, once it ended
-                    row = self._written.cell(row, self.epoch)
+                    row = self._written.cell(row, self.epoch, self.id)
                 elif type(row) is VariableRow:
                     self._written.variable(row)
                 record = (*row[:-1], self._sign(row)) if kind in SIGNED else tuple(row)
@@ -309,7 +309,9 @@ class Journal(Reads, Binding):
         with self._lock:
             self.epoch += 1
             self.write_meta("epoch", str(self.epoch))
-            self._refused = None  # only results of the new epoch replay: this user's own
+            # Only results of the new epoch replay: this user's own (unless the journal's
+            # id is in doubt: only a new id, by trust, clears that).
+            self._refused = self._id_refused
             self._index.reset(self.epoch, self.id)
             return self.epoch
 

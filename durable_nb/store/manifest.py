@@ -9,7 +9,9 @@ cell's signature) of what it wrote:
 - ``s``: per replay batch (``<epoch>:c:<cell key>``, or ``<epoch>:k:<step name>`` for
   ``key=`` calls), how many completed results it wrote there; each result's ``steps.n``
   (bound by its signature) is its place, 1 to that count, so a missing one is a gap;
-- ``v``: how many variable rows it wrote, and a digest of their ids.
+- ``v``: how many variable rows it wrote, and a digest of their ids;
+- ``j``: the journal's id (:mod:`.binding`): the id row deleted or replaced by another
+  journal's is seen (and a deleted one restored) from the newest cell record signed by you.
 
 Results are checked when their batch loads (:mod:`.replay`), variables at restore
 (:mod:`.seal`). What a manifest cannot show: the newest records cut off (a journal
@@ -60,9 +62,10 @@ def parse(text: object) -> dict[str, Any]:
 
 
 def dump(p: int | None, e: int | None = None, s: dict | None = None,
-         v: tuple[int, int] | None = None) -> str:  # fmt: skip
-    """A manifest as text (``e``, ``s``, ``v`` only for a cell execution that ended)."""
-    found: dict[str, Any] = {"p": p}
+         v: tuple[int, int] | None = None, j: str | None = None) -> str:  # fmt: skip
+    """A manifest as text (``e``, ``s``, ``v`` only for a cell execution that ended;
+    ``j``: the journal's id)."""
+    found: dict[str, Any] = {"p": p} if j is None else {"p": p, "j": j}
     if e is not None:
         found.update(e=e, s=s or {}, v=[v[0], f"{v[1]:032x}"] if v else [0, f"{0:032x}"])
     return json.dumps(found, sort_keys=True)
@@ -93,9 +96,9 @@ class Written:
         found[0] += count
         found[1] = (found[1] + total) % _MOD
 
-    def cell(self, row: CellRow, epoch: int) -> CellRow:
-        """``row`` with its manifest: the cell execution before it, and, once it ended,
-        what it wrote."""
+    def cell(self, row: CellRow, epoch: int, journal: str | None = None) -> CellRow:
+        """``row`` with its manifest: the cell execution before it, the journal's id,
+        and, once it ended, what it wrote."""
         if row.seq not in self._prev:
             given = parse(row.manifest)  # a record of an earlier process written again
             if "p" in given:
@@ -105,9 +108,9 @@ class Written:
             self._newest = max(self._newest, row.seq)
         prev = self._prev[row.seq]
         if row.status == "running":
-            return row._replace(manifest=dump(prev))
+            return row._replace(manifest=dump(prev, j=journal))
         v = self._variables.get(row.seq, [0, 0])
-        text = dump(prev, epoch, self._results.get(row.seq, {}), (v[0], v[1]))
+        text = dump(prev, epoch, self._results.get(row.seq, {}), (v[0], v[1]), journal)
         return row._replace(manifest=text)
 
 
@@ -154,6 +157,20 @@ def variables_missing(rows: Iterable[tuple[int, str]], cells: Iterable[CellRow])
     return bad
 
 
+def named(c: CellRow) -> str | None:
+    """The journal id a cell record's manifest names (``j``), if it is one."""
+    j = parse(c.manifest).get("j")
+    return j if type(j) is str else None
+
+
+def renamed(text: object, journal: str) -> object:
+    """A manifest ``text`` naming the journal ``journal`` (one naming none: unchanged)."""
+    found = parse(text)
+    if "j" not in found:
+        return text
+    return json.dumps({**found, "j": journal}, sort_keys=True)
+
+
 def gaps(cells: Iterable[CellRow], seqs: set[int]) -> list[int]:
     """Cell executions named as the one before another (``p``) that are not in ``seqs``."""
     missing = []
@@ -165,17 +182,18 @@ def gaps(cells: Iterable[CellRow], seqs: set[int]) -> list[int]:
 
 
 def rebuild(cells: list[CellRow], epoch: int, results: dict[int, dict[str, int]],
-            variables: dict[int, list[str]]) -> dict[str, str]:  # fmt: skip
+            variables: dict[int, list[str]],
+            journal: str | None = None) -> dict[str, str]:  # fmt: skip
     """exec_id -> the manifest of each cell execution (by seq) as the journal is now
     (``durable-nb trust``): what is there is what is accepted."""
     out, prev = {}, 0
-    for c in sorted(cells, key=lambda c: c.seq):
+    for c in sorted((c for c in cells if type(c.seq) is int), key=lambda c: c.seq):
         old = parse(c.manifest)
         if c.status in ("running", "crashed"):
-            out[c.exec_id] = dump(prev)
+            out[c.exec_id] = dump(prev, j=journal)
         else:
             e = old.get("e") if type(old.get("e")) is int and old["e"] <= epoch else epoch
             out[c.exec_id] = dump(prev, e, results.get(c.seq, {}),
-                                  _digest(variables.get(c.seq, ())))  # fmt: skip
+                                  _digest(variables.get(c.seq, ())), journal)  # fmt: skip
         prev = c.seq
     return out

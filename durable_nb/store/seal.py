@@ -159,6 +159,9 @@ class Sealing:
 
     _index: Any
     _refused: str | None
+    #: Why no result replays: this user's signed cell records name another journal id
+    #: than the id row's (:mod:`.binding`); None otherwise. Cleared only by a new id.
+    _id_refused: str | None = None
     _cells_checked: bool
     epoch: int
 
@@ -175,7 +178,7 @@ class Sealing:
             "INSERT OR REPLACE INTO meta (key, value, sig) VALUES (?, ?, ?)",
             [*row[:-1], sign(row, new)],
         )
-        self.id = new
+        self.id, self._id_refused = new, None
 
     def _sign(self, row: Any) -> str:
         """This user's signature of ``row``: its table, key and every column a load uses."""
@@ -234,6 +237,8 @@ class Sealing:
             self._epoch_is(MetaRow._make(row))
         if self._refused is None:
             self._check_epoch_not_set_back()
+        if self._refused is None:
+            self._refused = self._id_refused
         if self._refused is not None:
             self._warn(self._refused, f"epoch:{self.path}")
 
@@ -485,7 +490,7 @@ class Sealing:
         for seq, entry_id in con.execute("SELECT seq, entry_id FROM variables").fetchall():
             variables.setdefault(seq, []).append(entry_id)
         cells = [CellRow._make(r) for r in con.execute(select(CellRow)).fetchall()]
-        made = manifest.rebuild(cells, self.epoch, results, variables)
+        made = manifest.rebuild(cells, self.epoch, results, variables, self.id)
         self._update(con, "cells", "exec_id", "manifest", list(made.items()))
 
     def _sign_all(self, row_type: type) -> int:

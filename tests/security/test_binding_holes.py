@@ -29,3 +29,25 @@ def test_b8_a_cell_row_made_unsigned_and_its_results_deleted_is_refused(bob, cha
     paid, errors = bob.session("A.ipynb", *CELLS)
     assert "PAID 2" not in paid and errors, (paid, errors)
     assert any("deleted or withheld" in e for e in errors), errors
+
+
+def test_b7_the_id_row_deleted_is_restored_from_your_signed_cells(bob):
+    """B7: the id row deleted (a new id: nothing of Bob's verified, deletion detection off)
+    and pay(2)'s JSON-like result deleted: pay(2) ran again. Now the id comes back from
+    the newest cell record signed by Bob, and the deletion is seen."""
+    bob.sql("A.ipynb", "DELETE FROM steps WHERE seq = ?", [_result_seq(bob, "A.ipynb", 2)])
+    bob.sql("A.ipynb", "DELETE FROM meta WHERE key = 'journal'")
+    paid, errors = bob.session("A.ipynb", *CELLS)
+    assert "PAID 2" not in paid and any("deleted or withheld" in e for e in errors), errors
+
+
+def test_b7_another_journals_id_row_in_place_replays_nothing(bob):
+    """B7: B's id row (signed by Bob) in A's place: A's records were all "not yours" and
+    unannounced. Now nothing replays and no step runs until trust gives a new id."""
+    [row] = bob.sql("B.ipynb", "SELECT * FROM meta WHERE key = 'journal'")
+    bob.sql("A.ipynb", "INSERT OR REPLACE INTO meta VALUES (?, ?, ?)", list(row))
+    paid, errors = bob.session("A.ipynb", *CELLS)
+    assert paid == [] and len(errors) == 3, (paid, errors)
+    assert all("id row of another of your journals" in e for e in errors), errors
+    bob.trust("A.ipynb")  # control: accepted with a new id, its results replay
+    assert bob.session("A.ipynb", *CELLS) == ([], [])
