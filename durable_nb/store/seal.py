@@ -252,14 +252,24 @@ class Sealing:
                 + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
             )
 
+    def _newest_signed(self, row_type: type, where: str, params: list) -> Any:
+        """The first record of ``row_type`` in ``where``'s order that this user signed, or
+        None. Read in windows until one verifies: unsigned rows put first (padding) never
+        push a signed one out of sight."""
+        query, offset = select(row_type, f"{where} LIMIT 64 OFFSET ?"), 0
+        while batch := self._con.execute(query, [*params, offset]).fetchall():
+            offset += len(batch)
+            for row in map(row_type._make, batch):
+                if verify(row, self.id, quick=True):
+                    return row
+        return None
+
     def _check_epoch_not_set_back(self) -> None:
-        newest = self._con.execute(select(CellRow, "ORDER BY seq DESC LIMIT 8")).fetchall()
-        later = [manifest.parse(c.manifest).get("e") for c in map(CellRow._make, newest)
-                 if verify(c, self.id)]  # fmt: skip
-        rows = self._con.execute(select(StepRow, "WHERE epoch > ? LIMIT 64"), [self.epoch])
-        if any(type(e) is int and e > self.epoch for e in later) or any(
-            verify(StepRow._make(r), self.id, quick=True) for r in rows.fetchall()
-        ):
+        cell = self._newest_signed(CellRow, "ORDER BY seq DESC NULLS LAST", [])
+        later = manifest.parse(cell.manifest).get("e") if cell is not None else None
+        if (type(later) is int and later > self.epoch) or self._newest_signed(
+            StepRow, "WHERE epoch > ? ORDER BY epoch DESC", [self.epoch]
+        ) is not None:
             self._refused = (
                 f"journal {self.path} records epoch {self.epoch}, older than records you "
                 "signed in a later epoch (its epoch row was set back or deleted): no result "

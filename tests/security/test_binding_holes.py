@@ -51,3 +51,22 @@ def test_b7_another_journals_id_row_in_place_replays_nothing(bob):
     assert all("id row of another of your journals" in e for e in errors), errors
     bob.trust("A.ipynb")  # control: accepted with a new id, its results replay
     assert bob.session("A.ipynb", *CELLS) == ([], [])
+
+
+def test_b4_an_epoch_row_deleted_behind_unsigned_padding_is_seen(bob):
+    """B4: B's epoch row deleted (epoch 2 -> 0) and 8 unsigned cell rows of a higher seq
+    (then 64 unsigned steps of a later epoch) put first: the set-back check read only
+    the newest 8 cells / 64 steps and let epoch 0 stand."""
+    bob.sql("B.ipynb", "DELETE FROM meta WHERE key = 'epoch'")
+    pad_cells = (
+        "INSERT INTO cells SELECT cells.* REPLACE (exec_id || i AS exec_id, seq + i AS seq) "
+        "FROM cells, range(1, 9) t(i) WHERE seq = (SELECT max(seq) FROM cells)"
+    )
+    pad_steps = (
+        "INSERT INTO steps (record_id, identity, epoch, status, name, cell_key, seq) "
+        "SELECT 'pad' || i, 'i' || i, 5, 'ok', 'pad', 'k', 1 FROM range(64) t(i)"
+    )
+    bob.sql("B.ipynb", f"{pad_cells}; {pad_steps}")
+    paid, errors = bob.session("B.ipynb", *CELLS)
+    assert paid == [] and len(errors) == 3, (paid, errors)
+    assert all("older than records you signed" in e for e in errors), errors
