@@ -229,7 +229,7 @@ def sign(domain: str, data: bytes | bytearray | memoryview | str) -> str:
 
 def verify(domain: str, data: bytes | bytearray | memoryview | str, sig: str | None) -> bool:
     """True when ``sig`` is this user's signature of ``data`` in ``domain``."""
-    return bool(sig) and hmac.compare_digest(sign(domain, data), sig)
+    return type(sig) is str and bool(sig) and hmac.compare_digest(sign(domain, data), sig)
 
 
 def sign_fields(domain: str, fields: Iterable[Field], journal: str | None) -> str:

@@ -154,11 +154,14 @@ def _read_archive(file: Path) -> tuple[Any, dict[str, Any], bool]:
     """Open an export, check every member against its manifest; return (zip, manifest, mine)."""
     import hashlib
     import zipfile
+    import zlib
 
     from .. import trust
 
     if not file.is_file():
         raise CommandError(USAGE, f"no file at {file}")
+    # What reading a crafted or damaged zip (or one of its members) may raise.
+    damaged = (zipfile.BadZipFile, OSError, EOFError, NotImplementedError)
     try:
         z = zipfile.ZipFile(file)
         info = z.getinfo("manifest.json")
@@ -166,12 +169,14 @@ def _read_archive(file: Path) -> tuple[Any, dict[str, Any], bool]:
             raise ValueError("manifest.json is too big")
         raw = z.read(info)
         manifest = json.loads(raw)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, RecursionError) as exc:
+    except (*damaged, KeyError, ValueError, RecursionError) as exc:
         raise CommandError(
             USAGE, f"{file} is not a file written by durable-nb export ({exc})"
         ) from None
-    nb_name = manifest.get("notebook", "") if type(manifest) is dict else ""
-    files = manifest.get("files") if type(manifest) is dict else None
+    if type(manifest) is not dict:
+        raise CommandError(USAGE, f"{file} is not a file written by durable-nb export")
+    nb_name = manifest.get("notebook", "")
+    files = manifest.get("files")
     if (
         manifest.get("format") != EXPORT_FORMAT
         or type(nb_name) is not str
@@ -203,18 +208,23 @@ def _read_archive(file: Path) -> tuple[Any, dict[str, Any], bool]:
                 USAGE, f"{file} holds an unexpected member {name[:200]!r}; not importing it"
             )
         h = hashlib.sha256()
-        with z.open(name) as f:
-            while block := f.read(1 << 20):
-                h.update(block)
+        try:
+            with z.open(name) as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+        except (*damaged, zlib.error, RuntimeError) as exc:  # RuntimeError: encrypted
+            raise CommandError(
+                USAGE, f"{file} is damaged: {name} cannot be read ({exc}); not importing it"
+            ) from None
         if h.hexdigest() != files[name]:
             raise CommandError(USAGE, f"{file} is damaged: {name} does not match its manifest")
     if f"journal/{stem}.duckdb" not in z.namelist():
         raise CommandError(USAGE, f"{file} holds no journal")
     try:
         seal = json.loads(z.comment or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         seal = {}
-    mine = trust.verify("export", raw, seal.get("sig"))
+    mine = trust.verify("export", raw, seal.get("sig") if type(seal) is dict else None)
     return z, manifest, mine
 
 

@@ -70,3 +70,10 @@ def test_b4_an_epoch_row_deleted_behind_unsigned_padding_is_seen(bob):
     paid, errors = bob.session("B.ipynb", *CELLS)
     assert paid == [] and len(errors) == 3, (paid, errors)
     assert all("older than records you signed" in e for e in errors), errors
+
+
+def test_b9_trust_of_a_journal_whose_cells_have_no_seq_ends_well(bob):
+    """B9: ``cells.seq`` NULL made ``durable-nb trust`` end in a traceback (TypeError in
+    manifest.rebuild); such cells are left as they are."""
+    bob.sql("A.ipynb", "UPDATE cells SET seq = NULL")
+    bob.trust("A.ipynb")
