@@ -574,8 +574,9 @@ def test_a_deleted_cell_execution_with_its_steps_is_not_run_again(alice, victim)
         j.close()
     victim.sql("UPDATE cells SET status = 'x' WHERE seq = ?", [seq])
     j, told = _opened(victim)
-    try:  # control: a cell record changed (not yours now) is not one gone
-        assert j.lookup("no-such-call", cell_key, name) is None and not told
+    try:  # a cell record of yours changed (not signed now) counts as gone (review B8)
+        why = _lookup_refused(j, ("no-such-call", cell_key, name), victim.path)
+        assert "deleted or withheld" in why
     finally:
         j.close()
     victim.sql("DELETE FROM steps WHERE seq = ?", [seq])
