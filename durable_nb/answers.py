@@ -79,7 +79,7 @@ def _answer(which: Step, prompt: str, choices: list | None, default: Any, yes_no
     call = StepCall.begin(which, (prompt, choices, default, yes_no, key), {})
     if call.done:
         record = call.value
-        why = _untrusted(record, name, choices, yes_no, _journal_id(call.rt))
+        why = _untrusted(record, name, choices, yes_no, _journal_id(call.rt), call.identity)
         given = _given(name)
         if why is None and given is not None:
             if _parse(given, choices, yes_no, name) != record["answer"]:
@@ -93,9 +93,11 @@ def _answer(which: Step, prompt: str, choices: list | None, default: Any, yes_no
             return record["answer"]
         report(f"the journaled answer to {_short(prompt)} is not used ({why}); asking again")
     record = call.run_sync()
-    # Signed for this journal: an answer copied from another journal is asked again.
+    # Signed for this journal and this call (its identity: the cell, the occurrence and
+    # the epoch): an answer copied from another journal, or moved to another question of
+    # this one (the same prompt elsewhere, or before %%durable fresh), is asked again.
     record["sig"] = _sign(name, yes_no, record["answer"], record["by"], record["at"],
-                          _journal_id(call.rt))  # fmt: skip
+                          _journal_id(call.rt), call.identity)  # fmt: skip
     return call.finish(record)["answer"]
 
 
@@ -147,13 +149,21 @@ def _journal_id(rt: Any) -> str | None:
     return getattr(getattr(rt, "journal", None), "id", None)
 
 
-def _sign(name: str, yes_no: bool, value: Any, by: str, at: float, journal: str | None) -> str:
-    """This user's signature of an answer in the journal whose id is ``journal``."""
-    return trust.sign("answer", json.dumps([journal, name, yes_no, value, by, at], default=repr))
+def _signed(name: str, yes_no: bool, value: Any, by: str, at: float, journal: str | None,
+            identity: str) -> str:  # fmt: skip
+    """What an answer's signature covers: the journal, the call (its identity), the answer."""
+    return json.dumps([journal, identity, name, yes_no, value, by, at], default=repr)
+
+
+def _sign(name: str, yes_no: bool, value: Any, by: str, at: float, journal: str | None,
+          identity: str) -> str:  # fmt: skip
+    """This user's signature of an answer to the call ``identity`` in the journal whose
+    id is ``journal``."""
+    return trust.sign("answer", _signed(name, yes_no, value, by, at, journal, identity))
 
 
 def _untrusted(record: Any, name: str, choices: list | None, yes_no: bool,
-               journal: str | None) -> str | None:  # fmt: skip
+               journal: str | None, identity: str) -> str | None:  # fmt: skip
     """Why a journaled answer cannot be used (None when it can).
 
     An answer is consent to act: one that another user's journal holds, or another of
@@ -166,11 +176,11 @@ def _untrusted(record: Any, name: str, choices: list | None, yes_no: bool,
     value, by, at = record["answer"], record["by"], record["at"]
     if not isinstance(at, int | float) or not isinstance(by, str):
         return "it is not an answer durable_nb wrote"
-    if not trust.verify("answer",
-                        json.dumps([journal, name, yes_no, value, by, at], default=repr),
+    if not trust.verify("answer", _signed(name, yes_no, value, by, at, journal, identity),
                         record["sig"] if isinstance(record["sig"], str) else None):  # fmt: skip
-        return ("it is not signed by you for this journal: another user's journal or "
-                "another of yours, or changed since")  # fmt: skip
+        return ("it is not signed by you for this question in this journal: another "
+                "user's journal or another of yours, another question or epoch, or changed "
+                "since")  # fmt: skip
     if yes_no and not isinstance(value, bool):
         return "it is not yes or no"
     if choices is not None and value not in choices:

@@ -77,3 +77,23 @@ def test_b9_trust_of_a_journal_whose_cells_have_no_seq_ends_well(bob):
     manifest.rebuild); such cells are left as they are."""
     bob.sql("A.ipynb", "UPDATE cells SET seq = NULL")
     bob.trust("A.ipynb")
+
+
+def test_b1_a_yes_moved_to_another_question_of_the_journal_is_asked_again(bob, monkeypatch):
+    """B1: Bob's signed "yes" to ``dnb.confirm('Pay?')`` in one cell, copied (no secret
+    needed: JSON results replay unsigned) onto the record of the same prompt in another
+    cell, was consent there. Now an answer is signed for its call: asked again."""
+    first, second = (
+        "ok = dnb.confirm('Pay?')\nassert ok\n",
+        "ok2 = dnb.confirm('Pay?')\nassert ok2\n",
+    )
+    for answer, cell in (("yes", first), ("no", second)):
+        with monkeypatch.context() as mp:
+            mp.setenv("DURABLE_NB_ANSWERS", f'["Pay?={answer}"]')
+            bob.session("A.ipynb", cell)
+    assert bob.session("A.ipynb", first) == ([], [])  # control: the yes replays in its cell
+    pick = "WHERE name = 'dnb.confirm' AND decode(result) LIKE "
+    [(yes,)] = bob.sql("A.ipynb", f"SELECT result FROM steps {pick} '%true%'")
+    bob.sql("A.ipynb", f"UPDATE steps SET result = ? {pick} '%false%'", [yes])
+    _, errors = bob.session("A.ipynb", second)
+    assert len(errors) == 1 and "nobody can answer" in errors[0], errors
