@@ -158,7 +158,8 @@ def test_an_export_of_your_own_journal_still_replays_once_imported(bob):
     got = cli("import", archive, "--dir", inbox / "again", home=bob.home)
     assert got.returncode == 0 and "not trusted here" in got.stdout, show(got)
     paid, errors = bob.session("A.ipynb", *CELLS, folder=inbox / "again" / ".durable")
-    assert paid == [] and len(errors) == 3 and "not signed by you" in errors[0], errors
+    assert paid == [] and len(errors) == 3, errors  # its cells name A's id: not this one's
+    assert "not signed by you" in errors[0] or "another of your journals" in errors[0]
 
 
 def test_an_answer_copied_from_another_notebook_is_asked_again(bob, monkeypatch):
