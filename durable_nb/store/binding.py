@@ -80,14 +80,13 @@ class Binding(Sealing):
         """The journal id named by the newest cell record this user signed for the id it
         names (its manifest's ``j``), or None. Newest first, however many are not signed:
         unsigned rows never hide a signed one."""
-        query, offset = select(CellRow, "ORDER BY seq DESC NULLS LAST LIMIT 64 OFFSET ?"), 0
-        while batch := self._con.execute(query, [offset]).fetchall():  # top-N: no full sort
-            offset += len(batch)
-            for cell in map(CellRow._make, batch):
-                j = manifest.named(cell)
-                if j is not None and trust.JOURNAL_ID.fullmatch(j) and verify(cell, j):
-                    return j
-        return None
+
+        def signed(cell: CellRow) -> bool:
+            j = manifest.named(cell)
+            return j is not None and bool(trust.JOURNAL_ID.fullmatch(j)) and verify(cell, j)
+
+        cell = self._newest_signed(CellRow, "ORDER BY seq DESC NULLS LAST", [], signed)
+        return None if cell is None else manifest.named(cell)
 
     def _bind(self, version: int, known: bool) -> None:
         """Record the journal's id when it has none of this user's (its log folded): a

@@ -252,15 +252,18 @@ class Sealing:
                 + trust.HOW_TO_TRUST.format(target=self._notebook or self.path)
             )
 
-    def _newest_signed(self, row_type: type, where: str, params: list) -> Any:
-        """The first record of ``row_type`` in ``where``'s order that this user signed, or
-        None. Read in windows until one verifies: unsigned rows put first (padding) never
-        push a signed one out of sight."""
-        query, offset = select(row_type, f"{where} LIMIT 64 OFFSET ?"), 0
-        while batch := self._con.execute(query, [*params, offset]).fetchall():
-            offset += len(batch)
+    def _newest_signed(self, row_type: type, where: str, params: list,
+                       signed: Any = None) -> Any:  # fmt: skip
+        """The first record of ``row_type`` in ``where``'s order that this user signed
+        (``signed(row)``; by default for this journal), or None. Read in windows (each
+        twice the last: top-N, no full sort when one verifies early) until one does:
+        unsigned rows put first (padding) never push a signed one out of sight."""
+        signed = signed or (lambda row: verify(row, self.id, quick=True))
+        query, offset, size = select(row_type, f"{where} LIMIT ? OFFSET ?"), 0, 64
+        while batch := self._con.execute(query, [*params, size, offset]).fetchall():
+            offset, size = offset + len(batch), min(size * 2, 1 << 16)
             for row in map(row_type._make, batch):
-                if verify(row, self.id, quick=True):
+                if signed(row):
                     return row
         return None
 
