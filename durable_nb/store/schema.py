@@ -258,12 +258,7 @@ def migrate(path: Path, con: Any, read_only: bool = False) -> int:
         con.execute(listed.format(1, kind) + " LIMIT 1").fetchall()
         for kind in ("functions", "views")
     ):
-        raise JournalCorrupt(
-            str(path),
-            f"{path} holds views or macros, which a durable_nb journal never has: it was "
-            "crafted or changed by hand, so this kernel does not use it and runs "
-            "un-journaled. Move it aside, or ask its author for a clean export.",
-        )
+        raise _crafted(path, "views or macros")
     if "meta" in tables:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = meta_int(path, "schema_version", row[0]) if row else 0
@@ -292,7 +287,48 @@ def migrate(path: Path, con: Any, read_only: bool = False) -> int:
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", [str(target)]
         )
         con.execute("COMMIT")
+    if tables:
+        _check_shape(path, con)
     return max(version, max(MIGRATIONS))
+
+
+#: Table -> the columns its rows fill (a migration's come last in the table: sorted).
+_COLUMNS = {table: sorted(row._fields) for row, (_, table) in TABLES.items()}
+
+
+def _check_shape(path: Path, con: Any) -> None:
+    """Refuse tables whose columns or constraints this code never made.
+
+    A DEFAULT (or generated) column would fill rows this user writes with what its
+    expression reads (a folder's path, which the next export carries away); a CHECK or
+    UNIQUE constraint would make folds fail. Only the primary keys (and the NOT NULL they
+    imply) are the journal's own. Listings named in full, as for macros (see migrate).
+    """
+    found: dict[str, list[str]] = {}
+    for table, column, default in con.execute(
+        "SELECT table_name, column_name, column_default FROM system.main.duckdb_columns() "
+        "WHERE NOT internal"
+    ).fetchall():
+        if default is not None:
+            raise _crafted(path, f"a column with a default value ({table}.{column})")
+        found.setdefault(table, []).append(column)
+    if {t: sorted(cols) for t, cols in found.items()} != _COLUMNS:
+        raise _crafted(path, "tables whose columns differ from a journal's")
+    kinds = con.execute(
+        "SELECT DISTINCT constraint_type FROM system.main.duckdb_constraints() "
+        "WHERE constraint_type NOT IN ('PRIMARY KEY', 'NOT NULL')"
+    ).fetchall()
+    if kinds:
+        raise _crafted(path, f"{kinds[0][0]} constraints")
+
+
+def _crafted(path: Path, what: str) -> JournalCorrupt:
+    return JournalCorrupt(
+        str(path),
+        f"{path} holds {what}, which a durable_nb journal never has: it was crafted or "
+        "changed by hand, so this kernel does not use it and runs un-journaled. Move it "
+        "aside, or ask its author for a clean export.",
+    )
 
 
 def meta_int(path: Path, key: str, value: object) -> int:

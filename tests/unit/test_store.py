@@ -181,6 +181,33 @@ def test_journals_holding_macros_or_views_are_refused(path, crafted):
         Journal.open(path)
 
 
+@pytest.mark.parametrize(
+    "crafted, said",
+    [
+        # a DEFAULT fills the rows this user writes with what it reads (a folder's path)
+        ("ALTER TABLE runs ADD COLUMN leak VARCHAR DEFAULT (current_setting('temp_directory'))",
+         "default value"),
+        ("ALTER TABLE runs ALTER COLUMN host SET DEFAULT 'x'", "default value"),
+        ("ALTER TABLE cells ADD COLUMN extra INTEGER", "columns differ"),
+        ("ALTER TABLE steps DROP COLUMN args", "columns differ"),
+        ("CREATE TABLE notes (t VARCHAR)", "columns differ"),
+        # a constraint makes every fold of this user's records fail
+        ("DROP TABLE outputs; CREATE TABLE outputs (exec_id VARCHAR PRIMARY KEY, seq BIGINT "
+         "CHECK (seq < 0), outputs VARCHAR, nbytes BIGINT, dropped BIGINT, sig VARCHAR)",
+         "CHECK"),
+    ],
+    ids=["leaking-default", "set-default", "added", "dropped", "table", "check"],
+)  # fmt: skip
+def test_journals_whose_tables_were_reshaped_are_refused(path, crafted, said):
+    Journal.open(path).close()
+    con = duckdb.connect(str(path))
+    con.execute(crafted)
+    con.close()
+    with pytest.raises(JournalCorrupt, match=said) as refused:
+        Journal.open(path)
+    assert str(path) in str(refused.value)
+
+
 # -- fold and recovery ------------------------------------------------------------------------
 
 
