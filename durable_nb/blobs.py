@@ -59,10 +59,31 @@ def referenced(stream_chunks: object, buffers: object) -> set[str]:
     return found
 
 
+#: From this many chunks on, :func:`chunk_names` hashes in threads (xxhash releases the
+#: GIL): a cell that reads a 200 MB array checks it in ~half the time on two cores.
+PARALLEL_CHUNKS = 16
+
+
 def chunk_names(data: bytes | memoryview) -> list[str]:
     """The names the chunks of ``data`` have (or would have) in the store."""
     view = memoryview(data).cast("B")
-    return [xxhash.xxh3_128_hexdigest(view[i : i + CHUNK]) for i in range(0, len(view), CHUNK)]
+    starts = range(0, len(view), CHUNK)
+    workers = min(4, os.cpu_count() or 1, len(starts) // (PARALLEL_CHUNKS // 2))
+    if workers < 2:
+        return [xxhash.xxh3_128_hexdigest(view[i : i + CHUNK]) for i in starts]
+
+    def names(part: range) -> list[str]:
+        return [xxhash.xxh3_128_hexdigest(view[i : i + CHUNK]) for i in part]
+
+    # Contiguous parts, one a thread; this thread hashes the first.
+    step = -(-len(starts) // workers)
+    parts = [starts[k : k + step] for k in range(0, len(starts), step)]
+    with ThreadPoolExecutor(len(parts) - 1, thread_name_prefix="durable_nb-hash") as pool:
+        rest = [pool.submit(names, part) for part in parts[1:]]
+        out = names(parts[0])
+        for future in rest:
+            out += future.result()
+    return out
 
 
 #: Buffers at least this big are mapped memory, filled by the OS in one call.

@@ -8,7 +8,10 @@ import time
 import numpy as np
 import pytest
 import xxhash
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from durable_nb import blobs
 from durable_nb.blobs import CHUNK, BlobStore, chunk_names
 from durable_nb.errors import BlobDamaged
 
@@ -45,6 +48,23 @@ def test_chunks_round_trip(store, size):
     back = store.get_chunks(names, size)
     assert bytes(back) == data
     back[:1] = b"x" if size else b""  # the reassembled buffer is writable (restore needs it)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=64 * 70), st.integers(0, 64 * 70))
+def test_chunk_names_are_each_chunks_own_hash_in_order_however_many(data, flip):
+    """Hashed in threads from PARALLEL_CHUNKS chunks on: still each chunk's own name, in
+    order, and a byte changed anywhere changes exactly its chunk's name."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blobs, "CHUNK", 64)  # many chunks, cheaply: both paths are taken
+        want = [xxhash.xxh3_128_hexdigest(data[i : i + 64]) for i in range(0, len(data), 64)]
+        assert blobs.chunk_names(data) == want
+        if data:
+            changed = bytearray(data)
+            changed[flip % len(data)] ^= 0x01
+            got = blobs.chunk_names(changed)
+            assert [a != b for a, b in zip(want, got, strict=True)].count(True) == 1
+            assert want[flip % len(data) // 64] != got[flip % len(data) // 64]
 
 
 def test_changing_a_slice_rewrites_only_its_chunk(store):
