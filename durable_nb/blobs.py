@@ -142,26 +142,42 @@ class BlobStore:
         either the whole blob or none of it.
         """
         name = name or xxhash.xxh3_128_hexdigest(data)
-        target = self.path(name)
-        if target.exists():
-            return name
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        undo = self._undo.get(threading.get_ident())
-        if undo is not None:
-            undo.append(name)
+        if not os.path.exists(self.path(name)):
+            self._put_many([(name, data)])
         if sync_dir:
             self.sync_dir()
         return name
+
+    def _put_many(self, items: list[tuple[str, bytes | memoryview]]) -> None:
+        """Write each ``(name, data)`` to a temporary file, fsync them all (in threads when
+        several: the disk serves them together, ~2x faster than one after another), then
+        rename each into place. The folder is not synced here."""
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        written: list[tuple[str, int, str]] = []  # (name, fd, temporary path)
+        try:
+            for name, data in items:
+                fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
+                written.append((name, fd, tmp))
+                with memoryview(data) as view, open(fd, "wb", closefd=False) as f:
+                    f.write(view)
+            if len(written) == 1:
+                os.fsync(written[0][1])
+            else:
+                with ThreadPoolExecutor(min(8, len(written)),
+                                        thread_name_prefix="durable_nb-fsync") as pool:  # fmt: skip
+                    list(pool.map(os.fsync, [fd for _, fd, _ in written]))
+            undo = self._undo.get(threading.get_ident())
+            for name, _, tmp in written:
+                os.replace(tmp, self.folder / name)
+                if undo is not None:
+                    undo.append(name)
+        except BaseException:
+            for _, _, tmp in written:
+                Path(tmp).unlink(missing_ok=True)
+            raise
+        finally:
+            for _, fd, _ in written:
+                os.close(fd)
 
     @contextlib.contextmanager
     def undone_on_error(self) -> Iterator[None]:
@@ -185,8 +201,15 @@ class BlobStore:
         """Store ``data`` as chunks (only those not stored yet); return their names."""
         view = memoryview(data).cast("B")
         names = names or chunk_names(view)
+        folder = str(self.folder)
+        missing = {}  # a name met twice (equal chunks) is written once
         for i, name in enumerate(names):
-            self.put(view[i * CHUNK : (i + 1) * CHUNK], name, sync_dir=False)
+            if not is_name(name):
+                self.path(name)  # raises: not a content hash
+            if name not in missing and not os.path.exists(os.path.join(folder, name)):
+                missing[name] = view[i * CHUNK : (i + 1) * CHUNK]
+        if missing:
+            self._put_many(list(missing.items()))
         self.sync_dir()
         return names
 

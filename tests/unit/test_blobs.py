@@ -77,6 +77,17 @@ def test_changing_a_slice_rewrites_only_its_chunk(store):
     assert len(files(store)) == 5
 
 
+def test_equal_chunks_are_written_once_and_a_rewrite_writes_nothing(store):
+    a, b, tail = b"a" * CHUNK, b"b" * CHUNK, b"c" * 10
+    names = store.put_chunks(a + a + b + a + tail)
+    assert names[0] == names[1] == names[3] and len(set(names)) == 3
+    assert files(store) == sorted(set(names))  # no temporary file left
+    mtimes = {n: (store.folder / n).stat().st_mtime_ns for n in files(store)}
+    assert store.put_chunks(b + a) == [names[2], names[0]]
+    assert {n: (store.folder / n).stat().st_mtime_ns for n in files(store)} == mtimes
+    assert bytes(store.get_chunks(names, 4 * CHUNK + len(tail))) == a + a + b + a + tail
+
+
 def test_names_hides_young_temporary_files_and_remove_frees_bytes(store):
     name = store.put(b"x" * 100)
     young, old = store.folder / ".tmp-young", store.folder / ".tmp-old"
