@@ -59,6 +59,9 @@ class _Extension:
         self.flusher: outputs.Flusher | None = None
         self._snapshots: Snapshots | None = None
         self.pending_resume: dict[str, Any] | None = None
+        #: The first cell's source, when it began while the journal opened: the resume
+        #: offer (if any) is made at its end, once the journal is open.
+        self._offer_after: str | None = None
 
     @property
     def snapshots(self) -> Snapshots:
@@ -67,7 +70,12 @@ class _Extension:
             self.rt.wait_open()
         return self._snapshots
 
-    def install(self) -> None:
+    def install(self, background: bool | None = None) -> None:
+        """Open the journal and add the hooks, magics and settings.
+
+        ``background``: open the journal in a thread; by default, when a kernel starts
+        with the extension (not ``%load_ext`` inside a cell).
+        """
         from .magics import DurableMagics
 
         shell = self.shell
@@ -78,13 +86,16 @@ class _Extension:
         source = os.environ.get("JPY_SESSION_NAME") or None
         session = None if source else _ipykernel.session_name()
         # Loaded as the kernel starts: the journal opens in a thread (importing DuckDB and
-        # checking the file take ~0.5 s), so the kernel answers at once; the first cell
-        # waits for it. Loaded inside a cell (%load_ext): opened here, as that cell runs.
+        # checking the file take ~0.15 s of CPU), so the kernel answers at once; the first
+        # cell runs meanwhile, its snapshot waits for the journal. Loaded inside a cell
+        # (%load_ext): opened here, as that cell runs.
         inside_a_cell = bool(getattr(shell, "parent_header", None))
-        background = not inside_a_cell and _ipykernel.kernel() is not None
+        if background is None:
+            background = not inside_a_cell and _ipykernel.kernel() is not None
         self.rt = Runtime(source, session=session and f"session-{session}",
                           then=functools.partial(self._read_journal, settings.max_bytes),
-                          background=background)  # fmt: skip
+                          background=background,
+                          after=functools.partial(_warm_up, source))  # fmt: skip
         self.rt.on_failure = settings.on_failure
         self.rt.outputs_cap = settings.outputs_max_bytes
         self.rt.asker = functools.partial(
@@ -167,14 +178,23 @@ class _Extension:
     def pre_run_cell(self, info: Any) -> None:
         try:
             self.rt.begin_cell(getattr(info, "cell_id", None), info.raw_cell or "")
-            if self.pending_resume is not None and self.rt.outermost:
-                cell, self.pending_resume = self.pending_resume, None
-                # Another notebook's work (a shared journal) is never offered.
-                if cell["own"] and not (info.raw_cell or "").lstrip().startswith("%durable"):
-                    self._offer_resume(cell)
+            if self.rt.outermost:
+                if self.rt.opening:  # known once the journal is open: at the cell's end
+                    self._offer_after = info.raw_cell or ""
+                else:
+                    self._offer(info.raw_cell or "")
         except Exception as exc:
             report(f"internal error before the cell ({describe(exc)}); please report it",
                    once="pre")  # fmt: skip
+
+    def _offer(self, source: str) -> None:
+        """Offer to resume the cell the last run died in (once, if there is one)."""
+        if self.pending_resume is None:
+            return
+        cell, self.pending_resume = self.pending_resume, None
+        # Another notebook's work (a shared journal) is never offered.
+        if cell["own"] and not source.lstrip().startswith("%durable"):
+            self._offer_resume(cell)
 
     def _offer_resume(self, cell: dict[str, Any]) -> None:
         """The last run died in a cell: say so, and offer to pick up where it stopped."""
@@ -231,6 +251,10 @@ class _Extension:
             try:
                 if self.rt.outermost:
                     self._snapshot(result.info.raw_cell or "", exc is None)
+                    if self._offer_after is not None:  # the journal is open by now
+                        source, self._offer_after = self._offer_after, None
+                        self.rt.announce()  # what the opening met, before the offer
+                        self._offer(source)
             finally:
                 if self.rt.capturing and self.rt.outermost:
                     _ipykernel.flush_streams()  # what the cell printed last, into its outputs
@@ -255,6 +279,21 @@ class _Extension:
                 "and restart the kernel",
                 once=f"snapshot:{type(exc).__name__}",
             )
+
+
+def _warm_up(source: str | None) -> None:
+    """After the opening, in its thread: import dill (~25 ms) when a snapshot will likely
+    save a notebook function (the notebook's file defines one, or is not known), so that
+    the first such snapshot does not import it while the person waits."""
+    if source is not None:
+        try:
+            with open(source, "rb") as f:
+                head = f.read(8 << 20)
+        except OSError:
+            head = b"def "  # not readable here: as if it defined one
+        if not any(word in head for word in (b"def ", b"lambda", b"class ")):
+            return
+    import dill  # noqa: F401  (codec.py saves notebook functions with it)
 
 
 def _suspension_prompt(step: str, args: str, error: BaseException, details: Any = None) -> Any:

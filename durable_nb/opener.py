@@ -1,23 +1,24 @@
 """A runtime's journal, opened at once or in a thread: whatever reads it waits for it.
 
 A kernel opens its journal in a thread (importing DuckDB and checking the file take
-~0.2 s of CPU), so that it answers the frontend at once. Reading ``journal``,
-``problem`` or ``readonly`` waits until the opening is done: the first cell, a step or
-``%durable`` sees the journal as if it had been opened before them. What the opening
-had to say is shown by the first cell (the runtime's ``_unannounced``), once.
+~0.15 s of CPU), so that it answers the frontend at once. Reading ``journal``,
+``problem`` or ``readonly`` waits until the opening is done: a step, ``%durable`` or a
+cell's snapshot sees the journal as if it had been opened before them. A first cell
+that starts while the journal opens runs without waiting: the opening thread numbers
+it and writes its start record when it is done (:meth:`Opener._opened`). What the
+opening had to say is shown by the first cell (the runtime's ``_unannounced``), once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._report import remember, report
-
-if TYPE_CHECKING:
-    from .errors import JournalError, JournalUnwritable
-    from .store import Journal
+from .errors import JournalCorrupt, JournalError, JournalUnwritable
+from .store import Journal
 
 
 class SetByOpening:
@@ -46,20 +47,58 @@ class Opener:
     #: The thread opening the journal; None once that is done (or when opened at once).
     _opener: threading.Thread | None = None
     _held: tuple[str, ...] | list[str] = ()  # the thread's ``once`` keys (first cell shows them)
+    #: Set by the opening thread once the journal is open (or set aside) and numbered.
+    _done: threading.Event | None = None
+    _after = False  # whether the thread goes on after it (``after``): not joined then
 
-    def open_in_thread(self, open_: Callable[..., None], *args: Any) -> None:
-        """Run ``open_(*args)`` in a daemon thread; :meth:`wait_open` waits for it."""
+    def open_in_thread(self, open_: Callable[..., None], *args: Any,
+                       after: Callable[[], None] | None = None) -> None:  # fmt: skip
+        """Run ``open_(*args)`` in a daemon thread; :meth:`wait_open` waits for it.
+
+        ``after()`` runs in that thread once the opening is done, waited for by nobody
+        (an import a later cell will need, made while the kernel waits for the frontend).
+        """
         self._held = []
-        self._opener = threading.Thread(target=open_, args=args, daemon=True,
-                                        name="durable_nb-open")  # fmt: skip
+        self._done = threading.Event()
+        self._after = after is not None
+        self._opener = threading.Thread(target=self._open_then, args=(open_, args, after),
+                                        daemon=True, name="durable_nb-open")  # fmt: skip
         self._opener.start()
+
+    def _open_then(self, open_: Callable[..., None], args: tuple,
+                   after: Callable[[], None] | None) -> None:  # fmt: skip
+        try:
+            open_(*args)
+        finally:
+            try:
+                self._opened()
+            finally:
+                self._done.set()
+        if after is not None:
+            with contextlib.suppress(Exception):  # only ever a head start
+                after()
+
+    def _opened(self) -> None:
+        """In the opening thread, once the journal is open: what waited for it (a hook)."""
+
+    @property
+    def opening(self) -> bool:
+        """True while the journal is being opened in a thread."""
+        done = self._done
+        return self._opener is not None and done is not None and not done.is_set()
+
+    def _in_opening_thread(self) -> bool:
+        opener = self._opener
+        return opener is not None and opener is threading.current_thread()
 
     def wait_open(self) -> None:
         """Return once the journal is open (or set aside); at once when it is already."""
         opener = self._opener
         if opener is None or opener is threading.current_thread():
             return
-        opener.join()
+        self._done.wait()
+        if not self._after:
+            opener.join()  # a moment: it only returns
         self._opener = None
         held, self._held = self._held, ()
         for once in held:  # shown by the first cell (``_unannounced``), not here too
@@ -67,11 +106,92 @@ class Opener:
 
     def _say(self, message: str, once: str | None = None) -> None:
         """``report``, except in the opening thread: there, the first cell shows it."""
-        if self._opener is not None and self._opener is threading.current_thread():
+        if self._in_opening_thread():
             if once is not None:
                 self._held.append(once)
             return
         report(message, once=once)
+
+    def _open(self, then: Callable[[Any], None] | None) -> None:
+        """Open the journal (or step aside, saying why), then call ``then(self)``."""
+        try:
+            # The notebook's path, not the journal's, is what the person knows.
+            self.journal = Journal.open(self.path, warn=self._warn_at_open, notebook=self.source)
+            self._write(self._run_row(None, "running"))
+        except JournalUnwritable as exc:
+            self._open_read_only(exc)
+        except JournalError as exc:
+            self.step_aside(exc)
+        except Exception as exc:  # whatever opening meets, the kernel runs on and says so
+            self.step_aside(JournalCorrupt.from_cause(str(self.path), exc))
+        finally:
+            if then is not None:
+                then(self)
+
+    def _open_read_only(self, exc: JournalUnwritable) -> None:
+        """The journal cannot be written: open it read-only, so that what it holds replays."""
+        if not self.path.exists():  # nothing recorded yet: nothing to replay
+            self.step_aside(exc)
+            return
+        try:
+            self.journal = Journal.open(self.path, warn=self._warn_at_open,
+                                        notebook=self.source, read_only=True)  # fmt: skip
+        except JournalError as again:  # damaged too: its own reason, else the first one
+            self.step_aside(again if again.holds_steps else exc)
+            return
+        except Exception as again:
+            self.step_aside(JournalCorrupt.from_cause(str(self.path), again))
+            return
+        self.replay_only(exc)
+
+    def replay_only(self, exc: JournalError) -> None:
+        """Keep the open journal for replay only (the disk refused a write); say so once."""
+        self.journal.stop_writing()
+        self.readonly = JournalUnwritable.read_only(str(self.path), exc, self.journal.completed)
+        self.problem = self.readonly
+        if self._at_start():
+            self._unannounced = str(self.readonly)
+        self._say(str(self.readonly), once=f"readonly:{self.path}")
+
+    def step_aside(self, exc: JournalError) -> None:
+        """Stop journaling for the rest of this process; the notebook runs on.
+
+        A journal the disk refuses to write (full, read-only) stays open for replay:
+        the steps it holds are never run again silently.
+        """
+        if isinstance(exc, JournalUnwritable) and self.journal is not None:
+            if self.readonly is None:
+                self.replay_only(exc)
+            return
+        self.problem = exc
+        if self._at_start():
+            self._unannounced = str(exc)
+        self._say(str(exc), once=f"{type(exc).__name__}:{exc.path}")
+        if self.journal is not None:
+            self.journal.abandon()
+            self.journal = None
+
+    def _warn_at_open(self, message: str, once: str | None = None) -> None:
+        """Trouble met while opening (damaged log records): shown again in the first cell."""
+        self._say(message, once=once)
+        if self.cell.seq == 0:
+            self._unannounced = "\n".join(filter(None, [self._unannounced, message]))
+
+    def _at_start(self) -> bool:
+        """Whether no cell can show a problem met now: it is kept for the first cell."""
+        return self._in_opening_thread() or (self._depth == 0 and self.cell.seq == 0)
+
+    def announced(self) -> None:
+        """The problems so far were shown where the user sees them (inside a cell)."""
+        self._unannounced = None
+
+    def announce(self) -> None:
+        """Show, in the running cell, what the opening had to say (once the journal is open)."""
+        self.wait_open()
+        if self._unannounced:
+            for line in self._unannounced.splitlines():
+                report(line)
+            self._unannounced = None
 
     #: The open journal (:class:`~durable_nb.store.Journal`), or None: not journaling.
     journal: Journal | None = SetByOpening()  # type: ignore[assignment]

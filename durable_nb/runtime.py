@@ -23,10 +23,10 @@ from . import codec
 from ._report import note, report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
-from .errors import DurableError, JournalCorrupt, JournalError, JournalUnwritable, describe
+from .errors import DurableError, JournalError, describe
 from .opener import Opener
 from .outputs import DEFAULT_CAP, Buffer
-from .store import CellRow, Journal, MetaRow, OutputRow, RunRow, StepRow, resolve_path
+from .store import CellRow, MetaRow, OutputRow, RunRow, StepRow, resolve_path
 
 MISS = object()
 
@@ -77,11 +77,15 @@ class Runtime(Opener):
     background : bool
         Open the journal (and call ``then``) in a thread: a kernel answers at once, and
         whatever needs the journal waits for it (:meth:`wait_open`).
+    after : callable, optional
+        With ``background``: ``after()`` runs in that thread after the opening, waited
+        for by nobody (see :meth:`Opener.open_in_thread`).
     """
 
     def __init__(self, source: str | None, session: str | None = None,
                  then: Callable[[Runtime], None] | None = None,
-                 background: bool = False) -> None:  # fmt: skip
+                 background: bool = False,
+                 after: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.source = source
         self.path = resolve_path(source, session)
         self.run_id = uuid.uuid4().hex[:16]
@@ -112,88 +116,25 @@ class Runtime(Opener):
         # A problem found while a kernel starts has no cell to show it in yet:
         # it is shown again in the first cell's output.
         self._unannounced: str | None = None
+        # A first cell that began while the journal opened is numbered (and its start
+        # record written) by the opening thread once it is done (:meth:`_opened`).
+        self._numbering = threading.Lock()
+        self._unnumbered = False
+        self._open_done = not background
+        self._last_seq = 0  # the last cell's number when no journal numbers them
         if background:
-            self.open_in_thread(self._open, then)
+            self.open_in_thread(self._open, then, after=after)
         else:
             self._open(then)
-
-    def _open(self, then: Callable[[Runtime], None] | None) -> None:
-        """Open the journal (or step aside, saying why), then call ``then(self)``."""
-        try:
-            # The notebook's path, not the journal's, is what the person knows.
-            self.journal = Journal.open(self.path, warn=self._warn_at_open, notebook=self.source)
-            self._write(self._run_row(None, "running"))
-        except JournalUnwritable as exc:
-            self._open_read_only(exc)
-        except JournalError as exc:
-            self.step_aside(exc)
-        except Exception as exc:  # whatever opening meets, the kernel runs on and says so
-            self.step_aside(JournalCorrupt.from_cause(str(self.path), exc))
-        finally:
-            if then is not None:
-                then(self)
 
     @property
     def journaling(self) -> bool:
         """True when steps are recorded and replayed."""
         return self.enabled and self.journal is not None and self.readonly is None
 
-    def _open_read_only(self, exc: JournalUnwritable) -> None:
-        """The journal cannot be written: open it read-only, so that what it holds replays."""
-        if not self.path.exists():  # nothing recorded yet: nothing to replay
-            self.step_aside(exc)
-            return
-        try:
-            self.journal = Journal.open(self.path, warn=self._warn_at_open,
-                                        notebook=self.source, read_only=True)  # fmt: skip
-        except JournalError as again:  # damaged too: its own reason, else the first one
-            self.step_aside(again if again.holds_steps else exc)
-            return
-        except Exception as again:
-            self.step_aside(JournalCorrupt.from_cause(str(self.path), again))
-            return
-        self.replay_only(exc)
-
-    def replay_only(self, exc: JournalError) -> None:
-        """Keep the open journal for replay only (the disk refused a write); say so once."""
-        self.journal.stop_writing()
-        self.readonly = JournalUnwritable.read_only(str(self.path), exc, self.journal.completed)
-        self.problem = self.readonly
-        if self._depth == 0 and self.cell.seq == 0:
-            self._unannounced = str(self.readonly)
-        self._say(str(self.readonly), once=f"readonly:{self.path}")
-
     @property
     def epoch(self) -> int:
         return self.journal.epoch if self.journal is not None else 0
-
-    def step_aside(self, exc: JournalError) -> None:
-        """Stop journaling for the rest of this process; the notebook runs on.
-
-        A journal the disk refuses to write (full, read-only) stays open for replay:
-        the steps it holds are never run again silently.
-        """
-        if isinstance(exc, JournalUnwritable) and self.journal is not None:
-            if self.readonly is None:
-                self.replay_only(exc)
-            return
-        self.problem = exc
-        if self._depth == 0 and self.cell.seq == 0:
-            self._unannounced = str(exc)
-        self._say(str(exc), once=f"{type(exc).__name__}:{exc.path}")
-        if self.journal is not None:
-            self.journal.abandon()
-            self.journal = None
-
-    def _warn_at_open(self, message: str, once: str | None = None) -> None:
-        """Trouble met while opening (damaged log records): shown again in the first cell."""
-        self._say(message, once=once)
-        if self.cell.seq == 0:
-            self._unannounced = "\n".join(filter(None, [self._unannounced, message]))
-
-    def announced(self) -> None:
-        """The problems so far were shown where the user sees them (inside a cell)."""
-        self._unannounced = None
 
     def write_meta(self, key: str, value: str) -> None:
         """Record a setting in the journal's ``meta`` table."""
@@ -218,22 +159,45 @@ class Runtime(Opener):
     # -- cells ----------------------------------------------------------------
 
     def begin_cell(self, cell_id: str | None, source: str) -> None:
-        """A cell starts executing (nested executions belong to the outer cell)."""
-        self.wait_open()  # before the depth changes: the opening's messages go to this cell
+        """A cell starts executing (nested executions belong to the outer cell).
+
+        While the journal is still opening, the cell runs at once: it is numbered (and
+        its start record written) when the opening is done. Its steps, ``%durable`` and
+        its snapshot wait for the journal as before.
+        """
         self._depth += 1
         if self._depth > 1:
             return
-        if self._unannounced:
-            for line in self._unannounced.splitlines():
-                report(line)
-            self._unannounced = None
-        seq = self.journal.next_seq() if self.journal is not None else self.cell.seq + 1
-        self.cell = CellContext(
-            exec_id=f"{self.run_id}:{seq}", seq=seq, cell_key=cell_key(cell_id, source),
-            cell_id=cell_id, source=source, fresh=is_fresh(source),
-        )  # fmt: skip
-        if self.capturing:
-            self.outputs = Buffer(self.cell.exec_id, seq, self.outputs_cap)
+        cell = CellContext(exec_id=f"{self.run_id}:?", seq=0, cell_key=cell_key(cell_id, source),
+                           cell_id=cell_id, source=source, fresh=is_fresh(source))  # fmt: skip
+        with self._numbering:
+            self.cell = cell
+            if self.capturing:
+                self.outputs = Buffer(cell.exec_id, 0, self.outputs_cap)
+            self._unnumbered = not self._open_done
+            if not self._unnumbered:
+                self._number()
+        if not self._unnumbered:  # the opening's messages go to this cell
+            self.announce()
+
+    def _opened(self) -> None:
+        """In the opening thread, once done: number the cell that began meanwhile."""
+        with self._numbering:
+            self._open_done = True
+            if self._unnumbered:
+                self._unnumbered = False
+                self._number()
+
+    def _number(self) -> None:
+        """Give the running cell its number in the journal and write its start record."""
+        cell = self.cell
+        journal = self.journal
+        cell.seq = journal.next_seq() if journal is not None else self._last_seq + 1
+        cell.exec_id = f"{self.run_id}:{cell.seq}"
+        self._last_seq = cell.seq
+        buffer = self.outputs
+        if buffer is not None:
+            buffer.exec_id, buffer.seq = cell.exec_id, cell.seq
         if self.enabled:  # durable with the cell's first synced record, or the next tick
             self._write(self._cell_row(None, "running", None), sync=False)
 
@@ -244,6 +208,7 @@ class Runtime(Opener):
         self._depth -= 1
         if self._depth:
             return
+        self.announce()  # a cell that began while the journal opened: numbered by now
         cell = self.cell
         if self.enabled:
             self.write_outputs(final=True)  # one group commit with the cell's row

@@ -71,3 +71,100 @@ def test_closing_before_any_cell_waits_for_the_opening_and_releases_the_journal(
         assert [r.status for r in again.runs()] == ["unloaded"]
     finally:
         again.close()
+
+
+def test_a_cell_that_begins_while_the_journal_opens_is_numbered_when_it_is_done(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("DURABLE_NB_DIR", str(tmp_path / "j"))
+    gate = threading.Event()
+    rt = Runtime(str(tmp_path / "nb.ipynb"), then=lambda rt: gate.wait(60), background=True)
+    try:
+        rt.begin_cell("first", "x = 1")  # returns while the opening is held back
+        assert rt.opening and rt.cell.seq == 0
+        gate.set()
+        rt.end_cell("ok", None)  # waits for the opening: numbered, start record written
+        rt.begin_cell("second", "y = 2")  # the journal is open: numbered at once
+        assert rt.cell.seq == 2
+        rt.end_cell("ok", None)
+        cells = rt.journal.cells()
+        assert [(c.seq, c.cell_id, c.status) for c in cells] == [(1, "first", "ok"),
+                                                                 (2, "second", "ok")]  # fmt: skip
+        assert len({c.exec_id for c in cells}) == 2
+    finally:
+        gate.set()
+        rt.close()
+
+
+@pytest.fixture
+def shell():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    names = set(shell.user_ns)
+    yield shell
+    for name in set(shell.user_ns) - names:
+        shell.user_ns.pop(name, None)
+        shell.user_ns_hidden.pop(name, None)
+
+
+def held_extension(shell, gate: threading.Event):
+    """The extension loaded as a kernel loads it, its journal's opening held by ``gate``."""
+    from durable_nb.extension import _Extension
+
+    ext = _Extension(shell)
+    read = ext._read_journal
+
+    def held(max_bytes: int, rt: Runtime) -> None:
+        assert gate.wait(60)
+        read(max_bytes, rt)
+
+    ext._read_journal = held
+    ext.install(background=True)
+    shell.user_ns["_gate"] = shell.user_ns_hidden["_gate"] = gate  # the cell lets it go on
+    shell.user_ns["_rt"] = shell.user_ns_hidden["_rt"] = ext.rt
+    return ext
+
+
+def test_the_first_cell_runs_while_the_journal_opens_and_its_snapshot_is_kept(
+    tmp_path, monkeypatch, shell, capsys
+):
+    monkeypatch.setenv("DURABLE_NB_DIR", str(tmp_path / "j"))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "nb.ipynb"))
+    ext = held_extension(shell, threading.Event())
+    try:
+        first = "x = [1, 2]\nopening = _rt.opening\n_gate.set()"
+        assert shell.run_cell(first, cell_id="first").success
+        assert shell.user_ns["opening"] is True  # the cell ran before the journal was open
+        assert shell.run_cell("y = x + [3]", cell_id="second").success
+        journal = ext.rt.journal
+        cells = journal.cells()
+        assert [(c.seq, c.cell_id, c.status) for c in cells] == [(1, "first", "ok"),
+                                                                 (2, "second", "ok")]  # fmt: skip
+        saved = journal.variables_as_of(1)
+        assert {"x", "opening"} <= saved.keys() and saved["x"].state == "saved"
+        assert "y" in journal.variables_as_of(2)
+        assert "durable_nb:" not in capsys.readouterr().err
+    finally:
+        ext.uninstall()
+
+
+def test_a_damaged_journal_is_told_by_a_first_cell_that_ran_while_it_opened(
+    tmp_path, monkeypatch, shell, capsys
+):
+    monkeypatch.setenv("DURABLE_NB_DIR", str(tmp_path / "j"))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "nb.ipynb"))
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "nb.duckdb").write_bytes(b"not a database" * 1000)
+    ext = held_extension(shell, threading.Event())
+    try:
+        assert shell.run_cell("print('ran'); opening = _rt.opening; _gate.set()").success
+        out = capsys.readouterr()
+        assert shell.user_ns["opening"] is True and "ran" in out.out
+        lines = [x for x in out.err.splitlines() if x.startswith("durable_nb:")]
+        assert len(lines) == 1 and "nb.duckdb" in lines[0], lines  # in the first cell, once
+        assert shell.run_cell("z = 1").success
+        assert "durable_nb:" not in capsys.readouterr().err
+        assert ext.rt.journal is None and ext.rt.problem is not None
+    finally:
+        ext.uninstall()
