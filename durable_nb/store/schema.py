@@ -240,6 +240,12 @@ def select(row_type: type, where: str = "", table: str | None = None) -> str:
     return f"SELECT {', '.join(row_type._fields)} FROM {table} {where}".rstrip()
 
 
+#: DuckDB's listings of what a journal never holds, with what leaves out DuckDB's own.
+_NEVER_MADE = (
+    ("triggers", ""), ("indexes", ""), ("sequences", ""), ("types", "WHERE NOT internal"),
+)  # fmt: skip
+
+
 def migrate(path: Path, con: Any, read_only: bool = False) -> int:
     """Bring the tables up to :data:`SCHEMA_VERSION`; refuse a newer or foreign file.
 
@@ -259,6 +265,12 @@ def migrate(path: Path, con: Any, read_only: bool = False) -> int:
         for kind in ("functions", "views")
     ):
         raise _crafted(path, "views or macros")
+    # Nor does it hold what DuckDB runs or checks on its own as rows are written: a
+    # trigger (it could rewrite or copy them), an index (a UNIQUE one makes folds fail),
+    # a sequence, a type. Of these, DuckDB itself lists only its built-in types.
+    for kind, where in _NEVER_MADE:
+        if con.execute(f"SELECT 1 FROM system.main.duckdb_{kind}() {where} LIMIT 1").fetchall():
+            raise _crafted(path, kind)
     if "meta" in tables:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = meta_int(path, "schema_version", row[0]) if row else 0
