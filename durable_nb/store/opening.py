@@ -95,7 +95,7 @@ def create(path: Path) -> None:
         with _no_progress_widget():
             con = duckdb.connect(str(tmp), config=SAFE_CONFIG)
         try:
-            migrate(path, con)
+            migrate(path, con, made_here=True)
             con.execute("CHECKPOINT")
         finally:
             con.close()
