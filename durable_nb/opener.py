@@ -117,7 +117,6 @@ class Opener:
         try:
             # The notebook's path, not the journal's, is what the person knows.
             self.journal = Journal.open(self.path, warn=self._warn_at_open, notebook=self.source)
-            self._write(self._run_row(None, "running"))
         except JournalUnwritable as exc:
             self._open_read_only(exc)
         except JournalError as exc:
@@ -125,8 +124,11 @@ class Opener:
         except Exception as exc:  # whatever opening meets, the kernel runs on and says so
             self.step_aside(JournalCorrupt.from_cause(str(self.path), exc))
         finally:
-            if then is not None:
-                then(self)
+            try:
+                if then is not None:
+                    then(self)
+            finally:  # after its reads: their first query would fold it (a DuckDB commit)
+                self._write(self._run_row(None, "running"))
 
     def _open_read_only(self, exc: JournalUnwritable) -> None:
         """The journal cannot be written: open it read-only, so that what it holds replays."""

@@ -191,6 +191,7 @@ def test_journals_holding_macros_or_views_are_refused(path, crafted):
         ("ALTER TABLE cells ADD COLUMN extra INTEGER", "columns differ"),
         ("ALTER TABLE steps DROP COLUMN args", "columns differ"),
         ("CREATE TABLE notes (t VARCHAR)", "columns differ"),
+        ("CREATE SCHEMA s; CREATE TABLE s.cells (x INTEGER)", "columns differ"),
         # a constraint makes every fold of this user's records fail
         ("DROP TABLE outputs; CREATE TABLE outputs (exec_id VARCHAR PRIMARY KEY, seq BIGINT "
          "CHECK (seq < 0), outputs VARCHAR, nbytes BIGINT, dropped BIGINT, sig VARCHAR)",
@@ -203,8 +204,8 @@ def test_journals_holding_macros_or_views_are_refused(path, crafted):
         ("CREATE SEQUENCE s", "sequences"),
         ("CREATE TYPE mood AS ENUM ('a')", "types"),
     ],
-    ids=["leaking-default", "set-default", "added", "dropped", "table", "check", "trigger",
-         "unique-index", "index", "sequence", "type"],
+    ids=["leaking-default", "set-default", "added", "dropped", "table", "schema", "check",
+         "trigger", "unique-index", "index", "sequence", "type"],
 )  # fmt: skip
 def test_journals_whose_tables_were_reshaped_are_refused(path, crafted, said):
     Journal.open(path).close()
