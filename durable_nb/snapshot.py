@@ -47,6 +47,7 @@ from .errors import JournalError, JournalUnwritable, describe
 from .payloads import Loader
 from .runtime import Runtime
 from .store import PayloadRow, VariableRow
+from .unchanged import Print
 
 #: IPython's own names, never saved.
 _IPYTHON_NAMES = re.compile(
@@ -57,6 +58,8 @@ DEFAULT_MAX_BYTES = 4 << 30
 #: Below this many recorded bytes, every variable is checked after every cell (a safety
 #: net for changes made outside cells; cheap at this size).
 SWEEP_BYTES = 64 << 10
+#: Values whose pickle :class:`Print` can tell unchanged (dill pickles a function ~1 ms).
+_DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
 #: Names whose use in a cell may change any variable: the cell is followed by a full sweep.
 _ANY_NAME = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals"})
 
@@ -135,6 +138,9 @@ class Snapshots:
         self.sweep_bytes = SWEEP_BYTES
         self._kernel: dict[str, str] = {}  # name -> a kernel object its value holds (this cell)
         self._plain: dict[str, codec.Encoded] = {}  # name -> its pickle, made while sharing
+        #: names -> the print of their functions or classes and what pickling them gave,
+        #: so that one that did not change is not pickled again (dill: ~1 ms each).
+        self._pickled: dict[tuple[str, ...], tuple[Print, codec.Encoded | _Encoding]] = {}
 
     # -- after each cell ----------------------------------------------------------
 
@@ -177,6 +183,8 @@ class Snapshots:
         except BaseException:
             self.reset()  # what reached the journal is unknown: the next cell saves all
             raise
+        for key in [k for k in self._pickled if not ns.keys() >= set(k)]:
+            del self._pickled[key]
         for name, known in changes.items():
             self.known.pop(name, None)
             if known is not None:
@@ -276,7 +284,7 @@ class Snapshots:
         """Variables that share objects are saved in one payload, so identity survives."""
         if len(group) > 1 and not any(self._kernel.get(n) for n in group):
             values = tuple(ns[n] for n in group)
-            res = self._encode(values, values)
+            res = self._encode(values, values, names=tuple(group))
             if res.state == "saved":  # the payload is stored once, by the first
                 # Named by its members too: two groups of equal content are two payloads,
                 # or a restore would give both groups the same objects.
@@ -296,17 +304,18 @@ class Snapshots:
                 why = f"holds the kernel's {self._kernel[name]}: re-running its cell makes it"
                 out[name] = _Encoding("recompute", why)
             else:
-                out[name] = self._encode(ns[name], (ns[name],), self._plain.get(name))
+                out[name] = self._encode(ns[name], (ns[name],), self._plain.get(name), (name,))
             out[name].shares = shares[name]
         return out
 
-    def _encode(self, value: Any, members: tuple, enc: codec.Encoded | None = None) -> _Encoding:
+    def _encode(self, value: Any, members: tuple, enc: codec.Encoded | None = None,
+                names: tuple[str, ...] = ()) -> _Encoding:  # fmt: skip
         """How ``value`` is recorded: saved (with its payload), module, file or recompute.
 
-        ``enc``: its pickle when made already (plain data).
+        ``enc``: its pickle when made already (plain data); ``names``: its variables.
         """
         if enc is None:
-            got = self._pickle(value, members)
+            got = self._pickle(value, members, names)
             if isinstance(got, _Encoding):
                 return got
             enc = got
@@ -319,7 +328,8 @@ class Snapshots:
             digest.update("".join(names).encode())
         return _Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks, refs=enc.refs)
 
-    def _pickle(self, value: Any, members: tuple) -> codec.Encoded | _Encoding:
+    def _pickle(self, value: Any, members: tuple, names: tuple[str, ...] = ()
+                ) -> codec.Encoded | _Encoding:  # fmt: skip
         """``value``'s pickle, or how it is recorded instead (module, file, recompute)."""
         if isinstance(value, types.ModuleType):
             return _Encoding("module", value.__name__)
@@ -336,10 +346,20 @@ class Snapshots:
         np = sys.modules.get("numpy")  # never getattr on any value: a Mock grows a child
         if np is not None and isinstance(value, np.ndarray) and value.nbytes > self.max_bytes:
             return _Encoding("recompute", too_big)
+        ns = self.shell.user_ns
+        fresh = None
+        if names and any(isinstance(m, _DEFINITIONS) for m in members):
+            fresh = Print(value, ns, members)
+            last = self._pickled.get(names)
+            if last is not None and last[0] == fresh:  # nor did its pickle
+                return replace(last[1]) if isinstance(last[1], _Encoding) else last[1]
         try:
-            return codec.encode(value, self.shell.user_ns, members)
+            got: codec.Encoded | _Encoding = codec.encode(value, ns, members)
         except codec.Unserializable as exc:
-            return _Encoding("recompute", str(exc))
+            got = _Encoding("recompute", str(exc))
+        if fresh is not None and fresh.parts is not None:
+            self._pickled[names] = (fresh, got)
+        return got
 
     def _store(self, res: _Encoding, rows: list) -> None:
         """Write a saved value's chunks and queue its payload row (once per content)."""

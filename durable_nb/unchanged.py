@@ -1,0 +1,206 @@
+"""Whether a function or class changed since it was pickled, without pickling it again.
+
+A :class:`Print` lists everything its payload (:func:`durable_nb.codec.encode`) is made
+of: code objects by identity, the values of names, defaults, closure cells, attributes and
+class dicts by content, and which objects are one object (pickle's memo). Equal prints mean
+equal payloads; anything it cannot read cheaply and exactly gives no print (pickled again).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import types
+from typing import Any
+
+from . import codec
+
+#: Past this many parts (a function holding a big table), pickling is as cheap: no print.
+LIMIT = 4_000
+_DEPTH = 60
+
+#: Immutable objects pickled as themselves (by the writer's ``repr``-free bytes below).
+_NUMBERS = {int: None, bool: None, type(None): None}
+#: Objects whose pickle depends on nothing that can change: kept, compared by identity.
+_FIXED = (types.CodeType, types.GetSetDescriptorType, types.MemberDescriptorType,
+          types.WrapperDescriptorType, types.MethodDescriptorType,
+          types.ClassMethodDescriptorType, types.BuiltinFunctionType)  # fmt: skip
+
+
+class _Unreadable(Exception):
+    """Something the print cannot read exactly: the value is pickled again."""
+
+
+class Print:
+    """The parts of ``value``'s payload (``members``: values saved by value, as in
+    :func:`codec.encode`); ``parts`` is None when it cannot be read cheaply."""
+
+    __slots__ = ("_keep", "parts")
+
+    def __init__(self, value: Any, ns: dict[str, Any], members: tuple = ()) -> None:
+        walk = _Walk(ns, members or (value,))
+        try:
+            walk.add(("dill", _dill_settings()))
+            walk.walk(value, 0)
+        except (_Unreadable, RecursionError):
+            self.parts, self._keep = None, None
+            return
+        self.parts = walk.parts
+        self._keep = walk.keep  # the objects named by id stay alive: no id is reused
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Print) and self.parts is not None and self.parts == other.parts
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+#: What dill's pickler reads of ``dill.settings`` (their defaults until dill is imported).
+_DILL_DEFAULTS = (("byref", False), ("fmode", 0), ("ignore", False), ("recurse", False))
+
+
+def _dill_settings() -> tuple:
+    dill = sys.modules.get("dill")
+    if dill is None:
+        return _DILL_DEFAULTS
+    return tuple((k, dill.settings.get(k)) for k, _ in _DILL_DEFAULTS)
+
+
+class _Walk:
+    def __init__(self, ns: dict[str, Any], members: tuple) -> None:
+        self.by_name = codec._ByName(ns, {id(m) for m in members})
+        self.parts: list[Any] = []
+        self.keep: list[Any] = []
+        self.seen: dict[int, int] = {}
+
+    def add(self, part: Any) -> None:
+        self.parts.append(part)
+        if len(self.parts) > LIMIT:
+            raise _Unreadable
+
+    def same(self, o: Any) -> None:
+        """``o`` by identity: its pickle cannot change while it lives."""
+        self.keep.append(o)
+        self.add(("is", id(o)))
+
+    def walk(self, o: Any, depth: int) -> None:
+        t = type(o)
+        if t in _NUMBERS:
+            self.add((t, o))
+            return
+        if t is float:  # bytes: -0.0 == 0.0, yet they pickle apart
+            self.add((t, struct.pack("<d", o)))
+            return
+        i = id(o)
+        seen = self.seen.get(i)
+        if seen is not None:  # one object met twice: a memo reference in the pickle
+            self.add(("memo", seen))
+            return
+        self.seen[i] = len(self.seen)
+        self.keep.append(o)
+        if t is str or t is bytes:
+            self.add((t, o))
+            return
+        if depth > _DEPTH:
+            raise _Unreadable
+        depth += 1
+        if t in (tuple, list, set, frozenset):
+            self.add((t, len(o)))
+            for x in o:
+                self.walk(x, depth)
+        elif t is dict:
+            self.add((t, len(o)))
+            for k, v in o.items():
+                self.walk(k, depth)
+                self.walk(v, depth)
+        elif t is types.CellType:
+            try:
+                content = o.cell_contents
+            except ValueError:
+                self.add(("empty cell",))
+            else:
+                self.add(("cell",))
+                self.walk(content, depth)
+        elif t is types.FunctionType:
+            self.function(o, depth)
+        elif isinstance(o, type):
+            self.cls(o, depth)
+        elif isinstance(o, _FIXED):
+            if t is types.BuiltinFunctionType and not isinstance(o.__self__, types.ModuleType):
+                raise _Unreadable  # ``rows.append``: it holds data
+            self.same(o)
+            self.add((getattr(o, "__module__", None), getattr(o, "__qualname__", None)))
+        elif t is staticmethod or t is classmethod:
+            self.add((t,))
+            self.walk(o.__func__, depth)
+        elif t is property:
+            self.add((t,))
+            for part in (o.fget, o.fset, o.fdel, o.__doc__):
+                self.walk(part, depth)
+        elif codec._plain(t) and not isinstance(o, _BUILTIN_DATA):
+            self.add(("instance",))  # object's reduce: its class, then its __dict__
+            self.walk(t, depth)
+            self.walk(vars(o), depth)
+        else:
+            raise _Unreadable
+
+    def function(self, f: types.FunctionType, depth: int) -> None:
+        how = self.by_name.reduce(f)
+        if how is NotImplemented:  # a library's (or a helper module's): by reference
+            self.located(f)
+            return
+        if how is not None:  # a notebook function bound to its name: that name
+            self.same(f)
+            self.add(("global", how[1]))
+            return
+        # By value (dill): the globals are written as a reference to the module's own.
+        module = sys.modules.get(f.__module__)
+        if module is None or f.__globals__ is not vars(module):
+            raise _Unreadable
+        self.same(f.__code__)
+        self.add(("function", f.__name__, f.__qualname__, f.__module__))
+        for part in (f.__doc__, f.__defaults__, f.__kwdefaults__, f.__annotations__,
+                     f.__closure__, f.__dict__, getattr(f, "__type_params__", ())):  # fmt: skip
+            self.walk(part, depth)
+
+    def cls(self, c: type, depth: int) -> None:
+        try:
+            how = self.by_name.reduce(c)
+        except codec.Unserializable:
+            raise _Unreadable from None
+        if how is NotImplemented:
+            self.located(c)
+            return
+        if how is not None:
+            self.same(c)
+            self.add(("global", how[1]))
+            return
+        # By value: dill writes the metaclass, name, bases and the class's own dict, less
+        # what is the very object its bases hold (``f = Base.f``): that is read too.
+        self.add(("class", c.__name__, c.__qualname__))
+        self.walk(type(c), depth)
+        self.walk(c.__bases__, depth)
+        inherited: dict[str, Any] = {}
+        for base in reversed(c.__bases__):
+            inherited.update(vars(base))
+        for k, v in vars(c).items():
+            self.add(v is inherited.get(k, self))
+            self.walk(k, depth)
+            self.walk(v, depth)
+
+    def located(self, o: Any) -> None:
+        """A library's function or class: pickled as module and name while found there."""
+        module, qualname = getattr(o, "__module__", None), getattr(o, "__qualname__", None)
+        found = sys.modules.get(module) if isinstance(module, str) else None
+        if found is None or not isinstance(qualname, str):
+            raise _Unreadable
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        if found is not o:
+            raise _Unreadable
+        self.same(o)
+        self.add((module, qualname))
+
+
+#: Instances of these (and their subclasses) pickle more than their ``__dict__``.
+_BUILTIN_DATA = (list, dict, set, frozenset, tuple, str, bytes, bytearray, int, float,
+                 complex, BaseException)  # fmt: skip

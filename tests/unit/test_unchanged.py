@@ -1,0 +1,217 @@
+"""A notebook function or class is pickled again only when what its payload is made of
+changed (durable_nb.unchanged): random changes through aliases (defaults, keyword
+defaults, closure cells, attributes, class attributes, inherited methods, code, -0.0),
+some of which change nothing; equal prints must mean equal payloads, and a restore from
+a journal written with the reuse on must equal the live namespace.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+import types
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from IPython.core.interactiveshell import InteractiveShell
+
+from durable_nb import codec
+from durable_nb.runtime import Runtime
+from durable_nb.snapshot import Snapshots, _groups
+from durable_nb.unchanged import Print
+
+pytestmark = pytest.mark.unit
+
+SETUP = '''
+import functools
+
+def helper(x):
+    return x + 1
+
+def plain(a, b=[1], *, k={"z": 0}):
+    return helper(a) + len(b)
+
+def make(start):
+    box = [start]
+    state = {"n": 0}
+    def counter(step=1):
+        state["n"] += step
+        box.append(state["n"])
+        return box
+    return counter
+
+counter = make(0)
+
+def deco(fn):
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        return fn(*a, **kw)
+    wrapper.calls = []
+    return wrapper
+
+@deco
+def wrapped(x):
+    return x
+
+class Base:
+    shared = [1, 2]
+    def hello(self):
+        return "base"
+
+class Thing(Base):
+    """A thing."""
+    tags = {"a": [1]}
+    limit = 0.0
+    hello = Base.hello
+    def __init__(self, v):
+        self.v = v
+    def method(self):
+        return super().hello()
+    @staticmethod
+    def stat(x=()):
+        return x
+    @property
+    def prop(self):
+        return self.v
+
+class Holder:
+    def __init__(self):
+        self.items = []
+
+def make_holder():
+    h = Holder()
+    def use():
+        return h.items
+    return use
+
+use = make_holder()
+'''
+DEFINITIONS = ["helper", "plain", "counter", "wrapped", "Base", "Thing", "Holder", "use"]
+
+#: Changes through aliases ({x}: a small int); some leave every payload as it was.
+CHANGES = [
+    "plain.__defaults__[0].append({x})",
+    "plain.__kwdefaults__['z'] = {x}",
+    "plain.__defaults__ = (list(plain.__defaults__[0]),)",  # equal content, new object
+    "plain.__defaults__[0].append({x}); plain.__defaults__[0].pop()",
+    "plain.__defaults__ = (Base.shared,)",  # then Base's changes are plain's too
+    "plain.__doc__ = 'v{x}'",
+    "plain.__code__ = (helper if {x} % 2 else make_holder).__code__",
+    "counter({x})",
+    "counter.__closure__[0].cell_contents.append({x})",
+    "counter.__defaults__ = (counter.__closure__[0].cell_contents,)",
+    "wrapped.calls.append({x})",
+    "wrapped.__wrapped__.__defaults__ = ({x},)",
+    "Base.shared.append({x})",
+    "Base.shared[0] = {x}",
+    "Base.hello = lambda self: {x}",  # Thing.hello is no longer the inherited one
+    "Thing.tags['a'].append({x})",
+    "Thing.limit = -0.0 if {x} % 2 else 0.0",
+    "Thing.extra = {x}",
+    "if hasattr(Thing, 'extra'): del Thing.extra",
+    "Thing.stat.__defaults__ = ({x},)",
+    "Thing.prop.fget.__doc__ = 'doc{x}'",
+    "use.__closure__[0].cell_contents.items.append({x})",
+    "use.__closure__[0].cell_contents.flag = {x}",
+    "helper = lambda x: x + {x}",  # a rebinding: payloads name it, do not hold it
+    "pass",
+]
+changes = st.lists(
+    st.tuples(st.sampled_from(CHANGES), st.integers(-2, 2)), min_size=1, max_size=8
+).map(lambda picks: [code.format(x=x) for code, x in picks])
+SLOW = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@pytest.fixture(scope="module")
+def shell():
+    return InteractiveShell.instance()
+
+
+def run(shell, code: str) -> None:
+    result = shell.run_cell(code, store_history=False, silent=True)
+    assert result.success, result.error_in_exec or result.error_before_exec
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=SLOW)  # the unit layer: < 1 min
+@given(cells=changes)
+def test_equal_prints_mean_equal_payloads(shell, cells):
+    run(shell, SETUP)  # every definition made again
+    ns = shell.user_ns
+    last = {}
+    for name in DEFINITIONS:
+        value = ns[name]
+        printed = Print(value, ns)
+        assert printed.parts is not None, name  # readable, or the test proves nothing
+        last[name] = (printed, codec.encode(value, ns, (value,)).stream)
+    for code in cells:
+        run(shell, code)
+        for name in DEFINITIONS:
+            value = ns[name]
+            printed, stream = Print(value, ns), codec.encode(value, ns, (value,)).stream
+            if printed == last[name][0]:
+                assert stream == last[name][1], (name, code)
+            last[name] = (printed, stream)
+
+
+def describe(o, depth=0):
+    """What a definition is made of, down to the floats' signs (by what it does: dill
+    gives a ``functools.wraps`` wrapper its code's qualname, and drops a class attribute
+    that is its base's own object, which the class then inherits)."""
+    if depth > 6:
+        return "..."
+    d = depth + 1
+    if isinstance(o, float):
+        return ("float", repr(o))
+    if isinstance(o, list | tuple):
+        return (type(o).__name__, [describe(x, d) for x in o])
+    if isinstance(o, dict):
+        return ("dict", [(k, describe(v, d)) for k, v in o.items()])
+    if isinstance(o, types.FunctionType):
+        cells = [describe(c.cell_contents, d) for c in o.__closure__ or ()]
+        attrs = {k: describe(v, d) for k, v in vars(o).items()}
+        defaults = describe(o.__defaults__, d), describe(o.__kwdefaults__, d)
+        return ("function", o.__name__, o.__doc__, o.__code__.co_code, defaults, cells, attrs)
+    if isinstance(o, staticmethod | property):
+        inner = o.__func__ if isinstance(o, staticmethod) else o.fget
+        return (type(o).__name__, describe(inner, d))
+    if isinstance(o, type):
+        own = {k: describe(inspect.getattr_static(o, k), d) for k in dir(o) if k[:2] != "__"}
+        return ("class", o.__qualname__, o.__doc__, own)
+    if type(o).__module__ == "__main__":
+        return ("instance", type(o).__name__, describe(vars(o), d))
+    return repr(o)
+
+
+def test_a_restore_equals_the_live_definitions_when_payloads_are_reused(shell):
+    cells = [code.format(x=x) for x in (2, 1) for code in CHANGES]  # each change, twice
+    with tempfile.TemporaryDirectory() as folder:
+        source = str(Path(folder) / "nb.ipynb")
+        rt = Runtime(source)
+        snaps = Snapshots(shell, rt)
+        snaps.sweep_bytes = 1 << 40  # every saved variable is checked after every cell
+        shell.reset(new_session=False)
+        for code in [SETUP, *cells]:
+            rt.begin_cell(None, code)
+            run(shell, code)
+            snaps.after_cell(code, True)
+            rt.end_cell("ok", None)
+            if code is SETUP:  # pickling an instance gives its class __slotnames__
+                continue
+            # What the journal holds is what pickling gives now (a Snapshots that never
+            # pickled anything before: no payload to reuse).
+            ns, again = shell.user_ns, Snapshots(shell, rt)
+            shares = again._sharing(ns, set(DEFINITIONS))
+            for group in _groups(shares):
+                for name, res in again._encode_group(group, ns, shares).items():
+                    if name in DEFINITIONS:
+                        assert snaps.known[name].value_id == res.value_id, (name, code)
+        live = {n: describe(shell.user_ns[n]) for n in DEFINITIONS}
+        rt.close()
+        shell.reset(new_session=False)
+        rt = Runtime(source)
+        report = Snapshots(shell, rt).restore()
+        rt.close()
+        assert not report.skipped, report
+        assert {n: describe(shell.user_ns[n]) for n in DEFINITIONS} == live
