@@ -4,7 +4,8 @@ The notebooks of tests/corpus/ (ipywidgets' Widget List and Widget Events, nbcli
 Output and update-display-id), each run with nbclient in a fresh kernel per side, sides
 interleaved, ``--repeat`` times; cell time is the sum over cells of execute_input to
 execute_reply (nbclient's timing), so kernel start is left out. Outputs are compared as
-tests/test_corpus.py does. Target: durable ≤ 1.1× plain on every notebook.
+tests/test_corpus.py does. Target: durable ≤ 1.1× plain on every notebook. ``--cells``:
+each cell's median too, to see which cells cost what.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ SIDES = ("python3", "python3-durable")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--cells", action="store_true", help="each cell's median time too")
     args = p.parse_args(argv)
     os.environ.pop("JPY_SESSION_NAME", None)
     rows, same = [], True
     for name in corpus.NOTEBOOKS:
         took: dict[str, list[float]] = {side: [] for side in SIDES}
+        per_cell: dict[str, list[list[float]]] = {side: [] for side in SIDES}
+        sources: list[str] = []
         for _ in range(args.repeat):
             shown = {}
             for side in SIDES:
@@ -42,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
                 took[side].append(seconds)
+                per_cell[side].append(cell_seconds(nb))
+                sources = [c.source for c in nb.cells if c.cell_type == "code"]
                 shown[side] = corpus.outputs(nb)
             if shown["python3"] != shown["python3-durable"]:
                 same = False
@@ -50,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: outputs differ at code cell {at}: {a[at]!r:.200} vs {b[at]!r:.200}")
         rows.append((name, took))
         print(f"{name}: done", flush=True)
+        if args.cells:
+            print(f"  {'cell':<44} {'python3 ms':>10} {'durable ms':>10} {'extra':>7}")
+            for i, source in enumerate(sources):
+                med = [statistics.median(run[i] for run in per_cell[s]) * 1e3 for s in SIDES]
+                first = source.strip().splitlines()[0][:42] if source.strip() else ""
+                print(f"  {i:>2} {first:<41} {med[0]:10.1f} {med[1]:10.1f} {med[1] - med[0]:+7.1f}")
     print(f"\ntotal cell time per notebook, s (median of {args.repeat}; min in brackets)")
     print(f"{'notebook':<20} {'python3':>16} {'python3-durable':>16} {'ratio':>6}")
     for name, took in rows:
@@ -59,6 +71,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<20} {cells[0]:>16} {cells[1]:>16} {ratio:6.2f}")
     print(f"outputs equal (normalised): {'yes' if same else 'NO'}; target: ratio ≤ 1.1")
     return 0 if same else 1
+
+
+def cell_seconds(nb) -> list[float]:
+    """Each code cell's execute_input to execute_reply (s); 0 for a cell not run."""
+    out = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        t = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in t and "shell.execute_reply" in t:
+            start, end = t["iopub.execute_input"], t["shell.execute_reply"]
+            out.append(corpus._seconds(end) - corpus._seconds(start))
+        else:
+            out.append(0.0)
+    return out
 
 
 if __name__ == "__main__":

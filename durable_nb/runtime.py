@@ -45,8 +45,6 @@ class CellContext:
     ran: int = 0
     replayed: int = 0
     failed: int = 0
-    #: Whether its snapshot wrote variable rows (then its end record is synced at once).
-    saved: bool = False
     _occurrences: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -212,8 +210,9 @@ class Runtime(Opener):
         cell = self.cell
         if self.enabled:
             self.write_outputs(final=True)  # one group commit with the cell's row
-            # No step, no variable: synced by the next synced record or tick (docs/design.md).
-            settle = bool(cell.ran or cell.failed or cell.saved)
+            # No step: synced by the next synced record or tick (docs/design.md); its
+            # snapshot's rows, if any, were synced before this record was written.
+            settle = bool(cell.ran or cell.failed)
             self._write(self._cell_row(time.time(), status, error), sync=settle)
         self.outputs = None
         if cell.replayed and not self.strict:  # in a strict replay every step replays

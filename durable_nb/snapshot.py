@@ -382,10 +382,9 @@ class Snapshots:
         if rows and journal is not None:
             for row in rows:
                 journal.write(row, sync=False)
-            # Synced before the cell's end record (which syncs again): a record of the cell
-            # ending ok is never on disk without the variables it commits.
+            # Synced before the cell's end record is written: a record of the cell ending
+            # ok is never on disk without the variables it commits.
             journal.sync()
-            self.rt.cell.saved = True
 
     def _stored_ids(self) -> set[str]:
         if self._stored is None:
