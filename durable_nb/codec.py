@@ -11,6 +11,7 @@ import copyreg
 import io
 import json
 import math
+import operator
 import pickle
 import sys
 import types
@@ -216,18 +217,35 @@ class _ByName:
     def reduce(self, obj: Any) -> Any:
         _guard(obj)
         if isinstance(obj, (types.FunctionType, type)) and obj.__module__ == "__main__":
-            name = obj.__qualname__
-            if id(obj) not in self.members and self.ns is not None and self.ns.get(name) is obj:
-                self.refs.add(name)
-                return _global, (name,)
+            # ``Outer.Inner``: through the global ``Outer``, unless ``Outer`` is saved here
+            # by value (then so is what it holds: its methods, its nested classes).
+            name, ns, members = obj.__qualname__, self.ns, self.members
+            head = name.partition(".")[0]
+            if ns is not None and not {id(obj), id(ns.get(head))} & members:
+                if _lookup(ns, name) is obj:
+                    self.refs.add(head)
+                    return _global, (name,)
             return None
         return NotImplemented
 
 
+def _lookup(ns: dict[str, Any], name: str) -> Any:
+    head, _, rest = name.partition(".")
+    obj = ns.get(head)
+    for part in rest.split(".") if rest else ():
+        obj = getattr(obj, part, None) if isinstance(obj, type) else None
+    return obj
+
+
 def _global(name: str) -> Any:
-    """A notebook global, from the restore under way (which loads it first) or ``__main__``."""
+    """A notebook global (``Outer.Inner``: an attribute of one), from the restore under way
+    (which loads it first) or ``__main__``."""
     resolve = _RESOLVE.get()
-    return resolve(name) if resolve is not None else vars(sys.modules["__main__"])[name]
+    head, _, rest = name.partition(".")
+    obj = resolve(head) if resolve is not None else vars(sys.modules["__main__"])[head]
+    for part in rest.split(".") if rest else ():
+        obj = getattr(obj, part)
+    return obj
 
 
 _RESOLVE: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.ContextVar(
@@ -290,28 +308,36 @@ def _plain(t: type) -> bool:
     return known
 
 
-class _PlainPickler(pickle.Pickler):
-    """Pickles plain data only (raises :class:`_NotPlain` at anything else); notes the
-    instances and classes it met, and the reduce values it made (not the value's objects)."""
+class _PlainTable(dict):
+    """A plain pickler's ``dispatch_table``: type -> the reducer of its instances, made on
+    first sight (``__missing__``), so that the C pickler asks Python once per type, not once
+    per object. A plain type's reducer is its own ``__reduce_ex__``, called from C (what the
+    pickler does without a table); any other type stops the pickle before its reduce runs."""
 
-    by_name: _ByName
+    def __init__(self) -> None:
+        super().__init__()
+        self.classes: list[type] = []  # the instances' classes met, in order
 
-    def reducer_override(self, obj: Any) -> Any:
-        t = type(obj)
-        if _PLAIN.get(t) or (t not in _PLAIN and _plain(t)):
-            self.instances.append(obj)
-            return NotImplemented
-        if obj is _global:
-            return NotImplemented
-        if not isinstance(obj, type) or t is not type:
+    def __missing__(self, t: type) -> Any:
+        if not _plain(t):
             raise _NotPlain  # functions, modules, arrays, files, metaclasses...
-        self.classes.append(obj)
-        out = self.by_name.reduce(obj)
-        if out is None:
-            raise _NotPlain  # a notebook class saved by value: dill's job
-        if out is not NotImplemented:
-            self.made.append(out)
-        return out
+        self.classes.append(t)
+        self[t] = _REDUCE
+        return _REDUCE
+
+
+_REDUCE = operator.methodcaller("__reduce_ex__", 5)
+
+
+class _PlainPickler(pickle.Pickler):
+    """Pickles plain data only (raises :class:`_NotPlain` at anything else) with no Python
+    call per object: classes and functions go by reference (``__main__.Name`` when the
+    notebook's; :class:`_Unpickler` asks the restore for those), instances through
+    :class:`_PlainTable`."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        self.dispatch_table = _PlainTable()  # read by the C pickler's __init__
+        super().__init__(file, protocol=5)
 
 
 def _dill_pickler() -> type:
@@ -383,42 +409,66 @@ MEMO_OBJECTS = 2_000
 
 def encode_plain(obj: Any, ns: dict[str, Any]) -> Encoded | None:
     """:func:`encode` for a value of plain data only (containers, instances of plain
-    classes); None for any other value.
+    classes, classes and functions bound to their name); None for any other value.
 
-    When it holds few objects, ``reached`` is what it reaches, taken from the pickler's
-    memo: the keys and names :func:`graph.reach` gives, without a walk (a list of a million
-    numbers is pickled in one pass, not walked too). Otherwise ``reached`` is None.
+    When it holds few objects and no function, ``reached`` is what it reaches, taken from
+    the pickler's memo: the keys and names :func:`graph.reach` gives, without a walk (a list
+    of a million numbers is pickled in one pass, not walked too). Otherwise ``reached`` is
+    None: the caller walks, and adds the walk's ``refs`` (:func:`encode_reach`).
     """
-    by_name = _ByName(ns, {id(obj)})
+    if isinstance(obj, (type, types.FunctionType)):
+        return None  # a variable's own class or function is saved by value: encode()
     out = io.BytesIO()
-    pickler = _PlainPickler(out, protocol=5)
-    pickler.by_name, pickler.classes, pickler.made, pickler.instances = by_name, [], [], []
+    pickler = _PlainPickler(out)
     try:
         pickler.dump(obj)
-    except (_NotPlain, Unserializable):
-        return None
     except Exception:
-        return None  # encode() says why
-    stream = out.getvalue()
-    enc = Encoded(PICKLE, stream, [], frozenset(by_name.refs))
+        return None  # not plain, or unbound notebook code (dill's): encode() says why
+    table: _PlainTable = pickler.dispatch_table
+    enc = Encoded(PICKLE, out.getvalue(), [], frozenset(_refs(table.classes)))
     # Reading the memo costs ~2 µs an object, more than a walk: only for few objects (a
     # list of a million numbers).
     sentinel: list = []
     if _memo_size(pickler, out, sentinel) > MEMO_OBJECTS:
         return enc
-    made = {id(r) for r in pickler.made} | {id(r[1]) for r in pickler.made} | {id(sentinel)}
-    walk = graph.WALK
+    objects = [o for _, o in pickler.memo.copy().values()]
     kinds = graph.kinds()
+    classes = [o for o in objects if type(o) is type]
+    if any(isinstance(o, types.FunctionType) and o not in _NEWOBJ for o in objects):
+        return enc  # pickled by name, yet the walk follows what a function holds
+    walk, plain = graph.WALK, set(table.classes)
+    enc.refs = frozenset(_refs(classes))
     enc.reached = reached = graph.Reach()
-    reached.keys = {
-        i for i, (_, o) in pickler.memo.copy().items()
-        if kinds.get(type(o)) == walk and i not in made
-    }  # fmt: skip
+    reached.keys = {id(o) for o in objects if kinds.get(type(o)) == walk}
+    reached.keys.discard(id(sentinel))
     # An empty __dict__ is not pickled (no state), yet a variable may hold it.
-    reached.keys.update(id(vars(o)) for o in pickler.instances)
-    for cls in pickler.classes:
+    reached.keys.update(id(vars(o)) for o in objects if type(o) in plain)
+    for cls in classes:
         graph.class_names(cls, ns, reached)
     return enc
+
+
+#: The functions a plain instance's reduce names (pickled by reference).
+_NEWOBJ = (copyreg.__newobj__, copyreg.__newobj_ex__)
+
+
+def _refs(found: Iterable[Any]) -> set[str]:
+    """The notebook globals that classes or functions pickled by reference are bound to
+    (``__main__``'s: a restore loads them first, and a payload naming one that is rebound
+    is saved again)."""
+    return {o.__qualname__.partition(".")[0] for o in found
+            if getattr(o, "__module__", None) == "__main__"}  # fmt: skip
+
+
+def encode_reach(obj: Any, ns: dict[str, Any]) -> tuple[Encoded | None, graph.Reach]:
+    """:func:`encode_plain` and what ``obj`` reaches: from the memo, or a walk."""
+    enc = encode_plain(obj, ns)
+    if enc is not None and enc.reached is not None:
+        return enc, enc.reached
+    reached = graph.reach(obj, ns)
+    if enc is not None:
+        enc.refs = enc.refs | reached.refs
+    return enc, reached
 
 
 def _memo_size(pickler: pickle.Pickler, out: io.BytesIO, sentinel: list) -> int:
@@ -488,6 +538,16 @@ def decode(codec: str, stream: bytes, buffers: Iterable[Any],
             import dill
 
             return dill.loads(stream, buffers=buffers)
-        return pickle.loads(stream, buffers=buffers)
+        return _Unpickler(io.BytesIO(stream), buffers=buffers).load()
     finally:
         _RESOLVE.reset(token)
+
+
+class _Unpickler(pickle.Unpickler):
+    """Notebook classes and functions pickled by reference (``__main__.Name``) come from
+    the restore under way, which loads them first, as :func:`_global` does."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "__main__" and _RESOLVE.get() is not None:
+            return _global(name)
+        return super().find_class(module, name)

@@ -78,6 +78,9 @@ class Reach:
     keys: set[int] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     kernel: str = ""  #: the type of a kernel object reached (a widget's comm), if any
+    #: the notebook's (``__main__``) classes and functions reached: their names' heads, which
+    #: a pickle by reference names (see codec.encode_reach)
+    refs: set[str] = field(default_factory=set)
 
 
 def reach(obj: Any, ns: dict[str, Any]) -> Reach:
@@ -229,6 +232,8 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
     Returns whether ``o`` is data (an array), as opposed to code, a class or a module.
     """
     if isinstance(o, types.FunctionType):
+        if o.__module__ == "__main__":
+            out.refs.add(o.__qualname__.partition(".")[0])
         _function(o, ns, nxt, out)
     elif isinstance(o, types.MethodType):
         nxt.extend((o.__func__, o.__self__))
@@ -239,6 +244,8 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         if o.__name__ != "__main__" and own_module(o.__name__):
             nxt.extend(vars(o).values())
     elif isinstance(o, type):
+        if o.__module__ == "__main__":
+            out.refs.add(o.__qualname__.partition(".")[0])
         if o is root:
             _class(o, ns, nxt, out)
         else:

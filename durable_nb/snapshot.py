@@ -259,12 +259,9 @@ class Snapshots:
                 continue
             # Plain data is pickled now (once), and when it holds few objects its pickle
             # says what it reaches, as the walk would: one pass instead of two.
-            enc = codec.encode_plain(ns[name], user_ns)
+            enc, reached = codec.encode_reach(ns[name], user_ns)
             if enc is not None:
                 self._plain[name] = enc
-            reached = enc.reached if enc is not None else None
-            if reached is None:
-                reached = graph.reach(ns[name], user_ns)
             found[name] = mine = reached.keys
             self._kernel[name] = reached.kernel
             work.extend(sorted(n for n in reached.names if n in ns and n not in found))

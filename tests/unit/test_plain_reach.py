@@ -4,8 +4,10 @@ restore); and the pickle must be encode()'s, byte for byte (or payloads change).
 
 from __future__ import annotations
 
+import sys
+
 import pytest
-from hypothesis import example, given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from durable_nb import codec, graph
@@ -142,8 +144,91 @@ def test_two_values_are_tied_exactly_when_they_share_an_object(first, second):
 def test_anything_else_is_walked():
     ns: dict = {}
     assert codec.encode_plain([Custom()], ns) is None  # its own reduce
-    assert codec.encode_plain([len, 1], ns) is None  # a function
-    assert codec.encode_plain({"f": lambda: 1}, ns) is None
+    assert codec.encode_plain([len, 1], ns) is None  # a builtin function
+    assert codec.encode_plain({"f": lambda: 1}, ns) is None  # not bound to its name
+    assert codec.encode_plain(Plain, ns) is None  # a variable's own class: by value
+    enc = codec.encode_plain([_make, 1], ns)  # pickled by name, but the walk says what
+    assert enc is not None and enc.reached is None  # a function reaches
     many = [[i] for i in range(codec.MEMO_OBJECTS + 1)]
     enc = codec.encode_plain(many, ns)
     assert enc is not None and enc.reached is None  # too many objects to read the memo
+
+
+class Mine(Plain):
+    """A notebook class (``__main__``'s), bound to its name there while a test runs."""
+
+
+Mine.__module__ = "__main__"
+
+
+class Slotted:
+    __slots__ = ("a",)
+
+    def __init__(self, a):
+        self.a = a
+
+
+class Once(Plain):
+    calls = 0
+
+    def __reduce__(self):
+        Once.calls += 1
+        return (Once, ())
+
+
+@pytest.fixture
+def main_ns(monkeypatch):
+    """The notebook's globals: ``__main__``'s (as in a kernel), holding ``Mine``."""
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "Mine", Mine, raising=False)
+    return vars(main)
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=graphs(), many=st.booleans())
+def test_notebook_instances_are_pickled_by_reference_to_their_class(main_ns, value, many):
+    """No Python call per instance: the class goes by name (``__main__.Mine``), which a
+    restore resolves to the restored class; it is the payload's ref either way (memo or
+    walk), and the memo reaches what the walk does."""
+    value = [Mine(v=value, w=[value]) for _ in range(codec.MEMO_OBJECTS if many else 2)]
+    enc, reached = codec.encode_reach(value, main_ns)
+    assert enc is not None and "Mine" in enc.refs
+    walked = graph.reach(value, main_ns)
+    assert walked.keys - {id(())} <= reached.keys and reached.names == walked.names
+    asked = []
+
+    def resolve(name):
+        asked.append(name)
+        return Mine
+
+    back = codec.decode(enc.codec, enc.stream, enc.buffers, resolve)
+    assert asked == ["Mine"] and type(back[0]) is Mine
+    assert codec.fingerprint(back) == codec.fingerprint(value)
+    assert back[0].w[0] is back[0].v and back[0].v is back[1].v  # identity inside survives
+
+
+def test_what_pickle_by_reference_cannot_save_goes_to_encode(main_ns, monkeypatch):
+    """A class rebound (its instances' class is no longer the notebook's), slots, a user's
+    reduce: encode()'s (dill for the first), and the user's reduce runs once a save."""
+    old = Mine
+    monkeypatch.setattr(sys.modules["__main__"], "Mine", type("Mine", (), {}))
+    assert codec.encode_plain([old()], main_ns) is None
+    enc = codec.encode([old()], main_ns)
+    assert enc.codec == codec.DILL
+    assert codec.encode_plain([Slotted([1])], main_ns) is None
+    Once.calls = 0
+    value = [Once()]
+    assert codec.encode_reach(value, main_ns)[0] is None
+    assert Once.calls == 0  # stopped before its reduce ran
+    codec.encode(value, main_ns)
+    assert Once.calls == 1
+
+
+def test_shared_objects_reached_through_instances_tie_variables(main_ns):
+    shared = [1]
+    a = [Mine(t=shared) for _ in range(codec.MEMO_OBJECTS)]  # walked
+    b = {"x": Mine(t=shared)}  # read from the memo
+    for value in (a, b):
+        assert id(shared) in codec.encode_reach(value, main_ns)[1].keys
+    c = [Mine(t=[1]) for _ in range(3)]
+    assert not codec.encode_reach(c, main_ns)[1].keys & codec.encode_reach(b, main_ns)[1].keys

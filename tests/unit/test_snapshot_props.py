@@ -328,3 +328,54 @@ def test_a_closure_a_bound_method_and_a_helper_module_change_what_they_hold(shel
     ])  # fmt: skip
     assert back == live
     assert dict(live)["acc"][2] == ["1"] and dict(live)["held"][2] == ["3"]
+
+
+def test_notebook_classes_instances_and_reduce_calls(shell):
+    """Instances of notebook classes (a dataclass, slots, a nested class, a class rebound
+    since) sharing objects through their attributes come back with the restored classes
+    and every identity; a user's ``__reduce__`` runs once per save of its variable, and
+    not for a cell that does not touch it."""
+    hm = sys.modules.get(shell.helper) or __import__(shell.helper)
+    cells = [
+        f"import {shell.helper} as hm\nfrom dataclasses import dataclass, field\n"
+        "@dataclass\nclass P:\n    x: int\n    tags: list = field(default_factory=list)\n"
+        "class S:\n    __slots__ = ('a', 'b')\n    def __init__(self, a, b):\n"
+        "        self.a, self.b = a, b\n"
+        "class Outer:\n    class Inner:\n        def __init__(self, t):\n            self.t = t\n"
+        "class Old:\n    def __init__(self):\n        self.v = [0]\n"
+        "class Noisy:\n    def __reduce__(self):\n"
+        "        hm.HELD['reduce'] = hm.HELD.get('reduce', 0) + 1\n        return (Noisy, ())\n"
+        "shared = [1]\nps = [P(i, shared) for i in range(3)]\n"
+        "ss = [S(shared, i) for i in range(2)]\n"
+        "inner = [Outer.Inner(shared)]\nolds = [Old()]\nnoisy = [Noisy()]",
+        "Old = P",  # olds[0]'s class is no longer bound to its name
+        "y = 1",
+        "shared.append(2)",
+        "ps[0].tags.append(3)",
+        "noisy.append(1)",
+    ]
+    hm.HELD.pop("reduce", None)
+    calls = []
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        for code in [SETUP, *cells]:
+            nb.run(code)
+            calls.append(hm.HELD.get("reduce", 0))
+        assert calls == [0, 1, 1, 1, 1, 1, 2]  # the build cell, then noisy.append only
+        nb.close()
+        fresh_namespace(shell)
+        nb = Notebook(shell, Path(folder))
+        report = nb.snaps.restore()
+        nb.close()
+    assert not report.skipped, report
+    ns = shell.user_ns
+    shared = ns["shared"]
+    assert shared == [1, 2, 3] and [p.x for p in ns["ps"]] == [0, 1, 2]
+    assert [s.b for s in ns["ss"]] == [0, 1]
+    assert all(p.tags is shared for p in ns["ps"]) and all(s.a is shared for s in ns["ss"])
+    assert ns["inner"][0].t is shared
+    assert type(ns["inner"][0]) is ns["Outer"].Inner  # by name, in its group's payload too
+    assert type(ns["ps"][0]) is ns["P"] and type(ns["ss"][0]) is ns["S"]
+    assert type(ns["olds"][0]).__name__ == "Old" and ns["olds"][0].v == [0]
+    assert type(ns["noisy"][0]) is ns["Noisy"]
