@@ -184,7 +184,7 @@ def main_ns(monkeypatch):
     return vars(main)
 
 
-@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=graphs(), many=st.booleans())
 def test_notebook_instances_are_pickled_by_reference_to_their_class(main_ns, value, many):
     """No Python call per instance: the class goes by name (``__main__.Mine``), which a
