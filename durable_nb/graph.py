@@ -23,6 +23,7 @@ import sys
 import sysconfig
 import types
 from dataclasses import dataclass, field
+from gc import is_tracked
 from operator import not_
 from sys import getrefcount
 from typing import Any
@@ -99,6 +100,10 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             kind_of[t] = _KINDS.get(t)
             if kind_of[t] is None:
                 kind_of[t] = _kind(t)
+            if t not in _TRACKED:
+                if len(_TRACKED) > 50_000:
+                    _TRACKED.clear()
+                _TRACKED[t] = _tracked(t)
             if t in _KERNEL_TYPES:
                 out.kernel = t.__qualname__
         present = set(kind_of.values())
@@ -108,11 +113,16 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             walk, special = (items, []) if WALK in present else ([], items)
             held = _HELD  # references the walk itself holds to each object (``items``)
         else:
-            types_ = list(map(type, items))
-            walking = {t for t, k in kind_of.items() if k == WALK}
-            walk = list(compress(items, map(walking.__contains__, types_)))
             held = _HELD + 1  # ``items`` and ``walk``
             special = []
+            if SPECIAL not in present and all(map(_TRACKED.get, kind_of)):
+                # What the walk enters here is exactly what the collector tracks (strings
+                # and numbers beside lists, rows' instances): one pass, no type per item.
+                walk = list(filter(is_tracked, items))
+            else:
+                types_ = list(map(type, items))
+                walking = {t for t, k in kind_of.items() if k == WALK}
+                walk = list(compress(items, map(walking.__contains__, types_)))
             if SPECIAL in present:
                 specials = {t for t, k in kind_of.items() if k == SPECIAL}
                 special = list(compress(items, map(specials.__contains__, types_)))
@@ -153,6 +163,25 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
     out.keys -= not_data
     out.keys |= bases
     return out
+
+
+#: Type -> whether "tracked by the garbage collector" tells exactly whether the walk enters
+#: its instances (a mixed level in one pass): True for lists, sets and the instances of
+#: classes (tracked from birth to death), and for what the walk skips and the collector
+#: can never track (strings, numbers); None (unknown: types per item) for the rest,
+#: dicts and tuples first (the collector untracks those that hold only atoms).
+_TRACKED: dict[type, bool | None] = {}
+_GC, _HEAP = 1 << 14, 1 << 9  # Py_TPFLAGS_HAVE_GC, Py_TPFLAGS_HEAPTYPE
+
+
+def _tracked(t: type) -> bool | None:
+    k = kind(t)
+    flags = t.__flags__
+    if k == SKIP:
+        return True if not flags & _GC else None
+    if k == WALK and (t in (list, set, frozenset) or flags & (_GC | _HEAP) == _GC | _HEAP):
+        return True if not issubclass(t, dict | tuple) else None
+    return None
 
 
 def _lone_references() -> int:

@@ -83,3 +83,26 @@ def test_a_widget_is_walked_without_its_comm_and_said_to_hold_a_kernel_object():
     assert id(slider) in reached.keys and len(reached.keys) < 500
     assert reached.kernel or slider.comm is None
     assert graph.reach([[1], {"a": 2}], NS).kernel == ""
+
+
+def test_objects_the_collector_does_not_track_still_tie():
+    """A level of strings, numbers and lists is walked by what the collector tracks; a dict
+    or tuple of atoms is untracked (and a bytearray never is): met beside them, they are
+    still keyed when shared."""
+    import gc
+
+    class Row:
+        pass
+
+    d, t, ba, row = {"x": 1}, (1, "a"), bytearray(b"x"), Row()
+    gc.collect()
+    assert not gc.is_tracked(d) and not gc.is_tracked(t)
+    a = [d, "s", 1, [2], t, ba, row]
+    b = [[d], 2.0, "u", (t,), [ba, row]]
+    assert {id(d), id(t), id(ba), id(row)} <= keys(a) & keys(b)
+    lone = [[1], "s", 2, Row()]
+    assert keys(lone) == {id(lone)}  # lists and instances held once: walked, not keyed
+    inner, shared = [3], Row()
+    c = ["s", 1, None, [inner], {1}, shared]  # only what the collector tells apart
+    assert {id(inner), id(shared)} <= keys(c) & keys([2.5, [inner], shared, "t"])
+    assert all(graph._TRACKED.get(type(x)) for x in c)
