@@ -73,8 +73,14 @@ class DurableMagics(Magics):
         super().__init__(shell)
         self.rt, self._snapshots = rt, snapshots
         self._status_view: Any = None
-        self.parser = _parser()
-        self.durable.__func__.__doc__ = self.parser.format_help()
+        self._parser: MagicArgumentParser | None = None
+
+    @property
+    def parser(self) -> MagicArgumentParser:
+        """``%durable``'s arguments, built on first use (not while the kernel starts)."""
+        if self._parser is None:
+            self._parser = _parser()
+        return self._parser
 
     @property
     def snapshots(self) -> Any:
@@ -101,6 +107,9 @@ class DurableMagics(Magics):
             if args.command == "status":  # the truth: not journaling, and why
                 return self._status(args)
             raise UsageError(str(exc)) from None
+
+    # ``%durable?`` asks the magic for its help (IPython's ``getdoc`` hook): the usage.
+    durable.getdoc = lambda: _parser().format_help()  # type: ignore[attr-defined]
 
     @cell_magic("durable")
     def durable_cell(self, line: str, cell: str) -> None:

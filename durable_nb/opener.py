@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._report import remember, report
 from .errors import JournalCorrupt, JournalError, JournalUnwritable
-from .store import Journal
+
+if TYPE_CHECKING:
+    from .store import Journal
 
 
 class SetByOpening:
@@ -114,6 +116,8 @@ class Opener:
 
     def _open(self, then: Callable[[Any], None] | None) -> None:
         """Open the journal (or step aside, saying why), then call ``then(self)``."""
+        from .store import Journal  # in the opening thread: not on a kernel's main thread
+
         try:
             # The notebook's path, not the journal's, is what the person knows.
             self.journal = Journal.open(self.path, warn=self._warn_at_open, notebook=self.source)
@@ -135,6 +139,8 @@ class Opener:
         if not self.path.exists():  # nothing recorded yet: nothing to replay
             self.step_aside(exc)
             return
+        from .store import Journal
+
         try:
             self.journal = Journal.open(self.path, warn=self._warn_at_open,
                                         notebook=self.source, read_only=True)  # fmt: skip

@@ -5,9 +5,10 @@ Open a journal with :meth:`Journal.open`; write typed rows (:class:`StepRow`, ..
 raised (:class:`~durable_nb.errors.JournalError`), never printed.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .files import copy_journal, journal_files, remove_journal, resolve_path
-from .journal import FOLD_EVERY, Journal
-from .reads import Interrupted, Overview, Timeline
 from .schema import (
     CELL_COLUMNS,
     PAYLOAD_COLUMNS,
@@ -48,3 +49,26 @@ __all__ = [
     "remove_journal",
     "resolve_path",
 ]
+
+if TYPE_CHECKING:
+    from .journal import FOLD_EVERY, Journal
+    from .reads import Interrupted, Overview, Timeline
+
+#: Imported on first use (PEP 562): a kernel's main thread imports the row types only,
+#: its journal opens (journal.py and what it imports) in the opening thread.
+_LAZY = {
+    **dict.fromkeys(("FOLD_EVERY", "Journal"), "journal"),
+    **dict.fromkeys(("Interrupted", "Overview", "Timeline"), "reads"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -168,3 +168,23 @@ def test_a_damaged_journal_is_told_by_a_first_cell_that_ran_while_it_opened(
         assert ext.rt.journal is None and ext.rt.problem is not None
     finally:
         ext.uninstall()
+
+
+def test_the_magics_parser_is_built_on_first_use_and_durable_help_shows_it(
+    shell, tmp_path, monkeypatch
+):
+    from durable_nb.magics import DurableMagics
+
+    monkeypatch.setenv("DURABLE_NB_DIR", str(tmp_path / "j"))
+    rt = Runtime(str(tmp_path / "nb.ipynb"))
+    try:
+        magics = DurableMagics(shell, rt, lambda: None)
+        assert magics._parser is None  # not built while the kernel starts
+        shell.register_magics(magics)
+        usage = shell.object_inspect("%durable")["docstring"]
+        assert "COMMAND" in usage and "status" in usage and "replay" in usage, usage
+        assert magics.parser.parse_args(["log", "-n", "3"]).limit == 3
+    finally:
+        for kind in ("line", "cell"):
+            shell.magics_manager.magics[kind].pop("durable", None)
+        rt.close()
