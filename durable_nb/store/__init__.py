@@ -5,9 +5,9 @@ Open a journal with :meth:`Journal.open`; write typed rows (:class:`StepRow`, ..
 raised (:class:`~durable_nb.errors.JournalError`), never printed.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .. import _lazy
 from .files import copy_journal, journal_files, remove_journal, resolve_path
 from .schema import (
     CELL_COLUMNS,
@@ -60,15 +60,4 @@ _LAZY = {
     **dict.fromkeys(("FOLD_EVERY", "Journal"), "journal"),
     **dict.fromkeys(("Interrupted", "Overview", "Timeline"), "reads"),
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = _lazy.names(__name__, _LAZY, globals())
