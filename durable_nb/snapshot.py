@@ -141,6 +141,8 @@ class Snapshots:
         #: names -> the print of their functions or classes and what pickling them gave,
         #: so that one that did not change is not pickled again (dill: ~1 ms each).
         self._pickled: dict[tuple[str, ...], tuple[Print, codec.Encoded | _Encoding]] = {}
+        #: names -> a library's object pickling refused, and why (not tried again).
+        self._refused: dict[tuple[str, ...], tuple[Any, _Encoding]] = {}
 
     # -- after each cell ----------------------------------------------------------
 
@@ -183,8 +185,9 @@ class Snapshots:
         except BaseException:
             self.reset()  # what reached the journal is unknown: the next cell saves all
             raise
-        for key in [k for k in self._pickled if not ns.keys() >= set(k)]:
-            del self._pickled[key]
+        for cache in (self._pickled, self._refused):
+            for key in [k for k in cache if not ns.keys() >= set(k)]:
+                del cache[key]
         for name, known in changes.items():
             self.known.pop(name, None)
             if known is not None:
@@ -350,10 +353,21 @@ class Snapshots:
             last = self._pickled.get(names)
             if last is not None and last[0] == fresh:  # nor did its pickle
                 return replace(last[1]) if isinstance(last[1], _Encoding) else last[1]
+        # A library's object (a traitlets link holding widgets: dill walks them to their
+        # comm, ~5 ms) that pickle refused is not tried again while it is the same object:
+        # its state is the library's, not the notebook's data (the module docstring).
+        library = names and graph.kind(type(value)) == graph.SKIP
+        refused = self._refused.get(names) if library else None
+        if refused is not None:
+            if refused[0] is value:
+                return replace(refused[1])
+            del self._refused[names]
         try:
             got: codec.Encoded | _Encoding = codec.encode(value, ns, members)
         except codec.Unserializable as exc:
             got = _Encoding("recompute", str(exc))
+            if library:
+                self._refused[names] = (value, got)
         if fresh is not None and fresh.parts is not None:
             self._pickled[names] = (fresh, got)
         return got
