@@ -42,7 +42,7 @@ class Print:
         try:
             walk.add(("dill", _dill_settings()))
             walk.walk(value, 0)
-        except (_Unreadable, RecursionError):
+        except Exception:  # _Unreadable, RecursionError, a library's property raising...
             self.parts, self._keep = None, None
             return
         self.parts = walk.parts
@@ -59,10 +59,11 @@ _DILL_DEFAULTS = (("byref", False), ("fmode", 0), ("ignore", False), ("recurse",
 
 
 def _dill_settings() -> tuple:
-    dill = sys.modules.get("dill")
-    if dill is None:
+    # dill may be half imported (by the journal's opening thread): its defaults, then.
+    settings = getattr(sys.modules.get("dill"), "settings", None)
+    if not isinstance(settings, dict):
         return _DILL_DEFAULTS
-    return tuple((k, dill.settings.get(k)) for k, _ in _DILL_DEFAULTS)
+    return tuple((k, settings.get(k, v)) for k, v in _DILL_DEFAULTS)
 
 
 class _Walk:

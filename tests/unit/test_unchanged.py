@@ -8,6 +8,7 @@ a journal written with the reuse on must equal the live namespace.
 from __future__ import annotations
 
 import inspect
+import sys
 import tempfile
 import types
 from pathlib import Path
@@ -215,3 +216,12 @@ def test_a_restore_equals_the_live_definitions_when_payloads_are_reused(shell):
         rt.close()
         assert not report.skipped, report
         assert {n: describe(shell.user_ns[n]) for n in DEFINITIONS} == live
+
+
+def test_a_half_imported_dill_reads_as_its_defaults(shell, monkeypatch):
+    """The journal's opening thread imports dill: a cell's snapshot can meet it half done."""
+    run(shell, SETUP)
+    ns = shell.user_ns
+    whole = Print(ns["plain"], ns)
+    monkeypatch.setitem(sys.modules, "dill", types.ModuleType("dill"))  # no settings yet
+    assert Print(ns["plain"], ns) == whole
