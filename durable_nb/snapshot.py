@@ -138,6 +138,7 @@ class Snapshots:
         self.sweep_bytes = SWEEP_BYTES
         self._kernel: dict[str, str] = {}  # name -> a kernel object its value holds (this cell)
         self._plain: dict[str, codec.Encoded] = {}  # name -> its pickle, made while sharing
+        self._contents: dict[str, bytes] = {}  # value id -> its stream, put in blob files
         #: names -> the print of their functions or classes and what pickling them gave,
         #: so that one that did not change is not pickled again (dill: ~1 ms each).
         self._pickled: dict[tuple[str, ...], tuple[Print, codec.Encoded | _Encoding]] = {}
@@ -382,6 +383,7 @@ class Snapshots:
         stream, stream_chunks = enc.stream, None
         if len(stream) >= BLOB_THRESHOLD:
             stream_chunks = json.dumps([len(stream), blobs.put_chunks(stream)])
+            self._contents[res.value_id] = stream  # signed from memory, not read back
             stream = None
         sizes = [b.nbytes for b in enc.buffers]
         buffers = json.dumps([[n, names] for n, names in zip(sizes, res.chunks, strict=True)])
@@ -390,9 +392,11 @@ class Snapshots:
 
     def _write(self, rows: list[VariableRow | PayloadRow]) -> None:
         journal = self.rt.journal
+        contents, self._contents = self._contents, {}
         if rows and journal is not None:
             for row in rows:
-                journal.write(row, sync=False)
+                content = contents.get(row.value_id) if type(row) is PayloadRow else None
+                journal.write(row, sync=False, content=content)
             # Synced before the cell's end record is written: a record of the cell ending
             # ok is never on disk without the variables it commits.
             journal.sync()

@@ -233,13 +233,14 @@ class Journal(Reads, Binding):
 
     # -- writing -------------------------------------------------------------
 
-    def write(self, row: Row, sync: bool = True) -> None:
+    def write(self, row: Row, sync: bool = True, content: Any = None) -> None:
         """Append a typed row (:class:`~durable_nb.store.schema.StepRow`, ...).
 
         A later row with the same first column replaces the earlier one. Cells, steps,
         variables and payloads are signed here (seal.py: the row's table, key and every
-        column a load uses), one HMAC-SHA256 a row. Raises :class:`JournalUnwritable` when
-        the disk refuses the write.
+        column a load uses), one HMAC-SHA256 a row; ``content``: what the row's blob
+        files hold, when the caller has it in memory (else they are read back to sign).
+        Raises :class:`JournalUnwritable` when the disk refuses the write.
         """
         kind = TABLES[type(row)][0]
         if self._log is None:
@@ -252,7 +253,7 @@ class Journal(Reads, Binding):
                     row = self._written.cell(row, self.epoch, self.id)
                 elif type(row) is VariableRow:
                     self._written.variable(row)
-                record = (*row[:-1], self._sign(row)) if kind in SIGNED else tuple(row)
+                record = (*row[:-1], self._sign(row, content)) if kind in SIGNED else tuple(row)
                 self._log.append((kind, record), sync)
                 self.unsynced = not sync  # an fdatasync covers every earlier append
                 if kind == "step" and row.status == "ok":

@@ -180,9 +180,14 @@ class Sealing:
         )
         self.id, self._id_refused = new, None
 
-    def _sign(self, row: Any) -> str:
-        """This user's signature of ``row``: its table, key and every column a load uses."""
-        return sign(row, self.id, self._content(row) if in_blobs(row) else None)
+    def _sign(self, row: Any, content: Any = None) -> str:
+        """This user's signature of ``row``: its table, key and every column a load uses.
+
+        ``content``: what its blob files hold, when the writer has it in memory (the
+        snapshot's stream: not read back); otherwise read from them."""
+        if not in_blobs(row):
+            return sign(row, self.id)
+        return sign(row, self.id, self._content(row) if content is None else content)
 
     def _content(self, row: StepRow | PayloadRow) -> bytes | memoryview:
         """What loading ``row`` unpickles, read from its blob files (checked against names)."""

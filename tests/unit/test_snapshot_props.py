@@ -379,3 +379,12 @@ def test_notebook_classes_instances_and_reduce_calls(shell):
     assert type(ns["ps"][0]) is ns["P"] and type(ns["ss"][0]) is ns["S"]
     assert type(ns["olds"][0]).__name__ == "Old" and ns["olds"][0].v == [0]
     assert type(ns["noisy"][0]) is ns["Noisy"]
+
+
+def test_a_stream_in_blob_files_is_signed_from_memory_and_restores(shell):
+    """A pickle past the blob threshold goes to chunk files and is signed from the stream
+    in memory (not read back): the restore reads the files and verifies that signature."""
+    cells = ["big = ['x' * 100 + str(i) for i in range(12_000)]", "big.append(1)"]  # 1.3 MB
+    live, back = round_trip(shell, cells)
+    assert back == live
+    assert len(dict(back)["big"][2]) == 12_001
