@@ -225,3 +225,23 @@ def test_a_half_imported_dill_reads_as_its_defaults(shell, monkeypatch):
     whole = Print(ns["plain"], ns)
     monkeypatch.setitem(sys.modules, "dill", types.ModuleType("dill"))  # no settings yet
     assert Print(ns["plain"], ns) == whole
+
+
+def test_a_library_object_pickle_refused_stays_recomputed_until_rebound(shell):
+    with tempfile.TemporaryDirectory() as folder:
+        rt = Runtime(str(Path(folder) / "nb.ipynb"))
+        snaps = Snapshots(shell, rt)
+        shell.reset(new_session=False)
+        states = []
+        # Pickle and dill refuse a generator: the same one is not tried again.
+        for code in ["lk = (i for i in range(9))", "next(lk)", "lk = (i for i in range(9))",
+                     "lk = [1]"]:  # fmt: skip
+            rt.begin_cell(None, code)
+            run(shell, code)
+            snaps.after_cell(code, True)
+            rt.end_cell("ok", None)
+            states.append((snaps.known["lk"].state, snaps.known["lk"].cell_seq))
+        rt.close()
+    seqs = [seq for _, seq in states]
+    assert [s for s, _ in states] == ["recompute"] * 3 + ["saved"]
+    assert seqs[1] == seqs[0] and seqs[2] > seqs[1] and seqs[3] > seqs[2]
