@@ -130,13 +130,13 @@ class Journal(Reads, Binding):
 
         path = Path(path)
         try:
-            con = opening.connect(path, read_only)
+            con, made_here = opening.connect(path, read_only)
         except JournalError:
             raise
         except (OSError, duckdb.Error) as exc:
             raise opening.classify(path, exc) from exc
         try:
-            version = migrate(path, con, read_only)
+            version = migrate(path, con, read_only, made_here)
             log = None if read_only else Log(files.log_path(path))
         except JournalError:
             con.close()

@@ -35,19 +35,23 @@ def engine() -> Any:
     return duckdb
 
 
-def connect(path: Path, read_only: bool = False) -> Any:
+def connect(path: Path, read_only: bool = False) -> tuple[Any, bool]:
     """A DuckDB connection to journal ``path``; a missing (or 0-byte) file is created first.
 
-    ``read_only`` opens an existing file without writing anything to it or its folder.
-    Raises OSError or ``duckdb.Error`` (the caller names the journal and what to do).
+    Returns the connection and whether the file is the one :func:`create` made just now
+    (the same inode, not another kernel's): nothing in it to check. ``read_only`` opens
+    an existing file without writing anything to it or its folder. Raises OSError or
+    ``duckdb.Error`` (the caller names the journal and what to do).
     """
     duckdb = engine()  # imported on first need
+    made = None
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists() or path.stat().st_size == 0:  # 0 bytes hold no record
-            create(path)
+        if (not path.exists() or path.stat().st_size == 0) and create(path):
+            made = _identity(path)  # 0 bytes hold no record: made now
     with _no_progress_widget():
-        return duckdb.connect(str(path), read_only=read_only, config=SAFE_CONFIG)
+        con = duckdb.connect(str(path), read_only=read_only, config=SAFE_CONFIG)
+    return con, made is not None and _identity(path) == made
 
 
 class _NoWidgets:
@@ -82,12 +86,13 @@ def _no_progress_widget() -> Iterator[None]:
         sys.meta_path.remove(finder)
 
 
-def create(path: Path) -> None:
+def create(path: Path) -> bool:
     """Make an empty journal at ``path`` atomically (this user's only: 0600).
 
     Built and checkpointed in ``.<name>.<pid>-<random>.new`` in the same folder, fsynced,
     then linked into place: a journal another kernel made meanwhile is never replaced.
-    Whatever fails, the temporary files are removed.
+    Whatever fails, the temporary files are removed. Returns False when another
+    kernel's is used.
     """
     duckdb = engine()
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.new")
@@ -101,20 +106,28 @@ def create(path: Path) -> None:
             con.close()
         os.chmod(tmp, 0o600)
         _fsync(tmp)
+        made = True
         if path.exists() and path.stat().st_size == 0:  # left by an earlier version
             os.replace(tmp, path)
         else:
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                pass  # another kernel made it first: that one is used
+                made = False  # another kernel made it first: that one is used
             except OSError:  # a file system without hard links
                 if not path.exists():
                     os.rename(tmp, path)
         _fsync(path.parent)
+        return made
     finally:
         for leftover in (tmp, Path(f"{tmp}.wal")):
             leftover.unlink(missing_ok=True)
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    """The file's device, inode and change time: another file put in its place differs."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_ctime_ns
 
 
 def _fsync(path: Path) -> None:

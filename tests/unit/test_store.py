@@ -432,3 +432,14 @@ def test_a_copy_of_a_held_journal_has_the_unfolded_records(path, tmp_path):
     j.close()
     remove_journal(path)
     assert not any(p.exists() for p in journal_files(path))
+
+
+def test_only_a_journal_made_by_this_open_skips_the_object_listings(path):
+    from durable_nb.store import opening
+
+    con, made_here = opening.connect(path)  # created now, under a random name, linked
+    con.close()
+    assert made_here
+    con, made_here = opening.connect(path)  # there already: checked like any other
+    con.close()
+    assert not made_here
