@@ -40,7 +40,7 @@ from typing import Any
 
 import xxhash
 
-from . import codec, graph, owner
+from . import codec, graph, owner, unchanged
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .cells import label, writes_files
 from .errors import JournalError, JournalUnwritable, describe
@@ -189,6 +189,10 @@ class Snapshots:
         for cache in (self._pickled, self._refused):
             for key in [k for k in cache if not ns.keys() >= set(k)]:
                 del cache[key]
+        # Names rebound to what is no definition: their print and pickle are let go.
+        for key in [k for k in self._pickled if not any(isinstance(ns[n], _DEFINITIONS)
+                                                        for n in k)]:  # fmt: skip
+            del self._pickled[key]
         for name, known in changes.items():
             self.known.pop(name, None)
             if known is not None:
@@ -369,7 +373,7 @@ class Snapshots:
             got = _Encoding("recompute", str(exc))
             if library:
                 self._refused[names] = (value, got)
-        if fresh is not None and fresh.parts is not None:
+        if fresh is not None and fresh.parts is not None and _small(got):
             self._pickled[names] = (fresh, got)
         return got
 
@@ -572,6 +576,13 @@ class Snapshots:
         # A recomputed cell may rebind saved names: the snapshot's values win.
         for n, value in saved.items():
             ns[n] = value
+
+
+def _small(got: codec.Encoded | _Encoding) -> bool:
+    """Whether ``got`` is small enough to keep beside its print (a function's pickle is)."""
+    if not isinstance(got, codec.Encoded):
+        return True
+    return len(got.stream) + sum(b.nbytes for b in got.buffers) <= unchanged.MAX_BYTES
 
 
 def _groups(shares: dict[str, set[int] | frozenset[int]]) -> list[list[str]]:

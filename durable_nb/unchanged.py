@@ -17,6 +17,9 @@ from . import codec
 
 #: Past this many parts (a function holding a big table), pickling is as cheap: no print.
 LIMIT = 4_000
+#: Past this many bytes of strings and bytes, no print: a print (and the pickle kept with
+#: it) keeps what it read alive, so it must stay small (review13 F4).
+MAX_BYTES = 1 << 20
 _DEPTH = 60
 
 #: Immutable objects pickled as themselves (by the writer's ``repr``-free bytes below).
@@ -72,6 +75,7 @@ class _Walk:
         self.parts: list[Any] = []
         self.keep: list[Any] = []
         self.seen: dict[int, int] = {}
+        self.size = 0  # bytes of the strings and bytes read
 
     def add(self, part: Any) -> None:
         self.parts.append(part)
@@ -99,6 +103,9 @@ class _Walk:
         self.seen[i] = len(self.seen)
         self.keep.append(o)
         if t is str or t is bytes:
+            self.size += len(o)
+            if self.size > MAX_BYTES:  # a big value kept alive for the print: pickle again
+                raise _Unreadable
             self.add((t, o))
             return
         if depth > _DEPTH:
@@ -177,7 +184,9 @@ class _Walk:
             return
         # By value: dill writes the metaclass, name, bases and the class's own dict, less
         # what is the very object its bases hold (``f = Base.f``): that is read too.
-        self.add(("class", c.__name__, c.__qualname__))
+        # The number of items too: a nested class's walked inline, its last items and
+        # the outer class's next ones must not read the same (review13 F1).
+        self.add(("class", c.__name__, c.__qualname__, len(vars(c))))
         self.walk(type(c), depth)
         self.walk(c.__bases__, depth)
         inherited: dict[str, Any] = {}

@@ -88,8 +88,13 @@ def make_holder():
     return use
 
 use = make_holder()
+
+class Outer:
+    class Inner:
+        pass
+    b = 2
 '''
-DEFINITIONS = ["helper", "plain", "counter", "wrapped", "Base", "Thing", "Holder", "use"]
+DEFINITIONS = ["helper", "plain", "counter", "wrapped", "Base", "Thing", "Holder", "use", "Outer"]
 
 #: Changes through aliases ({x}: a small int); some leave every payload as it was.
 CHANGES = [
@@ -117,6 +122,9 @@ CHANGES = [
     "use.__closure__[0].cell_contents.items.append({x})",
     "use.__closure__[0].cell_contents.flag = {x}",
     "helper = lambda x: x + {x}",  # a rebinding: payloads name it, do not hold it
+    # an attribute moved between a nested class (walked inline) and its outer class
+    "if hasattr(Outer, 'b'): del Outer.b\nOuter.Inner.b = {x}",
+    "if hasattr(Outer.Inner, 'b'): del Outer.Inner.b\nOuter.b = {x}",
     "pass",
 ]
 changes = st.lists(
@@ -245,3 +253,28 @@ def test_a_library_object_pickle_refused_stays_recomputed_until_rebound(shell):
     seqs = [seq for _, seq in states]
     assert [s for s, _ in states] == ["recompute"] * 3 + ["saved"]
     assert seqs[1] == seqs[0] and seqs[2] > seqs[1] and seqs[3] > seqs[2]
+
+
+def test_what_a_print_keeps_alive_stays_small_and_goes_with_its_definition(shell):
+    """A print keeps what it read alive (no id is reused), and its pickle beside it: a
+    big default gives no print, and a name rebound to data lets both go (review13 F4)."""
+    with tempfile.TemporaryDirectory() as folder:
+        rt = Runtime(str(Path(folder) / "nb.ipynb"))
+        snaps = Snapshots(shell, rt)
+        shell.reset(new_session=False)
+        for code in ("def small(x=b'1'): return x",
+                     f"def big(x=b'1' * {2 << 20}): return x",  # over unchanged.MAX_BYTES
+                     "y = 1"):  # fmt: skip
+            rt.begin_cell(None, code)
+            run(shell, code)
+            snaps.after_cell(code, True)
+            rt.end_cell("ok", None)
+        assert Print(shell.user_ns["big"], shell.user_ns).parts is None
+        assert set(snaps._pickled) == {("small",)}
+        code = "small = None"
+        rt.begin_cell(None, code)
+        run(shell, code)
+        snaps.after_cell(code, True)
+        rt.end_cell("ok", None)
+        rt.close()
+        assert snaps._pickled == {}
