@@ -187,11 +187,18 @@ class _Extension:
             report(f"internal error before the cell ({describe(exc)}); please report it",
                    once="pre")  # fmt: skip
 
-    def _offer(self, source: str) -> None:
-        """Offer to resume the cell the last run died in (once, if there is one)."""
+    def _offer(self, source: str, done: tuple[str | None, str] | None = None) -> None:
+        """Offer to resume the cell the last run died in (once, if there is one).
+
+        ``done``: the cell (id, source) that just ran to its end, when the offer comes
+        after it (the journal was still opening): the died cell itself is not offered.
+        """
         if self.pending_resume is None:
             return
         cell, self.pending_resume = self.pending_resume, None
+        if done is not None and (done[0] == cell["cell_id"] if done[0] and cell["cell_id"]
+                                 else done[1] == cell["source"]):  # fmt: skip
+            return  # the person ran it again, to its end: resuming it would repeat it
         # Another notebook's work (a shared journal) is never offered.
         if cell["own"] and not source.lstrip().startswith("%durable"):
             self._offer_resume(cell)
@@ -254,7 +261,8 @@ class _Extension:
                     if self._offer_after is not None:  # the journal is open by now
                         source, self._offer_after = self._offer_after, None
                         self.rt.announce()  # what the opening met, before the offer
-                        self._offer(source)
+                        cell_id = getattr(result.info, "cell_id", None)
+                        self._offer(source, done=(cell_id, source) if exc is None else None)
             finally:
                 if self.rt.capturing and self.rt.outermost:
                     _ipykernel.flush_streams()  # what the cell printed last, into its outputs

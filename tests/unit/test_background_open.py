@@ -188,3 +188,27 @@ def test_the_magics_parser_is_built_on_first_use_and_durable_help_shows_it(
         for kind in ("line", "cell"):
             shell.magics_manager.magics[kind].pop("durable", None)
         rt.close()
+
+
+@pytest.mark.parametrize("again", [True, False], ids=["the-died-cell", "another-cell"])
+def test_the_died_cell_run_again_first_to_its_end_is_not_offered_again(
+    tmp_path, monkeypatch, shell, capsys, again
+):
+    """The offer comes at the end of a first cell that ran while the journal opened: if
+    that cell was the one the last run died in, and it ran to its end, resuming it would
+    run it once more (review13 F5). Another first cell still gets the offer."""
+    monkeypatch.setenv("DURABLE_NB_DIR", str(tmp_path / "j"))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "nb.ipynb"))
+    source = "x = 1\n_gate.set()"
+    dead = Runtime(str(tmp_path / "nb.ipynb"))
+    dead.begin_cell("c1", source)  # and the kernel dies in it
+    dead.journal.abandon()
+    ext = held_extension(shell, threading.Event())
+    try:
+        assert ext.pending_resume is None  # not known yet: the opening is held
+        code = source if again else "y = 2\n_gate.set()"
+        assert shell.run_cell(code, cell_id="c1" if again else "c2").success
+        offered = [x for x in capsys.readouterr().err.splitlines() if "last run died" in x]
+        assert len(offered) == (0 if again else 1), offered
+    finally:
+        ext.uninstall()
