@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copyreg
+import functools
 import io
 import json
 import math
@@ -340,7 +341,9 @@ class _PlainPickler(pickle.Pickler):
         super().__init__(file, protocol=5)
 
 
+@functools.cache
 def _dill_pickler() -> type:
+    """The pickler class, made once (dill is imported on first need)."""
     import dill
 
     # Without ``recurse``, dill writes a notebook function's globals as a reference to
