@@ -128,7 +128,7 @@ def describe(ns: dict, names: list[str]) -> list:
         if t is dict:
             return ("dict", me, [(k, d(v)) for k, v in o.items()])
         if t in (set, frozenset):
-            return (t.__name__, me, sorted(map(repr, o)))
+            return (t.__name__, me, sorted(map(canon, o)))
         if t is np.ndarray:
             return ("ndarray", me, o.dtype.str, o.shape, o.tobytes())
         if t is pd.DataFrame:
@@ -141,6 +141,16 @@ def describe(ns: dict, names: list[str]) -> list:
         return (t.__name__, me, repr(o))
 
     return [(n, d(ns[n])) for n in names if not isinstance(ns[n], type(sys))]
+
+
+def canon(o) -> str:
+    """A set member's text, the same whatever its hash: a frozenset's repr follows the
+    order of its members' hashes, and ``hash(None)`` is an address on Python 3.11."""
+    if type(o) in (set, frozenset):
+        return f"{type(o).__name__}({sorted(map(canon, o))})"
+    if type(o) is tuple:
+        return f"({', '.join(map(canon, o))},)"
+    return repr(o)
 
 
 # -- random graphs, expressed as the code that builds them -------------------------------
