@@ -40,14 +40,14 @@ from typing import Any
 
 import xxhash
 
-from . import codec, graph, owner, unchanged
+from . import codec, graph, owner
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .cells import label, writes_files
 from .errors import JournalError, JournalUnwritable, describe
 from .payloads import Loader
 from .runtime import Runtime
 from .store import PayloadRow, VariableRow
-from .unchanged import Print
+from .unchanged import Print, small
 
 #: IPython's own names, never saved.
 _IPYTHON_NAMES = re.compile(
@@ -373,7 +373,7 @@ class Snapshots:
             got = _Encoding("recompute", str(exc))
             if library:
                 self._refused[names] = (value, got)
-        if fresh is not None and fresh.parts is not None and _small(got):
+        if fresh is not None and fresh.parts is not None and small(got):
             self._pickled[names] = (fresh, got)
         return got
 
@@ -576,13 +576,6 @@ class Snapshots:
         # A recomputed cell may rebind saved names: the snapshot's values win.
         for n, value in saved.items():
             ns[n] = value
-
-
-def _small(got: codec.Encoded | _Encoding) -> bool:
-    """Whether ``got`` is small enough to keep beside its print (a function's pickle is)."""
-    if not isinstance(got, codec.Encoded):
-        return True
-    return len(got.stream) + sum(b.nbytes for b in got.buffers) <= unchanged.MAX_BYTES
 
 
 def _groups(shares: dict[str, set[int] | frozenset[int]]) -> list[list[str]]:

@@ -30,6 +30,13 @@ _FIXED = (types.CodeType, types.GetSetDescriptorType, types.MemberDescriptorType
           types.ClassMethodDescriptorType, types.BuiltinFunctionType)  # fmt: skip
 
 
+def small(got: Any) -> bool:
+    """Whether ``got`` (what pickling gave) is small enough to keep beside its print."""
+    if not isinstance(got, codec.Encoded):
+        return True  # not a pickle: how it is recorded instead
+    return len(got.stream) + sum(b.nbytes for b in got.buffers) <= MAX_BYTES
+
+
 class _Unreadable(Exception):
     """Something the print cannot read exactly: the value is pickled again."""
 
