@@ -235,6 +235,12 @@ def _logsize():
 def _journaled():
     rt = getattr(_dnb_rt, "_current", None)
     return int(rt is not None and rt.journaling)
+
+def _opened():
+    # A kernel's first cell runs while its journal opens: the log is there once it is.
+    rt = getattr(_dnb_rt, "_current", None)
+    if rt is not None:
+        rt.wait_open()
 """
 
 STEPS = (
@@ -249,6 +255,7 @@ def effect(i):
     time.sleep({sleep} * (i * 7919 % 13) / 13)
     return _value(i)
 
+_opened()
 _line({marks!r}, f"start {{_logsize()}}\\n")
 vals = []
 for i in range({start}, {start} + {n}):
