@@ -518,6 +518,7 @@ class Journal(Reads, Binding):
                 self.fold()
             finally:
                 self.abandon()
+            opening.closed(self.path)  # folded and closed: re-opened unchanged, not checked
 
     def abandon(self) -> None:
         """Release the journal without writing anything more (the disk refused a write)."""

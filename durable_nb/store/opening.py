@@ -39,12 +39,13 @@ def connect(path: Path, read_only: bool = False) -> tuple[Any, bool]:
     """A DuckDB connection to journal ``path``; a missing (or 0-byte) file is created first.
 
     Returns the connection and whether the file is the one :func:`create` made just now
-    (the same inode, not another kernel's): nothing in it to check. ``read_only`` opens
+    (the same inode, not another kernel's), or the one this process closed last, unchanged
+    since (:func:`closed`): nothing in it to check. ``read_only`` opens
     an existing file without writing anything to it or its folder. Raises OSError or
     ``duckdb.Error`` (the caller names the journal and what to do).
     """
     duckdb = engine()  # imported on first need
-    made = None
+    made = _CLOSED.pop(str(path), None)  # as this process last closed it, if it did
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if (not path.exists() or path.stat().st_size == 0) and create(path):
@@ -124,10 +125,29 @@ def create(path: Path) -> bool:
             leftover.unlink(missing_ok=True)
 
 
-def _identity(path: Path) -> tuple[int, int, int]:
-    """The file's device, inode and change time: another file put in its place differs."""
-    st = os.stat(path)
-    return st.st_dev, st.st_ino, st.st_ctime_ns
+def _identity(path: Path) -> tuple:
+    """The file's device, inode and change time, and its DuckDB WAL's (or None): another
+    file put in its place, or any write to it or its WAL, differs."""
+    out: list = []
+    for f in (path, Path(f"{path}.wal")):
+        try:
+            st = os.stat(f)
+        except FileNotFoundError:
+            out.append(None)
+        else:
+            out.append((st.st_dev, st.st_ino, st.st_ctime_ns, st.st_size))
+    return tuple(out)
+
+
+#: Journal path -> its identity when this process closed it (:func:`closed`).
+_CLOSED: dict[str, tuple] = {}
+
+
+def closed(path: Path) -> None:
+    """Remember ``path`` as this process left it (a clean close): re-opened unchanged (no
+    change time of its own or its WAL moved), it holds nothing new to check."""
+    with contextlib.suppress(OSError):
+        _CLOSED[str(path)] = _identity(path)
 
 
 def _fsync(path: Path) -> None:
