@@ -67,14 +67,14 @@ PARALLEL_CHUNKS = 16
 def chunk_names(data: bytes | memoryview) -> list[str]:
     """The names the chunks of ``data`` have (or would have) in the store."""
     view = memoryview(data).cast("B")
-    starts = range(0, len(view), CHUNK)
-    workers = min(4, os.cpu_count() or 1, len(starts) // (PARALLEL_CHUNKS // 2))
-    if workers < 2:
-        return [xxhash.xxh3_128_hexdigest(view[i : i + CHUNK]) for i in starts]
 
     def names(part: range) -> list[str]:
         return [xxhash.xxh3_128_hexdigest(view[i : i + CHUNK]) for i in part]
 
+    starts = range(0, len(view), CHUNK)
+    workers = min(4, os.cpu_count() or 1, len(starts) // (PARALLEL_CHUNKS // 2))
+    if workers < 2:
+        return names(starts)
     # Contiguous parts, one a thread; this thread hashes the first.
     step = -(-len(starts) // workers)
     parts = [starts[k : k + step] for k in range(0, len(starts), step)]

@@ -252,8 +252,10 @@ def migrate(path: Path, con: Any, read_only: bool = False, made_here: bool = Fal
     Returns the version recorded now: :data:`SCHEMA_VERSION`, or 5 for a journal that
     has yet to get its id (a new one, or one of schema 5: binding.py records version 6).
     ``read_only``: an older schema cannot be brought up, so it is refused
-    (:class:`JournalUnwritable`). ``made_here``: the file was made by this process a
-    moment ago, under a random name (:func:`~.opening.create`): nothing in it to check.
+    (:class:`JournalUnwritable`). ``made_here``: nothing in the file to check: this
+    process made it a moment ago under a random name (:func:`~.opening.create`; its
+    migrations then run in one transaction), or closed it and it is unchanged since
+    (:func:`~.opening.closed`; its schema is current).
     """
     listing = "SELECT table_name FROM system.main.duckdb_tables() WHERE NOT internal"
     tables = {r[0] for r in con.execute(listing).fetchall()}
