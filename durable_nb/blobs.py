@@ -160,6 +160,8 @@ class BlobStore:
                 written.append((name, fd, tmp))
                 with memoryview(data) as view, open(fd, "wb", closefd=False) as f:
                     f.write(view)
+                if os.name == "posix":  # never written again: read-only lets a restore map
+                    os.fchmod(fd, 0o400)  # it (chunkmap.py), and keeps it from being cut
             if len(written) == 1:
                 os.fsync(written[0][1])
             else:
@@ -216,20 +218,28 @@ class BlobStore:
     def get_chunks(self, names: list[str], nbytes: int) -> memoryview:
         """Reassemble ``nbytes`` of data from its chunks into one writable buffer.
 
-        Each chunk is read straight into its place and checked against its name while
-        it is in the cache; raises :class:`BlobDamaged` when one does not match.
+        Each chunk is read straight into its place (or, in a big buffer, its file mapped
+        there where that is safe: :mod:`~durable_nb.chunkmap`) and checked against its
+        name before the buffer is returned; raises :class:`BlobDamaged` when one does
+        not match.
         """
         if type(nbytes) is not int or nbytes < 0 or len(names) != -(-nbytes // CHUNK):
             raise BlobDamaged(f"{self.folder} (chunks do not match the size {nbytes!r})")
         paths = [self.path(name) for name in names]
-        view = buffer(nbytes)
+        mapping = None
+        if nbytes >= MAPPED:
+            from . import chunkmap  # ctypes: not on a kernel's start
+
+            mapping = chunkmap.region(nbytes, len(names), str(self.folder))
+        view = buffer(nbytes) if mapping is None else mapping.view
 
         def read(i: int) -> None:
             part, name = view[i * CHUNK : (i + 1) * CHUNK], names[i]
             with open(paths[i], "rb", buffering=0) as f:
-                if f.readinto(part) != len(part) or f.read(1):
-                    raise self._damaged(name)
-            if xxhash.xxh3_128_hexdigest(part) != name:
+                if mapping is None or not mapping.map(f.fileno(), i * CHUNK, len(part)):
+                    if f.readinto(part) != len(part) or f.read(1):
+                        raise self._damaged(name)
+            if xxhash.xxh3_128_hexdigest(part) != name:  # a mapped chunk too, before use
                 raise self._damaged(name)
 
         if len(names) < 8:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import time
 
@@ -11,7 +12,7 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from durable_nb import blobs
+from durable_nb import blobs, chunkmap
 from durable_nb.blobs import CHUNK, BlobStore, chunk_names
 from durable_nb.errors import BlobDamaged
 
@@ -107,12 +108,67 @@ def test_an_empty_store_has_no_names(tmp_path):
 
 
 def _damage(path, how: str) -> None:
-    data = bytearray(path.read_bytes())
+    """Flip a byte of the file at ``path`` or cut its last; a new file of the same mode
+    (blob files are read-only: a chunk of a big buffer would be mapped, not read)."""
+    data, mode = bytearray(path.read_bytes()), path.stat().st_mode
     if how == "flip":
         data[len(data) // 2] ^= 0x01
     else:
         del data[-1:]
+    path.unlink()
     path.write_bytes(bytes(data))
+    path.chmod(mode)
+
+
+def mapped(folder) -> set[str]:
+    """The files of ``folder`` this process has mapped now."""
+    with open("/proc/self/maps") as f:
+        return {line.split()[-1].rpartition("/")[2] for line in f if f" {folder}/" in line}
+
+
+@settings(max_examples=25)
+@given(
+    st.integers(1, 20),  # pages of data (chunks are 2 pages here)
+    st.integers(0, mmap.PAGESIZE - 1),  # bytes past them: a short last chunk, misaligned
+    st.sets(st.integers(0, 9)),  # chunk files left writable: read, never mapped
+    st.sets(st.integers(0, 9)),  # chunk files with a second link: read, never mapped
+    st.none() | st.tuples(st.integers(0, 9), st.sampled_from(["flip", "truncate"])),
+)
+def test_a_big_buffer_maps_only_safe_chunk_files_and_never_returns_a_damaged_one(
+    tmp_path_factory, pages, tail, writable, linked, damaged
+):
+    """Mapped (read-only, one link, own, local: chunkmap.py) or read, a chunk reaches the
+    buffer only if it matches its name; a write to the buffer never reaches a file."""
+    page = mmap.PAGESIZE
+    size, chunk = pages * page + tail, 2 * page
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    store = BlobStore(tmp_path_factory.mktemp("map") / "nb.blobs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blobs, "CHUNK", chunk)
+        mp.setattr(blobs, "MAPPED", 0)
+        names = store.put_chunks(data)
+        paths = [store.folder / name for name in names]
+        assert all(not p.stat().st_mode & 0o222 for p in paths)  # written read-only
+        for i in writable & set(range(len(names))):
+            paths[i].chmod(0o600)
+        for i in linked & set(range(len(names))):
+            os.link(paths[i], store.folder.parent / f"link-{i}")
+        if damaged is not None and damaged[0] < len(names):
+            _damage(paths[damaged[0]], damaged[1])
+            with pytest.raises(BlobDamaged, match=names[damaged[0]]):
+                store.get_chunks(names, size)
+            return
+        view = store.get_chunks(names, size)
+        assert bytes(view) == data
+        whole = {i for i in range(len(names)) if not min(chunk, size - i * chunk) % page}
+        safe = whole - writable - linked  # whole pages only: a short tail page is read
+        if chunkmap.region(size, len(names), str(store.folder)) is not None:  # Linux, local
+            assert mapped(store.folder) == {names[i] for i in safe}
+        view[:] = bytes(size)
+        assert [xxhash.xxh3_128_hexdigest(p.read_bytes()) for p in paths] == names
+        assert bytes(view) == bytes(size)
+        del view
+        assert mapped(store.folder) == set()
 
 
 @pytest.mark.parametrize("how", ["flip", "truncate"])
