@@ -217,6 +217,22 @@ class ForeignRun(DurableError):
         return (type(self), (self.seq, self.whose, self.mine))
 
 
+class NamespaceNotSaved(DurableError):
+    """A cell ran to its end but its snapshot did not complete: no restore stops there."""
+
+    def __init__(self, seq: int, why: str, before: int) -> None:
+        at = f"%durable restore --at {before}" if before else "none: no cell before it was saved"
+        super().__init__(
+            f"cell execution {seq} ran, but its namespace was not saved ({why}): nothing "
+            f"restored; the last namespace saved whole before it is as of cell {before} "
+            f"({at}), then re-run the cells after it yourself"
+        )
+        self.seq, self.why, self.before = seq, why, before
+
+    def __reduce__(self):
+        return (type(self), (self.seq, self.why, self.before))
+
+
 class SecretRefused(DurableError):
     """This user's signing secret could be known to someone else, so it is not used."""
 

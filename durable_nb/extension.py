@@ -16,7 +16,7 @@ from traitlets.config import Configurable
 from . import _ipykernel, outputs, runtime, suspend
 from ._report import report
 from .cells import FRESH_LINE, label
-from .errors import JournalCorrupt, JournalError, describe
+from .errors import DurableError, JournalCorrupt, JournalError, describe
 from .runtime import Runtime
 from .snapshot import DEFAULT_MAX_BYTES, Snapshots
 
@@ -229,6 +229,17 @@ class _Extension:
         def restore() -> None:
             print(f"durable_nb: {self.snapshots.restore()}")
 
+        def said(action: Any) -> Any:
+            """``action``, its refusal (untrusted, another notebook's, not saved) in one line."""
+
+            def run() -> Any:
+                try:
+                    return action()
+                except DurableError as exc:
+                    report(str(exc))
+
+            return run
+
         def lost_outputs() -> None:
             if self.rt.journal is not None:
                 outputs.show_journaled(self.rt.journal, cell["seq"], self.rt.source)
@@ -236,8 +247,8 @@ class _Extension:
         ResumePanel(
             what,
             {
-                "Resume cell": (True, lambda: self.snapshots.resume(cell, name)),
-                "Restore namespace": (False, restore),
+                "Resume cell": (True, said(lambda: self.snapshots.resume(cell, name))),
+                "Restore namespace": (False, said(restore)),
                 "Start fresh": (False, fresh),
                 "Show lost outputs": (False, lost_outputs, False),  # the choice stays open
             },

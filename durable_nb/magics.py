@@ -20,7 +20,14 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from . import timeline
 from ._report import printable, report
 from .cells import first_line, label
-from .errors import DurableError, ExtraMissing, ForeignRun, JournalError, UntrustedJournal
+from .errors import (
+    DurableError,
+    ExtraMissing,
+    ForeignRun,
+    JournalError,
+    NamespaceNotSaved,
+    UntrustedJournal,
+)
 from .outputs import show_journaled
 from .runtime import Runtime
 
@@ -100,7 +107,7 @@ class DurableMagics(Magics):
         args = self.parser.parse_args(words)
         try:
             return getattr(self, f"_{args.command}")(args)
-        except (UntrustedJournal, ForeignRun) as exc:  # one line saying why, no traceback
+        except (UntrustedJournal, ForeignRun, NamespaceNotSaved) as exc:  # one line, why
             raise UsageError(str(exc)) from None
         except JournalError as exc:  # damage met mid-session: journaling stops, as at open
             self.rt.step_aside(exc)

@@ -26,7 +26,7 @@ from .cells import cell_key, first_line, is_fresh
 from .errors import DurableError, JournalError, describe
 from .opener import Opener
 from .outputs import DEFAULT_CAP, Buffer
-from .store import CellRow, MetaRow, OutputRow, RunRow, StepRow, resolve_path
+from .store import UNSAVED, CellRow, MetaRow, OutputRow, RunRow, StepRow, resolve_path
 
 MISS = object()
 
@@ -45,6 +45,8 @@ class CellContext:
     ran: int = 0
     replayed: int = 0
     failed: int = 0
+    #: Why its snapshot did not complete: its end record says so (no restore stops there).
+    unsaved: str | None = None
     _occurrences: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -213,6 +215,8 @@ class Runtime(Opener):
             # No step: synced by the next synced record or tick (docs/design.md); its
             # snapshot's rows, if any, were synced before this record was written.
             settle = bool(cell.ran or cell.failed)
+            if status == "ok" and cell.unsaved:  # (schema.CellRow)
+                error = UNSAVED + cell.unsaved
             self._write(self._cell_row(time.time(), status, error), sync=settle)
         self.outputs = None
         if cell.replayed and not self.strict:  # in a strict replay every step replays

@@ -43,10 +43,10 @@ import xxhash
 from . import codec, graph, owner
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .cells import label, writes_files
-from .errors import JournalError, JournalUnwritable, describe
+from .errors import JournalError, JournalUnwritable, NamespaceNotSaved, describe
 from .payloads import Loader
 from .runtime import Runtime
-from .store import PayloadRow, VariableRow
+from .store import UNSAVED, PayloadRow, VariableRow
 from .unchanged import Print, small
 
 #: IPython's own names, never saved.
@@ -133,6 +133,7 @@ class Snapshots:
         self.known: dict[str, Known] = {}
         self.ignored: set[str] = set(self._meta_json("ignore", []))
         self._pending: set[str] = set()  # names touched by cells not yet snapshotted
+        self._forgotten: set[str] = set()  # names saved before a reset, not since
         self._stored: set[str] | None = None  # value ids in the journal
         self._written: tuple[Any, set[str]] = (None, set())  # a journal, ids written to it
         self.sweep_bytes = SWEEP_BYTES
@@ -148,14 +149,25 @@ class Snapshots:
     # -- after each cell ----------------------------------------------------------
 
     def after_cell(self, source: str, success: bool) -> None:
-        """Save what the cell changed (only after a successful cell)."""
+        """Save what the cell changed (only after a successful cell).
+
+        When the save does not complete, the cell's end record says so (no restore
+        stops there) and the next successful cell saves the namespace whole.
+        """
+        try:
+            self._after_cell(source, success)
+        except BaseException as exc:
+            self.rt.cell.unsaved = describe(exc)
+            raise
+
+    def _after_cell(self, source: str, success: bool) -> None:
         self._pending |= self._accessed(source)
         if not success or not self.rt.journaling:
             return
         accessed, self._pending = self._pending, set()
         ns = self._user_names()
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
-        gone = self.known.keys() - ns.keys()
+        gone = (self.known.keys() | self._forgotten) - ns.keys()
         if accessed & _ANY_NAME:
             touched = set(ns)
         else:
@@ -172,13 +184,14 @@ class Snapshots:
         try:
             with self.rt.journal.blobs.undone_on_error():  # a failed snapshot's chunks
                 self._save(ns, touched, rows, changes)
-            for name in sorted(self.known.keys() - ns.keys()):
+            for name in sorted(gone):
                 changes[name] = None
                 rows.append(VariableRow(f"{seq}:{name}", seq, name, "deleted", None, None, seq,
                                         0, None))  # fmt: skip
             self._write(rows)
         except (OSError, JournalError) as exc:
             self.reset()
+            self.rt.cell.unsaved = describe(exc)
             where = str(self.rt.path)
             self.rt.step_aside(exc if isinstance(exc, JournalError) else
                                JournalUnwritable.from_cause(where, exc))  # fmt: skip
@@ -193,6 +206,7 @@ class Snapshots:
         for key in [k for k in self._pickled if not any(isinstance(ns[n], _DEFINITIONS)
                                                         for n in k)]:  # fmt: skip
             del self._pickled[key]
+        self._forgotten = set()
         for name, known in changes.items():
             self.known.pop(name, None)
             if known is not None:
@@ -205,7 +219,9 @@ class Snapshots:
             self._stored.update(written)
 
     def reset(self) -> None:
-        """Forget what was saved: the next snapshot saves every variable again."""
+        """Forget what was saved: the next snapshot saves every variable again (and
+        records the deletion of those the journal holds that are gone by then)."""
+        self._forgotten |= self.known.keys()
         self.known.clear()
         self._stored = None
 
@@ -439,6 +455,10 @@ class Snapshots:
         t0 = time.perf_counter()
         if at is None:
             at = journal.last_ok_seq()
+        unsaved = journal.unsaved_as_of(at)
+        if unsaved is not None:
+            seq, why, before = unsaved
+            raise NamespaceNotSaved(seq, why.removeprefix(UNSAVED), before)
         rows = journal.variables_as_of(
             at, without=owner.foreign_runs(journal, self.rt.source), deleted=True
         )

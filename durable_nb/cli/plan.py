@@ -34,6 +34,8 @@ class Executed(NamedTuple):
     seq: int
     source: str | None
     status: str
+    #: Beside ``ok``: its snapshot did not complete (store.UNSAVED), so it is not done.
+    error: str | None = None
 
 
 class Done(TypedDict):
@@ -204,17 +206,17 @@ def resume(
     -------
     list of Done
         A cell is done when its last execution in that run (or a cell the run itself
-        skipped as done) succeeded with the same source; the prefix ends at the first
+        skipped as done) succeeded, with its namespace saved, with the same source; the prefix ends at the first
         cell that is not, and its executions must increase (the restore is as of the
         last one). When every cell is done, the last run finished: start over (``[]``).
     """
     if not previous:
         return []
     done = {e["key"]: e for e in previous.get("done", [])}
-    for key, seq, source, status in executed:
+    for key, seq, source, status, error in executed:
         if type(seq) is not int or type(key) is not str:
             raise BadPlan("a cell execution of the journal is not (key, seq)")
-        if status == "ok":
+        if status == "ok" and error is None:  # and its namespace saved: restored as of it
             done[key] = {"key": key, "seq": seq, "hash": source_hash(source)}
         else:
             done.pop(key, None)

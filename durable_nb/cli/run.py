@@ -305,7 +305,7 @@ def _resume_plan(j: Journal, cells: list[plan.Cell]) -> list[plan.Done]:
     executed = []
     if first is not None:
         executed = [  # a cell this user did not sign as it is never counts as done
-            plan.Executed(c.cell_key, c.seq, c.source, c.status)
+            plan.Executed(c.cell_key, c.seq, c.source, c.status, c.error)
             for c in j.cells_of_run(first)
             if j.signed(c)
         ]

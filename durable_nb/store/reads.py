@@ -74,8 +74,25 @@ class Reads:
     # -- snapshots ------------------------------------------------------------------
 
     def last_ok_seq(self) -> int:
-        """The last cell execution that succeeded (0: none): the default restore point."""
-        return self._select("SELECT coalesce(max(seq), 0) FROM cells WHERE status = 'ok'")[0][0]
+        """The last cell execution that succeeded and whose namespace was saved (0: none):
+        the default restore point."""
+        return self._select(
+            "SELECT coalesce(max(seq), 0) FROM cells WHERE status = 'ok' AND error IS NULL"
+        )[0][0]
+
+    def unsaved_as_of(self, seq: int) -> tuple[int, str, int] | None:
+        """Why the namespace as of cell execution ``seq`` is not whole in the journal:
+        (the cell whose snapshot did not complete, its error, the last whole one before
+        it), or None. A cell that succeeds after such a cell saves the namespace whole."""
+        rows = self._select(
+            "SELECT u.seq, u.error, (SELECT coalesce(max(seq), 0) FROM cells WHERE seq < u.seq "
+            "AND status = 'ok' AND error IS NULL) FROM cells u WHERE u.seq <= ? AND "
+            "u.status = 'ok' AND u.error IS NOT NULL AND NOT EXISTS (SELECT 1 FROM cells w "
+            "WHERE w.seq > u.seq AND w.seq <= ? AND w.status = 'ok' AND w.error IS NULL) "
+            "ORDER BY u.seq DESC LIMIT 1",
+            [seq, seq],
+        )
+        return tuple(rows[0]) if rows else None
 
     def variables_as_of(
         self, seq: int, without: Iterable[str] = (), deleted: bool = False

@@ -98,8 +98,16 @@ class RunRow(NamedTuple):
     sig: str | None = None  # set by Journal.write
 
 
+#: How the end record of a cell that succeeded but whose snapshot did not complete begins.
+UNSAVED = "the namespace was not saved: "
+
+
 class CellRow(NamedTuple):
-    """One cell execution; ``seq`` increases journal-wide."""
+    """One cell execution; ``seq`` increases journal-wide.
+
+    An ``ok`` row with an ``error`` ran to its end but its snapshot did not complete
+    (the error, :data:`UNSAVED` and why): no restore stops there.
+    """
 
     exec_id: str
     seq: int

@@ -61,6 +61,13 @@ def test_a_failed_execution_undoes_an_earlier_success():
     assert plan.resume(prev, executed, CELLS) == []
 
 
+def test_a_success_whose_namespace_was_not_saved_is_not_done():
+    prev = previous(done("c0", 1, "x = 1"))
+    executed = [Executed("c0", 4, "x = 1", "ok", "the namespace was not saved: KeyboardInterrupt")]
+    assert plan.resume(prev, executed, CELLS) == []
+    assert plan.resume(prev, [Executed("c0", 4, "x = 1", "ok")], CELLS) != []
+
+
 def test_executions_out_of_order_end_the_prefix():
     # The namespace is restored as of the last cell of the prefix: its seq must grow.
     executed = [Executed("c1", 1, "y = x + 1", "ok"), Executed("c0", 2, "x = 1", "ok")]
