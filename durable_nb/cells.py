@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import xxhash
@@ -109,3 +109,24 @@ def _opens_for_writing(node: ast.AST) -> bool:
     first = node.args[:1] if isinstance(func, ast.Attribute) else []
     modes = first + node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]
     return any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes)
+
+
+def names_used(source: str, transform: Callable[[str], str]) -> set[str]:
+    """The names a cell's code uses (loads, stores, ``global``/``nonlocal``); ``transform``
+    turns IPython syntax into Python when the source is not Python already."""
+    try:
+        # Plain Python is its own transform; IPython's (magics, !, ?, prompts, indents)
+        # costs ~0.3 ms, and what it handles is not valid Python.
+        tree = ast.parse(source)
+    except Exception:
+        try:
+            tree = ast.parse(transform(source))
+        except Exception:  # a cell that does not parse changed nothing
+            return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            names.update(node.names)
+    return names

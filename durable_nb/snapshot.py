@@ -25,7 +25,6 @@ kernel (their objects are not the notebook's data). Saved at the next cell reach
 
 from __future__ import annotations
 
-import ast
 import enum
 import importlib
 import io
@@ -42,7 +41,7 @@ import xxhash
 
 from . import codec, graph, owner
 from .blobs import BLOB_THRESHOLD, chunk_names
-from .cells import label, writes_files
+from .cells import label, names_used, writes_files
 from .errors import JournalError, JournalUnwritable, NamespaceNotSaved, describe
 from .payloads import Loader
 from .runtime import Runtime
@@ -161,7 +160,7 @@ class Snapshots:
             raise
 
     def _after_cell(self, source: str, success: bool) -> None:
-        self._pending |= self._accessed(source)
+        self._pending |= names_used(source, self.shell.transform_cell)
         if not success or not self.rt.journaling:
             return
         accessed, self._pending = self._pending, set()
@@ -233,29 +232,11 @@ class Snapshots:
             if not (n in hidden or _IPYTHON_NAMES.match(n) or n in self.ignored)
         }
 
-    def _accessed(self, source: str) -> set[str]:
-        try:
-            # Plain Python is its own transform; IPython's (magics, !, ?, prompts, indents)
-            # costs ~0.3 ms, and what it handles is not valid Python.
-            tree = ast.parse(source)
-        except Exception:
-            try:
-                tree = ast.parse(self.shell.transform_cell(source))
-            except Exception:  # a cell that does not parse changed nothing
-                return set()
-        names = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name):
-                names.add(node.id)
-            elif isinstance(node, ast.Global | ast.Nonlocal):
-                names.update(node.names)
-        return names
-
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict) -> None:
         seq = self.rt.cell.seq
         shares = self._sharing(ns, touched)
         results: dict[str, _Encoding] = {}
-        for group in _groups(shares):
+        for group in graph.groups(shares):
             results.update(self._encode_group(group, ns, shares))
         for name, res in sorted(results.items()):
             k = self.known.get(name)
@@ -596,24 +577,3 @@ class Snapshots:
         # A recomputed cell may rebind saved names: the snapshot's values win.
         for n, value in saved.items():
             ns[n] = value
-
-
-def _groups(shares: dict[str, set[int] | frozenset[int]]) -> list[list[str]]:
-    """The names whose values share objects, as connected groups (sorted).
-
-    Set intersections in C: a variable of 100k objects costs one pass, not 100k steps.
-    """
-    comps: list[tuple[list[str], set[int] | frozenset[int]]] = []
-    for name in sorted(shares):
-        keys = shares[name]
-        hit = [c for c in comps if not c[1].isdisjoint(keys)]
-        if not hit:
-            comps.append(([name], keys))
-            continue
-        names, merged = [name], set(keys)
-        for c in hit:
-            comps.remove(c)
-            names += c[0]
-            merged |= c[1]
-        comps.append((sorted(names), merged))
-    return sorted((names for names, _ in comps), key=lambda g: g[0])

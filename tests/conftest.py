@@ -3,7 +3,8 @@
 Every test gets one layer marker (registered in pyproject.toml): ``unit`` for tests
 under tests/unit/ (no kernel; they may not use the fixtures below),
 ``browser`` for tests that drive JupyterLab, ``kernel`` for every other test (they
-start kernels, directly or through ``durable-nb``). ``pytest tests/unit`` (or ``-m unit``) is the fast layer.
+start kernels, directly or through ``durable-nb``). ``pytest tests/unit`` (or ``-m unit``)
+is the fast layer.
 """
 
 from __future__ import annotations

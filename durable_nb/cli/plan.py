@@ -206,9 +206,10 @@ def resume(
     -------
     list of Done
         A cell is done when its last execution in that run (or a cell the run itself
-        skipped as done) succeeded, with its namespace saved, with the same source; the prefix ends at the first
-        cell that is not, and its executions must increase (the restore is as of the
-        last one). When every cell is done, the last run finished: start over (``[]``).
+        skipped as done) succeeded, its namespace saved, with the same source; the
+        prefix ends at the first cell that is not, and its executions must increase (the
+        restore is as of the last one). When every cell is done, the last run finished:
+        start over (``[]``).
     """
     if not previous:
         return []

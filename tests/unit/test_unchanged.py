@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 
 from durable_nb import codec
+from durable_nb.graph import groups as _groups
 from durable_nb.runtime import Runtime
-from durable_nb.snapshot import Snapshots, _groups
+from durable_nb.snapshot import Snapshots
 from durable_nb.unchanged import Print
 
 pytestmark = pytest.mark.unit

@@ -34,8 +34,21 @@ def _cell(rt: Runtime, snaps: Snapshots, shell, code: str) -> bool:
     return saved
 
 
-def test_an_interrupted_snapshot_is_no_restore_point_and_deletions_are_kept(tmp_path):
+@pytest.fixture
+def shell():
+    """The process's shell, with the names other tests left in it put aside meanwhile."""
     shell = InteractiveShell.instance()
+    hidden = shell.user_ns_hidden
+    aside = {n: v for n, v in shell.user_ns.items() if n not in hidden and n[0] != "_"}
+    for name in aside:
+        del shell.user_ns[name]
+    yield shell
+    for name in [n for n in shell.user_ns if n not in hidden and n[0] != "_"]:
+        del shell.user_ns[name]
+    shell.user_ns.update(aside)
+
+
+def test_an_interrupted_snapshot_is_no_restore_point_and_deletions_are_kept(shell, tmp_path):
     ns_before = set(shell.user_ns)
     source = str(tmp_path / "nb.ipynb")
     rt = Runtime(source)
