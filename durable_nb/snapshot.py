@@ -133,6 +133,7 @@ class Snapshots:
         self.ignored: set[str] = set(self._meta_json("ignore", []))
         self._pending: set[str] = set()  # names touched by cells not yet snapshotted
         self._forgotten: set[str] = set()  # names saved before a reset, not since
+        self._joined: Any = None  # the journal whose live names are in ``_forgotten``
         self._stored: set[str] | None = None  # value ids in the journal
         self._written: tuple[Any, set[str]] = (None, set())  # a journal, ids written to it
         self.sweep_bytes = SWEEP_BYTES
@@ -164,6 +165,9 @@ class Snapshots:
         if not success or not self.rt.journaling:
             return
         accessed, self._pending = self._pending, set()
+        if self._joined is not self.rt.journal:  # an earlier kernel's names, gone unless
+            self._joined = self.rt.journal  # this one made or restored them
+            self._forgotten |= self.rt.journal.live_names()
         ns = self._user_names()
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         gone = (self.known.keys() | self._forgotten) - ns.keys()

@@ -111,6 +111,13 @@ class Reads:
         rows = map(VariableRow._make, rows)
         return {r.name: r for r in rows if deleted or r.state != "deleted"}
 
+    def live_names(self) -> set[str]:
+        """The names whose latest variable row is not a deletion (any run's)."""
+        rows = self._select(
+            "SELECT name FROM variables GROUP BY name HAVING arg_max(state, seq) <> 'deleted'"
+        )
+        return {r[0] for r in rows}
+
     def payloads(self, value_ids: Iterable[str]) -> dict[str, PayloadRow]:
         """The payload rows of ``value_ids`` (those the journal has), by value id."""
         wanted = sorted(set(value_ids))

@@ -81,3 +81,30 @@ def test_an_interrupted_snapshot_is_no_restore_point_and_deletions_are_kept(shel
         rt.close()
         for name in set(shell.user_ns) - ns_before:
             del shell.user_ns[name]
+
+
+def test_a_restart_then_a_crash_restores_the_new_kernels_namespace_only(shell, tmp_path):
+    """Names an earlier kernel saved that the new one never made are not brought back."""
+    source = str(tmp_path / "nb.ipynb")
+    ns_before = set(shell.user_ns)
+
+    def kernel(code: str | None) -> tuple[Runtime, Snapshots]:
+        for name in set(shell.user_ns) - ns_before:  # a fresh namespace, as after a restart
+            del shell.user_ns[name]
+        rt = Runtime(source)
+        snaps = Snapshots(shell, rt)
+        if code is not None:
+            assert _cell(rt, snaps, shell, code)
+        return rt, snaps
+
+    rt, _ = kernel("old = [1]\nkept = 1")
+    rt.close()
+    rt, _ = kernel("kept = 2\nnew = 3")
+    rt.close()
+    rt, snaps = kernel(None)
+    try:
+        report = snaps.restore()
+        assert sorted(report.restored) == ["kept", "new"], report
+        assert (shell.user_ns["kept"], "old" in shell.user_ns) == (2, False)
+    finally:
+        rt.close()
