@@ -143,7 +143,8 @@ def test_headless_outputs_after_a_killed_run_and_a_replay_that_differs(workdir):
     assert "VALUE first" in "".join(o.get("text", "") for o in written.cells[2].outputs)
 
     value.write_text("second")
-    replay = cli("replay", str(nb), cwd=workdir)
+    replay = cli("replay", str(nb), "--check", cwd=workdir)
+    assert replay.returncode == 1, replay.stdout + replay.stderr  # every cell succeeded
     text = replay.stdout
     assert "outputs: same as recorded" in text, text
     assert "DIFFER from the recorded run, line 1: recorded 'VALUE first', replay 'VALUE second'" \

@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("notebook", type=Path, help="the .ipynb file")
     replay.add_argument("--copy", action="store_true", help="replay even if the journal is held")
+    replay.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 also when a cell's outputs differ from the recorded ones",
+    )
     _kernel_args(replay)
     replay.set_defaults(func=cmd_replay)
 

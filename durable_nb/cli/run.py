@@ -189,6 +189,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if differ:
         print(f"durable-nb: the outputs of {len(differ)} of {len(compared)} code cells differ "
               f"from the recorded run: cells {', '.join(differ)}")  # fmt: skip
+        if args.check:
+            return code or FAILED
     elif compared:
         unknown = sum(same is None for _, same in compared)
         print(f"durable-nb: outputs equal the recorded ones in {len(compared) - unknown} code "
