@@ -71,6 +71,23 @@ def label(cell: dict[str, Any], notebook: str | None) -> str:
     return f"the {_ordinal(n)} code cell ({shown})" if n else f"the cell starting {shown}"
 
 
+def restores(source: str) -> bool:
+    """Whether ``source`` (transformed: magics are calls) runs ``%durable restore`` or
+    ``resume``: a restore that re-ran it would restore again, without end."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "run_line_magic" and len(node.args) >= 2
+                and all(isinstance(a, ast.Constant) for a in node.args[:2])
+                and node.args[0].value == "durable"
+                and str(node.args[1].value).split()[:1] in (["restore"], ["resume"])):  # fmt: skip
+            return True
+    return False
+
+
 def writes_files(source: str) -> bool:
     """Whether running ``source`` opens a file for writing with a literal mode (w, a, x or +).
 

@@ -41,7 +41,7 @@ import xxhash
 
 from . import codec, graph, owner
 from .blobs import BLOB_THRESHOLD, chunk_names
-from .cells import label, names_used, writes_files
+from .cells import label, names_used, restores, writes_files
 from .errors import JournalError, JournalUnwritable, NamespaceNotSaved, describe
 from .payloads import Loader
 from .runtime import Runtime
@@ -567,6 +567,8 @@ class Snapshots:
                 why = f"its cell {seq} is not in the journal"
             elif seq in writers or writes_files(self.shell.transform_cell(found[seq][1])):
                 why = f"its cell {seq} writes a file: re-run it yourself"
+            elif restores(self.shell.transform_cell(found[seq][1])):
+                why = f"its cell {seq} runs %durable restore: re-run its other lines yourself"
             else:
                 with self.rt.as_cell(found[seq][0]):
                     result = self.shell.run_cell(found[seq][1], store_history=False)

@@ -1,10 +1,12 @@
-"""Which cells a restore may re-run: defining a function that writes files is not writing."""
+"""Which cells a restore may re-run: defining a function that writes files is not writing;
+a cell that restores is never re-run (it would restore again, without end)."""
 
 from __future__ import annotations
 
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
-from durable_nb.cells import writes_files
+from durable_nb.cells import restores, writes_files
 
 
 @pytest.mark.parametrize(
@@ -38,3 +40,19 @@ def test_cells_that_write_when_run(source: str) -> None:
 )
 def test_cells_that_only_define_writers(source: str) -> None:
     assert not writes_files(source)
+
+
+@pytest.mark.parametrize(
+    ("source", "restoring"),
+    [
+        ("%durable restore\nlock = threading.Lock()", True),
+        ("import threading\n%durable restore --at 3", True),
+        ("%durable resume", True),
+        ("%durable status\nlock = threading.Lock()", False),
+        ("%%durable fresh\nlock = threading.Lock()", False),
+        ("%time restore()", False),
+        ("def broken(:", False),
+    ],
+)
+def test_a_cell_that_restores_is_never_re_run_by_a_restore(source: str, restoring: bool) -> None:
+    assert restores(TransformerManager().transform_cell(source)) is restoring
