@@ -215,6 +215,13 @@ def execute_parent(k: Any) -> dict | None:
     return parent if isinstance(parent, dict) and parent.get("header") else None
 
 
+def will_reply(k: Any) -> bool:
+    """Whether the calling thread runs an execute request (its reply is still to be sent),
+    not a comm message (a widget click) or anything else that gets no execute reply."""
+    parent = execute_parent(k)
+    return parent is not None and parent["header"].get("msg_type") == "execute_request"
+
+
 @contextlib.contextmanager
 def busy(k: Any) -> Iterator[None]:
     """While the block runs, the kernel reads ``busy`` for the cell's request.
@@ -257,15 +264,22 @@ def busy(k: Any) -> Iterator[None]:
                 k._publish_status = previous
 
 
-def watch_outputs(k: Any, seen: Callable[[str, dict], None],
-                  kinds: frozenset[str]) -> Callable[[], None] | None:  # fmt: skip
+def watch_outputs(
+    k: Any,
+    seen: Callable[[str, dict], None],
+    kinds: frozenset[str],
+    replying: Callable[[], None] | None = None,
+) -> Callable[[], None] | None:
     """Call ``seen(msg_type, content)`` for each iopub message of ``kinds`` the kernel sends.
 
     Wraps ``send`` of the kernel's session (and of the sessions its streams, display
     publisher and display hook hold, when they are other objects): every output passes
     there, from any thread, after the kernel's own hooks. ``seen`` is called before the
-    message goes out and must not raise (errors are swallowed). Returns the function that
-    takes the wrap back, or None when the surface is not there (nothing is changed then).
+    message goes out and must not raise (errors are swallowed). ``replying()`` is called
+    before each ``execute_reply`` goes out: the kernel has published all that the cell
+    printed by then; what ``replying`` prints is published before the reply. Returns the
+    function that takes the wrap back, or None when the surface is not there (nothing is
+    changed then).
     """
     try:
         shell = k.shell
@@ -287,6 +301,9 @@ def watch_outputs(k: Any, seen: Callable[[str, dict], None],
                     kind, body = msg_or_type["header"]["msg_type"], msg_or_type["content"]
                 if kind in kinds and isinstance(body, dict):
                     seen(kind, body)
+                elif kind == "execute_reply" and replying is not None:
+                    replying()
+                    flush_streams()  # a line it printed goes before the reply
             except Exception:
                 pass
             return send(stream, msg_or_type, content, *args, **kwargs)
@@ -316,9 +333,9 @@ def _unwrap(wrapped: list[tuple[Any, bool]]) -> None:
 
 
 def flush_streams() -> None:
-    """Publish what ``sys.stdout``/``sys.stderr`` hold (the kernel does it only after the
-    cell's post-run hooks). A kernel stream with nothing written since its last flush is
-    left alone: each flush waits for a round trip through the kernel's IO thread (~1 ms)."""
+    """Publish what ``sys.stdout``/``sys.stderr`` hold. A kernel stream with nothing
+    written since its last flush is left alone: each flush waits for a round trip through
+    the kernel's IO thread (~0.5 ms)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             if _holds_text(stream):

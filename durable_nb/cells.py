@@ -128,9 +128,22 @@ def _opens_for_writing(node: ast.AST) -> bool:
     return any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes)
 
 
+#: Words of a cell's text, and what makes a cell's text other than plain Python.
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NOT_PLAIN = re.compile(r"[%!?]")
+
+
 def names_used(source: str, transform: Callable[[str], str]) -> set[str]:
     """The names a cell's code uses (loads, stores, ``global``/``nonlocal``); ``transform``
-    turns IPython syntax into Python when the source is not Python already."""
+    turns IPython syntax into Python when the source is not Python already. May hold more
+    (the words of a plain ASCII cell's text)."""
+    if source.isascii() and not _NOT_PLAIN.search(source):
+        # Every name the code uses is a word of its text: the words are a superset
+        # (keywords, attributes, words in strings and comments too: more is checked,
+        # never less), found ~20x faster than parsing and walking the tree. Not for
+        # magics, shell escapes, help (IPython rewrites those) or non-ASCII text (Python
+        # normalises identifiers, NFKC: the word is not the name).
+        return set(_WORD.findall(source))
     try:
         # Plain Python is its own transform; IPython's (magics, !, ?, prompts, indents)
         # costs ~0.3 ms, and what it handles is not valid Python.

@@ -56,6 +56,7 @@ class _Extension:
         self.magics: Any = None
         self.settings: DurableNB | None = None
         self.unwatch: Any = None
+        self.kernel: Any = None  # the ipykernel kernel, when in one
         self.flusher: outputs.Flusher | None = None
         self._snapshots: Snapshots | None = None
         self.pending_resume: dict[str, Any] | None = None
@@ -134,8 +135,10 @@ class _Extension:
     def _watch_outputs(self) -> None:
         """Hand the cells' outputs to the runtime; every second, write a running cell's and
         sync what trivial cells wrote unsynced (:meth:`Runtime.tick`)."""
-        k = _ipykernel.kernel()
-        self.unwatch = k and _ipykernel.watch_outputs(k, self.rt.capture, outputs.OUTPUT_TYPES)
+        self.kernel = k = _ipykernel.kernel()
+        replying = functools.partial(self.rt.finish_cell, replying=True)
+        self.unwatch = k and _ipykernel.watch_outputs(k, self.rt.capture, outputs.OUTPUT_TYPES,
+                                                      replying)  # fmt: skip
         if self.unwatch is not None:
             self.rt.capturing = True
         self.flusher = outputs.Flusher(self.rt.tick)
@@ -275,9 +278,12 @@ class _Extension:
                         cell_id = getattr(result.info, "cell_id", None)
                         self._offer(source, done=(cell_id, source) if exc is None else None)
             finally:
-                if self.rt.capturing and self.rt.outermost:
-                    _ipykernel.flush_streams()  # what the cell printed last, into its outputs
-                self.rt.end_cell(status, error)
+                # Capturing, the cell's outputs and end record are written as its reply
+                # is sent: what it printed last is published by then (no flush waited for).
+                at_reply = self.rt.capturing and _ipykernel.will_reply(self.kernel)
+                if self.rt.capturing and not at_reply and self.rt.outermost:
+                    _ipykernel.flush_streams()  # a cell a click ran: no reply to wait for
+                self.rt.end_cell(status, error, at_reply=at_reply)
         except Exception as exc:
             report(
                 f"internal error after the cell ({describe(exc)}); please report it", once="post"

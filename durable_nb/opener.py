@@ -5,8 +5,8 @@ A kernel opens its journal in a thread (importing DuckDB and checking the file t
 ``problem`` or ``readonly`` waits until the opening is done: a step, ``%durable`` or a
 cell's snapshot sees the journal as if it had been opened before them. A first cell
 that starts while the journal opens runs without waiting: the opening thread numbers
-it and writes its start record when it is done (:meth:`Opener._opened`). What the
-opening had to say is shown by the first cell (the runtime's ``_unannounced``), once.
+it when it is done (:meth:`Opener._opened`). What the opening had to say is shown by
+the first cell (the runtime's ``_unannounced``), once.
 """
 
 from __future__ import annotations

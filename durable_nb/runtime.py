@@ -113,6 +113,8 @@ class Runtime(Opener):
         self.outputs: Buffer | None = None
         self._outputs_lock = threading.Lock()  # rows of one buffer are written in order
         self._depth = 0
+        self._unstarted: CellContext | None = None  # a cell whose start record is to come
+        self._ending: tuple[str, str | None, int, CellContext] | None = None  # finish_cell
         # A problem found while a kernel starts has no cell to show it in yet:
         # it is shown again in the first cell's output.
         self._unannounced: str | None = None
@@ -168,6 +170,7 @@ class Runtime(Opener):
         self._depth += 1
         if self._depth > 1:
             return
+        self.finish_cell()  # the last cell's records, if its reply never came
         cell = CellContext(exec_id=f"{self.run_id}:?", seq=0, cell_key=cell_key(cell_id, source),
                            cell_id=cell_id, source=source, fresh=is_fresh(source))  # fmt: skip
         with self._numbering:
@@ -189,7 +192,7 @@ class Runtime(Opener):
                 self._number()
 
     def _number(self) -> None:
-        """Give the running cell its number in the journal and write its start record."""
+        """Give the running cell its number (its start record waits: :meth:`write_start`)."""
         cell = self.cell
         journal = self.journal
         cell.seq = journal.next_seq() if journal is not None else self._last_seq + 1
@@ -198,11 +201,22 @@ class Runtime(Opener):
         buffer = self.outputs
         if buffer is not None:
             buffer.exec_id, buffer.seq = cell.exec_id, cell.seq
-        if self.enabled:  # durable with the cell's first synced record, or the next tick
-            self._write(self._cell_row(None, "running", None), sync=False)
+        # Its start record comes before its first other record (a step's, its variables',
+        # its outputs') or with the next tick; one that ends before gets its end record only.
+        self._unstarted = cell if self.enabled else None
 
-    def end_cell(self, status: str, error: str | None) -> None:
-        """The cell ended with ``status`` (ok, error, interrupted)."""
+    def write_start(self) -> None:
+        """Write the running cell's start record if it is not yet (unsynced, as ever)."""
+        if self._unstarted is not None:
+            with self._numbering:
+                cell, self._unstarted = self._unstarted, None
+                if cell is not None:
+                    self._write(self._cell_row(None, "running", None, cell), sync=False)
+
+    def end_cell(self, status: str, error: str | None, at_reply: bool = False) -> None:
+        """The cell ended with ``status`` (ok, error, interrupted). ``at_reply``: its outputs
+        and end record wait for :meth:`finish_cell` (as the kernel sends the reply, having
+        published what the cell printed last: no flush waited for here)."""
         if self._depth == 0:  # the cell that loaded the extension had no begin_cell
             return
         self._depth -= 1
@@ -210,15 +224,9 @@ class Runtime(Opener):
             return
         self.announce()  # a cell that began while the journal opened: numbered by now
         cell = self.cell
-        if self.enabled:
-            self.write_outputs(final=True)  # one group commit with the cell's row
-            # No step: synced by the next synced record or tick (docs/design.md); its
-            # snapshot's rows, if any, were synced before this record was written.
-            settle = bool(cell.ran or cell.failed)
-            if status == "ok" and cell.unsaved:  # (schema.CellRow)
-                error = UNSAVED + cell.unsaved
-            self._write(self._cell_row(time.time(), status, error), sync=settle)
-        self.outputs = None
+        self._ending = (status, error, threading.get_ident(), cell)
+        if not at_reply:
+            self.finish_cell()
         if cell.replayed and not self.strict:  # in a strict replay every step replays
             n = cell.replayed
             note(
@@ -226,6 +234,26 @@ class Runtime(Opener):
                 "To run them again put %%durable fresh at the top of the cell "
                 "(or %durable fresh for the whole notebook)."
             )
+
+    def finish_cell(self, replying: bool = False) -> None:
+        """Write the outputs and end record :meth:`end_cell` left (else the next cell's start
+        or :meth:`close` does); ``replying``: as an execute reply of this thread goes out."""
+        ending = self._ending
+        if ending is None or (replying and ending[2] != threading.get_ident()):
+            return
+        self._ending, (status, error, _, cell) = None, ending
+        with self._numbering:  # a tick now would write the start record first
+            if self._unstarted is cell:
+                self._unstarted = None  # the end record replaces it
+        if self.enabled:
+            self.write_outputs(final=True)  # one group commit with the cell's row
+            # No step: synced by the next synced record or tick (docs/design.md); its
+            # snapshot's rows, if any, were synced before this record was written.
+            settle = bool(cell.ran or cell.failed)
+            if status == "ok" and cell.unsaved:  # (schema.CellRow)
+                error = UNSAVED + cell.unsaved
+            self._write(self._cell_row(time.time(), status, error, cell), sync=settle)
+        self.outputs = None
 
     @property
     def outermost(self) -> bool:
@@ -244,8 +272,8 @@ class Runtime(Opener):
             for what in ("ran", "replayed", "failed"):
                 setattr(outer, what, getattr(outer, what) + getattr(inner, what))
 
-    def _cell_row(self, ended: float | None, status: str, error: str | None) -> CellRow:
-        c = self.cell
+    def _cell_row(self, ended: float | None, status: str, error: str | None,
+                  c: CellContext) -> CellRow:  # fmt: skip
         return CellRow(c.exec_id, c.seq, self.run_id, c.cell_id, c.cell_key, c.source, c.started,
                        ended, status, error, c.ran, c.replayed)  # fmt: skip
 
@@ -273,7 +301,9 @@ class Runtime(Opener):
                 self._write(buffer.row(), sync=True)
 
     def tick(self) -> None:
-        """Each second (a thread): a running cell's new outputs; sync rows left unsynced."""
+        """Each second (a thread): a running cell's start record and new outputs; sync
+        rows left unsynced."""
+        self.write_start()
         self.write_outputs()
         journal = self.journal
         if journal is not None and journal.unsynced:
@@ -455,6 +485,7 @@ class Runtime(Opener):
         c = self.cell
         row.update(record_id=uuid.uuid4().hex, epoch=self.epoch, cell_key=c.cell_key, seq=c.seq,
                    run_id=self.run_id)  # fmt: skip
+        self.write_start()
         buffer = self.outputs
         if buffer is not None and buffer.due():  # in the step's group commit
             with self._outputs_lock:
@@ -515,6 +546,7 @@ class Runtime(Opener):
         """Record how this run ended and release the journal."""
         if self.journal is None:
             return
+        self.finish_cell()
         if self._depth:  # %unload_ext ends its own cell; a shutdown cuts a running one short
             self._depth = 1
             if status == "unloaded":

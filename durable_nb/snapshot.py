@@ -399,6 +399,7 @@ class Snapshots:
         journal = self.rt.journal
         contents, self._contents = self._contents, {}
         if rows and journal is not None:
+            self.rt.write_start()  # the cell's start record before its variables
             for row in rows:
                 content = contents.get(row.value_id) if type(row) is PayloadRow else None
                 journal.write(row, sync=False, content=content)

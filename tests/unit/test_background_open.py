@@ -201,7 +201,8 @@ def test_the_died_cell_run_again_first_to_its_end_is_not_offered_again(
     monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "nb.ipynb"))
     source = "x = 1\n_gate.set()"
     dead = Runtime(str(tmp_path / "nb.ipynb"))
-    dead.begin_cell("c1", source)  # and the kernel dies in it
+    dead.begin_cell("c1", source)
+    dead.tick()  # the flusher's tick writes its start record; the kernel dies in it
     dead.journal.abandon()
     ext = held_extension(shell, threading.Event())
     try:

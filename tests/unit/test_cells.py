@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from durable_nb.cells import FRESH_LINE, cell_key, first_line, is_fresh
+from durable_nb.cells import FRESH_LINE, cell_key, first_line, is_fresh, names_used
 
 sources = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=80)
 
@@ -62,3 +62,42 @@ def test_marking_a_cell_fresh_does_not_change_its_key(source, mark):
     assume(not is_fresh(source))
     assert cell_key(None, f"{mark}\n{source}") == cell_key(None, source)
     assert cell_key(None, f"\n{mark}\n{source}") == cell_key(None, source)
+
+
+def _parsed(source: str) -> set[str]:
+    """The names of ``source`` as its syntax tree has them (the slow path of names_used)."""
+    import ast
+
+    tree = ast.parse(source)
+    found = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Global | ast.Nonlocal):
+            found.update(node.names)
+    return found
+
+
+def test_the_words_of_a_cell_hold_every_name_its_code_reads_or_binds():
+    """The fast path (words of plain ASCII text) is a superset of the syntax tree's names,
+    on real code: the corpus notebooks' cells and this package's own modules."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [p.read_text() for p in sorted((root / "durable_nb").rglob("*.py"))]
+    for nb in sorted((root / "tests" / "corpus").glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        sources += ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    checked = 0
+    for source in sources:
+        if source.isascii() and not any(c in source for c in "%!?"):
+            assert _parsed(source) <= names_used(source, str), source[:80]
+            checked += 1
+    assert checked > 40
+
+
+def test_magics_and_non_ascii_names_are_read_from_the_syntax_tree():
+    assert names_used("ﬁle = 1", str) == {"file"}  # NFKC: the name is not the word
+    assert names_used("%time x = 1", lambda s: "get_ipython().run_line_magic('time', 'x = 1')\n") \
+        == {"get_ipython"}  # fmt: skip
+    assert names_used("x = (?", str) == set()  # IPython cannot make it Python: changed nothing
+    assert names_used("global a\nb = c.d  # e", str) >= {"a", "b", "c"}

@@ -96,3 +96,54 @@ def test_replay_comparison_normalises_addresses_times_and_durable_nb_lines():
     assert difference(out("a\nb\n"), out("a\nc\n")) == "line 2: recorded 'b', replay 'c'"
     assert "printed no more" in difference(out("a\nb\n"), out("a\n"))
     assert "not recorded" in difference(out("a\n"), out("a\nb\n"))
+
+
+def test_a_cells_start_record_comes_before_its_first_other_record_or_with_the_tick(
+    tmp_path, monkeypatch
+):
+    """A cell that ends before the tick writes only its end record (with its outputs); one
+    still running at the tick, or that runs a step, has its start record before the rest."""
+    import durable_nb as dnb
+    from durable_nb import runtime
+    from durable_nb.runtime import Runtime
+
+    monkeypatch.setenv("DURABLE_NB_DIR", str(tmp_path))
+    rt = Runtime(str(tmp_path / "nb.py"))
+    rt.capturing = True
+    runtime.install(rt)
+
+    def records(seq: int) -> list[str]:  # the log's records of cell ``seq``, in order
+        out = []
+        for kind, row in rt.journal._log.read():
+            if kind == "cell" and row[1] == seq:
+                out.append(row[8])  # its status
+            elif kind in ("output", "step") and row[1 if kind == "output" else 5] == seq:
+                out.append(kind)
+        return out
+
+    @dnb.step
+    def call():
+        return 1
+
+    try:
+        rt.begin_cell(None, "print('hi')")
+        rt.capture("stream", {"name": "stdout", "text": "hi\n"})
+        assert records(1) == []
+        rt.end_cell("ok", None, at_reply=True)  # its records go as its reply is sent
+        assert records(1) == []
+        rt.finish_cell(replying=True)
+        assert records(1) == ["output", "ok"]
+
+        rt.begin_cell(None, "a long cell")
+        rt.tick()
+        assert records(2) == ["running"] and not rt.journal.unsynced
+        rt.end_cell("ok", None)
+        assert records(2) == ["running", "ok"]
+
+        rt.begin_cell(None, "call()")
+        call()
+        assert records(3) == ["running", "step"]
+        rt.end_cell("ok", None)
+    finally:
+        runtime.install(None)
+        rt.close()
