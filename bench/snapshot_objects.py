@@ -2,8 +2,9 @@
 dill.dump_session and Kishu (issue 13). Run by ``bench/snapshot.py --objects``.
 
 Each namespace is built in a fresh real kernel per side; then trivial cells (``y = 1``),
-mutating cells, ``pickle.dumps`` of the touched variable timed in the same kernel, a
-SIGKILL and a restore in a new kernel, checked against a digest taken before the kill.
+mutating cells each followed by ``pickle.dumps`` of the touched variable timed in the same
+kernel (interleaved, so a ratio compares neighbours, not one noisy sample), a SIGKILL and a
+restore in a new kernel, checked against a digest taken before the kill.
 """
 
 from __future__ import annotations
@@ -29,23 +30,29 @@ WORKLOADS = {
     "100k-entry dict": ("d = {f'k{i}': f'v{i}' for i in range(100_000)}", "d['new'] = 1", "d"),
     "1M-element list": ("lst = list(range(1_000_000))", "lst.append(1)", "lst"),
 }
-N_TRIVIAL, N_MUTATE = 10, 5
+N_TRIVIAL, N_MUTATE, N_PICKLE = 10, 7, 3
 SLIDERS = (1, 5, 10, 20, 40)
 
 PROBE = """
-def digest(name):
-    import json, pickle, time, xxhash
+def pickle_cpu(name, n):
+    # main-thread CPU of pickle.dumps of the variable (as the hooks are timed), n samples
+    import json, pickle, time
     from IPython import get_ipython
     v = get_ipython().user_ns[name]
     took = []
-    for _ in range(3):  # main-thread CPU, as the hooks are timed; the least of 3
+    for _ in range(n):
         t = time.thread_time()
-        blob = pickle.dumps(v, protocol=5)
+        pickle.dumps(v, protocol=5)
         took.append(time.thread_time() - t)
-    took = min(took)
+    return json.dumps(took)
+def digest(name):
+    import json, pickle, xxhash
+    from IPython import get_ipython
+    v = get_ipython().user_ns[name]
+    blob = pickle.dumps(v, protocol=5)
     if name == "objs":  # instances pickle by class reference: compare their content
         blob = pickle.dumps([(o.i, o.tags, type(o).__name__) for o in v])
-    return json.dumps({"pickle": took, "digest": xxhash.xxh3_64_hexdigest(blob)})
+    return json.dumps({"digest": xxhash.xxh3_64_hexdigest(blob)})
 """
 
 
@@ -60,8 +67,14 @@ def run_workload(side, label, args):
         base.attach(k, side, work, False)
         cells = [base.run_cell(k, 0, "build", build)]
         cells += [base.run_cell(k, 1 + i, "noop", "y = 1") for i in range(N_TRIVIAL)]
-        cells += [base.run_cell(k, 20 + i, "mutate", mutate) for i in range(N_MUTATE)]
-        out["cells"] = cells
+        pickles = []
+        for i in range(N_MUTATE):  # each mutating cell, then the pickle of its variable
+            cells.append(base.run_cell(k, 20 + i, "mutate", mutate))
+            try:  # (Kishu's kernel cannot pickle the instances: ``Obj`` not on __main__)
+                pickles.append(base.query(k, base.bench(f"pickle_cpu({var!r}, {N_PICKLE})")))
+            except RuntimeError:
+                pickles.append(None)
+        out["cells"], out["pickles"] = cells, pickles
         out["probe"] = base.query(k, base.bench(f"digest({var!r})"))
         if side != "plain":
             head = base.query(k, base.bench("kishu_head()")) if side == "kishu" else None
@@ -116,6 +129,12 @@ def summary(r):
         return statistics.median(values) * scale if values else None
 
     rest = r.get("restore", {})
+    muts = [c for c in cells if c["kind"] == "mutate"]
+    got = r.get("pickles", [])  # shorter than muts when the run stopped early
+    pairs = [(c, p) for c, p in zip(muts[: len(got)], got, strict=True) if p and min(p) > 0]
+    pickles = [p for _, p in pairs]
+    # each mutating cell's hooks CPU over the median pickle sample just after it
+    ratios = [c.get("hooks_cpu", 0.0) / statistics.median(p) for c, p in pairs]
     return {
         "build": med("build", "hooks"),
         "noop": med("noop", "hooks"),
@@ -125,7 +144,8 @@ def summary(r):
         "mutate_cpu": med("mutate", "hooks_cpu"),
         "noop_cpu": med("noop", "hooks_cpu"),
         "mut_mb": med("mutate", "written", 1e-6),
-        "pickle": r.get("probe", {}).get("pickle", 0) * 1e3 if r.get("probe") else None,
+        "pickle": statistics.median(x for p in pickles for x in p) * 1e3 if pickles else None,
+        "cpu_ratio": statistics.median(ratios) if ratios else None,
         "restore": rest.get("restore"),
         "correct": {None: "-", True: "yes", False: "NO"}[r.get("correct")],
     }
@@ -141,7 +161,7 @@ def print_tables(results, widgets):
     for r in results:
         s = summary(r)
         ratio = s["mutate"] / s["pickle"] if s["mutate"] and s["pickle"] else None
-        cpu_ratio = s["mutate_cpu"] / s["pickle"] if s["mutate_cpu"] and s["pickle"] else None
+        cpu_ratio = s["cpu_ratio"]
         print(f"{r['workload']:<20} {base.LABELS[r['side']]:<18} {fmt(s['build'], '9.1f')} "
               f"{fmt(s['noop'], '8.2f')} {fmt(s['noop_cpu'], '8.2f')} "
               f"{fmt(s['noop_snap'], '10.2f')} {fmt(s['noop_wall'], '8.1f')} "
@@ -152,8 +172,10 @@ def print_tables(results, widgets):
         if r.get("error"):
             print(f"  ! {r['error']}")
     print("cpu = the hooks' main-thread CPU (what a loaded machine does not inflate); pickle ms")
-    print("= main-thread CPU of pickle.dumps of the touched variable in the same kernel;")
-    print("mut/pkl = hooks wall time (fsyncs included) / pickle, cpu/pkl = hooks CPU / pickle")
+    print("= main-thread CPU of pickle.dumps of the touched variable in the same kernel, after")
+    print(f"each mutating cell, {N_PICKLE} samples each, median of all; mut/pkl = hooks wall time")
+    print("(fsyncs included) / pickle; cpu/pkl = median over the mutating cells of the cell's")
+    print("hooks CPU / the median pickle sample taken just after it")
     print("targets (durable_nb): y=1 ≤ 1 ms over plain; mut ≤ 2× pickle.dumps of the variable")
     if widgets:
         print("\n`pass` cell with N IntSliders in the namespace: hooks ms (wall ms), median of 5")

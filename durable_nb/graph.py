@@ -82,6 +82,9 @@ class Reach:
     #: the notebook's (``__main__``) classes and functions reached: their names' heads, which
     #: a pickle by reference names (see codec.encode_reach)
     refs: set[str] = field(default_factory=set)
+    #: whether it met code: a function, method, module, or a class none of its objects is
+    #: an instance of (what its instances' classes give is known from them: codec.root_reach)
+    code: bool = False
 
 
 def reach(obj: Any, ns: dict[str, Any]) -> Reach:
@@ -93,6 +96,7 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
     not_data, bases = {*seen, id(())}, set()  # bases: the memory arrays view
     items: list[Any] = [obj]
     root = True
+    met: set[type] = set()  # the types of what was met
     compress = itertools.compress
     while items:  # one level at a time, in C where it can be: graphs of 1M objects
         kind_of = dict.fromkeys(set(map(type, items)))  # one pass; a list only when mixed
@@ -106,6 +110,7 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
                 _TRACKED[t] = _tracked(t)
             if t in _KERNEL_TYPES:
                 out.kernel = t.__qualname__
+        met.update(kind_of)
         present = set(kind_of.values())
         if present == {SKIP}:
             break  # a list of numbers or strings: nothing below
@@ -158,6 +163,8 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             for o in fresh:
                 if not _special(o, ns, nxt, out, obj, bases):
                     not_data.add(id(o))
+                    if not (isinstance(o, type) and o in met and o is not obj):
+                        out.code = True
         pinned = nxt[handed_on:]  # noqa: F841  (a reference, for getrefcount)
         items = nxt
     out.keys -= not_data

@@ -33,13 +33,12 @@ import re
 import sys
 import time
 import types
-from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import xxhash
 
-from . import codec, graph, owner
+from . import codec, graph, owner, sharing
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .cells import label, names_used, restores, writes_files
 from .errors import JournalError, JournalUnwritable, NamespaceNotSaved, describe
@@ -59,6 +58,13 @@ DEFAULT_MAX_BYTES = 4 << 30
 SWEEP_BYTES = 64 << 10
 #: Values whose pickle :class:`Print` can tell unchanged (dill pickles a function ~1 ms).
 _DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
+#: Builtins that keep no reference to what they are given (what they return is kept only
+#: when bound to a variable, or displayed: see ``closed`` in after_cell).
+_HARMLESS = frozenset({
+    "print", "len", "sum", "min", "max", "abs", "round", "range", "enumerate", "zip",
+    "sorted", "reversed", "list", "dict", "set", "frozenset", "tuple", "str", "int", "float",
+    "bool", "repr", "any", "all", "isinstance", "hash", "id",
+})  # fmt: skip
 #: Names whose use in a cell may change any variable: the cell is followed by a full sweep.
 _ANY_NAME = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals"})
 
@@ -75,6 +81,8 @@ class Known:
     nbytes: int = 0
     shares: frozenset[int] | set[int] = frozenset()
     refs: frozenset[str] = frozenset()  # notebook globals its payload names
+    #: its last walk met no code, every object in it but itself held once (sharing.Reached)
+    alone: bool = False
 
 
 @dataclass
@@ -134,11 +142,13 @@ class Snapshots:
         self._pending: set[str] = set()  # names touched by cells not yet snapshotted
         self._forgotten: set[str] = set()  # names saved before a reset, not since
         self._joined: Any = None  # the journal whose live names are in ``_forgotten``
+        self._carried = False  # _pending holds names of a cell that was not snapshotted
         self._stored: set[str] | None = None  # value ids in the journal
         self._written: tuple[Any, set[str]] = (None, set())  # a journal, ids written to it
         self.sweep_bytes = SWEEP_BYTES
         self._kernel: dict[str, str] = {}  # name -> a kernel object its value holds (this cell)
         self._plain: dict[str, codec.Encoded] = {}  # name -> its pickle, made while sharing
+        self._alone: set[str] = set()  # names whose value is alone (Known.alone), this cell
         self._contents: dict[str, bytes] = {}  # value id -> its stream, put in blob files
         #: names -> the print of their functions or classes and what pickling them gave,
         #: so that one that did not change is not pickled again (dill: ~1 ms each).
@@ -163,12 +173,21 @@ class Snapshots:
     def _after_cell(self, source: str, success: bool) -> None:
         self._pending |= names_used(source, self.shell.transform_cell)
         if not success or not self.rt.journaling:
+            self._carried = True
             return
         accessed, self._pending = self._pending, set()
         if self._joined is not self.rt.journal:  # an earlier kernel's names, gone unless
             self._joined = self.rt.journal  # this one made or restored them
             self._forgotten |= self.rt.journal.live_names()
         ns = self._user_names()
+        # Whether the cell cannot have handed an object of the one variable it reached to
+        # anything but a variable (sharing.Reached.of): it read variables and harmless
+        # builtins only, displayed nothing (IPython's output history holds what it shows),
+        # and follows a snapshotted cell.
+        result = getattr(self.shell, "last_execution_result", None)
+        closed = not (self._carried or accessed - ns.keys() - _HARMLESS
+                      or getattr(result, "result", None) is not None)  # fmt: skip
+        self._carried = False
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         gone = (self.known.keys() | self._forgotten) - ns.keys()
         if accessed & _ANY_NAME:
@@ -186,7 +205,7 @@ class Snapshots:
         changes: dict[str, Known | None] = {}
         try:
             with self.rt.journal.blobs.undone_on_error():  # a failed snapshot's chunks
-                self._save(ns, touched, rows, changes)
+                self._save(ns, touched, rows, changes, closed)
             for name in sorted(gone):
                 changes[name] = None
                 rows.append(VariableRow(f"{seq}:{name}", seq, name, "deleted", None, None, seq,
@@ -236,9 +255,10 @@ class Snapshots:
             if not (n in hidden or _IPYTHON_NAMES.match(n) or n in self.ignored)
         }
 
-    def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict) -> None:
+    def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
+              closed: bool = False) -> None:  # fmt: skip
         seq = self.rt.cell.seq
-        shares = self._sharing(ns, touched)
+        shares = self._sharing(ns, touched, closed)
         results: dict[str, _Encoding] = {}
         for group in graph.groups(shares):
             results.update(self._encode_group(group, ns, shares))
@@ -247,44 +267,24 @@ class Snapshots:
             rebound = k is None or k.obj_id != id(ns[name])
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
                 k.shares, k.refs = res.shares, res.refs  # unchanged; what it reaches may not be
+                k.alone = name in self._alone
                 continue
             if res.encoded is not None:
                 self._store(res, rows)
             cell_seq = seq if rebound else k.cell_seq
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
-                                  res.nbytes, res.shares, res.refs)  # fmt: skip
+                                  res.nbytes, res.shares, res.refs,
+                                  name in self._alone)  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
         self._plain = {}
 
-    def _sharing(self, ns: dict[str, Any], touched: set[str]) -> dict[str, set[int]]:
-        """The names the cell may have changed (the module docstring's rule): what each reaches."""
-        user_ns = self.shell.user_ns
-        work, found = deque(sorted(touched)), {}
-        self._kernel, self._plain = {}, {}
-        while work:
-            name = work.popleft()
-            if name in found or name not in ns:
-                continue
-            # Plain data is pickled now (once), and when it holds few objects its pickle
-            # says what it reaches, as the walk would: one pass instead of two.
-            enc, reached = codec.encode_reach(ns[name], user_ns)
-            if enc is not None:
-                self._plain[name] = enc
-            found[name] = mine = reached.keys
-            self._kernel[name] = reached.kernel
-            work.extend(sorted(n for n in reached.names if n in ns and n not in found))
-            old = self.known[name].shares if name in self.known else frozenset()
-            if not (mine or old):
-                continue
-            for other, k in self.known.items():  # a change through one holder shows in all
-                if (
-                    other not in found
-                    and k.shares
-                    and not (k.shares.isdisjoint(mine) and k.shares.isdisjoint(old))
-                ):
-                    work.append(other)
-        return found
+    def _sharing(self, ns: dict[str, Any], touched: set[str], closed: bool = False
+                 ) -> dict[str, set[int]]:  # fmt: skip
+        """What each name the cell may have changed reaches (:class:`sharing.Reached`)."""
+        found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched, closed)
+        self._kernel, self._plain, self._alone = found.kernel, found.plain, found.alone
+        return found.keys
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
         """Variables that share objects are saved in one payload, so identity survives."""

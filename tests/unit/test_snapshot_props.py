@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 
+from durable_nb import codec
 from durable_nb.runtime import Runtime
 from durable_nb.snapshot import Snapshots
 
@@ -93,9 +94,10 @@ class Notebook:
         self.snaps = Snapshots(shell, self.rt)
         self.snaps.sweep_bytes = 0  # the detection rule alone decides what is saved
 
-    def run(self, code: str) -> None:
+    def run(self, code: str, shown: bool = False) -> None:
+        """``shown``: the cell's value is displayed, and kept in IPython's output history."""
         self.rt.begin_cell(None, code)
-        result = self.shell.run_cell(code, store_history=False, silent=True)
+        result = self.shell.run_cell(code, store_history=shown, silent=not shown)
         ok = result.success
         self.snaps.after_cell(code, ok)
         self.rt.end_cell("ok" if ok else "error", None)
@@ -257,7 +259,7 @@ def fresh_namespace(shell) -> None:
 SLOW = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=SLOW)  # the unit layer: < 1 min
+@settings(max_examples=8, deadline=None, suppress_health_check=SLOW)  # the unit layer: < 1 min
 @given(data=st.data())
 def test_restore_equals_the_live_namespace_after_mutations_through_aliases(shell, data):
     with tempfile.TemporaryDirectory() as folder:
@@ -398,3 +400,88 @@ def test_a_stream_in_blob_files_is_signed_from_memory_and_restores(shell):
     live, back = round_trip(shell, cells)
     assert back == live
     assert len(dict(back)["big"][2]) == 12_001
+
+
+@st.composite
+def one_variable_cells(draw, ns: dict, names: list[str], n: int) -> str:
+    """A cell that reads one variable only (no function, no other name), or one that
+    ties two: a new alias of an inner object, or an object of one put into another."""
+    by_root = {v: [(e, o) for e, o in paths(ns, [v]) if type(o) in (list, dict)] for v in names}
+    roots = [v for v in names if by_root[v]]
+    if not roots:
+        return "pass"
+    v = draw(st.sampled_from(roots))
+    expr, obj = draw(st.sampled_from(by_root[v]))
+    inner = [e for e, _ in paths(ns, [v])]
+    kind = draw(st.sampled_from(["alias inside", "change", "take", "cross", "through"]))
+    if kind == "take":
+        return f"x{n} = {expr}"
+    if kind == "through":  # a change through an alias taken earlier
+        xs = [x for x in names if x.startswith("x") and type(ns[x]) is list]
+        if xs:
+            return f"{draw(st.sampled_from(xs))}.append({n})"
+    other = draw(st.sampled_from(names))
+    if kind == "cross":
+        value = draw(st.sampled_from([e for e, _ in paths(ns, [other])]))
+    elif kind == "alias inside":
+        value = draw(st.sampled_from(inner))
+    else:
+        value = repr(n)
+    return f"{expr}.append({value})" if type(obj) is list else f"{expr}['p'] = {value}"
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=SLOW)
+@given(data=st.data())
+def test_a_variable_alone_is_walked_again_once_a_cell_ties_it_to_another(shell, data):
+    """Plain data walked once and found alone (no object in it held by anything else) is
+    not walked again by a cell that reads it alone (codec.MEMO_OBJECTS = 0: every value
+    here takes that path); aliases made inside it by such a cell, then taken out by a
+    later cell or tied to another variable, still group the variables and save changes."""
+    memo = codec.MEMO_OBJECTS
+    codec.MEMO_OBJECTS = 0
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            nb = built(shell, data, Path(folder))
+            for n in range(data.draw(st.integers(2, 6))):
+                names = [v for v in user_names(shell) if re.fullmatch(r"[vx]\d+", v)]
+                nb.run(data.draw(one_variable_cells(shell.user_ns, names, n)))
+            live, back = restored(shell, nb)
+            assert back == live
+    finally:
+        codec.MEMO_OBJECTS = memo
+
+
+def test_objects_of_a_variable_alone_taken_out_by_a_later_cell(shell):
+    """Each way an object of a variable walked alone leaves it: an alias made inside it by
+    a cell reading it alone, then taken by a new variable; an object put into another
+    variable; shown (IPython's history keeps it); put in a module's state through a
+    builtin. A later change through the new holder is saved, and identity comes back."""
+    memo = codec.MEMO_OBJECTS
+    codec.MEMO_OBJECTS = 0  # small values take the path of big ones
+    hm = shell.helper
+    fresh_namespace(shell)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            nb = Notebook(shell, Path(folder))
+            nb.run(
+                "a = [[0], [1]]\nb = [[2], [3]]\nc = [[4], [5]]\nd = [[6], [7]]\ne = []\n"
+                "w = []\ndef g():\n    w.append(9)\nh = [[0], g]"
+            )
+            nb.run("h[1]()")  # code held in data: walked, so the names it uses are checked
+            for code in ["a.append(a[0])", "x = a[0]", "x.append(9)",  # alias inside, taken
+                         "e.append(b[1])", "e[0].append(9)",  # put into another
+                         "print(len(a), sum(len(r) for r in d))"]:  # fmt: skip
+                nb.run(code)
+            nb.run("c[1]", shown=True)
+            nb.run("y = _\ny.append(9)")
+            nb.run(f"__import__({hm!r}).HELD['d'] = d[1]")
+            nb.run(f"import {hm}\nz = {hm}.HELD['d']\nz.append(9)")
+            live, back = restored(shell, nb)
+    finally:
+        codec.MEMO_OBJECTS = memo
+    assert back == live
+    ns = shell.user_ns
+    assert ns["a"][0] is ns["x"] is ns["a"][2] and ns["x"] == [0, 9]
+    assert ns["e"][0] is ns["b"][1] == [3, 9]
+    assert ns["y"] is ns["c"][1] == [5, 9] and ns["z"] is ns["d"][1] == [7, 9]
+    assert ns["w"] == [9]
