@@ -7,7 +7,7 @@ functions reached use, and every variable that shared an object with one of thos
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,17 +28,17 @@ class Reached:
 
     @classmethod
     def of(cls, ns: dict[str, Any], user_ns: dict[str, Any], known: Mapping[str, Any],
-           touched: set[str], closed: bool = False) -> Reached:  # fmt: skip
+           touched: set[str], closed: Callable[[], bool] = bool) -> Reached:  # fmt: skip
         """The names the cell may have changed, and what each reaches.
 
         ``ns``: the notebook's variables; ``known``: name -> what the journal holds
         (``obj_id``, ``shares``, ``alone``). A variable of plain data whose last walk found
         every object in it held once, by its container (its keys: its own id), and no code,
         is not walked again when it is the only variable the cell reached (but for its
-        instances' classes) and the cell is ``closed`` (it read variables and harmless
-        builtins only, and displayed nothing): nothing but a variable can then have taken
-        one of its objects, and no other variable was reached, so none took one or gave it
-        one (a cell that reaches two variables walks both). Its pickle is still compared:
+        instances' classes) and ``closed()`` (asked then only) says the cell read variables
+        and harmless builtins only, and displayed nothing: nothing but a variable can take
+        one of its objects then, and no other variable was reached, so none took one or gave
+        it one (a cell that reaches two variables walks both). Its pickle is still compared:
         a change in it is saved as always.
         """
         out = cls()
@@ -67,7 +67,7 @@ class Reached:
                 out._add(name, reached, work, known)
             if not deferred:
                 return out
-            if closed and out._lone(deferred, known, ns):
+            if out._lone(deferred, known, ns) and closed():
                 return out  # one variable alone: what it shares is what it shared
             for name in sorted(deferred):  # more than one: walked after all
                 enc = deferred.pop(name)

@@ -33,6 +33,7 @@ import re
 import sys
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -183,10 +184,19 @@ class Snapshots:
         # Whether the cell cannot have handed an object of the one variable it reached to
         # anything but a variable (sharing.Reached.of): it read variables and harmless
         # builtins only, displayed nothing (IPython's output history holds what it shows),
-        # and follows a snapshotted cell.
+        # and follows a snapshotted cell. Asked only when it would spare a walk.
         result = getattr(self.shell, "last_execution_result", None)
-        closed = not (self._carried or accessed - ns.keys() - _HARMLESS
-                      or getattr(result, "result", None) is not None)  # fmt: skip
+        carried = self._carried
+
+        def closed() -> bool:
+            if carried or getattr(result, "result", None) is not None:
+                return False
+            return (
+                not names_used(source, self.shell.transform_cell, exact=True)
+                - ns.keys()
+                - _HARMLESS
+            )
+
         self._carried = False
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         gone = (self.known.keys() | self._forgotten) - ns.keys()
@@ -256,7 +266,7 @@ class Snapshots:
         }
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
-              closed: bool = False) -> None:  # fmt: skip
+              closed: Callable[[], bool] = bool) -> None:  # fmt: skip
         seq = self.rt.cell.seq
         shares = self._sharing(ns, touched, closed)
         results: dict[str, _Encoding] = {}
@@ -279,7 +289,7 @@ class Snapshots:
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
         self._plain = {}
 
-    def _sharing(self, ns: dict[str, Any], touched: set[str], closed: bool = False
+    def _sharing(self, ns: dict[str, Any], touched: set[str], closed: Callable[[], bool] = bool
                  ) -> dict[str, set[int]]:  # fmt: skip
         """What each name the cell may have changed reaches (:class:`sharing.Reached`)."""
         found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched, closed)

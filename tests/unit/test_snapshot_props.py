@@ -474,8 +474,8 @@ def test_objects_of_a_variable_alone_taken_out_by_a_later_cell(shell):
                 nb.run(code)
             nb.run("c[1]", shown=True)
             nb.run("y = _\ny.append(9)")
-            nb.run(f"__import__({hm!r}).HELD['d'] = d[1]")
-            nb.run(f"import {hm}\nz = {hm}.HELD['d']\nz.append(9)")
+            nb.run(f"__import__({hm!r}).HELD['kept'] = d[1]")
+            nb.run(f"import {hm}\nz = {hm}.HELD['kept']\nz.append(9)")
             live, back = restored(shell, nb)
     finally:
         codec.MEMO_OBJECTS = memo
