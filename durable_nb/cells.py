@@ -128,20 +128,21 @@ def _opens_for_writing(node: ast.AST) -> bool:
     return any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes)
 
 
-#: Words of a cell's text, and what makes a cell's text other than plain Python.
+#: Words of a cell's text; what makes its words other than its names (IPython syntax,
+#: strings and comments: a comment naming a big variable would have it walked).
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NOT_PLAIN = re.compile(r"[%!?]")
+_NOT_PLAIN = re.compile("[%!?#'\"]")
 
 
 def names_used(source: str, transform: Callable[[str], str], exact: bool = False) -> set[str]:
     """The names a cell's code uses (loads, stores, ``global``/``nonlocal``); ``transform``
     turns IPython syntax into Python when the source is not Python already. May hold more
-    (the words of a plain ASCII cell's text), unless ``exact``."""
+    (the words of a short cell's code: keywords, attribute names), unless ``exact``."""
     if not exact and source.isascii() and not _NOT_PLAIN.search(source):
         # Every name the code uses is a word of its text: the words are a superset
-        # (keywords, attributes, words in strings and comments too: more is checked,
-        # never less), found ~20x faster than parsing and walking the tree. Not for
-        # magics, shell escapes, help (IPython rewrites those) or non-ASCII text (Python
+        # (keywords and attributes too: more is checked, never less), found ~20x faster
+        # than parsing and walking the tree. Not for magics, shell escapes, help
+        # (IPython rewrites those), strings, comments, or non-ASCII text (Python
         # normalises identifiers, NFKC: the word is not the name).
         return set(_WORD.findall(source))
     try:

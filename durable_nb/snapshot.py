@@ -179,7 +179,7 @@ class Snapshots:
         accessed, self._pending = self._pending, set()
         if self._joined is not self.rt.journal:  # an earlier kernel's names, gone unless
             self._joined = self.rt.journal  # this one made or restored them
-            self._forgotten |= self.rt.journal.live_names()
+            self._forgotten |= self.rt.journal.live_names(fold=False)  # folded at open
         ns = self._user_names()
         # Whether the cell cannot have handed an object of the one variable it reached to
         # anything but a variable (sharing.Reached.of): it read variables and harmless

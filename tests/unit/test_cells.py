@@ -89,10 +89,15 @@ def test_the_words_of_a_cell_hold_every_name_its_code_reads_or_binds():
         sources += ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     checked = 0
     for source in sources:
-        if source.isascii() and not any(c in source for c in "%!?"):
-            assert _parsed(source) <= names_used(source, str), source[:80]
-            checked += 1
-    assert checked > 40
+        for line in source.splitlines():  # lines without strings or comments
+            if line.isascii() and not any(c in line for c in "%!?#'\"\\"):
+                try:
+                    expected = _parsed(line.strip())
+                except SyntaxError:  # a line of a longer statement
+                    continue
+                assert expected <= names_used(line.strip(), str), line
+                checked += 1
+    assert checked > 1000
 
 
 def test_magics_and_non_ascii_names_are_read_from_the_syntax_tree():
@@ -100,4 +105,5 @@ def test_magics_and_non_ascii_names_are_read_from_the_syntax_tree():
     assert names_used("%time x = 1", lambda s: "get_ipython().run_line_magic('time', 'x = 1')\n") \
         == {"get_ipython"}  # fmt: skip
     assert names_used("x = (?", str) == set()  # IPython cannot make it Python: changed nothing
-    assert names_used("global a\nb = c.d  # e", str) >= {"a", "b", "c"}
+    assert names_used("global a\nb = c.d", str) >= {"a", "b", "c"}
+    assert names_used("x = 1  # y", str) == {"x"}  # a comment's words are no names
