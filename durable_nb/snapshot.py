@@ -52,6 +52,8 @@ from .unchanged import Print, small
 _IPYTHON_NAMES = re.compile(
     r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Out|exit|quit|__\w+__)$"
 )  # and Python's own (__warningregistry__, __builtins__...)
+#: Names :data:`_IPYTHON_NAMES` matched (a match never changes).
+_THEIRS: set[str] = set()
 #: A variable bigger than this is recorded for recompute instead of saved.
 DEFAULT_MAX_BYTES = 4 << 30
 #: Below this many recorded bytes, every variable is checked after every cell (a safety
@@ -258,12 +260,17 @@ class Snapshots:
         self._stored = None
 
     def _user_names(self) -> dict[str, Any]:
-        hidden = self.shell.user_ns_hidden
-        return {
-            n: v
-            for n, v in self.shell.user_ns.items()
-            if not (n in hidden or _IPYTHON_NAMES.match(n) or n in self.ignored)
-        }
+        # IPython adds names every cell (``_i12``, ``_12``): each is matched once, then
+        # left out by a set difference in C, so a cell costs what the variables do.
+        user_ns, hidden, theirs = self.shell.user_ns, self.shell.user_ns_hidden, _THEIRS
+        out = {}
+        for n in user_ns.keys() - theirs:
+            if _IPYTHON_NAMES.match(n):
+                if len(theirs) < 100_000:
+                    theirs.add(n)
+            elif not (n in hidden or n in self.ignored):
+                out[n] = user_ns[n]
+        return out
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
               closed: Callable[[], bool] = bool) -> None:  # fmt: skip

@@ -9,7 +9,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from durable_nb.errors import NamespaceNotSaved
 from durable_nb.runtime import Runtime
-from durable_nb.snapshot import Snapshots
+from durable_nb.snapshot import _IPYTHON_NAMES, Snapshots
 
 pytestmark = pytest.mark.unit
 
@@ -39,11 +39,12 @@ def shell():
     """The process's shell, with the names other tests left in it put aside meanwhile."""
     shell = InteractiveShell.instance()
     hidden = shell.user_ns_hidden
-    aside = {n: v for n, v in shell.user_ns.items() if n not in hidden and n[0] != "_"}
+    mine = {n for n in shell.user_ns if n not in hidden and not _IPYTHON_NAMES.match(n)}
+    aside = {n: shell.user_ns[n] for n in mine}  # (``_mutate`` of test_snapshot_props too)
     for name in aside:
         del shell.user_ns[name]
     yield shell
-    for name in [n for n in shell.user_ns if n not in hidden and n[0] != "_"]:
+    for name in [n for n in shell.user_ns if n not in hidden and not _IPYTHON_NAMES.match(n)]:
         del shell.user_ns[name]
     shell.user_ns.update(aside)
 
