@@ -13,6 +13,14 @@ from typing import Any
 
 from . import codec, graph
 
+#: Builtins that keep no reference to what they are given (what they return is kept only
+#: when bound to a variable, or displayed: see ``closed`` in snapshot's after_cell).
+HARMLESS = frozenset({
+    "print", "len", "sum", "min", "max", "abs", "round", "range", "enumerate", "zip",
+    "sorted", "reversed", "list", "dict", "set", "frozenset", "tuple", "str", "int", "float",
+    "bool", "repr", "any", "all", "isinstance", "hash", "id",
+})  # fmt: skip
+
 
 @dataclass
 class Reached:

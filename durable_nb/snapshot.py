@@ -61,13 +61,6 @@ DEFAULT_MAX_BYTES = 4 << 30
 SWEEP_BYTES = 64 << 10
 #: Values whose pickle :class:`Print` can tell unchanged (dill pickles a function ~1 ms).
 _DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
-#: Builtins that keep no reference to what they are given (what they return is kept only
-#: when bound to a variable, or displayed: see ``closed`` in after_cell).
-_HARMLESS = frozenset({
-    "print", "len", "sum", "min", "max", "abs", "round", "range", "enumerate", "zip",
-    "sorted", "reversed", "list", "dict", "set", "frozenset", "tuple", "str", "int", "float",
-    "bool", "repr", "any", "all", "isinstance", "hash", "id",
-})  # fmt: skip
 #: Names whose use in a cell may change any variable: the cell is followed by a full sweep.
 _ANY_NAME = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals"})
 
@@ -196,7 +189,7 @@ class Snapshots:
             return (
                 not names_used(source, self.shell.transform_cell, exact=True)
                 - ns.keys()
-                - _HARMLESS
+                - sharing.HARMLESS
             )
 
         self._carried = False
