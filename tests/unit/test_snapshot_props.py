@@ -441,7 +441,19 @@ def test_a_variable_alone_is_walked_again_once_a_cell_ties_it_to_another(shell, 
     codec.MEMO_OBJECTS = 0
     try:
         with tempfile.TemporaryDirectory() as folder:
-            nb = built(shell, data, Path(folder))
+            fresh_namespace(shell)
+            nb = Notebook(shell, Path(folder))
+            nb.run(SETUP)
+            # Variables of plain data, each alone: lists and dicts of lists and atoms.
+            inner = st.lists(st.integers(0, 9), max_size=2).map(repr)
+            value = st.one_of(
+                st.lists(inner, min_size=1, max_size=3).map(lambda xs: f"[{', '.join(xs)}]"),
+                st.lists(inner, min_size=1, max_size=2).map(
+                    lambda xs: "{" + ", ".join(f"'k{i}': {x}" for i, x in enumerate(xs)) + "}"
+                ),
+            )
+            values = data.draw(st.lists(value, min_size=2, max_size=3))
+            nb.run("\n".join(f"v{i} = {v}" for i, v in enumerate(values)))
             for n in range(data.draw(st.integers(2, 6))):
                 names = [v for v in user_names(shell) if re.fullmatch(r"[vx]\d+", v)]
                 nb.run(data.draw(one_variable_cells(shell.user_ns, names, n)))
