@@ -134,11 +134,11 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NOT_PLAIN = re.compile("[%!?#'\"]")
 
 
-def names_used(source: str, transform: Callable[[str], str], exact: bool = False) -> set[str]:
+def names_used(source: str, transform: Callable[[str], str]) -> set[str]:
     """The names a cell's code uses (loads, stores, ``global``/``nonlocal``); ``transform``
     turns IPython syntax into Python when the source is not Python already. May hold more
-    (the words of a short cell's code: keywords, attribute names), unless ``exact``."""
-    if not exact and source.isascii() and not _NOT_PLAIN.search(source):
+    (the words of a short cell's code: keywords, attribute names)."""
+    if source.isascii() and not _NOT_PLAIN.search(source):
         # Every name the code uses is a word of its text: the words are a superset
         # (keywords and attributes too: more is checked, never less), found ~20x faster
         # than parsing and walking the tree. Not for magics, shell escapes, help

@@ -467,7 +467,7 @@ def _refs(found: Iterable[Any]) -> set[str]:
 
 
 #: Values whose pickle is all there is to them: nothing reached, nothing shared.
-_ATOMS = frozenset({int, float, bool, type(None), str, bytes})
+ATOMS = frozenset({int, float, bool, type(None), str, bytes})
 
 
 def encode_reach(obj: Any, ns: dict[str, Any], walk: bool = True
@@ -478,7 +478,7 @@ def encode_reach(obj: Any, ns: dict[str, Any], walk: bool = True
     reaches is None (the caller knows from an earlier walk that it met no code and that
     every object but the root was held once; :func:`root_reach` gives the rest).
     """
-    if type(obj) in _ATOMS:  # ``y = 1``: no pickler of our own, no memo to read
+    if type(obj) in ATOMS:  # ``y = 1``: no pickler of our own, no memo to read
         return Encoded(PICKLE, pickle.dumps(obj, protocol=5), []), graph.Reach()
     enc = encode_plain(obj, ns)
     if enc is not None and enc.reached is not None:

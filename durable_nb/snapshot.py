@@ -33,7 +33,6 @@ import re
 import sys
 import time
 import types
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -183,14 +182,10 @@ class Snapshots:
         result = getattr(self.shell, "last_execution_result", None)
         carried = self._carried
 
-        def closed() -> bool:
+        def closed() -> set[str] | None:
             if carried or getattr(result, "result", None) is not None:
-                return False
-            return (
-                not names_used(source, self.shell.transform_cell, exact=True)
-                - ns.keys()
-                - sharing.HARMLESS
-            )
+                return None
+            return sharing.closed(source, ns)
 
         self._carried = False
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
@@ -266,7 +261,7 @@ class Snapshots:
         return out
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
-              closed: Callable[[], bool] = bool) -> None:  # fmt: skip
+              closed: sharing.Closed = sharing.never) -> None:  # fmt: skip
         seq = self.rt.cell.seq
         shares = self._sharing(ns, touched, closed)
         results: dict[str, _Encoding] = {}
@@ -289,7 +284,7 @@ class Snapshots:
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
         self._plain = {}
 
-    def _sharing(self, ns: dict[str, Any], touched: set[str], closed: Callable[[], bool] = bool
+    def _sharing(self, ns: dict[str, Any], touched: set[str], closed: sharing.Closed = sharing.never
                  ) -> dict[str, set[int]]:  # fmt: skip
         """What each name the cell may have changed reaches (:class:`sharing.Reached`)."""
         found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched, closed)

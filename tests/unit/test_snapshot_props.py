@@ -486,6 +486,18 @@ def test_objects_of_a_variable_alone_taken_out_by_a_later_cell(shell):
                 nb.run(code)
             nb.run("c[1]", shown=True)
             nb.run("y = _\ny.append(9)")
+            nb.run("f = [[i] for i in range(2)]")  # new, made from nothing another holds
+            nb.run("g = f[0]\ng.append(9)")
+            nb.run("q = [[1]]")
+            nb.run("q", shown=True)  # the old list stays in the history...
+            nb.run("q = q.copy()")  # ...so the rebound one shares its list with it
+            nb.run("p = _\np[0].append(9)")
+            nb.run("m = [[3]]")
+            nb.snaps.ignore(["m"])
+            nb.run("m[0]", shown=True)
+            nb.snaps.ignore(["m"], remove=True)  # new to the snapshots, not made by the cell
+            nb.run("m.append(1)")
+            nb.run("o = _\no.append(9)")
             nb.run(f"__import__({hm!r}).HELD['kept'] = d[1]")
             nb.run(f"import {hm}\nz = {hm}.HELD['kept']\nz.append(9)")
             live, back = restored(shell, nb)
@@ -497,3 +509,5 @@ def test_objects_of_a_variable_alone_taken_out_by_a_later_cell(shell):
     assert ns["e"][0] is ns["b"][1] == [3, 9]
     assert ns["y"] is ns["c"][1] == [5, 9] and ns["z"] is ns["d"][1] == [7, 9]
     assert ns["w"] == [9]
+    assert ns["f"][0] is ns["g"] == [0, 9] and ns["q"][0] is ns["p"][0] == [1, 9]
+    assert ns["m"][0] is ns["o"] == [3, 9]
