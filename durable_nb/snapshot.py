@@ -55,9 +55,9 @@ _IPYTHON_NAMES = re.compile(
 _THEIRS: set[str] = set()
 #: A variable bigger than this is recorded for recompute instead of saved.
 DEFAULT_MAX_BYTES = 4 << 30
-#: Below this many recorded bytes, every variable is checked after every cell (a safety
-#: net for changes made outside cells; cheap at this size).
-SWEEP_BYTES = 64 << 10
+#: Below this many recorded bytes, saved variables are checked after every cell (a safety
+#: net for changes made outside cells; cheap at this size), this many a cell, in turn.
+SWEEP_BYTES, SWEEP_NAMES = 64 << 10, 32
 #: Values whose pickle :class:`Print` can tell unchanged (dill pickles a function ~1 ms).
 _DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
 #: Names whose use in a cell may change any variable: the cell is followed by a full sweep.
@@ -140,7 +140,7 @@ class Snapshots:
         self._carried = False  # _pending holds names of a cell that was not snapshotted
         self._stored: set[str] | None = None  # value ids in the journal
         self._written: tuple[Any, set[str]] = (None, set())  # a journal, ids written to it
-        self.sweep_bytes = SWEEP_BYTES
+        self.sweep_bytes, self.sweep_names, self._sweep_at = SWEEP_BYTES, SWEEP_NAMES, 0
         self._kernel: dict[str, str] = {}  # name -> a kernel object its value holds (this cell)
         self._plain: dict[str, codec.Encoded] = {}  # name -> its pickle, made while sharing
         self._alone: set[str] = set()  # names whose value is alone (Known.alone), this cell
@@ -195,11 +195,17 @@ class Snapshots:
         else:
             changed = touched | gone  # payloads naming a rebound class or function: again
             touched |= accessed & ns.keys()
-            touched.update(n for n, k in self.known.items() if k.refs and k.refs & changed)
+            if changed:
+                touched.update(n for n, k in self.known.items() if k.refs and k.refs & changed)
             if sum(k.nbytes for k in self.known.values()) < self.sweep_bytes:
                 # The safety net: what is saved is re-checked (what is recomputed, a widget
                 # or a client, is made again by its cell anyway: walking it is no use).
-                touched.update(n for n, k in self.known.items() if k.state == "saved")
+                saved = sorted(n for n, k in self.known.items() if k.state == "saved")
+                if len(saved) > self.sweep_names:  # 1,000 small ones: 21 ms a cell, all
+                    at = self._sweep_at % len(saved)
+                    saved = (saved + saved)[at : at + self.sweep_names]
+                    self._sweep_at = at + self.sweep_names
+                touched.update(saved)
         seq = self.rt.cell.seq
         rows: list[VariableRow | PayloadRow] = []
         changes: dict[str, Known | None] = {}

@@ -200,7 +200,7 @@ def test_a_restore_equals_the_live_definitions_when_payloads_are_reused(shell):
         source = str(Path(folder) / "nb.ipynb")
         rt = Runtime(source)
         snaps = Snapshots(shell, rt)
-        snaps.sweep_bytes = 1 << 40  # every saved variable is checked after every cell
+        snaps.sweep_bytes = snaps.sweep_names = 1 << 40  # all saved checked every cell
         shell.reset(new_session=False)
         for code in [SETUP, *cells]:
             rt.begin_cell(None, code)
