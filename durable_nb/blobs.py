@@ -230,7 +230,7 @@ class BlobStore:
         if nbytes >= MAPPED:
             from . import chunkmap  # ctypes: not on a kernel's start
 
-            mapping = chunkmap.region(nbytes, len(names), str(self.folder))
+            mapping = chunkmap.region(nbytes, len(names))
         view = buffer(nbytes) if mapping is None else mapping.view
 
         def read(i: int) -> None:

@@ -7,11 +7,15 @@ zeroed or copied, and a write to the buffer copies just the page written (the fi
 never changes).
 
 A mapped page stays the file's until it is written, so a file cut short beneath it
-would kill the process (SIGBUS) at the next read, and one rewritten in place would
-change the value. Only files nobody but root can change in place are mapped: a regular
-file of the chunk's size, owned by this user, with one link and no write permission
-for anyone (durable_nb writes its chunk files so, and never in place), on a local
-file system. Any other file is read into the buffer as before.
+would kill the process (SIGBUS) at the next read, and one rewritten in place (``cp -r``
+of a backup over ``.durable`` truncates and rewrites) would change the value, even
+under pages the user wrote (they are dropped). Only files this process cannot change
+in place are mapped: a regular file of the chunk's size, owned by this user, with one
+link and no write permission for anyone (durable_nb writes its chunk files so, and
+never in place), on a local file system (asked of the open file itself: a chunk may be
+a symlink to another file system). A process that writes files whatever their mode
+(root, or CAP_DAC_OVERRIDE / CAP_FOWNER: Docker, Colab) maps nothing: there a file's
+mode protects nothing, and every chunk is read into the buffer as before.
 """
 
 from __future__ import annotations
@@ -42,19 +46,38 @@ def _libc() -> Any:
         libc.mmap.restype = ctypes.c_void_p
         libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                               ctypes.c_int, ctypes.c_long]  # fmt: skip
-        libc.statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+        libc.fstatfs.argtypes = [ctypes.c_int, ctypes.c_void_p]
     except (OSError, AttributeError):
         return None
     return libc
 
 
-def _local(folder: str) -> bool:
-    """Whether ``folder`` is on a file system of :data:`LOCAL` (``f_type`` leads ``struct
-    statfs`` on 64-bit Linux)."""
+def fs_type(fd: int) -> int | None:
+    """The file system type (``f_type``, leading ``struct statfs`` on 64-bit Linux) of the
+    open file ``fd``; None when it cannot be known."""
     raw = ctypes.create_string_buffer(256)
-    if _libc().statfs(os.fsencode(folder), raw) != 0:
-        return False
-    return ctypes.c_long.from_buffer(raw).value & 0xFFFFFFFF in LOCAL
+    if _libc().fstatfs(fd, raw) != 0:
+        return None
+    return ctypes.c_long.from_buffer(raw).value & 0xFFFFFFFF
+
+
+#: Capabilities that let a process write or chmod a file whatever its mode and owner.
+_CAP_DAC_OVERRIDE, _CAP_FOWNER = 1, 3
+
+
+def privileged() -> bool:
+    """Whether this process can write files whatever their mode: root, or effective
+    CAP_DAC_OVERRIDE or CAP_FOWNER (``CapEff`` of /proc/self/status; unknown counts as
+    yes)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status", "rb") as f:
+            line = next(x for x in f if x.startswith(b"CapEff:"))
+        caps = int(line.split()[1], 16)
+    except (OSError, StopIteration, IndexError, ValueError):
+        return True
+    return bool(caps & (1 << _CAP_DAC_OVERRIDE | 1 << _CAP_FOWNER))
 
 
 @functools.cache
@@ -77,11 +100,11 @@ def _room(chunks: int) -> bool:
     return used + chunks + 16 <= _max_maps() // 2
 
 
-def region(nbytes: int, chunks: int, folder: str) -> Region | None:
-    """A fresh buffer of ``nbytes`` for ``chunks`` chunk files of ``folder`` to be mapped
-    into; None where they are not (not Linux, not a local file system, near the limit of
+def region(nbytes: int, chunks: int) -> Region | None:
+    """A fresh buffer of ``nbytes`` for ``chunks`` chunk files to be mapped into; None
+    where they are not (not Linux, a process that can write any file, near the limit of
     mappings, or the memory refused)."""
-    if _libc() is None or not _local(folder) or not _room(chunks):
+    if _libc() is None or privileged() or not _room(chunks):
         return None
     try:
         buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -111,7 +134,8 @@ class Region:
             return False
         st = os.fstat(fd)
         if not (stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_nlink == 1
-                and st.st_uid == os.geteuid() and not st.st_mode & 0o222):  # fmt: skip
+                and st.st_uid == os.geteuid() and not st.st_mode & 0o222
+                and fs_type(fd) in LOCAL):  # fmt: skip
             return False
         libc, addr = _libc(), self.base + offset
         flags = mmap.MAP_PRIVATE | _MAP_FIXED

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import mmap
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,12 +135,14 @@ def mapped(folder) -> set[str]:
     st.sets(st.integers(0, 9)),  # chunk files left writable: read, never mapped
     st.sets(st.integers(0, 9)),  # chunk files with a second link: read, never mapped
     st.none() | st.tuples(st.integers(0, 9), st.sampled_from(["flip", "truncate"])),
+    st.booleans(),  # run as if unprivileged (CI's user), whatever this process is
 )
 def test_a_big_buffer_maps_only_safe_chunk_files_and_never_returns_a_damaged_one(
-    tmp_path_factory, pages, tail, writable, linked, damaged
+    tmp_path_factory, pages, tail, writable, linked, damaged, unprivileged
 ):
-    """Mapped (read-only, one link, own, local: chunkmap.py) or read, a chunk reaches the
-    buffer only if it matches its name; a write to the buffer never reaches a file."""
+    """Mapped (read-only, one link, own, local, never as root: chunkmap.py) or read, a
+    chunk reaches the buffer only if it matches its name; a write to the buffer never
+    reaches a file."""
     page = mmap.PAGESIZE
     size, chunk = pages * page + tail, 2 * page
     data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
@@ -146,6 +150,8 @@ def test_a_big_buffer_maps_only_safe_chunk_files_and_never_returns_a_damaged_one
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(blobs, "CHUNK", chunk)
         mp.setattr(blobs, "MAPPED", 0)
+        if unprivileged:
+            mp.setattr(chunkmap, "privileged", lambda: False)
         names = store.put_chunks(data)
         paths = [store.folder / name for name in names]
         assert all(not p.stat().st_mode & 0o222 for p in paths)  # written read-only
@@ -162,13 +168,48 @@ def test_a_big_buffer_maps_only_safe_chunk_files_and_never_returns_a_damaged_one
         assert bytes(view) == data
         whole = {i for i in range(len(names)) if not min(chunk, size - i * chunk) % page}
         safe = whole - writable - linked  # whole pages only: a short tail page is read
-        if chunkmap.region(size, len(names), str(store.folder)) is not None:  # Linux, local
+        if os.geteuid() == 0 and not unprivileged:  # root writes any file: nothing mapped
+            assert mapped(store.folder) == set()
+        elif chunkmap.region(size, len(names)) is not None:  # Linux, no capabilities
             assert mapped(store.folder) == {names[i] for i in safe}
         view[:] = bytes(size)
         assert [xxhash.xxh3_128_hexdigest(p.read_bytes()) for p in paths] == names
         assert bytes(view) == bytes(size)
         del view
         assert mapped(store.folder) == set()
+
+
+def test_a_chunk_is_mapped_only_from_a_local_file_system_asked_of_the_file_not_the_folder(
+    tmp_path, monkeypatch
+):
+    """Replay links chunks through symlinks: the folder may be local, a chunk not."""
+    shm = Path("/dev/shm")
+    if chunkmap._libc() is None or not shm.is_dir():
+        pytest.skip("chunks are mapped on Linux only")
+    page = mmap.PAGESIZE
+    monkeypatch.setattr(blobs, "CHUNK", 2 * page)
+    monkeypatch.setattr(blobs, "MAPPED", 0)
+    monkeypatch.setattr(chunkmap, "privileged", lambda: False)
+    data = np.random.default_rng(2).integers(0, 256, 6 * page, dtype=np.uint8).tobytes()
+    with tempfile.TemporaryDirectory(dir=shm) as elsewhere:
+        names = BlobStore(elsewhere).put_chunks(data)
+        store = BlobStore(tmp_path / "nb.blobs")
+        store.folder.mkdir()
+        for name in names:
+            (store.folder / name).symlink_to(Path(elsewhere) / name)
+        fs = {}
+        for key, path in (("folder", store.folder), ("chunks", Path(elsewhere))):
+            fd = os.open(path, os.O_RDONLY)
+            fs[key] = chunkmap.fs_type(fd)
+            os.close(fd)
+        if fs["folder"] == fs["chunks"]:
+            pytest.skip("/dev/shm is on the file system of the test's folder")
+        for local, expected in ((fs["folder"], set()), (fs["chunks"], set(names))):
+            monkeypatch.setattr(chunkmap, "LOCAL", {local})
+            view = store.get_chunks(names, len(data))
+            assert bytes(view) == data
+            assert mapped(elsewhere) == expected
+            del view
 
 
 @pytest.mark.parametrize("how", ["flip", "truncate"])
