@@ -217,10 +217,16 @@ class ForeignRun(DurableError):
         return (type(self), (self.seq, self.whose, self.mine))
 
 
-class NamespaceNotSaved(DurableError):
+class RestoreError(DurableError):
+    """A restore cannot be done as asked: nothing was restored."""
+
+
+class NamespaceNotSaved(RestoreError):
     """A cell ran to its end but its snapshot did not complete: no restore stops there."""
 
     def __init__(self, seq: int, why: str, before: int) -> None:
+        # The reason is the journal's text: one short printable line, whatever it holds.
+        why = "".join(c if c.isprintable() else " " for c in " ".join(str(why).split())[:200])
         at = f"%durable restore --at {before}" if before else "none: no cell before it was saved"
         super().__init__(
             f"cell execution {seq} ran, but its namespace was not saved ({why}): nothing "

@@ -25,7 +25,7 @@ from .errors import (
     ExtraMissing,
     ForeignRun,
     JournalError,
-    NamespaceNotSaved,
+    RestoreError,
     UntrustedJournal,
 )
 from .outputs import show_journaled
@@ -107,7 +107,7 @@ class DurableMagics(Magics):
         args = self.parser.parse_args(words)
         try:
             return getattr(self, f"_{args.command}")(args)
-        except (UntrustedJournal, ForeignRun, NamespaceNotSaved) as exc:  # one line, why
+        except (UntrustedJournal, ForeignRun, RestoreError) as exc:  # one line, why
             raise UsageError(str(exc)) from None
         except JournalError as exc:  # damage met mid-session: journaling stops, as at open
             self.rt.step_aside(exc)

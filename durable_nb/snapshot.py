@@ -40,9 +40,16 @@ import xxhash
 
 from . import codec, graph, owner, sharing
 from .blobs import BLOB_THRESHOLD, chunk_names
-from .cells import label, names_used, restores, writes_files
-from .errors import JournalError, JournalUnwritable, NamespaceNotSaved, describe
+from .cells import label, names_used
+from .errors import (
+    JournalError,
+    JournalUnwritable,
+    NamespaceNotSaved,
+    RestoreError,
+    describe,
+)
 from .payloads import Loader
+from .recompute import Report, recompute_cells
 from .runtime import Runtime
 from .store import UNSAVED, PayloadRow, VariableRow
 from .unchanged import Print, small
@@ -78,34 +85,7 @@ class Known:
     refs: frozenset[str] = frozenset()  # notebook globals its payload names
     #: its last walk met no code, every object in it but itself held once (sharing.Reached)
     alone: bool = False
-
-
-@dataclass
-class Report:
-    """What a restore did, for its one-line summary."""
-
-    seq: int
-    #: How the person finds cell ``seq`` in the notebook (``the 3rd code cell ('x = 1')``).
-    where: str = ""
-    restored: list[str] = field(default_factory=list)
-    nbytes: int = 0
-    recomputed: list[str] = field(default_factory=list)
-    recompute_cells: list[int] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def __str__(self) -> str:
-        parts = [
-            f"restored {len(self.restored)} variable{'s' * (len(self.restored) != 1)} "
-            f"({self.nbytes / 1e6:.1f} MB) as of cell {self.seq}"
-            f"{f', {self.where},' if self.where else ''} in {self.seconds:.2f} s"
-        ]
-        if self.recomputed:
-            cells = ", ".join(map(str, self.recompute_cells))
-            parts.append(f"recomputed {', '.join(self.recomputed)} by re-running cell {cells}")
-        if self.skipped:
-            parts.append("skipped " + "; ".join(f"{n} ({why})" for n, why in self.skipped.items()))
-        return "; ".join(parts)
+    detail: str | None = None
 
 
 @dataclass
@@ -136,7 +116,10 @@ class Snapshots:
         self.ignored: set[str] = set(self._meta_json("ignore", []))
         self._pending: set[str] = set()  # names touched by cells not yet snapshotted
         self._forgotten: set[str] = set()  # names saved before a reset, not since
-        self._joined: Any = None  # the journal whose live names are in ``_forgotten``
+        #: After a restore: the next save writes a row for every name (the journal's latest
+        #: rows are not what the namespace holds now), deletions included.
+        self._rebase = False
+        self._restoring = False
         self._carried = False  # _pending holds names of a cell that was not snapshotted
         self._stored: set[str] | None = None  # value ids in the journal
         self._written: tuple[Any, set[str]] = (None, set())  # a journal, ids written to it
@@ -171,9 +154,6 @@ class Snapshots:
             self._carried = True
             return
         accessed, self._pending = self._pending, set()
-        if self._joined is not self.rt.journal:  # an earlier kernel's names, gone unless
-            self._joined = self.rt.journal  # this one made or restored them
-            self._forgotten |= self.rt.journal.live_names(fold=False)  # folded at open
         ns = self._user_names()
         # Whether the cell cannot have handed an object of the one variable it reached to
         # anything but a variable (sharing.Reached.of): it read variables and harmless
@@ -216,6 +196,11 @@ class Snapshots:
                 changes[name] = None
                 rows.append(VariableRow(f"{seq}:{name}", seq, name, "deleted", None, None, seq,
                                         0, None))  # fmt: skip
+            if self._rebase:  # what a restore set, as of this cell (no payload again)
+                for name in sorted(self.known.keys() - changes.keys() - gone):
+                    k = self.known[name]
+                    rows.append(VariableRow(f"{seq}:{name}", seq, name, k.state, k.value_id,
+                                            k.item, k.cell_seq, k.nbytes, k.detail))  # fmt: skip
             self._write(rows)
         except (OSError, JournalError) as exc:
             self.reset()
@@ -234,7 +219,7 @@ class Snapshots:
         for key in [k for k in self._pickled if not any(isinstance(ns[n], _DEFINITIONS)
                                                         for n in k)]:  # fmt: skip
             del self._pickled[key]
-        self._forgotten = set()
+        self._forgotten, self._rebase = set(), False
         for name, known in changes.items():
             self.known.pop(name, None)
             if known is not None:
@@ -285,7 +270,7 @@ class Snapshots:
             cell_seq = seq if rebound else k.cell_seq
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
                                   res.nbytes, res.shares, res.refs,
-                                  name in self._alone)  # fmt: skip
+                                  name in self._alone, res.detail)  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
         self._plain = {}
@@ -448,14 +433,23 @@ class Snapshots:
 
     def restore(self, at: int | None = None) -> Report:
         """Bring the namespace back as it was after cell execution ``at`` (default: last)."""
+        if self._restoring:  # a cell a restore re-runs (to recompute a value) restores
+            raise RestoreError(
+                "a restore cannot run while a restore re-runs the cells that made values it "
+                "could not save; run it in a cell of its own"
+            )
+        self._restoring = True
+        try:
+            return self._restore(at)
+        finally:
+            self._restoring = False
+
+    def _restore(self, at: int | None) -> Report:
         journal = self.rt.journal
         t0 = time.perf_counter()
-        if at is None:
-            at = journal.last_ok_seq()
-        unsaved = journal.unsaved_as_of(at)
-        if unsaved is not None:
-            seq, why, before = unsaved
-            raise NamespaceNotSaved(seq, why.removeprefix(UNSAVED), before)
+        asked = at
+        # As of the last cell up to ``at`` that ended ok and saved: the namespace then.
+        at = journal.last_ok_seq(upto=at)
         rows = journal.variables_as_of(
             at, without=owner.foreign_runs(journal, self.rt.source), deleted=True
         )
@@ -463,6 +457,10 @@ class Snapshots:
         # it is trusted; then whose work each cell is can be relied on.
         journal.check_restorable(rows.values(), at)
         owner.check(journal, at, self.rt.source)
+        unsaved = journal.unsaved_as_of(at if asked is None else asked)
+        if unsaved is not None:
+            seq, why, before = unsaved
+            raise NamespaceNotSaved(seq, why.removeprefix(UNSAVED), before)
         entries = {
             n: row for n, row in rows.items() if n not in self.ignored and row.state != "deleted"
         }
@@ -506,7 +504,7 @@ class Snapshots:
         finally:
             loader.close()
         if recompute:
-            self._recompute(recompute, entries, report_)
+            recompute_cells(self.shell, self.rt, recompute, entries, report_)
             # A payload naming a recomputed class (an Enum) loads once that class is back.
             for name in [n for n in report_.skipped if entries[n].state == "saved"]:
                 del report_.skipped[name]
@@ -522,7 +520,12 @@ class Snapshots:
                 shares = frozenset() if alone else graph.reach(ns[name], ns).keys
                 self.known[name] = Known(id(ns[name]), e.state, e.value_id, e.item, e.cell_seq,
                                          e.nbytes or 0, shares,
-                                         loader.refs.get(e.value_id, frozenset()))  # fmt: skip
+                                         loader.refs.get(e.value_id, frozenset()),
+                                         detail=e.detail)  # fmt: skip
+        # The journal's latest rows are not what the namespace holds now: the next save
+        # writes a row for each name, and the deletion of those it holds that are gone.
+        self._rebase = True
+        self._forgotten |= journal.live_names()
         report_.seconds = time.perf_counter() - t0
         return report_
 
@@ -562,36 +565,3 @@ class Snapshots:
         print(f"──── output of {name}, resumed here ────", flush=True)
         with self.rt.as_cell(cell["key"]):
             return self.shell.run_cell(cell["source"], store_history=False, cell_id=cell["cell_id"])
-
-    def _recompute(
-        self, names: dict[str, int], entries: dict[str, VariableRow], report_: Report
-    ) -> None:
-        """Re-run the cells that defined unsaveable values; their steps replay."""
-        ns = self.shell.user_ns
-        saved = {n: ns[n] for n in report_.restored if n in ns}
-        cells = sorted(set(names.values()))
-        found = {c.seq: (c.cell_key, c.source) for c in self.rt.journal.cells(cells)}
-        # A cell that writes files is never re-run: reopening one for writing truncates it.
-        writers = {e.cell_seq for e in entries.values() if e.state == "file"}
-        for seq in cells:
-            mine = [n for n, s in names.items() if s == seq]
-            if seq not in found:
-                why = f"its cell {seq} is not in the journal"
-            elif seq in writers or writes_files(self.shell.transform_cell(found[seq][1])):
-                why = f"its cell {seq} writes a file: re-run it yourself"
-            elif restores(self.shell.transform_cell(found[seq][1])):
-                why = f"its cell {seq} runs %durable restore: re-run its other lines yourself"
-            else:
-                with self.rt.as_cell(found[seq][0]):
-                    result = self.shell.run_cell(found[seq][1], store_history=False)
-                report_.recompute_cells.append(seq)
-                err = result.error_in_exec or result.error_before_exec
-                why = f"re-running cell {seq} failed ({describe(err)})" if err else ""
-            for n in mine:
-                if not why and n in ns:
-                    report_.recomputed.append(n)
-                else:
-                    report_.skipped[n] = why or f"re-running cell {seq} did not define it"
-        # A recomputed cell may rebind saved names: the snapshot's values win.
-        for n, value in saved.items():
-            ns[n] = value

@@ -14,6 +14,9 @@ from .schema import CellRow, OutputRow, PayloadRow, RunRow, StepRow, VariableRow
 from .seal import select as bound
 from .seal import verify
 
+#: The cells a restore may stop at, whose variable rows count: ended ok, namespace saved.
+_SAVED = "status = 'ok' AND error IS NULL"
+
 
 class Interrupted(NamedTuple):
     """The last cell execution of an earlier run, which crashed or was interrupted."""
@@ -73,11 +76,13 @@ class Reads:
 
     # -- snapshots ------------------------------------------------------------------
 
-    def last_ok_seq(self) -> int:
-        """The last cell execution that succeeded and whose namespace was saved (0: none):
-        the default restore point."""
+    def last_ok_seq(self, upto: int | None = None) -> int:
+        """The last cell execution (up to ``upto``) that succeeded and whose namespace was
+        saved (0: none): the default restore point, and what one as of ``upto`` gives."""
         return self._select(
-            "SELECT coalesce(max(seq), 0) FROM cells WHERE status = 'ok' AND error IS NULL"
+            f"SELECT coalesce(max(seq), 0) FROM cells WHERE {_SAVED}"
+            + (" AND seq <= ?" if upto is not None else ""),
+            [] if upto is None else [upto],
         )[0][0]
 
     def unsaved_as_of(self, seq: int) -> tuple[int, str, int] | None:
@@ -86,10 +91,9 @@ class Reads:
         it), or None. A cell that succeeds after such a cell saves the namespace whole."""
         rows = self._select(
             "SELECT u.seq, u.error, (SELECT coalesce(max(seq), 0) FROM cells WHERE seq < u.seq "
-            "AND status = 'ok' AND error IS NULL) FROM cells u WHERE u.seq <= ? AND "
-            "u.status = 'ok' AND u.error IS NOT NULL AND NOT EXISTS (SELECT 1 FROM cells w "
-            "WHERE w.seq > u.seq AND w.seq <= ? AND w.status = 'ok' AND w.error IS NULL) "
-            "ORDER BY u.seq DESC LIMIT 1",
+            f"AND {_SAVED}) FROM cells u WHERE u.seq <= ? AND u.status = 'ok' AND u.error IS "
+            "NOT NULL AND NOT EXISTS (SELECT 1 FROM cells w WHERE w.seq > u.seq AND w.seq <= ? "
+            f"AND w.{_SAVED.replace(' AND ', ' AND w.')}) ORDER BY u.seq DESC LIMIT 1",
             [seq, seq],
         )
         return tuple(rows[0]) if rows else None
@@ -97,13 +101,16 @@ class Reads:
     def variables_as_of(
         self, seq: int, without: Iterable[str] = (), deleted: bool = False
     ) -> dict[str, VariableRow]:
-        """Each name's latest variable row up to cell execution ``seq``; deleted names left
-        out unless ``deleted`` (a restore checks those rows' signatures too).
+        """Each name's latest variable row up to cell execution ``seq``, of the cells that
+        succeeded with their namespace saved (a cell killed after its snapshot, before
+        its end record, left rows no restore uses); deleted names left out unless
+        ``deleted`` (a restore checks those rows' signatures too).
 
         ``without``: runs whose cell executions are left out (another notebook's work).
         """
         rows = self._select(
-            select(VariableRow, "WHERE seq <= ? AND seq NOT IN (SELECT seq FROM cells "
+            select(VariableRow, f"WHERE seq <= ? AND seq IN (SELECT seq FROM cells WHERE "
+                   f"{_SAVED}) AND seq NOT IN (SELECT seq FROM cells "
                    "WHERE run_id IN (SELECT unnest(?::VARCHAR[]))) "
                    "QUALIFY row_number() OVER (PARTITION BY name ORDER BY seq DESC) = 1"),
             [seq, sorted(set(without))],
@@ -111,14 +118,13 @@ class Reads:
         rows = map(VariableRow._make, rows)
         return {r.name: r for r in rows if deleted or r.state != "deleted"}
 
-    def live_names(self, fold: bool = True) -> set[str]:
-        """The names whose latest variable row is not a deletion (any run's).
-
-        ``fold=False``: of the rows folded into DuckDB only (a kernel's first snapshot
-        asks for earlier kernels' names, all folded by the open: a fold there took ~10 ms).
-        """
-        sql = "SELECT name FROM variables GROUP BY name HAVING arg_max(state, seq) <> 'deleted'"
-        return {r[0] for r in (self._select(sql) if fold else self._query_as_is(sql, []))}
+    def live_names(self) -> set[str]:
+        """The names whose latest variable row (of a saved cell, any run's) is not a
+        deletion."""
+        return {r[0] for r in self._select(
+            f"SELECT name FROM variables WHERE seq IN (SELECT seq FROM cells WHERE {_SAVED}) "
+            "GROUP BY name HAVING arg_max(state, seq) <> 'deleted'"
+        )}  # fmt: skip
 
     def payloads(self, value_ids: Iterable[str]) -> dict[str, PayloadRow]:
         """The payload rows of ``value_ids`` (those the journal has), by value id."""

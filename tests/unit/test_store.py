@@ -318,6 +318,16 @@ def test_checkpoint_leaves_a_whole_duckdb_file(path, tmp_path):
 
 
 def test_variables_as_of_takes_each_names_latest_row(journal):
+    for seq, status, error in [
+        (1, "ok", None),
+        (2, "ok", None),
+        (3, "ok", None),
+        (4, "crashed", None),
+        (5, "ok", "the namespace was not saved"),
+    ]:
+        journal.write(cell(seq, status=status, error=error))
+    journal.write(variable(4, "a", value_id="a4"))  # rows of cells no restore stops at
+    journal.write(variable(5, "a", value_id="a5"))
     journal.write(variable(1, "a", value_id="a1"))
     journal.write(variable(1, "b", value_id="b1"))
     journal.write(variable(2, "a", value_id="a2"))
@@ -325,6 +335,8 @@ def test_variables_as_of_takes_each_names_latest_row(journal):
     assert {n: v.value_id for n, v in journal.variables_as_of(1).items()} == {"a": "a1", "b": "b1"}
     assert {n: v.value_id for n, v in journal.variables_as_of(2).items()} == {"a": "a2", "b": "b1"}
     assert set(journal.variables_as_of(3)) == {"a"}
+    assert journal.variables_as_of(5)["a"].value_id == "a2" and journal.live_names() == {"a"}
+    assert [journal.last_ok_seq(upto=n) for n in (0, 3, 4, 5)] == [0, 3, 3, 3]
 
 
 def test_payloads_and_referenced_blobs(journal):

@@ -84,28 +84,65 @@ def test_an_interrupted_snapshot_is_no_restore_point_and_deletions_are_kept(shel
             del shell.user_ns[name]
 
 
-def test_a_restart_then_a_crash_restores_the_new_kernels_namespace_only(shell, tmp_path):
-    """Names an earlier kernel saved that the new one never made are not brought back."""
-    source = str(tmp_path / "nb.ipynb")
-    ns_before = set(shell.user_ns)
+def _kernel(shell, source: str, before: set[str]) -> tuple[Runtime, Snapshots]:
+    """A new kernel of the notebook: its namespace empty, as after a restart."""
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
+    rt = Runtime(source)
+    return rt, Snapshots(shell, rt)
 
-    def kernel(code: str | None) -> tuple[Runtime, Snapshots]:
-        for name in set(shell.user_ns) - ns_before:  # a fresh namespace, as after a restart
-            del shell.user_ns[name]
-        rt = Runtime(source)
-        snaps = Snapshots(shell, rt)
-        if code is not None:
-            assert _cell(rt, snaps, shell, code)
-        return rt, snaps
 
-    rt, _ = kernel("old = [1]\nkept = 1")
-    rt.close()
-    rt, _ = kernel("kept = 2\nnew = 3")
-    rt.close()
-    rt, snaps = kernel(None)
+def _crash(rt: Runtime, snaps: Snapshots, shell, code: str) -> None:
+    """``code`` runs and is saved, but the kernel dies before the cell's end record."""
+    rt.begin_cell(None, code)
+    assert shell.run_cell(code, store_history=False, silent=True).success
+    snaps.after_cell(code, True)
+    rt.close()  # the cell is left "interrupted", as the next open finds a killed one
+
+
+def test_what_a_restore_set_is_what_a_later_restore_gives(shell, tmp_path):
+    """A restore is recorded; a new kernel's first cells leave the earlier kernels'
+    names to ``%durable restore``; a killed cell's rows are no restore's."""
+    source, before = str(tmp_path / "nb.ipynb"), set(shell.user_ns)
+    rt, snaps = _kernel(shell, source, before)
+    assert _cell(rt, snaps, shell, "x = 1\nold = [1]")
+    first = rt.cell.seq
+    assert _cell(rt, snaps, shell, "x = 2\nlate = 1")
+    _crash(rt, snaps, shell, "x = 3")  # rows written, no end record
+    killed = rt.cell.seq
+    rt, snaps = _kernel(shell, source, before)
+    try:
+        assert _cell(rt, snaps, shell, "pass")  # a new kernel's first cell (%durable log)
+        assert sorted(snaps.restore().restored) == ["late", "old", "x"]
+        assert shell.user_ns["x"] == 2
+        assert snaps.restore(at=killed).seq == first + 1  # as of the cell before it
+        assert shell.user_ns["x"] == 2
+        assert snaps.restore(at=first).seq == first and shell.user_ns["x"] == 1
+        assert _cell(rt, snaps, shell, "del late\ny = 1")  # records what the restore set
+    finally:
+        rt.close()
+    rt, snaps = _kernel(shell, source, before)
     try:
         report = snaps.restore()
-        assert sorted(report.restored) == ["kept", "new"], report
-        assert (shell.user_ns["kept"], "old" in shell.user_ns) == (2, False)
+        got = {n: shell.user_ns[n] for n in report.restored}
+        assert got == {"x": 1, "old": [1], "y": 1}, report
     finally:
+        rt.close()
+
+
+def test_a_cell_a_restore_re_runs_cannot_restore_again(shell, tmp_path):
+    """Recomputing a value re-runs its cell; a restore in it stops there, in one line."""
+    import builtins
+
+    source, before = str(tmp_path / "nb.ipynb"), set(shell.user_ns)
+    code = ("g = (i for i in range(3))\nimport builtins\n"
+            "if getattr(builtins, '_dnb_again', None): builtins._dnb_again.restore()")  # fmt: skip
+    rt, snaps = _kernel(shell, source, before)
+    try:
+        assert _cell(rt, snaps, shell, code)
+        builtins._dnb_again = snaps
+        report = snaps.restore()
+        assert "a restore cannot run while a restore re-runs" in report.skipped["g"], report
+    finally:
+        del builtins._dnb_again
         rt.close()

@@ -1,0 +1,79 @@
+"""What a restore did (:class:`Report`), and re-running the cells that made the values
+it could not save (the recompute plan: a socket, a generator, a client)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cells import restores, writes_files
+from .errors import describe
+from .runtime import Runtime
+from .store import VariableRow
+
+
+@dataclass
+class Report:
+    """What a restore did, for its one-line summary."""
+
+    seq: int
+    #: How the person finds cell ``seq`` in the notebook (``the 3rd code cell ('x = 1')``).
+    where: str = ""
+    restored: list[str] = field(default_factory=list)
+    nbytes: int = 0
+    recomputed: list[str] = field(default_factory=list)
+    recompute_cells: list[int] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        parts = [
+            f"restored {len(self.restored)} variable{'s' * (len(self.restored) != 1)} "
+            f"({self.nbytes / 1e6:.1f} MB) as of cell {self.seq}"
+            f"{f', {self.where},' if self.where else ''} in {self.seconds:.2f} s"
+        ]
+        if self.recomputed:
+            cells = ", ".join(map(str, self.recompute_cells))
+            parts.append(f"recomputed {', '.join(self.recomputed)} by re-running cell {cells}")
+        if self.skipped:
+            parts.append("skipped " + "; ".join(f"{n} ({why})" for n, why in self.skipped.items()))
+        return "; ".join(parts)
+
+
+def recompute_cells(
+    shell: Any,
+    rt: Runtime,
+    names: dict[str, int],
+    entries: dict[str, VariableRow],
+    report_: Report,
+) -> None:
+    """Re-run the cells that made the values ``names`` (name -> its cell execution), which
+    could not be saved; their steps replay. What each gave goes into ``report_``."""
+    ns = shell.user_ns
+    saved = {n: ns[n] for n in report_.restored if n in ns}
+    cells = sorted(set(names.values()))
+    found = {c.seq: (c.cell_key, c.source) for c in rt.journal.cells(cells)}
+    # A cell that writes files is never re-run: reopening one for writing truncates it.
+    writers = {e.cell_seq for e in entries.values() if e.state == "file"}
+    for seq in cells:
+        mine = [n for n, s in names.items() if s == seq]
+        if seq not in found:
+            why = f"its cell {seq} is not in the journal"
+        elif seq in writers or writes_files(shell.transform_cell(found[seq][1])):
+            why = f"its cell {seq} writes a file: re-run it yourself"
+        elif restores(shell.transform_cell(found[seq][1])):
+            why = f"its cell {seq} runs %durable restore: re-run its other lines yourself"
+        else:
+            with rt.as_cell(found[seq][0]):
+                result = shell.run_cell(found[seq][1], store_history=False)
+            report_.recompute_cells.append(seq)
+            err = result.error_in_exec or result.error_before_exec
+            why = f"re-running cell {seq} failed ({describe(err)})" if err else ""
+        for n in mine:
+            if not why and n in ns:
+                report_.recomputed.append(n)
+            else:
+                report_.skipped[n] = why or f"re-running cell {seq} did not define it"
+    # A recomputed cell may rebind saved names: the snapshot's values win.
+    for n, value in saved.items():
+        ns[n] = value
