@@ -258,8 +258,8 @@ def test_restore_at_seq_gives_the_values_of_that_point(start_kernel):
     cell(k, "# mark-2\nv = 2\nw.append(2)")
     cell(k, "# mark-3\ndel v\nr = 'rebound'\nw.append(3)")
     cell(k, "# mark-4\nz = 4")
-    s1, s2, s3 = (seq_of(k, f"# mark-{i}") for i in (1, 2, 3))
-    assert s1 < s2 < s3
+    s1, s2, s3, s4 = (seq_of(k, f"# mark-{i}") for i in (1, 2, 3, 4))
+    assert s1 < s2 < s3 < s4
 
     probe = "v, w, r"
     k2, report = kill_and_restore(start_kernel, k, at=s2)
@@ -275,8 +275,11 @@ def test_restore_at_seq_gives_the_values_of_that_point(start_kernel):
     assert not defined(k4, "v")  # deleted at that point
     assert val(k4, "w, r") == "([1, 2, 3], 'rebound')"
 
-    k5, report = kill_and_restore(start_kernel, k4)  # the last point
-    assert not defined(k5, "v")
+    # The last point is k4's namespace: its restore (as of s3) was recorded.
+    k5, report = kill_and_restore(start_kernel, k4)
+    assert not defined(k5, "v") and not defined(k5, "z")
+    assert val(k5, "w, r") == "([1, 2, 3], 'rebound')"
+    restore(k5, at=s4)
     assert val(k5, "w, r, z") == "([1, 2, 3], 'rebound', 4)"
 
     # Travelling back inside a live kernel gives that point's values too.
