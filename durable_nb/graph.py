@@ -90,6 +90,7 @@ class Reach:
 def reach(obj: Any, ns: dict[str, Any]) -> Reach:
     """Walk ``obj``'s data graph (see the module docstring); ``ns`` is the notebook's globals."""
     out = Reach()
+    out.kernel = _kernel_held(obj, ns)
     # ``seen`` becomes the keys: all that was walked, less what is not data (below).
     seen = out.keys = {id(ns), id(sys.modules), id(vars(builtins))}
     # The empty tuple is one object everywhere and holds nothing: sharing it ties nothing.
@@ -315,6 +316,25 @@ def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
                     _function(f, ns, [] if nxt is None else nxt, out)
                 if nxt is not None and not name.startswith("__"):
                     nxt.append(attr)
+
+
+def _kernel_held(obj: Any, ns: dict[str, Any]) -> str:
+    """The kernel object's type that ``obj``, a library's machinery the walk does not enter,
+    holds through what it references (a traitlets link holding two widgets: their comms);
+    "" when none, or when ``obj`` is anything else (the walk itself finds those).
+
+    Its sharing is not walked, but what holds the kernel cannot be saved: said here, pickle
+    and dill are not tried (dill walked the widgets to the kernel before refusing, ~5 ms).
+    """
+    t = type(obj)
+    if kind(t) != SKIP or t in _KERNEL_TYPES or issubclass(t, io.IOBase):
+        return ""
+    top = (getattr(t, "__module__", None) or "").partition(".")[0]
+    if top not in INFRASTRUCTURE:
+        return ""
+    # One level in: what it holds is walked as data is (a list root: no call back here),
+    # and stops at the next object of the machinery.
+    return reach(gc.get_referents(obj), ns).kernel
 
 
 def kind(t: type) -> int:

@@ -83,6 +83,18 @@ def test_a_widget_is_walked_without_its_comm_and_said_to_hold_a_kernel_object():
     assert id(slider) in reached.keys and len(reached.keys) < 500
     assert reached.kernel or slider.comm is None
     assert graph.reach([[1], {"a": 2}], NS).kernel == ""
+    # A library's machinery holding widgets (a traitlets link) is not walked for sharing,
+    # yet said to hold the kernel: recorded for recompute without a pickle (nor dill) tried.
+    other = ipywidgets.IntSlider()
+    link = ipywidgets.link((slider, "value"), (other, "value"))
+    reached = graph.reach(link, NS)
+    assert reached.kernel == reached_kernel(slider) and not {id(slider), id(other)} & reached.keys
+    assert graph.reach(logging.getLogger("x"), NS).kernel == ""  # machinery, no kernel
+    assert graph.reach(threading.Lock(), NS).kernel == ""
+
+
+def reached_kernel(widget) -> str:
+    return "" if widget.comm is None else type(widget.comm).__qualname__
 
 
 def test_objects_the_collector_does_not_track_still_tie():
