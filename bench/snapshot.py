@@ -428,7 +428,7 @@ def print_table(results, libraries_first=False):
         print(
             f"{LABELS[r['side']]:<18} {fmt(m['noop'], '8.1f')} {fmt(m['read'], '8.1f')} "
             f"{fmt(m['mutate'], '8.1f')} {fmt(m['mut_mb'], '7.1f')} {fmt(m['store'], '8.0f')} "
-            f"{fmt(m['restore'], '9.2f')} {fmt(m['restore_wall'], '7.2f')}  {correct}"
+            f"{fmt(m['restore'], '9.3f')} {fmt(m['restore_wall'], '7.3f')}  {correct}"
         )
         if r["side"] == "durable":
             t = meets(m)

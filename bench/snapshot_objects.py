@@ -167,7 +167,7 @@ def print_tables(results, widgets):
               f"{fmt(s['noop_snap'], '10.2f')} {fmt(s['noop_wall'], '8.1f')} "
               f"{fmt(s['mutate'], '8.1f')} {fmt(s['mutate_cpu'], '8.1f')} "
               f"{fmt(s['pickle'], '9.1f')} {fmt(ratio, '7.1f')} {fmt(cpu_ratio, '7.1f')} "
-              f"{fmt(s['mut_mb'], '7.2f')} {fmt(s['restore'], '9.2f')}  "
+              f"{fmt(s['mut_mb'], '7.2f')} {fmt(s['restore'], '9.3f')}  "
               f"{s['correct']}")  # fmt: skip
         if r.get("error"):
             print(f"  ! {r['error']}")

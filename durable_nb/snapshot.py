@@ -48,7 +48,7 @@ from .errors import (
     RestoreError,
     describe,
 )
-from .payloads import Loader
+from .payloads import Loader, gc_paused
 from .recompute import Report, recompute_cells
 from .runtime import Runtime
 from .store import UNSAVED, PayloadRow, VariableRow
@@ -498,9 +498,10 @@ class Snapshots:
             return ns[name]
 
         try:
-            for name in loader.order(sorted(entries), lambda n: entries[n].value_id):
-                if name not in done:
-                    bring(name)
+            with gc_paused():
+                for name in loader.order(sorted(entries), lambda n: entries[n].value_id):
+                    if name not in done:
+                        bring(name)
         finally:
             loader.close()
         if recompute:

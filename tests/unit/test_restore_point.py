@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+from durable_nb import payloads
 from durable_nb.errors import NamespaceNotSaved
 from durable_nb.runtime import Runtime
 from durable_nb.snapshot import _IPYTHON_NAMES, Snapshots
@@ -145,4 +146,44 @@ def test_a_cell_a_restore_re_runs_cannot_restore_again(shell, tmp_path):
         assert "a restore cannot run while a restore re-runs" in report.skipped["g"], report
     finally:
         del builtins._dnb_again
+        rt.close()
+
+
+PROBE = '''
+import gc
+class Probe:
+    """Unpickled as ``gc.isenabled()``: whether the collector ran while loads ran."""
+    def __reduce__(self):
+        return (gc.isenabled, ())
+'''
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["gc-on", "gc-off"])
+def test_loads_run_with_the_collector_paused_and_leave_it_as_it_was(
+    shell, tmp_path, monkeypatch, enabled
+):
+    """A restore's unpickling makes no garbage: no collection runs meanwhile, and the
+    person's collector is left as it was, after an interrupted load too."""
+    import gc
+
+    source, before = str(tmp_path / "nb.ipynb"), set(shell.user_ns)
+    rt, snaps = _kernel(shell, source, before)
+    assert _cell(rt, snaps, shell, PROBE + "p = Probe()")
+    rt.close()
+    rt, snaps = _kernel(shell, source, before)
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        snaps.restore()
+        assert shell.user_ns["p"] is False and gc.isenabled() is enabled
+
+        def interrupted(*args):
+            raise KeyboardInterrupt  # Ctrl-C while a payload loads
+
+        monkeypatch.setattr(payloads.codec, "decode", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            snaps.restore()
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
         rt.close()
