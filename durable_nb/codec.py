@@ -404,8 +404,6 @@ class Encoded:
     buffers: list[memoryview]
     refs: frozenset[str] = frozenset()
     reached: graph.Reach | None = None
-    #: plain data too big to read the memo of: its instances' classes (:func:`root_reach`)
-    classes: tuple[type, ...] | None = None
 
 
 #: Up to this many objects in a plain value, what it reaches is read from the pickler.
@@ -435,7 +433,6 @@ def encode_plain(obj: Any, ns: dict[str, Any]) -> Encoded | None:
     # list of a million numbers).
     sentinel: list = []
     if _memo_size(pickler, out, sentinel) > MEMO_OBJECTS:
-        enc.classes = tuple(table.classes)
         return enc
     objects = [o for _, o in pickler.memo.copy().values()]
     kinds = graph.kinds()
@@ -470,35 +467,17 @@ def _refs(found: Iterable[Any]) -> set[str]:
 ATOMS = frozenset({int, float, bool, type(None), str, bytes})
 
 
-def encode_reach(obj: Any, ns: dict[str, Any], walk: bool = True
-                 ) -> tuple[Encoded | None, graph.Reach | None]:  # fmt: skip
-    """:func:`encode_plain` and what ``obj`` reaches: from the memo, or a walk.
-
-    ``walk=False``: for plain data whose objects only a walk would list, no walk: what it
-    reaches is None (the caller knows from an earlier walk that it met no code and that
-    every object but the root was held once; :func:`root_reach` gives the rest).
-    """
+def encode_reach(obj: Any, ns: dict[str, Any]) -> tuple[Encoded | None, graph.Reach]:
+    """:func:`encode_plain` and what ``obj`` reaches: from the memo, or a walk."""
     if type(obj) in ATOMS:  # ``y = 1``: no pickler of our own, no memo to read
         return Encoded(PICKLE, pickle.dumps(obj, protocol=5), []), graph.Reach()
     enc = encode_plain(obj, ns)
     if enc is not None and enc.reached is not None:
         return enc, enc.reached
-    if not walk and enc is not None and enc.classes is not None:
-        return enc, None
     reached = graph.reach(obj, ns)
     if enc is not None:
         enc.refs = enc.refs | reached.refs
     return enc, reached
-
-
-def root_reach(obj: Any, enc: Encoded, ns: dict[str, Any]) -> graph.Reach:
-    """What :func:`graph.reach` gives for plain data ``obj`` (pickled as ``enc``) that holds
-    no code and all of whose objects but itself are held once, by their container: its
-    own id, and the names its instances' classes' methods use."""
-    reached = graph.Reach(keys={id(obj)})
-    for cls in enc.classes or ():
-        graph.class_names(cls, ns, reached)
-    return reached
 
 
 def _memo_size(pickler: pickle.Pickler, out: io.BytesIO, sentinel: list) -> int:

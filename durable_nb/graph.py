@@ -22,6 +22,7 @@ import itertools
 import sys
 import sysconfig
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from gc import is_tracked
 from operator import not_
@@ -82,9 +83,6 @@ class Reach:
     #: the notebook's (``__main__``) classes and functions reached: their names' heads, which
     #: a pickle by reference names (see codec.encode_reach)
     refs: set[str] = field(default_factory=set)
-    #: whether it met code: a function, method, module, or a class none of its objects is
-    #: an instance of (what its instances' classes give is known from them: codec.root_reach)
-    code: bool = False
 
 
 def reach(obj: Any, ns: dict[str, Any]) -> Reach:
@@ -97,7 +95,6 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
     not_data, bases = {*seen, id(())}, set()  # bases: the memory arrays view
     items: list[Any] = [obj]
     root = True
-    met: set[type] = set()  # the types of what was met
     compress = itertools.compress
     while items:  # one level at a time, in C where it can be: graphs of 1M objects
         kind_of = dict.fromkeys(set(map(type, items)))  # one pass; a list only when mixed
@@ -111,7 +108,6 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
                 _TRACKED[t] = _tracked(t)
             if t in _KERNEL_TYPES:
                 out.kernel = t.__qualname__
-        met.update(kind_of)
         present = set(kind_of.values())
         if present == {SKIP}:
             break  # a list of numbers or strings: nothing below
@@ -164,8 +160,6 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             for o in fresh:
                 if not _special(o, ns, nxt, out, obj, bases):
                     not_data.add(id(o))
-                    if not (isinstance(o, type) and o in met and o is not obj):
-                        out.code = True
         pinned = nxt[handed_on:]  # noqa: F841  (a reference, for getrefcount)
         items = nxt
     out.keys -= not_data
@@ -249,6 +243,10 @@ def _classify(t: type) -> int:
         return SKIP
     module = getattr(t, "__module__", None) or ""
     top = module.partition(".")[0]
+    if top in ("builtins", "itertools") and issubclass(t, Iterator) and not issubclass(
+        t, types.GeneratorType | types.CoroutineType | types.AsyncGeneratorType
+    ):
+        return WALK  # ``z = iter(rows)``, zip, enumerate, map: they hold what they iterate
     if top in INFRASTRUCTURE:
         if top in KERNEL:
             _KERNEL_TYPES.add(t)
@@ -283,7 +281,7 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
     elif isinstance(o, type):
         if o.__module__ == "__main__":
             out.refs.add(o.__qualname__.partition(".")[0])
-        if o is root:
+        if o is root or _nested(o, root):  # the variable's own class: its data too
             _class(o, ns, nxt, out)
         else:
             class_names(o, ns, out)
@@ -309,13 +307,34 @@ def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
     """``nxt``: the class is the value walked, so its attributes are walked too."""
     for cls in o.__mro__:
         if own_module(cls.__module__):
-            if ns.get(cls.__qualname__) is cls:
-                out.names.add(cls.__qualname__)
+            holder = _holder(cls, ns)
+            if holder is not None:  # its data (and a nested class's) is that variable's
+                out.names.add(holder)
+            handed: list = [] if nxt is None else nxt
             for name, attr in vars(cls).items():
                 for f in _functions(attr):
-                    _function(f, ns, [] if nxt is None else nxt, out)
+                    _function(f, ns, handed, out)
                 if nxt is not None and not name.startswith("__"):
                     nxt.append(attr)
+            if nxt is None:  # what its methods can change (a helper module's global list):
+                # keyed, so that a variable holding it is checked when an instance is reached
+                out.keys.update(id(x) for x in handed if kind(type(x)) == WALK)
+
+
+def _nested(cls: type, root: Any) -> bool:
+    """Whether ``cls`` is a class nested in the class ``root`` (``Outer.Node`` in ``Outer``)."""
+    return (isinstance(root, type) and cls.__module__ == root.__module__
+            and cls.__qualname__.startswith(root.__qualname__ + "."))  # fmt: skip
+
+
+def _holder(cls: type, ns: dict) -> str | None:
+    """The variable bound to ``cls`` (``Node``), or to the class it is nested in
+    (``Outer`` for ``Outer.Node``), by its qualified name; None if none is."""
+    head, *rest = cls.__qualname__.split(".")
+    obj = ns.get(head)
+    for part in rest:
+        obj = vars(obj).get(part) if isinstance(obj, type) else None
+    return head if obj is cls else None
 
 
 def _kernel_held(obj: Any, ns: dict[str, Any]) -> str:

@@ -67,8 +67,6 @@ DEFAULT_MAX_BYTES = 4 << 30
 SWEEP_BYTES, SWEEP_NAMES = 64 << 10, 32
 #: Values whose pickle :class:`Print` can tell unchanged (dill pickles a function ~1 ms).
 _DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
-#: Names whose use in a cell may change any variable: the cell is followed by a full sweep.
-_ANY_NAME = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals"})
 
 
 @dataclass
@@ -83,8 +81,6 @@ class Known:
     nbytes: int = 0
     shares: frozenset[int] | set[int] = frozenset()
     refs: frozenset[str] = frozenset()  # notebook globals its payload names
-    #: its last walk met no code, every object in it but itself held once (sharing.Reached)
-    alone: bool = False
     detail: str | None = None
 
 
@@ -120,13 +116,11 @@ class Snapshots:
         #: rows are not what the namespace holds now), deletions included.
         self._rebase = False
         self._restoring = False
-        self._carried = False  # _pending holds names of a cell that was not snapshotted
         self._stored: set[str] | None = None  # value ids in the journal
         self._written: tuple[Any, set[str]] = (None, set())  # a journal, ids written to it
         self.sweep_bytes, self.sweep_names, self._sweep_at = SWEEP_BYTES, SWEEP_NAMES, 0
         self._kernel: dict[str, str] = {}  # name -> a kernel object its value holds (this cell)
         self._plain: dict[str, codec.Encoded] = {}  # name -> its pickle, made while sharing
-        self._alone: set[str] = set()  # names whose value is alone (Known.alone), this cell
         self._contents: dict[str, bytes] = {}  # value id -> its stream, put in blob files
         #: names -> the print of their functions or classes and what pickling them gave,
         #: so that one that did not change is not pickled again (dill: ~1 ms each).
@@ -151,26 +145,12 @@ class Snapshots:
     def _after_cell(self, source: str, success: bool) -> None:
         self._pending |= names_used(source, self.shell.transform_cell)
         if not success or not self.rt.journaling:
-            self._carried = True
             return
         accessed, self._pending = self._pending, set()
         ns = self._user_names()
-        # Whether the cell cannot have handed an object of the one variable it reached to
-        # anything but a variable (sharing.Reached.of): it read variables and harmless
-        # builtins only, displayed nothing (IPython's output history holds what it shows),
-        # and follows a snapshotted cell. Asked only when it would spare a walk.
-        result = getattr(self.shell, "last_execution_result", None)
-        carried = self._carried
-
-        def closed() -> set[str] | None:
-            if carried or getattr(result, "result", None) is not None:
-                return None
-            return sharing.closed(source, ns)
-
-        self._carried = False
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         gone = (self.known.keys() | self._forgotten) - ns.keys()
-        if accessed & _ANY_NAME:
+        if accessed & sharing.ANY_NAME:
             touched = set(ns)
         else:
             changed = touched | gone  # payloads naming a rebound class or function: again
@@ -191,7 +171,7 @@ class Snapshots:
         changes: dict[str, Known | None] = {}
         try:
             with self.rt.journal.blobs.undone_on_error():  # a failed snapshot's chunks
-                self._save(ns, touched, rows, changes, closed)
+                self._save(ns, touched, rows, changes)
             for name in sorted(gone):
                 changes[name] = None
                 rows.append(VariableRow(f"{seq}:{name}", seq, name, "deleted", None, None, seq,
@@ -251,10 +231,9 @@ class Snapshots:
                 out[n] = user_ns[n]
         return out
 
-    def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
-              closed: sharing.Closed = sharing.never) -> None:  # fmt: skip
+    def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict) -> None:
         seq = self.rt.cell.seq
-        shares = self._sharing(ns, touched, closed)
+        shares = self._sharing(ns, touched)
         results: dict[str, _Encoding] = {}
         for group in graph.groups(shares):
             results.update(self._encode_group(group, ns, shares))
@@ -263,23 +242,20 @@ class Snapshots:
             rebound = k is None or k.obj_id != id(ns[name])
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
                 k.shares, k.refs = res.shares, res.refs  # unchanged; what it reaches may not be
-                k.alone = name in self._alone
                 continue
             if res.encoded is not None:
                 self._store(res, rows)
             cell_seq = seq if rebound else k.cell_seq
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
-                                  res.nbytes, res.shares, res.refs,
-                                  name in self._alone, res.detail)  # fmt: skip
+                                  res.nbytes, res.shares, res.refs, res.detail)  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
         self._plain = {}
 
-    def _sharing(self, ns: dict[str, Any], touched: set[str], closed: sharing.Closed = sharing.never
-                 ) -> dict[str, set[int]]:  # fmt: skip
+    def _sharing(self, ns: dict[str, Any], touched: set[str]) -> dict[str, set[int]]:
         """What each name the cell may have changed reaches (:class:`sharing.Reached`)."""
-        found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched, closed)
-        self._kernel, self._plain, self._alone = found.kernel, found.plain, found.alone
+        found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched)
+        self._kernel, self._plain = found.kernel, found.plain
         return found.keys
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
