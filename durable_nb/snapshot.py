@@ -9,13 +9,16 @@ Which variables a cell may have changed (the rule; a cell costs what it touches)
    by the code of every notebook function, method or class reached (closures, defaults,
    decorators, bound methods, callbacks held in data: a function called by name can
    change a variable the cell never names), transitively; and the data of the notebook's
-   own helper modules reached (``mylib.add(1)`` can change ``c = mylib.cache``);
+   own helper modules reached (``mylib.add(1)`` can change ``c = mylib.cache``), and
+   what an instance's methods can change there; a class nested in a variable's class is
+   that variable's data; builtins' iterators reach what they iterate;
 3. every variable whose value shared a data object with one of those, before or after
    the cell (an index of object ids from earlier walks): a change made through one
    alias shows in all, so they are compared, and saved together so identity survives;
 4. every variable whose payload refers by name to a class or function that was rebound;
 5. all variables after a cell that uses ``get_ipython`` (magics), ``exec``, ``eval``,
-   ``globals``, ``vars`` or ``locals``, and while the namespace is tiny.
+   ``globals``, ``vars``, ``locals`` or ``__import__``, or reaches a notebook function
+   that does; while the namespace is tiny, 32 saved variables a cell, in turn.
 
 Each is pickled and compared with what the journal holds; only what differs is written.
 Not seen: changes made outside cells (threads, widget callbacks run between cells) to a
