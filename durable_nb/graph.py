@@ -243,8 +243,10 @@ def _classify(t: type) -> int:
         return SKIP
     module = getattr(t, "__module__", None) or ""
     top = module.partition(".")[0]
-    if top in ("builtins", "itertools") and issubclass(t, Iterator) and not issubclass(
-        t, types.GeneratorType | types.CoroutineType | types.AsyncGeneratorType
+    if (
+        top in ("builtins", "itertools")
+        and issubclass(t, Iterator)
+        and not issubclass(t, types.GeneratorType | types.CoroutineType | types.AsyncGeneratorType)
     ):
         return WALK  # ``z = iter(rows)``, zip, enumerate, map: they hold what they iterate
     if top in INFRASTRUCTURE:
@@ -310,15 +312,15 @@ def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
             holder = _holder(cls, ns)
             if holder is not None:  # its data (and a nested class's) is that variable's
                 out.names.add(holder)
-            handed: list = [] if nxt is None else nxt
             for name, attr in vars(cls).items():
                 for f in _functions(attr):
-                    _function(f, ns, handed, out)
+                    _function(f, ns, [] if nxt is None else nxt, out)
+                    if nxt is None:  # a helper module's data its methods can change (its
+                        # global list): keyed, so a variable holding it is checked with it
+                        out.keys.update(id(x) for x in _module_data(f, ns)
+                                        if kind(type(x)) == WALK)  # fmt: skip
                 if nxt is not None and not name.startswith("__"):
                     nxt.append(attr)
-            if nxt is None:  # what its methods can change (a helper module's global list):
-                # keyed, so that a variable holding it is checked when an instance is reached
-                out.keys.update(id(x) for x in handed if kind(type(x)) == WALK)
 
 
 def _nested(cls: type, root: Any) -> bool:
@@ -370,12 +372,18 @@ def kinds() -> dict[type, int]:
 def _function(o: types.FunctionType, ns: dict, nxt: list, out: Reach) -> None:
     nxt.extend(o.__closure__ or ())
     nxt.extend(x for x in (o.__defaults__, o.__kwdefaults__, o.__dict__) if x)
-    names = code_names(o.__code__)
     if o.__globals__ is ns:
-        out.names.update(names)
-    elif own_module(o.__module__):  # a helper module's function: its globals are data
-        g = o.__globals__
-        nxt.extend(g[n] for n in names if n in g)
+        out.names.update(code_names(o.__code__))
+    nxt.extend(_module_data(o, ns))
+
+
+def _module_data(o: types.FunctionType, ns: dict) -> list[Any]:
+    """The globals a helper module's function ``o`` uses (its module's data); none for the
+    notebook's own functions, whose globals are the notebook's variables."""
+    if o.__globals__ is ns or not own_module(o.__module__):
+        return []
+    g = o.__globals__
+    return [g[n] for n in code_names(o.__code__) if n in g]
 
 
 def _functions(attr: Any) -> list[types.FunctionType]:

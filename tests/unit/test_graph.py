@@ -25,6 +25,16 @@ def test_a_shared_object_ties_two_variables_and_nothing_else_does():
     assert not keys(a) & keys(c)
 
 
+def test_instances_of_one_class_tie_two_variables_only_through_what_they_hold():
+    """Their class's methods (defaults included) are not data of every variable holding
+    an instance: a defaulted ``__init__`` must not group all such variables."""
+    ns: dict = {"__name__": "__main__"}
+    exec("class N:\n    def __init__(self, i, tag=[]):\n        self.i = [i]", ns)
+    ns.pop("__builtins__")
+    a, b = [ns["N"](1) for _ in range(3)], [ns["N"](2) for _ in range(3)]
+    assert not keys(a, ns) & keys(b, ns)
+
+
 def test_tuples_and_frozensets_are_looked_inside():
     inner = [1]
     assert id(inner) in keys({"k": (frozenset({1}), (inner, "x"))})
