@@ -89,11 +89,12 @@ class Reads:
         """Why the namespace as of cell execution ``seq`` is not whole in the journal:
         (the cell whose snapshot did not complete, its error, the last whole one before
         it), or None. A cell that succeeds after such a cell saves the namespace whole."""
+        saved = f"SELECT seq FROM cells WHERE {_SAVED}"
         rows = self._select(
-            "SELECT u.seq, u.error, (SELECT coalesce(max(seq), 0) FROM cells WHERE seq < u.seq "
-            f"AND {_SAVED}) FROM cells u WHERE u.seq <= ? AND u.status = 'ok' AND u.error IS "
-            "NOT NULL AND NOT EXISTS (SELECT 1 FROM cells w WHERE w.seq > u.seq AND w.seq <= ? "
-            f"AND w.{_SAVED.replace(' AND ', ' AND w.')}) ORDER BY u.seq DESC LIMIT 1",
+            f"SELECT u.seq, u.error, (SELECT coalesce(max(seq), 0) FROM ({saved}) WHERE seq < "
+            "u.seq) FROM cells u WHERE u.seq <= ? AND u.status = 'ok' AND u.error IS NOT NULL "
+            f"AND NOT EXISTS (SELECT 1 FROM ({saved}) w WHERE w.seq > u.seq AND w.seq <= ?) "
+            "ORDER BY u.seq DESC LIMIT 1",
             [seq, seq],
         )
         return tuple(rows[0]) if rows else None
