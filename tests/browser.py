@@ -247,8 +247,20 @@ class Lab:
         return json.loads(raw) if raw else None
 
     def kernels(self) -> list[dict]:
-        """The running kernels: ``[{"id", "name", "execution_state", ...}]``."""
-        return self.api("api/kernels")
+        """The running kernels: ``[{"id", "name", "execution_state", ...}]``.
+
+        jupyter_server answers 500 while a kernel it has just registered has no
+        ``last_activity`` yet (jupyter-server/enterprise_gateway#1395, jupyter/notebook#5345:
+        a window of milliseconds during a start); asked again, it answers.
+        """
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                return self.api("api/kernels")
+            except urllib.error.HTTPError as e:
+                if e.code != 500 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
 
     def shutdown_kernels(self) -> None:
         """Shut down every kernel (their sessions go with them); an open notebook page
