@@ -5,7 +5,9 @@ Every message says what happened and what to do next.
 
 from __future__ import annotations
 
+import builtins
 import os
+import reprlib
 import shlex
 
 __all__ = [
@@ -301,6 +303,35 @@ class ExtraMissing(DurableError, ImportError):
 
 class ReplayMissing(DurableError):
     """Strict replay met a step call the journal has no result for."""
+
+
+def not_in_journal(name: str, step: str, args: tuple | None, kwargs: dict | None,
+                   recorded: str | None, where: str, journal_open: bool) -> Exception:  # fmt: skip
+    """The error a strict replay raises for call ``step(*args, **kwargs)`` of step ``name``,
+    which the journal has no result for (``recorded``: the final error it ended with)."""
+    if recorded is not None:  # the recorded outcome was a final error: raise it again
+        ename, _, text = recorded.partition(": ")
+        if ename == "StepFailed":
+            return StepFailed(name, [], text)
+        cls = getattr(builtins, ename, None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            return cls(text)
+        return StepFailed(name, [], f"step {name!r} ended with {recorded} when recorded")
+    r = reprlib.Repr()
+    r.maxstring, r.maxother = 80, 80
+    if args is None:
+        call = "(arguments not known here)"
+    else:
+        shown = [r.repr(a) for a in args] + [f"{k}={r.repr(v)}" for k, v in (kwargs or {}).items()]
+        call = f"({', '.join(shown)})"
+    if not journal_open:
+        return ReplayMissing(f"strict replay: no journal is open to answer step {step}{call}")
+    return ReplayMissing(
+        f"strict replay: step {step}{call} in {where} is not in the journal, and a "
+        "replay calls nothing external. The notebook or its inputs differ from the "
+        "recorded run: run it for real (durable-nb run) to record this call, or "
+        "%durable replay off."
+    )
 
 
 class StepFailed(DurableError):

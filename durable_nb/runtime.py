@@ -23,7 +23,7 @@ from . import codec
 from ._report import note, report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
-from .errors import DurableError, JournalError, describe
+from .errors import DurableError, JournalError, describe, not_in_journal
 from .opener import Opener
 from .outputs import DEFAULT_CAP, Buffer
 from .store import UNSAVED, CellRow, MetaRow, OutputRow, RunRow, StepRow, resolve_path
@@ -115,6 +115,7 @@ class Runtime(Opener):
         self._depth = 0
         self._unstarted: CellContext | None = None  # a cell whose start record is to come
         self._ending: tuple[str, str | None, int, CellContext] | None = None  # finish_cell
+        self._rows: list[tuple[Any, Any]] = []  # the cell's snapshot rows (:meth:`hold`)
         # A problem found while a kernel starts has no cell to show it in yet:
         # it is shown again in the first cell's output.
         self._unannounced: str | None = None
@@ -145,11 +146,15 @@ class Runtime(Opener):
     # A thread may step aside at any moment: each use reads ``self.journal`` once.
     def _write(self, row: MetaRow | RunRow | CellRow | StepRow | OutputRow,
                sync: bool = True) -> None:  # fmt: skip
+        self._write_all([(row, None)], sync)
+
+    def _write_all(self, rows: list[tuple[Any, Any]], sync: bool) -> None:
+        """Write ``(row, content)`` pairs as one log record (:meth:`Journal.write_all`)."""
         journal = self.journal
         if journal is None or self.readonly is not None:
             return
         try:
-            journal.write(row, sync)
+            journal.write_all(rows, sync)
         except JournalError as exc:
             self.step_aside(exc)
 
@@ -245,15 +250,24 @@ class Runtime(Opener):
         with self._numbering:  # a tick now would write the start record first
             if self._unstarted is cell:
                 self._unstarted = None  # the end record replaces it
+        held, self._rows, settle = self._rows, [], False
         if self.enabled:
             self.write_outputs(final=True)  # one group commit with the cell's row
-            # No step: synced by the next synced record or tick (docs/design.md); its
-            # snapshot's rows, if any, were synced before this record was written.
+            # No step: synced by the next synced record or tick (docs/design.md).
             settle = bool(cell.ran or cell.failed)
             if status == "ok" and cell.unsaved:  # (schema.CellRow)
                 error = UNSAVED + cell.unsaved
-            self._write(self._cell_row(time.time(), status, error, cell), sync=settle)
+            held.append((self._cell_row(time.time(), status, error, cell), None))
+        if held:
+            self._write_all(held, sync=settle)
         self.outputs = None
+
+    def hold(self, rows: list[tuple[Any, Any]]) -> None:
+        """Keep the running cell's snapshot rows, ``(row, content)`` pairs, for its end
+        record: :meth:`finish_cell` writes them as one log record, so the record of a cell
+        ending ok is never on disk without the variables it commits, with no fdatasync
+        between (a crash before leaves neither: the cell did not end)."""
+        self._rows += rows
 
     @property
     def outermost(self) -> bool:
@@ -441,39 +455,12 @@ class Runtime(Opener):
 
     def _not_in_journal(self, identity: str, name: str) -> Exception:
         """The error a strict replay raises for a call the journal has no result for."""
-        import builtins
-        import reprlib
-
-        from .errors import ReplayMissing, StepFailed
-
         step, args, kwargs = self._asked.pop(identity, (name, None, None))
-        error = self._failures.get(identity)
-        if error is not None:  # the recorded outcome was a final error: raise it again
-            ename, _, text = error.partition(": ")
-            if ename == "StepFailed":
-                return StepFailed(name, [], text)
-            cls = getattr(builtins, ename, None)
-            if isinstance(cls, type) and issubclass(cls, Exception):
-                return cls(text)
-            return StepFailed(name, [], f"step {name!r} ended with {error} when recorded")
-        r = reprlib.Repr()
-        r.maxstring, r.maxother = 80, 80
-        if args is None:
-            call = "(arguments not known here)"
-        else:
-            shown = [r.repr(a) for a in args] + [f"{k}={r.repr(v)}" for k, v in kwargs.items()]
-            call = f"({', '.join(shown)})"
         c = self.cell
-        first = first_line(c.source)
-        where = f"cell {c.seq} ({first[:60]!r}, cell key {c.cell_key})" if c.seq else "this code"
-        if self.journal is None:
-            return ReplayMissing(f"strict replay: no journal is open to answer step {step}{call}")
-        return ReplayMissing(
-            f"strict replay: step {step}{call} in {where} is not in the journal, and a "
-            "replay calls nothing external. The notebook or its inputs differ from the "
-            "recorded run: run it for real (durable-nb run) to record this call, or "
-            "%durable replay off."
-        )
+        first = first_line(c.source)[:60]
+        where = f"cell {c.seq} ({first!r}, cell key {c.cell_key})" if c.seq else "this code"
+        return not_in_journal(name, step, args, kwargs, self._failures.get(identity), where,
+                              self.journal is not None)  # fmt: skip
 
     def record(self, row: dict[str, Any], sync: bool = True) -> None:
         """Journal a finished step; ``row`` holds :class:`StepRow` fields but the cell's.
@@ -553,6 +540,8 @@ class Runtime(Opener):
                 self.end_cell("ok", None)
             else:
                 self.end_cell("interrupted", f"the kernel was {status} while the cell ran")
+        if self._rows:  # a snapshot whose cell never ended (none is known)
+            self._write_all(self._rows, sync=False)
         self._write(self._run_row(time.time(), status))
         journal, self.journal = self.journal, None
         if self.readonly is not None:  # nothing more is written: the next open folds the log

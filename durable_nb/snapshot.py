@@ -371,16 +371,12 @@ class Snapshots:
                                buffers))  # fmt: skip
 
     def _write(self, rows: list[VariableRow | PayloadRow]) -> None:
-        journal = self.rt.journal
         contents, self._contents = self._contents, {}
-        if rows and journal is not None:
+        if rows and self.rt.journal is not None:
             self.rt.write_start()  # the cell's start record before its variables
-            for row in rows:
-                content = contents.get(row.value_id) if type(row) is PayloadRow else None
-                journal.write(row, sync=False, content=content)
-            # Synced before the cell's end record is written: a record of the cell ending
-            # ok is never on disk without the variables it commits.
-            journal.sync()
+            # Written with the cell's end record, as one log record (Runtime.hold).
+            self.rt.hold([(row, contents.get(row.value_id) if type(row) is PayloadRow else None)
+                          for row in rows])  # fmt: skip
 
     def _stored_ids(self) -> set[str]:
         if self._stored is None:

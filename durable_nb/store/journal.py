@@ -27,7 +27,7 @@ from ..errors import (
 )
 from . import files, opening
 from .binding import Binding
-from .log import Log, scan
+from .log import GROUP, Log, scan
 from .manifest import Written
 from .reads import Reads, writes
 from .replay import Hit, ReplayIndex, count
@@ -242,29 +242,42 @@ class Journal(Reads, Binding):
         files hold, when the caller has it in memory (else they are read back to sign).
         Raises :class:`JournalUnwritable` when the disk refuses the write.
         """
-        kind = TABLES[type(row)][0]
+        self.write_all([(row, content)], sync)
+
+    def write_all(self, rows: list[tuple[Row, Any]], sync: bool = True) -> None:
+        """Append ``(row, content)`` pairs as :meth:`write` does, as one log record: after a
+        crash or a torn write the log holds all of them or none (a cell's variables and
+        its end record, with no fdatasync between)."""
         if self._log is None:
             raise JournalUnwritable(str(self.path), f"journal {self.path} is open read-only")
         try:
             with self._lock:
-                if type(row) is StepRow:  # its place in its batch (manifest.py)
-                    row = self._written.step(row)
-                elif type(row) is CellRow:  # what it wrote, once it ended
-                    row = self._written.cell(row, self.epoch, self.id)
-                elif type(row) is VariableRow:
-                    self._written.variable(row)
-                record = (*row[:-1], self._sign(row, content)) if kind in SIGNED else tuple(row)
-                self._log.append((kind, record), sync)
+                placed = [self._record(row, content) for row, content in rows]
+                records = [(kind, record) for kind, _, record in placed]
+                self._log.append(records[0] if len(records) == 1 else (GROUP, tuple(records)),
+                                 sync)  # fmt: skip
                 self.unsynced = not sync  # an fdatasync covers every earlier append
-                if kind == "step" and row.status == "ok":
-                    hit = Hit(row.kind, row.result, row.blob, record[-1], True)
-                    self._index.add(row.identity, row.cell_key, row.name, row.key, hit)
-                if self._log.count >= self._fold_at or (
-                    kind == "output" and self._log.size >= FOLD_BYTES
-                ):
+                outputs = False
+                for kind, row, record in placed:
+                    outputs = outputs or kind == "output"
+                    if kind == "step" and row.status == "ok":
+                        hit = Hit(row.kind, row.result, row.blob, record[-1], True)
+                        self._index.add(row.identity, row.cell_key, row.name, row.key, hit)
+                if self._log.count >= self._fold_at or (outputs and self._log.size >= FOLD_BYTES):
                     self._fold_in_passing()
         except OSError as exc:
             raise JournalUnwritable.from_cause(str(self.path), exc) from exc
+
+    def _record(self, row: Row, content: Any) -> tuple[str, Row, tuple]:
+        """``(kind, row placed, record)``: ``row`` as the log holds it, placed and signed."""
+        kind = TABLES[type(row)][0]
+        if type(row) is StepRow:  # its place in its batch (manifest.py)
+            row = self._written.step(row)
+        elif type(row) is CellRow:  # what it wrote, once it ended
+            row = self._written.cell(row, self.epoch, self.id)
+        elif type(row) is VariableRow:
+            self._written.variable(row)
+        return kind, row, (*row[:-1], self._sign(row, content)) if kind in SIGNED else tuple(row)
 
     def write_meta(self, key: str, value: str, sync: bool = True) -> None:
         """Set ``key`` in the ``meta`` table: ``write(MetaRow(key, value))``."""

@@ -1,10 +1,14 @@
 """The append log: records reach disk here first (~0.1 ms each), and are folded into DuckDB later.
 
 One record is ``MAGIC <u32 length> <u32 index> <u32 crc32> <pickled (kind, row)> <u32
-index> <u32 crc32 of it> END``. After a damaged record the reader finds the next MAGIC,
-so damage costs only the records it touched; the indices count them (and they are
-said). A torn tail (a crash mid-append) is ignored. Logs of the earliest format (no
-MAGIC) are still read; those of the MAGIC-only format (never released) are not.
+index> <u32 crc32 of it> END``. A group, ``("group", ((kind, row), ...))``, is one record:
+one crc covers its rows, so after a crash the reader finds all of them or none (a cell's
+variables and its end record: :meth:`~durable_nb.store.journal.Journal.write_all`).
+
+After a damaged record the reader finds the next MAGIC, so damage costs only the
+records it touched; the indices count them (and they are said). A torn tail (a crash
+mid-append) is ignored. Logs of the earliest format (no MAGIC) are still read; those of
+the MAGIC-only format (never released) are not.
 """
 
 from __future__ import annotations
@@ -82,8 +86,12 @@ MAX_RECORD = 1 << 26
 _SCALARS = (type(None), bool, int, float, str, bytes)
 
 
+#: The kind of a record that holds other records (never nested).
+GROUP = "group"
+
+
 def _flat(record: object) -> bool:
-    """True for ``(kind, row)`` with a row of plain scalars, the only shape a log holds.
+    """True for ``(kind, row)`` with a row of plain scalars, the shape of one row.
 
     A crafted record of nested, shared references (a few bytes that expand to 2**40
     items) is refused before anything walks it.
@@ -92,20 +100,33 @@ def _flat(record: object) -> bool:
         type(record) is tuple
         and len(record) == 2
         and type(record[0]) is str
+        and record[0] != GROUP
         and type(record[1]) is tuple
         and all(type(v) in _SCALARS for v in record[1])
     )
 
 
-def _load(payload: bytes) -> tuple | None:
-    """The record in ``payload``, or None when it is not what :meth:`Log.append` writes."""
+def _rows(record: object) -> list[tuple] | None:
+    """The rows of a record as :meth:`Log.append` writes it (one row, or a group of flat
+    rows), or None for anything else."""
+    if _flat(record):
+        return [record]  # type: ignore[list-item]
+    if (type(record) is tuple and len(record) == 2 and record[0] == GROUP
+            and type(record[1]) is tuple and record[1]
+            and all(_flat(r) for r in record[1])):  # fmt: skip
+        return list(record[1])
+    return None
+
+
+def _load(payload: bytes) -> list[tuple] | None:
+    """The rows in ``payload``, or None when it is not what :meth:`Log.append` writes."""
     if len(payload) > MAX_RECORD:
         return None
     try:
         record = _PlainUnpickler(io.BytesIO(payload)).load()
     except Exception:
         return None
-    return record if _flat(record) else None  # anything else is damage, never data
+    return _rows(record)  # anything else is damage, never data
 
 
 #: Each record starts with this, so that a reader can find the next record after damage.
@@ -156,10 +177,10 @@ def scan(data: bytes) -> tuple[list[tuple], int]:
         if found is None:
             pos = data.find(MAGIC, pos + 1)
             continue
-        record, index, end = found  # end: where its payload ends
+        rows, index, end = found  # end: where its payload ends
         lost += max(0, index - last - 1)
         last = max(last, index)
-        out.append(record)
+        out += rows
         whole = data[end : end + _TAIL.size] == _tail(index)
         rest = end + _TAIL.size if whole else end  # else its damaged trailer leads the rest
         # (A trailer cut short may end with the next MAGIC's first byte: search from end.)
@@ -170,8 +191,8 @@ def scan(data: bytes) -> tuple[list[tuple], int]:
     return out, lost + _lost_at_end(data[rest:], last, sure)
 
 
-def _record_at(data: bytes, pos: int) -> tuple[tuple, int, int] | None:
-    """``(record, index, where its payload ends)`` for an intact record at ``pos``.
+def _record_at(data: bytes, pos: int) -> tuple[list[tuple], int, int] | None:
+    """``(rows, index, where its payload ends)`` for an intact record at ``pos``.
 
     Its trailer is not needed: a payload whose crc matches is what was written.
     """
@@ -182,8 +203,8 @@ def _record_at(data: bytes, pos: int) -> tuple[tuple, int, int] | None:
     payload = data[start : start + length]
     if len(payload) != length or zlib.crc32(payload, zlib.crc32(data[pos + 4 : pos + 12])) != crc:
         return None
-    record = _load(payload)
-    return None if record is None else (record, index, start + length)
+    rows = _load(payload)
+    return None if rows is None else (rows, index, start + length)
 
 
 def _lost_at_end(rest: bytes, last: int, sure: bool = True) -> int:
@@ -219,9 +240,9 @@ def _scan_old(data: bytes) -> list[tuple]:
         payload = data[pos + size : pos + size + length]
         if len(payload) < length or zlib.crc32(payload) != crc:
             break
-        record = _load(payload)
-        if record is None:
+        rows = _load(payload)
+        if rows is None:
             break
-        out.append(record)
+        out += rows
         pos += size + length
     return out

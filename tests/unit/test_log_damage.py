@@ -99,7 +99,12 @@ def damaged_logs(draw):
     """A log, what damage did to it, and which records the damage touched."""
     n = draw(st.integers(1, 8))
     records = [("step", (f"id{i}", *draw(st.lists(SCALARS, max_size=5)))) for i in range(n)]
-    data, spans = _encoded(records)
+    return records, *_damage(draw, *_encoded(records))
+
+
+def _damage(draw, data: bytes, spans: list[tuple[int, int]]) -> tuple[bytes, set[int], bool]:
+    """``data`` damaged: the bytes, which records (by span) it touched, whether it may
+    look like a torn append."""
     kind = draw(st.sampled_from(["flip", "cut", "insert"]))
     if kind == "flip":
         a = draw(st.integers(0, len(data) - 1))
@@ -118,7 +123,7 @@ def damaged_logs(draw):
         touched = {i for i, (s, e) in enumerate(spans) if s < a < e}
     # Damage that reaches the last record's trailer may look like a torn append.
     at_end = reach > len(data) - TAIL
-    return records, bytes(damaged), touched, at_end
+    return bytes(damaged), touched, at_end
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -134,3 +139,40 @@ def test_damage_costs_only_the_records_it_touched_and_says_how_many(case):
         assert count == lost  # said, and exactly
     else:  # the last END may be gone: then no byte tells damage from a torn append
         assert count <= max(lost, 1)
+
+
+@st.composite
+def grouped_logs(draw):
+    """A log of single rows and groups (a cell's variables with its end record)."""
+    records = []
+    for i in range(draw(st.integers(1, 6))):
+        rows = [("variable", (f"v{i}.{j}", *draw(st.lists(SCALARS, max_size=3))))
+                for j in range(draw(st.integers(1, 4)))]  # fmt: skip
+        records.append(rows[0] if len(rows) == 1 else (logmod.GROUP, tuple(rows)))
+    return records, *_damage(draw, *_encoded(records))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(grouped_logs())
+def test_a_group_is_read_whole_or_not_at_all(case):
+    records, damaged, touched, at_end = case
+    got, count = logmod.scan(damaged)
+    rows = [r[1] if r[0] == logmod.GROUP else (r,) for r in records]
+    kept = [i for i, group in enumerate(rows) if group[0] in got]
+    assert got == [row for i in kept for row in rows[i]]  # whole groups, in order
+    assert set(range(len(records))) - touched <= set(kept)
+    lost = len(records) - len(kept)
+    assert count == lost if not at_end else count <= max(lost, 1)
+
+
+def test_a_group_in_a_group_or_of_anything_but_rows_is_damage():
+    row = ("variable", ("v", 1))
+    for record in [
+        (logmod.GROUP, ((logmod.GROUP, (row,)),)),
+        (logmod.GROUP, ()),
+        (logmod.GROUP, (row, ("variable", ("v", [1])))),
+        (logmod.GROUP, [row]),
+        (logmod.GROUP, ("variable", "v")),
+    ]:
+        assert logmod.scan(logmod.encode(record)) == ([], 1), record
+    assert logmod.scan(logmod.encode((logmod.GROUP, (row, row)))) == ([row, row], 0)

@@ -4,6 +4,9 @@ once the next cell saves the namespace whole. No kernel: the store's real journa
 
 from __future__ import annotations
 
+import random
+import shutil
+
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -11,6 +14,7 @@ from durable_nb import payloads
 from durable_nb.errors import NamespaceNotSaved
 from durable_nb.runtime import Runtime
 from durable_nb.snapshot import _IPYTHON_NAMES, Snapshots
+from durable_nb.store import files
 
 pytestmark = pytest.mark.unit
 
@@ -187,3 +191,49 @@ def test_loads_run_with_the_collector_paused_and_leave_it_as_it_was(
     finally:
         (gc.enable if was else gc.disable)()
         rt.close()
+
+
+def test_a_cells_end_record_is_never_read_without_its_variables(shell, tmp_path):
+    """The variables a cell saved and its end record are one log record (no fdatasync
+    between them): a torn append or a flipped byte anywhere in it costs the cell's end
+    too, so a restore gives the cell before, said as such, never the cell with values
+    from before it. The old layout (variables, fdatasync, end record) failed this on a
+    flipped byte in the variables: a restore "as of" the cell gave ``a == [1]``."""
+    source, before = str(tmp_path / "nb.ipynb"), set(shell.user_ns)
+    rt, snaps = _kernel(shell, source, before)
+    assert _cell(rt, snaps, shell, "a = [1]")
+    first = rt.cell.seq
+    folder, log = rt.journal.path.parent, files.log_path(rt.journal.path)
+    start = log.stat().st_size  # cell 2's records: its start, variables and end
+    assert _cell(rt, snaps, shell, "a.append(2)\nb = 'x' * 100")
+    second = rt.cell.seq
+    rt.journal.abandon()  # the kernel is killed: nothing more is written
+    rt.journal = None
+    pristine = tmp_path / "pristine"
+    shutil.copytree(folder, pristine)
+    data = log.read_bytes()
+    rng = random.Random(13)
+    cases = [("cut", start + 1), ("cut", len(data) - 1)]
+    cases += [(rng.choice(["cut", "flip"]), rng.randrange(start, len(data))) for _ in range(22)]
+    outcomes = set()
+    for how, at in cases:
+        shutil.rmtree(folder)
+        shutil.copytree(pristine, folder)
+        damaged = bytearray(data[:at] if how == "cut" else data)
+        if how == "flip":
+            damaged[at] ^= 0x5A
+        log.write_bytes(bytes(damaged))
+        rt, snaps = _kernel(shell, source, before)
+        try:
+            report = snaps.restore()
+            got = (report.seq, shell.user_ns.get("a"), shell.user_ns.get("b"))
+        finally:
+            rt.close()
+        if report.seq == second:  # the damage missed the cell's variables and end
+            assert got == (second, [1, 2], "x" * 100), (how, at)
+        else:
+            assert got == (first, [1], None), (how, at)
+        outcomes.add(report.seq)
+    assert outcomes == {first, second}  # both outcomes were met
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
