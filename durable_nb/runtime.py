@@ -250,16 +250,19 @@ class Runtime(Opener):
         with self._numbering:  # a tick now would write the start record first
             if self._unstarted is cell:
                 self._unstarted = None  # the end record replaces it
-        held, self._rows, settle = self._rows, [], False
-        if self.enabled:
-            self.write_outputs(final=True)  # one group commit with the cell's row
-            # No step: synced by the next synced record or tick (docs/design.md).
-            settle = bool(cell.ran or cell.failed)
-            if status == "ok" and cell.unsaved:  # (schema.CellRow)
-                error = UNSAVED + cell.unsaved
-            held.append((self._cell_row(time.time(), status, error, cell), None))
-        if held:
-            self._write_all(held, sync=settle)
+        rows, self._rows, settle = self._rows, [], False
+        with self._outputs_lock:  # the outputs' last row is written last
+            if self.enabled:
+                buffer = self.outputs
+                if buffer is not None and self.journaling and (buffer.dirty or buffer.written):
+                    rows.append((buffer.row(), None))
+                # No step: synced by the next synced record or tick (docs/design.md).
+                settle = bool(cell.ran or cell.failed)
+                if status == "ok" and cell.unsaved:  # (schema.CellRow)
+                    error = UNSAVED + cell.unsaved
+                rows.append((self._cell_row(time.time(), status, error, cell), None))
+            if rows:  # its variables, outputs and end: one log record
+                self._write_all(rows, sync=settle)
         self.outputs = None
 
     def hold(self, rows: list[tuple[Any, Any]]) -> None:
@@ -301,17 +304,15 @@ class Runtime(Opener):
             if self.listeners:
                 self.notify("output")
 
-    def write_outputs(self, final: bool = False) -> None:
-        """Journal the running cell's outputs: unsynced when ``final`` (the cell's row
-        syncs them), else, when some are new and none were written for a second, synced
-        (a killed cell keeps what it printed)."""
+    def write_outputs(self) -> None:
+        """Journal the running cell's outputs, synced, when some are new and none were
+        written for a second (a killed cell keeps what it printed); their last row goes
+        with the cell's end record (:meth:`finish_cell`)."""
         buffer = self.outputs
         if buffer is None or not self.journaling:
             return
         with self._outputs_lock:
-            if final and (buffer.dirty or buffer.written):
-                self._write(buffer.row(), sync=False)
-            elif not final and buffer.due():
+            if buffer.due():
                 self._write(buffer.row(), sync=True)
 
     def tick(self) -> None:

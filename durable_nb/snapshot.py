@@ -373,8 +373,8 @@ class Snapshots:
     def _write(self, rows: list[VariableRow | PayloadRow]) -> None:
         contents, self._contents = self._contents, {}
         if rows and self.rt.journal is not None:
-            self.rt.write_start()  # the cell's start record before its variables
-            # Written with the cell's end record, as one log record (Runtime.hold).
+            # Written with the cell's end record, as one log record (Runtime.hold): no
+            # start record is needed before them (the end record replaces it).
             self.rt.hold([(row, contents.get(row.value_id) if type(row) is PayloadRow else None)
                           for row in rows])  # fmt: skip
 
