@@ -36,7 +36,6 @@ from .schema import (
     SCHEMA_VERSION,
     SIGNED,
     TABLES,
-    TIMES,
     CellRow,
     MetaRow,
     Row,
@@ -47,12 +46,17 @@ from .schema import (
     upgrade,
 )
 from .seal import ID_KEY, content_signed, select, verify
+from .upsert import bulk_upsert
 
 #: Fold the log into DuckDB once it holds this many records.
 FOLD_EVERY = 4096
 #: ... or once it is this big after a cell's outputs were written (they are rewritten,
 #: up to their cap, while a cell runs).
 FOLD_BYTES = 64 << 20
+
+#: The most bytes of rows written as one log record (the reader takes records up to
+#: ``log.MAX_RECORD``, 64 MiB): a cell that saves more writes them ahead.
+GROUP_BYTES = 16 << 20
 
 #: ``warn(message, once)``: how the journal tells of trouble that loses nothing.
 Warn = Callable[[str, str | None], None]
@@ -247,15 +251,27 @@ class Journal(Reads, Binding):
     def write_all(self, rows: list[tuple[Row, Any]], sync: bool = True) -> None:
         """Append ``(row, content)`` pairs as :meth:`write` does, as one log record: after a
         crash or a torn write the log holds all of them or none (a cell's variables and
-        its end record, with no fdatasync between)."""
+        its end record, with no fdatasync between).
+
+        Rows too big for one record (over :data:`GROUP_BYTES`) are written one by one, all
+        but the last fdatasync'd before it: the last (an end record) is then never on disk
+        without the others.
+        """
         if self._log is None:
             raise JournalUnwritable(str(self.path), f"journal {self.path} is open read-only")
         try:
             with self._lock:
                 placed = [self._record(row, content) for row, content in rows]
                 records = [(kind, record) for kind, _, record in placed]
-                self._log.append(records[0] if len(records) == 1 else (GROUP, tuple(records)),
-                                 sync)  # fmt: skip
+                if len(records) == 1:
+                    self._log.append(records[0], sync)
+                elif _size(records) <= GROUP_BYTES:
+                    self._log.append((GROUP, tuple(records)), sync)
+                else:
+                    for record in records[:-1]:
+                        self._log.append(record, False)
+                    self._log.sync()
+                    self._log.append(records[-1], sync)
                 self.unsynced = not sync  # an fdatasync covers every earlier append
                 outputs = False
                 for kind, row, record in placed:
@@ -507,7 +523,7 @@ class Journal(Reads, Binding):
         try:
             for row_type, (kind, table) in TABLES.items():
                 if latest[kind]:
-                    _bulk_upsert(con, table, row_type._fields, list(latest[kind].values()))
+                    bulk_upsert(con, table, row_type._fields, list(latest[kind].values()))
             con.execute("COMMIT")
         except BaseException:
             rollback(con)  # the first error is the one to report
@@ -543,48 +559,6 @@ class Journal(Reads, Binding):
                 pass
 
 
-#: Up to this many rows, a fold is one INSERT with parameters: numpy is not imported (~0.2 s
-#: of a kernel's start, when the journal opens and folds its first rows).
-SMALL_FOLD = 64
-
-
-def _bulk_upsert(con: Any, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """Insert-or-replace ``rows`` by scanning numpy columns (~4 µs/row; executemany ~1 ms/row)."""
-    if len(rows) <= SMALL_FOLD:
-        one = ", ".join("to_timestamp(CAST(? AS DOUBLE))" if c in TIMES else "?" for c in columns)
-        con.execute(
-            f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES "
-            + ", ".join([f"({one})"] * len(rows)),
-            [value for row in rows for value in row],
-        )
-        return
-    import numpy as np  # light next to pandas, and importable even at interpreter exit
-
-    types = dict(
-        con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
-            [table],
-        ).fetchall()
-    )
-    batch = {}
-    for name, values in zip(columns, zip(*rows, strict=True), strict=True):
-        column = np.empty(len(values), dtype=object)
-        column[:] = values
-        batch[name] = column
-
-    def cast(name: str) -> str:
-        if name in TIMES:
-            return f"to_timestamp(CAST({name} AS DOUBLE))"
-        return f"CAST({name} AS {types[name]})"
-
-    con.register("_dnb_batch", batch)
-    try:
-        con.execute(
-            f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
-            f"SELECT {', '.join(map(cast, columns))} FROM _dnb_batch"
-        )
-    except BaseException:
-        with contextlib.suppress(Exception):  # never in place of the first error
-            con.unregister("_dnb_batch")
-        raise
-    con.unregister("_dnb_batch")
+def _size(records: list[tuple[str, tuple]]) -> int:
+    """Roughly the bytes ``records`` take in the log (their text and bytes)."""
+    return sum(len(v) for _, record in records for v in record if type(v) in (str, bytes))

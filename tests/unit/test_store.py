@@ -26,6 +26,7 @@ from durable_nb.store import (
     journal_files,
     remove_journal,
 )
+from durable_nb.store import journal as journal_module
 from durable_nb.store.log import Log, decode
 from durable_nb.store.schema import TABLES
 
@@ -455,3 +456,24 @@ def test_only_a_journal_made_by_this_open_skips_the_object_listings(path):
     con, made_here = opening.connect(path)  # there already: checked like any other
     con.close()
     assert not made_here
+
+
+def test_write_all_is_one_record_or_the_rows_ahead_synced_when_too_big(path, monkeypatch):
+    """A cell's variables and end record: one log record; past GROUP_BYTES (a record is at
+    most 64 MiB to the reader), the rows one by one and an fdatasync before the last."""
+    j = Journal.open(path)
+    log = j._log
+    synced_at: list[int] = []
+    sync = log.sync
+    monkeypatch.setattr(log, "sync", lambda: (synced_at.append(log.count), sync())[1])
+    rows = [variable(1, "a", value_id="a1"), variable(1, "b", value_id="b1"), cell(1)]
+    j.write_all([(r, None) for r in rows], sync=False)
+    assert log.count == 1 and synced_at == [] and j.unsynced
+    names = {n: v.value_id for n, v in j.variables_as_of(1).items()}
+    assert names == {"a": "a1", "b": "b1"}
+    monkeypatch.setattr(journal_module, "GROUP_BYTES", 100)
+    rows = [variable(2, "a", value_id="a" * 80), variable(2, "b", value_id="b2"), cell(2)]
+    j.write_all([(r, None) for r in rows], sync=True)
+    assert log.count == 3 and synced_at == [2]  # the two variables synced, then the end
+    assert {n: v.value_id for n, v in j.variables_as_of(2).items()} == {"a": "a" * 80, "b": "b2"}
+    j.abandon()
