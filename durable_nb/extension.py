@@ -42,8 +42,10 @@ class DurableNB(Configurable):
     ).tag(config=True)
     outputs_max_bytes = Int(
         outputs.DEFAULT_CAP,
+        min=0,
+        max=outputs.MAX_CAP,
         help="Bytes of each cell execution's outputs kept in the journal: the last ones "
-        "(%durable outputs says how much was dropped from the start).",
+        "(%durable outputs says how much was dropped from the start); at most 8 MiB.",
     ).tag(config=True)
 
 

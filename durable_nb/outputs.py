@@ -25,6 +25,9 @@ from .store import OutputRow
 
 #: Bytes of outputs kept per cell execution (the tail); ``DurableNB.outputs_max_bytes``.
 DEFAULT_CAP = 1_000_000
+#: The most it may be set to: a row must stay readable as one log record (64 MiB; a
+#: character can take 6 bytes of JSON).
+MAX_CAP = 8 << 20
 #: Seconds between two writes of a running cell's outputs (each one fdatasync).
 FLUSH_EVERY = 1.0
 #: The kernel messages that are outputs of the cell being executed.

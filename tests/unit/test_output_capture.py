@@ -8,9 +8,12 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from traitlets import TraitError
 
-from durable_nb.outputs import Buffer, _size, as_text, comparable, difference, load, safe
+from durable_nb.extension import DurableNB
+from durable_nb.outputs import MAX_CAP, Buffer, _size, as_text, comparable, difference, load, safe
 from durable_nb.store import OutputRow
+from durable_nb.store.log import MAX_RECORD
 
 texts = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=300)
 
@@ -147,3 +150,13 @@ def test_a_cells_start_record_comes_before_its_first_other_record_or_with_the_ti
     finally:
         runtime.install(None)
         rt.close()
+
+
+def test_the_cap_is_bounded_so_a_row_stays_one_readable_log_record():
+    assert DurableNB(outputs_max_bytes=MAX_CAP).outputs_max_bytes == MAX_CAP
+    with pytest.raises(TraitError):
+        DurableNB(outputs_max_bytes=MAX_CAP + 1)
+    buffer = Buffer("r:1", 1, MAX_CAP)
+    for _ in range(3):  # the worst JSON text: every character escaped as \\uXXXX
+        buffer.add("stream", {"name": "stdout", "text": "\u2603" * (MAX_CAP // 2)})
+    assert len(buffer.row().outputs) < MAX_RECORD
