@@ -172,17 +172,29 @@ class Journal(Reads, Binding):
             con.execute("COMMIT")
             self._bind(version, known)
             self._read_epoch()
-            self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
-            self._written = Written(self._seq)
+            newest = self._number_after()
+            self._written = Written(newest)
             self._index.reset(self.epoch, self.id)
             self._index.damaged = self.damaged_seqs()
 
+    def _number_after(self) -> int:
+        """Number the next cell execution after every one the journal has a row of (its
+        newest cell record is returned): a kernel killed while it wrote a big cell's
+        variables ahead of its end record left rows of a number no cell record has, which
+        a later cell must not take."""
+        newest, rows = self._con.execute(
+            "SELECT (SELECT coalesce(max(seq), 0) FROM cells), greatest("
+            "(SELECT coalesce(max(seq), 0) FROM variables), "
+            "(SELECT coalesce(max(seq), 0) FROM steps))"
+        ).fetchone()
+        self._seq = max(newest, rows)
+        return newest
+
     def _load_read_only(self) -> None:
         """Read without writing: the tables, then the records the last run left in the log."""
-        con = self._con
         self._open_id(SCHEMA_VERSION)  # one not signed by this user: nothing verifies
         self._read_epoch()
-        self._seq = con.execute("SELECT coalesce(max(seq), 0) FROM cells").fetchone()[0]
+        self._number_after()
         self._index.reset(self.epoch, self.id)
         self._index.damaged = self.damaged_seqs()
         try:

@@ -14,8 +14,16 @@ from .schema import CellRow, OutputRow, PayloadRow, RunRow, StepRow, VariableRow
 from .seal import select as bound
 from .seal import verify
 
-#: The cells a restore may stop at, whose variable rows count: ended ok, namespace saved.
-_SAVED = "status = 'ok' AND error IS NULL"
+#: The cells a restore may stop at, whose variable rows count: ended ok, namespace saved,
+#: and no earlier cell of their run lacks its end record. Within a run every cell that
+#: starts ends (the next one's start writes its end), so one that did not while later ones
+#: did lost its records (its variables with them) to damage in the log: the namespace of
+#: the cells after it in that run is not whole in the journal.
+_SAVED = (
+    "status = 'ok' AND error IS NULL AND NOT EXISTS (SELECT 1 FROM cells lost WHERE "
+    "lost.run_id = cells.run_id AND lost.seq < cells.seq "
+    "AND lost.status IN ('running', 'crashed'))"
+)
 
 
 class Interrupted(NamedTuple):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -15,6 +16,8 @@ from durable_nb.errors import NamespaceNotSaved
 from durable_nb.runtime import Runtime
 from durable_nb.snapshot import _IPYTHON_NAMES, Snapshots
 from durable_nb.store import files
+from durable_nb.store import journal as journal_module
+from durable_nb.store import log as logmod
 
 pytestmark = pytest.mark.unit
 
@@ -235,5 +238,79 @@ def test_a_cells_end_record_is_never_read_without_its_variables(shell, tmp_path)
             assert got == (first, [1], None), (how, at)
         outcomes.add(report.seq)
     assert outcomes == {first, second}  # both outcomes were met
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
+
+
+def _killed_copy(rt: Runtime) -> tuple[Path, Path, bytes]:
+    """The kernel is killed (nothing more written): its journal folder, log, log bytes."""
+    folder, log = rt.journal.path.parent, files.log_path(rt.journal.path)
+    rt.journal.abandon()
+    rt.journal = None
+    return folder, log, log.read_bytes()
+
+
+def test_a_cell_whose_records_were_lost_ends_the_restore_points_of_its_run(shell, tmp_path):
+    """Review F2: cell 2 wrote its start record (it ran a step, or a second), then its
+    variables and end were lost to a flipped byte; cell 3 ended. A restore "as of cell 3"
+    would give x from cell 1 under cell 3's name: it gives cell 1, named."""
+    source, before = str(tmp_path / "nb.ipynb"), set(shell.user_ns)
+    rt, snaps = _kernel(shell, source, before)
+    assert _cell(rt, snaps, shell, "x = 1")
+    first = rt.cell.seq
+    code = "x = 2"
+    rt.begin_cell(None, code)
+    assert shell.run_cell(code, store_history=False, silent=True).success
+    rt.write_start()  # as a step or the flusher's tick writes it
+    log = files.log_path(rt.journal.path)
+    start = log.stat().st_size
+    snaps.after_cell(code, True)
+    rt.end_cell("ok", None)
+    end = log.stat().st_size
+    assert _cell(rt, snaps, shell, "y = 3")
+    third = rt.cell.seq
+    _, log, data = _killed_copy(rt)
+    damaged = bytearray(data)
+    damaged[(start + end) // 2] ^= 0x10  # in cell 2's variables and end record
+    log.write_bytes(bytes(damaged))
+    for at in (None, third):
+        rt, snaps = _kernel(shell, source, before)
+        try:
+            report = snaps.restore(at=at)
+            got = (report.seq, shell.user_ns.get("x"), shell.user_ns.get("y"))
+        finally:
+            rt.close()
+        assert got == (first, 1, None), at
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
+
+
+def test_rows_a_killed_big_cell_wrote_ahead_are_no_later_cells(shell, tmp_path, monkeypatch):
+    """Review F1: a cell saving more than GROUP_BYTES writes its rows ahead of its end
+    record; killed between, its rows have a number no cell record has. The next kernel's
+    cells are numbered after it: the rows are no one's, and restores go on."""
+    monkeypatch.setattr(journal_module, "GROUP_BYTES", 100)
+    source, before = str(tmp_path / "nb.ipynb"), set(shell.user_ns)
+    rt, snaps = _kernel(shell, source, before)
+    assert _cell(rt, snaps, shell, "a = 1")
+    assert _cell(rt, snaps, shell, "b = 'x' * 300\nc = [2]")
+    big = rt.cell.seq
+    _, log, data = _killed_copy(rt)
+    log.write_bytes(data[: data.rfind(logmod.MAGIC)])  # killed before its end record
+    rt, snaps = _kernel(shell, source, before)
+    try:
+        report = snaps.restore()
+        assert report.seq < big and shell.user_ns.get("a") == 1 and "b" not in shell.user_ns
+        assert _cell(rt, snaps, shell, "d = 4")
+        assert rt.cell.seq > big
+    finally:
+        rt.close()
+    rt, snaps = _kernel(shell, source, before)
+    try:
+        report = snaps.restore()
+        got = {n: shell.user_ns.get(n) for n in ("a", "b", "c", "d")}
+        assert got == {"a": 1, "b": None, "c": None, "d": 4}, report
+    finally:
+        rt.close()
     for name in set(shell.user_ns) - before:
         del shell.user_ns[name]
