@@ -96,7 +96,13 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
     items: list[Any] = [obj]
     root = True
     compress = itertools.compress
+    pinned: list[Any] = []
     while items:  # one level at a time, in C where it can be: graphs of 1M objects
+        if len(items) <= SMALL:  # a widget's levels: the bulk passes cost ~15 µs each
+            items, handed_on = _small_level(items, root, seen, not_data, bases, out, ns, obj)
+            pinned = items[handed_on:]  # as below (the last level's is kept till now)
+            root = False
+            continue
         kind_of = dict.fromkeys(set(map(type, items)))  # one pass; a list only when mixed
         for t in kind_of:
             kind_of[t] = _KINDS.get(t)
@@ -165,6 +171,60 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
     out.keys -= not_data
     out.keys |= bases
     return out
+
+
+#: A level of at most this many objects is walked one object at a time (:func:`_small_level`):
+#: fewer Python calls than the level's bulk passes, which pay off on big levels.
+SMALL = 48
+
+
+def _small_level(items: list, root: bool, seen: set[int], not_data: set[int], bases: set[int],
+                 out: Reach, ns: dict, obj: Any) -> tuple[list, int]:  # fmt: skip
+    """One level of :func:`reach`, object by object; the same result as its bulk passes
+    (tests/unit/test_graph.py compares them). Returns the next level and how many of its
+    first objects walked containers handed on (the rest, from functions, methods and
+    modules, are pinned by the caller: never lone)."""
+    walk: list[Any] = []
+    own: list[Any] = []
+    special: list[Any] = []
+    kinds, kernel_types, held = _KINDS, _KERNEL_TYPES, _HELD_ONE_BY_ONE
+    for o in items:
+        t = type(o)
+        k = kinds.get(t)
+        if k is None:
+            k = _kind(t)
+        if t in kernel_types:
+            out.kernel = t.__qualname__
+        if k == WALK:
+            # held once (its container) when counted here as in _lone_one_by_one: lone
+            if not root and getrefcount(o) <= held:
+                own.append(o)
+            elif id(o) not in seen:
+                seen.add(id(o))
+                walk.append(o)
+        elif k == SPECIAL:
+            special.append(o)
+    nxt = gc.get_referents(*walk, *own) if walk or own else []
+    handed_on = len(nxt)
+    for o in special:
+        if id(o) not in seen:
+            seen.add(id(o))
+            if not _special(o, ns, nxt, out, obj, bases):
+                not_data.add(id(o))
+    return nxt, handed_on
+
+
+def _lone_one_by_one() -> int:
+    """References to an object held by one container, as :func:`_small_level` counts them:
+    the container, the level list, the loop's variable, and ``getrefcount``'s argument."""
+    holder = [object()]
+    level = gc.get_referents(holder)
+    for o in level:
+        return getrefcount(o)
+    raise AssertionError("unreachable")
+
+
+_HELD_ONE_BY_ONE = _lone_one_by_one()
 
 
 #: Type -> whether "tracked by the garbage collector" tells exactly whether the walk enters
@@ -285,7 +345,7 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
             out.refs.add(o.__qualname__.partition(".")[0])
         if o is root or _nested(o, root):  # the variable's own class: its data too
             _class(o, ns, nxt, out)
-        else:
+        elif _FOREIGN.get(o) is not o.__mro__:  # a library's class (a widget's): nothing
             class_names(o, ns, out)
     else:  # an array
         base = o.base  # a view changes when the memory it views changes
@@ -305,9 +365,20 @@ def class_names(o: type, ns: dict, out: Reach) -> None:
     _class(o, ns, None, out)
 
 
+#: Classes none of whose bases is the notebook's (a library's) -> their ``__mro__`` then:
+#: :func:`class_names` finds nothing in them (own_module is cached per module too).
+_FOREIGN: dict[type, tuple[type, ...]] = {}
+
+
 def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
     """``nxt``: the class is the value walked, so its attributes are walked too."""
-    for cls in o.__mro__:
+    mro = o.__mro__
+    if nxt is None and not any(own_module(c.__module__) for c in mro):
+        if len(_FOREIGN) > 50_000:  # classes made in a loop: do not keep them all alive
+            _FOREIGN.clear()
+        _FOREIGN[o] = mro
+        return
+    for cls in mro:
         if own_module(cls.__module__):
             holder = _holder(cls, ns)
             if holder is not None:  # its data (and a nested class's) is that variable's

@@ -8,6 +8,8 @@ import threading
 import types
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from durable_nb import graph
 
@@ -107,11 +109,13 @@ def reached_kernel(widget) -> str:
     return "" if widget.comm is None else type(widget.comm).__qualname__
 
 
-def test_objects_the_collector_does_not_track_still_tie():
+def test_objects_the_collector_does_not_track_still_tie(monkeypatch):
     """A level of strings, numbers and lists is walked by what the collector tracks; a dict
     or tuple of atoms is untracked (and a bytearray never is): met beside them, they are
-    still keyed when shared."""
+    still keyed when shared. (The bulk passes: small levels too.)"""
     import gc
+
+    monkeypatch.setattr(graph, "SMALL", 0)
 
     class Row:
         pass
@@ -128,3 +132,92 @@ def test_objects_the_collector_does_not_track_still_tie():
     c = ["s", 1, None, [inner], {1}, shared]  # only what the collector tells apart
     assert {id(inner), id(shared)} <= keys(c) & keys([2.5, [inner], shared, "t"])
     assert all(graph._TRACKED.get(type(x)) for x in c)
+
+
+class _Node:
+    def __init__(self, items):
+        self.items = items
+
+    def use(self):
+        return GLOBAL_NAME  # noqa: F821  (a global its code names)
+
+
+def _node(kind: str, items: list):
+    """A container, instance, closure or bound method holding ``items``."""
+    if kind == "list":
+        return list(items)
+    if kind == "dict":
+        return {f"k{i}": x for i, x in enumerate(items)}
+    if kind == "tuple":
+        return tuple(items)
+    if kind == "instance":
+        return _Node(items)
+    if kind == "method":
+        return _Node(items).use
+    if kind == "closure":
+        return lambda: items
+    return {x for x in items if _hashable(x)}
+
+
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
+
+
+_ATOMS = st.one_of(st.integers(), st.text(max_size=2), st.none())
+_SPEC = st.lists(
+    st.tuples(st.sampled_from(["list", "dict", "tuple", "instance", "method", "closure", "set"]),
+              st.lists(st.one_of(_ATOMS, st.tuples(st.just("node"), st.integers(0, 60))),
+                       max_size=6)),
+    min_size=1, max_size=40,
+)  # fmt: skip
+
+
+def _built(spec: list, pool: list) -> None:
+    for kind, items in spec:
+        got = [x if not isinstance(x, tuple) else pool[x[1] % len(pool)]
+               for x in items if not isinstance(x, tuple) or pool]  # fmt: skip
+        pool.append(_node(kind, got))
+
+
+def _reach_with(small: int, value) -> graph.Reach:
+    was, graph.SMALL = graph.SMALL, small
+    try:
+        return graph.reach(value, {"_Node": _Node})
+    finally:
+        graph.SMALL = was
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SPEC, _SPEC)
+def test_the_walk_one_object_at_a_time_finds_what_the_bulk_walk_finds(first, second):
+    """Small levels are walked object by object (graph._small_level); a difference in what
+    is keyed would be a missed sharing (a wrong restore). Built here, not by Hypothesis
+    (which would hold the objects too): what holds an object decides what is keyed."""
+    pool: list = []
+    _built(first, pool)
+    a = pool[-1]
+    _built(second, pool)
+    b = pool[-1]
+    del pool
+    for value in (a, b, [a, b]):
+        bulk, one_by_one = _reach_with(0, value), _reach_with(10**9, value)
+        assert one_by_one.keys == bulk.keys
+        assert (one_by_one.names, one_by_one.refs) == (bulk.names, bulk.refs)
+    tied = _reach_with(10**9, a).keys & _reach_with(10**9, b).keys
+    assert tied == _reach_with(0, a).keys & _reach_with(0, b).keys
+
+
+def test_a_widget_walked_object_by_object_is_walked_as_in_bulk():
+    import ipywidgets
+
+    shared = [1]
+    box = ipywidgets.VBox([ipywidgets.Label("x"), ipywidgets.IntSlider()])
+    box.held = shared  # the notebook's data on a widget
+    for value in (box, [box, shared]):
+        bulk, one_by_one = _reach_with(0, value), _reach_with(10**9, value)
+        assert one_by_one.keys == bulk.keys and bool(one_by_one.kernel) == bool(bulk.kernel)
+    assert id(shared) in _reach_with(10**9, box).keys
