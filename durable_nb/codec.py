@@ -428,11 +428,16 @@ def encode_plain(obj: Any, ns: dict[str, Any]) -> Encoded | None:
     except Exception:
         return None  # not plain, or unbound notebook code (dill's): encode() says why
     table: _PlainTable = pickler.dispatch_table
+    # The memo's size is read from two more pickles written after the value's, cut off
+    # before its stream is taken: taken first, the stream would be shared with ``out``, and
+    # the next write would copy it whole (a 5 MB list: ~4 ms).
+    end, sentinel = out.tell(), []
+    size = _memo_size(pickler, out, sentinel)
+    out.truncate(end)
     enc = Encoded(PICKLE, out.getvalue(), [], frozenset(_refs(table.classes)))
     # Reading the memo costs ~2 µs an object, more than a walk: only for few objects (a
     # list of a million numbers).
-    sentinel: list = []
-    if _memo_size(pickler, out, sentinel) > MEMO_OBJECTS:
+    if size > MEMO_OBJECTS:
         return enc
     objects = [o for _, o in pickler.memo.copy().values()]
     kinds = graph.kinds()
@@ -486,7 +491,8 @@ def _memo_size(pickler: pickle.Pickler, out: io.BytesIO, sentinel: list) -> int:
     pickler.dump(sentinel)
     start = out.tell()
     pickler.dump(sentinel)
-    tail = out.getvalue()[start:]
+    with out.getbuffer() as view:  # not getvalue(): no copy of what came before
+        tail = bytes(view[start : start + 16])
     at = 2 + (9 if tail[2:3] == pickle.FRAME else 0)  # PROTO 5, then maybe a FRAME
     if tail[at : at + 1] == pickle.BINGET:
         return tail[at + 1]

@@ -232,3 +232,16 @@ def test_shared_objects_reached_through_instances_tie_variables(main_ns):
         assert id(shared) in codec.encode_reach(value, main_ns)[1].keys
     c = [Mine(t=[1]) for _ in range(3)]
     assert not codec.encode_reach(c, main_ns)[1].keys & codec.encode_reach(b, main_ns)[1].keys
+
+
+def test_a_big_value_s_stream_is_its_pickle_whole():
+    """The memo's size is read from pickles written after the value's and cut off: the
+    stream is the value's pickle, byte for byte, whatever the memo's size."""
+    cases = [([[i] for i in range(codec.MEMO_OBJECTS + 10)], True),  # memo: the lists
+             (list(range(100_000)), False),  # numbers are not memoized
+             ({f"k{i}": [i] for i in range(3)}, False)]  # fmt: skip
+    for value, walked in cases:
+        enc = codec.encode_plain(value, {})
+        assert enc is not None
+        assert enc.stream == codec.encode(value, {}, (value,)).stream
+        assert (enc.reached is None) == walked
