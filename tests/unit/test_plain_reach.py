@@ -245,3 +245,21 @@ def test_a_big_value_s_stream_is_its_pickle_whole():
         assert enc is not None
         assert enc.stream == codec.encode(value, {}, (value,)).stream
         assert (enc.reached is None) == walked
+
+
+def test_a_library_module_reaches_what_its_walk_reaches(tmp_path, monkeypatch):
+    """encode_reach answers for a library's module without a walk: what the walk finds
+    (nothing); a module of the notebook's own is walked (its data ties variables)."""
+    import json
+    import uuid
+
+    ns: dict = {}
+    for module in (json, sys, graph):
+        enc, reached = codec.encode_reach(module, ns)
+        assert enc is None and reached == graph.reach(module, ns) == graph.Reach()
+    name = f"dnb_own_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("DATA = [1]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    own = __import__(name)
+    enc, reached = codec.encode_reach(own, ns)
+    assert id(own.DATA) in reached.keys and reached.keys == graph.reach(own, ns).keys
