@@ -116,6 +116,7 @@ class Runtime(Opener):
         self._unstarted: CellContext | None = None  # a cell whose start record is to come
         self._ending: tuple[str, str | None, int, CellContext] | None = None  # finish_cell
         self._rows: list[tuple[Any, Any]] = []  # the cell's snapshot rows (:meth:`hold`)
+        self._lost: Callable[[], None] | None = None
         # A problem found while a kernel starts has no cell to show it in yet:
         # it is shown again in the first cell's output.
         self._unannounced: str | None = None
@@ -251,6 +252,7 @@ class Runtime(Opener):
             if self._unstarted is cell:
                 self._unstarted = None  # the end record replaces it
         rows, self._rows, settle = self._rows, [], False
+        lost, self._lost = self._lost, None
         with self._outputs_lock:  # the outputs' last row is written last
             if self.enabled:
                 buffer = self.outputs
@@ -262,15 +264,25 @@ class Runtime(Opener):
                     error = UNSAVED + cell.unsaved
                 rows.append((self._cell_row(time.time(), status, error, cell), None))
             if rows:  # its variables, outputs and end: one log record
-                self._write_all(rows, sync=settle)
+                try:
+                    self._write_all(rows, sync=settle)
+                except BaseException as exc:  # in the reply's send: never raised from there
+                    if lost is not None:
+                        lost()  # the snapshot saves the namespace whole next time
+                    report(f"could not write cell {cell.seq}'s records to {self.path} "
+                           f"({describe(exc)}); the cell's result stands, and the next cell "
+                           "saves the whole namespace again", once=f"write:{cell.seq}")  # fmt: skip
+                    error = UNSAVED + describe(exc) if status == "ok" else error
+                    with contextlib.suppress(BaseException):  # alone: the cells after it chain
+                        self._write(self._cell_row(time.time(), status, error, cell), settle)
         self.outputs = None
 
-    def hold(self, rows: list[tuple[Any, Any]]) -> None:
-        """Keep the running cell's snapshot rows, ``(row, content)`` pairs, for its end
-        record: :meth:`finish_cell` writes them as one log record, so the record of a cell
-        ending ok is never on disk without the variables it commits, with no fdatasync
-        between (a crash before leaves neither: the cell did not end)."""
+    def hold(self, rows: list[tuple[Any, Any]], lost: Callable[[], None]) -> None:
+        """Keep the cell's snapshot rows (``(row, content)``) for :meth:`finish_cell`, which
+        writes them with its end record as one log record (no fdatasync between; a crash
+        leaves neither). ``lost()`` is called if they cannot be written."""
         self._rows += rows
+        self._lost = lost
 
     @property
     def outermost(self) -> bool:
@@ -506,8 +518,7 @@ class Runtime(Opener):
                 once=f"unsaved:{name}",
             )
             return None, None, None
-        journal = self.journal
-        if journal is None:
+        if (journal := self.journal) is None:  # stepped aside meanwhile (another thread)
             return None, None, None
         try:
             inline, blob = journal.put_payload(payload)

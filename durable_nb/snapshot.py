@@ -376,7 +376,12 @@ class Snapshots:
             # Written with the cell's end record, as one log record (Runtime.hold): no
             # start record is needed before them (the end record replaces it).
             self.rt.hold([(row, contents.get(row.value_id) if type(row) is PayloadRow else None)
-                          for row in rows])  # fmt: skip
+                          for row in rows], self._unwritten)  # fmt: skip
+
+    def _unwritten(self) -> None:
+        """The rows :meth:`_write` handed over never reached the journal: save all again."""
+        self.reset()
+        self._written = (None, set())
 
     def _stored_ids(self) -> set[str]:
         if self._stored is None:

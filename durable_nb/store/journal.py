@@ -273,17 +273,14 @@ class Journal(Reads, Binding):
             raise JournalUnwritable(str(self.path), f"journal {self.path} is open read-only")
         try:
             with self._lock:
-                placed = [self._record(row, content) for row, content in rows]
-                records = [(kind, record) for kind, _, record in placed]
-                if len(records) == 1:
-                    self._log.append(records[0], sync)
-                elif _size(records) <= GROUP_BYTES:
-                    self._log.append((GROUP, tuple(records)), sync)
-                else:
-                    for record in records[:-1]:
-                        self._log.append(record, False)
-                    self._log.sync()
-                    self._log.append(records[-1], sync)
+                placed: list[tuple[str, Row, tuple]] = []
+                try:
+                    for row, content in rows:
+                        placed.append(self._record(row, content))
+                    self._append([(kind, record) for kind, _, record in placed], sync)
+                except BaseException:  # an error, or Ctrl-C: a torn record is damage
+                    self._written.undo(row for _, row, _ in placed)
+                    raise
                 self.unsynced = not sync  # an fdatasync covers every earlier append
                 outputs = False
                 for kind, row, record in placed:
@@ -291,10 +288,22 @@ class Journal(Reads, Binding):
                     if kind == "step" and row.status == "ok":
                         hit = Hit(row.kind, row.result, row.blob, record[-1], True)
                         self._index.add(row.identity, row.cell_key, row.name, row.key, hit)
-                if self._log.count >= self._fold_at or (outputs and self._log.size >= FOLD_BYTES):
+                big = outputs or len(placed) > 1  # rewritten outputs, a cell's variables
+                if self._log.count >= self._fold_at or (big and self._log.size >= FOLD_BYTES):
                     self._fold_in_passing()
         except OSError as exc:
             raise JournalUnwritable.from_cause(str(self.path), exc) from exc
+
+    def _append(self, records: list[tuple[str, tuple]], sync: bool) -> None:
+        if len(records) == 1:
+            self._log.append(records[0], sync)
+        elif _size(records) <= GROUP_BYTES:
+            self._log.append((GROUP, tuple(records)), sync)
+        else:
+            for record in records[:-1]:
+                self._log.append(record, False)
+            self._log.sync()
+            self._log.append(records[-1], sync)
 
     def _record(self, row: Row, content: Any) -> tuple[str, Row, tuple]:
         """``(kind, row placed, record)``: ``row`` as the log holds it, placed and signed."""
@@ -305,7 +314,12 @@ class Journal(Reads, Binding):
             row = self._written.cell(row, self.epoch, self.id)
         elif type(row) is VariableRow:
             self._written.variable(row)
-        return kind, row, (*row[:-1], self._sign(row, content)) if kind in SIGNED else tuple(row)
+        try:
+            signed = (*row[:-1], self._sign(row, content)) if kind in SIGNED else tuple(row)
+            return kind, row, signed
+        except BaseException:
+            self._written.undo([row])
+            raise
 
     def write_meta(self, key: str, value: str, sync: bool = True) -> None:
         """Set ``key`` in the ``meta`` table: ``write(MetaRow(key, value))``."""
@@ -572,5 +586,7 @@ class Journal(Reads, Binding):
 
 
 def _size(records: list[tuple[str, tuple]]) -> int:
-    """Roughly the bytes ``records`` take in the log (their text and bytes)."""
-    return sum(len(v) for _, record in records for v in record if type(v) in (str, bytes))
+    """At least the bytes ``records`` take in the log: their bytes, and their text at 4
+    bytes a character (UTF-8's most); numbers and framing are small next to the margin."""
+    return sum(len(v) if type(v) is bytes else 4 * len(v)
+               for _, record in records for v in record if type(v) in (str, bytes))  # fmt: skip

@@ -226,10 +226,14 @@ def _lost_at_end(rest: bytes, last: int, sure: bool = True) -> int:
 
 
 def _old_record_at_start(data: bytes) -> bool:
+    """Whether ``data`` starts with a whole record of the pre-MAGIC format. Zeros are no
+    such record (a length 0 has crc32 0): a log whose first page was zeroed (after a
+    power cut) is read by MAGIC, its lost records counted, not taken for an old empty one."""
     if len(data) < _OLD.size:
         return False
     length, crc = _OLD.unpack_from(data, 0)
-    return _OLD.size + length <= len(data) and zlib.crc32(data[8 : 8 + length]) == crc
+    payload = data[_OLD.size : _OLD.size + length]
+    return 0 < length == len(payload) and zlib.crc32(payload) == crc and _load(payload) is not None
 
 
 def _scan_old(data: bytes) -> list[tuple]:

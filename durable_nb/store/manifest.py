@@ -96,6 +96,20 @@ class Written:
         found[0] += count
         found[1] = (found[1] + total) % _MOD
 
+    def undo(self, rows: Iterable[Any]) -> None:
+        """Take back what :meth:`step` and :meth:`variable` counted of placed ``rows``
+        whose record never reached the log (a manifest counts only what is there)."""
+        for row in rows:
+            if type(row) is VariableRow:
+                count, total = _digest([row.entry_id])
+                found = self._variables[row.seq]
+                found[0] -= count
+                found[1] = (found[1] - total) % _MOD
+            elif type(row) is StepRow and row.n is not None:
+                self._results[row.seq][
+                    entry(row.epoch, batch(row.cell_key, row.name, row.key))
+                ] -= 1
+
     def cell(self, row: CellRow, epoch: int, journal: str | None = None) -> CellRow:
         """``row`` with its manifest: the cell execution before it, the journal's id,
         and, once it ended, what it wrote."""

@@ -176,3 +176,14 @@ def test_a_group_in_a_group_or_of_anything_but_rows_is_damage():
     ]:
         assert logmod.scan(logmod.encode(record)) == ([], 1), record
     assert logmod.scan(logmod.encode((logmod.GROUP, (row, row)))) == ([row, row], 0)
+
+
+@pytest.mark.parametrize("zeros", [4, 12, 16, 100, 4096])
+def test_a_zeroed_head_costs_the_records_it_covers_and_is_counted(zeros):
+    """Review F8: zeros read as a record of the pre-MAGIC format (length 0, crc32 0), and
+    the whole log was taken for an empty old one: nothing returned, nothing counted."""
+    records = [("step", (f"id{i}", i, "x" * 200)) for i in range(40)]
+    data, spans = _encoded(records)
+    got, count = logmod.scan(b"\0" * zeros + data[zeros:])
+    covered = sum(1 for s, _ in spans if s < zeros)
+    assert got == records[covered:] and count == covered

@@ -314,3 +314,40 @@ def test_rows_a_killed_big_cell_wrote_ahead_are_no_later_cells(shell, tmp_path, 
         rt.close()
     for name in set(shell.user_ns) - before:
         del shell.user_ns[name]
+
+
+def test_a_cell_whose_records_fail_to_be_written_is_said_and_the_next_saves_all(
+    shell, tmp_path, monkeypatch, capsys
+):
+    """Review F7: the rows are written as the reply goes out; a failure there (not the
+    disk's: a bug, memory) was swallowed by the send wrapper and the cell vanished, its
+    variables with it, and a later restore gave x from before under a later cell's name."""
+    source, before = str(tmp_path / "nb.ipynb"), set(shell.user_ns)
+    rt, snaps = _kernel(shell, source, before)
+    assert _cell(rt, snaps, shell, "x = 1")
+    sign = journal_module.Journal._sign
+
+    def failing(self, row, content=None):
+        if getattr(row, "name", None) == "x":
+            raise ValueError("injected")
+        return sign(self, row, content)
+
+    monkeypatch.setattr(journal_module.Journal, "_sign", failing)
+    assert _cell(rt, snaps, shell, "x = 2")
+    second = rt.cell.seq
+    monkeypatch.setattr(journal_module.Journal, "_sign", sign)
+    assert f"could not write cell {second}'s records" in capsys.readouterr().err
+    assert _cell(rt, snaps, shell, "y = 3")
+    third = rt.cell.seq
+    _killed_copy(rt)
+    rt, snaps = _kernel(shell, source, before)
+    try:
+        report = snaps.restore()
+        got = (report.seq, shell.user_ns.get("x"), shell.user_ns.get("y"))
+        assert got == (third, 2, 3), report
+        with pytest.raises(NamespaceNotSaved):
+            snaps.restore(at=second)
+    finally:
+        rt.close()
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
