@@ -430,6 +430,8 @@ class Snapshots:
         asked = at
         # As of the last cell up to ``at`` that ended ok and saved: the namespace then.
         at = journal.last_ok_seq(upto=at)
+        lost = journal.rows_lost_upto(at)  # to damage in the log: the namespace before it
+        at = at if lost is None else journal.last_ok_seq(upto=lost - 1)
         rows = journal.variables_as_of(
             at, without=owner.foreign_runs(journal, self.rt.source), deleted=True
         )

@@ -362,6 +362,21 @@ class Sealing:
                                                  and c.seq not in damaged]):  # fmt: skip
                 raise self._withheld("variable records")
 
+    def rows_lost_upto(self, at: int) -> int | None:
+        """The first cell execution up to ``at`` whose variable records a damaged log lost
+        (its signed manifest counts rows that are not there), or None: a restore as of it
+        or later would give the values from before it under its name."""
+        damaged = sorted(s for s in self._index.damaged if s <= at)
+        if not damaged:
+            return None
+        cells = [CellRow._make(r) for r in self._select(
+            select(CellRow, "WHERE seq IN (SELECT unnest(?::BIGINT[]))"), [damaged])]  # fmt: skip
+        cells = [c for c in cells if verify(c, self.id)]
+        rows = self._select("SELECT seq, entry_id FROM variables WHERE seq IN "
+                            "(SELECT unnest(?::BIGINT[]))", [damaged])  # fmt: skip
+        lost = manifest.variables_missing(rows, cells)
+        return min(lost) if lost else None
+
     def runs_problem(self, cells: list[CellRow] | None = None) -> UntrustedJournal | None:
         """Why the journal's runs and cells cannot be relied on (a run not signed by this
         user, a cell whose run or whose predecessor is gone), or None."""

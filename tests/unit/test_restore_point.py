@@ -351,3 +351,30 @@ def test_a_cell_whose_records_fail_to_be_written_is_said_and_the_next_saves_all(
         rt.close()
     for name in set(shell.user_ns) - before:
         del shell.user_ns[name]
+
+
+def test_a_variable_record_lost_to_damage_steps_the_restore_back(shell, tmp_path, monkeypatch):
+    """Review F9: a cell saving more than GROUP_BYTES writes a record per row; a flipped
+    byte in one variable's record left that name's value from before under the cell's (and
+    later cells') name. Its signed manifest counts the row: the restore steps back."""
+    monkeypatch.setattr(journal_module, "GROUP_BYTES", 100)
+    source, before = str(tmp_path / "nb.ipynb"), set(shell.user_ns)
+    rt, snaps = _kernel(shell, source, before)
+    assert _cell(rt, snaps, shell, "a = [1]")
+    first = rt.cell.seq
+    assert _cell(rt, snaps, shell, "a.append(2)\nb = 'x' * 300")
+    second = rt.cell.seq
+    assert _cell(rt, snaps, shell, "c = 3")
+    _, log, data = _killed_copy(rt)
+    damaged = bytearray(data)
+    damaged[data.index(f"{second}:a".encode())] ^= 0x01  # in a's variable row
+    log.write_bytes(bytes(damaged))
+    rt, snaps = _kernel(shell, source, before)
+    try:
+        report = snaps.restore()
+        got = {n: shell.user_ns.get(n) for n in ("a", "b", "c")}
+        assert (report.seq, got) == (first, {"a": [1], "b": None, "c": None}), report
+    finally:
+        rt.close()
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
