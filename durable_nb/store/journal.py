@@ -561,8 +561,8 @@ class Journal(Reads, Binding):
     def _tell_damaged(self, path: Path, n: int) -> None:
         if n:
             self._warn(
-                f"{n} damaged record{'s' if n != 1 else ''} skipped in {path}; those "
-                "steps will run again",
+                f"{n} damaged record{'s' if n != 1 else ''} skipped in {path}: a step they "
+                "held runs again, and a restore gives the namespace from before a cell they held",
                 once=f"damaged:{path}:{n}",
             )
 
