@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+import bytecode  # noqa: E402  (bench/)
 import test_corpus as corpus  # noqa: E402  (the test's runner and normaliser)
 
 SIDES = ("python3", "python3-durable")
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--cells", action="store_true", help="each cell's median time too")
     args = p.parse_args(argv)
+    bytecode.compile_package()  # as installed (bench/bytecode.py)
     os.environ.pop("JPY_SESSION_NAME", None)
     rows, same = [], True
     for name in corpus.NOTEBOOKS:

@@ -17,6 +17,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+import bytecode  # noqa: E402  (bench/)
 import kishu_env  # noqa: E402  (bench/: Kishu's venv)
 from kernels import Kernel  # noqa: E402  (the tests' real-kernel driver)
 
@@ -509,6 +510,7 @@ def print_verdicts(results):
 
 def main(argv=None):
     args = parse_args(argv)
+    bytecode.compile_package()  # as installed (bench/bytecode.py)
     if "kishu" in args.sides.split(","):
         kishu_env.ensure(Path(args.kishu_path))
     if args.objects:

@@ -27,6 +27,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+import bytecode  # noqa: E402  (bench/)
 from kernels import Kernel  # noqa: E402  (the tests' real-kernel driver)
 
 JOURNALS = {"empty": (0, 0), "100k": (100_000, 10_000), "5M": (5_000_000, 10_000)}
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="where the journals are built (once) and kept")  # fmt: skip
     p.add_argument("--journals", default=",".join(JOURNALS), help="comma list of journals")
     args = p.parse_args(argv)
+    bytecode.compile_package()  # as installed (bench/bytecode.py)
     rows = []
     for side in ("plain", "durable"):  # untimed: imports compiled and cached
         work = Path(tempfile.mkdtemp(prefix="bench-start-"))
