@@ -8,6 +8,7 @@ on stdin or raises the person's own error; durable_nb never breaks the notebook.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -330,6 +331,29 @@ def _unwrap(wrapped: list[tuple[Any, bool]]) -> None:
                 session.send = session.send.__wrapped__
             else:
                 del session.send
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold the kernel's interrupts (SIGINT) off the main thread while a cell's records are
+    written as its reply goes out: a KeyboardInterrupt there would leave a torn record and
+    no reply. One that comes meanwhile is dropped, said: the cell has ended."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers are the main thread's (a subshell is never interrupted by SIGINT)
+        return
+    came: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # a handler not set from Python: it could not be put back
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda *_: came.append(1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if came:
+            report("an interrupt came as the cell ended, while its records were written: "
+                   "ignored (the cell had ended)")  # fmt: skip
 
 
 def flush_streams() -> None:

@@ -306,9 +306,13 @@ class ReplayMissing(DurableError):
 
 
 def not_in_journal(name: str, step: str, args: tuple | None, kwargs: dict | None,
-                   recorded: str | None, where: str, journal_open: bool) -> Exception:  # fmt: skip
+                   recorded: str | None, cell: tuple[int, str, str], journal_open: bool,
+                   ) -> Exception:  # fmt: skip
     """The error a strict replay raises for call ``step(*args, **kwargs)`` of step ``name``,
-    which the journal has no result for (``recorded``: the final error it ended with)."""
+    which the journal has no result for (``recorded``: the final error it ended with), in
+    ``cell`` (its number, first line and key)."""
+    seq, first, key = cell
+    where = f"cell {seq} ({first!r}, cell key {key})" if seq else "this code"
     if recorded is not None:  # the recorded outcome was a final error: raise it again
         ename, _, text = recorded.partition(": ")
         if ename == "StepFailed":

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import codec
+from . import _ipykernel, codec
 from ._report import note, report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
@@ -47,6 +47,7 @@ class CellContext:
     failed: int = 0
     #: Why its snapshot did not complete: its end record says so (no restore stops there).
     unsaved: str | None = None
+    recorded: bool = False  # its start record was written: an end record follows, always
     _occurrences: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -217,6 +218,7 @@ class Runtime(Opener):
             with self._numbering:
                 cell, self._unstarted = self._unstarted, None
                 if cell is not None:
+                    cell.recorded = True
                     self._write(self._cell_row(None, "running", None, cell), sync=False)
 
     def end_cell(self, status: str, error: str | None, at_reply: bool = False) -> None:
@@ -242,8 +244,8 @@ class Runtime(Opener):
             )
 
     def finish_cell(self, replying: bool = False) -> None:
-        """Write the outputs and end record :meth:`end_cell` left (else the next cell's start
-        or :meth:`close` does); ``replying``: as an execute reply of this thread goes out."""
+        """Write what :meth:`end_cell` left (else the next cell's start or :meth:`close`
+        does); ``replying``: as an execute reply of this thread goes out."""
         ending = self._ending
         if ending is None or (replying and ending[2] != threading.get_ident()):
             return
@@ -253,8 +255,8 @@ class Runtime(Opener):
                 self._unstarted = None  # the end record replaces it
         rows, self._rows, settle = self._rows, [], False
         lost, self._lost = self._lost, None
-        with self._outputs_lock:  # the outputs' last row is written last
-            if self.enabled:
+        with self._outputs_lock, _ipykernel.interrupts_held():  # outputs: their last row last
+            if self.enabled or cell.recorded:  # (%durable off in a cell that was recorded)
                 buffer = self.outputs
                 if buffer is not None and self.journaling and (buffer.dirty or buffer.written):
                     rows.append((buffer.row(), None))
@@ -469,10 +471,8 @@ class Runtime(Opener):
     def _not_in_journal(self, identity: str, name: str) -> Exception:
         """The error a strict replay raises for a call the journal has no result for."""
         step, args, kwargs = self._asked.pop(identity, (name, None, None))
-        c = self.cell
-        first = first_line(c.source)[:60]
-        where = f"cell {c.seq} ({first!r}, cell key {c.cell_key})" if c.seq else "this code"
-        return not_in_journal(name, step, args, kwargs, self._failures.get(identity), where,
+        cell = (c := self.cell).seq, first_line(c.source)[:60], c.cell_key
+        return not_in_journal(name, step, args, kwargs, self._failures.get(identity), cell,
                               self.journal is not None)  # fmt: skip
 
     def record(self, row: dict[str, Any], sync: bool = True) -> None:

@@ -430,8 +430,15 @@ class Snapshots:
         asked = at
         # As of the last cell up to ``at`` that ended ok and saved: the namespace then.
         at = journal.last_ok_seq(upto=at)
-        lost = journal.rows_lost_upto(at)  # to damage in the log: the namespace before it
-        at = at if lost is None else journal.last_ok_seq(upto=lost - 1)
+        # A cell whose records damage in the log lost: the namespace as of the cell before
+        # it, said as such; asked for a later one (Resume, durable-nb run), refused.
+        lost = journal.rows_lost_upto(at) or (asked and journal.lost_before(asked))
+        if lost:
+            before = journal.last_ok_seq(upto=lost - 1)
+            if asked is not None:
+                raise NamespaceNotSaved(lost, "its records were lost to damage in the log",
+                                        before)  # fmt: skip
+            at = before
         rows = journal.variables_as_of(
             at, without=owner.foreign_runs(journal, self.rt.source), deleted=True
         )

@@ -277,6 +277,14 @@ class Journal(Reads, Binding):
                 try:
                     for row, content in rows:
                         placed.append(self._record(row, content))
+                    last = placed[-1][1]
+                    if (
+                        type(last) is CellRow
+                        and _size([(k, r) for k, _, r in placed]) > GROUP_BYTES
+                    ):
+                        # written ahead: its start first, so a kill meanwhile shows it crashed
+                        start = last._replace(status="running", ended=None)
+                        placed.insert(0, self._record(start, None))
                     self._append([(kind, record) for kind, _, record in placed], sync)
                 except BaseException:  # an error, or Ctrl-C: a torn record is damage
                     self._written.undo(row for _, row, _ in placed)

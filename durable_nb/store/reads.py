@@ -93,6 +93,16 @@ class Reads:
             [] if upto is None else [upto],
         )[0][0]
 
+    def lost_before(self, seq: int) -> int | None:
+        """The first cell execution of ``seq``'s run before it with no end record, when
+        ``seq`` has one: its records were lost to damage (see :data:`_SAVED`), or None."""
+        return self._select(
+            "SELECT min(lost.seq) FROM cells c JOIN cells lost ON lost.run_id = c.run_id "
+            "AND lost.seq < c.seq AND lost.status IN ('running', 'crashed') "
+            "WHERE c.seq = ? AND c.status NOT IN ('running', 'crashed')",
+            [seq],
+        )[0][0]
+
     def unsaved_as_of(self, seq: int) -> tuple[int, str, int] | None:
         """Why the namespace as of cell execution ``seq`` is not whole in the journal:
         (the cell whose snapshot did not complete, its error, the last whole one before

@@ -369,9 +369,12 @@ class Sealing:
         damaged = sorted(s for s in self._index.damaged if s <= at)
         if not damaged:
             return None
+        # Only its own run's: a later kernel's save after a restore holds the whole namespace.
         cells = [CellRow._make(r) for r in self._select(
-            select(CellRow, "WHERE seq IN (SELECT unnest(?::BIGINT[]))"), [damaged])]  # fmt: skip
+            select(CellRow, "WHERE seq IN (SELECT unnest(?::BIGINT[])) AND run_id = "
+                   "(SELECT run_id FROM cells WHERE seq = ?)"), [damaged, at])]  # fmt: skip
         cells = [c for c in cells if verify(c, self.id)]
+        damaged = [c.seq for c in cells]
         rows = self._select("SELECT seq, entry_id FROM variables WHERE seq IN "
                             "(SELECT unnest(?::BIGINT[]))", [damaged])  # fmt: skip
         lost = manifest.variables_missing(rows, cells)

@@ -6,7 +6,10 @@ renamed or misbehaving (the real ones are exercised by tests/test_suspend.py).
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -271,3 +274,18 @@ def test_async_steps_await_the_answer(fake_kernel, monkeypatch):
     monkeypatch.setattr("builtins.input", lambda _: "r")
     wait = suspend.ask("fetch", "(1)", failed(), asynchronous=True)
     assert asyncio.run(wait()).action == "retry"
+
+
+def test_an_interrupt_while_a_cells_records_are_written_is_held_and_said(capsys):
+    """Review2 N5: a KeyboardInterrupt raised out of the reply-time write left a torn
+    record and no reply; a burst of them got past the handler that caught one."""
+    before = signal.getsignal(signal.SIGINT)
+    with _ipykernel.interrupts_held():
+        for _ in range(4):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.003)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert "an interrupt came as the cell ended" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):  # held only there
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)

@@ -273,14 +273,15 @@ def test_a_cell_whose_records_were_lost_ends_the_restore_points_of_its_run(shell
     damaged = bytearray(data)
     damaged[(start + end) // 2] ^= 0x10  # in cell 2's variables and end record
     log.write_bytes(bytes(damaged))
-    for at in (None, third):
-        rt, snaps = _kernel(shell, source, before)
-        try:
-            report = snaps.restore(at=at)
-            got = (report.seq, shell.user_ns.get("x"), shell.user_ns.get("y"))
-        finally:
-            rt.close()
-        assert got == (first, 1, None), at
+    rt, snaps = _kernel(shell, source, before)
+    try:
+        report = snaps.restore()
+        assert (report.seq, shell.user_ns.get("x"), shell.user_ns.get("y")) == (first, 1, None)
+        # Asked as of a later cell (Resume, durable-nb run): refused, naming what it can give.
+        with pytest.raises(NamespaceNotSaved, match=f"restore --at {first}"):
+            snaps.restore(at=third)
+    finally:
+        rt.close()
     for name in set(shell.user_ns) - before:
         del shell.user_ns[name]
 
@@ -374,6 +375,66 @@ def test_a_variable_record_lost_to_damage_steps_the_restore_back(shell, tmp_path
         report = snaps.restore()
         got = {n: shell.user_ns.get(n) for n in ("a", "b", "c")}
         assert (report.seq, got) == (first, {"a": [1], "b": None, "c": None}), report
+    finally:
+        rt.close()
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
+
+
+def test_after_a_damaged_cell_and_a_restore_a_later_kernels_work_is_restored(
+    shell, tmp_path, monkeypatch
+):
+    """Review2 N1: the step back before a cell whose rows damage lost held for every later
+    restore, so a later kernel's work (after it restored) was never brought back."""
+    monkeypatch.setattr(journal_module, "GROUP_BYTES", 100)
+    source, before = str(tmp_path / "nb.ipynb"), set(shell.user_ns)
+    rt, snaps = _kernel(shell, source, before)
+    assert _cell(rt, snaps, shell, "a = [1]")
+    assert _cell(rt, snaps, shell, "a.append(2)\nb = 'x' * 300")
+    second = rt.cell.seq
+    _, log, data = _killed_copy(rt)
+    damaged = bytearray(data)
+    damaged[data.index(f"{second}:a".encode())] ^= 0x01
+    log.write_bytes(bytes(damaged))
+    rt, snaps = _kernel(shell, source, before)
+    try:
+        assert snaps.restore().seq < second and shell.user_ns["a"] == [1]
+        assert _cell(rt, snaps, shell, "w = 5")
+        later = rt.cell.seq
+    finally:
+        rt.close()
+    rt, snaps = _kernel(shell, source, before)
+    try:
+        report = snaps.restore()
+        got = {n: shell.user_ns.get(n) for n in ("a", "b", "w")}
+        assert (report.seq, got) == (later, {"a": [1], "b": None, "w": 5}), report
+    finally:
+        rt.close()
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
+
+
+def test_durable_off_in_a_recorded_cell_leaves_later_restore_points(shell, tmp_path):
+    """Review2 N4: a cell whose start record was written (it ran a step, or a second)
+    and that turned journaling off wrote no end record, so it read as lost to damage and
+    every later restore point of the run was refused."""
+    source, before = str(tmp_path / "nb.ipynb"), set(shell.user_ns)
+    rt, snaps = _kernel(shell, source, before)
+    assert _cell(rt, snaps, shell, "x = 1")
+    rt.begin_cell(None, "%durable off")
+    rt.write_start()  # as a step or the flusher's tick writes it
+    rt.enabled = False  # what %durable off does
+    rt.end_cell("ok", None)
+    assert _cell(rt, snaps, shell, "y = 2")  # not journaled
+    rt.enabled = True  # %durable on
+    assert _cell(rt, snaps, shell, "z = 3")
+    last = rt.cell.seq
+    rt.close()
+    rt, snaps = _kernel(shell, source, before)
+    try:
+        report = snaps.restore()
+        got = {n: shell.user_ns.get(n) for n in ("x", "y", "z")}
+        assert (report.seq, got) == (last, {"x": 1, "y": 2, "z": 3}), report
     finally:
         rt.close()
     for name in set(shell.user_ns) - before:

@@ -474,6 +474,10 @@ def test_write_all_is_one_record_or_the_rows_ahead_synced_when_too_big(path, mon
     monkeypatch.setattr(journal_module, "GROUP_BYTES", 100)
     rows = [variable(2, "a", value_id="a" * 80), variable(2, "b", value_id="b2"), cell(2)]
     j.write_all([(r, None) for r in rows], sync=True)
-    assert log.count == 3 and synced_at == [2]  # the two variables synced, then the end
+    # Its start (a kill meanwhile shows the cell crashed), the two variables, synced; the end.
+    assert log.count == 4 and synced_at == [3]
+    assert [(k, r[CellRow._fields.index("status")] if k == "cell" else r[0])
+            for k, r in log.read()] == [("cell", "running"), ("variable", "2:a"),
+                                        ("variable", "2:b"), ("cell", "ok")]  # fmt: skip
     assert {n: v.value_id for n, v in j.variables_as_of(2).items()} == {"a": "a" * 80, "b": "b2"}
     j.abandon()
