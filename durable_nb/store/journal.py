@@ -277,15 +277,7 @@ class Journal(Reads, Binding):
                 try:
                     for row, content in rows:
                         placed.append(self._record(row, content))
-                    last = placed[-1][1]
-                    if (
-                        type(last) is CellRow
-                        and _size([(k, r) for k, _, r in placed]) > GROUP_BYTES
-                    ):
-                        # written ahead: its start first, so a kill meanwhile shows it crashed
-                        start = last._replace(status="running", ended=None)
-                        placed.insert(0, self._record(start, None))
-                    self._append([(kind, record) for kind, _, record in placed], sync)
+                    self._append(placed, sync)
                 except BaseException:  # an error, or Ctrl-C: a torn record is damage
                     self._written.undo(row for _, row, _ in placed)
                     raise
@@ -296,18 +288,25 @@ class Journal(Reads, Binding):
                     if kind == "step" and row.status == "ok":
                         hit = Hit(row.kind, row.result, row.blob, record[-1], True)
                         self._index.add(row.identity, row.cell_key, row.name, row.key, hit)
-                big = outputs or len(placed) > 1  # rewritten outputs, a cell's variables
-                if self._log.count >= self._fold_at or (big and self._log.size >= FOLD_BYTES):
+                grown = outputs or len(placed) > 1  # rewritten outputs, a cell's variables
+                if self._log.count >= self._fold_at or (grown and self._log.size >= FOLD_BYTES):
                     self._fold_in_passing()
         except OSError as exc:
             raise JournalUnwritable.from_cause(str(self.path), exc) from exc
 
-    def _append(self, records: list[tuple[str, tuple]], sync: bool) -> None:
+    def _append(self, placed: list[tuple[str, Row, tuple]], sync: bool) -> None:
+        """Append placed rows: one record, a group, or (over :data:`GROUP_BYTES`) one by
+        one with an fdatasync before the last."""
+        records = [(kind, record) for kind, _, record in placed]
         if len(records) == 1:
             self._log.append(records[0], sync)
         elif _size(records) <= GROUP_BYTES:
             self._log.append((GROUP, tuple(records)), sync)
         else:
+            last = placed[-1][1]
+            if type(last) is CellRow:  # its start first, so a kill meanwhile shows it crashed
+                kind, _, start = self._record(last._replace(status="running", ended=None), None)
+                records.insert(0, (kind, start))
             for record in records[:-1]:
                 self._log.append(record, False)
             self._log.sync()

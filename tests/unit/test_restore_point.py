@@ -238,8 +238,6 @@ def test_a_cells_end_record_is_never_read_without_its_variables(shell, tmp_path)
             assert got == (first, [1], None), (how, at)
         outcomes.add(report.seq)
     assert outcomes == {first, second}  # both outcomes were met
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
 
 
 def _killed_copy(rt: Runtime) -> tuple[Path, Path, bytes]:
@@ -282,8 +280,6 @@ def test_a_cell_whose_records_were_lost_ends_the_restore_points_of_its_run(shell
             snaps.restore(at=third)
     finally:
         rt.close()
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
 
 
 def test_rows_a_killed_big_cell_wrote_ahead_are_no_later_cells(shell, tmp_path, monkeypatch):
@@ -313,8 +309,6 @@ def test_rows_a_killed_big_cell_wrote_ahead_are_no_later_cells(shell, tmp_path, 
         assert got == {"a": 1, "b": None, "c": None, "d": 4}, report
     finally:
         rt.close()
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
 
 
 def test_a_cell_whose_records_fail_to_be_written_is_said_and_the_next_saves_all(
@@ -350,8 +344,6 @@ def test_a_cell_whose_records_fail_to_be_written_is_said_and_the_next_saves_all(
             snaps.restore(at=second)
     finally:
         rt.close()
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
 
 
 def test_a_variable_record_lost_to_damage_steps_the_restore_back(shell, tmp_path, monkeypatch):
@@ -377,8 +369,6 @@ def test_a_variable_record_lost_to_damage_steps_the_restore_back(shell, tmp_path
         assert (report.seq, got) == (first, {"a": [1], "b": None, "c": None}), report
     finally:
         rt.close()
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
 
 
 def test_after_a_damaged_cell_and_a_restore_a_later_kernels_work_is_restored(
@@ -410,8 +400,6 @@ def test_after_a_damaged_cell_and_a_restore_a_later_kernels_work_is_restored(
         assert (report.seq, got) == (later, {"a": [1], "b": None, "w": 5}), report
     finally:
         rt.close()
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
 
 
 def test_durable_off_in_a_recorded_cell_leaves_later_restore_points(shell, tmp_path):
@@ -437,5 +425,3 @@ def test_durable_off_in_a_recorded_cell_leaves_later_restore_points(shell, tmp_p
         assert (report.seq, got) == (last, {"x": 1, "y": 2, "z": 3}), report
     finally:
         rt.close()
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
