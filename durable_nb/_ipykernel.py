@@ -73,6 +73,34 @@ def version() -> tuple[int, int] | None:
     return None
 
 
+def ready_after(k: Any, wait: Callable[[], Any]) -> Callable[[], None] | None:
+    """Answer the kernel's first ``kernel_info`` request only once ``wait()`` returned.
+
+    Frontends (JupyterLab, nbclient, papermill) send the first cell after the kernel
+    answered it: work the kernel started at load (the journal's opening, in a thread)
+    is then done before a cell runs, rather than competing with it for the interpreter.
+    Later requests are answered as usual. Returns the undo, or None (nothing changed).
+    """
+    try:
+        handlers = k.shell_handlers
+        original = handlers["kernel_info_request"]
+    except Exception:
+        return None
+
+    def undo() -> None:
+        if handlers.get("kernel_info_request") is gated:
+            handlers["kernel_info_request"] = original
+
+    def gated(stream: Any, ident: Any, parent: Any) -> Any:
+        undo()
+        with contextlib.suppress(Exception):  # only ever a wait: the reply goes out anyway
+            wait()
+        return original(stream, ident, parent)
+
+    handlers["kernel_info_request"] = gated
+    return undo
+
+
 def allow_stdin(k: Any) -> bool:
     """Whether the request being executed lets the kernel read stdin.
 

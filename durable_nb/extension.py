@@ -21,6 +21,10 @@ from .runtime import Runtime
 from .snapshot import DEFAULT_MAX_BYTES, Snapshots
 
 _loaded: dict[int, _Extension] = {}
+#: Longest wait (s) of a starting kernel's first ``kernel_info`` reply for the journal's
+#: opening (~0.1-0.25 s of CPU). The first cell's snapshot would wait for it anyway; a
+#: slower one (a big log to fold) goes on in its thread, the kernel answers.
+READY_WAIT = 5.0
 
 
 class DurableNB(Configurable):
@@ -58,6 +62,7 @@ class _Extension:
         self.magics: Any = None
         self.settings: DurableNB | None = None
         self.unwatch: Any = None
+        self.unready: Any = None  # takes back the wait of the first kernel_info reply
         self.kernel: Any = None  # the ipykernel kernel, when in one
         self.flusher: outputs.Flusher | None = None
         self._snapshots: Snapshots | None = None
@@ -99,6 +104,9 @@ class _Extension:
                           then=functools.partial(self._read_journal, settings.max_bytes),
                           background=background,
                           after=functools.partial(_warm_up, source))  # fmt: skip
+        if background:  # the first cell runs once the opening is done (or READY_WAIT)
+            ready = functools.partial(self.rt.settled, READY_WAIT)
+            self.unready = _ipykernel.ready_after(_ipykernel.kernel(), ready)
         self.rt.on_failure = settings.on_failure
         self.rt.outputs_cap = settings.outputs_max_bytes
         self.rt.asker = functools.partial(
@@ -130,6 +138,7 @@ class _Extension:
         try:
             snapshots = Snapshots(self.shell, rt, max_bytes=max_bytes)
             self._snapshots, self.pending_resume = snapshots, snapshots.interrupted()
+            snapshots.read_ahead()
         except Exception as exc:
             rt.step_aside(JournalCorrupt.from_cause(str(rt.path), exc))
             self._snapshots = Snapshots(self.shell, rt, max_bytes=max_bytes)
@@ -155,6 +164,8 @@ class _Extension:
             self.flusher.stop()
         if self.unwatch is not None:
             self.unwatch()
+        if self.unready is not None:
+            self.unready()
         for event in ("pre_run_cell", "post_run_cell"):
             if getattr(self, event) in shell.events.callbacks[event]:
                 shell.events.unregister(event, getattr(self, event))

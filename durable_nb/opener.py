@@ -48,6 +48,7 @@ class Opener:
 
     #: The thread opening the journal; None once that is done (or when opened at once).
     _opener: threading.Thread | None = None
+    _thread: threading.Thread | None = None  # the same thread, kept: :meth:`settled`
     _held: tuple[str, ...] | list[str] = ()  # the thread's ``once`` keys (first cell shows them)
     #: Set by the opening thread once the journal is open (or set aside) and numbered.
     _done: threading.Event | None = None
@@ -65,6 +66,7 @@ class Opener:
         self._after = after is not None
         self._opener = threading.Thread(target=self._open_then, args=(open_, args, after),
                                         daemon=True, name="durable_nb-open")  # fmt: skip
+        self._thread = self._opener
         self._opener.start()
 
     def _open_then(self, open_: Callable[..., None], args: tuple,
@@ -92,6 +94,19 @@ class Opener:
     def _in_opening_thread(self) -> bool:
         opener = self._opener
         return opener is not None and opener is threading.current_thread()
+
+    def settled(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the opening thread to end, its ``after()`` too.
+
+        Returns whether it ended. A kernel answers its first ``kernel_info`` request after
+        this (:func:`~durable_nb._ipykernel.ready_after`), so that no cell competes with
+        the opening for the interpreter.
+        """
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     def wait_open(self) -> None:
         """Return once the journal is open (or set aside); at once when it is already."""

@@ -383,6 +383,11 @@ class Snapshots:
         self.reset()
         self._written = (None, set())
 
+    def read_ahead(self) -> None:
+        """Read what the first save needs from the journal (in its opening thread)."""
+        if self.rt.journaling:
+            self._stored_ids()
+
     def _stored_ids(self) -> set[str]:
         if self._stored is None:
             # The open folded what earlier sessions logged; this one's are known here:

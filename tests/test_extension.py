@@ -89,6 +89,20 @@ def test_kernelspec_is_installed_and_loads_the_extension(start_kernel, workdir):
     assert value(k, "'ipywidgets' in __import__('sys').modules") == "True"
 
 
+def test_the_first_cell_runs_once_the_journal_is_open(start_kernel):
+    # The kernel answers its first kernel_info request (what a frontend waits for before
+    # it sends a cell) once the journal's opening thread is done: no cell competes with
+    # it for the interpreter. Later requests get the kernel's own handler again.
+    k = start_kernel()
+    check = ("import durable_nb.extension as e; ext = next(iter(e._loaded.values())); "
+             "k = get_ipython().kernel; "
+             "(ext.rt._thread.is_alive(), "
+             "k.shell_handlers['kernel_info_request'] == k.kernel_info_request)")  # fmt: skip
+    assert value(k, check) == "(False, True)"
+    assert k.kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
+    assert value(k, "1 + 1") == "2"
+
+
 # -- 3. journal placement -----------------------------------------------------------------
 
 
