@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from durable_nb.cells import FRESH_LINE, cell_key, first_line, is_fresh, names_used
@@ -98,6 +98,61 @@ def test_the_words_of_a_cell_hold_every_name_its_code_reads_or_binds():
                 assert expected <= names_used(line.strip(), str), line
                 checked += 1
     assert checked > 1000
+
+
+_PIECE = st.text(alphabet="ab #'\"\\\nx{}", max_size=12)
+
+
+@st.composite
+def _literal(draw) -> str:
+    """A valid string or bytes literal of any quoting, whose text holds quotes, '#',
+    backslashes and braces."""
+    text = draw(_PIECE)
+    prefix = draw(st.sampled_from(["", "r", "b", "rb", "Br", "u", "R"]))
+    quote = draw(st.sampled_from(["'", '"', "'''", '"""']))
+    body = text if "r" in prefix.lower() else text.replace("\\", "\\\\")
+    if len(quote) == 1:
+        body = body.replace("\n", "")
+    source = f"{prefix}{quote}{body}{quote}"
+    try:
+        compile(source, "<literal>", "eval")
+    except SyntaxError:
+        return repr(text.encode() if "b" in prefix.lower() else text)
+    return source
+
+
+_NAMES = st.sampled_from(["a", "b", "r", "rb", "f", "u", "x_1", "open", "Test"])
+_ATOM = st.one_of(
+    _NAMES,
+    _literal(),
+    _NAMES.map(lambda n: f"{n}.attr"),
+    st.tuples(_NAMES, _literal()).map(lambda t: f"{t[0]}({t[1]}, k={t[0]})"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            _NAMES,
+            st.lists(_ATOM, min_size=1, max_size=4),
+            st.none() | _PIECE.map(lambda t: t.replace("\n", " ")),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_the_words_outside_strings_and_comments_hold_every_name(lines):
+    """Generated cells whose literals and comments hold quotes, '#' and backslashes: the
+    fast path's words are a superset of the syntax tree's names."""
+    source = "\n".join(f"{target} = {' + '.join(atoms)}" + (f"  # {c}" if c is not None else "")
+                       for target, atoms, c in lines)  # fmt: skip
+    assume(source.isascii())
+    try:
+        expected = _parsed(source)
+    except SyntaxError:
+        return
+    assert expected <= names_used(source, str), source
 
 
 def test_magics_and_non_ascii_names_are_read_from_the_syntax_tree():
