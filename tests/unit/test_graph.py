@@ -191,7 +191,7 @@ def _reach_with(small: int, value) -> graph.Reach:
         graph.SMALL = was
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)  # the unit layer: < 1 min
 @given(_SPEC, _SPEC)
 def test_the_walk_one_object_at_a_time_finds_what_the_bulk_walk_finds(first, second):
     """Small levels are walked object by object (graph._small_level); a difference in what
