@@ -489,6 +489,17 @@ def encode_reach(obj: Any, ns: dict[str, Any]) -> tuple[Encoded | None, graph.Re
     return enc, reached
 
 
+def warm_up() -> None:
+    """Save a throwaway notebook function once, as a snapshot does: the first use of dill
+    and of the pickler costs ~1.3 ms, paid then (the kernel's opening thread calls this)
+    rather than by the first cell that defines a function."""
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    exec("def _f(a, b=1):\n    return [a, b]\n", ns)
+    fn = ns["_f"]
+    encode_reach(fn, ns)
+    encode(fn, ns, (fn,))
+
+
 def _memo_size(pickler: pickle.Pickler, out: io.BytesIO, sentinel: list) -> int:
     """How many objects ``pickler``'s memo holds (it tells no length): ``sentinel`` pickled
     twice more is memoized under that index, then fetched by it (``h`` or ``j`` opcode)."""

@@ -13,7 +13,7 @@ from typing import Any
 from traitlets import Enum, Int
 from traitlets.config import Configurable
 
-from . import _ipykernel, outputs, runtime, suspend
+from . import _ipykernel, codec, outputs, runtime, suspend
 from ._report import report
 from .cells import FRESH_LINE, label
 from .errors import DurableError, JournalCorrupt, JournalError, describe
@@ -323,9 +323,10 @@ class _Extension:
 
 
 def _warm_up(source: str | None) -> None:
-    """After the opening, in its thread: import dill (~25 ms) when a snapshot will likely
-    save a notebook function (the notebook's file defines one, or is not known), so that
-    the first such snapshot does not import it while the person waits."""
+    """After the opening, in its thread: import dill (~25 ms) and save a function once
+    (``codec.warm_up``, ~1.3 ms) when a snapshot will likely save a notebook function (the
+    notebook's file defines one, or is not known), so that the first such snapshot does
+    neither while the person waits."""
     if source is not None:
         try:
             with open(source, "rb") as f:
@@ -334,7 +335,7 @@ def _warm_up(source: str | None) -> None:
             head = b"def "  # not readable here: as if it defined one
         if not any(word in head for word in (b"def ", b"lambda", b"class ")):
             return
-    import dill  # noqa: F401  (codec.py saves notebook functions with it)
+    codec.warm_up()  # imports dill, with which it saves notebook functions
 
 
 def _suspension_prompt(step: str, args: str, error: BaseException, details: Any = None) -> Any:

@@ -173,3 +173,18 @@ def test_encode_keeps_array_buffers_out_of_band():
 def test_encode_refuses_open_files():
     with open(__file__) as f, pytest.raises(codec.Unserializable, match="open file"):
         codec.encode([f])
+
+
+def test_warm_up_saves_a_function_by_value_and_leaves_main_as_it_was():
+    # The kernel's opening thread calls it, beside the person's namespace: it must not
+    # add to __main__, and it imports dill (what the first function's save would).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from durable_nb import codec; before = 'dill' in sys.modules; "
+        "main = sys.modules['__main__']; names = set(vars(main)) | {'names'}; "
+        "codec.warm_up(); print(before, 'dill' in sys.modules, set(vars(main)) == names)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True"], out
