@@ -429,6 +429,31 @@ def _kernel_held(obj: Any, ns: dict[str, Any]) -> str:
     return reach(gc.get_referents(obj), ns).kernel
 
 
+def kernel_in_state(obj: Any) -> str:
+    """The type of a kernel object ``obj`` holds in its own ``__dict__``, or in a traitlets
+    ``_trait_values`` dict there (a widget's comm), or "": a look, not a walk (~5 µs).
+
+    Read with ``object.__getattribute__``: never a ``getattr`` on a value (a Mock grows a
+    child, a property runs code). Only for instances the walk enters (a module's dict is
+    not its data): what it finds, the walk finds too.
+    """
+    if kind(type(obj)) != WALK:
+        return ""
+    try:
+        state = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return ""
+    if type(state) is not dict:
+        return ""
+    traits = state.get("_trait_values")
+    for held in (state, traits if type(traits) is dict else {}):
+        for value in held.values():
+            t = type(value)
+            if t in _KERNEL_TYPES or (t not in _KINDS and kind(t) == SKIP and t in _KERNEL_TYPES):
+                return t.__qualname__
+    return ""
+
+
 def kind(t: type) -> int:
     """How the walk treats instances of ``t``: :data:`SKIP`, :data:`WALK` or :data:`SPECIAL`."""
     known = _KINDS.get(t)

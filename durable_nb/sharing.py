@@ -7,7 +7,7 @@ functions reached use, and every variable that shared an object with one of thos
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,18 +30,26 @@ class Reached:
 
     @classmethod
     def of(cls, ns: dict[str, Any], user_ns: dict[str, Any], known: Mapping[str, Any],
-           touched: set[str]) -> Reached:  # fmt: skip
+           touched: set[str], settled: Set[str] = frozenset(),
+           look: bool = False) -> Reached:  # fmt: skip
         """The names the cell may have changed, and what each reaches.
 
         ``ns``: the notebook's variables; ``known``: name -> what the journal holds
         (``shares``). Every name reached is walked: a variable's objects can be taken by
         code no rule follows (a thread, a widget's callback, a helper module's method).
+        ``settled``: names not walked even when reached; ``look``: a value that holds a
+        kernel object at once (a widget: :func:`graph.kernel_in_state`) is not walked
+        either. Both only when the caller re-checks every saved variable anyway: what such
+        a value shares, or reaches through its callbacks, is checked then.
         """
         out = cls()
         work: deque[str] = deque(sorted(touched))
         while work:
             name = work.popleft()
-            if name in out.keys or name not in ns:
+            if name in out.keys or name not in ns or name in settled:
+                continue
+            if look and (held := graph.kernel_in_state(ns[name])):
+                out.keys[name], out.kernel[name] = set(), held
                 continue
             # Plain data is pickled now (once), and when it holds few objects its pickle
             # says what it reaches, as the walk would: one pass instead of two.

@@ -528,3 +528,31 @@ def test_the_safety_net_checks_many_small_variables_in_turn(shell):
             nb.run("y = 1")
         live, back = restored(shell, nb)
     assert back == live and dict(back)[f"s{n - 1}"][2] == [repr(n - 1), "'outside'"]
+
+
+WIDGET = (
+    "import ipywidgets as widgets\ndata = []\nw = widgets.IntSlider()\n"
+    "w.observe(lambda change: data.append(change['new']), 'value')"
+)
+
+
+@pytest.mark.parametrize("sweep", ["all", "in turn"])
+def test_a_widgets_callback_changes_a_variable_between_cells(shell, sweep):
+    """A widget holds the kernel (its comm): recorded for recompute. While every saved
+    variable is re-checked each cell, a cell naming it does not walk it again; when they
+    are checked in turn, it is walked, and the callback it holds leads to ``data``."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.snaps.sweep_bytes, nb.snaps.sweep_names = SWEEP_BYTES, 0 if sweep == "in turn" else 32
+        nb.run(WIDGET)
+        assert nb.snaps.known["w"].state == "recompute"
+        shell.user_ns["w"].value = 5  # a click: the callback runs between cells
+        nb.run("w.description = 'x'")
+        walked = "w" in nb.snaps._kernel
+        shell.user_ns["w"].value = 7
+        nb.run("w.description = 'y'")
+        live, back = restored(shell, nb)
+    assert walked == (sweep == "in turn")
+    # The widget is made again by its cell (value 0); what its callback changed is saved.
+    assert dict(live)["data"][2] == ["5", "7"] and dict(back)["data"] == dict(live)["data"]
