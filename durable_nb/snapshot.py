@@ -18,7 +18,9 @@ Which variables a cell may have changed (the rule; a cell costs what it touches)
 4. every variable whose payload refers by name to a class or function that was rebound;
 5. all variables after a cell that uses ``get_ipython`` (magics), ``exec``, ``eval``,
    ``globals``, ``vars``, ``locals`` or ``__import__``, or reaches a notebook function
-   that does; while the namespace is tiny, 32 saved variables a cell, in turn.
+   that does; while the namespace is tiny, 32 saved variables a cell, in turn. While
+   that covers every saved variable, a widget (a value holding a kernel object, recorded
+   for recompute) is not walked: what it shares or its callbacks change is checked then.
 
 Each is pickled and compared with what the journal holds; only what differs is written.
 Not seen: changes made outside cells (threads, widget callbacks run between cells) to a
