@@ -242,16 +242,20 @@ class Snapshots:
         return out
 
     def _kernel_held(self, ns: dict[str, Any]) -> set[str]:
-        """Variables still bound to the object that held the kernel (a widget) when saved.
+        """Variables still bound to the object that held the kernel when saved, and holding
+        it at once (a widget: :func:`graph.kernel_in_state`).
 
         Called while every saved variable is re-checked this cell: then walking them again
         (~0.1 ms a widget, a Tab of five ~1.5 ms) finds nothing to do. They stay recorded for
         recompute; what they share with saved variables, or reach through their callbacks,
         is re-checked anyway.
         """
+        # Still holding one at once (a widget's comm): a dict that held a widget and
+        # dropped it, or a closed widget, is walked (and may be saved again).
         return {n for n, k in self.known.items()
                 if k.state == "recompute" and (k.detail or "").startswith(_HOLDS_KERNEL)
-                and n in ns and id(ns[n]) == k.obj_id}  # fmt: skip
+                and n in ns and id(ns[n]) == k.obj_id
+                and graph.kernel_in_state(ns[n])}  # fmt: skip
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
               settled: set[str] | None = None) -> None:  # fmt: skip

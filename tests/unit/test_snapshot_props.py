@@ -556,3 +556,18 @@ def test_a_widgets_callback_changes_a_variable_between_cells(shell, sweep):
     assert walked == (sweep == "in turn")
     # The widget is made again by its cell (value 0); what its callback changed is saved.
     assert dict(live)["data"][2] == ["5", "7"] and dict(back)["data"] == dict(live)["data"]
+
+
+def test_a_value_that_stops_holding_a_widget_is_saved_again(shell):
+    """review3 R3-1: a dict recorded for recompute because it held a widget, which then
+    drops it, is walked and saved again (not left to its first cell's recompute)."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb.run("import ipywidgets as widgets\npanel = {'slider': widgets.IntSlider(), 'rows': []}")
+        assert nb.snaps.known["panel"].state == "recompute"
+        nb.run("panel.pop('slider').close()\npanel['rows'].append(1)")
+        nb.run("panel['rows'].append(2)")
+        live, back = restored(shell, nb)
+    assert dict(back)["panel"] == dict(live)["panel"] and shell.user_ns["panel"] == {"rows": [1, 2]}
