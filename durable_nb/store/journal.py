@@ -140,7 +140,7 @@ class Journal(Reads, Binding):
         except (OSError, duckdb.Error) as exc:
             raise opening.classify(path, exc) from exc
         try:
-            version = migrate(path, con, read_only, made_here)
+            version = migrate(path, con, read_only, made_here, opening.macros(con, made_here))
             log = None if read_only else Log(files.log_path(path))
         except JournalError:
             con.close()

@@ -254,7 +254,8 @@ _NEVER_MADE = (
 )  # fmt: skip
 
 
-def migrate(path: Path, con: Any, read_only: bool = False, made_here: bool = False) -> int:
+def migrate(path: Path, con: Any, read_only: bool = False, made_here: bool = False,
+            macros: Any = None) -> int:  # fmt: skip
     """Bring the tables up to :data:`SCHEMA_VERSION`; refuse a newer or foreign file.
 
     Returns the version recorded now: :data:`SCHEMA_VERSION`, or 5 for a journal that
@@ -263,12 +264,43 @@ def migrate(path: Path, con: Any, read_only: bool = False, made_here: bool = Fal
     (:class:`JournalUnwritable`). ``made_here``: nothing in the file to check: this
     process made it a moment ago under a random name (:func:`~.opening.create`; its
     migrations then run in one transaction), or closed it and it is unchanged since
-    (:func:`~.opening.closed`; its schema is current).
+    (:func:`~.opening.closed`; its schema is current). ``macros``: the file's macros,
+    being listed on a cursor of their own (:class:`~.opening.MacroCheck`), waited for
+    before anything is written; by default listed here.
     """
+    try:
+        version, tables = _read_version(path, con, read_only, made_here, macros)
+    finally:  # its cursor is done before the file is written to or closed
+        if macros is not None:
+            macros.wait()
+    if macros is not None and macros.found():
+        raise _crafted(path, "views or macros")
+    # Each step with its version in one transaction; a file made here (a temporary one,
+    # removed if this fails) in one: an upsert and a commit per step cost it ~35 ms.
+    steps = list(range(version + 1, max(MIGRATIONS) + 1))
+    for targets in [steps] if made_here and steps else [[target] for target in steps]:
+        con.execute("BEGIN")
+        for target in targets:
+            for ddl in MIGRATIONS[target]:
+                con.execute(ddl)
+        con.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+            [str(targets[-1])],
+        )
+        con.execute("COMMIT")
+    if tables:
+        _check_shape(path, con)
+    return max(version, max(MIGRATIONS))
+
+
+def _read_version(path: Path, con: Any, read_only: bool, made_here: bool,
+                  macros: Any) -> tuple[int, set[str]]:  # fmt: skip
+    """The file's schema version and tables, once what a journal never holds is refused
+    (its macros too, unless ``macros`` lists them); raises as :func:`migrate` says."""
     listing = "SELECT table_name FROM system.main.duckdb_tables() WHERE NOT internal"
     tables = {r[0] for r in con.execute(listing).fetchall()}
     if not made_here:
-        _check_objects(path, con)
+        _check_objects(path, con, listed=macros is not None)
     if "meta" in tables:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = meta_int(path, "schema_version", row[0]) if row else 0
@@ -289,36 +321,26 @@ def migrate(path: Path, con: Any, read_only: bool = False, made_here: bool = Fal
             f"journal {path} has schema version {version}, which this durable_nb must "
             "upgrade, and it is read-only here: make it writable and restart the kernel.",
         )
-    # Each step with its version in one transaction; a file made here (a temporary one,
-    # removed if this fails) in one: an upsert and a commit per step cost it ~35 ms.
-    steps = list(range(version + 1, max(MIGRATIONS) + 1))
-    for targets in [steps] if made_here and steps else [[target] for target in steps]:
-        con.execute("BEGIN")
-        for target in targets:
-            for ddl in MIGRATIONS[target]:
-                con.execute(ddl)
-        con.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-            [str(targets[-1])],
-        )
-        con.execute("COMMIT")
-    if tables:
-        _check_shape(path, con)
-    return max(version, max(MIGRATIONS))
+    return version, tables
 
 
-def _check_objects(path: Path, con: Any) -> None:
+#: Whether the file holds a macro: a function that is not DuckDB's own, in a connection
+#: that made none (the only kind SQL can store). DuckDB lists its ~3,300 own to answer
+#: (~40 ms, the interpreter released): :class:`~.opening.MacroCheck` asks it meanwhile.
+MACROS = "SELECT 1 FROM system.main.duckdb_functions() WHERE NOT internal LIMIT 1"
+
+
+def _check_objects(path: Path, con: Any, listed: bool = False) -> None:
     """Refuse a file holding what a journal never has: views or macros, and what DuckDB
     runs or checks on its own as rows are written (a trigger could rewrite or copy them,
     a UNIQUE index makes folds fail), sequences, types.
 
     DuckDB's own listings are named in full: the file's macros come first on the search
     path, so a table macro named ``duckdb_functions`` (or ``count``) could answer an
-    unqualified check. A function that is not DuckDB's own, in a connection that made
-    none, is a macro the file holds (the only kind SQL can store).
+    unqualified check. Macros: :data:`MACROS`; ``listed``: the caller lists them.
     """
-    listed = "SELECT 1 FROM system.main.duckdb_{}() WHERE NOT internal LIMIT 1"
-    if any(con.execute(listed.format(kind)).fetchall() for kind in ("functions", "views")):
+    views = "SELECT 1 FROM system.main.duckdb_views() WHERE NOT internal LIMIT 1"
+    if con.execute(views).fetchall() or (not listed and con.execute(MACROS).fetchall()):
         raise _crafted(path, "views or macros")
     for kind, where in _NEVER_MADE:  # of these, DuckDB itself lists only built-in types
         if con.execute(f"SELECT 1 FROM system.main.duckdb_{kind}() {where} LIMIT 1").fetchall():

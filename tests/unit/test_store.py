@@ -24,7 +24,9 @@ from durable_nb.store import (
     VariableRow,
     copy_journal,
     journal_files,
+    opening,
     remove_journal,
+    schema,
 )
 from durable_nb.store import journal as journal_module
 from durable_nb.store.log import Log, decode
@@ -180,6 +182,36 @@ def test_journals_holding_macros_or_views_are_refused(path, crafted):
     con.close()
     with pytest.raises(JournalCorrupt, match="views or macros"):
         Journal.open(path)
+
+
+def test_macros_are_asked_on_a_cursor_of_their_own_and_waited_for(path, tmp_path):
+    # Listing the file's macros takes DuckDB ~40 ms, the interpreter released: it runs on
+    # a cursor in a thread while the other listings are read, and migrate waits for it
+    # before it writes anything or returns, even when it refuses the file for another
+    # reason (the cursor must not outlive the connection the caller then closes).
+    Journal.open(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("CREATE MACRO count_star() AS 1")
+    con.close()
+    con, made_here = opening.connect(path)
+    try:
+        check = opening.macros(con, made_here)
+        assert not made_here and check._thread.name == "durable_nb-check"
+        with pytest.raises(JournalCorrupt, match="views or macros"):
+            schema.migrate(path, con, macros=check)
+        assert check.found() and not check._thread.is_alive()
+    finally:
+        con.close()
+    foreign = tmp_path / "foreign.duckdb"
+    con = duckdb.connect(str(foreign))
+    con.execute("CREATE TABLE sales (n INTEGER)")
+    try:
+        check = opening.MacroCheck(con)
+        with pytest.raises(JournalCorrupt, match="not a durable_nb journal"):
+            schema.migrate(foreign, con, macros=check)
+        assert not check._thread.is_alive() and check.found() is False
+    finally:
+        con.close()
 
 
 @pytest.mark.parametrize(
