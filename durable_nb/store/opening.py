@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JournalCorrupt, JournalError, JournalLocked, JournalUnwritable
+from . import stamp
 from .schema import MACROS, SAFE_CONFIG, migrate
 
 
@@ -45,14 +46,15 @@ def connect(path: Path, read_only: bool = False) -> tuple[Any, bool]:
     ``duckdb.Error`` (the caller names the journal and what to do).
     """
     duckdb = engine()  # imported on first need
-    made = _CLOSED.pop(str(path), None)  # as this process last closed it, if it did
+    # As this process, or else this user's durable_nb, last closed it (if one did).
+    made = _CLOSED.pop(str(path), None) or stamp.read(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if (not path.exists() or path.stat().st_size == 0) and create(path):
-            made = _identity(path)  # 0 bytes hold no record: made now
+            made = stamp.identity(path)  # 0 bytes hold no record: made now
     with _no_progress_widget():
         con = duckdb.connect(str(path), read_only=read_only, config=SAFE_CONFIG)
-    return con, made is not None and _identity(path) == made
+    return con, made is not None and stamp.identity(path) == made
 
 
 class MacroCheck:
@@ -174,32 +176,20 @@ def create(path: Path) -> bool:
             leftover.unlink(missing_ok=True)
 
 
-def _identity(path: Path) -> tuple:
-    """The file's device, inode and change time, and its DuckDB WAL's (or None): another
-    file put in its place, or any write to it or its WAL, differs."""
-    out: list = []
-    for f in (path, Path(f"{path}.wal")):
-        try:
-            st = os.stat(f)
-        except FileNotFoundError:
-            out.append(None)
-        else:
-            out.append((st.st_dev, st.st_ino, st.st_ctime_ns, st.st_size))
-    return tuple(out)
-
-
 #: Journal path -> its identity when this process closed it (:func:`closed`).
-_CLOSED: dict[str, tuple] = {}
+_CLOSED: dict[str, stamp.Identity] = {}
 #: The bytes of an empty journal as :func:`create` first made one in this process (no id:
 #: a journal gets its own when it opens); later ones are copies (~0.1 s of DDL less each).
 _EMPTY: bytes | None = None
 
 
 def closed(path: Path) -> None:
-    """Remember ``path`` as this process left it (a clean close): re-opened unchanged (no
-    change time of its own or its WAL moved), it holds nothing new to check."""
+    """Remember ``path`` as this process left it (a clean close), and stamp it so for the
+    next kernel (:mod:`.stamp`): re-opened unchanged (no change time of its own or its
+    WAL moved), it holds nothing new to check."""
     with contextlib.suppress(OSError):
-        _CLOSED[str(path)] = _identity(path)
+        _CLOSED[str(path)] = made = stamp.identity(path)
+        stamp.write(path, made)
 
 
 def _fsync(path: Path) -> None:

@@ -27,6 +27,7 @@ from durable_nb.store import (
     opening,
     remove_journal,
     schema,
+    stamp,
 )
 from durable_nb.store import journal as journal_module
 from durable_nb.store.log import Log, decode
@@ -212,6 +213,50 @@ def test_macros_are_asked_on_a_cursor_of_their_own_and_waited_for(path, tmp_path
         assert not check._thread.is_alive() and check.found() is False
     finally:
         con.close()
+
+
+def _made_here(path: Path) -> bool:
+    """Whether a new process would take ``path`` for the file this user's durable_nb
+    closed last, unchanged (its checks skipped): the stamp, not this process's memory."""
+    opening._CLOSED.clear()
+    con, made_here = opening.connect(path)
+    con.close()
+    return made_here
+
+
+def test_a_journal_this_user_closed_is_not_checked_again_unless_changed(path, tmp_path):
+    Journal.open(path).close()
+    assert stamp.stamp_path(path).stat().st_mode & 0o777 == 0o600
+    opening._CLOSED.clear()
+    j = Journal.open(path)  # stamped: its checks skipped, then stamped again at close
+    j.close()
+    assert _made_here(path)
+    # A macro added afterwards by another connection: the file changed, the full check
+    # refuses it, whatever the stamp says.
+    Journal.open(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("CREATE MACRO count_star() AS 1")
+    con.close()
+    assert not _made_here(path)
+    opening._CLOSED.clear()
+    with pytest.raises(JournalCorrupt, match="views or macros"):
+        Journal.open(path)
+
+
+def test_a_stamp_is_no_stamp_for_a_copy_another_path_or_another_user(path, tmp_path,
+                                                                       monkeypatch):  # fmt: skip
+    Journal.open(path).close()
+    copy = tmp_path / "copy" / ".durable"
+    copy.mkdir(parents=True)
+    for f in (path, stamp.stamp_path(path)):
+        (copy / f.name).write_bytes(f.read_bytes())
+    assert not _made_here(copy / path.name)  # another inode, another path
+    stamp.stamp_path(path).write_text('{"files": [[1, 2, 3, 4, 5], null], "sig": "00"}')
+    assert not _made_here(path)  # not signed by this user
+    Journal.open(path).close()
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "another-user"))
+    monkeypatch.setattr(trust, "_secret", None)
+    assert not _made_here(path)  # signed with another secret
 
 
 @pytest.mark.parametrize(
