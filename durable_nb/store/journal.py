@@ -580,7 +580,7 @@ class Journal(Reads, Binding):
                 self.fold()
             finally:
                 self.abandon()
-            opening.closed(self.path)  # folded and closed: re-opened unchanged, not checked
+            opening.closed(self.path, stamped=self._log is not None)  # not read-only
 
     def abandon(self) -> None:
         """Release the journal without writing anything more (the disk refused a write)."""

@@ -183,13 +183,15 @@ _CLOSED: dict[str, stamp.Identity] = {}
 _EMPTY: bytes | None = None
 
 
-def closed(path: Path) -> None:
-    """Remember ``path`` as this process left it (a clean close), and stamp it so for the
-    next kernel (:mod:`.stamp`): re-opened unchanged (no change time of its own or its
-    WAL moved), it holds nothing new to check."""
+def closed(path: Path, stamped: bool = True) -> None:
+    """Remember ``path`` as this process left it (a clean close): re-opened unchanged (no
+    change time of its own or its WAL moved), it holds nothing new to check. ``stamped``:
+    so for the next kernels too (:mod:`.stamp`); not for a journal opened read-only,
+    whose folder is not written to."""
     with contextlib.suppress(OSError):
         _CLOSED[str(path)] = made = stamp.identity(path)
-        stamp.write(path, made)
+        if stamped:
+            stamp.write(path, made)
 
 
 def _fsync(path: Path) -> None:
