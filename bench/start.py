@@ -30,8 +30,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 import bytecode  # noqa: E402  (bench/)
 from kernels import Kernel  # noqa: E402  (the tests' real-kernel driver)
 
-JOURNALS = {"empty": (0, 0), "100k": (100_000, 10_000), "5M": (5_000_000, 10_000)}
-LABELS = {"empty": "empty", "100k": "100k steps, 10k cells", "5M": "5M steps, 10k cells"}
+#: Journal -> (steps, cells); "new": none yet (a new notebook: its first kernel makes it).
+JOURNALS = {"new": (None, 0), "empty": (0, 0), "100k": (100_000, 10_000),
+            "5M": (5_000_000, 10_000)}  # fmt: skip
+LABELS = {"new": "new (none yet)", "empty": "empty", "100k": "100k steps, 10k cells",
+          "5M": "5M steps, 10k cells"}  # fmt: skip
 #: ``<journal>-reopened``: the journal as the last kernel of its notebook left it (a
 #: durable kernel ran a cell in the folder and shut down cleanly, untimed): the common
 #: start, where the journal is the one this user's durable_nb closed (its checks skipped).
@@ -47,12 +50,15 @@ def identity(cell_key: str, i: int) -> str:
     return codec.fingerprint(0, cell_key, "inc", codec.fingerprint((i,), {}), 0)
 
 
-def build(folder: Path, steps: int, cells: int) -> None:
-    """A journal of ``steps`` completed steps over ``cells`` cells, through the store."""
+def build(folder: Path, steps: int | None, cells: int) -> None:
+    """A journal of ``steps`` completed steps over ``cells`` cells, through the store
+    (``steps`` None: the notebook alone)."""
     from durable_nb.store import CellRow, Journal, RunRow, StepRow
 
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(nbformat.v4.new_notebook(), folder / "nb.ipynb")
+    if steps is None:
+        return
     now, run = time.time(), uuid.uuid4().hex
     j = Journal.open(folder / ".durable" / "nb.duckdb")
     base = min(steps, 100_000)
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         base, reopened = name.removesuffix(REOPENED), name.endswith(REOPENED)
         steps, cells = JOURNALS[base]
         label = LABELS[base] + (", reopened" if reopened else "")
-        master = Path(args.cache) / f"{steps}-{cells}"
+        master = Path(args.cache) / (base if steps is None else f"{steps}-{cells}")
         if not (master / ".ok").exists():
             shutil.rmtree(master, ignore_errors=True)
             t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JournalCorrupt, JournalError, JournalLocked, JournalUnwritable
-from . import stamp
+from . import stamp, template
 from .schema import MACROS, SAFE_CONFIG, migrate
 
 
@@ -135,15 +135,17 @@ def _no_progress_widget() -> Iterator[None]:
 def create(path: Path) -> bool:
     """Make an empty journal at ``path`` atomically (this user's only: 0600).
 
-    Built and checkpointed in ``.<name>.<pid>-<random>.new`` in the same folder, fsynced,
-    then linked into place: a journal another kernel made meanwhile is never replaced.
-    Whatever fails, the temporary files are removed. Returns False when another
-    kernel's is used.
+    Built and checkpointed (or copied from this user's :mod:`.template`) in
+    ``.<name>.<pid>-<random>.new`` in the same folder, fsynced, then linked into place: a
+    journal another kernel made meanwhile is never replaced. Whatever fails, the
+    temporary files are removed. Returns False when another kernel's is used.
     """
     global _EMPTY
     duckdb = engine()
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.new")
     try:
+        if _EMPTY is None:
+            _EMPTY = template.load(duckdb.__version__)
         if _EMPTY is None:
             with _no_progress_widget():
                 con = duckdb.connect(str(tmp), config=SAFE_CONFIG)
@@ -154,6 +156,7 @@ def create(path: Path) -> bool:
                 con.close()
             if not Path(f"{tmp}.wal").exists():  # all in the file: the next ones copy it
                 _EMPTY = tmp.read_bytes()
+                template.save(duckdb.__version__, _EMPTY)
         else:
             tmp.write_bytes(_EMPTY)
         os.chmod(tmp, 0o600)
@@ -178,8 +181,9 @@ def create(path: Path) -> bool:
 
 #: Journal path -> its identity when this process closed it (:func:`closed`).
 _CLOSED: dict[str, stamp.Identity] = {}
-#: The bytes of an empty journal as :func:`create` first made one in this process (no id:
-#: a journal gets its own when it opens); later ones are copies (~0.1 s of DDL less each).
+#: The bytes of an empty journal as :func:`create` first made one in this process, or as
+#: this user's durable_nb did (:mod:`.template`); no id: a journal gets its own when it
+#: opens. New journals are copies (~0.1 s of DuckDB's connect, DDL and checkpoint less).
 _EMPTY: bytes | None = None
 
 

@@ -262,8 +262,9 @@ def migrate(path: Path, con: Any, read_only: bool = False, made_here: bool = Fal
     has yet to get its id (a new one, or one of schema 5: binding.py records version 6).
     ``read_only``: an older schema cannot be brought up, so it is refused
     (:class:`JournalUnwritable`). ``made_here``: nothing in the file to check: this
-    process made it a moment ago under a random name (:func:`~.opening.create`; its
-    migrations then run in one transaction), or closed it and it is unchanged since
+    process made it a moment ago under a random name (:func:`~.opening.create`, or
+    copied this user's signed :mod:`.template`; its migrations then run in one
+    transaction), or closed it and it is unchanged since
     (:func:`~.opening.closed`; its schema is current). ``macros``: the file's macros,
     being listed on a cursor of their own (:class:`~.opening.MacroCheck`), waited for
     before anything is written; by default listed here.

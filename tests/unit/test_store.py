@@ -28,6 +28,7 @@ from durable_nb.store import (
     remove_journal,
     schema,
     stamp,
+    template,
 )
 from durable_nb.store import journal as journal_module
 from durable_nb.store.log import Log, decode
@@ -261,6 +262,37 @@ def test_a_stamp_is_no_stamp_for_a_copy_another_path_or_another_user(path, tmp_p
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "another-user"))
     monkeypatch.setattr(trust, "_secret", None)
     assert not _made_here(path)  # signed with another secret
+
+
+def test_a_new_journal_is_a_copy_of_this_users_signed_template(tmp_path):
+    version = opening.engine().__version__
+    opening._EMPTY = None  # as in a new process
+    Journal.open(tmp_path / "a.duckdb").close()  # the first one is built, and kept
+    kept = template.template_path(version)
+    assert kept.stat().st_mode & 0o777 == 0o600 and template.load(version)
+    # A template of this user's (a mark in it) is what a new process's journals copy.
+    marked = tmp_path / "marked.duckdb"
+    marked.write_bytes(template.load(version))
+    con = duckdb.connect(str(marked))
+    con.execute("INSERT INTO meta (key, value) VALUES ('mark', 'template')")
+    con.execute("CHECKPOINT")
+    con.close()
+    template.save(version, marked.read_bytes())
+    opening._EMPTY = None
+    j = Journal.open(tmp_path / "b.duckdb")
+    try:
+        assert j._query_as_is("SELECT value FROM meta WHERE key = 'mark'", []) == [("template",)]
+    finally:
+        j.close()
+    # Not signed by this user (changed, or another user's): built again, and kept anew.
+    kept.write_bytes(b"0" * 64 + b"\n" + marked.read_bytes())
+    opening._EMPTY = None
+    j = Journal.open(tmp_path / "c.duckdb")
+    try:
+        assert j._query_as_is("SELECT value FROM meta WHERE key = 'mark'", []) == []
+    finally:
+        j.close()
+    assert template.load(version) and b"template" not in template.load(version)
 
 
 @pytest.mark.parametrize(
