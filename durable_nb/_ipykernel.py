@@ -93,7 +93,10 @@ def ready_after(k: Any, wait: Callable[[], Any]) -> Callable[[], None] | None:
 
     def gated(stream: Any, ident: Any, parent: Any) -> Any:
         undo()
-        with contextlib.suppress(Exception):  # only ever a wait: the reply goes out anyway
+        # Only ever a wait: the reply goes out anyway, even after an interrupt (the stop
+        # button, pressed at a kernel that looks slow to start), or the frontend never
+        # hears from it (review3 R3-3).
+        with contextlib.suppress(BaseException):
             wait()
         return original(stream, ident, parent)
 

@@ -129,8 +129,9 @@ def _opens_for_writing(node: ast.AST) -> bool:
 
 
 #: What makes a cell's words other than its names: IPython syntax (magics, shell escapes,
-#: help: IPython rewrites those) and f-strings (their fields are code inside quotes).
-_NOT_PLAIN = re.compile(r"[%!?]|(?<![A-Za-z0-9_])[rRbB]?[fF][rRbB]?['\"]")
+#: help: IPython rewrites those), f-strings (their fields are code inside quotes), and a
+#: carriage return (a line end to Python, which the scan below does not know: review3 R3-2).
+_NOT_PLAIN = re.compile(r"[%!?\r]|(?<![A-Za-z0-9_])[rRbB]?[fF][rRbB]?['\"]")
 #: A string literal (an f-string's prefix is never one here), a comment, or a word (group 1),
 #: matched left to right: a quote in a comment and a '#' in a string are theirs.
 _TOKENS = re.compile(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 from helpers import cell, dnb_lines, lines, steps_cell
+from kernels import Kernel
 
 BIN = Path(sys.executable).parent
 
@@ -101,6 +102,29 @@ def test_the_first_cell_runs_once_the_journal_is_open(start_kernel):
     assert value(k, check) == "(False, True)"
     assert k.kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
     assert value(k, "1 + 1") == "2"
+
+
+def test_an_interrupt_while_the_first_reply_waits_does_not_lose_it(workdir, kernel_env):
+    # review3 R3-3: the stop button pressed at a kernel that looks slow to start. The
+    # opening thread is held by a notebook path that blocks on read (a FIFO: the thread
+    # reads the notebook's head for dill's warm-up), as a hung mount would.
+    notebook = workdir / "nb.ipynb"
+    os.mkfifo(notebook)
+    k = Kernel(workdir, kernel_env, ready=lambda k: None)
+    try:
+        asked = k.kc.kernel_info()
+        while True:  # the kernel took the request: it is waiting for the opening
+            msg = k.kc.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") == asked and msg["msg_type"] == "status":
+                break
+        k.km.interrupt_kernel()
+        reply = k.kc.get_shell_msg(timeout=20)
+        assert reply["parent_header"]["msg_id"] == asked, reply
+        assert reply["msg_type"] == "kernel_info_reply"
+    finally:
+        with open(notebook, "w"):  # let the opening thread's read end
+            pass
+        k.kill()
 
 
 # -- 3. journal placement -----------------------------------------------------------------

@@ -140,13 +140,15 @@ _ATOM = st.one_of(
         ),
         min_size=1,
         max_size=5,
-    )
+    ),
+    st.sampled_from(["\n", "\r\n", "\r"]),
 )
-def test_the_words_outside_strings_and_comments_hold_every_name(lines):
+def test_the_words_outside_strings_and_comments_hold_every_name(lines, end):
     """Generated cells whose literals and comments hold quotes, '#' and backslashes: the
     fast path's words are a superset of the syntax tree's names."""
     source = "\n".join(f"{target} = {' + '.join(atoms)}" + (f"  # {c}" if c is not None else "")
                        for target, atoms, c in lines)  # fmt: skip
+    source = source.replace("\n", end)  # a line end is also \r\n or \r to Python (R3-2)
     assume(source.isascii())
     try:
         expected = _parsed(source)
@@ -162,3 +164,6 @@ def test_magics_and_non_ascii_names_are_read_from_the_syntax_tree():
     assert names_used("x = (?", str) == set()  # IPython cannot make it Python: changed nothing
     assert names_used("global a\nb = c.d", str) >= {"a", "b", "c"}
     assert names_used("x = 1  # y", str) == {"x"}  # a comment's words are no names
+    # A lone carriage return ends a comment or a line to Python (review3 R3-2).
+    assert "big" in names_used("# note\rbig.append(-1)", str)
+    assert "big" in names_used("note = 'a \\\r\nb' + str(big.pop()) + 'y'", str)
