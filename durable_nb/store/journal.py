@@ -574,13 +574,14 @@ class Journal(Reads, Binding):
             )
 
     def close(self) -> None:
-        """Fold the log and release the journal."""
+        """Fold the log, mark the file closed (:mod:`.stamp`) and release the journal."""
         with self._lock:
-            try:
+            try:  # (a fold that raises: nothing is marked or remembered)
                 self.fold()
+                nonce = opening.mark_closed(self._con) if self._log is not None else None
             finally:
                 self.abandon()
-            opening.closed(self.path, stamped=self._log is not None)  # not read-only
+            opening.closed(self.path, nonce)
 
     def abandon(self) -> None:
         """Release the journal without writing anything more (the disk refused a write)."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -39,22 +41,51 @@ def engine() -> Any:
 def connect(path: Path, read_only: bool = False) -> tuple[Any, bool]:
     """A DuckDB connection to journal ``path``; a missing (or 0-byte) file is created first.
 
-    Returns the connection and whether the file is the one :func:`create` made just now
-    (the same inode, not another kernel's), or the one this process closed last, unchanged
-    since (:func:`closed`): nothing in it to check. ``read_only`` opens
-    an existing file without writing anything to it or its folder. Raises OSError or
-    ``duckdb.Error`` (the caller names the journal and what to do).
+    Returns the connection and whether the file is the one this user's durable_nb closed
+    last, unchanged since (:func:`closed`, :mod:`.stamp`: its identity, and its nonce read
+    through the connection): nothing in it to check. ``read_only`` opens an existing file
+    without writing anything to it or its folder. Raises OSError or ``duckdb.Error`` (the
+    caller names the journal and what to do).
     """
     duckdb = engine()  # imported on first need
     # As this process, or else this user's durable_nb, last closed it (if one did).
     made = _CLOSED.pop(str(path), None) or stamp.read(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if (not path.exists() or path.stat().st_size == 0) and create(path):
-            made = stamp.identity(path)  # 0 bytes hold no record: made now
+        # A journal made now is checked in full as any other (~60 ms once a notebook):
+        # another user who can write the folder could put a file in its place meanwhile.
+        if not path.exists() or path.stat().st_size == 0:
+            create(path)
     with _no_progress_widget():
         con = duckdb.connect(str(path), read_only=read_only, config=SAFE_CONFIG)
-    return con, made is not None and stamp.identity(path) == made
+    if made is None or stamp.identity(path) != made[0]:
+        return con, False
+    # The file DuckDB opened, not only the one stat() found at the path: it holds the
+    # nonce written at the close the stamp vouches for (review4 R4-1, R4-2).
+    return con, _closed_with(con, made[1])
+
+
+def _closed_with(con: Any, nonce: str) -> bool:
+    """Whether the open file holds ``nonce`` as its close's mark (a file that does not,
+    or cannot say, is checked in full)."""
+    try:
+        ask = "SELECT value FROM main.meta WHERE key = ?"
+        row = con.execute(ask, [stamp.CLOSED_KEY]).fetchone()
+    except Exception:  # no such table, or a crafted one: the full check says what it is
+        return False
+    return row is not None and row[0] == nonce
+
+
+def mark_closed(con: Any) -> str | None:
+    """Write a fresh nonce into the journal as its last write before a clean close; None
+    when it cannot be written (the next opening checks the file in full)."""
+    nonce = secrets.token_hex(16)
+    try:
+        mark = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+        con.execute(mark, [stamp.CLOSED_KEY, nonce])
+    except Exception:
+        return None
+    return nonce
 
 
 class MacroCheck:
@@ -147,6 +178,10 @@ def create(path: Path) -> bool:
         if _EMPTY is None:
             _EMPTY = template.load(duckdb.__version__)
         if _EMPTY is None:
+            _EMPTY = _build_empty(path, duckdb)
+            if _EMPTY is not None:  # all in the file: the next ones copy it
+                template.save(duckdb.__version__, _EMPTY)
+        if _EMPTY is None:
             with _no_progress_widget():
                 con = duckdb.connect(str(tmp), config=SAFE_CONFIG)
             try:
@@ -154,9 +189,6 @@ def create(path: Path) -> bool:
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
-            if not Path(f"{tmp}.wal").exists():  # all in the file: the next ones copy it
-                _EMPTY = tmp.read_bytes()
-                template.save(duckdb.__version__, _EMPTY)
         else:
             tmp.write_bytes(_EMPTY)
         os.chmod(tmp, 0o600)
@@ -179,23 +211,42 @@ def create(path: Path) -> bool:
             leftover.unlink(missing_ok=True)
 
 
+def _build_empty(path: Path, duckdb: Any) -> bytes | None:
+    """An empty journal's bytes, built in a folder of this process's own (never read back
+    from the journal's folder, where another user could put a file in its place: review4
+    R4-3), or None when DuckDB left part of it in a WAL."""
+    with tempfile.TemporaryDirectory(prefix="durable_nb-empty-") as folder:
+        built = Path(folder) / "empty.duckdb"
+        with _no_progress_widget():
+            con = duckdb.connect(str(built), config=SAFE_CONFIG)
+        try:
+            migrate(path, con, made_here=True)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        return None if Path(f"{built}.wal").exists() else built.read_bytes()
+
+
 #: Journal path -> its identity when this process closed it (:func:`closed`).
-_CLOSED: dict[str, stamp.Identity] = {}
+_CLOSED: dict[str, tuple[stamp.Identity, str]] = {}
 #: The bytes of an empty journal as :func:`create` first made one in this process, or as
 #: this user's durable_nb did (:mod:`.template`); no id: a journal gets its own when it
 #: opens. New journals are copies (~0.1 s of DuckDB's connect, DDL and checkpoint less).
 _EMPTY: bytes | None = None
 
 
-def closed(path: Path, stamped: bool = True) -> None:
-    """Remember ``path`` as this process left it (a clean close): re-opened unchanged (no
-    change time of its own or its WAL moved), it holds nothing new to check. ``stamped``:
-    so for the next kernels too (:mod:`.stamp`); not for a journal opened read-only,
-    whose folder is not written to."""
+def closed(path: Path, nonce: str | None) -> None:
+    """Remember ``path`` as this process left it (a clean close that wrote ``nonce`` into
+    it: :func:`mark_closed`): re-opened unchanged (no change time of its own or its WAL
+    moved, the nonce read back through the connection), it holds nothing new to check;
+    so for the next kernels too (:mod:`.stamp`). None (a journal opened read-only, whose
+    folder is not written to, or a close that could not write it): nothing remembered."""
+    if nonce is None:
+        return
     with contextlib.suppress(OSError):
-        _CLOSED[str(path)] = made = stamp.identity(path)
-        if stamped:
-            stamp.write(path, made)
+        made = stamp.identity(path)
+        _CLOSED[str(path)] = made, nonce
+        stamp.write(path, made, nonce)
 
 
 def _fsync(path: Path) -> None:

@@ -40,6 +40,7 @@ from .schema import (
     meta_int,
     rollback,
 )
+from .stamp import CLOSED_KEY
 
 #: Table -> the columns its signature binds (the key first). Not bound: times but a run's
 #: start (shown only, or the order of two results of one call), counts and texts that are
@@ -64,7 +65,7 @@ _WHERE = {
 }
 #: ``meta`` keys no signature covers: read before anything else (by the migration), or
 #: only written (who last ran ``durable-nb trust``).
-UNSIGNED_META = ("schema_version", "trusted_by")
+UNSIGNED_META = ("schema_version", "trusted_by", CLOSED_KEY)
 #: The ``meta`` key of the journal's id (:data:`durable_nb.trust.JOURNAL_ID`): random, made
 #: with the journal, inside every row signature, so a row signed in one journal never
 #: verifies in another (:mod:`.binding`). Its own row is signed as any other.

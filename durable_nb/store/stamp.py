@@ -1,15 +1,18 @@
 """A journal's file as this user's durable_nb closed it: opened again unchanged, it is not
 checked again.
 
-At a clean close the identity of the ``.duckdb`` file and of DuckDB's WAL beside it
-(device, inode, size, change and modification times) is signed with this user's secret
-(:mod:`durable_nb.trust`, with the journal's path) into ``<stem>.closed`` beside them. A
-kernel opening the journal again finds the same identity: the file holds what the last
-check and this user's writes left, and the check of what a journal never holds (views,
-macros, triggers: ~60 ms of DuckDB's time) is skipped. Any write to either file moves its
-change time, which no one can set back; a file put in its place has another inode or
-change time; a stamp not signed by this user, or for another path, is no stamp. Any
-mismatch: the full check.
+At a clean close a random nonce is written into the journal (``meta.closed``, its last
+write), and the identity of the ``.duckdb`` file and of DuckDB's WAL beside it (device,
+inode, size, change and modification times) is signed with it and with this user's
+secret (:mod:`durable_nb.trust`, with the journal's path) into ``<stem>.closed``. A
+kernel opening the journal again that finds the same identity, and then reads the same
+nonce *through its connection* (:func:`~.opening.connect`: the file DuckDB opened, not
+only the path stat() saw: review4 R4-1, R4-2), skips the check of what a journal never
+holds (views, macros, triggers: ~60 ms of DuckDB's time). Any write to either file moves
+its change time, which no one can set back; a file put in its place (during a session
+too: the nonce went into the file this process had open) has another inode, change time
+or no such nonce; a stamp not signed by this user, or for another path, is no stamp.
+Any mismatch: the full check.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from pathlib import Path
 
 from .. import trust
 
 #: The signature's domain: a stamp never verifies as any other signed thing.
 DOMAIN = "journal-closed"
+#: The ``meta`` key of the nonce a clean close writes last (not signed: nothing loads it).
+CLOSED_KEY = "closed"
 #: A stamp is a few hundred bytes: anything longer is not one (nor read whole).
 MAX_BYTES = 4096
 
@@ -50,15 +56,17 @@ def identity(journal: Path) -> Identity:
     return tuple(out)
 
 
-def _signed(journal: Path, files: list) -> str:
-    return json.dumps([str(journal), files], separators=(",", ":"))
+def _signed(journal: Path, files: list, nonce: str) -> str:
+    return json.dumps([str(journal), files, nonce], separators=(",", ":"))
 
 
-def write(journal: Path, ident: Identity) -> None:
-    """Stamp ``journal`` as closed with identity ``ident`` (this user's only: 0600,
-    written whole). A folder that refuses it: no stamp, the next opening checks."""
+def write(journal: Path, ident: Identity, nonce: str) -> None:
+    """Stamp ``journal`` as closed with identity ``ident`` and the ``nonce`` its file holds
+    (this user's only: 0600, written whole). A folder that refuses it: no stamp, the next
+    opening checks."""
     files = [list(f) if f is not None else None for f in ident]
-    text = json.dumps({"files": files, "sig": trust.sign(DOMAIN, _signed(journal, files))})
+    sig = trust.sign(DOMAIN, _signed(journal, files, nonce))
+    text = json.dumps({"files": files, "nonce": nonce, "sig": sig})
     path = stamp_path(journal)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     with contextlib.suppress(OSError):
@@ -70,11 +78,14 @@ def write(journal: Path, ident: Identity) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def read(journal: Path) -> Identity | None:
-    """The identity this user stamped ``journal`` with at its last clean close, or None
-    (no stamp, a damaged one, one for another path or not signed by this user)."""
-    try:
-        with open(stamp_path(journal), "rb") as f:
+def read(journal: Path) -> tuple[Identity, str] | None:
+    """The identity and nonce this user stamped ``journal`` with at its last clean close,
+    or None (no stamp, a damaged one, one for another path or not signed by this user)."""
+    try:  # never blocking (a FIFO from someone's tarball: review4 R4-4), nor followed
+        fd = os.open(stamp_path(journal), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
             raw = f.read(MAX_BYTES + 1)
         stamp = json.loads(raw) if len(raw) <= MAX_BYTES else None
     except (OSError, ValueError):
@@ -85,6 +96,8 @@ def read(journal: Path) -> Identity | None:
         for f in files
     )):  # fmt: skip
         return None
-    if not trust.verify(DOMAIN, _signed(journal, files), stamp.get("sig")):
+    nonce = stamp.get("nonce")
+    if type(nonce) is not str or not trust.verify(DOMAIN, _signed(journal, files, nonce),
+                                                   stamp.get("sig")):  # fmt: skip
         return None
-    return tuple(tuple(f) if f is not None else None for f in files)
+    return tuple(tuple(f) if f is not None else None for f in files), nonce

@@ -560,15 +560,34 @@ def test_a_copy_of_a_held_journal_has_the_unfolded_records(path, tmp_path):
     assert not any(p.exists() for p in journal_files(path))
 
 
-def test_only_a_journal_made_by_this_open_skips_the_object_listings(path):
+def test_a_journal_made_now_is_checked_like_any_other(path):
+    # Another user who can write the folder could put a file in its place as it is
+    # linked (review4 R4-3): only a stamp whose nonce the open file holds skips the checks.
     from durable_nb.store import opening
 
     con, made_here = opening.connect(path)  # created now, under a random name, linked
     con.close()
-    assert made_here
-    con, made_here = opening.connect(path)  # there already: checked like any other
+    assert not made_here
+    con, made_here = opening.connect(path)  # there already, never closed by durable_nb
     con.close()
     assert not made_here
+
+
+def test_a_stamp_vouches_only_for_the_file_that_holds_its_nonce(path, tmp_path):
+    # review4 R4-1: the journal replaced while a kernel held it (a sync tool, git, a
+    # colleague's copy renamed into place); the kernel's close marks the file it had
+    # open, and stamps the new one's identity: the new one is checked in full.
+    j = Journal.open(path)
+    other = tmp_path / "other.duckdb"
+    Journal.open(other).close()
+    con = duckdb.connect(str(other))
+    con.execute("CREATE MACRO planted() AS 1")
+    con.close()
+    os.replace(other, path)
+    j.close()
+    assert not _made_here(path)
+    with pytest.raises(JournalCorrupt, match="views or macros"):
+        Journal.open(path)
 
 
 def test_write_all_is_one_record_or_the_rows_ahead_synced_when_too_big(path, monkeypatch):
@@ -594,3 +613,14 @@ def test_write_all_is_one_record_or_the_rows_ahead_synced_when_too_big(path, mon
                                         ("variable", "2:b"), ("cell", "ok")]  # fmt: skip
     assert {n: v.value_id for n, v in j.variables_as_of(2).items()} == {"a": "a" * 80, "b": "b2"}
     j.abandon()
+
+
+def test_a_stamp_that_is_no_regular_file_is_no_stamp(path):
+    # review4 R4-4: a FIFO named <stem>.closed (tar recreates them) must not hang the
+    # opening: it is read without blocking, and is no stamp.
+    Journal.open(path).close()
+    stamp.stamp_path(path).unlink()
+    os.mkfifo(stamp.stamp_path(path))
+    assert stamp.read(path) is None
+    Journal.open(path).close()  # checked in full, then stamped anew
+    assert stamp.read(path) is not None
