@@ -27,7 +27,7 @@ from ..errors import (
 )
 from . import files, opening
 from .binding import Binding
-from .log import GROUP, Log, scan
+from .log import GROUP, Log, read_regular, scan
 from .manifest import Written
 from .reads import Reads, writes
 from .replay import Hit, ReplayIndex, count
@@ -198,7 +198,7 @@ class Journal(Reads, Binding):
         self._index.reset(self.epoch, self.id)
         self._index.damaged = self.damaged_seqs()
         try:
-            records, damaged = scan(files.log_path(self.path).read_bytes())
+            records, damaged = scan(read_regular(files.log_path(self.path)))
         except OSError:  # no log (a clean close), or one this user cannot read
             return
         self._tell_damaged(files.log_path(self.path), damaged)

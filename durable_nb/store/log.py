@@ -13,13 +13,17 @@ the MAGIC-only format (never released) are not.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
+import stat
 import struct
 import zlib
 from pathlib import Path
 from typing import Any
+
+from ..errors import JournalCorrupt
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -40,7 +44,23 @@ class Log:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        # Never through a link, never blocking, and only a regular file: one shipped in a
+        # repo or tarball as a link would have its target emptied by the fold, a FIFO
+        # would hang the opening (review4 R4-4, R4-6).
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            self.fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            self.fd = -1
+        if self.fd < 0 or not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            if self.fd >= 0:
+                os.close(self.fd)
+            raise JournalCorrupt(str(path), f"{path} is not a regular file (a link or a pipe, "
+                                 "as a repository or an archive can carry): it is not opened, "
+                                 "and this kernel runs un-journaled. Move it aside, then "
+                                 "restart the kernel.")  # fmt: skip
         #: Records appended since the log was last emptied (by this process).
         self.count = 0
         #: Records the last :meth:`read` found damaged (skipped).
@@ -61,9 +81,11 @@ class Log:
 
     def read(self) -> list[tuple]:
         """Every intact record; :attr:`damaged` says how many damaged ones were skipped."""
-        with open(self.path, "rb") as f:
-            data = f.read()
-        records, self.damaged = scan(data)
+        size, parts = os.fstat(self.fd).st_size, []  # the file opened, not the path again
+        while size > 0 and (part := os.pread(self.fd, size, sum(map(len, parts)))):
+            parts.append(part)
+            size -= len(part)
+        records, self.damaged = scan(b"".join(parts))
         return records
 
     @property
@@ -139,6 +161,16 @@ _HEAD = struct.Struct("<4sIII")
 _TAIL = struct.Struct("<II4s")
 #: The frame of logs written before records had a MAGIC (still read).
 _OLD = struct.Struct("<II")
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of the regular file ``path``, never through a link and never blocking
+    (a FIFO); raises OSError for anything else."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return f.read()
 
 
 def encode(record: tuple, index: int = 0) -> bytes:

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from .. import trust
@@ -67,15 +68,16 @@ def write(journal: Path, ident: Identity, nonce: str) -> None:
     files = [list(f) if f is not None else None for f in ident]
     sig = trust.sign(DOMAIN, _signed(journal, files, nonce))
     text = json.dumps({"files": files, "nonce": nonce, "sig": sig})
-    path = stamp_path(journal)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    path, tmp = stamp_path(journal), None
     with contextlib.suppress(OSError):
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A new file of a random name (O_EXCL: never a link planted there, review4 R4-5).
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
-    with contextlib.suppress(OSError):
-        tmp.unlink(missing_ok=True)
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def read(journal: Path) -> tuple[Identity, str] | None:

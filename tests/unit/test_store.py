@@ -624,3 +624,32 @@ def test_a_stamp_that_is_no_regular_file_is_no_stamp(path):
     assert stamp.read(path) is None
     Journal.open(path).close()  # checked in full, then stamped anew
     assert stamp.read(path) is not None
+
+
+def test_a_log_that_is_a_link_or_a_pipe_is_not_opened(path, tmp_path):
+    # review4 R4-6 / R4-4: a <stem>.log shipped as a link (a repository, an archive) had
+    # its target emptied by the fold; a FIFO hung the opening.
+    precious = tmp_path / "precious"
+    precious.write_text("the user's own\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = path.with_suffix(".log")
+    os.symlink(precious, log)
+    with pytest.raises(JournalCorrupt, match="not a regular file"):
+        Journal.open(path)
+    assert precious.read_text() == "the user's own\n"
+    log.unlink()
+    os.mkfifo(log)
+    with pytest.raises(JournalCorrupt, match="not a regular file"):
+        Journal.open(path)
+
+
+def test_the_stamps_temporary_file_is_never_a_planted_link(path, tmp_path):
+    # review4 R4-5: the stamp was written through a guessable name (its pid) opened with
+    # O_CREAT|O_TRUNC: a link planted there had the user's file it pointed to rewritten.
+    target = tmp_path / "bashrc"
+    target.write_text("mine\n")
+    j = Journal.open(path)
+    planted = stamp.stamp_path(path).with_name(f".{stamp.stamp_path(path).name}.{os.getpid()}")
+    os.symlink(target, planted)
+    j.close()
+    assert target.read_text() == "mine\n" and stamp.read(path) is not None
