@@ -7,6 +7,7 @@ buffers are cut into 1 MiB chunks so that changing a slice rewrites only that sl
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import os
 import re
@@ -104,10 +105,11 @@ def buffer(nbytes: int) -> memoryview:
     bytearray does.
     """
     populate = getattr(mmap, "MAP_POPULATE", 0)
-    if nbytes >= MAPPED and (populate or _HUGE_PAGES):
+    huge = nbytes >= MAPPED and _huge_pages_on_request()
+    if nbytes >= MAPPED and (populate or huge):
         try:
             flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-            if not _HUGE_PAGES:
+            if not huge:
                 return memoryview(mmap.mmap(-1, nbytes, flags=flags | populate))
             mapped = mmap.mmap(-1, nbytes, flags=flags)
             with contextlib.suppress(OSError):  # a hint: 4 KiB pages otherwise
@@ -120,6 +122,7 @@ def buffer(nbytes: int) -> memoryview:
     return memoryview(np.empty(nbytes, dtype=np.uint8)).cast("B")
 
 
+@functools.cache  # read on a restore's first big buffer, not as a kernel starts
 def _huge_pages_on_request() -> bool:
     """Whether this OS gives transparent huge pages to memory that asks for them."""
     if not hasattr(mmap, "MADV_HUGEPAGE"):
@@ -130,9 +133,6 @@ def _huge_pages_on_request() -> bool:
     except OSError:
         return False
     return b"[madvise]" in mode or b"[always]" in mode
-
-
-_HUGE_PAGES = _huge_pages_on_request()
 
 
 class BlobStore:

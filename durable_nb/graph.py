@@ -449,7 +449,9 @@ def kernel_in_state(obj: Any) -> str:
     for held in (state, traits if type(traits) is dict else {}):
         for value in held.values():
             t = type(value)
-            if t in _KERNEL_TYPES or (t not in _KINDS and kind(t) == SKIP and t in _KERNEL_TYPES):
+            if t not in _KINDS:
+                kind(t)  # classifies it: a kernel's type joins _KERNEL_TYPES
+            if t in _KERNEL_TYPES:
                 return t.__qualname__
     return ""
 

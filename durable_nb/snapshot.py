@@ -286,7 +286,7 @@ class Snapshots:
         ``settled`` (every saved variable is re-checked this cell): those names, and values
         that hold a kernel object at once (a new widget), are not walked (:meth:`_kernel_held`).
         """
-        found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched - (settled or set()),
+        found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched,
                                    settled or frozenset(), look=settled is not None)  # fmt: skip
         self._kernel, self._plain = found.kernel, found.plain
         return found.keys

@@ -17,13 +17,13 @@ import errno
 import io
 import os
 import pickle
-import stat
 import struct
 import zlib
 from pathlib import Path
 from typing import Any
 
 from ..errors import JournalCorrupt
+from .files import open_regular
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -44,23 +44,17 @@ class Log:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        # Never through a link, never blocking, and only a regular file: one shipped in a
-        # repo or tarball as a link would have its target emptied by the fold, a FIFO
-        # would hang the opening (review4 R4-4, R4-6).
-        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+        # Only a regular file (files.open_regular): one shipped as a link would have its
+        # target emptied by the fold, a FIFO would hang the opening (review4 R4-4, R4-6).
         try:
-            self.fd = os.open(path, flags, 0o600)
+            self.fd = open_regular(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         except OSError as exc:
-            if exc.errno != errno.ELOOP:
+            if exc.errno != errno.EINVAL:
                 raise
-            self.fd = -1
-        if self.fd < 0 or not stat.S_ISREG(os.fstat(self.fd).st_mode):
-            if self.fd >= 0:
-                os.close(self.fd)
             raise JournalCorrupt(str(path), f"{path} is not a regular file (a link or a pipe, "
                                  "as a repository or an archive can carry): it is not opened, "
                                  "and this kernel runs un-journaled. Move it aside, then "
-                                 "restart the kernel.")  # fmt: skip
+                                 "restart the kernel.") from exc  # fmt: skip
         #: Records appended since the log was last emptied (by this process).
         self.count = 0
         #: Records the last :meth:`read` found damaged (skipped).
@@ -81,11 +75,10 @@ class Log:
 
     def read(self) -> list[tuple]:
         """Every intact record; :attr:`damaged` says how many damaged ones were skipped."""
-        size, parts = os.fstat(self.fd).st_size, []  # the file opened, not the path again
-        while size > 0 and (part := os.pread(self.fd, size, sum(map(len, parts)))):
-            parts.append(part)
-            size -= len(part)
-        records, self.damaged = scan(b"".join(parts))
+        data, size = b"", os.fstat(self.fd).st_size  # the file opened, not the path again
+        while len(data) < size and (part := os.pread(self.fd, size - len(data), len(data))):
+            data += part
+        records, self.damaged = scan(data)
         return records
 
     @property
@@ -164,12 +157,8 @@ _OLD = struct.Struct("<II")
 
 
 def read_regular(path: Path) -> bytes:
-    """The bytes of the regular file ``path``, never through a link and never blocking
-    (a FIFO); raises OSError for anything else."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
+    """The bytes of the regular file ``path`` (:func:`~.files.open_regular`)."""
+    with os.fdopen(open_regular(path), "rb") as f:
         return f.read()
 
 

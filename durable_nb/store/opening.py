@@ -181,14 +181,8 @@ def create(path: Path) -> bool:
             _EMPTY = _build_empty(path, duckdb)
             if _EMPTY is not None:  # all in the file: the next ones copy it
                 template.save(duckdb.__version__, _EMPTY)
-        if _EMPTY is None:
-            with _no_progress_widget():
-                con = duckdb.connect(str(tmp), config=SAFE_CONFIG)
-            try:
-                migrate(path, con, made_here=True)
-                con.execute("CHECKPOINT")
-            finally:
-                con.close()
+        if _EMPTY is None:  # DuckDB left part of it in a WAL: built in place, each time
+            _build(tmp, path, duckdb)
         else:
             tmp.write_bytes(_EMPTY)
         os.chmod(tmp, 0o600)
@@ -217,14 +211,19 @@ def _build_empty(path: Path, duckdb: Any) -> bytes | None:
     R4-3), or None when DuckDB left part of it in a WAL."""
     with tempfile.TemporaryDirectory(prefix="durable_nb-empty-") as folder:
         built = Path(folder) / "empty.duckdb"
-        with _no_progress_widget():
-            con = duckdb.connect(str(built), config=SAFE_CONFIG)
-        try:
-            migrate(path, con, made_here=True)
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
+        _build(built, path, duckdb)
         return None if Path(f"{built}.wal").exists() else built.read_bytes()
+
+
+def _build(at: Path, path: Path, duckdb: Any) -> None:
+    """Make the empty journal of ``path`` at ``at``: its tables, checkpointed."""
+    with _no_progress_widget():
+        con = duckdb.connect(str(at), config=SAFE_CONFIG)
+    try:
+        migrate(path, con, made_here=True)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
 
 
 #: Journal path -> its identity when this process closed it (:func:`closed`).

@@ -17,14 +17,12 @@ Any mismatch: the full check.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import stat
-import tempfile
 from pathlib import Path
 
 from .. import trust
+from .files import open_regular, replace_whole
 
 #: The signature's domain: a stamp never verifies as any other signed thing.
 DOMAIN = "journal-closed"
@@ -68,26 +66,14 @@ def write(journal: Path, ident: Identity, nonce: str) -> None:
     files = [list(f) if f is not None else None for f in ident]
     sig = trust.sign(DOMAIN, _signed(journal, files, nonce))
     text = json.dumps({"files": files, "nonce": nonce, "sig": sig})
-    path, tmp = stamp_path(journal), None
-    with contextlib.suppress(OSError):
-        # A new file of a random name (O_EXCL: never a link planted there, review4 R4-5).
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    if tmp is not None:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    replace_whole(stamp_path(journal), text.encode())
 
 
 def read(journal: Path) -> tuple[Identity, str] | None:
     """The identity and nonce this user stamped ``journal`` with at its last clean close,
     or None (no stamp, a damaged one, one for another path or not signed by this user)."""
-    try:  # never blocking (a FIFO from someone's tarball: review4 R4-4), nor followed
-        fd = os.open(stamp_path(journal), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                return None
+    try:
+        with os.fdopen(open_regular(stamp_path(journal)), "rb") as f:
             raw = f.read(MAX_BYTES + 1)
         stamp = json.loads(raw) if len(raw) <= MAX_BYTES else None
     except (OSError, ValueError):

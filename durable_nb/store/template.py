@@ -11,14 +11,12 @@ the template written anew.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from .. import trust
+from .files import replace_whole
 from .schema import MIGRATIONS, SAFE_CONFIG, SCHEMA_VERSION
 
 #: The signature's domain: a template never verifies as any other signed thing.
@@ -53,12 +51,4 @@ def save(engine_version: str, data: bytes) -> None:
     """Keep ``data`` (an empty journal's bytes) as the template, signed, written whole,
     this user's only (0600). A folder that refuses it: the next kernel builds its own."""
     sig = trust.sign(DOMAIN, data)  # first: the secret's folder is made with the secret
-    with contextlib.suppress(OSError):
-        path = template_path(engine_version)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".durable_nb_empty-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(sig.encode() + b"\n" + data)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+    replace_whole(template_path(engine_version), sig.encode() + b"\n" + data)
