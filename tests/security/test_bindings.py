@@ -86,6 +86,11 @@ def alice(tmp_path_factory, shell):
         mp.setenv("JUPYTER_DATA_DIR", str(home / "jupyter-data"))
         mp.setenv("DURABLE_NB_DIR", str(home / "journal"))
         mp.setattr(trust, "_secret", None)
+        # The shell is IPython's singleton: names other test modules left in it would be
+        # saved too (a leftover ``y`` gave two rows for it), so the notebook starts empty.
+        ns, hidden = shell.user_ns, shell.user_ns_hidden
+        for name in [n for n in ns if n not in hidden and not n.startswith("__")]:
+            del ns[name]
         rt = Runtime(str(home / "nb.ipynb"))
         runtime.install(rt)
         snaps = Snapshots(shell, rt)
