@@ -57,7 +57,7 @@ from .payloads import Loader, gc_paused
 from .recompute import Report, recompute_cells
 from .runtime import Runtime
 from .store import UNSAVED, PayloadRow, VariableRow
-from .unchanged import Print, small
+from .unchanged import Print, Same, small
 
 #: IPython's own names, never saved.
 _IPYTHON_NAMES = re.compile(
@@ -89,6 +89,7 @@ class Known:
     shares: frozenset[int] | set[int] = frozenset()
     refs: frozenset[str] = frozenset()  # notebook globals its payload names
     detail: str | None = None
+    same: Same | None = None  # while it holds the bound value, the payload is unchanged
 
 
 @dataclass
@@ -168,7 +169,12 @@ class Snapshots:
             if sum(k.nbytes for k in self.known.values()) < self.sweep_bytes:
                 # The safety net: what is saved is re-checked (what is recomputed, a widget
                 # or a client, is made again by its cell anyway: walking it is no use).
-                saved = sorted(n for n, k in self.known.items() if k.state == "saved")
+                # A value proven unchanged (a list of names: :class:`Same`) is not pickled.
+                saved = sorted(
+                    n
+                    for n, k in self.known.items()
+                    if k.state == "saved" and not (k.same and n in ns and k.same.holds(ns[n]))
+                )
                 if len(saved) > self.sweep_names:  # 1,000 small ones: 21 ms a cell, all
                     at = self._sweep_at % len(saved)
                     saved = (saved + saved)[at : at + self.sweep_names]
@@ -269,12 +275,15 @@ class Snapshots:
             rebound = k is None or k.obj_id != id(ns[name])
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
                 k.shares, k.refs = res.shares, res.refs  # unchanged; what it reaches may not be
+                if res.state == "saved" and not (k.same and k.same.holds(ns[name])):
+                    k.same = Same.of(ns[name])  # (equal items, other objects: kept anew)
                 continue
             if res.encoded is not None:
                 self._store(res, rows)
             cell_seq = seq if rebound else k.cell_seq
+            same = Same.of(ns[name]) if res.state == "saved" else None
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
-                                  res.nbytes, res.shares, res.refs, res.detail)  # fmt: skip
+                                  res.nbytes, res.shares, res.refs, res.detail, same)  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
         self._plain = {}

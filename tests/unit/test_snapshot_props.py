@@ -571,3 +571,37 @@ def test_a_value_that_stops_holding_a_widget_is_saved_again(shell):
         nb.run("panel['rows'].append(2)")
         live, back = restored(shell, nb)
     assert dict(back)["panel"] == dict(live)["panel"] and shell.user_ns["panel"] == {"rows": [1, 2]}
+
+
+@pytest.mark.parametrize("change", [
+    "names.append('c')", "names[0] = 'A'", "conf['tol'] = -0.0", "conf['when'] = None",
+    "conf['tol'] = conf.pop('tol')", "tags.discard('x')", "pairs[1] = (2, 'z')",
+])  # fmt: skip
+def test_the_sweep_tells_unchanged_lists_of_names_without_pickling_and_finds_changes(
+    shell, monkeypatch, change
+):
+    """A saved list, dict or set of immutable objects that still holds the very objects it
+    held is not pickled by the sweep (unchanged.Same); changed outside any cell (as a
+    thread or a callback would), even to an equal length or an equal float, it is saved."""
+    fresh_namespace(shell)
+    pickled: list[object] = []
+    encode_reach = codec.encode_reach
+    monkeypatch.setattr(
+        codec, "encode_reach", lambda v, ns: (pickled.append(v), encode_reach(v, ns))[1]
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb.run("import datetime\nnames = ['a', 'b']\n"
+               "conf = {'tol': 0.0, 'when': datetime.date(2026, 1, 2)}\n"
+               "tags = {'x', 'y'}\npairs = [(1, 'x'), (2, 'y')]")  # fmt: skip
+        assert all(nb.snaps.known[n].same is not None for n in ("names", "conf", "tags", "pairs"))
+        pickled.clear()
+        nb.run("y = 1")
+        assert not any(
+            v is shell.user_ns[n] for v in pickled for n in ("names", "conf", "tags", "pairs")
+        )
+        exec(change, shell.user_ns)  # outside any cell
+        nb.run("y = 2")
+        live, back = restored(shell, nb)
+    assert back == live

@@ -7,7 +7,9 @@ a journal written with the reuse on must equal the live namespace.
 
 from __future__ import annotations
 
+import datetime
 import inspect
+import pickle
 import sys
 import tempfile
 import types
@@ -22,7 +24,7 @@ from durable_nb import codec
 from durable_nb.graph import groups as _groups
 from durable_nb.runtime import Runtime
 from durable_nb.snapshot import Snapshots
-from durable_nb.unchanged import Print
+from durable_nb.unchanged import SAME_ITEMS, Print, Same
 
 pytestmark = pytest.mark.unit
 
@@ -279,3 +281,112 @@ def test_what_a_print_keeps_alive_stays_small_and_goes_with_its_definition(shell
         rt.end_cell("ok", None)
         rt.close()
         assert snaps._pickled == {}
+
+
+# -- Same: a saved container of immutable objects, told unchanged by identity ------------
+
+_ATOMS = st.one_of(
+    st.integers(), st.floats(allow_nan=True), st.text(max_size=4), st.binary(max_size=4),
+    st.none(), st.booleans(), st.complex_numbers(allow_nan=False), st.dates(),
+    st.timedeltas(), st.datetimes(timezones=st.sampled_from([None, datetime.UTC])),
+)  # fmt: skip
+_IMMUTABLES = st.recursive(
+    _ATOMS, lambda inner: st.tuples(inner, inner) | st.frozensets(_ATOMS, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+_VALUES = st.one_of(
+    _IMMUTABLES,
+    st.lists(_IMMUTABLES, max_size=6),
+    st.dictionaries(st.text(max_size=3) | st.integers(), _IMMUTABLES, max_size=6),
+    st.sets(st.integers() | st.text(max_size=3), max_size=6),
+    st.lists(st.lists(_ATOMS, max_size=2), max_size=3),  # items that can change: no Same
+    st.dictionaries(st.text(max_size=2), st.lists(_ATOMS, max_size=2), max_size=3),
+)
+_CHANGES = ["none", "append", "equal copy", "replace", "negate", "pop", "reverse",
+            "reinsert", "inner append", "clear"]  # fmt: skip
+
+
+def _copy(x):
+    """An object equal to ``x`` but (where Python makes one) not ``x`` itself."""
+    return pickle.loads(pickle.dumps(x))
+
+
+def _change(value, how: str, at: int) -> None:
+    """Change ``value`` in place, ``how``; some changes leave its pickle as it was."""
+    if how == "none" or not isinstance(value, list | dict | set) or not value:
+        return
+    if isinstance(value, list):
+        i = at % len(value)
+        if how == "append":
+            value.append(value[i])
+        elif how == "equal copy":
+            value[i] = _copy(value[i])
+        elif how == "replace":
+            value[i] = ("changed", at)
+        elif how == "negate" and isinstance(value[i], float):
+            value[i] = -value[i]  # -0.0 == 0.0, yet they pickle apart
+        elif how == "pop":
+            value.pop(i)
+        elif how == "reverse":
+            value.reverse()
+        elif how == "inner append" and isinstance(value[i], list):
+            value[i].append(1)
+        elif how == "clear":
+            value.clear()
+    elif isinstance(value, dict):
+        key = list(value)[at % len(value)]
+        if how == "equal copy":
+            value[key] = _copy(value[key])
+        elif how == "replace":
+            value[key] = ("changed", at)
+        elif how == "reinsert":
+            value[key] = value.pop(key)  # the same items, another order
+        elif how == "inner append" and isinstance(value[key], list):
+            value[key].append(1)
+        elif how in ("pop", "clear"):
+            del value[key]
+    elif how in ("pop", "clear"):
+        value.pop()
+    elif how == "append":
+        value.add(len(value) + 10**6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_VALUES, how=st.sampled_from(_CHANGES), at=st.integers(0, 10))
+def test_a_value_same_holds_pickles_as_it_did_when_saved(value, how, at):
+    """``Same.holds`` (the sweep's reason not to pickle a variable again) only where the
+    pickle is unchanged; and it holds when nothing changed."""
+    same = Same.of(value)
+    before = pickle.dumps(value, protocol=5)
+    _change(value, how, at)
+    if same is None:
+        return
+    if same.holds(value):
+        assert pickle.dumps(value, protocol=5) == before
+    if how == "none":
+        assert same.holds(value)
+    if isinstance(value, list | dict | set):
+        assert not same.holds(_copy(value))  # an equal container is another object
+
+
+def test_which_values_get_a_same():
+    class Names(list):
+        pass
+
+    class Zone(datetime.tzinfo):
+        def utcoffset(self, dt):
+            return datetime.timedelta(0)
+
+        def dst(self, dt):
+            return datetime.timedelta(0)
+
+    when = datetime.date(2026, 1, 2)
+    assert Same.of(["a", 1, (2.5, when), None]) is not None
+    assert Same.of({"k": (1, "x"), 2: b"y"}) is not None
+    assert Same.of(frozenset({1, "a"})) is not None and Same.of("text") is not None
+    for value in ([[1]], {"k": [1]}, Names(["a"]), (1, [2]), [datetime.datetime.now(Zone())],
+                  list(range(SAME_ITEMS + 1)), bytearray(b"x")):  # fmt: skip
+        assert Same.of(value) is None, value
+    names = ["a", "b"]
+    same = Same.of(names)
+    assert same.holds(names) and not same.holds(list(names))  # another list, equal
