@@ -21,6 +21,8 @@ Which variables a cell may have changed (the rule; a cell costs what it touches)
    that does; while the namespace is tiny, 32 saved variables a cell, in turn. While
    that covers every saved variable, a widget (a value holding a kernel object, recorded
    for recompute) is not walked: what it shares or its callbacks change is checked then.
+   A saved list, dict or set of immutable objects still holding the very objects it held
+   (:class:`unchanged.Same`, one pass in C) is not pickled again by that sweep.
 
 Each is pickled and compared with what the journal holds; only what differs is written.
 Not seen: changes made outside cells (threads, widget callbacks run between cells) to a
