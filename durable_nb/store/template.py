@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from .. import trust
-from .files import replace_whole
+from .files import open_regular, replace_whole
 from .schema import MIGRATIONS, SAFE_CONFIG, SCHEMA_VERSION
 
 #: The signature's domain: a template never verifies as any other signed thing.
@@ -35,9 +36,10 @@ def template_path(engine_version: str) -> Path:
 
 
 def load(engine_version: str) -> bytes | None:
-    """The template's bytes when this user signed them, else None."""
+    """The template's bytes when this user signed them, else None (no such regular file:
+    a link is not followed, a FIFO not waited for, as for any side file)."""
     try:
-        with open(template_path(engine_version), "rb") as f:
+        with os.fdopen(open_regular(template_path(engine_version)), "rb") as f:
             raw = f.read(MAX_BYTES + 1)
     except OSError:
         return None

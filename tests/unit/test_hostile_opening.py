@@ -1,0 +1,74 @@
+"""Opening a journal whose folder, side files or template someone else may have touched
+(review4's open findings): checked in full, never hung, never followed, never left open."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from durable_nb import trust
+from durable_nb.store import Journal, opening, template
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def secret(tmp_path, monkeypatch):
+    """A signing secret and a Jupyter data folder of this test's own (not the person's)."""
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    monkeypatch.setattr(trust, "_secret", None)
+    monkeypatch.setattr(opening, "_EMPTY", None)  # as in a new process: the template is read
+
+
+@pytest.fixture
+def path(tmp_path) -> Path:
+    return tmp_path / "project" / ".durable" / "nb.duckdb"
+
+
+def _in_time(fn, seconds: float = 10.0):
+    """``fn()``'s result, or a failure when it has not returned within ``seconds`` (a FIFO
+    opened blocking never does)."""
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"{fn} blocked for {seconds} s"
+    return out[0]
+
+
+def test_a_template_that_is_a_fifo_is_not_waited_for(tmp_path):
+    # review4: the template was opened blocking: a FIFO planted in the Jupyter data folder
+    # (an archive of it unpacked, a synced folder) hung every new journal's opening.
+    version = opening.engine().__version__
+    kept = template.template_path(version)
+    kept.parent.mkdir(parents=True)
+    os.mkfifo(kept)
+    try:
+        assert _in_time(lambda: template.load(version)) is None
+        j = _in_time(lambda: Journal.open(tmp_path / "new.duckdb"))  # built, kept anew
+        j.close()
+        assert kept.is_file() and template.load(version)
+    finally:  # a reader still blocked on the FIFO (the code before) gets its end of file
+        if kept.exists() and not kept.is_file():
+            os.close(os.open(kept, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_a_template_that_is_a_link_is_not_followed(tmp_path, monkeypatch):
+    # A link to a file this user signed (another key's template, say) is no template:
+    # only the regular file at the template's own name is; the link's target is left as
+    # it was when the template is written anew.
+    version = opening.engine().__version__
+    kept = template.template_path(version)
+    Journal.open(tmp_path / "first.duckdb").close()  # a template of this user's
+    elsewhere = tmp_path / "elsewhere.duckdb"
+    os.replace(kept, elsewhere)
+    os.symlink(elsewhere, kept)
+    before = elsewhere.read_bytes()
+    assert template.load(version) is None
+    monkeypatch.setattr(opening, "_EMPTY", None)  # a new process: it reads the template
+    Journal.open(tmp_path / "second.duckdb").close()
+    assert not kept.is_symlink() and template.load(version)
+    assert elsewhere.read_bytes() == before
