@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import JournalCorrupt, JournalTooNew, JournalUnwritable, NotAJournal
+from ..errors import JournalCorrupt, JournalError, JournalTooNew, JournalUnwritable, NotAJournal
 
 #: The schema this code writes. Log of changes (a journal stores its version in ``meta``):
 #: 1 — meta, runs, cells, steps.
@@ -268,7 +268,34 @@ def migrate(path: Path, con: Any, read_only: bool = False, made_here: bool = Fal
     (:func:`~.opening.closed`; its schema is current). ``macros``: the file's macros,
     being listed on a cursor of their own (:class:`~.opening.MacroCheck`), waited for
     before anything is written; by default listed here.
+
+    Raises a :class:`~durable_nb.errors.JournalError` (:class:`JournalCorrupt` for what a
+    crafted file gives Python and a journal never holds, a value Python cannot represent:
+    review4), OSError or DuckDB's error. Whatever it raises, ``con`` is closed first (its
+    macro listing done): a connection left to the garbage collector holds the file's lock.
     """
+    try:
+        return _migrate(path, con, read_only, made_here, macros)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            con.close()
+        if isinstance(exc, Exception) and not isinstance(exc, (JournalError, OSError)):
+            if not isinstance(exc, _engine_error()):
+                raise JournalCorrupt.from_cause(str(path), exc) from exc
+        raise
+
+
+def _engine_error() -> type[Exception]:
+    """DuckDB's error class (the caller classifies those: a lock, a full disk)."""
+    try:
+        from _duckdb import Error
+    except ImportError:  # DuckDB before 2: the package holds it
+        from duckdb import Error
+    return Error
+
+
+def _migrate(path: Path, con: Any, read_only: bool, made_here: bool, macros: Any) -> int:
+    """:func:`migrate`, the connection left to it."""
     try:
         version, tables = _read_version(path, con, read_only, made_here, macros)
     finally:  # its cursor is done before the file is written to or closed

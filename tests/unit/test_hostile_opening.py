@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from durable_nb import trust
+from durable_nb.errors import JournalCorrupt
 from durable_nb.store import Journal, opening, template
 
 pytestmark = pytest.mark.unit
@@ -72,3 +76,30 @@ def test_a_template_that_is_a_link_is_not_followed(tmp_path, monkeypatch):
     Journal.open(tmp_path / "second.duckdb").close()
     assert not kept.is_symlink() and template.load(version)
     assert elsewhere.read_bytes() == before
+
+
+def _lock_is_free(path: Path) -> bool:
+    """Whether another process can open ``path`` for writing: no connection of this
+    process holds it (DuckDB allows one writing process per file)."""
+    probe = "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"
+    probed = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True)
+    return probed.returncode == 0
+
+
+def test_a_hostile_meta_value_is_refused_and_the_connection_closed(path):
+    # review4: migrate raising what is neither DuckDB's nor the OS's (here OverflowError:
+    # an INTERVAL schema version Python's timedelta cannot hold) left the connection open,
+    # holding the file's lock, until the garbage collector found it.
+    Journal.open(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("DROP TABLE meta")
+    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value INTERVAL, sig VARCHAR)")
+    con.execute("INSERT INTO meta VALUES ('schema_version', to_days(2000000000), NULL)")
+    con.close()
+    with pytest.raises(Exception) as raised:
+        Journal.open(path)
+    # The traceback (migrate's frames, the connection among their names) is still alive.
+    assert _lock_is_free(path)
+    # One line naming the file, as for any journal it cannot read.
+    assert isinstance(raised.value, JournalCorrupt), raised.value
+    assert f"journal {path} cannot be read" in str(raised.value)
