@@ -2,8 +2,9 @@
 checked again.
 
 At a clean close a random nonce is written into the journal (``meta.closed``, its last
-write), and the identity of the ``.duckdb`` file and of DuckDB's WAL beside it (device,
-inode, size, change and modification times) is signed with it and with this user's
+write), and the identity of the ``.duckdb`` file and of the WALs DuckDB reads beside it
+(:data:`DUCKDB_SIDES`; device, inode, size, change and modification times, or absent) is
+signed with it and with this user's
 secret (:mod:`durable_nb.trust`, with the journal's path) into ``<stem>.closed``. A
 kernel opening the journal again that finds the same identity, and then reads the same
 nonce *through its connection* (:func:`~.opening.connect`: the file DuckDB opened, not
@@ -31,8 +32,14 @@ CLOSED_KEY = "closed"
 #: A stamp is a few hundred bytes: anything longer is not one (nor read whole).
 MAX_BYTES = 4096
 
-#: What identifies the file and its WAL: per file (dev, ino, size, ctime_ns, mtime_ns)
-#: or None (no such file).
+#: DuckDB's files beside ``<stem>.duckdb`` that an opening may read: its WAL, and (DuckDB
+#: 1.4+) the WAL of a checkpoint it did not finish, which it replays when the WAL holds a
+#: checkpoint marker (a read-only connection reads it in place: review4), and the one it
+#: merges them into. Absent at the close: a stamp is valid only while they are absent.
+DUCKDB_SIDES = (".wal", ".wal.checkpoint", ".wal.recovery")
+
+#: What identifies the file and its side files: per file (dev, ino, size, ctime_ns,
+#: mtime_ns) or None (no such file).
 Identity = tuple[tuple[int, ...] | None, ...]
 
 
@@ -42,10 +49,10 @@ def stamp_path(journal: Path) -> Path:
 
 
 def identity(journal: Path) -> Identity:
-    """The file's and its DuckDB WAL's identity: another file put in its place, or any
-    write to it or its WAL, differs."""
+    """The file's and its DuckDB side files' identity: another file put in place of one,
+    any write to one, or one that appears or goes, differs."""
     out: list[tuple[int, ...] | None] = []
-    for f in (journal, Path(f"{journal}.wal")):
+    for f in (journal, *(Path(f"{journal}{side}") for side in DUCKDB_SIDES)):
         try:
             st = os.stat(f)
         except FileNotFoundError:
@@ -79,7 +86,7 @@ def read(journal: Path) -> tuple[Identity, str] | None:
     except (OSError, ValueError):
         return None
     files = stamp.get("files") if type(stamp) is dict else None
-    if not (type(files) is list and len(files) == 2 and all(
+    if not (type(files) is list and len(files) == 1 + len(DUCKDB_SIDES) and all(
         f is None or (type(f) is list and len(f) == 5 and all(type(n) is int for n in f))
         for f in files
     )):  # fmt: skip

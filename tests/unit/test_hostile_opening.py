@@ -103,3 +103,53 @@ def test_a_hostile_meta_value_is_refused_and_the_connection_closed(path):
     # One line naming the file, as for any journal it cannot read.
     assert isinstance(raised.value, JournalCorrupt), raised.value
     assert f"journal {path} cannot be read" in str(raised.value)
+
+
+def _stop_a_checkpoint(path: Path) -> None:
+    """Leave ``path`` as a close whose checkpoint stopped half-way leaves it (a full disk):
+    DuckDB's WAL holding a checkpoint marker (in a process of its own: DuckDB then calls
+    the database invalid)."""
+    stop = (
+        "import duckdb, os, sys\n"
+        "con = duckdb.connect(sys.argv[1])\n"
+        "con.execute(\"SET checkpoint_threshold = '1GB'\")\n"
+        "con.execute(\"INSERT INTO meta (key, value) VALUES ('late', 'row')\")\n"
+        "con.execute(\"PRAGMA debug_checkpoint_abort = 'before_header'\")\n"
+        "try:\n"
+        "    con.execute('CHECKPOINT')\n"
+        "except duckdb.Error:\n"
+        "    os._exit(0)\n"
+        "os._exit(1)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", stop, str(path)]).returncode == 0
+    assert Path(f"{path}.wal").exists()
+
+
+@pytest.mark.parametrize("side", [".wal.checkpoint", ".wal.recovery"])
+def test_a_stamp_vouches_for_duckdbs_checkpoint_and_recovery_wals_too(path, tmp_path, side):
+    # review4: DuckDB (2.x) reads <stem>.duckdb.wal.checkpoint at open when its WAL holds a
+    # checkpoint marker (a read-only connection replays it): one planted beside a journal
+    # stamped in that state gave the connection its macros while the stamp still vouched
+    # for the file and its WAL, so they were never looked for.
+    Journal.open(path).close()
+    hostile = tmp_path / "hostile" / path.name  # a WAL made for this very file
+    hostile.parent.mkdir()
+    hostile.write_bytes(path.read_bytes())
+    con = duckdb.connect(str(hostile))
+    con.execute("PRAGMA disable_checkpoint_on_shutdown")
+    con.execute("CREATE MACRO planted() AS 42")
+    con.close()
+    _stop_a_checkpoint(path)
+    with duckdb.connect(str(path), read_only=True) as con:
+        (nonce,) = con.execute("SELECT value FROM meta WHERE key = 'closed'").fetchone()
+    opening.closed(path, nonce)  # as Journal.close stamps what its close left
+    con, made_here = opening.connect(path, read_only=True)
+    con.close()
+    assert made_here  # as stamped: its checks skipped
+    Path(f"{path}{side}").write_bytes(Path(f"{hostile}.wal").read_bytes())
+    con, made_here = opening.connect(path, read_only=True)
+    con.close()
+    assert not made_here
+    if side == ".wal.checkpoint":  # the one DuckDB reads: what it brought is refused
+        with pytest.raises(JournalCorrupt, match="views or macros"):
+            Journal.open(path, read_only=True)
