@@ -153,3 +153,71 @@ def test_a_stamp_vouches_for_duckdbs_checkpoint_and_recovery_wals_too(path, tmp_
     if side == ".wal.checkpoint":  # the one DuckDB reads: what it brought is refused
         with pytest.raises(JournalCorrupt, match="views or macros"):
             Journal.open(path, read_only=True)
+
+
+def _made_here(path: Path, remembered: bool = False) -> bool:
+    """Whether an opening takes ``path`` for the file this user's durable_nb closed last,
+    unchanged (its checks skipped): by its stamp, or ``remembered`` by this process."""
+    if not remembered:
+        opening._CLOSED.clear()
+    con, made_here = opening.connect(path)
+    con.close()
+    return made_here
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o730, 0o703, 0o1777, 0o1770], ids=oct)
+def test_a_journal_in_a_folder_others_can_write_is_checked_in_full(path, mode):
+    # review4: the stamp skipped the checks whatever the folder: in one another user can
+    # write to, they can put a WAL (or the file) in place between the identity's look and
+    # DuckDB's open. A sticky bit does not help: DuckDB's side files are mostly absent,
+    # and anyone may create them. Checked in full, never refused.
+    Journal.open(path).close()
+    assert _made_here(path)
+    os.chmod(path.parent, mode)
+    assert not _made_here(path)
+    j = Journal.open(path)  # opened, checked in full: and this process remembers no close
+    j.close()
+    assert not _made_here(path, remembered=True) and not _made_here(path)
+    os.chmod(path.parent, 0o700)  # this user's again: stamped at its next close
+    Journal.open(path).close()
+    assert _made_here(path)
+
+
+@pytest.mark.parametrize("mode, vouched", [(0o777, False), (0o775, False), (0o1777, True),
+                                           (0o755, True)],
+                         ids=lambda v: oct(v) if type(v) is int else str(v))  # fmt: skip
+def test_a_folder_on_the_way_others_can_write_is_no_private_folder(path, mode, vouched):
+    # Another user who can rename the journal's folder (its parent is theirs to write,
+    # not sticky) can swap the whole folder; in a sticky one (/tmp) they cannot.
+    Journal.open(path).close()
+    os.chmod(path.parent.parent, mode)
+    assert _made_here(path) is vouched
+
+
+def test_no_stamp_is_written_in_a_folder_others_can_write(path):
+    path.parent.mkdir(parents=True)
+    os.chmod(path.parent, 0o777)
+    Journal.open(path).close()
+    assert not path.with_suffix(".closed").exists()
+    assert not _made_here(path, remembered=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user takes root")
+def test_a_folder_or_link_of_another_user_is_no_private_folder(path, tmp_path):
+    Journal.open(path).close()
+    assert _made_here(path)
+    other = 4242
+    os.chown(path.parent, other, -1)  # not this user's: its owner can swap the files
+    assert not _made_here(path)
+    os.chown(path.parent, 0, -1)
+    os.chown(path.parent.parent, other, -1)  # its owner can rename the journal's folder
+    assert not _made_here(path)
+    os.chown(path.parent.parent, 0, -1)
+    # Reached through a link: the link's owner can point it elsewhere (in a sticky /tmp).
+    link = tmp_path / "link"
+    os.symlink(path.parent.parent, link)
+    through = link / ".durable" / path.name
+    Journal.open(through).close()
+    assert _made_here(through)
+    os.lchown(link, other, -1)
+    assert not _made_here(through)
