@@ -45,8 +45,8 @@ MAX_BYTES = 4096
 DUCKDB_SIDES = (".wal", ".wal.checkpoint", ".wal.recovery")
 
 #: What identifies the file and its side files: per file (dev, ino, size, ctime_ns,
-#: mtime_ns) or None (no such file); last, the folder's (dev, ino), or (-1, a random
-#: number) for a folder others can change (:func:`identity`).
+#: mtime_ns) or None (no such file); last, the folder's (dev, ino). (-1, a random number)
+#: for what cannot be vouched for: a folder others can change, a file stat() fails on.
 Identity = tuple[tuple[int, ...] | None, ...]
 #: Links followed at most while a folder's path is checked (Linux's own limit).
 MAX_LINKS = 40
@@ -66,13 +66,20 @@ def identity(journal: Path) -> Identity:
             st = os.stat(f)
         except FileNotFoundError:
             out.append(None)
+        except OSError:  # there, but stat() fails on it (a link to itself): unknown
+            out.append(_unknown())
         else:
             out.append((st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns, st.st_mtime_ns))
     folder = private(journal.parent)
     # A folder others can change: an identity never given twice, so no stamp (nor this
     # process's memory of its close) vouches for what is in it.
-    out.append((folder.st_dev, folder.st_ino) if folder else (-1, secrets.randbits(62)))
+    out.append((folder.st_dev, folder.st_ino) if folder else _unknown())
     return tuple(out)
+
+
+def _unknown() -> tuple[int, int]:
+    """An identity of nothing anyone can vouch for: never the same twice."""
+    return (-1, secrets.randbits(62))
 
 
 def private(folder: Path) -> os.stat_result | None:
@@ -131,7 +138,7 @@ def write(journal: Path, ident: Identity, nonce: str) -> None:
     """Stamp ``journal`` as closed with identity ``ident`` and the ``nonce`` its file holds
     (this user's only: 0600, written whole). A folder that refuses it, or that others can
     change (:func:`private`): no stamp, the next opening checks."""
-    if ident[-1] is None or ident[-1][0] < 0:
+    if ident[-1] is None or any(f is not None and f[0] < 0 for f in ident):
         return
     files = [list(f) if f is not None else None for f in ident]
     sig = trust.sign(DOMAIN, _signed(journal, files, nonce))
