@@ -172,11 +172,8 @@ class Snapshots:
                 # The safety net: what is saved is re-checked (what is recomputed, a widget
                 # or a client, is made again by its cell anyway: walking it is no use).
                 # A value proven unchanged (a list of names: :class:`Same`) is not pickled.
-                saved = sorted(
-                    n
-                    for n, k in self.known.items()
-                    if k.state == "saved" and not (k.same and n in ns and k.same.holds(ns[n]))
-                )
+                saved = sorted(n for n, k in self.known.items() if k.state == "saved"
+                               and not (k.same and n in ns and k.same.holds(ns[n])))  # fmt: skip
                 if len(saved) > self.sweep_names:  # 1,000 small ones: 21 ms a cell, all
                     at = self._sweep_at % len(saved)
                     saved = (saved + saved)[at : at + self.sweep_names]
