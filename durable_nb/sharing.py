@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import codec, graph
+from .unchanged import Same
 
 #: Names whose use may change any variable: a cell using one, or reaching a function that
 #: does, is followed by a check of every variable.
@@ -22,11 +23,13 @@ ANY_NAME = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals"
 class Reached:
     """What one cell reached: ``keys`` (name -> the ids of the data objects it reaches
     that another variable may share), ``kernel`` (name -> a kernel object's type it holds),
-    ``plain`` (name -> its pickle, made while walking)."""
+    ``plain`` (name -> its pickle, made while walking), ``same`` (name -> the
+    :class:`Same` its plain pickle was made from)."""
 
     keys: dict[str, set[int]] = field(default_factory=dict)
     kernel: dict[str, str] = field(default_factory=dict)
     plain: dict[str, codec.Encoded] = field(default_factory=dict)
+    same: dict[str, Same] = field(default_factory=dict)
 
     @classmethod
     def of(cls, ns: dict[str, Any], user_ns: dict[str, Any], known: Mapping[str, Any],
@@ -53,13 +56,44 @@ class Reached:
                 continue
             # Plain data is pickled now (once), and when it holds few objects its pickle
             # says what it reaches, as the walk would: one pass instead of two.
-            enc, reached = codec.encode_reach(ns[name], user_ns)
-            if enc is not None:
-                out.plain[name] = enc
+            reached = out._encode(name, ns[name], user_ns)
             if reached.names & ANY_NAME:  # code it holds may change any variable
                 work.extend(sorted(n for n in ns if n not in out.keys))
             out._add(name, reached, work, known)
         return out
+
+    def _encode(self, name: str, value: Any, user_ns: dict[str, Any]) -> graph.Reach:
+        """What ``value`` reaches; its plain pickle goes in :attr:`plain`.
+
+        A value a :class:`Same` can vouch for is pickled from the items the ``Same`` read
+        (``Same.copy``), not from the live container: a thread changing it meanwhile leaves
+        the pickle of what the ``Same`` holds to, never other items beside a ``Same`` the
+        sweep trusts (review5 F1)."""
+        same = Same.of(value)
+        copy = value if same is None else same.copy()
+        enc, reached = codec.encode_reach(copy, user_ns)
+        if copy is not value and id(copy) in reached.keys:  # the variable's own object
+            reached.keys.discard(id(copy))
+            reached.keys.add(id(value))
+        if enc is None and same is not None:  # not plain (a date in it): dill's pickle, now
+            try:
+                enc = codec.encode(copy, user_ns, (copy,))
+            except codec.Unserializable:
+                same = None
+        if enc is not None:
+            self.plain[name] = enc
+            if same is not None:
+                self.same[name] = same
+        return reached
+
+    def proven(self, name: str, encoded: codec.Encoded | None, nbytes: int,
+               limit: int) -> Same | None:  # fmt: skip
+        """The :class:`Same` that vouches for ``name``'s payload ``encoded``: only when
+        that payload is the pickle made from it, and under ``limit`` bytes (a ``Same``
+        keeps the items alive: big ones would stay after the list is emptied)."""
+        if encoded is None or encoded is not self.plain.get(name) or nbytes >= limit:
+            return None
+        return self.same.get(name)
 
     def _add(self, name: str, reached: graph.Reach, work: deque[str],
              known: Mapping[str, Any]) -> None:  # fmt: skip

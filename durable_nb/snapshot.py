@@ -129,8 +129,7 @@ class Snapshots:
         self._stored: set[str] | None = None  # value ids in the journal
         self._written: tuple[Any, set[str]] = (None, set())  # a journal, ids written to it
         self.sweep_bytes, self.sweep_names, self._sweep_at = SWEEP_BYTES, SWEEP_NAMES, 0
-        self._kernel: dict[str, str] = {}  # name -> a kernel object its value holds (this cell)
-        self._plain: dict[str, codec.Encoded] = {}  # name -> its pickle, made while sharing
+        self._found = sharing.Reached()  # what this cell reached: kernel objects, pickles
         self._contents: dict[str, bytes] = {}  # value id -> its stream, put in blob files
         #: names -> the print of their functions or classes and what pickling them gave,
         #: so that one that did not change is not pickled again (dill: ~1 ms each).
@@ -275,17 +274,17 @@ class Snapshots:
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
                 k.shares, k.refs = res.shares, res.refs  # unchanged; what it reaches may not be
                 if res.state == "saved" and not (k.same and k.same.holds(ns[name])):
-                    k.same = Same.of(ns[name])  # (equal items, other objects: kept anew)
+                    k.same = self._found.proven(name, res.encoded, res.nbytes, self.sweep_bytes)
                 continue
             if res.encoded is not None:
                 self._store(res, rows)
             cell_seq = seq if rebound else k.cell_seq
-            same = Same.of(ns[name]) if res.state == "saved" else None
+            same = self._found.proven(name, res.encoded, res.nbytes, self.sweep_bytes)
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
                                   res.nbytes, res.shares, res.refs, res.detail, same)  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
-        self._plain = {}
+        self._found.plain, self._found.same = {}, {}  # no pickle or item kept past the cell
 
     def _sharing(self, ns: dict[str, Any], touched: set[str],
                  settled: set[str] | None = None) -> dict[str, set[int]]:  # fmt: skip
@@ -296,12 +295,12 @@ class Snapshots:
         """
         found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched,
                                    settled or frozenset(), look=settled is not None)  # fmt: skip
-        self._kernel, self._plain = found.kernel, found.plain
+        self._found = found
         return found.keys
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
         """Variables that share objects are saved in one payload, so identity survives."""
-        if len(group) > 1 and not any(self._kernel.get(n) for n in group):
+        if len(group) > 1 and not any(self._found.kernel.get(n) for n in group):
             values = tuple(ns[n] for n in group)
             res = self._encode(values, values, names=tuple(group))
             if res.state == "saved":  # the payload is stored once, by the first
@@ -319,11 +318,12 @@ class Snapshots:
             # One of them cannot be saved: they are saved apart (identity is not kept).
         out = {}
         for name in group:
-            if self._kernel.get(name):  # pickle would fail, and dill would walk the kernel
-                why = f"{_HOLDS_KERNEL}{self._kernel[name]}: re-running its cell makes it"
+            if self._found.kernel.get(name):  # pickle would fail, and dill would walk the kernel
+                why = f"{_HOLDS_KERNEL}{self._found.kernel[name]}: re-running its cell makes it"
                 out[name] = _Encoding("recompute", why)
             else:
-                out[name] = self._encode(ns[name], (ns[name],), self._plain.get(name), (name,))
+                plain = self._found.plain.get(name)
+                out[name] = self._encode(ns[name], (ns[name],), plain, (name,))
             out[name].shares = shares[name]
         return out
 

@@ -549,7 +549,7 @@ def test_a_widgets_callback_changes_a_variable_between_cells(shell, sweep):
         assert nb.snaps.known["w"].state == "recompute"
         shell.user_ns["w"].value = 5  # a click: the callback runs between cells
         nb.run("w.description = 'x'")
-        walked = "w" in nb.snaps._kernel
+        walked = "w" in nb.snaps._found.kernel
         shell.user_ns["w"].value = 7
         nb.run("w.description = 'y'")
         live, back = restored(shell, nb)
@@ -598,10 +598,69 @@ def test_the_sweep_tells_unchanged_lists_of_names_without_pickling_and_finds_cha
         assert all(nb.snaps.known[n].same is not None for n in ("names", "conf", "tags", "pairs"))
         pickled.clear()
         nb.run("y = 1")
-        assert not any(
-            v is shell.user_ns[n] for v in pickled for n in ("names", "conf", "tags", "pairs")
+        assert not any(  # (a Same pickles a copy of the value: an equal one)
+            type(v) is type(shell.user_ns[n]) and v == shell.user_ns[n]
+            for v in pickled
+            for n in ("names", "conf", "tags", "pairs")
         )
         exec(change, shell.user_ns)  # outside any cell
         nb.run("y = 2")
         live, back = restored(shell, nb)
     assert back == live
+
+
+@pytest.mark.parametrize("when", ["after", "undone"])
+def test_a_thread_changing_a_value_while_the_sweep_pickles_it_is_saved(shell, monkeypatch, when):
+    """review5 F1: another thread changes a saved dict while the sweep pickles it: right
+    after the pickle, or changed before and undone after (the same items again). The
+    journal's payload is what the sweep's ``Same`` vouches for, so a later sweep saves
+    the change, and a restore equals the live namespace."""
+    fresh_namespace(shell)
+    encode_reach, armed = codec.encode_reach, []
+
+    def racing(v, ns):  # the thread's turn, at a point the GIL may give it one
+        live = shell.user_ns.get("status")
+        if not (armed and type(v) is dict and v == live):
+            return encode_reach(v, ns)
+        armed.clear()
+        if when == "after":
+            got = encode_reach(v, ns)
+            live["done"] = True
+        else:
+            live["done"] = True
+            got = encode_reach(v, ns)
+            live["done"] = False
+        return got
+
+    monkeypatch.setattr(codec, "encode_reach", racing)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb.run("status = {'done': False, 'n': 0}")
+        nb.run("z = 1")
+        shell.user_ns["status"]["n"] = 1  # outside any cell: the sweep pickles it again
+        armed.append(1)
+        nb.run("z = 2")
+        assert not armed, "the sweep did not pickle status"
+        for i in range(3, 5):
+            nb.run(f"z = {i}")
+        live, back = restored(shell, nb)
+    assert back == live
+
+
+def test_a_same_is_kept_for_small_values_only_and_none_outlives_the_cell(shell):
+    """review5 F3: a ``Same`` keeps the items it read alive: a list of big strings emptied
+    later would keep them. Only payloads the sweep would read get one; the ones taken
+    while pickling are dropped at the end of the cell."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb.run(f"big = ['x' * {SWEEP_BYTES}, 'y']\nsmall = ['x', 'y']\nalias = small")
+        known = nb.snaps.known
+        assert known["big"].state == known["small"].state == "saved"
+        assert known["big"].same is None
+        assert nb.snaps._found.same == {} and nb.snaps._found.plain == {}
+        nb.run("one = ['a', 'b']")
+        assert known["one"].same is not None and known["one"].same.holds(shell.user_ns["one"])
+        nb.close()

@@ -361,6 +361,11 @@ def test_a_value_same_holds_pickles_as_it_did_when_saved(value, how, at):
     _change(value, how, at)
     if same is None:
         return
+    copy = same.copy()  # what is pickled: the value as it was when ``same`` was taken
+    if isinstance(value, set):  # a set rebuilt may iterate in another order
+        assert type(copy) is set and copy == pickle.loads(before)
+    else:
+        assert pickle.dumps(copy, protocol=5) == before
     if same.holds(value):
         assert pickle.dumps(value, protocol=5) == before
     if how == "none":
@@ -390,3 +395,23 @@ def test_which_values_get_a_same():
     names = ["a", "b"]
     same = Same.of(names)
     assert same.holds(names) and not same.holds(list(names))  # another list, equal
+
+
+def test_a_tuple_met_again_is_read_once_and_a_big_grid_is_refused(monkeypatch):
+    """review5 F2: nested tuples that share their items (``((0,) * n,) * n``) were read
+    once per path (16 million steps for one list of a 4096-square grid, every cell)."""
+    from durable_nb import unchanged
+
+    calls: list[int] = []
+    immutable = unchanged._immutable
+    monkeypatch.setattr(
+        unchanged, "_immutable", lambda o, *a: (calls.append(1), immutable(o, *a))[1]
+    )
+    row = (0,) * 64
+    grid = (row,) * 64
+    assert Same.of([grid, grid]) is not None
+    assert len(calls) <= 2 + 64 + 64  # each grid, each row once, one row's items
+    calls.clear()
+    big = ((0,) * SAME_ITEMS,) * SAME_ITEMS
+    assert Same.of([big]) is None  # past SAME_ITEMS items read in all: pickled instead
+    assert len(calls) <= SAME_ITEMS + 3
