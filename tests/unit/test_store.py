@@ -173,6 +173,9 @@ def test_foreign_and_newer_files_are_refused(tmp_path):
     "CREATE MACRO count_star() AS 1",  # a scalar macro (could shadow a function we call)
     "CREATE MACRO rows_of(t) AS TABLE SELECT 1",  # a table macro
     "CREATE VIEW extra AS SELECT 1 AS x",  # a view (could read the signing secret)
+    "CREATE SCHEMA other; CREATE VIEW other.extra AS SELECT 1 AS x",  # in another schema
+    # a macro answering in place of the function the view listing filters on
+    "CREATE MACRO current_database() AS 'nothing'; CREATE VIEW extra AS SELECT 1 AS x",
     # a table macro answering in place of DuckDB's listing, hiding the others
     "CREATE MACRO duckdb_functions() AS TABLE SELECT true AS internal, 'x' AS function_type;"
     "CREATE MACRO duckdb_views() AS TABLE SELECT true AS internal",
