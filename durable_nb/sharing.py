@@ -34,7 +34,7 @@ class Reached:
     @classmethod
     def of(cls, ns: dict[str, Any], user_ns: dict[str, Any], known: Mapping[str, Any],
            touched: set[str], settled: Set[str] = frozenset(),
-           look: bool = False) -> Reached:  # fmt: skip
+           look: bool = False, vouch: bool = True) -> Reached:  # fmt: skip
         """The names the cell may have changed, and what each reaches.
 
         ``ns``: the notebook's variables; ``known``: name -> what the journal holds
@@ -43,7 +43,8 @@ class Reached:
         ``settled``: names not walked even when reached; ``look``: a value that holds a
         kernel object at once (a widget: :func:`graph.kernel_in_state`) is not walked
         either. Both only when the caller re-checks every saved variable anyway: what such
-        a value shares, or reaches through its callbacks, is checked then.
+        a value shares, or reaches through its callbacks, is checked then. ``vouch``: a
+        sweep may read a :class:`Same` (else none is taken).
         """
         out = cls()
         work: deque[str] = deque(sorted(touched))
@@ -56,20 +57,21 @@ class Reached:
                 continue
             # Plain data is pickled now (once), and when it holds few objects its pickle
             # says what it reaches, as the walk would: one pass instead of two.
-            reached = out._encode(name, ns[name], user_ns)
+            reached = out._encode(name, ns[name], user_ns, vouch)
             if reached.names & ANY_NAME:  # code it holds may change any variable
                 work.extend(sorted(n for n in ns if n not in out.keys))
             out._add(name, reached, work, known)
         return out
 
-    def _encode(self, name: str, value: Any, user_ns: dict[str, Any]) -> graph.Reach:
+    def _encode(self, name: str, value: Any, user_ns: dict[str, Any],
+                vouch: bool = True) -> graph.Reach:  # fmt: skip
         """What ``value`` reaches; its plain pickle goes in :attr:`plain`.
 
         A value a :class:`Same` can vouch for is pickled from the items the ``Same`` read
         (``Same.copy``), not from the live container: a thread changing it meanwhile leaves
         the pickle of what the ``Same`` holds to, never other items beside a ``Same`` the
         sweep trusts (review5 F1)."""
-        same = Same.of(value)
+        same = Same.of(value) if vouch else None
         copy = value if same is None else same.copy()
         enc, reached = codec.encode_reach(copy, user_ns)
         if copy is not value and id(copy) in reached.keys:  # the variable's own object

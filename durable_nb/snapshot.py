@@ -124,8 +124,7 @@ class Snapshots:
         self._forgotten: set[str] = set()  # names saved before a reset, not since
         #: After a restore: the next save writes a row for every name (the journal's latest
         #: rows are not what the namespace holds now), deletions included.
-        self._rebase = False
-        self._restoring = False
+        self._rebase, self._restoring = False, False  # (restoring: while a restore runs)
         self._stored: set[str] | None = None  # value ids in the journal
         self._written: tuple[Any, set[str]] = (None, set())  # a journal, ids written to it
         self.sweep_bytes, self.sweep_names, self._sweep_at = SWEEP_BYTES, SWEEP_NAMES, 0
@@ -160,6 +159,7 @@ class Snapshots:
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         gone = (self.known.keys() | self._forgotten) - ns.keys()
         settled: set[str] | None = None  # with every saved variable re-checked: _kernel_held
+        vouch = sum(k.nbytes for k in self.known.values()) < self.sweep_bytes  # a sweep runs
         if accessed & sharing.ANY_NAME:
             touched = set(ns)
         else:
@@ -167,7 +167,7 @@ class Snapshots:
             touched |= accessed & ns.keys()
             if changed:
                 touched.update(n for n, k in self.known.items() if k.refs and k.refs & changed)
-            if sum(k.nbytes for k in self.known.values()) < self.sweep_bytes:
+            if vouch:
                 # The safety net: what is saved is re-checked (what is recomputed, a widget
                 # or a client, is made again by its cell anyway: walking it is no use).
                 # A value proven unchanged (a list of names: :class:`Same`) is not pickled.
@@ -185,7 +185,7 @@ class Snapshots:
         changes: dict[str, Known | None] = {}
         try:
             with self.rt.journal.blobs.undone_on_error():  # a failed snapshot's chunks
-                self._save(ns, touched, rows, changes, settled)
+                self._save(ns, touched, rows, changes, settled, vouch)
             for name in sorted(gone):
                 changes[name] = None
                 rows.append(VariableRow(f"{seq}:{name}", seq, name, "deleted", None, None, seq,
@@ -230,6 +230,7 @@ class Snapshots:
         records the deletion of those the journal holds that are gone by then)."""
         self._forgotten |= self.known.keys()
         self.known.clear()
+        self._found = sharing.Reached()  # a failed save's pickles and Sames (review6 F-E)
         self._stored = None
 
     def _user_names(self) -> dict[str, Any]:
@@ -262,9 +263,9 @@ class Snapshots:
                 and graph.kernel_in_state(ns[n])}  # fmt: skip
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
-              settled: set[str] | None = None) -> None:  # fmt: skip
+              settled: set[str] | None = None, vouch: bool = True) -> None:  # fmt: skip
         seq = self.rt.cell.seq
-        shares = self._sharing(ns, touched, settled)
+        shares = self._sharing(ns, touched, settled, vouch)
         results: dict[str, _Encoding] = {}
         for group in graph.groups(shares):
             results.update(self._encode_group(group, ns, shares))
@@ -287,16 +288,14 @@ class Snapshots:
         self._found.plain, self._found.same = {}, {}  # no pickle or item kept past the cell
 
     def _sharing(self, ns: dict[str, Any], touched: set[str],
-                 settled: set[str] | None = None) -> dict[str, set[int]]:  # fmt: skip
-        """What each name the cell may have changed reaches (:class:`sharing.Reached`).
-
-        ``settled`` (every saved variable is re-checked this cell): those names, and values
-        that hold a kernel object at once (a new widget), are not walked (:meth:`_kernel_held`).
-        """
-        found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched,
-                                   settled or frozenset(), look=settled is not None)  # fmt: skip
-        self._found = found
-        return found.keys
+                 settled: set[str] | None, vouch: bool) -> dict[str, set[int]]:  # fmt: skip
+        """What each name the cell may have changed reaches (:class:`sharing.Reached`);
+        ``settled`` (every saved variable re-checked): those names, and values holding a
+        kernel object at once (a new widget), are not walked (:meth:`_kernel_held`)."""
+        self._found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched,
+                                         settled or frozenset(), settled is not None,
+                                         vouch)  # fmt: skip
+        return self._found.keys
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
         """Variables that share objects are saved in one payload, so identity survives."""

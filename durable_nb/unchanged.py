@@ -51,6 +51,9 @@ _ZONED = frozenset({datetime.datetime, datetime.time})
 _CONTAINERS = frozenset({list, dict, set, tuple, frozenset})
 #: Past this many items, the container is pickled again (so is a print: it is no help).
 SAME_ITEMS = 4_096
+#: Past this many items read in the tuples it holds (each tuple read once), no Same: a
+#: list of 4,096 pairs or 5-tuples has one, a grid of distinct tuples may not.
+READ_ITEMS = 16 * SAME_ITEMS
 
 
 class _Read(set):
@@ -62,7 +65,7 @@ class _Read(set):
 def _immutable(o: Any, depth: int = 0, read: _Read | None = None) -> bool:
     """Whether ``o`` and all it holds can never change (so its pickle cannot either).
 
-    A tuple met again is not read again, and past :data:`SAME_ITEMS` items read in all the
+    A tuple met again is not read again, and past :data:`READ_ITEMS` items read in all the
     answer is no: ``[((0,) * 4096,) * 4096]`` is read in 8,192 steps, not 16 million
     (review5 F2)."""
     t = type(o)
@@ -76,7 +79,7 @@ def _immutable(o: Any, depth: int = 0, read: _Read | None = None) -> bool:
             return True
         read.add(id(o))
         read.items += len(o)
-        if read.items > SAME_ITEMS:
+        if read.items > READ_ITEMS:
             return False
         return all(_immutable(x, depth + 1, read) for x in o)
     return False
@@ -99,10 +102,10 @@ class Same:
     more than :data:`SAME_ITEMS` items) gets no ``Same`` (:meth:`of` is None).
     """
 
-    __slots__ = ("_keys", "_value", "_values")
+    __slots__ = ("_keys", "_snap", "_value", "_values")
 
-    def __init__(self, value: Any, keys: tuple, values: tuple) -> None:
-        self._value, self._keys, self._values = value, keys, values
+    def __init__(self, value: Any, keys: tuple, values: tuple, snap: Any = None) -> None:
+        self._value, self._keys, self._values, self._snap = value, keys, values, snap
 
     @classmethod
     def of(cls, value: Any) -> Same | None:
@@ -113,18 +116,22 @@ class Same:
             return None
         if t is tuple or t is frozenset:
             return cls(value, (), ()) if _immutable(value) else None
-        keys = tuple(value)
-        values = tuple(value.values()) if t is dict else ()
-        if not (_all_immutable(keys) and _all_immutable(values)):
+        # Each read one call in C: a thread changing the value meanwhile cannot pair the
+        # keys of one moment with the values of another (review6 F-A).
+        snap = value.copy() if t is dict else None
+        keys = tuple(value if snap is None else snap)
+        values = () if snap is None else tuple(snap.values())
+        if len(keys) > SAME_ITEMS or not (_all_immutable(keys) and _all_immutable(values)):
             return None
-        return cls(value, keys, values)
+        return cls(value, keys, values, snap)
 
     def copy(self) -> Any:
         """A new container holding what the value held when this was taken (an immutable
         value itself): whatever happens to the value, its pickle is what this holds to."""
         t, keys = type(self._value), self._keys
-        if t is dict:
-            return dict(zip(keys, self._values, strict=True))
+        if t is dict:  # the copy read from: handed over, not kept alive here
+            snap, self._snap = self._snap, None
+            return dict(zip(keys, self._values, strict=True)) if snap is None else snap
         if t is list:
             return list(keys)
         return set(keys) if t is set else self._value
@@ -133,13 +140,14 @@ class Same:
         """Whether ``value`` is the value saved, holding what it held then."""
         if value is not self._value:
             return False
-        keys = self._keys
-        if type(value) is dict:
-            return (len(value) == len(keys) and all(map(is_, value, keys))
-                    and all(map(is_, value.values(), self._values)))  # fmt: skip
-        if type(value) is list or type(value) is set:
-            return len(value) == len(keys) and all(map(is_, value, keys))
-        return True  # immutable through and through
+        keys, t = self._keys, type(value)
+        if t is not dict and t is not list and t is not set:
+            return True  # immutable through and through
+        # Read in one call each (iterating a dict a thread resizes would raise, review6 F-D).
+        now = tuple(value)
+        if len(now) != len(keys) or not all(map(is_, now, keys)):
+            return False
+        return t is not dict or all(map(is_, tuple(value.values()), self._values))
 
 
 class _Unreadable(Exception):

@@ -650,8 +650,8 @@ def test_a_thread_changing_a_value_while_the_sweep_pickles_it_is_saved(shell, mo
 
 def test_a_same_is_kept_for_small_values_only_and_none_outlives_the_cell(shell):
     """review5 F3: a ``Same`` keeps the items it read alive: a list of big strings emptied
-    later would keep them. Only payloads the sweep would read get one; the ones taken
-    while pickling are dropped at the end of the cell."""
+    later would keep them. Only payloads the sweep would read get one, and only while a
+    sweep runs (review6 F-C); the ones taken while pickling are dropped at the cell's end."""
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
         nb = Notebook(shell, Path(folder))
@@ -661,6 +661,27 @@ def test_a_same_is_kept_for_small_values_only_and_none_outlives_the_cell(shell):
         assert known["big"].state == known["small"].state == "saved"
         assert known["big"].same is None
         assert nb.snaps._found.same == {} and nb.snaps._found.plain == {}
+        nb.run("two = ['a', 'b']")  # no sweep reads a Same beside big: none is taken
+        assert known["two"].same is None
+        nb.run("del big")
         nb.run("one = ['a', 'b']")
         assert known["one"].same is not None and known["one"].same.holds(shell.user_ns["one"])
+        nb.close()
+
+
+def test_a_failed_save_keeps_no_pickle_or_same(shell, monkeypatch):
+    """review6 F-E: a save that fails (the disk full) steps the journal aside; the
+    pickles and Sames taken for it go with it (a Same keeps the items it read alive)."""
+    fresh_namespace(shell)
+
+    def full(self, res, rows):
+        raise OSError(28, "No space left on device")
+
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.snaps.sweep_bytes = SWEEP_BYTES
+        monkeypatch.setattr(Snapshots, "_store", full)
+        nb.run("names = ['a', 'b']")
+        assert not nb.rt.journaling
+        assert nb.snaps._found.plain == {} and nb.snaps._found.same == {}
         nb.close()

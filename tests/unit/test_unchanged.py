@@ -214,7 +214,7 @@ def test_a_restore_equals_the_live_definitions_when_payloads_are_reused(shell):
             # What the journal holds is what pickling gives now (a Snapshots that never
             # pickled anything before: no payload to reuse).
             ns, again = shell.user_ns, Snapshots(shell, rt)
-            shares = again._sharing(ns, set(DEFINITIONS))
+            shares = again._sharing(ns, set(DEFINITIONS), None, True)
             for group in _groups(shares):
                 for name, res in again._encode_group(group, ns, shares).items():
                     if name in DEFINITIONS:
@@ -399,7 +399,8 @@ def test_which_values_get_a_same():
 
 def test_a_tuple_met_again_is_read_once_and_a_big_grid_is_refused(monkeypatch):
     """review5 F2: nested tuples that share their items (``((0,) * n,) * n``) were read
-    once per path (16 million steps for one list of a 4096-square grid, every cell)."""
+    once per path (16 million steps for one list of a 4096-square grid, every cell); the
+    bound is on items read in all, and leaves lists of records their Same (review6 F-B)."""
     from durable_nb import unchanged
 
     calls: list[int] = []
@@ -413,5 +414,60 @@ def test_a_tuple_met_again_is_read_once_and_a_big_grid_is_refused(monkeypatch):
     assert len(calls) <= 2 + 64 + 64  # each grid, each row once, one row's items
     calls.clear()
     big = ((0,) * SAME_ITEMS,) * SAME_ITEMS
-    assert Same.of([big]) is None  # past SAME_ITEMS items read in all: pickled instead
-    assert len(calls) <= SAME_ITEMS + 3
+    assert Same.of([big]) is not None
+    assert len(calls) <= 2 * SAME_ITEMS + 3
+    records = unchanged.READ_ITEMS // SAME_ITEMS
+    assert Same.of([tuple(range(i, i + records)) for i in range(SAME_ITEMS)]) is not None
+    calls.clear()
+    assert Same.of([tuple(range(i, i + records + 1)) for i in range(SAME_ITEMS)]) is None
+    assert len(calls) <= unchanged.READ_ITEMS + SAME_ITEMS + 2  # items, and each tuple
+
+
+def _changed_at_every(code, value: dict, opcodes: bool = False) -> list[dict]:
+    """Trace ``code``'s frames and change ``value`` (as another thread would) at each of
+    their lines (or opcodes): a key added, a key swapped, a value replaced, a key removed.
+    Returns the states it went through; the tracer stays until the caller removes it."""
+    states = [dict(value)]
+    moves = [
+        lambda d: d.__setitem__(f"k{len(states)}", len(states)),
+        lambda d: (d.pop(next(iter(d))), d.__setitem__(f"s{len(states)}", "v")),
+        lambda d: d.__setitem__(next(iter(d)), ("new", len(states))),
+        lambda d: d.pop(next(reversed(d))) if len(d) > 1 else None,
+    ]
+
+    def local(frame, event, arg):
+        if event in ("line", "opcode"):
+            moves[len(states) % len(moves)](value)
+            states.append(dict(value))
+        return local
+
+    def enter(frame, event, arg):
+        if frame.f_code is not code:
+            return None
+        frame.f_trace_opcodes = opcodes
+        return local
+
+    sys.settrace(enter)
+    return states
+
+
+@pytest.mark.parametrize("opcodes", [False, True])
+def test_a_dict_changed_by_a_thread_while_same_reads_it(opcodes):
+    """review6 F-A, F-D: another thread changes a dict between any two lines (or opcodes)
+    of ``Same.of`` or ``Same.holds``: neither raises, and what a Same copies (and the
+    snapshot pickles) is a state the dict was in, never keys of one moment with the
+    values of another."""
+    value = {f"k{i}": i for i in range(6)}
+    try:
+        states = _changed_at_every(Same.of.__func__.__code__, value, opcodes)
+        same = Same.of(value)
+    finally:
+        sys.settrace(None)
+    assert same is not None
+    assert pickle.dumps(same.copy()) in {pickle.dumps(s) for s in states}
+    try:
+        _changed_at_every(Same.holds.__code__, value, opcodes)
+        held = same.holds(value)  # changed: it holds no more, and says so
+    finally:
+        sys.settrace(None)
+    assert held is False
