@@ -471,3 +471,42 @@ def test_a_dict_changed_by_a_thread_while_same_reads_it(opcodes):
     finally:
         sys.settrace(None)
     assert held is False
+
+
+def test_same_holds_a_dict_a_thread_resizes_meanwhile():
+    """review6 F-D: a thread adds a key while the sweep asks ``holds``, at any opcode of
+    it: a dict iterated across that raised RuntimeError out of the sweep. It answers, and
+    holds again once the dict is as it was."""
+    value = {f"k{i}": i for i in range(6)}
+    same = Same.of(value)
+    for at in range(200):
+        events: list[str] = []
+        _grown_at(at, value, events)
+        try:
+            held = same.holds(value)
+        finally:
+            sys.settrace(None)
+        assert held in (True, False)
+        value.pop("tmp", None)
+        assert same.holds(value)
+        if len(events) <= at:
+            break  # past holds' last opcode
+    assert at > 10
+
+
+def _grown_at(at: int, value: dict, events: list[str]) -> None:
+    """Trace ``Same.holds``; add a key to ``value`` at its opcode number ``at``."""
+
+    def local(frame, event, arg):
+        events.append(event)
+        if len(events) == at + 1:
+            value["tmp"] = 0
+        return local
+
+    def enter(frame, event, arg):
+        if frame.f_code is not Same.holds.__code__:
+            return None
+        frame.f_trace_opcodes = True
+        return local
+
+    sys.settrace(enter)
