@@ -43,9 +43,16 @@ def legacy_log_path(journal: Path) -> Path:
     return journal.with_suffix(".wal")
 
 
-def duckdb_wal_path(journal: Path) -> Path:
-    """DuckDB's own write-ahead log, ``<stem>.duckdb.wal`` (not ours)."""
-    return Path(f"{journal}.wal")
+#: DuckDB's files beside ``<stem>.duckdb`` that an opening may read: its WAL, and (DuckDB
+#: 1.4+) the WAL of a checkpoint it did not finish, which it replays when the WAL holds a
+#: checkpoint marker (a read-only connection reads it in place: review4), and the one it
+#: merges them into.
+DUCKDB_SIDES = (".wal", ".wal.checkpoint", ".wal.recovery")
+
+
+def duckdb_side_paths(journal: Path) -> list[Path]:
+    """DuckDB's files beside the journal (:data:`DUCKDB_SIDES`), existing or not."""
+    return [Path(f"{journal}{side}") for side in DUCKDB_SIDES]
 
 
 def blobs_path(journal: Path) -> Path:
@@ -54,8 +61,10 @@ def blobs_path(journal: Path) -> Path:
 
 
 def journal_files(journal: Path) -> list[Path]:
-    """The files that hold a journal's records (without its blob folder), existing or not."""
-    return [journal, duckdb_wal_path(journal), log_path(journal), legacy_log_path(journal)]
+    """The files that hold a journal's records (without its blob folder), existing or not:
+    a copy without DuckDB's checkpoint WAL would miss what was committed during the
+    checkpoint a kernel holding the journal was making."""
+    return [journal, *duckdb_side_paths(journal), log_path(journal), legacy_log_path(journal)]
 
 
 def copy_journal(journal: Path, dest: Path, blobs: bool = False) -> Path:

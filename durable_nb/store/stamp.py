@@ -29,7 +29,7 @@ import stat
 from pathlib import Path
 
 from .. import trust
-from .files import open_regular, replace_whole
+from .files import DUCKDB_SIDES, duckdb_side_paths, open_regular, replace_whole
 
 #: The signature's domain: a stamp never verifies as any other signed thing.
 DOMAIN = "journal-closed"
@@ -38,11 +38,6 @@ CLOSED_KEY = "closed"
 #: A stamp is a few hundred bytes: anything longer is not one (nor read whole).
 MAX_BYTES = 4096
 
-#: DuckDB's files beside ``<stem>.duckdb`` that an opening may read: its WAL, and (DuckDB
-#: 1.4+) the WAL of a checkpoint it did not finish, which it replays when the WAL holds a
-#: checkpoint marker (a read-only connection reads it in place: review4), and the one it
-#: merges them into. Absent at the close: a stamp is valid only while they are absent.
-DUCKDB_SIDES = (".wal", ".wal.checkpoint", ".wal.recovery")
 
 #: What identifies the file and its side files: per file (dev, ino, size, ctime_ns,
 #: mtime_ns) or None (no such file); last, the folder's (dev, ino). (-1, a random number)
@@ -61,7 +56,7 @@ def identity(journal: Path) -> Identity:
     """The file's and its DuckDB side files' identity: another file put in place of one,
     any write to one, or one that appears or goes, differs."""
     out: list[tuple[int, ...] | None] = []
-    for f in (journal, *(Path(f"{journal}{side}") for side in DUCKDB_SIDES)):
+    for f in (journal, *duckdb_side_paths(journal)):
         try:
             st = os.stat(f)
         except FileNotFoundError:

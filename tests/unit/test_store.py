@@ -563,6 +563,21 @@ def test_a_copy_of_a_held_journal_has_the_unfolded_records(path, tmp_path):
     assert not any(p.exists() for p in journal_files(path))
 
 
+@pytest.mark.parametrize("side", [".wal.checkpoint", ".wal.recovery"])
+def test_a_copy_and_a_removal_take_duckdbs_checkpoint_wals_too(path, tmp_path, side):
+    # DuckDB (1.4+) writes what is committed during a checkpoint to <stem>.duckdb.wal.
+    # checkpoint, and replays it at open: a copy of a journal a kernel holds, made while it
+    # checkpoints, needs it; an import replacing a journal must not leave it behind.
+    Journal.open(path).close()
+    Path(f"{path}{side}").write_bytes(b"what DuckDB wrote")
+    dest = tmp_path / "copy"
+    dest.mkdir()
+    copy = copy_journal(path, dest)
+    assert Path(f"{copy}{side}").read_bytes() == b"what DuckDB wrote"
+    remove_journal(path)
+    assert not Path(f"{path}{side}").exists()
+
+
 def test_a_journal_made_now_is_checked_like_any_other(path):
     # Another user who can write the folder could put a file in its place as it is
     # linked (review4 R4-3): only a stamp whose nonce the open file holds skips the checks.
