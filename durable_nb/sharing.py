@@ -23,13 +23,13 @@ ANY_NAME = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals"
 class Reached:
     """What one cell reached: ``keys`` (name -> the ids of the data objects it reaches
     that another variable may share), ``kernel`` (name -> a kernel object's type it holds),
-    ``plain`` (name -> its pickle, made while walking), ``same`` (name -> the
-    :class:`Same` its plain pickle was made from)."""
+    ``plain`` (name -> its pickle, made while walking), ``copies`` (a value's id -> the
+    :class:`Same` taken of it and the copy of its items it is pickled from)."""
 
     keys: dict[str, set[int]] = field(default_factory=dict)
     kernel: dict[str, str] = field(default_factory=dict)
     plain: dict[str, codec.Encoded] = field(default_factory=dict)
-    same: dict[str, Same] = field(default_factory=dict)
+    copies: dict[int, tuple[Same, Any]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, ns: dict[str, Any], user_ns: dict[str, Any], known: Mapping[str, Any],
@@ -67,35 +67,45 @@ class Reached:
                 vouch: bool = True) -> graph.Reach:  # fmt: skip
         """What ``value`` reaches; its plain pickle goes in :attr:`plain`.
 
-        A value a :class:`Same` can vouch for is pickled from the items the ``Same`` read
-        (``Same.copy``), not from the live container: a thread changing it meanwhile leaves
-        the pickle of what the ``Same`` holds to, never other items beside a ``Same`` the
-        sweep trusts (review5 F1)."""
-        same = Same.of(value) if vouch else None
-        copy = value if same is None else same.copy()
+        A value a :class:`Same` can vouch for is pickled (here and in its group's payload:
+        :meth:`copy_of`) from the items the ``Same`` read, not from the live container: a
+        thread changing it meanwhile leaves the pickle of what the ``Same`` holds to, never
+        other items beside a ``Same`` the sweep trusts (review5 F1)."""
+        made = self.copies.get(id(value))  # two names, one object: one copy (identity)
+        if made is None and vouch and (same := Same.of(value)) is not None:
+            made = self.copies[id(value)] = (same, same.copy())
+        copy = value if made is None else made[1]
         enc, reached = codec.encode_reach(copy, user_ns)
         if copy is not value and id(copy) in reached.keys:  # the variable's own object
             reached.keys.discard(id(copy))
             reached.keys.add(id(value))
-        if enc is None and same is not None:  # not plain (a date in it): dill's pickle, now
-            try:
-                enc = codec.encode(copy, user_ns, (copy,))
-            except codec.Unserializable:
-                same = None
         if enc is not None:
             self.plain[name] = enc
-            if same is not None:
-                self.same[name] = same
         return reached
 
-    def proven(self, name: str, encoded: codec.Encoded | None, nbytes: int,
-               limit: int) -> Same | None:  # fmt: skip
-        """The :class:`Same` that vouches for ``name``'s payload ``encoded``: only when
-        that payload is the pickle made from it, and under ``limit`` bytes (a ``Same``
-        keeps the items alive: big ones would stay after the list is emptied)."""
-        if encoded is None or encoded is not self.plain.get(name) or nbytes >= limit:
-            return None
-        return self.same.get(name)
+    def copy_of(self, value: Any) -> Any:
+        """What ``value`` is pickled from: the copy its :class:`Same` read, or itself."""
+        made = self.copies.get(id(value))
+        return value if made is None else made[1]
+
+    def members(self, group: list[str], ns: dict[str, Any]) -> tuple:
+        """The values a group's payload is pickled from (:meth:`copy_of`). A value another
+        member reaches (``y = [x]``) is pickled itself, so that ``y[0] is x`` after a
+        restore, and gets no :class:`Same`."""
+        for name in group:
+            value = ns[name]
+            if id(value) in self.copies and any(
+                id(value) in self.keys.get(other, ()) for other in group if ns[other] is not value
+            ):
+                del self.copies[id(value)]
+        return tuple(self.copy_of(ns[name]) for name in group)
+
+    def proven(self, value: Any, small: bool) -> Same | None:
+        """The :class:`Same` that vouches for ``value``'s payload (pickled from its copy),
+        if ``small`` (under the sweep's limit: a ``Same`` keeps the items alive, and big
+        ones would stay after the list is emptied)."""
+        made = self.copies.get(id(value)) if small else None
+        return None if made is None else made[0]
 
     def _add(self, name: str, reached: graph.Reach, work: deque[str],
              known: Mapping[str, Any]) -> None:  # fmt: skip

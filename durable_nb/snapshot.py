@@ -275,17 +275,18 @@ class Snapshots:
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
                 k.shares, k.refs = res.shares, res.refs  # unchanged; what it reaches may not be
                 if res.state == "saved" and not (k.same and k.same.holds(ns[name])):
-                    k.same = self._found.proven(name, res.encoded, res.nbytes, self.sweep_bytes)
+                    k.same = self._found.proven(ns[name], res.nbytes < self.sweep_bytes)
                 continue
             if res.encoded is not None:
                 self._store(res, rows)
             cell_seq = seq if rebound else k.cell_seq
-            same = self._found.proven(name, res.encoded, res.nbytes, self.sweep_bytes)
+            small = res.state == "saved" and res.nbytes < self.sweep_bytes
+            same = self._found.proven(ns[name], small)
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
                                   res.nbytes, res.shares, res.refs, res.detail, same)  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
-        self._found.plain, self._found.same = {}, {}  # no pickle or item kept past the cell
+        self._found.plain, self._found.copies = {}, {}  # no pickle or item kept past the cell
 
     def _sharing(self, ns: dict[str, Any], touched: set[str],
                  settled: set[str] | None, vouch: bool) -> dict[str, set[int]]:  # fmt: skip
@@ -300,7 +301,7 @@ class Snapshots:
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
         """Variables that share objects are saved in one payload, so identity survives."""
         if len(group) > 1 and not any(self._found.kernel.get(n) for n in group):
-            values = tuple(ns[n] for n in group)
+            values = self._found.members(group, ns)  # (what a Same read: its copy)
             res = self._encode(values, values, names=tuple(group))
             if res.state == "saved":  # the payload is stored once, by the first
                 # Named by its members too: two groups of equal content are two payloads,
@@ -321,8 +322,8 @@ class Snapshots:
                 why = f"{_HOLDS_KERNEL}{self._found.kernel[name]}: re-running its cell makes it"
                 out[name] = _Encoding("recompute", why)
             else:
-                plain = self._found.plain.get(name)
-                out[name] = self._encode(ns[name], (ns[name],), plain, (name,))
+                value = self._found.copy_of(ns[name])
+                out[name] = self._encode(value, (value,), self._found.plain.get(name), (name,))
             out[name].shares = shares[name]
         return out
 

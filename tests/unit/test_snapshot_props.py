@@ -289,6 +289,9 @@ def built(shell, data, folder: Path) -> Notebook:
     fresh_namespace(shell)
     program, _ = data.draw(programs())
     nb = Notebook(shell, folder)
+    # With the sweep on, a list, dict or set of immutable objects is pickled from the
+    # copy its unchanged.Same read, alone or in a group: identity must survive that too.
+    nb.snaps.sweep_bytes = data.draw(st.sampled_from([0, SWEEP_BYTES]))
     nb.run(SETUP)
     nb.run(program)
     return nb
@@ -660,7 +663,7 @@ def test_a_same_is_kept_for_small_values_only_and_none_outlives_the_cell(shell):
         known = nb.snaps.known
         assert known["big"].state == known["small"].state == "saved"
         assert known["big"].same is None
-        assert nb.snaps._found.same == {} and nb.snaps._found.plain == {}
+        assert nb.snaps._found.copies == {} and nb.snaps._found.plain == {}
         nb.run("two = ['a', 'b']")  # no sweep reads a Same beside big: none is taken
         assert known["two"].same is None
         nb.run("del big")
@@ -683,5 +686,26 @@ def test_a_failed_save_keeps_no_pickle_or_same(shell, monkeypatch):
         monkeypatch.setattr(Snapshots, "_store", full)
         nb.run("names = ['a', 'b']")
         assert not nb.rt.journaling
-        assert nb.snaps._found.plain == {} and nb.snaps._found.same == {}
+        assert nb.snaps._found.plain == {} and nb.snaps._found.copies == {}
         nb.close()
+
+
+def test_a_group_is_pickled_from_what_its_sames_read_and_keeps_identity(shell):
+    """Variables that share items (options made from dates) keep a Same each, their
+    group's payload pickled from the copies the Sames read; a variable another one holds
+    (``y = [x]``) is pickled itself, so ``y[0] is x`` after a restore, as ``a is b``."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb.run("import datetime\ndates = [datetime.date(2026, 1, d) for d in (1, 2)]\n"
+               "options = [(str(d), d) for d in dates]\n"
+               "x = ['a']\ny = [x, 1]\na = b = ['k']")  # fmt: skip
+        known = nb.snaps.known
+        assert known["dates"].item is not None and known["options"].item is not None
+        assert known["dates"].same and known["options"].same
+        assert known["x"].item is not None and known["x"].same is None
+        assert known["a"].same and known["b"].same
+        nb.run("z = 1")
+        live, back = restored(shell, nb)
+    assert back == live
