@@ -88,11 +88,12 @@ def shell():
 class Notebook:
     """A journal, a ``Snapshots`` and the shell's cells, as the extension wires them."""
 
-    def __init__(self, shell, folder: Path) -> None:
+    def __init__(self, shell, folder: Path, sweep: bool = False) -> None:
         self.shell, self.source = shell, str(folder / "nb.ipynb")
         self.rt = Runtime(self.source)
         self.snaps = Snapshots(shell, self.rt)
-        self.snaps.sweep_bytes = 0  # the detection rule alone decides what is saved
+        # Without the sweep the detection rule alone decides what is saved.
+        self.snaps.sweep_bytes = SWEEP_BYTES if sweep else 0
 
     def run(self, code: str, shown: bool = False) -> None:
         """``shown``: the cell's value is displayed, and kept in IPython's output history."""
@@ -522,8 +523,7 @@ def test_the_safety_net_checks_many_small_variables_in_turn(shell):
     cell to one no cell names is saved within a few cells."""
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
-        nb = Notebook(shell, Path(folder))
-        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb = Notebook(shell, Path(folder), sweep=True)
         n = SWEEP_NAMES * 2 + 1
         nb.run("\n".join(f"s{i} = [{i}]" for i in range(n)))
         shell.user_ns[f"s{n - 1}"].append("outside")  # as a thread would
@@ -566,8 +566,7 @@ def test_a_value_that_stops_holding_a_widget_is_saved_again(shell):
     drops it, is walked and saved again (not left to its first cell's recompute)."""
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
-        nb = Notebook(shell, Path(folder))
-        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb = Notebook(shell, Path(folder), sweep=True)
         nb.run("import ipywidgets as widgets\npanel = {'slider': widgets.IntSlider(), 'rows': []}")
         assert nb.snaps.known["panel"].state == "recompute"
         nb.run("panel.pop('slider').close()\npanel['rows'].append(1)")
@@ -593,8 +592,7 @@ def test_the_sweep_tells_unchanged_lists_of_names_without_pickling_and_finds_cha
         codec, "encode_reach", lambda v, ns: (pickled.append(v), encode_reach(v, ns))[1]
     )
     with tempfile.TemporaryDirectory() as folder:
-        nb = Notebook(shell, Path(folder))
-        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb = Notebook(shell, Path(folder), sweep=True)
         nb.run("import datetime\nnames = ['a', 'b']\n"
                "conf = {'tol': 0.0, 'when': datetime.date(2026, 1, 2)}\n"
                "tags = {'x', 'y'}\npairs = [(1, 'x'), (2, 'y')]")  # fmt: skip
@@ -637,8 +635,7 @@ def test_a_thread_changing_a_value_while_the_sweep_pickles_it_is_saved(shell, mo
 
     monkeypatch.setattr(codec, "encode_reach", racing)
     with tempfile.TemporaryDirectory() as folder:
-        nb = Notebook(shell, Path(folder))
-        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb = Notebook(shell, Path(folder), sweep=True)
         nb.run("status = {'done': False, 'n': 0}")
         nb.run("z = 1")
         shell.user_ns["status"]["n"] = 1  # outside any cell: the sweep pickles it again
@@ -657,8 +654,7 @@ def test_a_same_is_kept_for_small_values_only_and_none_outlives_the_cell(shell):
     sweep runs (review6 F-C); the ones taken while pickling are dropped at the cell's end."""
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
-        nb = Notebook(shell, Path(folder))
-        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb = Notebook(shell, Path(folder), sweep=True)
         nb.run(f"big = ['x' * {SWEEP_BYTES}, 'y']\nsmall = ['x', 'y']\nalias = small")
         known = nb.snaps.known
         assert known["big"].state == known["small"].state == "saved"
@@ -681,8 +677,7 @@ def test_a_failed_save_keeps_no_pickle_or_same(shell, monkeypatch):
         raise OSError(28, "No space left on device")
 
     with tempfile.TemporaryDirectory() as folder:
-        nb = Notebook(shell, Path(folder))
-        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb = Notebook(shell, Path(folder), sweep=True)
         monkeypatch.setattr(Snapshots, "_store", full)
         nb.run("names = ['a', 'b']")
         assert not nb.rt.journaling
@@ -696,8 +691,7 @@ def test_a_group_is_pickled_from_what_its_sames_read_and_keeps_identity(shell):
     (``y = [x]``) is pickled itself, so ``y[0] is x`` after a restore, as ``a is b``."""
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
-        nb = Notebook(shell, Path(folder))
-        nb.snaps.sweep_bytes = SWEEP_BYTES
+        nb = Notebook(shell, Path(folder), sweep=True)
         nb.run("import datetime\ndates = [datetime.date(2026, 1, d) for d in (1, 2)]\n"
                "options = [(str(d), d) for d in dates]\n"
                "x = ['a']\ny = [x, 1]\na = b = ['k']")  # fmt: skip
