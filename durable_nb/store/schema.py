@@ -7,6 +7,7 @@ never by position; records in the append log are the same rows as plain tuples.
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -385,8 +386,24 @@ def _check_objects(path: Path, con: Any, listed: bool = False) -> None:
 _COLUMNS = {table: sorted(row._fields) for row, (_, table) in TABLES.items()}
 
 
+def _declared_types() -> dict[str, dict[str, str]]:
+    """Table -> column -> its type as DuckDB lists it, read from :data:`MIGRATIONS`."""
+    listed = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
+    out: dict[str, dict[str, str]] = {}
+    for ddl in (ddl for step in MIGRATIONS.values() for ddl in step):
+        table = re.match(r"\s*(?:CREATE|ALTER) TABLE (\w+)", ddl)[1]  # type: ignore[index]
+        for column, kind in re.findall(r"(\w+) (VARCHAR|INTEGER|BIGINT|TIMESTAMPTZ|BLOB)\b", ddl):
+            out.setdefault(table, {})[column] = listed.get(kind, kind)
+    return out
+
+
+#: Table -> column -> its type: a file whose columns hold others was not made here (a
+#: text ``seq`` sorts cells as text; a number where a signature is read is no signature).
+_TYPES = _declared_types()
+
+
 def _check_shape(path: Path, con: Any) -> None:
-    """Refuse tables whose columns or constraints this code never made.
+    """Refuse tables whose columns, their types or constraints this code never made.
 
     A DEFAULT (or generated) column would fill rows this user writes with what its
     expression reads (a folder's path, which the next export carries away); a CHECK or
@@ -394,14 +411,16 @@ def _check_shape(path: Path, con: Any) -> None:
     imply) are the journal's own. Listings named in full, as for macros (see migrate).
     """
     found: dict[str, list[str]] = {}
-    for table, column, default in con.execute(
+    for table, column, default, kind in con.execute(
         # The file's own (macros were refused above): ~5x less than "NOT internal", which
         # lists the columns of every system view first.
-        "SELECT table_name, column_name, column_default FROM system.main.duckdb_columns() "
-        "WHERE database_name = current_database()"
+        "SELECT table_name, column_name, column_default, data_type "
+        "FROM system.main.duckdb_columns() WHERE database_name = current_database()"
     ).fetchall():
         if default is not None:
             raise _crafted(path, f"a column with a default value ({table}.{column})")
+        if _TYPES.get(table, {}).get(column, kind) != kind:  # (other tables: refused below)
+            raise _crafted(path, f"a column of another type ({table}.{column}: {kind})")
         found.setdefault(table, []).append(column)
     if {t: sorted(cols) for t, cols in found.items()} != _COLUMNS:
         raise _crafted(path, "tables whose columns differ from a journal's")
