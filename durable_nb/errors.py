@@ -16,6 +16,7 @@ __all__ = [
     "CommandError",
     "DurableError",
     "ExtraMissing",
+    "ForeignBytecode",
     "JournalCorrupt",
     "JournalError",
     "JournalLocked",
@@ -221,6 +222,21 @@ class ForeignRun(DurableError):
 
 class RestoreError(DurableError):
     """A restore cannot be done as asked: nothing was restored."""
+
+
+class ForeignBytecode(DurableError, ValueError):
+    """A function saved by value holds the bytecode of another Python version."""
+
+    def __init__(self, name: str, theirs: bytes, ours: bytes) -> None:
+        super().__init__(
+            f"function {name!r} was saved by another Python version (bytecode magic "
+            f"{theirs.hex()}, this one's is {ours.hex()}), and its code is not run here: "
+            "re-run the cell that defines it"
+        )
+        self.name, self.theirs, self.ours = name, theirs, ours
+
+    def __reduce__(self):
+        return (type(self), (self.name, self.theirs, self.ours))
 
 
 class NamespaceNotSaved(RestoreError):
