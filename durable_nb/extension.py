@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import functools
 import os
+import time
 from typing import Any
 
 from traitlets import Enum, Int
@@ -25,6 +26,9 @@ _loaded: dict[int, _Extension] = {}
 #: opening (~0.1-0.25 s of CPU). The first cell's snapshot would wait for it anyway; a
 #: slower one (a big log to fold) goes on in its thread, the kernel answers.
 READY_WAIT = 5.0
+#: The warm-up (importing dill) waits for this long (s) with no cell running: cells run
+#: back to back (papermill, nbclient, Run All) would share the interpreter with it.
+QUIET = 0.5
 
 
 class DurableNB(Configurable):
@@ -70,6 +74,8 @@ class _Extension:
         #: The first cell's source, when it began while the journal opened: the resume
         #: offer (if any) is made at its end, once the journal is open.
         self._offer_after: str | None = None
+        self._running = False  # a cell runs (its hooks between)
+        self._active = time.monotonic()  # when the last cell ended (or the kernel started)
 
     @property
     def snapshots(self) -> Snapshots:
@@ -103,7 +109,7 @@ class _Extension:
         self.rt = Runtime(source, session=session and f"session-{session}",
                           then=functools.partial(self._read_journal, settings.max_bytes),
                           background=background,
-                          after=functools.partial(_warm_up, source))  # fmt: skip
+                          after=functools.partial(_warm_up, source, self))  # fmt: skip
         if background:  # the first cell runs once the opening is done (or READY_WAIT)
             ready = functools.partial(self.rt.settled, READY_WAIT)
             self.unready = _ipykernel.ready_after(_ipykernel.kernel(), ready)
@@ -195,6 +201,7 @@ class _Extension:
 
     # Hooks never raise: durable_nb must not be the reason a cell fails.
     def pre_run_cell(self, info: Any) -> None:
+        self._running = True
         try:
             self.rt.begin_cell(getattr(info, "cell_id", None), info.raw_cell or "")
             if self.rt.outermost:
@@ -278,6 +285,7 @@ class _Extension:
         return self.magics._status_text() if self.magics is not None else ""
 
     def post_run_cell(self, result: Any) -> None:
+        self._running, self._active = False, time.monotonic()
         try:
             exc = result.error_before_exec or result.error_in_exec
             if exc is None:
@@ -322,11 +330,13 @@ class _Extension:
             )
 
 
-def _warm_up(source: str | None) -> None:
-    """After the opening, in its thread: import dill (~25 ms) and save a function once
-    (``codec.warm_up``, ~1.3 ms) when a snapshot will likely save a notebook function (the
-    notebook's file defines one, or is not known), so that the first such snapshot does
-    neither while the person waits."""
+def _warm_up(source: str | None, ext: _Extension) -> None:
+    """After the opening, in its thread: import dill (~25 ms) and save a function and a
+    class once (``codec.warm_up``) when a snapshot will likely save notebook code (the
+    notebook's file defines some, or is not known), so that the first such snapshot does
+    neither while the person waits. It waits for a pause (:data:`QUIET`) first, so that
+    cells run back to back do not share the interpreter with it; unloaded (or
+    un-journaled) meanwhile, it is not done."""
     if source is not None:
         try:
             with open(source, "rb") as f:
@@ -335,7 +345,13 @@ def _warm_up(source: str | None) -> None:
             head = b"def "  # not readable here: as if it defined one
         if not any(word in head for word in (b"def ", b"lambda", b"class ")):
             return
-    codec.warm_up()  # imports dill, with which it saves notebook functions
+    ext._active = max(ext._active, time.monotonic())  # the kernel is ready from now
+    while ext._running or time.monotonic() - ext._active < QUIET:
+        rt = ext.rt
+        if rt is not None and rt.journal is None:
+            return
+        time.sleep(QUIET / 4)
+    codec.warm_up()  # imports dill, with which it saves notebook classes
 
 
 def _suspension_prompt(step: str, args: str, error: BaseException, details: Any = None) -> Any:

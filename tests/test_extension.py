@@ -18,6 +18,8 @@ import duckdb
 from helpers import cell, dnb_lines, lines, steps_cell
 from kernels import Kernel
 
+from durable_nb.extension import QUIET
+
 BIN = Path(sys.executable).parent
 
 
@@ -102,6 +104,22 @@ def test_the_first_cell_runs_once_the_journal_is_open(start_kernel):
     assert value(k, check) == "(False, True)"
     assert k.kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
     assert value(k, "1 + 1") == "2"
+
+
+def test_the_warm_up_waits_for_a_pause_between_cells(workdir, kernel_env):
+    # Importing dill (~25 ms, for notebook classes) would share the interpreter with
+    # cells run back to back (nbclient, papermill, Run All): it waits for a pause. The
+    # cells are sent at once, not after the client's own wait for the kernel.
+    k = Kernel(workdir, kernel_env, ready=lambda k: None)
+    try:
+        imported = "'dill' in __import__('sys').modules"
+        started = time.monotonic()
+        while time.monotonic() - started < QUIET * 3:
+            assert value(k, f"__import__('time').sleep(0.05); {imported}") == "False"
+        time.sleep(QUIET * 3)
+        assert value(k, imported) == "True"
+    finally:
+        k.kill()
 
 
 def test_an_interrupt_while_the_first_reply_waits_does_not_lose_it(workdir, kernel_env):
