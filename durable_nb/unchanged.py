@@ -13,10 +13,14 @@ equal payloads; anything it cannot read cheaply and exactly gives no print (pick
 
 from __future__ import annotations
 
+import copyreg
+import dataclasses
 import datetime
+import gc
 import struct
 import sys
 import types
+import typing
 from operator import is_
 from typing import Any
 
@@ -268,6 +272,14 @@ class _Walk:
             self.add(("instance",))  # object's reduce: its class, then its __dict__
             self.walk(t, depth)
             self.walk(vars(o), depth)
+        elif i in _SENTINELS:  # dill writes them by reference (a dataclass holds them)
+            self.add(_SENTINELS[i])
+        elif t is types.MappingProxyType:  # a field's metadata: dill saves a copy
+            self.proxy(o, depth)
+        elif t is types.GenericAlias or t is types.UnionType or t.__module__ == "typing":
+            self.annotation(o, t, depth)  # ``list[int]``, ``Optional[str]``, ``int | None``
+        elif _slotted(t):  # a dataclass's fields and parameters
+            self.slots(o, t, depth)
         else:
             raise _Unreadable
 
@@ -280,10 +292,10 @@ class _Walk:
             self.same(f)
             self.add(("global", how[1]))
             return
-        # By value (dill): the globals are written as a reference to the module's own.
+        # By value: the globals are written as a reference to the module's own.
         module = sys.modules.get(f.__module__)
         if module is None or f.__globals__ is not vars(module):
-            raise _Unreadable
+            self.foreign_globals(f.__globals__)
         self.same(f.__code__)
         self.add(("function", f.__name__, f.__qualname__, f.__module__))
         for part in (f.__doc__, f.__defaults__, f.__kwdefaults__, f.__annotations__,
@@ -291,6 +303,9 @@ class _Walk:
             self.walk(part, depth)
 
     def cls(self, c: type, depth: int) -> None:
+        if c in _SINGLETON_TYPES:  # pickled as ``type(None)``: builtins has no name for it
+            self.add(("type of", _SINGLETON_TYPES[c]))
+            return
         try:
             how = self.by_name.reduce(c)
         except codec.Unserializable:
@@ -317,6 +332,57 @@ class _Walk:
             self.walk(k, depth)
             self.walk(v, depth)
 
+    def foreign_globals(self, g: dict) -> None:
+        """The globals of a function named as the notebook's but made by a library (a
+        dataclass's ``__repr__`` wrapper: dill copies its module's globals): the module,
+        and which objects its globals hold (a library's module state, not the notebook's
+        data: by identity, not walked)."""
+        name = g.get("__name__")
+        found = sys.modules.get(name) if type(name) is str else None
+        if found is None or name == "__main__" or vars(found) is not g:
+            raise _Unreadable
+        self.same(g)
+        self.keep.extend(g.values())  # no id below is reused while the print lives
+        self.add(("globals of", name, tuple(g), tuple(map(id, g.values()))))
+
+    def proxy(self, o: types.MappingProxyType, depth: int) -> None:
+        under = gc.get_referents(o)  # the mapping it shows, read without calling it
+        if len(under) != 1 or type(under[0]) is not dict:
+            raise _Unreadable
+        self.add(("proxy",))
+        self.walk(under[0], depth)
+
+    def annotation(self, o: Any, t: type, depth: int) -> None:
+        """A type annotation: a name of ``typing`` (``Optional``), or an alias made of an
+        origin and arguments (``list[int]``, ``Optional[str]``): immutable objects."""
+        name = _state(o, "_name")
+        if type(name) is str and vars(typing).get(name) is o:
+            self.same(o)
+            self.add(("typing", name))
+            return
+        args = _state(o, "__args__")
+        if type(args) is not tuple:
+            raise _Unreadable
+        self.add(("alias", name if type(name) is str else None))
+        self.walk(t, depth)
+        for part in (_state(o, "__origin__"), args, _state(o, "__metadata__")):
+            self.walk(None if part is _ABSENT else part, depth)
+
+    def slots(self, o: Any, t: type, depth: int) -> None:
+        """An instance saved by object's own reduce with slots: its class, each slot
+        (unset ones too), then its ``__dict__`` if it has one."""
+        self.add(("slots",))
+        self.walk(t, depth)
+        for name in _slot_names(t):
+            value = _state(o, name)
+            if value is _ABSENT:
+                self.add(("unset", name))
+            else:
+                self.walk(name, depth)
+                self.walk(value, depth)
+        if t.__dictoffset__:
+            self.walk(object.__getattribute__(o, "__dict__"), depth)
+
     def located(self, o: Any) -> None:
         """A library's function or class: pickled as module and name while found there."""
         module, qualname = getattr(o, "__module__", None), getattr(o, "__qualname__", None)
@@ -334,3 +400,68 @@ class _Walk:
 #: Instances of these (and their subclasses) pickle more than their ``__dict__``.
 _BUILTIN_DATA = (list, dict, set, frozenset, tuple, str, bytes, bytearray, int, float,
                  complex, BaseException)  # fmt: skip
+
+
+#: Objects dill pickles by reference, alive as long as their module: id -> their part.
+_SENTINELS = {
+    id(getattr(dataclasses, n)): ("dataclasses", n)
+    for n in ("MISSING", "_HAS_DEFAULT_FACTORY", "KW_ONLY", "_FIELD", "_FIELD_CLASSVAR",
+              "_FIELD_INITVAR")
+    if hasattr(dataclasses, n)
+}  # fmt: skip
+_ABSENT = object()
+#: Types pickle writes as the type of their one instance.
+_SINGLETON_TYPES = {type(None): "None", type(NotImplemented): "NotImplemented",
+                    type(...): "Ellipsis"}  # fmt: skip
+_SLOTTED: dict[type, tuple[str, ...] | None] = {}
+
+
+def _state(o: Any, name: str) -> Any:
+    """``o``'s own ``name``: a slot (its C descriptor) or an entry of its ``__dict__``;
+    never a property, a class attribute or ``__getattr__`` (no code of the value runs)."""
+    for c in type(o).__mro__:
+        found = vars(c).get(name, _ABSENT)
+        if found is not _ABSENT:
+            if type(found) not in (types.MemberDescriptorType, types.GetSetDescriptorType):
+                break
+            try:
+                return found.__get__(o, type(o))
+            except AttributeError:  # an unset slot
+                return _ABSENT
+    try:
+        own = object.__getattribute__(o, "__dict__")
+    except AttributeError:
+        return _ABSENT
+    return own.get(name, _ABSENT) if type(own) is dict else _ABSENT
+
+
+def _slotted(t: type) -> bool:
+    return _slot_names(t) is not None
+
+
+def _slot_names(t: type) -> tuple[str, ...] | None:
+    """The slots ``object.__reduce_ex__`` saves of ``t``'s instances (as
+    ``copyreg._slotnames`` finds them, without caching them on the class), or None when
+    its instances are not pickled that way (a reduce, ``__getstate__`` or new args of
+    its own) or it has no slots."""
+    if t in _SLOTTED:
+        return _SLOTTED[t]
+    names: list[str] | None = None
+    if (t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is object.__reduce__
+            and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
+            and not hasattr(t, "__getnewargs_ex__") and not hasattr(t, "__getnewargs__")
+            and t not in copyreg.dispatch_table and not issubclass(t, _BUILTIN_DATA)
+            and any("__slots__" in vars(c) for c in t.__mro__)):  # fmt: skip
+        names = []
+        for c in t.__mro__:
+            declared = vars(c).get("__slots__", ())
+            for name in [declared] if isinstance(declared, str) else declared:
+                if name in ("__dict__", "__weakref__"):
+                    continue
+                if name.startswith("__") and not name.endswith("__"):
+                    name = f"_{c.__name__.lstrip('_')}{name}"
+                names.append(name)
+    if len(_SLOTTED) > 10_000:
+        _SLOTTED.clear()
+    _SLOTTED[t] = None if names is None else tuple(names)
+    return _SLOTTED[t]

@@ -92,12 +92,38 @@ def make_holder():
 
 use = make_holder()
 
+from dataclasses import dataclass, field
+from typing import Optional
+
+@dataclass
+class Rec:
+    name: str
+    size: Optional[int] = 0
+    tags: list[str] = field(default_factory=list, metadata={"unit": ["m"]})
+    def total(self):
+        return self.size
+
+def retype(name, to):
+    Rec.__annotations__[name] = Rec.__init__.__annotations__[name] = to
+    Rec.__dataclass_fields__[name].type = to
+
 class Outer:
     class Inner:
         pass
     b = 2
 '''
-DEFINITIONS = ["helper", "plain", "counter", "wrapped", "Base", "Thing", "Holder", "use", "Outer"]
+DEFINITIONS = [
+    "helper",
+    "plain",
+    "counter",
+    "wrapped",
+    "Base",
+    "Thing",
+    "Holder",
+    "use",
+    "Outer",
+    "Rec",
+]
 
 #: Changes through aliases ({x}: a small int); some leave every payload as it was.
 CHANGES = [
@@ -128,6 +154,18 @@ CHANGES = [
     # an attribute moved between a nested class (walked inline) and its outer class
     "if hasattr(Outer, 'b'): del Outer.b\nOuter.Inner.b = {x}",
     "if hasattr(Outer.Inner, 'b'): del Outer.Inner.b\nOuter.b = {x}",
+    # a dataclass: its fields (slots), their metadata (a mapping proxy), its annotations
+    "Rec.__dataclass_fields__['size'].default = {x}",
+    "Rec.__dataclass_fields__['tags'].metadata['unit'].append({x})",
+    "Rec.__dataclass_fields__['name'].type = Optional[str] if {x} % 2 else list[int]",
+    "Rec.__dataclass_fields__['tags'].repr = bool({x} % 2)",
+    "Rec.__dataclass_params__.frozen = bool({x} % 2)",
+    "Rec.__annotations__['size'] = int | None if {x} % 2 else dict[str, int]",
+    # (in every place it is, so that only the arguments differ, not which objects are one)
+    "retype('tags', list[int] if {x} % 2 else list[str])",
+    "retype('size', Optional[str] if {x} % 2 else Optional[int])",
+    "Rec.size = {x}",
+    "Rec.total = lambda self: {x}",
     "pass",
 ]
 changes = st.lists(
@@ -165,6 +203,19 @@ def test_equal_prints_mean_equal_payloads(shell, cells):
             if printed == last[name][0]:
                 assert stream == last[name][1], (name, code)
             last[name] = (printed, stream)
+
+
+@pytest.mark.parametrize("code", CHANGES)
+def test_each_change_alone_shows_in_the_print_when_it_shows_in_the_payload(shell, code):
+    """Every change once, from the definitions as made (the test above draws a few)."""
+    run(shell, SETUP)
+    ns = shell.user_ns
+    before = {n: (Print(ns[n], ns), codec.encode(ns[n], ns, (ns[n],)).stream) for n in DEFINITIONS}
+    run(shell, code.format(x=1))
+    for name in DEFINITIONS:
+        value = ns[name]
+        if Print(value, ns) == before[name][0]:
+            assert codec.encode(value, ns, (value,)).stream == before[name][1], name
 
 
 def describe(o, depth=0):
