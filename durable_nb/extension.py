@@ -6,8 +6,10 @@ Unloading removes every hook, magic and input transformer that loading added.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
+import threading
 import time
 from typing import Any
 
@@ -331,12 +333,12 @@ class _Extension:
 
 
 def _warm_up(source: str | None, ext: _Extension) -> None:
-    """After the opening, in its thread: import dill (~25 ms) and save a function and a
-    class once (``codec.warm_up``) when a snapshot will likely save notebook code (the
-    notebook's file defines some, or is not known), so that the first such snapshot does
-    neither while the person waits. It waits for a pause (:data:`QUIET`) first, so that
-    cells run back to back do not share the interpreter with it; unloaded (or
-    un-journaled) meanwhile, it is not done."""
+    """After the opening, in its thread: when a snapshot will likely save notebook code
+    (the notebook's file defines some, or is not known), start a thread that imports dill
+    (~25 ms) and saves a function and a class once (``codec.warm_up``) at the first pause
+    (:data:`QUIET`), so that the first such snapshot does neither while the person
+    waits, and cells run back to back do not share the interpreter with it. Not in this
+    thread: the kernel's first reply waits for this one (:meth:`Opener.settled`)."""
     if source is not None:
         try:
             with open(source, "rb") as f:
@@ -346,12 +348,19 @@ def _warm_up(source: str | None, ext: _Extension) -> None:
         if not any(word in head for word in (b"def ", b"lambda", b"class ")):
             return
     ext._active = max(ext._active, time.monotonic())  # the kernel is ready from now
+    threading.Thread(target=_warm_up_at_a_pause, args=(ext,), daemon=True,
+                     name="durable_nb-warm-up").start()  # fmt: skip
+
+
+def _warm_up_at_a_pause(ext: _Extension) -> None:
+    """:func:`_warm_up`'s thread; unloaded (or un-journaled) before a pause, it ends."""
     while ext._running or time.monotonic() - ext._active < QUIET:
         rt = ext.rt
         if rt is not None and rt.journal is None:
             return
         time.sleep(QUIET / 4)
-    codec.warm_up()  # imports dill, with which it saves notebook classes
+    with contextlib.suppress(Exception):  # only ever a head start
+        codec.warm_up()  # imports dill, with which it saves notebook classes
 
 
 def _suspension_prompt(step: str, args: str, error: BaseException, details: Any = None) -> Any:

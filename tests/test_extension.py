@@ -118,6 +118,24 @@ def test_the_warm_up_waits_for_a_pause_between_cells(workdir, kernel_env):
             assert value(k, f"__import__('time').sleep(0.05); {imported}") == "False"
         time.sleep(QUIET * 3)
         assert value(k, imported) == "True"
+        # Its thread is not the opening's (the first reply waits for that one), and none
+        # is left behind once unloaded.
+        threads = "sorted(t.name for t in __import__('threading').enumerate())"
+        assert "durable_nb-open" not in value(k, threads)
+        cell(k, "%unload_ext durable_nb")
+        assert "durable_nb" not in value(k, threads)
+    finally:
+        k.kill()
+
+
+def test_an_unload_before_the_pause_ends_the_warm_up(workdir, kernel_env):
+    k = Kernel(workdir, kernel_env, ready=lambda k: None)
+    try:
+        cell(k, "%unload_ext durable_nb")  # at once: no pause yet
+        time.sleep(QUIET * 3)
+        threads = "sorted(t.name for t in __import__('threading').enumerate())"
+        assert "durable_nb" not in value(k, threads)
+        assert value(k, "'dill' in __import__('sys').modules") == "False"
     finally:
         k.kill()
 
