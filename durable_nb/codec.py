@@ -263,9 +263,11 @@ class _Pickler(pickle.Pickler):
             return NotImplemented
         if t is types.CellType:  # (of a function saved here by value)
             return functions.reduce_cell(obj)
+        if t is types.CodeType:
+            return functions.reduce_code(obj)
         out = self.by_name.reduce(obj)
         if out is None:  # by value: a function here (~30 µs), dill otherwise (~1 ms)
-            out = functions.reduce(obj) if t is types.FunctionType else None
+            out = functions.reduce(obj, _plain) if t is types.FunctionType else None
             if out is None:
                 raise _ByValue
         if out is NotImplemented and not isinstance(obj, (types.FunctionType, type)):

@@ -227,16 +227,16 @@ class RestoreError(DurableError):
 class ForeignBytecode(DurableError, ValueError):
     """A function saved by value holds the bytecode of another Python version."""
 
-    def __init__(self, name: str, theirs: bytes, ours: bytes) -> None:
+    def __init__(self, theirs: bytes, ours: bytes) -> None:
         super().__init__(
-            f"function {name!r} was saved by another Python version (bytecode magic "
+            f"a function was saved by another Python version (bytecode magic "
             f"{theirs.hex()}, this one's is {ours.hex()}), and its code is not run here: "
             "re-run the cell that defines it"
         )
-        self.name, self.theirs, self.ours = name, theirs, ours
+        self.theirs, self.ours = theirs, ours
 
     def __reduce__(self):
-        return (type(self), (self.name, self.theirs, self.ours))
+        return (type(self), (self.theirs, self.ours))
 
 
 class NamespaceNotSaved(RestoreError):

@@ -9,17 +9,27 @@ so a function reaching itself (a recursive closure, a default list holding it) p
 
 Like dill's (``recurse`` off), a function's globals are not saved: it is given
 ``__main__``'s namespace when loaded, so after a restore it sees the restored variables.
-Only functions whose globals are ``__main__``'s are taken; others go to dill as before.
+Only functions whose globals are ``__main__``'s are taken, and only when what they hold
+runs no notebook code as it is pickled (:func:`simple`): a C pass that failed further on
+(at a module, a lock) would have run it once already before dill ran it again. Others go
+to dill as before.
+
+A code object is a reduce of its own, so the functions one factory made share it (one
+copy in the payload and after a restore); it is marshalled with version 2, which writes
+no back-references: the bytes do not depend on who else holds its constants.
 
 A journal names the helpers below (``durable_nb.functions.make``, ...): never rename them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import marshal
 import sys
 import types
+from collections.abc import Callable
+from typing import Any
 
 from .errors import ForeignBytecode
 
@@ -27,15 +37,75 @@ from .errors import ForeignBytecode
 MAGIC = importlib.util.MAGIC_NUMBER
 
 
-def reduce(fn: types.FunctionType) -> tuple | None:
-    """``fn``'s reduce (a 6-tuple with a state setter), or None when dill must save it."""
+def reduce(fn: types.FunctionType, plain: Callable[[type], bool]) -> tuple | None:
+    """``fn``'s reduce (a 6-tuple with a state setter), or None when dill must save it
+    (``plain(t)``: whether ``t``'s instances pickle as their ``__dict__``, by object's
+    own reduce)."""
     main = sys.modules.get("__main__")
-    if main is None or fn.__globals__ is not vars(main):
+    if main is None or fn.__globals__ is not vars(main) or not simple(fn, vars(main), plain):
         return None
     state = (fn.__qualname__, fn.__module__, fn.__defaults__, fn.__kwdefaults__,
              fn.__dict__ or None, fn.__annotations__ or None, fn.__doc__)  # fmt: skip
-    args = (MAGIC, marshal.dumps(fn.__code__), fn.__name__, fn.__closure__)
-    return make, args, state, None, None, setstate
+    return make, (fn.__code__, fn.__name__, fn.__closure__), state, None, None, setstate
+
+
+def reduce_code(code: types.CodeType) -> tuple:
+    """A code object: its marshal (version 2: no back-references), tagged with the magic."""
+    return load_code, (MAGIC, marshal.dumps(code, 2))
+
+
+#: Pickling these in C runs nothing of the notebook's and cannot fail.
+_ATOMS = frozenset({int, float, bool, type(None), str, bytes, complex})
+#: What a notebook class may define that pickling its instances calls.
+_HOOKS = ("__reduce__", "__reduce_ex__", "__getstate__", "__getnewargs__",
+          "__getnewargs_ex__", "__getattr__", "__getattribute__")  # fmt: skip
+#: Past this many objects held, dill saves the function (as it did before).
+SIMPLE_OBJECTS = 512
+
+
+def simple(fn: types.FunctionType, ns: dict[str, Any], plain: Callable[[type], bool]) -> bool:
+    """Whether what ``fn`` holds (defaults, closure, attributes, and the notebook
+    functions they hold) is atoms, built-in containers, functions, classes by name and
+    instances of plain classes of no pickling code of the notebook's: pickled in C with
+    no notebook code run (anything else, and more than :data:`SIMPLE_OBJECTS`: dill)."""
+    todo: list[Any] = [fn]
+    seen: set[int] = set()
+    while todo:
+        o = todo.pop()
+        t = type(o)
+        if t in _ATOMS or id(o) in seen:
+            continue
+        seen.add(id(o))
+        if len(seen) > SIMPLE_OBJECTS:
+            return False
+        if t in (list, tuple, set, frozenset):
+            todo.extend(o)
+        elif t is dict:
+            todo.extend(o.keys())
+            todo.extend(o.values())
+        elif t is types.CellType:
+            with contextlib.suppress(ValueError):  # (empty: nothing to pickle)
+                todo.append(o.cell_contents)
+        elif t is types.FunctionType:
+            if o.__module__ == "__main__":  # by value (its parts) or by name
+                if o.__globals__ is not ns:
+                    return False
+                todo += (o.__defaults__, o.__kwdefaults__, o.__dict__, o.__closure__)
+        elif isinstance(o, type):
+            if o.__module__ == "__main__" and ns.get(o.__qualname__) is not o:
+                return False  # a notebook class by value: dill's
+        elif plain(t) and not _hooks(t, ns):
+            todo.append(object.__getattribute__(o, "__dict__"))
+            todo.append(t)
+        else:
+            return False
+    return True
+
+
+def _hooks(t: type, ns: dict[str, Any]) -> bool:
+    """Whether a notebook class in ``t``'s bases defines what pickling calls."""
+    return any(c.__module__ == "__main__" and any(h in vars(c) for h in _HOOKS)
+               for c in t.__mro__)  # fmt: skip
 
 
 def reduce_cell(c: types.CellType) -> tuple:
@@ -47,14 +117,21 @@ def reduce_cell(c: types.CellType) -> tuple:
     return cell, (), (contents,), None, None, fill
 
 
-def make(magic: bytes, code: bytes, name: str, closure: tuple | None) -> types.FunctionType:
-    """A function of ``code`` (marshalled) in ``__main__``'s namespace."""
+def load_code(magic: bytes, data: bytes) -> types.CodeType:
+    """The code object :func:`reduce_code` saved; code of another Python is refused."""
     if magic != MAGIC:
-        raise ForeignBytecode(name, magic, MAGIC)
-    found = marshal.loads(code)
+        raise ForeignBytecode(magic, MAGIC)
+    found = marshal.loads(data)
     if type(found) is not types.CodeType:
+        raise TypeError("a saved code object is something else: the payload is damaged")
+    return found
+
+
+def make(code: types.CodeType, name: str, closure: tuple | None) -> types.FunctionType:
+    """A function of ``code`` in ``__main__``'s namespace."""
+    if type(code) is not types.CodeType:
         raise TypeError(f"the saved code of function {name!r} is not a code object")
-    return types.FunctionType(found, vars(sys.modules["__main__"]), name, None, closure)
+    return types.FunctionType(code, vars(sys.modules["__main__"]), name, None, closure)
 
 
 def setstate(fn: types.FunctionType, state: tuple) -> types.FunctionType:

@@ -31,7 +31,7 @@ def examples() -> list[e.DurableError]:
         e.CommandError(2, "no notebook at /x/nb.ipynb"),
         e.BlobDamaged("/x/nb.blobs/0123abcd"),
         e.ExtraMissing("the timeline", "plotly", "timeline"),
-        e.ForeignBytecode("f", b"\xa7\r\r\n", b"\xcb\r\r\n"),
+        e.ForeignBytecode(b"\xa7\r\r\n", b"\xcb\r\r\n"),
     ]
 
 
