@@ -29,6 +29,20 @@ WORKLOADS = {
     ),
     "100k-entry dict": ("d = {f'k{i}': f'v{i}' for i in range(100_000)}", "d['new'] = 1", "d"),
     "1M-element list": ("lst = list(range(1_000_000))", "lst.append(1)", "lst"),
+    # What an operations notebook defines: dataclasses and helpers beside its records.
+    "5 dataclasses, 10 functions": (
+        "from dataclasses import dataclass, field\nfrom typing import Optional\n"
+        + "".join(
+            f"@dataclass\nclass Rec{i}:\n    name: str\n    size: Optional[int] = 0\n"
+            "    tags: list[str] = field(default_factory=list)\n"
+            "    def total(self):\n        return self.size or 0\n"
+            for i in range(5)
+        )
+        + "".join(f"def helper{i}(x, scale={i}):\n    return [x, scale]\n" for i in range(10))
+        + "recs = [Rec0(f'n{i}', i) for i in range(1_000)]",
+        "recs.append(Rec0('x', 1))",
+        "recs",
+    ),
 }
 N_TRIVIAL, N_MUTATE, N_PICKLE = 10, 7, 3
 SLIDERS = (1, 5, 10, 20, 40)
@@ -52,6 +66,8 @@ def digest(name):
     blob = pickle.dumps(v, protocol=5)
     if name == "objs":  # instances pickle by class reference: compare their content
         blob = pickle.dumps([(o.i, o.tags, type(o).__name__) for o in v])
+    if name == "recs":
+        blob = pickle.dumps([(o.name, o.size, o.tags, type(o).__name__) for o in v])
     return json.dumps({"digest": xxhash.xxh3_64_hexdigest(blob)})
 """
 

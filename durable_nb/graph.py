@@ -16,6 +16,7 @@ uses are reported, so that a caller can treat those variables as reachable too.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import gc
 import io
 import itertools
@@ -52,7 +53,8 @@ _KINDS: dict[type, int] = {
     **dict.fromkeys((list, dict, set, frozenset, tuple, bytearray, types.CellType), WALK),
     **dict.fromkeys((types.FunctionType, types.MethodType, types.BuiltinFunctionType,
                      types.ModuleType), SPECIAL),
-    **dict.fromkeys((types.CodeType, types.FrameType, types.GeneratorType,
+    **dict.fromkeys((types.CodeType, types.FrameType, types.GeneratorType, types.GenericAlias,
+                     types.UnionType,
                      types.CoroutineType, types.AsyncGeneratorType, types.TracebackType,
                      types.MappingProxyType, types.GetSetDescriptorType,
                      types.MemberDescriptorType, types.WrapperDescriptorType,
@@ -318,6 +320,11 @@ def _classify(t: type) -> int:
         return SPECIAL
     if top == "numpy":
         return SKIP  # dtypes, scalars, ufuncs: nothing in them changes
+    if top == "typing" or (top == "dataclasses" and t is not dataclasses.Field):
+        # Annotations (``Optional[int]``, cached and shared by every class that names
+        # it) and a dataclass's sentinels and parameters: no data of the notebook's, and
+        # walked they tied every dataclass of the notebook into one payload.
+        return SKIP
     if top == "pandas" and t.__name__.endswith(("Index", "Dtype", "DType")):
         return SKIP  # immutable by design, and shared between frames
     return WALK

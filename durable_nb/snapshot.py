@@ -18,7 +18,8 @@ Which variables a cell may have changed (the rule; a cell costs what it touches)
 4. every variable whose payload refers by name to a class or function that was rebound;
 5. all variables after a cell that uses ``get_ipython`` (magics), ``exec``, ``eval``,
    ``globals``, ``vars``, ``locals`` or ``__import__``, or reaches a notebook function
-   that does; while the namespace is tiny, 32 saved variables a cell, in turn. While
+   that does; while the namespace is tiny, 32 saved variables a cell, in turn, fewer
+   when that takes longer than ~0.4 ms a cell (:mod:`durable_nb.sweep`). While
    that covers every saved variable, a widget (a value holding a kernel object, recorded
    for recompute) is not walked: what it shares or its callbacks change is checked then.
    A saved list, dict or set of immutable objects still holding the very objects it held
@@ -59,6 +60,7 @@ from .payloads import Loader, gc_paused
 from .recompute import Report, recompute_cells
 from .runtime import Runtime
 from .store import UNSAVED, PayloadRow, VariableRow
+from .sweep import SWEEP_BYTES, SWEEP_NAMES, Sweep  # noqa: F401  (tests set them)
 from .unchanged import Print, Same, small
 
 #: IPython's own names, never saved.
@@ -69,9 +71,6 @@ _IPYTHON_NAMES = re.compile(
 _THEIRS: set[str] = set()
 #: A variable bigger than this is recorded for recompute instead of saved.
 DEFAULT_MAX_BYTES = 4 << 30
-#: Below this many recorded bytes, saved variables are checked after every cell (a safety
-#: net for changes made outside cells; cheap at this size), this many a cell, in turn.
-SWEEP_BYTES, SWEEP_NAMES = 64 << 10, 32
 #: How a value holding a kernel object (a widget's comm) is recorded: for recompute.
 _HOLDS_KERNEL = "holds the kernel's "
 #: Values whose pickle :class:`Print` can tell unchanged (dill pickles a function ~1 ms).
@@ -127,7 +126,7 @@ class Snapshots:
         self._rebase, self._restoring = False, False  # (restoring: while a restore runs)
         self._stored: set[str] | None = None  # value ids in the journal
         self._written: tuple[Any, set[str]] = (None, set())  # a journal, ids written to it
-        self.sweep_bytes, self.sweep_names, self._sweep_at = SWEEP_BYTES, SWEEP_NAMES, 0
+        self.sweep = Sweep()  # the safety net (sweep.py)
         self._found = sharing.Reached()  # what this cell reached: kernel objects, pickles
         self._contents: dict[str, bytes] = {}  # value id -> its stream, put in blob files
         #: names -> the print of their functions or classes and what pickling them gave,
@@ -159,7 +158,8 @@ class Snapshots:
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         gone = (self.known.keys() | self._forgotten) - ns.keys()
         settled: set[str] | None = None  # with every saved variable re-checked: _kernel_held
-        vouch = sum(k.nbytes for k in self.known.values()) < self.sweep_bytes  # a sweep runs
+        vouch = self.sweep.runs(sum(k.nbytes for k in self.known.values()))
+        began = self.sweep.clock()
         if accessed & sharing.ANY_NAME:
             touched = set(ns)
         else:
@@ -173,11 +173,8 @@ class Snapshots:
                 # A value proven unchanged (a list of names: :class:`Same`) is not pickled.
                 saved = sorted(n for n, k in self.known.items() if k.state == "saved"
                                and not (k.same and n in ns and k.same.holds(ns[n])))  # fmt: skip
-                if len(saved) > self.sweep_names:  # 1,000 small ones: 21 ms a cell, all
-                    at = self._sweep_at % len(saved)
-                    saved = (saved + saved)[at : at + self.sweep_names]
-                    self._sweep_at = at + self.sweep_names
-                else:
+                saved, whole = self.sweep.pick(saved)
+                if whole:
                     settled = self._kernel_held(ns)
                 touched.update(saved)
         seq = self.rt.cell.seq
@@ -224,6 +221,8 @@ class Snapshots:
         self._written[1].update(written)
         if self._stored is not None:
             self._stored.update(written)
+        if vouch:  # what the cell cost with the sweep sets how much it checks next time
+            self.sweep.took(self.sweep.clock() - began)
 
     def reset(self) -> None:
         """Forget what was saved: the next snapshot saves every variable again (and
@@ -275,12 +274,12 @@ class Snapshots:
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
                 k.shares, k.refs = res.shares, res.refs  # unchanged; what it reaches may not be
                 if res.state == "saved" and not (k.same and k.same.holds(ns[name])):
-                    k.same = self._found.proven(ns[name], res.nbytes < self.sweep_bytes)
+                    k.same = self._found.proven(ns[name], res.nbytes < self.sweep.bytes)
                 continue
             if res.encoded is not None:
                 self._store(res, rows)
             cell_seq = seq if rebound else k.cell_seq
-            small = res.state == "saved" and res.nbytes < self.sweep_bytes
+            small = res.state == "saved" and res.nbytes < self.sweep.bytes
             same = self._found.proven(ns[name], small)
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
                                   res.nbytes, res.shares, res.refs, res.detail, same)  # fmt: skip

@@ -86,7 +86,7 @@ def test_what_a_cell_changed_through_an_unnamed_route_is_restored(shell, tmp_pat
     source = str(tmp_path / "nb.ipynb")
     rt = Runtime(source)
     snaps = Snapshots(shell, rt)
-    snaps.sweep_bytes = 0
+    snaps.sweep.bytes = 0
     try:
         for code in cells:
             code = code.format(mod=mod)

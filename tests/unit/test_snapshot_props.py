@@ -12,6 +12,7 @@ live namespace's.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import sys
@@ -93,7 +94,8 @@ class Notebook:
         self.rt = Runtime(self.source)
         self.snaps = Snapshots(shell, self.rt)
         # Without the sweep the detection rule alone decides what is saved.
-        self.snaps.sweep_bytes = SWEEP_BYTES if sweep else 0
+        self.snaps.sweep.bytes = SWEEP_BYTES if sweep else 0
+        self.snaps.sweep.seconds = math.inf  # every cell checks sweep.names (sweep.py)
 
     def run(self, code: str, shown: bool = False) -> None:
         """``shown``: the cell's value is displayed, and kept in IPython's output history."""
@@ -292,7 +294,7 @@ def built(shell, data, folder: Path) -> Notebook:
     nb = Notebook(shell, folder)
     # With the sweep on, a list, dict or set of immutable objects is pickled from the
     # copy its unchanged.Same read, alone or in a group: identity must survive that too.
-    nb.snaps.sweep_bytes = data.draw(st.sampled_from([0, SWEEP_BYTES]))
+    nb.snaps.sweep.bytes = data.draw(st.sampled_from([0, SWEEP_BYTES]))
     nb.run(SETUP)
     nb.run(program)
     return nb
@@ -533,6 +535,26 @@ def test_the_safety_net_checks_many_small_variables_in_turn(shell):
     assert back == live and dict(back)[f"s{n - 1}"][2] == [repr(n - 1), "'outside'"]
 
 
+def test_a_sweep_narrowed_by_slow_cells_still_saves_a_change_made_outside(shell):
+    """Each cell's snapshot seen as slow (a clock that jumps): the sweep checks one saved
+    variable a cell, in turn; a change no cell names is saved once its turn comes."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=True)
+        ticks = iter(range(1 << 30))  # one second a call: every cell is slow
+        nb.snaps.sweep.clock, nb.snaps.sweep.seconds = lambda: float(next(ticks)), 1e-3
+        n = 6
+        nb.run("\n".join(f"s{i} = [{i}]" for i in range(n)))
+        for _ in range(3):
+            nb.run("y = 1")  # the window goes down to one
+        shell.user_ns["s3"].append("outside")  # as a thread would
+        for _ in range(n):
+            nb.run("y = 1")
+        assert nb.snaps.sweep.window == 1
+        live, back = restored(shell, nb)
+    assert back == live and "'outside'" in dict(back)["s3"][2]
+
+
 WIDGET = (
     "import ipywidgets as widgets\ndata = []\nw = widgets.IntSlider()\n"
     "w.observe(lambda change: data.append(change['new']), 'value')"
@@ -547,7 +569,7 @@ def test_a_widgets_callback_changes_a_variable_between_cells(shell, sweep):
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
         nb = Notebook(shell, Path(folder))
-        nb.snaps.sweep_bytes, nb.snaps.sweep_names = SWEEP_BYTES, 0 if sweep == "in turn" else 32
+        nb.snaps.sweep.bytes, nb.snaps.sweep.names = SWEEP_BYTES, 0 if sweep == "in turn" else 32
         nb.run(WIDGET)
         assert nb.snaps.known["w"].state == "recompute"
         shell.user_ns["w"].value = 5  # a click: the callback runs between cells

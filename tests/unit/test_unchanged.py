@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import inspect
+import math
 import pickle
 import sys
 import tempfile
@@ -253,7 +254,8 @@ def test_a_restore_equals_the_live_definitions_when_payloads_are_reused(shell):
         source = str(Path(folder) / "nb.ipynb")
         rt = Runtime(source)
         snaps = Snapshots(shell, rt)
-        snaps.sweep_bytes = snaps.sweep_names = 1 << 40  # all saved checked every cell
+        snaps.sweep.bytes = snaps.sweep.names = 1 << 40  # all saved checked every cell
+        snaps.sweep.seconds = math.inf
         shell.reset(new_session=False)
         for code in [SETUP, *cells]:
             rt.begin_cell(None, code)
