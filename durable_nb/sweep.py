@@ -9,12 +9,14 @@ Bytes are a poor measure of what a check costs: a dataclass of 5 KB has a print 
 parts, read in ~0.3 ms; a list of 1,000 small instances is pickled and walked again. So
 the sweep also keeps to a time (:data:`SWEEP_SECONDS` a cell): when a cell's snapshot took
 longer with the sweep, fewer variables are checked a cell (half, down to one), in turn;
-when it took under half of it, more again (twice, up to :attr:`Sweep.names`). Every saved
-variable is still checked, within a few cells instead of the next.
+when it took under half of it, more again (twice, up to :attr:`Sweep.names`). Those
+checked longest ago go first: every saved variable is still checked, within as many
+cells as there are saved variables, however many are made or dropped meanwhile.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 
@@ -37,22 +39,34 @@ class Sweep:
         self.bytes, self.names, self.seconds = SWEEP_BYTES, SWEEP_NAMES, SWEEP_SECONDS
         self.clock = clock
         self.window = 1 << 62  # how many a cell, past ``names``: not narrowed yet
-        self._at = 0  # where the next window starts, in the sorted names
+        self._cell = 0  # cells picked for so far
+        self._checked: dict[str, int] = {}  # name -> the cell it was last checked (or seen)
 
     def runs(self, saved_bytes: int) -> bool:
         """Whether a sweep runs, with this many bytes of payloads saved."""
         return saved_bytes < self.bytes
 
     def pick(self, saved: list[str]) -> tuple[list[str], bool]:
-        """The names (sorted) to check this cell, and whether that is all of them."""
+        """The names to check this cell, and whether that is all of them: the window's
+        worth of those checked longest ago. A name met first counts as checked now (it
+        was just saved), so names made every cell never crowd out the others (a
+        position in the sorted names did: helper-52 F4)."""
+        self._cell += 1
+        checked, now = self._checked, self._cell
+        if len(checked) > 2 * len(saved) + 64:  # names gone: let them go
+            self._checked = checked = {n: checked[n] for n in saved if n in checked}
+        for name in saved:
+            checked.setdefault(name, now)
         window = min(self.window, self.names)
         if len(saved) <= window:
-            return saved, True
-        if window < 1:  # (names = 0: none)
+            picked, whole = saved, True
+        elif window < 1:  # (names = 0: none)
             return [], False
-        at = self._at % len(saved)
-        self._at = at + window
-        return (saved + saved)[at : at + window], False
+        else:
+            picked, whole = heapq.nsmallest(window, saved, key=lambda n: (checked[n], n)), False
+        for name in picked:
+            checked[name] = now
+        return sorted(picked), whole
 
     def took(self, seconds: float) -> None:
         """A cell's snapshot with a sweep took ``seconds``: narrow or widen the window."""

@@ -24,6 +24,49 @@ def test_every_saved_name_is_checked_within_as_many_cells_as_there_are_names(n, 
         assert 1 <= min(sweep.window, sweep.names) <= SWEEP_NAMES
 
 
+CELL = st.tuples(
+    st.floats(0, 10 * SWEEP_SECONDS),  # what the cell's snapshot took
+    st.lists(st.text("abmz", min_size=1, max_size=3), max_size=4),  # names it made
+    st.integers(0, 3),  # how many it dropped (the first in order)
+)
+
+
+@given(first=st.integers(1, 40), cells=st.lists(CELL, max_size=50))
+def test_names_made_and_dropped_every_cell_never_crowd_out_the_others(first, cells):
+    """helper-52 F4: a position in the sorted names let new names sorting before it (a
+    temporary made every cell) keep the same few names checked, others never. A name
+    waits at most as many cells as there were names when it was last checked (or made):
+    names made meanwhile queue behind it."""
+    sweep = Sweep()
+    present = {f"m{i:02}" for i in range(first)}
+    waited: dict[str, int] = {}
+    limit: dict[str, int] = {}
+    for cost, made, dropped in cells + [(SWEEP_SECONDS * 3, [], 0)] * 100:
+        picked, _ = sweep.pick(sorted(present))
+        for name in present:
+            if name in picked or name not in limit:  # checked, or met first
+                waited[name], limit[name] = 0, len(present)
+            else:
+                waited[name] += 1
+                assert waited[name] <= limit[name], (name, waited[name], limit[name])
+        sweep.took(cost)
+        for name in sorted(present)[:dropped]:
+            present.discard(name)
+            del waited[name], limit[name]
+        present.update(made)
+
+
+def test_a_temporary_made_every_cell_leaves_no_name_unchecked():
+    sweep = Sweep()
+    sweep.window = 1
+    present = ["data", "model", "params", "results"]
+    seen = set()
+    for i in range(40):
+        present = sorted([*present, f"a{i:03}"])  # sorts before all of them
+        seen.update(sweep.pick(present)[0])
+    assert {"data", "model", "params", "results"} <= seen
+
+
 def test_slow_cells_narrow_the_window_and_quick_ones_widen_it_again():
     sweep = Sweep()
     saved = [f"v{i}" for i in range(100)]
