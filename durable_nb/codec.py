@@ -360,6 +360,8 @@ def _dill_pickler() -> type:
 
         def reducer_override(self, obj: Any) -> Any:
             out = self.by_name.reduce(obj)
+            if out is None and type(obj) is types.FunctionType:  # (a class's, by value)
+                out = functions.reduce(obj, _plain, check=False)  # globals by reference
             return NotImplemented if out is None else out
 
     return _DillPickler

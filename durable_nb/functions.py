@@ -8,8 +8,8 @@ closure's cells, and the rest (defaults, attributes, ...) as state set once it e
 so a function reaching itself (a recursive closure, a default list holding it) pickles.
 
 Like dill's (``recurse`` off), a function's globals are not saved: it is given
-``__main__``'s namespace when loaded, so after a restore it sees the restored variables.
-Only functions whose globals are ``__main__``'s are taken, and only when what they hold
+``__main__``'s namespace when loaded, so after a restore it sees the restored variables
+(a library's wrapper made under a notebook name, its module's). Only when what they hold
 runs no notebook code as it is pickled (:func:`simple`): a C pass that failed further on
 (at a module, a lock) would have run it once already before dill ran it again. Others go
 to dill as before.
@@ -37,16 +37,28 @@ from .errors import ForeignBytecode
 MAGIC = importlib.util.MAGIC_NUMBER
 
 
-def reduce(fn: types.FunctionType, plain: Callable[[type], bool]) -> tuple | None:
+def reduce(fn: types.FunctionType, plain: Callable[[type], bool],
+           check: bool = True) -> tuple | None:  # fmt: skip
     """``fn``'s reduce (a 6-tuple with a state setter), or None when dill must save it
     (``plain(t)``: whether ``t``'s instances pickle as their ``__dict__``, by object's
-    own reduce)."""
-    main = sys.modules.get("__main__")
-    if main is None or fn.__globals__ is not vars(main) or not simple(fn, vars(main), plain):
+    own reduce; ``check``: only when :func:`simple`, as the C pass must).
+
+    Its globals go by reference: ``__main__``'s, or (a library's wrapper under a
+    notebook name: a dataclass's ``__repr__``) its module's, where dill copied them."""
+    module = module_of(fn.__globals__)
+    if module is None or (check and not simple(fn, fn.__globals__, plain)):
         return None
     state = (fn.__qualname__, fn.__module__, fn.__defaults__, fn.__kwdefaults__,
              fn.__dict__ or None, fn.__annotations__ or None, fn.__doc__)  # fmt: skip
-    return make, (fn.__code__, fn.__name__, fn.__closure__), state, None, None, setstate
+    args = (fn.__code__, fn.__name__, fn.__closure__, None if module == "__main__" else module)
+    return make, args, state, None, None, setstate
+
+
+def module_of(ns: dict[str, Any]) -> str | None:
+    """The name of the loaded module whose namespace ``ns`` is, or None."""
+    name = ns.get("__name__")
+    found = sys.modules.get(name) if type(name) is str else None
+    return name if found is not None and vars(found) is ns else None
 
 
 def reduce_code(code: types.CodeType) -> tuple:
@@ -127,11 +139,13 @@ def load_code(magic: bytes, data: bytes) -> types.CodeType:
     return found
 
 
-def make(code: types.CodeType, name: str, closure: tuple | None) -> types.FunctionType:
-    """A function of ``code`` in ``__main__``'s namespace."""
+def make(code: types.CodeType, name: str, closure: tuple | None,
+         module: str | None = None) -> types.FunctionType:  # fmt: skip
+    """A function of ``code`` in ``__main__``'s namespace (or ``module``'s)."""
     if type(code) is not types.CodeType:
         raise TypeError(f"the saved code of function {name!r} is not a code object")
-    return types.FunctionType(code, vars(sys.modules["__main__"]), name, None, closure)
+    where = sys.modules["__main__"] if module is None else importlib.import_module(module)
+    return types.FunctionType(code, vars(where), name, None, closure)
 
 
 def setstate(fn: types.FunctionType, state: tuple) -> types.FunctionType:

@@ -53,8 +53,7 @@ _KINDS: dict[type, int] = {
     **dict.fromkeys((list, dict, set, frozenset, tuple, bytearray, types.CellType), WALK),
     **dict.fromkeys((types.FunctionType, types.MethodType, types.BuiltinFunctionType,
                      types.ModuleType), SPECIAL),
-    **dict.fromkeys((types.CodeType, types.FrameType, types.GeneratorType, types.GenericAlias,
-                     types.UnionType,
+    **dict.fromkeys((types.CodeType, types.FrameType, types.GeneratorType,
                      types.CoroutineType, types.AsyncGeneratorType, types.TracebackType,
                      types.MappingProxyType, types.GetSetDescriptorType,
                      types.MemberDescriptorType, types.WrapperDescriptorType,
@@ -320,11 +319,10 @@ def _classify(t: type) -> int:
         return SPECIAL
     if top == "numpy":
         return SKIP  # dtypes, scalars, ufuncs: nothing in them changes
-    if top == "typing" or (top == "dataclasses" and t is not dataclasses.Field):
-        # Annotations (``Optional[int]``, cached and shared by every class that names
-        # it) and a dataclass's sentinels and parameters: no data of the notebook's, and
-        # walked they tied every dataclass of the notebook into one payload.
-        return SKIP
+    if t in _SENTINEL_TYPES:
+        return SKIP  # dataclasses' MISSING & co.: stateless, pickled by reference
+    if top == "typing":
+        return SPECIAL  # an annotation: what it holds is walked, it is not keyed
     if top == "pandas" and t.__name__.endswith(("Index", "Dtype", "DType")):
         return SKIP  # immutable by design, and shared between frames
     return WALK
@@ -354,6 +352,19 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
             _class(o, ns, nxt, out)
         elif _FOREIGN.get(o) is not o.__mro__:  # a library's class (a widget's): nothing
             class_names(o, ns, out)
+    elif type(o).__module__ == "typing":
+        # ``Optional[int]`` is cached, shared by every class naming it: keyed, it tied
+        # them all into one payload (it pickles by reference to that cache: one object
+        # after a restore still). What an annotation holds may be data
+        # (``Annotated[int, checks]``, ``Literal[tag]``): walked, and keyed as such.
+        # (``list[int]`` is made anew each time it is written: keyed as any object.)
+        # (A tuple of arguments is the alias's, shared as it is: its items are walked.)
+        for part in ANNOTATION_PARTS:
+            found = own_state(o, part)
+            if type(found) is tuple:
+                nxt.extend(found)
+            elif found is not ABSENT:
+                nxt.append(found)
     else:  # an array
         base = o.base  # a view changes when the memory it views changes
         while base is not None:
@@ -519,3 +530,38 @@ def groups(shares: dict[str, set[int] | frozenset[int]]) -> list[list[str]]:
             merged |= c[1]
         comps.append((sorted(names), merged))
     return sorted((names for names, _ in comps), key=lambda g: g[0])
+
+
+#: What a type annotation holds: its origin, arguments, metadata (``Annotated``) and a
+#: type variable's bound and constraints; ``__unpacked__`` (``*tuple[int]``) too.
+ANNOTATION_PARTS = ("__origin__", "__args__", "__metadata__", "__bound__", "__constraints__",
+                    "__unpacked__")  # fmt: skip
+#: dataclasses' sentinels' types: one stateless instance each, pickled by reference.
+_SENTINEL_TYPES = frozenset(
+    type(getattr(dataclasses, n))
+    for n in ("MISSING", "_HAS_DEFAULT_FACTORY", "KW_ONLY", "_FIELD", "_FIELD_CLASSVAR",
+              "_FIELD_INITVAR")
+    if hasattr(dataclasses, n)
+)  # fmt: skip
+#: :func:`own_state` found nothing.
+ABSENT = object()
+
+
+def own_state(o: Any, name: str) -> Any:
+    """``o``'s own ``name``: a slot (its C descriptor) or an entry of its ``__dict__``;
+    never a property, a class attribute or ``__getattr__`` (no code of the value runs).
+    :data:`ABSENT` when it has none."""
+    for c in type(o).__mro__:
+        found = vars(c).get(name, ABSENT)
+        if found is not ABSENT:
+            if type(found) not in (types.MemberDescriptorType, types.GetSetDescriptorType):
+                break
+            try:
+                return found.__get__(o, type(o))
+            except AttributeError:  # an unset slot
+                return ABSENT
+    try:
+        own = object.__getattribute__(o, "__dict__")
+    except AttributeError:
+        return ABSENT
+    return own.get(name, ABSENT) if type(own) is dict else ABSENT

@@ -24,7 +24,8 @@ import typing
 from operator import is_
 from typing import Any
 
-from . import codec
+from . import codec, functions
+from .graph import ABSENT, ANNOTATION_PARTS, own_state
 
 #: Past this many parts (a function holding a big table), pickling is as cheap: no print.
 LIMIT = 4_000
@@ -292,10 +293,13 @@ class _Walk:
             self.same(f)
             self.add(("global", how[1]))
             return
-        # By value: the globals are written as a reference to the module's own.
-        module = sys.modules.get(f.__module__)
-        if module is None or f.__globals__ is not vars(module):
-            self.foreign_globals(f.__globals__)
+        # By value (functions.reduce): its globals by reference to their module.
+        module = functions.module_of(f.__globals__)
+        if module is None:
+            raise _Unreadable
+        if module != "__main__":  # a library's wrapper (a dataclass's ``__repr__``)
+            self.same(f.__globals__)
+            self.add(("globals of", module))
         self.same(f.__code__)
         self.add(("function", f.__name__, f.__qualname__, f.__module__))
         for part in (f.__doc__, f.__defaults__, f.__kwdefaults__, f.__annotations__,
@@ -332,19 +336,6 @@ class _Walk:
             self.walk(k, depth)
             self.walk(v, depth)
 
-    def foreign_globals(self, g: dict) -> None:
-        """The globals of a function named as the notebook's but made by a library (a
-        dataclass's ``__repr__`` wrapper: dill copies its module's globals): the module,
-        and which objects its globals hold (a library's module state, not the notebook's
-        data: by identity, not walked)."""
-        name = g.get("__name__")
-        found = sys.modules.get(name) if type(name) is str else None
-        if found is None or name == "__main__" or vars(found) is not g:
-            raise _Unreadable
-        self.same(g)
-        self.keep.extend(g.values())  # no id below is reused while the print lives
-        self.add(("globals of", name, tuple(g), tuple(map(id, g.values()))))
-
     def proxy(self, o: types.MappingProxyType, depth: int) -> None:
         under = gc.get_referents(o)  # the mapping it shows, read without calling it
         if len(under) != 1 or type(under[0]) is not dict:
@@ -355,18 +346,19 @@ class _Walk:
     def annotation(self, o: Any, t: type, depth: int) -> None:
         """A type annotation: a name of ``typing`` (``Optional``), or an alias made of an
         origin and arguments (``list[int]``, ``Optional[str]``): immutable objects."""
-        name = _state(o, "_name")
+        name = own_state(o, "_name")
         if type(name) is str and vars(typing).get(name) is o:
             self.same(o)
             self.add(("typing", name))
             return
-        args = _state(o, "__args__")
+        args = own_state(o, "__args__")
         if type(args) is not tuple:
             raise _Unreadable
         self.add(("alias", name if type(name) is str else None))
         self.walk(t, depth)
-        for part in (_state(o, "__origin__"), args, _state(o, "__metadata__")):
-            self.walk(None if part is _ABSENT else part, depth)
+        for name in ANNOTATION_PARTS:  # ``*tuple[int]`` pickles apart (helper-52 F3)
+            part = own_state(o, name)
+            self.walk(None if part is ABSENT else part, depth)
 
     def slots(self, o: Any, t: type, depth: int) -> None:
         """An instance saved by object's own reduce with slots: its class, each slot
@@ -374,8 +366,8 @@ class _Walk:
         self.add(("slots",))
         self.walk(t, depth)
         for name in _slot_names(t):
-            value = _state(o, name)
-            if value is _ABSENT:
+            value = own_state(o, name)
+            if value is ABSENT:
                 self.add(("unset", name))
             else:
                 self.walk(name, depth)
@@ -409,30 +401,10 @@ _SENTINELS = {
               "_FIELD_INITVAR")
     if hasattr(dataclasses, n)
 }  # fmt: skip
-_ABSENT = object()
 #: Types pickle writes as the type of their one instance.
 _SINGLETON_TYPES = {type(None): "None", type(NotImplemented): "NotImplemented",
                     type(...): "Ellipsis"}  # fmt: skip
 _SLOTTED: dict[type, tuple[str, ...] | None] = {}
-
-
-def _state(o: Any, name: str) -> Any:
-    """``o``'s own ``name``: a slot (its C descriptor) or an entry of its ``__dict__``;
-    never a property, a class attribute or ``__getattr__`` (no code of the value runs)."""
-    for c in type(o).__mro__:
-        found = vars(c).get(name, _ABSENT)
-        if found is not _ABSENT:
-            if type(found) not in (types.MemberDescriptorType, types.GetSetDescriptorType):
-                break
-            try:
-                return found.__get__(o, type(o))
-            except AttributeError:  # an unset slot
-                return _ABSENT
-    try:
-        own = object.__getattribute__(o, "__dict__")
-    except AttributeError:
-        return _ABSENT
-    return own.get(name, _ABSENT) if type(own) is dict else _ABSENT
 
 
 def _slotted(t: type) -> bool:
@@ -443,7 +415,10 @@ def _slot_names(t: type) -> tuple[str, ...] | None:
     """The slots ``object.__reduce_ex__`` saves of ``t``'s instances (as
     ``copyreg._slotnames`` finds them, without caching them on the class), or None when
     its instances are not pickled that way (a reduce, ``__getstate__`` or new args of
-    its own) or it has no slots."""
+    its own) or it has no slots; and None when pickling could read a slot otherwise than
+    its descriptor does (the print's way): a notebook class, a ``__getattr__`` or
+    ``__getattribute__`` (an unset slot's fallback), a property over a slot's name
+    (helper-52 F2)."""
     if t in _SLOTTED:
         return _SLOTTED[t]
     names: list[str] | None = None
@@ -451,7 +426,10 @@ def _slot_names(t: type) -> tuple[str, ...] | None:
             and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
             and not hasattr(t, "__getnewargs_ex__") and not hasattr(t, "__getnewargs__")
             and t not in copyreg.dispatch_table and not issubclass(t, _BUILTIN_DATA)
-            and any("__slots__" in vars(c) for c in t.__mro__)):  # fmt: skip
+            and any("__slots__" in vars(c) for c in t.__mro__)
+            and not any(c.__module__ == "__main__" or "__getattr__" in vars(c)
+                        or ("__getattribute__" in vars(c) and c is not object)
+                        for c in t.__mro__)):  # fmt: skip
         names = []
         for c in t.__mro__:
             declared = vars(c).get("__slots__", ())
@@ -461,6 +439,10 @@ def _slot_names(t: type) -> tuple[str, ...] | None:
                 if name.startswith("__") and not name.endswith("__"):
                     name = f"_{c.__name__.lstrip('_')}{name}"
                 names.append(name)
+        # Each name must find its own slot first along the bases (no property over it).
+        first = {n: next(vars(c)[n] for c in t.__mro__ if n in vars(c)) for n in names}
+        if any(type(d) is not types.MemberDescriptorType for d in first.values()):
+            names = None
     if len(_SLOTTED) > 10_000:
         _SLOTTED.clear()
     _SLOTTED[t] = None if names is None else tuple(names)

@@ -14,6 +14,7 @@ import pickle
 import sys
 import tempfile
 import types
+import uuid
 from pathlib import Path
 
 import pytest
@@ -217,6 +218,67 @@ def test_each_change_alone_shows_in_the_print_when_it_shows_in_the_payload(shell
         value = ns[name]
         if Print(value, ns) == before[name][0]:
             assert codec.encode(value, ns, (value,)).stream == before[name][1], name
+
+
+SLOTTED = {
+    "getattr": "class Q:\n    __slots__ = ('n', 'unit')\n    def __init__(self, n):\n"
+               "        self.n = n\n    def __getattr__(self, name):\n"
+               "        return DEFAULTS[name]\n",
+    "property": "class Base:\n    __slots__ = ('n', 'unit')\nclass Q(Base):\n"
+                "    __slots__ = ()\n    def __init__(self, n):\n        self.n = n\n"
+                "    @property\n    def unit(self):\n        return DEFAULTS['unit']\n",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", SLOTTED)
+def test_a_slot_pickling_reads_otherwise_than_its_descriptor_gives_no_print(shell, how):
+    """helper-52 F2: pickling reads slots with ``getattr``: an unset slot's
+    ``__getattr__`` fallback, or a property over a slot, is pickled; the descriptor
+    says "unset". Equal prints would keep a stale payload."""
+    run(shell, "DEFAULTS = {'unit': 'm'}\n" + SLOTTED[how] + "def area(q=Q(1)):\n    return q")
+    ns = shell.user_ns
+    fn = ns["area"]
+    before = Print(fn, ns), codec.encode(fn, ns, (fn,)).stream
+    run(shell, "DEFAULTS['unit'] = 'km'")
+    after = Print(fn, ns), codec.encode(fn, ns, (fn,)).stream
+    assert before[1] != after[1]  # the payload changed
+    assert after[0] != before[0]  # so must the print (or there is none)
+
+
+WRAPPING = """
+import functools
+CALLS = {"n": 0}
+
+def counted(fn):
+    @functools.wraps(fn)  # the wrapper takes the notebook's name, keeps this module's globals
+    def wrapper(*args, **kwargs):
+        CALLS["n"] += 1
+        return fn(*args, **kwargs)
+    return wrapper
+"""
+
+
+def test_a_librarys_wrapper_holds_its_modules_globals_by_reference(shell, tmp_path):
+    """helper-52 F5: dill copied such a wrapper's module globals into the payload, while
+    the print read which objects they held: a change inside one (a counter) left an equal
+    print and a different payload. Now both name the module."""
+    module = f"dnb_wrapping_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(WRAPPING)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        run(shell, f"import {module} as wrapping\nclass Counted:\n    @wrapping.counted\n"
+                   "    def go(self):\n        return 1\n")  # fmt: skip
+        ns = shell.user_ns
+        cls = ns["Counted"]
+        before = Print(cls, ns), codec.encode(cls, ns, (cls,))
+        run(shell, "Counted().go()\nCounted().go()")  # CALLS changes
+        after = Print(cls, ns), codec.encode(cls, ns, (cls,))
+        assert after[0] == before[0] and after[1].stream == before[1].stream
+        back = codec.decode(after[1].codec, after[1].stream, after[1].buffers)
+        assert back.go.__globals__ is vars(sys.modules[module])  # the live ones, not a copy
+        assert back().go() == 1 and sys.modules[module].CALLS["n"] == 3
+    finally:
+        sys.path.remove(str(tmp_path))
 
 
 def describe(o, depth=0):
