@@ -360,8 +360,13 @@ def _dill_pickler() -> type:
 
         def reducer_override(self, obj: Any) -> Any:
             out = self.by_name.reduce(obj)
-            if out is None and type(obj) is types.FunctionType:  # (a class's, by value)
-                out = functions.reduce(obj, _plain, check=False)  # globals by reference
+            # A library's wrapper under a notebook name (a dataclass's ``__repr__``): its
+            # module's globals by reference, where dill copied them. Not the notebook's
+            # own functions: dill's save_function defers a closure reaching the function
+            # itself, which a reduce cannot (helper-53 N1).
+            if out is None and type(obj) is types.FunctionType:
+                if functions.module_of(obj.__globals__) not in (None, "__main__"):
+                    out = functions.reduce(obj, _plain, check=False)
             return NotImplemented if out is None else out
 
     return _DillPickler

@@ -12,6 +12,7 @@ import marshal
 import sys
 import types
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -211,3 +212,15 @@ def test_a_bound_method_of_a_notebook_function_keeps_partial_args(main):
     part = functools.partial(fn, 10)
     _, back = round_trip([part, fn])
     assert back[0](3) == 7 and back[0].func is back[1]  # one function, by value once
+
+
+def test_a_function_reaching_itself_through_its_closure_is_saved_by_dill(main):
+    # Not simple (an array beside it): dill's, whose save_function defers the cell that
+    # reaches the function itself; a reduce there recursed forever (helper-53 N1).
+    ns = main(
+        "import numpy as np\ndef _make(table):\n    def solve(n):\n"
+        "        return int(table[n]) if n < 3 else solve(n - 1) + 1\n    return solve\n"
+    )
+    solver = ns["_make"](np.arange(5))
+    enc, back = round_trip(solver)
+    assert enc.codec == codec.DILL and back(4) == solver(4) == 4
