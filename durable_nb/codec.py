@@ -304,16 +304,19 @@ def _plain(t: type) -> bool:
             _PLAIN.clear()
         known = _PLAIN[t] = (
             graph.kind(t) == graph.WALK
-            and t.__reduce_ex__ is object.__reduce_ex__
-            and t.__reduce__ is object.__reduce__
-            and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
-            and not hasattr(t, "__getnewargs_ex__")
-            and not hasattr(t, "__getnewargs__")
-            and t not in copyreg.dispatch_table
+            and object_reduce(t)
             and t.__dictoffset__ != 0
             and all("__slots__" not in vars(c) for c in t.__mro__)
         )
     return known
+
+
+def object_reduce(t: type) -> bool:
+    """Whether ``t``'s instances are pickled by object's own reduce (none of their own)."""
+    return (t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is object.__reduce__
+            and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
+            and not hasattr(t, "__getnewargs_ex__") and not hasattr(t, "__getnewargs__")
+            and t not in copyreg.dispatch_table)  # fmt: skip
 
 
 class _PlainTable(dict):
@@ -505,8 +508,8 @@ def encode_reach(obj: Any, ns: dict[str, Any]) -> tuple[Encoded | None, graph.Re
 
 def warm_up() -> None:
     """Save a throwaway notebook function and class once, as a snapshot does: the first
-    use of dill and of the pickler costs ~1.3 ms, paid then (the kernel's opening thread calls this)
-    rather than by the first cell that defines a function."""
+    use of dill and of the pickler costs ~1.3 ms, paid then (a thread of the kernel's, at
+    a pause) rather than by the first cell that defines a class."""
     ns: dict[str, Any] = {"__name__": "__main__"}
     exec("def _f(a, b=1):\n    return [a, b]\nclass _C:\n    pass\n", ns)
     for value in (ns["_f"], ns["_C"]):  # a class by value is dill's

@@ -106,7 +106,7 @@ def simple(fn: types.FunctionType, ns: dict[str, Any], plain: Callable[[type], b
         elif isinstance(o, type):
             if o.__module__ == "__main__" and ns.get(o.__qualname__) is not o:
                 return False  # a notebook class by value: dill's
-        elif plain(t) and not _hooks(t, ns):
+        elif plain(t) and not _hooks(t):
             todo.append(object.__getattribute__(o, "__dict__"))
             todo.append(t)
         else:
@@ -114,7 +114,7 @@ def simple(fn: types.FunctionType, ns: dict[str, Any], plain: Callable[[type], b
     return True
 
 
-def _hooks(t: type, ns: dict[str, Any]) -> bool:
+def _hooks(t: type) -> bool:
     """Whether a notebook class in ``t``'s bases defines what pickling calls."""
     return any(c.__module__ == "__main__" and any(h in vars(c) for h in _HOOKS)
                for c in t.__mro__)  # fmt: skip

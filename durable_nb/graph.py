@@ -536,13 +536,15 @@ def groups(shares: dict[str, set[int] | frozenset[int]]) -> list[list[str]]:
 #: type variable's bound and constraints; ``__unpacked__`` (``*tuple[int]``) too.
 ANNOTATION_PARTS = ("__origin__", "__args__", "__metadata__", "__bound__", "__constraints__",
                     "__unpacked__")  # fmt: skip
-#: dataclasses' sentinels' types: one stateless instance each, pickled by reference.
-_SENTINEL_TYPES = frozenset(
-    type(getattr(dataclasses, n))
+#: dataclasses' sentinels, alive as long as their module: id -> how a print names them.
+#: One stateless instance of its type each, pickled (by dill) by reference.
+SENTINELS = {
+    id(getattr(dataclasses, n)): ("dataclasses", n)
     for n in ("MISSING", "_HAS_DEFAULT_FACTORY", "KW_ONLY", "_FIELD", "_FIELD_CLASSVAR",
               "_FIELD_INITVAR")
     if hasattr(dataclasses, n)
-)  # fmt: skip
+}  # fmt: skip
+_SENTINEL_TYPES = frozenset(type(getattr(dataclasses, name)) for _, name in SENTINELS.values())
 #: :func:`own_state` found nothing.
 ABSENT = object()
 

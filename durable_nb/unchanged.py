@@ -13,8 +13,6 @@ equal payloads; anything it cannot read cheaply and exactly gives no print (pick
 
 from __future__ import annotations
 
-import copyreg
-import dataclasses
 import datetime
 import gc
 import struct
@@ -25,7 +23,7 @@ from operator import is_
 from typing import Any
 
 from . import codec, functions
-from .graph import ABSENT, ANNOTATION_PARTS, own_state
+from .graph import ABSENT, ANNOTATION_PARTS, SENTINELS, own_state
 
 #: Past this many parts (a function holding a big table), pickling is as cheap: no print.
 LIMIT = 4_000
@@ -273,8 +271,8 @@ class _Walk:
             self.add(("instance",))  # object's reduce: its class, then its __dict__
             self.walk(t, depth)
             self.walk(vars(o), depth)
-        elif i in _SENTINELS:  # dill writes them by reference (a dataclass holds them)
-            self.add(_SENTINELS[i])
+        elif i in SENTINELS:  # dill writes them by reference (a dataclass holds them)
+            self.add(SENTINELS[i])
         elif t is types.MappingProxyType:  # a field's metadata: dill saves a copy
             self.proxy(o, depth)
         elif t is types.GenericAlias or t is types.UnionType or t.__module__ == "typing":
@@ -356,8 +354,8 @@ class _Walk:
             raise _Unreadable
         self.add(("alias", name if type(name) is str else None))
         self.walk(t, depth)
-        for name in ANNOTATION_PARTS:  # ``*tuple[int]`` pickles apart (helper-52 F3)
-            part = own_state(o, name)
+        for held in ANNOTATION_PARTS:  # ``*tuple[int]`` pickles apart (helper-52 F3)
+            part = own_state(o, held)
             self.walk(None if part is ABSENT else part, depth)
 
     def slots(self, o: Any, t: type, depth: int) -> None:
@@ -394,13 +392,6 @@ _BUILTIN_DATA = (list, dict, set, frozenset, tuple, str, bytes, bytearray, int, 
                  complex, BaseException)  # fmt: skip
 
 
-#: Objects dill pickles by reference, alive as long as their module: id -> their part.
-_SENTINELS = {
-    id(getattr(dataclasses, n)): ("dataclasses", n)
-    for n in ("MISSING", "_HAS_DEFAULT_FACTORY", "KW_ONLY", "_FIELD", "_FIELD_CLASSVAR",
-              "_FIELD_INITVAR")
-    if hasattr(dataclasses, n)
-}  # fmt: skip
 #: Types pickle writes as the type of their one instance.
 _SINGLETON_TYPES = {type(None): "None", type(NotImplemented): "NotImplemented",
                     type(...): "Ellipsis"}  # fmt: skip
@@ -422,10 +413,7 @@ def _slot_names(t: type) -> tuple[str, ...] | None:
     if t in _SLOTTED:
         return _SLOTTED[t]
     names: list[str] | None = None
-    if (t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is object.__reduce__
-            and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
-            and not hasattr(t, "__getnewargs_ex__") and not hasattr(t, "__getnewargs__")
-            and t not in copyreg.dispatch_table and not issubclass(t, _BUILTIN_DATA)
+    if (codec.object_reduce(t) and not issubclass(t, _BUILTIN_DATA)
             and any("__slots__" in vars(c) for c in t.__mro__)
             and not any(c.__module__ == "__main__" or "__getattr__" in vars(c)
                         or ("__getattribute__" in vars(c) and c is not object)
