@@ -52,11 +52,10 @@ class Sweep:
         was just saved), so names made every cell never crowd out the others (a
         position in the sorted names did: helper-52 F4)."""
         self._cell += 1
-        checked, now = self._checked, self._cell
-        if len(checked) > 2 * len(saved) + 64:  # names gone: let them go
-            self._checked = checked = {n: checked[n] for n in saved if n in checked}
-        for name in saved:
-            checked.setdefault(name, now)
+        now, before = self._cell, self._checked
+        # A name gone is forgotten: made again, it is a new variable, just saved (kept, its
+        # old turn put it before names that waited less, past their bound).
+        self._checked = checked = {n: before.get(n, now) for n in saved}
         window = min(self.window, self.names)
         if len(saved) <= window:
             picked, whole = saved, True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from durable_nb.sweep import SWEEP_NAMES, SWEEP_SECONDS, Sweep
@@ -32,6 +32,10 @@ CELL = st.tuples(
 
 
 @given(first=st.integers(1, 40), cells=st.lists(CELL, max_size=50))
+@example(
+    first=1,
+    cells=[(0.004, [], 0)] * 2 + [(0.004, ["a", "aa"], 0), (0.004, [], 2), (0.004, ["a", "aa"], 0)],
+)  # a name made again kept its old turn
 def test_names_made_and_dropped_every_cell_never_crowd_out_the_others(first, cells):
     """helper-52 F4: a position in the sorted names let new names sorting before it (a
     temporary made every cell) keep the same few names checked, others never. A name
