@@ -45,9 +45,9 @@ STEP = "import durable_nb as dnb\n@dnb.step\ndef inc(i):\n    return -1\nr = inc
 
 def identity(cell_key: str, i: int) -> str:
     """The identity the runtime gives ``inc(i)``, the first such call of cell ``cell_key``."""
-    from durable_nb import codec
+    from durable_nb import fingerprints
 
-    return codec.fingerprint(0, cell_key, "inc", codec.fingerprint((i,), {}), 0)
+    return fingerprints.fingerprint(0, cell_key, "inc", fingerprints.fingerprint((i,), {}), 0)
 
 
 def build(folder: Path, steps: int | None, cells: int) -> None:

@@ -1,4 +1,4 @@
-"""Serialization of step results and fingerprints of step arguments.
+"""Serialization of step results and of the namespace's values.
 
 JSON for plain data, pickle protocol 5 next, dill (``recurse=True``) last.
 """
@@ -20,15 +20,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import xxhash
-
-from . import functions, graph
+from . import classes, functions, graph
 from .errors import describe
+from .fingerprints import SCALARS
 
 #: Codec names stored in the journal's ``kind`` column.
 JSON, PICKLE, DILL = "json", "pickle", "dill"
-
-_SCALARS = (str, int, float, bool, type(None))
 
 
 def dumps(value: Any) -> tuple[str, bytes]:
@@ -66,124 +63,13 @@ def _json_exact(value: Any, depth: int) -> bool:
     t = type(value)
     if t is float:
         return math.isfinite(value)
-    if t in _SCALARS:
+    if t in SCALARS:
         return True
     if t is list:
         return all(_json_exact(v, depth + 1) for v in value)
     if t is dict:
         return all(type(k) is str and _json_exact(v, depth + 1) for k, v in value.items())
     return False
-
-
-def fingerprint(*parts: Any) -> str:
-    """A stable 128-bit hex digest of ``parts``, equal across processes.
-
-    Containers and instances' attributes are hashed structurally (dicts and sets in
-    a canonical order, so ``PYTHONHASHSEED`` does not matter); functions, classes and
-    modules by name; other objects by their pickle, with out-of-band buffers (numpy,
-    pandas) hashed in place; what cannot be pickled by its type alone, since its
-    identity does not survive a restart.
-    """
-    h = xxhash.xxh3_128()
-    feed(h, parts, set())
-    return h.hexdigest()
-
-
-def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
-    """Add ``obj`` to the hash ``h`` as :func:`fingerprint` does (``seen``: for cycles)."""
-    t = type(obj)
-    if t is int:  # hex: decimal repr refuses ints over 4300 digits
-        h.update(b"int:%s;" % format(obj, "x").encode())
-        return
-    if t in _SCALARS or t is bytes or t is complex:
-        h.update(b"%s:%d:%s;" % (t.__name__.encode(), len(r := repr(obj)), r.encode()))
-        return
-    if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type, types.ModuleType)):
-        name = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj.__name__)}"
-        h.update(b"named:%s;" % name.encode())
-        return
-    if t in (list, tuple, dict, set, frozenset):
-        if id(obj) in seen:  # a cycle: the structure above already identifies it
-            h.update(b"cycle;")
-            return
-        seen.add(id(obj))
-        h.update(b"%s:%d[" % (t.__name__.encode(), len(obj)))
-        if t is dict:
-            items = sorted(((fingerprint(k), v) for k, v in obj.items()), key=lambda kv: kv[0])
-            for kfp, v in items:
-                h.update(kfp.encode())
-                feed(h, v, seen)
-        elif t in (set, frozenset):
-            for efp in sorted(fingerprint(e) for e in obj):
-                h.update(efp.encode())
-        else:
-            for v in obj:
-                feed(h, v, seen)
-        h.update(b"]")
-        seen.discard(id(obj))
-        return
-    h.update(b"obj:%s.%s;" % (t.__module__.encode(), t.__qualname__.encode()))
-    state = getattr(obj, "__dict__", None)
-    if type(state) is dict and state and id(obj) not in seen and not _mutable_buffer(obj):
-        seen.add(id(obj))  # an instance: its attributes, so sets inside hash canonically
-        feed(h, state, seen)
-        seen.discard(id(obj))
-        return
-    try:
-        h.update(pickle.dumps(obj, protocol=5, buffer_callback=lambda b: h.update(b.raw())))
-    except Exception:
-        pass  # unpicklable (a client, a socket): its type alone identifies the argument
-
-
-#: Marks a place that varies in a :class:`Shape`.
-HOLE = "\x00durable_nb.codec.HOLE\x00"
-
-
-class _Tape:
-    """Stands in for a hash in :func:`feed` to record the bytes it would hash."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def update(self, data: bytes) -> None:
-        self.chunks.append(bytes(data))
-
-
-class Shape:
-    """Fingerprints of many values that differ in a few places, computed fast.
-
-    ``Shape(*parts)`` takes parts with :data:`HOLE` where values vary; ``shape(*fills)``
-    equals ``fingerprint(*parts)`` with the holes filled in order. The bytes around
-    the holes come from :func:`feed` itself and are hashed once; each call copies that
-    hash state (~5× faster than :func:`fingerprint` for a small value, which counts
-    when ``dnb.map`` identifies 100,000 items a second).
-    """
-
-    def __init__(self, *parts: Any) -> None:
-        tape, hole = _Tape(), _Tape()
-        feed(tape, parts, set())
-        feed(hole, HOLE, set())
-        pieces: list[list[bytes]] = [[]]
-        for chunk in tape.chunks:
-            if [chunk] == hole.chunks:
-                pieces.append([])
-            else:
-                pieces[-1].append(chunk)
-        self._head = xxhash.xxh3_128()
-        self._head.update(b"".join(pieces[0]))
-        self._after = [b"".join(p) for p in pieces[1:]]
-
-    def __call__(self, *fills: Any) -> str:
-        h = self._head.copy()
-        for fill, after in zip(fills, self._after, strict=True):
-            feed(h, fill, set())
-            h.update(after)
-        return h.hexdigest()
-
-
-def _mutable_buffer(obj: Any) -> bool:
-    """Arrays and frames: their pickle (raw buffers) identifies them, not their __dict__."""
-    return type(obj).__module__.partition(".")[0] in ("numpy", "pandas", "pyarrow")
 
 
 # -- namespace values: pickle 5 with out-of-band buffers, and what they share --------
@@ -194,7 +80,7 @@ class Unserializable(Exception):
 
 
 class _ByValue(Exception):
-    """A notebook-defined function or class not bound to its name: dill saves it by value."""
+    """A notebook function or class by value that only dill can save."""
 
 
 def _guard(obj: Any) -> None:
@@ -206,11 +92,8 @@ def _guard(obj: Any) -> None:
 
 class _ByName:
     """Notebook classes and functions bound to a variable of their name are saved as that
-    name (the variable's own payload holds them by value); any other goes by value (dill).
-
-    So instances of a notebook class are pickled by the C pickler, and after a restore
-    ``type(obj) is Cls`` holds, as in the live namespace.
-    """
+    name (the variable's own payload holds them by value); others by value. So after a
+    restore ``type(obj) is Cls`` holds, as in the live namespace."""
 
     def __init__(self, ns: dict[str, Any] | None, members: set[int]) -> None:
         self.ns, self.members, self.refs = ns, members, set()
@@ -256,22 +139,26 @@ _RESOLVE: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.Cont
 
 class _Pickler(pickle.Pickler):
     by_name: _ByName
+    building: classes.Building
 
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
         if t in _ORDINARY:  # ~10× less per instance than reduce() below
             return NotImplemented
         if t is types.CellType:  # (of a function saved here by value)
-            return functions.reduce_cell(obj)
+            return functions.reduce_cell(obj, self.building.defer)
         if t is types.CodeType:
             return functions.reduce_code(obj)
         out = self.by_name.reduce(obj)
-        if out is None:  # by value: a function here (~30 µs), dill otherwise (~1 ms)
-            out = functions.reduce(obj, _plain) if t is types.FunctionType else None
+        if out is None:  # by value: a function or class here (~30 µs), dill else (~1 ms)
+            is_fn = t is types.FunctionType
+            out = functions.reduce(obj, _plain) if is_fn else self.building.reduce(obj)
             if out is None:
                 raise _ByValue
-        if out is NotImplemented and not isinstance(obj, (types.FunctionType, type)):
-            _remember(type(obj))  # not a class's type: ``type`` pickles notebook classes too
+        if out is NotImplemented:  # (a class's part: a property, a dataclass's field...)
+            out = classes.reduce_part(obj)
+            if out is NotImplemented and not isinstance(obj, (types.FunctionType, type)):
+                _remember(t)  # not a class's type: ``type`` pickles notebook classes too
         return out
 
 
@@ -508,11 +395,11 @@ def encode_reach(obj: Any, ns: dict[str, Any]) -> tuple[Encoded | None, graph.Re
 
 def warm_up() -> None:
     """Save a throwaway notebook function and class once, as a snapshot does: the first
-    use of dill and of the pickler costs ~1.3 ms, paid then (a thread of the kernel's, at
-    a pause) rather than by the first cell that defines a class."""
-    ns: dict[str, Any] = {"__name__": "__main__"}
+    use of dill (~11 ms to import) and of the pickler is paid then (a thread of the
+    kernel's, at a pause) rather than by the first cell that needs it."""
+    ns: dict[str, Any] = {"__name__": "__main__"}  # not __main__'s: dill saves these
     exec("def _f(a, b=1):\n    return [a, b]\nclass _C:\n    pass\n", ns)
-    for value in (ns["_f"], ns["_C"]):  # a class by value is dill's
+    for value in (ns["_f"], ns["_C"]):
         encode_reach(value, ns)
         encode(value, ns, (value,))
 
@@ -547,6 +434,7 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
     try:
         pickler = _Pickler(out, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
         pickler.by_name = by_name
+        pickler.building = classes.Building(lambda c: functions.simple(c, ns or {}, _plain))
         pickler.dump(obj)
         return Encoded(PICKLE, out.getvalue(), buffers, frozenset(by_name.refs))
     except Unserializable:

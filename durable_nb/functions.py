@@ -31,6 +31,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from . import classes
 from .errors import ForeignBytecode
 
 #: This Python's bytecode magic: code marshalled by another version is not loaded.
@@ -75,12 +76,12 @@ _HOOKS = ("__reduce__", "__reduce_ex__", "__getstate__", "__getnewargs__",
 SIMPLE_OBJECTS = 512
 
 
-def simple(fn: types.FunctionType, ns: dict[str, Any], plain: Callable[[type], bool]) -> bool:
-    """Whether what ``fn`` holds (defaults, closure, attributes, and the notebook
-    functions they hold) is atoms, built-in containers, functions, classes by name and
-    instances of plain classes of no pickling code of the notebook's: pickled in C with
+def simple(root: Any, ns: dict[str, Any], plain: Callable[[type], bool]) -> bool:
+    """Whether what ``root`` (a function or a class saved by value) holds is atoms,
+    built-in containers, functions, classes (by name, or by value and of the same parts)
+    and instances of plain classes of no pickling code of the notebook's: pickled in C with
     no notebook code run (anything else, and more than :data:`SIMPLE_OBJECTS`: dill)."""
-    todo: list[Any] = [fn]
+    todo: list[Any] = [root]
     seen: set[int] = set()
     while todo:
         o = todo.pop()
@@ -100,12 +101,17 @@ def simple(fn: types.FunctionType, ns: dict[str, Any], plain: Callable[[type], b
                 todo.append(o.cell_contents)
         elif t is types.FunctionType:
             if o.__module__ == "__main__":  # by value (its parts) or by name
-                if o.__globals__ is not ns:
-                    return False
+                if o.__globals__ is not ns and module_of(o.__globals__) is None:
+                    return False  # (a library's wrapper, as a dataclass's __repr__: its own)
                 todo += (o.__defaults__, o.__kwdefaults__, o.__dict__, o.__closure__)
         elif isinstance(o, type):
-            if o.__module__ == "__main__" and ns.get(o.__qualname__) is not o:
-                return False  # a notebook class by value: dill's
+            if o.__module__ == "__main__" and (o is root or ns.get(o.__qualname__) is not o):
+                if t not in classes.METACLASSES:
+                    return False  # by value, of a metaclass of its own: dill's
+                todo.extend(classes.namespace(o).values())
+                todo.append(o.__bases__)
+        elif (held := classes.parts(o)) is not None:
+            todo.extend(held)
         elif plain(t) and not _hooks(t):
             todo.append(object.__getattribute__(o, "__dict__"))
             todo.append(t)
@@ -120,11 +126,14 @@ def _hooks(t: type) -> bool:
                for c in t.__mro__)  # fmt: skip
 
 
-def reduce_cell(c: types.CellType) -> tuple:
-    """A closure cell: made empty, filled once memoized (its contents may reach it)."""
+def reduce_cell(c: types.CellType, defer: Callable[[types.CellType, Any], bool]) -> tuple:
+    """A closure cell: made empty, filled once memoized (its contents may reach it), or
+    by the class it holds when ``defer(c, contents)`` says so (a class being saved)."""
     try:
         contents = c.cell_contents
     except ValueError:  # a variable the closure names but that was never bound
+        return cell, ()
+    if defer(c, contents):
         return cell, ()
     return cell, (), (contents,), None, None, fill
 

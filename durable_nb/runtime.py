@@ -24,6 +24,7 @@ from ._report import note, report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
 from .errors import DurableError, JournalError, describe, not_in_journal
+from .fingerprints import HOLE, Shape, fingerprint
 from .opener import Opener
 from .outputs import DEFAULT_CAP, Buffer
 from .store import UNSAVED, CellRow, MetaRow, OutputRow, RunRow, StepRow, resolve_path
@@ -394,11 +395,11 @@ class Runtime(Opener):
     def identity(self, name: str, args: tuple, kwargs: dict, key: str | None) -> tuple[str, int]:
         """A step call's identity and occurrence number (see DESIGN.md, Concepts)."""
         if key is not None:
-            out = codec.fingerprint(self.epoch, "key", name, key), 0
+            out = fingerprint(self.epoch, "key", name, key), 0
         else:
-            argfp = codec.fingerprint(args, kwargs)
+            argfp = fingerprint(args, kwargs)
             n = self.cell.occurrence(name, argfp)
-            out = codec.fingerprint(self.epoch, self.cell.cell_key, name, argfp, n), n
+            out = fingerprint(self.epoch, self.cell.cell_key, name, argfp, n), n
         if self.strict:  # kept so that a miss can name the call's arguments
             self._asked[out[0]] = (name, args, kwargs)
         return out
@@ -406,17 +407,15 @@ class Runtime(Opener):
     def identities(
         self, name: str, items: list[Any], keys: list[str | None] | None = None
     ) -> list[tuple[str, int]]:
-        """``identity(name, (item,), {}, key)`` for each item in turn: the calls ``fn(item)``.
-
-        The same values, computed ~5× faster (``dnb.map`` identifies every item before
-        replaying it): the parts shared by all items are hashed once (:class:`codec.Shape`).
-        """
+        """``identity(name, (item,), {}, key)`` for each item in turn (the calls ``fn(item)``),
+        ~5× faster (``dnb.map`` identifies every item before replaying it): the parts all
+        items share are hashed once (:class:`Shape`)."""
         if keys is not None or self.strict:
             keys = keys if keys is not None else [None] * len(items)
             pairs = zip(items, keys, strict=True)
             return [self.identity(name, (item,), {}, key) for item, key in pairs]
-        arguments = codec.Shape((codec.HOLE,), {})
-        call = codec.Shape(self.epoch, self.cell.cell_key, name, codec.HOLE, codec.HOLE)
+        arguments = Shape((HOLE,), {})
+        call = Shape(self.epoch, self.cell.cell_key, name, HOLE, HOLE)
         occurrence = self.cell.occurrence
         out = []
         for item in items:

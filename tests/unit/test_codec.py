@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durable_nb import codec
+from durable_nb import codec, fingerprints
 
 # Values a step may return or take: JSON data, and the Python types JSON would change.
 scalars = (
@@ -93,22 +93,22 @@ def test_unknown_codec_is_refused():
 
 @given(values)
 def test_fingerprint_is_equal_for_equal_values(value):
-    assert codec.fingerprint(value) == codec.fingerprint(copy.deepcopy(value))
-    assert codec.fingerprint(value) == codec.fingerprint(pickle.loads(pickle.dumps(value)))
+    fp = fingerprints.fingerprint
+    assert fp(value) == fp(copy.deepcopy(value)) == fp(pickle.loads(pickle.dumps(value)))
 
 
 @given(values, values)
 def test_fingerprint_differs_for_different_values(a, b):
     if not same(a, b):
-        assert codec.fingerprint(a) != codec.fingerprint(b)
+        assert fingerprints.fingerprint(a) != fingerprints.fingerprint(b)
 
 
 @given(st.lists(st.text(max_size=6), unique=True, max_size=8), st.randoms())
 def test_fingerprint_ignores_set_and_dict_order(keys, rnd):
     shuffled = list(keys)
     rnd.shuffle(shuffled)
-    assert codec.fingerprint(set(keys)) == codec.fingerprint(set(shuffled))
-    assert codec.fingerprint(dict.fromkeys(keys, 0)) == codec.fingerprint(
+    assert fingerprints.fingerprint(set(keys)) == fingerprints.fingerprint(set(shuffled))
+    assert fingerprints.fingerprint(dict.fromkeys(keys, 0)) == fingerprints.fingerprint(
         dict.fromkeys(shuffled, 0)
     )
 
@@ -126,15 +126,15 @@ GOLDEN = [
 
 @pytest.mark.parametrize(("parts", "digest"), GOLDEN, ids=[d[:12] for _, d in GOLDEN])
 def test_fingerprint_byte_layout_is_stable(parts, digest):
-    assert codec.fingerprint(*parts) == digest
+    assert fingerprints.fingerprint(*parts) == digest
 
 
 def test_fingerprint_of_arrays_hashes_their_content():
     a = np.arange(1000, dtype=np.int64)
-    assert codec.fingerprint(a) == codec.fingerprint(a.copy())
+    assert fingerprints.fingerprint(a) == fingerprints.fingerprint(a.copy())
     b = a.copy()
     b[500] = -1
-    assert codec.fingerprint(a) != codec.fingerprint(b)
+    assert fingerprints.fingerprint(a) != fingerprints.fingerprint(b)
 
 
 class Node:
@@ -144,18 +144,18 @@ class Node:
 
 def test_fingerprint_of_instances_hashes_attributes_and_survives_cycles():
     a, b = Node(tags={"x", "y"}, n=1), Node(tags={"y", "x"}, n=1)
-    assert codec.fingerprint(a) == codec.fingerprint(b)
-    assert codec.fingerprint(a) != codec.fingerprint(Node(tags={"x"}, n=1))
+    assert fingerprints.fingerprint(a) == fingerprints.fingerprint(b)
+    assert fingerprints.fingerprint(a) != fingerprints.fingerprint(Node(tags={"x"}, n=1))
     loop: list = [1]
     loop.append(loop)
-    assert codec.fingerprint(loop) == codec.fingerprint(loop)
+    assert fingerprints.fingerprint(loop) == fingerprints.fingerprint(loop)
 
 
 def test_fingerprint_of_functions_is_their_name_and_of_unpicklables_their_type():
-    assert codec.fingerprint(len) == codec.fingerprint(len)
-    assert codec.fingerprint(same) != codec.fingerprint(Node)
+    assert fingerprints.fingerprint(len) == fingerprints.fingerprint(len)
+    assert fingerprints.fingerprint(same) != fingerprints.fingerprint(Node)
     with io.StringIO() as f, io.StringIO() as g:  # unpicklable: the type identifies it
-        assert codec.fingerprint(f) == codec.fingerprint(g)
+        assert fingerprints.fingerprint(f) == fingerprints.fingerprint(g)
 
 
 # -- namespace values: encode / decode ------------------------------------------------

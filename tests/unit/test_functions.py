@@ -152,8 +152,11 @@ def test_what_is_not_the_notebooks_goes_to_dill_as_before(main):
     assert functions.reduce(other["f"], codec._plain) is None
     enc, back = round_trip(other["f"], other)
     assert enc.codec == codec.DILL and back(3) == 3
-    enc, _ = round_trip(main("class Local:\n    def m(self):\n        return 1")["Local"])
-    assert enc.codec == codec.DILL  # a class by value, its methods with it: dill's
+    ns = main("class Meta(type):\n    pass\nclass Local(metaclass=Meta):\n"
+              "    def m(self):\n        return 1")  # fmt: skip
+    enc, back = round_trip(ns["Local"])
+    assert enc.codec == codec.DILL  # a class of a metaclass of its own, its methods: dill's
+    assert back().m() == 1 and type(back).__name__ == "Meta"
 
 
 def test_code_of_another_python_is_refused_not_run(main):

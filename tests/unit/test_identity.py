@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 
 import durable_nb as dnb
-from durable_nb import codec, runtime
+from durable_nb import fingerprints, runtime
 from durable_nb.runtime import Runtime
 
 pytestmark = pytest.mark.unit
@@ -32,15 +32,15 @@ VALUES = [0, -1, 2**5000, "node-1", "", b"raw", 1.5, None, True, (1, "a"), [1, [
     "value", VALUES, ids=[f"{i}-{type(v).__name__}" for i, v in enumerate(VALUES)]
 )
 def test_shape_equals_fingerprint_with_the_holes_filled(value):
-    args = codec.Shape((codec.HOLE,), {})
-    assert args(value) == codec.fingerprint((value,), {})
-    call = codec.Shape(3, "cell-key", "step", codec.HOLE, codec.HOLE)
-    assert call(value, 7) == codec.fingerprint(3, "cell-key", "step", value, 7)
+    args = fingerprints.Shape((fingerprints.HOLE,), {})
+    assert args(value) == fingerprints.fingerprint((value,), {})
+    call = fingerprints.Shape(3, "cell-key", "step", fingerprints.HOLE, fingerprints.HOLE)
+    assert call(value, 7) == fingerprints.fingerprint(3, "cell-key", "step", value, 7)
 
 
 def test_shape_checks_the_number_of_fills():
     with pytest.raises(ValueError):
-        codec.Shape(codec.HOLE, codec.HOLE)("only one")
+        fingerprints.Shape(fingerprints.HOLE, fingerprints.HOLE)("only one")
 
 
 @pytest.fixture

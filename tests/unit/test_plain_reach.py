@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from durable_nb import codec, graph
+from durable_nb import codec, fingerprints, graph
 
 pytestmark = pytest.mark.unit
 
@@ -203,18 +203,21 @@ def test_notebook_instances_are_pickled_by_reference_to_their_class(main_ns, val
 
     back = codec.decode(enc.codec, enc.stream, enc.buffers, resolve)
     assert asked == ["Mine"] and type(back[0]) is Mine
-    assert codec.fingerprint(back) == codec.fingerprint(value)
+    assert fingerprints.fingerprint(back) == fingerprints.fingerprint(value)
     assert back[0].w[0] is back[0].v and back[0].v is back[1].v  # identity inside survives
 
 
 def test_what_pickle_by_reference_cannot_save_goes_to_encode(main_ns, monkeypatch):
     """A class rebound (its instances' class is no longer the notebook's), slots, a user's
-    reduce: encode()'s (dill for the first), and the user's reduce runs once a save."""
+    reduce: encode()'s (the first's class by value, with it), and the user's reduce runs
+    once a save."""
     old = Mine
     monkeypatch.setattr(sys.modules["__main__"], "Mine", type("Mine", (), {}))
     assert codec.encode_plain([old()], main_ns) is None
     enc = codec.encode([old()], main_ns)
-    assert enc.codec == codec.DILL
+    back = codec.decode(enc.codec, enc.stream, enc.buffers)
+    assert type(back[0]).__qualname__ == "Mine" and type(back[0]) not in (old, main_ns["Mine"])
+    assert isinstance(back[0], Plain) and enc.refs == frozenset()
     assert codec.encode_plain([Slotted([1])], main_ns) is None
     Once.calls = 0
     value = [Once()]

@@ -1,0 +1,186 @@
+"""Notebook classes saved by value with the C pickler.
+
+dill saved a notebook class in ~1 ms of pure Python, and the first class of a kernel paid
+dill's import too (~11 ms once IPython is loaded): ipywidgets' Widget Events, whose one
+class is a ``Timer``, ran that much slower in the cell defining it. Here a class is a
+reduce the C pickler follows: its metaclass called with its name, bases and namespace, as
+the ``class`` statement did, so ``__set_name__`` and the bases' ``__init_subclass__`` see
+the namespace whole (a ``cached_property`` is named). A closure cell holding the class
+(``super()``'s ``__class__``) is made empty and filled once the class exists
+(:class:`Building`); any other way the namespace reaches the class goes to dill.
+
+Only classes of ``type`` or ``abc.ABCMeta`` (with no registered virtual subclass) go this
+way, and only when what they hold is what :func:`functions.simple` accepts: an Enum's
+namespace is not what made it, a library's metaclass may keep state elsewhere. The parts
+of a class the C pickler cannot save alone get a reduce here (:func:`reduce_part`):
+``property``, ``classmethod``, ``staticmethod``, ``cached_property``, a dataclass's
+fields and its sentinels (by reference: ``dataclasses.fields()`` compares them by
+identity).
+
+A journal names the helpers below (``durable_nb.classes.make``, ...): never rename them.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import functools
+import types
+from collections.abc import Callable
+from typing import Any
+
+from .graph import SENTINELS
+
+#: The metaclasses whose classes are saved here; any other's are dill's.
+METACLASSES = (type, abc.ABCMeta)
+#: What an ABC's namespace holds that ``abc.ABCMeta`` makes again (so is left out).
+_MADE = ("__abstractmethods__", "_abc_impl")
+#: Descriptors saved as a call of their type on what they wrap (their ``__dict__``, which
+#: only copies the function's names in, as state).
+_WRAPPERS = (classmethod, staticmethod)
+
+
+def namespace(cls: type) -> dict[str, Any]:
+    """What ``cls``'s ``class`` statement gave its metaclass: its ``__dict__`` without what
+    the metaclass made (slots' and ``__dict__``'s descriptors, an ABC's state), with its
+    qualname."""
+    ns = {}
+    for name, value in vars(cls).items():
+        made = type(value) in (types.MemberDescriptorType, types.GetSetDescriptorType)
+        if not (made and value.__objclass__ is cls) and name not in _MADE:
+            ns[name] = value
+    ns["__qualname__"] = cls.__qualname__
+    return ns
+
+
+def parts(o: Any) -> tuple | None:
+    """What a class's part of :func:`reduce_part` holds, for :func:`functions.simple` to
+    walk; None when it is none of them."""
+    t = type(o)
+    if t is property:
+        return (o.fget, o.fset, o.fdel, o.__doc__)
+    if t in _WRAPPERS:
+        return (o.__func__, vars(o))
+    if t is functools.cached_property:
+        return (o.func, o.attrname, o.__doc__)
+    if t is dataclasses.Field:  # (its metadata a dict: a mappingproxy cannot pickle)
+        return tuple(_field_slot(o, name) for name in _FIELD)
+    if t is types.GenericAlias:
+        return (o.__origin__, o.__args__)
+    if t is dataclasses.InitVar:
+        return (o.type,)
+    if t is _PARAMS:  # a dataclass's options (bools): pickled by its slots
+        return tuple(getattr(o, name) for name in t.__slots__)
+    if t in _SENTINEL_TYPES and id(o) in SENTINELS:
+        return ()  # by reference
+    return None
+
+
+def reduce(cls: type, check: Callable[[type], bool]) -> tuple | None:
+    """``cls``'s reduce (without state: :class:`Building` adds it), or None when dill must
+    save it (``check(cls)``: whether what it holds pickles in C with no notebook code run)."""
+    meta = type(cls)
+    if meta not in METACLASSES or not check(cls):
+        return None
+    if meta is abc.ABCMeta and _registered(cls):
+        return None  # dill registers them again after; a namespace cannot say them
+    return make, (meta, cls.__name__, cls.__bases__, namespace(cls))
+
+
+def _registered(cls: type) -> bool:
+    get_dump = getattr(abc, "_get_dump", None)  # the C implementation's (CPython's)
+    return get_dump is None or bool(get_dump(cls)[0])
+
+
+def reduce_part(o: Any) -> Any:
+    """A reduce for a part of a class the C pickler cannot save alone, or NotImplemented."""
+    t = type(o)
+    if t is property:
+        return property, (o.fget, o.fset, o.fdel, o.__doc__)
+    if t in _WRAPPERS:
+        return t, (o.__func__,), dict(vars(o)) or None
+    if t is functools.cached_property:  # its lock cannot pickle; its name comes from the class
+        return functools.cached_property, (o.func,), {"attrname": o.attrname}
+    if t is dataclasses.Field:
+        return field, (_FIELD, parts(o))
+    if t is _Cells:
+        return o.reduce()
+    found = SENTINELS.get(id(o)) if t in _SENTINEL_TYPES else None
+    if found is not None:
+        return found[1]  # a global of its module, as ``dataclasses.MISSING``
+    return NotImplemented
+
+
+_PARAMS = getattr(dataclasses, "_DataclassParams", None)
+_FIELD: tuple[str, ...] = tuple(dataclasses.Field.__slots__)
+
+
+def _field_slot(f: dataclasses.Field, name: str) -> Any:
+    value = getattr(f, name)
+    return dict(value) if type(value) is types.MappingProxyType else value
+
+
+_SENTINEL_TYPES = frozenset(type(getattr(dataclasses, name)) for _, name in SENTINELS.values())
+
+
+class Building:
+    """The classes one pickle is saving by value, each with the closure cells met while its
+    namespace was saved that hold it: they are made empty and filled once it exists."""
+
+    def __init__(self, check: Callable[[type], bool]) -> None:
+        self.check = check
+        self.cells: dict[int, list[types.CellType]] = {}
+
+    def reduce(self, cls: type) -> tuple | None:
+        """``cls``'s reduce with its cells as state; None when dill must save it (also when
+        its namespace reaches it otherwise than by a closure cell)."""
+        if id(cls) in self.cells:
+            return None
+        out = reduce(cls, self.check)
+        if out is None:
+            return None
+        cells = self.cells[id(cls)] = []
+        return (*out, _Cells(self, cls, cells), None, None, fill)
+
+    def defer(self, c: types.CellType, contents: Any) -> bool:
+        """Whether cell ``c`` holds a class being made: filled by the class's state."""
+        cells = self.cells.get(id(contents))
+        if cells is None:
+            return False
+        cells.append(c)
+        return True
+
+
+class _Cells:
+    """A class's state while it is saved: once pickled, its namespace is done."""
+
+    def __init__(self, building: Building, cls: type, cells: list[types.CellType]) -> None:
+        self.building, self.cls, self.cells = building, cls, cells
+
+    def reduce(self) -> tuple:
+        del self.building.cells[id(self.cls)]  # the class is memoized: met again, a reference
+        return tuple, (tuple(self.cells),)
+
+
+def make(meta: type, name: str, bases: tuple, ns: dict[str, Any]) -> type:
+    """The class :func:`reduce` saved: its metaclass called as its ``class`` statement did."""
+    if not (isinstance(meta, type) and issubclass(meta, type)) or type(ns) is not dict:
+        raise TypeError(f"the saved class {name!r} is not a class: the payload is damaged")
+    return meta(name, bases, dict(ns))
+
+
+def fill(cls: type, cells: tuple) -> type:
+    """Set the closure cells that hold ``cls`` (``super()``'s ``__class__``), made empty."""
+    for c in cells:
+        c.cell_contents = cls
+    return cls
+
+
+def field(names: tuple[str, ...], values: tuple) -> dataclasses.Field:
+    """A dataclass's field of these slots (its metadata read-only again)."""
+    f = object.__new__(dataclasses.Field)
+    for name, value in zip(names, values, strict=True):
+        if name == "metadata" and type(value) is dict:
+            value = types.MappingProxyType(value)
+        setattr(f, name, value)
+    return f

@@ -1,0 +1,248 @@
+"""classes: notebook classes saved by value with the C pickler, not dill.
+
+A restored class must be the class: the same namespace, bases, metaclass, methods that
+answer the same (``super()`` included), properties, class and static methods, a named
+``cached_property``, a dataclass's fields (its sentinels the very ``dataclasses`` ones),
+an ABC's abstract methods; what this cannot save exactly goes to dill as before.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import functools
+import io
+import pickle
+import sys
+import types
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from durable_nb import classes, codec
+
+
+@pytest.fixture
+def main():
+    """Define in ``__main__`` (a kernel's notebook globals), and take it back after."""
+    ns = vars(sys.modules["__main__"])
+    before = set(ns)
+
+    def define(source: str) -> dict:
+        exec(source, ns)
+        return ns
+
+    yield define
+    for name in set(ns) - before:
+        del ns[name]
+
+
+def round_trip(cls: type) -> tuple[codec.Encoded, type]:
+    """``cls`` saved by value, loaded as a restore does (notebook names from ``__main__``)."""
+    ns = vars(sys.modules["__main__"])
+    enc = codec.encode(cls, ns, (cls,))
+    return enc, codec.decode(enc.codec, enc.stream, enc.buffers, resolve=ns.__getitem__)
+
+
+#: A class's source, made of optional parts: (line(s), needs a __dict__).
+PARTS = {
+    "doc": '    """A class of the notebook."""',
+    "data": "    table = {'a': [1, 2.5, None], 'b': ('x', b'y')}",
+    "method": "    def method(self, k=3):\n        return ['method', k, self.base()]",
+    "super": "    def base(self):\n        return ['sub', super().base()]",
+    "property": "    @property\n    def prop(self):\n        'its doc'\n        return 'prop'",
+    "setter": "    @prop.setter\n    def prop(self, v):\n        raise AttributeError(v)",
+    "classmethod": "    @classmethod\n    def make(cls):\n        return cls.__name__",
+    "staticmethod": "    @staticmethod\n    def helper(x=2):\n        return x * 2",
+    "async": "    async def job(self):\n        return 'job'",
+    "nested": "    class Inner:\n        def inner(self):\n            return 'inner'",
+    "lambda": "    pick = staticmethod(lambda x: x + 1)",
+}
+CACHED = "    @functools.cached_property\n    def cached(self):\n        return ['cached']"
+FIELDS = (
+    "    x: int = 1",
+    "    y: list[int] = dataclasses.field(default_factory=list, metadata={'unit': 's'})",
+    "    z: str = dataclasses.field(default='z', repr=False, compare=False)",
+    "    w: 'dict' = dataclasses.field(default_factory=dict, kw_only=True)",
+)
+
+
+@st.composite
+def class_sources(draw) -> tuple[str, str]:
+    """Source for ``Base`` (bound by name) and a class ``C`` of random parts."""
+    kind = draw(st.sampled_from(["plain", "slots", "dataclass", "frozen", "abc"]))
+    parts = draw(st.lists(st.sampled_from(sorted(PARTS)), unique=True))
+    if "setter" in parts and "property" not in parts:
+        parts.remove("setter")
+    lines = [PARTS[p] for p in sorted(parts, key=list(PARTS).index)]
+    if kind not in ("slots", "frozen") and draw(st.booleans()):
+        lines.append(CACHED)
+    head = "class C(Base):"
+    if kind == "slots":
+        lines.insert(0, "    __slots__ = ('a', '__weakref__')")
+    elif kind in ("dataclass", "frozen"):
+        fields = draw(st.lists(st.sampled_from(FIELDS), unique=True))
+        lines = sorted(fields, key=FIELDS.index) + lines
+        order = draw(st.booleans())
+        head = f"@dataclasses.dataclass(frozen={kind == 'frozen'}, order={order})\n{head}"
+    elif kind == "abc":
+        head = "class C(Base, abc.ABC):"
+        lines.append("    @abc.abstractmethod\n    def must(self):\n        ...")
+    body = "\n".join(lines) or "    pass"
+    base = "class Base:\n    __slots__ = ()\n    def base(self):\n        return 'base'\n"
+    imports = "import abc, dataclasses, functools\n"
+    return imports + base, f"{head}\n{body}\n"
+
+
+def answers(cls: type) -> dict:
+    """What ``cls`` and an instance of it answer (an ABC: a concrete subclass's)."""
+    if getattr(cls, "__abstractmethods__", None):
+        with pytest.raises(TypeError):
+            cls()
+        cls = type("Concrete", (cls,), {"must": lambda self: "must"})
+    obj = cls()
+    out = {"repr": repr(obj) if dataclasses.is_dataclass(cls) else None}
+    for name in ("method", "base", "make", "helper", "cached", "prop"):
+        if hasattr(cls, name):
+            value = getattr(obj, name)
+            out[name] = value() if callable(value) and name != "prop" else value
+    if hasattr(cls, "pick"):
+        out["pick"] = cls.pick(1)
+    if hasattr(cls, "Inner"):
+        out["inner"] = cls.Inner().inner()
+    if hasattr(cls, "job"):
+        coro = obj.job()
+        with pytest.raises(StopIteration) as stop:
+            coro.send(None)
+        out["job"] = stop.value.value
+    if dataclasses.is_dataclass(cls):
+        out["fields"] = [(f.name, f.type, f.default, f.default_factory, f.init, f.repr,
+                          f.compare, f.kw_only, f.hash, f._field_type, dict(f.metadata))
+                         for f in dataclasses.fields(cls)]  # fmt: skip
+        out["asdict"] = dataclasses.asdict(obj)
+        out["replace"] = repr(dataclasses.replace(obj))
+        out["params"] = repr(cls.__dataclass_params__)
+    return out
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(sources=class_sources())
+def test_a_class_comes_back_whole_without_dill(main, sources):
+    base, source = sources
+    ns = main(base)
+    ns = main(source)
+    cls = ns["C"]
+    enc, back = round_trip(cls)
+    assert enc.codec == codec.PICKLE, source
+    assert back is not cls and type(back) is type(cls)
+    assert back.__bases__ == cls.__bases__ and back.__bases__[0] is ns["Base"]
+    for attr in ("__qualname__", "__name__", "__module__", "__doc__", "__slots__",
+                 "__annotations__", "__match_args__", "__abstractmethods__"):  # fmt: skip
+        assert getattr(back, attr, None) == getattr(cls, attr, None), attr
+    assert classes.namespace(back).keys() == classes.namespace(cls).keys()
+    assert answers(back) == answers(cls)
+    if "cached" in vars(cls):
+        assert vars(back)["cached"].attrname == "cached"
+    if hasattr(cls, "Inner"):
+        assert back.Inner is not cls.Inner and back.Inner.__qualname__ == "C.Inner"
+
+
+def test_methods_calling_super_share_one_class_cell_filled_after(main):
+    ns = main(
+        "class Base:\n    def a(self):\n        return 'A'\n    def b(self):\n        return 'B'\n"
+        "class C(Base):\n    def a(self):\n        return super().a() + 'c'\n"
+        "    def b(self):\n        return super().b() + 'c'\n"
+    )
+    enc, back = round_trip(ns["C"])
+    assert enc.codec == codec.PICKLE and back().a() == "Ac" and back().b() == "Bc"
+    cell_a, cell_b = (vars(back)[m].__closure__[0] for m in "ab")
+    assert cell_a is cell_b and cell_a.cell_contents is back
+
+
+def test_a_function_beside_the_class_holding_it_gets_the_new_class(main):
+    ns = main("def factory():\n    class Made:\n        pass\n    def make():\n"
+              "        return Made()\n    return Made, make\nMade, make = factory()\n")  # fmt: skip
+    value = (ns["Made"], ns["make"])
+    enc = codec.encode(value, ns, value)
+    cls, make = codec.decode(enc.codec, enc.stream, enc.buffers)
+    assert enc.codec == codec.PICKLE and cls is not ns["Made"] and type(make()) is cls
+
+
+def test_a_class_reaching_itself_otherwise_goes_to_dill(main):
+    ns = main("class Node:\n    pass\nNode.root = Node()\n")
+    enc, back = round_trip(ns["Node"])
+    assert enc.codec == codec.DILL and type(back.root) is back
+
+
+def test_a_class_of_a_metaclass_of_its_own_or_registered_goes_to_dill(main):
+    ns = main(
+        "import abc, enum\nclass Color(enum.Enum):\n    RED = 1\n"
+        "class Proto(abc.ABC):\n    pass\nProto.register(int)\n"
+    )
+    for name in ("Color", "Proto"):
+        cls = ns[name]
+        assert classes.reduce(cls, lambda c: True) is None
+    enc, back = round_trip(ns["Proto"])
+    assert enc.codec == codec.DILL and isinstance(3, back)
+
+
+def test_notebook_pickling_code_a_class_holds_runs_once(main):
+    ns = main(
+        "class Noisy:\n    calls = 0\n    def __reduce__(self):\n"
+        "        Noisy.calls += 1\n        return (Noisy, ())\n"
+        "class Holder:\n    default = Noisy()\n    def m(self):\n        return 1\n"
+    )
+    enc, back = round_trip(ns["Holder"])
+    assert enc.codec == codec.DILL and ns["Noisy"].calls == 1 and back().m() == 1
+
+
+def test_dataclass_sentinels_and_fields_are_the_real_ones(main):
+    ns = main(
+        "import dataclasses\n@dataclasses.dataclass\nclass P:\n    a: int\n"
+        "    b: list = dataclasses.field(default_factory=list)\n"
+        "    c: dataclasses.InitVar[int] = 0\n"
+        "    def __post_init__(self, c):\n        self.a += c\n"
+    )
+    enc, back = round_trip(ns["P"])
+    assert enc.codec == codec.PICKLE
+    fields = back.__dataclass_fields__
+    assert fields["a"].default is dataclasses.MISSING
+    assert fields["b"].default_factory is list
+    assert [f.name for f in dataclasses.fields(back)] == ["a", "b"]
+    assert back(1, c=2) == back(3) and dataclasses.replace(back(1), c=1).a == 2
+
+
+@pytest.mark.parametrize("meta, ns", [(dict, {}), (type, [("x", 1)])])
+def test_a_damaged_class_payload_is_refused(meta, ns):
+    with pytest.raises(TypeError, match="damaged"):
+        classes.make(meta, "C", (), ns)
+
+
+def test_parts_pickle_alone_as_they_were():
+    prop = property(len, None, None, "doc")
+    back = pickle.loads(_dump(prop))
+    assert type(back) is property and back.fget is len and back.__doc__ == "doc"
+    assert pickle.loads(_dump(dataclasses.MISSING)) is dataclasses.MISSING
+    field = dataclasses.field(default=3, metadata={"k": 1})
+    back = pickle.loads(_dump(field))
+    assert back.default == 3 and back.metadata == {"k": 1}
+    assert isinstance(back.metadata, types.MappingProxyType)
+    cached = functools.cached_property(len)
+    cached.__set_name__(object, "size")
+    assert pickle.loads(_dump(cached)).attrname == "size"  # (in a class, named by it too)
+    assert classes.reduce_part(object()) is NotImplemented
+    assert classes.parts(abc.ABC) is None
+
+
+class _PartsPickler(pickle.Pickler):
+    def reducer_override(self, obj):
+        return classes.reduce_part(obj)
+
+
+def _dump(value) -> bytes:
+    """``value`` pickled with :func:`classes.reduce_part` as the pickler's override."""
+    out = io.BytesIO()
+    _PartsPickler(out, protocol=5).dump(value)
+    return out.getvalue()
