@@ -15,7 +15,8 @@ namespace is not what made it, a library's metaclass may keep state elsewhere. T
 of a class the C pickler cannot save alone get a reduce here (:func:`reduce_part`):
 ``property``, ``classmethod``, ``staticmethod``, ``cached_property``, a dataclass's
 fields and its sentinels (by reference: ``dataclasses.fields()`` compares them by
-identity).
+identity); type annotations pickle as they are (``typing``'s own reduce), their parts
+walked by :func:`functions.simple`, but for type variables (by name: dill's).
 
 A journal names the helpers below (``durable_nb.classes.make``, ...): never rename them.
 """
@@ -26,10 +27,11 @@ import abc
 import dataclasses
 import functools
 import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
-from .graph import SENTINELS
+from .graph import ABSENT, ANNOTATION_PARTS, SENTINELS, own_state
 
 #: The metaclasses whose classes are saved here; any other's are dill's.
 METACLASSES = (type, abc.ABCMeta)
@@ -71,8 +73,13 @@ def parts(o: Any) -> tuple | None:
         return (o.type,)
     if t is _PARAMS:  # a dataclass's options (bools): pickled by its slots
         return tuple(getattr(o, name) for name in t.__slots__)
+    if t is types.BuiltinFunctionType:  # by reference; a bound one with what it is bound to
+        return () if isinstance(o.__self__, types.ModuleType) else (o.__self__,)
     if t in _SENTINEL_TYPES and id(o) in SENTINELS:
         return ()  # by reference
+    if t.__module__ == "typing" and not isinstance(o, _BY_NAME):  # an annotation
+        found = (own_state(o, part) for part in ANNOTATION_PARTS)
+        return tuple(part for part in found if part is not ABSENT)
     return None
 
 
@@ -112,6 +119,10 @@ def reduce_part(o: Any) -> Any:
 
 
 _PARAMS = getattr(dataclasses, "_DataclassParams", None)
+#: Annotations pickled by reference to a global of their module (``__main__.T``, which a
+#: restore need not have loaded first): dill's.
+_BY_NAME = tuple(getattr(typing, n) for n in ("TypeVar", "ParamSpec", "TypeVarTuple", "NewType")
+                 if isinstance(getattr(typing, n, None), type))  # fmt: skip
 _FIELD: tuple[str, ...] = tuple(dataclasses.Field.__slots__)
 
 

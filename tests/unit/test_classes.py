@@ -30,7 +30,8 @@ def main():
     before = set(ns)
 
     def define(source: str) -> dict:
-        exec(source, ns)
+        # (not this module's ``from __future__ import annotations``: annotations evaluated)
+        exec(compile(source, "<cell>", "exec", dont_inherit=True), ns)
         return ns
 
     yield define
@@ -65,6 +66,12 @@ FIELDS = (
     "    y: list[int] = dataclasses.field(default_factory=list, metadata={'unit': 's'})",
     "    z: str = dataclasses.field(default='z', repr=False, compare=False)",
     "    w: 'dict' = dataclasses.field(default_factory=dict, kw_only=True)",
+    "    o: typing.Optional[int] = None",
+    "    u: typing.Union[int, typing.List['C']] = 0",
+    "    n: typing.Annotated[int, 'unit', ('s', 1)] = 2",
+    "    lit: typing.Literal['a', 'b'] = 'a'",
+    "    fn: typing.Callable[[int], typing.Any] = dataclasses.field(default=print, repr=False)",
+    "    cv: typing.ClassVar[int] = 5",
 )
 
 
@@ -91,7 +98,7 @@ def class_sources(draw) -> tuple[str, str]:
         lines.append("    @abc.abstractmethod\n    def must(self):\n        ...")
     body = "\n".join(lines) or "    pass"
     base = "class Base:\n    __slots__ = ()\n    def base(self):\n        return 'base'\n"
-    imports = "import abc, dataclasses, functools\n"
+    imports = "import abc, dataclasses, functools, typing\n"
     return imports + base, f"{head}\n{body}\n"
 
 
@@ -170,6 +177,13 @@ def test_a_function_beside_the_class_holding_it_gets_the_new_class(main):
     assert enc.codec == codec.PICKLE and cls is not ns["Made"] and type(make()) is cls
 
 
+def test_a_class_annotated_with_a_type_variable_goes_to_dill(main):
+    """A TypeVar pickles as ``__main__.T``, which a restore need not have loaded first."""
+    ns = main("import typing\nT = typing.TypeVar('T')\nclass Box:\n    item: T\n")
+    enc, back = round_trip(ns["Box"])
+    assert enc.codec == codec.DILL and back.__annotations__["item"].__name__ == "T"
+
+
 def test_a_class_reaching_itself_otherwise_goes_to_dill(main):
     ns = main("class Node:\n    pass\nNode.root = Node()\n")
     enc, back = round_trip(ns["Node"])
@@ -196,6 +210,10 @@ def test_notebook_pickling_code_a_class_holds_runs_once(main):
     )
     enc, back = round_trip(ns["Holder"])
     assert enc.codec == codec.DILL and ns["Noisy"].calls == 1 and back().m() == 1
+    ns = main("class Bound:\n    push = [Noisy()].append\n")  # held by a built-in method
+    ns["Noisy"].calls = 0
+    enc, back = round_trip(ns["Bound"])
+    assert enc.codec == codec.DILL and ns["Noisy"].calls == 1 and len(back.push.__self__) == 1
 
 
 def test_dataclass_sentinels_and_fields_are_the_real_ones(main):
