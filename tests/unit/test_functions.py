@@ -42,7 +42,8 @@ def main():
     before = set(ns)
 
     def define(source: str) -> dict:
-        exec(source, ns)
+        # (not this module's ``from __future__ import annotations``: annotations evaluated)
+        exec(compile(source, "<cell>", "exec", dont_inherit=True), ns)
         return ns
 
     yield define
