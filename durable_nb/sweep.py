@@ -9,14 +9,18 @@ Bytes are a poor measure of what a check costs: a dataclass of 5 KB has a print 
 parts, read in ~0.3 ms; a list of 1,000 small instances is pickled and walked again. So
 the sweep also keeps to a time (:data:`SWEEP_SECONDS` a cell): when a cell's snapshot took
 longer with the sweep, fewer variables are checked a cell (half, down to one), in turn;
-when it took under half of it, more again (twice, up to :attr:`Sweep.names`). Those
-checked longest ago go first: every saved variable is still checked, within as many
-cells as there are saved variables, however many are made or dropped meanwhile.
+when it took under half of it, more again (twice, up to :attr:`Sweep.names`). When even
+one variable takes longer (a dataclass's print read with the rest of the snapshot: ~0.5
+ms), the next cells check none, as many as keep the sweep to its time on average (at most
+:data:`SWEEP_REST` in a row). Those checked longest ago go first: every saved variable is
+still checked, within as many checking cells as there are saved variables, however many
+are made or dropped meanwhile.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Callable
 
@@ -26,6 +30,8 @@ SWEEP_BYTES = 64 << 10
 SWEEP_NAMES = 32
 #: What the snapshot of a cell with a sweep may take (s) before the sweep narrows.
 SWEEP_SECONDS = 0.4e-3
+#: At most this many cells in a row check nothing after one check took too long.
+SWEEP_REST = 8
 
 
 class Sweep:
@@ -41,6 +47,8 @@ class Sweep:
         self.window = 1 << 62  # how many a cell, past ``names``: not narrowed yet
         self._cell = 0  # cells picked for so far
         self._checked: dict[str, int] = {}  # name -> the cell it was last checked (or seen)
+        self._rest = 0  # cells left that check nothing
+        self._swept = False  # whether the last cell picked for checked any
 
     def runs(self, saved_bytes: int) -> bool:
         """Whether a sweep runs, with this many bytes of payloads saved."""
@@ -56,6 +64,10 @@ class Sweep:
         # A name gone is forgotten: made again, it is a new variable, just saved (kept, its
         # old turn put it before names that waited less, past their bound).
         self._checked = checked = {n: before.get(n, now) for n in saved}
+        self._swept = False
+        if self._rest > 0:
+            self._rest -= 1
+            return [], False
         window = min(self.window, self.names)
         if len(saved) <= window:
             picked, whole = saved, True
@@ -65,11 +77,17 @@ class Sweep:
             picked, whole = heapq.nsmallest(window, saved, key=lambda n: (checked[n], n)), False
         for name in picked:
             checked[name] = now
+        self._swept = bool(picked)
         return sorted(picked), whole
 
     def took(self, seconds: float) -> None:
-        """A cell's snapshot with a sweep took ``seconds``: narrow or widen the window."""
+        """A cell's snapshot with a sweep took ``seconds``: narrow or widen the window, or
+        rest a few cells when a window of one took too long (nothing if none was checked)."""
+        if not self._swept:
+            return
         if seconds > self.seconds:
+            if min(self.window, self.names) <= 1:
+                self._rest = min(SWEEP_REST, math.ceil(seconds / self.seconds) - 1)
             self.window = max(1, min(self.window, self.names) // 2)
         elif seconds < self.seconds / 2:
             self.window = min(self.names, self.window * 2)

@@ -32,6 +32,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from durable_nb import codec
 from durable_nb.runtime import Runtime
 from durable_nb.snapshot import SWEEP_BYTES, SWEEP_NAMES, Snapshots
+from durable_nb.sweep import SWEEP_REST
 
 pytestmark = pytest.mark.unit
 
@@ -556,7 +557,7 @@ def test_a_sweep_narrowed_by_slow_cells_still_saves_a_change_made_outside(shell)
         for _ in range(3):
             nb.run("y = 1")  # the window goes down to one
         shell.user_ns["s3"].append("outside")  # as a thread would
-        for _ in range(n):
+        for _ in range(n * (SWEEP_REST + 1)):  # (each check slow: cells rest after it)
             nb.run("y = 1")
         assert nb.snaps.sweep.window == 1
         live, back = restored(shell, nb)

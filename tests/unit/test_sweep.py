@@ -5,23 +5,34 @@ from __future__ import annotations
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from durable_nb.sweep import SWEEP_NAMES, SWEEP_SECONDS, Sweep
+from durable_nb.sweep import SWEEP_NAMES, SWEEP_REST, SWEEP_SECONDS, Sweep
 
 
 @given(n=st.integers(1, 200), costs=st.lists(st.floats(0, 10 * SWEEP_SECONDS), max_size=60))
 def test_every_saved_name_is_checked_within_as_many_cells_as_there_are_names(n, costs):
+    """Counting the cells that check any: a slow check makes the next few check none (at
+    most SWEEP_REST in a row, and only after a window of one took too long)."""
     sweep = Sweep()
     saved = sorted(f"v{i}" for i in range(n))
     last = dict.fromkeys(saved, -1)
-    for cell, cost in enumerate(costs + [0.0] * n):
+    checking, resting = 0, 0
+    for cost in costs + [0.0] * (n * (SWEEP_REST + 1)):
+        window = min(sweep.window, sweep.names)
         picked, whole = sweep.pick(saved)
+        if not picked:
+            resting += 1
+            assert resting <= SWEEP_REST and window == 1 and not whole
+            continue
+        resting = 0
         assert 1 <= len(picked) <= SWEEP_NAMES and whole == (len(picked) == n)
         for name in picked:
-            last[name] = cell
-        if cell >= n:  # any n cells in a row check every name at least once
-            assert min(last.values()) > cell - n - 1
+            last[name] = checking
+        if checking >= n:  # any n checking cells in a row check every name at least once
+            assert min(last.values()) > checking - n - 1
+        checking += 1
         sweep.took(cost)
         assert 1 <= min(sweep.window, sweep.names) <= SWEEP_NAMES
+    assert checking >= n  # the quick cells at the end check again
 
 
 CELL = st.tuples(
@@ -45,9 +56,9 @@ def test_names_made_and_dropped_every_cell_never_crowd_out_the_others(first, cel
     present = {f"m{i:02}" for i in range(first)}
     waited: dict[str, int] = {}
     limit: dict[str, int] = {}
-    for cost, made, dropped in cells + [(SWEEP_SECONDS * 3, [], 0)] * 100:
+    for cost, made, dropped in cells + [(SWEEP_SECONDS * 3, [], 0)] * 300:
         picked, _ = sweep.pick(sorted(present))
-        for name in present:
+        for name in present if picked or not present else ():  # (a resting cell: none)
             if name in picked or name not in limit:  # checked, or met first
                 waited[name], limit[name] = 0, len(present)
             else:
@@ -56,7 +67,7 @@ def test_names_made_and_dropped_every_cell_never_crowd_out_the_others(first, cel
         sweep.took(cost)
         for name in sorted(present)[:dropped]:
             present.discard(name)
-            del waited[name], limit[name]
+            waited.pop(name, None), limit.pop(name, None)  # (made while resting: never met)
         present.update(made)
 
 
@@ -75,9 +86,15 @@ def test_slow_cells_narrow_the_window_and_quick_ones_widen_it_again():
     sweep = Sweep()
     saved = [f"v{i}" for i in range(100)]
     assert len(sweep.pick(saved)[0]) == SWEEP_NAMES
-    for want in (16, 8, 4, 2, 1, 1):
+    for want in (16, 8, 4, 2, 1):
         sweep.took(SWEEP_SECONDS * 3)
         assert len(sweep.pick(saved)[0]) == want
+    sweep.took(SWEEP_SECONDS * 2.5)  # one name took too long: the next two cells rest
+    assert sweep.pick(saved) == ([], False) and sweep.pick(saved) == ([], False)
+    sweep.took(SWEEP_SECONDS * 50)  # (a resting cell's time says nothing)
+    assert len(sweep.pick(saved)[0]) == 1
+    sweep.took(SWEEP_SECONDS * 50)  # at most SWEEP_REST in a row
+    assert [len(sweep.pick(saved)[0]) for _ in range(SWEEP_REST + 1)] == [0] * SWEEP_REST + [1]
     sweep.took(SWEEP_SECONDS * 0.75)  # neither: as it is
     assert len(sweep.pick(saved)[0]) == 1
     for want in (2, 4, 8, 16, 32, 32):
