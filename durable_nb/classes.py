@@ -49,7 +49,9 @@ def namespace(cls: type) -> dict[str, Any]:
     ns = {}
     for name, value in vars(cls).items():
         made = type(value) in (types.MemberDescriptorType, types.GetSetDescriptorType)
-        if not (made and value.__objclass__ is cls) and name not in _MADE:
+        if not (made and value.__objclass__ is cls and value.__name__ == name) and (
+            name not in _MADE
+        ):
             ns[name] = value
     ns["__qualname__"] = cls.__qualname__
     return ns
@@ -91,7 +93,45 @@ def reduce(cls: type, check: Callable[[type], bool]) -> tuple | None:
         return None
     if meta is abc.ABCMeta and _registered(cls):
         return None  # dill registers them again after; a namespace cannot say them
-    return make, (meta, cls.__name__, cls.__bases__, namespace(cls))
+    ns = namespace(cls)
+    return None if _made_otherwise(cls, ns) else (make, (meta, cls.__name__, cls.__bases__, ns))
+
+
+def _made_otherwise(cls: type, ns: dict[str, Any]) -> bool:
+    """Whether calling the metaclass on ``ns`` could make another class than ``cls``: the
+    namespace is what the class statement made, not what it was given (helper-54)."""
+    # A base's __init_subclass__ took keywords no namespace keeps, and would run again on
+    # what it did once (a registry, a counter); so would a descriptor's __set_name__.
+    if any("__init_subclass__" in vars(c) for c in cls.__mro__[1:-1]):
+        return True
+    for name, value in ns.items():
+        t = type(value)  # (a property's only records its name for error messages)
+        if hasattr(t, "__set_name__") and not (
+            t is property or (t is functools.cached_property and value.attrname == name)
+        ):
+            return True
+    # Set on the class after its statement: type() reads them otherwise (an __eq__ given
+    # no __hash__ unhashes it; __slots__ makes slots; an abstract method makes it abstract).
+    if "__eq__" in ns and "__hash__" not in ns:
+        return True
+    slots = ns.get("__slots__", ())
+    for slot in (slots,) if isinstance(slots, str) else slots:
+        if slot not in ("__dict__", "__weakref__"):
+            private = slot.startswith("__") and not slot.endswith("__")
+            mangled = f"_{cls.__name__.lstrip('_')}{slot}" if private else slot
+            if type(vars(cls).get(mangled)) is not types.MemberDescriptorType:
+                return True
+    return type(cls) is abc.ABCMeta and _abstracts(cls, ns) != cls.__abstractmethods__
+
+
+def _abstracts(cls: type, ns: dict[str, Any]) -> frozenset[str]:
+    """The abstract methods ``abc.ABCMeta`` finds making ``cls`` of ``ns``."""
+    found = {name for name, value in ns.items() if getattr(value, "__isabstractmethod__", False)}
+    for base in cls.__bases__:
+        for name in getattr(base, "__abstractmethods__", ()):
+            if getattr(getattr(cls, name, None), "__isabstractmethod__", False):
+                found.add(name)
+    return frozenset(found)
 
 
 def _registered(cls: type) -> bool:

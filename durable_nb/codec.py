@@ -106,19 +106,11 @@ class _ByName:
             name, ns, members = obj.__qualname__, self.ns, self.members
             head = name.partition(".")[0]
             if ns is not None and not {id(obj), id(ns.get(head))} & members:
-                if _lookup(ns, name) is obj:
+                if graph.bound_to(obj, ns) is not None:
                     self.refs.add(head)
                     return _global, (name,)
             return None
         return NotImplemented
-
-
-def _lookup(ns: dict[str, Any], name: str) -> Any:
-    head, _, rest = name.partition(".")
-    obj = ns.get(head)
-    for part in rest.split(".") if rest else ():
-        obj = getattr(obj, part, None) if isinstance(obj, type) else None
-    return obj
 
 
 def _global(name: str) -> Any:

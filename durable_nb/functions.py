@@ -115,6 +115,10 @@ def simple(root: Any, ns: dict[str, Any], plain: Callable[[type], bool]) -> bool
         elif plain(t) and not _hooks(t):
             todo.append(object.__getattribute__(o, "__dict__"))
             todo.append(t)
+            if isinstance(o, (list, tuple, set, frozenset)):  # a notebook's subclass: its items
+                todo.extend(o)
+            elif isinstance(o, dict):
+                todo.extend(o.items())
         else:
             return False
     return True

@@ -398,7 +398,7 @@ def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
         return
     for cls in mro:
         if own_module(cls.__module__):
-            holder = _holder(cls, ns)
+            holder = bound_to(cls, ns)
             if holder is not None:  # its data (and a nested class's) is that variable's
                 out.names.add(holder)
             for name, attr in vars(cls).items():
@@ -418,9 +418,11 @@ def _nested(cls: type, root: Any) -> bool:
             and cls.__qualname__.startswith(root.__qualname__ + "."))  # fmt: skip
 
 
-def _holder(cls: type, ns: dict) -> str | None:
+def bound_to(cls: Any, ns: dict) -> str | None:
     """The variable bound to ``cls`` (``Node``), or to the class it is nested in
-    (``Outer`` for ``Outer.Node``), by its qualified name; None if none is."""
+    (``Outer`` for ``Outer.Node``), by its qualified name; None if none is. A class's own
+    namespace only, not what it inherits (``class A(A)``: the old ``A.hi`` is no part of
+    the new ``A``)."""
     head, *rest = cls.__qualname__.split(".")
     obj = ns.get(head)
     for part in rest:

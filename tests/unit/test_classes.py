@@ -232,6 +232,69 @@ def test_dataclass_sentinels_and_fields_are_the_real_ones(main):
     assert back(1, c=2) == back(3) and dataclasses.replace(back(1), c=1).a == 2
 
 
+MADE_OTHERWISE = {
+    "keywords": "class Base:\n    def __init_subclass__(cls, flag=False, **kw):\n"
+                "        cls.flag = flag\nclass C(Base, flag=True):\n    pass\n",
+    "counted": "class Base:\n    def __init_subclass__(cls):\n"
+               "        cls.depth = getattr(cls, 'depth', 0) + 1\nclass C(Base):\n    pass\n",
+    "set_name": "class Field:\n    def __set_name__(self, owner, name):\n"
+                "        owner.names = [*getattr(owner, 'names', []), name]\n"
+                "class C:\n    a = Field()\n",
+    "cached twice": "import functools\nclass C:\n    @functools.cached_property\n"
+                    "    def total(self):\n        return 1\nC.alias = C.__dict__['total']\n",
+    "eq later": "class C:\n    pass\nC.__eq__ = lambda s, o: True\n",
+    "slots later": "class C:\n    pass\nC.__slots__ = ('a',)\n",
+    "abstract later": "import abc\nclass C(abc.ABC):\n    pass\n"
+                      "C.m = abc.abstractmethod(lambda self: 1)\n",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MADE_OTHERWISE))
+def test_a_class_its_namespace_would_make_otherwise_is_not_made_again(main, case):
+    """The namespace is what the class statement made, not what it was given: a base's
+    __init_subclass__ (keywords lost, run twice), a __set_name__ run twice, attributes set
+    afterwards that type() reads otherwise: not this module's (helper-54 F1-F4)."""
+    cls = main(MADE_OTHERWISE[case])["C"]
+    assert classes.reduce(cls, lambda c: True) is None
+
+
+def test_slots_private_or_aliased_are_made_again_as_they_were(main):
+    ns = main("class C:\n    __slots__ = ('__p', 'x', '__weakref__')\n"
+              "    def get(self):\n        return self.__p\n"
+              "C.alias = C.__dict__['x']\n")  # fmt: skip
+    cls = ns["C"]
+    assert classes.reduce(cls, lambda c: True) is not None  # (the alias: its own reduce)
+    assert "alias" in classes.namespace(cls) and "x" not in classes.namespace(cls)
+
+
+def test_an_old_instance_of_a_class_redefined_on_itself_keeps_its_own_methods(main):
+    """``class A(A)`` (a notebook idiom): the old ``A.hi`` is found on the new ``A`` by
+    inheritance, yet is no part of it: saved by value with the old ``A`` (helper-54 F5)."""
+    ns = main("class Base:\n    def hi(self):\n        return 'base'\n"
+              "class A(Base):\n    def hi(self):\n        return 'a/' + super().hi()\n"
+              "a = A()\nclass A(A):\n    def extra(self):\n        return 1\n")  # fmt: skip
+    enc = codec.encode(ns["a"], ns, (ns["a"],))
+    back = codec.decode(enc.codec, enc.stream, enc.buffers, resolve=ns.__getitem__)
+    assert back.hi() == "a/base" and not hasattr(back, "extra") and "A" not in enc.refs
+
+
+def test_items_of_a_notebook_container_subclass_are_checked_too(main):
+    """A C pass failing after a notebook __reduce__ ran, then dill, runs it twice: the
+    items of a list or dict subclass are looked at first (helper-54 F6)."""
+    ns = main(
+        "import threading\nclass Noisy:\n    calls = 0\n    def __reduce__(self):\n"
+        "        Noisy.calls += 1\n        return (Noisy, ())\n"
+        "class Bag(list):\n    pass\nclass Map(dict):\n    pass\n"
+        "class Holder:\n    items = Bag([Noisy(), threading.Lock()])\n"
+        "class Keyed:\n    items = Map(a=Noisy(), b=threading.Lock())\n"
+    )
+    for name in ("Holder", "Keyed"):
+        ns["Noisy"].calls = 0
+        enc, back = round_trip(ns[name])
+        assert enc.codec == codec.DILL and ns["Noisy"].calls == 1, name
+        assert len(back.items) == 2
+
+
 @pytest.mark.parametrize("meta, ns", [(dict, {}), (type, [("x", 1)])])
 def test_a_damaged_class_payload_is_refused(meta, ns):
     with pytest.raises(TypeError, match="damaged"):
