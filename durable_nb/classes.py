@@ -37,6 +37,9 @@ from .graph import ABSENT, ANNOTATION_PARTS, SENTINELS, own_state
 METACLASSES = (type, abc.ABCMeta)
 #: What an ABC's namespace holds that ``abc.ABCMeta`` makes again (so is left out).
 _MADE = ("__abstractmethods__", "_abc_impl")
+#: What type() wraps when given a plain function (__new__ a staticmethod, the others
+#: classmethods): one set on the class afterwards is a plain function there.
+_WRAPPED = ("__new__", "__init_subclass__", "__class_getitem__")
 #: Descriptors saved as a call of their type on what they wrap (their ``__dict__``, which
 #: only copies the function's names in, as state).
 _WRAPPERS = (classmethod, staticmethod)
@@ -114,11 +117,18 @@ def _made_otherwise(cls: type, ns: dict[str, Any]) -> bool:
     # no __hash__ unhashes it; __slots__ makes slots; an abstract method makes it abstract).
     if "__eq__" in ns and "__hash__" not in ns:
         return True
+    if any(type(ns.get(name)) is types.FunctionType for name in _WRAPPED):
+        return True  # (type() would wrap it: a class statement's is wrapped already)
+    if "__abstractmethods__" in vars(cls) and type(cls) is not abc.ABCMeta:
+        return True
     slots = ns.get("__slots__", ())
     for slot in (slots,) if isinstance(slots, str) else slots:
         if slot not in ("__dict__", "__weakref__"):
-            private = slot.startswith("__") and not slot.endswith("__")
-            mangled = f"_{cls.__name__.lstrip('_')}{slot}" if private else slot
+            private, stripped = (
+                slot.startswith("__") and not slot.endswith("__"),
+                cls.__name__.lstrip("_"),
+            )
+            mangled = f"_{stripped}{slot}" if private and stripped else slot
             if type(vars(cls).get(mangled)) is not types.MemberDescriptorType:
                 return True
     return type(cls) is abc.ABCMeta and _abstracts(cls, ns) != cls.__abstractmethods__

@@ -72,6 +72,9 @@ _ATOMS = frozenset({int, float, bool, type(None), str, bytes, complex})
 #: What a notebook class may define that pickling its instances calls.
 _HOOKS = ("__reduce__", "__reduce_ex__", "__getstate__", "__getnewargs__",
           "__getnewargs_ex__", "__getattr__", "__getattribute__")  # fmt: skip
+#: A container's items without running a subclass's own __iter__ or items().
+_ITEMS = ((list, list.copy), (tuple, lambda t: tuple.__getitem__(t, slice(None))),
+          (set, set.copy), (frozenset, frozenset.copy), (dict, dict.items))  # fmt: skip
 #: Past this many objects held, dill saves the function (as it did before).
 SIMPLE_OBJECTS = 512
 
@@ -115,10 +118,11 @@ def simple(root: Any, ns: dict[str, Any], plain: Callable[[type], bool]) -> bool
         elif plain(t) and not _hooks(t):
             todo.append(object.__getattribute__(o, "__dict__"))
             todo.append(t)
-            if isinstance(o, (list, tuple, set, frozenset)):  # a notebook's subclass: its items
-                todo.extend(o)
-            elif isinstance(o, dict):
-                todo.extend(o.items())
+            # A notebook's subclass of a container: its items, read as the base type reads
+            # them (its own __iter__ runs once, when pickled).
+            for base, items in _ITEMS:
+                if isinstance(o, base):
+                    todo.extend(items(o))
         else:
             return False
     return True

@@ -427,6 +427,8 @@ def bound_to(cls: Any, ns: dict) -> str | None:
     obj = ns.get(head)
     for part in rest:
         obj = vars(obj).get(part) if isinstance(obj, type) else None
+        if type(obj) is staticmethod:  # ``H.helper``: the function itself, as getattr gives
+            obj = obj.__func__
     return head if obj is cls else None
 
 

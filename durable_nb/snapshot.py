@@ -19,7 +19,7 @@ Which variables a cell may have changed (the rule; a cell costs what it touches)
 5. all variables after a cell that uses ``get_ipython`` (magics), ``exec``, ``eval``,
    ``globals``, ``vars``, ``locals`` or ``__import__``, or reaches a notebook function
    that does; while the namespace is tiny, 32 saved variables a cell, in turn, fewer
-   when that takes longer than ~0.4 ms a cell (:mod:`durable_nb.sweep`). While
+   when their checks take longer than ~0.25 ms a cell (:mod:`durable_nb.sweep`). While
    that covers every saved variable, a widget (a value holding a kernel object, recorded
    for recompute) is not walked: what it shares or its callbacks change is checked then.
    A saved list, dict or set of immutable objects still holding the very objects it held
@@ -64,9 +64,8 @@ from .sweep import SWEEP_BYTES, SWEEP_NAMES, Sweep  # noqa: F401  (tests set the
 from .unchanged import Print, Same, small
 
 #: IPython's own names, never saved.
-_IPYTHON_NAMES = re.compile(
-    r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Out|exit|quit|__\w+__)$"
-)  # and Python's own (__warningregistry__, __builtins__...)
+_IPYTHON_NAMES = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Out|exit|quit"
+                            r"|__\w+__)$")  # and Python's own (__builtins__...)  # fmt: skip
 #: Names :data:`_IPYTHON_NAMES` matched (a match never changes).
 _THEIRS: set[str] = set()
 #: A variable bigger than this is recorded for recompute instead of saved.
@@ -159,7 +158,6 @@ class Snapshots:
         gone = (self.known.keys() | self._forgotten) - ns.keys()
         settled: set[str] | None = None  # with every saved variable re-checked: _kernel_held
         vouch = self.sweep.runs(sum(k.nbytes for k in self.known.values()))
-        began = self.sweep.clock()
         if accessed & sharing.ANY_NAME:
             touched = set(ns)
         else:
@@ -173,7 +171,7 @@ class Snapshots:
                 # A value proven unchanged (a list of names: :class:`Same`) is not pickled.
                 saved = sorted(n for n, k in self.known.items() if k.state == "saved"
                                and not (k.same and n in ns and k.same.holds(ns[n])))  # fmt: skip
-                saved, whole = self.sweep.pick(saved)
+                saved, whole = self.sweep.pick(saved, touched)
                 if whole:
                     settled = self._kernel_held(ns)
                 touched.update(saved)
@@ -221,8 +219,8 @@ class Snapshots:
         self._written[1].update(written)
         if self._stored is not None:
             self._stored.update(written)
-        if vouch:  # what the cell cost with the sweep sets how much it checks next time
-            self.sweep.took(self.sweep.clock() - began)
+        if vouch:  # what its checks cost sets how much the sweep checks next time
+            self.sweep.took(self.sweep.spent)
 
     def reset(self) -> None:
         """Forget what was saved: the next snapshot saves every variable again (and
@@ -266,8 +264,10 @@ class Snapshots:
         seq = self.rt.cell.seq
         shares = self._sharing(ns, touched, settled, vouch)
         results: dict[str, _Encoding] = {}
+        self.sweep.charge_each(self._found.seconds)  # (the names only it picked)
         for group in graph.groups(shares):
-            results.update(self._encode_group(group, ns, shares))
+            with self.sweep.timing(group):
+                results.update(self._encode_group(group, ns, shares))
         for name, res in sorted(results.items()):
             k = self.known.get(name)
             rebound = k is None or k.obj_id != id(ns[name])
@@ -294,7 +294,7 @@ class Snapshots:
         kernel object at once (a new widget), are not walked (:meth:`_kernel_held`)."""
         self._found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched,
                                          settled or frozenset(), settled is not None,
-                                         vouch)  # fmt: skip
+                                         vouch, self.sweep.clock)  # fmt: skip
         return self._found.keys
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:

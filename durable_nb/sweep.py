@@ -7,29 +7,31 @@ each cell: all of them, or :attr:`Sweep.names` a cell, in turn.
 
 Bytes are a poor measure of what a check costs: a dataclass of 5 KB has a print of ~230
 parts, read in ~0.3 ms; a list of 1,000 small instances is pickled and walked again. So
-the sweep also keeps to a time (:data:`SWEEP_SECONDS` a cell): when a cell's snapshot took
-longer with the sweep, fewer variables are checked a cell (half, down to one), in turn;
-when it took under half of it, more again (twice, up to :attr:`Sweep.names`). When even
-one variable takes longer (a dataclass's print read with the rest of the snapshot: ~0.5
-ms), the next cells check none, as many as keep the sweep to its time on average (at most
-:data:`SWEEP_REST` in a row). Those checked longest ago go first: every saved variable is
-still checked, within as many checking cells as there are saved variables, however many
-are made or dropped meanwhile.
+the sweep also keeps to a time (:data:`SWEEP_SECONDS` a cell, its own checks only: what
+the cell itself changed is saved anyway): when its checks took longer, fewer variables are
+checked a cell (half, down to one), in turn; when they took under half of it, more again
+(twice, up to :attr:`Sweep.names`). When even one variable takes longer (a dataclass's
+print, ~0.3 ms), the next cells check none, as many as keep the sweep to its time on
+average (at most :data:`SWEEP_REST` in a row). Those checked longest ago go first:
+every saved variable is still checked, within as many checking cells as there are saved
+variables, however many are made or dropped meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 
 #: Below this many bytes of saved payloads, the sweep runs.
 SWEEP_BYTES = 64 << 10
 #: At most this many saved variables are checked a cell (all of 1,000 small ones: 21 ms).
 SWEEP_NAMES = 32
-#: What the snapshot of a cell with a sweep may take (s) before the sweep narrows.
-SWEEP_SECONDS = 0.4e-3
+#: What the sweep's own checks may take a cell (s) before it narrows: the pickles and
+#: walks of the names only it picked (what the cell itself changed is not counted).
+SWEEP_SECONDS = 0.25e-3
 #: At most this many cells in a row check nothing after one check took too long.
 SWEEP_REST = 8
 
@@ -49,17 +51,21 @@ class Sweep:
         self._checked: dict[str, int] = {}  # name -> the cell it was last checked (or seen)
         self._rest = 0  # cells left that check nothing
         self._swept = False  # whether the last cell picked for checked any
+        self.only: frozenset[str] = frozenset()  # this cell's names checked for it alone
+        self.spent = 0.0  # what checking them took (:meth:`charge`)
 
     def runs(self, saved_bytes: int) -> bool:
         """Whether a sweep runs, with this many bytes of payloads saved."""
         return saved_bytes < self.bytes
 
-    def pick(self, saved: list[str]) -> tuple[list[str], bool]:
+    def pick(self, saved: list[str], touched: Set[str] = frozenset()) -> tuple[list[str], bool]:
         """The names to check this cell, and whether that is all of them: the window's
         worth of those checked longest ago. A name met first counts as checked now (it
         was just saved), so names made every cell never crowd out the others (a
-        position in the sorted names did: helper-52 F4)."""
+        position in the sorted names did: helper-52 F4). ``touched``: names the cell
+        itself has checked anyway (not charged to the sweep)."""
         self._cell += 1
+        self.only, self.spent = frozenset(), 0.0
         now, before = self._cell, self._checked
         # A name gone is forgotten: made again, it is a new variable, just saved (kept, its
         # old turn put it before names that waited less, past their bound).
@@ -78,16 +84,39 @@ class Sweep:
         for name in picked:
             checked[name] = now
         self._swept = bool(picked)
+        self.only = frozenset(picked).difference(touched)
         return sorted(picked), whole
 
+    def charge(self, names: Iterable[str], seconds: float) -> None:
+        """Checking ``names`` took ``seconds``: the sweep's when they are its alone."""
+        if self.only and self.only.issuperset(names):
+            self.spent += seconds
+
+    def charge_each(self, seconds: Mapping[str, float]) -> None:
+        """:meth:`charge` each name its time."""
+        for name, took in seconds.items():
+            self.charge((name,), took)
+
+    @contextlib.contextmanager
+    def timing(self, names: Iterable[str]) -> Iterator[None]:
+        """:meth:`charge` ``names`` the time the block takes."""
+        began = self.clock()
+        try:
+            yield
+        finally:
+            self.charge(names, self.clock() - began)
+
     def took(self, seconds: float) -> None:
-        """A cell's snapshot with a sweep took ``seconds``: narrow or widen the window, or
-        rest a few cells when a window of one took too long (nothing if none was checked)."""
-        if not self._swept:
+        """The sweep's checks took ``seconds`` this cell: narrow or widen the window, or
+        rest a few cells when a window of one took too long (nothing if none was checked
+        since the last call)."""
+        swept, self._swept = self._swept, False
+        if not swept:
             return
         if seconds > self.seconds:
             if min(self.window, self.names) <= 1:
-                self._rest = min(SWEEP_REST, math.ceil(seconds / self.seconds) - 1)
+                over = math.ceil(seconds / max(self.seconds, 1e-9)) - 1
+                self._rest = min(SWEEP_REST, over)
             self.window = max(1, min(self.window, self.names) // 2)
         elif seconds < self.seconds / 2:
             self.window = min(self.names, self.window * 2)

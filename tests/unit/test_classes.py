@@ -246,6 +246,10 @@ MADE_OTHERWISE = {
     "slots later": "class C:\n    pass\nC.__slots__ = ('a',)\n",
     "abstract later": "import abc\nclass C(abc.ABC):\n    pass\n"
                       "C.m = abc.abstractmethod(lambda self: 1)\n",
+    "getitem later": "class C:\n    pass\nC.__class_getitem__ = lambda cls, k: ('gi', k)\n",
+    "init_subclass later": "class C:\n    pass\nC.__init_subclass__ = lambda cls: None\n",
+    "new later": "class C:\n    pass\nC.__new__ = lambda cls: object.__new__(cls)\n",
+    "abstract on a plain class": "class C:\n    pass\nC.__abstractmethods__ = frozenset({'m'})\n",
 }  # fmt: skip
 
 
@@ -327,3 +331,27 @@ def _dump(value) -> bytes:
     out = io.BytesIO()
     _PartsPickler(out, protocol=5).dump(value)
     return out.getvalue()
+
+
+def test_a_static_method_held_elsewhere_stays_that_function(main):
+    """``[H.helper]`` beside ``H``: the function goes by name, as getattr finds it on ``H``
+    (helper-55 C1: the staticmethod in ``vars(H)`` is not the function)."""
+    ns = main("class H:\n    @staticmethod\n    def helper(x):\n        return x\n"
+              "hs = [H.helper]\n")  # fmt: skip
+    enc = codec.encode(ns["hs"], ns, (ns["hs"],))
+    back = codec.decode(enc.codec, enc.stream, enc.buffers, resolve=ns.__getitem__)
+    assert enc.refs == {"H"} and back[0] is ns["H"].helper
+
+
+def test_a_notebook_containers_own_iteration_runs_once_a_save(main):
+    """simple() reads a subclass's items as its base type does (helper-55 C3)."""
+    ns = main("class Bag(list):\n    iters = 0\n    def __iter__(self):\n"
+              "        Bag.iters += 1\n        return super().__iter__()\n"
+              "class Holder:\n    items = Bag([1, 2])\n")  # fmt: skip
+    enc, back = round_trip(ns["Holder"])
+    assert enc.codec == codec.PICKLE and ns["Bag"].iters == 1 and back.items == [1, 2]
+
+
+def test_slots_of_a_class_named_with_underscores_only_are_not_mangled(main):
+    ns = main("class ___:\n    __slots__ = ('__p',)\n")
+    assert classes.reduce(ns["___"], lambda c: True) is not None

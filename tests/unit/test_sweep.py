@@ -100,3 +100,31 @@ def test_slow_cells_narrow_the_window_and_quick_ones_widen_it_again():
     for want in (2, 4, 8, 16, 32, 32):
         sweep.took(0.0)
         assert len(sweep.pick(saved)[0]) == want
+
+
+def test_only_the_sweeps_own_checks_are_charged():
+    """A cell costly of its own (what it changed, saved anyway) does not narrow the sweep
+    nor make it rest: only the names it alone picked count (helper-55 S1)."""
+    sweep = Sweep()
+    saved = [f"v{i}" for i in range(40)]
+    for _ in range(20):
+        picked, _ = sweep.pick(saved, touched={"v0", "w"})
+        sweep.charge(("w",), 5e-3)  # the cell's own variable
+        sweep.charge(("v0",), 5e-3)  # picked, but the cell named it anyway
+        sweep.charge(("w", picked[-1]), 5e-3)  # a group with the cell's own: not the sweep's
+        sweep.charge_each({picked[-1]: SWEEP_SECONDS / 100})
+        assert sweep.spent == SWEEP_SECONDS / 100
+        sweep.took(sweep.spent)
+    assert sweep.window == SWEEP_NAMES and sweep.pick(saved)[0]
+
+
+def test_a_cell_that_picked_nothing_changes_nothing():
+    """A cell that never asked (one using get_ipython() checks every variable itself):
+    its time is no sweep's (helper-55 S2)."""
+    sweep = Sweep()
+    sweep.pick(["a", "b", "c"])
+    sweep.took(0.0)
+    window = sweep.window
+    for _ in range(6):
+        sweep.took(5e-3)
+    assert (sweep.window, sweep.pick(["a", "b", "c"])[0]) == (window, ["a", "b", "c"])
