@@ -10,9 +10,9 @@ parts, read in ~0.3 ms; a list of 1,000 small instances is pickled and walked ag
 the sweep also keeps to a time (:data:`SWEEP_SECONDS` a cell, its own checks only: what
 the cell itself changed is saved anyway): when its checks took longer, fewer variables are
 checked a cell (half, down to one), in turn; when they took under half of it, more again
-(twice, up to :attr:`Sweep.names`). When even one variable takes longer (a dataclass's
-print, ~0.3 ms), the next cells check none, as many as keep the sweep to its time on
-average (at most :data:`SWEEP_REST` in a row). Those checked longest ago go first:
+(twice, up to :attr:`Sweep.names`); and the next cells check none, as many as keep the
+sweep to its time on average (at most :data:`SWEEP_REST` in a row): even one variable may
+take longer (a dataclass's print, ~0.3 ms). Those checked longest ago go first:
 every saved variable is still checked, within as many checking cells as there are saved
 variables, however many are made or dropped meanwhile.
 """
@@ -107,16 +107,15 @@ class Sweep:
             self.charge(names, self.clock() - began)
 
     def took(self, seconds: float) -> None:
-        """The sweep's checks took ``seconds`` this cell: narrow or widen the window, or
-        rest a few cells when a window of one took too long (nothing if none was checked
-        since the last call)."""
+        """The sweep's checks took ``seconds`` this cell: narrow or widen the window, and
+        rest a few cells when they took too long (nothing if none was checked since the
+        last call)."""
         swept, self._swept = self._swept, False
         if not swept:
             return
-        if seconds > self.seconds:
-            if min(self.window, self.names) <= 1:
-                over = math.ceil(seconds / max(self.seconds, 1e-9)) - 1
-                self._rest = min(SWEEP_REST, over)
+        if seconds > self.seconds:  # over its time: as many cells rest (on average, kept)
+            over = math.ceil(seconds / max(self.seconds, 1e-9)) - 1
+            self._rest = min(SWEEP_REST, over)
             self.window = max(1, min(self.window, self.names) // 2)
         elif seconds < self.seconds / 2:
             self.window = min(self.names, self.window * 2)
