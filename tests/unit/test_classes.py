@@ -23,22 +23,6 @@ from hypothesis import strategies as st
 from durable_nb import classes, codec
 
 
-@pytest.fixture
-def main():
-    """Define in ``__main__`` (a kernel's notebook globals), and take it back after."""
-    ns = vars(sys.modules["__main__"])
-    before = set(ns)
-
-    def define(source: str) -> dict:
-        # (not this module's ``from __future__ import annotations``: annotations evaluated)
-        exec(compile(source, "<cell>", "exec", dont_inherit=True), ns)
-        return ns
-
-    yield define
-    for name in set(ns) - before:
-        del ns[name]
-
-
 def round_trip(cls: type) -> tuple[codec.Encoded, type]:
     """``cls`` saved by value, loaded as a restore does (notebook names from ``__main__``)."""
     ns = vars(sys.modules["__main__"])
@@ -202,12 +186,13 @@ def test_a_class_of_a_metaclass_of_its_own_or_registered_goes_to_dill(main):
     assert enc.codec == codec.DILL and isinstance(3, back)
 
 
+#: A notebook class whose pickling code counts its runs.
+NOISY = ("class Noisy:\n    calls = 0\n    def __reduce__(self):\n"
+         "        Noisy.calls += 1\n        return (Noisy, ())\n")  # fmt: skip
+
+
 def test_notebook_pickling_code_a_class_holds_runs_once(main):
-    ns = main(
-        "class Noisy:\n    calls = 0\n    def __reduce__(self):\n"
-        "        Noisy.calls += 1\n        return (Noisy, ())\n"
-        "class Holder:\n    default = Noisy()\n    def m(self):\n        return 1\n"
-    )
+    ns = main(NOISY + "class Holder:\n    default = Noisy()\n    def m(self):\n        return 1\n")
     enc, back = round_trip(ns["Holder"])
     assert enc.codec == codec.DILL and ns["Noisy"].calls == 1 and back().m() == 1
     ns = main("class Bound:\n    push = [Noisy()].append\n")  # held by a built-in method
@@ -286,8 +271,7 @@ def test_items_of_a_notebook_container_subclass_are_checked_too(main):
     """A C pass failing after a notebook __reduce__ ran, then dill, runs it twice: the
     items of a list or dict subclass are looked at first (helper-54 F6)."""
     ns = main(
-        "import threading\nclass Noisy:\n    calls = 0\n    def __reduce__(self):\n"
-        "        Noisy.calls += 1\n        return (Noisy, ())\n"
+        NOISY + "import threading\n"
         "class Bag(list):\n    pass\nclass Map(dict):\n    pass\n"
         "class Holder:\n    items = Bag([Noisy(), threading.Lock()])\n"
         "class Keyed:\n    items = Map(a=Noisy(), b=threading.Lock())\n"

@@ -35,22 +35,6 @@ data = st.recursive(
 )
 
 
-@pytest.fixture
-def main():
-    """Define in ``__main__`` (a kernel's notebook globals), and take it back after."""
-    ns = main_dict()
-    before = set(ns)
-
-    def define(source: str) -> dict:
-        # (not this module's ``from __future__ import annotations``: annotations evaluated)
-        exec(compile(source, "<cell>", "exec", dont_inherit=True), ns)
-        return ns
-
-    yield define
-    for name in set(ns) - before:
-        del ns[name]
-
-
 def round_trip(value, ns=None):
     ns = main_dict() if ns is None else ns
     enc = codec.encode(value, ns, (value,))
