@@ -360,7 +360,7 @@ def _warm_up_at_a_pause(ext: _Extension) -> None:
             return
         time.sleep(QUIET / 4)
     with contextlib.suppress(Exception):  # only ever a head start
-        codec.warm_up()  # imports dill, with which it saves notebook classes
+        codec.warm_up()  # imports dill (what the C pickler cannot save: an Enum class)
 
 
 def _suspension_prompt(step: str, args: str, error: BaseException, details: Any = None) -> Any:
