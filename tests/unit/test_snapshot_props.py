@@ -12,7 +12,6 @@ live namespace's.
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import math
 import re
@@ -479,14 +478,14 @@ def test_a_variable_alone_is_walked_again_once_a_cell_ties_it_to_another(shell, 
         codec.MEMO_OBJECTS = memo
 
 
-def test_objects_of_a_variable_alone_taken_out_by_a_later_cell(shell, monkeypatch):
+def test_objects_of_a_variable_alone_taken_out_by_a_later_cell(shell):
     """Each way an object of a variable walked alone leaves it: an alias made inside it by
     a cell reading it alone, then taken by a new variable; an object put into another
     variable; shown (IPython's history keeps it); put in a module's state through a
     builtin. A later change through the new holder is saved, and identity comes back."""
-    # IPython sets ``_`` only while builtins has none; a kernel's displayhook run earlier
-    # in this process (ipykernel's sets ``builtins._``) left one: an order-dependent flake.
-    monkeypatch.delattr(builtins, "_", raising=False)
+    # The shown value is taken from ``Out``, not ``_``: IPython leaves ``_`` as it was
+    # while builtins has one (ipykernel's displayhook sets it) or ``_``, ``__``, ``___``
+    # were set otherwise, which earlier tests in the same process may do.
     memo = codec.MEMO_OBJECTS
     codec.MEMO_OBJECTS = 0  # small values take the path of big ones
     hm = shell.helper
@@ -504,19 +503,19 @@ def test_objects_of_a_variable_alone_taken_out_by_a_later_cell(shell, monkeypatc
                          "print(len(a), sum(len(r) for r in d))"]:  # fmt: skip
                 nb.run(code)
             nb.run("c[1]", shown=True)
-            nb.run("y = _\ny.append(9)")
+            nb.run("y = Out[max(Out)]\ny.append(9)")
             nb.run("f = [[i] for i in range(2)]")  # new, made from nothing another holds
             nb.run("g = f[0]\ng.append(9)")
             nb.run("q = [[1]]")
             nb.run("q", shown=True)  # the old list stays in the history...
             nb.run("q = q.copy()")  # ...so the rebound one shares its list with it
-            nb.run("p = _\np[0].append(9)")
+            nb.run("p = Out[max(Out)]\np[0].append(9)")
             nb.run("m = [[3]]")
             nb.snaps.ignore(["m"])
             nb.run("m[0]", shown=True)
             nb.snaps.ignore(["m"], remove=True)  # new to the snapshots, not made by the cell
             nb.run("m.append(1)")
-            nb.run("o = _\no.append(9)")
+            nb.run("o = Out[max(Out)]\no.append(9)")
             nb.run(f"__import__({hm!r}).HELD['kept'] = d[1]")
             nb.run(f"import {hm}\nz = {hm}.HELD['kept']\nz.append(9)")
             live, back = restored(shell, nb)
