@@ -31,7 +31,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from .graph import ABSENT, ANNOTATION_PARTS, SENTINELS, own_state
+from .graph import ABSENT, ANNOTATION_PARTS, SENTINEL_TYPES, SENTINELS, own_state
 
 #: The metaclasses whose classes are saved here; any other's are dill's.
 METACLASSES = (type, abc.ABCMeta)
@@ -80,7 +80,7 @@ def parts(o: Any) -> tuple | None:
         return tuple(getattr(o, name) for name in t.__slots__)
     if t is types.BuiltinFunctionType:  # by reference; a bound one with what it is bound to
         return () if isinstance(o.__self__, types.ModuleType) else (o.__self__,)
-    if t in _SENTINEL_TYPES and id(o) in SENTINELS:
+    if t in SENTINEL_TYPES and id(o) in SENTINELS:
         return ()  # by reference
     if t.__module__ == "typing" and not isinstance(o, _BY_NAME):  # an annotation
         found = (own_state(o, part) for part in ANNOTATION_PARTS)
@@ -162,7 +162,7 @@ def reduce_part(o: Any) -> Any:
         return field, (_FIELD, parts(o))
     if t is _Cells:
         return o.reduce()
-    found = SENTINELS.get(id(o)) if t in _SENTINEL_TYPES else None
+    found = SENTINELS.get(id(o)) if t in SENTINEL_TYPES else None
     if found is not None:
         return found[1]  # a global of its module, as ``dataclasses.MISSING``
     return NotImplemented
@@ -179,9 +179,6 @@ _FIELD: tuple[str, ...] = tuple(dataclasses.Field.__slots__)
 def _field_slot(f: dataclasses.Field, name: str) -> Any:
     value = getattr(f, name)
     return dict(value) if type(value) is types.MappingProxyType else value
-
-
-_SENTINEL_TYPES = frozenset(type(getattr(dataclasses, name)) for _, name in SENTINELS.values())
 
 
 class Building:

@@ -319,7 +319,7 @@ def _classify(t: type) -> int:
         return SPECIAL
     if top == "numpy":
         return SKIP  # dtypes, scalars, ufuncs: nothing in them changes
-    if t in _SENTINEL_TYPES:
+    if t in SENTINEL_TYPES:
         return SKIP  # dataclasses' MISSING & co.: stateless, pickled by reference
     if top == "typing":
         return SPECIAL  # an annotation: what it holds is walked, it is not keyed
@@ -548,7 +548,7 @@ SENTINELS = {
               "_FIELD_INITVAR")
     if hasattr(dataclasses, n)
 }  # fmt: skip
-_SENTINEL_TYPES = frozenset(type(getattr(dataclasses, name)) for _, name in SENTINELS.values())
+SENTINEL_TYPES = frozenset(type(getattr(dataclasses, name)) for _, name in SENTINELS.values())
 #: :func:`own_state` found nothing.
 ABSENT = object()
 
