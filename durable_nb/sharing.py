@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ class Reached:
 
     @classmethod
     def of(cls, ns: dict[str, Any], user_ns: dict[str, Any], known: Mapping[str, Any],
-           touched: set[str], settled: Set[str] = frozenset(), look: bool = False,
+           touched: set[str], settled: Container[str] = frozenset(), look: bool = False,
            vouch: bool = True, clock: Callable[[], float] = time.perf_counter,
            ) -> Reached:  # fmt: skip
         """The names the cell may have changed, and what each reaches.

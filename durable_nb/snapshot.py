@@ -111,6 +111,23 @@ class _Encoding:
             self.value_id = f"{self.state}:{self.detail}"
 
 
+class _KernelHeld:
+    """Variables still bound to the object that held the kernel when saved, and holding
+    it at once (a widget: :func:`graph.kernel_in_state`; a closed one, or a dict that
+    dropped one, is walked), for a cell that re-checks every saved variable: walking them
+    (~0.1 ms a widget) finds nothing to do; what they share with saved variables, or reach
+    through callbacks, is re-checked anyway. A name is looked at as the walk reaches it."""
+
+    def __init__(self, known: dict[str, Known], ns: dict[str, Any]) -> None:
+        self.known, self.ns = known, ns
+
+    def __contains__(self, name: str) -> bool:
+        k, ns = self.known.get(name), self.ns
+        return (k is not None and k.state == "recompute" and name in ns
+                and (k.detail or "").startswith(_HOLDS_KERNEL) and id(ns[name]) == k.obj_id
+                and bool(graph.kernel_in_state(ns[name])))  # fmt: skip
+
+
 class Snapshots:
     """Records the user namespace after each successful cell and restores it."""
 
@@ -156,7 +173,7 @@ class Snapshots:
         ns = self._user_names()
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         gone = (self.known.keys() | self._forgotten) - ns.keys()
-        settled: set[str] | None = None  # with every saved variable re-checked: _kernel_held
+        settled: _KernelHeld | None = None  # with every saved variable re-checked
         vouch = self.sweep.runs(sum(k.nbytes for k in self.known.values()))
         if accessed & sharing.ANY_NAME:
             touched = set(ns)
@@ -173,7 +190,7 @@ class Snapshots:
                                and not (k.same and n in ns and k.same.holds(ns[n])))  # fmt: skip
                 saved, whole = self.sweep.pick(saved, touched)
                 if whole:
-                    settled = self._kernel_held(ns)
+                    settled = _KernelHeld(self.known, ns)
                 touched.update(saved)
         seq = self.rt.cell.seq
         rows: list[VariableRow | PayloadRow] = []
@@ -243,24 +260,8 @@ class Snapshots:
                 out[n] = user_ns[n]
         return out
 
-    def _kernel_held(self, ns: dict[str, Any]) -> set[str]:
-        """Variables still bound to the object that held the kernel when saved, and holding
-        it at once (a widget: :func:`graph.kernel_in_state`).
-
-        Called while every saved variable is re-checked this cell: then walking them again
-        (~0.1 ms a widget, a Tab of five ~1.5 ms) finds nothing to do. They stay recorded for
-        recompute; what they share with saved variables, or reach through their callbacks,
-        is re-checked anyway.
-        """
-        # Still holding one at once (a widget's comm): a dict that held a widget and
-        # dropped it, or a closed widget, is walked (and may be saved again).
-        return {n for n, k in self.known.items()
-                if k.state == "recompute" and (k.detail or "").startswith(_HOLDS_KERNEL)
-                and n in ns and id(ns[n]) == k.obj_id
-                and graph.kernel_in_state(ns[n])}  # fmt: skip
-
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
-              settled: set[str] | None = None, vouch: bool = True) -> None:  # fmt: skip
+              settled: _KernelHeld | None = None, vouch: bool = True) -> None:  # fmt: skip
         seq = self.rt.cell.seq
         shares = self._sharing(ns, touched, settled, vouch)
         results: dict[str, _Encoding] = {}
@@ -288,10 +289,10 @@ class Snapshots:
         self._found.plain, self._found.copies = {}, {}  # no pickle or item kept past the cell
 
     def _sharing(self, ns: dict[str, Any], touched: set[str],
-                 settled: set[str] | None, vouch: bool) -> dict[str, set[int]]:  # fmt: skip
+                 settled: _KernelHeld | None, vouch: bool) -> dict[str, set[int]]:  # fmt: skip
         """What each name the cell may have changed reaches (:class:`sharing.Reached`);
         ``settled`` (every saved variable re-checked): those names, and values holding a
-        kernel object at once (a new widget), are not walked (:meth:`_kernel_held`)."""
+        kernel object at once (a new widget), are not walked (:class:`_KernelHeld`)."""
         self._found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched,
                                          settled or frozenset(), settled is not None,
                                          vouch, self.sweep.clock)  # fmt: skip
