@@ -305,7 +305,8 @@ class BlobStore:
     def names(self) -> set[str]:
         """Every blob stored, and temporary files left by writes a crash cut short.
 
-        A temporary file younger than an hour may be a write under way: it is left out.
+        A temporary file younger than an hour may be a write under way: it is left out, and
+        so is any file not named as a blob (someone's note in the folder is not ours).
         """
         if not self.folder.exists():
             return set()
@@ -313,8 +314,9 @@ class BlobStore:
         return {
             p.name
             for p in self.folder.iterdir()
-            if not p.name.startswith(".tmp-") or p.stat().st_mtime < old
-        }
+            if is_name(p.name) or (p.name.startswith(".damaged-") and is_name(p.name[9:]))
+            or (p.name.startswith(".tmp-") and p.lstat().st_mtime < old)
+        }  # fmt: skip
 
     def remove(self, name: str) -> int:
         """Delete blob ``name``; return the bytes freed."""

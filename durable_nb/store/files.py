@@ -14,6 +14,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from ..errors import JournalCorrupt
+
 
 def resolve_path(source: str | os.PathLike | None = None, session: str | None = None) -> Path:
     """Where the journal of ``source`` (a notebook or script path) lives.
@@ -67,31 +69,65 @@ def journal_files(journal: Path) -> list[Path]:
     return [journal, *duckdb_side_paths(journal), log_path(journal), legacy_log_path(journal)]
 
 
+def not_regular(path: Path) -> JournalCorrupt:
+    """The error for a journal file that is a link, a pipe or a folder: never opened."""
+    why = "a link or a pipe, as a repository or an archive can carry"
+    return JournalCorrupt(str(path), f"{path} is not a regular file ({why}): it is not opened, "
+                          "and this kernel runs un-journaled. Move it aside, then restart the "
+                          "kernel.")  # fmt: skip
+
+
+def check_regular(paths: list[Path]) -> None:
+    """Raise :func:`not_regular`'s error for the first of ``paths`` that exists and is not a
+    regular file. DuckDB opens its files through links: a ``<stem>.duckdb.wal`` shipped as
+    a link to a file of the user's had that file overwritten by the opening."""
+    for path in paths:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise not_regular(path)
+
+
 def copy_journal(journal: Path, dest: Path, blobs: bool = False) -> Path:
     """Copy a journal's files into folder ``dest``; return the copy's ``.duckdb`` path.
 
-    With ``blobs``, the blob folder is mirrored with symbolic links: blobs never change.
-    Opening the copy folds the logs copied with it, so no record is missed.
+    With ``blobs``, the blob folder's files are mirrored with symbolic links: blobs never
+    change. Opening the copy folds the logs copied with it, so no record is missed. A
+    journal file that is no regular file is not read (:func:`not_regular`).
     """
     for src in journal_files(journal):
-        if src.exists():
-            shutil.copyfile(src, dest / src.name)
+        try:
+            fd = open_regular(src)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise not_regular(src) from exc
+            raise
+        with os.fdopen(fd, "rb") as f, open(dest / src.name, "xb") as out:
+            shutil.copyfileobj(f, out, 1 << 20)
     folder = blobs_path(journal)
     if blobs and folder.is_dir():
         mirror = dest / folder.name
         mirror.mkdir()
         for blob in folder.iterdir():
-            if not blob.name.startswith("."):
+            if not blob.name.startswith(".") and blob.is_file() and not blob.is_symlink():
                 (mirror / blob.name).symlink_to(blob)
     return dest / journal.name
 
 
 def remove_journal(journal: Path) -> None:
-    """Delete a journal's files and its blob folder (before an import replaces it)."""
+    """Delete a journal's files and its blob folder (before an import replaces it); a link
+    in their place is removed, never what it points to."""
     for stale in journal_files(journal):
         stale.unlink(missing_ok=True)
-    if blobs_path(journal).is_dir():
-        shutil.rmtree(blobs_path(journal))
+    folder = blobs_path(journal)
+    if folder.is_symlink():
+        folder.unlink()
+    elif folder.is_dir():
+        shutil.rmtree(folder)
 
 
 def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int:

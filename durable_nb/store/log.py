@@ -22,8 +22,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import JournalCorrupt
-from .files import open_regular
+from .files import not_regular, open_regular
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -51,10 +50,7 @@ class Log:
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
-            raise JournalCorrupt(str(path), f"{path} is not a regular file (a link or a pipe, "
-                                 "as a repository or an archive can carry): it is not opened, "
-                                 "and this kernel runs un-journaled. Move it aside, then "
-                                 "restart the kernel.") from exc  # fmt: skip
+            raise not_regular(path) from exc
         #: Records appended since the log was last emptied (by this process).
         self.count = 0
         #: Records the last :meth:`read` found damaged (skipped).

@@ -661,6 +661,65 @@ def test_a_log_that_is_a_link_or_a_pipe_is_not_opened(path, tmp_path):
         Journal.open(path)
 
 
+@pytest.mark.parametrize("side", [".duckdb", ".duckdb.wal", ".duckdb.wal.checkpoint",
+                                  ".duckdb.wal.recovery", ".log", ".wal", ".blobs"])  # fmt: skip
+@pytest.mark.parametrize("made", ["before", "shipped"])
+def test_a_journal_file_shipped_as_a_link_is_never_read_or_written_through(
+    path, tmp_path, side, made
+):
+    """A repository or an archive can carry any of a journal's files as a link to a file of
+    the user's: DuckDB opened a ``.duckdb.wal`` link and overwrote its target. No file is
+    opened, copied or removed through a link: the opening refuses (one line saying what to
+    do), a copy refuses, and removing the journal removes the link, not its target."""
+    precious = tmp_path / "precious"
+    if side == ".blobs":
+        precious.mkdir()
+        (precious / "note").write_text("mine")
+    else:
+        precious.write_bytes(b"the user's own\n" * 64)
+
+    def state() -> object:
+        return (
+            sorted(p.name for p in precious.iterdir())
+            if precious.is_dir()
+            else precious.read_bytes()
+        )
+
+    before = state()
+    if made == "before":  # a journal that existed, its file replaced by a link
+        Journal.open(path).close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    link = path.parent / f"{path.stem}{side}"
+    if link.is_dir() and not link.is_symlink():
+        link.rmdir()
+    link.unlink(missing_ok=True)
+    os.symlink(precious, link)
+    if side == ".blobs":  # a folder of blobs elsewhere may be the user's own doing: opened
+        Journal.open(path).close()
+    else:
+        with pytest.raises(JournalCorrupt, match=f"{re.escape(str(link))} is not a regular file"):
+            Journal.open(path)
+        dest = tmp_path / "copy"
+        dest.mkdir()
+        with pytest.raises(JournalCorrupt, match="not a regular file"):
+            copy_journal(path, dest)
+    remove_journal(path)
+    assert not link.is_symlink() and not link.exists()
+    after = (
+        sorted(p.name for p in precious.iterdir()) if side == ".blobs" else precious.read_bytes()
+    )
+    assert after == before
+
+
+def test_gc_deletes_only_what_is_named_as_a_blob(journal):
+    """A file someone put in the blob folder (a note, a README) is not durable_nb's: gc
+    leaves it (it raised on it before), and removes only unreferenced blobs."""
+    journal.blobs.put(b"nobody refers to this")
+    (journal.blobs.folder / "README").write_text("the user's own")
+    assert journal.gc() == (1, len(b"nobody refers to this"))
+    assert (journal.blobs.folder / "README").read_text() == "the user's own"
+
+
 def test_the_stamps_temporary_file_is_never_a_planted_link(path, tmp_path):
     # review4 R4-5: the stamp was written through a guessable name (its pid) opened with
     # O_CREAT|O_TRUNC: a link planted there had the user's file it pointed to rewritten.
