@@ -4,8 +4,10 @@ dill saved a notebook class in ~1 ms of pure Python, and the first class of a ke
 dill's import too (~11 ms once IPython is loaded): ipywidgets' Widget Events, whose one
 class is a ``Timer``, ran that much slower in the cell defining it. Here a class is a
 reduce the C pickler follows: its metaclass called with its name, bases and namespace, as
-the ``class`` statement did, so ``__set_name__`` and the bases' ``__init_subclass__`` see
-the namespace whole (a ``cached_property`` is named). A closure cell holding the class
+the ``class`` statement did, so ``__set_name__`` sees the namespace whole (a
+``cached_property`` is named). A class whose bases' ``__init_subclass__`` ran when the
+notebook made it is made without running it again (:func:`make_quietly`): what it did is
+saved (in the namespace, or in what it changed). A closure cell holding the class
 (``super()``'s ``__class__``) is made empty and filled once the class exists
 (:class:`Building`); any other way the namespace reaches the class goes to dill.
 
@@ -97,16 +99,29 @@ def reduce(cls: type, check: Callable[[type], bool]) -> tuple | None:
     if meta is abc.ABCMeta and _registered(cls):
         return None  # dill registers them again after; a namespace cannot say them
     ns = namespace(cls)
-    return None if _made_otherwise(cls, ns) else (make, (meta, cls.__name__, cls.__bases__, ns))
+    if _made_otherwise(cls, ns):
+        return None
+    if any("__init_subclass__" in vars(c) for c in cls.__mro__[1:-1]):
+        # A base's __init_subclass__ ran once, on the class statement: what it did is in the
+        # namespace (``cls.tag = tag``) or in what it changed, saved apart (a registry).
+        # Run again, it would do it twice; and it ran on keywords no namespace keeps.
+        return (make_quietly, (cls.__name__, cls.__bases__, ns)) if _quiet(cls, ns) else None
+    return make, (meta, cls.__name__, cls.__bases__, ns)
+
+
+def _quiet(cls: type, ns: dict[str, Any]) -> bool:
+    """Whether :func:`make_quietly` can make ``cls``: a class of ``type`` whose bases are
+    notebook-like classes with no slots (their layout is :class:`_Stand`'s)."""
+    return type(cls) is type and "__slots__" not in ns and all(
+        c.__flags__ & _HEAP_TYPE and "__slots__" not in vars(c) and type(c) in METACLASSES
+        for c in cls.__mro__[1:-1]
+    )  # fmt: skip
 
 
 def _made_otherwise(cls: type, ns: dict[str, Any]) -> bool:
     """Whether calling the metaclass on ``ns`` could make another class than ``cls``: the
     namespace is what the class statement made, not what it was given (helper-54)."""
-    # A base's __init_subclass__ took keywords no namespace keeps, and would run again on
-    # what it did once (a registry, a counter); so would a descriptor's __set_name__.
-    if any("__init_subclass__" in vars(c) for c in cls.__mro__[1:-1]):
-        return True
+    # A descriptor's __set_name__ would run again on what it did once (a registry).
     for name, value in ns.items():
         t = type(value)  # (a property's only records its name for error messages)
         if hasattr(t, "__set_name__") and not (
@@ -225,6 +240,31 @@ def make(meta: type, name: str, bases: tuple, ns: dict[str, Any]) -> type:
     if not (isinstance(meta, type) and issubclass(meta, type)) or type(ns) is not dict:
         raise TypeError(f"the saved class {name!r} is not a class: the payload is damaged")
     return meta(name, bases, dict(ns))
+
+
+class _Stand:
+    """What :func:`make_quietly` makes a class on before giving it its bases."""
+
+
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement or type()
+
+
+def make_quietly(name: str, bases: tuple, ns: dict[str, Any]) -> type:
+    """The class :func:`reduce` saved whose bases' ``__init_subclass__`` already ran (when
+    the notebook made it): made on :class:`_Stand`, which runs nothing, then given its
+    bases (``__bases__``), so that it is not run again."""
+    if (
+        type(bases) is not tuple
+        or not all(type(b) in METACLASSES for b in bases)
+        or (type(ns) is not dict)
+    ):
+        raise TypeError(f"the saved class {name!r} is not a class: the payload is damaged")
+    cls = type(name, (_Stand,), dict(ns))
+    try:
+        cls.__bases__ = bases
+    except TypeError as exc:  # (a layout :func:`_quiet` never lets through)
+        raise TypeError(f"the saved class {name!r} cannot be made: the payload is damaged") from exc
+    return cls
 
 
 def fill(cls: type, cells: tuple) -> type:

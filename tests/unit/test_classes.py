@@ -218,10 +218,6 @@ def test_dataclass_sentinels_and_fields_are_the_real_ones(main):
 
 
 MADE_OTHERWISE = {
-    "keywords": "class Base:\n    def __init_subclass__(cls, flag=False, **kw):\n"
-                "        cls.flag = flag\nclass C(Base, flag=True):\n    pass\n",
-    "counted": "class Base:\n    def __init_subclass__(cls):\n"
-               "        cls.depth = getattr(cls, 'depth', 0) + 1\nclass C(Base):\n    pass\n",
     "set_name": "class Field:\n    def __set_name__(self, owner, name):\n"
                 "        owner.names = [*getattr(owner, 'names', []), name]\n"
                 "class C:\n    a = Field()\n",
@@ -240,11 +236,52 @@ MADE_OTHERWISE = {
 
 @pytest.mark.parametrize("case", sorted(MADE_OTHERWISE))
 def test_a_class_its_namespace_would_make_otherwise_is_not_made_again(main, case):
-    """The namespace is what the class statement made, not what it was given: a base's
-    __init_subclass__ (keywords lost, run twice), a __set_name__ run twice, attributes set
-    afterwards that type() reads otherwise: not this module's (helper-54 F1-F4)."""
+    """The namespace is what the class statement made, not what it was given: a
+    __set_name__ run twice, attributes set afterwards that type() reads otherwise: not
+    this module's (helper-54 F1-F4)."""
     cls = main(MADE_OTHERWISE[case])["C"]
     assert classes.reduce(cls, lambda c: True) is None
+
+
+INIT_SUBCLASS = (
+    "class Base:\n    registry = []\n    def __init_subclass__(cls, flag=False, **kw):\n"
+    "        super().__init_subclass__(**kw)\n        Base.registry.append(cls.__name__)\n"
+    "        cls.flag, cls.depth = flag, getattr(cls, 'depth', 0) + 1\n"
+    "class Mid(Base, flag=True):\n    def who(self):\n        return ['mid']\n"
+    "class C(Mid):\n    size = 2\n    def who(self):\n        return ['c', *super().who()]\n"
+)
+
+
+def test_a_class_whose_bases_init_subclass_ran_is_made_without_running_it_again(main):
+    """A base's __init_subclass__ ran when the notebook made the class: what it did is in
+    the class (``flag``, ``depth``) or in what it changed (``Base.registry``, saved apart).
+    Made again with its keywords lost (dill), it ran twice and read notebook names not yet
+    restored (a NameError: the restore skipped the class, its base and its instances)."""
+    ns = main(INIT_SUBCLASS)
+    for name, flag, depth in (("Mid", True, 1), ("C", False, 2)):
+        enc, back = round_trip(ns[name])
+        assert enc.codec == codec.PICKLE and {b.__name__ for b in ns[name].__bases__} <= enc.refs
+        assert ns["Base"].registry == ["Mid", "C"]  # not run again
+        assert (back.flag, back.depth) == (flag, depth) and back.__bases__ == ns[name].__bases__
+        assert back().who() == ns[name]().who() and issubclass(back, ns["Base"])
+    later = type("Later", (back,), {})  # a subclass of the one made again: runs as ever
+    assert later.depth == 3 and ns["Base"].registry[-1] == "Later"
+
+
+def test_a_class_whose_bases_layout_differs_stays_dills(main):
+    """Made on a stand-in, then given its bases: only bases with a plain layout can be."""
+    ns = main("class Base(dict):\n    def __init_subclass__(cls):\n        cls.seen = 1\n"
+              "class C(Base):\n    pass\nclass S:\n    __slots__ = ('a',)\n"
+              "    def __init_subclass__(cls):\n        cls.seen = 1\n"
+              "class D(S):\n    pass\n")  # fmt: skip
+    assert classes.reduce(ns["C"], lambda c: True) is None
+    assert classes.reduce(ns["D"], lambda c: True) is None
+
+
+@pytest.mark.parametrize("bases, ns", [((dict,), {}), ((1,), {}), ((object,), [("x", 1)])])
+def test_a_damaged_quiet_class_payload_is_refused(bases, ns):
+    with pytest.raises(TypeError, match="damaged"):
+        classes.make_quietly("C", bases, ns)
 
 
 def test_slots_private_or_aliased_are_made_again_as_they_were(main):

@@ -357,6 +357,26 @@ def test_a_closure_a_bound_method_and_a_helper_module_change_what_they_hold(shel
     assert dict(live)["acc"][2] == ["1"] and dict(live)["held"][2] == ["3"]
 
 
+def test_classes_made_by_a_bases_init_subclass_are_restored_as_they_were(shell):
+    """A base's ``__init_subclass__`` keeping a registry of names and setting what its
+    keywords said: restored, the classes are what the notebook made (keywords kept, the
+    registry not grown, instances of the restored class); it was dill's, which ran it
+    again on names not restored yet: the classes and their instances were skipped."""
+    live, back = round_trip(shell, [
+        "class Base:\n    registry = []\n    def __init_subclass__(cls, tag=None, **kw):\n"
+        "        super().__init_subclass__(**kw)\n        cls.tag = tag\n"
+        "        Base.registry.append(cls.__name__)\n"
+        "class Leaf(Base, tag='x'):\n    def __init__(self):\n        self.parts = [self.tag]\n"
+        "    def __repr__(self):\n        return f'Leaf({self.parts}, {type(self).tag})'\n"
+        "leaves = [Leaf(), Leaf()]",
+        "leaves.append(Leaf())",
+    ])  # fmt: skip
+    assert back == live
+    ns = shell.user_ns
+    assert ns["Base"].registry == ["Leaf"] and ns["Leaf"].tag == "x"
+    assert ns["Leaf"].__bases__ == (ns["Base"],) and type(ns["leaves"][2]) is ns["Leaf"]
+
+
 def test_notebook_classes_instances_and_reduce_calls(shell):
     """Instances of notebook classes (a dataclass, slots, a nested class, a class rebound
     since) sharing objects through their attributes come back with the restored classes
