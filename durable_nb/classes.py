@@ -8,8 +8,10 @@ the ``class`` statement did, so ``__set_name__`` sees the namespace whole (a
 ``cached_property`` is named). A class whose bases' ``__init_subclass__`` ran when the
 notebook made it is made without running it again (:func:`make_quietly`): what it did is
 saved (in the namespace, or in what it changed). A closure cell holding the class
-(``super()``'s ``__class__``) is made empty and filled once the class exists
-(:class:`Building`); any other way the namespace reaches the class goes to dill.
+(``super()``'s ``__class__``) is made empty and filled once the class exists, and so is
+its data (dicts, lists, sets: a registry of its subclasses) set on it
+(:class:`Building`), a group's classes saved bases first (:func:`bases_first`); any
+other way the namespace reaches the class goes to dill.
 
 Only classes of ``type`` or ``abc.ABCMeta`` (with no registered virtual subclass) go this
 way, and only when what they hold is what :func:`functions.simple` accepts: an Enum's
@@ -213,7 +215,14 @@ class Building:
         if out is None:
             return None
         cells = self.cells[id(cls)] = []
-        return (*out, _Cells(self, cls, cells), None, None, fill)
+        func, args = out
+        # Its data (a registry of its subclasses, a dispatch table) is set once it exists:
+        # what reaches the class again meets it made (pickle's memo), not half-built.
+        ns, later = dict(args[-1]), {}
+        for name, value in args[-1].items():
+            if type(value) in _LATER and not (name.startswith("__") and name.endswith("__")):
+                later[name] = ns.pop(name)
+        return func, (*args[:-1], ns), _Cells(self, cls, cells, later), None, None, fill_later
 
     def defer(self, c: types.CellType, contents: Any) -> bool:
         """Whether cell ``c`` holds a class being made: filled by the class's state."""
@@ -224,15 +233,22 @@ class Building:
         return True
 
 
-class _Cells:
-    """A class's state while it is saved: once pickled, its namespace is done."""
+#: Class attributes set on the class once made (:meth:`Building.reduce`): plain data only,
+#: which nothing making a class reads (type(), ``__set_name__``, abstract methods).
+_LATER = (dict, list, set)
 
-    def __init__(self, building: Building, cls: type, cells: list[types.CellType]) -> None:
-        self.building, self.cls, self.cells = building, cls, cells
+
+class _Cells:
+    """A class's state while it is saved (its closure cells, its data ``later``): once
+    pickled, its namespace is done."""
+
+    def __init__(self, building: Building, cls: type, cells: list[types.CellType],
+                 later: dict[str, Any]) -> None:  # fmt: skip
+        self.building, self.cls, self.cells, self.later = building, cls, cells, later
 
     def reduce(self) -> tuple:
         del self.building.cells[id(self.cls)]  # the class is memoized: met again, a reference
-        return tuple, (tuple(self.cells),)
+        return tuple, ((tuple(self.cells), self.later),)
 
 
 def make(meta: type, name: str, bases: tuple, ns: dict[str, Any]) -> type:
@@ -272,6 +288,30 @@ def fill(cls: type, cells: tuple) -> type:
     for c in cells:
         c.cell_contents = cls
     return cls
+
+
+def fill_later(cls: type, state: tuple) -> type:
+    """Set the closure cells that hold ``cls`` (:func:`fill`) and its data, set once made."""
+    if type(state) is not tuple or len(state) != 2 or type(state[1]) is not dict:
+        raise TypeError(f"the saved class {cls.__name__!r} is damaged")
+    for name, value in state[1].items():
+        if type(name) is not str or type(value) not in _LATER:
+            raise TypeError(f"the saved class {cls.__name__!r} is damaged")
+        setattr(cls, name, value)
+    return fill(cls, state[0])
+
+
+def bases_first(groups: list[list[str]], ns: dict[str, Any]) -> list[list[str]]:
+    """Each group of names with its classes first, a base before its subclasses: a class
+    is made before the data of another (saved with it, :meth:`Building.reduce`) reaches it."""
+
+    def order(name: str) -> tuple[int, int]:
+        value = ns[name]
+        if issubclass(type(value), type):
+            return 0, len(type.__dict__["__mro__"].__get__(value))
+        return 1, 0
+
+    return [sorted(group, key=order) for group in groups]
 
 
 def field(names: tuple[str, ...], values: tuple) -> dataclasses.Field:

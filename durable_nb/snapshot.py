@@ -46,7 +46,7 @@ from typing import Any
 
 import xxhash
 
-from . import codec, graph, owner, sharing
+from . import classes, codec, graph, owner, sharing
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .cells import label, names_used
 from .errors import (
@@ -266,7 +266,7 @@ class Snapshots:
         shares = self._sharing(ns, touched, settled, vouch)
         results: dict[str, _Encoding] = {}
         self.sweep.charge_each(self._found.seconds)  # (the names only it picked)
-        for group in graph.groups(shares):
+        for group in classes.bases_first(graph.groups(shares), ns):
             with self.sweep.timing(group):
                 results.update(self._encode_group(group, ns, shares))
         for name, res in sorted(results.items()):

@@ -268,6 +268,22 @@ def test_a_class_whose_bases_init_subclass_ran_is_made_without_running_it_again(
     assert later.depth == 3 and ns["Base"].registry[-1] == "Later"
 
 
+def test_a_class_whose_data_reaches_itself_is_the_c_picklers(main):
+    """Data attributes are set once the class is made: a class listed in its own table
+    meets itself made (it went to dill)."""
+    ns = main("class C:\n    table = {}\n    def m(self):\n        return 1\nC.table['me'] = C\n"
+              "C.chain = [C, {'again': C}]\n")  # fmt: skip
+    enc, back = round_trip(ns["C"])
+    assert enc.codec == codec.PICKLE and back.table["me"] is back and back.chain[1]["again"] is back
+    assert back().m() == 1 and "table" in vars(back) and back is not ns["C"]
+
+
+@pytest.mark.parametrize("state", [(), ((), []), ((), {"x": 1}), ((), {1: []})])
+def test_damaged_class_data_is_refused(state):
+    with pytest.raises(TypeError, match="damaged"):
+        classes.fill_later(type("C", (), {}), state)
+
+
 def test_a_class_whose_bases_layout_differs_stays_dills(main):
     """Made on a stand-in, then given its bases: only bases with a plain layout can be."""
     ns = main("class Base(dict):\n    def __init_subclass__(cls):\n        cls.seen = 1\n"

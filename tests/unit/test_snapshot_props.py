@@ -377,6 +377,28 @@ def test_classes_made_by_a_bases_init_subclass_are_restored_as_they_were(shell):
     assert ns["Leaf"].__bases__ == (ns["Base"],) and type(ns["leaves"][2]) is ns["Leaf"]
 
 
+def test_a_registry_of_classes_kept_by_their_base_is_restored(shell):
+    """A plugin registry: the base's ``__init_subclass__`` keeps each subclass (the class
+    itself) in a dict of the base's. Saving the base reached its subclasses half-made:
+    the base, its subclasses and their instances were skipped at restore."""
+    live, back = round_trip(shell, [
+        "class Plugin:\n    by_name = {}\n    def __init_subclass__(cls, name=None, **kw):\n"
+        "        super().__init_subclass__(**kw)\n"
+        "        Plugin.by_name[name or cls.__name__] = cls\n"
+        "    def __repr__(self):\n        return f'{type(self).__name__}({self.run()})'\n"
+        "class A(Plugin, name='a'):\n    def run(self):\n        return 'A'\n"
+        "class B(A):\n    def run(self):\n        return 'B' + super().run()\n"
+        "plugins = [A(), B()]\nPlugin.everyone = [Plugin, A, B]",
+    ])  # fmt: skip
+    assert back == live
+    ns = shell.user_ns
+    assert ns["Plugin"].by_name == {"a": ns["A"], "B": ns["B"]}
+    assert ns["Plugin"].everyone == [ns["Plugin"], ns["A"], ns["B"]]
+    assert [type(p) for p in ns["plugins"]] == [ns["A"], ns["B"]] and ns["B"].__mro__[2] is ns[
+        "Plugin"
+    ]
+
+
 def test_notebook_classes_instances_and_reduce_calls(shell):
     """Instances of notebook classes (a dataclass, slots, a nested class, a class rebound
     since) sharing objects through their attributes come back with the restored classes
