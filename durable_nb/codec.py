@@ -315,7 +315,7 @@ def encode_plain(obj: Any, ns: dict[str, Any]) -> Encoded | None:
     of a million numbers is pickled in one pass, not walked too). Otherwise ``reached`` is
     None: the caller walks, and adds the walk's ``refs`` (:func:`encode_reach`).
     """
-    if isinstance(obj, (type, types.FunctionType)):
+    if issubclass(type(obj), type) or type(obj) is types.FunctionType:  # (no __class__ read)
         return None  # a variable's own class or function is saved by value: encode()
     out = io.BytesIO()
     pickler = _PlainPickler(out)
@@ -338,7 +338,7 @@ def encode_plain(obj: Any, ns: dict[str, Any]) -> Encoded | None:
     objects = [o for _, o in pickler.memo.copy().values()]
     kinds = graph.kinds()
     classes = [o for o in objects if type(o) is type]
-    if any(isinstance(o, types.FunctionType) and o not in _NEWOBJ for o in objects):
+    if any(type(o) is types.FunctionType and o not in _NEWOBJ for o in objects):
         return enc  # pickled by name, yet the walk follows what a function holds
     walk, plain = graph.WALK, set(table.classes)
     enc.refs = frozenset(_refs(classes))

@@ -350,9 +350,9 @@ class Snapshots:
     def _pickle(self, value: Any, members: tuple, names: tuple[str, ...] = ()
                 ) -> codec.Encoded | _Encoding:  # fmt: skip
         """``value``'s pickle, or how it is recorded instead (module, file, recompute)."""
-        if isinstance(value, types.ModuleType):
+        if issubclass(type(value), types.ModuleType):  # type(): a __class__ is user code
             return _Encoding("module", value.__name__)
-        if isinstance(value, io.IOBase):
+        if issubclass(type(value), io.IOBase):
             mode = str(getattr(value, "mode", ""))
             where = f"{getattr(value, 'name', '?')}, mode {mode!r}"
             if value.closed:
@@ -360,14 +360,14 @@ class Snapshots:
             writable = any(c in mode for c in "wax+")
             return _Encoding("file" if writable else "recompute", where)
         too_big = f"larger than the {self.max_bytes / 1e9:g} GB limit"
-        if any(isinstance(m, enum.EnumMeta) and m.__module__ == "__main__" for m in members):
+        if any(issubclass(type(m), enum.EnumMeta) and m.__module__ == "__main__" for m in members):
             return _Encoding("recompute", "an Enum class is made again by its cell")
         np = sys.modules.get("numpy")  # never getattr on any value: a Mock grows a child
-        if np is not None and isinstance(value, np.ndarray) and value.nbytes > self.max_bytes:
+        if np is not None and issubclass(type(value), np.ndarray) and value.nbytes > self.max_bytes:
             return _Encoding("recompute", too_big)
         ns = self.shell.user_ns
         fresh = None
-        if names and any(isinstance(m, _DEFINITIONS) for m in members):
+        if names and any(issubclass(type(m), _DEFINITIONS) for m in members):
             fresh = Print(value, ns, members)
             last = self._pickled.get(names)
             if last is not None and last[0] == fresh:  # nor did its pickle

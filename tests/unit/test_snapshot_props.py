@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 import re
 import shutil
 import sys
@@ -397,6 +398,27 @@ def test_a_registry_of_classes_kept_by_their_base_is_restored(shell):
     assert [type(p) for p in ns["plugins"]] == [ns["A"], ns["B"]] and ns["B"].__mro__[2] is ns[
         "Plugin"
     ]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_notebook_class_property_is_read_no_more_than_pickling_needs(shell, shared):
+    """helper-54 F8: a ``__class__`` property (a proxy's, a Mock's) is user code; our
+    isinstance checks read it (7-11 times a save, pickle.dumps twice): type() instead."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.run("class Sneaky:\n    calls = 0\n    @property\n    def __class__(self):\n"
+               "        Sneaky.calls += 1\n        return Sneaky\n"
+               f"s = Sneaky()\nitems = [s, 1]\n{'' if shared else 'del s'}")  # fmt: skip
+        sneaky = shell.user_ns["Sneaky"]
+        sneaky.calls = 0
+        pickle.dumps(shell.user_ns["items"])
+        once, sneaky.calls = sneaky.calls, 0
+        nb.run("items.append(2)")
+        saves, back = sneaky.calls, restored(shell, nb)[1]
+    # Each variable's plain pickle (items, and s when it is kept), then their group's.
+    assert once > 0 and saves <= (3 if shared else 1) * once
+    assert "items" in dict(back)
 
 
 def test_notebook_classes_instances_and_reduce_calls(shell):
