@@ -11,6 +11,7 @@ import functools
 import mmap
 import os
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -30,6 +31,8 @@ CHUNK = 1 << 20
 
 #: What a blob's (or chunk's) name is: its xxh3-128 as 32 lowercase hex digits.
 NAME = re.compile(r"[0-9a-f]{32}")
+#: A temporary file of a write (``tempfile.mkstemp``'s names, prefix ``.tmp-``).
+_TMP = re.compile(r"\.tmp-[a-z0-9_]{8}")
 
 
 def is_name(name: object) -> bool:
@@ -311,12 +314,14 @@ class BlobStore:
         if not self.folder.exists():
             return set()
         old = time.time() - 3600
-        return {
-            p.name
-            for p in self.folder.iterdir()
-            if is_name(p.name) or (p.name.startswith(".damaged-") and is_name(p.name[9:]))
-            or (p.name.startswith(".tmp-") and p.lstat().st_mtime < old)
-        }  # fmt: skip
+        found = set()
+        for p in self.folder.iterdir():
+            name = p.name
+            if is_name(name) or is_name(name.removeprefix(".damaged-")) or _TMP.fullmatch(name):
+                st = p.lstat()  # a folder or a link of that name is not ours either
+                if stat.S_ISREG(st.st_mode) and (name[:5] != ".tmp-" or st.st_mtime < old):
+                    found.add(name)
+        return found
 
     def remove(self, name: str) -> int:
         """Delete blob ``name``; return the bytes freed."""

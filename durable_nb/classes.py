@@ -113,10 +113,14 @@ def reduce(cls: type, check: Callable[[type], bool]) -> tuple | None:
 
 def _quiet(cls: type, ns: dict[str, Any]) -> bool:
     """Whether :func:`make_quietly` can make ``cls``: a class of ``type`` whose bases are
-    notebook-like classes with no slots (their layout is :class:`_Stand`'s)."""
+    notebook-like classes with no slots (their layout is :class:`_Stand`'s), and whose
+    ``__init_subclass__`` are all the notebook's. A library's keeps what it did in the
+    library (a registry of locales, of plugins), empty in a new kernel: run again (dill's)."""
+    bases = cls.__mro__[1:-1]
     return type(cls) is type and "__slots__" not in ns and all(
         c.__flags__ & _HEAP_TYPE and "__slots__" not in vars(c) and type(c) in METACLASSES
-        for c in cls.__mro__[1:-1]
+        and ("__init_subclass__" not in vars(c) or vars(c).get("__module__") == "__main__")
+        for c in bases
     )  # fmt: skip
 
 

@@ -71,22 +71,25 @@ def journal_files(journal: Path) -> list[Path]:
 
 def not_regular(path: Path) -> JournalCorrupt:
     """The error for a journal file that is a link, a pipe or a folder: never opened."""
-    why = "a link or a pipe, as a repository or an archive can carry"
-    return JournalCorrupt(str(path), f"{path} is not a regular file ({why}): it is not opened, "
-                          "and this kernel runs un-journaled. Move it aside, then restart the "
-                          "kernel.")  # fmt: skip
+    why = "a link, a hard link, a pipe or a folder, as a repository or an archive can carry"
+    return JournalCorrupt(str(path), f"{path} is not a regular file of its own ({why}): it is "
+                          "not opened, and this kernel runs un-journaled. Move it aside, then "
+                          "restart the kernel.")  # fmt: skip
 
 
 def check_regular(paths: list[Path]) -> None:
     """Raise :func:`not_regular`'s error for the first of ``paths`` that exists and is not a
-    regular file. DuckDB opens its files through links: a ``<stem>.duckdb.wal`` shipped as
-    a link to a file of the user's had that file overwritten by the opening."""
+    regular file, or (but a ``.duckdb``) has other names. DuckDB opens its files through
+    links: a ``<stem>.duckdb.wal`` shipped as a link to a file of the user's had that file
+    overwritten by the opening; DuckDB writes its WALs in place, and we empty the log at
+    each fold, so a hard link's other name would change too. (A ``.duckdb`` is checked by
+    DuckDB before it writes; a new one is linked into place: :func:`opening.create`.)"""
     for path in paths:
         try:
-            mode = os.lstat(path).st_mode
+            st = os.lstat(path)
         except FileNotFoundError:
             continue
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(st.st_mode) or (st.st_nlink > 1 and path.suffix != ".duckdb"):
             raise not_regular(path)
 
 
@@ -139,7 +142,8 @@ def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # the last part is a link
+        # The last part is a link, a folder (opened for writing), a FIFO (for writing).
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
             raise OSError(errno.EINVAL, "not a regular file", str(path)) from exc
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):

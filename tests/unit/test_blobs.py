@@ -93,14 +93,15 @@ def test_equal_chunks_are_written_once_and_a_rewrite_writes_nothing(store):
 
 def test_names_hides_young_temporary_files_and_remove_frees_bytes(store):
     name = store.put(b"x" * 100)
-    young, old = store.folder / ".tmp-young", store.folder / ".tmp-old"
+    # (tempfile.mkstemp's names: eight of [a-z0-9_] after the prefix)
+    young, old = store.folder / ".tmp-young_01", store.folder / ".tmp-old_0001"
     young.write_bytes(b"partial")
     old.write_bytes(b"partial")
     an_hour_ago = time.time() - 3700
     os.utime(old, (an_hour_ago, an_hour_ago))
-    assert store.names() == {name, ".tmp-old"}
+    assert store.names() == {name, ".tmp-old_0001"}
     assert store.remove(name) == 100
-    assert store.names() == {".tmp-old"}
+    assert store.names() == {".tmp-old_0001"}
 
 
 def test_an_empty_store_has_no_names(tmp_path):

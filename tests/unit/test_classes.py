@@ -284,6 +284,18 @@ def test_damaged_class_data_is_refused(state):
         classes.fill_later(type("C", (), {}), state)
 
 
+def test_a_class_of_a_librarys_base_with_init_subclass_stays_dills(main):
+    """helper-56: a library's ``__init_subclass__`` keeps what it did in the library (a
+    registry of locales, of plugins), empty in a new kernel: it runs again at restore."""
+    ns = main("Lib = type('Lib', (), {'__module__': 'somelib',\n"
+              "                       '__init_subclass__': lambda cls, **kw: None})\n"
+              "class C(Lib):\n    pass\n"
+              "class Mine(Lib):\n    def __init_subclass__(cls, **kw):\n"
+              "        super().__init_subclass__(**kw)\nclass D(Mine):\n    pass\n")  # fmt: skip
+    assert classes.reduce(ns["C"], lambda c: True) is None
+    assert classes.reduce(ns["D"], lambda c: True) is None  # (Lib's runs for D too)
+
+
 def test_a_class_whose_bases_layout_differs_stays_dills(main):
     """Made on a stand-in, then given its bases: only bases with a plain layout can be."""
     ns = main("class Base(dict):\n    def __init_subclass__(cls):\n        cls.seen = 1\n"

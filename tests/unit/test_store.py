@@ -705,19 +705,56 @@ def test_a_journal_file_shipped_as_a_link_is_never_read_or_written_through(
             copy_journal(path, dest)
     remove_journal(path)
     assert not link.is_symlink() and not link.exists()
-    after = (
-        sorted(p.name for p in precious.iterdir()) if side == ".blobs" else precious.read_bytes()
-    )
-    assert after == before
+    assert state() == before
+
+
+@pytest.mark.parametrize("side", [".duckdb.wal", ".duckdb.wal.checkpoint", ".duckdb.wal.recovery",
+                                  ".log", ".wal"])  # fmt: skip
+@pytest.mark.parametrize("kind", ["hard link", "folder", "folder, no journal yet"])
+def test_a_journal_file_written_in_place_that_is_a_hard_link_or_a_folder_is_refused(
+    path, tmp_path, side, kind
+):
+    """helper-56: a hard link's other name (a file of the user's) was rewritten by DuckDB
+    (its WAL) or would be emptied by the fold (the log); a folder at the log's name was
+    called a full disk. Both are refused in the line saying what to do, before a journal
+    is made."""
+    if kind != "folder, no journal yet":
+        Journal.open(path).close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    there = path.parent / f"{path.stem}{side}"
+    there.unlink(missing_ok=True)
+    precious = tmp_path / "precious"
+    precious.write_bytes(b"the user's own\n" * 64)
+    if kind == "hard link":
+        os.link(precious, there)
+    else:
+        there.mkdir()
+    made = path.exists()
+    with pytest.raises(JournalCorrupt, match=f"{re.escape(str(there))} is not a regular file of"):
+        Journal.open(path)
+    assert precious.read_bytes() == b"the user's own\n" * 64 and path.exists() == made
 
 
 def test_gc_deletes_only_what_is_named_as_a_blob(journal):
-    """A file someone put in the blob folder (a note, a README) is not durable_nb's: gc
-    leaves it (it raised on it before), and removes only unreferenced blobs."""
+    """A file someone put in the blob folder (a note, a README, a ``.tmp-`` draft of
+    theirs, a folder) is not durable_nb's: gc leaves it (it raised on it, or deleted a
+    ``.tmp-`` file: helper-56), and removes only unreferenced blobs and its own old
+    temporary files."""
+    folder = journal.blobs.folder
     journal.blobs.put(b"nobody refers to this")
-    (journal.blobs.folder / "README").write_text("the user's own")
-    assert journal.gc() == (1, len(b"nobody refers to this"))
-    assert (journal.blobs.folder / "README").read_text() == "the user's own"
+    theirs = [folder / "README", folder / ".tmp-draft-of-my-paper.txt"]
+    for p in theirs:
+        p.write_text("the user's own")
+    (folder / ".tmp-abcd1234").mkdir()
+    (folder / ("f" * 32)).mkdir()
+    ours = folder / ".tmp-k2x_9q0z"  # as a write a crash cut short leaves
+    ours.write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    for p in [*theirs, ours, folder / ".tmp-abcd1234"]:
+        os.utime(p, (two_hours_ago, two_hours_ago))
+    assert journal.gc() == (2, len(b"nobody refers to this") + len(b"half"))
+    assert all(p.read_text() == "the user's own" for p in theirs) and not ours.exists()
+    assert (folder / ".tmp-abcd1234").is_dir() and (folder / ("f" * 32)).is_dir()
 
 
 def test_the_stamps_temporary_file_is_never_a_planted_link(path, tmp_path):
