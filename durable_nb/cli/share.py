@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..blobs import is_name
-from ..errors import CommandError
+from ..errors import CommandError, JournalError
 from ._exit import OK, USAGE
 from ._journal import ensure_not_held, journal_path, open_journal
 
@@ -86,6 +86,7 @@ def _write_archive(
     import zipfile
 
     from .. import trust
+    from ..store import write_whole
 
     stem = Path(nb_name).stem
     members: list[tuple[str, Path | bytes]] = [(nb_name, nb_bytes)]
@@ -95,39 +96,43 @@ def _write_archive(
     members += [(f"journal/{stem}.blobs/{name}", p) for name, p in blobs]
     files = {}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        for name, content in members:
-            h = hashlib.sha256()
-            if isinstance(content, bytes):
-                h.update(content)
-                z.writestr(name, content)
-            else:
-                info = zipfile.ZipInfo(name, time.localtime()[:6])
-                info.compress_type = zipfile.ZIP_DEFLATED
-                with open(content, "rb") as f, z.open(info, "w", force_zip64=True) as dst:
-                    while block := f.read(1 << 20):
-                        h.update(block)
-                        dst.write(block)
-            files[name] = h.hexdigest()
-        manifest = json.dumps(
-            {
-                "format": EXPORT_FORMAT,
-                "version": 1,
-                "notebook": nb_name,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "host": socket.gethostname(),
-                "signer": trust.key_id(),
-                "files": files,
-            },
-            indent=1,
-            sort_keys=True,
-        ).encode()
-        z.writestr("manifest.json", manifest)
-        z.comment = json.dumps(
-            {"signer": trust.key_id(), "sig": trust.sign_bytes(manifest)}
-        ).encode()
-    os.replace(tmp, out)
+
+    def write(archive: Any) -> None:
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+            for name, content in members:
+                h = hashlib.sha256()
+                if isinstance(content, bytes):
+                    h.update(content)
+                    z.writestr(name, content)
+                else:
+                    info = zipfile.ZipInfo(name, time.localtime()[:6])
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with open(content, "rb") as f, z.open(info, "w", force_zip64=True) as dst:
+                        while block := f.read(1 << 20):
+                            h.update(block)
+                            dst.write(block)
+                files[name] = h.hexdigest()
+            manifest = json.dumps(
+                {
+                    "format": EXPORT_FORMAT,
+                    "version": 1,
+                    "notebook": nb_name,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "host": socket.gethostname(),
+                    "signer": trust.key_id(),
+                    "files": files,
+                },
+                indent=1,
+                sort_keys=True,
+            ).encode()
+            z.writestr("manifest.json", manifest)
+            z.comment = json.dumps(
+                {"signer": trust.key_id(), "sig": trust.sign_bytes(manifest)}
+            ).encode()
+
+    # A file of a random name, then renamed into place: a link shipped at a fixed name
+    # (``.<out>.tmp``) had the file it pointed to overwritten (helper-57 F3).
+    write_whole(out, write)
     return out.stat().st_size
 
 
@@ -238,6 +243,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     folder = args.dir.expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
     notebook = folder / nb_name
+    # Never written through (a link to ~/.bashrc shipped at its name: helper-57 F2), nor
+    # read from a FIFO (which hung) or a folder.
+    if (notebook.exists() or notebook.is_symlink()) and not _regular(notebook):
+        raise CommandError(USAGE, f"{notebook} is not a regular file (a link, a pipe or a "
+                           "folder): nothing is written through it; move it aside")  # fmt: skip
     journal = journal_path(notebook)
     nb_bytes = z.read(nb_name)
     if notebook.exists() and notebook.read_bytes() != nb_bytes and not args.force:
@@ -245,25 +255,31 @@ def cmd_import(args: argparse.Namespace) -> int:
             USAGE,
             f"{notebook} exists and differs from the one in {file}; move it aside or pass --force",
         )
-    if journal.exists():
-        ensure_not_held(journal)
-        if not args.force:
-            raise CommandError(
-                USAGE, f"{notebook} already has a journal ({journal}); pass --force to replace it"
-            )
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    from ..store import remove_journal
+    from ..store import blobs_path, check_folder, journal_files, remove_journal, write_whole
 
+    try:
+        check_folder(journal.parent)
+    except JournalError as exc:
+        raise CommandError(USAGE, str(exc)) from None
+    there = [p for p in (*journal_files(journal), blobs_path(journal))
+             if p.exists() or p.is_symlink()]  # fmt: skip
+    if there:
+        if journal.exists():
+            ensure_not_held(journal)
+        if not args.force:
+            raise CommandError(USAGE, f"{notebook} already has a journal ({there[0]}); pass "
+                               "--force to replace it")  # fmt: skip
+    journal.parent.mkdir(parents=True, exist_ok=True)
     remove_journal(journal)
     for name in z.namelist():
         if name == "manifest.json" or name == nb_name:
             continue
         target = journal.parent / name.removeprefix("journal/")
         target.parent.mkdir(parents=True, exist_ok=True)
-        with z.open(name) as src, open(target, "wb") as dst:
+        with z.open(name) as src, open(target, "xb") as dst:  # new: nothing planted there
             shutil.copyfileobj(src, dst, 1 << 20)
     if not notebook.exists() or notebook.read_bytes() != nb_bytes:
-        notebook.write_bytes(nb_bytes)
+        write_whole(notebook, lambda f: f.write(nb_bytes))
     with open_journal(journal, copy_hint=False) as j:
         # A journal of its own. What it holds signed by you stays so only in an export
         # you sealed: one changed since, or crafted, may carry records of your journals.

@@ -8,7 +8,15 @@ raised (:class:`~durable_nb.errors.JournalError`), never printed.
 from typing import TYPE_CHECKING
 
 from .. import _lazy
-from .files import copy_journal, journal_files, remove_journal, resolve_path
+from .files import (
+    blobs_path,
+    check_folder,
+    copy_journal,
+    journal_files,
+    remove_journal,
+    resolve_path,
+    write_whole,
+)
 from .schema import (
     CELL_COLUMNS,
     PAYLOAD_COLUMNS,
@@ -46,10 +54,13 @@ __all__ = [
     "StepRow",
     "Timeline",
     "VariableRow",
+    "blobs_path",
+    "check_folder",
     "copy_journal",
     "journal_files",
     "remove_journal",
     "resolve_path",
+    "write_whole",
 ]
 
 if TYPE_CHECKING:

@@ -12,7 +12,9 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import JournalCorrupt
 
@@ -153,15 +155,35 @@ def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o600) -> int
 
 
 def replace_whole(path: Path, data: bytes) -> None:
-    """Put ``data`` at ``path`` whole (this user's only: 0600) through a new file of a
-    random name in its folder (O_EXCL: never a link planted there, review4 R4-5). A
-    folder that refuses it: nothing is written, and the caller goes on without it."""
-    tmp = None
+    """Put ``data`` at ``path`` whole, as :func:`write_whole`; a folder that refuses it:
+    nothing is written, and the caller goes on without it."""
     with contextlib.suppress(OSError):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        write_whole(path, lambda f: f.write(data))
+
+
+def write_whole(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Have ``write`` fill a new file of a random name in ``path``'s folder (this user's
+    only: 0600; O_EXCL: never a link planted there, review4 R4-5), then put it at ``path``
+    whole: a link at ``path`` is replaced, never written through. Raises OSError."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            write(f)
         os.replace(tmp, path)
-    if tmp is not None:
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        raise
+
+
+def check_folder(folder: Path) -> None:
+    """Raise when a journal's folder is a link, unless it is ``DURABLE_NB_DIR`` (the
+    person's own choice): a ``.durable`` shipped as a link (``.durable -> ../..``, which a
+    repository can carry) put a journal's files among the user's own, where the fold
+    emptied a ``<stem>.log`` and DuckDB deleted a ``<stem>.duckdb.wal`` (helper-57)."""
+    named = os.environ.get("DURABLE_NB_DIR")
+    if folder.is_symlink() and not (named and folder == Path(named).expanduser().absolute()):
+        raise JournalCorrupt(str(folder), f"{folder} is a link (as a repository or an archive "
+                             "can carry): no journal is kept through it, and this kernel runs "
+                             "un-journaled. Move it aside (DURABLE_NB_DIR keeps journals "
+                             "elsewhere), then restart the kernel.")  # fmt: skip

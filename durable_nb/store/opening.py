@@ -49,6 +49,7 @@ def connect(path: Path, read_only: bool = False) -> tuple[Any, bool]:
     """
     duckdb = engine()  # imported on first need
     # DuckDB follows links: none where it or the log reads or writes (files.check_regular).
+    files.check_folder(path.parent)
     files.check_regular(files.journal_files(path))
     # As this process, or else this user's durable_nb, last closed it (if one did).
     made = _CLOSED.pop(str(path), None) or stamp.read(path)
