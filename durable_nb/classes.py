@@ -204,7 +204,8 @@ def _field_slot(f: dataclasses.Field, name: str) -> Any:
 
 class Building:
     """The classes one pickle is saving by value, each with the closure cells met while its
-    namespace was saved that hold it: they are made empty and filled once it exists."""
+    namespace was saved that hold it: they are made empty and filled once it exists, with
+    its data (:data:`_LATER`)."""
 
     def __init__(self, check: Callable[[type], bool]) -> None:
         self.check = check
@@ -258,8 +259,13 @@ class _Cells:
 def make(meta: type, name: str, bases: tuple, ns: dict[str, Any]) -> type:
     """The class :func:`reduce` saved: its metaclass called as its ``class`` statement did."""
     if not (isinstance(meta, type) and issubclass(meta, type)) or type(ns) is not dict:
-        raise TypeError(f"the saved class {name!r} is not a class: the payload is damaged")
+        raise _damaged(name)
     return meta(name, bases, dict(ns))
+
+
+def _damaged(name: object) -> TypeError:
+    """What a class payload that cannot make a class raises (the restore says so)."""
+    return TypeError(f"the saved class {name!r} is not a class: the payload is damaged")
 
 
 class _Stand:
@@ -278,12 +284,12 @@ def make_quietly(name: str, bases: tuple, ns: dict[str, Any]) -> type:
         or not all(type(b) in METACLASSES for b in bases)
         or (type(ns) is not dict)
     ):
-        raise TypeError(f"the saved class {name!r} is not a class: the payload is damaged")
+        raise _damaged(name)
     cls = type(name, (_Stand,), dict(ns))
     try:
         cls.__bases__ = bases
     except TypeError as exc:  # (a layout :func:`_quiet` never lets through)
-        raise TypeError(f"the saved class {name!r} cannot be made: the payload is damaged") from exc
+        raise _damaged(name) from exc
     return cls
 
 
@@ -297,10 +303,10 @@ def fill(cls: type, cells: tuple) -> type:
 def fill_later(cls: type, state: tuple) -> type:
     """Set the closure cells that hold ``cls`` (:func:`fill`) and its data, set once made."""
     if type(state) is not tuple or len(state) != 2 or type(state[1]) is not dict:
-        raise TypeError(f"the saved class {cls.__name__!r} is damaged")
+        raise _damaged(cls.__name__)
     for name, value in state[1].items():
         if type(name) is not str or type(value) not in _LATER:
-            raise TypeError(f"the saved class {cls.__name__!r} is damaged")
+            raise _damaged(cls.__name__)
         setattr(cls, name, value)
     return fill(cls, state[0])
 
@@ -315,7 +321,7 @@ def bases_first(groups: list[list[str]], ns: dict[str, Any]) -> list[list[str]]:
             return 0, len(type.__dict__["__mro__"].__get__(value))
         return 1, 0
 
-    return [sorted(group, key=order) for group in groups]
+    return [sorted(group, key=order) if len(group) > 1 else group for group in groups]
 
 
 def field(names: tuple[str, ...], values: tuple) -> dataclasses.Field:

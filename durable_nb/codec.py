@@ -99,8 +99,9 @@ class _ByName:
         self.ns, self.members, self.refs = ns, members, set()
 
     def reduce(self, obj: Any) -> Any:
-        _guard(obj)
-        if isinstance(obj, (types.FunctionType, type)) and obj.__module__ == "__main__":
+        _guard(obj)  # (isinstance: a proxy of a file is refused too)
+        t = type(obj)  # not __class__, which is user code on a proxy (helper-54 F8)
+        if (t is types.FunctionType or issubclass(t, type)) and obj.__module__ == "__main__":
             # ``Outer.Inner``: through the global ``Outer``, unless ``Outer`` is saved here
             # by value (then so is what it holds: its methods, its nested classes).
             name, ns, members = obj.__qualname__, self.ns, self.members
@@ -149,7 +150,7 @@ class _Pickler(pickle.Pickler):
                 raise _ByValue
         if out is NotImplemented:  # (a class's part: a property, a dataclass's field...)
             out = classes.reduce_part(obj)
-            if out is NotImplemented and not isinstance(obj, (types.FunctionType, type)):
+            if out is NotImplemented and not (t is types.FunctionType or issubclass(t, type)):
                 _remember(t)  # not a class's type: ``type`` pickles notebook classes too
         return out
 

@@ -107,7 +107,7 @@ def simple(root: Any, ns: dict[str, Any], plain: Callable[[type], bool]) -> bool
                 if o.__globals__ is not ns and module_of(o.__globals__) is None:
                     return False  # (a library's wrapper, as a dataclass's __repr__: its own)
                 todo += (o.__defaults__, o.__kwdefaults__, o.__dict__, o.__closure__)
-        elif isinstance(o, type):
+        elif issubclass(t, type):
             if o.__module__ == "__main__" and (o is root or ns.get(o.__qualname__) is not o):
                 if t not in classes.METACLASSES:
                     return False  # by value, of a metaclass of its own: dill's
@@ -121,7 +121,7 @@ def simple(root: Any, ns: dict[str, Any], plain: Callable[[type], bool]) -> bool
             # A notebook's subclass of a container: its items, read as the base type reads
             # them (its own __iter__ runs once, when pickled).
             for base, items in _ITEMS:
-                if isinstance(o, base):
+                if issubclass(t, base):
                     todo.extend(items(o))
         else:
             return False

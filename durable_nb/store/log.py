@@ -51,9 +51,6 @@ class Log:
             if exc.errno != errno.EINVAL:
                 raise
             raise not_regular(path) from exc
-        if os.fstat(self.fd).st_nlink > 1:  # a hard link: the fold would empty its twin
-            os.close(self.fd)
-            raise not_regular(path)
         #: Records appended since the log was last emptied (by this process).
         self.count = 0
         #: Records the last :meth:`read` found damaged (skipped).
