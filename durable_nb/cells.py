@@ -1,5 +1,7 @@
 """What durable_nb reads in a cell's source: its key, the ``%%durable fresh`` mark, its first line.
 
+Which names of the shell's namespace are the notebook's variables (:func:`variables`).
+
 Whether it writes files (a restore never re-runs such a cell). Also how a person finds a
 journaled cell in the notebook: its place and first line (the journal's run numbers match
 neither the ``[n]`` prompts nor the cell's place).
@@ -10,15 +12,42 @@ Imports nothing of the package: the runtime, the extension, the magics and the C
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from typing import Any
 
 import xxhash
 
 #: A cell whose first line is this re-runs its steps instead of replaying them.
 FRESH_LINE = re.compile(r"^\s*%%durable\s+fresh\s*(#.*)?$")
+#: IPython's own names, never saved.
+IPYTHON_NAMES = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Out|exit|quit"
+                           r"|__\w+__)$")  # and Python's own (__builtins__...)  # fmt: skip
+#: Names :data:`IPYTHON_NAMES` matched (a match never changes).
+_THEIRS: set[str] = set()
+
+
+def variables(user_ns: dict, hidden: dict, ignored: Container[str]) -> dict[str, Any]:
+    """The notebook's variables in ``user_ns``: not IPython's names, Python's, those in
+    ``hidden`` (the shell's) or ``ignored`` (``%durable ignore``).
+
+    IPython pushes its names hidden (``_i12``, ``_12``: one or two a cell, never taken
+    back), so one pass in C over the namespace leaves them out: a cell costs what the
+    namespace holds, not every name IPython has culled since the kernel started. A key
+    that is no name (``globals()[1] = 2``) is no variable.
+    """
+    out = {}
+    for n in itertools.filterfalse(hidden.__contains__, user_ns):
+        if n in _THEIRS or type(n) is not str or n in ignored:
+            continue
+        if IPYTHON_NAMES.match(n):
+            if len(_THEIRS) < 100_000:
+                _THEIRS.add(n)
+        else:
+            out[n] = user_ns[n]
+    return out
 
 
 def first_line(source: str | None) -> str:

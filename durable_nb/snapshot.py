@@ -37,7 +37,6 @@ import enum
 import importlib
 import io
 import json
-import re
 import sys
 import time
 import types
@@ -48,7 +47,7 @@ import xxhash
 
 from . import classes, codec, graph, owner, sharing
 from .blobs import BLOB_THRESHOLD, chunk_names
-from .cells import label, names_used
+from .cells import label, names_used, variables
 from .errors import (
     JournalError,
     JournalUnwritable,
@@ -63,11 +62,6 @@ from .store import UNSAVED, PayloadRow, VariableRow
 from .sweep import SWEEP_BYTES, SWEEP_NAMES, Sweep  # noqa: F401  (tests set them)
 from .unchanged import Print, Same, small
 
-#: IPython's own names, never saved.
-_IPYTHON_NAMES = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Out|exit|quit"
-                            r"|__\w+__)$")  # and Python's own (__builtins__...)  # fmt: skip
-#: Names :data:`_IPYTHON_NAMES` matched (a match never changes).
-_THEIRS: set[str] = set()
 #: A variable bigger than this is recorded for recompute instead of saved.
 DEFAULT_MAX_BYTES = 4 << 30
 #: How a value holding a kernel object (a widget's comm) is recorded: for recompute.
@@ -170,7 +164,7 @@ class Snapshots:
         if not success or not self.rt.journaling:
             return
         accessed, self._pending = self._pending, set()
-        ns = self._user_names()
+        ns = variables(self.shell.user_ns, self.shell.user_ns_hidden, self.ignored)
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         gone = (self.known.keys() | self._forgotten) - ns.keys()
         settled: _KernelHeld | None = None  # with every saved variable re-checked
@@ -179,7 +173,7 @@ class Snapshots:
             touched = set(ns)
         else:
             changed = touched | gone  # payloads naming a rebound class or function: again
-            touched |= accessed & ns.keys()
+            touched |= {n for n in accessed & ns.keys() if not self._library_module(n, ns[n])}
             if changed:
                 touched.update(n for n, k in self.known.items() if k.refs and k.refs & changed)
             if vouch:
@@ -239,6 +233,14 @@ class Snapshots:
         if vouch:  # what its checks cost sets how much the sweep checks next time
             self.sweep.took(self.sweep.spent)
 
+    def _library_module(self, name: str, value: Any) -> bool:
+        """Whether ``name`` still holds the library module it is recorded as (``widgets``
+        in ``widgets.IntSlider()``): its record is the module's name, and a library's
+        module is not walked (:func:`codec.encode_reach`), so naming it changes nothing."""
+        k = self.known.get(name)
+        return (k is not None and k.state == "module" and k.obj_id == id(value)
+                and not graph.own_module(value.__name__))  # fmt: skip
+
     def reset(self) -> None:
         """Forget what was saved: the next snapshot saves every variable again (and
         records the deletion of those the journal holds that are gone by then)."""
@@ -246,19 +248,6 @@ class Snapshots:
         self.known.clear()
         self._found = sharing.Reached()  # a failed save's pickles and Sames (review6 F-E)
         self._stored = None
-
-    def _user_names(self) -> dict[str, Any]:
-        # IPython adds names every cell (``_i12``, ``_12``): each is matched once, then
-        # left out by a set difference in C, so a cell costs what the variables do.
-        user_ns, hidden, theirs = self.shell.user_ns, self.shell.user_ns_hidden, _THEIRS
-        out = {}
-        for n in user_ns.keys() - theirs:
-            if _IPYTHON_NAMES.match(n):
-                if len(theirs) < 100_000:
-                    theirs.add(n)
-            elif not (n in hidden or n in self.ignored):
-                out[n] = user_ns[n]
-        return out
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
               settled: _KernelHeld | None = None, vouch: bool = True) -> None:  # fmt: skip

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from durable_nb.cells import FRESH_LINE, cell_key, first_line, is_fresh, names_used
+from durable_nb.cells import (
+    FRESH_LINE,
+    IPYTHON_NAMES,
+    cell_key,
+    first_line,
+    is_fresh,
+    names_used,
+    variables,
+)
 
 sources = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=80)
 
@@ -167,3 +175,38 @@ def test_magics_and_non_ascii_names_are_read_from_the_syntax_tree():
     # A lone carriage return ends a comment or a line to Python (review3 R3-2).
     assert "big" in names_used("# note\rbig.append(-1)", str)
     assert "big" in names_used("note = 'a \\\r\nb' + str(big.pop()) + 'y'", str)
+
+
+#: Keys a namespace may hold: the notebook's names, IPython's (``_i12``, ``_12``, ``_``),
+#: Python's dunders, and keys that are no name at all (``globals()[1] = 2``).
+namespace_keys = st.one_of(
+    st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True),
+    st.from_regex(r"_{1,3}|_i{1,3}|_i?[0-9]{1,4}|__[a-z]{1,5}__|In|Out|exit|quit", fullmatch=True),
+    st.integers(-3, 3),
+)
+
+
+@given(
+    keys=st.lists(namespace_keys, unique=True, max_size=40),
+    data=st.data(),
+)
+def test_variables_are_the_names_that_are_not_the_shells_hidden_or_ignored(keys, data):
+    """Against the definition, on generated namespaces; asked twice (IPython's names it
+    matched once are remembered) and after the namespace changed."""
+    user_ns = {k: [k] for k in keys}
+    hidden = dict.fromkeys(data.draw(st.lists(st.sampled_from(keys), unique=True)) if keys else [])
+    names = [k for k in keys if type(k) is str]
+    ignored = set(data.draw(st.lists(st.sampled_from(names), unique=True)) if names else [])
+
+    def expected() -> dict:
+        return {k: v for k, v in user_ns.items() if type(k) is str and k not in hidden
+                and k not in ignored and not IPYTHON_NAMES.match(k)}  # fmt: skip
+
+    for _ in range(2):
+        got = variables(user_ns, hidden, ignored)
+        assert got == expected() and list(got) == list(expected())
+        assert all(got[k] is user_ns[k] for k in got)
+    for k in data.draw(st.lists(st.sampled_from(keys), unique=True)) if keys else []:
+        del user_ns[k]
+    user_ns.update(dict.fromkeys(data.draw(st.lists(namespace_keys, max_size=10)), 0))
+    assert variables(user_ns, hidden, ignored) == expected()

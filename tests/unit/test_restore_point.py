@@ -12,9 +12,10 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from durable_nb import payloads
+from durable_nb.cells import IPYTHON_NAMES
 from durable_nb.errors import NamespaceNotSaved
 from durable_nb.runtime import Runtime
-from durable_nb.snapshot import _IPYTHON_NAMES, Snapshots
+from durable_nb.snapshot import Snapshots
 from durable_nb.store import files
 from durable_nb.store import journal as journal_module
 from durable_nb.store import log as logmod
@@ -47,12 +48,12 @@ def shell():
     """The process's shell, with the names other tests left in it put aside meanwhile."""
     shell = InteractiveShell.instance()
     hidden = shell.user_ns_hidden
-    mine = {n for n in shell.user_ns if n not in hidden and not _IPYTHON_NAMES.match(n)}
+    mine = {n for n in shell.user_ns if n not in hidden and not IPYTHON_NAMES.match(n)}
     aside = {n: shell.user_ns[n] for n in mine}  # (``_mutate`` of test_snapshot_props too)
     for name in aside:
         del shell.user_ns[name]
     yield shell
-    for name in [n for n in shell.user_ns if n not in hidden and not _IPYTHON_NAMES.match(n)]:
+    for name in [n for n in shell.user_ns if n not in hidden and not IPYTHON_NAMES.match(n)]:
         del shell.user_ns[name]
     shell.user_ns.update(aside)
 

@@ -116,7 +116,9 @@ class Notebook:
 
 def user_names(shell) -> list[str]:
     hidden = shell.user_ns_hidden
-    return sorted(n for n in shell.user_ns if n not in hidden and not n.startswith("_"))
+    return sorted(
+        n for n in shell.user_ns if type(n) is str and n not in hidden and not n.startswith("_")
+    )
 
 
 def describe(ns: dict, names: list[str]) -> list:
@@ -840,3 +842,31 @@ def test_a_group_is_pickled_from_what_its_sames_read_and_keeps_identity(shell):
         nb.run("z = 1")
         live, back = restored(shell, nb)
     assert back == live
+
+
+def test_a_key_that_is_no_name_leaves_the_snapshots_working(shell):
+    """``globals()[1] = 'one'`` made every later snapshot fail (the name pattern was
+    matched against an int): the variables of the cells after it were not saved."""
+    try:
+        live, back = round_trip(shell, ["globals()[1] = 'one'\ny = [2]", "z = {'a': y}"])
+    finally:
+        shell.user_ns.pop(1, None)
+    assert back == live and {"y", "z"} <= {name for name, *_ in live}
+
+
+def test_naming_a_librarys_module_walks_nothing_the_notebooks_own_is_walked(shell):
+    """``json.dumps(x)`` names ``json``: its record is the module's name and a library's
+    module is not walked, so the cell changes nothing; a helper module of the notebook's
+    is walked (what it holds may be a variable's)."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.run(f"import json\nimport {shell.helper} as hm\nheld = set()\nhm.HELD[0] = held")
+        nb.run("s = json.dumps([1])")
+        assert "json" not in nb.snaps._found.keys and "s" in nb.snaps._found.keys
+        nb.run("hm.poke(0, 'add', 3)")
+        assert {"hm", "held"} <= nb.snaps._found.keys.keys()
+        nb.run("json = 'rebound'")
+        assert "json" in nb.snaps._found.keys
+        live, back = restored(shell, nb)
+    assert back == live and dict(back)["held"][2] == ["3"]
