@@ -239,7 +239,7 @@ class Snapshots:
         module is not walked (:func:`codec.encode_reach`), so naming it changes nothing."""
         k = self.known.get(name)
         return (k is not None and k.state == "module" and k.obj_id == id(value)
-                and not graph.own_module(value.__name__))  # fmt: skip
+                and not graph.own_module(getattr(value, "__name__", "__main__")))  # fmt: skip
 
     def reset(self) -> None:
         """Forget what was saved: the next snapshot saves every variable again (and
