@@ -83,10 +83,10 @@ def parts(o: Any) -> tuple | None:
     if t is _PARAMS:  # a dataclass's options (bools): pickled by its slots
         return tuple(getattr(o, name) for name in t.__slots__)
     if t is types.BuiltinFunctionType:  # by reference; a bound one with what it is bound to
-        return () if isinstance(o.__self__, types.ModuleType) else (o.__self__,)
+        return () if issubclass(type(o.__self__), types.ModuleType) else (o.__self__,)
     if t in SENTINEL_TYPES and id(o) in SENTINELS:
         return ()  # by reference
-    if t.__module__ == "typing" and not isinstance(o, _BY_NAME):  # an annotation
+    if t.__module__ == "typing" and not issubclass(t, _BY_NAME):  # an annotation
         found = (own_state(o, part) for part in ANNOTATION_PARTS)
         return tuple(part for part in found if part is not ABSENT)
     return None

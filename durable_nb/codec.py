@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import classes, functions, graph
-from .errors import describe
+from .errors import RAISED, describe
 from .fingerprints import SCALARS
 
 #: Codec names stored in the journal's ``kind`` column.
@@ -373,7 +373,7 @@ def encode_reach(obj: Any, ns: dict[str, Any]) -> tuple[Encoded | None, graph.Re
     """:func:`encode_plain` and what ``obj`` reaches: from the memo, or a walk."""
     if type(obj) in ATOMS:  # ``y = 1``: no pickler of our own, no memo to read
         return Encoded(PICKLE, pickle.dumps(obj, protocol=5), []), graph.Reach()
-    if type(obj) is types.ModuleType and not graph.own_module(obj.__name__):
+    if type(obj) is types.ModuleType and not graph.own_module(getattr(obj, "__name__", None)):
         # ``np``, mentioned in most cells: a library's module is no data (the walk enters
         # only the notebook's own modules), and no plain pickle (~40 µs a cell for nothing)
         return None, graph.Reach()
@@ -434,7 +434,7 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
         raise
     except _ByValue:
         pass
-    except Exception as exc:
+    except RAISED as exc:
         if not _worth_dill(exc):
             raise Unserializable(describe(exc)) from None
     out, by_name.refs = io.BytesIO(), set()
@@ -447,14 +447,14 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
             pickler.dump(obj)
     except Unserializable:
         raise
-    except Exception as exc:
+    except RAISED as exc:
         raise Unserializable(describe(exc)) from None
     return Encoded(DILL, out.getvalue(), list(buffers), frozenset(by_name.refs))
 
 
-def _worth_dill(exc: Exception) -> bool:
+def _worth_dill(exc: BaseException) -> bool:
     """Whether dill may save what pickle refused (lambdas, local classes, generators...)."""
-    return not isinstance(exc, RecursionError | MemoryError)
+    return isinstance(exc, Exception) and not isinstance(exc, RecursionError | MemoryError)
 
 
 def decode(codec: str, stream: bytes, buffers: Iterable[Any],

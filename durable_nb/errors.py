@@ -31,9 +31,19 @@ __all__ = [
 ]
 
 
+#: What the notebook's code may raise when durable_nb runs it (a ``__reduce__``, a
+#: property, ``__getattr__`` read while saving): anything but an interrupt, which stops
+#: the work under way. ``SystemExit`` from a ``__reduce__`` ended the process.
+RAISED = (Exception, SystemExit, GeneratorExit)
+
+
 def describe(exc: BaseException) -> str:
-    """``Type: message``, or just ``Type`` when the message is empty."""
-    message = str(exc)
+    """``Type: message``, or just ``Type`` when the message is empty (or cannot be read:
+    its ``__str__`` is the notebook's code)."""
+    try:
+        message = str(exc)
+    except RAISED:
+        message = ""
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 

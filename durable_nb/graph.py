@@ -332,20 +332,22 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
     """Objects the generic walk would follow too far (into the kernel) or not far enough.
 
     Returns whether ``o`` is data (an array), as opposed to code, a class or a module.
+    Types by ``type()``: ``isinstance`` reads ``__class__``, the notebook's code in a proxy.
     """
-    if isinstance(o, types.FunctionType):
+    t = type(o)
+    if t is types.FunctionType:
         if o.__module__ == "__main__":
             out.refs.add(o.__qualname__.partition(".")[0])
         _function(o, ns, nxt, out)
-    elif isinstance(o, types.MethodType):
+    elif t is types.MethodType:
         nxt.extend((o.__func__, o.__self__))
-    elif isinstance(o, types.BuiltinFunctionType):  # ``push = rows.append`` mutates rows
-        if not isinstance(o.__self__, types.ModuleType):
+    elif t is types.BuiltinFunctionType:  # ``push = rows.append`` mutates rows
+        if not issubclass(type(o.__self__), types.ModuleType):
             nxt.append(o.__self__)
-    elif isinstance(o, types.ModuleType):
+    elif issubclass(t, types.ModuleType):
         if o.__name__ != "__main__" and own_module(o.__name__):
             nxt.extend(vars(o).values())
-    elif isinstance(o, type):
+    elif issubclass(t, type):
         if o.__module__ == "__main__":
             out.refs.add(o.__qualname__.partition(".")[0])
         if o is root or _nested(o, root):  # the variable's own class: its data too
@@ -414,7 +416,7 @@ def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
 
 def _nested(cls: type, root: Any) -> bool:
     """Whether ``cls`` is a class nested in the class ``root`` (``Outer.Node`` in ``Outer``)."""
-    return (isinstance(root, type) and cls.__module__ == root.__module__
+    return (issubclass(type(root), type) and cls.__module__ == root.__module__
             and cls.__qualname__.startswith(root.__qualname__ + "."))  # fmt: skip
 
 
@@ -426,7 +428,7 @@ def bound_to(cls: Any, ns: dict) -> str | None:
     head, *rest = cls.__qualname__.split(".")
     obj = ns.get(head)
     for part in rest:
-        obj = vars(obj).get(part) if isinstance(obj, type) else None
+        obj = vars(obj).get(part) if issubclass(type(obj), type) else None
         if type(obj) is staticmethod:  # ``H.helper``: the function itself, as getattr gives
             obj = obj.__func__
     return head if obj is cls else None
@@ -508,11 +510,11 @@ def _module_data(o: types.FunctionType, ns: dict) -> list[Any]:
 
 def _functions(attr: Any) -> list[types.FunctionType]:
     """The functions a class attribute runs as: a method, static, class method, property."""
-    if isinstance(attr, staticmethod | classmethod):
+    if issubclass(type(attr), staticmethod | classmethod):
         attr = attr.__func__
-    if isinstance(attr, property):
-        return [f for f in (attr.fget, attr.fset, attr.fdel) if isinstance(f, types.FunctionType)]
-    return [attr] if isinstance(attr, types.FunctionType) else []
+    if issubclass(type(attr), property):
+        return [f for f in (attr.fget, attr.fset, attr.fdel) if type(f) is types.FunctionType]
+    return [attr] if type(attr) is types.FunctionType else []
 
 
 def groups(shares: dict[str, set[int] | frozenset[int]]) -> list[list[str]]:

@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import codec, graph
+from .errors import RAISED, describe
 from .unchanged import Same
 
 #: Names whose use may change any variable: a cell using one, or reaching a function that
 #: does, is followed by a check of every variable.
 ANY_NAME = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals", "__import__"})
+
+#: How a value holding a kernel object (a widget's comm) is recorded: for recompute.
+HOLDS_KERNEL = "holds the kernel's "
 
 
 @dataclass
@@ -25,13 +29,15 @@ class Reached:
     """What one cell reached: ``keys`` (name -> the ids of the data objects it reaches
     that another variable may share), ``kernel`` (name -> a kernel object's type it holds),
     ``plain`` (name -> its pickle, made while walking), ``copies`` (a value's id -> the
-    :class:`Same` taken of it and the copy of its items it is pickled from)."""
+    :class:`Same` taken of it and the copy of its items it is pickled from), ``unread``
+    (name -> why its value could not be read: the notebook's code raised meanwhile)."""
 
     keys: dict[str, set[int]] = field(default_factory=dict)
     kernel: dict[str, str] = field(default_factory=dict)
     plain: dict[str, codec.Encoded] = field(default_factory=dict)
     copies: dict[int, tuple[Same, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # name -> its pickle and walk
+    unread: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, ns: dict[str, Any], user_ns: dict[str, Any], known: Mapping[str, Any],
@@ -56,13 +62,17 @@ class Reached:
             name = work.popleft()
             if name in out.keys or name not in ns or name in settled:
                 continue
-            if look and (held := graph.kernel_in_state(ns[name])):
-                out.keys[name], out.kernel[name] = set(), held
-                continue
-            # Plain data is pickled now (once), and when it holds few objects its pickle
-            # says what it reaches, as the walk would: one pass instead of two.
             began = clock()
-            reached = out._encode(name, ns[name], user_ns, vouch)
+            try:
+                if look and (held := graph.kernel_in_state(ns[name])):
+                    out.keys[name], out.kernel[name] = set(), held
+                    continue
+                # Plain data is pickled now (once), and when it holds few objects its
+                # pickle says what it reaches, as the walk would: one pass instead of two.
+                reached = out._encode(name, ns[name], user_ns, vouch)
+            except RAISED as exc:  # a property, ``__getattr__``...: the one value is lost
+                out.keys[name], out.unread[name] = set(), describe(exc)
+                continue
             out.seconds[name] = clock() - began
             if reached.names & ANY_NAME:  # code it holds may change any variable
                 work.extend(sorted(n for n in ns if n not in out.keys))
@@ -131,3 +141,20 @@ class Reached:
                 and not (k.shares.isdisjoint(mine) and k.shares.isdisjoint(old))
             ):
                 work.append(other)
+
+
+class KernelHeld:
+    """Variables still bound to the object that held the kernel when saved, and holding
+    it at once (a widget: :func:`graph.kernel_in_state`; a closed one, or a dict that
+    dropped one, is walked), for a cell that re-checks every saved variable: walking them
+    (~0.1 ms a widget) finds nothing to do; what they share with saved variables, or reach
+    through callbacks, is re-checked anyway. A name is looked at as the walk reaches it."""
+
+    def __init__(self, known: Mapping[str, Any], ns: dict[str, Any]) -> None:
+        self.known, self.ns = known, ns
+
+    def __contains__(self, name: str) -> bool:
+        k, ns = self.known.get(name), self.ns
+        return (k is not None and k.state == "recompute" and name in ns
+                and (k.detail or "").startswith(HOLDS_KERNEL) and id(ns[name]) == k.obj_id
+                and bool(graph.kernel_in_state(ns[name])))  # fmt: skip

@@ -49,6 +49,7 @@ from . import classes, codec, graph, owner, sharing
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .cells import label, names_used, variables
 from .errors import (
+    RAISED,
     JournalError,
     JournalUnwritable,
     NamespaceNotSaved,
@@ -64,8 +65,8 @@ from .unchanged import Print, Same, small
 
 #: A variable bigger than this is recorded for recompute instead of saved.
 DEFAULT_MAX_BYTES = 4 << 30
-#: How a value holding a kernel object (a widget's comm) is recorded: for recompute.
-_HOLDS_KERNEL = "holds the kernel's "
+#: How a value whose reading raised in the notebook's code is recorded: for recompute.
+_UNREAD = "could not be read, the notebook's code raised "
 #: Values whose pickle :class:`Print` can tell unchanged (dill pickles a function ~1 ms).
 _DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
 
@@ -103,23 +104,6 @@ class _Encoding:
     def __post_init__(self) -> None:
         if self.value_id is None:
             self.value_id = f"{self.state}:{self.detail}"
-
-
-class _KernelHeld:
-    """Variables still bound to the object that held the kernel when saved, and holding
-    it at once (a widget: :func:`graph.kernel_in_state`; a closed one, or a dict that
-    dropped one, is walked), for a cell that re-checks every saved variable: walking them
-    (~0.1 ms a widget) finds nothing to do; what they share with saved variables, or reach
-    through callbacks, is re-checked anyway. A name is looked at as the walk reaches it."""
-
-    def __init__(self, known: dict[str, Known], ns: dict[str, Any]) -> None:
-        self.known, self.ns = known, ns
-
-    def __contains__(self, name: str) -> bool:
-        k, ns = self.known.get(name), self.ns
-        return (k is not None and k.state == "recompute" and name in ns
-                and (k.detail or "").startswith(_HOLDS_KERNEL) and id(ns[name]) == k.obj_id
-                and bool(graph.kernel_in_state(ns[name])))  # fmt: skip
 
 
 class Snapshots:
@@ -167,7 +151,7 @@ class Snapshots:
         ns = variables(self.shell.user_ns, self.shell.user_ns_hidden, self.ignored)
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         gone = (self.known.keys() | self._forgotten) - ns.keys()
-        settled: _KernelHeld | None = None  # with every saved variable re-checked
+        settled: sharing.KernelHeld | None = None  # with every saved variable re-checked
         vouch = self.sweep.runs(sum(k.nbytes for k in self.known.values()))
         if accessed & sharing.ANY_NAME:
             touched = set(ns)
@@ -184,7 +168,7 @@ class Snapshots:
                                and not (k.same and n in ns and k.same.holds(ns[n])))  # fmt: skip
                 saved, whole = self.sweep.pick(saved, touched)
                 if whole:
-                    settled = _KernelHeld(self.known, ns)
+                    settled = sharing.KernelHeld(self.known, ns)
                 touched.update(saved)
         seq = self.rt.cell.seq
         rows: list[VariableRow | PayloadRow] = []
@@ -250,7 +234,7 @@ class Snapshots:
         self._stored = None
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
-              settled: _KernelHeld | None = None, vouch: bool = True) -> None:  # fmt: skip
+              settled: sharing.KernelHeld | None = None, vouch: bool = True) -> None:  # fmt: skip
         seq = self.rt.cell.seq
         shares = self._sharing(ns, touched, settled, vouch)
         results: dict[str, _Encoding] = {}
@@ -277,11 +261,11 @@ class Snapshots:
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
         self._found.plain, self._found.copies = {}, {}  # no pickle or item kept past the cell
 
-    def _sharing(self, ns: dict[str, Any], touched: set[str],
-                 settled: _KernelHeld | None, vouch: bool) -> dict[str, set[int]]:  # fmt: skip
+    def _sharing(self, ns: dict[str, Any], touched: set[str], settled: sharing.KernelHeld | None,
+                 vouch: bool) -> dict[str, set[int]]:  # fmt: skip
         """What each name the cell may have changed reaches (:class:`sharing.Reached`);
         ``settled`` (every saved variable re-checked): those names, and values holding a
-        kernel object at once (a new widget), are not walked (:class:`_KernelHeld`)."""
+        kernel object at once (a new widget), are not walked (:class:`sharing.KernelHeld`)."""
         self._found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched,
                                          settled or frozenset(), settled is not None,
                                          vouch, self.sweep.clock)  # fmt: skip
@@ -289,9 +273,10 @@ class Snapshots:
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
         """Variables that share objects are saved in one payload, so identity survives."""
-        if len(group) > 1 and not any(self._found.kernel.get(n) for n in group):
-            values = self._found.members(group, ns)  # (what a Same read: its copy)
-            res = self._encode(values, values, names=tuple(group))
+        found = self._found
+        if len(group) > 1 and not any(found.kernel.get(n) or n in found.unread for n in group):
+            values = found.members(group, ns)  # (what a Same read: its copy)
+            res = self._read(values, values, None, tuple(group))
             if res.state == "saved":  # the payload is stored once, by the first
                 # Named by its members too: two groups of equal content are two payloads,
                 # or a restore would give both groups the same objects.
@@ -307,14 +292,25 @@ class Snapshots:
             # One of them cannot be saved: they are saved apart (identity is not kept).
         out = {}
         for name in group:
-            if self._found.kernel.get(name):  # pickle would fail, and dill would walk the kernel
-                why = f"{_HOLDS_KERNEL}{self._found.kernel[name]}: re-running its cell makes it"
+            if found.kernel.get(name):  # pickle would fail, and dill would walk the kernel
+                why = f"{sharing.HOLDS_KERNEL}{found.kernel[name]}: re-running its cell makes it"
                 out[name] = _Encoding("recompute", why)
+            elif name in found.unread:
+                out[name] = _Encoding("recompute", f"{_UNREAD}{found.unread[name]}")
             else:
-                value = self._found.copy_of(ns[name])
-                out[name] = self._encode(value, (value,), self._found.plain.get(name), (name,))
+                value = found.copy_of(ns[name])
+                out[name] = self._read(value, (value,), found.plain.get(name), (name,))
             out[name].shares = shares[name]
         return out
+
+    def _read(self, value: Any, members: tuple, enc: codec.Encoded | None,
+              names: tuple[str, ...]) -> _Encoding:  # fmt: skip
+        """:meth:`_encode`, or recompute when the notebook's code it runs raises (a
+        ``__reduce__`` or a property): one value is lost, never the snapshot."""
+        try:
+            return self._encode(value, members, enc, names)
+        except RAISED as exc:
+            return _Encoding("recompute", f"{_UNREAD}{describe(exc)}")
 
     def _encode(self, value: Any, members: tuple, enc: codec.Encoded | None = None,
                 names: tuple[str, ...] = ()) -> _Encoding:  # fmt: skip
@@ -340,7 +336,10 @@ class Snapshots:
                 ) -> codec.Encoded | _Encoding:  # fmt: skip
         """``value``'s pickle, or how it is recorded instead (module, file, recompute)."""
         if issubclass(type(value), types.ModuleType):  # type(): a __class__ is user code
-            return _Encoding("module", value.__name__)
+            name = getattr(value, "__name__", None)
+            if type(name) is not str:  # ``del mod.__name__``: no name to import it by
+                return _Encoding("recompute", "a module without a name")
+            return _Encoding("module", name)
         if issubclass(type(value), io.IOBase):
             mode = str(getattr(value, "mode", ""))
             where = f"{getattr(value, 'name', '?')}, mode {mode!r}"
@@ -539,7 +538,7 @@ class Snapshots:
                 # wait until a cell touches it, as nothing else can reach them before.
                 # Not so once re-run cells (which may take them) ran, nor in a group.
                 alone = not recompute and e.state == "saved" and e.item is None
-                shares = frozenset() if alone else graph.reach(ns[name], ns).keys
+                shares = frozenset() if alone else _shares(ns[name], ns)
                 self.known[name] = Known(id(ns[name]), e.state, e.value_id, e.item, e.cell_seq,
                                          e.nbytes or 0, shares,
                                          loader.refs.get(e.value_id, frozenset()),
@@ -587,3 +586,12 @@ class Snapshots:
         print(f"──── output of {name}, resumed here ────", flush=True)
         with self.rt.as_cell(cell["key"]):
             return self.shell.run_cell(cell["source"], store_history=False, cell_id=cell["cell_id"])
+
+
+def _shares(value: Any, ns: dict[str, Any]) -> frozenset[int] | set[int]:
+    """What a restored value may share with others (none when its code raised meanwhile:
+    the next cell naming it walks it again)."""
+    try:
+        return graph.reach(value, ns).keys
+    except RAISED:
+        return frozenset()

@@ -23,6 +23,7 @@ from operator import is_
 from typing import Any
 
 from . import codec, functions
+from .errors import RAISED
 from .graph import ABSENT, ANNOTATION_PARTS, SENTINELS, own_state
 
 #: Past this many parts (a function holding a big table), pickling is as cheap: no print.
@@ -168,7 +169,7 @@ class Print:
         try:
             walk.add(("dill", _dill_settings()))
             walk.walk(value, 0)
-        except Exception:  # _Unreadable, RecursionError, a library's property raising...
+        except RAISED:  # _Unreadable, RecursionError, a library's property raising...
             self.parts, self._keep = None, None
             return
         self.parts = walk.parts
@@ -253,10 +254,11 @@ class _Walk:
                 self.walk(content, depth)
         elif t is types.FunctionType:
             self.function(o, depth)
-        elif isinstance(o, type):
+        elif issubclass(t, type):
             self.cls(o, depth)
-        elif isinstance(o, _FIXED):
-            if t is types.BuiltinFunctionType and not isinstance(o.__self__, types.ModuleType):
+        elif issubclass(t, _FIXED):
+            if t is types.BuiltinFunctionType and not issubclass(type(o.__self__),
+                                                                 types.ModuleType):  # fmt: skip
                 raise _Unreadable  # ``rows.append``: it holds data
             self.same(o)
             self.add((getattr(o, "__module__", None), getattr(o, "__qualname__", None)))
@@ -267,7 +269,7 @@ class _Walk:
             self.add((t,))
             for part in (o.fget, o.fset, o.fdel, o.__doc__):
                 self.walk(part, depth)
-        elif codec._plain(t) and not isinstance(o, _BUILTIN_DATA):
+        elif codec._plain(t) and not issubclass(t, _BUILTIN_DATA):
             self.add(("instance",))  # object's reduce: its class, then its __dict__
             self.walk(t, depth)
             self.walk(vars(o), depth)

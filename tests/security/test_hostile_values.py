@@ -1,0 +1,119 @@
+"""Values whose own code raises while they are saved: one value is lost, never the snapshot.
+
+A namespace holds what its notebook made, and saving reads it: a ``__reduce__``, a
+property, ``__getattr__``, a metaclass's ``__getattribute__``. Each class here is
+generated: which of its hooks raises, what it raises (``SystemExit`` and
+``GeneratorExit`` too: a ``SystemExit`` from a ``__reduce_ex__`` ended the process), and
+where the value sits (alone, in a list another variable shares, in a dict, as a class
+attribute, behind a function). The snapshot must not raise; the other variables are saved
+and restored; the value is saved, or recorded to be recomputed. A real IPython shell runs
+the cells; ``Snapshots`` saves into a real journal.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from IPython.core.interactiveshell import InteractiveShell
+
+from durable_nb.runtime import Runtime
+from durable_nb.snapshot import Snapshots
+
+#: The class's hook that raises, as code in its body.
+HOOKS = {
+    "getattr": "def __getattr__(self, name):\n        {raise_}",
+    "getattribute": "def __getattribute__(self, name):\n        {raise_}",
+    "reduce_ex": "def __reduce_ex__(self, protocol):\n        {raise_}",
+    "reduce": "def __reduce__(self):\n        {raise_}",
+    "getstate": "def __getstate__(self):\n        {raise_}",
+    "class": "@property\n    def __class__(self):\n        {raise_}",
+    "dict": "@property\n    def __dict__(self):\n        {raise_}",
+    "len": "def __len__(self):\n        {raise_}",
+    "iter": "def __iter__(self):\n        {raise_}",
+    "eq": "def __eq__(self, other):\n        {raise_}\n    __hash__ = object.__hash__",
+    "sizeof": "def __sizeof__(self):\n        {raise_}",
+    "copy": "def __copy__(self):\n        {raise_}",
+    "deepcopy": "def __deepcopy__(self, memo):\n        {raise_}",
+}
+#: What it raises; the last one's message cannot be read either (its ``__str__`` raises).
+RAISES = [
+    "raise RuntimeError('hostile')",
+    "raise SystemExit(3)",
+    "raise GeneratorExit",
+    "raise RecursionError",
+    "raise AttributeError(name if 'name' in dir() else 'x')",
+    "raise TypeError",
+    "raise StopIteration",
+    "raise MemoryError",
+    "raise Unprintable()",
+]
+#: Where the value is put, next to a variable ``keep`` that must come back.
+PLACES = [
+    "v = Hostile()",
+    "shared = [1]\nv = [Hostile(), shared]\nw = shared",
+    "v = {'k': Hostile(), 'n': [1]}",
+    "class Holder:\n    item = Hostile()\nv = Holder",
+    "h = Hostile()\ndef v():\n    return h",
+    "v = (lambda h: (lambda: h))(Hostile())",
+]
+METACLASS = (
+    "class Meta(type):\n    def __getattribute__(cls, name):\n"
+    "        if name.startswith('__') and name != '__name__':\n            {raise_}\n"
+    "        return type.__getattribute__(cls, name)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def shell():
+    return InteractiveShell.instance()
+
+
+def _clear(shell) -> None:
+    hidden = shell.user_ns_hidden
+    for name in [n for n in shell.user_ns if type(n) is str and n not in hidden
+                 and not n.startswith("_")]:  # fmt: skip
+        del shell.user_ns[name]
+
+
+def _run(shell, rt: Runtime, snaps: Snapshots, code: str) -> None:
+    rt.begin_cell(None, code)
+    result = shell.run_cell(code, store_history=False, silent=True)
+    assert result.success, f"{code}\n{result.error_in_exec or result.error_before_exec}"
+    snaps.after_cell(code, True)  # must not raise, whatever the values do
+    rt.end_cell("ok", None)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    hooks=st.sets(st.sampled_from(sorted(HOOKS)), min_size=1, max_size=3),
+    raise_=st.sampled_from(RAISES),
+    place=st.sampled_from(PLACES),
+    meta=st.booleans(),
+)
+def test_a_value_whose_code_raises_is_lost_alone(shell, hooks, raise_, place, meta):
+    body = "\n    ".join(HOOKS[h].format(raise_=raise_) for h in sorted(hooks))
+    setup = (
+        "class Unprintable(Exception):\n    def __str__(self):\n        raise ValueError\n"
+        + (METACLASS.format(raise_=raise_) if meta else "")
+        + f"class Hostile{'(metaclass=Meta)' if meta else ''}:\n    {body}\n"
+    )
+    _clear(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        rt = Runtime(str(Path(folder) / "nb.ipynb"))
+        snaps = Snapshots(shell, rt)
+        _run(shell, rt, snaps, "keep = [1]")
+        _run(shell, rt, snaps, setup + place)
+        _run(shell, rt, snaps, "keep.append(2)\nother = {'a': keep}")
+        assert snaps.known["v"].state in ("saved", "recompute")
+        assert {"keep", "other"} <= snaps.known.keys()
+        _clear(shell)
+        try:
+            Snapshots(shell, rt).restore()  # a new kernel's, on the same journal
+        finally:
+            rt.close()
+    assert shell.user_ns["keep"] == [1, 2] and shell.user_ns["other"]["a"] is shell.user_ns["keep"]
