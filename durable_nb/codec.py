@@ -37,7 +37,7 @@ def dumps(value: Any) -> tuple[str, bytes]:
         return JSON, json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     try:
         return PICKLE, pickle.dumps(value, protocol=5)
-    except Exception:
+    except RAISED:
         import dill  # imported on first need: dill is slow to import
 
         return DILL, dill.dumps(value, protocol=5, recurse=True)

@@ -23,7 +23,7 @@ from . import _ipykernel, codec
 from ._report import note, report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
-from .errors import DurableError, JournalError, describe, not_in_journal
+from .errors import RAISED, DurableError, JournalError, describe, not_in_journal
 from .fingerprints import HOLE, Shape, fingerprint
 from .opener import Opener
 from .outputs import DEFAULT_CAP, Buffer
@@ -452,7 +452,7 @@ class Runtime(Opener):
         self._asked.pop(identity, None)
         try:
             return codec.loads(*hit)
-        except Exception as exc:
+        except RAISED as exc:
             raise DurableError(
                 f"step {name!r} completed earlier but its recorded result cannot be loaded "
                 f"({describe(exc)}). Run the cells that define what it needs and "
@@ -510,7 +510,7 @@ class Runtime(Opener):
             return None, None, None
         try:
             kind, payload = codec.dumps(value)
-        except Exception as exc:
+        except RAISED as exc:  # (a __reduce__ raising SystemExit: not the step's failure)
             report(
                 f"the result of step {name!r} cannot be saved ({describe(exc)}); "
                 "it was returned but is not durable and the step will run again on re-run.",

@@ -507,7 +507,7 @@ class Snapshots:
                 else:
                     recompute[name] = e.cell_seq
                     return
-            except Exception as exc:
+            except RAISED as exc:  # (a __setstate__ raising SystemExit too: one name lost)
                 report_.skipped[name] = describe(exc)
                 return
             report_.restored.append(name)

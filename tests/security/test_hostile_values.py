@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -30,6 +30,7 @@ HOOKS = {
     "reduce_ex": "def __reduce_ex__(self, protocol):\n        {raise_}",
     "reduce": "def __reduce__(self):\n        {raise_}",
     "getstate": "def __getstate__(self):\n        {raise_}",
+    "setstate": "def __setstate__(self, state):\n        {raise_}",
     "class": "@property\n    def __class__(self):\n        {raise_}",
     "dict": "@property\n    def __dict__(self):\n        {raise_}",
     "len": "def __len__(self):\n        {raise_}",
@@ -95,12 +96,15 @@ def _run(shell, rt: Runtime, snaps: Snapshots, code: str) -> None:
     place=st.sampled_from(PLACES),
     meta=st.booleans(),
 )
+@example(hooks={"setstate"}, raise_="raise SystemExit(3)", place=PLACES[0], meta=False)
+@example(hooks={"reduce_ex"}, raise_="raise SystemExit(3)", place=PLACES[1], meta=False)
 def test_a_value_whose_code_raises_is_lost_alone(shell, hooks, raise_, place, meta):
     body = "\n    ".join(HOOKS[h].format(raise_=raise_) for h in sorted(hooks))
     setup = (
         "class Unprintable(Exception):\n    def __str__(self):\n        raise ValueError\n"
         + (METACLASS.format(raise_=raise_) if meta else "")
         + f"class Hostile{'(metaclass=Meta)' if meta else ''}:\n    {body}\n"
+        + "    def __init__(self):\n        self.n = 1\n"
     )
     _clear(shell)
     with tempfile.TemporaryDirectory() as folder:
@@ -117,3 +121,45 @@ def test_a_value_whose_code_raises_is_lost_alone(shell, hooks, raise_, place, me
         finally:
             rt.close()
     assert shell.user_ns["keep"] == [1, 2] and shell.user_ns["other"]["a"] is shell.user_ns["keep"]
+
+
+@pytest.mark.parametrize(
+    "raise_", ["raise SystemExit(3)", "raise GeneratorExit", "raise Unprintable()"]
+)
+def test_step_results_whose_pickle_or_load_raises(tmp_path, monkeypatch, raise_):
+    """A result whose pickle raises is returned, not journaled, and the cell goes on; a
+    journaled one whose load raises is replayed as durable_nb's error naming the step,
+    never as the ``SystemExit`` (which ended the process)."""
+    import durable_nb as dnb
+    from durable_nb import runtime
+    from durable_nb.errors import DurableError
+
+    monkeypatch.setenv("DURABLE_NB_DIR", str(tmp_path))
+    ns: dict = {"__name__": "hostile_results"}
+    exec(
+        "class Unprintable(Exception):\n    def __str__(self):\n        raise ValueError\n"
+        f"class NoPickle:\n    def __reduce_ex__(self, protocol):\n        {raise_}\n"
+        f"class NoLoad:\n    def __init__(self):\n        self.n = 1\n"
+        f"    def __setstate__(self, state):\n        {raise_}\n",
+        ns,
+    )
+    rt = Runtime(str(tmp_path / "notebook.py"))
+    runtime.install(rt)
+    made = dnb.step(lambda kind: ns[kind]())
+
+    def cell(kind: str):
+        rt.begin_cell(None, f"made({kind!r})")
+        try:
+            return made(kind)
+        finally:
+            rt.end_cell("ok", None)
+
+    try:
+        assert type(cell("NoPickle")) is ns["NoPickle"]
+        assert type(cell("NoPickle")) is ns["NoPickle"]  # not journaled: run again
+        assert type(cell("NoLoad")) is ns["NoLoad"]
+        with pytest.raises(DurableError, match="cannot be loaded"):
+            cell("NoLoad")  # journaled: replayed, and its load raises
+    finally:
+        runtime.install(None)
+        rt.close()
