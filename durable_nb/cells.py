@@ -27,6 +27,7 @@ IPYTHON_NAMES = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Ou
                            r"|__\w+__)$")  # and Python's own (__builtins__...)  # fmt: skip
 #: Names :data:`IPYTHON_NAMES` matched (a match never changes).
 _THEIRS: set[str] = set()
+_GONE = object()
 
 
 def variables(user_ns: dict, hidden: dict, ignored: Container[str]) -> dict[str, Any]:
@@ -38,15 +39,22 @@ def variables(user_ns: dict, hidden: dict, ignored: Container[str]) -> dict[str,
     namespace holds, not every name IPython has culled since the kernel started. A key
     that is no name (``globals()[1] = 2``) is no variable.
     """
+    keys = list(user_ns)  # in one step: a thread adding globals meanwhile breaks no pass
+    try:
+        mine = list(itertools.filterfalse(hidden.__contains__, keys))
+    except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+        raise
+    except BaseException:  # a key whose hash raises (``globals()[K()] = 1``): names only
+        mine = [n for n in keys if type(n) is str and n not in hidden]
     out = {}
-    for n in itertools.filterfalse(hidden.__contains__, user_ns):
-        if n in _THEIRS or type(n) is not str or n in ignored:
+    for n in mine:
+        if type(n) is not str or n in _THEIRS or n in ignored:
             continue
         if IPYTHON_NAMES.match(n):
             if len(_THEIRS) < 100_000:
                 _THEIRS.add(n)
-        else:
-            out[n] = user_ns[n]
+        elif (value := user_ns.get(n, _GONE)) is not _GONE:  # (a thread may delete it)
+            out[n] = value
     return out
 
 

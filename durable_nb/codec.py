@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import classes, functions, graph
-from .errors import RAISED, describe
+from .errors import describe
 from .fingerprints import SCALARS
 
 #: Codec names stored in the journal's ``kind`` column.
@@ -37,7 +37,9 @@ def dumps(value: Any) -> tuple[str, bytes]:
         return JSON, json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     try:
         return PICKLE, pickle.dumps(value, protocol=5)
-    except RAISED:
+    except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+        raise
+    except BaseException:
         import dill  # imported on first need: dill is slow to import
 
         return DILL, dill.dumps(value, protocol=5, recurse=True)
@@ -434,7 +436,9 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
         raise
     except _ByValue:
         pass
-    except RAISED as exc:
+    except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+        raise
+    except BaseException as exc:
         if not _worth_dill(exc):
             raise Unserializable(describe(exc)) from None
     out, by_name.refs = io.BytesIO(), set()
@@ -447,7 +451,9 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
             pickler.dump(obj)
     except Unserializable:
         raise
-    except RAISED as exc:
+    except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+        raise
+    except BaseException as exc:
         raise Unserializable(describe(exc)) from None
     return Encoded(DILL, out.getvalue(), list(buffers), frozenset(by_name.refs))
 

@@ -31,18 +31,21 @@ __all__ = [
 ]
 
 
-#: What the notebook's code may raise when durable_nb runs it (a ``__reduce__``, a
-#: property, ``__getattr__`` read while saving): anything but an interrupt, which stops
-#: the work under way. ``SystemExit`` from a ``__reduce__`` ended the process.
-RAISED = (Exception, SystemExit, GeneratorExit)
-
-
 def describe(exc: BaseException) -> str:
     """``Type: message``, or just ``Type`` when the message is empty (or cannot be read:
-    its ``__str__`` is the notebook's code)."""
+    its ``__str__`` is the notebook's code).
+
+    Where durable_nb runs the notebook's code (a ``__reduce__``, a property read while
+    saving) it catches ``BaseException`` but ``KeyboardInterrupt``: a hook may raise
+    anything (``SystemExit`` from a ``__reduce__`` ended the kernel; an
+    ``asyncio.CancelledError`` left every later cell without a reply), and only Ctrl-C
+    stops the work under way.
+    """
     try:
         message = str(exc)
-    except RAISED:
+    except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+        raise
+    except BaseException:
         message = ""
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 

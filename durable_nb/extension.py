@@ -19,7 +19,7 @@ from traitlets.config import Configurable
 from . import _ipykernel, codec, outputs, runtime, suspend
 from ._report import report
 from .cells import FRESH_LINE, label
-from .errors import RAISED, DurableError, JournalCorrupt, JournalError, describe
+from .errors import DurableError, JournalCorrupt, JournalError, describe
 from .runtime import Runtime
 from .snapshot import DEFAULT_MAX_BYTES, Snapshots
 
@@ -322,7 +322,7 @@ class _Extension:
             report("snapshot interrupted; the next cell saves the whole namespace again")
         except JournalError as exc:  # damage met mid-session: journaling stops, as at open
             self.rt.step_aside(exc)
-        except RAISED as exc:  # (SystemExit from a __reduce__ must not end the kernel)
+        except BaseException as exc:  # (SystemExit from a __reduce__ must not end the kernel)
             report(
                 f"could not snapshot the namespace into {self.rt.path} ({describe(exc)}); the "
                 "cell's result stands, and the next cell saves the whole namespace again. "

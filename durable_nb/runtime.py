@@ -23,7 +23,7 @@ from . import _ipykernel, codec
 from ._report import note, report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
-from .errors import RAISED, DurableError, JournalError, describe, not_in_journal
+from .errors import DurableError, JournalError, describe, not_in_journal
 from .fingerprints import HOLE, Shape, fingerprint
 from .opener import Opener
 from .outputs import DEFAULT_CAP, Buffer
@@ -46,8 +46,7 @@ class CellContext:
     ran: int = 0
     replayed: int = 0
     failed: int = 0
-    #: Why its snapshot did not complete: its end record says so (no restore stops there).
-    unsaved: str | None = None
+    unsaved: str | None = None  # why its snapshot did not complete (its end record says)
     recorded: bool = False  # its start record was written: an end record follows, always
     _occurrences: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -452,7 +451,9 @@ class Runtime(Opener):
         self._asked.pop(identity, None)
         try:
             return codec.loads(*hit)
-        except RAISED as exc:
+        except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+            raise
+        except BaseException as exc:
             raise DurableError(
                 f"step {name!r} completed earlier but its recorded result cannot be loaded "
                 f"({describe(exc)}). Run the cells that define what it needs and "
@@ -502,15 +503,15 @@ class Runtime(Opener):
                 self.step_aside(exc)
 
     def store(self, name: str, value: Any) -> tuple[str | None, bytes | None, str | None]:
-        """Serialize a step result for the journal: ``(kind, inline, blob)``.
-
-        A value that cannot be serialized gives ``(None, None, None)`` and a warning.
-        """
+        """A step result serialized for the journal, ``(kind, inline, blob)``; one that
+        cannot be gives ``(None, None, None)`` and a warning."""
         if not self.journaling:
             return None, None, None
         try:
             kind, payload = codec.dumps(value)
-        except RAISED as exc:  # (a __reduce__ raising SystemExit: not the step's failure)
+        except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+            raise
+        except BaseException as exc:  # (a __reduce__ raising SystemExit: no failure of the step)
             report(
                 f"the result of step {name!r} cannot be saved ({describe(exc)}); "
                 "it was returned but is not durable and the step will run again on re-run.",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import codec, graph
-from .errors import RAISED, describe
+from .errors import describe
 from .unchanged import Same
 
 #: Names whose use may change any variable: a cell using one, or reaching a function that
@@ -70,8 +70,12 @@ class Reached:
                 # Plain data is pickled now (once), and when it holds few objects its
                 # pickle says what it reaches, as the walk would: one pass instead of two.
                 reached = out._encode(name, ns[name], user_ns, vouch)
-            except RAISED as exc:  # a property, ``__getattr__``...: the one value is lost
+            except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+                raise
+            except BaseException as exc:  # a property, ``__getattr__``...: the one value is lost
+                # What it reaches is unknown, so is what changed through it: walk them all.
                 out.keys[name], out.unread[name] = set(), describe(exc)
+                work.extend(sorted(n for n in ns if n not in out.keys))
                 continue
             out.seconds[name] = clock() - began
             if reached.names & ANY_NAME:  # code it holds may change any variable
@@ -141,6 +145,17 @@ class Reached:
                 and not (k.shares.isdisjoint(mine) and k.shares.isdisjoint(old))
             ):
                 work.append(other)
+
+
+def restored(value: Any, ns: dict[str, Any]) -> frozenset[int] | set[int]:
+    """What a restored value may share with others (none when its code raised meanwhile:
+    the next cell naming it walks it again)."""
+    try:
+        return graph.reach(value, ns).keys
+    except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+        raise
+    except BaseException:
+        return frozenset()
 
 
 class KernelHeld:

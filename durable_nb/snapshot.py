@@ -49,7 +49,6 @@ from . import classes, codec, graph, owner, sharing
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .cells import label, names_used, variables
 from .errors import (
-    RAISED,
     JournalError,
     JournalUnwritable,
     NamespaceNotSaved,
@@ -221,9 +220,11 @@ class Snapshots:
         """Whether ``name`` still holds the library module it is recorded as (``widgets``
         in ``widgets.IntSlider()``): its record is the module's name, and a library's
         module is not walked (:func:`codec.encode_reach`), so naming it changes nothing."""
-        k = self.known.get(name)
-        return (k is not None and k.state == "module" and k.obj_id == id(value)
-                and not graph.own_module(getattr(value, "__name__", "__main__")))  # fmt: skip
+        k = self.known.get(name)  # (a module's own class only: no code of the notebook's)
+        if k is None or k.obj_id != id(value) or type(value) is not types.ModuleType:
+            return False
+        module = value.__dict__.get("__name__")
+        return k.value_id == f"module:{module}" and not graph.own_module(module)
 
     def reset(self) -> None:
         """Forget what was saved: the next snapshot saves every variable again (and
@@ -272,24 +273,12 @@ class Snapshots:
         return self._found.keys
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
-        """Variables that share objects are saved in one payload, so identity survives."""
+        """Variables that share objects are saved in one payload, so identity survives;
+        when one of them cannot be saved, the others are, together (else each apart)."""
         found = self._found
         if len(group) > 1 and not any(found.kernel.get(n) or n in found.unread for n in group):
-            values = found.members(group, ns)  # (what a Same read: its copy)
-            res = self._read(values, values, None, tuple(group))
-            if res.state == "saved":  # the payload is stored once, by the first
-                # Named by its members too: two groups of equal content are two payloads,
-                # or a restore would give both groups the same objects.
-                res.value_id = xxhash.xxh3_128_hexdigest(
-                    f"{res.value_id}:{','.join(group)}".encode()
-                )
-                return {
-                    name: replace(
-                        res, encoded=res.encoded if i == 0 else None, item=i, shares=shares[name]
-                    )
-                    for i, name in enumerate(group)
-                }
-            # One of them cannot be saved: they are saved apart (identity is not kept).
+            if (res := self._together(group, ns, shares)) is not None:
+                return res
         out = {}
         for name in group:
             if found.kernel.get(name):  # pickle would fail, and dill would walk the kernel
@@ -301,7 +290,22 @@ class Snapshots:
                 value = found.copy_of(ns[name])
                 out[name] = self._read(value, (value,), found.plain.get(name), (name,))
             out[name].shares = shares[name]
+        saved = [n for n in group if out[n].state == "saved"]
+        if 1 < len(saved) < len(group):
+            out.update(self._together(saved, ns, shares) or {})
         return out
+
+    def _together(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding] | None:
+        """``group`` saved as one payload (None when it cannot be)."""
+        values = self._found.members(group, ns)  # (what a Same read: its copy)
+        res = self._read(values, values, None, tuple(group))
+        if res.state != "saved":
+            return None
+        # Named by its members too: two groups of equal content are two payloads, or a
+        # restore would give both groups the same objects. Stored once, by the first.
+        res.value_id = xxhash.xxh3_128_hexdigest(f"{res.value_id}:{','.join(group)}".encode())
+        return {name: replace(res, encoded=res.encoded if i == 0 else None, item=i,
+                              shares=shares[name]) for i, name in enumerate(group)}  # fmt: skip
 
     def _read(self, value: Any, members: tuple, enc: codec.Encoded | None,
               names: tuple[str, ...]) -> _Encoding:  # fmt: skip
@@ -309,7 +313,9 @@ class Snapshots:
         ``__reduce__`` or a property): one value is lost, never the snapshot."""
         try:
             return self._encode(value, members, enc, names)
-        except RAISED as exc:
+        except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+            raise
+        except BaseException as exc:
             return _Encoding("recompute", f"{_UNREAD}{describe(exc)}")
 
     def _encode(self, value: Any, members: tuple, enc: codec.Encoded | None = None,
@@ -337,8 +343,9 @@ class Snapshots:
         """``value``'s pickle, or how it is recorded instead (module, file, recompute)."""
         if issubclass(type(value), types.ModuleType):  # type(): a __class__ is user code
             name = getattr(value, "__name__", None)
-            if type(name) is not str:  # ``del mod.__name__``: no name to import it by
-                return _Encoding("recompute", "a module without a name")
+            if type(name) is not str or sys.modules.get(name) is not value:
+                # ``types.ModuleType('json')`` made in a cell: importing json is no restore
+                return _Encoding("recompute", "a module not imported by its name")
             return _Encoding("module", name)
         if issubclass(type(value), io.IOBase):
             mode = str(getattr(value, "mode", ""))
@@ -507,7 +514,9 @@ class Snapshots:
                 else:
                     recompute[name] = e.cell_seq
                     return
-            except RAISED as exc:  # (a __setstate__ raising SystemExit too: one name lost)
+            except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+                raise
+            except BaseException as exc:  # (a __setstate__ raising SystemExit too: one name lost)
                 report_.skipped[name] = describe(exc)
                 return
             report_.restored.append(name)
@@ -538,7 +547,7 @@ class Snapshots:
                 # wait until a cell touches it, as nothing else can reach them before.
                 # Not so once re-run cells (which may take them) ran, nor in a group.
                 alone = not recompute and e.state == "saved" and e.item is None
-                shares = frozenset() if alone else _shares(ns[name], ns)
+                shares = frozenset() if alone else sharing.restored(ns[name], ns)
                 self.known[name] = Known(id(ns[name]), e.state, e.value_id, e.item, e.cell_seq,
                                          e.nbytes or 0, shares,
                                          loader.refs.get(e.value_id, frozenset()),
@@ -586,12 +595,3 @@ class Snapshots:
         print(f"──── output of {name}, resumed here ────", flush=True)
         with self.rt.as_cell(cell["key"]):
             return self.shell.run_cell(cell["source"], store_history=False, cell_id=cell["cell_id"])
-
-
-def _shares(value: Any, ns: dict[str, Any]) -> frozenset[int] | set[int]:
-    """What a restored value may share with others (none when its code raised meanwhile:
-    the next cell naming it walks it again)."""
-    try:
-        return graph.reach(value, ns).keys
-    except RAISED:
-        return frozenset()

@@ -23,7 +23,6 @@ from operator import is_
 from typing import Any
 
 from . import codec, functions
-from .errors import RAISED
 from .graph import ABSENT, ANNOTATION_PARTS, SENTINELS, own_state
 
 #: Past this many parts (a function holding a big table), pickling is as cheap: no print.
@@ -169,7 +168,9 @@ class Print:
         try:
             walk.add(("dill", _dill_settings()))
             walk.walk(value, 0)
-        except RAISED:  # _Unreadable, RecursionError, a library's property raising...
+        except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+            raise
+        except BaseException:  # _Unreadable, RecursionError, a library's property raising...
             self.parts, self._keep = None, None
             return
         self.parts = walk.parts

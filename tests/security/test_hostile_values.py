@@ -13,6 +13,7 @@ the cells; ``Snapshots`` saves into a real journal.
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 
+from durable_nb.cells import variables
 from durable_nb.runtime import Runtime
 from durable_nb.snapshot import Snapshots
 
@@ -50,6 +52,8 @@ RAISES = [
     "raise TypeError",
     "raise StopIteration",
     "raise MemoryError",
+    "raise asyncio.CancelledError()",  # a BaseException: it left every later cell unreplied
+    "raise Custom()",  # a BaseException of the notebook's
     "raise Unprintable()",
 ]
 #: Where the value is put, next to a variable ``keep`` that must come back.
@@ -98,9 +102,11 @@ def _run(shell, rt: Runtime, snaps: Snapshots, code: str) -> None:
 )
 @example(hooks={"setstate"}, raise_="raise SystemExit(3)", place=PLACES[0], meta=False)
 @example(hooks={"reduce_ex"}, raise_="raise SystemExit(3)", place=PLACES[1], meta=False)
+@example(hooks={"reduce_ex"}, raise_="raise asyncio.CancelledError()", place=PLACES[1], meta=False)
 def test_a_value_whose_code_raises_is_lost_alone(shell, hooks, raise_, place, meta):
     body = "\n    ".join(HOOKS[h].format(raise_=raise_) for h in sorted(hooks))
     setup = (
+        "import asyncio\nclass Custom(BaseException):\n    pass\n"
         "class Unprintable(Exception):\n    def __str__(self):\n        raise ValueError\n"
         + (METACLASS.format(raise_=raise_) if meta else "")
         + f"class Hostile{'(metaclass=Meta)' if meta else ''}:\n    {body}\n"
@@ -120,7 +126,10 @@ def test_a_value_whose_code_raises_is_lost_alone(shell, hooks, raise_, place, me
             Snapshots(shell, rt).restore()  # a new kernel's, on the same journal
         finally:
             rt.close()
-    assert shell.user_ns["keep"] == [1, 2] and shell.user_ns["other"]["a"] is shell.user_ns["keep"]
+    ns = shell.user_ns
+    assert ns["keep"] == [1, 2] and ns["other"]["a"] is ns["keep"]
+    if "w" in ns and "shared" in ns:  # saved beside the value that could not be: together
+        assert ns["w"] is ns["shared"]
 
 
 @pytest.mark.parametrize(
@@ -163,3 +172,75 @@ def test_step_results_whose_pickle_or_load_raises(tmp_path, monkeypatch, raise_)
     finally:
         runtime.install(None)
         rt.close()
+
+
+def test_a_value_that_cannot_be_read_has_every_variable_checked(shell):
+    """What a value that raises when walked reaches is unknown, so is what a cell changed
+    through it: every variable is checked (the sweep off: the rule alone)."""
+    _clear(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        rt = Runtime(str(Path(folder) / "nb.ipynb"))
+        snaps = Snapshots(shell, rt)
+        snaps.sweep.bytes = 0
+        _run(shell, rt, snaps, "shared = [1]")
+        _run(shell, rt, snaps, METACLASS.format(raise_="raise RuntimeError") + (
+            "class Box(metaclass=Meta):\n    def __init__(self, items):\n"
+            "        self.items = items\nv = Box(shared)"))  # fmt: skip
+        _run(shell, rt, snaps, "v.items.append(2)")
+        _clear(shell)
+        try:
+            Snapshots(shell, rt).restore()
+        finally:
+            rt.close()
+    assert shell.user_ns["shared"] == [1, 2]
+
+
+def test_keys_that_are_no_names_and_a_thread_adding_globals(shell):
+    """A key whose hash raises once it is in the namespace, and a thread adding and
+    removing globals while the notebook's variables are listed: the pass never fails."""
+    _clear(shell)
+    ns = shell.user_ns
+    shell.run_cell(
+        "class K:\n    calls = 0\n    def __hash__(self):\n        K.calls += 1\n"
+        "        if K.calls > 1:\n            raise RuntimeError('hash')\n        return 1\n"
+        "globals()[K()] = 3\ny = [1]",
+        silent=True,
+    )
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            ns[f"t{i % 50}"] = i
+            ns.pop(f"t{(i + 25) % 50}", None)
+            i += 1
+
+    thread = threading.Thread(target=churn, daemon=True)
+    thread.start()
+    try:
+        for _ in range(2000):
+            found = variables(ns, shell.user_ns_hidden, ())
+            assert found["y"] == [1]
+    finally:
+        stop.set()
+        thread.join()
+        ns["K"].calls = -(10**9)  # its hash works again: the key can be taken out
+        for key in [k for k in ns if type(k) is not str]:
+            del ns[key]
+
+
+def test_a_module_made_in_a_cell_is_made_again_not_imported(shell):
+    """``types.ModuleType('json')`` made in a cell was recorded as the module ``json``: a
+    restore imported the real one, silently, without the cell's ``x``."""
+    _clear(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        rt = Runtime(str(Path(folder) / "nb.ipynb"))
+        snaps = Snapshots(shell, rt)
+        _run(shell, rt, snaps, "import json, types\nfake = types.ModuleType('json')\nfake.x = 1")
+        assert snaps.known["fake"].state == "recompute" and snaps.known["json"].state == "module"
+        _clear(shell)
+        try:
+            report = Snapshots(shell, rt).restore()
+        finally:
+            rt.close()
+    assert shell.user_ns["fake"].x == 1 and "fake" in report.recomputed, report
