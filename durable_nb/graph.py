@@ -404,7 +404,7 @@ def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
             if holder is not None:  # its data (and a nested class's) is that variable's
                 out.names.add(holder)
             for name, attr in vars(cls).items():
-                for f in _functions(attr):
+                for f in functions_of(attr):
                     _function(f, ns, [] if nxt is None else nxt, out)
                     if nxt is None:  # a helper module's data its methods can change (its
                         # global list): keyed, so a variable holding it is checked with it
@@ -508,7 +508,7 @@ def _module_data(o: types.FunctionType, ns: dict) -> list[Any]:
     return [g[n] for n in code_names(o.__code__) if n in g]
 
 
-def _functions(attr: Any) -> list[types.FunctionType]:
+def functions_of(attr: Any) -> list[types.FunctionType]:
     """The functions a class attribute runs as: a method, static, class method, property."""
     if issubclass(type(attr), staticmethod | classmethod):
         attr = attr.__func__

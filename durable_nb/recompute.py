@@ -3,12 +3,15 @@ it could not save (the recompute plan: a socket, a generator, a client)."""
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cells import restores, writes_files
+from . import graph
+from .cells import names_used, restores, writes_files
 from .errors import describe
 from .runtime import Runtime
+from .sharing import ANY_NAME
 from .store import VariableRow
 
 
@@ -57,6 +60,15 @@ def recompute_cells(
     writers = {e.cell_seq for e in entries.values() if e.state == "file"}
     for seq in cells:
         mine = [n for n, s in names.items() if s == seq]
+        if seq in found and (binds := may_bind(shell.transform_cell(found[seq][1]), ns)):
+            # A value first seen after a cell that failed is put on the next cell: running
+            # that one again would repeat what it did to restored values, for nothing.
+            for n in [n for n in mine if n not in binds]:
+                mine.remove(n)
+                report_.skipped[n] = (f"cell {seq} does not assign it (the cell that made it "
+                                      "may have failed): re-run that cell yourself")  # fmt: skip
+            if not mine:
+                continue
         if seq not in found:
             why = f"its cell {seq} is not in the journal"
         elif seq in writers or writes_files(shell.transform_cell(found[seq][1])):
@@ -77,3 +89,35 @@ def recompute_cells(
     # A recomputed cell may rebind saved names: the snapshot's values win.
     for n, value in saved.items():
         ns[n] = value
+
+
+def may_bind(source: str, ns: dict[str, Any]) -> frozenset[str] | set[str]:
+    """The names running ``source`` may bind: those it names, and those named by the
+    notebook's functions and classes it reaches by name (their ``global`` statements);
+    empty when it names ``exec``, ``globals`` and the like, or imports ``*`` (any name)."""
+    named = names_used(source, lambda text: text)
+    if named & ANY_NAME or ("import" in named and "*" in source):  # (``from m import *``)
+        return frozenset()
+    try:
+        return _reached(named, ns)
+    except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+        raise
+    except BaseException:  # a class of the notebook's raised when read: any name, then
+        return frozenset()
+
+
+def _reached(named: set[str], ns: dict[str, Any]) -> set[str]:
+    out, work = set(named), list(named)
+    while work:
+        value = ns.get(work.pop())
+        codes = []
+        if type(value) is types.FunctionType and value.__globals__ is ns:
+            codes.append(value.__code__)
+        for cls in (value, type(value)):  # a notebook class, or an instance of one
+            if issubclass(type(cls), type) and cls.__module__ == "__main__":
+                codes += [f.__code__ for a in vars(cls).values() for f in graph.functions_of(a)]
+        for code in codes:
+            new = graph.code_names(code) - out
+            out |= new
+            work += new
+    return out

@@ -308,9 +308,10 @@ def test_a_variable_re_pointed_to_another_signed_payload_is_refused(victim, monk
 
 def test_an_unsigned_recompute_row_never_re_runs_a_cell(victim, monkeypatch):
     [(seq,)] = victim.sql("SELECT seq FROM variables WHERE name = 'z'")
+    # A name the cell names ('touch'): only such a name has a cell re-run (recompute.py).
     victim.sql(
-        "INSERT INTO variables VALUES (?, ?, 'evil', 'recompute', NULL, NULL, ?, 0, 'x', NULL)",
-        [f"{seq}:evil", seq, seq],
+        "INSERT INTO variables VALUES (?, ?, 'touch', 'recompute', NULL, NULL, ?, 0, 'x', NULL)",
+        [f"{seq}:touch", seq, seq],
     )
     got, _ = victim.restore(monkeypatch)
     _refused(got, victim.path)

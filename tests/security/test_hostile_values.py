@@ -244,3 +244,32 @@ def test_a_module_made_in_a_cell_is_made_again_not_imported(shell):
         finally:
             rt.close()
     assert shell.user_ns["fake"].x == 1 and "fake" in report.recomputed, report
+
+
+def test_a_value_first_seen_after_a_failed_cell_is_not_made_by_rerunning_the_next(shell):
+    """A value made by a cell that failed is first seen after the next cell: a restore
+    re-ran that next cell to make it, which did again what it did to restored values
+    (``keep`` came back ``[1, 5, 5]``). A cell is re-run for the names it, or the
+    notebook's functions it calls, may assign."""
+    _clear(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        rt = Runtime(str(Path(folder) / "nb.ipynb"))
+        snaps = Snapshots(shell, rt)
+        _run(shell, rt, snaps, "keep = [1]")
+        failing = "v = (i for i in range(3))\n1 / 0"
+        rt.begin_cell(None, failing)
+        assert not shell.run_cell(failing, store_history=False, silent=True).success
+        snaps.after_cell(failing, False)
+        rt.end_cell("error", "ZeroDivisionError")
+        _run(shell, rt, snaps, "keep.append(5)")
+        _run(shell, rt, snaps, "def make():\n    global gen\n    gen = (i for i in range(2))")
+        _run(shell, rt, snaps, "make()")
+        assert snaps.known["v"].state == snaps.known["gen"].state == "recompute"
+        _clear(shell)
+        try:
+            report = Snapshots(shell, rt).restore()
+        finally:
+            rt.close()
+    ns = shell.user_ns
+    assert ns["keep"] == [1, 5] and "v" not in ns and "does not assign it" in report.skipped["v"]
+    assert list(ns["gen"]) == [0, 1] and "gen" in report.recomputed, report
