@@ -449,8 +449,27 @@ def _kernel_held(obj: Any, ns: dict[str, Any]) -> str:
     if top not in INFRASTRUCTURE:
         return ""
     # One level in: what it holds is walked as data is (a list root: no call back here),
-    # and stops at the next object of the machinery.
-    return reach(gc.get_referents(obj), ns).kernel
+    # and stops at the next object of the machinery; a glance first (a link's widgets).
+    held = gc.get_referents(obj)
+    return _glance(held) or reach(held, ns).kernel
+
+
+def _glance(items: list[Any]) -> str:
+    """A kernel object's type among ``items``, in the dicts, lists and tuples they hold (two
+    levels), or in their state (:func:`kernel_in_state`); "" when none is seen so: a look
+    at a traitlets link's two widgets (~5 µs), where walking them took ~0.2 ms."""
+    for _ in range(3):
+        inner: list[Any] = []
+        for o in items:
+            t = type(o)
+            if t is dict:
+                inner.extend(o.values())
+            elif t is tuple or t is list:
+                inner.extend(o)
+            elif held := kernel_in_state(o):
+                return held
+        items = inner
+    return ""
 
 
 def kernel_in_state(obj: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import codec, graph
 from .errors import describe
-from .unchanged import Same
+from .unchanged import Same, by_name
 
 #: Names whose use may change any variable: a cell using one, or reaching a function that
 #: does, is followed by a check of every variable.
@@ -158,18 +158,30 @@ def restored(value: Any, ns: dict[str, Any]) -> frozenset[int] | set[int]:
         return frozenset()
 
 
-class KernelHeld:
-    """Variables still bound to the object that held the kernel when saved, and holding
-    it at once (a widget: :func:`graph.kernel_in_state`; a closed one, or a dict that
-    dropped one, is walked), for a cell that re-checks every saved variable: walking them
-    (~0.1 ms a widget) finds nothing to do; what they share with saved variables, or reach
-    through callbacks, is re-checked anyway. A name is looked at as the walk reaches it."""
+class Settled:
+    """Names a cell's save neither walks nor pickles again (a name is looked at as the walk
+    reaches it), each still bound to the very object it was saved as:
 
-    def __init__(self, known: Mapping[str, Any], ns: dict[str, Any]) -> None:
-        self.known, self.ns = known, ns
+    - one in ``named``, the library's module, class or function it was saved as by name
+      (:func:`unchanged.by_name`): its payload is its name, and it holds no data;
+    - with :attr:`kernel` (a cell that re-checks every saved variable), one that held the
+      kernel when saved and holds it at once (a widget: :func:`graph.kernel_in_state`; a
+      closed one, or a dict that dropped one, is walked): walking it (~0.1 ms a widget)
+      finds nothing to do, since what it shares, or reaches through callbacks, is
+      re-checked anyway.
+    """
+
+    def __init__(self, known: Mapping[str, Any], ns: dict[str, Any],
+                 named: Mapping[str, Any]) -> None:  # fmt: skip
+        self.known, self.ns, self.named = known, ns, named
+        self.kernel = False
 
     def __contains__(self, name: str) -> bool:
         k, ns = self.known.get(name), self.ns
-        return (k is not None and k.state == "recompute" and name in ns
-                and (k.detail or "").startswith(HOLDS_KERNEL) and id(ns[name]) == k.obj_id
-                and bool(graph.kernel_in_state(ns[name])))  # fmt: skip
+        if k is None or name not in ns or id(ns[name]) != k.obj_id:
+            return False
+        value = ns[name]
+        if k.state == "recompute":
+            return (self.kernel and (k.detail or "").startswith(HOLDS_KERNEL)
+                    and bool(graph.kernel_in_state(value)))  # fmt: skip
+        return self.named.get(name) is value and by_name(value)

@@ -60,7 +60,7 @@ from .recompute import Report, recompute_cells
 from .runtime import Runtime
 from .store import UNSAVED, PayloadRow, VariableRow
 from .sweep import SWEEP_BYTES, SWEEP_NAMES, Sweep  # noqa: F401  (tests set them)
-from .unchanged import Print, Same, small
+from .unchanged import Print, Same, by_name, small
 
 #: A variable bigger than this is recorded for recompute instead of saved.
 DEFAULT_MAX_BYTES = 4 << 30
@@ -127,6 +127,8 @@ class Snapshots:
         self._pickled: dict[tuple[str, ...], tuple[Print, codec.Encoded | _Encoding]] = {}
         #: names -> a library's object pickling refused, and why (not tried again).
         self._refused: dict[tuple[str, ...], tuple[Any, _Encoding]] = {}
+        #: names -> the library's module, class or function saved by name (sharing.Settled).
+        self._named: dict[str, Any] = {}
 
     # -- after each cell ----------------------------------------------------------
 
@@ -150,13 +152,13 @@ class Snapshots:
         ns = variables(self.shell.user_ns, self.shell.user_ns_hidden, self.ignored)
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         gone = (self.known.keys() | self._forgotten) - ns.keys()
-        settled: sharing.KernelHeld | None = None  # with every saved variable re-checked
+        settled = sharing.Settled(self.known, ns, self._named)  # neither walked nor pickled
         vouch = self.sweep.runs(sum(k.nbytes for k in self.known.values()))
         if accessed & sharing.ANY_NAME:
             touched = set(ns)
         else:
             changed = touched | gone  # payloads naming a rebound class or function: again
-            touched |= {n for n in accessed & ns.keys() if not self._library_module(n, ns[n])}
+            touched |= {n for n in accessed & ns.keys() if n not in settled}
             if changed:
                 touched.update(n for n, k in self.known.items() if k.refs and k.refs & changed)
             if vouch:
@@ -164,10 +166,10 @@ class Snapshots:
                 # or a client, is made again by its cell anyway: walking it is no use).
                 # A value proven unchanged (a list of names: :class:`Same`) is not pickled.
                 saved = sorted(n for n, k in self.known.items() if k.state == "saved"
-                               and not (k.same and n in ns and k.same.holds(ns[n])))  # fmt: skip
+                               and not (k.same and n in ns and k.same.holds(ns[n]))
+                               and n not in settled)  # fmt: skip
                 saved, whole = self.sweep.pick(saved, touched)
-                if whole:
-                    settled = sharing.KernelHeld(self.known, ns)
+                settled.kernel = whole
                 touched.update(saved)
         seq = self.rt.cell.seq
         rows: list[VariableRow | PayloadRow] = []
@@ -207,6 +209,8 @@ class Snapshots:
             self.known.pop(name, None)
             if known is not None:
                 self.known[name] = known
+            else:
+                self._named.pop(name, None)
         written = [row.value_id for row in rows if isinstance(row, PayloadRow)]
         if self._written[0] is not self.rt.journal:
             self._written = (self.rt.journal, set())
@@ -216,26 +220,17 @@ class Snapshots:
         if vouch:  # what its checks cost sets how much the sweep checks next time
             self.sweep.took(self.sweep.spent)
 
-    def _library_module(self, name: str, value: Any) -> bool:
-        """Whether ``name`` still holds the library module it is recorded as (``widgets``
-        in ``widgets.IntSlider()``): its record is the module's name, and a library's
-        module is not walked (:func:`codec.encode_reach`), so naming it changes nothing."""
-        k = self.known.get(name)  # (a module's own class only: no code of the notebook's)
-        if k is None or k.obj_id != id(value) or type(value) is not types.ModuleType:
-            return False
-        module = value.__dict__.get("__name__")
-        return k.value_id == f"module:{module}" and not graph.own_module(module)
-
     def reset(self) -> None:
         """Forget what was saved: the next snapshot saves every variable again (and
         records the deletion of those the journal holds that are gone by then)."""
         self._forgotten |= self.known.keys()
         self.known.clear()
+        self._named.clear()
         self._found = sharing.Reached()  # a failed save's pickles and Sames (review6 F-E)
         self._stored = None
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
-              settled: sharing.KernelHeld | None = None, vouch: bool = True) -> None:  # fmt: skip
+              settled: sharing.Settled | None = None, vouch: bool = True) -> None:  # fmt: skip
         seq = self.rt.cell.seq
         shares = self._sharing(ns, touched, settled, vouch)
         results: dict[str, _Encoding] = {}
@@ -244,6 +239,10 @@ class Snapshots:
             with self.sweep.timing(group):
                 results.update(self._encode_group(group, ns, shares))
         for name, res in sorted(results.items()):
+            if res.state in ("saved", "module") and by_name(ns[name]):
+                self._named[name] = ns[name]
+            else:
+                self._named.pop(name, None)
             k = self.known.get(name)
             rebound = k is None or k.obj_id != id(ns[name])
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
@@ -262,14 +261,15 @@ class Snapshots:
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
         self._found.plain, self._found.copies = {}, {}  # no pickle or item kept past the cell
 
-    def _sharing(self, ns: dict[str, Any], touched: set[str], settled: sharing.KernelHeld | None,
+    def _sharing(self, ns: dict[str, Any], touched: set[str], settled: sharing.Settled | None,
                  vouch: bool) -> dict[str, set[int]]:  # fmt: skip
-        """What each name the cell may have changed reaches (:class:`sharing.Reached`);
-        ``settled`` (every saved variable re-checked): those names, and values holding a
-        kernel object at once (a new widget), are not walked (:class:`sharing.KernelHeld`)."""
+        """What each name the cell may have changed reaches (:class:`sharing.Reached`); the
+        ``settled`` names are not walked (:class:`sharing.Settled`), nor, when every saved
+        variable is re-checked, values holding a kernel object at once (a new widget)."""
+        look = settled is not None and settled.kernel
         self._found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched,
-                                         settled or frozenset(), settled is not None,
-                                         vouch, self.sweep.clock)  # fmt: skip
+                                         settled or frozenset(), look, vouch,
+                                         self.sweep.clock)  # fmt: skip
         return self._found.keys
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
@@ -554,7 +554,7 @@ class Snapshots:
                                          detail=e.detail)  # fmt: skip
         # The journal's latest rows are not what the namespace holds now: the next save
         # writes a row for each name, and the deletion of those it holds that are gone.
-        self._rebase = True
+        self._rebase, self._named = True, {}
         self._forgotten |= journal.live_names()
         report_.seconds = time.perf_counter() - t0
         return report_

@@ -1,0 +1,155 @@
+"""What pickles as its name is neither walked nor pickled again while bound to it.
+
+``unchanged.by_name`` is checked against every public attribute of many library modules
+(its claim: the pickle is the name, and the walk finds no data of the notebook's in it);
+the snapshot's use of it (``sharing.Settled``) against a real journal and a restore; and
+``graph._glance`` (a traitlets link's widgets, looked at) against the walk it shortcuts.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import json
+import pickle
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import ipywidgets as widgets
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_snapshot_props import Notebook, fresh_namespace, restored  # (tests/unit: on the path)
+from test_snapshot_props import shell as shell  # (the fixture)
+
+from durable_nb import graph
+from durable_nb.unchanged import by_name
+
+pytestmark = pytest.mark.unit
+
+LIBRARIES = ("json", "os.path", "math", "collections", "functools", "itertools", "operator",
+             "datetime", "re", "time", "random", "statistics", "textwrap", "dataclasses",
+             "typing", "pathlib", "asyncio", "IPython.display", "ipywidgets", "numpy",
+             "pandas")  # fmt: skip
+
+
+def _immutable_parts(fn: types.FunctionType) -> set[int]:
+    """The ids of a function's defaults and what they hold (tuples of atoms, its keyword
+    dict): what the walk keys in a function ``by_name`` accepted, none of it shared."""
+    out, items = set(), [fn.__defaults__, fn.__kwdefaults__]
+    while items:
+        o = items.pop()
+        if o is not None and id(o) not in out:
+            out.add(id(o))
+            items.extend(o.values() if type(o) is dict else o if type(o) is tuple else ())
+    return out
+
+
+def test_what_by_name_accepts_pickles_as_its_name_and_holds_no_data():
+    accepted = 0
+    for module in LIBRARIES:
+        mod = importlib.import_module(module)
+        for attr in dir(mod):
+            try:
+                value = getattr(mod, attr)
+            except Exception:
+                continue
+            if not by_name(value):
+                continue
+            accepted += 1
+            if type(value) is types.ModuleType:  # recorded as its name, imported again
+                assert sys.modules[value.__name__] is value
+                continue
+            assert pickle.loads(pickle.dumps(value)) is value, (module, attr)
+            ns: dict = {}
+            reach = graph.reach(value, ns)
+            assert not reach.names and not reach.kernel, (module, attr)
+            data = reach.keys - {id(ns), id(sys.modules), id(vars(builtins))}
+            if type(value) is types.FunctionType:
+                data -= _immutable_parts(value)
+            assert not data, (module, attr)
+    assert accepted > 500  # (the claim was checked on many, not a few)
+
+
+def _notebook_function():
+    def inner():
+        return 1
+
+    return inner
+
+
+class _Meta(type):
+    @property
+    def __module__(cls):  # the notebook's code: by_name must not run it
+        raise RuntimeError("ran")
+
+
+def test_by_name_refuses_what_holds_data_or_is_not_found_by_its_name(monkeypatch):
+    rows: list = []
+    refused = [
+        rows.append,  # a builtin bound to data
+        _notebook_function(),  # a closure, made elsewhere
+        lambda: 1,
+        pickle.loads.__call__,  # a method-wrapper
+        _Meta("Hostile", (), {}),  # a class of the notebook's (its module read safely)
+        type("Made", (json.JSONEncoder,), {"__module__": "__main__"}),
+        json.JSONEncoder(),  # an instance
+        types.ModuleType("json"),  # not the module ``json`` imports
+    ]
+    for value in refused:
+        assert not by_name(value), value
+    dumps = json.dumps
+    held = dumps.__kwdefaults__  # a variable holds its keyword defaults: a change shows
+    assert not by_name(dumps)
+    del held
+    assert by_name(dumps)
+    monkeypatch.setattr(json, "dumps", lambda *a, **k: "")  # no longer found by its name
+    assert not by_name(dumps)
+
+
+def test_a_library_function_a_cell_names_is_not_walked_until_rebound(shell):
+    """``display(x)`` each cell: ``display`` is saved by name once, then neither walked nor
+    pickled; a library function whose keyword defaults a variable holds is walked, so a
+    change made through it is saved; rebound, a name is saved again; restore equals."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=True)
+        nb.run("from IPython.display import display\nimport json\nfrom json import dumps")
+        assert {"display", "dumps"} <= nb.snaps.known.keys()
+        for _ in range(3):
+            nb.run("x = [1]\ndisplay\ndumps")
+            assert not {"display", "dumps"} & nb.snaps._found.keys.keys()
+        nb.run("kw = dumps.__kwdefaults__")  # now the keyword defaults are a variable's
+        nb.run("dumps.__kwdefaults__['indent'] = 2")
+        assert {"dumps", "kw"} <= nb.snaps._found.keys.keys()
+        nb.run("display = 'rebound'")
+        assert nb.snaps.known["display"].state == "saved" and "display" in nb.snaps._found.keys
+        live, back = restored(shell, nb)
+    json.dumps.__kwdefaults__["indent"] = None
+    assert back == live and dict(back)["kw"][2] == dict(live)["kw"][2]
+
+
+WIDGETS = st.sampled_from(["slider", "label", "plain", "number"])
+
+
+@st.composite
+def nested(draw, depth: int = 0):
+    """A value of dicts, lists and tuples around widgets and plain objects."""
+    leaf = draw(WIDGETS)
+    if depth >= 3 or draw(st.booleans()):
+        return {"slider": widgets.IntSlider, "label": widgets.Label,
+                "plain": types.SimpleNamespace, "number": int}[leaf]()  # fmt: skip
+    parts = draw(st.lists(nested(depth + 1), max_size=3))
+    return draw(st.sampled_from([list, tuple, lambda p: dict(enumerate(p))]))(parts)
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=nested())
+def test_a_glance_sees_a_kernel_object_only_where_the_walk_does(value):
+    seen = graph._glance([value])
+    walked = graph.reach([value], {}).kernel
+    assert not seen or walked
+    link = widgets.link((widgets.IntSlider(), "value"), (widgets.IntSlider(), "value"))
+    assert graph._kernel_held(link, {}) and graph._glance(graph.gc.get_referents(link))
