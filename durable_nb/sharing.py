@@ -22,6 +22,7 @@ ANY_NAME = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals"
 
 #: How a value holding a kernel object (a widget's comm) is recorded: for recompute.
 HOLDS_KERNEL = "holds the kernel's "
+_NONE = object()
 
 
 @dataclass
@@ -185,3 +186,11 @@ class Settled:
             return (self.kernel and (k.detail or "").startswith(HOLDS_KERNEL)
                     and bool(graph.kernel_in_state(value)))  # fmt: skip
         return self.named.get(name) is value and by_name(value)
+
+    def proven(self, name: str) -> bool:
+        """Whether ``name``'s saved value is unchanged by :class:`Same`'s proof (the very
+        container, holding the very immutable objects): named by a cell, or by one that
+        may change any variable, it is not walked; a changed variable sharing its container
+        still reaches it (then it is walked, and saved with that one: identity)."""
+        k = self.known.get(name)
+        return k is not None and k.same is not None and k.same.holds(self.ns.get(name, _NONE))

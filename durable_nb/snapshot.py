@@ -4,7 +4,10 @@ What cannot be saved is recorded with the cell that defined it (the recompute pl
 
 Which variables a cell may have changed (the rule; a cell costs what it touches):
 
-1. the names the cell's code mentions, and every variable bound to a new object;
+1. the names the cell's code mentions, and every variable bound to a new object; but
+   not what is proven unchanged (:class:`sharing.Settled`): a library's module, class or
+   function saved by name, a list, dict or set of immutable objects still holding the
+   very objects it held (:class:`unchanged.Same`, one pass in C);
 2. everything reachable (:mod:`durable_nb.graph`) from those values; the variables named
    by the code of every notebook function, method or class reached (closures, defaults,
    decorators, bound methods, callbacks held in data: a function called by name can
@@ -16,14 +19,13 @@ Which variables a cell may have changed (the rule; a cell costs what it touches)
    the cell (an index of object ids from earlier walks): a change made through one
    alias shows in all, so they are compared, and saved together so identity survives;
 4. every variable whose payload refers by name to a class or function that was rebound;
-5. all variables after a cell that uses ``get_ipython`` (magics), ``exec``, ``eval``,
-   ``globals``, ``vars``, ``locals`` or ``__import__``, or reaches a notebook function
-   that does; while the namespace is tiny, 32 saved variables a cell, in turn, fewer
-   when their checks take longer than ~0.25 ms a cell (:mod:`durable_nb.sweep`). While
-   that covers every saved variable, a widget (a value holding a kernel object, recorded
-   for recompute) is not walked: what it shares or its callbacks change is checked then.
-   A saved list, dict or set of immutable objects still holding the very objects it held
-   (:class:`unchanged.Same`, one pass in C) is not pickled again by that sweep.
+5. all variables (but those proven unchanged) after a cell that uses ``get_ipython``,
+   ``exec``, ``eval``, ``globals``, ``vars``, ``locals`` or ``__import__``, or reaches a
+   notebook function that does; while the namespace is tiny, 32 saved variables a cell,
+   in turn, fewer when their checks take longer than ~0.25 ms a cell
+   (:mod:`durable_nb.sweep`). While that covers every saved variable, a widget (a value
+   holding a kernel object, recorded for recompute) is not walked: what it shares or its
+   callbacks change is checked then.
 
 Each is pickled and compared with what the journal holds; only what differs is written.
 Not seen: changes made outside cells (threads, widget callbacks run between cells) to a
@@ -155,10 +157,11 @@ class Snapshots:
         settled = sharing.Settled(self.known, ns, self._named)  # neither walked nor pickled
         vouch = self.sweep.runs(sum(k.nbytes for k in self.known.values()))
         if accessed & sharing.ANY_NAME:
-            touched = set(ns)
+            touched = {n for n in ns if not settled.proven(n)}
         else:
             changed = touched | gone  # payloads naming a rebound class or function: again
-            touched |= {n for n in accessed & ns.keys() if n not in settled}
+            touched |= {n for n in accessed & ns.keys() if n not in settled
+                        and not settled.proven(n)}  # fmt: skip
             if changed:
                 touched.update(n for n, k in self.known.items() if k.refs and k.refs & changed)
             if vouch:
@@ -166,8 +169,7 @@ class Snapshots:
                 # or a client, is made again by its cell anyway: walking it is no use).
                 # A value proven unchanged (a list of names: :class:`Same`) is not pickled.
                 saved = sorted(n for n, k in self.known.items() if k.state == "saved"
-                               and not (k.same and n in ns and k.same.holds(ns[n]))
-                               and n not in settled)  # fmt: skip
+                               and not settled.proven(n) and n not in settled)  # fmt: skip
                 saved, whole = self.sweep.pick(saved, touched)
                 settled.kernel = whole
                 touched.update(saved)

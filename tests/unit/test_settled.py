@@ -1,9 +1,11 @@
-"""What pickles as its name is neither walked nor pickled again while bound to it.
+"""What is proven unchanged is not walked or pickled for being named (``sharing.Settled``).
 
-``unchanged.by_name`` is checked against every public attribute of many library modules
-(its claim: the pickle is the name, and the walk finds no data of the notebook's in it);
-the snapshot's use of it (``sharing.Settled``) against a real journal and a restore; and
-``graph._glance`` (a traitlets link's widgets, looked at) against the walk it shortcuts.
+``unchanged.by_name`` (what pickles as its name) is checked against every public
+attribute of many library modules (its claim: the pickle is the name, and the walk finds
+no data of the notebook's in it); a value ``unchanged.Same`` vouches for, named, or after
+a cell that may change anything, against a real journal and a restore (identity with a
+variable that takes it in); ``graph._glance`` (a traitlets link's widgets, looked at)
+against the walk it shortcuts.
 """
 
 from __future__ import annotations
@@ -153,3 +155,27 @@ def test_a_glance_sees_a_kernel_object_only_where_the_walk_does(value):
     assert not seen or walked
     link = widgets.link((widgets.IntSlider(), "value"), (widgets.IntSlider(), "value"))
     assert graph._kernel_held(link, {}) and graph._glance(graph.gc.get_referents(link))
+
+
+def test_a_list_proven_unchanged_is_not_walked_yet_keeps_its_identity(shell):
+    """A saved list of names that still holds the very objects is not walked when a cell
+    names it, nor after ``exec``; changed, or taken into another variable, it is walked
+    (and saved with that one: ``y[0] is tabs`` after a restore)."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=True)
+        nb.run("tabs = ['P0', 'P1']\nn = len(tabs)")
+        assert nb.snaps.known["tabs"].same is not None
+        nb.run("m = len(tabs)")
+        assert "tabs" not in nb.snaps._found.keys and "m" in nb.snaps._found.keys
+        nb.run("exec('k = 1')")
+        assert "tabs" not in nb.snaps._found.keys and "k" in nb.snaps._found.keys
+        nb.run("exec('tabs.append(\"P2\")')")  # changed where no cell names it
+        assert "tabs" in nb.snaps._found.keys
+        nb.run("m = len(tabs)")
+        nb.run("y = [tabs]")
+        assert {"tabs", "y"} <= nb.snaps._found.keys.keys()
+        live, back = restored(shell, nb)
+    assert back == live
+    names = [name for name, *_ in back]
+    assert dict(back)["tabs"][2] == ["'P0'", "'P1'", "'P2'"] and {"y", "tabs"} <= set(names)
