@@ -39,12 +39,13 @@ class Reached:
     copies: dict[int, tuple[Same, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # name -> its pickle and walk
     unread: dict[str, str] = field(default_factory=dict)
+    tied: set[str] = field(default_factory=set)  # queued for sharing with a walked one
 
     @classmethod
     def of(cls, ns: dict[str, Any], user_ns: dict[str, Any], known: Mapping[str, Any],
            touched: set[str], settled: Container[str] = frozenset(), look: bool = False,
            vouch: bool = True, clock: Callable[[], float] = time.perf_counter,
-           ) -> Reached:  # fmt: skip
+           proven: Callable[[str], bool] | None = None) -> Reached:  # fmt: skip
         """The names the cell may have changed, and what each reaches.
 
         ``ns``: the notebook's variables; ``known``: name -> what the journal holds
@@ -55,13 +56,17 @@ class Reached:
         either. Both only when the caller re-checks every saved variable anyway: what such
         a value shares, or reaches through its callbacks, is checked then. ``vouch``: a
         sweep may read a :class:`Same` (else none is taken); ``clock`` times each name's
-        pickle and walk (:attr:`seconds`: what the sweep's checks cost).
+        pickle and walk (:attr:`seconds`: what the sweep's checks cost). ``proven(name)``:
+        unchanged (:meth:`Settled.proven`), so not walked unless it shares an object with
+        a variable walked (then it is saved with that one, so identity survives).
         """
         out = cls()
         work: deque[str] = deque(sorted(touched))
         while work:
             name = work.popleft()
             if name in out.keys or name not in ns or name in settled:
+                continue
+            if proven is not None and name not in out.tied and proven(name):
                 continue
             began = clock()
             try:
@@ -146,6 +151,7 @@ class Reached:
                 and not (k.shares.isdisjoint(mine) and k.shares.isdisjoint(old))
             ):
                 work.append(other)
+                self.tied.add(other)
 
 
 def restored(value: Any, ns: dict[str, Any]) -> frozenset[int] | set[int]:

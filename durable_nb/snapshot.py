@@ -157,11 +157,10 @@ class Snapshots:
         settled = sharing.Settled(self.known, ns, self._named)  # neither walked nor pickled
         vouch = self.sweep.runs(sum(k.nbytes for k in self.known.values()))
         if accessed & sharing.ANY_NAME:
-            touched = {n for n in ns if not settled.proven(n)}
+            touched = set(ns)
         else:
             changed = touched | gone  # payloads naming a rebound class or function: again
-            touched |= {n for n in accessed & ns.keys() if n not in settled
-                        and not settled.proven(n)}  # fmt: skip
+            touched |= {n for n in accessed & ns.keys() if n not in settled}
             if changed:
                 touched.update(n for n, k in self.known.items() if k.refs and k.refs & changed)
             if vouch:
@@ -270,8 +269,8 @@ class Snapshots:
         variable is re-checked, values holding a kernel object at once (a new widget)."""
         look = settled is not None and settled.kernel
         self._found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched,
-                                         settled or frozenset(), look, vouch,
-                                         self.sweep.clock)  # fmt: skip
+                                         settled or frozenset(), look, vouch, self.sweep.clock,
+                                         settled and settled.proven)  # fmt: skip
         return self._found.keys
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:

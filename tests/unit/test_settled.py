@@ -159,8 +159,8 @@ def test_a_glance_sees_a_kernel_object_only_where_the_walk_does(value):
 
 def test_a_list_proven_unchanged_is_not_walked_yet_keeps_its_identity(shell):
     """A saved list of names that still holds the very objects is not walked when a cell
-    names it, nor after ``exec``; changed, or taken into another variable, it is walked
-    (and saved with that one: ``y[0] is tabs`` after a restore)."""
+    or a function it calls names it, nor after ``exec``; changed, or taken into another
+    variable, it is walked (and saved with that one: ``y[0] is tabs`` after a restore)."""
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
         nb = Notebook(shell, Path(folder), sweep=True)
@@ -170,6 +170,9 @@ def test_a_list_proven_unchanged_is_not_walked_yet_keeps_its_identity(shell):
         assert "tabs" not in nb.snaps._found.keys and "m" in nb.snaps._found.keys
         nb.run("exec('k = 1')")
         assert "tabs" not in nb.snaps._found.keys and "k" in nb.snaps._found.keys
+        nb.run("def count():\n    return len(tabs)")
+        nb.run("c = count()")  # a function naming it: what it names is looked at, not walked
+        assert "tabs" not in nb.snaps._found.keys and "count" in nb.snaps._found.keys
         nb.run("exec('tabs.append(\"P2\")')")  # changed where no cell names it
         assert "tabs" in nb.snaps._found.keys
         nb.run("m = len(tabs)")
