@@ -28,6 +28,8 @@ IPYTHON_NAMES = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Ou
 #: Names :data:`IPYTHON_NAMES` matched (a match never changes).
 _THEIRS: set[str] = set()
 _GONE = object()
+#: id of a shell's hidden dict -> (the dict, :func:`_shells_own` of it).
+_SHELLS: dict[int, tuple[dict, list[str]]] = {}
 
 
 def variables(user_ns: dict, hidden: dict, ignored: Container[str]) -> dict[str, Any]:
@@ -55,7 +57,23 @@ def variables(user_ns: dict, hidden: dict, ignored: Container[str]) -> dict[str,
                 _THEIRS.add(n)
         elif (value := user_ns.get(n, _GONE)) is not _GONE:  # (a thread may delete it)
             out[n] = value
+    # The shell's own names the notebook rebound (``open = prices['Open']``: IPython's
+    # ``open`` is hidden): the notebook's now, or a restore gave IPython's back, silently.
+    for n in _shells_own(hidden):
+        value = user_ns.get(n, _GONE)
+        if value is not _GONE and value is not hidden.get(n, _GONE) and n not in ignored:
+            out[n] = value
     return out
+
+
+def _shells_own(hidden: dict) -> list[str]:
+    """The names the shell hid as it started that are not IPython's history (``open``,
+    ``get_ipython``, a startup file's), read once per shell."""
+    if _SHELLS.get(id(hidden), (None,))[0] is not hidden:
+        _SHELLS.clear()  # (one shell a process)
+        own = [n for n in list(hidden) if type(n) is str and not IPYTHON_NAMES.match(n)]
+        _SHELLS[id(hidden)] = (hidden, own)
+    return _SHELLS[id(hidden)][1]
 
 
 def first_line(source: str | None) -> str:

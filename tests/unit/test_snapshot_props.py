@@ -628,7 +628,7 @@ def test_a_sweep_narrowed_by_slow_cells_still_saves_a_change_made_outside(shell)
         shell.user_ns["s3"].append("outside")  # as a thread would
         for _ in range(n * (SWEEP_REST + 1)):  # (each check slow: cells rest after it)
             nb.run("y = 1")
-        assert nb.snaps.sweep.window == 1
+        assert nb.snaps.sweep.window == 1, f"saved: {sorted(nb.snaps.known)}"
         live, back = restored(shell, nb)
     assert back == live and "'outside'" in dict(back)["s3"][2]
 
@@ -870,3 +870,25 @@ def test_naming_a_librarys_module_walks_nothing_the_notebooks_own_is_walked(shel
         assert "json" in nb.snaps._found.keys
         live, back = restored(shell, nb)
     assert back == live and dict(back)["held"][2] == ["3"]
+
+
+def test_a_name_the_shell_hid_is_saved_once_the_notebook_rebinds_it(shell):
+    """IPython hides its ``open``: ``open = prices['Open']`` was never saved, and a
+    restore silently gave IPython's ``open`` back."""
+    theirs = shell.user_ns["open"]
+    assert shell.user_ns_hidden["open"] is theirs
+    fresh_namespace(shell)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            nb = Notebook(shell, Path(folder))
+            nb.run("open = [1.5, 2.5]\nclose = open")
+            nb.close()
+            shell.user_ns["open"] = theirs  # a new kernel's
+            fresh_namespace(shell)
+            nb = Notebook(shell, Path(folder))
+            report = nb.snaps.restore()
+            nb.close()
+        ns = shell.user_ns
+        assert ns["open"] == [1.5, 2.5] and ns["close"] is ns["open"], report
+    finally:
+        shell.user_ns["open"] = theirs
