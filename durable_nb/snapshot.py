@@ -156,8 +156,8 @@ class Snapshots:
         gone = (self.known.keys() | self._forgotten) - ns.keys()
         settled = sharing.Settled(self.known, ns, self._named)  # neither walked nor pickled
         vouch = self.sweep.runs(sum(k.nbytes for k in self.known.values()))
-        if accessed & sharing.ANY_NAME:
-            touched = set(ns)
+        if accessed & sharing.ANY_NAME:  # every variable re-checked: widgets need no walk
+            touched, settled.kernel = set(ns), True
         else:
             changed = touched | gone  # payloads naming a rebound class or function: again
             touched |= {n for n in accessed & ns.keys() if n not in settled}

@@ -182,3 +182,20 @@ def test_a_list_proven_unchanged_is_not_walked_yet_keeps_its_identity(shell):
     assert back == live
     names = [name for name, *_ in back]
     assert dict(back)["tabs"][2] == ["'P0'", "'P1'", "'P2'"] and {"y", "tabs"} <= set(names)
+
+
+def test_after_a_cell_that_may_change_anything_a_widget_is_looked_at_not_walked(shell):
+    """``exec`` or ``get_ipython`` re-checks every variable, so a widget (or the shell
+    itself) still holding the kernel is not walked: a list it holds is saved anyway."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.run("import ipywidgets\nip = get_ipython()\ndata = [1]\n"
+               "w = ipywidgets.IntSlider()\nw.held = data")  # fmt: skip
+        assert nb.snaps.known["w"].state == nb.snaps.known["ip"].state == "recompute"
+        nb.run("exec('w.held.append(2)')")
+        assert not {"w", "ip"} & nb.snaps._found.keys.keys() and "data" in nb.snaps._found.keys
+        nb.run("w = ipywidgets.IntSlider()")  # a new one is looked at too
+        assert "w" in nb.snaps._found.kernel
+        live, back = restored(shell, nb)
+    assert back == live and dict(back)["data"][2] == ["1", "2"]
