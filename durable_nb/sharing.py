@@ -154,6 +154,19 @@ class Reached:
                 self.tied.add(other)
 
 
+def kernel_held(ns: dict[str, Any], names: set[str]) -> int:
+    """How many of ``names`` hold a kernel object at once (a widget: a look, not a walk)."""
+    count = 0
+    for name in names:
+        try:
+            count += bool(graph.kernel_in_state(ns[name]))
+        except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+            raise
+        except BaseException:  # a property ``__dict__``: the walk says what it holds
+            pass
+    return count
+
+
 def restored(value: Any, ns: dict[str, Any]) -> frozenset[int] | set[int]:
     """What a restored value may share with others (none when its code raised meanwhile:
     the next cell naming it walks it again)."""

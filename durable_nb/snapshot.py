@@ -169,7 +169,8 @@ class Snapshots:
                 # A value proven unchanged (a list of names: :class:`Same`) is not pickled.
                 saved = sorted(n for n, k in self.known.items() if k.state == "saved"
                                and not settled.proven(n) and n not in settled)  # fmt: skip
-                saved, whole = self.sweep.pick(saved, touched)
+                spare = sharing.kernel_held(ns, touched) * self.sweep.kernel_walk  # a walk each
+                saved, whole = self.sweep.pick(saved, touched, spare)
                 settled.kernel = whole
                 touched.update(saved)
         seq = self.rt.cell.seq
@@ -235,7 +236,7 @@ class Snapshots:
         seq = self.rt.cell.seq
         shares = self._sharing(ns, touched, settled, vouch)
         results: dict[str, _Encoding] = {}
-        self.sweep.charge_each(self._found.seconds)  # (the names only it picked)
+        self.sweep.charge_each(self._found.seconds, self._found.kernel)
         for group in classes.bases_first(graph.groups(shares), ns):
             with self.sweep.timing(group):
                 results.update(self._encode_group(group, ns, shares))

@@ -14,7 +14,9 @@ checked a cell (half, down to one), in turn; when they took under half of it, mo
 sweep to its time on average (at most :data:`SWEEP_REST` in a row): even one variable may
 take longer (a dataclass's print, ~0.3 ms). Those checked longest ago go first:
 every saved variable is still checked, within as many checking cells as there are saved
-variables, however many are made or dropped meanwhile.
+variables, however many are made or dropped meanwhile. A cell whose widgets a check of
+every saved variable would spare walking (:class:`sharing.Settled`) checks them all when
+their last checks took less than those walks (uncharged: it saves time).
 """
 
 from __future__ import annotations
@@ -54,49 +56,72 @@ class Sweep:
         self._swept = False  # whether the last cell picked for checked any
         self.only: frozenset[str] = frozenset()  # this cell's names checked for it alone
         self.spent = 0.0  # what checking them took (:meth:`charge`)
+        self._cost: dict[str, float] = {}  # name -> what its last check took (s)
+        self._now: dict[str, float] = {}  # the same, this cell (:meth:`took`)
+        #: What walking a value that holds the kernel (a widget) took, on average (s).
+        self.kernel_walk = SWEEP_SECONDS / 2
 
     def runs(self, saved_bytes: int) -> bool:
         """Whether a sweep runs, with this many bytes of payloads saved."""
         return saved_bytes < self.bytes
 
-    def pick(self, saved: list[str], touched: Set[str] = frozenset()) -> tuple[list[str], bool]:
+    def pick(self, saved: list[str], touched: Set[str] = frozenset(), spare: float = 0.0,
+             ) -> tuple[list[str], bool]:  # fmt: skip
         """The names to check this cell, and whether that is all of them: the window's
         worth of those checked longest ago. A name met first counts as checked now (it
         was just saved), so names made every cell never crowd out the others (a
         position in the sorted names did: helper-52 F4). ``touched``: names the cell
-        itself has checked anyway (not charged to the sweep)."""
+        itself has checked anyway (not charged to the sweep). ``spare``: what checking
+        all would spare (walking the new widgets: see :data:`sharing.Settled`); when
+        the others' last checks took less, all of them are checked (not charged)."""
         self._cell += 1
         self.only, self.spent = frozenset(), 0.0
         now, before = self._cell, self._checked
         # A name gone is forgotten: made again, it is a new variable, just saved (kept, its
         # old turn put it before names that waited less, past their bound).
         self._checked = checked = {n: before.get(n, now) for n in saved}
+        self._cost = {n: c for n, c in self._cost.items() if n in checked}
         self._swept = False
+        window = min(self.window, self.names)
         if self._rest > 0:
             self._rest -= 1
-            return [], False
-        window = min(self.window, self.names)
-        if len(saved) <= window:
-            picked, whole = saved, True
+            picked: list[str] = []
+        elif len(saved) <= window:
+            picked = saved
         elif window < 1:  # (names = 0: none)
-            return [], False
+            picked = []
         else:
-            picked, whole = heapq.nsmallest(window, saved, key=lambda n: (checked[n], n)), False
+            picked = heapq.nsmallest(window, saved, key=lambda n: (checked[n], n))
         for name in picked:
             checked[name] = now
         self._swept = bool(picked)
         self.only = frozenset(picked).difference(touched)
+        whole = len(picked) == len(saved)
+        if not whole and spare and len(saved) <= self.names:
+            others = set(saved).difference(picked)
+            if sum(self._cost.get(n, self.seconds / 4) for n in others) < spare:
+                for name in others:
+                    checked[name] = now
+                picked, whole = saved, True
         return sorted(picked), whole
 
     def charge(self, names: Iterable[str], seconds: float) -> None:
-        """Checking ``names`` took ``seconds``: the sweep's when they are its alone."""
+        """Checking ``names`` took ``seconds``: the sweep's when they are its alone (and
+        each name's share is remembered: :meth:`pick`'s ``spare``)."""
+        names = tuple(names)
+        for name in names:
+            self._now[name] = self._now.get(name, 0.0) + seconds / len(names)
         if self.only and self.only.issuperset(names):
             self.spent += seconds
 
-    def charge_each(self, seconds: Mapping[str, float]) -> None:
-        """:meth:`charge` each name its time."""
+    def charge_each(self, seconds: Mapping[str, float],
+                    kernel: Mapping[str, str] | None = None) -> None:  # fmt: skip
+        """:meth:`charge` each name its time; ``kernel``: name -> the kernel object its value
+        holds, if any (what walking such a value takes: :attr:`kernel_walk`)."""
         for name, took in seconds.items():
             self.charge((name,), took)
+            if kernel and kernel.get(name):
+                self.kernel_walk = 0.75 * self.kernel_walk + 0.25 * took
 
     def timing(self, names: Iterable[str]) -> contextlib.AbstractContextManager:
         """:meth:`charge` ``names`` the time the block takes; nothing timed (every group
@@ -117,6 +142,8 @@ class Sweep:
         """The sweep's checks took ``seconds`` this cell: narrow or widen the window, and
         rest a few cells when they took too long (nothing if none was checked since the
         last call)."""
+        self._cost.update(self._now)
+        self._now = {}
         swept, self._swept = self._swept, False
         if not swept:
             return

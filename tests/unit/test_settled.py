@@ -199,3 +199,25 @@ def test_after_a_cell_that_may_change_anything_a_widget_is_looked_at_not_walked(
         assert "w" in nb.snaps._found.kernel
         live, back = restored(shell, nb)
     assert back == live and dict(back)["data"][2] == ["1", "2"]
+
+
+def test_a_sweep_narrowed_still_checks_all_when_that_spares_walking_new_widgets(shell):
+    """Slow cells narrowed the sweep to one variable a cell; a cell making widgets checks
+    every saved variable instead (their checks cost less than walking the widgets), so the
+    widgets are looked at, not walked, and what a widget took in and changed is saved."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=True)
+        nb.run("import ipywidgets\nrows = [[1], [2]]\nboxes = [{'a': [1]}]\nkeep = rows")
+        nb.run("n = 1")
+        nb.snaps.sweep.window = 1  # as after slow cells
+        nb.snaps.sweep.kernel_walk = 1.0  # a walk takes long: checking all is cheaper
+        nb.run("w = ipywidgets.IntSlider()\nw.held = keep\nw.held.append([3])")
+        assert "w" in nb.snaps._found.kernel and "w" not in nb.snaps._found.seconds
+        assert {"rows", "boxes"} <= nb.snaps._found.keys.keys()
+        nb.snaps.sweep.window, nb.snaps.sweep.kernel_walk = 1, 0.0  # walking is cheaper
+        nb.run("v = ipywidgets.IntSlider()")
+        assert "v" in nb.snaps._found.seconds  # walked
+        nb.run("del w, v")  # (a restore would re-run their cells: the append again)
+        live, back = restored(shell, nb)
+    assert back == live and len(dict(back)["keep"][2]) == 3  # [1], [2], [3] (keep is rows)

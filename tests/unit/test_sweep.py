@@ -127,3 +127,31 @@ def test_a_cell_that_picked_nothing_changes_nothing():
     for _ in range(6):
         sweep.took(5e-3)
     assert (sweep.window, sweep.pick(["a", "b", "c"])[0]) == (window, ["a", "b", "c"])
+
+
+@given(
+    n=st.integers(2, 40),
+    costs=st.lists(st.floats(0, 4 * SWEEP_SECONDS), min_size=40, max_size=40),
+    spare=st.floats(0, 40 * SWEEP_SECONDS),
+    rest=st.integers(0, 3),
+)
+def test_all_are_checked_when_that_costs_less_than_what_it_spares(n, costs, spare, rest):
+    """A cell making widgets (whose walks a check of every saved variable spares) checks
+    them all when their last checks took less than ``spare``; those it adds are not
+    charged to the sweep, so its window stays as its own checks set it."""
+    sweep = Sweep()
+    saved = sorted(f"v{i}" for i in range(n))
+    sweep.pick(saved)
+    for name, cost in zip(saved, costs, strict=False):
+        sweep.charge((name,), cost)  # what each check took (its last)
+    sweep.took(0.0)
+    sweep.window, sweep._rest = 1, rest
+    window, resting = sweep.window, sweep._rest > 0
+    picked, whole = sweep.pick(saved, spare=spare)
+    own = [] if resting else sorted(sweep.only)
+    others = [v for v in saved if v not in own]
+    cheap = n <= SWEEP_NAMES and sum(costs[saved.index(v)] for v in others) < spare
+    assert whole == cheap and picked == (saved if cheap else own)
+    assert len(own) == (0 if resting else window)
+    sweep.took(0.0)
+    assert sweep.window == (1 if resting or not own else 2)  # quick: its own checks only
