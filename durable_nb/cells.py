@@ -28,8 +28,9 @@ IPYTHON_NAMES = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Ou
 #: Names :data:`IPYTHON_NAMES` matched (a match never changes).
 _THEIRS: set[str] = set()
 _GONE = object()
-#: id of a shell's hidden dict -> (the dict, :func:`_shells_own` of it).
-_SHELLS: dict[int, tuple[dict, list[str]]] = {}
+#: id of a shell's hidden dict -> (the dict, :func:`_shells_own` of it, how many keys
+#: were read, the last of them).
+_SHELLS: dict[int, tuple[dict, list[str], int, Any]] = {}
 
 
 def variables(user_ns: dict, hidden: dict, ignored: Container[str]) -> dict[str, Any]:
@@ -67,13 +68,29 @@ def variables(user_ns: dict, hidden: dict, ignored: Container[str]) -> dict[str,
 
 
 def _shells_own(hidden: dict) -> list[str]:
-    """The names the shell hid as it started that are not IPython's history (``open``,
-    ``get_ipython``, a startup file's), read once per shell."""
-    if _SHELLS.get(id(hidden), (None,))[0] is not hidden:
+    """The names the shell hid that are not IPython's history (``open``, ``get_ipython``,
+    a startup file's, what ``push(..., interactive=False)`` or ``%pylab`` hid later).
+
+    Keys are read once: a dict keeps its keys in the order they came, so only those after
+    the last one read are new (one pass in C to reach them); all again when it lost some
+    (the last one read is no longer where it was).
+    """
+    known = _SHELLS.get(id(hidden))
+    if known is None or known[0] is not hidden:
         _SHELLS.clear()  # (one shell a process)
-        own = [n for n in list(hidden) if type(n) is str and not IPYTHON_NAMES.match(n)]
-        _SHELLS[id(hidden)] = (hidden, own)
-    return _SHELLS[id(hidden)][1]
+        known = (hidden, [], 0, _GONE)
+    _, own, read, last = known
+    size = len(hidden)
+    if size == read and (not size or next(reversed(hidden)) is last):  # (new keys go last)
+        return own
+    tail = list(itertools.islice(hidden, max(read - 1, 0), None))
+    if read and (not tail or tail[0] is not last):  # keys were taken out: read all again
+        own, tail = [], list(hidden)
+    elif read:
+        tail = tail[1:]
+    own = own + [n for n in tail if type(n) is str and not IPYTHON_NAMES.match(n)]
+    _SHELLS[id(hidden)] = (hidden, own, size, tail[-1] if tail else last)
+    return own
 
 
 def first_line(source: str | None) -> str:

@@ -208,8 +208,11 @@ class Settled:
 
     def proven(self, name: str) -> bool:
         """Whether ``name``'s saved value is unchanged by :class:`Same`'s proof (the very
-        container, holding the very immutable objects): named by a cell, or by one that
-        may change any variable, it is not walked; a changed variable sharing its container
-        still reaches it (then it is walked, and saved with that one: identity)."""
+        container, holding the very atoms: numbers, strings): named by a cell, or by one
+        that may change any variable, it is not walked; a changed variable sharing its
+        container still reaches it (then it is walked, and saved with that one: identity).
+        Not one holding tuples: a walk keys an object with one holder only as that holder
+        is walked (``first = rows[0][1]``: review59 F1)."""
         k = self.known.get(name)
-        return k is not None and k.same is not None and k.same.holds(self.ns.get(name, _NONE))
+        same = None if k is None else k.same
+        return same is not None and same.flat and same.holds(self.ns.get(name, _NONE))

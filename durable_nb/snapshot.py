@@ -168,7 +168,8 @@ class Snapshots:
                 # or a client, is made again by its cell anyway: walking it is no use).
                 # A value proven unchanged (a list of names: :class:`Same`) is not pickled.
                 saved = sorted(n for n, k in self.known.items() if k.state == "saved"
-                               and not settled.proven(n) and n not in settled)  # fmt: skip
+                               and not (k.same and n in ns and k.same.holds(ns[n]))
+                               and n not in settled)  # fmt: skip
                 spare = sharing.kernel_held(ns, touched) * self.sweep.kernel_walk  # a walk each
                 saved, whole = self.sweep.pick(saved, touched, spare)
                 settled.kernel = whole

@@ -53,6 +53,7 @@ def small(got: Any) -> bool:
 _IMMUTABLE = codec.ATOMS | {complex, datetime.date, datetime.timedelta}
 _ZONED = frozenset({datetime.datetime, datetime.time})
 _CONTAINERS = frozenset({list, dict, set, tuple, frozenset})
+_LEAVES = _IMMUTABLE | _ZONED  # (a zoned one only without a tzinfo: Same.of checks)
 #: Past this many items, the container is pickled again (so is a print: it is no help).
 SAME_ITEMS = 4_096
 #: Past this many items read in the tuples it holds (each tuple read once), no Same: a
@@ -136,6 +137,10 @@ def by_name(value: Any) -> bool:
     if type(module) is not str or type(qualname) is not str or own_module(module):
         return False
     found: Any = sys.modules.get(module)
+    if t is types.FunctionType and (
+        type(found) is not types.ModuleType or value.__globals__ is not found.__dict__
+    ):  # the notebook's code posing as json's (``__module__`` set): review59 F2
+        return False
     for part in qualname.split("."):
         if type(found) is types.ModuleType:
             found = found.__dict__.get(part)
@@ -156,10 +161,14 @@ class Same:
     more than :data:`SAME_ITEMS` items) gets no ``Same`` (:meth:`of` is None).
     """
 
-    __slots__ = ("_keys", "_snap", "_value", "_values")
+    __slots__ = ("_keys", "_snap", "_value", "_values", "flat")
 
     def __init__(self, value: Any, keys: tuple, values: tuple, snap: Any = None) -> None:
         self._value, self._keys, self._values, self._snap = value, keys, values, snap
+        #: Whether it holds nothing but leaves (numbers, strings, dates): no object in it
+        #: another variable may take out and share (sharing.Settled.proven).
+        items = value if type(value) in (tuple, frozenset) else (*keys, *values)
+        self.flat = set(map(type, items)) <= _LEAVES
 
     @classmethod
     def of(cls, value: Any) -> Same | None:

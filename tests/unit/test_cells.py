@@ -6,6 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from durable_nb import cells
 from durable_nb.cells import (
     FRESH_LINE,
     IPYTHON_NAMES,
@@ -213,3 +214,22 @@ def test_variables_are_the_names_that_are_not_the_shells_hidden_or_ignored(keys,
         del user_ns[k]
     user_ns.update(dict.fromkeys(data.draw(st.lists(namespace_keys, max_size=10)), 0))
     assert variables(user_ns, hidden, ignored) == expected()
+
+
+NAMES = st.sampled_from(["open", "cfg", "np", "_i1", "_i2", "_7", "get_ipython", "x"])
+OPS = st.lists(st.tuples(st.sampled_from(["add", "del", "set"]), NAMES, st.booleans()), max_size=40)
+
+
+@given(ops=OPS)
+def test_the_names_a_shell_hid_are_kept_up_with_as_keys_come_and_go(ops):
+    """What the shell hides later (``push(..., interactive=False)``, ``%pylab``) is found
+    as it comes, and what it drops is forgotten: the names read incrementally equal the
+    hidden dict's non-IPython names after any adds, deletes and rebinds (review59 F4)."""
+    hidden = {"open": object(), "_i": 1}
+    for op, name, look in ops:  # (look: a cell ends; several changes may come between)
+        if (op == "add" and name not in hidden) or op == "set":
+            hidden[name] = object()
+        elif op == "del":
+            hidden.pop(name, None)
+        if look:
+            assert cells._shells_own(hidden) == [n for n in hidden if not IPYTHON_NAMES.match(n)]

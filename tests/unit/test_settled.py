@@ -109,6 +109,12 @@ def test_by_name_refuses_what_holds_data_or_is_not_found_by_its_name(monkeypatch
     assert by_name(dumps)
     monkeypatch.setattr(json, "dumps", lambda *a, **k: "")  # no longer found by its name
     assert not by_name(dumps)
+    notebook = {"acc": []}  # the notebook's code posing as json's: what it changes is walked
+    exec("def hook():\n    acc.append(1)", notebook)
+    hook = notebook["hook"]
+    hook.__module__, hook.__qualname__ = "json", "hook"
+    monkeypatch.setattr(json, "hook", hook, raising=False)
+    assert not by_name(hook)
 
 
 def test_a_library_function_a_cell_names_is_not_walked_until_rebound(shell):
@@ -150,11 +156,11 @@ def nested(draw, depth: int = 0):
 @settings(max_examples=40, deadline=None)
 @given(value=nested())
 def test_a_glance_sees_a_kernel_object_only_where_the_walk_does(value):
-    seen = graph._glance([value])
+    seen = graph._glance([value], set())
     walked = graph.reach([value], {}).kernel
     assert not seen or walked
     link = widgets.link((widgets.IntSlider(), "value"), (widgets.IntSlider(), "value"))
-    assert graph._kernel_held(link, {}) and graph._glance(graph.gc.get_referents(link))
+    assert graph._kernel_held(link, {}) and graph._glance(graph.gc.get_referents(link), set())
 
 
 def test_a_list_proven_unchanged_is_not_walked_yet_keeps_its_identity(shell):
@@ -221,3 +227,32 @@ def test_a_sweep_narrowed_still_checks_all_when_that_spares_walking_new_widgets(
         nb.run("del w, v")  # (a restore would re-run their cells: the append again)
         live, back = restored(shell, nb)
     assert back == live and len(dict(back)["keep"][2]) == 3  # [1], [2], [3] (keep is rows)
+
+
+def test_what_a_proven_container_holds_besides_atoms_keeps_its_identity(shell):
+    """A list of tuples is walked when named (a walk keys an object with one holder only
+    as that holder is walked): ``first = rows[0][1]`` keeps ``first is rows[0][1]``."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=True)
+        nb.run("rows = [(i, (i * 0.5, -i * 0.5)) for i in range(1100)]\nflat = [1, 'a']")
+        assert nb.snaps.known["flat"].same.flat and not nb.snaps.known["rows"].same.flat
+        nb.run("first = rows[0][1]")
+        nb.run("n = len(rows)")
+        live, back = restored(shell, nb)
+    assert back == live  # (describe numbers objects: first is the tuple in rows)
+
+
+def test_a_look_at_state_runs_no_code_and_stays_out_of_the_notebooks_globals():
+    ran: list = []
+
+    class Sneaky:
+        @property
+        def __dict__(self):
+            ran.append(1)
+            return {}
+
+    assert graph.kernel_in_state(Sneaky()) == "" and not ran
+    assert graph._glance([[Sneaky()]], set()) == "" and not ran
+    ns = {"w": widgets.IntSlider()}
+    assert graph._glance([ns], {id(ns)}) == "" and graph._glance([ns], set())

@@ -621,8 +621,8 @@ def test_a_sweep_narrowed_by_slow_cells_still_saves_a_change_made_outside(shell)
         nb = Notebook(shell, Path(folder), sweep=True)
         ticks = iter(range(1 << 30))  # one second a call: every cell is slow
         nb.snaps.sweep.clock, nb.snaps.sweep.seconds = lambda: float(next(ticks)), 1e-3
-        n = 6
-        nb.run("\n".join(f"s{i} = [{i}]" for i in range(n)))
+        n = 6  # lists of lists: no unchanged.Same vouches for them, so each is checked
+        nb.run("\n".join(f"s{i} = [[{i}]]" for i in range(n)))
         for _ in range(3):
             nb.run("y = 1")  # the window goes down to one
         shell.user_ns["s3"].append("outside")  # as a thread would
