@@ -4,10 +4,13 @@ it could not save (the recompute plan: a socket, a generator, a client)."""
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import graph
+import xxhash
+
+from . import codec, graph
 from .cells import names_used, restores, writes_files
 from .errors import describe
 from .runtime import Runtime
@@ -27,6 +30,8 @@ class Report:
     recomputed: list[str] = field(default_factory=list)
     recompute_cells: list[int] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: Restored values a re-run cell changed (``w.held.append(x)``), loaded again.
+    reloaded: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def __str__(self) -> str:
@@ -38,6 +43,8 @@ class Report:
         if self.recomputed:
             cells = ", ".join(map(str, self.recompute_cells))
             parts.append(f"recomputed {', '.join(self.recomputed)} by re-running cell {cells}")
+        if self.reloaded:
+            parts.append(f"loaded {', '.join(self.reloaded)} again (the re-run changed them)")
         if self.skipped:
             parts.append("skipped " + "; ".join(f"{n} ({why})" for n, why in self.skipped.items()))
         return "; ".join(parts)
@@ -49,11 +56,17 @@ def recompute_cells(
     names: dict[str, int],
     entries: dict[str, VariableRow],
     report_: Report,
+    bring: Callable[[str], None] | None = None,
+    loaded: dict[str, Any] | None = None,
 ) -> None:
     """Re-run the cells that made the values ``names`` (name -> its cell execution), which
-    could not be saved; their steps replay. What each gave goes into ``report_``."""
+    could not be saved; their steps replay. What each gave goes into ``report_``. A
+    restored value a re-run changed in place (``w.held.append(x)``: the live run did that
+    once already) is loaded again with ``bring(name)``, its group's members with it (their
+    payload dropped from ``loaded``, the loader's: one new value for the group)."""
     ns = shell.user_ns
     saved = {n: ns[n] for n in report_.restored if n in ns}
+    changed: set[str] = set()
     cells = sorted(set(names.values()))
     found = {c.seq: (c.cell_key, c.source) for c in rt.journal.cells(cells)}
     # A cell that writes files is never re-run: reopening one for writing truncates it.
@@ -76,8 +89,10 @@ def recompute_cells(
         elif restores(shell.transform_cell(found[seq][1])):
             why = f"its cell {seq} runs %durable restore: re-run its other lines yourself"
         else:
+            watched = {n: _digest(saved[n], ns) for n in (binds or saved) if n in saved}
             with rt.as_cell(found[seq][0]):
                 result = shell.run_cell(found[seq][1], store_history=False)
+            changed.update(n for n, d in watched.items() if d is None or _digest(saved[n], ns) != d)
             report_.recompute_cells.append(seq)
             err = result.error_in_exec or result.error_before_exec
             why = f"re-running cell {seq} failed ({describe(err)})" if err else ""
@@ -89,6 +104,30 @@ def recompute_cells(
     # A recomputed cell may rebind saved names: the snapshot's values win.
     for n, value in saved.items():
         ns[n] = value
+    if changed and bring is not None and loaded is not None:
+        ids = {entries[n].value_id for n in changed}
+        again = sorted(n for n in saved if entries[n].value_id in ids)
+        for n in again:
+            loaded.pop(entries[n].value_id, None)
+            report_.restored.remove(n)
+            report_.nbytes -= entries[n].nbytes or 0
+        for n in again:
+            bring(n)
+        report_.reloaded = again
+
+
+def _digest(value: Any, ns: dict[str, Any]) -> str | None:
+    """What ``value`` pickles to (a digest), None when it cannot be read."""
+    try:
+        enc = codec.encode(value, ns)
+    except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+        raise
+    except BaseException:  # (its code raised: taken as changed, loaded again)
+        return None
+    digest = xxhash.xxh3_128(enc.stream)
+    for buffer in enc.buffers:
+        digest.update(buffer)
+    return digest.hexdigest()
 
 
 def may_bind(source: str, ns: dict[str, Any]) -> frozenset[str] | set[str]:

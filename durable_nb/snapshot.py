@@ -537,7 +537,7 @@ class Snapshots:
         finally:
             loader.close()
         if recompute:
-            recompute_cells(self.shell, self.rt, recompute, entries, report_)
+            recompute_cells(self.shell, self.rt, recompute, entries, report_, bring, loader.loaded)
             # A payload naming a recomputed class (an Enum) loads once that class is back.
             for name in [n for n in report_.skipped if entries[n].state == "saved"]:
                 del report_.skipped[name]

@@ -23,7 +23,13 @@ import ipywidgets as widgets
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_snapshot_props import Notebook, fresh_namespace, restored  # (tests/unit: on the path)
+from test_snapshot_props import (
+    Notebook,
+    describe,
+    fresh_namespace,
+    restored,
+    user_names,
+)  # (tests/unit: on the path)
 from test_snapshot_props import shell as shell  # (the fixture)
 
 from durable_nb import graph
@@ -256,3 +262,30 @@ def test_a_look_at_state_runs_no_code_and_stays_out_of_the_notebooks_globals():
     assert graph._glance([[Sneaky()]], set()) == "" and not ran
     ns = {"w": widgets.IntSlider()}
     assert graph._glance([ns], {id(ns)}) == "" and graph._glance([ns], set())
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_a_restored_value_a_recomputed_cell_changes_is_loaded_again(shell, sweep):
+    """A restore re-runs the cell that made a widget; that cell also appended to a saved
+    list (the live run did so once): the list, and the variable it is one object with, are
+    loaded again from the journal, not left with the append made twice."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=sweep)
+        nb.run("import ipywidgets\nrows = [[1], [2]]\nkeep = rows\nalone = ['a']")
+        nb.run("w = ipywidgets.IntSlider()\nw.held = keep\nw.held.append([3])\nalone.append('b')")
+        names = user_names(shell)
+        live = describe(shell.user_ns, names)
+        nb.close()
+        fresh_namespace(shell)
+        nb = Notebook(shell, Path(folder))
+        report = nb.snaps.restore()
+        nb.close()
+        back = describe(shell.user_ns, names)
+    assert (
+        back == live
+        and len(shell.user_ns["keep"]) == 3
+        and shell.user_ns["keep"] is shell.user_ns["rows"]
+    )
+    assert shell.user_ns["alone"] == ["a", "b"] and report.reloaded == ["alone", "keep", "rows"]
+    assert "loaded alone, keep, rows again" in str(report)
