@@ -89,10 +89,11 @@ def recompute_cells(
         elif restores(shell.transform_cell(found[seq][1])):
             why = f"its cell {seq} runs %durable restore: re-run its other lines yourself"
         else:
-            watched = {n: _digest(saved[n], ns) for n in (binds or saved) if n in saved}
+            watched = {n: _digest(saved[n], ns) for n in (binds or saved)
+                       if n in saved and entries[n].state == "saved"}  # fmt: skip
             with rt.as_cell(found[seq][0]):
                 result = shell.run_cell(found[seq][1], store_history=False)
-            changed.update(n for n, d in watched.items() if d is None or _digest(saved[n], ns) != d)
+            changed.update(n for n, d in watched.items() if d and _digest(saved[n], ns) != d)
             report_.recompute_cells.append(seq)
             err = result.error_in_exec or result.error_before_exec
             why = f"re-running cell {seq} failed ({describe(err)})" if err else ""
@@ -122,7 +123,7 @@ def _digest(value: Any, ns: dict[str, Any]) -> str | None:
         enc = codec.encode(value, ns)
     except KeyboardInterrupt:  # Ctrl-C: the work under way stops
         raise
-    except BaseException:  # (its code raised: taken as changed, loaded again)
+    except BaseException:  # its code raised: not watched (or, after the re-run, changed)
         return None
     digest = xxhash.xxh3_128(enc.stream)
     for buffer in enc.buffers:

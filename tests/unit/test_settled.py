@@ -288,4 +288,5 @@ def test_a_restored_value_a_recomputed_cell_changes_is_loaded_again(shell, sweep
         and shell.user_ns["keep"] is shell.user_ns["rows"]
     )
     assert shell.user_ns["alone"] == ["a", "b"] and report.reloaded == ["alone", "keep", "rows"]
+    assert "ipywidgets" in report.restored  # (a module: imported, never loaded again)
     assert "loaded alone, keep, rows again" in str(report)
