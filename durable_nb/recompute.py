@@ -73,7 +73,9 @@ def recompute_cells(
     writers = {e.cell_seq for e in entries.values() if e.state == "file"}
     for seq in cells:
         mine = [n for n, s in names.items() if s == seq]
-        if seq in found and (binds := may_bind(shell.transform_cell(found[seq][1]), ns)):
+        source = shell.transform_cell(found[seq][1]) if seq in found else ""
+        binds = may_bind(source, ns) if seq in found else frozenset()
+        if binds:
             # A value first seen after a cell that failed is put on the next cell: running
             # that one again would repeat what it did to restored values, for nothing.
             for n in [n for n in mine if n not in binds]:
@@ -84,9 +86,9 @@ def recompute_cells(
                 continue
         if seq not in found:
             why = f"its cell {seq} is not in the journal"
-        elif seq in writers or writes_files(shell.transform_cell(found[seq][1])):
+        elif seq in writers or writes_files(source):
             why = f"its cell {seq} writes a file: re-run it yourself"
-        elif restores(shell.transform_cell(found[seq][1])):
+        elif restores(source):
             why = f"its cell {seq} runs %durable restore: re-run its other lines yourself"
         else:
             watched = {n: _digest(saved[n], ns) for n in (binds or saved)

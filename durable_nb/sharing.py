@@ -154,8 +154,9 @@ class Reached:
                 self.tied.add(other)
 
 
-def kernel_held(ns: dict[str, Any], names: set[str]) -> int:
-    """How many of ``names`` hold a kernel object at once (a widget: a look, not a walk)."""
+def widget_walks(ns: dict[str, Any], names: set[str], each: float) -> float:
+    """What walking those of ``names`` that hold a kernel object at once (a widget: a look
+    tells, not a walk) would take, at ``each`` a value."""
     count = 0
     for name in names:
         try:
@@ -164,7 +165,7 @@ def kernel_held(ns: dict[str, Any], names: set[str]) -> int:
             raise
         except BaseException:  # a property ``__dict__``: the walk says what it holds
             pass
-    return count
+    return count * each
 
 
 def restored(value: Any, ns: dict[str, Any]) -> frozenset[int] | set[int]:

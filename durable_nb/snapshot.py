@@ -6,7 +6,7 @@ Which variables a cell may have changed (the rule; a cell costs what it touches)
 
 1. the names the cell's code mentions, and every variable bound to a new object; but
    not what is proven unchanged (:class:`sharing.Settled`): a library's module, class or
-   function saved by name, a list, dict or set of immutable objects still holding the
+   function saved by name, a list, dict or set of numbers and strings still holding the
    very objects it held (:class:`unchanged.Same`, one pass in C);
 2. everything reachable (:mod:`durable_nb.graph`) from those values; the variables named
    by the code of every notebook function, method or class reached (closures, defaults,
@@ -43,6 +43,7 @@ import sys
 import time
 import types
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import xxhash
@@ -164,13 +165,12 @@ class Snapshots:
             if changed:
                 touched.update(n for n, k in self.known.items() if k.refs and k.refs & changed)
             if vouch:
-                # The safety net: what is saved is re-checked (what is recomputed, a widget
-                # or a client, is made again by its cell anyway: walking it is no use).
-                # A value proven unchanged (a list of names: :class:`Same`) is not pickled.
+                # The safety net: saved values are re-checked (a recomputed one, a widget, is
+                # made again by its cell anyway); one a :class:`Same` holds to is not pickled.
                 saved = sorted(n for n, k in self.known.items() if k.state == "saved"
                                and not (k.same and n in ns and k.same.holds(ns[n]))
                                and n not in settled)  # fmt: skip
-                spare = sharing.kernel_held(ns, touched) * self.sweep.kernel_walk  # a walk each
+                spare = partial(sharing.widget_walks, ns, touched, self.sweep.kernel_walk)
                 saved, whole = self.sweep.pick(saved, touched, spare)
                 settled.kernel = whole
                 touched.update(saved)

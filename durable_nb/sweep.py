@@ -65,15 +65,16 @@ class Sweep:
         """Whether a sweep runs, with this many bytes of payloads saved."""
         return saved_bytes < self.bytes
 
-    def pick(self, saved: list[str], touched: Set[str] = frozenset(), spare: float = 0.0,
-             ) -> tuple[list[str], bool]:  # fmt: skip
+    def pick(self, saved: list[str], touched: Set[str] = frozenset(),
+             spare: Callable[[], float] | None = None) -> tuple[list[str], bool]:  # fmt: skip
         """The names to check this cell, and whether that is all of them: the window's
         worth of those checked longest ago. A name met first counts as checked now (it
         was just saved), so names made every cell never crowd out the others (a
         position in the sorted names did: helper-52 F4). ``touched``: names the cell
-        itself has checked anyway (not charged to the sweep). ``spare``: what checking
-        all would spare (walking the new widgets: see :data:`sharing.Settled`); when
-        the others' last checks took less, all of them are checked (not charged)."""
+        itself has checked anyway (not charged to the sweep). ``spare()``: what checking
+        all would spare (walking the new widgets: see :data:`sharing.Settled`), asked only
+        when the window leaves some out; when the others' last checks took less, all of
+        them are checked (not charged)."""
         self._cell += 1
         self.only, self.spent = frozenset(), 0.0
         now, before = self._cell, self._checked
@@ -97,9 +98,9 @@ class Sweep:
         self._swept = bool(picked)
         self.only = frozenset(picked).difference(touched)
         whole = len(picked) == len(saved)
-        if not whole and spare and len(saved) <= self.names:
+        if not whole and spare is not None and len(saved) <= self.names:
             others = set(saved).difference(picked)
-            if sum(self._cost.get(n, self.seconds / 4) for n in others) < spare:
+            if sum(self._cost.get(n, self.seconds / 4) for n in others) < spare():
                 for name in others:
                     checked[name] = now
                 picked, whole = saved, True

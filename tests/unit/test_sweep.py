@@ -147,7 +147,7 @@ def test_all_are_checked_when_that_costs_less_than_what_it_spares(n, costs, spar
     sweep.took(0.0)
     sweep.window, sweep._rest = 1, rest
     window, resting = sweep.window, sweep._rest > 0
-    picked, whole = sweep.pick(saved, spare=spare)
+    picked, whole = sweep.pick(saved, spare=lambda: spare)
     own = [] if resting else sorted(sweep.only)
     others = [v for v in saved if v not in own]
     cheap = n <= SWEEP_NAMES and sum(costs[saved.index(v)] for v in others) < spare
