@@ -141,10 +141,9 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
         # checked against ``seen``: its one holder is walked once). The root always keys.
         own: list[Any] = []
         if walk and not root:
-            counts = list(map(getrefcount, walk))
-            if max(counts) <= held:
+            if max(map(getrefcount, walk)) <= held:
                 walk, own = [], walk  # a tree of lone objects (the rows of a table)
-            elif min(counts) <= held:
+            elif min(counts := list(map(getrefcount, walk))) <= held:
                 lone = [c <= held for c in counts]
                 walk, own = list(compress(walk, map(not_, lone))), list(compress(walk, lone))
         root = False

@@ -1,0 +1,168 @@
+"""A list, dict or set subclass that iterates its own way is saved with what it holds.
+
+Pickle saves such an object (by its base's reduce) as what iterating it yields: a
+filtering ``__iter__`` came back with other contents, silently, and an endless one hung
+the kernel after the cell that made it (a plain kernel never iterates it).
+``codec.iterates_own_way`` finds these classes; their instances are saved through their
+base's own iteration, on every path (the plain pickler, ours, dill's) and through a real
+journal and restore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_snapshot_props import SLOW, Notebook, fresh_namespace  # (tests/unit: on the path)
+from test_snapshot_props import shell as shell  # (the fixture)
+
+from durable_nb import codec
+
+pytestmark = pytest.mark.unit
+
+BASES = ("list", "dict", "set", "frozenset")
+
+#: How a class iterates: the body of its ``__iter__`` (``items`` for a dict), or None for
+#: the base's own. ``B`` is the base, ``it`` what the base's iteration yields.
+ITERATIONS = {
+    "own": None,
+    "filtering": "return iter([x for x in it if hash(x) % 3 == 0])",
+    "doubling": "return iter([x for x in it for _ in range(2)])",
+    "reversed": "return iter(list(it)[::-1])",
+    "long": "return itertools.islice(itertools.cycle(list(it) or [(0, 0)]), 20_000)",
+    "raising": "raise RuntimeError('not iterable today')",
+}
+
+
+def define(main, base: str, iteration: str | None, n: int) -> type:
+    """A notebook class ``C{n}`` of ``base`` with ``iteration`` (see ITERATIONS)."""
+    method = "items" if base == "dict" else "__iter__"
+    source = f"import itertools\nclass C{n}({base}):\n    pass\n"
+    if iteration is not None:
+        read = "dict.items(self)" if base == "dict" else f"{base}.__iter__(self)"
+        source += f"    def {method}(self):\n        it = {read}\n        {iteration}\n"
+    return main(source)[f"C{n}"]
+
+
+def held(obj) -> tuple:
+    """What ``obj`` holds, read through its base (never its own iteration), and its state."""
+    if isinstance(obj, dict):
+        contents = sorted(dict.items(obj))
+    elif isinstance(obj, list):
+        contents = list(list.__iter__(obj))
+    else:
+        contents = sorted((set if isinstance(obj, set) else frozenset).__iter__(obj))
+    return type(obj).__qualname__, contents, getattr(obj, "__dict__", None)
+
+
+def make(cls: type, base: str, items: list[int]):
+    if base == "dict":
+        return cls({i: str(i) for i in items})
+    return cls(items)
+
+
+# The holders: the value alone, inside a plain list, or beside a function whose globals
+# are not the notebook's (only dill saves that: dill's path).
+HOLDERS = ("alone", "in a list", "beside dill's")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=SLOW)
+@given(st.sampled_from(BASES), st.sampled_from(sorted(ITERATIONS)),
+       st.lists(st.integers(-40, 40), max_size=8), st.booleans(),
+       st.sampled_from(HOLDERS))  # fmt: skip
+def test_what_is_saved_is_what_it_holds(main, base, iteration, items, stated, holder):
+    cls = define(main, base, ITERATIONS[iteration], 0)
+    obj = make(cls, base, items)
+    if stated:
+        obj.note = [len(items), "x"]
+    other: dict = {"__name__": "elsewhere"}
+    exec("def f(x):\n    return x\n", other)
+    value = {"alone": obj, "in a list": [obj], "beside dill's": [obj, other["f"]]}[holder]
+    ns = main("")
+    enc = codec.encode(value, ns, (value,))
+    assert enc.codec == (codec.DILL if holder == "beside dill's" else codec.PICKLE)
+    back = codec.decode(enc.codec, enc.stream, enc.buffers, resolve=ns.__getitem__)
+    back_obj = back if holder == "alone" else back[0]
+    assert type(back_obj) is cls and held(back_obj) == held(obj)
+    plain = codec.encode_plain(value, ns)  # the plain pickler: lists and dicts of data
+    if plain is not None:
+        again = codec.decode(plain.codec, plain.stream, plain.buffers, resolve=ns.__getitem__)
+        assert held(again if holder == "alone" else again[0]) == held(obj)
+
+
+def test_only_classes_that_iterate_their_own_way_are_found(main):
+    for base in BASES:
+        assert not codec.iterates_own_way(define(main, base, None, 1))
+        assert codec.iterates_own_way(define(main, base, ITERATIONS["reversed"], 2))
+    ns = main("import collections\nclass Ordered(collections.OrderedDict):\n"
+              "    def items(self):\n        return iter([])\n"
+              "class Reduced(list):\n    def __iter__(self):\n        return iter([])\n"
+              "    def __reduce__(self):\n        return (Reduced, ())\n")  # fmt: skip
+    # A class with a reduce of its own (OrderedDict's, the notebook's) keeps it.
+    assert not codec.iterates_own_way(ns["Ordered"])
+    assert not codec.iterates_own_way(ns["Reduced"])
+    assert not any(map(codec.iterates_own_way, (list, dict, set, frozenset, tuple, object)))
+
+
+# Endless in Python (generators), so that the test's alarm can stop them if saving
+# iterates them: an endless C iterator (``itertools.count()``) was not even interruptible.
+ENDLESS = """class Forever(list):
+    def __iter__(self):
+        while True:
+            yield 1
+class Pairs(dict):
+    def items(self):
+        while True:
+            yield 1, 1
+class Ring(set):
+    def __iter__(self):
+        while True:
+            yield 1
+f, p, r = Forever([1, 2]), Pairs(a=1), Ring({3})
+f.note = 'kept'
+"""
+
+
+@contextlib.contextmanager
+def at_most(seconds: int):
+    """Stop the body (at its next Python line) after ``seconds``, and fail."""
+    fired = []
+
+    def stop(*_):
+        fired.append(seconds)
+        signal.alarm(1)  # again: the snapshot goes on to the next value
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not fired, f"saving iterated an endless iteration for {seconds} s"
+
+
+@settings(max_examples=1, deadline=None, suppress_health_check=SLOW)
+@given(st.just(ENDLESS))
+def test_an_endless_iteration_is_saved_and_restored_as_what_it_holds(shell, cell):
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        with at_most(10):
+            nb.run(cell)
+            nb.run("f.append(3)")  # a change, saved again
+        live = {name: held(shell.user_ns[name]) for name in ("f", "p", "r")}
+        nb.close()
+        fresh_namespace(shell)
+        nb = Notebook(shell, Path(folder))
+        report = nb.snaps.restore()
+        nb.close()
+        assert not report.skipped, report
+        assert {name: held(shell.user_ns[name]) for name in ("f", "p", "r")} == live
+        assert live["f"] == ("Forever", [1, 2, 3], {"note": "kept"})
