@@ -4,8 +4,8 @@ What cannot be saved is recorded with the cell that defined it (the recompute pl
 
 Which variables a cell may have changed (the rule; a cell costs what it touches):
 
-1. the names the cell's code mentions, and every variable bound to a new object; but
-   not what is proven unchanged (:class:`sharing.Settled`): a library's module, class or
+1. the names the cell's code mentions, and every variable bound to a new object; but not
+   what is proven unchanged (:class:`sharing.Settled`): a library's module, class or
    function saved by name, a list, dict or set of numbers and strings still holding the
    very objects it held (:class:`unchanged.Same`, one pass in C);
 2. everything reachable (:mod:`durable_nb.graph`) from those values; the variables named
@@ -39,6 +39,7 @@ import enum
 import importlib
 import io
 import json
+import operator
 import sys
 import time
 import types
@@ -69,6 +70,7 @@ from .unchanged import Print, Same, by_name, small
 DEFAULT_MAX_BYTES = 4 << 30
 #: How a value whose reading raised in the notebook's code is recorded: for recompute.
 _UNREAD = "could not be read, the notebook's code raised "
+_STOPPED = "its save was interrupted (Ctrl-C): not tried again while it is the same object"
 #: Values whose pickle :class:`Print` can tell unchanged (dill pickles a function ~1 ms).
 _DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
 
@@ -116,7 +118,7 @@ class Snapshots:
         self.known: dict[str, Known] = {}
         self.ignored: set[str] = set(self._meta_json("ignore", []))
         self._pending: set[str] = set()  # names touched by cells not yet snapshotted
-        self._forgotten: set[str] = set()  # names saved before a reset, not since
+        self._forgotten: dict[str, tuple[int | None, int]] = {}  # saved before a reset: id, cell
         #: After a restore: the next save writes a row for every name (the journal's latest
         #: rows are not what the namespace holds now), deletions included.
         self._rebase, self._restoring = False, False  # (restoring: while a restore runs)
@@ -128,10 +130,10 @@ class Snapshots:
         #: names -> the print of their functions or classes and what pickling them gave,
         #: so that one that did not change is not pickled again (dill: ~1 ms each).
         self._pickled: dict[tuple[str, ...], tuple[Print, codec.Encoded | _Encoding]] = {}
-        #: names -> a library's object pickling refused, and why (not tried again).
-        self._refused: dict[tuple[str, ...], tuple[Any, _Encoding]] = {}
-        #: names -> the library's module, class or function saved by name (sharing.Settled).
-        self._named: dict[str, Any] = {}
+        #: names -> the values not tried again while they hold them (_pickle), and why.
+        self._refused: dict[tuple[str, ...], tuple[tuple, _Encoding]] = {}
+        self.stopped: tuple[str, ...] = ()  #: the names whose save Ctrl-C stopped last
+        self._named: dict[str, Any] = {}  #: names -> a library's object saved by name (Settled)
 
     # -- after each cell ----------------------------------------------------------
 
@@ -154,7 +156,8 @@ class Snapshots:
         accessed, self._pending = self._pending, set()
         ns = variables(self.shell.user_ns, self.shell.user_ns_hidden, self.ignored)
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
-        gone = (self.known.keys() | self._forgotten) - ns.keys()
+        bound = set(touched)  # by this cell: made by it, even if its save fails
+        gone = (self.known.keys() | self._forgotten.keys()) - ns.keys()
         settled = sharing.Settled(self.known, ns, self._named)  # neither walked nor pickled
         vouch = self.sweep.runs(sum(k.nbytes for k in self.known.values()))
         if accessed & sharing.ANY_NAME:  # every variable re-checked: widgets need no walk
@@ -191,14 +194,14 @@ class Snapshots:
                                             k.item, k.cell_seq, k.nbytes, k.detail))  # fmt: skip
             self._write(rows)
         except (OSError, JournalError) as exc:
-            self.reset()
+            self.reset({n: (id(ns[n]), seq) for n in bound})
             self.rt.cell.unsaved = describe(exc)
             where = str(self.rt.path)
             self.rt.step_aside(exc if isinstance(exc, JournalError) else
                                JournalUnwritable.from_cause(where, exc))  # fmt: skip
             return
-        except BaseException:
-            self.reset()  # what reached the journal is unknown: the next cell saves all
+        except BaseException:  # what reached the journal is unknown: the next cell saves all
+            self.reset({n: (id(ns[n]), seq) for n in bound})
             raise
         for cache in (self._pickled, self._refused):
             for key in [k for k in cache if not ns.keys() >= set(k)]:
@@ -207,7 +210,7 @@ class Snapshots:
         for key in [k for k in self._pickled if not any(isinstance(ns[n], _DEFINITIONS)
                                                         for n in k)]:  # fmt: skip
             del self._pickled[key]
-        self._forgotten, self._rebase = set(), False
+        self._forgotten, self._rebase = {}, False
         for name, known in changes.items():
             self.known.pop(name, None)
             if known is not None:
@@ -223,10 +226,12 @@ class Snapshots:
         if vouch:  # what its checks cost sets how much the sweep checks next time
             self.sweep.took(self.sweep.spent)
 
-    def reset(self) -> None:
-        """Forget what was saved: the next snapshot saves every variable again (and
-        records the deletion of those the journal holds that are gone by then)."""
-        self._forgotten |= self.known.keys()
+    def reset(self, bound: dict[str, tuple[int, int]] | None = None) -> None:
+        """Forget what was saved: the next snapshot saves every variable again (and records
+        the deletion of those gone by then); ``bound``: what the failed cell bound, by then."""
+        self._forgotten |= {n: (k.obj_id, k.cell_seq) for n, k in self.known.items()} | (
+            bound or {}
+        )
         self.known.clear()
         self._named.clear()
         self._found = sharing.Reached()  # a failed save's pickles and Sames (review6 F-E)
@@ -255,7 +260,8 @@ class Snapshots:
                 continue
             if res.encoded is not None:
                 self._store(res, rows)
-            cell_seq = seq if rebound else k.cell_seq
+            was = (k.obj_id, k.cell_seq) if k else self._forgotten.get(name, (None, seq))
+            cell_seq = was[1] if was[0] == id(ns[name]) else seq
             small = res.state == "saved" and res.nbytes < self.sweep.bytes
             same = self._found.proven(ns[name], small)
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
@@ -316,17 +322,17 @@ class Snapshots:
         ``__reduce__`` or a property): one value is lost, never the snapshot."""
         try:
             return self._encode(value, members, enc, names)
-        except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+        except KeyboardInterrupt:  # Ctrl-C: the work under way stops, and is not done again
+            self.stopped = names
+            self._refused[names] = (members, _Encoding("recompute", _STOPPED))
             raise
         except BaseException as exc:
             return _Encoding("recompute", f"{_UNREAD}{describe(exc)}")
 
     def _encode(self, value: Any, members: tuple, enc: codec.Encoded | None = None,
                 names: tuple[str, ...] = ()) -> _Encoding:  # fmt: skip
-        """How ``value`` is recorded: saved (with its payload), module, file or recompute.
-
-        ``enc``: its pickle when made already (plain data); ``names``: its variables.
-        """
+        """How ``value`` is recorded: saved (with its payload), module, file or recompute;
+        ``enc``: its pickle when made already (plain data); ``names``: its variables."""
         if enc is None:
             got = self._pickle(value, members, names)
             if isinstance(got, _Encoding):
@@ -370,21 +376,19 @@ class Snapshots:
             last = self._pickled.get(names)
             if last is not None and last[0] == fresh:  # nor did its pickle
                 return replace(last[1]) if isinstance(last[1], _Encoding) else last[1]
-        # A library's object (a traitlets link holding widgets: dill walks them to their
-        # comm, ~5 ms) that pickle refused is not tried again while it is the same object:
-        # its state is the library's, not the notebook's data (the module docstring).
-        library = names and graph.kind(type(value)) == graph.SKIP
-        refused = self._refused.get(names) if library else None
-        if refused is not None:
-            if refused[0] is value:
+        # Not tried again while its names hold the same objects: a library's object pickle
+        # refused (a traitlets link: dill walks its widgets to their comm, ~5 ms; its state is
+        # the library's, not the notebook's data), a value whose save Ctrl-C stopped.
+        if (refused := self._refused.get(names)) is not None:
+            if len(refused[0]) == len(members) and all(map(operator.is_, refused[0], members)):
                 return replace(refused[1])
             del self._refused[names]
         try:
             got: codec.Encoded | _Encoding = codec.encode(value, ns, members)
         except codec.Unserializable as exc:
             got = _Encoding("recompute", str(exc))
-            if library:
-                self._refused[names] = (value, got)
+            if names and graph.kind(type(value)) == graph.SKIP:  # a library's
+                self._refused[names] = (members, got)
         if fresh is not None and fresh.parts is not None and small(got):
             self._pickled[names] = (fresh, got)
         return got
@@ -477,12 +481,10 @@ class Snapshots:
         if lost:
             before = journal.last_ok_seq(upto=lost - 1)
             if asked is not None:
-                raise NamespaceNotSaved(lost, "its records were lost to damage in the log",
-                                        before)  # fmt: skip
+                raise NamespaceNotSaved(lost, "its records were lost to damage in the log", before)
             at = before
-        rows = journal.variables_as_of(
-            at, without=owner.foreign_runs(journal, self.rt.source), deleted=True
-        )
+        rows = journal.variables_as_of(at, without=owner.foreign_runs(journal, self.rt.source),
+                                       deleted=True)  # fmt: skip
         # Nothing another user wrote (or deleted) is run, imported or given a name before
         # it is trusted; then whose work each cell is can be relied on.
         journal.check_restorable(rows.values(), at)
@@ -545,36 +547,34 @@ class Snapshots:
         for name in report_.restored + report_.recomputed:
             if name in ns:
                 e = entries[name]
-                # A payload loaded for one variable alone made objects no other variable
-                # holds (what it names, a function or class, is not in it): its walk can
-                # wait until a cell touches it, as nothing else can reach them before.
-                # Not so once re-run cells (which may take them) ran, nor in a group.
+                # A payload loaded for one variable alone made objects nothing else holds (what
+                # it names, a function or class, is not in it): its walk waits for a cell to
+                # touch it. Not so once re-run cells (which may take them) ran, nor in a group.
                 alone = not recompute and e.state == "saved" and e.item is None
                 shares = frozenset() if alone else sharing.restored(ns[name], ns)
                 self.known[name] = Known(id(ns[name]), e.state, e.value_id, e.item, e.cell_seq,
                                          e.nbytes or 0, shares,
                                          loader.refs.get(e.value_id, frozenset()),
                                          detail=e.detail)  # fmt: skip
+                if e.detail == _STOPPED:  # made again by its cell: still not saved
+                    self._refused[(name,)] = ((ns[name],), _Encoding("recompute", _STOPPED))
         # The journal's latest rows are not what the namespace holds now: the next save
         # writes a row for each name, and the deletion of those it holds that are gone.
         self._rebase, self._named = True, {}
-        self._forgotten |= journal.live_names()
+        self._forgotten.update(dict.fromkeys(journal.live_names(), (None, 0)))
         report_.seconds = time.perf_counter() - t0
         return report_
 
     def _where(self, seq: int) -> str:
         """How the person finds cell execution ``seq`` (journal numbers match no prompt)."""
-        found = self.rt.journal.cells([seq])
-        if not found:
+        if not (found := self.rt.journal.cells([seq])):
             return ""
         return label({"cell_id": found[0].cell_id, "source": found[0].source}, self.rt.source)
 
     def interrupted(self) -> dict[str, Any] | None:
         """The last recorded cell execution, if it crashed or was interrupted."""
         journal = self.rt.journal
-        if journal is None:
-            return None
-        found = journal.interrupted_cell(self.rt.run_id)
+        found = journal.interrupted_cell(self.rt.run_id) if journal is not None else None
         if found is None:
             return None
         c = found.cell

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -471,3 +472,44 @@ def test_a_cell_that_only_defines_a_file_writing_step_is_recomputed(start_kernel
     cell(k2, "vals = [slow(i) for i in range(3)]", cell_id="use")  # the cell again: replays
     assert val(k2, "vals") == "[0, 2, 4]"
     assert out.read_text().splitlines() == ["0", "1", "2"]
+
+
+#: A value whose save takes a minute unless ``Slow.fast``; each save leaves a file behind.
+SLOW_SAVE = """import pathlib, time
+class Slow:
+    fast = False
+    def __reduce__(self):
+        n = len(list(pathlib.Path('.').glob('saving-*')))
+        pathlib.Path(f'saving-{n}').touch()
+        end = time.monotonic() + (0 if Slow.fast else 60)
+        while time.monotonic() < end:
+            time.sleep(0.01)
+        return (Slow, ())
+"""
+
+
+def test_a_save_the_person_interrupts_is_not_tried_again_while_it_is_the_same(
+    start_kernel, workdir
+):
+    k = start_kernel()
+    cell(k, SLOW_SAVE)
+    msg_id = k.send("s = Slow()\nkeep = [1, 2]")
+    deadline = time.monotonic() + 60
+    while not (workdir / "saving-0").exists():  # the snapshot is in the notebook's code
+        assert time.monotonic() < deadline, "the save never started"
+        time.sleep(0.05)
+    k.km.interrupt_kernel()  # the stop button
+    result = k.wait(msg_id)
+    assert result.ok, str(result)  # the cell had ended: its result stands
+    said = [line for line in result.stderr.splitlines() if line.startswith("durable_nb:")]
+    assert len(said) == 1 and "s is not saved while it holds the same object" in said[0], said
+    # The next cells save the rest again, but not s: its code is not run again.
+    cell(k, "y = 1")
+    cell(k, "s.note = 'changed'\nkeep.append(3)")
+    assert sorted(p.name for p in workdir.glob("saving-*")) == ["saving-0"]
+    report = restore(k)
+    assert val(k, "keep") == "[1, 2, 3]" and "s" in recomputed(report), report
+    # Bound to another object, it is tried again (and saved, now that it is fast).
+    cell(k, "Slow.fast = True\ns = Slow()")
+    assert len(list(workdir.glob("saving-*"))) == 2
+    assert "s" not in recomputed(restore(k))
