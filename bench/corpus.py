@@ -5,12 +5,15 @@ Output and update-display-id), each run with nbclient in a fresh kernel per side
 interleaved, ``--repeat`` times; cell time is the sum over cells of execute_input to
 execute_reply (nbclient's timing), so kernel start is left out. Outputs are compared as
 tests/test_corpus.py does. Target: durable ≤ 1.1× plain on every notebook. ``--cells``:
-each cell's median too, to see which cells cost what.
+each cell's median too, to see which cells cost what. Besides the ratio of the medians,
+each repeat's own ratio (its two runs were neighbours in time) is summed up by its median
+and quartiles: on a shared machine a run's total moves by ±0.1× from one minute to the next.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import statistics
@@ -65,12 +68,16 @@ def main(argv: list[str] | None = None) -> int:
                 first = source.strip().splitlines()[0][:42] if source.strip() else ""
                 print(f"  {i:>2} {first:<41} {med[0]:10.1f} {med[1]:10.1f} {med[1] - med[0]:+7.1f}")
     print(f"\ntotal cell time per notebook, s (median of {args.repeat}; min in brackets)")
-    print(f"{'notebook':<20} {'python3':>16} {'python3-durable':>16} {'ratio':>6}")
+    print(f"{'notebook':<20} {'python3':>16} {'python3-durable':>16} {'ratio':>6} "
+          f"{'paired (quartiles)':>22}")  # fmt: skip
     for name, took in rows:
         med = {s: statistics.median(took[s]) for s in SIDES}
         cells = [f"{med[s]:7.2f} ({min(took[s]):6.2f})" for s in SIDES]
         ratio = med["python3-durable"] / med["python3"] if med["python3"] else float("nan")
-        print(f"{name:<20} {cells[0]:>16} {cells[1]:>16} {ratio:6.2f}")
+        paired = [d / p for p, d in zip(*(took[s] for s in SIDES), strict=True) if p]
+        q = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3 or [math.nan] * 3
+        spread = f"{q[1]:.2f} ({q[0]:.2f}–{q[2]:.2f})"
+        print(f"{name:<20} {cells[0]:>16} {cells[1]:>16} {ratio:6.2f} {spread:>22}")
     print(f"outputs equal (normalised): {'yes' if same else 'NO'}; target: ratio ≤ 1.1")
     return 0 if same else 1
 
