@@ -36,13 +36,17 @@ def dumps(value: Any) -> tuple[str, bytes]:
     if _json_exact(value, 0):
         return JSON, json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     try:
-        return PICKLE, pickle.dumps(value, protocol=5)
+        out = io.BytesIO()
+        pickler = pickle.Pickler(out, protocol=5)
+        pickler.dispatch_table = _ResultTable()  # (a list subclass: what it holds)
+        pickler.dump(value)
+        return PICKLE, out.getvalue()
     except KeyboardInterrupt:  # Ctrl-C: the work under way stops
         raise
     except BaseException:
-        import dill  # imported on first need: dill is slow to import
-
-        return DILL, dill.dumps(value, protocol=5, recurse=True)
+        out = io.BytesIO()
+        _dill_result_pickler()(out, protocol=5, recurse=True).dump(value)
+        return DILL, out.getvalue()
 
 
 def loads(kind: str, payload: bytes) -> Any:
@@ -232,6 +236,20 @@ def _stored_contents(obj: Any) -> tuple:
     return copyreg.__newobj__, (t,), state, items, pairs
 
 
+class _ResultTable(dict):
+    """A result pickler's ``dispatch_table``: copyreg's reducers, the reducer of
+    :func:`_stored_contents` for a type that iterates its own way, else the type's own
+    ``__reduce_ex__`` (what the pickler calls without a table); made per type on first
+    sight."""
+
+    def __missing__(self, t: type) -> Any:
+        found = copyreg.dispatch_table.get(t)
+        if found is None:
+            found = _stored_contents if iterates_own_way(t) else _REDUCE
+        self[t] = found
+        return found
+
+
 class _PlainTable(dict):
     """A plain pickler's ``dispatch_table``: type -> the reducer of its instances, made on
     first sight (``__missing__``), so that the C pickler asks Python once per type, not once
@@ -262,6 +280,19 @@ class _PlainPickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO) -> None:
         self.dispatch_table = _PlainTable()  # read by the C pickler's __init__
         super().__init__(file, protocol=5)
+
+
+@functools.cache
+def _dill_result_pickler() -> type:
+    """dill's pickler for results (imported on first need: dill is slow to import), a
+    type that iterates its own way saved with what it holds."""
+    import dill
+
+    class _DillResultPickler(dill.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            return _stored_contents(obj) if iterates_own_way(type(obj)) else NotImplemented
+
+    return _DillResultPickler
 
 
 @functools.cache

@@ -4,8 +4,8 @@ Pickle saves such an object (by its base's reduce) as what iterating it yields: 
 filtering ``__iter__`` came back with other contents, silently, and an endless one hung
 the kernel after the cell that made it (a plain kernel never iterates it).
 ``codec.iterates_own_way`` finds these classes; their instances are saved through their
-base's own iteration, on every path (the plain pickler, ours, dill's) and through a real
-journal and restore.
+base's own iteration, on every path (the plain pickler, ours, dill's; a step result's
+pickle and dill) and through a real journal and restore.
 """
 
 from __future__ import annotations
@@ -71,11 +71,12 @@ def make(cls: type, base: str, items: list[int]):
 HOLDERS = ("alone", "in a list", "beside dill's")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=SLOW)
-@given(st.sampled_from(BASES), st.sampled_from(sorted(ITERATIONS)),
-       st.lists(st.integers(-40, 40), max_size=8), st.booleans(),
-       st.sampled_from(HOLDERS))  # fmt: skip
-def test_what_is_saved_is_what_it_holds(main, base, iteration, items, stated, holder):
+@pytest.mark.parametrize("holder", HOLDERS)
+@pytest.mark.parametrize("iteration", sorted(ITERATIONS))
+@pytest.mark.parametrize("base", BASES)
+@settings(max_examples=6, deadline=None, suppress_health_check=SLOW)
+@given(st.lists(st.integers(-40, 40), min_size=1, max_size=8), st.booleans())
+def test_what_is_saved_is_what_it_holds(main, base, iteration, holder, items, stated):
     cls = define(main, base, ITERATIONS[iteration], 0)
     obj = make(cls, base, items)
     if stated:
@@ -89,6 +90,9 @@ def test_what_is_saved_is_what_it_holds(main, base, iteration, items, stated, ho
     back = codec.decode(enc.codec, enc.stream, enc.buffers, resolve=ns.__getitem__)
     back_obj = back if holder == "alone" else back[0]
     assert type(back_obj) is cls and held(back_obj) == held(obj)
+    kind, payload = codec.dumps(value)  # as a step's result
+    again = codec.loads(kind, payload)
+    assert kind == enc.codec and held(again if holder == "alone" else again[0]) == held(obj)
     plain = codec.encode_plain(value, ns)  # the plain pickler: lists and dicts of data
     if plain is not None:
         again = codec.decode(plain.codec, plain.stream, plain.buffers, resolve=ns.__getitem__)
