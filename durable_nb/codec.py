@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import classes, functions, graph
+from .containers import iterates_own_way, object_reduce, stored_contents
 from .errors import describe
 from .fingerprints import SCALARS
 
@@ -158,7 +159,7 @@ class _Pickler(pickle.Pickler):
             out = classes.reduce_part(obj)
             if out is NotImplemented and not (t is types.FunctionType or issubclass(t, type)):
                 if iterates_own_way(t):  # (not remembered: a class may gain an __iter__)
-                    return _stored_contents(obj)
+                    return stored_contents(obj)
                 _remember(t)  # not a class's type: ``type`` pickles notebook classes too
         return out
 
@@ -199,53 +200,16 @@ def _plain(t: type) -> bool:
     return known
 
 
-def object_reduce(t: type) -> bool:
-    """Whether ``t``'s instances are pickled by object's own reduce (none of their own)."""
-    return (t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is object.__reduce__
-            and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
-            and not hasattr(t, "__getnewargs_ex__") and not hasattr(t, "__getnewargs__")
-            and t not in copyreg.dispatch_table)  # fmt: skip
-
-
-def iterates_own_way(t: type) -> bool:
-    """Whether pickle, by ``t``'s base's own reduce, would save what iterating a ``t``
-    yields rather than what it holds: a list, dict or set subclass that overrides
-    ``__iter__`` (``items`` for a dict). A filtering one would restore other contents, an
-    endless one never end (a plain kernel never iterates it): :func:`_stored_contents`."""
-    if issubclass(t, list):
-        return object_reduce(t) and t.__iter__ is not list.__iter__
-    if issubclass(t, dict):
-        return object_reduce(t) and t.items is not dict.items
-    base = set if issubclass(t, set) else frozenset if issubclass(t, frozenset) else None
-    return base is not None and (
-        t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is base.__reduce__
-        and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
-        and t.__iter__ is not base.__iter__ and t not in copyreg.dispatch_table
-    )  # fmt: skip
-
-
-def _stored_contents(obj: Any) -> tuple:
-    """The reduce its base gives ``obj`` (see :func:`iterates_own_way`), with what it holds
-    (read through the base's own iteration) in place of what iterating it yields."""
-    t = type(obj)
-    state = object.__getstate__(obj)
-    if isinstance(obj, set | frozenset):  # set's reduce: the type called with its members
-        return t, (list((set if isinstance(obj, set) else frozenset).__iter__(obj)),), state
-    items = list.__iter__(obj) if isinstance(obj, list) else None
-    pairs = iter(dict.items(obj)) if isinstance(obj, dict) else None
-    return copyreg.__newobj__, (t,), state, items, pairs
-
-
 class _ResultTable(dict):
     """A result pickler's ``dispatch_table``: copyreg's reducers, the reducer of
-    :func:`_stored_contents` for a type that iterates its own way, else the type's own
+    :func:`stored_contents` for a type that iterates its own way, else the type's own
     ``__reduce_ex__`` (what the pickler calls without a table); made per type on first
     sight."""
 
     def __missing__(self, t: type) -> Any:
         found = copyreg.dispatch_table.get(t)
         if found is None:
-            found = _stored_contents if iterates_own_way(t) else _REDUCE
+            found = stored_contents if iterates_own_way(t) else _REDUCE
         self[t] = found
         return found
 
@@ -264,7 +228,7 @@ class _PlainTable(dict):
         if not _plain(t):
             raise _NotPlain  # functions, modules, arrays, files, metaclasses...
         self.classes.append(t)
-        reduce = self[t] = _stored_contents if iterates_own_way(t) else _REDUCE
+        reduce = self[t] = stored_contents if iterates_own_way(t) else _REDUCE
         return reduce
 
 
@@ -290,7 +254,7 @@ def _dill_result_pickler() -> type:
 
     class _DillResultPickler(dill.Pickler):
         def reducer_override(self, obj: Any) -> Any:
-            return _stored_contents(obj) if iterates_own_way(type(obj)) else NotImplemented
+            return stored_contents(obj) if iterates_own_way(type(obj)) else NotImplemented
 
     return _DillResultPickler
 
@@ -315,7 +279,7 @@ def _dill_pickler() -> type:
                 if functions.module_of(obj.__globals__) not in (None, "__main__"):
                     out = functions.reduce(obj, _plain, check=False)
             elif out is NotImplemented and iterates_own_way(type(obj)):
-                out = _stored_contents(obj)
+                out = stored_contents(obj)
             return NotImplemented if out is None else out
 
     return _DillPickler

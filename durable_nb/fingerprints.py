@@ -12,6 +12,8 @@ from typing import Any
 
 import xxhash
 
+from . import containers
+
 #: Hashed by their repr.
 SCALARS = (str, int, float, bool, type(None))
 
@@ -65,6 +67,19 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         return
     h.update(b"obj:%s.%s;" % (t.__module__.encode(), t.__qualname__.encode()))
     state = getattr(obj, "__dict__", None)
+    if issubclass(t, containers.BASES) and (state or containers.iterates_own_way(t)):
+        # What it holds (its attributes alone had left it out: two batches of one name
+        # were one call), read through its base: its pickle would iterate it its own way.
+        if id(obj) in seen:
+            h.update(b"cycle;")
+            return
+        seen.add(id(obj))
+        held = containers.held(obj)
+        feed(h, frozenset(held) if issubclass(t, set | frozenset) else held, seen)
+        if type(state) is dict:
+            feed(h, state, seen)
+        seen.discard(id(obj))
+        return
     if type(state) is dict and state and id(obj) not in seen and not _mutable_buffer(obj):
         seen.add(id(obj))  # an instance: its attributes, so sets inside hash canonically
         feed(h, state, seen)

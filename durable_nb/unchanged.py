@@ -23,7 +23,7 @@ from operator import is_
 from sys import getrefcount
 from typing import Any
 
-from . import codec, functions
+from . import codec, containers, functions
 from .graph import ABSENT, ANNOTATION_PARTS, SENTINELS, own_module, own_state
 
 #: Past this many parts (a function holding a big table), pickling is as cheap: no print.
@@ -476,7 +476,7 @@ def _slot_names(t: type) -> tuple[str, ...] | None:
     if t in _SLOTTED:
         return _SLOTTED[t]
     names: list[str] | None = None
-    if (codec.object_reduce(t) and not issubclass(t, _BUILTIN_DATA)
+    if (containers.object_reduce(t) and not issubclass(t, _BUILTIN_DATA)
             and any("__slots__" in vars(c) for c in t.__mro__)
             and not any(c.__module__ == "__main__" or "__getattr__" in vars(c)
                         or ("__getattribute__" in vars(c) and c is not object)

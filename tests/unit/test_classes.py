@@ -394,7 +394,7 @@ def test_a_static_method_held_elsewhere_stays_that_function(main):
 
 def test_a_notebook_containers_own_iteration_never_runs_in_a_save(main):
     """simple() reads a subclass's items as its base type does (helper-55 C3), and so does
-    the pickle (codec.iterates_own_way): the notebook's ``__iter__`` is not run at all."""
+    the pickle (containers.iterates_own_way): the notebook's ``__iter__`` is not run at all."""
     ns = main("class Bag(list):\n    iters = 0\n    def __iter__(self):\n"
               "        Bag.iters += 1\n        return super().__iter__()\n"
               "class Holder:\n    items = Bag([1, 2])\n")  # fmt: skip

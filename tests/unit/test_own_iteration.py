@@ -3,7 +3,7 @@
 Pickle saves such an object (by its base's reduce) as what iterating it yields: a
 filtering ``__iter__`` came back with other contents, silently, and an endless one hung
 the kernel after the cell that made it (a plain kernel never iterates it).
-``codec.iterates_own_way`` finds these classes; their instances are saved through their
+``containers.iterates_own_way`` finds these classes; their instances are saved through their
 base's own iteration, on every path (the plain pickler, ours, dill's; a step result's
 pickle and dill) and through a real journal and restore.
 """
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from test_snapshot_props import SLOW, Notebook, fresh_namespace  # (tests/unit: on the path)
 from test_snapshot_props import shell as shell  # (the fixture)
 
-from durable_nb import codec
+from durable_nb import codec, containers, fingerprints
 
 pytestmark = pytest.mark.unit
 
@@ -74,7 +74,7 @@ HOLDERS = ("alone", "in a list", "beside dill's")
 @pytest.mark.parametrize("holder", HOLDERS)
 @pytest.mark.parametrize("iteration", sorted(ITERATIONS))
 @pytest.mark.parametrize("base", BASES)
-@settings(max_examples=6, deadline=None, suppress_health_check=SLOW)
+@settings(max_examples=3, deadline=None, suppress_health_check=SLOW)
 @given(st.lists(st.integers(-40, 40), min_size=1, max_size=8), st.booleans())
 def test_what_is_saved_is_what_it_holds(main, base, iteration, holder, items, stated):
     cls = define(main, base, ITERATIONS[iteration], 0)
@@ -101,16 +101,16 @@ def test_what_is_saved_is_what_it_holds(main, base, iteration, holder, items, st
 
 def test_only_classes_that_iterate_their_own_way_are_found(main):
     for base in BASES:
-        assert not codec.iterates_own_way(define(main, base, None, 1))
-        assert codec.iterates_own_way(define(main, base, ITERATIONS["reversed"], 2))
+        assert not containers.iterates_own_way(define(main, base, None, 1))
+        assert containers.iterates_own_way(define(main, base, ITERATIONS["reversed"], 2))
     ns = main("import collections\nclass Ordered(collections.OrderedDict):\n"
               "    def items(self):\n        return iter([])\n"
               "class Reduced(list):\n    def __iter__(self):\n        return iter([])\n"
               "    def __reduce__(self):\n        return (Reduced, ())\n")  # fmt: skip
     # A class with a reduce of its own (OrderedDict's, the notebook's) keeps it.
-    assert not codec.iterates_own_way(ns["Ordered"])
-    assert not codec.iterates_own_way(ns["Reduced"])
-    assert not any(map(codec.iterates_own_way, (list, dict, set, frozenset, tuple, object)))
+    assert not containers.iterates_own_way(ns["Ordered"])
+    assert not containers.iterates_own_way(ns["Reduced"])
+    assert not any(map(containers.iterates_own_way, (list, dict, set, frozenset, tuple, object)))
 
 
 # Endless in Python (generators), so that the test's alarm can stop them if saving
@@ -170,3 +170,28 @@ def test_an_endless_iteration_is_saved_and_restored_as_what_it_holds(shell, cell
         assert not report.skipped, report
         assert {name: held(shell.user_ns[name]) for name in ("f", "p", "r")} == live
         assert live["f"] == ("Forever", [1, 2, 3], {"note": "kept"})
+
+
+@pytest.mark.parametrize("iteration", sorted(ITERATIONS))
+@pytest.mark.parametrize("base", BASES)
+@settings(max_examples=5, deadline=None, suppress_health_check=SLOW)
+@given(st.lists(st.integers(-5, 5), max_size=4), st.lists(st.integers(-5, 5), max_size=4),
+       st.booleans())  # fmt: skip
+def test_a_step_argument_is_told_by_what_it_holds(main, base, iteration, a, b, stated):
+    """Two arguments of one class are one call exactly when they hold the same (an
+    instance with attributes was told by them alone: two batches of one name were one
+    call, and the second replayed the first's result)."""
+    cls = define(main, base, ITERATIONS[iteration], 0)
+    x, y = make(cls, base, a), make(cls, base, b)
+    if stated:
+        x.name = y.name = "batch"
+    assert (fingerprints.fingerprint(x) == fingerprints.fingerprint(y)) == (held(x) == held(y))
+
+
+def test_an_endless_step_argument_is_told_by_what_it_holds(main):
+    ns = main(ENDLESS)
+    with at_most(10):
+        told = {name: fingerprints.fingerprint(ns[name]) for name in ("f", "p", "r")}
+    assert len(set(told.values())) == 3
+    ns["f"].append(3)
+    assert fingerprints.fingerprint(ns["f"]) != told["f"]
