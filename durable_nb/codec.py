@@ -364,8 +364,8 @@ def encode_plain(obj: Any, ns: dict[str, Any]) -> Encoded | None:
     enc = Encoded(PICKLE, out.getvalue(), [], frozenset(_refs(table.classes)))
     # Reading the memo costs ~2 µs an object, more than a walk: only for few objects (a
     # list of a million numbers).
-    if size > MEMO_OBJECTS:
-        return enc
+    if size > MEMO_OBJECTS or stored_contents in table.values():
+        return enc  # (stored_contents: its copies of what subclasses held are in the memo)
     objects = [o for _, o in pickler.memo.copy().values()]
     kinds = graph.kinds()
     classes = [o for o in objects if type(o) is type]

@@ -3,8 +3,13 @@
 Pickle saves such an object, by its base's reduce, as what iterating it yields, and a
 fingerprint of its ``__dict__`` left out what it holds. A subclass may iterate its own
 way (a filtering ``__iter__``, an endless one, a dict's ``items`` of its own): what it
-yields is not what it holds. Here it is read through its base's own iteration, which runs
-no code of the notebook's.
+yields is not what it holds. Here it is read through its base's own iteration, and put
+back through its base's own writers: its ``__setitem__``, ``extend`` or ``__init__``
+would wrap again what its storage holds wrapped (a case-insensitive dict keeping each
+key's spelling, a cache keeping each entry's expiry). No code of the notebook's runs
+either way; the object comes back as it was, storage and attributes.
+
+A journal names :func:`empty`, :func:`fill` and :func:`frozen`: never rename them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ def iterates_own_way(t: type) -> bool:
     yields rather than what it holds: a list, dict or set subclass that overrides
     ``__iter__`` (``items`` for a dict). A filtering one would restore other contents, an
     endless one never end (a plain kernel never iterates it): :func:`stored_contents`."""
+    if not issubclass(t, BASES):
+        return False
     if issubclass(t, list):
         return object_reduce(t) and t.__iter__ is not list.__iter__
     if issubclass(t, dict):
@@ -42,15 +49,53 @@ def iterates_own_way(t: type) -> bool:
 
 
 def stored_contents(obj: Any) -> tuple:
-    """The reduce its base gives ``obj`` (see :func:`iterates_own_way`), with what it holds
-    (read through the base's own iteration) in place of what iterating it yields."""
+    """A reduce that saves ``obj`` as it is (see :func:`iterates_own_way`): made empty by its
+    base (:func:`empty`), then given what its base held and its own state (:func:`fill`,
+    pickle's state setter: after ``obj`` is memoized, so it may hold itself); a frozenset
+    made whole by its base (:func:`frozen`)."""
+    t, own = type(obj), object.__getstate__(obj)
+    if issubclass(t, frozenset):
+        return frozen, (t, held(obj)), own
+    return empty, (t,), (held(obj), own), None, None, fill
+
+
+def frozen(t: type, members: list) -> frozenset:
+    """A frozenset subclass ``t`` holding ``members``, made by frozenset."""
+    return frozenset.__new__(t, members)
+
+
+def empty(t: type) -> Any:
+    """An empty ``t`` (a list, dict or set subclass), made by its base: no ``__new__`` or
+    ``__init__`` of the notebook's runs."""
+    for base in (dict, list, set):
+        if issubclass(t, base):
+            return base.__new__(t)
+    raise TypeError(f"{t.__qualname__} is no list, dict or set")
+
+
+def fill(obj: Any, state: tuple) -> None:
+    """Put back what ``obj``'s base held and its own state (``state``, from
+    :func:`stored_contents`), as pickle's BUILD sets one: ``__setstate__``, else its
+    ``__dict__`` and slots."""
+    contents, own = state
     t = type(obj)
-    state = object.__getstate__(obj)
-    if isinstance(obj, set | frozenset):  # set's reduce: the type called with its members
-        return t, (held(obj),), state
-    items = list.__iter__(obj) if isinstance(obj, list) else None
-    pairs = iter(dict.items(obj)) if isinstance(obj, dict) else None
-    return copyreg.__newobj__, (t,), state, items, pairs
+    if issubclass(t, dict):
+        dict.update(obj, contents)
+    elif issubclass(t, list):
+        list.extend(obj, contents)
+    else:
+        set.update(obj, contents)
+    if own is None:
+        return
+    setstate = getattr(obj, "__setstate__", None)
+    if setstate is not None:
+        setstate(own)
+        return
+    own, slots = own if type(own) is tuple and len(own) == 2 else (own, None)
+    if own:
+        obj.__dict__.update(own)
+    for name, value in (slots or {}).items():
+        setattr(obj, name, value)
 
 
 def held(obj: list | dict | set | frozenset) -> list | dict:

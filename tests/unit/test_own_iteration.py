@@ -195,3 +195,60 @@ def test_an_endless_step_argument_is_told_by_what_it_holds(main):
     assert len(set(told.values())) == 3
     ns["f"].append(3)
     assert fingerprints.fingerprint(ns["f"]) != told["f"]
+
+
+#: Writers that wrap what iteration unwraps (review60 #1): read through the base, they
+#: must be written through the base too, or they come back wrapped twice.
+PAIRED = """import time
+class CIDict(dict):
+    def __setitem__(self, k, v):
+        dict.__setitem__(self, k.lower(), (k, v))
+    def __getitem__(self, k):
+        return dict.__getitem__(self, k.lower())[1]
+    def items(self):
+        return [(k, v) for k, v in dict.values(self)]
+class Boxed(list):
+    def extend(self, xs):
+        list.extend(self, [[x] for x in xs])
+    def append(self, x):
+        list.append(self, [x])
+    def __iter__(self):
+        return (b[0] for b in list.__iter__(self))
+class Lower(set):
+    def __init__(self, xs=()):
+        set.__init__(self, ((x.lower(), x) for x in xs))
+    def __iter__(self):
+        return (x for _, x in set.__iter__(self))
+class Expiring(dict):
+    def __setitem__(self, k, v):
+        dict.__setitem__(self, k, (v, time.time() + 3600))
+    def items(self):
+        return [(k, v) for k, (v, until) in dict.items(self) if until > time.time()]
+headers, boxed, words, cache = CIDict(), Boxed(), Lower(['Foo', 'BAR']), Expiring()
+headers['Content-Type'] = 'json'
+boxed.extend([1, 2])
+boxed.append(boxed)
+cache['answer'] = 42
+cache.note = 'kept'
+"""
+
+
+def test_writers_that_wrap_what_iteration_unwraps_restore_as_they_were(shell):
+    fresh_namespace(shell)
+    names = ("headers", "boxed", "words", "cache")
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.run(PAIRED)
+        live = {name: held(shell.user_ns[name]) for name in names if name != "boxed"}
+        nb.close()
+        fresh_namespace(shell)
+        nb = Notebook(shell, Path(folder))
+        report = nb.snaps.restore()
+        nb.close()
+        ns = shell.user_ns
+        assert not report.skipped, report
+        assert {name: held(ns[name]) for name in live} == live
+        assert ns["headers"]["content-type"] == "json"
+        assert dict.__getitem__(ns["cache"], "answer")[0] == 42
+        boxed = ns["boxed"]  # it holds itself, boxed: [[1], [2], [boxed]]
+        assert list.__getitem__(boxed, 2)[0] is boxed and list(boxed)[:2] == [1, 2]
