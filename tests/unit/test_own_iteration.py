@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_snapshot_props import SLOW, Notebook, fresh_namespace  # (tests/unit: on the path)
+from test_snapshot_props import SLOW, Notebook, fresh_namespace, restore_anew  # (on the path)
 from test_snapshot_props import shell as shell  # (the fixture)
 
 from durable_nb import codec, containers, fingerprints
@@ -162,12 +162,7 @@ def test_an_endless_iteration_is_saved_and_restored_as_what_it_holds(shell, cell
             nb.run(cell)
             nb.run("f.append(3)")  # a change, saved again
         live = {name: held(shell.user_ns[name]) for name in ("f", "p", "r")}
-        nb.close()
-        fresh_namespace(shell)
-        nb = Notebook(shell, Path(folder))
-        report = nb.snaps.restore()
-        nb.close()
-        assert not report.skipped, report
+        restore_anew(shell, nb)
         assert {name: held(shell.user_ns[name]) for name in ("f", "p", "r")} == live
         assert live["f"] == ("Forever", [1, 2, 3], {"note": "kept"})
 
@@ -240,13 +235,8 @@ def test_writers_that_wrap_what_iteration_unwraps_restore_as_they_were(shell):
         nb = Notebook(shell, Path(folder))
         nb.run(PAIRED)
         live = {name: held(shell.user_ns[name]) for name in names if name != "boxed"}
-        nb.close()
-        fresh_namespace(shell)
-        nb = Notebook(shell, Path(folder))
-        report = nb.snaps.restore()
-        nb.close()
+        restore_anew(shell, nb)
         ns = shell.user_ns
-        assert not report.skipped, report
         assert {name: held(ns[name]) for name in live} == live
         assert ns["headers"]["content-type"] == "json"
         assert dict.__getitem__(ns["cache"], "answer")[0] == 42

@@ -326,13 +326,20 @@ def restored(shell, nb: Notebook) -> tuple[list, list]:
     """Close ``nb``, restore its journal into an empty namespace: (live, restored)."""
     names = user_names(shell)
     live = describe(shell.user_ns, names)
+    restore_anew(shell, nb)
+    return live, describe(shell.user_ns, names)
+
+
+def restore_anew(shell, nb: Notebook):
+    """Close ``nb``, restore its journal into an empty namespace, skipping nothing: the
+    restore's report."""
     nb.close()
     fresh_namespace(shell)
     nb = Notebook(shell, Path(nb.source).parent)
     report = nb.snaps.restore()
     nb.close()
     assert not report.skipped, report
-    return live, describe(shell.user_ns, names)
+    return report
 
 
 def round_trip(shell, cells: list[str]) -> tuple[list, list]:
@@ -456,12 +463,7 @@ def test_notebook_classes_instances_and_reduce_calls(shell):
             nb.run(code)
             calls.append(hm.HELD.get("reduce", 0))
         assert calls == [0, 1, 1, 1, 1, 1, 2]  # the build cell, then noisy.append only
-        nb.close()
-        fresh_namespace(shell)
-        nb = Notebook(shell, Path(folder))
-        report = nb.snaps.restore()
-        nb.close()
-    assert not report.skipped, report
+        restore_anew(shell, nb)
     ns = shell.user_ns
     shared = ns["shared"]
     assert shared == [1, 2, 3] and [p.x for p in ns["ps"]] == [0, 1, 2]
