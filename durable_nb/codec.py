@@ -207,6 +207,8 @@ class _ResultTable(dict):
     sight."""
 
     def __missing__(self, t: type) -> Any:
+        if issubclass(t, type):  # a class of a metaclass (an Enum, an ABC): by name, as
+            raise KeyError(t)  # the pickler does without a table (review61 #1)
         found = copyreg.dispatch_table.get(t)
         if found is None:
             found = stored_contents if iterates_own_way(t) else _REDUCE

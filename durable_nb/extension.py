@@ -319,13 +319,11 @@ class _Extension:
         try:
             self.snapshots.after_cell(source, success)
         except KeyboardInterrupt:
-            names, self.snapshots.stopped = self.snapshots.stopped, ()
-            what = (
-                f"; {', '.join(names)} is not saved while it holds the same object" if names else ""
-            )
-            report(
-                f"snapshot interrupted{what}; the next cell saves the rest of the namespace again"
-            )
+            names, self.snapshots.refusals.stopped = self.snapshots.refusals.stopped, ()
+            what = (f"; {' and '.join(names)} not saved, tried again when a cell uses or "
+                    "rebinds it" if names else "")  # fmt: skip
+            report(f"snapshot interrupted{what}; the next cell saves the rest of the namespace "
+                   "again")  # fmt: skip
         except JournalError as exc:  # damage met mid-session: journaling stops, as at open
             self.rt.step_aside(exc)
         except BaseException as exc:  # (SystemExit from a __reduce__ must not end the kernel)

@@ -6,6 +6,7 @@ A step's identity is the fingerprint of its cell, name and arguments (runtime.py
 
 from __future__ import annotations
 
+import collections
 import pickle
 import types
 from typing import Any
@@ -67,17 +68,16 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         return
     h.update(b"obj:%s.%s;" % (t.__module__.encode(), t.__qualname__.encode()))
     state = getattr(obj, "__dict__", None)
-    if issubclass(t, containers.BASES) and (state or containers.iterates_own_way(t)):
-        # What it holds (its attributes alone had left it out: two batches of one name
-        # were one call), read through its base: its pickle would iterate it its own way.
+    if issubclass(t, _VALUES) and (state or containers.iterates_own_way(t)):
+        # A subclass of a built-in value with attributes, or iterating its own way: what
+        # its base holds, read through its base (its attributes alone had left it out: two
+        # batches of one name were one call), and its attributes and slots.
         if id(obj) in seen:
             h.update(b"cycle;")
             return
         seen.add(id(obj))
-        held = containers.held(obj)
-        feed(h, frozenset(held) if issubclass(t, set | frozenset) else held, seen)
-        if type(state) is dict:
-            feed(h, state, seen)
+        feed(h, _base_value(obj, t), seen)
+        feed(h, object.__getstate__(obj), seen)
         seen.discard(id(obj))
         return
     if type(state) is dict and state and id(obj) not in seen and not _mutable_buffer(obj):
@@ -135,6 +135,32 @@ class Shape:
             feed(h, fill, set())
             h.update(after)
         return h.hexdigest()
+
+
+#: Built-in values whose subclasses' instances are told by what their base holds.
+_VALUES = (str, bytes, int, float, complex, tuple, *containers.BASES, collections.deque)
+
+
+def _base_value(obj: Any, t: type) -> Any:
+    """What ``obj`` (a subclass of one of :data:`_VALUES`) holds, as its base's value, read
+    by its base's own methods (no code of the notebook's runs)."""
+    if issubclass(t, collections.OrderedDict):  # its order is part of its value
+        return list(collections.OrderedDict.items(obj))
+    if issubclass(t, collections.defaultdict):
+        return collections.defaultdict.default_factory.__get__(obj), containers.held(obj)
+    if issubclass(t, containers.BASES):
+        held = containers.held(obj)
+        return frozenset(held) if issubclass(t, set | frozenset) else held
+    if issubclass(t, collections.deque):
+        return list(collections.deque.__iter__(obj)), collections.deque.maxlen.__get__(obj)
+    if issubclass(t, tuple):
+        return tuple(tuple.__iter__(obj))
+    if issubclass(t, bytes):
+        return bytes(memoryview(obj))
+    for base in (str, int, float, complex):
+        if issubclass(t, base):
+            return getattr(base, f"__{base.__name__}__")(obj)
+    raise TypeError(f"{t.__qualname__} is no built-in value")
 
 
 def _mutable_buffer(obj: Any) -> bool:

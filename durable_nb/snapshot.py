@@ -39,7 +39,6 @@ import enum
 import importlib
 import io
 import json
-import operator
 import sys
 import time
 import types
@@ -61,6 +60,7 @@ from .errors import (
 )
 from .payloads import Loader, gc_paused
 from .recompute import Report, recompute_cells
+from .refusals import STOPPED, Refusals
 from .runtime import Runtime
 from .store import UNSAVED, PayloadRow, VariableRow
 from .sweep import SWEEP_BYTES, SWEEP_NAMES, Sweep  # noqa: F401  (tests set them)
@@ -70,7 +70,6 @@ from .unchanged import Print, Same, by_name, small
 DEFAULT_MAX_BYTES = 4 << 30
 #: How a value whose reading raised in the notebook's code is recorded: for recompute.
 _UNREAD = "could not be read, the notebook's code raised "
-_STOPPED = "its save was interrupted (Ctrl-C): not tried again while it is the same object"
 #: Values whose pickle :class:`Print` can tell unchanged (dill pickles a function ~1 ms).
 _DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
 
@@ -130,9 +129,7 @@ class Snapshots:
         #: names -> the print of their functions or classes and what pickling them gave,
         #: so that one that did not change is not pickled again (dill: ~1 ms each).
         self._pickled: dict[tuple[str, ...], tuple[Print, codec.Encoded | _Encoding]] = {}
-        #: names -> the values not tried again while they hold them (_pickle), and why.
-        self._refused: dict[tuple[str, ...], tuple[tuple, _Encoding]] = {}
-        self.stopped: tuple[str, ...] = ()  #: the names whose save Ctrl-C stopped last
+        self.refusals = Refusals()  # values not pickled again while the same (refusals.py)
         self._named: dict[str, Any] = {}  #: names -> a library's object saved by name (Settled)
 
     # -- after each cell ----------------------------------------------------------
@@ -154,9 +151,10 @@ class Snapshots:
         if not success or not self.rt.journaling:
             return
         accessed, self._pending = self._pending, set()
+        self.refusals.used(accessed)  # a save the person stopped: tried again once used
         ns = variables(self.shell.user_ns, self.shell.user_ns_hidden, self.ignored)
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
-        bound = set(touched)  # by this cell: made by it, even if its save fails
+        bound = {n for n in touched if self._forgotten.get(n, (0,))[0] != id(ns[n])}  # made here
         gone = (self.known.keys() | self._forgotten.keys()) - ns.keys()
         settled = sharing.Settled(self.known, ns, self._named)  # neither walked nor pickled
         vouch = self.sweep.runs(sum(k.nbytes for k in self.known.values()))
@@ -203,9 +201,9 @@ class Snapshots:
         except BaseException:  # what reached the journal is unknown: the next cell saves all
             self.reset({n: (id(ns[n]), seq) for n in bound})
             raise
-        for cache in (self._pickled, self._refused):
-            for key in [k for k in cache if not ns.keys() >= set(k)]:
-                del cache[key]
+        self.refusals.prune(ns)
+        for key in [k for k in self._pickled if not ns.keys() >= set(k)]:
+            del self._pickled[key]
         # Names rebound to what is no definition: their print and pickle are let go.
         for key in [k for k in self._pickled if not any(isinstance(ns[n], _DEFINITIONS)
                                                         for n in k)]:  # fmt: skip
@@ -323,8 +321,7 @@ class Snapshots:
         try:
             return self._encode(value, members, enc, names)
         except KeyboardInterrupt:  # Ctrl-C: the work under way stops, and is not done again
-            self.stopped = names
-            self._refused[names] = (members, _Encoding("recompute", _STOPPED))
+            self.refusals.stop(names, members, _Encoding("recompute", STOPPED))
             raise
         except BaseException as exc:
             return _Encoding("recompute", f"{_UNREAD}{describe(exc)}")
@@ -376,19 +373,14 @@ class Snapshots:
             last = self._pickled.get(names)
             if last is not None and last[0] == fresh:  # nor did its pickle
                 return replace(last[1]) if isinstance(last[1], _Encoding) else last[1]
-        # Not tried again while its names hold the same objects: a library's object pickle
-        # refused (a traitlets link: dill walks its widgets to their comm, ~5 ms; its state is
-        # the library's, not the notebook's data), a value whose save Ctrl-C stopped.
-        if (refused := self._refused.get(names)) is not None:
-            if len(refused[0]) == len(members) and all(map(operator.is_, refused[0], members)):
-                return replace(refused[1])
-            del self._refused[names]
+        if (refused := self.refusals.get(names, members)) is not None:  # (refusals.py)
+            return replace(refused)
         try:
             got: codec.Encoded | _Encoding = codec.encode(value, ns, members)
         except codec.Unserializable as exc:
             got = _Encoding("recompute", str(exc))
             if names and graph.kind(type(value)) == graph.SKIP:  # a library's
-                self._refused[names] = (members, got)
+                self.refusals.refuse(names, members, got)
         if fresh is not None and fresh.parts is not None and small(got):
             self._pickled[names] = (fresh, got)
         return got
@@ -556,8 +548,9 @@ class Snapshots:
                                          e.nbytes or 0, shares,
                                          loader.refs.get(e.value_id, frozenset()),
                                          detail=e.detail)  # fmt: skip
-                if e.detail == _STOPPED:  # made again by its cell: still not saved
-                    self._refused[(name,)] = ((ns[name],), _Encoding("recompute", _STOPPED))
+                if e.detail == STOPPED:  # made again by its cell: not saved till used
+                    stopped = _Encoding("recompute", STOPPED)
+                    self.refusals.refuse((name,), (ns[name],), stopped, stopped=True)
         # The journal's latest rows are not what the namespace holds now: the next save
         # writes a row for each name, and the deletion of those it holds that are gone.
         self._rebase, self._named = True, {}

@@ -10,7 +10,10 @@ pickle and dill) and through a real journal and restore.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import datetime
+import pickle
 import signal
 import tempfile
 from pathlib import Path
@@ -242,3 +245,64 @@ def test_writers_that_wrap_what_iteration_unwraps_restore_as_they_were(shell):
         assert dict.__getitem__(ns["cache"], "answer")[0] == 42
         boxed = ns["boxed"]  # it holds itself, boxed: [[1], [2], [boxed]]
         assert list.__getitem__(boxed, 2)[0] is boxed and list(boxed)[:2] == [1, 2]
+
+
+def test_a_step_result_that_iterates_no_own_way_pickles_as_pickle_does(main):
+    """review61 #1: the result pickler's table sent a class of a metaclass (an Enum, an
+    ABC) to its unbound reduce: the Enum's result was not journaled, the ABC's replayed
+    as a copy of the class."""
+    ns = main("import abc, collections, datetime, enum\nclass Color(enum.Enum):\n    RED = 1\n"
+              "class Proto(abc.ABC):\n    pass\nclass Plain:\n    pass\nclass Row(dict):\n"
+              "    pass\nrow = Row(a=1)\nrow.tag = 'x'\n")  # fmt: skip
+    for value in (ns["Color"], ns["Proto"], ns["Plain"], ns["Color"].RED, ns["row"], [ns["Plain"]],
+                  collections.OrderedDict(b=1, a=2), collections.deque([1], maxlen=3),
+                  datetime.date(2026, 12, 3), {1, 2}, (ns["Proto"], 1.5)):  # fmt: skip
+        kind, payload = codec.dumps(value)
+        assert payload == pickle.dumps(value, protocol=5), value
+        back = codec.loads(kind, payload)
+        assert back is value if isinstance(value, type) else back == value
+
+
+SUBCLASSES = """import collections
+class S(str): pass
+class I(int): pass
+class F(float): pass
+class T(tuple): pass
+class B(bytes): pass
+class OD(collections.OrderedDict): pass
+class DD(collections.defaultdict): pass
+class Q(collections.deque): pass
+class SL(list):
+    __slots__ = ('tag',)
+    def __iter__(self):
+        return iter([])
+"""
+
+
+VALUES = st.lists(st.integers(0, 3), min_size=1, max_size=3)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=SLOW)
+@given(st.sampled_from(["S", "I", "F", "T", "B", "OD", "DD", "Q", "SL"]), VALUES, VALUES,
+       st.sampled_from(["a", "b"]), st.sampled_from(["a", "b"]))  # fmt: skip
+def test_a_built_in_value_subclass_argument_is_told_by_its_value(main, kind, a, b, ta, tb):
+    """review61 #7, #8: with attributes (or slots), its value had been left out."""
+    ns = main(SUBCLASSES)
+    make_ = {
+        "S": lambda v: ns["S"]("".join(map(str, v))), "I": lambda v: ns["I"](v[0]),
+        "F": lambda v: ns["F"](v[0] / 2), "T": lambda v: ns["T"](v), "B": lambda v: ns["B"](v),
+        "OD": lambda v: ns["OD"]((x, 0) for x in v), "DD": lambda v: ns["DD"](
+            list if v[0] % 2 else set, {x: None for x in v}),
+        "Q": lambda v: ns["Q"](v), "SL": lambda v: ns["SL"](v),
+    }[kind]  # fmt: skip
+    x, y = make_(a), make_(b)
+    x.tag, y.tag = ta, tb
+
+    def value(o):  # what tells it: its base's value, and its tag
+        if kind == "OD":
+            return list(dict.items(o)), o.tag
+        if kind == "DD":
+            return o.default_factory, sorted(dict.items(o)), o.tag
+        return (list(list.__iter__(o)) if kind == "SL" else type(o).__mro__[1](o)), o.tag
+
+    assert (fingerprints.fingerprint(x) == fingerprints.fingerprint(y)) == (value(x) == value(y))
