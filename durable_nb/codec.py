@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import classes, functions, graph
+from . import classes, containers, functions, graph
 from .containers import iterates_own_way, object_reduce, stored_contents
 from .errors import describe
 from .fingerprints import SCALARS
@@ -145,6 +145,8 @@ class _Pickler(pickle.Pickler):
         t = type(obj)
         if t in _ORDINARY:  # ~10× less per instance than reduce() below
             return NotImplemented
+        if (it := _ORDINARY_CONTAINERS.get(t)) is not None and it is containers.iteration(t):
+            return NotImplemented  # (one that has gained an __iter__ since: below again)
         if t is types.CellType:  # (of a function saved here by value)
             return functions.reduce_cell(obj, self.building.defer)
         if t is types.CodeType:
@@ -158,7 +160,7 @@ class _Pickler(pickle.Pickler):
         if out is NotImplemented:  # (a class's part: a property, a dataclass's field...)
             out = classes.reduce_part(obj)
             if out is NotImplemented and not (t is types.FunctionType or issubclass(t, type)):
-                if iterates_own_way(t):  # (not remembered: a class may gain an __iter__)
+                if iterates_own_way(t):
                     return stored_contents(obj)
                 _remember(t)  # not a class's type: ``type`` pickles notebook classes too
         return out
@@ -167,12 +169,18 @@ class _Pickler(pickle.Pickler):
 #: Types whose instances are neither files nor functions nor classes: the pickler's
 #: override has nothing to do for them.
 _ORDINARY: set[type] = set()
+#: Of them, list, dict and set subclasses, with the iteration they had (review60 #2).
+_ORDINARY_CONTAINERS: dict[type, Any] = {}
 
 
 def _remember(t: type) -> None:
-    if len(_ORDINARY) > 50_000:  # classes made in a loop: do not keep them all alive
-        _ORDINARY.clear()
-    _ORDINARY.add(t)
+    if len(_ORDINARY) + len(_ORDINARY_CONTAINERS) > 50_000:  # classes made in a loop: do
+        _ORDINARY.clear()  # not keep them all alive
+        _ORDINARY_CONTAINERS.clear()
+    if issubclass(t, containers.BASES):
+        _ORDINARY_CONTAINERS[t] = containers.iteration(t)
+    else:
+        _ORDINARY.add(t)
 
 
 class _NotPlain(Exception):

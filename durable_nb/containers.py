@@ -48,6 +48,11 @@ def iterates_own_way(t: type) -> bool:
     )  # fmt: skip
 
 
+def iteration(t: type) -> Any:
+    """What iterating a ``t`` calls as pickle reads it (a dict's ``items``)."""
+    return t.items if issubclass(t, dict) else t.__iter__
+
+
 def stored_contents(obj: Any) -> tuple:
     """A reduce that saves ``obj`` as it is (see :func:`iterates_own_way`): made empty by its
     base (:func:`empty`), then given what its base held and its own state (:func:`fill`,

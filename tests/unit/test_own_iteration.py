@@ -306,3 +306,16 @@ def test_a_built_in_value_subclass_argument_is_told_by_its_value(main, kind, a, 
         return (list(list.__iter__(o)) if kind == "SL" else type(o).__mro__[1](o)), o.tag
 
     assert (fingerprints.fingerprint(x) == fingerprints.fingerprint(y)) == (value(x) == value(y))
+
+
+def test_a_class_that_gains_its_own_iteration_later_is_saved_as_it_is(shell):
+    """review60 #2: its instances' first save remembered it as ordinary (its slots take
+    it past the plain pickler), and the filtering __iter__ it gained later was used."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.run("class Rows(list):\n    __slots__ = ('tag',)\nrows = Rows([1, 2, 3])\n")
+        nb.run("def _odd(self):\n    return (x for x in list.__iter__(self) if x % 2)\n"
+               "Rows.__iter__ = _odd\nrows.append(4)\n")  # fmt: skip
+        restore_anew(shell, nb)
+        assert list(list.__iter__(shell.user_ns["rows"])) == [1, 2, 3, 4]
