@@ -15,10 +15,14 @@ A journal names :func:`empty`, :func:`fill` and :func:`frozen`: never rename the
 from __future__ import annotations
 
 import copyreg
+from collections import OrderedDict, defaultdict, deque
 from typing import Any
 
 #: The bases whose subclasses' contents are read here.
-BASES = (list, dict, set, frozenset)
+BASES = (list, dict, set, frozenset, deque)
+#: Of them, those with a reduce of their own that iterates the object (its ``items``, or
+#: its ``__iter__``): first, as two of them are dicts.
+OWN_REDUCE = (OrderedDict, defaultdict, deque)
 
 
 def object_reduce(t: type) -> bool:
@@ -33,15 +37,22 @@ def iterates_own_way(t: type) -> bool:
     """Whether pickle, by ``t``'s base's own reduce, would save what iterating a ``t``
     yields rather than what it holds: a list, dict or set subclass that overrides
     ``__iter__`` (``items`` for a dict). A filtering one would restore other contents, an
-    endless one never end (a plain kernel never iterates it): :func:`stored_contents`."""
+    endless one never end (a plain kernel never iterates it): :func:`stored_contents`. And
+    any defaultdict subclass: its base's reduce leaves out its attributes."""
     if not issubclass(t, BASES):
         return False
+    for base in OWN_REDUCE:
+        if issubclass(t, base):
+            return (t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is base.__reduce__
+                    and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
+                    and (iteration(t) is not iteration(base) or base is defaultdict)
+                    and t not in copyreg.dispatch_table)  # fmt: skip
     if issubclass(t, list):
         return object_reduce(t) and t.__iter__ is not list.__iter__
     if issubclass(t, dict):
         return object_reduce(t) and t.items is not dict.items
     base = set if issubclass(t, set) else frozenset if issubclass(t, frozenset) else None
-    return base is not None and (
+    return base is not None and (  # (a set's own reduce calls the type with its members)
         t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is base.__reduce__
         and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
         and t.__iter__ is not base.__iter__ and t not in copyreg.dispatch_table
@@ -49,7 +60,8 @@ def iterates_own_way(t: type) -> bool:
 
 
 def iteration(t: type) -> Any:
-    """What iterating a ``t`` calls as pickle reads it (a dict's ``items``)."""
+    """What iterating a ``t`` calls as pickle reads it (a dict's ``items``; a deque is no
+    dict)."""
     return t.items if issubclass(t, dict) else t.__iter__
 
 
@@ -72,7 +84,7 @@ def frozen(t: type, members: list) -> frozenset:
 def empty(t: type) -> Any:
     """An empty ``t`` (a list, dict or set subclass), made by its base: no ``__new__`` or
     ``__init__`` of the notebook's runs."""
-    for base in (dict, list, set):
+    for base in (*OWN_REDUCE, dict, list, set):
         if issubclass(t, base):
             return base.__new__(t)
     raise TypeError(f"{t.__qualname__} is no list, dict or set")
@@ -84,7 +96,14 @@ def fill(obj: Any, state: tuple) -> None:
     ``__dict__`` and slots."""
     contents, own = state
     t = type(obj)
-    if issubclass(t, dict):
+    if issubclass(t, OrderedDict):  # its order is its own list, kept by its __setitem__
+        for key, value in contents:
+            OrderedDict.__setitem__(obj, key, value)
+    elif issubclass(t, defaultdict):
+        defaultdict.__init__(obj, contents[0], contents[1])
+    elif issubclass(t, deque):
+        deque.__init__(obj, contents[0], contents[1])
+    elif issubclass(t, dict):
         dict.update(obj, contents)
     elif issubclass(t, list):
         list.extend(obj, contents)
@@ -103,10 +122,19 @@ def fill(obj: Any, state: tuple) -> None:
         setattr(obj, name, value)
 
 
-def held(obj: list | dict | set | frozenset) -> list | dict:
-    """What ``obj`` holds, as a plain list (a dict: a plain dict), read through its base."""
-    if isinstance(obj, dict):
+def held(obj: Any) -> Any:
+    """What ``obj`` holds, read through its base: a plain list (a dict: a plain dict; an
+    OrderedDict: its pairs in order; a defaultdict: its factory and a plain dict; a deque:
+    a plain list and its maxlen)."""
+    t = type(obj)
+    if issubclass(t, OrderedDict):
+        return list(OrderedDict.items(obj))
+    if issubclass(t, defaultdict):
+        return defaultdict.default_factory.__get__(obj), dict(dict.items(obj))
+    if issubclass(t, deque):
+        return list(deque.__iter__(obj)), deque.maxlen.__get__(obj)
+    if issubclass(t, dict):
         return dict(dict.items(obj))
-    if isinstance(obj, list):
+    if issubclass(t, list):
         return list(list.__iter__(obj))
-    return list((set if isinstance(obj, set) else frozenset).__iter__(obj))
+    return list((set if issubclass(t, set) else frozenset).__iter__(obj))

@@ -6,7 +6,6 @@ A step's identity is the fingerprint of its cell, name and arguments (runtime.py
 
 from __future__ import annotations
 
-import collections
 import pickle
 import types
 from typing import Any
@@ -138,21 +137,15 @@ class Shape:
 
 
 #: Built-in values whose subclasses' instances are told by what their base holds.
-_VALUES = (str, bytes, int, float, complex, tuple, *containers.BASES, collections.deque)
+_VALUES = (str, bytes, int, float, complex, tuple, *containers.BASES)
 
 
 def _base_value(obj: Any, t: type) -> Any:
     """What ``obj`` (a subclass of one of :data:`_VALUES`) holds, as its base's value, read
     by its base's own methods (no code of the notebook's runs)."""
-    if issubclass(t, collections.OrderedDict):  # its order is part of its value
-        return list(collections.OrderedDict.items(obj))
-    if issubclass(t, collections.defaultdict):
-        return collections.defaultdict.default_factory.__get__(obj), containers.held(obj)
-    if issubclass(t, containers.BASES):
+    if issubclass(t, containers.BASES):  # (an OrderedDict's order, a defaultdict's factory)
         held = containers.held(obj)
         return frozenset(held) if issubclass(t, set | frozenset) else held
-    if issubclass(t, collections.deque):
-        return list(collections.deque.__iter__(obj)), collections.deque.maxlen.__get__(obj)
     if issubclass(t, tuple):
         return tuple(tuple.__iter__(obj))
     if issubclass(t, bytes):

@@ -28,7 +28,10 @@ from durable_nb import codec, containers, fingerprints
 
 pytestmark = pytest.mark.unit
 
-BASES = ("list", "dict", "set", "frozenset")
+BASES = ("list", "dict", "set", "frozenset", "OrderedDict", "defaultdict", "deque")
+#: What a class of each base overrides to iterate its own way, and how its base reads it.
+READS = {"dict": ("items", "dict.items"), "OrderedDict": ("items", "OrderedDict.items"),
+         "defaultdict": ("items", "dict.items")}  # fmt: skip
 
 #: How a class iterates: the body of its ``__iter__`` (``items`` for a dict), or None for
 #: the base's own. ``B`` is the base, ``it`` what the base's iteration yields.
@@ -44,17 +47,23 @@ ITERATIONS = {
 
 def define(main, base: str, iteration: str | None, n: int) -> type:
     """A notebook class ``C{n}`` of ``base`` with ``iteration`` (see ITERATIONS)."""
-    method = "items" if base == "dict" else "__iter__"
-    source = f"import itertools\nclass C{n}({base}):\n    pass\n"
+    method, read = READS.get(base, ("__iter__", f"{base}.__iter__"))
+    source = ("import itertools\nfrom collections import OrderedDict, defaultdict, deque\n"
+              f"class C{n}({base}):\n    pass\n")  # fmt: skip
     if iteration is not None:
-        read = "dict.items(self)" if base == "dict" else f"{base}.__iter__(self)"
-        source += f"    def {method}(self):\n        it = {read}\n        {iteration}\n"
+        source += f"    def {method}(self):\n        it = {read}(self)\n        {iteration}\n"
     return main(source)[f"C{n}"]
 
 
 def held(obj) -> tuple:
     """What ``obj`` holds, read through its base (never its own iteration), and its state."""
-    if isinstance(obj, dict):
+    if isinstance(obj, collections.OrderedDict):
+        contents = list(collections.OrderedDict.items(obj))
+    elif isinstance(obj, collections.defaultdict):
+        contents = obj.default_factory, sorted(dict.items(obj))
+    elif isinstance(obj, collections.deque):
+        contents = list(collections.deque.__iter__(obj)), obj.maxlen
+    elif isinstance(obj, dict):
         contents = sorted(dict.items(obj))
     elif isinstance(obj, list):
         contents = list(list.__iter__(obj))
@@ -64,8 +73,10 @@ def held(obj) -> tuple:
 
 
 def make(cls: type, base: str, items: list[int]):
-    if base == "dict":
+    if base in ("dict", "OrderedDict"):
         return cls({i: str(i) for i in items})
+    if base == "defaultdict":
+        return cls(list, {i: str(i) for i in items})
     return cls(items)
 
 
@@ -104,13 +115,15 @@ def test_what_is_saved_is_what_it_holds(main, base, iteration, holder, items, st
 
 def test_only_classes_that_iterate_their_own_way_are_found(main):
     for base in BASES:
-        assert not containers.iterates_own_way(define(main, base, None, 1))
+        # (a defaultdict's reduce leaves out its attributes: always saved as it is)
+        assert containers.iterates_own_way(define(main, base, None, 1)) == (base == "defaultdict")
         assert containers.iterates_own_way(define(main, base, ITERATIONS["reversed"], 2))
     ns = main("import collections\nclass Ordered(collections.OrderedDict):\n"
+              "    def __reduce__(self):\n        return (Ordered, ())\n"
               "    def items(self):\n        return iter([])\n"
               "class Reduced(list):\n    def __iter__(self):\n        return iter([])\n"
               "    def __reduce__(self):\n        return (Reduced, ())\n")  # fmt: skip
-    # A class with a reduce of its own (OrderedDict's, the notebook's) keeps it.
+    # A class with a reduce of the notebook's keeps it.
     assert not containers.iterates_own_way(ns["Ordered"])
     assert not containers.iterates_own_way(ns["Reduced"])
     assert not any(map(containers.iterates_own_way, (list, dict, set, frozenset, tuple, object)))
