@@ -20,6 +20,7 @@ from . import _ipykernel, codec, outputs, runtime, suspend
 from ._report import report
 from .cells import FRESH_LINE, label
 from .errors import DurableError, JournalCorrupt, JournalError, describe
+from .refusals import stopped_names
 from .runtime import Runtime
 from .snapshot import DEFAULT_MAX_BYTES, Snapshots
 
@@ -318,10 +319,11 @@ class _Extension:
     def _snapshot(self, source: str, success: bool) -> None:
         try:
             self.snapshots.after_cell(source, success)
-        except KeyboardInterrupt:
-            names, self.snapshots.refusals.stopped = self.snapshots.refusals.stopped, ()
+        except KeyboardInterrupt as exc:
+            names = stopped_names(exc)
+            it = "it" if len(names) == 1 else "them"
             what = (f"; {' and '.join(names)} not saved, tried again when a cell uses or "
-                    "rebinds it" if names else "")  # fmt: skip
+                    f"rebinds {it}" if names else "")  # fmt: skip
             report(f"snapshot interrupted{what}; the next cell saves the rest of the namespace "
                    "again")  # fmt: skip
         except JournalError as exc:  # damage met mid-session: journaling stops, as at open

@@ -148,6 +148,20 @@ def may_bind(source: str, ns: dict[str, Any]) -> frozenset[str] | set[str]:
         return frozenset()
 
 
+def used_by(named: set[str], ns: dict[str, Any]) -> set[str]:
+    """What a cell naming ``named`` used: those, and the names the notebook's functions
+    and classes among them use (as a snapshot walks them); ``named`` alone when it names
+    ``globals`` and the like, or a notebook class raised when read."""
+    if named & ANY_NAME:
+        return named
+    try:
+        return _reached(named, ns)
+    except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+        raise
+    except BaseException:
+        return named
+
+
 def _reached(named: set[str], ns: dict[str, Any]) -> set[str]:
     out, work = set(named), list(named)
     while work:

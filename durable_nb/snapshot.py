@@ -59,8 +59,8 @@ from .errors import (
     describe,
 )
 from .payloads import Loader, gc_paused
-from .recompute import Report, recompute_cells
-from .refusals import STOPPED, Refusals
+from .recompute import Report, recompute_cells, used_by
+from .refusals import STOPPED, Refusals, was_stopped
 from .runtime import Runtime
 from .store import UNSAVED, PayloadRow, VariableRow
 from .sweep import SWEEP_BYTES, SWEEP_NAMES, Sweep  # noqa: F401  (tests set them)
@@ -151,7 +151,8 @@ class Snapshots:
         if not success or not self.rt.journaling:
             return
         accessed, self._pending = self._pending, set()
-        self.refusals.used(accessed)  # a save the person stopped: tried again once used
+        if self.refusals.any_stopped:  # a save the person stopped: tried again once used
+            self.refusals.used(used_by(accessed, self.shell.user_ns))
         ns = variables(self.shell.user_ns, self.shell.user_ns_hidden, self.ignored)
         touched = {n for n, v in ns.items() if n not in self.known or self.known[n].obj_id != id(v)}
         bound = {n for n in touched if self._forgotten.get(n, (0,))[0] != id(ns[n])}  # made here
@@ -282,8 +283,9 @@ class Snapshots:
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
         """Variables that share objects are saved in one payload, so identity survives;
         when one of them cannot be saved, the others are, together (else each apart)."""
-        found = self._found
-        if len(group) > 1 and not any(found.kernel.get(n) or n in found.unread for n in group):
+        found, stopped = self._found, self.refusals.stopped_alone
+        if len(group) > 1 and not any(found.kernel.get(n) or n in found.unread
+                                      or stopped(n, ns[n]) for n in group):  # fmt: skip
             if (res := self._together(group, ns, shares)) is not None:
                 return res
         out = {}
@@ -320,8 +322,8 @@ class Snapshots:
         ``__reduce__`` or a property): one value is lost, never the snapshot."""
         try:
             return self._encode(value, members, enc, names)
-        except KeyboardInterrupt:  # Ctrl-C: the work under way stops, and is not done again
-            self.refusals.stop(names, members, _Encoding("recompute", STOPPED))
+        except KeyboardInterrupt as exc:  # Ctrl-C: the work under way stops, not done again
+            self.refusals.stop(names, members, _Encoding("recompute", STOPPED), exc)
             raise
         except BaseException as exc:
             return _Encoding("recompute", f"{_UNREAD}{describe(exc)}")
@@ -548,7 +550,7 @@ class Snapshots:
                                          e.nbytes or 0, shares,
                                          loader.refs.get(e.value_id, frozenset()),
                                          detail=e.detail)  # fmt: skip
-                if e.detail == STOPPED:  # made again by its cell: not saved till used
+                if was_stopped(e.detail):  # made again by its cell: not saved till used
                     stopped = _Encoding("recompute", STOPPED)
                     self.refusals.refuse((name,), (ns[name],), stopped, stopped=True)
         # The journal's latest rows are not what the namespace holds now: the next save

@@ -18,6 +18,9 @@ import pytest
 from test_snapshot_props import Notebook, fresh_namespace, restore_anew  # (on the path)
 from test_snapshot_props import shell as shell  # (the fixture)
 
+from durable_nb.refusals import STOPPED as WHY
+from durable_nb.refusals import Refusals, stopped_names, was_stopped
+
 pytestmark = pytest.mark.unit
 
 #: Its saves numbered in ``stop_at`` are stopped as Ctrl-C would stop them; it counts them.
@@ -31,24 +34,26 @@ STOPPED = """class Stopped:
 """
 
 
-def interrupted(nb: Notebook, code: str) -> None:
-    """Run ``code`` as a cell whose snapshot Ctrl-C stops."""
+def interrupted(nb: Notebook, code: str) -> tuple[str, ...]:
+    """Run ``code`` as a cell whose snapshot Ctrl-C stops: the names the stop names."""
     nb.rt.begin_cell(None, code)
     assert nb.shell.run_cell(code, store_history=False, silent=True).success
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stop:
         nb.snaps.after_cell(code, True)
     nb.rt.end_cell("ok", None)
+    return stopped_names(stop.value)
 
 
-def made(nb: Notebook, setup: str, stopped: list[str]) -> list[int]:
+def made(nb: Notebook, setup: str, stopped: list[str]) -> tuple[list[int], tuple[str, ...]]:
     """Run :data:`STOPPED` and ``setup``, then each of ``stopped`` with its save stopped:
-    the cells' numbers (what a restore re-runs to make their values)."""
+    the cells' numbers (what a restore re-runs to make their values), and the names the
+    last stop named."""
     nb.run(STOPPED + setup)
-    seqs = [nb.rt.cell.seq]
+    seqs, names = [nb.rt.cell.seq], ()
     for code in stopped:
-        interrupted(nb, code)
+        names = interrupted(nb, code)
         seqs.append(nb.rt.cell.seq)
-    return seqs
+    return seqs, names
 
 
 def test_a_stopped_save_is_tried_again_once_a_cell_uses_the_value(shell):
@@ -56,9 +61,10 @@ def test_a_stopped_save_is_tried_again_once_a_cell_uses_the_value(shell):
     ns = shell.user_ns
     with tempfile.TemporaryDirectory() as folder:
         nb = Notebook(shell, Path(folder))
-        made_w, made_s = made(nb, "import ipywidgets\nw = ipywidgets.IntSlider()\nkeep = [1]",
-                              ["s = Stopped()\nkeep.append(2)"])  # fmt: skip
-        assert nb.snaps.refusals.stopped == ("s",) and ns["Stopped"].saves == 1
+        (made_w, made_s), names = made(
+            nb, "import ipywidgets\nw = ipywidgets.IntSlider()\nkeep = [1]",
+            ["s = Stopped()\nkeep.append(2)"])  # fmt: skip
+        assert names == ("s",) and ns["Stopped"].saves == 1
         nb.run("y = 1")  # the whole namespace again, s but its save
         nb.run("keep.append(3)")
         assert ns["Stopped"].saves == 1 and nb.snaps.known["s"].state == "recompute"
@@ -85,8 +91,8 @@ def test_two_stopped_saves_in_a_row_keep_what_made_each_value(shell):
         nb = Notebook(shell, Path(folder))
         setup = "Stopped.stop_at = {1, 2}\nimport ipywidgets\nw = ipywidgets.IntSlider()"
         # b = [a] uses a: it is tried again, with b, in one group
-        made_w, made_a, made_b = made(nb, setup, ["a = Stopped()", "b = [a]"])
-        assert set(nb.snaps.refusals.stopped) == {"a", "b"} and ns["Stopped"].saves == 2
+        (made_w, made_a, made_b), names = made(nb, setup, ["a = Stopped()", "b = [a]"])
+        assert set(names) == {"a", "b"} and ns["Stopped"].saves == 2
         nb.run("y = 1")
         assert ns["Stopped"].saves == 2
         known = nb.snaps.known
@@ -98,3 +104,57 @@ def test_two_stopped_saves_in_a_row_keep_what_made_each_value(shell):
         gc.collect()
         assert held() is None
         nb.close()
+
+
+def test_a_stopped_group_is_not_tried_again_after_a_restore(shell):
+    """review62 M3: a cell that may change any variable (``globals()``) tries a stopped
+    group again neither live nor after a restore (which knows its members alone)."""
+    fresh_namespace(shell)
+    ns = shell.user_ns
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        setup = "Stopped.stop_at = {1, 2}\nimport ipywidgets\nw = ipywidgets.IntSlider()"
+        made(nb, setup, ["a = Stopped()", "b = [a]"])
+        nb.run("y = 1")
+        live = ns["Stopped"].saves
+        nb.run("n = len(globals())")
+        assert ns["Stopped"].saves == live
+        restore_anew(shell, nb)
+        nb = Notebook(shell, Path(folder))
+        nb.snaps.restore()
+        saves = ns["Stopped"].saves
+        nb.run("z = 1")
+        nb.run("m = len(globals())")
+        assert ns["Stopped"].saves == saves
+        assert nb.snaps.known["a"].state == nb.snaps.known["b"].state == "recompute"
+        nb.close()
+
+
+def test_a_stopped_save_is_tried_again_once_a_function_the_cell_calls_uses_it(shell):
+    """review62 M4: used is what the snapshot walks, the names the notebook's functions
+    the cell calls use too: ``f()`` changing ``s`` saves that change."""
+    fresh_namespace(shell)
+    ns = shell.user_ns
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        made(nb, "def f():\n    s.note = 'changed'\n", ["s = Stopped()"])
+        nb.run("y = 1")
+        before = ns["Stopped"].saves
+        assert nb.snaps.known["s"].state == "recompute"
+        nb.run("f()")
+        assert ns["Stopped"].saves == before + 1 and nb.snaps.known["s"].state == "saved"
+        nb.close()
+
+
+def test_the_stopped_mark_survives_a_reworded_reason():
+    """Journals keep the reason's text: a restore knows a stopped value by its beginning."""
+    assert was_stopped(WHY) and was_stopped(WHY.split(":")[0] + ": another wording")
+    assert not was_stopped("holds the kernel's Comm") and not was_stopped(None)
+    refusals, value = Refusals(), object()
+    refusals.stop(("a", "b"), (value, 2), "outcome", exc := KeyboardInterrupt())
+    assert stopped_names(exc) == ("a", "b") and refusals.stopped_alone("a", value)
+    assert (
+        refusals.get(("a",), (value,)) == "outcome" and refusals.get(("a", "b"), (value, 2)) is None
+    )
+    refusals.used({"a"})
+    assert not refusals.stopped_alone("a", value) and refusals.stopped_alone("b", 2)
