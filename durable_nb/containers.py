@@ -38,15 +38,17 @@ def iterates_own_way(t: type) -> bool:
     yields rather than what it holds: a list, dict or set subclass that overrides
     ``__iter__`` (``items`` for a dict). A filtering one would restore other contents, an
     endless one never end (a plain kernel never iterates it): :func:`stored_contents`. And
-    any defaultdict subclass: its base's reduce leaves out its attributes."""
+    a defaultdict subclass with attributes or slots: its base's reduce leaves them out. A
+    plain defaultdict, OrderedDict or deque is none of these: plain pickle saves it."""
     if not issubclass(t, BASES):
         return False
     for base in OWN_REDUCE:
         if issubclass(t, base):
             return (t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is base.__reduce__
                     and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
-                    and (iteration(t) is not iteration(base) or base is defaultdict)
-                    and t not in copyreg.dispatch_table)  # fmt: skip
+                    and t not in copyreg.dispatch_table
+                    and (iteration(t) is not iteration(base)
+                         or (base is defaultdict and _has_state(t))))  # fmt: skip
     if issubclass(t, list):
         return object_reduce(t) and t.__iter__ is not list.__iter__
     if issubclass(t, dict):
@@ -57,6 +59,11 @@ def iterates_own_way(t: type) -> bool:
         and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
         and t.__iter__ is not base.__iter__ and t not in copyreg.dispatch_table
     )  # fmt: skip
+
+
+def _has_state(t: type) -> bool:
+    """Whether ``t``'s instances may hold attributes or slots (a plain defaultdict: none)."""
+    return t.__dictoffset__ != 0 or any(vars(c).get("__slots__") for c in t.__mro__)
 
 
 def iteration(t: type) -> Any:
