@@ -12,7 +12,6 @@ import functools
 import io
 import json
 import math
-import operator
 import pickle
 import sys
 import types
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import classes, containers, functions, graph
-from .containers import iterates_own_way, object_reduce, stored_contents
+from .containers import object_reduce
 from .errors import describe
 from .fingerprints import SCALARS
 
@@ -39,7 +38,7 @@ def dumps(value: Any) -> tuple[str, bytes]:
     try:
         out = io.BytesIO()
         pickler = pickle.Pickler(out, protocol=5)
-        pickler.dispatch_table = _ResultTable()  # (a list subclass: what it holds)
+        pickler.dispatch_table = containers.ResultTable()  # (a list subclass: what it holds)
         pickler.dump(value)
         return PICKLE, out.getvalue()
     except KeyboardInterrupt:  # Ctrl-C: the work under way stops
@@ -140,13 +139,17 @@ _RESOLVE: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.Cont
 class _Pickler(pickle.Pickler):
     by_name: _ByName
     building: classes.Building
+    #: List, dict and set subclasses met in this pickle -> their reducer, or None: asked of
+    #: containers once per type and pickle (a class may gain an ``__iter__`` by the next).
+    held: dict[type, Callable[[Any], tuple] | None]
 
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
         if t in _ORDINARY:  # ~10× less per instance than reduce() below
             return NotImplemented
-        if (it := _ORDINARY_CONTAINERS.get(t)) is not None and it is containers.iteration(t):
-            return NotImplemented  # (one that has gained an __iter__ since: below again)
+        found = self.held.get(t, NotImplemented)
+        if found is not NotImplemented:  # (a subclass's: as its first instance was)
+            return NotImplemented if found is None else found(obj)
         if t is types.CellType:  # (of a function saved here by value)
             return functions.reduce_cell(obj, self.building.defer)
         if t is types.CodeType:
@@ -160,27 +163,24 @@ class _Pickler(pickle.Pickler):
         if out is NotImplemented:  # (a class's part: a property, a dataclass's field...)
             out = classes.reduce_part(obj)
             if out is NotImplemented and not (t is types.FunctionType or issubclass(t, type)):
-                if iterates_own_way(t):
-                    return stored_contents(obj)
-                _remember(t)  # not a class's type: ``type`` pickles notebook classes too
+                if (base := containers.base_of(t)) is None or base is t:  # (not a class's
+                    _remember(t)  # type: ``type`` pickles notebook classes too)
+                elif (found := self.held.setdefault(t, containers.reducer(t))) is not None:
+                    return found(obj)
         return out
 
 
-#: Types whose instances are neither files nor functions nor classes: the pickler's
-#: override has nothing to do for them.
+#: Types whose instances are neither files nor functions nor classes, nor subclasses of
+#: list, dict or set (exact ones are: C types that never gain an ``__iter__``): the
+#: pickler's override has nothing to do for them.
 _ORDINARY: set[type] = set()
-#: Of them, list, dict and set subclasses, with the iteration they had (review60 #2).
-_ORDINARY_CONTAINERS: dict[type, Any] = {}
 
 
 def _remember(t: type) -> None:
-    if len(_ORDINARY) + len(_ORDINARY_CONTAINERS) > 50_000:  # classes made in a loop: do
-        _ORDINARY.clear()  # not keep them all alive
-        _ORDINARY_CONTAINERS.clear()
-    if issubclass(t, containers.BASES):
-        _ORDINARY_CONTAINERS[t] = containers.iteration(t)
-    else:
-        _ORDINARY.add(t)
+    """Add ``t`` to :data:`_ORDINARY`, which a loop making classes does not fill for good."""
+    if len(_ORDINARY) > 50_000:
+        _ORDINARY.clear()
+    _ORDINARY.add(t)
 
 
 class _NotPlain(Exception):
@@ -208,22 +208,6 @@ def _plain(t: type) -> bool:
     return known
 
 
-class _ResultTable(dict):
-    """A result pickler's ``dispatch_table``: copyreg's reducers, the reducer of
-    :func:`stored_contents` for a type that iterates its own way, else the type's own
-    ``__reduce_ex__`` (what the pickler calls without a table); made per type on first
-    sight."""
-
-    def __missing__(self, t: type) -> Any:
-        if issubclass(t, type):  # a class of a metaclass (an Enum, an ABC): by name, as
-            raise KeyError(t)  # the pickler does without a table (review61 #1)
-        found = copyreg.dispatch_table.get(t)
-        if found is None:
-            found = stored_contents if iterates_own_way(t) else _REDUCE
-        self[t] = found
-        return found
-
-
 class _PlainTable(dict):
     """A plain pickler's ``dispatch_table``: type -> the reducer of its instances, made on
     first sight (``__missing__``), so that the C pickler asks Python once per type, not once
@@ -238,11 +222,8 @@ class _PlainTable(dict):
         if not _plain(t):
             raise _NotPlain  # functions, modules, arrays, files, metaclasses...
         self.classes.append(t)
-        reduce = self[t] = stored_contents if iterates_own_way(t) else _REDUCE
+        reduce = self[t] = containers.reducer(t) or containers.REDUCE
         return reduce
-
-
-_REDUCE = operator.methodcaller("__reduce_ex__", 5)
 
 
 class _PlainPickler(pickle.Pickler):
@@ -264,7 +245,7 @@ def _dill_result_pickler() -> type:
 
     class _DillResultPickler(dill.Pickler):
         def reducer_override(self, obj: Any) -> Any:
-            return stored_contents(obj) if iterates_own_way(type(obj)) else NotImplemented
+            return containers.reduce_held(obj)
 
     return _DillResultPickler
 
@@ -288,8 +269,8 @@ def _dill_pickler() -> type:
             if out is None and type(obj) is types.FunctionType:
                 if functions.module_of(obj.__globals__) not in (None, "__main__"):
                     out = functions.reduce(obj, _plain, check=False)
-            elif out is NotImplemented and iterates_own_way(type(obj)):
-                out = stored_contents(obj)
+            elif out is NotImplemented:
+                out = containers.reduce_held(obj)
             return NotImplemented if out is None else out
 
     return _DillPickler
@@ -374,7 +355,7 @@ def encode_plain(obj: Any, ns: dict[str, Any]) -> Encoded | None:
     enc = Encoded(PICKLE, out.getvalue(), [], frozenset(_refs(table.classes)))
     # Reading the memo costs ~2 µs an object, more than a walk: only for few objects (a
     # list of a million numbers).
-    if size > MEMO_OBJECTS or stored_contents in table.values():
+    if size > MEMO_OBJECTS or containers.stored_contents in table.values():
         return enc  # (stored_contents: its copies of what subclasses held are in the memo)
     objects = [o for _, o in pickler.memo.copy().values()]
     kinds = graph.kinds()
@@ -466,7 +447,7 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
     out = io.BytesIO()
     try:
         pickler = _Pickler(out, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
-        pickler.by_name = by_name
+        pickler.by_name, pickler.held = by_name, {}
         pickler.building = classes.Building(lambda c: functions.simple(c, ns or {}, _plain))
         pickler.dump(obj)
         return Encoded(PICKLE, out.getvalue(), buffers, frozenset(by_name.refs))

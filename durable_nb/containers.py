@@ -7,7 +7,13 @@ yields is not what it holds. Here it is read through its base's own iteration, a
 back through its base's own writers: its ``__setitem__``, ``extend`` or ``__init__``
 would wrap again what its storage holds wrapped (a case-insensitive dict keeping each
 key's spelling, a cache keeping each entry's expiry). No code of the notebook's runs
-either way; the object comes back as it was, storage and attributes.
+either way, not even a hash of a key; the object comes back as it was, storage and
+attributes. Every pickler of the package asks :func:`reducer` (one cache per type), so
+the rule holds at any depth: a result's, a fingerprint's, the namespace's.
+
+Class attributes are read from the classes' own ``vars`` along the MRO (:func:`_lookup`):
+``getattr`` on a class would run a notebook descriptor's ``__get__`` or a metaclass's
+``__getattr__`` while saving.
 
 A journal names :func:`empty`, :func:`fill` and :func:`frozen`: never rename them.
 """
@@ -15,22 +21,78 @@ A journal names :func:`empty`, :func:`fill` and :func:`frozen`: never rename the
 from __future__ import annotations
 
 import copyreg
+import operator
 from collections import OrderedDict, defaultdict, deque
+from collections.abc import Callable
 from typing import Any
 
-#: The bases whose subclasses' contents are read here.
+#: The bases whose subclasses' contents are read here (OrderedDict and defaultdict are
+#: dicts).
 BASES = (list, dict, set, frozenset, deque)
-#: Of them, those with a reduce of their own that iterates the object (its ``items``, or
-#: its ``__iter__``): first, as two of them are dicts.
-OWN_REDUCE = (OrderedDict, defaultdict, deque)
+#: Each base, and the subclasses of dict with a reduce and storage of their own. Exact
+#: instances of these are C types that never change: plain pickle's.
+_EXACT = frozenset((*BASES, OrderedDict, defaultdict))
+#: What each pickler of the package calls for a type without a reducer of its own: the
+#: type's own ``__reduce_ex__`` (what a pickler without a table calls).
+REDUCE = operator.methodcaller("__reduce_ex__", 5)
+
+
+#: What :func:`_lookup` finds for a name no class defines.
+_ABSENT = object()
+
+
+def _lookup(t: type, name: str) -> Any:
+    """``t``'s class attribute ``name`` as stored (:data:`_ABSENT` when none; a ``None``
+    too is what it is: ``__iter__ = None``): no descriptor's ``__get__``, no metaclass
+    ``__getattr__``, runs."""
+    for c in t.__mro__:
+        found = vars(c).get(name, _ABSENT)
+        if found is not _ABSENT:
+            return found
+    return _ABSENT
+
+
+_OBJECT_REDUCE = vars(object)["__reduce__"]
+_OBJECT_REDUCE_EX = vars(object)["__reduce_ex__"]
+_OBJECT_GETSTATE = vars(object).get("__getstate__", _ABSENT)  # (none before Python 3.11)
+
+
+def base_of(t: type) -> type | None:
+    """The base of :data:`_EXACT` whose storage ``t`` has (the first along its MRO: an
+    OrderedDict subclass's is OrderedDict, not dict), or None."""
+    for c in t.__mro__:
+        if c in _EXACT:
+            return c
+    return None
+
+
+def _keeps_reduce(t: type, base: type) -> bool:
+    """Whether ``t``'s instances are pickled by ``base``'s reduce: no reduce, state or new
+    arguments of the notebook's, and none in ``copyreg``."""
+    reduce = _lookup(t, "__reduce__")
+    return (reduce is _lookup(base, "__reduce__")
+            and _lookup(t, "__reduce_ex__") is _OBJECT_REDUCE_EX
+            and _lookup(t, "__getstate__") is _OBJECT_GETSTATE
+            # (object's reduce calls these; a set's or a deque's own does not)
+            and (reduce is not _OBJECT_REDUCE or (_lookup(t, "__getnewargs_ex__") is _ABSENT
+                                                  and _lookup(t, "__getnewargs__") is _ABSENT))
+            and t not in copyreg.dispatch_table)  # fmt: skip
 
 
 def object_reduce(t: type) -> bool:
     """Whether ``t``'s instances are pickled by object's own reduce (none of their own)."""
-    return (t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is object.__reduce__
-            and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
-            and not hasattr(t, "__getnewargs_ex__") and not hasattr(t, "__getnewargs__")
-            and t not in copyreg.dispatch_table)  # fmt: skip
+    return _keeps_reduce(t, object)
+
+
+def iteration(t: type) -> Any:
+    """What iterating a ``t`` calls as pickle reads it (a dict's ``items``; a deque is no
+    dict), as stored on its class."""
+    return _lookup(t, "items" if issubclass(t, dict) else "__iter__")
+
+
+def _has_state(t: type) -> bool:
+    """Whether ``t``'s instances may hold attributes or slots (a plain defaultdict: none)."""
+    return t.__dictoffset__ != 0 or any(vars(c).get("__slots__") for c in t.__mro__)
 
 
 def iterates_own_way(t: type) -> bool:
@@ -40,36 +102,53 @@ def iterates_own_way(t: type) -> bool:
     endless one never end (a plain kernel never iterates it): :func:`stored_contents`. And
     a defaultdict subclass with attributes or slots: its base's reduce leaves them out. A
     plain defaultdict, OrderedDict or deque is none of these: plain pickle saves it."""
-    if not issubclass(t, BASES):
-        return False
-    for base in OWN_REDUCE:
-        if issubclass(t, base):
-            return (t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is base.__reduce__
-                    and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
-                    and t not in copyreg.dispatch_table
-                    and (iteration(t) is not iteration(base)
-                         or (base is defaultdict and _has_state(t))))  # fmt: skip
-    if issubclass(t, list):
-        return object_reduce(t) and t.__iter__ is not list.__iter__
-    if issubclass(t, dict):
-        return object_reduce(t) and t.items is not dict.items
-    base = set if issubclass(t, set) else frozenset if issubclass(t, frozenset) else None
-    return base is not None and (  # (a set's own reduce calls the type with its members)
-        t.__reduce_ex__ is object.__reduce_ex__ and t.__reduce__ is base.__reduce__
-        and getattr(t, "__getstate__", None) is getattr(object, "__getstate__", None)
-        and t.__iter__ is not base.__iter__ and t not in copyreg.dispatch_table
-    )  # fmt: skip
+    base = base_of(t)
+    return (base is not None and t is not base and _keeps_reduce(t, base)
+            and (iteration(t) is not iteration(base)
+                 or (base is defaultdict and _has_state(t))))  # fmt: skip
 
 
-def _has_state(t: type) -> bool:
-    """Whether ``t``'s instances may hold attributes or slots (a plain defaultdict: none)."""
-    return t.__dictoffset__ != 0 or any(vars(c).get("__slots__") for c in t.__mro__)
+#: Type -> (its iteration when seen, its reducer or None): :func:`reducer`'s cache.
+_KNOWN: dict[type, tuple[Any, Callable[[Any], tuple] | None]] = {}
 
 
-def iteration(t: type) -> Any:
-    """What iterating a ``t`` calls as pickle reads it (a dict's ``items``; a deque is no
-    dict)."""
-    return t.items if issubclass(t, dict) else t.__iter__
+def reducer(t: type) -> Callable[[Any], tuple] | None:
+    """:func:`stored_contents` when ``t`` :func:`iterates_own_way`, else None: what every
+    pickler of the package (and a fingerprint) asks once per type and pickle. Remembered
+    per type, and found again when its iteration has changed (a class given a filtering
+    ``__iter__`` after its instances were saved had it used: review60 #2)."""
+    if t in _EXACT or not issubclass(t, BASES):  # (most types: no MRO read)
+        return None
+    it = iteration(t)
+    known = _KNOWN.get(t)
+    if known is not None and known[0] is it:
+        return known[1]
+    if len(_KNOWN) > 50_000:  # classes made in a loop: do not keep them all alive
+        _KNOWN.clear()
+    found = stored_contents if iterates_own_way(t) else None
+    _KNOWN[t] = (it, found)
+    return found
+
+
+def reduce_held(obj: Any) -> Any:
+    """``obj``'s reduce by :func:`stored_contents`, or NotImplemented (a pickler's
+    ``reducer_override``: the pickler's own way)."""
+    found = reducer(type(obj))
+    return NotImplemented if found is None else found(obj)
+
+
+class ResultTable(dict):
+    """A ``dispatch_table`` for a pickler of results and of fingerprints: copyreg's
+    reducers, :func:`stored_contents` for a type that iterates its own way, else the
+    type's own ``__reduce_ex__`` (what the pickler calls without a table); made per type
+    on first sight. So no value, at any depth, is pickled by its own iteration."""
+
+    def __missing__(self, t: type) -> Any:
+        if issubclass(t, type):  # a class of a metaclass (an Enum, an ABC): by name, as
+            raise KeyError(t)  # the pickler does without a table (review61 #1)
+        found = copyreg.dispatch_table.get(t) or reducer(t) or REDUCE
+        self[t] = found
+        return found
 
 
 def stored_contents(obj: Any) -> tuple:
@@ -78,9 +157,10 @@ def stored_contents(obj: Any) -> tuple:
     pickle's state setter: after ``obj`` is memoized, so it may hold itself); a frozenset
     made whole by its base (:func:`frozen`)."""
     t, own = type(obj), object.__getstate__(obj)
-    if issubclass(t, frozenset):
-        return frozen, (t, held(obj)), own
-    return empty, (t,), (held(obj), own), None, None, fill
+    base = base_of(t)
+    if base is frozenset:
+        return frozen, (t, held(obj, base)), own
+    return empty, (t,), (held(obj, base), own), None, None, fill
 
 
 def frozen(t: type, members: list) -> frozenset:
@@ -91,28 +171,27 @@ def frozen(t: type, members: list) -> frozenset:
 def empty(t: type) -> Any:
     """An empty ``t`` (a list, dict or set subclass), made by its base: no ``__new__`` or
     ``__init__`` of the notebook's runs."""
-    for base in (*OWN_REDUCE, dict, list, set):
-        if issubclass(t, base):
-            return base.__new__(t)
-    raise TypeError(f"{t.__qualname__} is no list, dict or set")
+    base = base_of(t)
+    if base is None or base is frozenset:
+        raise TypeError(f"{t.__qualname__} is no list, dict or set")
+    return base.__new__(t)
 
 
 def fill(obj: Any, state: tuple) -> None:
     """Put back what ``obj``'s base held and its own state (``state``, from
     :func:`stored_contents`), as pickle's BUILD sets one: ``__setstate__``, else its
-    ``__dict__`` and slots."""
+    ``__dict__`` and slots. A dict's contents are pairs, or a dict (journals written
+    before pairs: reread M2): its base's writers take either."""
     contents, own = state
-    t = type(obj)
-    if issubclass(t, OrderedDict):  # its order is its own list, kept by its __setitem__
+    base = base_of(type(obj))
+    if base is OrderedDict:  # its order is its own list, kept by its __setitem__
         for key, value in contents:
             OrderedDict.__setitem__(obj, key, value)
-    elif issubclass(t, defaultdict):
-        defaultdict.__init__(obj, contents[0], contents[1])
-    elif issubclass(t, deque):
-        deque.__init__(obj, contents[0], contents[1])
-    elif issubclass(t, dict):
+    elif base is defaultdict or base is deque:  # (factory and pairs; items and maxlen)
+        base.__init__(obj, contents[0], contents[1])
+    elif base is dict:
         dict.update(obj, contents)
-    elif issubclass(t, list):
+    elif base is list:
         list.extend(obj, contents)
     else:
         set.update(obj, contents)
@@ -129,19 +208,19 @@ def fill(obj: Any, state: tuple) -> None:
         setattr(obj, name, value)
 
 
-def held(obj: Any) -> Any:
-    """What ``obj`` holds, read through its base: a plain list (a dict: a plain dict; an
-    OrderedDict: its pairs in order; a defaultdict: its factory and a plain dict; a deque:
-    a plain list and its maxlen)."""
-    t = type(obj)
-    if issubclass(t, OrderedDict):
-        return list(OrderedDict.items(obj))
-    if issubclass(t, defaultdict):
-        return defaultdict.default_factory.__get__(obj), dict(dict.items(obj))
-    if issubclass(t, deque):
+def held(obj: Any, base: type | None = None) -> Any:
+    """What ``obj`` holds, read through its base: a plain list (a dict, an OrderedDict: its
+    pairs, in order; a defaultdict: its factory and its pairs; a deque: a plain list and its
+    maxlen). Pairs, not a dict: a dict made here would hash every key again, a notebook's
+    ``__hash__`` that plain pickle never calls (reread M2). ``base``: its
+    :func:`base_of`, when known."""
+    base = base or base_of(type(obj))
+    if base is dict or base is OrderedDict:
+        return list(base.items(obj))
+    if base is defaultdict:
+        return defaultdict.default_factory.__get__(obj), list(dict.items(obj))
+    if base is deque:
         return list(deque.__iter__(obj)), deque.maxlen.__get__(obj)
-    if issubclass(t, dict):
-        return dict(dict.items(obj))
-    if issubclass(t, list):
-        return list(list.__iter__(obj))
-    return list((set if issubclass(t, set) else frozenset).__iter__(obj))
+    if base is None:
+        raise TypeError(f"{type(obj).__qualname__} is no list, dict or set")
+    return list(base.__iter__(obj))

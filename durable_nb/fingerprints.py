@@ -6,8 +6,10 @@ A step's identity is the fingerprint of its cell, name and arguments (runtime.py
 
 from __future__ import annotations
 
+import io
 import pickle
 import types
+from collections import defaultdict
 from typing import Any
 
 import xxhash
@@ -52,22 +54,26 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         seen.add(id(obj))
         h.update(b"%s:%d[" % (t.__name__.encode(), len(obj)))
         if t is dict:
-            items = sorted(((fingerprint(k), v) for k, v in obj.items()), key=lambda kv: kv[0])
-            for kfp, v in items:
-                h.update(kfp.encode())
-                feed(h, v, seen)
+            _feed_pairs(h, obj.items(), seen)
         elif t in (set, frozenset):
-            for efp in sorted(fingerprint(e) for e in obj):
-                h.update(efp.encode())
+            _feed_members(h, obj)
         else:
             for v in obj:
                 feed(h, v, seen)
         h.update(b"]")
         seen.discard(id(obj))
         return
+    if t is _Unordered:  # a subclass's pairs or members, hashed as a dict's or a set's
+        h.update(b"%s:%d[" % (obj.kind, len(obj.items)))
+        if obj.kind == b"dict":
+            _feed_pairs(h, obj.items, seen)
+        else:
+            _feed_members(h, obj.items)
+        h.update(b"]")
+        return
     h.update(b"obj:%s.%s;" % (t.__module__.encode(), t.__qualname__.encode()))
     state = getattr(obj, "__dict__", None)
-    if issubclass(t, _VALUES) and (state or containers.iterates_own_way(t)):
+    if issubclass(t, _VALUES) and (state or containers.reducer(t) is not None):
         # A subclass of a built-in value with attributes, or iterating its own way: what
         # its base holds, read through its base (its attributes alone had left it out: two
         # batches of one name were one call), and its attributes and slots.
@@ -84,10 +90,39 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         feed(h, state, seen)
         seen.discard(id(obj))
         return
-    try:
-        h.update(pickle.dumps(obj, protocol=5, buffer_callback=lambda b: h.update(b.raw())))
+    try:  # (a container at any depth: what it holds, never by its own iteration)
+        out = io.BytesIO()
+        pickler = pickle.Pickler(out, protocol=5, buffer_callback=lambda b: h.update(b.raw()))
+        pickler.dispatch_table = containers.ResultTable()
+        pickler.dump(obj)
+        h.update(out.getbuffer())
     except Exception:
         pass  # unpicklable (a client, a socket): its type alone identifies the argument
+
+
+def _feed_pairs(h: xxhash.xxh3_128, pairs: Any, seen: set[int]) -> None:
+    """A dict's pairs, in the order of their keys' fingerprints (no key is hashed)."""
+    for kfp, v in sorted(((fingerprint(k), v) for k, v in pairs), key=lambda kv: kv[0]):
+        h.update(kfp.encode())
+        feed(h, v, seen)
+
+
+def _feed_members(h: xxhash.xxh3_128, members: Any) -> None:
+    """A set's members, in the order of their fingerprints (none is hashed)."""
+    for efp in sorted(fingerprint(e) for e in members):
+        h.update(efp.encode())
+
+
+class _Unordered:
+    """A subclass's pairs (``kind`` b"dict") or members (b"frozenset"), read through its
+    base: fed as that container is, in a canonical order, with no dict or set made of them
+    (that would call a notebook's ``__hash__`` and ``__eq__``, which may raise, or make two
+    members one: reread M2)."""
+
+    __slots__ = ("items", "kind")
+
+    def __init__(self, kind: bytes, items: list) -> None:
+        self.kind, self.items = kind, items
 
 
 #: Marks a place that varies in a :class:`Shape`.
@@ -143,9 +178,14 @@ _VALUES = (str, bytes, int, float, complex, tuple, *containers.BASES)
 def _base_value(obj: Any, t: type) -> Any:
     """What ``obj`` (a subclass of one of :data:`_VALUES`) holds, as its base's value, read
     by its base's own methods (no code of the notebook's runs)."""
-    if issubclass(t, containers.BASES):  # (an OrderedDict's order, a defaultdict's factory)
+    base = containers.base_of(t)
+    if base is not None:  # (an OrderedDict's order, a defaultdict's factory, a deque's maxlen)
         held = containers.held(obj)
-        return frozenset(held) if issubclass(t, set | frozenset) else held
+        if base is dict:
+            return _Unordered(b"dict", held)
+        if base is defaultdict:
+            return held[0], _Unordered(b"dict", held[1])
+        return _Unordered(b"frozenset", held) if base in (set, frozenset) else held
     if issubclass(t, tuple):
         return tuple(tuple.__iter__(obj))
     if issubclass(t, bytes):

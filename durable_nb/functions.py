@@ -31,7 +31,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from . import classes
+from . import classes, containers
 from .errors import ForeignBytecode
 
 #: This Python's bytecode magic: code marshalled by another version is not loaded.
@@ -72,9 +72,6 @@ _ATOMS = frozenset({int, float, bool, type(None), str, bytes, complex})
 #: What a notebook class may define that pickling its instances calls.
 _HOOKS = ("__reduce__", "__reduce_ex__", "__getstate__", "__getnewargs__",
           "__getnewargs_ex__", "__getattr__", "__getattribute__")  # fmt: skip
-#: A container's items without running a subclass's own __iter__ or items().
-_ITEMS = ((list, list.copy), (tuple, lambda t: tuple.__getitem__(t, slice(None))),
-          (set, set.copy), (frozenset, frozenset.copy), (dict, dict.items))  # fmt: skip
 #: Past this many objects held, dill saves the function (as it did before).
 SIMPLE_OBJECTS = 512
 
@@ -118,11 +115,18 @@ def simple(root: Any, ns: dict[str, Any], plain: Callable[[type], bool]) -> bool
         elif plain(t) and not _hooks(t):
             todo.append(object.__getattribute__(o, "__dict__"))
             todo.append(t)
-            # A notebook's subclass of a container: its items, read as the base type reads
-            # them (its own __iter__ runs once, when pickled).
-            for base, items in _ITEMS:
-                if issubclass(t, base):
-                    todo.extend(items(o))
+            # A notebook's subclass of a list or dict: what its base holds, read through its
+            # base, as its pickle reads it (containers): none of its own iteration runs,
+            # here or then. A dict's keys and values, not its pairs: fresh tuples, whose ids
+            # recur once freed, would be taken for ones seen. (The other bases, and a tuple,
+            # have reduces of their own: never plain.)
+            base = containers.base_of(t)
+            if base is list:
+                todo.extend(containers.held(o, base))
+            elif base is dict:
+                todo.extend(x for pair in containers.held(o, base) for x in pair)
+            elif base is not None or issubclass(t, tuple):
+                return False
         else:
             return False
     return True
