@@ -108,20 +108,27 @@ def iterates_own_way(t: type) -> bool:
                  or (base is defaultdict and _has_state(t))))  # fmt: skip
 
 
-#: Type -> (its iteration when seen, its reducer or None): :func:`reducer`'s cache.
-_KNOWN: dict[type, tuple[Any, Callable[[Any], tuple] | None]] = {}
+#: Type -> (what decided it when seen, its reducer or None): :func:`reducer`'s cache.
+_KNOWN: dict[type, tuple[tuple, Callable[[Any], tuple] | None]] = {}
+
+
+def _decided_by(t: type) -> tuple:
+    """What :func:`iterates_own_way` reads of ``t``: a class given an ``__iter__``, a
+    reduce or a state of its own after its instances were saved is decided again
+    (review60 #2, review64 L1)."""
+    return (iteration(t), _lookup(t, "__reduce__"), _lookup(t, "__reduce_ex__"),
+            _lookup(t, "__getstate__"), copyreg.dispatch_table.get(t))  # fmt: skip
 
 
 def reducer(t: type) -> Callable[[Any], tuple] | None:
     """:func:`stored_contents` when ``t`` :func:`iterates_own_way`, else None: what every
     pickler of the package (and a fingerprint) asks once per type and pickle. Remembered
-    per type, and found again when its iteration has changed (a class given a filtering
-    ``__iter__`` after its instances were saved had it used: review60 #2)."""
+    per type, and found again when what decided it changed (:func:`_decided_by`)."""
     if t in _EXACT or not issubclass(t, BASES):  # (most types: no MRO read)
         return None
-    it = iteration(t)
+    it = _decided_by(t)
     known = _KNOWN.get(t)
-    if known is not None and known[0] is it:
+    if known is not None and all(map(operator.is_, known[0], it)):
         return known[1]
     if len(_KNOWN) > 50_000:  # classes made in a loop: do not keep them all alive
         _KNOWN.clear()
@@ -141,14 +148,21 @@ class ResultTable(dict):
     """A ``dispatch_table`` for a pickler of results and of fingerprints: copyreg's
     reducers, :func:`stored_contents` for a type that iterates its own way, else the
     type's own ``__reduce_ex__`` (what the pickler calls without a table); made per type
-    on first sight. So no value, at any depth, is pickled by its own iteration."""
+    on first sight (a list, dict or set subclass's asked at each object: its class may
+    change, and a fingerprint's table lives on). So no value, at any depth, is pickled
+    by its own iteration."""
 
     def __missing__(self, t: type) -> Any:
         if issubclass(t, type):  # a class of a metaclass (an Enum, an ABC): by name, as
             raise KeyError(t)  # the pickler does without a table (review61 #1)
-        found = copyreg.dispatch_table.get(t) or reducer(t) or REDUCE
+        found = copyreg.dispatch_table.get(t) or (_asked if issubclass(t, BASES) else REDUCE)
         self[t] = found
         return found
+
+
+def _asked(obj: Any) -> Any:
+    """``obj``'s reduce as :func:`reducer` decides it now, else its own."""
+    return (reducer(type(obj)) or REDUCE)(obj)
 
 
 def stored_contents(obj: Any) -> tuple:

@@ -149,17 +149,26 @@ def may_bind(source: str, ns: dict[str, Any]) -> frozenset[str] | set[str]:
 
 
 def used_by(named: set[str], ns: dict[str, Any]) -> set[str]:
-    """What a cell naming ``named`` used: those, and the names the notebook's functions
-    and classes among them use (as a snapshot walks them); ``named`` alone when it names
-    ``globals`` and the like, or a notebook class raised when read."""
+    """What a cell naming ``named`` used, as a snapshot walks it: those, and the names the
+    notebook's code they reach uses (a function's, a decorated one's, a partial's, a
+    bound method's, one held in a dict...), and so on; ``named`` alone when it names
+    ``globals`` and the like."""
     if named & ANY_NAME:
         return named
-    try:
-        return _reached(named, ns)
-    except KeyboardInterrupt:  # Ctrl-C: the work under way stops
-        raise
-    except BaseException:
-        return named
+    out, work = set(named), sorted(named)
+    while work:
+        name = work.pop()
+        if name not in ns:
+            continue
+        try:
+            found = graph.reach(ns[name], ns).names
+        except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+            raise
+        except BaseException:  # its code raised when read: what it reaches is unknown
+            continue
+        work += sorted(found - out)
+        out |= found
+    return out
 
 
 def _reached(named: set[str], ns: dict[str, Any]) -> set[str]:

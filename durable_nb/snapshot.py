@@ -284,8 +284,13 @@ class Snapshots:
         """Variables that share objects are saved in one payload, so identity survives;
         when one of them cannot be saved, the others are, together (else each apart)."""
         found, stopped = self._found, self.refusals.stopped_alone
-        if len(group) > 1 and not any(found.kernel.get(n) or n in found.unread
-                                      or stopped(n, ns[n]) for n in group):  # fmt: skip
+        unsaved = {n for n in group if found.kernel.get(n) or n in found.unread}
+        held = {n for n in group if n not in unsaved and stopped(n, ns[n])}
+        if held and len(held) + len(unsaved) < len(group):
+            # A member pickled runs a held-back one's code anyway: all together (review64 M2)
+            self.refusals.used(held)
+            held = set()
+        if len(group) > 1 and not unsaved and not held:
             if (res := self._together(group, ns, shares)) is not None:
                 return res
         out = {}
