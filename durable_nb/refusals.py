@@ -55,8 +55,9 @@ class Refusals:
     def stop(self, names: tuple[str, ...], members: tuple, outcome: Any,
              exc: BaseException) -> None:  # fmt: skip
         """Ctrl-C (``exc``) stopped saving ``names``: each is refused alone (which member's
-        code was running is unknown; a group with a stopped member is saved member by
-        member: :meth:`stopped_alone`), and ``exc`` carries them (:func:`stopped_names`)."""
+        code was running is unknown; a group whose members are all held back is saved
+        member by member: :meth:`stopped_alone`), and ``exc`` carries them
+        (:func:`stopped_names`)."""
         exc.durable_nb_stopped = names  # type: ignore[attr-defined]
         for name, member in zip(names, members, strict=True):
             self.refuse((name,), (member,), outcome, True)
