@@ -55,10 +55,11 @@ def connect(path: Path, read_only: bool = False) -> tuple[Any, bool]:
     made = _CLOSED.pop(str(path), None) or stamp.read(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # A journal made now is checked in full as any other (~60 ms once a notebook):
-        # another user who can write the folder could put a file in its place meanwhile.
+        # A journal made now is taken as one this process closed: a copy of this user's
+        # signed template, holding its nonce, that only this user could have replaced
+        # since (an identity only a private folder gives; checked again below). ~60 ms.
         if not path.exists() or path.stat().st_size == 0:
-            create(path)
+            made = create(path) or made
     with _no_progress_widget():
         con = duckdb.connect(str(path), read_only=read_only, config=SAFE_CONFIG)
     if made is None or stamp.identity(path) != made[0]:
@@ -166,14 +167,29 @@ def _no_progress_widget() -> Iterator[None]:
         sys.meta_path.remove(finder)
 
 
-def create(path: Path) -> bool:
+def create(path: Path) -> tuple[stamp.Identity, str] | None:
     """Make an empty journal at ``path`` atomically (this user's only: 0600).
 
-    Built and checkpointed (or copied from this user's :mod:`.template`) in
+    Copied from this user's :mod:`.template` (or built and checkpointed) in
     ``.<name>.<pid>-<random>.new`` in the same folder, fsynced, then linked into place: a
     journal another kernel made meanwhile is never replaced. Whatever fails, the
-    temporary files are removed. Returns False when another kernel's is used.
+    temporary files are removed. Returns, when the file at ``path`` is the copy of the
+    template this call linked into place, its identity and the nonce it holds as its
+    close's mark (as :func:`closed` remembers a journal); else None (another kernel's is
+    used, the template was built in place, the file was replaced since).
     """
+    placed = _place(path)
+    if placed is None or _EMPTY is None:
+        return None
+    made = stamp.identity(path)
+    if made[0] is None or made[0][:2] != placed:  # not the inode this call wrote
+        return None
+    return made, _EMPTY[1]
+
+
+def _place(path: Path) -> tuple[int, int] | None:
+    """:func:`create`'s file, linked into place: its (device, inode), or None when
+    another kernel's is used."""
     global _EMPTY
     duckdb = engine()
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.new")
@@ -183,47 +199,53 @@ def create(path: Path) -> bool:
         if _EMPTY is None:
             _EMPTY = _build_empty(path, duckdb)
             if _EMPTY is not None:  # all in the file: the next ones copy it
-                template.save(duckdb.__version__, _EMPTY)
+                template.save(duckdb.__version__, *_EMPTY)
         if _EMPTY is None:  # DuckDB left part of it in a WAL: built in place, each time
             _build(tmp, path, duckdb)
         else:
-            tmp.write_bytes(_EMPTY)
+            tmp.write_bytes(_EMPTY[0])
         os.chmod(tmp, 0o600)
         _fsync(tmp)
-        made = True
+        st = os.stat(tmp)
+        placed: tuple[int, int] | None = st.st_dev, st.st_ino
         if path.exists() and path.stat().st_size == 0:  # left by an earlier version
             os.replace(tmp, path)
         else:
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                made = False  # another kernel made it first: that one is used
+                placed = None  # another kernel made it first: that one is used
             except OSError:  # a file system without hard links
                 if not path.exists():
                     os.rename(tmp, path)
         _fsync(path.parent)
-        return made
+        return placed
     finally:
         for leftover in (tmp, Path(f"{tmp}.wal")):
             leftover.unlink(missing_ok=True)
 
 
-def _build_empty(path: Path, duckdb: Any) -> bytes | None:
-    """An empty journal's bytes, built in a folder of this process's own (never read back
-    from the journal's folder, where another user could put a file in its place: review4
-    R4-3), or None when DuckDB left part of it in a WAL."""
+def _build_empty(path: Path, duckdb: Any) -> tuple[bytes, str] | None:
+    """An empty journal's bytes and the nonce it holds as its close's mark, built in a
+    folder of this process's own (never read back from the journal's folder, where
+    another user could put a file in its place: review4 R4-3), or None when DuckDB left
+    part of it in a WAL."""
+    nonce = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="durable_nb-empty-") as folder:
         built = Path(folder) / "empty.duckdb"
-        _build(built, path, duckdb)
-        return None if Path(f"{built}.wal").exists() else built.read_bytes()
+        _build(built, path, duckdb, nonce)
+        return None if Path(f"{built}.wal").exists() else (built.read_bytes(), nonce)
 
 
-def _build(at: Path, path: Path, duckdb: Any) -> None:
-    """Make the empty journal of ``path`` at ``at``: its tables, checkpointed."""
+def _build(at: Path, path: Path, duckdb: Any, nonce: str | None = None) -> None:
+    """Make the empty journal of ``path`` at ``at``: its tables (and ``nonce`` as its
+    close's mark), checkpointed."""
     with _no_progress_widget():
         con = duckdb.connect(str(at), config=SAFE_CONFIG)
     try:
         migrate(path, con, made_here=True)
+        if nonce is not None:
+            con.execute("INSERT INTO meta (key, value) VALUES (?, ?)", [stamp.CLOSED_KEY, nonce])
         con.execute("CHECKPOINT")
     finally:
         con.close()
@@ -231,10 +253,11 @@ def _build(at: Path, path: Path, duckdb: Any) -> None:
 
 #: Journal path -> its identity when this process closed it (:func:`closed`).
 _CLOSED: dict[str, tuple[stamp.Identity, str]] = {}
-#: The bytes of an empty journal as :func:`create` first made one in this process, or as
-#: this user's durable_nb did (:mod:`.template`); no id: a journal gets its own when it
-#: opens. New journals are copies (~0.1 s of DuckDB's connect, DDL and checkpoint less).
-_EMPTY: bytes | None = None
+#: The bytes of an empty journal and its nonce as :func:`create` first made one in this
+#: process, or as this user's durable_nb did (:mod:`.template`); no id: a journal gets
+#: its own when it opens. New journals are copies (~0.1 s of DuckDB's connect, DDL and
+#: checkpoint less).
+_EMPTY: tuple[bytes, str] | None = None
 
 
 def closed(path: Path, nonce: str | None) -> None:

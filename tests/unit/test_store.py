@@ -267,35 +267,47 @@ def test_a_stamp_is_no_stamp_for_a_copy_another_path_or_another_user(path, tmp_p
     assert not _made_here(path)  # signed with another secret
 
 
-def test_a_new_journal_is_a_copy_of_this_users_signed_template(tmp_path):
+def test_a_new_journal_is_a_copy_of_this_users_signed_template(tmp_path, monkeypatch):
+    # A data folder of its own: the template it marks is never the person's.
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    monkeypatch.setattr(trust, "_secret", None)
+    monkeypatch.setattr(opening, "_EMPTY", None)
     version = opening.engine().__version__
     opening._EMPTY = None  # as in a new process
     Journal.open(tmp_path / "a.duckdb").close()  # the first one is built, and kept
     kept = template.template_path(version)
     assert kept.stat().st_mode & 0o777 == 0o600 and template.load(version)
     # A template of this user's (a mark in it) is what a new process's journals copy.
+    data, nonce = template.load(version)
     marked = tmp_path / "marked.duckdb"
-    marked.write_bytes(template.load(version))
+    marked.write_bytes(data)
     con = duckdb.connect(str(marked))
+    assert con.execute("SELECT value FROM meta WHERE key = 'closed'").fetchall() == [(nonce,)]
     con.execute("INSERT INTO meta (key, value) VALUES ('mark', 'template')")
     con.execute("CHECKPOINT")
     con.close()
-    template.save(version, marked.read_bytes())
+    template.save(version, marked.read_bytes(), nonce)
     opening._EMPTY = None
     j = Journal.open(tmp_path / "b.duckdb")
     try:
         assert j._query_as_is("SELECT value FROM meta WHERE key = 'mark'", []) == [("template",)]
     finally:
         j.close()
-    # Not signed by this user (changed, or another user's): built again, and kept anew.
-    kept.write_bytes(b"0" * 64 + b"\n" + marked.read_bytes())
-    opening._EMPTY = None
-    j = Journal.open(tmp_path / "c.duckdb")
-    try:
-        assert j._query_as_is("SELECT value FROM meta WHERE key = 'mark'", []) == []
-    finally:
-        j.close()
-    assert template.load(version) and b"template" not in template.load(version)
+    # Not signed by this user (changed, its nonce too, or another user's): built again,
+    # and kept anew.
+    signed = kept.read_bytes()
+    for forged in (b"0" * 64 + signed[64:], signed.replace(nonce.encode(), b"f" * 32, 1)):
+        kept.write_bytes(forged)
+        opening._EMPTY = None
+        j = Journal.open(tmp_path / f"c{len(forged)}-{forged[:1].hex()}.duckdb")
+        try:
+            assert j._query_as_is("SELECT value FROM meta WHERE key = 'mark'", []) == []
+        finally:
+            j.close()
+        assert template.load(version) and b"template" not in template.load(version)[0]
+        marked_again = template.load(version)[1]
+        assert marked_again != nonce  # built anew: a nonce of its own
+        template.save(version, marked.read_bytes(), nonce)
 
 
 @pytest.mark.parametrize(
@@ -578,17 +590,48 @@ def test_a_copy_and_a_removal_take_duckdbs_checkpoint_wals_too(path, tmp_path, s
     assert not Path(f"{path}{side}").exists()
 
 
-def test_a_journal_made_now_is_checked_like_any_other(path):
-    # Another user who can write the folder could put a file in its place as it is
-    # linked (review4 R4-3): only a stamp whose nonce the open file holds skips the checks.
+def test_a_journal_made_now_is_checked_only_where_others_could_replace_it(path, tmp_path):
+    # Made now from this user's signed template, holding its nonce, in a folder only this
+    # user can change: taken as one this process closed (its checks skipped). In a folder
+    # another user can write, they could put a file in its place as it is linked (review4
+    # R4-3): checked in full, as is a file already there that durable_nb never closed.
     from durable_nb.store import opening
 
     con, made_here = opening.connect(path)  # created now, under a random name, linked
     con.close()
-    assert not made_here
+    assert made_here
     con, made_here = opening.connect(path)  # there already, never closed by durable_nb
     con.close()
     assert not made_here
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o1777)  # sticky as /tmp: DuckDB's absent side files are anyone's
+    con, made_here = opening.connect(shared / "nb.duckdb")
+    con.close()
+    assert not made_here
+
+
+def test_a_file_put_in_place_of_a_journal_made_now_is_checked_in_full(path, monkeypatch):
+    # Every journal made from the template holds its nonce until its first close: a file
+    # holding it too, put in place once the new one is linked, is still another inode.
+    from durable_nb.store import opening
+
+    fsync = opening._fsync
+
+    def replace_then_fsync(at: Path) -> None:
+        if at == path.parent and path.exists():  # linked: the folder's fsync comes next
+            other = path.with_name("other.duckdb")
+            con = duckdb.connect(str(other))
+            con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            con.execute("INSERT INTO meta VALUES (?, ?)", [stamp.CLOSED_KEY, opening._EMPTY[1]])
+            con.execute("CREATE MACRO planted() AS 1")
+            con.close()
+            os.replace(other, path)
+        fsync(at)
+
+    monkeypatch.setattr(opening, "_fsync", replace_then_fsync)
+    with pytest.raises(JournalCorrupt, match="views or macros"):
+        Journal.open(path)
 
 
 def test_a_stamp_vouches_only_for_the_file_that_holds_its_nonce(path, tmp_path):

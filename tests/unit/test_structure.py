@@ -48,8 +48,13 @@ def parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), str(path))
 
 
-def imports(path: Path) -> Iterator[Import]:
+@functools.cache
+def imports(path: Path) -> tuple[Import, ...]:
     """Every import statement of the file at ``path``, relative ones made absolute."""
+    return tuple(_imports(path))
+
+
+def _imports(path: Path) -> Iterator[Import]:
     tree = parse(path)
     here = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
 
