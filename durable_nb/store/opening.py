@@ -184,12 +184,16 @@ def create(path: Path) -> tuple[stamp.Identity, str] | None:
     made = stamp.identity(path)
     if made[0] is None or made[0][:2] != placed:  # not the inode this call wrote
         return None
+    # A side file already there (a WAL unpacked beside it) is replayed by DuckDB's open:
+    # what it holds was never this process's (review65 H1). The full check reads it.
+    if any(side is not None for side in made[1:-1]):
+        return None
     return made, _EMPTY[1]
 
 
 def _place(path: Path) -> tuple[int, int] | None:
-    """:func:`create`'s file, linked into place: its (device, inode), or None when
-    another kernel's is used."""
+    """:func:`create`'s file, linked into place: the (device, inode) it wrote, or None
+    when another kernel's is used (:func:`create` compares it with what is there)."""
     global _EMPTY
     duckdb = engine()
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.new")

@@ -267,11 +267,7 @@ def test_a_stamp_is_no_stamp_for_a_copy_another_path_or_another_user(path, tmp_p
     assert not _made_here(path)  # signed with another secret
 
 
-def test_a_new_journal_is_a_copy_of_this_users_signed_template(tmp_path, monkeypatch):
-    # A data folder of its own: the template it marks is never the person's.
-    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
-    monkeypatch.setattr(trust, "_secret", None)
-    monkeypatch.setattr(opening, "_EMPTY", None)
+def test_a_new_journal_is_a_copy_of_this_users_signed_template(tmp_path):
     version = opening.engine().__version__
     opening._EMPTY = None  # as in a new process
     Journal.open(tmp_path / "a.duckdb").close()  # the first one is built, and kept
@@ -630,6 +626,27 @@ def test_a_file_put_in_place_of_a_journal_made_now_is_checked_in_full(path, monk
         fsync(at)
 
     monkeypatch.setattr(opening, "_fsync", replace_then_fsync)
+    with pytest.raises(JournalCorrupt, match="views or macros"):
+        Journal.open(path)
+
+
+def test_a_wal_left_where_a_journal_is_made_is_checked_in_full(path, tmp_path):
+    # review65 H1: a WAL unpacked into the journal's folder (a cloned repository's
+    # .durable/) before the journal is made is replayed into it by DuckDB's open. Every
+    # journal made from the template has its database id, so a WAL written against any
+    # copy of it replays: the macro and view it makes are found, not skipped.
+    from durable_nb.store import opening
+
+    Journal.open(tmp_path / "seed.duckdb").close()  # the template exists
+    crafted = tmp_path / "crafted.duckdb"
+    crafted.write_bytes(opening._EMPTY[0])
+    con = duckdb.connect(str(crafted))
+    con.execute("PRAGMA disable_checkpoint_on_shutdown")
+    con.execute("CREATE MACRO planted() AS 1")
+    con.execute("CREATE VIEW v AS SELECT 1")
+    con.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(f"{crafted}.wal", f"{path}.wal")
     with pytest.raises(JournalCorrupt, match="views or macros"):
         Journal.open(path)
 
