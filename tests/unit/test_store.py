@@ -607,6 +607,22 @@ def test_a_journal_made_now_is_checked_only_where_others_could_replace_it(path, 
     assert not made_here
 
 
+def test_a_journal_made_now_is_vouched_for_by_the_nonce_duckdb_reads(path):
+    # The nonce create() names must be the one DuckDB's open file holds: a template whose
+    # bytes hold another (here: the nonce named is not the file's) vouches for nothing.
+    from durable_nb.store import opening
+
+    Journal.open(path.with_name("seed.duckdb")).close()  # the template is loaded
+    data, _ = opening._EMPTY
+    opening._EMPTY = data, "0" * 32
+    try:
+        con, made_here = opening.connect(path)
+        con.close()
+    finally:
+        opening._EMPTY = None
+    assert not made_here
+
+
 def test_a_file_put_in_place_of_a_journal_made_now_is_checked_in_full(path, monkeypatch):
     # Every journal made from the template holds its nonce until its first close: a file
     # holding it too, put in place once the new one is linked, is still another inode.
