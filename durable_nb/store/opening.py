@@ -55,9 +55,10 @@ def connect(path: Path, read_only: bool = False) -> tuple[Any, bool]:
     made = _CLOSED.pop(str(path), None) or stamp.read(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # A journal made now is taken as one this process closed: a copy of this user's
-        # signed template, holding its nonce, that only this user could have replaced
-        # since (an identity only a private folder gives; checked again below). ~60 ms.
+        # A journal made now is taken as one this process closed (~60 ms less): a copy of
+        # this user's signed template, holding its nonce, with no side file beside it,
+        # that only this user could have replaced since (an identity only a private
+        # folder gives; compared again once DuckDB has it open, below).
         if not path.exists() or path.stat().st_size == 0:
             made = create(path) or made
     with _no_progress_widget():

@@ -15,8 +15,8 @@ file this process had open) has another inode, change time or no such nonce; a s
 signed by this user, or for another path, is no stamp. Any mismatch: the full check.
 
 A journal :func:`~.opening.create` has just linked into place from this user's signed
-template (the inode it wrote, holding the template's nonce) counts as one this process
-closed.
+template (the inode it wrote, holding the template's nonce, no side file DuckDB would
+replay beside it) counts as one this process closed.
 
 Only a folder no one else can change has an identity (:func:`private`): in one another
 user can write to, they could put a WAL or another file in place between the identity's
