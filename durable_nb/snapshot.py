@@ -222,8 +222,8 @@ class Snapshots:
         self._written[1].update(written)
         if self._stored is not None:
             self._stored.update(written)
-        if vouch:  # what its checks cost sets how much the sweep checks next time
-            self.sweep.took(self.sweep.spent)
+        if vouch:  # what its checks cost, beside what the cell took, sets the next window
+            self.sweep.took(self.sweep.spent, time.time() - self.rt.cell.started)
 
     def reset(self, bound: dict[str, tuple[int, int]] | None = None) -> None:
         """Forget what was saved: the next snapshot saves every variable again (and records

@@ -7,10 +7,14 @@ each cell: all of them, or :attr:`Sweep.names` a cell, in turn.
 
 Bytes are a poor measure of what a check costs: a dataclass of 5 KB has a print of ~230
 parts, read in ~0.3 ms; a list of 1,000 small instances is pickled and walked again. So
-the sweep also keeps to a time (:data:`SWEEP_SECONDS` a cell, its own checks only: what
-the cell itself changed is saved anyway): when its checks took longer, fewer variables are
-checked a cell (half, down to one), in turn; when they took under half of it, more again
-(twice, up to :attr:`Sweep.names`); and the next cells check none, as many as keep the
+the sweep also keeps to a time, its own checks only (what the cell itself changed is saved
+anyway): a share of the cell's own run time (:data:`SWEEP_SHARE`), at least
+:data:`SWEEP_SECONDS` and at most :data:`SWEEP_MOST` (:meth:`Sweep.allowed`): after a
+cell of 5 ms the net takes ~0.1 ms, after one of 80 ms or more up to 2 ms (a fixed 0.25 ms
+was 5% of the one, and left the other's pause unused). When its checks took longer, fewer
+variables are checked a cell (half, down to one), in turn; when they took under half of
+it, more again (twice, up to :attr:`Sweep.names`); and the next cells check none, as many
+as keep the
 sweep to its time on average (at most :data:`SWEEP_REST` in a row): even one variable may
 take longer (a dataclass's print, ~0.3 ms). Those checked longest ago go first:
 every saved variable is still checked, within as many checking cells as there are saved
@@ -31,9 +35,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 SWEEP_BYTES = 64 << 10
 #: At most this many saved variables are checked a cell (all of 1,000 small ones: 21 ms).
 SWEEP_NAMES = 32
-#: What the sweep's own checks may take a cell (s) before it narrows: the pickles and
-#: walks of the names only it picked (what the cell itself changed is not counted).
-SWEEP_SECONDS = 0.25e-3
+#: What the sweep's own checks may take a cell (s) before it narrows, at least: the pickles
+#: and walks of the names only it picked (what the cell itself changed is not counted).
+SWEEP_SECONDS = 0.1e-3
+#: Past that, this share of the cell's own run time (the net costs what the cell costs)...
+SWEEP_SHARE = 0.025
+#: ...up to this (s): a cell of a minute need not wait on a sweep of everything.
+SWEEP_MOST = 2e-3
+#: What walking a widget is taken to cost until one is timed (s).
+_WIDGET_WALK = 0.125e-3
 #: At most this many cells in a row check nothing after one check took too long.
 SWEEP_REST = 8
 _UNTIMED = contextlib.nullcontext()
@@ -59,7 +69,7 @@ class Sweep:
         self._cost: dict[str, float] = {}  # name -> what its last check took (s)
         self._now: dict[str, float] = {}  # the same, this cell (:meth:`took`)
         #: What walking a value that holds the kernel (a widget) took, on average (s).
-        self.kernel_walk = SWEEP_SECONDS / 2
+        self.kernel_walk = _WIDGET_WALK
 
     def runs(self, saved_bytes: int) -> bool:
         """Whether a sweep runs, with this many bytes of payloads saved."""
@@ -139,18 +149,24 @@ class Sweep:
         finally:
             self.charge(names, self.clock() - began)
 
-    def took(self, seconds: float) -> None:
-        """The sweep's checks took ``seconds`` this cell: narrow or widen the window, and
-        rest a few cells when they took too long (nothing if none was checked since the
-        last call)."""
+    def allowed(self, cell: float = 0.0) -> float:
+        """What the sweep's checks may take after a cell that ran ``cell`` seconds: a share
+        of it, within :attr:`seconds` (at least) and :data:`SWEEP_MOST`."""
+        return max(self.seconds, min(SWEEP_MOST, SWEEP_SHARE * cell))
+
+    def took(self, seconds: float, cell: float = 0.0) -> None:
+        """The sweep's checks took ``seconds`` after a cell that ran ``cell`` seconds:
+        narrow or widen the window, and rest a few cells when they took longer than
+        :meth:`allowed` (nothing if none was checked since the last call)."""
         self._cost.update(self._now)
         self._now = {}
         swept, self._swept = self._swept, False
         if not swept:
             return
-        if seconds > self.seconds:  # over its time: as many cells rest (on average, kept)
-            over = math.ceil(seconds / max(self.seconds, 1e-9)) - 1
+        allowed = self.allowed(cell)
+        if seconds > allowed:  # over its time: as many cells rest (on average, kept)
+            over = math.ceil(seconds / max(allowed, 1e-9)) - 1
             self._rest = min(SWEEP_REST, over)
             self.window = max(1, min(self.window, self.names) // 2)
-        elif seconds < self.seconds / 2:
+        elif seconds < allowed / 2:
             self.window = min(self.names, self.window * 2)

@@ -33,7 +33,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from durable_nb import codec
 from durable_nb.runtime import Runtime
 from durable_nb.snapshot import SWEEP_BYTES, SWEEP_NAMES, Snapshots
-from durable_nb.sweep import SWEEP_REST
+from durable_nb.sweep import SWEEP_REST, SWEEP_SECONDS
 
 pytestmark = pytest.mark.unit
 
@@ -633,6 +633,24 @@ def test_a_sweep_narrowed_by_slow_cells_still_saves_a_change_made_outside(shell)
         assert nb.snaps.sweep.window == 1, f"saved: {sorted(nb.snaps.known)}"
         live, back = restored(shell, nb)
     assert back == live and "'outside'" in dict(back)["s3"][2]
+
+
+def test_the_sweep_checks_more_after_a_cell_that_ran_long(shell):
+    """The sweep's time is a share of the cell's own (sweep.py): the same checks (a clock
+    that says 0.2 ms each) narrow its window after a quick cell, widen it after 0.2 s."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=True)
+        sweep = nb.snaps.sweep
+        ticks = iter(range(1 << 30))
+        sweep.clock, sweep.seconds = lambda: next(ticks) * 0.1e-3, SWEEP_SECONDS
+        nb.run("\n".join(f"s{i} = [[{i}]]" for i in range(6)))  # (no Same: each is checked)
+        windows = []
+        for cell in ("y = 1", "import time\ntime.sleep(0.2)"):
+            sweep.window, sweep._rest = 4, 0
+            nb.run(cell)
+            windows.append(sweep.window)
+    assert windows == [2, 8]
 
 
 ANNOTATIONS = [

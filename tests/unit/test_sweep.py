@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from durable_nb.sweep import SWEEP_NAMES, SWEEP_REST, SWEEP_SECONDS, Sweep
+from durable_nb.sweep import SWEEP_MOST, SWEEP_NAMES, SWEEP_REST, SWEEP_SECONDS, SWEEP_SHARE, Sweep
 
 
 @given(n=st.integers(1, 100), costs=st.lists(st.floats(0, 10 * SWEEP_SECONDS), max_size=60))
@@ -99,6 +101,41 @@ def test_slow_cells_narrow_the_window_and_quick_ones_widen_it_again():
     for want in (2, 4, 8, 16, 32, 32):
         sweep.took(0.0)
         assert len(sweep.pick(saved)[0]) == want
+
+
+@given(cell=st.floats(0, 3600), checks=st.floats(0, 4 * SWEEP_MOST))
+def test_the_sweep_may_take_a_share_of_the_cells_own_time(cell, checks):
+    """After a short cell the net takes little (a 5 ms cell: ~0.1 ms); after a long one
+    more, up to SWEEP_MOST; it narrows and rests only past what that cell allowed."""
+    sweep = Sweep()
+    allowed = sweep.allowed(cell)
+    assert allowed == max(SWEEP_SECONDS, min(SWEEP_MOST, SWEEP_SHARE * cell))
+    assert SWEEP_SECONDS <= allowed <= SWEEP_MOST
+    saved = [f"v{i}" for i in range(100)]
+    sweep.window = 8
+    assert len(sweep.pick(saved)[0]) == 8
+    sweep.took(checks, cell)
+    after = sweep.pick(saved)[0]
+    if checks > allowed:  # over: half as many, after as many cells of rest as it overran
+        assert after == [] or math.ceil(checks / allowed) - 1 == 0
+        while not after:
+            after = sweep.pick(saved)[0]
+        assert len(after) == 4
+    else:  # within: as many, or twice as many when it took under half
+        assert len(after) == (16 if checks < allowed / 2 else 8)
+
+
+def test_a_long_cell_lets_the_sweep_check_what_a_short_one_would_not():
+    """The same checks narrow the window after a 1 ms cell and widen it after a 1 s one."""
+    saved = [f"v{i}" for i in range(100)]
+    windows = []
+    for cell in (1e-3, 1.0):
+        sweep = Sweep()
+        sweep.window = 8
+        sweep.pick(saved)
+        sweep.took(0.5e-3, cell)
+        windows.append(sweep.window)
+    assert windows == [4, 16]
 
 
 def test_only_the_sweeps_own_checks_are_charged():
