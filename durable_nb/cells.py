@@ -28,9 +28,8 @@ IPYTHON_NAMES = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_ih|_oh|_dh|In|Ou
 #: Names :data:`IPYTHON_NAMES` matched (a match never changes).
 _THEIRS: set[str] = set()
 _GONE = object()
-#: id of a shell's hidden dict -> (the dict, :func:`_shells_own` of it, how many keys
-#: were read, the last of them).
-_SHELLS: dict[int, tuple[dict, list[str], int, Any]] = {}
+#: id of a shell's hidden dict -> (the dict, :func:`_shells_own` of it, its keys then).
+_SHELLS: dict[int, tuple[dict, list[str], list[Any]]] = {}
 
 
 def variables(user_ns: dict, hidden: dict, ignored: Container[str]) -> dict[str, Any]:
@@ -71,25 +70,25 @@ def _shells_own(hidden: dict) -> list[str]:
     """The names the shell hid that are not IPython's history (``open``, ``get_ipython``,
     a startup file's, what ``push(..., interactive=False)`` or ``%pylab`` hid later).
 
-    Keys are read once: a dict keeps its keys in the order they came, so only those after
-    the last one read are new (one pass in C to reach them); all again when it lost some
-    (the last one read is no longer where it was).
+    A dict keeps its keys in the order they came: when those read last time still lead
+    (one comparison in C), only the keys after them are new and matched; otherwise
+    (keys were taken out, or taken out and put back: ``cfg`` deleted and hidden again
+    came last, where the last key read had been: test_cells) all are read again.
     """
     known = _SHELLS.get(id(hidden))
     if known is None or known[0] is not hidden:
         _SHELLS.clear()  # (one shell a process)
-        known = (hidden, [], 0, _GONE)
-    _, own, read, last = known
-    size = len(hidden)
-    if size == read and (not size or next(reversed(hidden)) is last):  # (new keys go last)
+        known = (hidden, [], [])
+    _, own, keys = known
+    now = list(hidden)  # in one step: a thread adding names meanwhile breaks no pass
+    if len(now) == len(keys) and now == keys:
         return own
-    tail = list(itertools.islice(hidden, max(read - 1, 0), None))
-    if read and (not tail or tail[0] is not last):  # keys were taken out: read all again
-        own, tail = [], list(hidden)
-    elif read:
-        tail = tail[1:]
+    if len(now) > len(keys) and now[: len(keys)] == keys:
+        tail = now[len(keys) :]
+    else:
+        own, tail = [], now
     own = own + [n for n in tail if type(n) is str and not IPYTHON_NAMES.match(n)]
-    _SHELLS[id(hidden)] = (hidden, own, size, tail[-1] if tail else last)
+    _SHELLS[id(hidden)] = (hidden, own, now)
     return own
 
 
