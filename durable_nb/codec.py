@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import classes, containers, functions, graph
+from . import classes, containers, functions, graph, weak
 from .containers import object_reduce
 from .errors import describe
 from .fingerprints import SCALARS
@@ -103,10 +103,16 @@ class _ByName:
 
     def __init__(self, ns: dict[str, Any] | None, members: set[int]) -> None:
         self.ns, self.members, self.refs = ns, members, set()
+        self.weak: list[Any] = []  # what the weak references pickled point at (weak.py)
 
     def reduce(self, obj: Any) -> Any:
         _guard(obj)  # (isinstance: a proxy of a file is refused too)
         t = type(obj)  # not __class__, which is user code on a proxy (helper-54 F8)
+        if weak.weak(t):
+            try:
+                return weak.reduce(obj, self.weak)
+            except weak.Refused as exc:
+                raise Unserializable(str(exc)) from None
         if (t is types.FunctionType or issubclass(t, type)) and obj.__module__ == "__main__":
             # ``Outer.Inner``: through the global ``Outer``, unless ``Outer`` is saved here
             # by value (then so is what it holds: its methods, its nested classes).
@@ -450,6 +456,7 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
         pickler.by_name, pickler.held = by_name, {}
         pickler.building = classes.Building(lambda c: functions.simple(c, ns or {}, _plain))
         pickler.dump(obj)
+        _held(obj, by_name)
         return Encoded(PICKLE, out.getvalue(), buffers, frozenset(by_name.refs))
     except Unserializable:
         raise
@@ -460,7 +467,7 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
     except BaseException as exc:
         if not _worth_dill(exc):
             raise Unserializable(describe(exc)) from None
-    out, by_name.refs = io.BytesIO(), set()
+    out, by_name.refs, by_name.weak = io.BytesIO(), set(), []
     buffers.clear()
     try:
         with _quiet_dill():
@@ -474,7 +481,16 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
         raise
     except BaseException as exc:
         raise Unserializable(describe(exc)) from None
+    _held(obj, by_name)
     return Encoded(DILL, out.getvalue(), list(buffers), frozenset(by_name.refs))
+
+
+def _held(obj: Any, by_name: _ByName) -> None:
+    """Refuse ``obj`` when a weak reference in it points at an object it does not hold:
+    restored, the reference would be dead (weak.py)."""
+    if by_name.weak and not weak.check(obj, by_name.weak):
+        raise Unserializable("a weak reference to an object nothing saved with it holds is "
+                             "made again by its cell")  # fmt: skip
 
 
 def _worth_dill(exc: BaseException) -> bool:
@@ -487,11 +503,15 @@ def decode(codec: str, stream: bytes, buffers: Iterable[Any],
     """Inverse of :func:`encode`; ``resolve(name)`` gives the notebook global ``name``."""
     token = _RESOLVE.set(resolve)
     try:
-        if codec == DILL:
-            import dill
+        with weak.loading() as made:
+            if codec == DILL:
+                import dill
 
-            return dill.loads(stream, buffers=buffers)
-        return _Unpickler(io.BytesIO(stream), buffers=buffers).load()
+                value = dill.loads(stream, buffers=buffers)
+            else:
+                value = _Unpickler(io.BytesIO(stream), buffers=buffers).load()
+        weak.held(value, made)  # (a reduce may have dropped what held them)
+        return value
     finally:
         _RESOLVE.reset(token)
 

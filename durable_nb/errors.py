@@ -252,6 +252,19 @@ class ForeignBytecode(DurableError, ValueError):
         return (type(self), (self.theirs, self.ours))
 
 
+class WeakReferenceLost(DurableError, ValueError):
+    """A saved weak reference came back pointing at an object the value no longer holds."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a weak reference came back pointing at an object nothing restored with it "
+            "holds (it would read None where it read an object): re-run the cell that makes it"
+        )
+
+    def __reduce__(self):
+        return (type(self), ())
+
+
 class NamespaceNotSaved(RestoreError):
     """A cell ran to its end but its snapshot did not complete: no restore stops there."""
 

@@ -4,13 +4,13 @@ its code may use. The walk stops where the notebook's data ends.
 What is data: containers, instances, arrays, frames, closure cells, a notebook class's
 attributes, the data of a notebook module (a module whose file is outside the Python
 installation). What is not, and is never entered: modules and classes of libraries,
-code, frames, generators, weak references, open files, and every object of the kernel's
+code, frames, generators, weak containers, open files, and every object of the kernel's
 machinery (IPython, ipykernel, comm, zmq, tornado, asyncio, threading, logging...);
 a widget is entered (its values, its callbacks), its comm is not.
 
-Functions are followed, not counted as data: their closure cells, defaults and
-attributes are walked, and the global names their code (and their class's methods)
-uses are reported, so that a caller can treat those variables as reachable too.
+Functions are followed, not counted as data: their closure cells, defaults and attributes
+are walked, and the global names their code (and their class's methods) uses are reported,
+so that a caller can treat those variables as reachable too; a ``weakref.ref``: its object.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import itertools
 import sys
 import sysconfig
 import types
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from gc import is_tracked
@@ -52,7 +53,7 @@ _KINDS: dict[type, int] = {
                      type(Ellipsis), type(NotImplemented), memoryview), SKIP),
     **dict.fromkeys((list, dict, set, frozenset, tuple, bytearray, types.CellType), WALK),
     **dict.fromkeys((types.FunctionType, types.MethodType, types.BuiltinFunctionType,
-                     types.ModuleType), SPECIAL),
+                     types.ModuleType, weakref.ReferenceType), SPECIAL),
     **dict.fromkeys((types.CodeType, types.FrameType, types.GeneratorType,
                      types.CoroutineType, types.AsyncGeneratorType, types.TracebackType,
                      types.MappingProxyType, types.GetSetDescriptorType,
@@ -340,6 +341,8 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         _function(o, ns, nxt, out)
     elif t is types.MethodType:
         nxt.extend((o.__func__, o.__self__))
+    elif t is weakref.ReferenceType:  # saved with what it points at (weak.py)
+        nxt.append(o())
     elif t is types.BuiltinFunctionType:  # ``push = rows.append`` mutates rows
         if not issubclass(type(o.__self__), types.ModuleType):
             nxt.append(o.__self__)

@@ -32,6 +32,7 @@ def examples() -> list[e.DurableError]:
         e.BlobDamaged("/x/nb.blobs/0123abcd"),
         e.ExtraMissing("the timeline", "plotly", "timeline"),
         e.ForeignBytecode(b"\xa7\r\r\n", b"\xcb\r\r\n"),
+        e.WeakReferenceLost(),
     ]
 
 
@@ -64,6 +65,7 @@ def test_every_error_is_a_durable_error():
         (e.StepFailed("f", [ValueError("bad")]), "after 1 attempt:", "re-run the cell"),
         (e.StepTimeout("f", 2.5), "timeout of 2.5 s", "raise timeout="),
         (e.BlobDamaged("/x/b/0a"), "/x/b/0a is damaged", "treated as missing"),
+        (e.WeakReferenceLost(), "a weak reference came back", "re-run the cell"),
         (
             e.ExtraMissing("the timeline", "plotly", "timeline"),
             "needs plotly",

@@ -1,0 +1,164 @@
+"""Weak references come back pointing at what they pointed at, or are made again by their
+cell: never dead where they were alive (weak.py).
+
+Before, ``r = weakref.ref(n)`` was saved apart from ``n`` (the walk never entered a weak
+reference; dill pickled a copy of ``n`` into ``r``'s payload), so the restored ``r()`` read
+None; a ``WeakSet`` and a ``WeakKeyDictionary`` came back empty.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import weakref
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_snapshot_props import SLOW, Notebook, fresh_namespace, restore_anew  # (on the path)
+from test_snapshot_props import shell as shell  # (the fixture)
+
+from durable_nb import codec, graph, weak
+from durable_nb.errors import WeakReferenceLost
+
+pytestmark = pytest.mark.unit
+
+#: Where the object a weak reference points at lives: a variable, a list a variable holds,
+#: a helper module's dict only (a library's registry), or nowhere (dead already).
+HOLDERS = ("var", "list", "outside", "nothing")
+#: How the weak reference is held: as the variable, in a list, in a dict.
+WRAPS = ("{}", "[{}]", "{{'r': {}}}")
+
+
+def where(holder: str, j: int) -> str:
+    """The expression, in a cell, of object ``j`` held by ``holder``."""
+    return {"var": f"o{j}", "list": f"l{j}[0]", "outside": f"helper.HELD['o{j}']",
+            "nothing": f"Node(v={j})"}[holder]  # fmt: skip
+
+
+def refs(value) -> list:
+    """The weak references in a variable made by WRAPS."""
+    if type(value) is weakref.ReferenceType:
+        return [value]
+    return list(value) if type(value) is list else list(value.values())
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=SLOW)
+@given(
+    holders=st.lists(st.sampled_from(HOLDERS), min_size=1, max_size=5),
+    weaks=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 2)), min_size=1, max_size=5),
+)
+def test_a_weak_reference_comes_back_to_its_object_or_is_made_again(shell, holders, weaks):
+    fresh_namespace(shell)
+    helper = sys.modules.get(shell.helper) or __import__(shell.helper)
+    helper.HELD.clear()
+    make = ["import weakref", f"import {shell.helper} as helper",
+            "class Node:\n    def __init__(self, v):\n        self.v = v"]  # fmt: skip
+    for j, holder in enumerate(holders):
+        if holder != "nothing":
+            made = f"Node(v={j})"
+            target = {"var": f"o{j}", "list": f"l{j}", "outside": f"helper.HELD['o{j}']"}[holder]
+            make.append(f"{target} = [{made}]" if holder == "list" else f"{target} = {made}")
+    cells = ["\n".join(make)]
+    cells.append("\n".join(f"w{i} = " + WRAPS[wrap].format(
+        f"weakref.ref({where(holders[j % len(holders)], j % len(holders))})")
+        for i, (j, wrap) in enumerate(weaks)))  # fmt: skip
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        for cell in cells:
+            nb.run(cell)
+        states = {n: k.state for n, k in nb.snaps.known.items()}
+        for i, (j, _) in enumerate(weaks):  # held by nothing it is saved with: not saved
+            if holders[j % len(holders)] == "outside":
+                assert states[f"w{i}"] == "recompute", states
+            else:
+                assert states[f"w{i}"] == "saved", states
+        restore_anew(shell, nb)  # (asserts nothing was skipped)
+    ns = shell.user_ns
+    for i, (k, _) in enumerate(weaks):
+        j = k % len(holders)
+        expected = {"var": ns.get(f"o{j}"), "list": ns.get(f"l{j}", [None])[0],
+                    "outside": helper.HELD.get(f"o{j}"), "nothing": None}[holders[j]]  # fmt: skip
+        for r in refs(ns[f"w{i}"]):
+            assert r() is expected, (holders[j], i, r(), expected)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        "weakref.proxy(n)",
+        "weakref.WeakMethod(n.f)",
+        "weakref.WeakSet([n])",
+        "weakref.WeakKeyDictionary({n: 1})",
+        "weakref.WeakValueDictionary({'a': n})",
+        "weakref.finalize(n, print)",
+        "weakref.ref(n, print)",  # a callback
+        "[weakref.proxy(n)]",
+    ],
+)
+def test_what_weak_references_cannot_be_saved_as_is_made_again(shell, make):
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.run("import weakref\nclass Node:\n    def f(self):\n        return 1\nn = Node()")
+        nb.run(f"w = {make}")
+        known = nb.snaps.known["w"]
+        assert known.state == "recompute" and "made again by its cell" in known.detail
+        nb.close()
+
+
+def test_the_walk_ties_a_weak_reference_to_what_it_points_at():
+    class Node:
+        pass
+
+    n = Node()
+    reached = graph.reach([weakref.ref(n)], {})
+    assert id(n) in reached.keys
+
+
+class Dropping:
+    """Its pickle drops what it holds (``keep``), as some libraries' reduces do."""
+
+    def __init__(self, keep=None):
+        self.keep = keep
+
+    def __reduce__(self):
+        return (Dropping, ())
+
+
+class Target:
+    pass
+
+
+def test_a_weak_reference_whose_object_a_reduce_dropped_is_refused_at_load():
+    """Saved held (a ``Dropping`` holds the object), it comes back held by nothing: the
+    load refuses it rather than hand back a dead reference."""
+    target = Target()
+    value = [Dropping(target), weakref.ref(target)]
+    enc = codec.encode(value)  # (held when saved: no refusal)
+    with pytest.raises(WeakReferenceLost, match="re-run the cell"):
+        codec.decode(enc.codec, enc.stream, enc.buffers)
+    kept = [target, weakref.ref(target)]  # held by the list itself: comes back alive
+    enc = codec.encode(kept)
+    back = codec.decode(enc.codec, enc.stream, enc.buffers)
+    assert back[1]() is back[0] and back[0] is not target
+
+
+def test_a_dead_weak_reference_is_saved_dead_and_one_to_a_named_class_by_name():
+    dead = weakref.ref(Target())
+    value = [dead, weakref.ref(Target), weakref.ref(weak.check)]
+    enc = codec.encode(value)
+    back = codec.decode(enc.codec, enc.stream, enc.buffers)
+    assert back[0]() is None and back[1]() is Target and back[2]() is weak.check
+
+
+def test_an_object_held_only_by_a_module_is_not_held_by_the_value():
+    """A module is pickled by name: what it holds is not in the payload (a copy would be)."""
+    module = type(sys)("dnb_weak_probe")
+    module.keep = Target()
+    assert weak.check([module], [Target]) and not weak.check([module], [module.keep])
+    f = eval("lambda: x", {"x": module.keep})  # in its globals only: not held either
+    assert not weak.check([f], [module.keep])
+    g = eval("lambda y=keep: y", {}, {"keep": module.keep})  # a default: held
+    assert weak.check([g], [module.keep])
