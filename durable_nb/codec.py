@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import classes, containers, functions, graph, weak
+from . import classes, containers, functions, graph, views, weak
 from .containers import object_reduce
 from .errors import describe
 from .fingerprints import SCALARS
@@ -104,6 +104,7 @@ class _ByName:
     def __init__(self, ns: dict[str, Any] | None, members: set[int]) -> None:
         self.ns, self.members, self.refs = ns, members, set()
         self.weak: list[Any] = []  # what the weak references pickled point at (weak.py)
+        self.owners: views.Owners | None = None  # (encode's: views.py)
 
     def reduce(self, obj: Any) -> Any:
         _guard(obj)  # (isinstance: a proxy of a file is refused too)
@@ -145,12 +146,16 @@ _RESOLVE: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.Cont
 class _Pickler(pickle.Pickler):
     by_name: _ByName
     building: classes.Building
+    owners: views.Owners
+    array: type | None
     #: List, dict and set subclasses met in this pickle -> their reducer, or None: asked of
     #: containers once per type and pickle (a class may gain an ``__iter__`` by the next).
     held: dict[type, Callable[[Any], tuple] | None]
 
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
+        if t is self.array:  # (None without NumPy) a view of an array saved here: a view
+            return self.owners.reduce(obj) or NotImplemented
         if t in _ORDINARY:  # ~10× less per instance than reduce() below
             return NotImplemented
         found = self.held.get(t, NotImplemented)
@@ -267,6 +272,9 @@ def _dill_pickler() -> type:
         by_name: _ByName
 
         def reducer_override(self, obj: Any) -> Any:
+            owners = self.by_name.owners
+            if owners is not None and type(obj) is owners.array and owners.array is not None:
+                return owners.reduce(obj) or NotImplemented  # (views.py)
             out = self.by_name.reduce(obj)
             # A library's wrapper under a notebook name (a dataclass's ``__repr__``): its
             # module's globals by reference, where dill copied them. Not the notebook's
@@ -450,10 +458,12 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
     """
     buffers: list[memoryview] = []
     by_name = _ByName(ns, {id(m) for m in members or (obj,)})
+    by_name.owners = owners = views.Owners(members or (obj,))
     out = io.BytesIO()
     try:
         pickler = _Pickler(out, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
         pickler.by_name, pickler.held = by_name, {}
+        pickler.owners, pickler.array = owners, owners.array
         pickler.building = classes.Building(lambda c: functions.simple(c, ns or {}, _plain))
         pickler.dump(obj)
         _held(obj, by_name)
@@ -468,6 +478,7 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
         if not _worth_dill(exc):
             raise Unserializable(describe(exc)) from None
     out, by_name.refs, by_name.weak = io.BytesIO(), set(), []
+    by_name.owners = views.Owners(members or (obj,))
     buffers.clear()
     try:
         with _quiet_dill():
