@@ -109,6 +109,8 @@ class _ByName:
     def reduce(self, obj: Any) -> Any:
         _guard(obj)  # (isinstance: a proxy of a file is refused too)
         t = type(obj)  # not __class__, which is user code on a proxy (helper-54 F8)
+        if t in views.DICT_VIEWS:  # (views.py)
+            return views.reduce_dict_view(obj)
         if weak.weak(t):
             try:
                 return weak.reduce(obj, self.weak)

@@ -31,6 +31,8 @@ from operator import not_
 from sys import getrefcount
 from typing import Any
 
+from .views import DICT_VIEWS
+
 SKIP, WALK, SPECIAL = 0, 1, 2
 
 #: Top-level packages whose objects are the kernel's machinery, not the notebook's data.
@@ -51,7 +53,8 @@ _KERNEL_TYPES: set[type] = set()
 _KINDS: dict[type, int] = {
     **dict.fromkeys((str, bytes, int, float, complex, bool, type(None), range, slice,
                      type(Ellipsis), type(NotImplemented), memoryview), SKIP),
-    **dict.fromkeys((list, dict, set, frozenset, tuple, bytearray, types.CellType), WALK),
+    **dict.fromkeys((list, dict, set, frozenset, tuple, bytearray, types.CellType,
+                     *DICT_VIEWS), WALK),  # a dict's views: what they show (views.py)
     **dict.fromkeys((types.FunctionType, types.MethodType, types.BuiltinFunctionType,
                      types.ModuleType, weakref.ReferenceType), SPECIAL),
     **dict.fromkeys((types.CodeType, types.FrameType, types.GeneratorType,
@@ -276,10 +279,8 @@ def code_names(code: types.CodeType) -> frozenset[str]:
 def own_module(name: str | None) -> bool:
     """Whether module ``name`` is the notebook's own: ``__main__``, or a file outside the
     Python installation (a helper module beside the notebook, an editable install)."""
-    if not name:
-        return False
-    if name == "__main__":
-        return True
+    if not name or name == "__main__":
+        return name == "__main__"
     known = _OWN_MODULES.get(name)
     if known is None:
         path = getattr(sys.modules.get(name), "__file__", None) or ""
@@ -382,8 +383,7 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
 
 def class_names(o: type, ns: dict, out: Reach) -> None:
     """A notebook class reached through its instances: the names its methods use (and its
-    own, for class attributes), not its data, which belongs to the variable bound to the
-    class: instances do not tie a variable to the class's."""
+    own, for class attributes), not its data (the class's variable's: not tied to it)."""
     _class(o, ns, None, out)
 
 

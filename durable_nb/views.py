@@ -1,4 +1,5 @@
-"""NumPy views saved as views: ``v = a[2:5]`` comes back looking into ``a``.
+"""Views saved as views: ``v = a[2:5]`` comes back looking into ``a``, ``ks = d.keys()``
+into ``d``.
 
 NumPy pickles a view as a copy of what it shows. The walk (:mod:`durable_nb.graph`) ties a
 view to the array whose memory it shows, so both are saved in one payload; pickled as
@@ -7,10 +8,16 @@ So a view of an array saved with it (a variable of the same payload, owning its 
 is pickled as that array, the byte offset, shape, strides and dtype (:class:`Owners`), and
 made again as a view of the restored array (:func:`view`). Anything else (a view of an
 array no variable holds, of a subclass, of objects) is pickled as NumPy does.
+
+A dict's keys, values or items view was saved apart from its dict (the walk stopped at
+it) and pickled by dill as a view of a copy: ``d['b'] = 2`` no longer showed in ``ks``.
+The walk ties it to its dict; it is pickled as that dict and which view
+(:func:`reduce_dict_view`).
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -47,3 +54,19 @@ def view(base: Any, offset: int, shape: tuple, strides: tuple, dtype: Any, write
     if not writeable:
         out.flags.writeable = False
     return out
+
+
+#: The types of a dict's views -> the dict method that makes one.
+DICT_VIEWS = {type({}.keys()): "keys", type({}.values()): "values", type({}.items()): "items"}
+_MAKE = {"keys": dict.keys, "values": dict.values, "items": dict.items}
+
+
+def reduce_dict_view(obj: Any) -> tuple:
+    """How to pickle a dict's view (its type in :data:`DICT_VIEWS`): its dict, and which."""
+    (mapping,) = gc.get_referents(obj)  # the dict it shows (read without calling it)
+    return dict_view, (mapping, DICT_VIEWS[type(obj)])
+
+
+def dict_view(mapping: dict, kind: str) -> Any:
+    """The view :func:`reduce_dict_view` saved, of the restored dict."""
+    return _MAKE[kind](mapping)
