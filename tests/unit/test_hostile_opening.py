@@ -22,10 +22,17 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture(autouse=True)
 def secret(tmp_path, monkeypatch):
-    """A signing secret and a Jupyter data folder of this test's own (not the person's)."""
+    """A signing secret and a Jupyter data folder of this test's own (not the person's).
+    The empty journal this process keeps (``opening._EMPTY``) is kept: the tests of the
+    template itself put it aside (:func:`new_process`)."""
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
     monkeypatch.setattr(trust, "_secret", None)
-    monkeypatch.setattr(opening, "_EMPTY", None)  # as in a new process: the template is read
+
+
+@pytest.fixture
+def new_process(monkeypatch):
+    """As in a new process: no empty journal kept, the template is read (or built)."""
+    monkeypatch.setattr(opening, "_EMPTY", None)
 
 
 @pytest.fixture
@@ -44,7 +51,7 @@ def _in_time(fn, seconds: float = 10.0):
     return out[0]
 
 
-def test_a_template_that_is_a_fifo_is_not_waited_for(tmp_path):
+def test_a_template_that_is_a_fifo_is_not_waited_for(tmp_path, new_process):
     # review4: the template was opened blocking: a FIFO planted in the Jupyter data folder
     # (an archive of it unpacked, a synced folder) hung every new journal's opening.
     version = opening.engine().__version__
@@ -61,7 +68,7 @@ def test_a_template_that_is_a_fifo_is_not_waited_for(tmp_path):
             os.close(os.open(kept, os.O_WRONLY | os.O_NONBLOCK))
 
 
-def test_a_template_that_is_a_link_is_not_followed(tmp_path, monkeypatch):
+def test_a_template_that_is_a_link_is_not_followed(tmp_path, monkeypatch, new_process):
     # A link to a file this user signed (another key's template, say) is no template:
     # only the regular file at the template's own name is; the link's target is left as
     # it was when the template is written anew.
