@@ -290,10 +290,11 @@ def test_mutations_through_aliases_after_a_restore_are_saved(shell, data):
     """A restore does not walk what it loaded (a payload loaded for one variable alone
     made objects nothing else holds): the cells after it still find every change."""
     with tempfile.TemporaryDirectory() as folder:
-        live, back = restored(shell, built(shell, data, Path(folder)))  # now the restored one
-        assert back == live
-        nb = Notebook(shell, Path(folder))
-        nb.snaps.restore()  # again, so that this Snapshots knows it as restored
+        nb = built(shell, data, Path(folder))
+        names = user_names(shell)
+        live = describe(shell.user_ns, names)
+        nb, _ = reopened(shell, nb)  # now the restored one, by the Snapshots that runs on
+        assert describe(shell.user_ns, names) == live
         mutate(shell, nb, data, data.draw(st.integers(1, 4)))
         live, back = restored(shell, nb)
         assert back == live
@@ -333,13 +334,23 @@ def restored(shell, nb: Notebook) -> tuple[list, list]:
 def restore_anew(shell, nb: Notebook):
     """Close ``nb``, restore its journal into an empty namespace, skipping nothing: the
     restore's report."""
+    nb, report = reopened(shell, nb)
+    nb.close()
+    return report
+
+
+def reopened(shell, nb: Notebook):
+    """Close ``nb``, restore its journal into an empty namespace, skipping nothing: the
+    notebook that restored it, still open (as a new kernel's, whose cells come next),
+    and the restore's report."""
     nb.close()
     fresh_namespace(shell)
     nb = Notebook(shell, Path(nb.source).parent)
     report = nb.snaps.restore()
-    nb.close()
+    if report.skipped:
+        nb.close()
     assert not report.skipped, report
-    return report
+    return nb, report
 
 
 def round_trip(shell, cells: list[str]) -> tuple[list, list]:

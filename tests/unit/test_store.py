@@ -128,14 +128,18 @@ def test_log_refuses_records_that_name_globals(tmp_path):
 
 def test_row_types_match_the_tables_columns(path):
     Journal.open(path).close()
-    for row_type, (_, table) in TABLES.items():
-        columns = raw(path, "SELECT column_name FROM information_schema.columns WHERE "
-                            f"table_name = '{table}' ORDER BY ordinal_position")  # fmt: skip
-        # Columns a migration added come last in the table; a row type keeps ``sig`` last.
-        assert sorted(c for (c,) in columns) == sorted(row_type._fields), table
-    assert raw(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [
-        (str(SCHEMA_VERSION),)
-    ]
+    con = duckdb.connect(str(path), read_only=True)  # one connection for all the reads
+    try:
+        for row_type, (_, table) in TABLES.items():
+            ask = ("SELECT column_name FROM information_schema.columns WHERE "
+                   f"table_name = '{table}' ORDER BY ordinal_position")  # fmt: skip
+            columns = con.execute(ask).fetchall()
+            # Columns a migration added come last in the table; a row type keeps ``sig`` last.
+            assert sorted(c for (c,) in columns) == sorted(row_type._fields), table
+        version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        assert version == [(str(SCHEMA_VERSION),)]
+    finally:
+        con.close()
 
 
 def test_rows_read_back_by_name(journal):

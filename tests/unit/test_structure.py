@@ -54,6 +54,10 @@ def imports(path: Path) -> tuple[Import, ...]:
     return tuple(_imports(path))
 
 
+#: The nodes an import statement may be found in (a lambda's body is an expression).
+_HOLDS_STATEMENTS = (ast.stmt, ast.excepthandler, ast.match_case)
+
+
 def _imports(path: Path) -> Iterator[Import]:
     tree = parse(path)
     here = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
@@ -74,8 +78,8 @@ def _imports(path: Path) -> Iterator[Import]:
             elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
                 yield from visit(ast.Module(child.body, []), top, True)
                 yield from visit(ast.Module(child.orelse, []), top, typing_only)
-            else:
-                nested = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            elif isinstance(child, _HOLDS_STATEMENTS):  # (an expression holds no import)
+                nested = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
                 yield from visit(child, top and not nested, typing_only)
 
     yield from visit(tree, True, False)
