@@ -20,10 +20,10 @@ MINE = b"the user's own\n" * 16
 
 
 @pytest.fixture(autouse=True)
-def secret(tmp_path, monkeypatch):
-    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
+def secret(monkeypatch):
+    """The session's Jupyter data folder and secret (conftest.py's): the one the archive
+    below is signed with. No folder named for the journals."""
     monkeypatch.delenv("DURABLE_NB_DIR", raising=False)
-    monkeypatch.setattr(trust, "_secret", None)
 
 
 @pytest.fixture
@@ -65,13 +65,19 @@ def test_a_durable_folder_shipped_as_a_link_is_not_followed(tmp_path, home, monk
     assert (elsewhere / "notes.duckdb").is_file()
 
 
-@pytest.fixture
-def archive(tmp_path):
-    """An export of a notebook with a journal."""
-    source = _notebook(tmp_path / "source")
-    Journal.open(source.parent / ".durable" / "notes.duckdb").close()
-    out = tmp_path / "notes.zip"
-    assert main(["export", str(source), "-o", str(out)]) == OK
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, _session_jupyter_data):
+    """An export of a notebook with a journal, signed with the session's secret (the
+    tests' own: conftest.py). Made once: the tests only read it."""
+    with pytest.MonkeyPatch.context() as mp:  # as the tests run (before their fixtures)
+        mp.setenv("JUPYTER_DATA_DIR", _session_jupyter_data)
+        mp.delenv("DURABLE_NB_DIR", raising=False)
+        mp.setattr(trust, "_secret", None)
+        folder = tmp_path_factory.mktemp("archive")
+        source = _notebook(folder / "source")
+        Journal.open(source.parent / ".durable" / "notes.duckdb").close()
+        out = folder / "notes.zip"
+        assert main(["export", str(source), "-o", str(out)]) == OK
     return out
 
 
