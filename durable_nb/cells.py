@@ -71,7 +71,8 @@ def _shells_own(hidden: dict) -> list[str]:
     a startup file's, what ``push(..., interactive=False)`` or ``%pylab`` hid later).
 
     A dict keeps its keys in the order they came: when those read last time still lead
-    (one comparison in C), only the keys after them are new and matched; otherwise
+    (a copy of the keys and a comparison, in C: ~0.3 ms once IPython has hidden 20k names,
+    two a cell), only the keys after them are new and matched; otherwise
     (keys were taken out, or taken out and put back: ``cfg`` deleted and hidden again
     came last, where the last key read had been: test_cells) all are read again.
     """

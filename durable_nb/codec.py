@@ -49,6 +49,11 @@ def dumps(value: Any) -> tuple[str, bytes]:
         return DILL, out.getvalue()
 
 
+#: Why a step result holding weak references is not saved: they would replay dead (a
+#: ``WeakSet`` empty). The C pickler refuses them all, its ``WeakSet`` for its callback.
+_WEAK_RESULT = "it holds weak references, which a replay could not give back alive"
+
+
 def loads(kind: str, payload: bytes) -> Any:
     """Inverse of :func:`dumps`; each call builds a fresh object."""
     if kind == JSON:
@@ -258,6 +263,8 @@ def _dill_result_pickler() -> type:
 
     class _DillResultPickler(dill.Pickler):
         def reducer_override(self, obj: Any) -> Any:
+            if weak.weak(type(obj)):
+                raise Unserializable(_WEAK_RESULT)
             return containers.reduce_held(obj)
 
     return _DillResultPickler

@@ -139,10 +139,10 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             if SPECIAL in present:
                 specials = {t for t, k in kind_of.items() if k == SPECIAL}
                 special = list(compress(items, map(specials.__contains__, types_)))
-        # An object with one holder (its container here) is reached by nothing else: no
-        # other variable can share it until a cell takes it out through that holder, and
-        # then the cell reaches the holder's variable. It is walked, not keyed (nor
-        # checked against ``seen``: its one holder is walked once). The root always keys.
+        # An object with one holder (its container here) and no weak reference to it is
+        # reached by nothing else: no other variable can share it until a cell takes it out
+        # through that holder, and then the cell reaches the holder's variable. It is walked,
+        # not keyed nor checked against ``seen`` (its holder is walked once). The root keys.
         own: list[Any] = []
         if walk and not root:
             if max(map(getrefcount, walk)) <= held:
@@ -150,6 +150,9 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             elif min(counts := list(map(getrefcount, walk))) <= held:
                 lone = [c <= held for c in counts]
                 walk, own = list(compress(walk, map(not_, lone))), list(compress(walk, lone))
+            if own and any(t.__weakrefoffset__ for t in kind_of):  # (weak.py; review66 H1:
+                weak = list(map(weakref.getweakrefcount, own))  # garbage a ref points into looped)
+                walk, own = [*walk, *compress(own, weak)], list(compress(own, map(not_, weak)))
         root = False
         by_id = dict(zip(map(id, walk), walk, strict=True))  # once each, even if met twice
         if seen.isdisjoint(by_id):  # a tree: all new
@@ -201,7 +204,7 @@ def _small_level(items: list, root: bool, seen: set[int], not_data: set[int], ba
             out.kernel = t.__qualname__
         if k == WALK:
             # held once (its container) when counted here as in _lone_one_by_one: lone
-            if not root and getrefcount(o) <= held:
+            if not root and getrefcount(o) <= held and not weakref.getweakrefcount(o):
                 own.append(o)
             elif id(o) not in seen:
                 seen.add(id(o))
@@ -241,8 +244,7 @@ _GC, _HEAP = 1 << 14, 1 << 9  # Py_TPFLAGS_HAVE_GC, Py_TPFLAGS_HEAPTYPE
 
 
 def _tracked(t: type) -> bool | None:
-    k = kind(t)
-    flags = t.__flags__
+    k, flags = kind(t), t.__flags__
     if k == SKIP:
         return True if not flags & _GC else None
     if k == WALK and (t in (list, set, frozenset) or flags & (_GC | _HEAP) == _GC | _HEAP):
@@ -251,8 +253,7 @@ def _tracked(t: type) -> bool | None:
 
 
 def _lone_references() -> int:
-    """References to an object held by one container, as :func:`reach` counts them: the
-    container, the level list (gc.get_referents), and ``getrefcount`` mapped over it."""
+    """References to an object one container holds, as :func:`reach` counts them."""
     holder = [object()]
     level = gc.get_referents(holder)
     return max(map(getrefcount, level))
@@ -507,8 +508,7 @@ def kernel_in_state(obj: Any) -> str:
 
 def kind(t: type) -> int:
     """How the walk treats instances of ``t``: :data:`SKIP`, :data:`WALK` or :data:`SPECIAL`."""
-    known = _KINDS.get(t)
-    return _kind(t) if known is None else known
+    return known if (known := _KINDS.get(t)) is not None else _kind(t)
 
 
 def kinds() -> dict[type, int]:

@@ -56,6 +56,7 @@ from .errors import (
     JournalUnwritable,
     NamespaceNotSaved,
     RestoreError,
+    WeakReferenceLost,
     describe,
 )
 from .payloads import Loader, gc_paused
@@ -118,16 +119,14 @@ class Snapshots:
         self.ignored: set[str] = set(self._meta_json("ignore", []))
         self._pending: set[str] = set()  # names touched by cells not yet snapshotted
         self._forgotten: dict[str, tuple[int | None, int]] = {}  # saved before a reset: id, cell
-        #: After a restore: the next save writes a row for every name (the journal's latest
-        #: rows are not what the namespace holds now), deletions included.
+        #: After a restore: the next save writes a row for every name, deletions included.
         self._rebase, self._restoring = False, False  # (restoring: while a restore runs)
         self._stored: set[str] | None = None  # value ids in the journal
         self._written: tuple[Any, set[str]] = (None, set())  # a journal, ids written to it
         self.sweep = Sweep()  # the safety net (sweep.py)
         self._found = sharing.Reached()  # what this cell reached: kernel objects, pickles
         self._contents: dict[str, bytes] = {}  # value id -> its stream, put in blob files
-        #: names -> the print of their functions or classes and what pickling them gave,
-        #: so that one that did not change is not pickled again (dill: ~1 ms each).
+        #: names -> their functions' or classes' print and pickle: unchanged, not pickled again.
         self._pickled: dict[tuple[str, ...], tuple[Print, codec.Encoded | _Encoding]] = {}
         self.refusals = Refusals()  # values not pickled again while the same (refusals.py)
         self._named: dict[str, Any] = {}  #: names -> a library's object saved by name (Settled)
@@ -315,8 +314,7 @@ class Snapshots:
         res = self._read(values, values, None, tuple(group))
         if res.state != "saved":
             return None
-        # Named by its members too: two groups of equal content are two payloads, or a
-        # restore would give both groups the same objects. Stored once, by the first.
+        # Named by its members too: equal groups are two payloads. Stored by the first.
         res.value_id = xxhash.xxh3_128_hexdigest(f"{res.value_id}:{','.join(group)}".encode())
         return {name: replace(res, encoded=res.encoded if i == 0 else None, item=i,
                               shares=shares[name]) for i, name in enumerate(group)}  # fmt: skip
@@ -521,7 +519,10 @@ class Snapshots:
             except KeyboardInterrupt:  # Ctrl-C: the work under way stops
                 raise
             except BaseException as exc:  # (a __setstate__ raising SystemExit too: one name lost)
-                report_.skipped[name] = describe(exc)
+                if type(exc) is WeakReferenceLost:  # its cell makes it again (weak.py)
+                    recompute[name] = e.cell_seq
+                else:
+                    report_.skipped[name] = describe(exc)
                 return
             report_.restored.append(name)
 
@@ -558,8 +559,7 @@ class Snapshots:
                 if was_stopped(e.detail):  # made again by its cell: not saved till used
                     stopped = _Encoding("recompute", STOPPED)
                     self.refusals.refuse((name,), (ns[name],), stopped, stopped=True)
-        # The journal's latest rows are not what the namespace holds now: the next save
-        # writes a row for each name, and the deletion of those it holds that are gone.
+        # The journal's rows are not what the namespace holds now: the next save says all.
         self._rebase, self._named = True, {}
         self._forgotten.update(dict.fromkeys(journal.live_names(), (None, 0)))
         report_.seconds = time.perf_counter() - t0

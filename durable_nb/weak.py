@@ -13,7 +13,14 @@ copied), it comes back pointing at a copy that nothing else holds, so it is dead
   (``WeakKeyDictionary``, ``WeakValueDictionary``, ``WeakSet``, ``finalize``) are not saved:
   their cell makes them again (dill saved a ``WeakSet`` that came back empty);
 - a restore checks it again (:func:`loading`): a reference whose object the loaded value
-  no longer holds (a ``__reduce__`` that drops it) is refused, never handed back dead.
+  no longer holds (a ``__getstate__`` that drops the cache holding it) raises
+  :class:`WeakReferenceLost`, and the payload's variables are made again by their cell
+  (snapshot.py), never handed back with a dead reference;
+- a step result holding weak references is not saved (codec.py): replayed, they were dead.
+
+The walk keys an object that a weak reference points at even when one container holds
+it (graph.py): the weak reference reaches it too, and garbage it points into (a cycle the
+collector has not freed yet) would otherwise be walked round and round.
 """
 
 from __future__ import annotations
@@ -76,29 +83,30 @@ def check(value: Any, targets: list[Any]) -> bool:
     ``value`` through what a pickle of it saves by value (:func:`_held_by`; a weak
     reference holds nothing)."""
     left = {id(t) for t in targets if not _named(t)}
+    np = sys.modules.get("numpy")
+    apart = (*_CODE, type) if np is None else (*_CODE, type, np.ndarray)
     seen: set[int] = set()
     level = [value]
-    while level and left:  # one level at a time, in C but for code and modules
+    while level and left:  # one level at a time, in C but for code, modules and arrays
         fresh = [o for o in level if id(o) not in seen]
         seen.update(map(id, fresh))
         left.difference_update(map(id, fresh))
-        code = [o for o in fresh if type(o) in _CODE or issubclass(type(o), type)]
-        data = [o for o in fresh if not (type(o) in _CODE or issubclass(type(o), type))]
-        level = gc.get_referents(*data)
-        for o in code:
+        odd = [issubclass(type(o), apart) for o in fresh]
+        level = gc.get_referents(*(o for o, x in zip(fresh, odd, strict=True) if not x))
+        for o in (o for o, x in zip(fresh, odd, strict=True) if x):
             level.extend(_held_by(o))
     return not left
 
 
 #: What a pickle saves by reference, or by value only in part (:func:`_held_by`).
-_CODE = frozenset({types.ModuleType, types.FunctionType, types.MethodType})
+_CODE = (types.ModuleType, types.FunctionType, types.MethodType)
 
 
 def _held_by(o: Any) -> list[Any]:
     """What ``o``'s pickle holds by value: nothing of a module or of a class or function
     found by its name (they are pickled by name: held by their module, not by ``o``); a
     function's defaults, closure and attributes, not its globals (its module's); all a
-    class saved by value holds."""
+    class saved by value holds; the objects an array of objects holds."""
     t = type(o)
     if t is types.ModuleType or _named(o):
         return []
@@ -106,7 +114,10 @@ def _held_by(o: Any) -> list[Any]:
         return [o.__defaults__, o.__kwdefaults__, o.__closure__, o.__dict__]
     if t is types.MethodType:
         return [o.__func__, o.__self__]
-    return gc.get_referents(o)
+    if issubclass(t, type):
+        return gc.get_referents(o)
+    # An array: the objects it holds (the collector sees none of them).
+    return o.ravel(order="K").tolist() if o.dtype.hasobject else []
 
 
 #: ``type``'s own getters: a metaclass's ``__module__`` or ``__dict__`` is the notebook's code.

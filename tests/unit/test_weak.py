@@ -8,6 +8,7 @@ None; a ``WeakSet`` and a ``WeakKeyDictionary`` came back empty.
 
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
 import weakref
@@ -162,3 +163,76 @@ def test_an_object_held_only_by_a_module_is_not_held_by_the_value():
     assert not weak.check([f], [module.keep])
     g = eval("lambda y=keep: y", {}, {"keep": module.keep})  # a default: held
     assert weak.check([g], [module.keep])
+
+
+def test_the_walk_ends_on_a_reference_into_garbage_not_yet_collected():
+    """review66 H1: every object of a cycle nothing holds has one holder; the walk took
+    them for lone objects (walked, never checked against what it had seen), round and
+    round, hanging the kernel after the cell."""
+    import gc
+
+    class Node:
+        pass
+
+    def hung(*_):
+        raise TimeoutError("the walk did not end")
+
+    gc.disable()
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)  # a walk that never ends fails the test, not the run
+    try:
+        n = Node()
+        n.me = n
+        parent, child = Node(), Node()
+        parent.kids, child.up = [child], parent
+        refs = [weakref.ref(n), weakref.ref(child)]
+        del n, parent, child  # garbage, till the collector runs
+        reached = graph.reach(refs, {})
+        assert len(reached.keys) >= 2  # (each object it points at, keyed)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        gc.enable()
+
+
+class Cached:
+    """Its pickle leaves out its cache (``__getstate__``), a common idiom."""
+
+    def __init__(self):
+        self.weights, self._cache = [1.0], {}
+
+    def __getstate__(self):
+        return {"weights": self.weights, "_cache": {}}
+
+
+def test_a_group_whose_weak_reference_comes_back_dead_is_made_again_by_its_cell(shell):
+    """review66 M1: held when saved (through the cache), not when loaded: the group is made
+    again by its cell (its steps replay), never lost nor handed back with a dead reference."""
+    fresh_namespace(shell)
+    shell.user_ns["Cached"] = Cached
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.run("import weakref\nm = Cached()\nm._cache['k'] = Cached()\n"
+               "recent = [m, weakref.ref(m._cache['k'])]")  # fmt: skip
+        report = restore_anew(shell, nb)
+    ns = shell.user_ns
+    assert {"m", "recent"} <= set(report.recomputed), report
+    assert ns["recent"][0] is ns["m"] and ns["recent"][1]() is ns["m"]._cache["k"]
+
+
+def test_an_object_held_in_an_array_of_objects_is_held():
+    """review66 L3: the collector sees nothing inside an array; the check reads its items."""
+    np = pytest.importorskip("numpy")
+    target = Target()
+    arr = np.empty(2, dtype=object)
+    arr[0] = target
+    assert weak.check([arr], [target]) and not weak.check([np.empty(1, dtype=object)], [target])
+
+
+@pytest.mark.parametrize("make", [lambda t: weakref.ref(t), lambda t: weakref.WeakSet([t])])
+def test_a_step_result_holding_weak_references_is_not_saved(make):
+    """review66 M3: replayed, the reference was dead and the WeakSet empty; refused, the
+    step warns that its result is not durable and runs again on a re-run."""
+    target = Target()
+    with pytest.raises(codec.Unserializable, match="weak references"):
+        codec.dumps({"value": make(target), "keep": target})
