@@ -38,10 +38,10 @@ def dumps(value: Any) -> tuple[str, bytes]:
     try:
         out = io.BytesIO()
         pickler = pickle.Pickler(out, protocol=5)
-        pickler.dispatch_table = containers.ResultTable()  # (a list subclass: what it holds)
+        pickler.dispatch_table = _ResultTable()  # (a list subclass: what it holds)
         pickler.dump(value)
         return PICKLE, out.getvalue()
-    except KeyboardInterrupt:  # Ctrl-C: the work under way stops
+    except (KeyboardInterrupt, Unserializable):  # Ctrl-C: the work under way stops
         raise
     except BaseException:
         out = io.BytesIO()
@@ -50,8 +50,17 @@ def dumps(value: Any) -> tuple[str, bytes]:
 
 
 #: Why a step result holding weak references is not saved: they would replay dead (a
-#: ``WeakSet`` empty). The C pickler refuses them all, its ``WeakSet`` for its callback.
+#: ``WeakSet`` empty, a proxy as a copy of its object: review68 M5).
 _WEAK_RESULT = "it holds weak references, which a replay could not give back alive"
+
+
+class _ResultTable(containers.ResultTable):
+    """A result pickler's table (containers.py) that refuses weak references (weak.py)."""
+
+    def __missing__(self, t: type) -> Any:
+        if weak.weak(t):
+            raise Unserializable(_WEAK_RESULT)
+        return super().__missing__(t)
 
 
 def loads(kind: str, payload: bytes) -> Any:

@@ -372,10 +372,10 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
             elif found is not ABSENT:
                 nxt.append(found)
     else:  # an array
-        base = o.base  # a view changes when the memory it views changes
-        while base is not None:
-            bases.add(id(base))
-            base = getattr(base, "base", None)
+        b = o.base  # a view changes when the memory it views changes (NumPy's bases only:
+        while b is not None and id(b) not in bases:  # no notebook code runs, and one that
+            bases.add(id(b))  # points at itself ends: review68 M4)
+            b = getattr(b, "base", None) if str(type(b).__module__)[:5] == "numpy" else None
         if o.dtype.hasobject:
             nxt.extend(o.ravel(order="K").tolist())
         return True

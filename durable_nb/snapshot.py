@@ -56,7 +56,6 @@ from .errors import (
     JournalUnwritable,
     NamespaceNotSaved,
     RestoreError,
-    WeakReferenceLost,
     describe,
 )
 from .payloads import Loader, gc_paused
@@ -519,10 +518,7 @@ class Snapshots:
             except KeyboardInterrupt:  # Ctrl-C: the work under way stops
                 raise
             except BaseException as exc:  # (a __setstate__ raising SystemExit too: one name lost)
-                if type(exc) is WeakReferenceLost:  # its cell makes it again (weak.py)
-                    recompute[name] = e.cell_seq
-                else:
-                    report_.skipped[name] = describe(exc)
+                report_.skipped[name] = describe(exc)
                 return
             report_.restored.append(name)
 

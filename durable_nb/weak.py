@@ -14,8 +14,9 @@ copied), it comes back pointing at a copy that nothing else holds, so it is dead
   their cell makes them again (dill saved a ``WeakSet`` that came back empty);
 - a restore checks it again (:func:`loading`): a reference whose object the loaded value
   no longer holds (a ``__getstate__`` that drops the cache holding it) raises
-  :class:`WeakReferenceLost`, and the payload's variables are made again by their cell
-  (snapshot.py), never handed back with a dead reference;
+  :class:`WeakReferenceLost`, and the payload's variables are reported not restored, never
+  handed back with a dead reference (nor made again by their cell: a saved value's cell
+  does not redo what later cells did to it, review68 H1);
 - a step result holding weak references is not saved (codec.py): replayed, they were dead.
 
 The walk keys an object that a weak reference points at even when one container holds
