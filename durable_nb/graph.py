@@ -31,6 +31,7 @@ from operator import not_
 from sys import getrefcount
 from typing import Any
 
+from . import views
 from .views import DICT_VIEWS
 
 SKIP, WALK, SPECIAL = 0, 1, 2
@@ -372,10 +373,7 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
             elif found is not ABSENT:
                 nxt.append(found)
     else:  # an array
-        b = o.base  # a view changes when the memory it views changes (NumPy's bases only:
-        while b is not None and id(b) not in bases:  # no notebook code runs, and one that
-            bases.add(id(b))  # points at itself ends: review68 M4)
-            b = getattr(b, "base", None) if str(type(b).__module__)[:5] == "numpy" else None
+        bases.update(views.chain(o))  # a view changes when the memory it views changes
         if o.dtype.hasobject:
             nxt.extend(o.ravel(order="K").tolist())
         return True

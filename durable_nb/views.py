@@ -39,9 +39,10 @@ class Owners:
         found = sorted(((*_bounds(m), m) for m in members
                         if type(m) is self.array and m.size and not m.dtype.hasobject
                         and (m.flags.c_contiguous or m.flags.f_contiguous)),
-                       key=lambda b: b[0] - b[1])  # fmt: skip
-        # The largest first (then in the members' order): one within another (``a`` and
-        # ``a[:]``, or ``a.reshape(n)``) is a view of it, never the other way round too.
+                       key=lambda b: (b[0] - b[1], not b[2].flags.writeable))  # fmt: skip
+        # The largest first (a writeable one first of equal ones: a view over a read-only
+        # block cannot be written, review69 L1; then in the members' order): one within
+        # another (``a`` and ``a[:]``) is a view of it, never the other way round too.
         self.blocks: list[tuple[int, int, Any]] = []
         for start, end, m in found:
             if not any(s <= start and end <= e for s, e, _ in self.blocks):
@@ -62,6 +63,25 @@ class Owners:
         return None
 
 
+def chain(a: Any) -> list[int]:
+    """The ids of what ``a``'s memory belongs to, along NumPy's ``.base`` chain: an array's
+    read by ndarray's own descriptor (a subclass of the notebook's runs no code of its own,
+    and does not end the chain: review69 H1), NumPy's other bases (``as_strided``'s) as
+    attributes; it ends at anything else, and where it loops (review68 M4)."""
+    np = sys.modules["numpy"]  # (loaded: ``a`` is an array)
+    get, out = np.ndarray.base.__get__, []
+    b = get(a)
+    while b is not None and id(b) not in out:
+        out.append(id(b))
+        if issubclass(type(b), np.ndarray):
+            b = get(b)
+        elif str(type(b).__module__)[:5] == "numpy":
+            b = getattr(b, "base", None)
+        else:
+            break
+    return out
+
+
 def _bounds(a: Any) -> tuple[int, int]:
     """The first and past-the-last byte of ``a``'s memory (a non-empty array)."""
     low = high = a.__array_interface__["data"][0]
@@ -78,6 +98,8 @@ def view(base: Any, offset: int, shape: tuple, strides: tuple, dtype: Any, write
     """The view :func:`reduce` saved, made again over ``base`` (NumPy checks that it lies
     within it)."""
     np = sys.modules["numpy"]  # (loaded: ``base`` is an array)
+    if np.dtype(dtype).hasobject or getattr(base, "dtype", np.dtype(object)).hasobject:
+        raise ValueError("a view of objects is not made over memory")  # (review69 L2)
     out = np.ndarray(shape, dtype, buffer=base, offset=offset, strides=strides)
     if not writeable:
         out.flags.writeable = False

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from test_snapshot_props import SLOW, Notebook, fresh_namespace, restore_anew  # (on the path)
 from test_snapshot_props import shell as shell  # (the fixture)
 
-from durable_nb import codec
+from durable_nb import codec, views
 
 pytestmark = pytest.mark.unit
 
@@ -173,3 +173,40 @@ def test_a_dict_view_is_pickled_by_the_c_pickler_with_its_dict():
             assert [type(x) for x in back] == [type(x) for x in value]
         else:
             assert list(back) == [1, 2]
+
+
+def test_a_view_through_a_notebook_subclass_follows_its_array(shell):
+    """review69 H1: a view whose base is an array of a notebook's ndarray subclass ended the
+    walk's chain there: saved apart from ``s``, it kept an old value after ``s[3] = -1``."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.run("import numpy as np\nclass Sub(np.ndarray):\n    pass\n"
+               "s = np.arange(10.0).view(Sub)\nv = s[2:5].view(np.ndarray)")  # fmt: skip
+        nb.run("s[3] = -1")
+        assert nb.snaps.known["v"].value_id == nb.snaps.known["s"].value_id  # one payload
+        restore_anew(shell, nb)
+    assert list(shell.user_ns["v"]) == [2.0, -1.0, 4.0]
+
+
+def test_of_two_equal_blocks_the_writeable_one_is_the_block():
+    """review69 L1: a view over a read-only block cannot be written, whatever the names."""
+    for first in (True, False):
+        a = np.arange(10.0)
+        b = a.view()
+        a.flags.writeable = False
+        members = (a, b) if first else (b, a)
+        enc = codec.encode(members, {}, members)
+        back = codec.decode(enc.codec, enc.stream, [bytearray(x) for x in enc.buffers])
+        out = dict(zip(("a", "b") if first else ("b", "a"), back, strict=True))
+        assert out["b"].flags.writeable and not out["a"].flags.writeable
+        assert np.shares_memory(out["a"], out["b"])
+
+
+def test_a_view_of_objects_is_never_made_over_memory():
+    """review69 L2: an object dtype over an array's bytes (a crafted payload) would crash
+    the kernel when read; refused."""
+    with pytest.raises(ValueError, match="objects"):
+        views.view(np.arange(4), 0, (2,), (8,), np.dtype(object), True)
+    with pytest.raises(ValueError, match="objects"):
+        views.view(np.empty(4, dtype=object), 0, (2,), (8,), np.dtype("int64"), True)
