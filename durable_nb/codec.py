@@ -290,8 +290,8 @@ def _dill_pickler() -> type:
         by_name: _ByName
 
         def reducer_override(self, obj: Any) -> Any:
-            owners = self.by_name.owners
-            if owners is not None and type(obj) is owners.array and owners.array is not None:
+            owners = self.by_name.owners  # (a type is never None: no NumPy, no match)
+            if owners is not None and type(obj) is owners.array:
                 return owners.reduce(obj) or NotImplemented  # (views.py)
             out = self.by_name.reduce(obj)
             # A library's wrapper under a notebook name (a dataclass's ``__repr__``): its
@@ -496,7 +496,6 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
         if not _worth_dill(exc):
             raise Unserializable(describe(exc)) from None
     out, by_name.refs, by_name.weak = io.BytesIO(), set(), []
-    by_name.owners = views.Owners(members or (obj,))
     buffers.clear()
     try:
         with _quiet_dill():

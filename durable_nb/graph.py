@@ -32,7 +32,6 @@ from sys import getrefcount
 from typing import Any
 
 from . import views
-from .views import DICT_VIEWS
 
 SKIP, WALK, SPECIAL = 0, 1, 2
 
@@ -55,7 +54,7 @@ _KINDS: dict[type, int] = {
     **dict.fromkeys((str, bytes, int, float, complex, bool, type(None), range, slice,
                      type(Ellipsis), type(NotImplemented), memoryview), SKIP),
     **dict.fromkeys((list, dict, set, frozenset, tuple, bytearray, types.CellType,
-                     *DICT_VIEWS), WALK),  # a dict's views: what they show (views.py)
+                     *views.DICT_VIEWS), WALK),  # a dict's views: what they show
     **dict.fromkeys((types.FunctionType, types.MethodType, types.BuiltinFunctionType,
                      types.ModuleType, weakref.ReferenceType), SPECIAL),
     **dict.fromkeys((types.CodeType, types.FrameType, types.GeneratorType,

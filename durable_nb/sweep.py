@@ -14,10 +14,9 @@ cell of 5 ms the net takes ~0.1 ms, after one of 80 ms or more up to 2 ms (a fix
 was 5% of the one, and left the other's pause unused). When its checks took longer, fewer
 variables are checked a cell (half, down to one), in turn; when they took under half of
 it, more again (twice, up to :attr:`Sweep.names`); and the next cells check none, as many
-as keep the
-sweep to its time on average (at most :data:`SWEEP_REST` in a row): even one variable may
-take longer (a dataclass's print, ~0.3 ms). Those checked longest ago go first:
-every saved variable is still checked, within as many checking cells as there are saved
+as keep the sweep to its time on average (at most :data:`SWEEP_REST` in a row): even one
+variable may take longer (a dataclass's print, ~0.3 ms). Those checked longest ago go
+first: every saved variable is still checked, within as many checking cells as there are saved
 variables, however many are made or dropped meanwhile. A cell whose widgets a check of
 every saved variable would spare walking (:class:`sharing.Settled`) checks them all when
 their last checks took less than those walks (uncharged: it saves time).
