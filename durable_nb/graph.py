@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from gc import is_tracked
-from operator import not_
+from operator import is_, not_
 from sys import getrefcount
 from typing import Any
 
@@ -150,8 +150,8 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             elif min(counts := list(map(getrefcount, walk))) <= held:
                 lone = [c <= held for c in counts]
                 walk, own = list(compress(walk, map(not_, lone))), list(compress(walk, lone))
-            if own and any(t.__weakrefoffset__ for t in kind_of):  # (weak.py; review66 H1:
-                weak = list(map(weakref.getweakrefcount, own))  # garbage a ref points into looped)
+            weakable = own and any(t.__weakrefoffset__ for t, k in kind_of.items() if k == WALK)
+            if weakable and any(weak := list(map(weakref.getweakrefcount, own))):  # review66 H1
                 walk, own = [*walk, *compress(own, weak)], list(compress(own, map(not_, weak)))
         root = False
         by_id = dict(zip(map(id, walk), walk, strict=True))  # once each, even if met twice
@@ -166,7 +166,9 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
         # functions share, a bound method two variables hold) is not walked as an object.
         # Held once more here for the next level's count, it is never lone.
         handed_on = len(nxt)
-        if special:
+        if special:  # (the class of each instance of a level: one object, mostly)
+            if all(map(is_, special, itertools.repeat(special[0]))):
+                special = special[:1]
             by_id = dict(zip(map(id, special), special, strict=True))
             fresh = list(map(by_id.__getitem__, by_id.keys() - seen))
             seen.update(by_id)

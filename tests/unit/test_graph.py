@@ -44,6 +44,14 @@ def test_tuples_and_frozensets_are_looked_inside():
     assert id(inner) in keys(t) and id(t) in keys([t])  # a shared tuple keeps its identity
 
 
+def test_a_big_level_of_instances_of_several_classes_names_each_class(main):
+    """Each instance hands its class on: a level holds one class many times, or several."""
+    ns = main("class A:\n    pass\nclass B:\n    pass\n")
+    for value in ([ns["A"]() for _ in range(60)], [ns["AB"[i % 2]]() for i in range(120)]):
+        names = {type(o).__name__ for o in value}
+        assert graph.reach(value, ns).refs == names
+
+
 def test_scalars_and_library_functions_reach_nothing():
     numbers = list(range(1000))
     assert keys(1) == set() and keys("abc") == set() and keys(numbers) == {id(numbers)}

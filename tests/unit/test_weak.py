@@ -118,6 +118,22 @@ def test_the_walk_ties_a_weak_reference_to_what_it_points_at():
     assert id(n) in reached.keys
 
 
+def test_a_weakly_referenced_object_in_a_big_level_is_keyed():
+    """A level past graph.SMALL is walked in bulk: a lone object a weak reference of another
+    variable points at is keyed there too (the weak one ties to it), its lone peers are not."""
+
+    class Node:
+        pass
+
+    nodes = [Node() for _ in range(graph.SMALL * 3)]
+    ref = weakref.ref(nodes[7])
+    found = graph.reach(nodes, {}).keys
+    assert id(nodes[7]) in found and id(nodes[8]) not in found
+    assert id(nodes[7]) in graph.reach([ref], {}).keys
+    rows = [{"n": n} for n in nodes]  # a level of dicts (no weak references) over them
+    assert id(nodes[7]) in graph.reach(rows, {}).keys
+
+
 class Dropping:
     """Its pickle drops what it holds (``keep``), as some libraries' reduces do."""
 
