@@ -130,7 +130,9 @@ class _ByName:
                 return weak.reduce(obj, self.weak)
             except weak.Refused as exc:
                 raise Unserializable(str(exc)) from None
-        if (t is types.FunctionType or issubclass(t, type)) and obj.__module__ == "__main__":
+        cached = t is functions.CACHED
+        code = t is types.FunctionType or cached or issubclass(t, type)
+        if code and obj.__module__ == "__main__":
             # ``Outer.Inner``: through the global ``Outer``, unless ``Outer`` is saved here
             # by value (then so is what it holds: its methods, its nested classes).
             name, ns, members = obj.__qualname__, self.ns, self.members
@@ -139,7 +141,7 @@ class _ByName:
                 if graph.bound_to(obj, ns) is not None:
                     self.refs.add(head)
                     return _global, (name,)
-            return None
+            return functions.reduce_cached(obj) if cached else None
         return NotImplemented
 
 
