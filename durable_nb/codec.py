@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import classes, containers, functions, graph, views, weak
+from . import classes, containers, functions, graph, views, weak, wrappers
+from .cells import IPYTHON_NAMES
 from .containers import object_reduce
 from .errors import describe
 from .fingerprints import SCALARS
@@ -130,19 +131,52 @@ class _ByName:
                 return weak.reduce(obj, self.weak)
             except weak.Refused as exc:
                 raise Unserializable(str(exc)) from None
-        cached = t is functions.CACHED
-        code = t is types.FunctionType or cached or issubclass(t, type)
-        if code and obj.__module__ == "__main__":
+        module, name = _names(obj, t)
+        if module == "__main__":
             # ``Outer.Inner``: through the global ``Outer``, unless ``Outer`` is saved here
             # by value (then so is what it holds: its methods, its nested classes).
-            name, ns, members = obj.__qualname__, self.ns, self.members
+            ns, members = self.ns, self.members
             head = name.partition(".")[0]
+            # Not by IPython's names (``_``, which ``@f.register def _`` binds): never saved.
             if ns is not None and not {id(obj), id(ns.get(head))} & members:
-                if graph.bound_to(obj, ns) is not None:
+                if not IPYTHON_NAMES.match(head) and graph.bound_to(obj, ns, name) is not None:
                     self.refs.add(head)
                     return _global, (name,)
-            return functions.reduce_cached(obj) if cached else None
+            try:  # (functools' wrappers: wrappers.py)
+                if t is wrappers.CACHED:
+                    return wrappers.reduce_cached(obj)
+                if t is types.FunctionType and wrappers.is_dispatcher(obj):
+                    return wrappers.reduce_dispatcher(obj)
+            except TypeError as exc:
+                raise Unserializable(str(exc)) from None
+            return None
         return NotImplemented
+
+
+_FUNCTION_MODULE = types.FunctionType.__dict__["__module__"].__get__
+_FUNCTION_NAME = types.FunctionType.__dict__["__qualname__"].__get__
+_CLASS_MODULE, _CLASS_NAME = (
+    type.__dict__["__module__"].__get__,
+    type.__dict__["__qualname__"].__get__,
+)
+
+
+def _names(obj: Any, t: type) -> tuple[str | None, str]:
+    """A function's, class's or cache wrapper's module and qualified name, read through C
+    slots and its dict (a metaclass's property, a ``str`` subclass's ``__eq__``: the
+    notebook's code, which saving never runs); ``(None, "")`` for anything else or names
+    that are not exact strings (the pickler's own way then)."""
+    if t is types.FunctionType:
+        module, name = _FUNCTION_MODULE(obj), _FUNCTION_NAME(obj)
+    elif t is wrappers.CACHED:  # (not strings: never by name, as the pickler would)
+        module, name = vars(obj).get("__module__"), vars(obj).get("__qualname__")
+        if type(module) is not str or type(name) is not str:
+            raise Unserializable("a cache wrapper whose __module__ or __qualname__ is no str")
+    elif issubclass(t, type):
+        module, name = _CLASS_MODULE(obj), _CLASS_NAME(obj)
+    else:
+        return None, ""
+    return (module, name) if type(module) is str and type(name) is str else (None, "")
 
 
 def _global(name: str) -> Any:
@@ -191,7 +225,8 @@ class _Pickler(pickle.Pickler):
                 raise _ByValue
         if out is NotImplemented:  # (a class's part: a property, a dataclass's field...)
             out = classes.reduce_part(obj)
-            if out is NotImplemented and not (t is types.FunctionType or issubclass(t, type)):
+            code = t is types.FunctionType or t is wrappers.CACHED  # (never ordinary)
+            if out is NotImplemented and not (code or issubclass(t, type)):
                 if (base := containers.base_of(t)) is None or base is t:  # (not a class's
                     _remember(t)  # type: ``type`` pickles notebook classes too)
                 elif (found := self.held.setdefault(t, containers.reducer(t))) is not None:
@@ -434,10 +469,15 @@ def encode_reach(obj: Any, ns: dict[str, Any]) -> tuple[Encoded | None, graph.Re
         return None, graph.Reach()
     enc = encode_plain(obj, ns)
     if enc is not None and enc.reached is not None:
-        return enc, enc.reached
-    reached = graph.reach(obj, ns)
-    if enc is not None:
-        enc.refs = enc.refs | reached.refs
+        reached = enc.reached
+    else:
+        reached = graph.reach(obj, ns)
+        if enc is not None:
+            enc.refs = enc.refs | reached.refs
+    # The plain pickle names notebook code by its name: not IPython's (``@f.register def _``
+    # binds ``_``), never saved; :func:`encode` saves it by value then.
+    if enc is not None and any(map(IPYTHON_NAMES.match, enc.refs)):
+        enc = None
     return enc, reached
 
 

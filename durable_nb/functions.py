@@ -24,7 +24,6 @@ A journal names the helpers below (``durable_nb.functions.make``, ...): never re
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import marshal
 import sys
@@ -61,28 +60,6 @@ def module_of(ns: dict[str, Any]) -> str | None:
     name = ns.get("__name__")
     found = sys.modules.get(name) if type(name) is str else None
     return name if found is not None and vars(found) is ns else None
-
-
-#: ``functools.lru_cache``'s (and ``cache``'s) wrapper: its own reduce is its name, which
-#: for a notebook function is the very variable being saved (a restore met ``KeyError``).
-CACHED = type(functools.lru_cache(lambda: None))
-
-
-def reduce_cached(wrapper: Any) -> tuple:
-    """A notebook function's cache wrapper by value: the function it wraps, its cache's
-    size and typing (the cached results are not kept: a call computes them again), and
-    what ``update_wrapper`` and the notebook set on it."""
-    state = dict(vars(wrapper))
-    parameters = state.pop("cache_parameters", None)  # (functools' own: the new one has it)
-    if type(parameters) is not types.FunctionType or parameters.__globals__ is not vars(functools):
-        raise TypeError("a cache wrapper whose cache_parameters is not functools' own")
-    found = parameters()
-    return cached, (wrapper.__wrapped__, found["maxsize"], found["typed"]), state
-
-
-def cached(fn: Callable, maxsize: int | None, typed: bool) -> Any:
-    """:func:`reduce_cached`'s inverse (its state, the wrapper's attributes, follows)."""
-    return functools.lru_cache(maxsize=maxsize, typed=typed)(fn)
 
 
 def reduce_code(code: types.CodeType) -> tuple:

@@ -150,7 +150,7 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             elif min(counts := list(map(getrefcount, walk))) <= held:
                 lone = [c <= held for c in counts]
                 walk, own = list(compress(walk, map(not_, lone))), list(compress(walk, lone))
-            weakable = own and any(t.__weakrefoffset__ for t, k in kind_of.items() if k == WALK)
+            weakable = own and any(_WEAKREF(t) for t, k in kind_of.items() if k == WALK)
             if weakable and any(weak := list(map(weakref.getweakrefcount, own))):  # review66 H1
                 walk, own = [*walk, *compress(own, weak)], list(compress(own, map(not_, weak)))
         root = False
@@ -234,6 +234,7 @@ def _lone_one_by_one() -> int:
 
 
 _HELD_ONE_BY_ONE = _lone_one_by_one()
+_WEAKREF = type.__dict__["__weakrefoffset__"].__get__  # in C, never a metaclass's attribute
 
 
 #: Type -> whether "tracked by the garbage collector" tells exactly whether the walk enters
@@ -422,12 +423,12 @@ def _nested(cls: type, root: Any) -> bool:
             and cls.__qualname__.startswith(root.__qualname__ + "."))  # fmt: skip
 
 
-def bound_to(cls: Any, ns: dict) -> str | None:
+def bound_to(cls: Any, ns: dict, name: str | None = None) -> str | None:
     """The variable bound to ``cls`` (``Node``), or to the class it is nested in
-    (``Outer`` for ``Outer.Node``), by its qualified name; None if none is. A class's own
-    namespace only, not what it inherits (``class A(A)``: the old ``A.hi`` is no part of
-    the new ``A``)."""
-    head, *rest = cls.__qualname__.split(".")
+    (``Outer`` for ``Outer.Node``), by its qualified name (``name``, else read); None if
+    none is. A class's own namespace only, not what it inherits (``class A(A)``: the old
+    ``A.hi`` is no part of the new ``A``)."""
+    head, *rest = (cls.__qualname__ if name is None else name).split(".")
     obj = ns.get(head)
     for part in rest:
         obj = vars(obj).get(part) if issubclass(type(obj), type) else None

@@ -350,6 +350,8 @@ class _Walk:
         if how is NotImplemented:  # a library's (or a helper module's): by reference
             self.located(f)
             return
+        if how is not None and how[0] is not codec._global:
+            raise _Unreadable  # by value, its own way (a functools wrapper: wrappers.py)
         if how is not None:  # a notebook function bound to its name: that name
             self.same(f)
             self.add(("global", how[1]))

@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_snapshot_props import Notebook, fresh_namespace, restore_anew  # (on the path)
-from test_snapshot_props import shell as shell  # (the fixture)
 
 from durable_nb import codec, functions
 from durable_nb.errors import ForeignBytecode, describe
@@ -214,48 +212,3 @@ def test_a_function_reaching_itself_through_its_closure_is_saved_by_dill(main):
     solver = ns["_make"](np.arange(5))
     enc, back = round_trip(solver)
     assert enc.codec == codec.DILL and back(4) == solver(4) == 4
-
-
-FIB = "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)"
-CACHES = ["functools.lru_cache", "functools.lru_cache(maxsize=3, typed=True)", "functools.cache"]
-
-
-@pytest.mark.parametrize("deco", CACHES)
-def test_a_notebook_function_with_a_cache_comes_back_by_value_without_its_results(main, deco):
-    ns = main(f"import functools\n@{deco}\n{FIB}")
-    fn = ns["fib"]
-    fn.note = ["kept"]
-    assert fn(20) == 6765
-    enc, back = round_trip(fn)
-    assert type(back) is functions.CACHED and back is not fn and enc.codec == codec.PICKLE
-    assert back.cache_parameters() == fn.cache_parameters() and back.note == ["kept"]
-    assert back.cache_info().currsize == 0 and back(20) == 6765  # (its recursion: the live fib)
-    assert_same_function(back.__wrapped__, fn.__wrapped__)
-    _, held = round_trip([fn, functools.partial(fn, 5)])  # held by another value: by name
-    assert held[0] is fn and held[1].func is fn and held[1]() == 5
-
-
-def test_a_cache_wrapper_whose_parameters_are_the_notebooks_is_refused(main):
-    ns = main("import functools\n@functools.cache\ndef twice(n):\n    return 2 * n")
-    ns["twice"].cache_parameters = lambda: {"maxsize": 1, "typed": False}
-    with pytest.raises(Exception, match="cache_parameters is not functools' own"):
-        codec.encode(ns["twice"], ns, (ns["twice"],))
-
-
-def test_a_namespace_of_cached_functions_is_restored(shell, tmp_path):
-    """A restore met ``KeyError: 'fib'``: the wrapper's own reduce is its name."""
-    fresh_namespace(shell)
-    nb = Notebook(shell, tmp_path)
-    cached = "double = functools.lru_cache(maxsize=8)(lambda x: [x, x])\npair = double(1)"
-    nb.run(
-        f"import functools\n@functools.cache\n{FIB}\nlater = functools.partial(fib, 30)\n{cached}"
-    )
-    nb.run("y = fib(25)")
-    assert {n: k.state for n, k in nb.snaps.known.items() if n != "functools"} == dict.fromkeys(
-        ["fib", "double", "later", "pair", "y"], "saved"
-    )
-    restore_anew(shell, nb)  # (asserts nothing was skipped)
-    ns = shell.user_ns
-    assert type(ns["fib"]) is functions.CACHED and ns["later"].func is ns["fib"]
-    assert ns["later"]() == 832040 and ns["y"] == 75025 and ns["double"](2) == [2, 2]
-    assert ns["double"].cache_parameters()["maxsize"] == 8 and ns["pair"] == [1, 1]

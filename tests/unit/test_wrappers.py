@@ -1,0 +1,150 @@
+"""wrappers.py: functools' cache and singledispatch wrappers of notebook functions, saved as
+what makes them again, refused (recomputed) when they are not what functools made."""
+
+from __future__ import annotations
+
+import functools
+import json
+import weakref
+
+import pytest
+from test_functions import assert_same_function, round_trip  # (on the path)
+from test_snapshot_props import Notebook, fresh_namespace, restore_anew  # (on the path)
+from test_snapshot_props import shell as shell  # (the fixture)
+
+from durable_nb import codec, graph, unchanged, wrappers
+
+FIB = "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)"
+CACHES = ["functools.lru_cache", "functools.lru_cache(maxsize=3, typed=True)", "functools.cache"]
+
+
+@pytest.mark.parametrize("deco", CACHES)
+def test_a_notebook_function_with_a_cache_comes_back_by_value_without_its_results(main, deco):
+    ns = main(f"import functools\n@{deco}\n{FIB}")
+    fn = ns["fib"]
+    fn.note = ("kept",)
+    assert fn(20) == 6765
+    enc, back = round_trip(fn)
+    assert type(back) is wrappers.CACHED and back is not fn and enc.codec == codec.PICKLE
+    assert back.cache_parameters() == fn.cache_parameters() and back.note == ("kept",)
+    assert back.cache_info().currsize == 0 and back(20) == 6765  # (its recursion: the live fib)
+    assert_same_function(back.__wrapped__, fn.__wrapped__)
+    _, held = round_trip([fn, functools.partial(fn, 5)])  # held by another value: by name
+    assert held[0] is fn and held[1].func is fn and held[1]() == 5
+    library = functools.cache(json.dumps)  # a library's: the pickler's own way (dill's)
+    assert round_trip(library)[1]("x") == '"x"'  # (and its type is no ordinary one after)
+    assert round_trip(fn)[1] is not fn
+
+
+def refused(fn, why: str) -> None:
+    with pytest.raises(codec.Unserializable, match=why):
+        codec.encode(fn, None, (fn,))
+
+
+@pytest.mark.parametrize("result", ["{}", "[n]", "Box()", "(n, [])"])
+def test_a_cache_of_results_a_cell_may_change_is_refused_and_one_of_constants_is_not(main, result):
+    """Saved empty, a cache of state (``@cache def settings(): return {}``, then
+    ``settings()['debug'] = True``) would come back without it: refused, made again."""
+    ns = main(f"import functools\nclass Box:\n    pass\n@functools.cache\ndef made(n):\n"
+              f"    return {result}")  # fmt: skip
+    made = ns["made"]
+    round_trip(made)  # empty: saved
+    made(1)
+    refused(made, "its cache holds results a later cell may have changed")
+    constants = main(
+        "@functools.lru_cache(maxsize=4)\ndef same(n):\n    return (n, 'x', 1.5, None)"
+    )
+    constants["same"](1), constants["same"](2)
+    assert round_trip(constants["same"])[1](3) == (3, "x", 1.5, None)
+
+
+def test_what_functools_did_not_make_so_is_refused(main):
+    ns = main(
+        "import functools\ndef public(x):\n    return 'PUBLIC'\ndef impl(x):\n    return 'IMPL'\n"
+        "fast = functools.update_wrapper(functools.lru_cache(impl), public)\n"
+        "@functools.lru_cache(maxsize=None)\n@functools.lru_cache(maxsize=1, typed=True)\n"
+        "def kind(x):\n    return type(x).__name__\n"
+        "@functools.cache\ndef twice(n):\n    return 2 * n\n"
+        "twice.cache_parameters = lambda: {'maxsize': 1, 'typed': False}\n"
+        "@functools.cache\ndef moved(n):\n    return n\nmoved.__wrapped__ = public\n"
+    )  # fmt: skip
+    refused(ns["fast"], "its __wrapped__ is not the function its cache calls")
+    refused(ns["moved"], "its __wrapped__ is not the function its cache calls")
+    refused(ns["kind"], "a cache of a cache")
+    refused(ns["twice"], "its cache_parameters is not functools' own")
+
+
+def test_a_cache_wrapper_with_names_of_its_own_runs_none_of_their_code(main):
+    ns = main(
+        "import functools\nclass S(str):\n    n = 0\n    def __eq__(self, o):\n        S.n += 1\n"
+        "        return str.__eq__(self, o)\n    __hash__ = str.__hash__\n"
+        "    def partition(self, sep):\n        S.n += 100\n"
+        "        return str.partition(self, sep)\n"
+        "@functools.cache\ndef f(x):\n    return x\n"
+    )  # fmt: skip
+    f, ns["S"].n = ns["f"], 0
+    f.__module__, f.__qualname__ = ns["S"]("__main__"), ns["S"]("f")
+    refused(f, "whose __module__ or __qualname__ is no str")
+    assert ns["S"].n == 0
+    f.__module__, f.__qualname__ = "__main__", "f"  # (a wrapper of its type is never let by)
+    assert round_trip(f)[1](2) == 2
+
+
+def test_a_singledispatch_function_comes_back_with_what_was_registered(main):
+    ns = main(
+        "import functools\nclass Node:\n    pass\n@functools.singledispatch\ndef show(x):\n"
+        "    return 'obj'\n@show.register\ndef _(x: int):\n    return 'int'\n"
+        "show.register(Node, lambda x: 'node')\nshow.note = 'kept'\n"
+    )  # fmt: skip
+    show = ns["show"]
+    enc, back = round_trip(show)
+    assert enc.codec == codec.PICKLE and back is not show and back.note == "kept"
+    assert [back(1), back("a"), back(ns["Node"]()), back(True)] == ["int", "obj", "node", "int"]
+    assert list(back.registry) == list(show.registry)
+    assert_same_function(back.__wrapped__, show.__wrapped__)
+    assert unchanged.Print(show, ns, (show,)).parts is None  # (pickled again when used)
+
+
+def test_a_singledispatch_function_whose_registry_is_not_the_dispatching_one_is_refused(main):
+    ns = main("import functools, types\n@functools.singledispatch\ndef show(x):\n    return 1\n")
+    ns["show"].registry = __import__("types").MappingProxyType({object: ns["show"].__wrapped__})
+    refused(ns["show"], "registry is not the one dispatching")
+    ns = main("@functools.singledispatch\ndef other(x):\n    return 1\nother.__wrapped__ = len\n")
+    refused(ns["other"], "whose __wrapped__ is not its default")
+
+
+def test_cached_and_dispatching_functions_are_restored(shell, tmp_path):
+    """A restore met ``KeyError``: a cache wrapper's own pickle is its name; a
+    singledispatch function was made again by its cell, without later registrations (a
+    call dispatched otherwise, silently), and the ``_`` they bind is never saved."""
+    fresh_namespace(shell)
+    nb = Notebook(shell, tmp_path)
+    nb.run(f"import functools\n@functools.cache\n{FIB}\nlater = functools.partial(fib, 30)\n"
+           "double = functools.lru_cache(maxsize=8)(lambda x: (x, x))\npair = double(1)\n"
+           "@functools.singledispatch\ndef show(x):\n    return 'obj'")  # fmt: skip
+    nb.run("@show.register\ndef _(x: int):\n    return 'int'\nhandlers = [_]")
+    nb.run("y = fib(25)")
+    nb.run("state = functools.cache(lambda: {})\nstate()['debug'] = True")  # made again
+    expected = {**dict.fromkeys(["fib", "double", "later", "pair", "show", "handlers", "y"],
+                                "saved"), "state": "recompute"}  # fmt: skip
+    assert {n: nb.snaps.known[n].state for n in expected} == expected
+    assert "results a later cell may have changed" in nb.snaps.known["state"].detail
+    shell.user_ns.pop("_", None)  # IPython's, never saved (a new kernel's holds another value)
+    restore_anew(shell, nb)  # (asserts nothing was skipped)
+    ns = shell.user_ns
+    assert type(ns["fib"]) is wrappers.CACHED and ns["later"].func is ns["fib"]
+    assert ns["later"]() == 832040 and ns["y"] == 75025 and ns["double"](2) == (2, 2)
+    assert ns["double"].cache_parameters()["maxsize"] == 8 and ns["pair"] == (1, 1)
+    assert [ns["show"](1), ns["show"]("a")] == ["int", "obj"] and ns["handlers"][0](1) == "int"
+    assert ns["state"]() == {"debug": True}
+
+
+def test_a_weakly_referenced_object_is_keyed_whatever_its_metaclass_says():
+    """The type's weak reference slot is read in C: a metaclass attribute
+    ``__weakrefoffset__ = 0`` had the walk take a weakly referenced object for lone."""
+    meta = type("M", (type,), {"__weakrefoffset__": 0})
+    cls = meta("C", (), {})
+    for rows in ([cls() for _ in range(100)], [cls() if i % 2 else len for i in range(100)]):
+        ref, held = weakref.ref(rows[5]), id(rows[5])  # (no other reference to it)
+        found = graph.reach(rows, {}).keys
+        assert held in found and ref() is rows[5]
