@@ -32,6 +32,9 @@ class Report:
     skipped: dict[str, str] = field(default_factory=dict)
     #: Restored values a re-run cell changed (``w.held.append(x)``), loaded again.
     reloaded: list[str] = field(default_factory=list)
+    #: Recomputed name -> the later cells whose code names it: what they did to the value
+    #: in place (``ws.add(n)``, ``next(gen)``) is not done again by the re-run.
+    used_after: dict[str, list[int]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def __str__(self) -> str:
@@ -45,6 +48,12 @@ class Report:
             parts.append(f"recomputed {', '.join(self.recomputed)} by re-running cell {cells}")
         if self.reloaded:
             parts.append(f"loaded {', '.join(self.reloaded)} again (the re-run changed them)")
+        if self.used_after:
+            used = " and ".join(f"{n} (cell{'s' * (len(c) > 1)} {', '.join(map(str, c))})"
+                                for n, c in self.used_after.items())  # fmt: skip
+            them = "them" if len(self.used_after) > 1 else "it"
+            parts.append(f"later cells used {used}: what they did to {them} in place is not "
+                         "done again")  # fmt: skip
         if self.skipped:
             parts.append("skipped " + "; ".join(f"{n} ({why})" for n, why in self.skipped.items()))
         return "; ".join(parts)
@@ -107,6 +116,8 @@ def recompute_cells(
     # A recomputed cell may rebind saved names: the snapshot's values win.
     for n, value in saved.items():
         ns[n] = value
+    made = {n: names[n] for n in report_.recomputed}
+    report_.used_after = _used_after(shell, rt, made, report_.seq)
     if changed and bring is not None and loaded is not None:
         ids = {entries[n].value_id for n in changed}
         again = sorted(n for n in saved if entries[n].value_id in ids)
@@ -117,6 +128,19 @@ def recompute_cells(
         for n in again:
             bring(n)
         report_.reloaded = again
+
+
+def _used_after(shell: Any, rt: Runtime, made: dict[str, int], upto: int) -> dict[str, list[int]]:
+    """For each recomputed name (-> the cell that made it), the later cells up to ``upto``
+    whose code names it (a helper function's use is not seen)."""
+    first = min(made.values(), default=upto)
+    out: dict[str, list[int]] = {}
+    for cell in rt.journal.cells(range(first + 1, upto + 1)) if first < upto else ():
+        used = names_used(cell.source, shell.transform_cell) if type(cell.source) is str else ()
+        for n in sorted(made.keys() & set(used)):
+            if cell.seq > made[n]:
+                out.setdefault(n, []).append(cell.seq)
+    return out
 
 
 def _digest(value: Any, ns: dict[str, Any]) -> str | None:

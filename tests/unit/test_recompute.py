@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
+from test_snapshot_props import Notebook, fresh_namespace, restore_anew  # (on the path)
+from test_snapshot_props import shell as shell  # (the fixture)
 
 from durable_nb.cells import restores, writes_files
 
@@ -56,3 +58,22 @@ def test_cells_that_only_define_writers(source: str) -> None:
 )
 def test_a_cell_that_restores_is_never_re_run_by_a_restore(source: str, restoring: bool) -> None:
     assert restores(TransformerManager().transform_cell(source)) is restoring
+
+
+def test_a_restore_names_the_later_cells_that_used_a_value_it_made_again(shell, tmp_path):
+    """Made again by its cell, a WeakSet comes back without what a later cell added, a
+    generator at its start: said, with the cells that used them."""
+    fresh_namespace(shell)
+    nb = Notebook(shell, tmp_path)
+    for cell in [
+        "import weakref\nclass N:\n    pass\nn = N()\nws = weakref.WeakSet()",
+        "ws.add(n)",
+        "g = (i for i in range(10))",
+        "next(g)\nnext(g)",
+        "y = [n]",
+    ]:
+        nb.run(cell)  # fmt: skip
+    report = restore_anew(shell, nb)
+    assert sorted(report.recomputed) == ["g", "ws"] and report.used_after == {"ws": [2], "g": [4]}
+    assert "later cells used ws (cell 2) and g (cell 4): what they did to them" in str(report)
+    assert len(shell.user_ns["ws"]) == 0 and next(shell.user_ns["g"]) == 0  # (as said)
