@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import classes, containers, functions, graph, views, weak, wrappers
+from . import classes, containers, functions, graph, names, views, weak, wrappers
 from .cells import IPYTHON_NAMES
 from .containers import object_reduce
 from .errors import describe
@@ -131,8 +131,8 @@ class _ByName:
                 return weak.reduce(obj, self.weak)
             except weak.Refused as exc:
                 raise Unserializable(str(exc)) from None
-        module, name = _names(obj, t)
-        if module == "__main__":
+        module, name = names.of(obj)
+        if module == "__main__" and name is not None:
             # ``Outer.Inner``: through the global ``Outer``, unless ``Outer`` is saved here
             # by value (then so is what it holds: its methods, its nested classes).
             ns, members = self.ns, self.members
@@ -143,40 +143,23 @@ class _ByName:
                     self.refs.add(head)
                     return _global, (name,)
             try:  # (functools' wrappers: wrappers.py)
-                if t is wrappers.CACHED:
+                if t is names.CACHED:
                     return wrappers.reduce_cached(obj)
                 if t is types.FunctionType and wrappers.is_dispatcher(obj):
-                    return wrappers.reduce_dispatcher(obj)
+                    return wrappers.reduce_dispatcher(obj, self.named)
             except TypeError as exc:
                 raise Unserializable(str(exc)) from None
             return None
         return NotImplemented
 
-
-_FUNCTION_MODULE = types.FunctionType.__dict__["__module__"].__get__
-_FUNCTION_NAME = types.FunctionType.__dict__["__qualname__"].__get__
-_CLASS_MODULE, _CLASS_NAME = (
-    type.__dict__["__module__"].__get__,
-    type.__dict__["__qualname__"].__get__,
-)
-
-
-def _names(obj: Any, t: type) -> tuple[str | None, str]:
-    """A function's, class's or cache wrapper's module and qualified name, read through C
-    slots and its dict (a metaclass's property, a ``str`` subclass's ``__eq__``: the
-    notebook's code, which saving never runs); ``(None, "")`` for anything else or names
-    that are not exact strings (the pickler's own way then)."""
-    if t is types.FunctionType:
-        module, name = _FUNCTION_MODULE(obj), _FUNCTION_NAME(obj)
-    elif t is wrappers.CACHED:  # (not strings: never by name, as the pickler would)
-        module, name = vars(obj).get("__module__"), vars(obj).get("__qualname__")
-        if type(module) is not str or type(name) is not str:
-            raise Unserializable("a cache wrapper whose __module__ or __qualname__ is no str")
-    elif issubclass(t, type):
-        module, name = _CLASS_MODULE(obj), _CLASS_NAME(obj)
-    else:
-        return None, ""
-    return (module, name) if type(module) is str and type(name) is str else (None, "")
+    def named(self, cls: Any) -> bool:
+        """Whether ``cls`` pickles as a name found again: not a class of the notebook's no
+        variable holds by its name (redefined: each payload would make one of its own)."""
+        module, name = names.of(cls)
+        if module != "__main__" or name is None or self.ns is None:
+            return True
+        head = name.partition(".")[0]
+        return not IPYTHON_NAMES.match(head) and graph.bound_to(cls, self.ns, name) is not None
 
 
 def _global(name: str) -> Any:
@@ -225,7 +208,7 @@ class _Pickler(pickle.Pickler):
                 raise _ByValue
         if out is NotImplemented:  # (a class's part: a property, a dataclass's field...)
             out = classes.reduce_part(obj)
-            code = t is types.FunctionType or t is wrappers.CACHED  # (never ordinary)
+            code = t is types.FunctionType or t is names.CACHED  # (never ordinary)
             if out is NotImplemented and not (code or issubclass(t, type)):
                 if (base := containers.base_of(t)) is None or base is t:  # (not a class's
                     _remember(t)  # type: ``type`` pickles notebook classes too)
@@ -451,8 +434,7 @@ def _refs(found: Iterable[Any]) -> set[str]:
     """The notebook globals that classes or functions pickled by reference are bound to
     (``__main__``'s: a restore loads them first, and a payload naming one that is rebound
     is saved again)."""
-    return {o.__qualname__.partition(".")[0] for o in found
-            if getattr(o, "__module__", None) == "__main__"}  # fmt: skip
+    return {head for o in found if (head := names.head(o)) is not None}
 
 
 #: Values whose pickle is all there is to them: nothing reached, nothing shared.

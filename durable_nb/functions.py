@@ -31,7 +31,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from . import classes, containers
+from . import classes, containers, names
 from .errors import ForeignBytecode
 
 #: This Python's bytecode magic: code marshalled by another version is not loaded.
@@ -100,12 +100,13 @@ def simple(root: Any, ns: dict[str, Any], plain: Callable[[type], bool]) -> bool
             with contextlib.suppress(ValueError):  # (empty: nothing to pickle)
                 todo.append(o.cell_contents)
         elif t is types.FunctionType:
-            if o.__module__ == "__main__":  # by value (its parts) or by name
+            if names.of(o)[0] == "__main__":  # by value (its parts) or by name
                 if o.__globals__ is not ns and module_of(o.__globals__) is None:
                     return False  # (a library's wrapper, as a dataclass's __repr__: its own)
                 todo += (o.__defaults__, o.__kwdefaults__, o.__dict__, o.__closure__)
         elif issubclass(t, type):
-            if o.__module__ == "__main__" and (o is root or ns.get(o.__qualname__) is not o):
+            module, name = names.of(o)
+            if module == "__main__" and (o is root or ns.get(name) is not o):
                 if t not in classes.METACLASSES:
                     return False  # by value, of a metaclass of its own: dill's
                 todo.extend(classes.namespace(o).values())

@@ -31,7 +31,7 @@ from operator import is_, not_
 from sys import getrefcount
 from typing import Any
 
-from . import views
+from . import names, views
 
 SKIP, WALK, SPECIAL = 0, 1, 2
 
@@ -267,8 +267,8 @@ _HELD = _lone_references()
 
 def code_names(code: types.CodeType) -> frozenset[str]:
     """Global names ``code`` and the code nested in it may use."""
-    names = _CODE_NAMES.get(code)
-    if names is None:
+    known = _CODE_NAMES.get(code)
+    if known is None:
         if len(_CODE_NAMES) > 20_000:
             _CODE_NAMES.clear()
         found, stack = set(), [code]
@@ -276,8 +276,8 @@ def code_names(code: types.CodeType) -> frozenset[str]:
             c = stack.pop()
             found.update(c.co_names)
             stack.extend(x for x in c.co_consts if isinstance(x, types.CodeType))
-        names = _CODE_NAMES[code] = frozenset(found)
-    return names
+        known = _CODE_NAMES[code] = frozenset(found)
+    return known
 
 
 def own_module(name: str | None) -> bool:
@@ -340,9 +340,9 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
     Types by ``type()``: ``isinstance`` reads ``__class__``, the notebook's code in a proxy.
     """
     t = type(o)
+    if (head := names.head(o)) is not None:  # the notebook's function or class (read in C)
+        out.refs.add(head)
     if t is types.FunctionType:
-        if o.__module__ == "__main__":
-            out.refs.add(o.__qualname__.partition(".")[0])
         _function(o, ns, nxt, out)
     elif t is types.MethodType:
         nxt.extend((o.__func__, o.__self__))
@@ -355,8 +355,6 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         if o.__name__ != "__main__" and own_module(o.__name__):
             nxt.extend(vars(o).values())
     elif issubclass(t, type):
-        if o.__module__ == "__main__":
-            out.refs.add(o.__qualname__.partition(".")[0])
         if o is root or _nested(o, root):  # the variable's own class: its data too
             _class(o, ns, nxt, out)
         elif _FOREIGN.get(o) is not o.__mro__:  # a library's class (a widget's): nothing
@@ -396,13 +394,13 @@ _FOREIGN: dict[type, tuple[type, ...]] = {}
 def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
     """``nxt``: the class is the value walked, so its attributes are walked too."""
     mro = o.__mro__
-    if nxt is None and not any(own_module(c.__module__) for c in mro):
+    if nxt is None and not any(own_module(names.of(c)[0]) for c in mro):
         if len(_FOREIGN) > 50_000:  # classes made in a loop: do not keep them all alive
             _FOREIGN.clear()
         _FOREIGN[o] = mro
         return
     for cls in mro:
-        if own_module(cls.__module__):
+        if own_module(names.of(cls)[0]):
             holder = bound_to(cls, ns)
             if holder is not None:  # its data (and a nested class's) is that variable's
                 out.names.add(holder)
@@ -428,8 +426,8 @@ def bound_to(cls: Any, ns: dict, name: str | None = None) -> str | None:
     (``Outer`` for ``Outer.Node``), by its qualified name (``name``, else read); None if
     none is. A class's own namespace only, not what it inherits (``class A(A)``: the old
     ``A.hi`` is no part of the new ``A``)."""
-    head, *rest = (cls.__qualname__ if name is None else name).split(".")
-    obj = ns.get(head)
+    head, *rest = ((names.of(cls)[1] or "") if name is None else name).split(".")
+    obj = ns.get(head) if head else None
     for part in rest:
         obj = vars(obj).get(part) if issubclass(type(obj), type) else None
         if type(obj) is staticmethod:  # ``H.helper``: the function itself, as getattr gives

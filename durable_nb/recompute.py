@@ -3,8 +3,9 @@ it could not save (the recompute plan: a socket, a generator, a client)."""
 
 from __future__ import annotations
 
+import symtable
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +53,8 @@ class Report:
             used = " and ".join(f"{n} (cell{'s' * (len(c) > 1)} {', '.join(map(str, c))})"
                                 for n, c in self.used_after.items())  # fmt: skip
             them = "them" if len(self.used_after) > 1 else "it"
-            parts.append(f"later cells used {used}: what they did to {them} in place is not "
-                         "done again")  # fmt: skip
+            parts.append(f"later cells name {used}: what they did to {them} in place, if "
+                         "anything, is not done again")  # fmt: skip
         if self.skipped:
             parts.append("skipped " + "; ".join(f"{n} ({why})" for n, why in self.skipped.items()))
         return "; ".join(parts)
@@ -117,7 +118,7 @@ def recompute_cells(
     for n, value in saved.items():
         ns[n] = value
     made = {n: names[n] for n in report_.recomputed}
-    report_.used_after = _used_after(shell, rt, made, report_.seq)
+    report_.used_after = _used_after(shell, rt, made, report_.seq, report_.recompute_cells)
     if changed and bring is not None and loaded is not None:
         ids = {entries[n].value_id for n in changed}
         again = sorted(n for n in saved if entries[n].value_id in ids)
@@ -130,17 +131,36 @@ def recompute_cells(
         report_.reloaded = again
 
 
-def _used_after(shell: Any, rt: Runtime, made: dict[str, int], upto: int) -> dict[str, list[int]]:
-    """For each recomputed name (-> the cell that made it), the later cells up to ``upto``
-    whose code names it (a helper function's use is not seen)."""
+def _used_after(shell: Any, rt: Runtime, made: dict[str, int], upto: int,
+                re_run: Container[int]) -> dict[str, list[int]]:  # fmt: skip
+    """For each recomputed name (-> the cell that made it), the later cells up to ``upto``,
+    not re-run now, whose code names it as a variable (a helper function's use is not
+    seen; a parameter of the same name is taken for it)."""
     first = min(made.values(), default=upto)
     out: dict[str, list[int]] = {}
     for cell in rt.journal.cells(range(first + 1, upto + 1)) if first < upto else ():
-        used = names_used(cell.source, shell.transform_cell) if type(cell.source) is str else ()
-        for n in sorted(made.keys() & set(used)):
+        source = cell.source if type(cell.source) is str else ""
+        if cell.seq in re_run or not any(n in source for n in made):  # (most: no parse)
+            continue
+        for n in sorted(made.keys() & _variables(source, shell.transform_cell)):
             if cell.seq > made[n]:
                 out.setdefault(n, []).append(cell.seq)
     return out
+
+
+def _variables(source: str, transform: Callable[[str], str]) -> set[str]:
+    """The notebook globals ``source`` uses: its top level's names, and what its functions
+    and classes read as globals (not a parameter, nor a class attribute of that name)."""
+    try:
+        top = symtable.symtable(transform(source), "<cell>", "exec")
+    except Exception:  # (a cell that does not parse used nothing)
+        return set()
+    found, todo = set(top.get_identifiers()), list(top.get_children())
+    while todo:
+        table = todo.pop()
+        found.update(s.get_name() for s in table.get_symbols() if s.is_global())
+        todo += table.get_children()
+    return found
 
 
 def _digest(value: Any, ns: dict[str, Any]) -> str | None:

@@ -10,10 +10,12 @@ function it wraps and what it was made with, and made again by functools when lo
 Nothing of the notebook's code runs while saving: what is read is read through C slots,
 closure cells and dictionaries. Whatever is not what functools made (a ``__wrapped__``
 that is not the function called, a cache of a cache, a ``registry`` that is not the one
-dispatching) is refused with the reason, and the value is recomputed, as before. A cache
-is saved empty, so only when what it holds are constants (numbers, strings, tuples of
-them): a cache of lists or objects (``@cache def settings(): return {}``) is state a later
-cell may have changed, and is refused too.
+dispatching) is refused with the reason, and the value is recomputed (its cell re-run,
+said), as before. So is a cache that holds results: it would come back empty, and a call
+would compute again what the live one had kept (``@cache def run_id(): return
+uuid4().hex``: another id; ``@cache def settings(): return {}``: without what a later
+cell set in it); and a dispatcher registered for a notebook class no variable holds by
+its name (redefined since): each payload would make its own copy of that class.
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from __future__ import annotations
 import functools
 import gc
 import types
+from collections.abc import Callable
 from typing import Any
 
-#: The type of ``functools.lru_cache``'s wrapper (``cache`` too).
-CACHED = type(functools.lru_cache(lambda: None))
-_CONSTANTS = frozenset({int, float, bool, type(None), str, bytes, complex})
+from .names import CACHED
 
 
 def _laid_out() -> bool:
@@ -53,17 +54,14 @@ def _laid_out() -> bool:
 _LAID_OUT = _laid_out()
 
 
-def _constant(x: Any, depth: int = 0) -> bool:
-    t = type(x)
-    if t in _CONSTANTS:
-        return True
-    return (t is tuple or t is frozenset) and depth < 3 and all(_constant(i, depth + 1) for i in x)
-
-
 def reduce_cached(wrapper: Any) -> tuple:
-    """A notebook function's cache wrapper by value: the function it calls, its cache's
-    ``maxsize`` and ``typed``, and the attributes set on it (its cache is left out: see the
-    module docstring). Raises TypeError, saying why, for what functools did not make so."""
+    """A notebook function's cache wrapper by value, while its cache is empty: the
+    function it calls, its cache's ``maxsize`` and ``typed``, and the attributes set on it.
+    Raises TypeError, saying why, for what cannot be saved so (see the module docstring)."""
+    held = CACHED.cache_info(wrapper).currsize
+    if held:
+        raise TypeError(f"its cache holds {held} result{'s' * (held > 1)}, which would come back "
+                        "empty (a call would compute again what it had kept)")  # fmt: skip
     state = dict(vars(wrapper))
     refs = gc.get_referents(wrapper) if _LAID_OUT else []
     fn = refs[-5] if refs else None
@@ -77,10 +75,6 @@ def reduce_cached(wrapper: Any) -> tuple:
     found, maxsize = parameters(), CACHED.cache_info(wrapper).maxsize
     if type(found["maxsize"]) is not type(maxsize) or found["maxsize"] != maxsize:
         raise TypeError("its cache_parameters is not its cache's")
-    entries = refs[1:-6]  # (key, result, link type) each, in a bounded cache
-    results = entries[1::3] if maxsize else list(refs[-6].values())
-    if not all(map(_constant, results)):
-        raise TypeError("its cache holds results a later cell may have changed")
     if type(found["typed"]) is not bool:
         raise TypeError("its cache_parameters is not its cache's")
     return cached, (fn, maxsize, found["typed"]), state
@@ -113,9 +107,11 @@ def _cells(fn: Any) -> list[Any]:
     return out
 
 
-def reduce_dispatcher(fn: types.FunctionType) -> tuple:
+def reduce_dispatcher(fn: types.FunctionType, named: Callable[[type], bool]) -> tuple:
     """A notebook function's ``singledispatch`` by value: the function it wraps, each
-    implementation registered and its class, in order, and the attributes set on it."""
+    implementation registered and its class, in order, and the attributes set on it.
+    ``named(cls)``: whether a class pickles as a name found again (see the module
+    docstring)."""
     state = {k: v for k, v in vars(fn).items() if k not in _OWN}
     base = state.pop("__wrapped__", None)
     dispatch = [c for c in _cells(fn) if type(c) is types.FunctionType and c.__code__ is _DISPATCH]
@@ -128,6 +124,8 @@ def reduce_dispatcher(fn: types.FunctionType) -> tuple:
     pairs = list(registry[0].items())
     if not any(cls is object and impl is base for cls, impl in pairs):
         raise TypeError("a singledispatch function whose __wrapped__ is not its default")
+    if not all(named(cls) for cls, _ in pairs):
+        raise TypeError("it is registered for a class no variable holds by its name")
     return dispatcher, (base, [(c, f) for c, f in pairs if c is not object]), state
 
 

@@ -62,7 +62,8 @@ def test_a_cell_that_restores_is_never_re_run_by_a_restore(source: str, restorin
 
 def test_a_restore_names_the_later_cells_that_used_a_value_it_made_again(shell, tmp_path):
     """Made again by its cell, a WeakSet comes back without what a later cell added, a
-    generator at its start: said, with the cells that used them."""
+    generator at its start: said, with the cells that name them (as variables: not an
+    attribute, nor a cell the restore itself re-runs)."""
     fresh_namespace(shell)
     nb = Notebook(shell, tmp_path)
     for cell in [
@@ -70,10 +71,12 @@ def test_a_restore_names_the_later_cells_that_used_a_value_it_made_again(shell, 
         "ws.add(n)",
         "g = (i for i in range(10))",
         "next(g)\nnext(g)",
-        "y = [n]",
+        "class O:\n    g = 5\ny = [n, O.g, 'ws']",
+        "h = (i for i in g)",
     ]:
         nb.run(cell)  # fmt: skip
     report = restore_anew(shell, nb)
-    assert sorted(report.recomputed) == ["g", "ws"] and report.used_after == {"ws": [2], "g": [4]}
-    assert "later cells used ws (cell 2) and g (cell 4): what they did to them" in str(report)
-    assert len(shell.user_ns["ws"]) == 0 and next(shell.user_ns["g"]) == 0  # (as said)
+    assert sorted(report.recomputed) == ["g", "h", "ws"]
+    assert report.recompute_cells == [1, 3, 6] and report.used_after == {"ws": [2], "g": [4]}
+    assert "later cells name ws (cell 2) and g (cell 4): what they did to them" in str(report)
+    assert len(shell.user_ns["ws"]) == 0  # (as said)

@@ -1,0 +1,53 @@
+"""The module and qualified name of a function, class or cache wrapper, read without
+running the notebook's code.
+
+``obj.__module__ == "__main__"`` and ``obj.__qualname__.partition(".")`` run the
+notebook's code when a name is a ``str`` subclass (its ``__eq__``, its ``partition``) or a
+metaclass's property: saving must not. Names are read here through C slots and dicts, and
+a ``str`` subclass is copied to an exact string in C.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from typing import Any
+
+#: The type of ``functools.lru_cache``'s wrapper (``cache`` too): its names are in its dict.
+CACHED = type(functools.lru_cache(lambda: None))
+
+_FUNCTION_MODULE = types.FunctionType.__dict__["__module__"].__get__
+_FUNCTION_NAME = types.FunctionType.__dict__["__qualname__"].__get__
+_CLASS_MODULE = type.__dict__["__module__"].__get__
+_CLASS_NAME = type.__dict__["__qualname__"].__get__
+_COPY, _ALL = str.__getitem__, slice(None)
+
+
+def _exact(s: Any) -> str | None:
+    """``s`` as an exact ``str`` (a subclass's copied in C), None when it is no string."""
+    t = type(s)
+    if t is str:
+        return s
+    return _COPY(s, _ALL) if issubclass(t, str) else None
+
+
+def of(obj: Any) -> tuple[str | None, str | None]:
+    """``obj``'s module and qualified name as exact strings (None each when it has none,
+    or is not a function, class or cache wrapper)."""
+    t = type(obj)
+    if t is types.FunctionType:
+        module, name = _FUNCTION_MODULE(obj), _FUNCTION_NAME(obj)
+    elif t is CACHED:
+        module, name = vars(obj).get("__module__"), vars(obj).get("__qualname__")
+    elif issubclass(t, type):
+        module, name = _CLASS_MODULE(obj), _CLASS_NAME(obj)
+    else:
+        return None, None
+    return _exact(module), _exact(name)
+
+
+def head(obj: Any) -> str | None:
+    """The notebook global a ``__main__`` function or class is found by (``Outer`` for
+    ``Outer.Inner``), else None."""
+    module, name = of(obj)
+    return name.partition(".")[0] if module == "__main__" and name is not None else None
