@@ -283,6 +283,7 @@ def code_names(code: types.CodeType) -> frozenset[str]:
 def own_module(name: str | None) -> bool:
     """Whether module ``name`` is the notebook's own: ``__main__``, or a file outside the
     Python installation (a helper module beside the notebook, an editable install)."""
+    name = name if type(name) is str else names.exact(name)  # (no str subclass's __eq__)
     if not name or name == "__main__":
         return name == "__main__"
     known = _OWN_MODULES.get(name)

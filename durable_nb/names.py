@@ -23,7 +23,7 @@ _CLASS_NAME = type.__dict__["__qualname__"].__get__
 _COPY, _ALL = str.__getitem__, slice(None)
 
 
-def _exact(s: Any) -> str | None:
+def exact(s: Any) -> str | None:
     """``s`` as an exact ``str`` (a subclass's copied in C), None when it is no string."""
     t = type(s)
     if t is str:
@@ -43,7 +43,7 @@ def of(obj: Any) -> tuple[str | None, str | None]:
         module, name = _CLASS_MODULE(obj), _CLASS_NAME(obj)
     else:
         return None, None
-    return _exact(module), _exact(name)
+    return exact(module), exact(name)
 
 
 def head(obj: Any) -> str | None:

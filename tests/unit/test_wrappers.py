@@ -94,6 +94,8 @@ def test_names_of_str_subclasses_run_none_of_their_code_and_still_restore(main):
         if value in (f, g):
             assert back(1) == value(1)
     assert back[0](1) == 1 and back[1] is g and back[2] is b  # (bound: by their names)
+    s.n = 0
+    assert not unchanged.by_name(b) and not graph.own_module(s("json")) and s.n == 0
 
 
 def test_a_singledispatch_function_comes_back_with_what_was_registered(main):
