@@ -132,6 +132,9 @@ class _ByName:
             except weak.Refused as exc:
                 raise Unserializable(str(exc)) from None
         module, name = names.of(obj)
+        if t is names.CACHED and (module != "__main__" or name is None):  # (by name: below)
+            if (held := names.CACHED.cache_info(obj).currsize) and not names.located(obj):
+                raise Unserializable(wrappers.holding(held))  # (saved empty, silently)
         if module == "__main__" and name is not None:
             # ``Outer.Inner``: through the global ``Outer``, unless ``Outer`` is saved here
             # by value (then so is what it holds: its methods, its nested classes).
@@ -154,10 +157,11 @@ class _ByName:
 
     def named(self, cls: Any) -> bool:
         """Whether ``cls`` pickles as a name found again: not a class of the notebook's no
-        variable holds by its name (redefined: each payload would make one of its own)."""
+        variable holds by its name, nor a module's no longer found there (redefined, or
+        reloaded: each payload would make one of its own, or load the new one)."""
         module, name = names.of(cls)
         if module != "__main__" or name is None or self.ns is None:
-            return True
+            return names.located(cls)  # (a helper module reloaded since made another)
         head = name.partition(".")[0]
         return not IPYTHON_NAMES.match(head) and graph.bound_to(cls, self.ns, name) is not None
 

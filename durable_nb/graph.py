@@ -308,8 +308,7 @@ def _classify(t: type) -> int:
         return SPECIAL  # a class: entered only when it is the notebook's own
     if issubclass(t, io.IOBase):
         return SKIP
-    module = getattr(t, "__module__", None) or ""
-    top = module.partition(".")[0]
+    top = (names.of(t)[0] or "").partition(".")[0]  # (read in C: no notebook code runs)
     if (
         top in ("builtins", "itertools")
         and issubclass(t, Iterator)

@@ -10,6 +10,7 @@ a ``str`` subclass is copied to an exact string in C.
 from __future__ import annotations
 
 import functools
+import sys
 import types
 from typing import Any
 
@@ -20,6 +21,7 @@ _FUNCTION_MODULE = types.FunctionType.__dict__["__module__"].__get__
 _FUNCTION_NAME = types.FunctionType.__dict__["__qualname__"].__get__
 _CLASS_MODULE = type.__dict__["__module__"].__get__
 _CLASS_NAME = type.__dict__["__qualname__"].__get__
+_CLASS_DICT = type.__dict__["__dict__"].__get__
 _COPY, _ALL = str.__getitem__, slice(None)
 
 
@@ -33,17 +35,37 @@ def exact(s: Any) -> str | None:
 
 def of(obj: Any) -> tuple[str | None, str | None]:
     """``obj``'s module and qualified name as exact strings (None each when it has none,
-    or is not a function, class or cache wrapper)."""
+    or is not a function, class or cache wrapper; and when its dict has a key that is no
+    exact string, which a lookup there could compare: its ``__eq__``)."""
     t = type(obj)
     if t is types.FunctionType:
         module, name = _FUNCTION_MODULE(obj), _FUNCTION_NAME(obj)
-    elif t is CACHED:
+    elif t is CACHED and _plain_keys(vars(obj)):
         module, name = vars(obj).get("__module__"), vars(obj).get("__qualname__")
-    elif issubclass(t, type):
+    elif issubclass(t, type) and _plain_keys(_CLASS_DICT(obj)):
         module, name = _CLASS_MODULE(obj), _CLASS_NAME(obj)
     else:
         return None, None
     return exact(module), exact(name)
+
+
+def _plain_keys(d: Any) -> bool:
+    return all(type(k) is str for k in d)  # (iterating compares nothing)
+
+
+def located(obj: Any) -> bool:
+    """Whether ``obj`` is found again by its module and qualified name (a library's, a
+    helper module's: not after a reload made another), read through dicts."""
+    module, name = of(obj)
+    found: Any = sys.modules.get(module) if module is not None and name is not None else None
+    for part in name.split(".") if found is not None else ():
+        if type(found) is types.ModuleType:
+            found = vars(found).get(part)
+        elif issubclass(type(found), type) and _plain_keys(_CLASS_DICT(found)):
+            found = _CLASS_DICT(found).get(part)
+        else:
+            return False
+    return found is obj and found is not None
 
 
 def head(obj: Any) -> str | None:

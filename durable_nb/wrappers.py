@@ -60,8 +60,7 @@ def reduce_cached(wrapper: Any) -> tuple:
     Raises TypeError, saying why, for what cannot be saved so (see the module docstring)."""
     held = CACHED.cache_info(wrapper).currsize
     if held:
-        raise TypeError(f"its cache holds {held} result{'s' * (held > 1)}, which would come back "
-                        "empty (a call would compute again what it had kept)")  # fmt: skip
+        raise TypeError(holding(held))
     state = dict(vars(wrapper))
     refs = gc.get_referents(wrapper) if _LAID_OUT else []
     fn = refs[-5] if refs else None
@@ -78,6 +77,12 @@ def reduce_cached(wrapper: Any) -> tuple:
     if type(found["typed"]) is not bool:
         raise TypeError("its cache_parameters is not its cache's")
     return cached, (fn, maxsize, found["typed"]), state
+
+
+def holding(held: int) -> str:
+    """Why a cache holding ``held`` results is not saved."""
+    return (f"its cache holds {held} result{'s' * (held > 1)}, which would come back empty (a "
+            "call would compute again what it had kept)")  # fmt: skip
 
 
 def cached(fn: Any, maxsize: int | None, typed: bool) -> Any:
@@ -125,7 +130,7 @@ def reduce_dispatcher(fn: types.FunctionType, named: Callable[[type], bool]) -> 
     if not any(cls is object and impl is base for cls, impl in pairs):
         raise TypeError("a singledispatch function whose __wrapped__ is not its default")
     if not all(named(cls) for cls, _ in pairs):
-        raise TypeError("it is registered for a class no variable holds by its name")
+        raise TypeError("it is registered for a class not found again by its name")
     return dispatcher, (base, [(c, f) for c, f in pairs if c is not object]), state
 
 

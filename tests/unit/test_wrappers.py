@@ -3,8 +3,11 @@ what makes them again, refused (recomputed) when they are not what functools mad
 
 from __future__ import annotations
 
+import fnmatch
 import functools
+import importlib
 import json
+import sys
 import weakref
 
 import pytest
@@ -93,6 +96,7 @@ def test_names_of_str_subclasses_run_none_of_their_code_and_still_restore(main):
         back = codec.decode(enc.codec, enc.stream, enc.buffers)
         if value in (f, g):
             assert back(1) == value(1)
+            f.cache_clear()
     assert back[0](1) == 1 and back[1] is g and back[2] is b  # (bound: by their names)
     s.n = 0
     assert not unchanged.by_name(b) and not graph.own_module(s("json")) and s.n == 0
@@ -128,7 +132,9 @@ def test_a_singledispatch_function_for_a_class_redefined_since_is_refused(main):
               "    return 'obj'\nshow.register(A, lambda x: 'A')\na1 = A()\n")  # fmt: skip
     codec.encode(ns["show"], ns, (ns["show"],))  # (A is bound: by its name)
     main("class A:\n    pass\n")
-    with pytest.raises(codec.Unserializable, match="registered for a class no variable holds"):
+    with pytest.raises(
+        codec.Unserializable, match="registered for a class not found again by its name"
+    ):
         codec.encode(ns["show"], ns, (ns["show"],))
 
 
@@ -167,3 +173,48 @@ def test_a_weakly_referenced_object_is_keyed_whatever_its_metaclass_says():
         ref, held = weakref.ref(rows[5]), id(rows[5])  # (no other reference to it)
         found = graph.reach(rows, {}).keys
         assert held in found and ref() is rows[5]
+
+
+def test_a_cache_with_no_notebook_name_holding_results_is_refused(main):
+    """The pickler's (or dill's) own way saved it empty, silently (helper-72 F-D)."""
+    ns = main("import functools, random\ndef mk(p, n):\n    return p + str(n)\n"
+              "rid = functools.lru_cache(functools.partial(mk, 'id-'))\n"
+              "rnd = functools.cache(random.random)\n"
+              "@functools.cache\ndef f(n):\n    return n\n")  # fmt: skip
+    ns["rid"](1), ns["rnd"](), ns["f"](1)
+    del ns["f"].__qualname__
+    for name in ("rid", "rnd", "f"):
+        refused(ns[name], "its cache holds 1 result")
+    fnmatch.fnmatch("a.py", "*.py")  # a library's own cache, found again by its name
+    assert fnmatch._compile_pattern.cache_info().currsize > 0
+    assert round_trip([fnmatch._compile_pattern])[1][0] is fnmatch._compile_pattern
+
+
+def test_a_singledispatch_function_for_a_class_of_a_reloaded_module_is_refused(main, tmp_path):
+    """After a reload, the old class is no longer found by its name: each payload would
+    make (or load) another, and its instances would dispatch to the default (F-C)."""
+    (tmp_path / "dnb_shapes.py").write_text("class Shape:\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        ns = main("import functools, importlib, dnb_shapes\n@functools.singledispatch\n"
+                  "def show(x):\n    return 'obj'\n"
+                  "show.register(dnb_shapes.Shape, lambda x: 'S')\n")  # fmt: skip
+        codec.encode(ns["show"], ns, (ns["show"],))  # (found by its name: saved)
+        importlib.reload(sys.modules["dnb_shapes"])
+        refused(ns["show"], "registered for a class not found again by its name")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("dnb_shapes", None)
+
+
+def test_names_read_no_notebook_code_for_an_instance_or_a_class_dict_key(main):
+    ns = main("class S(str):\n    n = 0\n    def __eq__(self, o):\n        S.n += 1\n"
+              "        return str.__eq__(self, o)\n    __hash__ = str.__hash__\n"
+              "    def partition(self, sep):\n        S.n += 100\n"
+              "        return str.partition(self, sep)\n"
+              "class B:\n    pass\nB.__module__ = S('__main__')\nb = B()\n"
+              "class K:\n    locals()[S('tag')] = 1\n")  # fmt: skip
+    s = ns["S"]
+    s.n = 0
+    graph.reach([ns["b"]], ns)  # (its class's kind: read in C)
+    assert names.of(ns["K"]) == (None, None) and s.n == 0
