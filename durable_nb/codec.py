@@ -140,9 +140,8 @@ class _ByName:
             # by value (then so is what it holds: its methods, its nested classes).
             ns, members = self.ns, self.members
             head = name.partition(".")[0]
-            # Not by IPython's names (``_``, which ``@f.register def _`` binds): never saved.
             if ns is not None and not {id(obj), id(ns.get(head))} & members:
-                if not IPYTHON_NAMES.match(head) and graph.bound_to(obj, ns, name) is not None:
+                if self._bound(obj, name):
                     self.refs.add(head)
                     return _global, (name,)
             try:  # (functools' wrappers: wrappers.py)
@@ -162,8 +161,14 @@ class _ByName:
         module, name = names.of(cls)
         if module != "__main__" or name is None or self.ns is None:
             return names.located(cls)  # (a helper module reloaded since made another)
-        head = name.partition(".")[0]
-        return not IPYTHON_NAMES.match(head) and graph.bound_to(cls, self.ns, name) is not None
+        return self._bound(cls, name)
+
+    def _bound(self, obj: Any, name: str) -> bool:
+        """Whether the notebook global ``name`` names ``obj`` (not by IPython's names:
+        ``_``, which ``@f.register def _`` binds, is never saved)."""
+        if IPYTHON_NAMES.match(name.partition(".")[0]):
+            return False
+        return self.ns is not None and graph.bound_to(obj, self.ns, name) is not None
 
 
 def _global(name: str) -> Any:

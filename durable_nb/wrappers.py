@@ -58,9 +58,9 @@ def reduce_cached(wrapper: Any) -> tuple:
     """A notebook function's cache wrapper by value, while its cache is empty: the
     function it calls, its cache's ``maxsize`` and ``typed``, and the attributes set on it.
     Raises TypeError, saying why, for what cannot be saved so (see the module docstring)."""
-    held = CACHED.cache_info(wrapper).currsize
-    if held:
-        raise TypeError(holding(held))
+    info = CACHED.cache_info(wrapper)
+    if info.currsize:
+        raise TypeError(holding(info.currsize))
     state = dict(vars(wrapper))
     refs = gc.get_referents(wrapper) if _LAID_OUT else []
     fn = refs[-5] if refs else None
@@ -71,10 +71,9 @@ def reduce_cached(wrapper: Any) -> tuple:
     parameters = state.pop("cache_parameters", None)
     if type(parameters) is not types.FunctionType or parameters.__globals__ is not vars(functools):
         raise TypeError("its cache_parameters is not functools' own")
-    found, maxsize = parameters(), CACHED.cache_info(wrapper).maxsize
-    if type(found["maxsize"]) is not type(maxsize) or found["maxsize"] != maxsize:
-        raise TypeError("its cache_parameters is not its cache's")
-    if type(found["typed"]) is not bool:
+    found, maxsize = parameters(), info.maxsize
+    same = type(found["maxsize"]) is type(maxsize) and found["maxsize"] == maxsize
+    if not same or type(found["typed"]) is not bool:
         raise TypeError("its cache_parameters is not its cache's")
     return cached, (fn, maxsize, found["typed"]), state
 
