@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import classes, containers, functions, graph, names, views, weak, wrappers
+from . import classes, containers, functions, graph, marshaled, names, views, weak, wrappers
 from .cells import IPYTHON_NAMES
 from .containers import object_reduce
 from .errors import describe
@@ -389,14 +389,15 @@ class Encoded:
 MEMO_OBJECTS = 2_000
 
 
-def encode_plain(obj: Any, ns: dict[str, Any]) -> Encoded | None:
+def encode_plain(obj: Any, ns: dict[str, Any], memo: bool = True) -> Encoded | None:
     """:func:`encode` for a value of plain data only (containers, instances of plain
     classes, classes and functions bound to their name); None for any other value.
 
     When it holds few objects and no function, ``reached`` is what it reaches, taken from
     the pickler's memo: the keys and names :func:`graph.reach` gives, without a walk (a list
-    of a million numbers is pickled in one pass, not walked too). Otherwise ``reached`` is
-    None: the caller walks, and adds the walk's ``refs`` (:func:`encode_reach`).
+    of a million numbers is pickled in one pass, not walked too). Otherwise (or not
+    ``memo``: walked already) ``reached`` is None: the caller walks, and adds the walk's
+    ``refs`` (:func:`encode_reach`).
     """
     if issubclass(type(obj), type) or type(obj) is types.FunctionType:  # (no __class__ read)
         return None  # a variable's own class or function is saved by value: encode()
@@ -416,7 +417,7 @@ def encode_plain(obj: Any, ns: dict[str, Any]) -> Encoded | None:
     enc = Encoded(PICKLE, out.getvalue(), [], frozenset(_refs(table.classes)))
     # Reading the memo costs ~2 µs an object, more than a walk: only for few objects (a
     # list of a million numbers).
-    if size > MEMO_OBJECTS or containers.stored_contents in table.values():
+    if not memo or size > MEMO_OBJECTS or containers.stored_contents in table.values():
         return enc  # (stored_contents: its copies of what subclasses held are in the memo)
     objects = [o for _, o in pickler.memo.copy().values()]
     kinds = graph.kinds()
@@ -458,13 +459,17 @@ def encode_reach(obj: Any, ns: dict[str, Any]) -> tuple[Encoded | None, graph.Re
         # ``np``, mentioned in most cells: a library's module is no data (the walk enters
         # only the notebook's own modules), and no plain pickle (~40 µs a cell for nothing)
         return None, graph.Reach()
-    enc = encode_plain(obj, ns)
-    if enc is not None and enc.reached is not None:
-        reached = enc.reached
-    else:
+    if type(obj) in marshaled.ROOTS and marshaled.wordy(obj):  # (strings, rows: walked first)
         reached = graph.reach(obj, ns)
-        if enc is not None:
-            enc.refs = enc.refs | reached.refs
+        stream = None if reached.kernel else marshaled.dumps(obj, reached.types)
+        if stream is not None:
+            return Encoded(marshaled.MARSHAL, stream, []), reached
+        enc = encode_plain(obj, ns, memo=False)
+    else:
+        enc = encode_plain(obj, ns)
+        reached = graph.reach(obj, ns) if enc is None or enc.reached is None else enc.reached
+    if enc is not None and enc.reached is not reached:
+        enc.refs = enc.refs | reached.refs
     # The plain pickle names notebook code by its name: not IPython's (``@f.register def _``
     # binds ``_``), never saved; :func:`encode` saves it by value then.
     if enc is not None and any(map(IPYTHON_NAMES.match, enc.refs)):
@@ -569,6 +574,10 @@ def decode(codec: str, stream: bytes, buffers: Iterable[Any],
                 import dill
 
                 value = dill.loads(stream, buffers=buffers)
+            elif codec == marshaled.MARSHAL:
+                value = marshaled.loads(stream)
+            elif codec != PICKLE:
+                raise ValueError(f"unknown codec {codec!r}")
             else:
                 value = _Unpickler(io.BytesIO(stream), buffers=buffers).load()
         weak.held(value, made)  # (a reduce may have dropped what held them)

@@ -49,7 +49,6 @@ INFRASTRUCTURE = frozenset({
 #: Of those, the kernel's own: a value holding one (a widget's comm) cannot be saved.
 KERNEL = frozenset({"IPython", "ipykernel", "comm", "jupyter_client", "zmq", "tornado"})
 _KERNEL_TYPES: set[type] = set()
-
 _KINDS: dict[type, int] = {
     **dict.fromkeys((str, bytes, int, float, complex, bool, type(None), range, slice,
                      type(Ellipsis), type(NotImplemented), memoryview), SKIP),
@@ -79,15 +78,16 @@ class Reach:
 
     ``keys``: ids of the data objects reached (two variables that share one may change
     together, and are saved together so that identity survives); ``names``: the
-    notebook's global names that functions reached may read, rebind or mutate.
+    notebook's global names that functions reached may read, rebind or mutate; ``types``:
+    the exact types of all it met (a dict's string keys aside: exact strings).
     """
 
     keys: set[int] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     kernel: str = ""  #: the type of a kernel object reached (a widget's comm), if any
-    #: the notebook's (``__main__``) classes and functions reached: their names' heads, which
-    #: a pickle by reference names (see codec.encode_reach)
+    #: the notebook's (``__main__``) classes and functions reached: their names' heads
     refs: set[str] = field(default_factory=set)
+    types: set[type] = field(default_factory=set, compare=False)
 
 
 def reach(obj: Any, ns: dict[str, Any]) -> Reach:
@@ -108,7 +108,10 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             pinned = items[handed_on:]  # as below (the last level's is kept till now)
             root = False
             continue
-        kind_of = dict.fromkeys(set(map(type, items)))  # one pass; a list only when mixed
+        types_ = list(map(type, items))  # (a list, then its set: faster than a set of a map)
+        one = types_[-1] is (t0 := types_[0]) and types_.count(t0) == len(types_)  # (by `is`)
+        kind_of = dict.fromkeys((t0,) if one else set(types_))
+        out.types.update(kind_of)
         for t in kind_of:
             kind_of[t] = _KINDS.get(t)
             if kind_of[t] is None:
@@ -133,7 +136,6 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
                 # and numbers beside lists, rows' instances): one pass, no type per item.
                 walk = list(filter(is_tracked, items))
             else:
-                types_ = list(map(type, items))
                 walking = {t for t, k in kind_of.items() if k == WALK}
                 walk = list(compress(items, map(walking.__contains__, types_)))
             if SPECIAL in present:
@@ -145,9 +147,10 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
         # not keyed nor checked against ``seen`` (its holder is walked once). The root keys.
         own: list[Any] = []
         if walk and not root:
-            if max(map(getrefcount, walk)) <= held:
+            counts = list(map(getrefcount, walk))
+            if counts.count(held) == len(counts):  # (a count of small ints: identity)
                 walk, own = [], walk  # a tree of lone objects (the rows of a table)
-            elif min(counts := list(map(getrefcount, walk))) <= held:
+            elif min(counts) <= held:
                 lone = [c <= held for c in counts]
                 walk, own = list(compress(walk, map(not_, lone))), list(compress(walk, lone))
             weakable = own and any(_WEAKREF(t) for t, k in kind_of.items() if k == WALK)
@@ -197,6 +200,7 @@ def _small_level(items: list, root: bool, seen: set[int], not_data: set[int], ba
     own: list[Any] = []
     special: list[Any] = []
     kinds, kernel_types, held = _KINDS, _KERNEL_TYPES, _HELD_ONE_BY_ONE
+    out.types.update(map(type, items))
     for o in items:
         t = type(o)
         k = kinds.get(t)
@@ -227,8 +231,7 @@ def _lone_one_by_one() -> int:
     """References to an object held by one container, as :func:`_small_level` counts them:
     the container, the level list, the loop's variable, and ``getrefcount``'s argument."""
     holder = [object()]
-    level = gc.get_referents(holder)
-    for o in level:
+    for o in gc.get_referents(holder):
         return getrefcount(o)
     raise AssertionError("unreachable")
 
@@ -258,8 +261,7 @@ def _tracked(t: type) -> bool | None:
 def _lone_references() -> int:
     """References to an object one container holds, as :func:`reach` counts them."""
     holder = [object()]
-    level = gc.get_referents(holder)
-    return max(map(getrefcount, level))
+    return max(map(getrefcount, gc.get_referents(holder)))
 
 
 _HELD = _lone_references()
