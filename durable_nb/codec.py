@@ -19,11 +19,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import classes, containers, functions, graph, marshaled, names, views, weak, wrappers
+from . import classes, containers, functions, graph, names, records, views, weak, wrappers
 from .cells import IPYTHON_NAMES
 from .containers import object_reduce
 from .errors import describe
 from .fingerprints import SCALARS
+from .marshaled import MARSHAL, ROOTS, wordy
+from .marshaled import dumps as marshal_dumps
+from .marshaled import loads as unmarshal
 
 #: Codec names stored in the journal's ``kind`` column.
 JSON, PICKLE, DILL = "json", "pickle", "dill"
@@ -226,9 +229,8 @@ class _Pickler(pickle.Pickler):
         return out
 
 
-#: Types whose instances are neither files nor functions nor classes, nor subclasses of
-#: list, dict or set (exact ones are: C types that never gain an ``__iter__``): the
-#: pickler's override has nothing to do for them.
+#: Types whose instances are neither files nor functions nor classes, nor subclasses of list,
+#: dict or set (C types that never gain an ``__iter__``): the pickler's override skips them.
 _ORDINARY: set[type] = set()
 
 
@@ -408,15 +410,13 @@ def encode_plain(obj: Any, ns: dict[str, Any], memo: bool = True) -> Encoded | N
     except Exception:
         return None  # not plain, or unbound notebook code (dill's): encode() says why
     table: _PlainTable = pickler.dispatch_table
-    # The memo's size is read from two more pickles written after the value's, cut off
-    # before its stream is taken: taken first, the stream would be shared with ``out``, and
-    # the next write would copy it whole (a 5 MB list: ~4 ms).
+    # The memo's size is read from two more pickles written after the value's, cut off before
+    # its stream is taken (taken first, the next write would copy it whole: 5 MB, ~4 ms).
     end, sentinel = out.tell(), []
     size = _memo_size(pickler, out, sentinel)
     out.truncate(end)
     enc = Encoded(PICKLE, out.getvalue(), [], frozenset(_refs(table.classes)))
-    # Reading the memo costs ~2 µs an object, more than a walk: only for few objects (a
-    # list of a million numbers).
+    # Reading the memo costs ~2 µs an object, more than a walk: only for few (1M numbers).
     if not memo or size > MEMO_OBJECTS or containers.stored_contents in table.values():
         return enc  # (stored_contents: its copies of what subclasses held are in the memo)
     objects = [o for _, o in pickler.memo.copy().values()]
@@ -459,11 +459,13 @@ def encode_reach(obj: Any, ns: dict[str, Any]) -> tuple[Encoded | None, graph.Re
         # ``np``, mentioned in most cells: a library's module is no data (the walk enters
         # only the notebook's own modules), and no plain pickle (~40 µs a cell for nothing)
         return None, graph.Reach()
-    if type(obj) in marshaled.ROOTS and marshaled.wordy(obj):  # (strings, rows: walked first)
-        reached = graph.reach(obj, ns)
-        stream = None if reached.kernel else marshaled.dumps(obj, reached.types)
+    if type(obj) in ROOTS and wordy(obj):  # (strings, rows: walked first)
+        reached = graph.reach(obj, ns, typed=True)
+        stream = None if reached.kernel else marshal_dumps(obj, reached.types)
         if stream is not None:
-            return Encoded(marshaled.MARSHAL, stream, []), reached
+            return Encoded(MARSHAL, stream, []), reached
+        if (got := records.encode(obj, reached)) is not None:  # (instances: records.py)
+            return Encoded(PICKLE, got[0], [], frozenset(_refs(got[1]))), reached
         enc = encode_plain(obj, ns, memo=False)
     else:
         enc = encode_plain(obj, ns)
@@ -574,8 +576,8 @@ def decode(codec: str, stream: bytes, buffers: Iterable[Any],
                 import dill
 
                 value = dill.loads(stream, buffers=buffers)
-            elif codec == marshaled.MARSHAL:
-                value = marshaled.loads(stream)
+            elif codec == MARSHAL:
+                value = unmarshal(stream)
             elif codec != PICKLE:
                 raise ValueError(f"unknown codec {codec!r}")
             else:

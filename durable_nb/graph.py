@@ -79,7 +79,7 @@ class Reach:
     ``keys``: ids of the data objects reached (two variables that share one may change
     together, and are saved together so that identity survives); ``names``: the
     notebook's global names that functions reached may read, rebind or mutate; ``types``:
-    the exact types of all it met (a dict's string keys aside: exact strings).
+    the exact types of all it met, when asked (a dict's string keys aside: exact strings).
     """
 
     keys: set[int] = field(default_factory=set)
@@ -87,21 +87,19 @@ class Reach:
     kernel: str = ""  #: the type of a kernel object reached (a widget's comm), if any
     #: the notebook's (``__main__``) classes and functions reached: their names' heads
     refs: set[str] = field(default_factory=set)
-    types: set[type] = field(default_factory=set, compare=False)
+    types: set[type] | None = field(default=None, compare=False)
 
 
-def reach(obj: Any, ns: dict[str, Any]) -> Reach:
-    """Walk ``obj``'s data graph (see the module docstring); ``ns`` is the notebook's globals."""
-    out = Reach()
+def reach(obj: Any, ns: dict[str, Any], typed: bool = False) -> Reach:
+    """Walk ``obj``'s data graph (see the module docstring); ``ns`` is the notebook's globals;
+    ``typed``: list the types met (``Reach.types``)."""
+    out = Reach(types=set() if typed else None)
     out.kernel = _kernel_held(obj, ns)
     # ``seen`` becomes the keys: all that was walked, less what is not data (below).
     seen = out.keys = {id(ns), id(sys.modules), id(vars(builtins))}
     # The empty tuple is one object everywhere and holds nothing: sharing it ties nothing.
     not_data, bases = {*seen, id(())}, set()  # bases: the memory arrays view
-    items: list[Any] = [obj]
-    root = True
-    compress = itertools.compress
-    pinned: list[Any] = []
+    items, root, compress, pinned = [obj], True, itertools.compress, []
     while items:  # one level at a time, in C where it can be: graphs of 1M objects
         if len(items) <= SMALL:  # a widget's levels: the bulk passes cost ~15 µs each
             items, handed_on = _small_level(items, root, seen, not_data, bases, out, ns, obj)
@@ -109,9 +107,9 @@ def reach(obj: Any, ns: dict[str, Any]) -> Reach:
             root = False
             continue
         types_ = list(map(type, items))  # (a list, then its set: faster than a set of a map)
-        one = types_[-1] is (t0 := types_[0]) and types_.count(t0) == len(types_)  # (by `is`)
-        kind_of = dict.fromkeys((t0,) if one else set(types_))
-        out.types.update(kind_of)
+        kind_of = dict.fromkeys(set(types_))  # (no count: == may be a metaclass's, helper-73)
+        if out.types is not None:
+            out.types.update(kind_of)
         for t in kind_of:
             kind_of[t] = _KINDS.get(t)
             if kind_of[t] is None:
@@ -200,7 +198,8 @@ def _small_level(items: list, root: bool, seen: set[int], not_data: set[int], ba
     own: list[Any] = []
     special: list[Any] = []
     kinds, kernel_types, held = _KINDS, _KERNEL_TYPES, _HELD_ONE_BY_ONE
-    out.types.update(map(type, items))
+    if out.types is not None:
+        out.types.update(map(type, items))
     for o in items:
         t = type(o)
         k = kinds.get(t)

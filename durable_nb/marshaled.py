@@ -11,7 +11,15 @@ object with a buffer (a ``bytearray``, an array) is written as ``bytes``. So a v
 marshaled only when the walk that precedes it (:func:`graph.reach`) met no type but those
 of :data:`TYPES`, which has no ``bytes``; and a load that finds a ``bytes`` object (a thread
 put a buffer in the value between the walk and the write) refuses the payload rather than
-give a value that never was (:func:`loads`).
+give a value that never was (:func:`loads`). Nor sets: marshal sorts a set's members by
+their own marshal, allocating as it goes (a collection inside it could run a finalizer that
+lets a thread change the list being written: read freed memory, helper-73 H1), and nested
+sets are marshaled again at each level (2^depth: helper-73 H2). The collector is off while
+marshal writes (:func:`write`), so that a set a thread puts in after the walk cannot.
+
+A thread that puts another variable's object in the value between the walk and the write
+has the two saved apart (one object comes back as two) until the next save that reaches
+them: with pickle, written first and walked after, the same holds of one it takes out.
 """
 
 from __future__ import annotations
@@ -21,15 +29,16 @@ import itertools
 import marshal
 from typing import Any
 
+from . import graph
+
 #: The journal's ``codec`` column for a marshaled payload.
 MARSHAL = "marshal"
 #: The format written (Python 3.4 and later read it).
 VERSION = 4
 #: The exact types a marshaled value may hold: no ``bytes`` (see the module docstring).
-TYPES = frozenset({dict, list, tuple, set, frozenset, str, int, float, complex, bool,
-                   type(None)})  # fmt: skip
+TYPES = frozenset({dict, list, tuple, str, int, float, complex, bool, type(None)})
 #: Containers whose items tell whether a value is worth walking first (:func:`wordy`).
-ROOTS = frozenset({dict, list, tuple, set, frozenset})
+ROOTS = frozenset({dict, list, tuple})
 _NUMBERS = frozenset({int, float, bool, type(None)})
 _LOOK = 8
 
@@ -54,12 +63,21 @@ def dumps(obj: Any, types: set[type]) -> bytes | None:
     """``obj``'s marshal, when ``types`` (all the walk met) are all of :data:`TYPES`; None
     when not, or when marshal refuses it (nested past its depth, or a thread put another
     object in it after the walk)."""
-    if not types <= TYPES:
-        return None
+    return write(obj) if types <= TYPES else None
+
+
+def write(obj: Any) -> bytes | None:
+    """``marshal.dumps(obj)`` with the collector off (no finalizer runs, no thread takes its
+    turn: marshal runs no Python code), None when marshal refuses it."""
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         return marshal.dumps(obj, VERSION)
-    except ValueError:
+    except Exception:  # nested past marshal's depth, a thread's object (ValueError)...
         return None
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def loads(stream: bytes) -> Any:
@@ -75,19 +93,6 @@ def loads(stream: bytes) -> Any:
 
 
 def _only(value: Any) -> bool:
-    """Whether all ``value`` holds is of :data:`TYPES`: a walk of what was just loaded, each
-    container once (marshal keeps which objects are one, cycles too)."""
-    seen: set[int] = set()
-    level = [value]
-    while level:
-        kinds = set(map(type, level))
-        if not kinds <= TYPES:
-            return False
-        if kinds.isdisjoint(ROOTS):
-            return True
-        held = list(itertools.compress(level, map(ROOTS.__contains__, map(type, level))))
-        by_id = dict(zip(map(id, held), held, strict=True))
-        fresh = [by_id[i] for i in by_id.keys() - seen]
-        seen.update(by_id)
-        level = gc.get_referents(*fresh)
-    return True
+    """Whether all ``value`` holds is of :data:`TYPES`: what a walk of it meets (each object
+    shared in it once; what only one container holds is not looked up)."""
+    return graph.reach(value, {}, typed=True).types <= TYPES
