@@ -29,24 +29,22 @@ _OWN = frozenset({"__reduce__", "__reduce_ex__", "__getstate__", "__setstate__",
                   "__getnewargs__", "__getnewargs_ex__", "__new__", "__getattribute__",
                   "__getattr__", "__slots__", "__class__"})  # fmt: skip
 _HEAP = 1 << 9  # Py_TPFLAGS_HEAPTYPE
-_PLAIN: dict[type, tuple[type, ...]] = {}  # a class found plain -> its __mro__ then
 
 
 def plain(t: type) -> bool:
-    """Whether ``t``'s instances are records (see the module docstring)."""
+    """Whether ``t``'s instances are records (see the module docstring). Asked anew each time
+    (~1 µs a class): a class can gain a ``__setstate__`` or a ``__reduce__`` later."""
     mro = t.__mro__
-    if _PLAIN.get(t) is mro:
-        return True
-    ok = (type(t) is type and mro[-1] is object and t.__dictoffset__ != 0
-          and graph.kind(t) == graph.WALK
-          and all(c.__flags__ & _HEAP and _OWN.isdisjoint(vars(c))
-                  and type(vars(c).get("__dict__", _DEFAULT)) is types.GetSetDescriptorType
-                  for c in mro[:-1]))  # fmt: skip
-    if ok:
-        if len(_PLAIN) > 50_000:  # classes made in a loop: do not keep them all alive
-            _PLAIN.clear()
-        _PLAIN[t] = mro
-    return ok
+    return (type(t) is type and mro[-1] is object and t.__dictoffset__ != 0
+            and graph.kind(t) == graph.WALK and all(map(_own_none, mro[:-1])))  # fmt: skip
+
+
+def _own_none(c: type) -> bool:
+    """Whether class ``c`` (of an MRO) is pure Python and defines none of :data:`_OWN` nor a
+    ``__dict__`` of its own; its dict's keys exact strings (no key's ``__eq__`` runs)."""
+    d = vars(c)
+    return (bool(c.__flags__ & _HEAP) and set(map(type, d)) == {str} and _OWN.isdisjoint(d)
+            and type(d.get("__dict__", _DEFAULT)) is types.GetSetDescriptorType)  # fmt: skip
 
 
 _DEFAULT = vars(type("_Plain", (), {}))["__dict__"]  # a class's own __dict__ descriptor
@@ -94,10 +92,11 @@ def rebuild(classes: tuple[type, ...], blob: bytes) -> Any:
     """The value :func:`encode` wrote (the restore's classes): each record made as pickle
     makes it (``__new__``, then its ``__setstate__`` or its dict updated)."""
     kind, keys, which, states = marshaled.loads(blob)
-    made = []
+    made, fast = [], list(map(plain, classes))
     for i, state in enumerate(states):
-        cls = classes[which[i] if which is not None else 0]
-        if plain(cls):
+        k = which[i] if which is not None else 0
+        cls = classes[k]
+        if fast[k]:
             obj = object.__new__(cls)
             obj.__dict__.update(state)
         else:  # a class redefined since: as pickle would, with what it defines now

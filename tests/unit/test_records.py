@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from test_marshaled import atoms, shape  # (on the path)
 from test_snapshot_props import Notebook, describe, fresh_namespace, restore_anew
 
-from durable_nb import codec, graph
+from durable_nb import codec, graph, records
 
 pytestmark = pytest.mark.unit
 
@@ -227,3 +227,34 @@ def test_a_buffer_a_thread_puts_in_a_record_after_the_walk_is_refused(shell, mon
         report = nb.snaps.restore()
         nb.close()
     assert "objs" in report.skipped and "a thread changed it" in report.skipped["objs"]
+
+
+class Later:
+    def __init__(self, i):
+        self.i, self.cache = i, [i]
+
+
+def test_a_class_that_gains_its_own_state_later_is_pickled_by_it():
+    """records.plain is asked anew: a class given a __getstate__ after a first save."""
+    value = [Later(1), Later(2)]
+    first, _ = codec.encode_reach(value, {})
+    Later.__getstate__ = lambda self: {"i": self.i}
+    try:
+        again, _ = codec.encode_reach(value, {})
+    finally:
+        del Later.__getstate__
+    assert _payload_calls_rebuild(first) and (again is None or not _payload_calls_rebuild(again))
+
+
+class _Key(str):
+    hashed = 0
+
+    def __hash__(self):
+        _Key.hashed += 1
+        return str.__hash__(self)
+
+
+def test_a_class_dict_with_a_key_no_exact_string_is_no_records_and_runs_nothing():
+    keyed = type("Keyed", (), {_Key("odd"): 1})  # (setattr would copy it to a str)
+    _Key.hashed = 0
+    assert not records.plain(keyed) and _Key.hashed == 0
