@@ -462,11 +462,13 @@ def encode_reach(obj: Any, ns: dict[str, Any]) -> tuple[Encoded | None, graph.Re
     if type(obj) in ROOTS and wordy(obj):  # (strings, rows: walked first)
         reached = graph.reach(obj, ns, typed=True)
         stream = None if reached.kernel else marshal_dumps(obj, reached.types)
+        got = None if stream is not None else records.encode(obj, reached)  # (instances)
         if stream is not None:
-            return Encoded(MARSHAL, stream, []), reached
-        if (got := records.encode(obj, reached)) is not None:  # (instances: records.py)
-            return Encoded(PICKLE, got[0], [], frozenset(_refs(got[1]))), reached
-        enc = encode_plain(obj, ns, memo=False)
+            enc = Encoded(MARSHAL, stream, [])
+        elif got is not None:  # (refs checked below: never IPython's names, helper-74 M2)
+            enc = Encoded(PICKLE, got[0], [], frozenset(_refs(got[1])))
+        else:
+            enc = encode_plain(obj, ns, memo=False)
     else:
         enc = encode_plain(obj, ns)
         reached = graph.reach(obj, ns) if enc is None or enc.reached is None else enc.reached

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import abc
 import copy
+import copyreg
 import gc
+import marshal
 import pickle
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +22,7 @@ from hypothesis import strategies as st
 from test_marshaled import atoms, shape  # (on the path)
 from test_snapshot_props import Notebook, describe, fresh_namespace, restore_anew
 
-from durable_nb import codec, graph, records
+from durable_nb import codec, graph, marshaled, records
 
 pytestmark = pytest.mark.unit
 
@@ -258,3 +261,81 @@ def test_a_class_dict_with_a_key_no_exact_string_is_no_records_and_runs_nothing(
     keyed = type("Keyed", (), {_Key("odd"): 1})  # (setattr would copy it to a str)
     _Key.hashed = 0
     assert not records.plain(keyed) and _Key.hashed == 0
+
+
+def test_a_class_a_thread_changes_while_the_dicts_are_read_is_pickled(monkeypatch):
+    """helper-74 M1: a record's class read first and its dict after: a thread (or a
+    finalizer) changing ``__class__`` in between would pair the old class with the new
+    attributes. Its class is read again after the write."""
+    value = [Obj(1), Obj(2)]
+    write = marshaled.write
+
+    def racing(payload):
+        value[1].__class__ = Sub  # the thread's turn
+        return write(payload)
+
+    monkeypatch.setattr(marshaled, "write", racing)
+    enc, _ = codec.encode_reach(value, {})
+    assert enc is None or not _payload_calls_rebuild(enc)
+
+
+def test_a_class_bound_to_an_ipython_name_is_not_named_by_it():
+    """helper-74 M2: a restore never has ``_`` (or ``Out``): such a class is saved by value."""
+    main = sys.modules["__main__"]
+    cls = type("_", (), {"__module__": "__main__"})
+    had, old = hasattr(main, "_"), getattr(main, "_", None)
+    main._ = cls
+    try:
+        enc, _ = codec.encode_reach([cls(), cls()], {})
+    finally:
+        if had:
+            main._ = old
+        else:
+            del main._
+    assert enc is None
+
+
+class Copyregged(Obj):
+    pass
+
+
+class SlotNamed(Obj):
+    __slotnames__ = ("extra",)
+
+
+def test_what_pickle_reads_beside_the_class_dict_is_no_records():
+    """helper-74 M3, L2: a reducer in copyreg's table, names in ``__slotnames__``."""
+    copyreg.pickle(Copyregged, lambda o: (Copyregged, (o.i,)))
+    try:
+        assert not records.plain(Copyregged)
+    finally:
+        del copyreg.dispatch_table[Copyregged]
+    assert records.plain(Copyregged) and not records.plain(SlotNamed)
+
+
+class LaterState:
+    pass
+
+
+def test_an_empty_record_of_a_class_given_a_setstate_since_is_made_as_pickle_makes_it():
+    """helper-74 L1: pickle writes no state for an empty ``__dict__``: no ``__setstate__``."""
+    enc, _ = codec.encode_reach([LaterState(), LaterState()], {})
+    assert _payload_calls_rebuild(enc)
+    LaterState.__setstate__ = lambda self, state: self.__dict__.update(called=True)
+    try:
+        back = codec.decode(enc.codec, enc.stream, [])
+    finally:
+        del LaterState.__setstate__
+    assert [vars(o) for o in back] == [{}, {}]
+
+
+@pytest.mark.parametrize("got", [
+    ("set", None, None, [{}]), ("list", ["k"], None, [{}]), ("dict", ["k", "k"], None, [{}, {}]),
+    ("list", None, [0, 1], [{}]), ("list", None, [-1], [{}]), ("list", None, [True], [{}]),
+    ("list", None, None, [[("x", 1)]]), ["list", None, None, [{}]], ("list", None, None),
+    ("dict", None, None, [{}]), ("list", None, [5], [{}]),
+])  # fmt: skip
+def test_a_blob_encode_never_writes_is_refused(got):
+    """helper-74 L3: a damaged (or forged) payload is refused, never made into values."""
+    with pytest.raises(marshaled.Refused):
+        records.rebuild((Obj,), marshal.dumps(got, marshaled.VERSION))
