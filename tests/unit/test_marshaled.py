@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_snapshot_props import (  # (on the path)
+from test_plain_reach import _hashable  # (on the path)
+from test_snapshot_props import (
     Notebook,
     describe,
     fresh_namespace,
@@ -53,14 +54,6 @@ def _make(kind: str, items: list):
     if kind in ("dict", "intdict"):
         return {(f"k{i}" if kind == "dict" else i): x for i, x in enumerate(items)}
     return {"list": list, "tuple": tuple}[kind](items)
-
-
-def _hashable(x) -> bool:
-    try:
-        hash(x)
-    except TypeError:
-        return False
-    return True
 
 
 def shape(value) -> list:
@@ -154,27 +147,26 @@ def test_rows_restore_equal_with_their_keys_shared(shell):
     assert marshaled.MARSHAL in codecs
 
 
-def test_a_buffer_a_thread_puts_in_after_the_walk_is_refused_at_the_restore(
-        shell, monkeypatch):  # fmt: skip
-    """A thread's turn between the walk and marshal's write: the bytearray it put in is
-    written as bytes. The restore refuses that payload (the variable is said skipped),
-    never gives bytes for the bytearray."""
+def restored_after_a_race(shell, monkeypatch, cells: list[str], name: str, change) -> dict:
+    """Run ``cells``; in the last, a thread's turn right after the walk of ``name``
+    (``change(value)``), before its write; then the restore's report, as a new kernel's."""
     fresh_namespace(shell)
     reach, armed = graph.reach, []
 
     def racing(value, ns, **kw):
         got = reach(value, ns, **kw)
-        if armed and value is shell.user_ns.get("rows"):
+        if armed and value is shell.user_ns.get(name):
             armed.clear()
-            value.append(bytearray(b"late"))
+            change(value)
         return got
 
     monkeypatch.setattr(graph, "reach", racing)
     with tempfile.TemporaryDirectory() as folder:
         nb = Notebook(shell, Path(folder))
-        nb.run("rows = [{'id': 1}, {'id': 2}]")
+        for code in cells[:-1]:
+            nb.run(code)
         armed.append(1)
-        nb.run("rows.append({'id': 3})")
+        nb.run(cells[-1])
         assert not armed
         monkeypatch.setattr(graph, "reach", reach)
         nb.close()
@@ -182,7 +174,17 @@ def test_a_buffer_a_thread_puts_in_after_the_walk_is_refused_at_the_restore(
         nb = Notebook(shell, Path(folder))
         report = nb.snaps.restore()
         nb.close()
-    assert "rows" in report.skipped and "a thread changed it" in report.skipped["rows"]
+    return report.skipped
+
+
+def test_a_buffer_a_thread_puts_in_after_the_walk_is_refused_at_the_restore(shell, monkeypatch):
+    """A thread's turn between the walk and marshal's write: the bytearray it put in is
+    written as bytes. The restore refuses that payload (the variable is said skipped),
+    never gives bytes for the bytearray."""
+    cells = ["rows = [{'id': 1}, {'id': 2}]", "rows.append({'id': 3})"]
+    skipped = restored_after_a_race(shell, monkeypatch, cells, "rows",
+                                    lambda rows: rows.append(bytearray(b"late")))  # fmt: skip
+    assert "a thread changed it" in skipped.get("rows", "")
     assert "rows" not in shell.user_ns
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_marshaled import atoms, shape  # (on the path)
+from test_marshaled import atoms, restored_after_a_race, shape  # (on the path)
 from test_snapshot_props import Notebook, describe, fresh_namespace, restore_anew
 
 from durable_nb import codec, graph, marshaled, records
@@ -205,31 +205,14 @@ def test_notebook_records_restore_as_the_notebooks_classes(shell):
 
 
 def test_a_buffer_a_thread_puts_in_a_record_after_the_walk_is_refused(shell, monkeypatch):
-    fresh_namespace(shell)
-    reach, armed = graph.reach, []
+    cells = ["class Obj:\n    def __init__(self, i):\n        self.i = i\n"
+             "objs = [Obj(i) for i in range(3)]", "objs.append(Obj(3))"]  # fmt: skip
 
-    def racing(value, ns, **kw):
-        got = reach(value, ns, **kw)
-        if armed and value is shell.user_ns.get("objs"):
-            armed.clear()
-            value[0].tags = bytearray(b"late")
-        return got
+    def change(objs):
+        objs[0].tags = bytearray(b"late")
 
-    monkeypatch.setattr(graph, "reach", racing)
-    with tempfile.TemporaryDirectory() as folder:
-        nb = Notebook(shell, Path(folder))
-        nb.run("class Obj:\n    def __init__(self, i):\n        self.i = i\n"
-               "objs = [Obj(i) for i in range(3)]")  # fmt: skip
-        armed.append(1)
-        nb.run("objs.append(Obj(3))")
-        assert not armed
-        monkeypatch.setattr(graph, "reach", reach)
-        nb.close()
-        fresh_namespace(shell)
-        nb = Notebook(shell, Path(folder))
-        report = nb.snaps.restore()
-        nb.close()
-    assert "objs" in report.skipped and "a thread changed it" in report.skipped["objs"]
+    skipped = restored_after_a_race(shell, monkeypatch, cells, "objs", change)
+    assert "a thread changed it" in skipped.get("objs", "")
 
 
 class Later:
