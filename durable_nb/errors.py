@@ -265,6 +265,18 @@ class WeakReferenceLost(DurableError, ValueError):
         return (type(self), ())
 
 
+class PayloadRefused(DurableError, ValueError):
+    """A saved value's payload holds what the value was never saved with: not restored."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"its saved payload {why}: it is not restored; re-run the cell "
+                         "that makes it")  # fmt: skip
+        self.why = why
+
+    def __reduce__(self):
+        return (type(self), (self.why,))
+
+
 class NamespaceNotSaved(RestoreError):
     """A cell ran to its end but its snapshot did not complete: no restore stops there."""
 

@@ -1,7 +1,8 @@
 """Variables of builtin data only (JSON rows, dicts of strings, tuples), saved by marshal.
 
 For such values ``marshal`` writes 2-7x faster than pickle (50k JSON rows: ~13 ms against
-~38; a dict of 100k strings: ~6 against ~35) and loads faster: pickle memoizes every string
+~38; a dict of 100k strings: ~6 against ~35), and reads faster (the check of what it read,
+a walk, brings a load to about pickle's time): pickle memoizes every string
 and container it writes, marshal only what is held twice (``Py_REFCNT > 1``), so which
 objects are one survives as with pickle. It keeps interned strings interned (a restored
 table's keys are shared, not one copy per row).
@@ -30,6 +31,7 @@ import marshal
 from typing import Any
 
 from . import graph
+from .errors import PayloadRefused
 
 #: The journal's ``codec`` column for a marshaled payload.
 MARSHAL = "marshal"
@@ -41,10 +43,6 @@ TYPES = frozenset({dict, list, tuple, str, int, float, complex, bool, type(None)
 ROOTS = frozenset({dict, list, tuple})
 _NUMBERS = frozenset({int, float, bool, type(None)})
 _LOOK = 8
-
-
-class Refused(ValueError):
-    """A marshaled payload holds what its value did not (see :func:`loads`)."""
 
 
 def wordy(obj: Any) -> bool:
@@ -81,14 +79,14 @@ def write(obj: Any) -> bytes | None:
 
 
 def loads(stream: bytes) -> Any:
-    """The value of a marshaled payload; :class:`Refused` when it holds an object of a type
-    not in :data:`TYPES`: a ``bytes`` is a buffer a thread put in the value while it was
-    saved (marshal writes both alike), a code object or any other one was never written
-    by :func:`dumps`."""
+    """The value of a marshaled payload; :class:`~durable_nb.errors.PayloadRefused` when it
+    holds an object of a type not in :data:`TYPES`: a ``bytes`` is a buffer a thread put in
+    the value while it was saved (marshal writes both alike), a code object or any other
+    one was never written by :func:`dumps`."""
     value = marshal.loads(stream)
     if not _only(value):
-        raise Refused("its payload holds an object of a type it was not saved with "
-                      "(a thread changed it while it was saved)")  # fmt: skip
+        raise PayloadRefused("holds an object of a type it was not saved with (a thread "
+                             "changed it while it was saved)")  # fmt: skip
     return value
 
 

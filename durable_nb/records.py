@@ -27,6 +27,7 @@ from operator import attrgetter, is_
 from typing import Any
 
 from . import graph, marshaled
+from .errors import PayloadRefused
 
 #: Names a class defining any of disqualifies (pickle, state, making, attribute reads).
 _OWN = frozenset({"__reduce__", "__reduce_ex__", "__getstate__", "__setstate__",
@@ -108,10 +109,11 @@ _STATE = attrgetter("__dict__")
 def rebuild(classes: tuple[type, ...], blob: bytes) -> Any:
     """The value :func:`encode` wrote (the restore's classes): each record made as pickle
     makes it (``__new__``, then its ``__setstate__`` or its dict updated; nothing for an
-    empty one). :class:`marshaled.Refused` for what :func:`encode` never writes."""
+    empty one). :class:`~durable_nb.errors.PayloadRefused` for what :func:`encode` never
+    writes."""
     got = marshaled.loads(blob)
     if not _written(classes, got):
-        raise marshaled.Refused("its payload is not one durable_nb writes (damaged?)")
+        raise PayloadRefused("is not one durable_nb writes (damaged, or made elsewhere)")
     kind, keys, which, states = got
     made, fast = [], list(map(plain, classes))
     for i, state in enumerate(states):

@@ -33,6 +33,7 @@ def examples() -> list[e.DurableError]:
         e.ExtraMissing("the timeline", "plotly", "timeline"),
         e.ForeignBytecode(b"\xa7\r\r\n", b"\xcb\r\r\n"),
         e.WeakReferenceLost(),
+        e.PayloadRefused("holds an object of a type it was not saved with"),
     ]
 
 
@@ -66,6 +67,7 @@ def test_every_error_is_a_durable_error():
         (e.StepTimeout("f", 2.5), "timeout of 2.5 s", "raise timeout="),
         (e.BlobDamaged("/x/b/0a"), "/x/b/0a is damaged", "treated as missing"),
         (e.WeakReferenceLost(), "a weak reference came back", "re-run the cell"),
+        (e.PayloadRefused("is damaged"), "payload is damaged", "re-run the cell"),
         (
             e.ExtraMissing("the timeline", "plotly", "timeline"),
             "needs plotly",

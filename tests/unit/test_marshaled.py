@@ -23,7 +23,7 @@ from test_snapshot_props import (
     restore_anew,
 )
 
-from durable_nb import codec, graph, marshaled
+from durable_nb import codec, errors, graph, marshaled
 
 pytestmark = pytest.mark.unit
 
@@ -113,7 +113,7 @@ def test_nested_past_marshals_depth_is_pickled():
 def test_a_payload_holding_what_it_was_not_saved_with_is_refused(held):
     """A buffer marshal wrote as bytes (a thread put it in after the walk), bytes, code."""
     stream = marshal.dumps([{"k": "v"}, ("t", [held])], marshaled.VERSION)
-    with pytest.raises(marshaled.Refused, match="a thread changed it"):
+    with pytest.raises(errors.PayloadRefused, match="a thread changed it"):
         codec.decode(marshaled.MARSHAL, stream, [])
 
 

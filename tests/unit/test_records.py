@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from test_marshaled import atoms, restored_after_a_race, shape  # (on the path)
 from test_snapshot_props import Notebook, describe, fresh_namespace, restore_anew
 
-from durable_nb import codec, graph, marshaled, records
+from durable_nb import codec, errors, graph, marshaled, records
 
 pytestmark = pytest.mark.unit
 
@@ -320,5 +320,5 @@ def test_an_empty_record_of_a_class_given_a_setstate_since_is_made_as_pickle_mak
 ])  # fmt: skip
 def test_a_blob_encode_never_writes_is_refused(got):
     """helper-74 L3: a damaged (or forged) payload is refused, never made into values."""
-    with pytest.raises(marshaled.Refused):
+    with pytest.raises(errors.PayloadRefused):
         records.rebuild((Obj,), marshal.dumps(got, marshaled.VERSION))
