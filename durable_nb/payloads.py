@@ -5,38 +5,18 @@ be loaded (the smallest first), each checked against its name as it is read; the
 restore's thread meanwhile unpickles, and imports what the payloads need. A payload's
 buffers are handed to the unpickler as it reaches them, so that the imports its stream
 starts with (numpy, pandas) overlap the reading of its own buffers too. The cyclic
-garbage collector is paused meanwhile (:func:`gc_paused`).
+garbage collector is paused meanwhile (:func:`marshaled.gc_paused`, in snapshot.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from . import codec
 from .store import PayloadRow
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for the block, if it runs; as it was after.
-
-    Unpickling, and the imports it sets off, make many objects and no garbage, and each
-    collection walks all those made so far (50k JSON-like rows load in 32 ms instead of
-    77). Collections left due come when they will after the restore.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class Loader:

@@ -20,7 +20,6 @@ share stay one (marshal's references).
 from __future__ import annotations
 
 import copyreg
-import gc
 import pickle
 import types
 from operator import attrgetter, is_
@@ -73,16 +72,11 @@ def encode(obj: Any, reached: graph.Reach) -> tuple[bytes, tuple[type, ...]] | N
     if met != set(classes):
         return None  # builtin data beside them, or a record in a record: pickled
     index = {c: i for i, c in enumerate(classes)}
-    collecting = gc.isenabled()
-    gc.disable()  # (no finalizer runs while the dicts are read: helper-74 M1)
-    try:
+    with marshaled.gc_paused():  # (no finalizer runs while the dicts are read: helper-74 M1)
         states = list(map(_STATE, items))  # (in C: the default descriptor, no code runs)
-    finally:
-        if collecting:
-            gc.enable()
-    blob = marshaled.write((type(obj).__name__, list(obj) if type(obj) is dict else None,
-                            [index[k] for k in kinds] if len(classes) > 1 else None,
-                            states))  # fmt: skip
+        blob = marshaled.write((type(obj).__name__, list(obj) if type(obj) is dict else None,
+                                [index[k] for k in kinds] if len(classes) > 1 else None,
+                                states))  # fmt: skip
     if blob is None or not all(map(is_, map(type, items), kinds)):
         return None  # an instance, an array... in them, or a class changed: pickled
     try:

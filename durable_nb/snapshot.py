@@ -58,7 +58,8 @@ from .errors import (
     RestoreError,
     describe,
 )
-from .payloads import Loader, gc_paused
+from .marshaled import gc_paused
+from .payloads import Loader
 from .recompute import Report, recompute_cells, used_by
 from .refusals import STOPPED, Refusals, was_stopped
 from .runtime import Runtime
