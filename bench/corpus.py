@@ -8,11 +8,15 @@ tests/test_corpus.py does. Target: durable ≤ 1.1× plain on every notebook. ``
 each cell's median too, to see which cells cost what. Besides the ratio of the medians,
 each repeat's own ratio (its two runs were neighbours in time) is summed up by its median
 and quartiles: on a shared machine a run's total moves by ±0.1× from one minute to the next.
+So each durable run also times durable_nb's own part in the kernel (its cell hooks and the
+records written as each reply goes out, main-thread CPU): the extra cell time less that is
+the kernel's noise, or costs the hooks do not show (outputs captured, a thread's turn).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -27,6 +31,50 @@ import bytecode  # noqa: E402  (bench/)
 import test_corpus as corpus  # noqa: E402  (the test's runner and normaliser)
 
 SIDES = ("python3", "python3-durable")
+#: Run in each kernel as it starts (``exec_files``), leaving no name behind: durable_nb's
+#: hooks and reply-time writes timed in place, the total written at exit to the file
+#: ``DURABLE_NB_BENCH_HOOKS`` names (as bench/snapshot.py's harness times its hooks).
+TIMER = """
+def _durable_nb_bench_timer():
+    import atexit, json, os, sys, time
+    from IPython import get_ipython
+    ip, path = get_ipython(), os.environ.get("DURABLE_NB_BENCH_HOOKS")
+    module = sys.modules.get("durable_nb.extension")  # (not imported on the plain side)
+    ext = module and module._loaded.get(id(ip))
+    took, depth = {"cpu": 0.0, "wall": 0.0}, [0]
+
+    def timed(fn):
+        def run(*args, **kwargs):
+            depth[0] += 1
+            t, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if not depth[0]:  # (a reply-time write inside a hook: counted once)
+                    took["wall"] += time.perf_counter() - t
+                    took["cpu"] += time.thread_time() - cpu
+        return run
+
+    if ext is not None:
+        for event in ("pre_run_cell", "post_run_cell"):
+            callbacks = ip.events.callbacks[event]
+            for i, cb in enumerate(callbacks):
+                if getattr(cb, "__self__", None) is ext:
+                    callbacks[i] = timed(cb)
+        ext.rt.finish_cell = timed(ext.rt.finish_cell)  # (looked up at each reply)
+
+    def write():
+        with open(path, "w") as f:
+            json.dump(took, f)
+
+    if path:
+        atexit.register(write)
+
+
+_durable_nb_bench_timer()
+del _durable_nb_bench_timer
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,9 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     bytecode.compile_package()  # as installed (bench/bytecode.py)
     os.environ.pop("JPY_SESSION_NAME", None)
+    timer = Path(tempfile.mkdtemp(prefix="bench-corpus-timer-")) / "timer.py"
+    timer.write_text(TIMER)
+    timed = (f"--IPKernelApp.exec_files=[{str(timer)!r}]",)
     rows, same = [], True
     for name in corpus.NOTEBOOKS:
         took: dict[str, list[float]] = {side: [] for side in SIDES}
+        hooks: list[float] = []  # durable_nb's own main-thread CPU per durable run (s)
         per_cell: dict[str, list[list[float]]] = {side: [] for side in SIDES}
         sources: list[str] = []
         for _ in range(args.repeat):
@@ -46,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             for side in SIDES:
                 folder = Path(tempfile.mkdtemp(prefix="bench-corpus-"))
                 os.environ["DURABLE_NB_DIR"] = str(folder / "journals")
+                os.environ["DURABLE_NB_BENCH_HOOKS"] = str(folder / "hooks.json")
                 try:
-                    nb, seconds = corpus.run((name,), side, folder / "work")
+                    nb, seconds = corpus.run((name,), side, folder / "work", timed)
+                    if side == "python3-durable":
+                        hooks.append(json.loads((folder / "hooks.json").read_text())["cpu"])
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
                 took[side].append(seconds)
@@ -59,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 a, b = shown["python3"], shown["python3-durable"]
                 at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), -1)
                 print(f"{name}: outputs differ at code cell {at}: {a[at]!r:.200} vs {b[at]!r:.200}")
-        rows.append((name, took))
+        rows.append((name, took, hooks))
         print(f"{name}: done", flush=True)
         if args.cells:
             print(f"  {'cell':<44} {'python3 ms':>10} {'durable ms':>10} {'extra':>7}")
@@ -69,15 +124,23 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {i:>2} {first:<41} {med[0]:10.1f} {med[1]:10.1f} {med[1] - med[0]:+7.1f}")
     print(f"\ntotal cell time per notebook, s (median of {args.repeat}; min in brackets)")
     print(f"{'notebook':<20} {'python3':>16} {'python3-durable':>16} {'ratio':>6} "
-          f"{'paired (quartiles)':>22}")  # fmt: skip
-    for name, took in rows:
+          f"{'paired (quartiles)':>22} {'extra ms':>9} {'hooks ms':>9}")  # fmt: skip
+    for name, took, hooks in rows:
         med = {s: statistics.median(took[s]) for s in SIDES}
         cells = [f"{med[s]:7.2f} ({min(took[s]):6.2f})" for s in SIDES]
         ratio = med["python3-durable"] / med["python3"] if med["python3"] else float("nan")
         paired = [d / p for p, d in zip(*(took[s] for s in SIDES), strict=True) if p]
         q = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3 or [math.nan] * 3
         spread = f"{q[1]:.2f} ({q[0]:.2f}–{q[2]:.2f})"
-        print(f"{name:<20} {cells[0]:>16} {cells[1]:>16} {ratio:6.2f} {spread:>22}")
+        extra = statistics.median(d - p for p, d in zip(*(took[s] for s in SIDES), strict=True))
+        print(
+            f"{name:<20} {cells[0]:>16} {cells[1]:>16} {ratio:6.2f} {spread:>22} "
+            f"{extra * 1e3:9.1f} {statistics.median(hooks) * 1e3:9.1f}"
+        )
+    print(
+        "extra ms: durable less plain cell time, median of the paired runs; hooks ms: "
+        "durable_nb's hooks and reply-time writes, main-thread CPU, median per run"
+    )
     print(f"outputs equal (normalised): {'yes' if same else 'NO'}; target: ratio ≤ 1.1")
     return 0 if same else 1
 

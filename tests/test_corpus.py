@@ -68,12 +68,14 @@ def outputs(nb: nbformat.NotebookNode) -> list[list[str]]:
     return out
 
 
-def run(names: tuple[str, ...], kernel: str, work: Path) -> tuple[nbformat.NotebookNode, float]:
+def run(names: tuple[str, ...], kernel: str, work: Path,
+        args: tuple[str, ...] = ()) -> tuple[nbformat.NotebookNode, float]:  # fmt: skip
     """Run corpus notebooks ``names`` one after the other in one kernel, in a copy of the
-    corpus folder; return the executed cells (as one notebook) and the cell time (s)."""
+    corpus folder; return the executed cells (as one notebook) and the cell time (s).
+    ``args``: the kernel's further command-line arguments (bench/corpus.py's timer)."""
     for attempt in (1, 2):
         try:
-            nb = _execute(names, kernel, work / str(attempt))
+            nb = _execute(names, kernel, work / str(attempt), args)
             break
         except (RuntimeError, TimeoutError):
             # A kernel that never answers: jupyter_client picks free ports by binding and
@@ -89,7 +91,8 @@ def run(names: tuple[str, ...], kernel: str, work: Path) -> tuple[nbformat.Noteb
     return nb, took
 
 
-def _execute(names: tuple[str, ...], kernel: str, work: Path) -> nbformat.NotebookNode:
+def _execute(names: tuple[str, ...], kernel: str, work: Path,
+             args: tuple[str, ...]) -> nbformat.NotebookNode:  # fmt: skip
     shutil.copytree(CORPUS, work, dirs_exist_ok=True)
     nb = nbformat.read(work / f"{names[0]}.ipynb", as_version=4)
     for name in names[1:]:
@@ -98,7 +101,7 @@ def _execute(names: tuple[str, ...], kernel: str, work: Path) -> nbformat.Notebo
     nb.cells = [c for c in nb.cells if "\n%pip " not in f"\n{c.source}"]
     # Both sides keep IPython's history in memory: the profile's history file is shared
     # with every other kernel on the machine, and waiting for its lock is not the point.
-    extra = [HISTORY_IN_MEMORY]
+    extra = [HISTORY_IN_MEMORY, *args]
     client = NotebookClient(
         nb, kernel_name=kernel, timeout=60, startup_timeout=60, allow_errors=True,
         extra_arguments=extra, resources={"metadata": {"path": str(work)}},
