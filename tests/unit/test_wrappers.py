@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import gc
 import importlib
 import json
 import sys
@@ -218,3 +219,21 @@ def test_names_read_no_notebook_code_for_an_instance_or_a_class_dict_key(main):
     s.n = 0
     graph.reach([ns["b"]], ns)  # (its class's kind: read in C)
     assert names.of(ns["K"]) == (None, None) and s.n == 0
+
+
+def test_a_static_types_names_are_read_from_its_c_name_not_its_dict(main):
+    # A key that is no string planted in a C type's own dict (gc hands out the dict behind
+    # the read-only view) has its __eq__ run by a lookup there; names never look there.
+    ns = main("class Key:\n    calls = 0\n"
+              "    def __hash__(self):\n        return hash('__module__')\n"
+              "    def __eq__(self, other):\n        Key.calls += 1\n"
+              "        return False\n")  # fmt: skip
+    static = type(iter([]))  # (list_iterator: a type no other test reads)
+    real = gc.get_referents(vars(static))[0]
+    real[ns["Key"]()] = 1
+    try:
+        assert names.of(static) == ("builtins", "list_iterator")
+        assert ns["Key"].calls == 0
+    finally:
+        del real[next(k for k in real if type(k) is ns["Key"])]
+    assert all(type(k) is str for k in vars(static))
