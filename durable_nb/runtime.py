@@ -319,15 +319,15 @@ class Runtime(Opener):
                 self.notify("output")
 
     def write_outputs(self) -> None:
-        """Journal the running cell's outputs, synced, when some are new and none were
-        written for a second (a killed cell keeps what it printed); their last row goes
-        with the cell's end record (:meth:`finish_cell`)."""
+        """Journal the running cell's outputs when some are new and none were written for a
+        second (a killed cell keeps what it printed; :meth:`tick` syncs them next, once no
+        lock is held); their last row goes with the cell's end record (:meth:`finish_cell`)."""
         buffer = self.outputs
         if buffer is None or not self.journaling:
             return
         with self._outputs_lock:
             if buffer.due():
-                self._write(buffer.row(), sync=True)
+                self._write(buffer.row(), sync=False)
 
     def tick(self) -> None:
         """Each second (a thread): a running cell's start record and new outputs; sync

@@ -27,7 +27,7 @@ from ..errors import (
 )
 from . import files, opening
 from .binding import Binding
-from .log import GROUP, Log, read_regular, scan
+from .log import GROUP, Log, least_size, read_regular, scan
 from .manifest import Written
 from .reads import Reads, writes
 from .replay import Hit, ReplayIndex, count
@@ -89,6 +89,7 @@ class Journal(Reads, Binding):
         self._refused: str | None = None
         #: Whether rows were appended since the last fdatasync (see :meth:`sync`).
         self.unsynced = False
+        self._appended = 0  # log records written by this process (what a sync covered)
         #: Whether the signed cell executions were checked for one deleted (first miss).
         self._cells_checked = False
         self._cells_gap: UntrustedJournal | None = None
@@ -282,6 +283,7 @@ class Journal(Reads, Binding):
                     self._written.undo(row for _, row, _ in placed)
                     raise
                 self.unsynced = not sync  # an fdatasync covers every earlier append
+                self._appended += 1
                 outputs = False
                 for kind, row, record in placed:
                     outputs = outputs or kind == "output"
@@ -300,7 +302,7 @@ class Journal(Reads, Binding):
         records = [(kind, record) for kind, _, record in placed]
         if len(records) == 1:
             self._log.append(records[0], sync)
-        elif _size(records) <= GROUP_BYTES:
+        elif least_size(records) <= GROUP_BYTES:
             self._log.append((GROUP, tuple(records)), sync)
         else:
             last = placed[-1][1]
@@ -348,15 +350,23 @@ class Journal(Reads, Binding):
             )
 
     def sync(self) -> None:
-        """Make every row written with ``sync=False`` durable (one fdatasync: group commit)."""
-        if self._log is None:
-            return
+        """Make every row written with ``sync=False`` durable (one fdatasync: group commit),
+        outside the lock on a duplicate of the log's descriptor (open if the log closes):
+        rows written meanwhile (a cell's end at its reply) wait for no disk (a network file
+        system's: tens of ms), and leave the journal unsynced."""
         try:
             with self._lock:
-                self._log.sync()
-                self.unsynced = False
+                if self._log is None:
+                    return
+                appended, fd = self._appended, os.dup(self._log.fd)
+            try:  # (fdatasync through any descriptor of the file syncs the file)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise JournalUnwritable.from_cause(str(self.path), exc) from exc
+        with self._lock:
+            self.unsynced = self.unsynced and self._appended != appended
 
     def put_payload(self, payload: bytes) -> tuple[bytes | None, str | None]:
         """Place a result payload: inline when small, else in a blob file."""
@@ -516,11 +526,8 @@ class Journal(Reads, Binding):
 
     def gc(self) -> tuple[int, int]:
         """Delete blob files that no payload or step refers to; return (count, bytes)."""
-        count = freed = 0
-        for name in self.blobs.names() - self.referenced_blobs():
-            freed += self.blobs.remove(name)
-            count += 1
-        return count, freed
+        gone = self.blobs.names() - self.referenced_blobs()
+        return len(gone), sum(map(self.blobs.remove, gone))
 
     # -- folding and closing -------------------------------------------------
 
@@ -586,15 +593,6 @@ class Journal(Reads, Binding):
     def abandon(self) -> None:
         """Release the journal without writing anything more (the disk refused a write)."""
         for closer in (getattr(self, "_log", None), self._con):
-            try:
+            with contextlib.suppress(Exception):
                 if closer is not None:
                     closer.close()
-            except Exception:
-                pass
-
-
-def _size(records: list[tuple[str, tuple]]) -> int:
-    """At least the bytes ``records`` take in the log: their bytes, and their text at 4
-    bytes a character (UTF-8's most); numbers and framing are small next to the margin."""
-    return sum(len(v) if type(v) is bytes else 4 * len(v)
-               for _, record in records for v in record if type(v) in (str, bytes))  # fmt: skip

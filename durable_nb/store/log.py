@@ -267,3 +267,10 @@ def _scan_old(data: bytes) -> list[tuple]:
         out += rows
         pos += size + length
     return out
+
+
+def least_size(records: list[tuple[str, tuple]]) -> int:
+    """At least the bytes ``records`` take in the log: their bytes, and their text at 4
+    bytes a character (UTF-8's most); numbers and framing are small next to the margin."""
+    return sum(len(v) if type(v) is bytes else 4 * len(v)
+               for _, record in records for v in record if type(v) in (str, bytes))  # fmt: skip
