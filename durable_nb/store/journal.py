@@ -351,18 +351,18 @@ class Journal(Reads, Binding):
 
     def sync(self) -> None:
         """Make every row written with ``sync=False`` durable (one fdatasync: group commit),
-        outside the lock on a duplicate of the log's descriptor (open if the log closes):
+        outside the lock where the log has a second description (:meth:`Log.sync_apart`):
         rows written meanwhile (a cell's end at its reply) wait for no disk (a network file
         system's: tens of ms), and leave the journal unsynced."""
         try:
             with self._lock:
-                if self._log is None:
+                log, appended = self._log, self._appended
+                if log is None or not log.apart:
+                    if log is not None:
+                        log.sync()
+                        self.unsynced = False
                     return
-                appended, fd = self._appended, os.dup(self._log.fd)
-            try:  # (fdatasync through any descriptor of the file syncs the file)
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
+            log.sync_apart()
         except OSError as exc:
             raise JournalUnwritable.from_cause(str(self.path), exc) from exc
         with self._lock:
@@ -592,7 +592,9 @@ class Journal(Reads, Binding):
 
     def abandon(self) -> None:
         """Release the journal without writing anything more (the disk refused a write)."""
-        for closer in (getattr(self, "_log", None), self._con):
+        with self._lock:  # (no write or sync then finds the closed log: no spurious error)
+            closers, self._log = (getattr(self, "_log", None), self._con), None
+        for closer in closers:
             with contextlib.suppress(Exception):
                 if closer is not None:
                     closer.close()

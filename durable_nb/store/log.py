@@ -18,6 +18,7 @@ import io
 import os
 import pickle
 import struct
+import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ class Log:
         self.count = 0
         #: Records the last :meth:`read` found damaged (skipped).
         self.damaged = 0
+        self._apart, self._apart_lock = _second_description(self.fd), threading.Lock()
 
     def append(self, record: tuple, sync: bool) -> None:
         """Append ``record`` (plain data only); with ``sync``, fdatasync it at once."""
@@ -68,6 +70,20 @@ class Log:
     def sync(self) -> None:
         """Make every record appended so far durable (one fdatasync: a group commit)."""
         os.fdatasync(self.fd)
+
+    @property
+    def apart(self) -> bool:
+        """Whether :meth:`sync_apart` may run beside the writer (else, :meth:`sync` it)."""
+        return self._apart is not None
+
+    def sync_apart(self) -> None:
+        """:meth:`sync` through the log's second open file description, which a thread may
+        call while another appends and syncs: Linux reports a failed write-back once per
+        description, so this one's report never takes the writer's (its own fdatasync then
+        says the error). Once the log is closed, nothing (its close synced it)."""
+        with self._apart_lock:  # (a close meanwhile waits: the descriptor stays this file's)
+            if self._apart is not None:
+                os.fdatasync(self._apart)
 
     def read(self) -> list[tuple]:
         """Every intact record; :attr:`damaged` says how many damaged ones were skipped."""
@@ -89,6 +105,10 @@ class Log:
         self.count = 0
 
     def close(self) -> None:
+        with self._apart_lock:
+            apart, self._apart = self._apart, None
+        if apart is not None:
+            os.close(apart)
         os.close(self.fd)
 
 
@@ -274,3 +294,17 @@ def least_size(records: list[tuple[str, tuple]]) -> int:
     bytes a character (UTF-8's most); numbers and framing are small next to the margin."""
     return sum(len(v) if type(v) is bytes else 4 * len(v)
                for _, record in records for v in record if type(v) in (str, bytes))  # fmt: skip
+
+
+def _second_description(fd: int) -> int | None:
+    """Another open file description of the file ``fd`` is open on (Linux: through
+    ``/proc``, the very file even if renamed), or None (then syncs take the writer's)."""
+    try:
+        other = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    mine, theirs = os.fstat(fd), os.fstat(other)
+    if (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino):
+        return other
+    os.close(other)
+    return None

@@ -84,7 +84,7 @@ def dump(p: int | None, e: int | None = None, s: dict | None = None,
     head = f'"j": {_quote(j)}, "p": {_number(p)}' if j is not None else f'"p": {_number(p)}'
     if e is None:
         return f"{{{head}}}"
-    count, total = v if v else (0, 0)
+    count, total = (v[0], v[1]) if v else (0, 0)
     batches = ", ".join(f"{_quote(k)}: {n}" for k, n in sorted(s.items())) if s else ""
     return f'{{"e": {e}, {head}, "s": {{{batches}}}, "v": [{count}, "{total:032x}"]}}'
 

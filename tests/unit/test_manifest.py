@@ -185,7 +185,11 @@ def _same_as_json(p, e, s, v, j):
     p=st.one_of(st.none(), _ints),
     e=st.one_of(st.none(), st.integers(0, 2**40)),
     s=st.one_of(st.none(), st.dictionaries(st.text(), _ints, max_size=4)),
-    v=st.one_of(st.none(), st.tuples(st.integers(0, 2**40), st.integers(0, 2**128 - 1))),
+    v=st.one_of(
+        st.none(),
+        st.tuples(st.integers(0, 2**40), st.integers(0, 2**128 - 1)),
+        st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(0, 9)),  # (json: two read)
+    ),
     j=st.one_of(st.none(), st.text()),
 )
 def test_a_manifest_is_the_json_it_always_was(p, e, s, v, j):

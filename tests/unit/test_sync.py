@@ -9,13 +9,16 @@ it waited. Here the disk is made to wait until the test lets it go.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import resource
 import threading
 
 import pytest
 from test_store import cell, variable  # (on the path)
 
 from durable_nb.store import Journal
+from durable_nb.store import log as log_module
 
 pytestmark = pytest.mark.unit
 
@@ -70,10 +73,19 @@ def test_a_row_written_while_the_journal_syncs_does_not_wait_for_the_disk(tmp_pa
         j.abandon()
 
 
-def test_a_sync_still_waiting_when_the_journal_closes_ends_quietly(tmp_path, slow_disk):
-    # The log's descriptor is closed by the close; the sync holds a duplicate of it.
+@pytest.mark.parametrize("apart", [True, False], ids=["second-description", "no-proc"])
+@pytest.mark.parametrize("close", ["close", "stop_writing", "abandon"])
+def test_a_sync_still_waiting_when_the_journal_closes_ends_quietly(
+    tmp_path, slow_disk, close, apart, monkeypatch
+):
+    # The close waits for the sync's descriptor, then closes it: never one of another file.
+    # Without /proc the sync holds the lock, as it always did; a tick after the close finds
+    # no log either way (it found the closed one's descriptor: EBADF, said as damage).
+    if not apart:
+        monkeypatch.setattr(log_module, "_second_description", lambda fd: None)
     entered, release = slow_disk
     j = Journal.open(tmp_path / "nb.duckdb")
+    assert j._log.apart == apart
     j.write_all([(cell(1), None)], sync=False)
     failed: list[BaseException] = []
 
@@ -85,11 +97,54 @@ def test_a_sync_still_waiting_when_the_journal_closes_ends_quietly(tmp_path, slo
 
     syncing = _in_thread(sync)
     assert entered.wait(PATIENCE)
-    j.stop_writing()  # the log closed (the disk refused a write elsewhere)
+    closing = _in_thread(getattr(j, close))
     release.set()
     syncing.join(PATIENCE)
-    assert not syncing.is_alive() and failed == []
+    closing.join(PATIENCE)
+    assert not syncing.is_alive() and not closing.is_alive() and failed == []
+    j.sync()  # a tick that comes after the close: nothing to sync, nothing said
     j.abandon()
+
+
+def test_the_sync_beside_the_writer_goes_through_a_description_of_its_own(tmp_path, monkeypatch):
+    # Linux reports a failed write-back once per open file description: a sync through the
+    # writer's (or a duplicate of it) could take the report a step's own fdatasync needs to
+    # refuse its write (helper-75 H1, reproduced on a full ext2 loop device).
+    j = Journal.open(tmp_path / "nb.duckdb")
+    try:
+        j.write_all([(cell(1), None)], sync=False)
+        used: list[int] = []
+        real = os.fdatasync
+        monkeypatch.setattr(os, "fdatasync", lambda fd: (used.append(fd), real(fd))[1])
+        j.sync()
+        (fd,) = used
+        writer = j._log.fd
+        assert os.fstat(fd).st_ino == os.fstat(writer).st_ino  # the log file itself
+        mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+        assert mode != fcntl.fcntl(writer, fcntl.F_GETFL) & os.O_ACCMODE  # not a duplicate
+    finally:
+        j.abandon()
+
+
+def test_a_sync_needs_no_descriptor_more_when_the_process_has_none_left(tmp_path):
+    # A cell holding every descriptor its limit allows, while the tick syncs (helper-75 M1).
+    j = Journal.open(tmp_path / "nb.duckdb")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        j.write_all([(cell(1), None)], sync=False)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(256, len(os.listdir("/proc/self/fd"))
+                                                        + 16), hard))  # fmt: skip
+        with pytest.raises(OSError):
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        j.sync()
+        assert not j.unsynced
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        j.abandon()
 
 
 def test_a_sync_with_nothing_written_meanwhile_leaves_the_journal_synced(tmp_path):
