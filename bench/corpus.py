@@ -29,47 +29,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import bytecode  # noqa: E402  (bench/)
 import test_corpus as corpus  # noqa: E402  (the test's runner and normaliser)
+from snapshot import HARNESS  # noqa: E402  (bench/: the hooks timer)
 
 SIDES = ("python3", "python3-durable")
-#: Run in each kernel as it starts (``exec_files``), leaving no name behind: durable_nb's
-#: hooks and reply-time writes timed in place, the total written at exit to the file
-#: ``DURABLE_NB_BENCH_HOOKS`` names (as bench/snapshot.py's harness times its hooks).
+#: Run in each kernel as it starts (``exec_files``), leaving no name behind: bench/snapshot.py's
+#: harness (the module ``_bench``) times durable_nb's hooks and reply-time writes in place,
+#: and their totals are written at exit to the file ``DURABLE_NB_BENCH_HOOKS`` names.
 TIMER = """
 def _durable_nb_bench_timer():
-    import atexit, json, os, sys, time
-    from IPython import get_ipython
-    ip, path = get_ipython(), os.environ.get("DURABLE_NB_BENCH_HOOKS")
-    module = sys.modules.get("durable_nb.extension")  # (not imported on the plain side)
-    ext = module and module._loaded.get(id(ip))
-    took, depth = {"cpu": 0.0, "wall": 0.0}, [0]
-
-    def timed(fn):
-        def run(*args, **kwargs):
-            depth[0] += 1
-            t, cpu = time.perf_counter(), time.thread_time()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                depth[0] -= 1
-                if not depth[0]:  # (a reply-time write inside a hook: counted once)
-                    took["wall"] += time.perf_counter() - t
-                    took["cpu"] += time.thread_time() - cpu
-        return run
-
-    if ext is not None:
-        for event in ("pre_run_cell", "post_run_cell"):
-            callbacks = ip.events.callbacks[event]
-            for i, cb in enumerate(callbacks):
-                if getattr(cb, "__self__", None) is ext:
-                    callbacks[i] = timed(cb)
-        ext.rt.finish_cell = timed(ext.rt.finish_cell)  # (looked up at each reply)
-
-    def write():
-        with open(path, "w") as f:
-            json.dump(took, f)
-
-    if path:
-        atexit.register(write)
+    import atexit, os, sys, _bench
+    if "durable_nb.extension" in sys.modules:  # (the plain side has nothing to time)
+        _bench.attach_durable()
+    path = os.environ["DURABLE_NB_BENCH_HOOKS"]
+    atexit.register(lambda: open(path, "w").write(_bench.take()))
 
 
 _durable_nb_bench_timer()
@@ -86,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("JPY_SESSION_NAME", None)
     timer = Path(tempfile.mkdtemp(prefix="bench-corpus-timer-")) / "timer.py"
     timer.write_text(TIMER)
+    (timer.parent / "_bench.py").write_text(HARNESS)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(timer.parent), os.environ.get("PYTHONPATH")) if p
+    )
     timed = (f"--IPKernelApp.exec_files=[{str(timer)!r}]",)
     rows, same = [], True
     for name in corpus.NOTEBOOKS:
@@ -102,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     nb, seconds = corpus.run((name,), side, folder / "work", timed)
                     if side == "python3-durable":
-                        hooks.append(json.loads((folder / "hooks.json").read_text())["cpu"])
+                        hooks.append(json.loads((folder / "hooks.json").read_text())["hooks_cpu"])
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
                 took[side].append(seconds)

@@ -245,14 +245,15 @@ _WEAKREF = type.__dict__["__weakrefoffset__"].__get__  # in C, never a metaclass
 #: can never track (strings, numbers); None (unknown: types per item) for the rest,
 #: dicts and tuples first (the collector untracks those that hold only atoms).
 _TRACKED: dict[type, bool | None] = {}
-_GC, _HEAP = 1 << 14, 1 << 9  # Py_TPFLAGS_HAVE_GC, Py_TPFLAGS_HEAPTYPE
+_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC
+_GC_HEAP = _GC | names.HEAP  # a Python class's instances, tracked by the collector
 
 
 def _tracked(t: type) -> bool | None:
     k, flags = kind(t), t.__flags__
     if k == SKIP:
         return True if not flags & _GC else None
-    if k == WALK and (t in (list, set, frozenset) or flags & (_GC | _HEAP) == _GC | _HEAP):
+    if k == WALK and (t in (list, set, frozenset) or flags & _GC_HEAP == _GC_HEAP):
         return True if not issubclass(t, dict | tuple) else None
     return None
 

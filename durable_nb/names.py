@@ -23,7 +23,8 @@ _CLASS_MODULE = type.__dict__["__module__"].__get__
 _CLASS_NAME = type.__dict__["__qualname__"].__get__
 _CLASS_DICT = type.__dict__["__dict__"].__get__
 _CLASS_FLAGS = type.__dict__["__flags__"].__get__
-_HEAP = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+#: Py_TPFLAGS_HEAPTYPE: a class made by Python code (``class``, ``type()``), not in C.
+HEAP = 1 << 9
 _COPY, _ALL = str.__getitem__, slice(None)
 
 
@@ -44,7 +45,7 @@ def of(obj: Any) -> tuple[str | None, str | None]:
         module, name = _FUNCTION_MODULE(obj), _FUNCTION_NAME(obj)
     elif t is CACHED and _plain_keys(vars(obj)):
         module, name = vars(obj).get("__module__"), vars(obj).get("__qualname__")
-    elif issubclass(t, type) and (not _CLASS_FLAGS(obj) & _HEAP or _plain_keys(_CLASS_DICT(obj))):
+    elif issubclass(t, type) and (not _CLASS_FLAGS(obj) & HEAP or _plain_keys(_CLASS_DICT(obj))):
         # (A static type's names come from its C name, read without its dict: ``str``'s 71
         # keys are not gone through for every print of a class that holds a string.)
         module, name = _CLASS_MODULE(obj), _CLASS_NAME(obj)

@@ -25,14 +25,13 @@ import types
 from operator import attrgetter, is_
 from typing import Any
 
-from . import graph, marshaled
+from . import graph, marshaled, names
 from .errors import PayloadRefused
 
 #: Names a class defining any of disqualifies (pickle, state, making, attribute reads).
 _OWN = frozenset({"__reduce__", "__reduce_ex__", "__getstate__", "__setstate__",
                   "__getnewargs__", "__getnewargs_ex__", "__new__", "__getattribute__",
                   "__getattr__", "__slots__", "__class__"})  # fmt: skip
-_HEAP = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 
 
 def plain(t: type) -> bool:
@@ -50,7 +49,7 @@ def _own_none(c: type) -> bool:
     """Whether class ``c`` (of an MRO) is pure Python and defines none of :data:`_OWN` nor a
     ``__dict__`` of its own; its dict's keys exact strings (no key's ``__eq__`` runs)."""
     d = vars(c)
-    return (bool(c.__flags__ & _HEAP) and set(map(type, d)) == {str} and _OWN.isdisjoint(d)
+    return (bool(c.__flags__ & names.HEAP) and set(map(type, d)) == {str} and _OWN.isdisjoint(d)
             and type(d.get("__dict__", _DEFAULT)) is types.GetSetDescriptorType)  # fmt: skip
 
 

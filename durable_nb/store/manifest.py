@@ -68,19 +68,8 @@ def dump(p: int | None, e: int | None = None, s: dict | None = None,
     ``j``: the journal's id): ``json.dumps(..., sort_keys=True)`` of it, written out here
     for what each cell writes (~10 µs less, ~50 in a kernel between cells: json's encoder
     is Python code, cold by then); json itself for anything else."""
-    if (
-        (type(p) is not int and p is not None)
-        or not (j is None or type(j) is str)
-        or (
-            e is not None
-            and (
-                type(e) is not int
-                or (s and not _counts(s))
-                or (v and (type(v[0]) is not int or type(v[1]) is not int))
-            )
-        )
-    ):
-        return _dump_json(p, e, s, v, j)  # fmt: skip
+    if not _by_hand(p, e, s, v, j):
+        return _dump_json(p, e, s, v, j)
     head = f'"j": {_quote(j)}, "p": {_number(p)}' if j is not None else f'"p": {_number(p)}'
     if e is None:
         return f"{{{head}}}"
@@ -97,9 +86,16 @@ def _dump_json(p: int | None, e: int | None, s: dict | None, v: tuple[int, int] 
     return json.dumps(found, sort_keys=True)
 
 
-def _counts(s: dict) -> bool:
-    """Whether ``s`` maps exact strings to exact ints (what :func:`dump` writes out)."""
-    return all(type(k) is str and type(n) is int for k, n in s.items())
+def _by_hand(p: Any, e: Any, s: Any, v: Any, j: Any) -> bool:
+    """Whether :func:`dump` writes these out itself: exact ints and strings, counts of
+    strings to ints (anything else, json writes as it always did)."""
+    if not (p is None or type(p) is int) or not (j is None or type(j) is str):
+        return False
+    return e is None or (
+        type(e) is int
+        and (not s or all(type(k) is str and type(n) is int for k, n in s.items()))
+        and (not v or (type(v[0]) is int and type(v[1]) is int))
+    )
 
 
 def _number(n: int | None) -> str:
