@@ -30,6 +30,8 @@ DEFAULT_CAP = 1_000_000
 MAX_CAP = 8 << 20
 #: Seconds between two writes of a running cell's outputs (each one fdatasync).
 FLUSH_EVERY = 1.0
+#: Longest wait (s) of :meth:`Flusher.stop` for a tick under way.
+STOP_WAIT = 5.0
 #: The kernel messages that are outputs of the cell being executed.
 OUTPUT_TYPES = frozenset(
     {"stream", "display_data", "execute_result", "error", "update_display_data", "clear_output"}
@@ -189,7 +191,11 @@ class Flusher:
                 pass
 
     def stop(self) -> None:
+        """Stop the thread and wait for it to end (up to :data:`STOP_WAIT` s: a tick held
+        by a slow disk is left to finish alone), so an unload leaves no thread behind."""
         self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(STOP_WAIT)
 
 
 # -- outputs read back ---------------------------------------------------------------------

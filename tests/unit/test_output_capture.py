@@ -4,12 +4,14 @@ replay's outputs are compared with addresses and timings normalised."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from traitlets import TraitError
 
+from durable_nb import outputs
 from durable_nb.extension import DurableNB
 from durable_nb.outputs import MAX_CAP, Buffer, _size, as_text, comparable, difference, load, safe
 from durable_nb.store import OutputRow
@@ -160,3 +162,34 @@ def test_the_cap_is_bounded_so_a_row_stays_one_readable_log_record():
     for _ in range(3):  # the worst JSON text: every character escaped as \\uXXXX
         buffer.add("stream", {"name": "stdout", "text": "\u2603" * (MAX_CAP // 2)})
     assert len(buffer.row().outputs) < MAX_RECORD
+
+
+def test_stopping_the_flusher_waits_for_its_tick_so_an_unload_leaves_no_thread(monkeypatch):
+    monkeypatch.setattr(outputs, "FLUSH_EVERY", 0.001)
+    entered, release = threading.Event(), threading.Event()
+
+    def tick() -> None:
+        entered.set()
+        release.wait(10)
+
+    flusher = outputs.Flusher(tick)
+    assert entered.wait(10)
+    stopper = threading.Thread(target=flusher.stop)
+    stopper.start()
+    stopper.join(0.2)
+    assert stopper.is_alive()  # the tick under way is waited for
+    release.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert "durable_nb-outputs" not in {t.name for t in threading.enumerate()}
+
+
+def test_a_tick_held_longer_than_the_stop_wait_is_left_to_finish_alone(monkeypatch):
+    monkeypatch.setattr(outputs, "FLUSH_EVERY", 0.001)
+    monkeypatch.setattr(outputs, "STOP_WAIT", 0.05)
+    entered, release = threading.Event(), threading.Event()
+    flusher = outputs.Flusher(lambda: entered.set() or release.wait(10))
+    assert entered.wait(10)
+    flusher.stop()  # returns after STOP_WAIT: an unload is never held by a stuck disk
+    assert "durable_nb-outputs" in {t.name for t in threading.enumerate()}
+    release.set()
