@@ -167,7 +167,12 @@ class _Extension:
         self.flusher = outputs.Flusher(self.rt.tick)
 
     def uninstall(self, status: str = "unloaded") -> None:
-        """Take back whatever :meth:`install` added, even if it stopped halfway."""
+        """Take back whatever :meth:`install` added, even if it stopped halfway.
+
+        Hooks, magics and settings go first; what may wait (the flusher's tick under way,
+        the journal's close) comes last, so a Ctrl-C there leaves no hook behind (and
+        :func:`unload_ipython_extension` can be run again to finish).
+        """
         shell = self.shell
         if self.flusher is not None:
             self.flusher.stop()
@@ -187,11 +192,15 @@ class _Extension:
             mm.registry.pop(type(self.magics).__name__, None)
         if self.settings in shell.configurables:
             shell.configurables.remove(self.settings)
-        if self.rt is not None:
-            self.rt.asker = self.rt.questioner = None
-            atexit.unregister(self.rt.close)
-            self.rt.close(status)
-        runtime.install(None)
+        try:
+            if self.flusher is not None:
+                self.flusher.join()  # no tick races the close
+            if self.rt is not None:
+                self.rt.asker = self.rt.questioner = None
+                atexit.unregister(self.rt.close)
+                self.rt.close(status)
+        finally:
+            runtime.install(None)
 
     def _setting_changed(self, change: Any) -> None:
         """``%config DurableNB.on_failure = "raise"`` applies to the running kernel."""
@@ -412,4 +421,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     """Called by ``%unload_ext durable_nb``: stop recording and remove every hook."""
     ext = _loaded.pop(id(ipython), None)
     if ext is not None:
-        ext.uninstall()
+        try:
+            ext.uninstall()
+        except BaseException:  # Ctrl-C while the journal closed: %unload_ext again finishes
+            _loaded[id(ipython)] = ext
+            raise

@@ -191,9 +191,12 @@ class Flusher:
                 pass
 
     def stop(self) -> None:
-        """Stop the thread and wait for it to end (up to :data:`STOP_WAIT` s: a tick held
-        by a slow disk is left to finish alone), so an unload leaves no thread behind."""
+        """Stop the thread: it ends once a tick under way is done (:meth:`join`)."""
         self._stop.set()
+
+    def join(self) -> None:
+        """Wait for the stopped thread to end, up to :data:`STOP_WAIT` s (a tick held by a
+        slow disk goes on alone), so an unload leaves no thread behind."""
         if self._thread is not threading.current_thread():
             self._thread.join(STOP_WAIT)
 

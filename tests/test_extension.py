@@ -251,6 +251,38 @@ def test_load_reload_unload_leave_nothing_behind(start_kernel, workdir):
     assert value(k, "1 + 1") == "2"  # the kernel is fine
 
 
+def test_an_unload_interrupted_while_it_waits_leaves_no_hook_and_can_be_run_again(
+    start_kernel,
+):
+    # A slow disk: the flusher thread's fdatasync takes 3 s; %unload_ext waits for that
+    # tick, and Ctrl-C comes meanwhile. Hooks and magics are taken back first; a second
+    # %unload_ext finishes (the journal closed), and a load after it hooks once.
+    k = start_kernel()
+    cell(k, "import os, threading, time\n"
+            "_in_sync = threading.Event(); _real = os.fdatasync\n"
+            "def _slow(fd):\n"
+            "    if threading.current_thread().name == 'durable_nb-outputs':\n"
+            "        _in_sync.set(); time.sleep(3)\n"
+            "    return _real(fd)\n"
+            "os.fdatasync = _slow")  # fmt: skip
+    cell(k, "x = 1")  # its end record is left unsynced: the next tick syncs it
+    unload = "assert _in_sync.wait(10)\nget_ipython().run_line_magic('unload_ext', 'durable_nb')"
+    msg_id = k.send(unload)
+    time.sleep(1.0)
+    k.km.interrupt_kernel()
+    assert k.wait(msg_id).error["ename"] == "KeyboardInterrupt"
+    hooks = ("[getattr(f, '__qualname__', '') for f in "
+             "get_ipython().events.callbacks['pre_run_cell']]")  # fmt: skip
+    assert "_Extension" not in value(k, hooks)
+    assert value(k, "'durable' in get_ipython().magics_manager.magics['line']") == "False"
+    cell(k, "os.fdatasync = _real")
+    cell(k, "%unload_ext durable_nb")
+    assert value(k, "__import__('durable_nb.runtime').runtime._current is None") == "True"
+    assert "durable_nb-outputs" not in value(k, "[t.name for t in threading.enumerate()]")
+    cell(k, "%load_ext durable_nb")
+    assert value(k, hooks).count("_Extension.pre_run_cell") == 1
+
+
 # -- 5. the %durable magic ----------------------------------------------------------------
 
 
