@@ -40,6 +40,9 @@ LABELS = {"new": "new (none yet)", "empty": "empty", "100k": "100k steps, 10k ce
 #: start, where the journal is the one this user's durable_nb closed (its checks skipped).
 #: Without the suffix the journal is a copy: as one made elsewhere, fully checked.
 REOPENED = "-reopened"
+#: ``<journal>-killed``: as its last kernel left it when SIGKILLed a few seconds after a
+#: cell (the flusher's tick vouched for the file as it stood): the restart after a crash.
+KILLED = "-killed"
 STEP = "import durable_nb as dnb\n@dnb.step\ndef inc(i):\n    return -1\nr = inc({i})"
 
 
@@ -103,7 +106,7 @@ def peak_rss(pid: int) -> float:
     return float("nan")
 
 
-def once(side: str, work: Path, cells: int, reopened: bool = False) -> dict[str, float]:
+def once(side: str, work: Path, cells: int, reopened: str = "") -> dict[str, float]:
     # As installed: bytecode is cached (a first kernel per side writes it, untimed).
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("JPY_", "DURABLE_NB", "PYTHONDONTWRITEBYTECODE"))}  # fmt: skip
@@ -112,8 +115,10 @@ def once(side: str, work: Path, cells: int, reopened: bool = False) -> dict[str,
         last = Kernel(work, env, "python3-durable")
         try:
             last.run("y = 0", cell_id="bench-last")
+            if reopened == KILLED:
+                time.sleep(2.5)  # a tick or two after the cell, then SIGKILL
         finally:
-            last.close()
+            last.kill() if reopened == KILLED else last.close()
     t0 = time.perf_counter()
     k = Kernel(work, env, "python3-durable" if side == "durable" else "python3")
     ready = time.perf_counter() - t0  # the kernel_info reply: the frontend says "idle"
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "durable-nb-bench-start"),
                    help="where the journals are built (once) and kept")  # fmt: skip
     p.add_argument("--journals", default=",".join(JOURNALS),
-                   help=f"comma list of journals, each maybe with {REOPENED}")  # fmt: skip
+                   help=f"comma list of journals, each maybe {REOPENED} or {KILLED}")  # fmt: skip
     args = p.parse_args(argv)
     bytecode.compile_package()  # as installed (bench/bytecode.py)
     rows = []
@@ -153,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutil.rmtree(work, ignore_errors=True)
     for name in args.journals.split(","):
-        base, reopened = name.removesuffix(REOPENED), name.endswith(REOPENED)
+        reopened = next((end for end in (REOPENED, KILLED) if name.endswith(end)), "")
+        base = name.removesuffix(reopened) if reopened else name
         steps, cells = JOURNALS[base]
-        label = LABELS[base] + (", reopened" if reopened else "")
+        label = LABELS[base] + (f", {reopened[1:]}" if reopened else "")
         master = Path(args.cache) / (base if steps is None else f"{steps}-{cells}")
         if not (master / ".ok").exists():
             shutil.rmtree(master, ignore_errors=True)

@@ -27,7 +27,7 @@ from .errors import DurableError, JournalError, describe, not_in_journal
 from .fingerprints import HOLE, Shape, fingerprint
 from .opener import Opener
 from .outputs import DEFAULT_CAP, Buffer
-from .store import UNSAVED, CellRow, MetaRow, OutputRow, RunRow, StepRow, resolve_path
+from .store import UNSAVED, CellRow, MetaRow, Row, RunRow, StepRow, resolve_path
 
 MISS = object()
 
@@ -146,8 +146,7 @@ class Runtime(Opener):
         self._write(MetaRow(key, value))
 
     # A thread may step aside at any moment: each use reads ``self.journal`` once.
-    def _write(self, row: MetaRow | RunRow | CellRow | StepRow | OutputRow,
-               sync: bool = True) -> None:  # fmt: skip
+    def _write(self, row: Row, sync: bool = True) -> None:
         self._write_all([(row, None)], sync)
 
     def _write_all(self, rows: list[tuple[Any, Any]], sync: bool) -> None:
@@ -330,13 +329,14 @@ class Runtime(Opener):
                 self._write(buffer.row(), sync=False)
 
     def tick(self) -> None:
-        """Each second (a thread): a running cell's start record and new outputs; sync
-        rows left unsynced."""
+        """Each second (a thread): a running cell's start record, new outputs, a sync."""
         self.write_start()
         self.write_outputs()
         journal = self.journal
         if journal is not None and journal.unsynced:
             self.sync()
+        if journal is not None and self.readonly is None:  # a kill leaves it vouched for
+            journal.stamp()
 
     def tally(self, what: str, n: int = 1) -> None:
         """Count steps that ``ran``, ``replayed`` or ``failed``, for the cell and the run."""

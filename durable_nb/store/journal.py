@@ -90,6 +90,7 @@ class Journal(Reads, Binding):
         #: Whether rows were appended since the last fdatasync (see :meth:`sync`).
         self.unsynced = False
         self._appended = 0  # log records written by this process (what a sync covered)
+        self._unstamped = True  # DuckDB's file written since this process vouched for it
         #: Whether the signed cell executions were checked for one deleted (first miss).
         self._cells_checked = False
         self._cells_gap: UntrustedJournal | None = None
@@ -97,14 +98,8 @@ class Journal(Reads, Binding):
     # -- opening -------------------------------------------------------------
 
     @classmethod
-    def open(
-        cls,
-        path: str | os.PathLike,
-        warn: Warn | None = None,
-        notebook: str | None = None,
-        copied_from: int | None = None,
-        read_only: bool = False,
-    ) -> Journal:
+    def open(cls, path: str | os.PathLike, warn: Warn | None = None, notebook: str | None = None,
+             copied_from: int | None = None, read_only: bool = False) -> Journal:  # fmt: skip
         """Open (creating if needed) the journal at ``path`` and recover it.
 
         Recovery folds the log left by the last run (and a ``<stem>.wal`` log of an
@@ -116,10 +111,9 @@ class Journal(Reads, Binding):
         path : path
             The ``.duckdb`` file.
         warn : callable, optional
-            ``warn(message, once)`` is told (one sentence) about trouble that loses
-            nothing: a fold in passing that failed (the records stay safe in the log), a
-            missing blob file. ``once`` is None or a key: one message per key is enough.
-            :func:`durable_nb._report.report` fits; by default nothing is told.
+            ``warn(message, once)`` is told (one sentence) of trouble that loses nothing
+            (a failed fold in passing: the records stay in the log; a missing blob file);
+            ``once``: None, or a key told once. :func:`durable_nb._report.report` fits.
         notebook : str, optional
             What to name in messages that ask the person to run ``durable-nb trust``;
             the journal's path by default.
@@ -516,10 +510,7 @@ class Journal(Reads, Binding):
             raise
 
     def checkpoint(self) -> None:
-        """Fold the log and write DuckDB's WAL into the ``.duckdb`` file: the file is whole.
-
-        Before copying the file elsewhere (``durable-nb export``).
-        """
+        """Fold the log, and DuckDB's WAL into its file: whole, to copy (``export``)."""
         with self._lock:
             self.fold()
             self._con.execute("CHECKPOINT")
@@ -568,6 +559,7 @@ class Journal(Reads, Binding):
         except BaseException:
             rollback(con)  # the first error is the one to report
             raise
+        self._unstamped = True
         log.truncate()
         if log is self._log:
             self._index.folded()
@@ -579,6 +571,14 @@ class Journal(Reads, Binding):
                 "held runs again, and a restore gives the namespace from before a cell they held",
                 once=f"damaged:{path}:{n}",
             )
+
+    def stamp(self) -> None:
+        """Vouch for DuckDB's file as it stands, when written since (:mod:`.stamp`; the
+        flusher's tick): a kernel killed before its close leaves it trusted, not checked."""
+        with self._lock:
+            due, self._unstamped = self._unstamped and self._log is not None, False
+            nonce = opening.mark_closed(self._con) if due else None
+        opening.closed(self.path, nonce)
 
     def close(self) -> None:
         """Fold the log, mark the file closed (:mod:`.stamp`) and release the journal."""

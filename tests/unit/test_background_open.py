@@ -9,8 +9,9 @@ import threading
 
 import pytest
 
+from durable_nb import trust
 from durable_nb.runtime import Runtime
-from durable_nb.store import Journal
+from durable_nb.store import Journal, stamp
 
 pytestmark = pytest.mark.unit
 
@@ -213,3 +214,19 @@ def test_the_died_cell_run_again_first_to_its_end_is_not_offered_again(
         assert len(offered) == (0 if again else 1), offered
     finally:
         ext.uninstall()
+
+
+def test_the_flusher_tick_vouches_for_the_journal_as_it_stands(tmp_path, monkeypatch):
+    # Runtime.tick stamps the journal (Journal.stamp): a kernel killed later leaves a file
+    # the next kernel need not check in full. A read-only journal is never stamped.
+    monkeypatch.setenv("DURABLE_NB_DIR", str(tmp_path / "j"))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    monkeypatch.setattr(trust, "_secret", None)
+    rt = Runtime(str(tmp_path / "nb.ipynb"))
+    try:
+        assert stamp.read(rt.path) is None  # the open wrote to DuckDB: not vouched for yet
+        rt.tick()
+        made = stamp.read(rt.path)
+        assert made is not None and made[0] == stamp.identity(rt.path)
+    finally:
+        rt.close()

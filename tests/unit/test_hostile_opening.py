@@ -243,3 +243,73 @@ def test_a_side_file_that_cannot_be_looked_at_is_refused_saying_so(path, side):
         Journal.open(path)
     loop.unlink()  # moved aside, as the line says: it opens, its checks skipped
     assert _made_here(path)
+
+
+#: In a process of its own: open the journal, write a cell's rows and fold them (what a
+#: session does), stamp it as the flusher's tick does (``stamp``: yes or no), write and
+#: fold again when asked (``after``), then die as a SIGKILL leaves it (no close).
+_KILLED = """
+import os, sys, time
+from durable_nb.store import CellRow, Journal
+path, stamp, after = sys.argv[1], sys.argv[2] == "yes", sys.argv[3] == "yes"
+j = Journal.open(path)
+def cell(seq):
+    now = time.time()
+    j.write(CellRow(f"r:{seq}", seq, "r", "k", "k", "x", now, now, "ok", None, 1, 0), sync=False)
+    j.fold()
+cell(1)
+if stamp:
+    j.stamp()
+if after:
+    cell(2)
+os._exit(0)
+"""
+
+
+def _killed(path: Path, stamp: bool, after: bool = False) -> None:
+    args = [sys.executable, "-c", _KILLED, str(path), "yes" if stamp else "no",
+            "yes" if after else "no"]  # fmt: skip
+    assert subprocess.run(args, env=os.environ).returncode == 0
+
+
+def test_a_journal_stamped_as_it_stood_when_its_kernel_was_killed_is_not_checked_again(path):
+    # The flusher's tick vouches for DuckDB's file as it stands (Journal.stamp): the crash
+    # a durable notebook is for leaves a journal the next kernel opens without the full
+    # check (~40 ms of DuckDB's listings), as after a clean close.
+    _killed(path, stamp=False)
+    assert not _made_here(path)  # no stamp of that state: checked in full
+    _killed(path, stamp=True)
+    assert _made_here(path)
+    j = Journal.open(path)
+    assert [c.seq for c in j.cells()] == [1]  # (the same cell, written again)
+    j.close()
+
+
+def test_a_stamp_never_vouches_for_what_was_written_after_it(path):
+    _killed(path, stamp=True, after=True)  # a fold after the tick's stamp, then the kill
+    assert not _made_here(path)
+
+
+def test_a_stamped_journal_changed_after_its_kernel_died_is_checked_and_refused(path):
+    _killed(path, stamp=True)
+    con = duckdb.connect(str(path))  # someone else's write: a macro the journal never has
+    con.execute("CREATE MACRO planted() AS 42")
+    con.close()
+    assert not _made_here(path)
+    with pytest.raises(JournalCorrupt, match="views or macros"):
+        Journal.open(path)
+
+
+def test_a_stamp_is_written_only_when_duckdb_was_written_since(path):
+    j = Journal.open(path)
+    try:
+        j.stamp()
+        first = path.with_suffix(".closed").read_bytes()
+        j.stamp()  # nothing written meanwhile: the stamp stands
+        assert path.with_suffix(".closed").read_bytes() == first
+        j.write_meta("k", "v")
+        j.fold()
+        j.stamp()
+        assert path.with_suffix(".closed").read_bytes() != first
+    finally:
+        j.close()
