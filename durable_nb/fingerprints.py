@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import threading
 import types
 from collections import defaultdict
 from typing import Any
@@ -73,10 +74,11 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         return
     h.update(b"obj:%s.%s;" % (t.__module__.encode(), t.__qualname__.encode()))
     state = getattr(obj, "__dict__", None)
-    if issubclass(t, _VALUES) and (state or containers.reducer(t) is not None):
-        # A subclass of a built-in value with attributes, or iterating its own way: what
-        # its base holds, read through its base (its attributes alone had left it out: two
-        # batches of one name were one call), and its attributes and slots.
+    if issubclass(t, _VALUES) and (state or containers.reducer(t) is not None
+                                   or _unordered(t)):  # fmt: skip
+        # A subclass of a built-in value with attributes, iterating its own way, or of an
+        # unordered base: what its base holds, read through its base (its attributes alone
+        # had left it out: two batches of one name were one call), and its attributes.
         if id(obj) in seen:
             h.update(b"cycle;")
             return
@@ -175,6 +177,35 @@ class Shape:
             feed(h, fill, set())
             h.update(after)
         return h.hexdigest()
+
+
+def _unordered(t: type) -> bool:
+    """Whether ``t`` holds what a dict or a set holds (a Counter, a defaultdict, a set's
+    subclass): hashed as they are, in a canonical order. Before 2026-12-04 (and in
+    :func:`legacy`) by its pickle, in its hash or insertion order: the hash seed changed it
+    in every process, so a step called with a Counter of names ran again after a restart."""
+    if containers.base_of(t) not in _UNORDERED:
+        return False
+    _mode.met = True
+    return not getattr(_mode, "legacy", False)
+
+
+#: Bases whose subclasses' instances are hashed in a canonical order (:func:`_unordered`).
+_UNORDERED = (dict, defaultdict, set, frozenset)
+#: This thread's hashing: ``legacy`` as before 2026-12-04, and whether it ``met`` any
+#: instance :func:`_unordered` hashes otherwise since.
+_mode = threading.local()
+
+
+def legacy(*parts: Any) -> str | None:
+    """``fingerprint(*parts)`` as durable_nb gave it before 2026-12-04, when that differs:
+    what a journal of then stored the call under (:func:`durable_nb.steps.replayed`)."""
+    was, _mode.met, _mode.legacy = getattr(_mode, "legacy", False), False, True
+    try:
+        old = fingerprint(*parts)
+    finally:
+        _mode.legacy = was
+    return old if _mode.met else None
 
 
 #: Built-in values whose subclasses' instances are told by what their base holds.

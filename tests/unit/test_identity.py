@@ -6,8 +6,15 @@ A plain Runtime with its journal in ``tmp_path`` (no kernel): what a script gets
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections import Counter, defaultdict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import durable_nb as dnb
 from durable_nb import fingerprints, runtime
@@ -108,3 +115,78 @@ def test_a_map_replays_the_calls_a_loop_made_and_back(rt, tmp_path):
     mapped = _in_cell(rt, "cell B", lambda: dnb.map(double, items, progress=False))
     loop = _in_cell(rt, "cell B", lambda: [double(i) for i in items])
     assert mapped == loop and runs == items  # the loop ran nothing
+
+
+# -- the same call in every process: what the hash seed orders is hashed canonically ----
+
+#: Built in a process of its own from ``set(words)``, whose order follows the hash seed:
+#: each kind's fingerprint, one line each.
+_BUILD = """
+import collections, json, sys
+from durable_nb import fingerprints
+class D(dict): pass
+class S(set): pass
+class F(frozenset): pass
+class L(list): pass
+cases = json.loads(sys.argv[1])
+for kind, words in cases:
+    w = list(set(words))
+    value = {"dict": lambda: dict.fromkeys(w, 1), "set": lambda: set(w),
+             "Counter": lambda: collections.Counter(w + sorted(w)[:1]),
+             "defaultdict": lambda: collections.defaultdict(list, {x: [1] for x in w}),
+             "D": lambda: D.fromkeys(w, 0), "S": lambda: S(w), "F": lambda: F(w),
+             "nested": lambda: [D.fromkeys(w, 0), {"k": S(w)}, (F(w), 1)],
+             "key": lambda: {F(w): collections.Counter(w)}}[kind]()
+    print(fingerprints.fingerprint((value,), {}))
+"""
+KINDS = ["dict", "set", "Counter", "defaultdict", "D", "S", "F", "nested", "key"]
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(KINDS),
+                          st.lists(st.text("abcdefghij", min_size=1, max_size=4), min_size=2,
+                                   max_size=6, unique=True)),
+                min_size=1, max_size=12))  # fmt: skip
+def test_a_call_has_one_identity_whatever_the_hash_seed(cases):
+    # A step called with a Counter of names (or a defaultdict, a dict's or set's subclass)
+    # was told by its pickle, in hash order: each kernel had another identity for it, and
+    # after a restart the step ran again instead of replaying.
+    got = []
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run([sys.executable, "-c", _BUILD, json.dumps(cases)], env=env,
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        got.append(out.stdout.split())
+    assert got[0] == got[1]
+
+
+def test_calls_identified_before_2026_12_04_still_replay(rt, monkeypatch):
+    # Those values were fingerprinted by their pickle then: a journal of then is looked up
+    # again under the old identity when the new one misses, so nothing runs twice.
+    runs = []
+
+    @dnb.step(retries=0)
+    def deploy(groups):
+        runs.append(groups)
+        return repr(groups)
+
+    args = [Counter("abca"), Counter("abca"), defaultdict(list, {"b": [2], "a": [1]}),
+            Point(0, set()), frozenset("xy"), type("S", (set,), {})({"x", "y"})]  # fmt: skip
+
+    def cells():
+        return (_in_cell(rt, "loop", lambda: [deploy(a) for a in args]),
+                _in_cell(rt, "map", lambda: dnb.map(deploy, args, progress=False)))  # fmt: skip
+
+    with monkeypatch.context() as then:  # as durable_nb identified calls before 2026-12-04
+        then.setattr(fingerprints, "legacy", lambda *parts: None)  # (and looked no further)
+        fingerprints._mode.legacy = True
+        try:
+            before = cells()
+        finally:
+            fingerprints._mode.legacy = False
+    assert len(runs) == 2 * len(args)
+    runs.clear()
+    assert cells() == before and runs == []  # every call replayed under its old identity
+    assert fingerprints.legacy((args[0],), {}) != fingerprints.fingerprint((args[0],), {})
+    # Only those: any other call has one identity, and a miss is not looked up again.
+    assert all(fingerprints.legacy((v,), {}) is None for v in (*ITEMS, {"k": {3}}, args[3]))
