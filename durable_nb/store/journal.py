@@ -90,7 +90,7 @@ class Journal(Reads, Binding):
         #: Whether rows were appended since the last fdatasync (see :meth:`sync`).
         self.unsynced = False
         self._appended = 0  # log records written by this process (what a sync covered)
-        self._unstamped = True  # DuckDB's file written since this process vouched for it
+        self._unstamped, self._idle_at = True, -1  # DuckDB written since it was vouched for
         #: Whether the signed cell executions were checked for one deleted (first miss).
         self._cells_checked = False
         self._cells_gap: UntrustedJournal | None = None
@@ -249,7 +249,7 @@ class Journal(Reads, Binding):
 
         A later row with the same first column replaces the earlier one. Cells, steps,
         variables and payloads are signed here (seal.py: the row's table, key and every
-        column a load uses), one HMAC-SHA256 a row; ``content``: what the row's blob
+        column a load uses), one keyed BLAKE2b a row; ``content``: what the row's blob
         files hold, when the caller has it in memory (else they are read back to sign).
         Raises :class:`JournalUnwritable` when the disk refuses the write.
         """
@@ -523,11 +523,8 @@ class Journal(Reads, Binding):
     # -- folding and closing -------------------------------------------------
 
     def fold(self) -> None:
-        """Move the log's records into DuckDB in one transaction, then empty the log.
-
-        Replaying a log twice is harmless (rows replace rows with the same key),
-        so a crash between the commit and the truncation loses nothing.
-        """
+        """Move the log's records into DuckDB in one transaction, then empty the log (a crash
+        between the two loses nothing: folded again, rows replace rows of the same key)."""
         with self._lock:
             if self._log is not None:  # a read-only journal folds nothing
                 self._fold_log(self._log)
@@ -573,12 +570,14 @@ class Journal(Reads, Binding):
             )
 
     def stamp(self) -> None:
-        """Vouch for DuckDB's file as it stands, when written since (:mod:`.stamp`; the
-        flusher's tick): a kernel killed before its close leaves it trusted, not checked."""
-        with self._lock:
-            due, self._unstamped = self._unstamped and self._log is not None, False
-            nonce = opening.mark_closed(self._con) if due else None
-        opening.closed(self.path, nonce)
+        """Vouch for DuckDB's file as it stands (:mod:`.stamp`) once written since, when idle
+        since the last call (the tick's: no row waits): a kill leaves it trusted, unchecked."""
+        with self._lock:  # (no write between the nonce and the identity: helper-77 F1)
+            idle, self._idle_at = self._idle_at == self._appended, self._appended
+            if self._unstamped and idle and self._log is not None:
+                nonce = opening.mark_closed(self._con)  # None: not written, tried again
+                self._unstamped = nonce is None
+                opening.closed(self.path, nonce)
 
     def close(self) -> None:
         """Fold the log, mark the file closed (:mod:`.stamp`) and release the journal."""

@@ -259,7 +259,7 @@ def cell(seq):
     j.fold()
 cell(1)
 if stamp:
-    j.stamp()
+    j.stamp(), j.stamp()  # two ticks, nothing appended between: idle, stamped
 if after:
     cell(2)
 os._exit(0)
@@ -300,16 +300,92 @@ def test_a_stamped_journal_changed_after_its_kernel_died_is_checked_and_refused(
         Journal.open(path)
 
 
-def test_a_stamp_is_written_only_when_duckdb_was_written_since(path):
+def test_a_stamp_is_written_once_written_since_and_idle_for_a_tick(path):
     j = Journal.open(path)
+    closed = path.with_suffix(".closed")
     try:
+        j.stamp()  # the first tick: what was appended since the last is not known yet
+        assert not closed.exists()
         j.stamp()
-        first = path.with_suffix(".closed").read_bytes()
+        first = closed.read_bytes()
         j.stamp()  # nothing written meanwhile: the stamp stands
-        assert path.with_suffix(".closed").read_bytes() == first
+        assert closed.read_bytes() == first
         j.write_meta("k", "v")
         j.fold()
+        j.stamp()  # a row appended since the last tick: not idle, no commit for it to wait on
+        assert closed.read_bytes() == first
         j.stamp()
-        assert path.with_suffix(".closed").read_bytes() != first
+        assert closed.read_bytes() != first
     finally:
         j.close()
+
+
+def test_a_stamp_whose_nonce_could_not_be_written_is_tried_again(path, monkeypatch):
+    real, calls = opening.mark_closed, []
+
+    def refused_once(con):
+        calls.append(con)
+        return None if len(calls) == 1 else real(con)
+
+    monkeypatch.setattr(opening, "mark_closed", refused_once)
+    j = Journal.open(path)
+    try:
+        j.stamp(), j.stamp()  # DuckDB refused the nonce (a moment of full disk): no stamp
+        assert calls and not path.with_suffix(".closed").exists()
+        j.stamp()
+        assert path.with_suffix(".closed").exists()
+    finally:
+        j.close()
+
+
+def test_a_journal_that_writes_nothing_more_is_never_stamped(path):
+    j = Journal.open(path)
+    try:
+        before = j.meta("closed")
+        j.stop_writing()  # (the disk refused a write)
+        j.stamp(), j.stamp()
+        assert not path.with_suffix(".closed").exists()
+    finally:
+        j.abandon()
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT value FROM meta WHERE key = 'closed'").fetchone()[0] == before
+
+
+#: helper-77 F1: a fold on another thread between the stamp's nonce and its look at the
+#: files went into the identity it vouched for. The stamp's look is held (``identity``
+#: wrapped on its thread) while the main thread folds; then the process dies.
+_RACED = """
+import os, sys, threading, time
+from durable_nb.store import CellRow, Journal, stamp as st
+j = Journal.open(sys.argv[1])
+def cell(seq):
+    now = time.time()
+    j.write(CellRow(f"r:{seq}", seq, "r", "k", "k", "x", now, now, "ok", None, 1, 0), sync=False)
+cell(1)
+j.fold()
+j.stamp()
+real, held, go = st.identity, threading.Event(), threading.Event()
+def identity(p):
+    if threading.current_thread().name == "tick":
+        held.set(), go.wait(10)
+    return real(p)
+st.identity = identity
+tick = threading.Thread(target=j.stamp, name="tick")
+tick.start()
+assert held.wait(10)
+def fold():
+    cell(2)
+    j.fold()
+folder = threading.Thread(target=fold)
+folder.start()
+folder.join(0.5)  # (held by the journal's lock meanwhile)
+go.set(), tick.join(), folder.join()
+os._exit(0)
+"""
+
+
+def test_a_write_racing_the_stamp_is_never_vouched_for(path):
+    assert subprocess.run([sys.executable, "-c", _RACED, str(path)]).returncode == 0
+    assert not _made_here(path)  # the fold came after the stamp: checked in full
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT seq FROM cells ORDER BY seq").fetchall() == [(1,), (2,)]
