@@ -1,8 +1,10 @@
-"""A journal's file as this user's durable_nb closed it: opened again unchanged, it is not
-checked again.
+"""A journal's file as this user's durable_nb closed it (or last left it): opened again
+unchanged, it is not checked again.
 
-At a clean close a random nonce is written into the journal (``meta.closed``, its last
-write), and the identity of the ``.duckdb`` file and of the WALs DuckDB reads beside it
+At a clean close, and by a running kernel once DuckDB's file was written and a second
+passed with nothing more appended (``Journal.stamp``: a kernel killed then), a random
+nonce is written into the journal (``meta.closed``, its last write), and the identity of
+the ``.duckdb`` file and of the WALs DuckDB reads beside it
 (:data:`DUCKDB_SIDES`; device, inode, size, change and modification times, or absent) is
 signed with it and with this user's secret (:mod:`durable_nb.trust`, with the journal's
 path) into ``<stem>.closed``. A kernel opening the journal again that finds the same
