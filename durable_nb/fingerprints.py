@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import threading
 import types
 from collections import defaultdict
 from typing import Any
@@ -57,7 +56,7 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         if t is dict:
             _feed_pairs(h, obj.items(), seen)
         elif t in (set, frozenset):
-            _feed_members(h, obj)
+            _feed_members(h, obj, seen)
         else:
             for v in obj:
                 feed(h, v, seen)
@@ -69,7 +68,7 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         if obj.kind == b"dict":
             _feed_pairs(h, obj.items, seen)
         else:
-            _feed_members(h, obj.items)
+            _feed_members(h, obj.items, seen)
         h.update(b"]")
         return
     h.update(b"obj:%s.%s;" % (t.__module__.encode(), t.__qualname__.encode()))
@@ -110,15 +109,24 @@ class _Pickler(pickle.Pickler):
 
 def _feed_pairs(h: xxhash.xxh3_128, pairs: Any, seen: set[int]) -> None:
     """A dict's pairs, in the order of their keys' fingerprints (no key is hashed)."""
-    for kfp, v in sorted(((fingerprint(k), v) for k, v in pairs), key=lambda kv: kv[0]):
+    for kfp, v in sorted(((_part(k, seen), v) for k, v in pairs), key=lambda kv: kv[0]):
         h.update(kfp.encode())
         feed(h, v, seen)
 
 
-def _feed_members(h: xxhash.xxh3_128, members: Any) -> None:
+def _feed_members(h: xxhash.xxh3_128, members: Any, seen: set[int]) -> None:
     """A set's members, in the order of their fingerprints (none is hashed)."""
-    for efp in sorted(fingerprint(e) for e in members):
+    for efp in sorted(_part(e, seen) for e in members):
         h.update(efp.encode())
+
+
+def _part(obj: Any, seen: set[int]) -> str:
+    """``fingerprint(obj)`` inside a walk: what leads back to a container on the way (a
+    graph's node keyed by itself, holding the graph) is a cycle, not a walk without end
+    (helper-78 #3: RecursionError)."""
+    h = xxhash.xxh3_128()
+    feed(h, (obj,), seen)
+    return h.hexdigest()
 
 
 class _Unordered:
@@ -181,31 +189,15 @@ class Shape:
 
 def _unordered(t: type) -> bool:
     """Whether ``t`` holds what a dict or a set holds (a Counter, a defaultdict, a set's
-    subclass): hashed as they are, in a canonical order. Before 2026-12-04 (and in
-    :func:`legacy`) by its pickle, in its hash or insertion order: the hash seed changed it
-    in every process, so a step called with a Counter of names ran again after a restart."""
-    if containers.base_of(t) not in _UNORDERED:
-        return False
-    _mode.met = True
-    return not getattr(_mode, "legacy", False)
+    subclass): hashed as they are, in a canonical order. Until 2026-12-04 by its pickle, in
+    its hash or insertion order: the hash seed changed it in every process, so a step called
+    with a Counter of names ran again after each restart (such calls journaled before run
+    once more)."""
+    return containers.base_of(t) in _UNORDERED
 
 
 #: Bases whose subclasses' instances are hashed in a canonical order (:func:`_unordered`).
 _UNORDERED = (dict, defaultdict, set, frozenset)
-#: This thread's hashing: ``legacy`` as before 2026-12-04, and whether it ``met`` any
-#: instance :func:`_unordered` hashes otherwise since.
-_mode = threading.local()
-
-
-def legacy(*parts: Any) -> str | None:
-    """``fingerprint(*parts)`` as durable_nb gave it before 2026-12-04, when that differs:
-    what a journal of then stored the call under (:func:`durable_nb.steps.replayed`)."""
-    was, _mode.met, _mode.legacy = getattr(_mode, "legacy", False), False, True
-    try:
-        old = fingerprint(*parts)
-    finally:
-        _mode.legacy = was
-    return old if _mode.met else None
 
 
 #: Built-in values whose subclasses' instances are told by what their base holds.

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import fingerprints, runtime
+from . import runtime
 from .errors import DurableError, StepFailed, describe
 from .retry import Attempts, RetryPolicy, current_step
 
@@ -97,25 +97,6 @@ def step_of(fn: Any) -> Step | None:
     """The :class:`Step` behind a ``@dnb.step`` function, or None for anything else."""
     step = getattr(fn, "_dnb_step", None)
     return step if isinstance(step, Step) else None
-
-
-def replayed(rt: runtime.Runtime, name: str, args: tuple, kwargs: dict, identity: str,
-             key: str | None) -> Any:  # fmt: skip
-    """The recorded result of the call ``identity`` (:meth:`Runtime.replay`), or MISS.
-
-    A call whose arguments hold a Counter, a defaultdict or a dict's or set's subclass
-    missed is looked up again as durable_nb identified it before 2026-12-04 (by its pickle:
-    :func:`fingerprints.legacy`; occurrences counted apart, misses only), so that a journal
-    written then replays its steps instead of running them again. Not in strict replay.
-    """
-    value = rt.replay(identity, name)
-    if value is runtime.MISS and key is None and not rt.strict:
-        old = fingerprints.legacy(args, kwargs)
-        if old is not None:
-            n = rt.cell.occurrence(name, old)
-            value = rt.replay(fingerprints.fingerprint(rt.epoch, rt.cell.cell_key, name, old, n),
-                              name)  # fmt: skip
-    return value
 
 
 class Step:
@@ -215,7 +196,7 @@ class StepCall:
             key = step.key_of(args, kwargs)
             identity, occurrence = rt.identity(step.name, args, kwargs, key)
             call = cls(step, args, kwargs, rt, identity, occurrence, key)
-            value = replayed(rt, step.name, args, kwargs, identity, key)
+            value = rt.replay(identity, step.name)
             if value is not runtime.MISS:
                 call.done, call.value = True, value
                 if not step.internal:

@@ -14,7 +14,7 @@ from .. import runtime
 from .._report import report
 from ..errors import StepFailed
 from ..retry import current_step
-from ..steps import Step, StepCall, replayed
+from ..steps import Step, StepCall
 from .backends import Backend, Work, backend_for, run_item
 
 #: Durability bound: a result the kernel has received is fdatasync'd to the journal's
@@ -59,8 +59,7 @@ class Fanout:
                 keys = [step.key_of((item,), {}) for item in items]
             identities = rt.identities(step.name, items, keys)
             for i, (item, (identity, n)) in enumerate(zip(items, identities, strict=True)):
-                key = keys[i] if keys is not None else None
-                value = replayed(rt, step.name, (item,), {}, identity, key)
+                value = rt.replay(identity, step.name)
                 if value is not runtime.MISS:
                     self.replayed += 1
                     if self.ordered:
@@ -72,6 +71,7 @@ class Fanout:
                 if same is not None:  # the same call twice (a shared key= ): run it once
                     same.indices.append(i)
                     continue
+                key = keys[i] if keys is not None else None
                 call = StepCall(step, (item,), {}, rt, identity, n, key)
                 by_identity[identity] = w = Work(call, i)
                 work.append(w)

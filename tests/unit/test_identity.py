@@ -6,6 +6,7 @@ A plain Runtime with its journal in ``tmp_path`` (no kernel): what a script gets
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import subprocess
@@ -151,6 +152,7 @@ def test_a_call_has_one_identity_whatever_the_hash_seed(cases):
     # A step called with a Counter of names (or a defaultdict, a dict's or set's subclass)
     # was told by its pickle, in hash order: each kernel had another identity for it, and
     # after a restart the step ran again instead of replaying.
+    # Such calls journaled before (identified by their pickle) run once more.
     got = []
     for seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=seed)
@@ -160,33 +162,24 @@ def test_a_call_has_one_identity_whatever_the_hash_seed(cases):
     assert got[0] == got[1]
 
 
-def test_calls_identified_before_2026_12_04_still_replay(rt, monkeypatch):
-    # Those values were fingerprinted by their pickle then: a journal of then is looked up
-    # again under the old identity when the new one misses, so nothing runs twice.
-    runs = []
+def test_an_argument_whose_keys_lead_back_to_it_is_identified():
+    # helper-78 #3: a graph of nodes that hold the graph, keyed by node: a key's own
+    # fingerprint walked back into the container without end (RecursionError).
+    class Node:
+        def __init__(self, name, graph):
+            self.name, self.graph = name, graph
 
-    @dnb.step(retries=0)
-    def deploy(groups):
-        runs.append(groups)
-        return repr(groups)
+    def graph(*names):
+        g = defaultdict(set)
+        nodes = [Node(n, g) for n in names]
+        for a, b in itertools.pairwise(nodes):
+            g[a].add(b.name)
+        return g
 
-    args = [Counter("abca"), Counter("abca"), defaultdict(list, {"b": [2], "a": [1]}),
-            Point(0, set()), frozenset("xy"), type("S", (set,), {})({"x", "y"})]  # fmt: skip
-
-    def cells():
-        return (_in_cell(rt, "loop", lambda: [deploy(a) for a in args]),
-                _in_cell(rt, "map", lambda: dnb.map(deploy, args, progress=False)))  # fmt: skip
-
-    with monkeypatch.context() as then:  # as durable_nb identified calls before 2026-12-04
-        then.setattr(fingerprints, "legacy", lambda *parts: None)  # (and looked no further)
-        fingerprints._mode.legacy = True
-        try:
-            before = cells()
-        finally:
-            fingerprints._mode.legacy = False
-    assert len(runs) == 2 * len(args)
-    runs.clear()
-    assert cells() == before and runs == []  # every call replayed under its old identity
-    assert fingerprints.legacy((args[0],), {}) != fingerprints.fingerprint((args[0],), {})
-    # Only those: any other call has one identity, and a miss is not looked up again.
-    assert all(fingerprints.legacy((v,), {}) is None for v in (*ITEMS, {"k": {3}}, args[3]))
+    plain = {}
+    plain[Node("a", plain)] = 1
+    for value in (graph("a", "b", "c"), plain, Counter({frozenset({1}): 2})):
+        assert fingerprints.fingerprint(value) == fingerprints.fingerprint(value)
+    assert fingerprints.fingerprint(graph("a", "b")) != fingerprints.fingerprint(graph("a", "c"))
+    # Acyclic keys hash as before: a key's fingerprint is fingerprint(key), walk or not.
+    assert fingerprints.fingerprint({(1, "a"): 2}) == fingerprints.fingerprint({(1, "a"): 2})

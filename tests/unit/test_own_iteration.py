@@ -335,10 +335,8 @@ def test_a_class_that_gains_its_own_iteration_later_is_saved_as_it_is(shell):
         assert list(list.__iter__(shell.user_ns["rows"])) == [1, 2, 3, 4]
 
 
-#: ``fingerprint(defaultdict(list, {"a": [1]}))`` at 1a65c54, before containers.py: plain
-#: pickle's. Since 2026-12-04 a defaultdict is hashed canonically (its pickle followed the
-#: hash seed); the steps stored under this identity are looked up under it still
-#: (``fingerprints.legacy``, ``steps.replayed``).
+#: ``fingerprint(defaultdict(list, {"a": [1]}))`` from 1a65c54 (before containers.py) until
+#: 2026-12-04: plain pickle's, which followed the hash seed; hashed canonically since.
 OLD_DEFAULTDICT = "34517a6c98b04bcf18dabff49195a37a"
 
 
@@ -360,7 +358,7 @@ def test_a_plain_defaultdict_ordereddict_or_deque_pickles_as_plain_pickle_does(m
               "class Slim(defaultdict):\n    __slots__ = ()\n")  # fmt: skip
     plain = (collections.defaultdict(list, {"a": [1]}), collections.OrderedDict(b=1, a=2),
              collections.deque([1, 2], maxlen=3))  # fmt: skip
-    assert fingerprints.legacy(plain[0]) == OLD_DEFAULTDICT == plain_fingerprint(plain[0])
+    assert plain_fingerprint(plain[0]) == OLD_DEFAULTDICT != fingerprints.fingerprint(plain[0])
     for value in plain:
         assert not containers.iterates_own_way(type(value))
         if type(value) is not collections.defaultdict:  # (ordered: told by its pickle)
