@@ -30,7 +30,7 @@ DEFAULT_CAP = 1_000_000
 MAX_CAP = 8 << 20
 #: Seconds between two writes of a running cell's outputs (each one fdatasync).
 FLUSH_EVERY = 1.0
-#: Longest wait (s) of :meth:`Flusher.stop` for a tick under way.
+#: Longest wait (s) of :meth:`Flusher.join` for a tick under way.
 STOP_WAIT = 5.0
 #: The kernel messages that are outputs of the cell being executed.
 OUTPUT_TYPES = frozenset(

@@ -333,10 +333,10 @@ class Runtime(Opener):
         self.write_start()
         self.write_outputs()
         journal = self.journal
-        if journal is not None and journal.unsynced:
-            self.sync()
-        if journal is not None and self.readonly is None:  # a kill leaves it vouched for
-            journal.stamp()
+        if journal is not None:
+            if journal.unsynced:
+                self.sync()
+            journal.stamp()  # (a read-only one never is): a kill leaves it vouched for
 
     def tally(self, what: str, n: int = 1) -> None:
         """Count steps that ``ran``, ``replayed`` or ``failed``, for the cell and the run."""

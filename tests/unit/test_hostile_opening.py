@@ -245,18 +245,23 @@ def test_a_side_file_that_cannot_be_looked_at_is_refused_saying_so(path, side):
     assert _made_here(path)
 
 
-#: In a process of its own: open the journal, write a cell's rows and fold them (what a
-#: session does), stamp it as the flusher's tick does (``stamp``: yes or no), write and
-#: fold again when asked (``after``), then die as a SIGKILL leaves it (no close).
-_KILLED = """
-import os, sys, time
-from durable_nb.store import CellRow, Journal
-path, stamp, after = sys.argv[1], sys.argv[2] == "yes", sys.argv[3] == "yes"
-j = Journal.open(path)
+#: A child process's session: ``j`` open on ``sys.argv[1]``; ``cell(seq)`` writes a cell's
+#: end record and folds it into DuckDB (what a session does between two ticks).
+_SESSION = """
+import os, sys, threading, time
+from durable_nb.store import CellRow, Journal, stamp as st
+j = Journal.open(sys.argv[1])
 def cell(seq):
     now = time.time()
     j.write(CellRow(f"r:{seq}", seq, "r", "k", "k", "x", now, now, "ok", None, 1, 0), sync=False)
     j.fold()
+"""
+#: Stamp as the flusher's tick does (``stamp``: yes or no), write and fold again when asked
+#: (``after``), then die as a SIGKILL leaves it (no close).
+_KILLED = (
+    _SESSION
+    + """
+stamp, after = sys.argv[2] == "yes", sys.argv[3] == "yes"
 cell(1)
 if stamp:
     j.stamp(), j.stamp()  # two ticks, nothing appended between: idle, stamped
@@ -264,6 +269,7 @@ if after:
     cell(2)
 os._exit(0)
 """
+)
 
 
 def _killed(path: Path, stamp: bool, after: bool = False) -> None:
@@ -354,15 +360,10 @@ def test_a_journal_that_writes_nothing_more_is_never_stamped(path):
 #: helper-77 F1: a fold on another thread between the stamp's nonce and its look at the
 #: files went into the identity it vouched for. The stamp's look is held (``identity``
 #: wrapped on its thread) while the main thread folds; then the process dies.
-_RACED = """
-import os, sys, threading, time
-from durable_nb.store import CellRow, Journal, stamp as st
-j = Journal.open(sys.argv[1])
-def cell(seq):
-    now = time.time()
-    j.write(CellRow(f"r:{seq}", seq, "r", "k", "k", "x", now, now, "ok", None, 1, 0), sync=False)
+_RACED = (
+    _SESSION
+    + """
 cell(1)
-j.fold()
 j.stamp()
 real, held, go = st.identity, threading.Event(), threading.Event()
 def identity(p):
@@ -373,15 +374,13 @@ st.identity = identity
 tick = threading.Thread(target=j.stamp, name="tick")
 tick.start()
 assert held.wait(10)
-def fold():
-    cell(2)
-    j.fold()
-folder = threading.Thread(target=fold)
+folder = threading.Thread(target=cell, args=(2,))
 folder.start()
 folder.join(0.5)  # (held by the journal's lock meanwhile)
 go.set(), tick.join(), folder.join()
 os._exit(0)
 """
+)
 
 
 def test_a_write_racing_the_stamp_is_never_vouched_for(path):
