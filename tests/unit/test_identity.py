@@ -5,6 +5,7 @@ A plain Runtime with its journal in ``tmp_path`` (no kernel): what a script gets
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import json
@@ -16,6 +17,7 @@ from collections import Counter, defaultdict
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_own_iteration import plain_fingerprint  # (tests/unit is on the path)
 
 import durable_nb as dnb
 from durable_nb import fingerprints, runtime
@@ -123,12 +125,17 @@ def test_a_map_replays_the_calls_a_loop_made_and_back(rt, tmp_path):
 #: Built in a process of its own from ``set(words)``, whose order follows the hash seed:
 #: each kind's fingerprint, one line each.
 _BUILD = """
-import collections, json, sys
+import collections, dataclasses, json, sys
 from durable_nb import fingerprints
 class D(dict): pass
 class S(set): pass
 class F(frozenset): pass
 class L(list): pass
+P = collections.namedtuple("P", "a b")
+@dataclasses.dataclass(frozen=True, slots=True)
+class N:
+    name: str
+    tags: frozenset
 cases = json.loads(sys.argv[1])
 for kind, words in cases:
     w = list(set(words))
@@ -137,10 +144,14 @@ for kind, words in cases:
              "defaultdict": lambda: collections.defaultdict(list, {x: [1] for x in w}),
              "D": lambda: D.fromkeys(w, 0), "S": lambda: S(w), "F": lambda: F(w),
              "nested": lambda: [D.fromkeys(w, 0), {"k": S(w)}, (F(w), 1)],
-             "key": lambda: {F(w): collections.Counter(w)}}[kind]()
+             "key": lambda: {F(w): collections.Counter(w)}}.get(kind, lambda: None)()
+    value = {"namedtuple": lambda: P(len(w), set(w)), "slotted": lambda: N(min(w), frozenset(w)),
+             "held": lambda: [N("x", frozenset()), P(collections.Counter(w), S(w))],
+             "deep": lambda: P(1, [(min(w), {frozenset(w): set(w)})])}.get(kind, lambda: value)()
     print(fingerprints.fingerprint((value,), {}))
 """
-KINDS = ["dict", "set", "Counter", "defaultdict", "D", "S", "F", "nested", "key"]
+KINDS = ["dict", "set", "Counter", "defaultdict", "D", "S", "F", "nested", "key", "namedtuple",
+         "slotted", "held", "deep"]  # fmt: skip
 
 
 @settings(max_examples=4, deadline=None)
@@ -152,7 +163,8 @@ def test_a_call_has_one_identity_whatever_the_hash_seed(cases):
     # A step called with a Counter of names (or a defaultdict, a dict's or set's subclass)
     # was told by its pickle, in hash order: each kernel had another identity for it, and
     # after a restart the step ran again instead of replaying.
-    # Such calls journaled before (identified by their pickle) run once more.
+    # Such calls journaled before (identified by their pickle) run once more. So did a
+    # namedtuple or a slotted instance holding a set (told by its pickle, in hash order).
     got = []
     for seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=seed)
@@ -160,6 +172,59 @@ def test_a_call_has_one_identity_whatever_the_hash_seed(cases):
                              capture_output=True, text=True, check=True)  # fmt: skip
         got.append(out.stdout.split())
     assert got[0] == got[1]
+
+
+Pair = collections.namedtuple("Pair", "a b")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Slim:
+    name: object
+    tags: object
+
+
+#: What a value told by its pickle may hold that is no set: ints (143, 145, 38031 have a
+#: set opcode's bytes in their pickle) and text of any kind.
+_NO_SET = st.recursive(
+    st.one_of(st.integers(), st.sampled_from([143, 145, 38031, 0x918F]), st.text(), st.none(),
+              st.sampled_from(["\u514f\u5191", "\x8f\x94\x91"]), st.floats(allow_nan=False)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner),
+                            st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                            st.builds(Pair, inner, inner), st.builds(Slim, inner, inner)),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@given(st.builds(Pair, _NO_SET, _NO_SET) | st.builds(Slim, _NO_SET, _NO_SET))
+def test_a_value_told_by_its_pickle_without_a_set_keeps_its_identity(value):
+    # Only what holds a set (or a Counter, a dict's subclass...) is fingerprinted anew: every
+    # other namedtuple or slotted argument keeps the identity its journaled calls have, that
+    # of its plain pickle (whatever bytes a set's opcode shares with its data).
+    assert fingerprints.fingerprint(value) == plain_fingerprint(value)
+
+
+class Node:
+    def __init__(self, name):
+        self.name = name
+
+
+def test_a_set_in_a_pickled_value_leading_back_to_it_is_a_cycle(monkeypatch):
+    # The set is fed as sets are, from the pickle of the value holding it: its members
+    # lead back to that value, which is not pickled again (a recursion to the limit).
+    pickled = []
+    real = fingerprints._pickled
+    monkeypatch.setattr(fingerprints, "_pickled", lambda *a: pickled.append(1) or real(*a))
+
+    def ring(*names):
+        nodes = [Node(n) for n in names]
+        held = Slim("ring", frozenset(nodes))
+        for node in nodes:
+            node.owner = held  # the set's member holds the slotted value holding the set
+        return held
+
+    assert fingerprints.fingerprint(ring("a", "b")) == fingerprints.fingerprint(ring("b", "a"))
+    assert fingerprints.fingerprint(ring("a", "b")) != fingerprints.fingerprint(ring("a", "c"))
+    assert len(pickled) == 4 * 2  # each: pickled, then again with its set fed as sets are
 
 
 def test_an_argument_whose_keys_lead_back_to_it_is_identified():
