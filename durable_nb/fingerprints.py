@@ -28,8 +28,9 @@ def fingerprint(*parts: Any) -> str:
     a canonical order, so ``PYTHONHASHSEED`` does not matter); functions, classes and
     modules by name; other objects by their pickle, with out-of-band buffers (numpy,
     pandas) hashed in place and the sets in it (a namedtuple's frozenset) by their
-    fingerprint; what cannot be pickled by its type alone, since its identity does not
-    survive a restart.
+    fingerprint; what cannot be pickled by the parts its reduce gives, and what has no
+    reduce (a lock, a socket) by its type alone, since its identity does not survive a
+    restart.
     """
     h = xxhash.xxh3_128()
     feed(h, parts, set())
@@ -104,10 +105,30 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         for buffer in buffers:
             h.update(buffer.raw())
         h.update(stream)
-    except Exception:
-        pass  # unpicklable (a client, a socket): its type alone identifies the argument
+    except Exception:  # unpicklable as a whole: told by the parts its reduce gives
+        _feed_reduced(h, obj, seen)
     finally:
         seen.discard(id(obj))
+
+
+def _feed_reduced(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
+    """What pickling ``obj`` failed on, told part by part: what its reduce gives (its
+    class, its fields, its state), each fed on its own, so what can be told of it tells two
+    values apart; what has no reduce (a lock, a socket, a client) by its type alone. Until
+    2026-12-04 a value that could not be pickled whole was told by its type alone: a
+    namedtuple or a ``dataclass(slots=True)`` of a host and a client was one call for
+    every host (an earlier call's result replayed for another)."""
+    try:
+        reduced = _Pickler.dispatch_table[type(obj)](obj)
+        if type(reduced) is str:  # a global, by name
+            h.update(b"global:%s;" % reduced.encode())
+            return
+        parts = list(reduced[:3])
+        parts += [None if it is None else list(it) for it in reduced[3:5]]  # its items
+        h.update(b"reduced:")
+        feed(h, tuple(parts), seen)
+    except Exception:
+        pass  # (no reduce: its type alone, fed already)
 
 
 def _pickled(obj: Any, seen: set[int], kind: type[_Pickler]) -> tuple[list, bytes, Any]:
