@@ -219,6 +219,30 @@ def test_a_value_that_cannot_be_pickled_whole_is_told_by_its_parts(x, y, equal):
         assert same == (x == y)
 
 
+def test_after_a_restart_each_host_replays_its_own_result(rt, tmp_path):
+    # The same calls in another order (a listing came back otherwise): each replays its
+    # own result. Told by its type alone, the second host got the first one's.
+    client = threading.Lock()  # (cannot be pickled: a client, a session)
+
+    @dnb.step(retries=0)
+    def provision(target):
+        return f"provisioned {target.a}"
+
+    hosts = [Pair("db-1", client), Pair("db-2", client)]
+    first = _in_cell(rt, "provision", lambda: [provision(t) for t in hosts])
+    rt.close()
+    again = Runtime(str(tmp_path / "notebook.py"))  # the kernel restarted
+    runtime.install(again)
+    try:
+        ran = again.totals["ran"]
+        later = _in_cell(again, "provision", lambda: [provision(t) for t in hosts[::-1]])
+        assert (again.totals["ran"], again.totals["replayed"]) == (ran, 2)
+    finally:
+        runtime.install(rt)
+        again.close()
+    assert later == first[::-1] == ["provisioned db-2", "provisioned db-1"]
+
+
 class Node:
     def __init__(self, name):
         self.name = name
