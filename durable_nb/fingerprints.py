@@ -6,6 +6,7 @@ A step's identity is the fingerprint of its cell, name and arguments (runtime.py
 
 from __future__ import annotations
 
+import contextlib
 import io
 import operator
 import pickle
@@ -33,12 +34,13 @@ def fingerprint(*parts: Any) -> str:
     restart.
     """
     h = xxhash.xxh3_128()
-    feed(h, parts, set())
+    feed(h, parts, {})
     return h.hexdigest()
 
 
-def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
-    """Add ``obj`` to the hash ``h`` as :func:`fingerprint` does (``seen``: for cycles)."""
+def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
+    """Add ``obj`` to the hash ``h`` as :func:`fingerprint` does (``seen``: for cycles, the
+    ancestors on the way, each with its depth)."""
     t = type(obj)
     if t is int:  # hex: decimal repr refuses ints over 4300 digits
         h.update(b"int:%s;" % format(obj, "x").encode())
@@ -54,7 +56,7 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         if id(obj) in seen:  # a cycle: the structure above already identifies it
             h.update(b"cycle;")
             return
-        seen.add(id(obj))
+        seen[id(obj)] = len(seen)
         h.update(b"%s:%d[" % (t.__name__.encode(), len(obj)))
         if t is dict:
             _feed_pairs(h, obj.items(), seen)
@@ -64,7 +66,7 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
             for v in obj:
                 feed(h, v, seen)
         h.update(b"]")
-        seen.discard(id(obj))
+        seen.pop(id(obj), None)
         return
     if t is _Unordered:  # a subclass's pairs or members, hashed as a dict's or a set's
         h.update(b"%s:%d[" % (obj.kind, len(obj.items)))
@@ -84,34 +86,41 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         if id(obj) in seen:
             h.update(b"cycle;")
             return
-        seen.add(id(obj))
+        seen[id(obj)] = len(seen)
         feed(h, _base_value(obj, t), seen)
         feed(h, object.__getstate__(obj), seen)
-        seen.discard(id(obj))
+        seen.pop(id(obj), None)
         return
     if type(state) is dict and state and id(obj) not in seen and not _mutable_buffer(obj):
-        seen.add(id(obj))  # an instance: its attributes, so sets inside hash canonically
+        seen[id(obj)] = len(seen)  # an instance: its attributes, so sets inside hash canonically
         feed(h, state, seen)
-        seen.discard(id(obj))
+        seen.pop(id(obj), None)
         return
-    if id(obj) in seen:  # (a set in its pickle, fed as a set is, holding it again)
-        h.update(b"cycle;")
+    # Pickled below (an instance on a cycle too, its pickle telling which one it is): one a
+    # set in its pickle leads back to is a cycle, said with how many levels up it is (a
+    # graph's node pointing back to the first node or to itself are two values).
+    key = ~id(obj)  # (apart from the ids of the walk's containers and instances)
+    if key in seen:
+        h.update(b"cycle:%d;" % (len(seen) - seen[key]))
         return
-    seen.add(id(obj))
+    seen[key] = len(seen)
     try:  # (a container at any depth: what it holds, never by its own iteration)
         buffers, stream, memo = _pickled(obj, seen, _Pickler)
         if _holds_set(stream, memo):
-            buffers, stream, _ = _pickled(obj, seen, _SetPickler)
+            # A set whose fingerprint is too deep to walk keeps its hash order: a step run
+            # again after a restart, never another value's identity (a type's alone).
+            with contextlib.suppress(Exception):
+                buffers, stream, _ = _pickled(obj, seen, _SetPickler)
         for buffer in buffers:
             h.update(buffer.raw())
         h.update(stream)
     except Exception:  # unpicklable as a whole: told by the parts its reduce gives
         _feed_reduced(h, obj, seen)
     finally:
-        seen.discard(id(obj))
+        seen.pop(key, None)
 
 
-def _feed_reduced(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
+def _feed_reduced(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
     """What pickling ``obj`` failed on, told part by part: what its reduce gives (its
     class, its fields, its state), each fed on its own, so what can be told of it tells two
     values apart; what has no reduce (a lock, a socket, a client) by its type alone. Until
@@ -131,7 +140,7 @@ def _feed_reduced(h: xxhash.xxh3_128, obj: Any, seen: set[int]) -> None:
         pass  # (no reduce: its type alone, fed already)
 
 
-def _pickled(obj: Any, seen: set[int], kind: type[_Pickler]) -> tuple[list, bytes, Any]:
+def _pickled(obj: Any, seen: dict[int, int], kind: type[_Pickler]) -> tuple[list, bytes, Any]:
     """``obj``'s pickle by a pickler of ``kind``: its out-of-band buffers, its stream and
     its memo (what it pickled but numbers, ``None`` and booleans)."""
     out, buffers = io.BytesIO(), []
@@ -150,7 +159,8 @@ def _holds_set(stream: bytes, memo: Any) -> bool:
     """Whether a pickle holds an exact set or frozenset. Its opcodes' bytes are looked for
     first (one byte: ``memchr``, where two bytes cost 60% of the pickle's time), then with
     the memo's after them; data holds them too (the int 38031, text), so a hit is
-    confirmed in the memo, which lists every set pickled (~60 ns an entry)."""
+    confirmed in the memo, which lists every set pickled (0.06-0.7 µs an entry:
+    a namedtuple of 100k namedtuples of numbers costs 3× its pickle)."""
     if not (_SET in stream or _FROZENSET in stream):
         return False
     if not (_SET + pickle.MEMOIZE in stream or _FROZENSET + pickle.MEMOIZE in stream):
@@ -173,7 +183,7 @@ class _Pickler(pickle.Pickler):
     """
 
     dispatch_table = containers.ResultTable()
-    seen: set[int]
+    seen: dict[int, int]
 
     def reducer_override(self, obj: Any) -> Any:
         # (not asked about exact built-ins: a Counter, a dict's or set's subclass is)
@@ -193,25 +203,25 @@ class _SetPickler(_Pickler):
         return _canonical(obj, self.seen) if t is set or t is frozenset else None
 
 
-def _canonical(obj: Any, seen: set[int]) -> str:
+def _canonical(obj: Any, seen: dict[int, int]) -> str:
     """What a pickle holds in place of a set or an instance of an unordered base."""
     return "durable_nb.unordered:" + _part(obj, seen)
 
 
-def _feed_pairs(h: xxhash.xxh3_128, pairs: Any, seen: set[int]) -> None:
+def _feed_pairs(h: xxhash.xxh3_128, pairs: Any, seen: dict[int, int]) -> None:
     """A dict's pairs, in the order of their keys' fingerprints (no key is hashed)."""
     for kfp, v in sorted(((_part(k, seen), v) for k, v in pairs), key=lambda kv: kv[0]):
         h.update(kfp.encode())
         feed(h, v, seen)
 
 
-def _feed_members(h: xxhash.xxh3_128, members: Any, seen: set[int]) -> None:
+def _feed_members(h: xxhash.xxh3_128, members: Any, seen: dict[int, int]) -> None:
     """A set's members, in the order of their fingerprints (none is hashed)."""
     for efp in sorted(_part(e, seen) for e in members):
         h.update(efp.encode())
 
 
-def _part(obj: Any, seen: set[int]) -> str:
+def _part(obj: Any, seen: dict[int, int]) -> str:
     """``fingerprint(obj)`` inside a walk: what leads back to a container on the way (a
     graph's node keyed by itself, holding the graph) is a cycle, not a walk without end
     (helper-78 #3: RecursionError)."""
@@ -258,8 +268,8 @@ class Shape:
 
     def __init__(self, *parts: Any) -> None:
         tape, hole = _Tape(), _Tape()
-        feed(tape, parts, set())
-        feed(hole, HOLE, set())
+        feed(tape, parts, {})
+        feed(hole, HOLE, {})
         pieces: list[list[bytes]] = [[]]
         for chunk in tape.chunks:
             if [chunk] == hole.chunks:
@@ -273,7 +283,7 @@ class Shape:
     def __call__(self, *fills: Any) -> str:
         h = self._head.copy()
         for fill, after in zip(fills, self._after, strict=True):
-            feed(h, fill, set())
+            feed(h, fill, {})
             h.update(after)
         return h.hexdigest()
 
