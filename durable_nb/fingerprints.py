@@ -7,11 +7,15 @@ A step's identity is the fingerprint of its cell, name and arguments (runtime.py
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import operator
 import pickle
+import sys
+import threading
 import types
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import xxhash
@@ -57,16 +61,18 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
             h.update(b"cycle;")
             return
         seen[id(obj)] = len(seen)
-        h.update(b"%s:%d[" % (t.__name__.encode(), len(obj)))
-        if t is dict:
-            _feed_pairs(h, obj.items(), seen)
-        elif t in (set, frozenset):
-            _feed_members(h, obj, seen)
-        else:
-            for v in obj:
-                feed(h, v, seen)
-        h.update(b"]")
-        seen.pop(id(obj), None)
+        try:  # (always taken back: an id left behind, reused, would be a false cycle)
+            h.update(b"%s:%d[" % (t.__name__.encode(), len(obj)))
+            if t is dict:
+                _feed_pairs(h, obj.items(), seen)
+            elif t in (set, frozenset):
+                _feed_members(h, obj, seen)
+            else:
+                for v in obj:
+                    feed(h, v, seen)
+            h.update(b"]")
+        finally:
+            seen.pop(id(obj), None)
         return
     if t is _Unordered:  # a subclass's pairs or members, hashed as a dict's or a set's
         h.update(b"%s:%d[" % (obj.kind, len(obj.items)))
@@ -87,14 +93,18 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
             h.update(b"cycle;")
             return
         seen[id(obj)] = len(seen)
-        feed(h, _base_value(obj, t), seen)
-        feed(h, object.__getstate__(obj), seen)
-        seen.pop(id(obj), None)
+        try:
+            feed(h, _base_value(obj, t), seen)
+            feed(h, object.__getstate__(obj), seen)
+        finally:
+            seen.pop(id(obj), None)
         return
     if type(state) is dict and state and id(obj) not in seen and not _mutable_buffer(obj):
         seen[id(obj)] = len(seen)  # an instance: its attributes, so sets inside hash canonically
-        feed(h, state, seen)
-        seen.pop(id(obj), None)
+        try:
+            feed(h, state, seen)
+        finally:
+            seen.pop(id(obj), None)
         return
     # Pickled below (an instance on a cycle too, its pickle telling which one it is): one a
     # set in its pickle leads back to is a cycle, said with how many levels up it is (a
@@ -105,8 +115,8 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         return
     seen[key] = len(seen)
     try:  # (a container at any depth: what it holds, never by its own iteration)
-        buffers, stream, memo = _pickled(obj, seen, _Pickler)
-        if _holds_set(stream, memo):
+        buffers, stream, pickler = _pickled(obj, seen, _Pickler)
+        if _holds_set(stream, pickler):
             # A set whose fingerprint is too deep to walk keeps its hash order: a step run
             # again after a restart, never another value's identity (a type's alone).
             with contextlib.suppress(Exception):
@@ -114,30 +124,14 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         for buffer in buffers:
             h.update(buffer.raw())
         h.update(stream)
-    except Exception:  # unpicklable as a whole: told by the parts its reduce gives
-        _feed_reduced(h, obj, seen)
+    except Exception:  # unpicklable as a whole: pickled with its unpicklable parts named
+        with contextlib.suppress(Exception):  # (else its type alone identifies it)
+            buffers, stream, _ = _pickled(obj, seen, _Tolerant)
+            for buffer in buffers:
+                h.update(buffer.raw())
+            h.update(stream)
     finally:
         seen.pop(key, None)
-
-
-def _feed_reduced(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
-    """What pickling ``obj`` failed on, told part by part: what its reduce gives (its
-    class, its fields, its state), each fed on its own, so what can be told of it tells two
-    values apart; what has no reduce (a lock, a socket, a client) by its type alone. Until
-    2026-12-04 a value that could not be pickled whole was told by its type alone: a
-    namedtuple or a ``dataclass(slots=True)`` of a host and a client was one call for
-    every host (an earlier call's result replayed for another)."""
-    try:
-        reduced = _Pickler.dispatch_table[type(obj)](obj)
-        if type(reduced) is str:  # a global, by name
-            h.update(b"global:%s;" % reduced.encode())
-            return
-        parts = list(reduced[:3])
-        parts += [None if it is None else list(it) for it in reduced[3:5]]  # its items
-        h.update(b"reduced:")
-        feed(h, tuple(parts), seen)
-    except Exception:
-        pass  # (no reduce: its type alone, fed already)
 
 
 def _pickled(obj: Any, seen: dict[int, int], kind: type[_Pickler]) -> tuple[list, bytes, Any]:
@@ -145,9 +139,14 @@ def _pickled(obj: Any, seen: dict[int, int], kind: type[_Pickler]) -> tuple[list
     its memo (what it pickled but numbers, ``None`` and booleans)."""
     out, buffers = io.BytesIO(), []
     pickler = kind(out, protocol=5, buffer_callback=buffers.append)
-    pickler.seen = seen
-    pickler.dump(obj)
-    return buffers, out.getvalue(), pickler.memo
+    pickler.seen, pickler.tokens = seen, {}
+    walks = _WALKS.seen
+    walks.append(seen)
+    try:
+        pickler.dump(obj)
+    finally:
+        walks.pop()
+    return buffers, out.getvalue(), pickler
 
 
 #: An exact set's or frozenset's opcode, each followed by the memo's in its pickle
@@ -155,7 +154,7 @@ def _pickled(obj: Any, seen: dict[int, int], kind: type[_Pickler]) -> tuple[list
 _SET, _FROZENSET = pickle.EMPTY_SET, pickle.FROZENSET
 
 
-def _holds_set(stream: bytes, memo: Any) -> bool:
+def _holds_set(stream: bytes, pickler: pickle.Pickler) -> bool:
     """Whether a pickle holds an exact set or frozenset. Its opcodes' bytes are looked for
     first (one byte: ``memchr``, where two bytes cost 60% of the pickle's time), then with
     the memo's after them; data holds them too (the int 38031, text), so a hit is
@@ -165,10 +164,41 @@ def _holds_set(stream: bytes, memo: Any) -> bool:
         return False
     if not (_SET + pickle.MEMOIZE in stream or _FROZENSET + pickle.MEMOIZE in stream):
         return False
-    return not _SETS.isdisjoint(map(type, map(_OBJECT, memo.copy().values())))
+    return not _SETS.isdisjoint(map(type, map(_OBJECT, pickler.memo.copy().values())))
 
 
 _SETS, _OBJECT = frozenset((set, frozenset)), operator.itemgetter(1)
+
+
+class _Table(containers.ResultTable):
+    """The fallback pickler's table: an instance of an unordered base (a Counter, a dict's
+    or set's subclass: never an exact one, which the pickler handles itself) is pickled as
+    its fingerprint. A table, not ``reducer_override``: that is asked about every object
+    not of a built-in type (+30% on a list of namedtuples)."""
+
+    def __missing__(self, t: type) -> Any:
+        found = super().__missing__(t)
+        if issubclass(t, _UNORDERED):  # (its bases may change: asked at each object)
+            self[t] = found = functools.partial(_unordered_or, found)
+        return found
+
+
+def _unordered_or(other: Callable[[Any], Any], obj: Any) -> Any:
+    """``obj``'s reduce in :class:`_Table`: its fingerprint if it is unordered, else
+    ``other``'s."""
+    if _unordered(type(obj)):
+        return str, (_canonical(obj, _WALKS.seen[-1]),)
+    return other(obj)
+
+
+class _Walks(threading.local):
+    """Per thread, the ``seen`` of each pickling under way, innermost last (:func:`_pickled`)."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[int, int]] = []
+
+
+_WALKS = _Walks()
 
 
 class _Pickler(pickle.Pickler):
@@ -176,20 +206,15 @@ class _Pickler(pickle.Pickler):
     fingerprint twice pickle's time: review64 L2).
 
     What the hash seed orders is pickled as its fingerprint, in canonical order: an
-    instance of an unordered base here, an exact set by :class:`_SetPickler`. Until
+    instance of an unordered base by its table, an exact set by :class:`_SetPickler`. Until
     2026-12-04 both were pickled in hash order, so a namedtuple or a
     ``dataclass(slots=True)`` holding a frozenset of names had another identity in each
     kernel, and its step ran again after a restart.
     """
 
-    dispatch_table = containers.ResultTable()
+    dispatch_table = _Table()
     seen: dict[int, int]
-
-    def reducer_override(self, obj: Any) -> Any:
-        # (not asked about exact built-ins: a Counter, a dict's or set's subclass is)
-        if isinstance(obj, _UNORDERED) and _unordered(type(obj)):
-            return str, (_canonical(obj, self.seen),)
-        return NotImplemented
+    tokens: dict[int, tuple[str, Any]]  # a set's id -> its token, and the set (kept alive)
 
 
 class _SetPickler(_Pickler):
@@ -200,7 +225,45 @@ class _SetPickler(_Pickler):
 
     def persistent_id(self, obj: Any) -> str | None:
         t = type(obj)
-        return _canonical(obj, self.seen) if t is set or t is frozenset else None
+        if t is not set and t is not frozenset:
+            return None
+        made = self.tokens.get(id(obj))  # (asked before the memo: a shared set, once)
+        if made is None:
+            made = self.tokens[id(obj)] = (_canonical(obj, self.seen), obj)
+        return made[0]
+
+
+class _Tolerant(_SetPickler):
+    """:class:`_SetPickler` for a value that cannot be pickled whole (a namedtuple or a
+    ``dataclass(slots=True)`` of a host and a client): in one pass, each part that cannot
+    be pickled is pickled as a token naming it, a function or class by its name (a lambda,
+    a local class), any other object by its type (a lock, a socket, a client). Until
+    2026-12-04 such a value was told by its type alone: one call for every host, an
+    earlier call's result replayed for another when the calls came in another order."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, (types.FunctionType, type)):
+            return (
+                NotImplemented if _by_reference(obj) else (str, (f"durable_nb.named:{_name(obj)}",))
+            )
+        try:  # the reduce the pickler would call (:class:`_Table`)
+            return self.dispatch_table[type(obj)](obj)
+        except Exception:
+            return str, (f"durable_nb.type:{_name(type(obj))}",)
+
+
+def _name(obj: Any) -> str:
+    """A function's or class's module and qualified name."""
+    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '?')}"
+
+
+def _by_reference(obj: Any) -> bool:
+    """Whether the pickler finds ``obj`` by its module and qualified name (a lambda, a
+    local class or function is not found)."""
+    found = sys.modules.get(getattr(obj, "__module__", None) or "")
+    for part in str(getattr(obj, "__qualname__", "<")).split("."):
+        found = getattr(found, part, None) if not part.startswith("<") else None
+    return found is obj
 
 
 def _canonical(obj: Any, seen: dict[int, int]) -> str:

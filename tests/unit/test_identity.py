@@ -204,6 +204,19 @@ def test_a_value_told_by_its_pickle_without_a_set_keeps_its_identity(value):
     assert fingerprints.fingerprint(value) == plain_fingerprint(value)
 
 
+def test_a_value_sharing_its_parts_with_a_client_inside_is_pickled_once(monkeypatch):
+    # helper-80: told part by part, each shared part was walked once per reference: a
+    # namedtuple DAG 30 levels deep took 2**30 walks (the step call hung).
+    pickled = []
+    real = fingerprints._pickled
+    monkeypatch.setattr(fingerprints, "_pickled", lambda *a: pickled.append(a[2]) or real(*a))
+    x = Pair(threading.Lock(), "leaf")
+    for _ in range(30):
+        x = Pair(x, x)
+    assert fingerprints.fingerprint(x) != fingerprints.fingerprint(Pair(x, x))
+    assert len(pickled) == 4  # each: its pickle failed, then one in which the lock is named
+
+
 _HOSTS = st.lists(st.integers() | st.text(), max_size=3)
 
 
