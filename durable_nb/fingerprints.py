@@ -57,9 +57,9 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         h.update(b"named:%s;" % name.encode())
         return
     if t in (list, tuple, dict, set, frozenset):
-        if id(obj) in seen:  # a cycle: the structure above already identifies it
-            h.update(b"cycle;")
-            return
+        if id(obj) in seen:  # a cycle, and how many levels up it leads (helper-80 #4: a
+            h.update(b"cycle:%d;" % (len(seen) - seen[id(obj)]))  # bare mark made [[X]]
+            return  # with X = its outer list one call with the list holding itself)
         seen[id(obj)] = len(seen)
         try:  # (always taken back: an id left behind, reused, would be a false cycle)
             h.update(b"%s:%d[" % (t.__name__.encode(), len(obj)))
@@ -90,7 +90,7 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         # unordered base: what its base holds, read through its base (its attributes alone
         # had left it out: two batches of one name were one call), and its attributes.
         if id(obj) in seen:
-            h.update(b"cycle;")
+            h.update(b"cycle:%d;" % (len(seen) - seen[id(obj)]))
             return
         seen[id(obj)] = len(seen)
         try:

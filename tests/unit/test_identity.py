@@ -303,6 +303,16 @@ def test_a_cycle_through_sets_in_pickles_says_which_value_it_leads_back_to():
     assert fingerprints.fingerprint(graph(False)) != fingerprints.fingerprint(graph(True))
 
 
+def test_a_cycle_of_containers_says_how_far_up_it_leads():
+    # helper-80 #4: X = [[X]] and W = [W] inside a list were one call (a bare cycle mark).
+    x = []
+    x.append([x])
+    w = []
+    w.append(w)
+    assert fingerprints.fingerprint(x) != fingerprints.fingerprint([w])
+    assert fingerprints.fingerprint(x) == fingerprints.fingerprint(x)
+
+
 def test_a_set_too_deep_to_walk_in_a_pickle_is_told_by_the_pickle():
     # Its fingerprint's walk runs out of stack where the C pickler does not: the first
     # pickle then (in hash order: a step run again after a restart, not another's result).
