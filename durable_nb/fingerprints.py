@@ -10,6 +10,7 @@ import contextlib
 import functools
 import io
 import operator
+import os
 import pickle
 import sys
 import threading
@@ -21,6 +22,8 @@ from typing import Any
 import xxhash
 
 from . import containers
+from ._report import report
+from .errors import describe
 
 #: Hashed by their repr.
 SCALARS = (str, int, float, bool, type(None))
@@ -125,13 +128,27 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
             h.update(buffer.raw())
         h.update(stream)
     except Exception:  # unpicklable as a whole: pickled with its unpicklable parts named
-        with contextlib.suppress(Exception):  # (else its type alone identifies it)
+        try:
             buffers, stream, _ = _pickled(obj, seen, _Tolerant)
-            for buffer in buffers:
-                h.update(buffer.raw())
-            h.update(stream)
+        except Exception as exc:  # (a lying __class__, a reduce naming no global, too deep)
+            _unidentified(t, exc)
+            h.update(b"unidentified:%s;" % os.urandom(16).hex().encode())
+            return
+        for buffer in buffers:
+            h.update(buffer.raw())
+        h.update(stream)
     finally:
         seen.pop(key, None)
+
+
+def _unidentified(t: type, exc: BaseException) -> None:
+    """Say once per type that a value of ``t`` cannot be told apart from others: its call
+    gets an identity of its own, so it is never replayed (a type's identity alone had
+    replayed one call's result for another: helper-81)."""
+    report(f"a step argument of type {t.__module__}.{t.__qualname__} cannot be fingerprinted "
+           f"({describe(exc)}): such a call is never replayed, and runs again after a "
+           "restart; give the step key= (a string naming the call) to journal it",
+           once=f"unidentified:{t.__module__}.{t.__qualname__}")  # fmt: skip
 
 
 def _pickled(obj: Any, seen: dict[int, int], kind: type[_Pickler]) -> tuple[list, bytes, Any]:
@@ -242,14 +259,33 @@ class _Tolerant(_SetPickler):
     earlier call's result replayed for another when the calls came in another order."""
 
     def reducer_override(self, obj: Any) -> Any:
+        t = type(obj)
         if isinstance(obj, (types.FunctionType, type)):
-            return (
-                NotImplemented if _by_reference(obj) else (str, (f"durable_nb.named:{_name(obj)}",))
-            )
+            if _by_reference(obj):
+                return NotImplemented
+            return str, (f"durable_nb.named:{_name(obj)}",)
+        if isinstance(obj, types.ModuleType):  # (as :func:`feed` names it)
+            return str, (f"durable_nb.module:{getattr(obj, '__name__', '?')}",)
+        if isinstance(obj, _UNORDERED) and _unordered(t):  # (an error here: no identity)
+            return str, (_canonical(obj, self.seen),)
+        if t in _VIEWS:  # data pickle refuses, told by what it shows
+            return str, (f"durable_nb.view:{t.__name__}",), _VIEWS[t](obj)
         try:  # the reduce the pickler would call (:class:`_Table`)
-            return self.dispatch_table[type(obj)](obj)
-        except Exception:
-            return str, (f"durable_nb.type:{_name(type(obj))}",)
+            return self.dispatch_table[t](obj)
+        except Exception:  # its attributes, if it has them (a client refusing its pickle)
+            state = getattr(obj, "__dict__", None)
+            return (
+                str,
+                (f"durable_nb.type:{_name(t)}",),
+                dict(state) if type(state) is dict else None,
+            )
+
+
+#: Read-only views pickle refuses, and what each shows.
+_VIEWS: dict[type, Callable[[Any], Any]] = {
+    types.MappingProxyType: dict, type({}.keys()): list, type({}.values()): list,
+    type({}.items()): list, memoryview: memoryview.tobytes,
+}  # fmt: skip
 
 
 def _name(obj: Any) -> str:

@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import threading
+import types
+import unittest.mock
 from collections import Counter, defaultdict
 
 import pytest
@@ -215,6 +217,41 @@ def test_a_value_sharing_its_parts_with_a_client_inside_is_pickled_once(monkeypa
         x = Pair(x, x)
     assert fingerprints.fingerprint(x) != fingerprints.fingerprint(Pair(x, x))
     assert len(pickled) == 4  # each: its pickle failed, then one in which the lock is named
+
+
+class Refusing:
+    """A client refusing its pickle, told by its attributes."""
+
+    def __init__(self, host):
+        self.host = host
+
+    def __getstate__(self):
+        raise TypeError("a client is not pickled")
+
+
+def test_what_pickle_refuses_in_a_value_is_told_by_what_it_holds():
+    # helper-81: inside a pickled value, a module, a client refusing its pickle and a
+    # read-only view were each told by their type alone (two calls were one).
+    fp, proxy = fingerprints.fingerprint, types.MappingProxyType
+    pairs = [(Slim(json, 1), Slim(os, 1)), (Pair(Refusing("a"), 1), Pair(Refusing("b"), 1)),
+             (Pair(proxy({"lr": 0.1}), 1), Pair(proxy({"lr": 0.2}), 1)),
+             (Pair({"a": 1}.keys(), 1), Pair({"b": 1}.keys(), 1)),
+             (Pair(memoryview(b"ab"), 1), Pair(memoryview(b"cd"), 1)),
+             (proxy({"a": 1}), proxy({"a": 2}))]  # fmt: skip
+    for one, other in pairs:
+        assert fp(one) != fp(other) and fp(one) == fp(one)
+
+
+def test_a_value_that_cannot_be_fingerprinted_is_never_replayed_and_says_so(capsys):
+    # A value even the tolerant pickle fails on (a mock with a spec lies about its class) was
+    # told by its type alone: P(mock, "x") replayed P(mock, "y")'s result. Now each call has
+    # an identity of its own, said once per type.
+    mock = unittest.mock.MagicMock(spec=Slim)
+    fp = fingerprints.fingerprint
+    assert len({fp(Pair(mock, "x")), fp(Pair(mock, "x")), fp(Pair(mock, "y"))}) == 3
+    err = capsys.readouterr().err
+    assert err.count("durable_nb: a step argument of type test_identity.Pair cannot be") == 1
+    assert "key=" in err
 
 
 _HOSTS = st.lists(st.integers() | st.text(), max_size=3)
