@@ -36,13 +36,23 @@ def fingerprint(*parts: Any) -> str:
     a canonical order, so ``PYTHONHASHSEED`` does not matter); functions, classes and
     modules by name; other objects by their pickle, with out-of-band buffers (numpy,
     pandas) hashed in place and the sets in it (a namedtuple's frozenset) by their
-    fingerprint; what cannot be pickled by the parts its reduce gives, and what has no
-    reduce (a lock, a socket) by its type alone, since its identity does not survive a
-    restart.
+    fingerprint; what cannot be pickled whole by a pickle naming the parts that cannot
+    (a lock, a socket: by its type, since its identity does not survive a restart); what
+    cannot be read at all gets an identity of its own, never replayed (said once).
     """
     h = xxhash.xxh3_128()
-    feed(h, parts, {})
+    _feed_top(h, parts)
     return h.hexdigest()
+
+
+def _feed_top(h: xxhash.xxh3_128, obj: Any) -> None:
+    """:func:`feed` from the top. What raises out of it (nesting past the recursion limit,
+    a ``__getattr__`` that raises) gives the value an identity of its own
+    (:func:`_unidentified`): a step call never fails for its fingerprint."""
+    try:
+        feed(h, obj, {})
+    except Exception as exc:
+        _unidentified(h, "", exc)
 
 
 def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
@@ -131,8 +141,7 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         try:
             buffers, stream, _ = _pickled(obj, seen, _Tolerant)
         except Exception as exc:  # (a lying __class__, a reduce naming no global, too deep)
-            _unidentified(t, exc)
-            h.update(b"unidentified:%s;" % os.urandom(16).hex().encode())
+            _unidentified(h, f" of type {t.__module__}.{t.__qualname__}", exc)
             return
         for buffer in buffers:
             h.update(buffer.raw())
@@ -141,14 +150,15 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         seen.pop(key, None)
 
 
-def _unidentified(t: type, exc: BaseException) -> None:
-    """Say once per type that a value of ``t`` cannot be told apart from others: its call
-    gets an identity of its own, so it is never replayed (a type's identity alone had
-    replayed one call's result for another: helper-81)."""
-    report(f"a step argument of type {t.__module__}.{t.__qualname__} cannot be fingerprinted "
-           f"({describe(exc)}): such a call is never replayed, and runs again after a "
-           "restart; give the step key= (a string naming the call) to journal it",
-           once=f"unidentified:{t.__module__}.{t.__qualname__}")  # fmt: skip
+def _unidentified(h: xxhash.xxh3_128, what: str, exc: BaseException) -> None:
+    """A value that cannot be told apart from others (``what``: `` of type ...``): its
+    call gets an identity of its own (random bytes in ``h``), so it is never replayed; said
+    once per ``what`` (a type's identity alone had replayed one call's result for another:
+    helper-81)."""
+    h.update(b"unidentified:%s;" % os.urandom(16).hex().encode())
+    report(f"a step argument{what} cannot be fingerprinted ({describe(exc)}): such a call "
+           "is never replayed, and runs again after a restart; give the step key= (a "
+           "string naming the call) to journal it", once=f"unidentified:{what}")  # fmt: skip
 
 
 def _pickled(obj: Any, seen: dict[int, int], kind: type[_Pickler]) -> tuple[list, bytes, Any]:
@@ -382,7 +392,7 @@ class Shape:
     def __call__(self, *fills: Any) -> str:
         h = self._head.copy()
         for fill, after in zip(fills, self._after, strict=True):
-            feed(h, fill, {})
+            _feed_top(h, fill)
             h.update(after)
         return h.hexdigest()
 

@@ -252,6 +252,11 @@ def test_a_value_that_cannot_be_fingerprinted_is_never_replayed_and_says_so(caps
     err = capsys.readouterr().err
     assert err.count("durable_nb: a step argument of type test_identity.Pair cannot be") == 1
     assert "key=" in err
+    deep = []
+    for _ in range(5000):  # (past the recursion limit: the step call raised RecursionError)
+        deep = [deep]
+    assert fp(deep) != fp(deep) and fingerprints.Shape(fingerprints.HOLE)(deep) != fp(deep)
+    assert capsys.readouterr().err.count("durable_nb: a step argument cannot be") == 1
 
 
 _HOSTS = st.lists(st.integers() | st.text(), max_size=3)
