@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import marshal
 import operator
 import os
 import pickle
@@ -51,7 +52,9 @@ def _feed_top(h: xxhash.xxh3_128, obj: Any) -> None:
     (:func:`_unidentified`): a step call never fails for its fingerprint."""
     try:
         feed(h, obj, {})
-    except Exception as exc:
+    except KeyboardInterrupt:  # Ctrl-C: the call stops
+        raise
+    except BaseException as exc:  # (a reduce raising SystemExit, CancelledError: helper-82)
         _unidentified(h, "", exc)
 
 
@@ -155,10 +158,18 @@ def _unidentified(h: xxhash.xxh3_128, what: str, exc: BaseException) -> None:
     call gets an identity of its own (random bytes in ``h``), so it is never replayed; said
     once per ``what`` (a type's identity alone had replayed one call's result for another:
     helper-81)."""
-    h.update(b"unidentified:%s;" % os.urandom(16).hex().encode())
+    h.update(b"unidentified:" + os.urandom(16))  # (C calls: at the stack's end too)
+    try:
+        _say(what, exc)
+    except RecursionError:  # (said once there is stack to say it)
+        pass
+
+
+def _say(what: str, exc: BaseException) -> None:
     report(f"a step argument{what} cannot be fingerprinted ({describe(exc)}): such a call "
            "is never replayed, and runs again after a restart; give the step key= (a "
-           "string naming the call) to journal it", once=f"unidentified:{what}")  # fmt: skip
+           "string naming the call) to journal it",
+           once=f"unidentified:{what}:{type(exc).__name__}")  # fmt: skip
 
 
 def _pickled(obj: Any, seen: dict[int, int], kind: type[_Pickler]) -> tuple[list, bytes, Any]:
@@ -278,10 +289,13 @@ class _Tolerant(_SetPickler):
             return str, (f"durable_nb.module:{getattr(obj, '__name__', '?')}",)
         if isinstance(obj, _UNORDERED) and _unordered(t):  # (an error here: no identity)
             return str, (_canonical(obj, self.seen),)
-        if t in _VIEWS:  # data pickle refuses, told by what it shows
-            return str, (f"durable_nb.view:{t.__name__}",), _VIEWS[t](obj)
+        shows = _VIEWS.get(f"{t.__module__}.{t.__qualname__}")
+        if shows is not None:  # what pickle refuses, told by what it shows (canonically)
+            return str, (f"durable_nb.view:{_name(t)}:{_part(shows(obj), self.seen)}",)
         try:  # the reduce the pickler would call (:class:`_Table`)
             return self.dispatch_table[t](obj)
+        except (RecursionError, MemoryError):  # (not the value's own refusal: no identity)
+            raise
         except Exception:  # its attributes, if it has them (a client refusing its pickle)
             state = getattr(obj, "__dict__", None)
             return (
@@ -291,10 +305,25 @@ class _Tolerant(_SetPickler):
             )
 
 
-#: Read-only views pickle refuses, and what each shows.
-_VIEWS: dict[type, Callable[[Any], Any]] = {
-    types.MappingProxyType: dict, type({}.keys()): list, type({}.values()): list,
-    type({}.items()): list, memoryview: memoryview.tobytes,
+def _unordered_items(obj: Any) -> _Unordered:
+    """A dict view's items in no order (a dict's fingerprint is in none: one made from a
+    set had another in each process, helper-82)."""
+    return _Unordered(b"frozenset", list(obj))
+
+
+#: What pickle refuses but shows its data, by its type's name (no import for it), and
+#: what each shows: read-only views, a database row, a match, a hash's state, a weak
+#: reference's referent, code.
+_VIEWS: dict[str, Callable[[Any], Any]] = {
+    "builtins.mappingproxy": dict, "builtins.dict_keys": _unordered_items,
+    "builtins.dict_values": _unordered_items, "builtins.dict_items": _unordered_items,
+    "builtins.odict_keys": list, "builtins.odict_values": list, "builtins.odict_items": list,
+    "builtins.memoryview": lambda m: (m.format, m.shape, m.tobytes()),
+    "sqlite3.Row": lambda r: (tuple(r.keys()), tuple(r)),
+    "re.Match": lambda m: (m.re.pattern, m.re.flags, m.string, m.regs),
+    "_hashlib.HASH": lambda h: (h.name, h.digest()),
+    "weakref.ReferenceType": lambda r: (r(),),
+    "builtins.code": marshal.dumps,
 }  # fmt: skip
 
 

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 import threading
 import types
 import unittest.mock
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_own_iteration import plain_fingerprint  # (tests/unit is on the path)
 
@@ -128,7 +131,7 @@ def test_a_map_replays_the_calls_a_loop_made_and_back(rt, tmp_path):
 #: Built in a process of its own from ``set(words)``, whose order follows the hash seed:
 #: each kind's fingerprint, one line each.
 _BUILD = """
-import collections, dataclasses, json, sys
+import collections, dataclasses, json, sys, types
 from durable_nb import fingerprints
 class D(dict): pass
 class S(set): pass
@@ -150,11 +153,13 @@ for kind, words in cases:
              "key": lambda: {F(w): collections.Counter(w)}}.get(kind, lambda: None)()
     value = {"namedtuple": lambda: P(len(w), set(w)), "slotted": lambda: N(min(w), frozenset(w)),
              "held": lambda: [N("x", frozenset()), P(collections.Counter(w), S(w))],
-             "deep": lambda: P(1, [(min(w), {frozenset(w): set(w)})])}.get(kind, lambda: value)()
+             "deep": lambda: P(1, [(min(w), {frozenset(w): set(w)})]),
+             "views": lambda: P(types.MappingProxyType(dict.fromkeys(w, 1)),
+                                dict.fromkeys(w, 2).items())}.get(kind, lambda: value)()
     print(fingerprints.fingerprint((value,), {}))
 """
 KINDS = ["dict", "set", "Counter", "defaultdict", "D", "S", "F", "nested", "key", "namedtuple",
-         "slotted", "held", "deep"]  # fmt: skip
+         "slotted", "held", "deep", "views"]  # fmt: skip
 
 
 @settings(max_examples=4, deadline=None)
@@ -162,6 +167,7 @@ KINDS = ["dict", "set", "Counter", "defaultdict", "D", "S", "F", "nested", "key"
                           st.lists(st.text("abcdefghij", min_size=1, max_size=4), min_size=2,
                                    max_size=6, unique=True)),
                 min_size=1, max_size=12))  # fmt: skip
+@example([("views", ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"])])
 def test_a_call_has_one_identity_whatever_the_hash_seed(cases):
     # A step called with a Counter of names (or a defaultdict, a dict's or set's subclass)
     # was told by its pickle, in hash order: each kernel had another identity for it, and
@@ -229,6 +235,13 @@ class Refusing:
         raise TypeError("a client is not pickled")
 
 
+def _row(value):
+    """A ``sqlite3.Row`` (helper-82: rows were one call, told by their type)."""
+    con = sqlite3.connect(":memory:")
+    con.row_factory = sqlite3.Row
+    return con.execute("select ? as host", (value,)).fetchone()
+
+
 def test_what_pickle_refuses_in_a_value_is_told_by_what_it_holds():
     # helper-81: inside a pickled value, a module, a client refusing its pickle and a
     # read-only view were each told by their type alone (two calls were one).
@@ -237,7 +250,11 @@ def test_what_pickle_refuses_in_a_value_is_told_by_what_it_holds():
              (Pair(proxy({"lr": 0.1}), 1), Pair(proxy({"lr": 0.2}), 1)),
              (Pair({"a": 1}.keys(), 1), Pair({"b": 1}.keys(), 1)),
              (Pair(memoryview(b"ab"), 1), Pair(memoryview(b"cd"), 1)),
-             (proxy({"a": 1}), proxy({"a": 2}))]  # fmt: skip
+             (proxy({"a": 1}), proxy({"a": 2})),
+             (memoryview(b"\x01\0"), memoryview(b"\x01\0").cast("h")),
+             (OrderedDict(a=1).keys(), OrderedDict(b=1).keys()), (_row("a"), _row("b")),
+             (re.match("a+", "aa"), re.match("a+", "aaa")),
+             (hashlib.sha256(b"a"), hashlib.sha256(b"b"))]  # fmt: skip
     for one, other in pairs:
         assert fp(one) != fp(other) and fp(one) == fp(one)
 
@@ -257,6 +274,34 @@ def test_a_value_that_cannot_be_fingerprinted_is_never_replayed_and_says_so(caps
         deep = [deep]
     assert fp(deep) != fp(deep) and fingerprints.Shape(fingerprints.HOLE)(deep) != fp(deep)
     assert capsys.readouterr().err.count("durable_nb: a step argument cannot be") == 1
+
+    class Leaving:  # (a reduce raising SystemExit ended the step call: helper-82)
+        def __reduce_ex__(self, protocol):
+            raise SystemExit(1)
+
+    assert fp(Leaving()) != fp(Leaving()) and fp(Pair(Leaving(), 1)) != fp(Pair(Leaving(), 1))
+
+
+def test_no_stack_depth_makes_two_values_one_call():
+    # helper-82: near the recursion limit a RecursionError in a part's reduce was taken for
+    # its refusal, and the part told by its type: Slim(0.1, "a") and Slim(0.2, "b") with a
+    # lock beside them were one call at some depths.
+    def at(depth, fn):
+        return at(depth - 1, fn) if depth else fn()
+
+    frame, here = sys._getframe(), 0
+    while frame is not None:
+        frame, here = frame.f_back, here + 1
+    lock, fp = threading.Lock(), fingerprints.fingerprint
+    top = sys.getrecursionlimit() - here
+    for depth in range(top - 150, top):
+        try:
+            one, other = at(
+                depth, lambda: (fp(Pair(lock, Slim(0.1, "a"))), fp(Pair(lock, Slim(0.2, "b"))))
+            )
+        except RecursionError:  # (the stack's last few frames: no call works there)
+            continue
+        assert one != other, depth
 
 
 _HOSTS = st.lists(st.integers() | st.text(), max_size=3)
