@@ -16,6 +16,7 @@ import pickle
 import sys
 import threading
 import types
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -99,7 +100,7 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         h.update(b"]")
         return
     h.update(b"obj:%s.%s;" % (t.__module__.encode(), t.__qualname__.encode()))
-    state = getattr(obj, "__dict__", None)
+    state = _dict_of(obj)
     if issubclass(t, _VALUES) and (state or containers.reducer(t) is not None
                                    or _unordered(t)):  # fmt: skip
         # A subclass of a built-in value with attributes, iterating its own way, or of an
@@ -115,7 +116,8 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         finally:
             seen.pop(id(obj), None)
         return
-    if type(state) is dict and state and id(obj) not in seen and not _mutable_buffer(obj):
+    if (type(state) is dict and state and id(obj) not in seen and _dict_only(t)
+            and not _mutable_buffer(obj)):  # fmt: skip
         seen[id(obj)] = len(seen)  # an instance: its attributes, so sets inside hash canonically
         try:
             feed(h, state, seen)
@@ -297,12 +299,7 @@ class _Tolerant(_SetPickler):
         except (RecursionError, MemoryError):  # (not the value's own refusal: no identity)
             raise
         except Exception:  # its attributes, if it has them (a client refusing its pickle)
-            state = getattr(obj, "__dict__", None)
-            return (
-                str,
-                (f"durable_nb.type:{_name(t)}",),
-                dict(state) if type(state) is dict else None,
-            )
+            return str, (f"durable_nb.type:{_name(t)}",), _attributes(obj)
 
 
 def _unordered_items(obj: Any) -> _Unordered:
@@ -325,6 +322,52 @@ _VIEWS: dict[str, Callable[[Any], Any]] = {
     "weakref.ReferenceType": lambda r: (r(),),
     "builtins.code": marshal.dumps,
 }  # fmt: skip
+
+
+def _dict_of(obj: Any) -> Any:
+    """``obj.__dict__``, or None; a ``__getattr__`` of the notebook's is not asked (one
+    raising KeyError for it gave a readable value no identity: helper-83)."""
+    try:
+        return object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return None
+
+
+def _attributes(obj: Any) -> Any:
+    """What an object refusing its pickle holds of its own: its ``__dict__`` and slots (by
+    ``object.__getstate__``, not its own), else its ``__dict__``, else None."""
+    try:
+        return object.__getstate__(obj)
+    except Exception:
+        state = _dict_of(obj)
+        return dict(state) if type(state) is dict else None
+
+
+#: An instance's size with nothing but a ``__dict__`` and a weak reference slot.
+_PLAIN_SIZE = type("_Plain", (), {}).__basicsize__
+_DICT_ONLY: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+def _dict_only(t: type) -> bool:
+    """Whether an instance of ``t`` holds nothing but its ``__dict__``: no slot, no state
+    of a C base (a datetime's, an array's, an exception's args). Only then are its
+    attributes its whole value; else it is told by its pickle (helper-83: a slotted
+    dataclass's subclass, an ndarray's or a datetime's with an attribute, a method made
+    by ``functools.wraps`` were told by their ``__dict__`` alone, so two of them differing
+    elsewhere were one call)."""
+    found = _DICT_ONLY.get(t)
+    if found is None:
+        found = t.__basicsize__ <= _PLAIN_SIZE and not any(
+            set(_slots(c)) - {"__dict__", "__weakref__"} for c in t.__mro__
+        )
+        with contextlib.suppress(TypeError):  # (a type that takes no weak reference)
+            _DICT_ONLY[t] = found
+    return found
+
+
+def _slots(c: type) -> tuple:
+    slots = c.__dict__.get("__slots__", ())
+    return (slots,) if isinstance(slots, str) else tuple(slots)
 
 
 def _name(obj: Any) -> str:

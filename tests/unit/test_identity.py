@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
+import functools
 import hashlib
 import itertools
 import json
@@ -233,6 +235,66 @@ class Refusing:
 
     def __getstate__(self):
         raise TypeError("a client is not pickled")
+
+
+@dataclasses.dataclass(slots=True)
+class SlimHost:
+    name: str
+
+
+@dataclasses.dataclass
+class Placed(SlimHost):
+    region: str
+
+
+class Stamp(datetime.datetime):
+    """A datetime with an attribute: its instant is C state, not in its ``__dict__``."""
+
+
+class Lazy:
+    """Attribute-style access to a dict (its ``__getattr__`` raises KeyError)."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, d):
+        self._d = d
+
+    def __getattr__(self, name):
+        return self._d[name]
+
+
+def _logged(fn):
+    @functools.wraps(fn)  # (the wrapper's __dict__ holds __wrapped__: a bound method's too)
+    def call(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return call
+
+
+class Pinger:
+    def __init__(self, host):
+        self.host = host
+
+    @_logged
+    def ping(self):
+        return self.host
+
+
+def test_what_an_instance_holds_beside_its_dict_tells_it_apart():
+    # helper-83: an instance was told by its __dict__ alone, dropping its slots and a C
+    # base's state: these pairs were one call each.
+    def stamped(day, tag):
+        stamp = Stamp(2026, 12, day)
+        stamp.tag = tag
+        return stamp
+
+    fp = fingerprints.fingerprint
+    pairs = [(Placed("a", "eu"), Placed("b", "eu")), (stamped(1, "x"), stamped(2, "x")),
+             (Pinger("a").ping, Pinger("b").ping)]  # fmt: skip
+    for one, other in pairs:
+        assert fp(one) != fp(other) and fp(one) == fp(one)
+    # A __getattr__ raising for __dict__ is not asked: a readable value, one identity.
+    assert fp(Lazy({"host": "a"})) == fp(Lazy({"host": "a"})) != fp(Lazy({"host": "b"}))
 
 
 def _row(value):
