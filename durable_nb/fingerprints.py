@@ -116,14 +116,21 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         finally:
             seen.pop(id(obj), None)
         return
-    if (type(state) is dict and state and id(obj) not in seen and _dict_only(t)
-            and not _mutable_buffer(obj)):  # fmt: skip
+    if type(state) is dict and state and id(obj) not in seen and not _mutable_buffer(obj):
         seen[id(obj)] = len(seen)  # an instance: its attributes, so sets inside hash canonically
         try:
             feed(h, state, seen)
         finally:
             seen.pop(id(obj), None)
-        return
+        if _dict_only(t):
+            return
+        # It holds more (slots, a C base's state): its pickle too, below. Its attributes
+        # first all the same: a datetime's or an array's pickle leaves them out (helper-84);
+        # its pickle names them (in insertion order, and sharing the pickle's memo, they
+        # had followed the hash seed, or what a replayed string shares: helper-84).
+        fed = state
+    else:
+        fed = None
     # Pickled below (an instance on a cycle too, its pickle telling which one it is): one a
     # set in its pickle leads back to is a cycle, said with how many levels up it is (a
     # graph's node pointing back to the first node or to itself are two values).
@@ -133,18 +140,21 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         return
     seen[key] = len(seen)
     try:  # (a container at any depth: what it holds, never by its own iteration)
-        buffers, stream, pickler = _pickled(obj, seen, _Pickler)
-        if _holds_set(stream, pickler):
-            # A set whose fingerprint is too deep to walk keeps its hash order: a step run
-            # again after a restart, never another value's identity (a type's alone).
-            with contextlib.suppress(Exception):
-                buffers, stream, _ = _pickled(obj, seen, _SetPickler)
+        if fed is not None:  # (a pickler asked about each object: only such instances)
+            buffers, stream, _ = _pickled(obj, seen, _SetPickler, fed)
+        else:
+            buffers, stream, pickler = _pickled(obj, seen, _Pickler)
+            if _holds_set(stream, pickler):
+                # A set whose fingerprint is too deep to walk keeps its hash order: a step
+                # run again after a restart, never another value's identity (a type's).
+                with contextlib.suppress(Exception):
+                    buffers, stream, _ = _pickled(obj, seen, _SetPickler)
         for buffer in buffers:
             h.update(buffer.raw())
         h.update(stream)
     except Exception:  # unpicklable as a whole: pickled with its unpicklable parts named
         try:
-            buffers, stream, _ = _pickled(obj, seen, _Tolerant)
+            buffers, stream, _ = _pickled(obj, seen, _Tolerant, fed)
         except Exception as exc:  # (a lying __class__, a reduce naming no global, too deep)
             _unidentified(h, f" of type {t.__module__}.{t.__qualname__}", exc)
             return
@@ -174,12 +184,13 @@ def _say(what: str, exc: BaseException) -> None:
            once=f"unidentified:{what}:{type(exc).__name__}")  # fmt: skip
 
 
-def _pickled(obj: Any, seen: dict[int, int], kind: type[_Pickler]) -> tuple[list, bytes, Any]:
+def _pickled(obj: Any, seen: dict[int, int], kind: type[_Pickler],
+             fed: dict | None = None) -> tuple[list, bytes, Any]:  # fmt: skip
     """``obj``'s pickle by a pickler of ``kind``: its out-of-band buffers, its stream and
     its memo (what it pickled but numbers, ``None`` and booleans)."""
     out, buffers = io.BytesIO(), []
     pickler = kind(out, protocol=5, buffer_callback=buffers.append)
-    pickler.seen, pickler.tokens = seen, {}
+    pickler.seen, pickler.tokens, pickler.fed = seen, {}, id(fed) if fed is not None else 0
     walks = _WALKS.seen
     walks.append(seen)
     try:
@@ -255,6 +266,7 @@ class _Pickler(pickle.Pickler):
     dispatch_table = _Table()
     seen: dict[int, int]
     tokens: dict[int, tuple[str, Any]]  # a set's id -> its token, and the set (kept alive)
+    fed: int  # the id of the instance's __dict__ fed already (:func:`feed`), or 0
 
 
 class _SetPickler(_Pickler):
@@ -264,6 +276,8 @@ class _SetPickler(_Pickler):
     when a pickle holds a set's opcode."""
 
     def persistent_id(self, obj: Any) -> str | None:
+        if id(obj) == self.fed:
+            return "durable_nb.attributes"
         t = type(obj)
         if t is not set and t is not frozenset:
             return None
@@ -345,24 +359,32 @@ def _attributes(obj: Any) -> Any:
 
 #: An instance's size with nothing but a ``__dict__`` and a weak reference slot.
 _PLAIN_SIZE = type("_Plain", (), {}).__basicsize__
-_DICT_ONLY: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+#: id of a type -> (a weak reference to it, :func:`_dict_only`'s answer). By id: a
+#: metaclass's ``__eq__`` is no class's identity, and may leave it unhashable (helper-84).
+_DICT_ONLY: dict[int, tuple[weakref.ref, bool]] = {}
 
 
 def _dict_only(t: type) -> bool:
     """Whether an instance of ``t`` holds nothing but its ``__dict__``: no slot, no state
     of a C base (a datetime's, an array's, an exception's args). Only then are its
-    attributes its whole value; else it is told by its pickle (helper-83: a slotted
+    attributes its whole value; else it is told by them and its pickle (helper-83: a slotted
     dataclass's subclass, an ndarray's or a datetime's with an attribute, a method made
     by ``functools.wraps`` were told by their ``__dict__`` alone, so two of them differing
     elsewhere were one call)."""
-    found = _DICT_ONLY.get(t)
-    if found is None:
-        found = t.__basicsize__ <= _PLAIN_SIZE and not any(
-            set(_slots(c)) - {"__dict__", "__weakref__"} for c in t.__mro__
-        )
-        with contextlib.suppress(TypeError):  # (a type that takes no weak reference)
-            _DICT_ONLY[t] = found
+    known = _DICT_ONLY.get(id(t))
+    if known is not None and known[0]() is t:
+        return known[1]
+    found = t.__basicsize__ <= _PLAIN_SIZE and not any(
+        set(_slots(c)) - {"__dict__", "__weakref__"} for c in t.__mro__
+    )
+    with contextlib.suppress(TypeError):  # (a type that takes no weak reference)
+        _DICT_ONLY[id(t)] = (weakref.ref(t, functools.partial(_forget, id(t))), found)
     return found
+
+
+def _forget(key: int, _: weakref.ref) -> None:
+    """A type :func:`_dict_only` answered for is gone: its id may be another's next."""
+    _DICT_ONLY.pop(key, None)
 
 
 def _slots(c: type) -> tuple:
