@@ -80,6 +80,48 @@ def test_example_notebook_runs_then_replays(tmp_path):
     assert "12 steps replayed from the journal" in second.stdout + second.stderr, _show(second)
 
 
+IDENTITY_SETUP = """
+import collections, dataclasses, os, threading
+import durable_nb as dnb
+Target = collections.namedtuple("Target", "host tags client")
+@dataclasses.dataclass(frozen=True, slots=True)
+class Region:
+    name: str
+    zones: frozenset
+client = threading.Lock()  # (cannot be pickled: a client)
+@dnb.step
+def provision(t, region):
+    print("RAN", t.host)
+    return f"{t.host}@{region.name}"
+"""
+
+IDENTITY_CELL = """
+targets = [Target(h, frozenset({"web", "db", "cache", "edge"}), client) for h in ("db-1", "db-2")]
+region = Region("eu-west", frozenset({"eu-west-1a", "eu-west-1b", "eu-west-1c"}))
+ordered = sorted(targets, key=lambda t: t.host, reverse=os.environ.get("REVERSE") == "1")
+print("got", [provision(t, region) for t in ordered])
+"""
+
+
+def test_steps_called_with_namedtuples_of_sets_and_a_client_replay_in_a_new_kernel(tmp_path):
+    # Each run is a new kernel with another hash seed, the second making the calls in the
+    # other order. A frozenset in a namedtuple or a slotted dataclass was pickled in hash
+    # order (the steps ran again), and a namedtuple holding a client was told by its type
+    # alone (in the other order, db-2 got db-1's result).
+    nb_path = tmp_path / "identity.ipynb"
+    _write(nb_path, IDENTITY_SETUP, IDENTITY_CELL)
+    runs = []
+    for seed, reverse in (("1", "0"), ("2", "1")):
+        runs.append(subprocess.run([str(DURABLE_NB), "run", str(nb_path)], capture_output=True,
+                                   env=_env(PYTHONHASHSEED=seed, REVERSE=reverse), text=True,
+                                   timeout=RUN_TIMEOUT))  # fmt: skip
+        assert runs[-1].returncode == 0, _show(runs[-1])
+    assert "got ['db-1@eu-west', 'db-2@eu-west']" in runs[0].stdout, _show(runs[0])
+    assert "got ['db-2@eu-west', 'db-1@eu-west']" in runs[1].stdout, _show(runs[1])
+    assert "RAN" not in runs[1].stdout, _show(runs[1])
+    assert "2 steps replayed from the journal" in runs[1].stdout + runs[1].stderr, _show(runs[1])
+
+
 # -- 2. a failing step, fixed, then resumed ------------------------------------
 
 SETUP = """
