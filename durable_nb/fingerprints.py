@@ -191,6 +191,7 @@ def _pickled(obj: Any, seen: dict[int, int], kind: type[_Pickler],
     out, buffers = io.BytesIO(), []
     pickler = kind(out, protocol=5, buffer_callback=buffers.append)
     pickler.seen, pickler.tokens, pickler.fed = seen, {}, id(fed) if fed is not None else 0
+    pickler.fed_dict = fed
     walks = _WALKS.seen
     walks.append(seen)
     try:
@@ -267,6 +268,7 @@ class _Pickler(pickle.Pickler):
     seen: dict[int, int]
     tokens: dict[int, tuple[str, Any]]  # a set's id -> its token, and the set (kept alive)
     fed: int  # the id of the instance's __dict__ fed already (:func:`feed`), or 0
+    fed_dict: dict | None  # that __dict__
 
 
 class _SetPickler(_Pickler):
@@ -276,7 +278,7 @@ class _SetPickler(_Pickler):
     when a pickle holds a set's opcode."""
 
     def persistent_id(self, obj: Any) -> str | None:
-        if id(obj) == self.fed:
+        if id(obj) == self.fed or (type(obj) is dict and _copy_of(obj, self.fed_dict)):
             return "durable_nb.attributes"
         t = type(obj)
         if t is not set and t is not frozenset:
@@ -404,6 +406,18 @@ def _by_reference(obj: Any) -> bool:
     for part in str(getattr(obj, "__qualname__", "<")).split("."):
         found = getattr(found, part, None) if not part.startswith("<") else None
     return found is obj
+
+
+def _copy_of(found: dict, fed: dict | None) -> bool:
+    """Whether ``found`` holds what ``fed`` holds, the very values under the same keys: a
+    copy of the instance's ``__dict__`` its reduce hands out (``dict(self.__dict__)``),
+    else pickled in insertion order (helper-85)."""
+    if fed is None or len(found) != len(fed):
+        return False
+    return all(fed.get(k, _NOTHING) is v for k, v in found.items())
+
+
+_NOTHING = object()
 
 
 def _canonical(obj: Any, seen: dict[int, int]) -> str:

@@ -145,6 +145,10 @@ class K:
     __slots__ = ("k", "__dict__")
     def __init__(self, v):
         self.k, self.v = 1, v
+class C(K):
+    __slots__ = ()
+    def __getstate__(self):  # (a copy of its __dict__, as many reduces hand out)
+        return dict(self.__dict__), {"k": self.k}
 @dataclasses.dataclass(frozen=True, slots=True)
 class N:
     name: str
@@ -163,11 +167,12 @@ for kind, words in cases:
              "deep": lambda: P(1, [(min(w), {frozenset(w): set(w)})]),
              "views": lambda: P(types.MappingProxyType(dict.fromkeys(w, 1)),
                                 dict.fromkeys(w, 2).items()),
-             "slotdict": lambda: K(dict.fromkeys(w, 0))}.get(kind, lambda: value)()
+             "slotdict": lambda: K(dict.fromkeys(w, 0)),
+             "copied": lambda: C(dict.fromkeys(w, 0))}.get(kind, lambda: value)()
     print(fingerprints.fingerprint((value,), {}))
 """
 KINDS = ["dict", "set", "Counter", "defaultdict", "D", "S", "F", "nested", "key", "namedtuple",
-         "slotted", "held", "deep", "views", "slotdict"]  # fmt: skip
+         "slotted", "held", "deep", "views", "slotdict", "copied"]  # fmt: skip
 
 
 @settings(max_examples=4, deadline=None)
@@ -179,6 +184,7 @@ KINDS = ["dict", "set", "Counter", "defaultdict", "D", "S", "F", "nested", "key"
     [
         ("views", ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]),
         ("slotdict", ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]),
+        ("copied", ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]),
     ]
 )
 def test_a_call_has_one_identity_whatever_the_hash_seed(cases):
