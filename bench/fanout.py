@@ -2,6 +2,7 @@
 One process, a journal in a temp folder; each side timed best of --reps runs."""
 
 import argparse
+import collections
 import os
 import shutil
 import statistics
@@ -24,12 +25,31 @@ def parse_args(argv=None):
     p.add_argument("--dask-processes", action="store_true", help="workers as processes")
     p.add_argument("--no-dask", action="store_true", help="skip the Dask sides")
     p.add_argument("--profile", metavar="FILE", help="cProfile the durable thread runs")
+    p.add_argument("--items", choices=("ints", "rows"), default="ints",
+                   help="the items: ints, or rows (namedtuples holding a frozenset)")  # fmt: skip
     return p.parse_args(argv)
 
 
 def inc(i):
     """The trivial body: the same function for the plain and the durable sides."""
     return i + 1
+
+
+#: ``--items rows``: what a map over a fleet gets, a namedtuple per node with a frozenset
+#: of roles (told by its pickle, the set in canonical order: fingerprints.py).
+Node = collections.namedtuple("Node", "id name roles")
+
+
+def inc_node(node):
+    """The trivial body for ``--items rows``."""
+    return node.id + 1
+
+
+def make_items(kind, n):
+    """The map's items: ``ints`` (0..n-1) or ``rows`` (a :data:`Node` each)."""
+    if kind == "ints":
+        return range(n)
+    return [Node(i, f"node-{i:05d}", frozenset({"web", "db", f"rack-{i % 8}"})) for i in range(n)]
 
 
 def main(argv=None):
@@ -41,9 +61,11 @@ def main(argv=None):
     import durable_nb as dnb
     from durable_nb import runtime
 
-    step = dnb.step(inc, name="inc", retries=0)
+    body = inc if args.items == "ints" else inc_node
+    step = dnb.step(body, name="inc", retries=0)
     rt = runtime.current()
     n, rows = args.n, []
+    items = make_items(args.items, n)
     expected = [i + 1 for i in range(n)]
 
     def timed(fn):
@@ -57,7 +79,7 @@ def main(argv=None):
         # Each timed run is its own "cell", so its items are new steps, not replays.
         rt.begin_cell(None, f"# bench {run_id}")
         try:
-            return dnb.map(step, range(n), executor=executor, progress=False)
+            return dnb.map(step, items, executor=executor, progress=False)
         finally:
             rt.end_cell("ok", None)
 
@@ -67,7 +89,7 @@ def main(argv=None):
 
     pool = ThreadPoolExecutor(args.threads)
     list(pool.map(inc, range(1000)))  # start the threads
-    plain_threads = best(lambda: list(pool.map(inc, range(n))), args.reps)
+    plain_threads = best(lambda: list(pool.map(body, items)), args.reps)
     if args.profile:
         import cProfile
 
@@ -99,7 +121,7 @@ def main(argv=None):
 
         def plain_dask():
             # pure=False (random keys, no hashing of each argument): the faster plain way.
-            return client.gather(client.map(inc, range(n), pure=False))
+            return client.gather(client.map(body, items, pure=False))
 
         plain_d = best(plain_dask, args.dask_reps)
         dur_d = best(lambda: durable(f"dask {next(runs)}", client), args.dask_reps)
@@ -109,7 +131,9 @@ def main(argv=None):
         cluster.close()
     pool.shutdown()
 
-    print(f"\nfan-out of {n:,} trivial items (best of {args.reps}); journal in {tmp}\n")
+    print(
+        f"\nfan-out of {n:,} trivial items ({args.items}; best of {args.reps}); journal in {tmp}\n"
+    )
     head = ("executor", "plain items/s", "plain µs/item", "dnb.map items/s",
             "dnb.map µs/item", "journaling µs/item", "(CPU µs/item)", "dnb/plain")  # fmt: skip
     print("| " + " | ".join(head) + " |")
