@@ -454,7 +454,11 @@ def _canonical(obj: Any, seen: dict[int, int]) -> str:
     if t is set or t is frozenset:
         kinds = set(map(type, obj))
         if len(kinds) == 1 and kinds <= _SORTABLE:
-            return f"durable_nb.{t.__name__}:{sorted(obj)!r}"
+            kind = kinds.pop()
+            values = sorted(obj)
+            if kind is int:  # hex: repr refuses ints over 4,300 digits (helper-86)
+                values = [format(v, "x") for v in values]
+            return f"durable_nb.{t.__name__}:{kind.__name__}:{values!r}"
     return "durable_nb.unordered:" + _part(obj, seen)
 
 

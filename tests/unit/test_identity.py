@@ -398,6 +398,7 @@ _ATOM = st.one_of(st.integers(), st.text(max_size=4), st.binary(max_size=3), st.
 def test_a_small_tuple_with_sets_pickled_in_one_pass_is_told_as_in_two(fields):
     # dnb.map's items (a namedtuple with a frozenset of roles) take one pickle, not three:
     # the same bytes, so the same identity, as the first pickle, the check and the second.
+    fields = [*fields, frozenset({10**5000, 10**5000 + 2**61 - 1})][:5]  # (repr refuses those)
     value = Five(*fields, *[None] * (5 - len(fields)))
     assert fingerprints._small_with_sets(value) == any(type(f) in (set, frozenset) for f in fields)
     one = fingerprints.fingerprint(value)
@@ -407,6 +408,15 @@ def test_a_small_tuple_with_sets_pickled_in_one_pass_is_told_as_in_two(fields):
         assert fingerprints.fingerprint(value) == one
     finally:
         fingerprints._small_with_sets = real
+
+
+def test_sets_of_each_kind_in_a_pickled_value_are_told_apart():
+    # A set of str, int or bytes in a pickle is its sorted values, its kind named: {1} and
+    # {"1"} (ints are written in hex, as repr refuses big ones) are two calls.
+    fp = fingerprints.fingerprint
+    sets = [frozenset({1}), frozenset({"1"}), frozenset({b"1"}), {1}, frozenset({True}),
+            frozenset({"1", 1}), frozenset(), set(), frozenset({10**5000})]  # fmt: skip
+    assert len({fp(Pair(s, 0)) for s in sets}) == len(sets)
 
 
 _HOSTS = st.lists(st.integers() | st.text(), max_size=3)
