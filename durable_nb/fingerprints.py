@@ -186,7 +186,7 @@ def _small_with_sets(obj: Any) -> bool:
 
 
 #: Exact types pickled as themselves, holding nothing (what a small tuple may hold).
-_ATOMS = frozenset((str, int, float, bool, bytes, type(None)))
+_ATOMS = frozenset((*SCALARS, bytes))
 
 
 def _unidentified(h: xxhash.xxh3_128, what: str, exc: BaseException) -> None:
@@ -211,11 +211,11 @@ def _say(what: str, exc: BaseException) -> None:
 def _pickled(obj: Any, seen: dict[int, int], kind: type[_Pickler],
              fed: dict | None = None) -> tuple[list, bytes, Any]:  # fmt: skip
     """``obj``'s pickle by a pickler of ``kind``: its out-of-band buffers, its stream and
-    its memo (what it pickled but numbers, ``None`` and booleans)."""
+    the pickler (its memo: what it pickled but numbers, ``None`` and booleans); ``fed``:
+    the instance's ``__dict__`` fed already, a token in the pickle."""
     out, buffers = io.BytesIO(), []
     pickler = kind(out, protocol=5, buffer_callback=buffers.append)
-    pickler.seen, pickler.tokens, pickler.fed = seen, {}, id(fed) if fed is not None else 0
-    pickler.fed_dict = fed
+    pickler.seen, pickler.tokens, pickler.fed = seen, {}, fed
     walks = _WALKS.seen
     walks.append(seen)
     try:
@@ -291,18 +291,18 @@ class _Pickler(pickle.Pickler):
     dispatch_table = _Table()
     seen: dict[int, int]
     tokens: dict[int, tuple[str, Any]]  # a set's id -> its token, and the set (kept alive)
-    fed: int  # the id of the instance's __dict__ fed already (:func:`feed`), or 0
-    fed_dict: dict | None  # that __dict__
+    fed: dict | None  # the instance's __dict__ fed already (:func:`feed`)
 
 
 class _SetPickler(_Pickler):
     """:class:`_Pickler` that pickles an exact set as its fingerprint too: the C pickler
     asks ``persistent_id``, unlike a table or ``reducer_override``, before its own
     handling of exact sets; but about every object, at ~18× the pickle's time, so only
-    when a pickle holds a set's opcode."""
+    for a pickle that holds a set's opcode, a small tuple holding sets, or an instance
+    whose ``__dict__`` was fed already (that ``__dict__``, or a copy of it, is a token)."""
 
     def persistent_id(self, obj: Any) -> str | None:
-        if id(obj) == self.fed or (type(obj) is dict and _copy_of(obj, self.fed_dict)):
+        if type(obj) is dict and _copy_of(obj, self.fed):
             return "durable_nb.attributes"
         t = type(obj)
         if t is not set and t is not frozenset:
@@ -436,6 +436,8 @@ def _copy_of(found: dict, fed: dict | None) -> bool:
     """Whether ``found`` holds what ``fed`` holds, the very values under the same keys: a
     copy of the instance's ``__dict__`` its reduce hands out (``dict(self.__dict__)``),
     else pickled in insertion order (helper-85)."""
+    if found is fed:
+        return True
     if fed is None or len(found) != len(fed):
         return False
     return all(fed.get(k, _NOTHING) is v for k, v in found.items())

@@ -32,10 +32,10 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _run(*args: str | Path) -> subprocess.CompletedProcess:
+def _run(*args: str | Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(DURABLE_NB), *map(str, args)],
-        env=_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT,
+        env=_env(**env), capture_output=True, text=True, timeout=RUN_TIMEOUT,
     )  # fmt: skip
 
 
@@ -112,9 +112,7 @@ def test_steps_called_with_namedtuples_of_sets_and_a_client_replay_in_a_new_kern
     _write(nb_path, IDENTITY_SETUP, IDENTITY_CELL)
     runs = []
     for seed, reverse in (("1", "0"), ("2", "1")):
-        runs.append(subprocess.run([str(DURABLE_NB), "run", str(nb_path)], capture_output=True,
-                                   env=_env(PYTHONHASHSEED=seed, REVERSE=reverse), text=True,
-                                   timeout=RUN_TIMEOUT))  # fmt: skip
+        runs.append(_run("run", nb_path, PYTHONHASHSEED=seed, REVERSE=reverse))
         assert runs[-1].returncode == 0, _show(runs[-1])
     assert "got ['db-1@eu-west', 'db-2@eu-west']" in runs[0].stdout, _show(runs[0])
     assert "got ['db-2@eu-west', 'db-1@eu-west']" in runs[1].stdout, _show(runs[1])
