@@ -1,7 +1,7 @@
 """Fingerprints of step arguments: a stable 128-bit hash of a value, equal across processes.
 
 A step's identity is the fingerprint of its cell, name and arguments (runtime.py); a
-:class:`Shape` computes many that differ in a few places (``dnb.map``'s items) fast.
+:class:`~durable_nb.shapes.Shape` computes many that differ in a few places fast.
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ import marshal
 import operator
 import os
 import pickle
-import sys
 import threading
 import types
-import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import xxhash
 
-from . import containers
+from . import containers, instances
 from ._report import report
 from .errors import describe
 
@@ -43,25 +41,62 @@ def fingerprint(*parts: Any) -> str:
     cannot be read at all gets an identity of its own, never replayed (said once).
     """
     h = xxhash.xxh3_128()
-    _feed_top(h, parts)
+    if not feed_top(h, parts):
+        h = xxhash.xxh3_128()
+        feed_top(h, parts, once=True)
     return h.hexdigest()
 
 
-def _feed_top(h: xxhash.xxh3_128, obj: Any) -> None:
-    """:func:`feed` from the top. What raises out of it (nesting past the recursion limit,
-    a ``__getattr__`` that raises) gives the value an identity of its own
-    (:func:`_unidentified`): a step call never fails for its fingerprint."""
+#: Past this many walks of parts met before (a graph whose nodes share their dependencies
+#: is walked once per path: ~1.6**depth when each holds the two before it), a value is
+#: fingerprinted again with each part hashed once (:func:`_feed_once`).
+AGAIN = 10_000
+
+
+class _TooShared(BaseException):
+    """Out of a walk past :data:`AGAIN` (no ``except Exception`` on the way takes it)."""
+
+
+def feed_top(h: xxhash.xxh3_128, obj: Any, once: bool = False) -> bool:
+    """:func:`feed` from the top; False when ``obj`` shares too many parts (``h`` then holds
+    a part of it: fingerprint it again with ``once``, each shared part hashed once, a value
+    of its own). What raises out of it (nesting past the recursion limit, a ``__getattr__``
+    that raises) gives the value an identity of its own (:func:`_unidentified`): a step call
+    never fails for its fingerprint."""
     try:
-        feed(h, obj, {})
+        if once:
+            h.update(b"once;")
+        if type(obj) in _ATOMS and not once:  # (shares nothing: a Shape's fills, ~0.2 µs)
+            feed(h, obj, {})
+        else:  # (cycles say how many levels up: one more key changes none)
+            feed(h, obj, {None: _Walk(once)})
+    except _TooShared:
+        return False
     except KeyboardInterrupt:  # Ctrl-C: the call stops
         raise
     except BaseException as exc:  # (a reduce raising SystemExit, CancelledError: helper-82)
         _unidentified(h, "", exc)
+    return True
+
+
+class _Walk:
+    """A fingerprint under way (``seen[None]``): the parts walked whole (id -> part, kept:
+    no id is reused meanwhile) and how many walks met one again; in the second pass, each
+    part's hash (``memo``), the highest level a cycle in the part under way leads to
+    (``low``) and the part :func:`_feed_once` hashes apart, fed now (``entering``)."""
+
+    __slots__ = ("again", "done", "entering", "low", "memo")
+
+    def __init__(self, once: bool) -> None:
+        self.done: dict[int, Any] | None = None if once else {}
+        self.memo: dict[int, tuple[Any, bytes]] | None = {} if once else None
+        self.again = self.low = 0
+        self.entering: Any = None
 
 
 def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
     """Add ``obj`` to the hash ``h`` as :func:`fingerprint` does (``seen``: for cycles, the
-    ancestors on the way, each with its depth)."""
+    ancestors on the way, each with its depth; at None, :func:`feed_top`'s :class:`_Walk`)."""
     t = type(obj)
     if t is int:  # hex: decimal repr refuses ints over 4300 digits
         h.update(b"int:%s;" % format(obj, "x").encode())
@@ -73,10 +108,22 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         name = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj.__name__)}"
         h.update(b"named:%s;" % name.encode())
         return
+    w = seen.get(None)  # (:func:`feed_top`'s)
+    if w is None:
+        done = None
+    elif w.memo is None:
+        done = w.done  # (the parts walked whole, counted when met again: :func:`_again`)
+    elif w.entering is not obj:  # the second pass
+        _feed_once(h, obj, seen, w)
+        return
+    else:
+        w.entering = done = None
     if t in (list, tuple, dict, set, frozenset):
-        if id(obj) in seen:  # a cycle, and how many levels up it leads (helper-80 #4: a
-            h.update(b"cycle:%d;" % (len(seen) - seen[id(obj)]))  # bare mark made [[X]]
-            return  # with X = its outer list one call with the list holding itself)
+        if id(obj) in seen:  # a cycle, and how many levels up it leads
+            _cycle(h, seen, id(obj))
+            return
+        if done is not None and id(obj) in done:
+            _again(seen)
         seen[id(obj)] = len(seen)
         try:  # (always taken back: an id left behind, reused, would be a false cycle)
             h.update(b"%s:%d[" % (t.__name__.encode(), len(obj)))
@@ -90,6 +137,8 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
             h.update(b"]")
         finally:
             seen.pop(id(obj), None)
+        if done is not None:
+            done[id(obj)] = obj
         return
     if t is _Unordered:  # a subclass's pairs or members, hashed as a dict's or a set's
         h.update(b"%s:%d[" % (obj.kind, len(obj.items)))
@@ -100,14 +149,14 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         h.update(b"]")
         return
     h.update(b"obj:%s.%s;" % (t.__module__.encode(), t.__qualname__.encode()))
-    state = _dict_of(obj)
+    state = instances.dict_of(obj)
     if issubclass(t, _VALUES) and (state or containers.reducer(t) is not None
                                    or _unordered(t)):  # fmt: skip
         # A subclass of a built-in value with attributes, iterating its own way, or of an
         # unordered base: what its base holds, read through its base (its attributes alone
         # had left it out: two batches of one name were one call), and its attributes.
         if id(obj) in seen:
-            h.update(b"cycle:%d;" % (len(seen) - seen[id(obj)]))
+            _cycle(h, seen, id(obj))
             return
         seen[id(obj)] = len(seen)
         try:
@@ -116,13 +165,13 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         finally:
             seen.pop(id(obj), None)
         return
-    if type(state) is dict and state and id(obj) not in seen and not _mutable_buffer(obj):
+    if type(state) is dict and state and id(obj) not in seen and not instances.mutable_buffer(obj):
         seen[id(obj)] = len(seen)  # an instance: its attributes, so sets inside hash canonically
         try:
             feed(h, state, seen)
         finally:
             seen.pop(id(obj), None)
-        if _dict_only(t):
+        if instances.dict_only(t):
             return
         # It holds more (slots, a C base's state): its pickle too, below. Its attributes
         # first all the same: a datetime's or an array's pickle leaves them out (helper-84);
@@ -136,8 +185,10 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
     # graph's node pointing back to the first node or to itself are two values).
     key = ~id(obj)  # (apart from the ids of the walk's containers and instances)
     if key in seen:
-        h.update(b"cycle:%d;" % (len(seen) - seen[key]))
+        _cycle(h, seen, key)
         return
+    if done is not None and id(obj) in done:
+        _again(seen)
     seen[key] = len(seen)
     try:  # (a container at any depth: what it holds, never by its own iteration)
         if fed is not None:  # (a pickler asked about each object: only such instances)
@@ -165,6 +216,45 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         h.update(stream)
     finally:
         seen.pop(key, None)
+    if done is not None:
+        done[id(obj)] = obj
+
+
+def _feed_once(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int], w: _Walk) -> None:
+    """:func:`feed` of a value sharing many parts: each part is hashed apart and its hash
+    fed, once per part (kept, with the part: no id reused meanwhile) unless a cycle in it
+    leads above it (its hash then depends on the way down)."""
+    got = w.memo.get(id(obj))
+    if got is not None and got[0] is obj:
+        h.update(got[1])
+        return
+    part, level = xxhash.xxh3_128(), len(seen)
+    low, w.low, w.entering = w.low, level, obj
+    try:
+        feed(part, obj, seen)
+    finally:
+        inner, w.low = w.low, min(low, w.low)
+    said = b"part:%s;" % part.hexdigest().encode()
+    if inner >= level:
+        w.memo[id(obj)] = (obj, said)
+    h.update(said)
+
+
+def _again(seen: dict[int, int]) -> None:
+    """Count a walk of a part met before whole; past :data:`AGAIN`, :class:`_TooShared`."""
+    w = seen[None]
+    w.again += 1
+    if w.again > AGAIN:
+        raise _TooShared
+
+
+def _cycle(h: xxhash.xxh3_128, seen: dict[int, int], key: int) -> None:
+    """A part leading back to one on the way down: how many levels up (helper-80 #4: a bare
+    mark made ``[[X]]`` with X = its outer list one call with the list holding itself)."""
+    h.update(b"cycle:%d;" % (len(seen) - seen[key]))
+    w = seen.get(None)
+    if w is not None:
+        w.low = min(w.low, seen[key])
 
 
 def _small_with_sets(obj: Any) -> bool:
@@ -324,22 +414,22 @@ class _Tolerant(_SetPickler):
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
         if isinstance(obj, (types.FunctionType, type)):
-            if _by_reference(obj):
+            if instances.by_reference(obj):
                 return NotImplemented
-            return str, (f"durable_nb.named:{_name(obj)}",)
+            return str, (f"durable_nb.named:{instances.name_of(obj)}",)
         if isinstance(obj, types.ModuleType):  # (as :func:`feed` names it)
             return str, (f"durable_nb.module:{getattr(obj, '__name__', '?')}",)
         if isinstance(obj, _UNORDERED) and _unordered(t):  # (an error here: no identity)
             return str, (_canonical(obj, self.seen),)
         shows = _VIEWS.get(f"{t.__module__}.{t.__qualname__}")
         if shows is not None:  # what pickle refuses, told by what it shows (canonically)
-            return str, (f"durable_nb.view:{_name(t)}:{_part(shows(obj), self.seen)}",)
+            return str, (f"durable_nb.view:{instances.name_of(t)}:{_part(shows(obj), self.seen)}",)
         try:  # the reduce the pickler would call (:class:`_Table`)
             return self.dispatch_table[t](obj)
         except (RecursionError, MemoryError):  # (not the value's own refusal: no identity)
             raise
         except Exception:  # its attributes, if it has them (a client refusing its pickle)
-            return str, (f"durable_nb.type:{_name(t)}",), _attributes(obj)
+            return str, (f"durable_nb.type:{instances.name_of(t)}",), instances.attributes(obj)
 
 
 def _unordered_items(obj: Any) -> _Unordered:
@@ -362,74 +452,6 @@ _VIEWS: dict[str, Callable[[Any], Any]] = {
     "weakref.ReferenceType": lambda r: (r(),),
     "builtins.code": marshal.dumps,
 }  # fmt: skip
-
-
-def _dict_of(obj: Any) -> Any:
-    """``obj.__dict__``, or None; a ``__getattr__`` of the notebook's is not asked (one
-    raising KeyError for it gave a readable value no identity: helper-83)."""
-    try:
-        return object.__getattribute__(obj, "__dict__")
-    except Exception:
-        return None
-
-
-def _attributes(obj: Any) -> Any:
-    """What an object refusing its pickle holds of its own: its ``__dict__`` and slots (by
-    ``object.__getstate__``, not its own), else its ``__dict__``, else None."""
-    try:
-        return object.__getstate__(obj)
-    except Exception:
-        state = _dict_of(obj)
-        return dict(state) if type(state) is dict else None
-
-
-#: An instance's size with nothing but a ``__dict__`` and a weak reference slot.
-_PLAIN_SIZE = type("_Plain", (), {}).__basicsize__
-#: id of a type -> (a weak reference to it, :func:`_dict_only`'s answer). By id: a
-#: metaclass's ``__eq__`` is no class's identity, and may leave it unhashable (helper-84).
-_DICT_ONLY: dict[int, tuple[weakref.ref, bool]] = {}
-
-
-def _dict_only(t: type) -> bool:
-    """Whether an instance of ``t`` holds nothing but its ``__dict__``: no slot, no state
-    of a C base (a datetime's, an array's, an exception's args). Only then are its
-    attributes its whole value; else it is told by them and its pickle (helper-83: a slotted
-    dataclass's subclass, an ndarray's or a datetime's with an attribute, a method made
-    by ``functools.wraps`` were told by their ``__dict__`` alone, so two of them differing
-    elsewhere were one call)."""
-    known = _DICT_ONLY.get(id(t))
-    if known is not None and known[0]() is t:
-        return known[1]
-    found = t.__basicsize__ <= _PLAIN_SIZE and not any(
-        set(_slots(c)) - {"__dict__", "__weakref__"} for c in t.__mro__
-    )
-    with contextlib.suppress(TypeError):  # (a type that takes no weak reference)
-        _DICT_ONLY[id(t)] = (weakref.ref(t, functools.partial(_forget, id(t))), found)
-    return found
-
-
-def _forget(key: int, _: weakref.ref) -> None:
-    """A type :func:`_dict_only` answered for is gone: its id may be another's next."""
-    _DICT_ONLY.pop(key, None)
-
-
-def _slots(c: type) -> tuple:
-    slots = c.__dict__.get("__slots__", ())
-    return (slots,) if isinstance(slots, str) else tuple(slots)
-
-
-def _name(obj: Any) -> str:
-    """A function's or class's module and qualified name."""
-    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '?')}"
-
-
-def _by_reference(obj: Any) -> bool:
-    """Whether the pickler finds ``obj`` by its module and qualified name (a lambda, a
-    local class or function is not found)."""
-    found = sys.modules.get(getattr(obj, "__module__", None) or "")
-    for part in str(getattr(obj, "__qualname__", "<")).split("."):
-        found = getattr(found, part, None) if not part.startswith("<") else None
-    return found is obj
 
 
 def _copy_of(found: dict, fed: dict | None) -> bool:
@@ -486,7 +508,15 @@ def _part(obj: Any, seen: dict[int, int]) -> str:
     graph's node keyed by itself, holding the graph) is a cycle, not a walk without end
     (helper-78 #3: RecursionError)."""
     h = xxhash.xxh3_128()
-    feed(h, (obj,), seen)
+    # ``feed(h, (obj,), seen)``, the tuple (a temporary) neither kept nor counted
+    h.update(b"tuple:1[")
+    mark = ("part", len(seen))  # its place on the way down (cycles say levels up)
+    seen[mark] = len(seen)
+    try:
+        feed(h, obj, seen)
+    finally:
+        seen.pop(mark, None)
+    h.update(b"]")
     return h.hexdigest()
 
 
@@ -500,52 +530,6 @@ class _Unordered:
 
     def __init__(self, kind: bytes, items: list) -> None:
         self.kind, self.items = kind, items
-
-
-#: Marks a place that varies in a :class:`Shape`.
-HOLE = "\x00durable_nb.codec.HOLE\x00"
-
-
-class _Tape:
-    """Stands in for a hash in :func:`feed` to record the bytes it would hash."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def update(self, data: bytes) -> None:
-        self.chunks.append(bytes(data))
-
-
-class Shape:
-    """Fingerprints of many values that differ in a few places, computed fast.
-
-    ``Shape(*parts)`` takes parts with :data:`HOLE` where values vary; ``shape(*fills)``
-    equals ``fingerprint(*parts)`` with the holes filled in order. The bytes around
-    the holes come from :func:`feed` itself and are hashed once; each call copies that
-    hash state (~5× faster than :func:`fingerprint` for a small value, which counts
-    when ``dnb.map`` identifies 100,000 items a second).
-    """
-
-    def __init__(self, *parts: Any) -> None:
-        tape, hole = _Tape(), _Tape()
-        feed(tape, parts, {})
-        feed(hole, HOLE, {})
-        pieces: list[list[bytes]] = [[]]
-        for chunk in tape.chunks:
-            if [chunk] == hole.chunks:
-                pieces.append([])
-            else:
-                pieces[-1].append(chunk)
-        self._head = xxhash.xxh3_128()
-        self._head.update(b"".join(pieces[0]))
-        self._after = [b"".join(p) for p in pieces[1:]]
-
-    def __call__(self, *fills: Any) -> str:
-        h = self._head.copy()
-        for fill, after in zip(fills, self._after, strict=True):
-            _feed_top(h, fill)
-            h.update(after)
-        return h.hexdigest()
 
 
 def _unordered(t: type) -> bool:
@@ -584,8 +568,3 @@ def _base_value(obj: Any, t: type) -> Any:
         if issubclass(t, base):
             return getattr(base, f"__{base.__name__}__")(obj)
     raise TypeError(f"{t.__qualname__} is no built-in value")
-
-
-def _mutable_buffer(obj: Any) -> bool:
-    """Arrays and frames: their pickle (raw buffers) identifies them, not their __dict__."""
-    return type(obj).__module__.partition(".")[0] in ("numpy", "pandas", "pyarrow")

@@ -24,9 +24,10 @@ from ._report import note, report
 from ._version import __version__
 from .cells import cell_key, first_line, is_fresh
 from .errors import DurableError, JournalError, describe, not_in_journal
-from .fingerprints import HOLE, Shape, fingerprint
+from .fingerprints import fingerprint
 from .opener import Opener
 from .outputs import DEFAULT_CAP, Buffer
+from .shapes import HOLE, Shape
 from .store import UNSAVED, CellRow, MetaRow, Row, RunRow, StepRow, resolve_path
 
 MISS = object()
@@ -406,9 +407,8 @@ class Runtime(Opener):
     def identities(
         self, name: str, items: list[Any], keys: list[str | None] | None = None
     ) -> list[tuple[str, int]]:
-        """``identity(name, (item,), {}, key)`` for each item in turn (the calls ``fn(item)``),
-        ~5× faster (``dnb.map`` identifies every item before replaying it): the parts all
-        items share are hashed once (:class:`Shape`)."""
+        """``identity(name, (item,), {}, key)`` for each item (the calls ``fn(item)``), ~5×
+        faster (``dnb.map``'s items): what all items share is hashed once (:class:`Shape`)."""
         if keys is not None or self.strict:
             keys = keys if keys is not None else [None] * len(items)
             pairs = zip(items, keys, strict=True)

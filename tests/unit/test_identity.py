@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from test_own_iteration import plain_fingerprint  # (tests/unit is on the path)
 
 import durable_nb as dnb
-from durable_nb import fingerprints, runtime
+from durable_nb import fingerprints, runtime, shapes
 from durable_nb.runtime import Runtime
 
 pytestmark = pytest.mark.unit
@@ -51,15 +51,15 @@ VALUES = [0, -1, 2**5000, "node-1", "", b"raw", 1.5, None, True, (1, "a"), [1, [
     "value", VALUES, ids=[f"{i}-{type(v).__name__}" for i, v in enumerate(VALUES)]
 )
 def test_shape_equals_fingerprint_with_the_holes_filled(value):
-    args = fingerprints.Shape((fingerprints.HOLE,), {})
+    args = shapes.Shape((shapes.HOLE,), {})
     assert args(value) == fingerprints.fingerprint((value,), {})
-    call = fingerprints.Shape(3, "cell-key", "step", fingerprints.HOLE, fingerprints.HOLE)
+    call = shapes.Shape(3, "cell-key", "step", shapes.HOLE, shapes.HOLE)
     assert call(value, 7) == fingerprints.fingerprint(3, "cell-key", "step", value, 7)
 
 
 def test_shape_checks_the_number_of_fills():
     with pytest.raises(ValueError):
-        fingerprints.Shape(fingerprints.HOLE, fingerprints.HOLE)("only one")
+        shapes.Shape(shapes.HOLE, shapes.HOLE)("only one")
 
 
 @pytest.fixture
@@ -153,6 +153,11 @@ class C(K):
 class N:
     name: str
     tags: frozenset
+def plan(w):  # steps each holding the two before: hashed part by part (test_shared_parts)
+    steps = [{"tags": set(w)}, {"by": dict.fromkeys(w, 0)}]
+    for i in range(30):
+        steps.append({"i": i, "deps": [steps[-1], steps[-2]], "tags": S(w), "p": P(i, set(w))})
+    return steps[-1]
 cases = json.loads(sys.argv[1])
 for kind, words in cases:
     w = list(set(words))
@@ -168,11 +173,12 @@ for kind, words in cases:
              "views": lambda: P(types.MappingProxyType(dict.fromkeys(w, 1)),
                                 dict.fromkeys(w, 2).items()),
              "slotdict": lambda: K(dict.fromkeys(w, 0)),
-             "copied": lambda: C(dict.fromkeys(w, 0))}.get(kind, lambda: value)()
+             "copied": lambda: C(dict.fromkeys(w, 0)),
+             "plan": lambda: plan(w)}.get(kind, lambda: value)()
     print(fingerprints.fingerprint((value,), {}))
 """
 KINDS = ["dict", "set", "Counter", "defaultdict", "D", "S", "F", "nested", "key", "namedtuple",
-         "slotted", "held", "deep", "views", "slotdict", "copied"]  # fmt: skip
+         "slotted", "held", "deep", "views", "slotdict", "copied", "plan"]  # fmt: skip
 
 
 @settings(max_examples=4, deadline=None)
@@ -185,6 +191,7 @@ KINDS = ["dict", "set", "Counter", "defaultdict", "D", "S", "F", "nested", "key"
         ("views", ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]),
         ("slotdict", ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]),
         ("copied", ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]),
+        ("plan", ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]),
     ]
 )
 def test_a_call_has_one_identity_whatever_the_hash_seed(cases):
@@ -357,7 +364,7 @@ def test_a_value_that_cannot_be_fingerprinted_is_never_replayed_and_says_so(caps
     deep = []
     for _ in range(5000):  # (past the recursion limit: the step call raised RecursionError)
         deep = [deep]
-    assert fp(deep) != fp(deep) and fingerprints.Shape(fingerprints.HOLE)(deep) != fp(deep)
+    assert fp(deep) != fp(deep) and shapes.Shape(shapes.HOLE)(deep) != fp(deep)
     assert capsys.readouterr().err.count("durable_nb: a step argument cannot be") == 1
 
     class Leaving:  # (a reduce raising SystemExit ended the step call: helper-82)

@@ -1,0 +1,67 @@
+"""Many step identities that differ in a few places (``dnb.map``'s items), computed fast:
+the bytes around the places that vary are hashed once (:class:`Shape`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import xxhash
+
+from .fingerprints import feed, feed_top, fingerprint
+
+#: Marks a place that varies in a :class:`Shape`.
+HOLE = "\x00durable_nb.codec.HOLE\x00"
+
+
+class _Tape:
+    """Stands in for a hash in :func:`feed` to record the bytes it would hash."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def update(self, data: bytes) -> None:
+        self.chunks.append(bytes(data))
+
+
+class Shape:
+    """Fingerprints of many values that differ in a few places, computed fast.
+
+    ``Shape(*parts)`` takes parts with :data:`HOLE` where values vary; ``shape(*fills)``
+    equals ``fingerprint(*parts)`` with the holes filled in order. The bytes around
+    the holes come from :func:`feed` itself and are hashed once; each call copies that
+    hash state (~5× faster than :func:`fingerprint` for a small value, which counts
+    when ``dnb.map`` identifies 100,000 items a second).
+    """
+
+    def __init__(self, *parts: Any) -> None:
+        tape, hole = _Tape(), _Tape()
+        feed(tape, parts, {})
+        feed(hole, HOLE, {})
+        pieces: list[list[bytes]] = [[]]
+        for chunk in tape.chunks:
+            if [chunk] == hole.chunks:
+                pieces.append([])
+            else:
+                pieces[-1].append(chunk)
+        self._head = xxhash.xxh3_128()
+        self._head.update(b"".join(pieces[0]))
+        self._after = [b"".join(p) for p in pieces[1:]]
+        self._parts = parts
+
+    def __call__(self, *fills: Any) -> str:
+        h = self._head.copy()
+        for fill, after in zip(fills, self._after, strict=True):
+            if not feed_top(h, fill):  # (sharing many parts: as :func:`fingerprint` does)
+                return fingerprint(*_filled(self._parts, iter(fills)))
+            h.update(after)
+        return h.hexdigest()
+
+
+def _filled(part: Any, fills: Any) -> Any:
+    """``part`` with each :data:`HOLE` in it (in tuples and lists) the next of ``fills``."""
+    if type(part) is str and part == HOLE:
+        return next(fills)
+    if type(part) in (tuple, list):
+        return type(part)(_filled(p, fills) for p in part)
+    return part
