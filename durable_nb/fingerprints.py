@@ -41,62 +41,79 @@ def fingerprint(*parts: Any) -> str:
     cannot be read at all gets an identity of its own, never replayed (said once).
     """
     h = xxhash.xxh3_128()
-    if not feed_top(h, parts):
-        h = xxhash.xxh3_128()
-        feed_top(h, parts, once=True)
+    if feed_top(h, parts):
+        return h.hexdigest()
+    h = xxhash.xxh3_128()
+    if feed_top(h, parts, once=True):
+        return h.hexdigest()
+    h = xxhash.xxh3_128()  # too deep for the second way: one walk, as ever, if not too long
+    feed_top(h, parts, most=True)
     return h.hexdigest()
 
 
-#: Past this many walks of parts met before (a graph whose nodes share their dependencies
-#: is walked once per path: ~1.6**depth when each holds the two before it), a value is
-#: fingerprinted again with each part hashed once (:func:`_feed_once`).
-AGAIN = 10_000
+#: Past this much walking of parts met before (each time a part's size: its items, its
+#: pickle's bytes / 16), a value is fingerprinted again with each part hashed once
+#: (:func:`_feed_once`): a graph whose nodes share their dependencies is walked once per
+#: path, ~1.6**depth when each holds the two before it (40 such steps never ended).
+AGAIN = 50_000
+#: ...and when that second way fails (nested past the stack it needs, ~2 frames a level),
+#: one walk as before, given up past this much (an identity of its own: never replayed).
+AGAIN_MOST = 2_000_000
+_NO_CYCLE = 1 << 62  # (a part's ``low`` when no cycle in it leads back)
 
 
-class _TooShared(BaseException):
-    """Out of a walk past :data:`AGAIN` (no ``except Exception`` on the way takes it)."""
+class TooShared(BaseException):
+    """Out of a walk past its limit (no ``except Exception`` on the way takes it)."""
 
 
-def feed_top(h: xxhash.xxh3_128, obj: Any, once: bool = False) -> bool:
-    """:func:`feed` from the top; False when ``obj`` shares too many parts (``h`` then holds
-    a part of it: fingerprint it again with ``once``, each shared part hashed once, a value
-    of its own). What raises out of it (nesting past the recursion limit, a ``__getattr__``
-    that raises) gives the value an identity of its own (:func:`_unidentified`): a step call
-    never fails for its fingerprint."""
+def feed_top(h: xxhash.xxh3_128, obj: Any, once: bool = False, most: bool = False,
+             walk: Walk | None = None) -> bool:  # fmt: skip
+    """:func:`feed` from the top; False when ``obj`` shares too many parts (past
+    :data:`AGAIN`, counted in ``walk`` if given: a :class:`~durable_nb.shapes.Shape`'s
+    fills; with ``most``, past :data:`AGAIN_MOST` it has an identity of its own) or, with
+    ``once``, when that way fails: ``h`` then holds a part of it. What raises out of it (a
+    ``__getattr__`` raising, nesting past the recursion limit) gives the value an identity
+    of its own (:func:`_unidentified`): a step call never fails for its fingerprint."""
     try:
         if once:
             h.update(b"once;")
         if type(obj) in _ATOMS and not once:  # (shares nothing: a Shape's fills, ~0.2 µs)
             feed(h, obj, {})
         else:  # (cycles say how many levels up: one more key changes none)
-            feed(h, obj, {None: _Walk(once)})
-    except _TooShared:
-        return False
+            feed(h, obj, {None: walk or Walk(once, AGAIN_MOST if most else None)})
+    except TooShared:
+        if not most:
+            return False
+        _unidentified(h, "", RecursionError("too deep for its parts shared so often"))
     except KeyboardInterrupt:  # Ctrl-C: the call stops
         raise
     except BaseException as exc:  # (a reduce raising SystemExit, CancelledError: helper-82)
+        if once:
+            return False
         _unidentified(h, "", exc)
     return True
 
 
-class _Walk:
-    """A fingerprint under way (``seen[None]``): the parts walked whole (id -> part, kept:
-    no id is reused meanwhile) and how many walks met one again; in the second pass, each
-    part's hash (``memo``), the highest level a cycle in the part under way leads to
-    (``low``) and the part :func:`_feed_once` hashes apart, fed now (``entering``)."""
+class Walk:
+    """A fingerprint under way (``seen[None]``): the parts walked whole (id -> (part, its
+    size), kept: no id is reused meanwhile) and how much walking met one again; in the
+    second pass, each part's hash (``memo``), the highest level a cycle in the part under
+    way leads to (``low``: a part's hash is kept only when none leads to it or above) and
+    the part :func:`_feed_once` hashes apart, fed now (``entering``)."""
 
-    __slots__ = ("again", "done", "entering", "low", "memo")
+    __slots__ = ("again", "done", "entering", "limit", "low", "memo")
 
-    def __init__(self, once: bool) -> None:
-        self.done: dict[int, Any] | None = None if once else {}
+    def __init__(self, once: bool = False, limit: int | None = None) -> None:
+        self.done: dict[int, tuple[Any, int]] | None = None if once else {}
         self.memo: dict[int, tuple[Any, bytes]] | None = {} if once else None
         self.again = self.low = 0
+        self.limit = AGAIN if limit is None else limit
         self.entering: Any = None
 
 
 def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
     """Add ``obj`` to the hash ``h`` as :func:`fingerprint` does (``seen``: for cycles, the
-    ancestors on the way, each with its depth; at None, :func:`feed_top`'s :class:`_Walk`)."""
+    ancestors on the way, each with its depth; at None, :func:`feed_top`'s :class:`Walk`)."""
     t = type(obj)
     if t is int:  # hex: decimal repr refuses ints over 4300 digits
         h.update(b"int:%s;" % format(obj, "x").encode())
@@ -123,7 +140,7 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
             _cycle(h, seen, id(obj))
             return
         if done is not None and id(obj) in done:
-            _again(seen)
+            _again(seen, done[id(obj)][1])
         seen[id(obj)] = len(seen)
         try:  # (always taken back: an id left behind, reused, would be a false cycle)
             h.update(b"%s:%d[" % (t.__name__.encode(), len(obj)))
@@ -138,7 +155,7 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         finally:
             seen.pop(id(obj), None)
         if done is not None:
-            done[id(obj)] = obj
+            done[id(obj)] = (obj, 1 + len(obj))
         return
     if t is _Unordered:  # a subclass's pairs or members, hashed as a dict's or a set's
         h.update(b"%s:%d[" % (obj.kind, len(obj.items)))
@@ -158,13 +175,20 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         if id(obj) in seen:
             _cycle(h, seen, id(obj))
             return
+        if done is not None and id(obj) in done:
+            _again(seen, done[id(obj)][1])
         seen[id(obj)] = len(seen)
         try:
-            feed(h, _base_value(obj, t), seen)
+            feed(h, base := _base_value(obj, t), seen)
             feed(h, object.__getstate__(obj), seen)
         finally:
             seen.pop(id(obj), None)
+        if done is not None:  # (its size: what its base holds)
+            held = base.items if type(base) is _Unordered else base
+            done[id(obj)] = (obj, 1 + (len(held) if type(held) in (list, tuple) else 0))
         return
+    if type(state) is dict and state and id(obj) in seen:  # (pickled below: a cycle all the same)
+        _low(seen, id(obj))
     if type(state) is dict and state and id(obj) not in seen and not instances.mutable_buffer(obj):
         seen[id(obj)] = len(seen)  # an instance: its attributes, so sets inside hash canonically
         try:
@@ -188,7 +212,7 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         _cycle(h, seen, key)
         return
     if done is not None and id(obj) in done:
-        _again(seen)
+        _again(seen, done[id(obj)][1])
     seen[key] = len(seen)
     try:  # (a container at any depth: what it holds, never by its own iteration)
         if fed is not None:  # (a pickler asked about each object: only such instances)
@@ -217,10 +241,10 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
     finally:
         seen.pop(key, None)
     if done is not None:
-        done[id(obj)] = obj
+        done[id(obj)] = (obj, 1 + len(stream) // 16)
 
 
-def _feed_once(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int], w: _Walk) -> None:
+def _feed_once(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int], w: Walk) -> None:
     """:func:`feed` of a value sharing many parts: each part is hashed apart and its hash
     fed, once per part (kept, with the part: no id reused meanwhile) unless a cycle in it
     leads above it (its hash then depends on the way down)."""
@@ -229,29 +253,35 @@ def _feed_once(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int], w: _Walk) -> 
         h.update(got[1])
         return
     part, level = xxhash.xxh3_128(), len(seen)
-    low, w.low, w.entering = w.low, level, obj
+    low, w.low, w.entering = w.low, _NO_CYCLE, obj
     try:
         feed(part, obj, seen)
     finally:
         inner, w.low = w.low, min(low, w.low)
     said = b"part:%s;" % part.hexdigest().encode()
-    if inner >= level:
+    if inner > level:  # (one on a cycle says where it is entered: A <-> B, helper-87)
         w.memo[id(obj)] = (obj, said)
     h.update(said)
 
 
-def _again(seen: dict[int, int]) -> None:
-    """Count a walk of a part met before whole; past :data:`AGAIN`, :class:`_TooShared`."""
+def _again(seen: dict[int, int], size: int) -> None:
+    """Count a walk of a part met before whole (its ``size``); past the walk's limit,
+    :class:`TooShared`."""
     w = seen[None]
-    w.again += 1
-    if w.again > AGAIN:
-        raise _TooShared
+    w.again += size
+    if w.again > w.limit:
+        raise TooShared
 
 
 def _cycle(h: xxhash.xxh3_128, seen: dict[int, int], key: int) -> None:
     """A part leading back to one on the way down: how many levels up (helper-80 #4: a bare
     mark made ``[[X]]`` with X = its outer list one call with the list holding itself)."""
     h.update(b"cycle:%d;" % (len(seen) - seen[key]))
+    _low(seen, key)
+
+
+def _low(seen: dict[int, int], key: int) -> None:
+    """The part under way leads back to ``key``'s level (:class:`Walk`'s ``low``)."""
     w = seen.get(None)
     if w is not None:
         w.low = min(w.low, seen[key])
