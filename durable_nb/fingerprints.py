@@ -6,16 +6,14 @@ A step's identity is the fingerprint of its cell, name and arguments (runtime.py
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
-import marshal
 import operator
 import os
 import pickle
 import threading
+import time
 import types
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -43,22 +41,24 @@ def fingerprint(*parts: Any) -> str:
     h = xxhash.xxh3_128()
     if feed_top(h, parts):
         return h.hexdigest()
-    h = xxhash.xxh3_128()
-    if feed_top(h, parts, once=True):
+    h, end = xxhash.xxh3_128(), time.perf_counter() + MOST_SECONDS
+    if feed_top(h, parts, once=True, end=end):
         return h.hexdigest()
-    h = xxhash.xxh3_128()  # too deep for the second way: one walk, as ever, if not too long
-    feed_top(h, parts, most=True)
+    h = xxhash.xxh3_128()  # too deep for the second way: one walk, as ever, if in time
+    feed_top(h, parts, end=end)
     return h.hexdigest()
 
 
 #: Past this much walking of parts met before (each time a part's size: its items, its
 #: pickle's bytes / 16), a value is fingerprinted again with each part hashed once
 #: (:func:`_feed_once`): a graph whose nodes share their dependencies is walked once per
-#: path, ~1.6**depth when each holds the two before it (40 such steps never ended).
-AGAIN = 50_000
-#: ...and when that second way fails (nested past the stack it needs, ~2 frames a level),
-#: one walk as before, given up past this much (an identity of its own: never replayed).
-AGAIN_MOST = 2_000_000
+#: path, ~1.6**depth when each holds the two before it (40 such steps never ended). High:
+#: such an identity follows the sharing (rows sharing one dict, and equal rows read back
+#: from a journal, sharing none, are two calls).
+AGAIN = 500_000
+#: The second way, and when it fails (nested past the stack it needs, ~2 frames a level)
+#: one walk as before, are given up after this long (s): an identity of its own (said).
+MOST_SECONDS = 5.0
 _NO_CYCLE = 1 << 62  # (a part's ``low`` when no cycle in it leads back)
 
 
@@ -66,25 +66,25 @@ class TooShared(BaseException):
     """Out of a walk past its limit (no ``except Exception`` on the way takes it)."""
 
 
-def feed_top(h: xxhash.xxh3_128, obj: Any, once: bool = False, most: bool = False,
+def feed_top(h: xxhash.xxh3_128, obj: Any, once: bool = False, end: float | None = None,
              walk: Walk | None = None) -> bool:  # fmt: skip
     """:func:`feed` from the top; False when ``obj`` shares too many parts (past
     :data:`AGAIN`, counted in ``walk`` if given: a :class:`~durable_nb.shapes.Shape`'s
-    fills; with ``most``, past :data:`AGAIN_MOST` it has an identity of its own) or, with
-    ``once``, when that way fails: ``h`` then holds a part of it. What raises out of it (a
-    ``__getattr__`` raising, nesting past the recursion limit) gives the value an identity
-    of its own (:func:`_unidentified`): a step call never fails for its fingerprint."""
+    fills) or, with ``once``, when that way fails or lasts past ``end``: ``h`` then holds a
+    part of it. One walk with ``end`` (no limit) has an identity of its own past it; so
+    has a value something raises out of (a ``__getattr__``, nesting past the recursion
+    limit: :func:`_unidentified`): a step call never fails for its fingerprint."""
     try:
         if once:
             h.update(b"once;")
         if type(obj) in _ATOMS and not once:  # (shares nothing: a Shape's fills, ~0.2 µs)
             feed(h, obj, {})
         else:  # (cycles say how many levels up: one more key changes none)
-            feed(h, obj, {None: walk or Walk(once, AGAIN_MOST if most else None)})
+            feed(h, obj, {None: walk or Walk(once, end)})
     except TooShared:
-        if not most:
+        if end is None or once:
             return False
-        _unidentified(h, "", RecursionError("too deep for its parts shared so often"))
+        _unidentified(h, "", TimeoutError(f"its shared parts took over {MOST_SECONDS:g} s"))
     except KeyboardInterrupt:  # Ctrl-C: the call stops
         raise
     except BaseException as exc:  # (a reduce raising SystemExit, CancelledError: helper-82)
@@ -101,13 +101,14 @@ class Walk:
     way leads to (``low``: a part's hash is kept only when none leads to it or above) and
     the part :func:`_feed_once` hashes apart, fed now (``entering``)."""
 
-    __slots__ = ("again", "done", "entering", "limit", "low", "memo")
+    __slots__ = ("again", "done", "end", "entering", "limit", "low", "memo")
 
-    def __init__(self, once: bool = False, limit: int | None = None) -> None:
+    def __init__(self, once: bool = False, end: float | None = None) -> None:
         self.done: dict[int, tuple[Any, int]] | None = None if once else {}
         self.memo: dict[int, tuple[Any, bytes]] | None = {} if once else None
         self.again = self.low = 0
-        self.limit = AGAIN if limit is None else limit
+        self.limit = AGAIN if end is None else float("inf")  # (with an end: in time only)
+        self.end = end
         self.entering: Any = None
 
 
@@ -157,7 +158,7 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         if done is not None:
             done[id(obj)] = (obj, 1 + len(obj))
         return
-    if t is _Unordered:  # a subclass's pairs or members, hashed as a dict's or a set's
+    if t is instances.Unordered:  # a subclass's pairs or members, hashed as a dict's or a set's
         h.update(b"%s:%d[" % (obj.kind, len(obj.items)))
         if obj.kind == b"dict":
             _feed_pairs(h, obj.items, seen)
@@ -167,8 +168,8 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         return
     h.update(b"obj:%s.%s;" % (t.__module__.encode(), t.__qualname__.encode()))
     state = instances.dict_of(obj)
-    if issubclass(t, _VALUES) and (state or containers.reducer(t) is not None
-                                   or _unordered(t)):  # fmt: skip
+    if issubclass(t, instances.VALUES) and (state or containers.reducer(t) is not None
+                                   or instances.unordered(t)):  # fmt: skip
         # A subclass of a built-in value with attributes, iterating its own way, or of an
         # unordered base: what its base holds, read through its base (its attributes alone
         # had left it out: two batches of one name were one call), and its attributes.
@@ -179,12 +180,12 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
             _again(seen, done[id(obj)][1])
         seen[id(obj)] = len(seen)
         try:
-            feed(h, base := _base_value(obj, t), seen)
+            feed(h, base := instances.base_value(obj, t), seen)
             feed(h, object.__getstate__(obj), seen)
         finally:
             seen.pop(id(obj), None)
         if done is not None:  # (its size: what its base holds)
-            held = base.items if type(base) is _Unordered else base
+            held = base.items if type(base) is instances.Unordered else base
             done[id(obj)] = (obj, 1 + (len(held) if type(held) in (list, tuple) else 0))
         return
     if type(state) is dict and state and id(obj) in seen:  # (pickled below: a cycle all the same)
@@ -224,15 +225,19 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
             if _holds_set(stream, pickler):
                 # A set whose fingerprint is too deep to walk keeps its hash order: a step
                 # run again after a restart, never another value's identity (a type's).
-                with contextlib.suppress(Exception):
+                try:
                     buffers, stream, _ = _pickled(obj, seen, _SetPickler)
+                except Exception as exc:
+                    _deeper(seen, exc)
         for buffer in buffers:
             h.update(buffer.raw())
         h.update(stream)
-    except Exception:  # unpicklable as a whole: pickled with its unpicklable parts named
+    except Exception as first:  # unpicklable as a whole: pickled with its parts named
+        _deeper(seen, first)
         try:
             buffers, stream, _ = _pickled(obj, seen, _Tolerant, fed)
         except Exception as exc:  # (a lying __class__, a reduce naming no global, too deep)
+            _deeper(seen, exc)
             _unidentified(h, f" of type {t.__module__}.{t.__qualname__}", exc)
             return
         for buffer in buffers:
@@ -252,6 +257,8 @@ def _feed_once(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int], w: Walk) -> N
     if got is not None and got[0] is obj:
         h.update(got[1])
         return
+    if w.end is not None and time.perf_counter() > w.end:  # (nodes pointing back up)
+        raise TooShared
     part, level = xxhash.xxh3_128(), len(seen)
     low, w.low, w.entering = w.low, _NO_CYCLE, obj
     try:
@@ -269,8 +276,16 @@ def _again(seen: dict[int, int], size: int) -> None:
     :class:`TooShared`."""
     w = seen[None]
     w.again += size
-    if w.again > w.limit:
+    if w.again > w.limit or (w.end is not None and time.perf_counter() > w.end):
         raise TooShared
+
+
+def _deeper(seen: dict[int, int], exc: Exception) -> None:
+    """In the second way, nesting past the stack fails the whole way (one walk then, as
+    before: helper-88, a set's walk in a pickle kept its hash order, or no identity)."""
+    w = seen.get(None)
+    if w is not None and w.memo is not None and isinstance(exc, RecursionError):
+        raise exc
 
 
 def _cycle(h: xxhash.xxh3_128, seen: dict[int, int], key: int) -> None:
@@ -374,7 +389,7 @@ class _Table(containers.ResultTable):
 
     def __missing__(self, t: type) -> Any:
         found = super().__missing__(t)
-        if issubclass(t, _UNORDERED):  # (its bases may change: asked at each object)
+        if issubclass(t, instances.UNORDERED):  # (its bases may change: asked at each object)
             self[t] = found = functools.partial(_unordered_or, found)
         return found
 
@@ -382,7 +397,7 @@ class _Table(containers.ResultTable):
 def _unordered_or(other: Callable[[Any], Any], obj: Any) -> Any:
     """``obj``'s reduce in :class:`_Table`: its fingerprint if it is unordered, else
     ``other``'s."""
-    if _unordered(type(obj)):
+    if instances.unordered(type(obj)):
         return str, (_canonical(obj, _WALKS.seen[-1]),)
     return other(obj)
 
@@ -449,9 +464,9 @@ class _Tolerant(_SetPickler):
             return str, (f"durable_nb.named:{instances.name_of(obj)}",)
         if isinstance(obj, types.ModuleType):  # (as :func:`feed` names it)
             return str, (f"durable_nb.module:{getattr(obj, '__name__', '?')}",)
-        if isinstance(obj, _UNORDERED) and _unordered(t):  # (an error here: no identity)
+        if isinstance(obj, instances.UNORDERED) and instances.unordered(t):  # (raising: none)
             return str, (_canonical(obj, self.seen),)
-        shows = _VIEWS.get(f"{t.__module__}.{t.__qualname__}")
+        shows = instances.VIEWS.get(f"{t.__module__}.{t.__qualname__}")
         if shows is not None:  # what pickle refuses, told by what it shows (canonically)
             return str, (f"durable_nb.view:{instances.name_of(t)}:{_part(shows(obj), self.seen)}",)
         try:  # the reduce the pickler would call (:class:`_Table`)
@@ -460,28 +475,6 @@ class _Tolerant(_SetPickler):
             raise
         except Exception:  # its attributes, if it has them (a client refusing its pickle)
             return str, (f"durable_nb.type:{instances.name_of(t)}",), instances.attributes(obj)
-
-
-def _unordered_items(obj: Any) -> _Unordered:
-    """A dict view's items in no order (a dict's fingerprint is in none: one made from a
-    set had another in each process, helper-82)."""
-    return _Unordered(b"frozenset", list(obj))
-
-
-#: What pickle refuses but shows its data, by its type's name (no import for it), and
-#: what each shows: read-only views, a database row, a match, a hash's state, a weak
-#: reference's referent, code.
-_VIEWS: dict[str, Callable[[Any], Any]] = {
-    "builtins.mappingproxy": dict, "builtins.dict_keys": _unordered_items,
-    "builtins.dict_values": _unordered_items, "builtins.dict_items": _unordered_items,
-    "builtins.odict_keys": list, "builtins.odict_values": list, "builtins.odict_items": list,
-    "builtins.memoryview": lambda m: (m.format, m.shape, m.tobytes()),
-    "sqlite3.Row": lambda r: (tuple(r.keys()), tuple(r)),
-    "re.Match": lambda m: (m.re.pattern, m.re.flags, m.string, m.regs),
-    "_hashlib.HASH": lambda h: (h.name, h.digest()),
-    "weakref.ReferenceType": lambda r: (r(),),
-    "builtins.code": marshal.dumps,
-}  # fmt: skip
 
 
 def _copy_of(found: dict, fed: dict | None) -> bool:
@@ -548,53 +541,3 @@ def _part(obj: Any, seen: dict[int, int]) -> str:
         seen.pop(mark, None)
     h.update(b"]")
     return h.hexdigest()
-
-
-class _Unordered:
-    """A subclass's pairs (``kind`` b"dict") or members (b"frozenset"), read through its
-    base: fed as that container is, in a canonical order, with no dict or set made of them
-    (that would call a notebook's ``__hash__`` and ``__eq__``, which may raise, or make two
-    members one: reread M2)."""
-
-    __slots__ = ("items", "kind")
-
-    def __init__(self, kind: bytes, items: list) -> None:
-        self.kind, self.items = kind, items
-
-
-def _unordered(t: type) -> bool:
-    """Whether ``t`` holds what a dict or a set holds (a Counter, a defaultdict, a set's
-    subclass): hashed as they are, in a canonical order. Until 2026-12-04 by its pickle, in
-    its hash or insertion order: the hash seed changed it in every process, so a step called
-    with a Counter of names ran again after each restart (such calls journaled before run
-    once more)."""
-    return containers.base_of(t) in _UNORDERED
-
-
-#: Bases whose subclasses' instances are hashed in a canonical order (:func:`_unordered`).
-_UNORDERED = (dict, defaultdict, set, frozenset)
-
-
-#: Built-in values whose subclasses' instances are told by what their base holds.
-_VALUES = (str, bytes, int, float, complex, tuple, *containers.BASES)
-
-
-def _base_value(obj: Any, t: type) -> Any:
-    """What ``obj`` (a subclass of one of :data:`_VALUES`) holds, as its base's value, read
-    by its base's own methods (no code of the notebook's runs)."""
-    base = containers.base_of(t)
-    if base is not None:  # (an OrderedDict's order, a defaultdict's factory, a deque's maxlen)
-        held = containers.held(obj)
-        if base is dict:
-            return _Unordered(b"dict", held)
-        if base is defaultdict:
-            return held[0], _Unordered(b"dict", held[1])
-        return _Unordered(b"frozenset", held) if base in (set, frozenset) else held
-    if issubclass(t, tuple):
-        return tuple(tuple.__iter__(obj))
-    if issubclass(t, bytes):
-        return bytes(memoryview(obj))
-    for base in (str, int, float, complex):
-        if issubclass(t, base):
-            return getattr(base, f"__{base.__name__}__")(obj)
-    raise TypeError(f"{t.__qualname__} is no built-in value")

@@ -1,17 +1,23 @@
 """What an object holds of its own, read without running its code: its ``__dict__``, its
 slots, whether that is all of it, and the name a function or class is found by.
 
-Used by :mod:`durable_nb.fingerprints` (a step argument's identity). Imports nothing of
-the package.
+And what a subclass of a built-in value holds, read through its base, in a canonical order
+when its base has none (:class:`Unordered`); what pickle refuses but shows (:data:`VIEWS`).
+Used by :mod:`durable_nb.fingerprints` (a step argument's identity).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import marshal
 import sys
 import weakref
+from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
+
+from . import containers
 
 
 def dict_of(obj: Any) -> Any:
@@ -85,3 +91,75 @@ def by_reference(obj: Any) -> bool:
 def mutable_buffer(obj: Any) -> bool:
     """Arrays and frames: their pickle (raw buffers) identifies them, not their __dict__."""
     return type(obj).__module__.partition(".")[0] in ("numpy", "pandas", "pyarrow")
+
+
+class Unordered:
+    """A subclass's pairs (``kind`` b"dict") or members (b"frozenset"), read through its
+    base: fed as that container is, in a canonical order, with no dict or set made of them
+    (that would call a notebook's ``__hash__`` and ``__eq__``, which may raise, or make two
+    members one: reread M2)."""
+
+    __slots__ = ("items", "kind")
+
+    def __init__(self, kind: bytes, items: list) -> None:
+        self.kind, self.items = kind, items
+
+
+def unordered(t: type) -> bool:
+    """Whether ``t`` holds what a dict or a set holds (a Counter, a defaultdict, a set's
+    subclass): hashed as they are, in a canonical order. Until 2026-12-04 by its pickle, in
+    its hash or insertion order: the hash seed changed it in every process, so a step called
+    with a Counter of names ran again after each restart (such calls journaled before run
+    once more)."""
+    return containers.base_of(t) in UNORDERED
+
+
+#: Bases whose subclasses' instances are hashed in a canonical order (:func:`unordered`).
+UNORDERED = (dict, defaultdict, set, frozenset)
+
+
+#: Built-in values whose subclasses' instances are told by what their base holds.
+VALUES = (str, bytes, int, float, complex, tuple, *containers.BASES)
+
+
+def base_value(obj: Any, t: type) -> Any:
+    """What ``obj`` (a subclass of one of :data:`VALUES`) holds, as its base's value, read
+    by its base's own methods (no code of the notebook's runs)."""
+    base = containers.base_of(t)
+    if base is not None:  # (an OrderedDict's order, a defaultdict's factory, a deque's maxlen)
+        held = containers.held(obj)
+        if base is dict:
+            return Unordered(b"dict", held)
+        if base is defaultdict:
+            return held[0], Unordered(b"dict", held[1])
+        return Unordered(b"frozenset", held) if base in (set, frozenset) else held
+    if issubclass(t, tuple):
+        return tuple(tuple.__iter__(obj))
+    if issubclass(t, bytes):
+        return bytes(memoryview(obj))
+    for base in (str, int, float, complex):
+        if issubclass(t, base):
+            return getattr(base, f"__{base.__name__}__")(obj)
+    raise TypeError(f"{t.__qualname__} is no built-in value")
+
+
+def unordered_items(obj: Any) -> Unordered:
+    """A dict view's items in no order (a dict's fingerprint is in none: one made from a
+    set had another in each process, helper-82)."""
+    return Unordered(b"frozenset", list(obj))
+
+
+#: What pickle refuses but shows its data, by its type's name (no import for it), and
+#: what each shows: read-only views, a database row, a match, a hash's state, a weak
+#: reference's referent, code.
+VIEWS: dict[str, Callable[[Any], Any]] = {
+    "builtins.mappingproxy": dict, "builtins.dict_keys": unordered_items,
+    "builtins.dict_values": unordered_items, "builtins.dict_items": unordered_items,
+    "builtins.odict_keys": list, "builtins.odict_values": list, "builtins.odict_items": list,
+    "builtins.memoryview": lambda m: (m.format, m.shape, m.tobytes()),
+    "sqlite3.Row": lambda r: (tuple(r.keys()), tuple(r)),
+    "re.Match": lambda m: (m.re.pattern, m.re.flags, m.string, m.regs),
+    "_hashlib.HASH": lambda h: (h.name, h.digest()),
+    "weakref.ReferenceType": lambda r: (r(),),
+    "builtins.code": marshal.dumps,
+}  # fmt: skip
