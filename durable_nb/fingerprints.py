@@ -44,8 +44,8 @@ def fingerprint(*parts: Any) -> str:
     h, end = xxhash.xxh3_128(), time.perf_counter() + MOST_SECONDS
     if feed_top(h, parts, once=True, end=end):
         return h.hexdigest()
-    h = xxhash.xxh3_128()  # too deep for the second way: one walk, as ever, if in time
-    feed_top(h, parts, end=end)
+    h = xxhash.xxh3_128()  # too deep or too long for the second way: one walk, if in time
+    feed_top(h, parts, end=time.perf_counter() + MOST_SECONDS)
     return h.hexdigest()
 
 

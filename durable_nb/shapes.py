@@ -42,8 +42,8 @@ class Shape:
         tape, hole, walk = _Tape(), _Tape(), Walk()
         try:
             feed(tape, parts, {None: walk})
-        except TooShared:  # (every call is fingerprint's then)
-            walk.done = None
+        except TooShared:  # (every call is fingerprint's then: the tape was cut short)
+            walk.done, tape.chunks = None, []
         feed(hole, HOLE, {})
         pieces: list[list[bytes]] = [[]]
         for chunk in tape.chunks:
@@ -58,20 +58,33 @@ class Shape:
 
     def __call__(self, *fills: Any) -> str:
         h, walk, met = self._head.copy(), None, self._met
+        if met.done is None:
+            return fingerprint(*_filled(self._parts, iter(fills)))
         for fill, after in zip(fills, self._after, strict=True):
-            if walk is None and type(fill) not in _ATOMS and met.done is not None:
+            if walk is None and type(fill) not in _ATOMS:
                 walk = Walk()
                 walk.done, walk.again = dict(met.done), met.again
-            if met.done is None or not feed_top(h, fill, walk=walk):
+            if not feed_top(h, fill, walk=walk):
                 return fingerprint(*_filled(self._parts, iter(fills)))  # (sharing many parts)
             h.update(after)
         return h.hexdigest()
 
 
 def _filled(part: Any, fills: Any) -> Any:
-    """``part`` with each :data:`HOLE` in it (in tuples and lists) the next of ``fills``."""
+    """``part`` with each :data:`HOLE` in it (in tuples and lists) the next of ``fills``;
+    what holds none is itself (what it shares stays shared: helper-89)."""
     if type(part) is str and part == HOLE:
         return next(fills)
-    if type(part) in (tuple, list):
+    if type(part) in (tuple, list) and _holes(part, set()):
         return type(part)(_filled(p, fills) for p in part)
     return part
+
+
+def _holes(part: Any, seen: set[int]) -> bool:
+    """Whether ``part`` holds a :data:`HOLE` (in tuples and lists, each looked at once)."""
+    if type(part) is str:
+        return part == HOLE
+    if type(part) not in (tuple, list) or id(part) in seen:
+        return False
+    seen.add(id(part))
+    return any(_holes(p, seen) for p in part)

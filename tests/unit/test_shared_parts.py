@@ -375,3 +375,15 @@ def test_a_plan_whose_steps_point_back_to_it_is_given_up_in_time_and_said(capsys
     assert one != other  # an identity of its own each time: never replayed
     said = capsys.readouterr().err
     assert "cannot be fingerprinted" in said and "key=" in said, said
+
+
+def test_a_shape_whose_parts_alone_share_too_much_is_fingerprint_of_them_filled():
+    # helper-89: the parts' walk cut short left no hole to fill (ValueError out of the
+    # call), and the filled parts were rebuilt, so what they shared was no longer shared.
+    config = {"region": "eu", "zones": ["a", "b"]}
+    many = [config] * (fingerprints.AGAIN // 6 + 2)
+    held = shapes.Shape([many], shapes.HOLE)
+    assert held(many) == fingerprints.fingerprint([many], many)
+    assert held("small") == fingerprints.fingerprint([many], "small")
+    half = [config] * (fingerprints.AGAIN // 6 // 2 + 2)
+    assert shapes.Shape([half], shapes.HOLE)(half) == fingerprints.fingerprint([half], half)
