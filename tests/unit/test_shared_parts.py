@@ -14,6 +14,7 @@ import dataclasses
 import unittest.mock
 
 import pytest
+import test_identity  # (tests/unit is on the path)
 import xxhash
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from durable_nb import fingerprints, runtime, shapes
 from durable_nb.runtime import Runtime
 
 pytestmark = pytest.mark.unit
+rt = test_identity.rt  # the fixture: a Runtime with its journal in tmp_path
 
 
 @pytest.fixture(autouse=True)
@@ -123,17 +125,6 @@ def test_a_map_over_items_sharing_many_parts_gives_each_the_identity_of_its_call
     call = shapes.Shape(3, "cell-key", "step", shapes.HOLE, shapes.HOLE)
     assert call(top, 7) == fingerprints.fingerprint(3, "cell-key", "step", top, 7)
     assert call("small", 7) == fingerprints.fingerprint(3, "cell-key", "step", "small", 7)
-
-
-@pytest.fixture
-def rt(tmp_path, monkeypatch):
-    monkeypatch.setenv("DURABLE_NB_DIR", str(tmp_path))
-    rt = Runtime(str(tmp_path / "notebook.py"))
-    assert rt.journaling, rt.problem
-    runtime.install(rt)
-    yield rt
-    runtime.install(None)
-    rt.close()
 
 
 def _in_cell(rt, fn):
