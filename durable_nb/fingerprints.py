@@ -77,7 +77,7 @@ def feed_top(h: xxhash.xxh3_128, obj: Any, once: bool = False, end: float | None
     try:
         if once:
             h.update(b"once;")
-        if type(obj) in _ATOMS and not once:  # (shares nothing: a Shape's fills, ~0.2 µs)
+        if type(obj) in ATOMS and not once:  # (shares nothing: a Shape's fills, ~0.2 µs)
             feed(h, obj, {})
         else:  # (cycles say how many levels up: one more key changes none)
             feed(h, obj, {None: walk or Walk(once, end)})
@@ -188,9 +188,10 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
             held = base.items if type(base) is instances.Unordered else base
             done[id(obj)] = (obj, 1 + (len(held) if type(held) in (list, tuple) else 0))
         return
-    if type(state) is dict and state and id(obj) in seen:  # (pickled below: a cycle all the same)
+    fed, attributes = None, type(state) is dict and bool(state)
+    if attributes and id(obj) in seen:  # (pickled below: a cycle all the same)
         _low(seen, id(obj))
-    if type(state) is dict and state and id(obj) not in seen and not instances.mutable_buffer(obj):
+    elif attributes and not instances.mutable_buffer(obj):
         seen[id(obj)] = len(seen)  # an instance: its attributes, so sets inside hash canonically
         try:
             feed(h, state, seen)
@@ -203,8 +204,6 @@ def feed(h: xxhash.xxh3_128, obj: Any, seen: dict[int, int]) -> None:
         # its pickle names them (in insertion order, and sharing the pickle's memo, they
         # had followed the hash seed, or what a replayed string shares: helper-84).
         fed = state
-    else:
-        fed = None
     # Pickled below (an instance on a cycle too, its pickle telling which one it is): one a
     # set in its pickle leads back to is a cycle, said with how many levels up it is (a
     # graph's node pointing back to the first node or to itself are two values).
@@ -312,16 +311,16 @@ def _small_with_sets(obj: Any) -> bool:
     for v in obj:
         t = type(v)
         if t is set or t is frozenset:
-            if len(v) > 64 or not set(map(type, v)) <= _ATOMS:
+            if len(v) > 64 or not set(map(type, v)) <= ATOMS:
                 return False
             found = True
-        elif t not in _ATOMS:
+        elif t not in ATOMS:
             return False
     return found
 
 
 #: Exact types pickled as themselves, holding nothing (what a small tuple may hold).
-_ATOMS = frozenset((*SCALARS, bytes))
+ATOMS = frozenset((*SCALARS, bytes))
 
 
 def _unidentified(h: xxhash.xxh3_128, what: str, exc: BaseException) -> None:

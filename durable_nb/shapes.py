@@ -8,10 +8,8 @@ from typing import Any
 
 import xxhash
 
-from .fingerprints import SCALARS, TooShared, Walk, feed, feed_top, fingerprint
+from .fingerprints import ATOMS, TooShared, Walk, feed, feed_top, fingerprint
 
-#: Exact types that share nothing (a fill of one is walked without counting).
-_ATOMS = frozenset((*SCALARS, bytes))
 #: Marks a place that varies in a :class:`Shape`.
 HOLE = "\x00durable_nb.codec.HOLE\x00"
 
@@ -57,17 +55,19 @@ class Shape:
         self._parts, self._met = parts, walk  # (what the parts walked: counted in each call)
 
     def __call__(self, *fills: Any) -> str:
-        h, walk, met = self._head.copy(), None, self._met
-        if met.done is None:
-            return fingerprint(*_filled(self._parts, iter(fills)))
-        for fill, after in zip(fills, self._after, strict=True):
-            if walk is None and type(fill) not in _ATOMS:
-                walk = Walk()
-                walk.done, walk.again = dict(met.done), met.again
-            if not feed_top(h, fill, walk=walk):
-                return fingerprint(*_filled(self._parts, iter(fills)))  # (sharing many parts)
-            h.update(after)
-        return h.hexdigest()
+        met = self._met
+        if met.done is not None:  # (else the parts alone share too many: no tape to fill)
+            h, walk = self._head.copy(), None
+            for fill, after in zip(fills, self._after, strict=True):
+                if walk is None and type(fill) not in ATOMS:
+                    walk = Walk()
+                    walk.done, walk.again = dict(met.done), met.again
+                if not feed_top(h, fill, walk=walk):
+                    break
+                h.update(after)
+            else:
+                return h.hexdigest()
+        return fingerprint(*_filled(self._parts, iter(fills)))  # (sharing many parts)
 
 
 def _filled(part: Any, fills: Any) -> Any:
