@@ -93,8 +93,8 @@ def attach_durable(profile=False):
     from durable_nb import extension
     ext = extension._loaded[id(ip)]
     wrap_hooks(ext, profile)
-    # A cell's outputs and end record are written as its reply is sent: hooks too.
-    ext.rt.finish_cell = timed(ext.rt.finish_cell, "hooks", profile)
+    # A cell's snapshot, outputs and end record are written as its reply is sent: hooks too.
+    ext.at_reply = timed(ext.at_reply, "hooks", profile)
     snaps = ext.snapshots
     snaps.after_cell = timed(snaps.after_cell, "snapshot")
     snaps.restore = timed(snaps.restore, "restore", profile)

@@ -11,6 +11,7 @@ import _signal
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -312,6 +313,11 @@ def watch_outputs(
     printed by then; what ``replying`` prints is published before the reply. Returns the
     function that takes the wrap back, or None when the surface is not there (nothing is
     changed then).
+
+    ipykernel pauses before each execute reply (``_execute_sleep``, 0.5 ms after its last
+    flush, so that the outputs reach the frontend before the reply does): ``replying``
+    runs in that pause, and the kernel sleeps what it left of it. The reply goes out when
+    it did before, unless ``replying`` takes longer than the pause.
     """
     try:
         shell = k.shell
@@ -322,6 +328,8 @@ def watch_outputs(
         return None
     if not sessions:
         return None
+
+    pause = _take_pause(k) if replying is not None else 0.0
 
     def wrap(send: Callable) -> Callable:
         def send_and_watch(stream: Any, msg_or_type: Any, content: Any = None, *args: Any,
@@ -334,8 +342,14 @@ def watch_outputs(
                 if kind in kinds and isinstance(body, dict):
                     seen(kind, body)
                 elif kind == "execute_reply" and replying is not None:
-                    replying()
+                    began = time.perf_counter()
+                    with contextlib.suppress(KeyboardInterrupt):  # the reply goes out
+                        replying()
                     flush_streams()  # a line it printed goes before the reply
+                    # (an aborted request's reply was sent with no pause)
+                    if pause and (body or {}).get("status") != "aborted":
+                        with contextlib.suppress(KeyboardInterrupt):  # the cell has ended
+                            time.sleep(max(0.0, pause - (time.perf_counter() - began)))
             except Exception:
                 pass
             return send(stream, msg_or_type, content, *args, **kwargs)
@@ -351,8 +365,33 @@ def watch_outputs(
             wrapped.append((session, had))
     except Exception:
         _unwrap(wrapped)
+        _give_pause(k, pause)
         return None
-    return lambda: _unwrap(wrapped)
+
+    def unwatch() -> None:
+        _unwrap(wrapped)
+        _give_pause(k, pause)
+
+    return unwatch
+
+
+def _take_pause(k: Any) -> float:
+    """The kernel's pause before an execute reply (s), now ours to keep (0.0: none taken)."""
+    try:
+        pause = k._execute_sleep
+        if type(pause) is not float or not 0.0 < pause <= 1.0:
+            return 0.0
+        k._execute_sleep = 0.0
+        return pause
+    except Exception:
+        return 0.0
+
+
+def _give_pause(k: Any, pause: float) -> None:
+    """Give the kernel back the pause :func:`_take_pause` took (unless set since)."""
+    with contextlib.suppress(Exception):
+        if pause and k._execute_sleep == 0.0:
+            k._execute_sleep = pause
 
 
 def _unwrap(wrapped: list[tuple[Any, bool]]) -> None:

@@ -32,6 +32,9 @@ READY_WAIT = 5.0
 #: The warm-up (importing dill) waits for this long (s) with no cell running: cells run
 #: back to back (papermill, nbclient, Run All) would share the interpreter with it.
 QUIET = 0.5
+#: Why a cell's end record says it is not saved while its snapshot waits for its reply
+#: (the kernel stopped before the reply went out).
+LEFT_FOR_REPLY = "the kernel stopped before the cell's reply, when its namespace is saved"
 
 
 class DurableNB(Configurable):
@@ -78,6 +81,9 @@ class _Extension:
         #: offer (if any) is made at its end, once the journal is open.
         self._offer_after: str | None = None
         self._running = False  # a cell runs (its hooks between)
+        #: The snapshot a cell left for its reply (:meth:`at_reply`): source, success,
+        #: thread, cell.
+        self._left: tuple[str, bool, int, Any] | None = None
         self._active = time.monotonic()  # when the last cell ended (or the kernel started)
 
     @property
@@ -158,7 +164,7 @@ class _Extension:
         self.kernel = k = _ipykernel.kernel()
 
         def replying() -> None:  # looked up at each reply (bench/snapshot.py times it)
-            self.rt.finish_cell(replying=True)
+            self.at_reply()
 
         self.unwatch = k and _ipykernel.watch_outputs(k, self.rt.capture, outputs.OUTPUT_TYPES,
                                                       replying)  # fmt: skip
@@ -178,6 +184,7 @@ class _Extension:
             self.flusher.stop()
         if self.unwatch is not None:
             self.unwatch()
+            self.unwatch = None  # no reply takes a snapshot a cell leaves from now on
         if self.unready is not None:
             self.unready()
         for event in ("pre_run_cell", "post_run_cell"):
@@ -215,6 +222,7 @@ class _Extension:
     def pre_run_cell(self, info: Any) -> None:
         self._running = True
         try:
+            self._settle(threading.get_ident())  # the last cell's reply never went out
             self.rt.begin_cell(getattr(info, "cell_id", None), info.raw_cell or "")
             if self.rt.outermost:
                 if self.rt.opening:  # known once the journal is open: at the cell's end
@@ -305,8 +313,18 @@ class _Extension:
             else:
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
                 error = describe(exc)
+            # Capturing, the cell's outputs and end record are written as its reply is
+            # sent: what it printed last is published by then (no flush waited for).
+            at_reply = self.rt.capturing and _ipykernel.will_reply(self.kernel)
             try:
-                if self.rt.outermost:
+                if self.rt.outermost and at_reply and self.unwatch is not None \
+                        and self._offer_after is None:  # fmt: skip
+                    # Its snapshot too, in the kernel's pause before the reply (at_reply):
+                    # until then its end record says it is not saved.
+                    self._left = (result.info.raw_cell or "", exc is None,
+                                  threading.get_ident(), self.rt.cell)  # fmt: skip
+                    self.rt.cell.unsaved = LEFT_FOR_REPLY
+                elif self.rt.outermost:
                     self._snapshot(result.info.raw_cell or "", exc is None)
                     if self._offer_after is not None:  # the journal is open by now
                         source, self._offer_after = self._offer_after, None
@@ -314,9 +332,6 @@ class _Extension:
                         cell_id = getattr(result.info, "cell_id", None)
                         self._offer(source, done=(cell_id, source) if exc is None else None)
             finally:
-                # Capturing, the cell's outputs and end record are written as its reply
-                # is sent: what it printed last is published by then (no flush waited for).
-                at_reply = self.rt.capturing and _ipykernel.will_reply(self.kernel)
                 if self.rt.capturing and not at_reply and self.rt.outermost:
                     _ipykernel.flush_streams()  # a cell a click ran: no reply to wait for
                 self.rt.end_cell(status, error, at_reply=at_reply)
@@ -324,6 +339,26 @@ class _Extension:
             report(
                 f"internal error after the cell ({describe(exc)}); please report it", once="post"
             )
+
+    def at_reply(self) -> None:
+        """As a cell's execute reply goes out (in ipykernel's pause before it): the snapshot
+        the cell left (:meth:`post_run_cell`), then its outputs and end record."""
+        self._settle(threading.get_ident())
+        _ipykernel.flush_streams()  # what the snapshot said goes with the cell's outputs
+        self.rt.finish_cell(replying=True)
+
+    def _settle(self, thread: int) -> None:
+        """Take the snapshot a cell of ``thread`` left for its reply, if one is left."""
+        left = self._left
+        if left is None or left[2] != thread:
+            return
+        source, success, _, cell = left
+        if self.rt.cell is cell:  # (else its records went without it: unsaved, they say)
+            cell.unsaved = None
+            self._snapshot(source, success)
+        else:
+            self.snapshots.reset()
+        self._left = None  # (not before: a Ctrl-C in between leaves it for the next cell)
 
     def _snapshot(self, source: str, success: bool) -> None:
         try:
