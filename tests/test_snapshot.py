@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_suspend import Frontend
 
 #: A variable of 8 MB: with it the namespace is past the size below which every
 #: variable is checked after every cell, so the targeted change detection is what runs.
@@ -488,21 +489,59 @@ class Slow:
 """
 
 
+def saving(workdir: Path, n: int) -> None:
+    """Wait until the ``n``-th save of a :data:`SLOW_SAVE` value has started."""
+    deadline = time.monotonic() + 60
+    while not (workdir / f"saving-{n}").exists():  # the snapshot is in the notebook's code
+        assert time.monotonic() < deadline, "the save never started"
+        time.sleep(0.05)
+
+
+def test_a_kernel_killed_while_a_cell_is_saved_restores_the_cell_before(
+    start_kernel, workdir
+):
+    # A cell's namespace is saved as its reply goes out (in ipykernel's pause before it):
+    # killed then, the cell has no end record, and no restore point holds half of it.
+    k = start_kernel()
+    cell(k, SLOW_SAVE)
+    cell(k, "before = [1]")
+    k.send("s = Slow()\nbefore.append(2)\nafter = 3")
+    saving(workdir, 0)
+    k2, report = kill_and_restore(start_kernel, k)
+    assert val(k2, "before") == "[1]", report
+    assert not defined(k2, "after") and not defined(k2, "s"), report
+    rows = Frontend(k2).sql("SELECT status FROM cells WHERE source LIKE 's = Slow()%'")
+    assert all(row["status"] == "running" for row in rows), rows  # no end record
+
+
+def test_what_a_save_prints_is_journaled_with_its_cells_outputs(start_kernel):
+    # The save runs as the reply goes out, after the kernel's last flush of the cell.
+    k = start_kernel()
+    cell(k, "class Loud:\n    said = False\n    def __reduce__(self):\n"
+            "        if not Loud.said:\n            Loud.said = True\n            print('REDUCED')\n"
+            "        return (Loud, ())")  # fmt: skip
+    assert cell(k, "x = Loud()", cell_id="loud").stdout == "REDUCED\n"
+    [row] = Frontend(k).sql("SELECT o.outputs FROM outputs o JOIN cells c USING (seq) "
+                            "WHERE c.cell_id = 'loud'")  # fmt: skip
+    assert "REDUCED" in row["outputs"], row
+
+
 def test_a_save_the_person_interrupts_is_tried_again_only_once_a_cell_uses_it(
     start_kernel, workdir
 ):
     k = start_kernel()
     cell(k, SLOW_SAVE)
-    msg_id = k.send("s = Slow()\nkeep = [1, 2]")
-    deadline = time.monotonic() + 60
-    while not (workdir / "saving-0").exists():  # the snapshot is in the notebook's code
-        assert time.monotonic() < deadline, "the save never started"
-        time.sleep(0.05)
+    msg_id = k.send("s = Slow()\nkeep = [1, 2]", cell_id="slow")
+    saving(workdir, 0)
     k.km.interrupt_kernel()  # the stop button
     result = k.wait(msg_id)
     assert result.ok, str(result)  # the cell had ended: its result stands
     said = [line for line in result.stderr.splitlines() if line.startswith("durable_nb:")]
     assert len(said) == 1 and "s not saved, tried again when a cell uses" in said[0], said
+    # The save ran as the reply went out: what it said is journaled with the cell's outputs.
+    [row] = Frontend(k).sql("SELECT o.outputs FROM outputs o JOIN cells c USING (seq) "
+                            "WHERE c.cell_id = 'slow'")  # fmt: skip
+    assert said[0] in row["outputs"], row
     # The next cells save the rest again, but not s: its code is not run again.
     cell(k, "y = 1")
     cell(k, "keep.append(3)")
