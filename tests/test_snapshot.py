@@ -518,7 +518,8 @@ def test_what_a_save_prints_is_journaled_with_its_cells_outputs(start_kernel):
     # The save runs as the reply goes out, after the kernel's last flush of the cell.
     k = start_kernel()
     cell(k, "class Loud:\n    said = False\n    def __reduce__(self):\n"
-            "        if not Loud.said:\n            Loud.said = True\n            print('REDUCED')\n"
+            "        if not Loud.said:\n"
+            "            Loud.said = True\n            print('REDUCED')\n"
             "        return (Loud, ())")  # fmt: skip
     assert cell(k, "x = Loud()", cell_id="loud").stdout == "REDUCED\n"
     [row] = Frontend(k).sql("SELECT o.outputs FROM outputs o JOIN cells c USING (seq) "
