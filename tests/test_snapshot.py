@@ -497,9 +497,7 @@ def saving(workdir: Path, n: int) -> None:
         time.sleep(0.05)
 
 
-def test_a_kernel_killed_while_a_cell_is_saved_restores_the_cell_before(
-    start_kernel, workdir
-):
+def test_a_kernel_killed_while_a_cell_is_saved_restores_the_cell_before(start_kernel, workdir):
     # A cell's namespace is saved as its reply goes out (in ipykernel's pause before it):
     # killed then, the cell has no end record, and no restore point holds half of it.
     k = start_kernel()
