@@ -81,9 +81,10 @@ class _Extension:
         #: offer (if any) is made at its end, once the journal is open.
         self._offer_after: str | None = None
         self._running = False  # a cell runs (its hooks between)
-        #: The snapshot a cell left for its reply (:meth:`at_reply`): source, success,
-        #: thread, cell.
-        self._left: tuple[str, bool, int, Any] | None = None
+        #: The cell left open for its reply (:meth:`at_reply`): source, success, thread,
+        #: cell, status, error.
+        self._left: tuple[str, bool, int, Any, str, str | None] | None = None
+        self._settling = False  # (a cell run meanwhile, by a __reduce__, nests in it)
         self._active = time.monotonic()  # when the last cell ended (or the kernel started)
 
     @property
@@ -135,7 +136,7 @@ class _Extension:
         if inside_a_cell:  # what opening met was shown in this cell
             self.rt.announced()
         runtime.install(self.rt)
-        atexit.register(self.rt.close)
+        atexit.register(self._close)
         settings.observe(self._setting_changed, ["on_failure", "max_bytes", "outputs_max_bytes"])
         self._watch_outputs()
         self.magics = DurableMagics(shell, self.rt, lambda: self.snapshots)
@@ -180,6 +181,8 @@ class _Extension:
         :func:`unload_ipython_extension` can be run again to finish).
         """
         shell = self.shell
+        with contextlib.suppress(Exception):  # a cell left open for a reply: saved, ended
+            self._settle(threading.get_ident())
         if self.flusher is not None:
             self.flusher.stop()
         if self.unwatch is not None:
@@ -204,7 +207,7 @@ class _Extension:
                 self.flusher.join()  # no tick races the close
             if self.rt is not None:
                 self.rt.asker = self.rt.questioner = None
-                atexit.unregister(self.rt.close)
+                atexit.unregister(self._close)
                 self.rt.close(status)
         finally:
             runtime.install(None)
@@ -316,15 +319,17 @@ class _Extension:
             # Capturing, the cell's outputs and end record are written as its reply is
             # sent: what it printed last is published by then (no flush waited for).
             at_reply = self.rt.capturing and _ipykernel.will_reply(self.kernel)
+            if self.rt.outermost and at_reply and self.unwatch is not None \
+                    and self._offer_after is None:  # fmt: skip
+                # Saved and ended in the kernel's pause before the reply (at_reply); until
+                # then the cell stays open (a cell begun meanwhile, in a subshell, nests in
+                # it) and its end record would say it is not saved.
+                self._left = (result.info.raw_cell or "", exc is None, threading.get_ident(),
+                              self.rt.cell, status, error)  # fmt: skip
+                self.rt.cell.unsaved = LEFT_FOR_REPLY
+                return
             try:
-                if self.rt.outermost and at_reply and self.unwatch is not None \
-                        and self._offer_after is None:  # fmt: skip
-                    # Its snapshot too, in the kernel's pause before the reply (at_reply):
-                    # until then its end record says it is not saved.
-                    self._left = (result.info.raw_cell or "", exc is None,
-                                  threading.get_ident(), self.rt.cell)  # fmt: skip
-                    self.rt.cell.unsaved = LEFT_FOR_REPLY
-                elif self.rt.outermost:
+                if self.rt.outermost:
                     self._snapshot(result.info.raw_cell or "", exc is None)
                     if self._offer_after is not None:  # the journal is open by now
                         source, self._offer_after = self._offer_after, None
@@ -341,24 +346,35 @@ class _Extension:
             )
 
     def at_reply(self) -> None:
-        """As a cell's execute reply goes out (in ipykernel's pause before it): the snapshot
-        the cell left (:meth:`post_run_cell`), then its outputs and end record."""
+        """As a cell's execute reply goes out (in ipykernel's pause before it): the cell
+        left open (:meth:`post_run_cell`) is saved and ended, then its outputs and end
+        record are written."""
         self._settle(threading.get_ident())
-        _ipykernel.flush_streams()  # what the snapshot said goes with the cell's outputs
+        _ipykernel.flush_streams()  # what the save said goes with the cell's outputs
         self.rt.finish_cell(replying=True)
 
     def _settle(self, thread: int) -> None:
-        """Take the snapshot a cell of ``thread`` left for its reply, if one is left."""
+        """Save and end the cell of ``thread`` left open for its reply, if one is."""
         left = self._left
-        if left is None or left[2] != thread:
+        if left is None or left[2] != thread or self._settling:
             return
-        source, success, _, cell = left
-        if self.rt.cell is cell:  # (else its records went without it: unsaved, they say)
-            cell.unsaved = None
+        source, success, _, cell, status, error = left
+        self._settling = True
+        try:
             self._snapshot(source, success)
-        else:
-            self.snapshots.reset()
-        self._left = None  # (not before: a Ctrl-C in between leaves it for the next cell)
+            if cell.unsaved == LEFT_FOR_REPLY:  # saved (else it now says why not)
+                cell.unsaved = None
+            self.rt.end_cell(status, error, at_reply=True)
+            self._left = None  # (not before: a Ctrl-C in between leaves it for later)
+        finally:
+            self._settling = False
+
+    def _close(self) -> None:
+        """At exit: the cell whose reply never went out is saved and ended, then the
+        journal closed."""
+        with contextlib.suppress(BaseException):
+            self._settle(threading.get_ident())
+        self.rt.close()
 
     def _snapshot(self, source: str, success: bool) -> None:
         try:

@@ -8,6 +8,7 @@ what the first kernel computed. Sizes are byte counts of the blob folder, never 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import sys
 import time
@@ -523,6 +524,78 @@ def test_what_a_save_prints_is_journaled_with_its_cells_outputs(start_kernel):
     [row] = Frontend(k).sql("SELECT o.outputs FROM outputs o JOIN cells c USING (seq) "
                             "WHERE c.cell_id = 'loud'")  # fmt: skip
     assert "REDUCED" in row["outputs"], row
+
+
+#: A value whose first save takes 2 s and leaves a file ``saving`` behind when it starts.
+SLEEPY = """import pathlib, time
+class Sleepy:
+    slow = True
+    def __reduce__(self):
+        if Sleepy.slow:
+            Sleepy.slow = False
+            pathlib.Path('saving').touch()
+            time.sleep(2)
+        return (Sleepy, ())
+"""
+
+
+def test_a_subshell_cell_while_a_cell_is_saved_belongs_to_that_cell(start_kernel, workdir):
+    # helper-90: a subshell's cell run while a cell was saved at its reply began a cell of
+    # its own and wrote the first one's end before its variables: every restore after it
+    # was refused as tampered with. Now the saved cell is open until its reply is sent.
+    k = start_kernel()
+    cell(k, SLEEPY)
+    subshell = Frontend(k).create_subshell()
+    first = k.send("s = Sleepy()\na = 41")
+    deadline = time.monotonic() + 60
+    while not (workdir / "saving").exists():
+        assert time.monotonic() < deadline, "the save never started"
+        time.sleep(0.02)
+    content = dict(code="b = 7", silent=False, store_history=True, user_expressions={},
+                   allow_stdin=False, stop_on_error=True)  # fmt: skip
+    msg = k.kc.session.msg("execute_request", content)
+    msg["header"]["subshell_id"] = subshell
+    k.kc.shell_channel.send(msg)
+    assert k.wait(msg["header"]["msg_id"]).ok
+    assert k.wait(first).ok
+    cell(k, "c = 3")
+    k2, report = kill_and_restore(start_kernel, k)
+    assert [val(k2, n) for n in ("a", "b", "c")] == ["41", "7", "3"], report
+    [row] = Frontend(k2).sql("SELECT seq FROM cells WHERE source LIKE 's = Sleepy()%'")
+    restore(k2, at=row["seq"])  # whole: not refused
+    assert val(k2, "a") == "41"
+
+
+def test_a_cell_a_save_runs_belongs_to_the_cell_saved(start_kernel):
+    # helper-90: a __reduce__ running a cell began the save again from that cell's start,
+    # 44 times over, each a cell of its own.
+    k = start_kernel()
+    cell(k, "class R:\n    n = 0\n    def __reduce__(self):\n        R.n += 1\n"
+            "        get_ipython().run_cell('nested = R.n')\n        return (R, ())")  # fmt: skip
+    cell(k, "r = R()", cell_id="saved")
+    assert val(k, "(R.n, nested)") == "(1, 1)"
+    rows = Frontend(k).sql("SELECT source, error FROM cells ORDER BY seq")
+    assert not [r for r in rows if r["source"].startswith("nested")], rows  # no cell of its own
+    assert len(rows) == 3 and rows[1]["source"] == "r = R()", rows
+
+
+def test_a_cell_whose_reply_was_lost_is_saved_as_the_kernel_shuts_down(start_kernel):
+    # A Ctrl-C landing in ipykernel's own flush before the reply (here: the next flush
+    # raises it) loses the reply; the person restarts the kernel. The cell's save, left
+    # for the reply, is taken at exit (helper-90: it was recorded as not saved).
+    k = start_kernel()
+    cell(k, "import sys\ndef arm():\n    out = sys.stdout\n    def once():\n"
+            "        del out.flush\n        raise KeyboardInterrupt\n"
+            "    out.flush = once")  # fmt: skip
+    lost = k.send("a_new = 123\narm()")
+    with pytest.raises(queue.Empty):  # its reply never comes
+        k.wait(lost, timeout=5, reply_timeout=3)
+    k.close()  # a shutdown request, as a restart sends
+    k2 = start_kernel()
+    rows = Frontend(k2).sql("SELECT status, error FROM cells WHERE source LIKE 'a_new%'")
+    assert [(r["status"], r["error"]) for r in rows] == [("ok", None)], rows
+    restore(k2)
+    assert val(k2, "a_new") == "123"
 
 
 def test_a_save_the_person_interrupts_is_tried_again_only_once_a_cell_uses_it(
