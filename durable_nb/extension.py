@@ -349,9 +349,14 @@ class _Extension:
         """As a cell's execute reply goes out (in ipykernel's pause before it): the cell
         left open (:meth:`post_run_cell`) is saved and ended, then its outputs and end
         record are written."""
-        self._settle(threading.get_ident())
-        _ipykernel.flush_streams()  # what the save said goes with the cell's outputs
-        self.rt.finish_cell(replying=True)
+        try:
+            self._settle(threading.get_ident())
+            _ipykernel.flush_streams()  # what the save said goes with the cell's outputs
+            self.rt.finish_cell(replying=True)
+        except Exception as exc:  # (the reply goes out regardless)
+            report(
+                f"internal error after the cell ({describe(exc)}); please report it", once="post"
+            )
 
     def _settle(self, thread: int) -> None:
         """Save and end the cell of ``thread`` left open for its reply, if one is."""
