@@ -26,6 +26,10 @@ _PINNED_ROUTES = (7, 4)
 SUBSHELL_TIMEOUT = 10.0
 
 _subshells: dict[int, str | None] = {}  # id(kernel) -> our subshell's id (None: failed)
+#: The ids of the last execute requests answered (:func:`will_reply`), oldest first.
+_replied: dict[str, None] = {}
+#: How many of them are kept.
+REPLIED_KEPT = 4096
 _subshell_lock = threading.Lock()
 
 
@@ -249,10 +253,14 @@ def execute_parent(k: Any) -> dict | None:
 
 
 def will_reply(k: Any) -> bool:
-    """Whether the calling thread runs an execute request (its reply is still to be sent),
-    not a comm message (a widget click) or anything else that gets no execute reply."""
+    """Whether the calling thread runs an execute request whose reply is still to be sent
+    (through :func:`watch_outputs`' wrap), not a comm message (a widget click), a request
+    already answered (a thread or task the cell started runs a cell later: the parent is
+    a context variable it copied) or anything else that gets no execute reply."""
     parent = execute_parent(k)
-    return parent is not None and parent["header"].get("msg_type") == "execute_request"
+    if parent is None or parent["header"].get("msg_type") != "execute_request":
+        return False
+    return parent["header"].get("msg_id") not in _replied
 
 
 @contextlib.contextmanager
@@ -342,6 +350,7 @@ def watch_outputs(
                 if kind in kinds and isinstance(body, dict):
                     seen(kind, body)
                 elif kind == "execute_reply" and replying is not None:
+                    _answered(args[0] if args else kwargs.get("parent"))
                     began = time.perf_counter()
                     with contextlib.suppress(KeyboardInterrupt):  # the reply goes out
                         replying()
@@ -373,6 +382,14 @@ def watch_outputs(
         _give_pause(k, pause)
 
     return unwatch
+
+
+def _answered(parent: Any) -> None:
+    """Remember that the request ``parent`` is answered (its reply is going out now)."""
+    with contextlib.suppress(Exception):
+        _replied[parent["header"]["msg_id"]] = None
+        while len(_replied) > REPLIED_KEPT:
+            del _replied[next(iter(_replied))]
 
 
 def _take_pause(k: Any) -> float:

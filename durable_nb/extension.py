@@ -310,24 +310,25 @@ class _Extension:
     def post_run_cell(self, result: Any) -> None:
         self._running, self._active = False, time.monotonic()
         try:
-            exc = result.error_before_exec or result.error_in_exec
-            if exc is None:
-                status, error = "ok", None
-            else:
-                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
-                error = describe(exc)
-            # Capturing, the cell's outputs and end record are written as its reply is
-            # sent: what it printed last is published by then (no flush waited for).
-            at_reply = self.rt.capturing and _ipykernel.will_reply(self.kernel)
-            if self.rt.outermost and at_reply and self.unwatch is not None \
-                    and self._offer_after is None:  # fmt: skip
-                # Saved and ended in the kernel's pause before the reply (at_reply); until
-                # then the cell stays open (a cell begun meanwhile, in a subshell, nests in
-                # it) and its end record would say it is not saved.
-                self._left = (result.info.raw_cell or "", exc is None, threading.get_ident(),
-                              self.rt.cell, status, error)  # fmt: skip
-                self.rt.cell.unsaved = LEFT_FOR_REPLY
-                return
+            with _ipykernel.interrupts_held():  # (a Ctrl-C here would leave the cell open)
+                exc = result.error_before_exec or result.error_in_exec
+                if exc is None:
+                    status, error = "ok", None
+                else:
+                    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+                    error = describe(exc)
+                # Capturing, the cell's outputs and end record are written as its reply is
+                # sent: what it printed last is published by then (no flush waited for).
+                at_reply = self.rt.capturing and _ipykernel.will_reply(self.kernel)
+                if self.rt.outermost and at_reply and self.unwatch is not None \
+                        and self._offer_after is None:  # fmt: skip
+                    # Saved and ended in the kernel's pause before the reply (at_reply);
+                    # until then the cell stays open (a cell begun meanwhile, in a
+                    # subshell, nests in it) and its end record would say it is not saved.
+                    self._left = (result.info.raw_cell or "", exc is None,
+                                  threading.get_ident(), self.rt.cell, status, error)  # fmt: skip
+                    self.rt.cell.unsaved = LEFT_FOR_REPLY
+                    return
             try:
                 if self.rt.outermost:
                     self._snapshot(result.info.raw_cell or "", exc is None)

@@ -579,6 +579,36 @@ def test_a_cell_a_save_runs_belongs_to_the_cell_saved(start_kernel):
     assert len(rows) == 3 and rows[1]["source"] == "r = R()", rows
 
 
+LATER = """import contextvars, pathlib, threading, time
+from durable_nb import _ipykernel
+asked = get_ipython().kernel.get_parent("shell")["header"]["msg_id"]
+def later():
+    while asked not in _ipykernel._replied:  # this cell's reply goes out
+        time.sleep(0.01)
+    time.sleep(0.2)
+    get_ipython().run_cell("late_var = 1")
+    pathlib.Path("late-done").touch()
+threading.Thread(target=contextvars.copy_context().run, args=(later,)).start()
+"""
+
+
+def test_a_cell_a_thread_runs_after_the_reply_is_a_cell_of_its_own(start_kernel, workdir):
+    # helper-91: the thread carries its cell's request (a context variable), so its cell
+    # was taken for one whose reply was to come and left open for good: every later cell
+    # nested in it, and none was saved.
+    k = start_kernel()
+    cell(k, LATER)
+    deadline = time.monotonic() + 60
+    while not (workdir / "late-done").exists():
+        assert time.monotonic() < deadline, "the thread's cell never ran"
+        time.sleep(0.05)
+    cell(k, "a = 1")
+    cell(k, "b = 2")
+    assert val(k, "__import__('durable_nb.runtime').runtime.current()._depth") == "1"
+    k2, report = kill_and_restore(start_kernel, k)
+    assert [val(k2, n) for n in ("late_var", "a", "b")] == ["1", "1", "2"], report
+
+
 def test_a_cell_whose_reply_was_lost_is_saved_as_the_kernel_shuts_down(start_kernel):
     # A Ctrl-C landing in ipykernel's own flush before the reply (here: the next flush
     # raises it) loses the reply; the person restarts the kernel. The cell's save, left
