@@ -320,8 +320,10 @@ class _Extension:
                 # Capturing, the cell's outputs and end record are written as its reply is
                 # sent: what it printed last is published by then (no flush waited for).
                 at_reply = self.rt.capturing and _ipykernel.will_reply(self.kernel)
+                # (Only the main thread's: another thread may see a request that it never
+                # answers, a subshell's cells nest in the main one's.)
                 if self.rt.outermost and at_reply and self.unwatch is not None \
-                        and self._offer_after is None:  # fmt: skip
+                        and self._offer_after is None and _main_thread():  # fmt: skip
                     # Saved and ended in the kernel's pause before the reply (at_reply);
                     # until then the cell stays open (a cell begun meanwhile, in a
                     # subshell, nests in it) and its end record would say it is not saved.
@@ -367,9 +369,9 @@ class _Extension:
         source, success, _, cell, status, error = left
         self._settling = True
         try:
-            self._snapshot(source, success)
-            if cell.unsaved == LEFT_FOR_REPLY:  # saved (else it now says why not)
-                cell.unsaved = None
+            # A cell another thread began meanwhile (a subshell's) nests in this one: the
+            # save waits for its end, as when it ends while this one's code still runs.
+            self._snapshot(source, success and self.rt.outermost and self.rt.cell is cell)
             self.rt.end_cell(status, error, at_reply=True)
             self._left = None  # (not before: a Ctrl-C in between leaves it for later)
         finally:
@@ -383,8 +385,11 @@ class _Extension:
         self.rt.close()
 
     def _snapshot(self, source: str, success: bool) -> None:
+        """Save what the cell changed (``success``; else only note the names it used)."""
         try:
             self.snapshots.after_cell(source, success)
+            if success and self.rt.cell.unsaved == LEFT_FOR_REPLY:  # saved now
+                self.rt.cell.unsaved = None
         except KeyboardInterrupt as exc:
             names = stopped_names(exc)
             it = "it" if len(names) == 1 else "them"
@@ -402,6 +407,10 @@ class _Extension:
                 "and restart the kernel",
                 once=f"snapshot:{type(exc).__name__}",
             )
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _warm_up(source: str | None, ext: _Extension) -> None:

@@ -539,6 +539,53 @@ class Sleepy:
 """
 
 
+def request(k, code: str, subshell: str | None = None, after: str | None = None) -> str:
+    """Send an execute request (to ``subshell``; ``after``: a user expression, evaluated
+    after the cell's hooks and before its reply); returns its msg_id."""
+    expressions = {"after": after} if after else {}
+    content = dict(code=code, silent=False, store_history=True, allow_stdin=False,
+                   user_expressions=expressions, stop_on_error=True)  # fmt: skip
+    msg = k.kc.session.msg("execute_request", content)
+    if subshell is not None:
+        msg["header"]["subshell_id"] = subshell
+    k.kc.shell_channel.send(msg)
+    return msg["header"]["msg_id"]
+
+
+def test_a_subshell_cell_while_a_cell_waits_for_its_reply_saves_both(start_kernel):
+    # helper-92: a subshell's cell begun while a cell waited for its reply nested in it; the
+    # reply saved that cell, and the subshell cell's end saved it again under the same
+    # number: its signed record counted a row twice, and every restore was refused.
+    k = start_kernel()
+    cell(k, "x0 = 0")
+    subshell = Frontend(k).create_subshell()
+    waits = request(k, "a = 1", after="__import__('time').sleep(1.0) or 0")
+    time.sleep(0.5)
+    nested = request(k, "import time; time.sleep(1.5); a = 2", subshell=subshell)
+    assert k.wait(waits).ok
+    assert k.wait(nested).ok
+    cell(k, "b = 3")
+    assert val(k, "__import__('durable_nb.runtime').runtime.current()._depth") == "1"
+    k2, report = kill_and_restore(start_kernel, k)
+    assert [val(k2, n) for n in ("a", "b")] == ["2", "3"], report
+
+
+def test_a_thread_cell_ending_before_a_reply_is_not_left_for_it(start_kernel):
+    # helper-92: a plain thread's cell sees the request the main thread runs (ipykernel's
+    # fallback parent); ending before that request's reply, it was left open for a reply
+    # its thread never sends, and every later cell nested in it unsaved.
+    k = start_kernel()
+    cell(k, "import threading, time\ndef _w():\n    time.sleep(0.3)\n"
+            "    get_ipython().run_cell('import time; time.sleep(1.0); late = 1')\n"
+            "threading.Thread(target=_w, daemon=True).start()")  # fmt: skip
+    time.sleep(0.6)  # the thread's cell runs; the next nests in it and waits for its reply
+    assert k.wait(request(k, "x = 1", after="__import__('time').sleep(1.5) or 0")).ok
+    cell(k, "a = 1")
+    assert val(k, "__import__('durable_nb.runtime').runtime.current()._depth") == "1"
+    k2, report = kill_and_restore(start_kernel, k)
+    assert [val(k2, n) for n in ("late", "x", "a")] == ["1", "1", "1"], report
+
+
 def test_a_subshell_cell_while_a_cell_is_saved_belongs_to_that_cell(start_kernel, workdir):
     # helper-90: a subshell's cell run while a cell was saved at its reply began a cell of
     # its own and wrote the first one's end before its variables: every restore after it
@@ -551,12 +598,7 @@ def test_a_subshell_cell_while_a_cell_is_saved_belongs_to_that_cell(start_kernel
     while not (workdir / "saving").exists():
         assert time.monotonic() < deadline, "the save never started"
         time.sleep(0.02)
-    content = dict(code="b = 7", silent=False, store_history=True, user_expressions={},
-                   allow_stdin=False, stop_on_error=True)  # fmt: skip
-    msg = k.kc.session.msg("execute_request", content)
-    msg["header"]["subshell_id"] = subshell
-    k.kc.shell_channel.send(msg)
-    assert k.wait(msg["header"]["msg_id"]).ok
+    assert k.wait(request(k, "b = 7", subshell=subshell)).ok
     assert k.wait(first).ok
     cell(k, "c = 3")
     k2, report = kill_and_restore(start_kernel, k)
