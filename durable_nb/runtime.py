@@ -119,8 +119,7 @@ class Runtime(Opener):
         self._ending: tuple[str, str | None, int, CellContext] | None = None  # finish_cell
         self._rows: list[tuple[Any, Any]] = []  # the cell's snapshot rows (:meth:`hold`)
         self._lost: Callable[[], None] | None = None
-        # A problem found while a kernel starts has no cell to show it in yet:
-        # it is shown again in the first cell's output.
+        # A problem found while a kernel starts is shown again in the first cell's output.
         self._unannounced: str | None = None
         # A first cell that began while the journal opened is numbered (and its start
         # record written) by the opening thread once it is done (:meth:`_opened`).
@@ -282,9 +281,10 @@ class Runtime(Opener):
     def hold(self, rows: list[tuple[Any, Any]], lost: Callable[[], None]) -> None:
         """Keep the cell's snapshot rows (``(row, content)``) for :meth:`finish_cell`, which
         writes them with its end record as one log record (no fdatasync between; a crash
-        leaves neither). ``lost()`` is called if they cannot be written."""
-        self._rows += rows
-        self._lost = lost
+        leaves neither). ``lost()`` is called if they cannot be written. A row of an entry
+        held already replaces it (a cell of another thread, nested, saved it again)."""
+        held = {(type(r), r[0]): (r, c) for r, c in [*self._rows, *rows]}  # (counted once)
+        self._rows, self._lost = list(held.values()), lost
 
     @property
     def outermost(self) -> bool:

@@ -570,6 +570,26 @@ def test_a_subshell_cell_while_a_cell_waits_for_its_reply_saves_both(start_kerne
     assert [val(k2, n) for n in ("a", "b")] == ["2", "3"], report
 
 
+def test_a_subshell_cell_begun_during_a_save_and_ending_after_it_saves_once(start_kernel, workdir):
+    # helper-93: it nests in the cell being saved, and its end saved that cell again under
+    # the same number: its signed record counted a row twice and every restore was refused.
+    # A row held again now replaces the first.
+    k = start_kernel()
+    cell(k, SLEEPY)
+    subshell = Frontend(k).create_subshell()
+    first = k.send("s = Sleepy()\na = 1")
+    deadline = time.monotonic() + 60
+    while not (workdir / "saving").exists():
+        assert time.monotonic() < deadline, "the save never started"
+        time.sleep(0.02)
+    nested = request(k, "import time; time.sleep(2.5); a = 2", subshell=subshell)
+    assert k.wait(first).ok
+    assert k.wait(nested).ok
+    cell(k, "b = 3")
+    k2, report = kill_and_restore(start_kernel, k)
+    assert [val(k2, n) for n in ("a", "b")] == ["2", "3"], report
+
+
 def test_a_thread_cell_ending_before_a_reply_is_not_left_for_it(start_kernel):
     # helper-92: a plain thread's cell sees the request the main thread runs (ipykernel's
     # fallback parent); ending before that request's reply, it was left open for a reply
