@@ -490,12 +490,14 @@ class Slow:
 """
 
 
-def saving(workdir: Path, n: int) -> None:
-    """Wait until the ``n``-th save of a :data:`SLOW_SAVE` value has started."""
+def saving(workdir: Path, n: int | None) -> None:
+    """Wait until the ``n``-th save of a :data:`SLOW_SAVE` value (None: of a
+    :data:`SLEEPY` one) has started."""
+    mark = workdir / ("saving" if n is None else f"saving-{n}")
     deadline = time.monotonic() + 60
-    while not (workdir / f"saving-{n}").exists():  # the snapshot is in the notebook's code
+    while not mark.exists():  # the snapshot is in the notebook's code
         assert time.monotonic() < deadline, "the save never started"
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def test_a_kernel_killed_while_a_cell_is_saved_restores_the_cell_before(start_kernel, workdir):
@@ -552,6 +554,16 @@ def request(k, code: str, subshell: str | None = None, after: str | None = None)
     return msg["header"]["msg_id"]
 
 
+def saving_sleepy(k, workdir: Path, code: str) -> tuple:
+    """Run ``code`` (making a :data:`SLEEPY`) in ``k`` given a subshell, until its save has
+    started: ``(k, subshell, msg_id)``."""
+    cell(k, SLEEPY)
+    subshell = Frontend(k).create_subshell()
+    first = k.send(code)
+    saving(workdir, None)
+    return k, subshell, first
+
+
 def test_a_subshell_cell_while_a_cell_waits_for_its_reply_saves_both(start_kernel):
     # helper-92: a subshell's cell begun while a cell waited for its reply nested in it; the
     # reply saved that cell, and the subshell cell's end saved it again under the same
@@ -574,14 +586,7 @@ def test_a_subshell_cell_begun_during_a_save_and_ending_after_it_saves_once(star
     # helper-93: it nests in the cell being saved, and its end saved that cell again under
     # the same number: its signed record counted a row twice and every restore was refused.
     # A row held again now replaces the first.
-    k = start_kernel()
-    cell(k, SLEEPY)
-    subshell = Frontend(k).create_subshell()
-    first = k.send("s = Sleepy()\na = 1")
-    deadline = time.monotonic() + 60
-    while not (workdir / "saving").exists():
-        assert time.monotonic() < deadline, "the save never started"
-        time.sleep(0.02)
+    k, subshell, first = saving_sleepy(start_kernel(), workdir, "s = Sleepy()\na = 1")
     nested = request(k, "import time; time.sleep(2.5); a = 2", subshell=subshell)
     assert k.wait(first).ok
     assert k.wait(nested).ok
@@ -610,14 +615,7 @@ def test_a_subshell_cell_while_a_cell_is_saved_belongs_to_that_cell(start_kernel
     # helper-90: a subshell's cell run while a cell was saved at its reply began a cell of
     # its own and wrote the first one's end before its variables: every restore after it
     # was refused as tampered with. Now the saved cell is open until its reply is sent.
-    k = start_kernel()
-    cell(k, SLEEPY)
-    subshell = Frontend(k).create_subshell()
-    first = k.send("s = Sleepy()\na = 41")
-    deadline = time.monotonic() + 60
-    while not (workdir / "saving").exists():
-        assert time.monotonic() < deadline, "the save never started"
-        time.sleep(0.02)
+    k, subshell, first = saving_sleepy(start_kernel(), workdir, "s = Sleepy()\na = 41")
     assert k.wait(request(k, "b = 7", subshell=subshell)).ok
     assert k.wait(first).ok
     cell(k, "c = 3")
