@@ -233,8 +233,7 @@ class _Extension:
                 else:
                     self._offer(info.raw_cell or "")
         except Exception as exc:
-            report(f"internal error before the cell ({describe(exc)}); please report it",
-                   once="pre")  # fmt: skip
+            _internal_error("before", exc)
 
     def _offer(self, source: str, done: tuple[str | None, str] | None = None) -> None:
         """Offer to resume the cell the last run died in (once, if there is one).
@@ -344,9 +343,7 @@ class _Extension:
                     _ipykernel.flush_streams()  # a cell a click ran: no reply to wait for
                 self.rt.end_cell(status, error, at_reply=at_reply)
         except Exception as exc:
-            report(
-                f"internal error after the cell ({describe(exc)}); please report it", once="post"
-            )
+            _internal_error("after", exc)
 
     def at_reply(self) -> None:
         """As a cell's execute reply goes out (in ipykernel's pause before it): the cell
@@ -357,9 +354,7 @@ class _Extension:
             _ipykernel.flush_streams()  # what the save said goes with the cell's outputs
             self.rt.finish_cell(replying=True)
         except Exception as exc:  # (the reply goes out regardless)
-            report(
-                f"internal error after the cell ({describe(exc)}); please report it", once="post"
-            )
+            _internal_error("after", exc)
 
     def _settle(self, thread: int) -> None:
         """Save and end the cell of ``thread`` left open for its reply, if one is."""
@@ -411,6 +406,11 @@ class _Extension:
 
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
+
+
+def _internal_error(when: str, exc: Exception) -> None:
+    """One line (once a kernel) for a hook's own failure ``when`` (before, after) a cell."""
+    report(f"internal error {when} the cell ({describe(exc)}); please report it", once=when)
 
 
 def _warm_up(source: str | None, ext: _Extension) -> None:
