@@ -11,6 +11,14 @@ and quartiles: on a shared machine a run's total moves by ±0.1× from one minut
 So each durable run also times durable_nb's own part in the kernel (its cell hooks and the
 records written as each reply goes out, main-thread CPU): the extra cell time less that is
 the kernel's noise, or costs the hooks do not show (outputs captured, a thread's turn).
+
+Both sides also time each stream flush the kernel's main thread waits for: a round trip
+through ipykernel's IO thread, a few per widget cell, a third or more of these notebooks'
+cell time. Where the IO thread wakes is the scheduler's choice: on a small VM a wake-up on
+an idle virtual CPU costs tens of µs, and the CPU durable_nb spends as a reply goes out
+shifts those choices (2026-12-05, 2 vCPUs: +30-90 µs a round trip). ``--affinity CPU``
+runs both kernels on one CPU (every thread, as pyperf's ``--affinity``): then round trips
+cost the same on both sides, and the ratio is durable_nb's own cost.
 """
 
 from __future__ import annotations
@@ -33,15 +41,39 @@ from snapshot import HARNESS  # noqa: E402  (bench/: the hooks timer)
 
 SIDES = ("python3", "python3-durable")
 #: Run in each kernel as it starts (``exec_files``), leaving no name behind: bench/snapshot.py's
-#: harness (the module ``_bench``) times durable_nb's hooks and reply-time writes in place,
-#: and their totals are written at exit to the file ``DURABLE_NB_BENCH_HOOKS`` names.
+#: harness (the module ``_bench``) times durable_nb's hooks and reply-time writes in place;
+#: on both sides each stream flush the main thread waits for (a round trip through ipykernel's
+#: IO thread, a few a widget cell) is timed too. All is written at exit to the file
+#: ``DURABLE_NB_BENCH_HOOKS`` names.
 TIMER = """
 def _durable_nb_bench_timer():
-    import atexit, os, sys, _bench
-    if "durable_nb.extension" in sys.modules:  # (the plain side has nothing to time)
+    import atexit, json, os, sys, threading, time, _bench
+    from ipykernel import iostream
+    cpu = os.environ.get("DURABLE_NB_BENCH_CPU")
+    if cpu:  # --affinity: every thread the kernel has so far (and so its later ones)
+        for task in os.listdir("/proc/self/task"):
+            os.sched_setaffinity(int(task), {int(cpu)})
+    if "durable_nb.extension" in sys.modules:  # (the plain side has no hooks to time)
         _bench.attach_durable()
-    path = os.environ["DURABLE_NB_BENCH_HOOKS"]
-    atexit.register(lambda: open(path, "w").write(_bench.take()))
+    flushes, flush, main = [], iostream.OutStream.flush, threading.main_thread()
+
+    def timed_flush(self):  # the main thread's round trips through the kernel's IO thread
+        began = time.perf_counter()
+        try:
+            return flush(self)
+        finally:
+            if threading.current_thread() is main:
+                flushes.append(time.perf_counter() - began)
+
+    iostream.OutStream.flush = timed_flush
+
+    def write():
+        took = json.loads(_bench.take())
+        took["flushes"] = flushes
+        with open(os.environ["DURABLE_NB_BENCH_HOOKS"], "w") as f:
+            f.write(json.dumps(took))
+
+    atexit.register(write)
 
 
 _durable_nb_bench_timer()
@@ -53,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--cells", action="store_true", help="each cell's median time too")
+    p.add_argument("--affinity", type=int, metavar="CPU",
+                   help="both kernels on this one CPU (Linux; pyperf's --affinity)")  # fmt: skip
     args = p.parse_args(argv)
     bytecode.compile_package()  # as installed (bench/bytecode.py)
     os.environ.pop("JPY_SESSION_NAME", None)
@@ -63,10 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         p for p in (str(timer.parent), os.environ.get("PYTHONPATH")) if p
     )
     timed = (f"--IPKernelApp.exec_files=[{str(timer)!r}]",)
+    if args.affinity is not None:
+        os.environ["DURABLE_NB_BENCH_CPU"] = str(args.affinity)
     rows, same = [], True
     for name in corpus.NOTEBOOKS:
         took: dict[str, list[float]] = {side: [] for side in SIDES}
         hooks: list[float] = []  # durable_nb's own main-thread CPU per durable run (s)
+        flushes: dict[str, list[float]] = {side: [] for side in SIDES}  # round trips (s)
         per_cell: dict[str, list[list[float]]] = {side: [] for side in SIDES}
         sources: list[str] = []
         for _ in range(args.repeat):
@@ -77,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ["DURABLE_NB_BENCH_HOOKS"] = str(folder / "hooks.json")
                 try:
                     nb, seconds = corpus.run((name,), side, folder / "work", timed)
+                    timing = json.loads((folder / "hooks.json").read_text())
+                    flushes[side] += timing["flushes"]
                     if side == "python3-durable":
-                        hooks.append(json.loads((folder / "hooks.json").read_text())["hooks_cpu"])
+                        hooks.append(timing["hooks_cpu"])
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
                 took[side].append(seconds)
@@ -90,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 a, b = shown["python3"], shown["python3-durable"]
                 at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), -1)
                 print(f"{name}: outputs differ at code cell {at}: {a[at]!r:.200} vs {b[at]!r:.200}")
-        rows.append((name, took, hooks))
+        rows.append((name, took, hooks, flushes))
         print(f"{name}: done", flush=True)
         if args.cells:
             print(f"  {'cell':<44} {'python3 ms':>10} {'durable ms':>10} {'extra':>7}")
@@ -100,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {i:>2} {first:<41} {med[0]:10.1f} {med[1]:10.1f} {med[1] - med[0]:+7.1f}")
     print(f"\ntotal cell time per notebook, s (median of {args.repeat}; min in brackets)")
     print(f"{'notebook':<20} {'python3':>16} {'python3-durable':>16} {'ratio':>6} "
-          f"{'paired (quartiles)':>22} {'extra ms':>9} {'hooks ms':>9}")  # fmt: skip
-    for name, took, hooks in rows:
+          f"{'paired (quartiles)':>22} {'extra ms':>9} {'hooks ms':>9} "
+          f"{'flush µs':>11}")  # fmt: skip
+    for name, took, hooks, flushes in rows:
         med = {s: statistics.median(took[s]) for s in SIDES}
         cells = [f"{med[s]:7.2f} ({min(took[s]):6.2f})" for s in SIDES]
         ratio = med["python3-durable"] / med["python3"] if med["python3"] else float("nan")
@@ -109,13 +149,17 @@ def main(argv: list[str] | None = None) -> int:
         q = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3 or [math.nan] * 3
         spread = f"{q[1]:.2f} ({q[0]:.2f}–{q[2]:.2f})"
         extra = statistics.median(d - p for p, d in zip(*(took[s] for s in SIDES), strict=True))
+        waits = " / ".join(f"{statistics.mean(flushes[s]) * 1e6:.0f}" if flushes[s] else "-"
+                           for s in SIDES)  # fmt: skip
         print(
             f"{name:<20} {cells[0]:>16} {cells[1]:>16} {ratio:6.2f} {spread:>22} "
-            f"{extra * 1e3:9.1f} {statistics.median(hooks) * 1e3:9.1f}"
+            f"{extra * 1e3:9.1f} {statistics.median(hooks) * 1e3:9.1f} {waits:>11}"
         )
     print(
         "extra ms: durable less plain cell time, median of the paired runs; hooks ms: "
-        "durable_nb's hooks and reply-time writes, main-thread CPU, median per run"
+        "durable_nb's hooks and reply-time writes, main-thread CPU, median per run;\n"
+        "flush µs: the main thread's wait for a stream flush (a round trip through ipykernel's "
+        "IO thread), mean, plain / durable"
     )
     print(f"outputs equal (normalised): {'yes' if same else 'NO'}; target: ratio ≤ 1.1")
     return 0 if same else 1
