@@ -1,9 +1,11 @@
 """Public notebooks that never call durable_nb run the same under python3-durable (issue 13).
 
 tests/corpus/ holds a few notebooks as published (see its README): the ipywidgets
-documentation's Widget List and Widget Events (widget-heavy: a widget's graph reaches the
-comm and the kernel) and two of nbclient's test notebooks (displays, updated displays,
-cleared outputs); the test runs all but Widget Events (timers: the benchmark runs it).
+documentation's Widget List, Widget Events and Using Interact (widget-heavy: a widget's
+graph reaches the comm and the kernel; ``interact`` on notebook functions, an ``Enum``
+class, a plot in an ``interactive``) and two of nbclient's test notebooks (displays,
+updated displays, cleared outputs); the test runs all but Widget Events (timers: the
+benchmark runs it).
 Each runs under ``python3`` and ``python3-durable`` with nbclient; their outputs must be
 equal once addresses, widget model ids and times are normalised, and no output may carry
 a ``durable_nb:`` line. ``bench/corpus.py`` times the same runs.
@@ -21,15 +23,16 @@ import pytest
 from nbclient import NotebookClient
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
-NOTEBOOKS = ("Widget List", "Widget Events", "Output", "update-display-id")
+NOTEBOOKS = ("Widget List", "Widget Events", "Using Interact", "Output", "update-display-id")
 #: What the test runs: Widget Events is left to the benchmark (its throttle and debounce
 #: cells print by wall-clock timers, ~18 s of cells).
-TESTED = ("Widget List", "Output", "update-display-id")  # ~1 s of cells each side
+TESTED = ("Widget List", "Using Interact", "Output", "update-display-id")  # ~1 s each side
 HISTORY_IN_MEMORY = "--HistoryManager.hist_file=:memory:"  # README, "Runners"
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 _MODEL_ID = re.compile(r"\b[0-9a-f]{32}\b")
-_TIME = re.compile(r"\d\d:\d\d:\d\d(\.\d+)?|\d+\.\d+ ?(ms|s|µs)\b")
+#: Clock times and durations (``%%time`` prints "user 101 ms, sys: 52 μs", with a Greek mu).
+_TIME = re.compile(r"\d\d:\d\d:\d\d(\.\d+)?|\d+(\.\d+)? ?(ms|s|[µμ]s|ns)\b")
 
 
 def normalise(text: str) -> str:
