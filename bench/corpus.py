@@ -1,7 +1,7 @@
 """Public notebooks under python3 and python3-durable: total cell time per notebook (issue 13).
 
-The notebooks of tests/corpus/ (ipywidgets' Widget List and Widget Events, nbclient's
-Output and update-display-id), each run with nbclient in a fresh kernel per side, sides
+The notebooks of tests/corpus/ (ipywidgets' Widget List, Widget Events and Using Interact,
+nbclient's Output and update-display-id), each run with nbclient in a fresh kernel per side, sides
 interleaved, ``--repeat`` times; cell time is the sum over cells of execute_input to
 execute_reply (nbclient's timing), so kernel start is left out. Outputs are compared as
 tests/test_corpus.py does. Target: durable ≤ 1.1× plain on every notebook. ``--cells``:
@@ -16,9 +16,11 @@ Both sides also time each stream flush the kernel's main thread waits for: a rou
 through ipykernel's IO thread, a few per widget cell, a third or more of these notebooks'
 cell time. Where the IO thread wakes is the scheduler's choice: on a small VM a wake-up on
 an idle virtual CPU costs tens of µs, and the CPU durable_nb spends as a reply goes out
-shifts those choices (2026-12-05, 2 vCPUs: +30-90 µs a round trip). ``--affinity CPU``
-runs both kernels on one CPU (every thread, as pyperf's ``--affinity``): then round trips
-cost the same on both sides, and the ratio is durable_nb's own cost.
+shifts those choices (2026-12-05, 2 vCPUs: +30-90 µs a round trip; a plain kernel busy
+for as long in that pause slows the same). ``--affinity CPU`` runs both kernels on one CPU
+(every thread, as pyperf's ``--affinity``): round trips then cost the same on both sides,
+and CPU spent in the pause is free; so a pinned ratio leaves out what durable_nb's CPU at
+each reply costs an unpinned kernel, and is not the target's measure.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntotal cell time per notebook, s (median of {args.repeat}; min in brackets)")
     print(f"{'notebook':<20} {'python3':>16} {'python3-durable':>16} {'ratio':>6} "
           f"{'paired (quartiles)':>22} {'extra ms':>9} {'hooks ms':>9} "
-          f"{'flush µs':>11}")  # fmt: skip
+          f"{'flush µs':>19}")  # fmt: skip
     for name, took, hooks, flushes in rows:
         med = {s: statistics.median(took[s]) for s in SIDES}
         cells = [f"{med[s]:7.2f} ({min(took[s]):6.2f})" for s in SIDES]
@@ -149,17 +151,17 @@ def main(argv: list[str] | None = None) -> int:
         q = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3 or [math.nan] * 3
         spread = f"{q[1]:.2f} ({q[0]:.2f}–{q[2]:.2f})"
         extra = statistics.median(d - p for p, d in zip(*(took[s] for s in SIDES), strict=True))
-        waits = " / ".join(f"{statistics.mean(flushes[s]) * 1e6:.0f}" if flushes[s] else "-"
-                           for s in SIDES)  # fmt: skip
+        waits = " / ".join(f"{statistics.mean(w) * 1e6:.0f} ({statistics.median(w) * 1e6:.0f})"
+                           if (w := flushes[s]) else "-" for s in SIDES)  # fmt: skip
         print(
             f"{name:<20} {cells[0]:>16} {cells[1]:>16} {ratio:6.2f} {spread:>22} "
-            f"{extra * 1e3:9.1f} {statistics.median(hooks) * 1e3:9.1f} {waits:>11}"
+            f"{extra * 1e3:9.1f} {statistics.median(hooks) * 1e3:9.1f} {waits:>19}"
         )
     print(
         "extra ms: durable less plain cell time, median of the paired runs; hooks ms: "
         "durable_nb's hooks and reply-time writes, main-thread CPU, median per run;\n"
         "flush µs: the main thread's wait for a stream flush (a round trip through ipykernel's "
-        "IO thread), mean, plain / durable"
+        "IO thread), mean (median), plain / durable"
     )
     print(f"outputs equal (normalised): {'yes' if same else 'NO'}; target: ratio ≤ 1.1")
     return 0 if same else 1
