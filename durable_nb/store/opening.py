@@ -179,8 +179,8 @@ def create(path: Path) -> tuple[stamp.Identity, str] | None:
     close's mark (as :func:`closed` remembers a journal); else None (another kernel's is
     used, the template was built in place, the file was replaced since).
     """
-    placed = _place(path)
-    if placed is None or _EMPTY is None:
+    placed, nonce = _place(path)
+    if placed is None or nonce is None:
         return None
     made = stamp.identity(path)
     if made[0] is None or made[0][:2] != placed:  # not the inode this call wrote
@@ -189,26 +189,36 @@ def create(path: Path) -> tuple[stamp.Identity, str] | None:
     # what it holds was never this process's (review65 H1). The full check reads it.
     if any(side is not None for side in made[1:-1]):
         return None
-    return made, _EMPTY[1]
+    return made, nonce
 
 
-def _place(path: Path) -> tuple[int, int] | None:
-    """:func:`create`'s file, linked into place: the (device, inode) it wrote, or None
-    when another kernel's is used (:func:`create` compares it with what is there)."""
+def _empty(path: Path, duckdb: Any) -> tuple[bytes, str] | None:
+    """The empty journal new ones copy (:data:`_EMPTY`): this process's, else this user's
+    template, else built now and kept as the template; None when DuckDB left part of it
+    in a WAL. Under :data:`TEMPLATE_LOCK`: one thread reads, builds or keeps it at a time."""
     global _EMPTY
-    duckdb = engine()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.new")
-    try:
+    with TEMPLATE_LOCK:
         if _EMPTY is None:
             _EMPTY = template.load(duckdb.__version__)
         if _EMPTY is None:
             _EMPTY = _build_empty(path, duckdb)
             if _EMPTY is not None:  # all in the file: the next ones copy it
                 template.save(duckdb.__version__, *_EMPTY)
-        if _EMPTY is None:  # DuckDB left part of it in a WAL: built in place, each time
+        return _EMPTY
+
+
+def _place(path: Path) -> tuple[tuple[int, int] | None, str | None]:
+    """:func:`create`'s file, linked into place: the (device, inode) it wrote, or None
+    when another kernel's is used (:func:`create` compares it with what is there); and the
+    nonce the copy holds as its close's mark (None: built in place)."""
+    duckdb = engine()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.new")
+    try:
+        empty = _empty(path, duckdb)
+        if empty is None:  # DuckDB left part of it in a WAL: built in place, each time
             _build(tmp, path, duckdb)
         else:
-            tmp.write_bytes(_EMPTY[0])
+            tmp.write_bytes(empty[0])
         os.chmod(tmp, 0o600)
         _fsync(tmp)
         st = os.stat(tmp)
@@ -224,7 +234,7 @@ def _place(path: Path) -> tuple[int, int] | None:
                 if not path.exists():
                     os.rename(tmp, path)
         _fsync(path.parent)
-        return placed
+        return placed, None if empty is None else empty[1]
     finally:
         for leftover in (tmp, Path(f"{tmp}.wal")):
             leftover.unlink(missing_ok=True)
@@ -263,6 +273,9 @@ _CLOSED: dict[str, tuple[stamp.Identity, str]] = {}
 #: its own when it opens. New journals are copies (~0.1 s of DuckDB's connect, DDL and
 #: checkpoint less).
 _EMPTY: tuple[bytes, str] | None = None
+#: Held while :data:`_EMPTY` is read, built or kept (:func:`_empty`); a test that sets it
+#: anew holds it too, so that no other thread's opening comes between.
+TEMPLATE_LOCK = threading.RLock()
 
 
 def closed(path: Path, nonce: str | None) -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 import re
-import threading
 import time
 from pathlib import Path
 
@@ -273,14 +272,13 @@ def test_a_stamp_is_no_stamp_for_a_copy_another_path_or_another_user(path, tmp_p
 
 
 def test_a_new_journal_is_a_copy_of_this_users_signed_template(tmp_path):
-    # An earlier test's journal still opening in its thread sets the process's template
-    # (opening._EMPTY) between this test's reset and its open: a flake in 2 CI runs of ~60.
-    for thread in threading.enumerate():
-        if thread.name in ("durable_nb-open", "durable_nb-check"):
-            thread.join(30)
+    # Each reset and open holds the template's lock: a journal of an earlier test still
+    # opening in a thread of its own set the process's template (opening._EMPTY) between
+    # this test's reset and its open (a flake in 3 CI runs of ~60).
     version = opening.engine().__version__
-    opening._EMPTY = None  # as in a new process
-    Journal.open(tmp_path / "a.duckdb").close()  # the first one is built, and kept
+    with opening.TEMPLATE_LOCK:
+        opening._EMPTY = None  # as in a new process
+        Journal.open(tmp_path / "a.duckdb").close()  # the first one is built, and kept
     kept = template.template_path(version)
     assert kept.stat().st_mode & 0o777 == 0o600 and template.load(version)
     # A template of this user's (a mark in it) is what a new process's journals copy.
@@ -293,8 +291,9 @@ def test_a_new_journal_is_a_copy_of_this_users_signed_template(tmp_path):
     con.execute("CHECKPOINT")
     con.close()
     template.save(version, marked.read_bytes(), nonce)
-    opening._EMPTY = None
-    j = Journal.open(tmp_path / "b.duckdb")
+    with opening.TEMPLATE_LOCK:
+        opening._EMPTY = None
+        j = Journal.open(tmp_path / "b.duckdb")
     try:
         assert j._query_as_is("SELECT value FROM meta WHERE key = 'mark'", []) == [("template",)]
     finally:
@@ -304,8 +303,9 @@ def test_a_new_journal_is_a_copy_of_this_users_signed_template(tmp_path):
     signed = kept.read_bytes()
     for forged in (b"0" * 64 + signed[64:], signed.replace(nonce.encode(), b"f" * 32, 1)):
         kept.write_bytes(forged)
-        opening._EMPTY = None
-        j = Journal.open(tmp_path / f"c{len(forged)}-{forged[:1].hex()}.duckdb")
+        with opening.TEMPLATE_LOCK:
+            opening._EMPTY = None
+            j = Journal.open(tmp_path / f"c{len(forged)}-{forged[:1].hex()}.duckdb")
         try:
             assert j._query_as_is("SELECT value FROM meta WHERE key = 'mark'", []) == []
         finally:
