@@ -13,6 +13,7 @@ a ``durable_nb:`` line. ``bench/corpus.py`` times the same runs.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -100,8 +101,7 @@ def _execute(names: tuple[str, ...], kernel: str, work: Path,
     nb = nbformat.read(work / f"{names[0]}.ipynb", as_version=4)
     for name in names[1:]:
         nb.cells += nbformat.read(work / f"{name}.ipynb", as_version=4).cells
-    # ``%pip install`` (for JupyterLite) needs the network and changes the environment.
-    nb.cells = [c for c in nb.cells if "\n%pip " not in f"\n{c.source}"]
+    nb.cells = runnable(nb.cells)
     # Both sides keep IPython's history in memory: the profile's history file is shared
     # with every other kernel on the machine, and waiting for its lock is not the point.
     extra = [HISTORY_IN_MEMORY, *args]
@@ -111,6 +111,12 @@ def _execute(names: tuple[str, ...], kernel: str, work: Path,
     )  # fmt: skip
     client.execute()
     return nb
+
+
+def runnable(cells: list) -> list:
+    """The cells the runs keep: ``%pip install`` (for JupyterLite) needs the network and
+    changes the environment."""
+    return [c for c in cells if "\n%pip " not in f"\n{c.source}"]
 
 
 def _seconds(stamp: str) -> float:
@@ -137,3 +143,29 @@ def test_public_notebooks_run_the_same_under_the_durable_kernel(tmp_path, journa
     lines = [line for cell in outputs(durable) for out in cell for line in out.splitlines()]
     assert not [line for line in lines if "durable_nb:" in line]
     assert os.listdir(journal_dir), "the durable kernel journaled (the corpus folder is clean)"
+
+
+#: Values of Using Interact's namespace a restore must give back as they were (functions
+#: that ``interact`` gave a widget, an ``Enum`` class): compared by their repr.
+PROBE = "(Color(1).name, h(Color.blue), g(True, 2.0), f1.__name__, slow_function.__doc__)"
+NAMES = "sorted(n for n in globals() if not n.startswith('_'))"
+
+
+def test_a_notebook_of_interacts_is_restored_after_a_kill(start_kernel):
+    # Its variables hold widgets (``interact`` sets ``f.widget``), so most come back by
+    # re-running their cells, as the namespace now stands: none may come back wrong, and
+    # each that does not come back is named.
+    nb = nbformat.read(CORPUS / "Using Interact.ipynb", as_version=4)
+    k = start_kernel()
+    for cell in runnable(nb.cells):
+        if cell.cell_type == "code" and cell.source.strip():
+            k.ok(cell.source)
+    probe, before = k.value(PROBE), ast.literal_eval(k.value(NAMES))
+    k.kill()
+    k2 = start_kernel()
+    said = str(k2.ok("%durable restore"))
+    assert "restored" in said
+    assert k2.value(PROBE) == probe
+    missing = set(before) - set(ast.literal_eval(k2.value(NAMES)))
+    skipped = said[said.find("skipped") :] if "skipped" in said else ""
+    assert [n for n in missing if not re.search(rf"\b{n}\b", skipped)] == [], said
