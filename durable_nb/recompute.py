@@ -36,6 +36,9 @@ class Report:
     #: Recomputed name -> the later cells whose code names it: what they did to the value
     #: in place (``ws.add(n)``, ``next(gen)``) is not done again by the re-run.
     used_after: dict[str, list[int]] = field(default_factory=dict)
+    #: Re-run cell -> the names it read as it ran whose values later cells made (a function
+    #: defined again): (name, that cell). What it made now may differ from what it made.
+    newer: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def __str__(self) -> str:
@@ -55,6 +58,10 @@ class Report:
             them = "them" if len(self.used_after) > 1 else "it"
             parts.append(f"later cells name {used}: what they did to {them} in place, if "
                          "anything, is not done again")  # fmt: skip
+        for seq, read in self.newer.items():
+            values = ", ".join(f"{n} as of cell {made}" for n, made in read)
+            parts.append(f"cell {seq} re-ran with {values}, made after it: what it made now "
+                         "may differ from what it made then")  # fmt: skip
         if self.skipped:
             parts.append("skipped " + "; ".join(f"{n} ({why})" for n, why in self.skipped.items()))
         return "; ".join(parts)
@@ -103,6 +110,10 @@ def recompute_cells(
         else:
             watched = {n: _digest(saved[n], ns) for n in (binds or saved)
                        if n in saved and entries[n].state == "saved"}  # fmt: skip
+            newer = sorted((n, entries[n].cell_seq) for n in _read_as_it_runs(source)
+                           if n in entries and entries[n].cell_seq > seq)  # fmt: skip
+            if newer:
+                report_.newer[seq] = newer
             with rt.as_cell(found[seq][0]):
                 result = shell.run_cell(found[seq][1], store_history=False)
             changed.update(n for n, d in watched.items() if d and _digest(saved[n], ns) != d)
@@ -161,6 +172,30 @@ def _variables(source: str, transform: Callable[[str], str]) -> set[str]:
         found.update(s.get_name() for s in table.get_symbols() if s.is_global())
         todo += table.get_children()
     return found
+
+
+def _read_as_it_runs(source: str) -> set[str]:
+    """The globals ``source`` (Python) reads as it runs and does not bind itself: at its top
+    level, in its class bodies and comprehensions; not in the functions, lambdas and
+    generators it makes, which read theirs when called (as the live ones did after it)."""
+    try:
+        top = symtable.symtable(source, "<cell>", "exec")
+    except Exception:  # (a cell that does not parse read nothing)
+        return set()
+    binds = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+    read = {s.get_name() for s in top.get_symbols() if s.is_referenced()}
+    todo = [t for t in top.get_children() if _eager(t)]
+    while todo:
+        table = todo.pop()
+        read.update(s.get_name() for s in table.get_symbols()
+                    if s.is_global() and s.is_referenced())  # fmt: skip
+        todo += [t for t in table.get_children() if _eager(t)]
+    return read - binds
+
+
+def _eager(table: symtable.SymbolTable) -> bool:
+    """Whether a nested scope runs where it is written: a class body, a comprehension."""
+    return table.get_type() == "class" or table.get_name() in ("listcomp", "setcomp", "dictcomp")
 
 
 def _digest(value: Any, ns: dict[str, Any]) -> str | None:

@@ -80,3 +80,25 @@ def test_a_restore_names_the_later_cells_that_used_a_value_it_made_again(shell, 
     assert report.recompute_cells == [1, 3, 6] and report.used_after == {"ws": [2], "g": [4]}
     assert "later cells name ws (cell 2) and g (cell 4): what they did to them" in str(report)
     assert len(shell.user_ns["ws"]) == 0  # (as said)
+
+
+def test_a_restore_says_when_a_cell_it_re_runs_reads_what_later_cells_made(shell, tmp_path):
+    """A re-run cell reads the namespace as it is now: a function defined again after it
+    (Using Interact's ``w = interactive(f, ...)`` before a later ``def f``) gives a value
+    its first run never made. Said, with the cell that made what it read; a function or a
+    generator the cell makes reads its globals when called, as the live one did, and a
+    value made before the cell is what it read then: neither is said."""
+    fresh_namespace(shell)
+    nb = Notebook(shell, tmp_path)
+    for cell in [
+        "def f(a):\n    return a + 1\nbase = 2",
+        "it = (x for x in [f(1), f(base)])\nclass C:\n    one = f(0)",  # (the list: now)
+        "lazy = (f(i) for i in range(2))",
+        "def f(a):\n    return a * 10\nk = 1",
+    ]:
+        nb.run(cell)  # fmt: skip
+    report = restore_anew(shell, nb)
+    assert sorted(report.recomputed) == ["it", "lazy"] and report.recompute_cells == [2, 3]
+    assert report.newer == {2: [("f", 4)]}
+    assert "cell 2 re-ran with f as of cell 4, made after it" in str(report)
+    assert list(shell.user_ns["it"]) == [10, 20]  # (as said: not [2, 3])
