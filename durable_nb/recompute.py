@@ -3,6 +3,8 @@ it could not save (the recompute plan: a socket, a generator, a client)."""
 
 from __future__ import annotations
 
+import ast
+import re
 import symtable
 import types
 from collections.abc import Callable, Container
@@ -110,7 +112,8 @@ def recompute_cells(
         else:
             watched = {n: _digest(saved[n], ns) for n in (binds or saved)
                        if n in saved and entries[n].state == "saved"}  # fmt: skip
-            newer = sorted((n, entries[n].cell_seq) for n in _read_as_it_runs(source)
+            inputs = _inputs(found[seq][1], source, ns) - set(mine)
+            newer = sorted((n, entries[n].cell_seq) for n in inputs
                            if n in entries and entries[n].cell_seq > seq)  # fmt: skip
             if newer:
                 report_.newer[seq] = newer
@@ -174,28 +177,38 @@ def _variables(source: str, transform: Callable[[str], str]) -> set[str]:
     return found
 
 
-def _read_as_it_runs(source: str) -> set[str]:
-    """The globals ``source`` (Python) reads as it runs and does not bind itself: at its top
-    level, in its class bodies and comprehensions; not in the functions, lambdas and
-    generators it makes, which read theirs when called (as the live ones did after it)."""
+def _inputs(raw: str, source: str, ns: dict[str, Any]) -> set[str]:
+    """What re-running a cell (``raw`` as written, ``source`` as Python) may read from the
+    namespace: more than it reads, never less. What each statement reads (at its top
+    level, and as globals in the functions, classes and generators it makes) but not what
+    an earlier statement of the cell bound (``f = wrap(f)`` reads ``f``; ``def f`` then
+    ``interactive(f)`` does not); the words of a magic's text (``%%time``: a string to
+    Python); and what the notebook's functions it names read (``used_by``: one called as
+    the cell runs reads its globals then, under a decorator too)."""
     try:
-        top = symtable.symtable(source, "<cell>", "exec")
+        statements = [ast.unparse(s) for s in ast.parse(source).body]
     except Exception:  # (a cell that does not parse read nothing)
         return set()
-    binds = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
-    read = {s.get_name() for s in top.get_symbols() if s.is_referenced()}
-    todo = [t for t in top.get_children() if _eager(t)]
-    while todo:
-        table = todo.pop()
-        read.update(s.get_name() for s in table.get_symbols()
-                    if s.is_global() and s.is_referenced())  # fmt: skip
-        todo += [t for t in table.get_children() if _eager(t)]
-    return read - binds
+    read: set[str] = set()
+    bound: set[str] = set()
+    for statement in statements:
+        top = symtable.symtable(statement, "<cell>", "exec")
+        symbols = top.get_symbols()
+        read |= {s.get_name() for s in symbols if s.is_referenced()} - bound
+        todo = list(top.get_children())
+        while todo:
+            table = todo.pop()
+            read |= {s.get_name() for s in table.get_symbols()
+                     if s.is_global() and s.is_referenced()} - bound  # fmt: skip
+            todo += table.get_children()
+        bound |= {s.get_name() for s in symbols if s.is_assigned() or s.is_imported()}
+    if "get_ipython()" in source and "get_ipython()" not in raw:  # magics, ``!``
+        read |= set(_WORD.findall(raw))
+    return used_by(read, ns)
 
 
-def _eager(table: symtable.SymbolTable) -> bool:
-    """Whether a nested scope runs where it is written: a class body, a comprehension."""
-    return table.get_type() == "class" or table.get_name() in ("listcomp", "setcomp", "dictcomp")
+#: A Python identifier (ASCII): the words of a magic's text.
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _digest(value: Any, ns: dict[str, Any]) -> str | None:

@@ -84,21 +84,24 @@ def test_a_restore_names_the_later_cells_that_used_a_value_it_made_again(shell, 
 
 def test_a_restore_says_when_a_cell_it_re_runs_reads_what_later_cells_made(shell, tmp_path):
     """A re-run cell reads the namespace as it is now: a function defined again after it
-    (Using Interact's ``w = interactive(f, ...)`` before a later ``def f``) gives a value
-    its first run never made. Said, with the cell that made what it read; a function or a
-    generator the cell makes reads its globals when called, as the live one did, and a
-    value made before the cell is what it read then: neither is said."""
+    (Using Interact's ``w = interactive(f, ...)`` before a later ``def f``), a global a
+    function it calls reads, a name it rebinds from itself give values its first run never
+    made. Said, with the cell that made what it read (more than it reads, never less);
+    a value made before the cell, or one the cell bound before reading it, is not."""
     fresh_namespace(shell)
     nb = Notebook(shell, tmp_path)
     for cell in [
-        "def f(a):\n    return a + 1\nbase = 2",
+        "def f(a):\n    return a + 1\nbase = 2\ncfg = 1\ndef make():\n    return (x for x in [cfg])",
         "it = (x for x in [f(1), f(base)])\nclass C:\n    one = f(0)",  # (the list: now)
         "lazy = (f(i) for i in range(2))",
-        "def f(a):\n    return a * 10\nk = 1",
+        "made = make()",  # (make reads cfg as it runs)
+        "%time timed = (x for x in [f(3)])",  # (a magic's code is a string to Python)
+        "h = lambda: 0\nown = (x for x in [h()])",  # (bound, then read: its own)
+        "def f(a):\n    return a * 10\ncfg = 3\nh = 1",
     ]:
         nb.run(cell)  # fmt: skip
     report = restore_anew(shell, nb)
-    assert sorted(report.recomputed) == ["it", "lazy"] and report.recompute_cells == [2, 3]
-    assert report.newer == {2: [("f", 4)]}
-    assert "cell 2 re-ran with f as of cell 4, made after it" in str(report)
+    assert sorted(report.recomputed) == ["it", "lazy", "made", "own", "timed"]
+    assert report.newer == {2: [("f", 7)], 3: [("f", 7)], 4: [("cfg", 7)], 5: [("f", 7)]}
+    assert "cell 2 re-ran with f as of cell 7, made after it" in str(report)
     assert list(shell.user_ns["it"]) == [10, 20]  # (as said: not [2, 3])
