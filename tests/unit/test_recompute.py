@@ -91,7 +91,8 @@ def test_a_restore_says_when_a_cell_it_re_runs_reads_what_later_cells_made(shell
     fresh_namespace(shell)
     nb = Notebook(shell, tmp_path)
     for cell in [
-        "def f(a):\n    return a + 1\nbase = 2\ncfg = 1\ndef make():\n    return (x for x in [cfg])",
+        "def f(a):\n    return a + 1\nbase = 2\ncfg = 1\n"
+        "def make():\n    return (x for x in [cfg])",
         "it = (x for x in [f(1), f(base)])\nclass C:\n    one = f(0)",  # (the list: now)
         "lazy = (f(i) for i in range(2))",
         "made = make()",  # (make reads cfg as it runs)
