@@ -185,23 +185,22 @@ def _inputs(raw: str, source: str, ns: dict[str, Any]) -> set[str]:
     ``interactive(f)`` does not); the words of a magic's text (``%%time``: a string to
     Python); and what the notebook's functions it names read (``used_by``: one called as
     the cell runs reads its globals then, under a decorator too)."""
-    try:
-        statements = [ast.unparse(s) for s in ast.parse(source).body]
-    except Exception:  # (a cell that does not parse read nothing)
-        return set()
     read: set[str] = set()
     bound: set[str] = set()
-    for statement in statements:
-        top = symtable.symtable(statement, "<cell>", "exec")
-        symbols = top.get_symbols()
-        read |= {s.get_name() for s in symbols if s.is_referenced()} - bound
-        todo = list(top.get_children())
-        while todo:
-            table = todo.pop()
-            read |= {s.get_name() for s in table.get_symbols()
-                     if s.is_global() and s.is_referenced()} - bound  # fmt: skip
-            todo += table.get_children()
-        bound |= {s.get_name() for s in symbols if s.is_assigned() or s.is_imported()}
+    try:
+        for statement in [ast.unparse(s) for s in ast.parse(source).body]:
+            top = symtable.symtable(statement, "<cell>", "exec")
+            symbols = top.get_symbols()
+            read |= {s.get_name() for s in symbols if s.is_referenced()} - bound
+            todo = list(top.get_children())
+            while todo:
+                table = todo.pop()
+                read |= {s.get_name() for s in table.get_symbols()
+                         if s.is_global() and s.is_referenced()} - bound  # fmt: skip
+                todo += table.get_children()
+            bound |= {s.get_name() for s in symbols if s.is_assigned() or s.is_imported()}
+    except Exception:  # not Python, or too deep to read (RecursionError): every word
+        read |= set(_WORD.findall(raw))
     if "get_ipython()" in source and "get_ipython()" not in raw:  # magics, ``!``
         read |= set(_WORD.findall(raw))
     return used_by(read, ns)
