@@ -112,8 +112,7 @@ def recompute_cells(
         else:
             watched = {n: _digest(saved[n], ns) for n in (binds or saved)
                        if n in saved and entries[n].state == "saved"}  # fmt: skip
-            inputs = _inputs(found[seq][1], source, ns) - set(mine)
-            newer = sorted((n, entries[n].cell_seq) for n in inputs
+            newer = sorted((n, entries[n].cell_seq) for n in _inputs(found[seq][1], source, ns)
                            if n in entries and entries[n].cell_seq > seq)  # fmt: skip
             if newer:
                 report_.newer[seq] = newer

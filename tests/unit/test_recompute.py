@@ -98,11 +98,15 @@ def test_a_restore_says_when_a_cell_it_re_runs_reads_what_later_cells_made(shell
         "made = make()",  # (make reads cfg as it runs)
         "%time timed = (x for x in [f(3)])",  # (a magic's code is a string to Python)
         "h = lambda: 0\nown = (x for x in [h()])",  # (bound, then read: its own)
-        "def f(a):\n    return a * 10\ncfg = 3\nh = 1",
+        "w = lambda: 1",
+        "w = (lambda g: g)(w)\nwrapped = (x for x in [w()])",  # (w = wrap(w): w read)
+        "deep = (x for x in [" + " + ".join(["w()"] * 600) + "])",  # (too deep: its words)
+        "def f(a):\n    return a * 10\ncfg = 3\nh = 1\nw = lambda: 2",
     ]:
         nb.run(cell)  # fmt: skip
     report = restore_anew(shell, nb)
-    assert sorted(report.recomputed) == ["it", "lazy", "made", "own", "timed"]
-    assert report.newer == {2: [("f", 7)], 3: [("f", 7)], 4: [("cfg", 7)], 5: [("f", 7)]}
-    assert "cell 2 re-ran with f as of cell 7, made after it" in str(report)
+    assert sorted(report.recomputed) == ["deep", "it", "lazy", "made", "own", "timed", "wrapped"]
+    assert report.newer == {2: [("f", 10)], 3: [("f", 10)], 4: [("cfg", 10)], 5: [("f", 10)],
+                            8: [("w", 10)], 9: [("w", 10)]}  # fmt: skip
+    assert "cell 2 re-ran with f as of cell 10, made after it" in str(report)
     assert list(shell.user_ns["it"]) == [10, 20]  # (as said: not [2, 3])
