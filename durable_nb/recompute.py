@@ -38,8 +38,8 @@ class Report:
     #: Recomputed name -> the later cells whose code names it: what they did to the value
     #: in place (``ws.add(n)``, ``next(gen)``) is not done again by the re-run.
     used_after: dict[str, list[int]] = field(default_factory=dict)
-    #: Re-run cell -> the names it read as it ran whose values later cells made (a function
-    #: defined again): (name, that cell). What it made now may differ from what it made.
+    #: Re-run cell -> the names it may read as it runs whose values later cells made (a
+    #: function defined again): (name, that cell). What it made now may differ.
     newer: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -178,12 +178,13 @@ def _variables(source: str, transform: Callable[[str], str]) -> set[str]:
 
 def _inputs(raw: str, source: str, ns: dict[str, Any]) -> set[str]:
     """What re-running a cell (``raw`` as written, ``source`` as Python) may read from the
-    namespace: more than it reads, never less. What each statement reads (at its top
-    level, and as globals in the functions, classes and generators it makes) but not what
-    an earlier statement of the cell bound (``f = wrap(f)`` reads ``f``; ``def f`` then
-    ``interactive(f)`` does not); the words of a magic's text (``%%time``: a string to
-    Python); and what the notebook's functions it names read (``used_by``: one called as
-    the cell runs reads its globals then, under a decorator too)."""
+    namespace: more than it reads (what it can miss: docs/design.md, ``recompute.py``).
+    What each statement reads (at its top level, and as globals in the functions, classes
+    and generators it makes) but not what an earlier statement of the cell bound
+    (``f = wrap(f)`` reads ``f``; ``def f`` then ``interactive(f)`` does not); the words of
+    a magic's text (``%%time``: a string to Python); and what the notebook's functions it
+    names read (``used_by``: one called as the cell runs reads its globals then, under a
+    decorator too)."""
     read: set[str] = set()
     bound: set[str] = set()
     try:
