@@ -112,8 +112,11 @@ def recompute_cells(
         else:
             watched = {n: _digest(saved[n], ns) for n in (binds or saved)
                        if n in saved and entries[n].state == "saved"}  # fmt: skip
-            newer = sorted((n, entries[n].cell_seq) for n in _inputs(found[seq][1], source, ns)
-                           if n in entries and entries[n].cell_seq > seq)  # fmt: skip
+            read = _inputs(found[seq][1], source)
+            # What the notebook's functions it names read (one called as the cell runs reads
+            # its globals then): not through a name said already (a newer ``f``'s ``np``).
+            read |= used_by({n for n in read if not _later(entries.get(n), seq)}, ns)
+            newer = sorted((n, entries[n].cell_seq) for n in read if _later(entries.get(n), seq))
             if newer:
                 report_.newer[seq] = newer
             with rt.as_cell(found[seq][0]):
@@ -176,20 +179,19 @@ def _variables(source: str, transform: Callable[[str], str]) -> set[str]:
     return found
 
 
-def _inputs(raw: str, source: str, ns: dict[str, Any]) -> set[str]:
-    """What re-running a cell (``raw`` as written, ``source`` as Python) may read from the
-    namespace: more than it reads (what it can miss: docs/design.md, ``recompute.py``).
+def _inputs(raw: str, source: str) -> set[str]:
+    """The names re-running a cell (``raw`` as written, ``source`` as Python) may read
+    itself: more than it reads (what it can miss: docs/design.md, ``recompute.py``).
     What each statement reads (at its top level, and as globals in the functions, classes
-    and generators it makes) but not what an earlier statement of the cell bound
-    (``f = wrap(f)`` reads ``f``; ``def f`` then ``interactive(f)`` does not); the words of
-    a magic's text (``%%time``: a string to Python); and what the notebook's functions it
-    names read (``used_by``: one called as the cell runs reads its globals then, under a
-    decorator too)."""
+    and generators it makes) but not what an earlier statement of the cell surely bound
+    (``f = wrap(f)`` reads ``f``; ``def f`` then ``interactive(f)`` does not; a ``def``
+    under an ``if``, a loop or a ``try`` may not run); and the words of a magic's text
+    (``%%time``: a string to Python)."""
     read: set[str] = set()
     bound: set[str] = set()
     try:
-        for statement in [ast.unparse(s) for s in ast.parse(source).body]:
-            top = symtable.symtable(statement, "<cell>", "exec")
+        for node in ast.parse(source).body:
+            top = symtable.symtable(ast.unparse(node), "<cell>", "exec")
             symbols = top.get_symbols()
             read |= {s.get_name() for s in symbols if s.is_referenced()} - bound
             todo = list(top.get_children())
@@ -198,12 +200,22 @@ def _inputs(raw: str, source: str, ns: dict[str, Any]) -> set[str]:
                 read |= {s.get_name() for s in table.get_symbols()
                          if s.is_global() and s.is_referenced()} - bound  # fmt: skip
                 todo += table.get_children()
-            bound |= {s.get_name() for s in symbols if s.is_assigned() or s.is_imported()}
+            if not isinstance(node, _MAYBE):
+                bound |= {s.get_name() for s in symbols if s.is_assigned() or s.is_imported()}
     except Exception:  # not Python, or too deep to read (RecursionError): every word
         read |= set(_WORD.findall(raw))
     if "get_ipython()" in source and "get_ipython()" not in raw:  # magics, ``!``
         read |= set(_WORD.findall(raw))
-    return used_by(read, ns)
+    return read
+
+
+def _later(row: VariableRow | None, seq: int) -> bool:
+    """Whether ``row``'s value was bound by a cell after ``seq``."""
+    return row is not None and row.cell_seq > seq
+
+
+#: Statements whose bindings may not happen: their test, loop or exception decides.
+_MAYBE = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.Match)
 
 
 #: A Python identifier (ASCII): the words of a magic's text.

@@ -86,8 +86,9 @@ def test_a_restore_says_when_a_cell_it_re_runs_reads_what_later_cells_made(shell
     """A re-run cell reads the namespace as it is now: a function defined again after it
     (Using Interact's ``w = interactive(f, ...)`` before a later ``def f``), a global a
     function it calls reads, a name it rebinds from itself give values its first run never
-    made. Said, with the cell that made what it read (more than it reads, never less);
-    a value made before the cell, or one the cell bound before reading it, is not."""
+    made. Said, with the cell that made what it read (more than it reads); a value made
+    before the cell, one the cell bound before reading it, and what the later ``f`` reads
+    (``zero``: ``f`` is said) are not."""
     fresh_namespace(shell)
     nb = Notebook(shell, tmp_path)
     for cell in [
@@ -101,12 +102,14 @@ def test_a_restore_says_when_a_cell_it_re_runs_reads_what_later_cells_made(shell
         "w = lambda: 1",
         "w = (lambda g: g)(w)\nwrapped = (x for x in [w()])",  # (w = wrap(w): w read)
         "deep = (x for x in [" + " + ".join(["w()"] * 600) + "])",  # (too deep: its words)
-        "def f(a):\n    return a * 10\ncfg = 3\nh = 1\nw = lambda: 2",
+        "if 'f' not in globals():\n    def f(a):\n        return 0\nmaybe = (x for x in [f(5)])",
+        "zero = 0\ndef f(a):\n    return a * 10 + zero\ncfg = 3\nh = 1\nw = lambda: 2",
     ]:
         nb.run(cell)  # fmt: skip
     report = restore_anew(shell, nb)
-    assert sorted(report.recomputed) == ["deep", "it", "lazy", "made", "own", "timed", "wrapped"]
-    assert report.newer == {2: [("f", 10)], 3: [("f", 10)], 4: [("cfg", 10)], 5: [("f", 10)],
-                            8: [("w", 10)], 9: [("w", 10)]}  # fmt: skip
-    assert "cell 2 re-ran with f as of cell 10, made after it" in str(report)
+    assert sorted(report.recomputed) == ["deep", "it", "lazy", "made", "maybe", "own", "timed",
+                                         "wrapped"]  # fmt: skip
+    assert report.newer == {2: [("f", 11)], 3: [("f", 11)], 4: [("cfg", 11)], 5: [("f", 11)],
+                            8: [("w", 11)], 9: [("w", 11)], 10: [("f", 11)]}  # fmt: skip
+    assert "cell 2 re-ran with f as of cell 11, made after it" in str(report)
     assert list(shell.user_ns["it"]) == [10, 20]  # (as said: not [2, 3])
