@@ -103,13 +103,15 @@ def test_a_restore_says_when_a_cell_it_re_runs_reads_what_later_cells_made(shell
         "w = (lambda g: g)(w)\nwrapped = (x for x in [w()])",  # (w = wrap(w): w read)
         "deep = (x for x in [" + " + ".join(["w()"] * 600) + "])",  # (too deep: its words)
         "if 'f' not in globals():\n    def f(a):\n        return 0\nmaybe = (x for x in [f(5)])",
+        "class K:\n    vals = [f(i) for i in range(2)]\nkept = (x for x in K.vals)",  # (2 deep)
         "zero = 0\ndef f(a):\n    return a * 10 + zero\ncfg = 3\nh = 1\nw = lambda: 2",
     ]:
         nb.run(cell)  # fmt: skip
     report = restore_anew(shell, nb)
-    assert sorted(report.recomputed) == ["deep", "it", "lazy", "made", "maybe", "own", "timed",
-                                         "wrapped"]  # fmt: skip
-    assert report.newer == {2: [("f", 11)], 3: [("f", 11)], 4: [("cfg", 11)], 5: [("f", 11)],
-                            8: [("w", 11)], 9: [("w", 11)], 10: [("f", 11)]}  # fmt: skip
-    assert "cell 2 re-ran with f as of cell 11, made after it" in str(report)
+    assert sorted(report.recomputed) == ["deep", "it", "kept", "lazy", "made", "maybe", "own",
+                                         "timed", "wrapped"]  # fmt: skip
+    assert report.newer == {2: [("f", 12)], 3: [("f", 12)], 4: [("cfg", 12)], 5: [("f", 12)],
+                            8: [("w", 12)], 9: [("w", 12)], 10: [("f", 12)],
+                            11: [("f", 12)]}  # fmt: skip
+    assert "cell 2 re-ran with f as of cell 12, made after it" in str(report)
     assert list(shell.user_ns["it"]) == [10, 20]  # (as said: not [2, 3])
