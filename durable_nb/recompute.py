@@ -7,7 +7,7 @@ import ast
 import re
 import symtable
 import types
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,12 +171,20 @@ def _variables(source: str, transform: Callable[[str], str]) -> set[str]:
         top = symtable.symtable(transform(source), "<cell>", "exec")
     except Exception:  # (a cell that does not parse used nothing)
         return set()
-    found, todo = set(top.get_identifiers()), list(top.get_children())
+    found = set(top.get_identifiers())
+    for table in _nested(top):
+        found.update(s.get_name() for s in table.get_symbols() if s.is_global())
+    return found
+
+
+def _nested(top: symtable.SymbolTable) -> Iterator[symtable.SymbolTable]:
+    """The scopes inside ``top`` (its functions, classes, lambdas, comprehensions), at
+    every depth."""
+    todo = list(top.get_children())
     while todo:
         table = todo.pop()
-        found.update(s.get_name() for s in table.get_symbols() if s.is_global())
+        yield table
         todo += table.get_children()
-    return found
 
 
 def _inputs(raw: str, source: str) -> set[str]:
@@ -189,24 +197,21 @@ def _inputs(raw: str, source: str) -> set[str]:
     (``%%time``: a string to Python)."""
     read: set[str] = set()
     bound: set[str] = set()
+    # A magic's code (``!``'s too) is a string to Python: its words are read.
+    words = "get_ipython()" in source and "get_ipython()" not in raw
     try:
         for node in ast.parse(source).body:
             top = symtable.symtable(ast.unparse(node), "<cell>", "exec")
             symbols = top.get_symbols()
             read |= {s.get_name() for s in symbols if s.is_referenced()} - bound
-            todo = list(top.get_children())
-            while todo:
-                table = todo.pop()
+            for table in _nested(top):
                 read |= {s.get_name() for s in table.get_symbols()
                          if s.is_global() and s.is_referenced()} - bound  # fmt: skip
-                todo += table.get_children()
             if not isinstance(node, _MAYBE):
                 bound |= {s.get_name() for s in symbols if s.is_assigned() or s.is_imported()}
     except Exception:  # not Python, or too deep to read (RecursionError): every word
-        read |= set(_WORD.findall(raw))
-    if "get_ipython()" in source and "get_ipython()" not in raw:  # magics, ``!``
-        read |= set(_WORD.findall(raw))
-    return read
+        words = True
+    return read | set(_WORD.findall(raw)) if words else read
 
 
 def _later(row: VariableRow | None, seq: int) -> bool:
