@@ -236,6 +236,12 @@ def names_used(source: str, transform: Callable[[str], str]) -> set[str]:
             tree = ast.parse(transform(source))
         except Exception:  # a cell that does not parse changed nothing
             return set()
+    return _tree_names(tree)
+
+
+def _tree_names(tree: ast.AST) -> set[str]:
+    """The names a syntax tree's code loads, binds or deletes, and those of its ``global``
+    and ``nonlocal`` statements."""
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
@@ -243,3 +249,27 @@ def names_used(source: str, transform: Callable[[str], str]) -> set[str]:
         elif isinstance(node, ast.Global | ast.Nonlocal):
             names.update(node.names)
     return names
+
+
+#: A word written as a keyword argument's name or a parameter's (``f(options=1)``,
+#: ``def g(x=2)``), or as the second target of ``a, b = ...``: after ``(`` or ``,``, before
+#: one ``=`` (matched in strings too: the syntax tree decides).
+_KEYWORD = re.compile(r"[(,]\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)")
+
+
+def keyword_only(source: str, candidates: Container[str]) -> set[str]:
+    """Those of ``candidates`` (words of the cell: :func:`names_used`) that its code writes
+    only as a keyword argument's or a parameter's name (``Dropdown(options=[1, 2])``
+    beside a variable ``options``): its syntax tree names none of them, so the code never
+    reads nor binds such a variable. One scan of the text; the tree is read only when a
+    candidate is written so. Empty for what is not plain Python (magics: the transform's
+    tree, which :func:`names_used` read, names no keyword already)."""
+    if "=" not in source:
+        return set()
+    suspects = {word for word in _KEYWORD.findall(source) if word in candidates}
+    if not suspects:
+        return set()
+    try:
+        return suspects - _tree_names(ast.parse(source))
+    except Exception:  # not Python as it is (then its words were all kept)
+        return set()

@@ -4,10 +4,11 @@ What cannot be saved is recorded with the cell that defined it (the recompute pl
 
 Which variables a cell may have changed (the rule; a cell costs what it touches):
 
-1. the names the cell's code mentions, and every variable bound to a new object; but not
-   what is proven unchanged (:class:`sharing.Settled`): a library's module, class or
-   function saved by name, a list, dict or set of numbers and strings still holding the
-   very objects it held (:class:`unchanged.Same`, one pass in C);
+1. the names the cell's code mentions (not as a keyword: ``f(options=1)`` names no
+   ``options`` when its check costs more than the syntax tree), and every variable bound
+   to a new object; but not what is proven unchanged (:class:`sharing.Settled`): a
+   library's module, class or function saved by name, a list, dict or set of numbers and
+   strings still holding the very objects it held (:class:`unchanged.Same`, one pass in C);
 2. everything reachable (:mod:`durable_nb.graph`) from those values; the variables named
    by the code of every notebook function, method or class reached (closures, defaults,
    decorators, bound methods, callbacks held in data: a function called by name can
@@ -50,7 +51,7 @@ import xxhash
 
 from . import classes, codec, graph, owner, sharing
 from .blobs import BLOB_THRESHOLD, chunk_names
-from .cells import label, names_used, variables
+from .cells import keyword_only, label, names_used, variables
 from .errors import (
     JournalError,
     JournalUnwritable,
@@ -73,6 +74,8 @@ DEFAULT_MAX_BYTES = 4 << 30
 _UNREAD = "could not be read, the notebook's code raised "
 #: Values whose pickle :class:`Print` can tell unchanged (dill pickles a function ~1 ms).
 _DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
+#: Checks costlier than reading a cell's syntax tree: a payload this big, a value recomputed.
+_COSTLY = 16 << 10
 
 
 @dataclass
@@ -146,7 +149,10 @@ class Snapshots:
             raise
 
     def _after_cell(self, source: str, success: bool) -> None:
-        self._pending |= names_used(source, self.shell.transform_cell)
+        named = names_used(source, self.shell.transform_cell)
+        costly = {n for n in named if (k := self.known.get(n))
+                  and (k.state == "recompute" or k.nbytes >= _COSTLY)}  # fmt: skip
+        self._pending |= named - keyword_only(source, costly) if costly else named
         if not success or not self.rt.journaling:
             return
         accessed, self._pending = self._pending, set()
@@ -446,9 +452,8 @@ class Snapshots:
             self.rt.write_meta("ignore", json.dumps(sorted(self.ignored)))
 
     def _meta_json(self, key: str, default: Any) -> Any:
-        if self.rt.journal is None:
-            return default
-        value = self.rt.journal.trusted_meta(key)  # one not signed by this user: ignored
+        journal = self.rt.journal  # (a value not signed by this user reads as None: ignored)
+        value = None if journal is None else journal.trusted_meta(key)
         return default if value is None else json.loads(value)
 
     # -- restore ------------------------------------------------------------------
@@ -490,9 +495,7 @@ class Snapshots:
         if unsaved is not None:
             seq, why, before = unsaved
             raise NamespaceNotSaved(seq, why.removeprefix(UNSAVED), before)
-        entries = {
-            n: row for n, row in rows.items() if n not in self.ignored and row.state != "deleted"
-        }
+        entries = {n: r for n, r in rows.items() if n not in self.ignored and r.state != "deleted"}
         report_ = Report(seq=at, where=self._where(at))
         loader = Loader(journal, [e.value_id for e in entries.values() if e.state == "saved"])
         ns = self.shell.user_ns

@@ -13,6 +13,7 @@ from durable_nb.cells import (
     cell_key,
     first_line,
     is_fresh,
+    keyword_only,
     names_used,
     variables,
 )
@@ -85,19 +86,25 @@ def _parsed(source: str) -> set[str]:
     return found
 
 
-def test_the_words_of_a_cell_hold_every_name_its_code_reads_or_binds():
-    """The fast path (words of plain ASCII text) is a superset of the syntax tree's names,
-    on real code: the corpus notebooks' cells and this package's own modules."""
+def _real_sources() -> list[str]:
+    """This package's modules and the corpus notebooks' code cells: code nobody wrote for
+    these tests."""
     import json
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     sources = [p.read_text() for p in sorted((root / "durable_nb").rglob("*.py"))]
     for nb in sorted((root / "tests" / "corpus").glob("*.ipynb")):
-        cells = json.loads(nb.read_text())["cells"]
-        sources += ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        cells_ = json.loads(nb.read_text())["cells"]
+        sources += ["".join(c["source"]) for c in cells_ if c["cell_type"] == "code"]
+    return sources
+
+
+def test_the_words_of_a_cell_hold_every_name_its_code_reads_or_binds():
+    """The fast path (words of plain ASCII text) is a superset of the syntax tree's names,
+    on real code: the corpus notebooks' cells and this package's own modules."""
     checked = 0
-    for source in sources:
+    for source in _real_sources():
         for line in source.splitlines():  # lines without strings or comments
             if line.isascii() and not any(c in line for c in "%!?#'\"\\"):
                 try:
@@ -136,6 +143,7 @@ _ATOM = st.one_of(
     _literal(),
     _NAMES.map(lambda n: f"{n}.attr"),
     st.tuples(_NAMES, _literal()).map(lambda t: f"{t[0]}({t[1]}, k={t[0]})"),
+    st.tuples(_NAMES, _NAMES).map(lambda t: f"g({t[0]}={t[1]}, {t[1]} ={t[0]} == x_1)"),
 )
 
 
@@ -163,7 +171,52 @@ def test_the_words_outside_strings_and_comments_hold_every_name(lines, end):
         expected = _parsed(source)
     except SyntaxError:
         return
-    assert expected <= names_used(source, str), source
+    words = names_used(source, str)
+    assert expected <= words, source
+    assert not keyword_only(source, words) & expected, source  # a keyword's name only
+
+
+def test_a_keyword_is_left_out_only_where_the_syntax_tree_names_it_nowhere():
+    """``keyword_only`` never takes out a name the code loads, binds or deletes, on real
+    code (each module whole, each cell), every word of it a candidate; and it does take
+    out the keywords real code writes (the corpus's widgets: ``options=``, ``value=``)."""
+    taken = set()
+    for source in _real_sources():
+        words = names_used(source, str)
+        try:
+            named = _parsed(source)
+        except SyntaxError:  # (a cell with IPython syntax: magics)
+            assert keyword_only(source, words) == set()
+            continue
+        out = keyword_only(source, words)
+        assert not out & named, sorted(out & named)
+        taken |= out
+    assert {"options", "value", "description"} <= taken
+
+
+@pytest.mark.parametrize(
+    ("source", "out"),
+    [
+        ("w = Dropdown(options=[1, 2], value=1)", {"options", "value"}),
+        ("w = Dropdown(options=options)", set()),  # its value is the variable
+        ("f(\n    options\n    =1)", {"options"}),
+        ("def g(options=1, *, value=2):\n    return 0", {"options", "value"}),
+        ("def g(options=1):\n    return options", set()),  # (the tree: a local; kept)
+        ("a, options = 1, 2", set()),  # bound: an object of the same id is checked
+        ("options = 1\noptions = 2", set()),  # (not a keyword's place)
+        ("f(options == 1)", set()),
+        ("f(options <= 1, value != 2)", set()),
+        ("class A(Base, options=1):\n    pass", {"options"}),
+        ("f(x=lambda options=1: options)", {"x"}),
+        ("print('(options=1)')", {"options"}),  # in a string only: no name of the code
+        ("%time f(options=1)", set()),  # IPython's syntax: the transform's tree decided
+        ("f(options=1", set()),  # no Python: every word kept
+        ("global options\nf(options=1)", set()),
+    ],
+)
+def test_keywords_names_are_told_from_variables(source, out):
+    assert keyword_only(source, {"options", "value", "x"}) == out
+    assert keyword_only(source, set()) == set()  # a candidate only
 
 
 def test_magics_and_non_ascii_names_are_read_from_the_syntax_tree():

@@ -32,7 +32,7 @@ from test_snapshot_props import (
 )  # (tests/unit: on the path)
 from test_snapshot_props import shell as shell  # (the fixture)
 
-from durable_nb import graph
+from durable_nb import graph, snapshot
 from durable_nb.unchanged import by_name
 
 pytestmark = pytest.mark.unit
@@ -211,6 +211,29 @@ def test_after_a_cell_that_may_change_anything_a_widget_is_looked_at_not_walked(
         assert "w" in nb.snaps._found.kernel
         live, back = restored(shell, nb)
     assert back == live and dict(back)["data"][2] == ["1", "2"]
+
+
+def test_a_keywords_name_does_not_check_the_variable_of_that_name(shell):
+    """``dict(options=1)`` beside a variable ``options`` whose check costs (a payload over
+    16 KB, a widget) neither walks nor pickles it; every way a cell still names or changes
+    it does: as a keyword's value, an item, a tuple target (a new object, which may take
+    the old one's address), a function called with that keyword that changes it; the
+    restore equals the live namespace."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.run("import ipywidgets\noptions = [[i] for i in range(3000)]\n"
+               "w = ipywidgets.IntSlider()\ndef poke(**kw):\n    options[2].append(7)")  # fmt: skip
+        assert nb.snaps.known["options"].nbytes >= snapshot._COSTLY
+        nb.run("d = dict(options=1, w=2)")
+        assert not {"options", "w"} & nb.snaps._found.keys.keys() and "d" in nb.snaps._found.keys
+        for cell in ("e = dict(options=options)", "f = dict(options=1)\noptions[0].append(9)",
+                     "a, options = 1, [[i] for i in range(3000)]", "poke(options=1)"):  # fmt: skip
+            nb.run(cell)
+            assert "options" in nb.snaps._found.keys, cell
+        nb.run("del w")  # (recomputed by its cell: the poke would not be redone)
+        live, back = restored(shell, nb)
+    assert back == live and shell.user_ns["options"][2] == [2, 7]  # (restored: poke's)
 
 
 def test_a_sweep_narrowed_still_checks_all_when_that_spares_walking_new_widgets(shell):
