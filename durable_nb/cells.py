@@ -206,11 +206,14 @@ def _opens_for_writing(node: ast.AST) -> bool:
 _NOT_PLAIN = re.compile(r"[%!?\r]|(?<![A-Za-z0-9_])[rRbB]?[fF][rRbB]?['\"]")
 #: A string literal (an f-string's prefix is never one here), a comment, or a word (group 1),
 #: matched left to right: a quote in a comment and a '#' in a string are theirs.
-_TOKENS = re.compile(
+_LITERAL = (
     r"""(?:\b[rRbBuU]{1,2})?(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|"""
-    r"""'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")|\#[^\n]*|([A-Za-z_][A-Za-z0-9_]*)""",
-    re.DOTALL,
+    r"""'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")|\#[^\n]*"""
 )
+_TOKENS = re.compile(_LITERAL + r"|([A-Za-z_][A-Za-z0-9_]*)", re.DOTALL)
+#: A string literal or a comment (:data:`_TOKENS` without its words).
+_LITERALS = re.compile(_LITERAL, re.DOTALL)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def names_used(source: str, transform: Callable[[str], str]) -> set[str]:
@@ -253,23 +256,34 @@ def _tree_names(tree: ast.AST) -> set[str]:
 
 #: A word written as a keyword argument's name or a parameter's (``f(options=1)``,
 #: ``def g(x=2)``), or as the second target of ``a, b = ...``: after ``(`` or ``,``, before
-#: one ``=`` (matched in strings too: the syntax tree decides).
+#: one ``=``. Inside brackets it is only ever a keyword or a parameter (Python has no
+#: assignment there); outside, a target.
 _KEYWORD = re.compile(r"[(,]\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)")
 
 
 def keyword_only(source: str, candidates: Container[str]) -> set[str]:
     """Those of ``candidates`` (words of the cell: :func:`names_used`) that its code writes
     only as a keyword argument's or a parameter's name (``Dropdown(options=[1, 2])``
-    beside a variable ``options``): its syntax tree names none of them, so the code never
-    reads nor binds such a variable. One scan of the text; the tree is read only when a
-    candidate is written so. Empty for what is not plain Python (magics: the transform's
-    tree, which :func:`names_used` read, names no keyword already)."""
-    if "=" not in source:
+    beside a variable ``options``): the code never reads nor binds such a variable.
+
+    Read from the text as :func:`names_used`'s words are (strings and comments left out):
+    every place of the word is one :data:`_KEYWORD` matches inside brackets. Empty for
+    what is not plain ASCII Python (:func:`names_used` read the syntax tree, which names
+    no keyword)."""
+    if "=" not in source or not source.isascii() or _NOT_PLAIN.search(source):
         return set()
-    suspects = {word for word in _KEYWORD.findall(source) if word in candidates}
-    if not suspects:
+    code = _LITERALS.sub(" ", source)
+    places: dict[str, int] = {}
+    for match in _KEYWORD.finditer(code):
+        word, at = match.group(1), match.start(1)
+        if word in candidates and _depth(code, at) > 0:
+            places[word] = places.get(word, 0) + 1
+    if not places:
         return set()
-    try:
-        return suspects - _tree_names(ast.parse(source))
-    except Exception:  # not Python as it is (then its words were all kept)
-        return set()
+    words = _WORD.findall(code)
+    return {word for word, n in places.items() if words.count(word) == n}
+
+
+def _depth(code: str, at: int) -> int:
+    """How many brackets are open at ``at`` in ``code`` (strings and comments blanked)."""
+    return sum(code.count(c, 0, at) for c in "([{") - sum(code.count(c, 0, at) for c in ")]}")

@@ -4,11 +4,11 @@ What cannot be saved is recorded with the cell that defined it (the recompute pl
 
 Which variables a cell may have changed (the rule; a cell costs what it touches):
 
-1. the names the cell's code mentions (not as a keyword: ``f(options=1)`` names no
-   ``options`` when its check costs more than the syntax tree), and every variable bound
-   to a new object; but not what is proven unchanged (:class:`sharing.Settled`): a
-   library's module, class or function saved by name, a list, dict or set of numbers and
-   strings still holding the very objects it held (:class:`unchanged.Same`, one pass in C);
+1. the names the cell's code mentions (not a keyword's, ``f(options=1)``, when reading the
+   syntax tree costs less than the check), and every variable bound to a new object; but
+   not what is proven unchanged (:class:`sharing.Settled`): a library's module, class or
+   function saved by name, a list, dict or set of numbers and strings still holding the
+   very objects it held (:class:`unchanged.Same`, one pass in C);
 2. everything reachable (:mod:`durable_nb.graph`) from those values; the variables named
    by the code of every notebook function, method or class reached (closures, defaults,
    decorators, bound methods, callbacks held in data: a function called by name can
@@ -74,8 +74,6 @@ DEFAULT_MAX_BYTES = 4 << 30
 _UNREAD = "could not be read, the notebook's code raised "
 #: Values whose pickle :class:`Print` can tell unchanged (dill pickles a function ~1 ms).
 _DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
-#: Checks costlier than reading a cell's syntax tree: a payload this big, a value recomputed.
-_COSTLY = 16 << 10
 
 
 @dataclass
@@ -92,6 +90,7 @@ class Known:
     refs: frozenset[str] = frozenset()  # notebook globals its payload names
     detail: str | None = None
     same: Same | None = None  # while it holds the bound value, the payload is unchanged
+    took: float = 0.0  # its last walk and pickle (s): over ~50 µs, a syntax tree is cheaper
 
 
 @dataclass
@@ -150,8 +149,8 @@ class Snapshots:
 
     def _after_cell(self, source: str, success: bool) -> None:
         named = names_used(source, self.shell.transform_cell)
-        costly = {n for n in named if (k := self.known.get(n))
-                  and (k.state == "recompute" or k.nbytes >= _COSTLY)}  # fmt: skip
+        costly = {n for n in named if (k := self.known.get(n)) and (k.state == "recompute"
+                  or k.nbytes >= 16 << 10 or k.took >= 50e-6)}  # fmt: skip
         self._pending |= named - keyword_only(source, costly) if costly else named
         if not success or not self.rt.journaling:
             return
@@ -259,6 +258,7 @@ class Snapshots:
             rebound = k is None or k.obj_id != id(ns[name])
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
                 k.shares, k.refs = res.shares, res.refs  # unchanged; what it reaches may not be
+                k.took = self._found.seconds.get(name, k.took)
                 if res.state == "saved" and not (k.same and k.same.holds(ns[name])):
                     k.same = self._found.proven(ns[name], res.nbytes < self.sweep.bytes)
                 continue
@@ -269,7 +269,8 @@ class Snapshots:
             small = res.state == "saved" and res.nbytes < self.sweep.bytes
             same = self._found.proven(ns[name], small)
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
-                                  res.nbytes, res.shares, res.refs, res.detail, same)  # fmt: skip
+                                  res.nbytes, res.shares, res.refs, res.detail, same,
+                                  self._found.seconds.get(name, 0.0))  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
         self._found.plain, self._found.copies = {}, {}  # no pickle or item kept past the cell
@@ -433,8 +434,7 @@ class Snapshots:
 
     def _stored_ids(self) -> set[str]:
         if self._stored is None:
-            # The open folded what earlier sessions logged; this one's are known here:
-            # no fold needed (a notebook's first save was ~0.05 s slower for it).
+            # No fold: the open folded earlier sessions' records; this one's are _written.
             journal, written = self._written
             self._stored = self.rt.journal.payload_ids(fold=False)
             if journal is self.rt.journal:

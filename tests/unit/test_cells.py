@@ -208,15 +208,60 @@ def test_a_keyword_is_left_out_only_where_the_syntax_tree_names_it_nowhere():
         ("f(options <= 1, value != 2)", set()),
         ("class A(Base, options=1):\n    pass", {"options"}),
         ("f(x=lambda options=1: options)", {"x"}),
-        ("print('(options=1)')", {"options"}),  # in a string only: no name of the code
+        ("print('(options=1)')", set()),  # in a string: no keyword (nor a word of the code)
+        ("f(')', options=1)  # (", {"options"}),  # brackets in strings and comments: none
         ("%time f(options=1)", set()),  # IPython's syntax: the transform's tree decided
-        ("f(options=1", set()),  # no Python: every word kept
+        ("f(options=1", {"options"}),  # (no Python: the cell never ran)
+        ("a, options = f(x=1)", {"x"}),
+        ("d[f(1), options] = 2", set()),
+        ("f(options.a=1)", set()),  # (no Python; ``options.a`` names it)
         ("global options\nf(options=1)", set()),
     ],
 )
 def test_keywords_names_are_told_from_variables(source, out):
     assert keyword_only(source, {"options", "value", "x"}) == out
     assert keyword_only(source, set()) == set()  # a candidate only
+
+
+_WORDS = st.sampled_from(["a", "b", "options", "value"])
+
+
+@st.composite
+def _expression(draw, depth: int = 0) -> str:
+    """An expression whose names, keywords and parameters come from one small pool, around
+    brackets in strings and comments too."""
+    if depth >= 3 or draw(st.booleans()):
+        return draw(st.one_of(_WORDS, _literal(), st.just("1")))
+    e = [draw(_expression(depth + 1)) for _ in range(2)]
+    k = draw(_WORDS)
+    return draw(st.sampled_from([
+        f"{k}({e[0]}, {draw(_WORDS)}={e[1]})", f"[{e[0]}, {e[1]}]", f"({e[0]}, {e[1]})",
+        f"{{{e[0]}: {e[1]}}}", f"(lambda {k}={e[0]}: {e[1]})", f"{e[0]} == {e[1]}",
+        f"{e[0]}[{e[1]}]", f"{e[0]}.{k}", f"f(\n  {k} = {e[0]},  # ({e[1]}\n)",
+    ]))  # fmt: skip
+
+
+@st.composite
+def _statement(draw) -> str:
+    e, (t, u) = draw(_expression()), (draw(_WORDS), draw(_WORDS))
+    return draw(st.sampled_from([
+        f"{t} = {e}", f"{t}, {u} = {e}, 1", f"{t}[{u}] = {e}", e,
+        f"def {t}({u}={e}, *, c=1):\n    return {u}", f"class C({t}={e}):\n    pass",
+        f"for {t} in {e}:\n    {u} += 1", f"global {t}\n{u} = {e}",
+    ]))  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_statement(), min_size=1, max_size=4))
+def test_a_keyword_left_out_is_never_a_name_of_generated_code(statements):
+    """Keywords, parameters, tuple targets, lambdas, brackets in strings and comments, all
+    drawn from one pool of words: what ``keyword_only`` leaves out, the tree never names."""
+    source = "\n".join(statements)
+    try:
+        named = _parsed(source)
+    except SyntaxError:
+        return
+    assert not keyword_only(source, names_used(source, str)) & named, source
 
 
 def test_magics_and_non_ascii_names_are_read_from_the_syntax_tree():

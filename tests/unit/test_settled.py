@@ -32,7 +32,7 @@ from test_snapshot_props import (
 )  # (tests/unit: on the path)
 from test_snapshot_props import shell as shell  # (the fixture)
 
-from durable_nb import graph, snapshot
+from durable_nb import graph
 from durable_nb.unchanged import by_name
 
 pytestmark = pytest.mark.unit
@@ -215,18 +215,25 @@ def test_after_a_cell_that_may_change_anything_a_widget_is_looked_at_not_walked(
 
 def test_a_keywords_name_does_not_check_the_variable_of_that_name(shell):
     """``dict(options=1)`` beside a variable ``options`` whose check costs (a payload over
-    16 KB, a widget) neither walks nor pickles it; every way a cell still names or changes
-    it does: as a keyword's value, an item, a tuple target (a new object, which may take
-    the old one's address), a function called with that keyword that changes it; the
-    restore equals the live namespace."""
+    16 KB, a widget, a walk and pickle that took long) neither walks nor pickles it; one
+    that costs little is checked (reading the syntax tree would cost more). Every way a
+    cell still names or changes it checks it: as a keyword's value, an item, a tuple
+    target (a new object, which may take the old one's address), a function called with
+    that keyword that changes it; the restore equals the live namespace."""
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
         nb = Notebook(shell, Path(folder))
         nb.run("import ipywidgets\noptions = [[i] for i in range(3000)]\n"
                "w = ipywidgets.IntSlider()\ndef poke(**kw):\n    options[2].append(7)")  # fmt: skip
-        assert nb.snaps.known["options"].nbytes >= snapshot._COSTLY
-        nb.run("d = dict(options=1, w=2)")
+        assert nb.snaps.known["options"].nbytes >= 16 << 10
+        nb.run("n = [1]\nd = dict(options=1, w=2, n=3)")
         assert not {"options", "w"} & nb.snaps._found.keys.keys() and "d" in nb.snaps._found.keys
+        nb.snaps.known["n"].took = 0.0  # its check costs less than reading the syntax tree
+        nb.run("d = dict(n=1)")
+        assert "n" in nb.snaps._found.keys and nb.snaps.known["n"].took > 0  # (kept)
+        nb.snaps.known["n"].took = 1.0  # (its last walk and pickle, s): more
+        nb.run("d = dict(n=1)")
+        assert "n" not in nb.snaps._found.keys
         for cell in ("e = dict(options=options)", "f = dict(options=1)\noptions[0].append(9)",
                      "a, options = 1, [[i] for i in range(3000)]", "poke(options=1)"):  # fmt: skip
             nb.run(cell)
