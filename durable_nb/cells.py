@@ -200,19 +200,29 @@ def _opens_for_writing(node: ast.AST) -> bool:
     return any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes)
 
 
-#: What makes a cell's words other than its names: IPython syntax (magics, shell escapes,
-#: help: IPython rewrites those), f-strings (their fields are code inside quotes), and a
-#: carriage return (a line end to Python, which the scan below does not know: review3 R3-2).
-_NOT_PLAIN = re.compile(r"[%!?\r]|(?<![A-Za-z0-9_])[rRbB]?[fF][rRbB]?['\"]")
+#: An f-string's start: its fields are code inside quotes.
+_FSTRING = re.compile(r"(?<![A-Za-z0-9_])[rRbB]?[fF][rRbB]?['\"]")
+
+
+def _plain(source: str) -> bool:
+    """Whether a cell's words are its names (and more): ASCII text with no IPython syntax
+    (magics, shell escapes, help: IPython rewrites those), f-string, or carriage return (a
+    line end to Python, which the scan of words does not know: review3 R3-2)."""
+    return (source.isascii() and "%" not in source and "!" not in source and "?" not in source
+            and "\r" not in source and not _FSTRING.search(source))  # fmt: skip
+
+
 #: A string literal (an f-string's prefix is never one here), a comment, or a word (group 1),
 #: matched left to right: a quote in a comment and a '#' in a string are theirs.
 _LITERAL = (
     r"""(?:\b[rRbBuU]{1,2})?(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|"""
     r"""'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")|\#[^\n]*"""
 )
-_TOKENS = re.compile(_LITERAL + r"|([A-Za-z_][A-Za-z0-9_]*)", re.DOTALL)
+# (Each led by what its match can start with: the scan skips the rest in C, ~2x faster.)
+_TOKENS = re.compile(r"(?=[rRbBuU'\"#A-Za-z_])(?:" + _LITERAL + r"|([A-Za-z_][A-Za-z0-9_]*))",
+                     re.DOTALL)  # fmt: skip
 #: A string literal or a comment (:data:`_TOKENS` without its words).
-_LITERALS = re.compile(_LITERAL, re.DOTALL)
+_LITERALS = re.compile(r"(?=[rRbBuU'\"#])(?:" + _LITERAL + ")", re.DOTALL)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -220,7 +230,7 @@ def names_used(source: str, transform: Callable[[str], str]) -> set[str]:
     """The names a cell's code uses (loads, stores, ``global``/``nonlocal``); ``transform``
     turns IPython syntax into Python when the source is not Python already. May hold more
     (the words of a short cell's code: keywords, attribute names)."""
-    if source.isascii() and not _NOT_PLAIN.search(source):
+    if _plain(source):
         # Every name the code uses is a word of its text outside strings and comments:
         # those words are a superset (keywords and attributes too: more is checked, never
         # less), found ~20x faster than parsing and walking the tree. A comment's words
@@ -243,15 +253,28 @@ def names_used(source: str, transform: Callable[[str], str]) -> set[str]:
 
 
 def _tree_names(tree: ast.AST) -> set[str]:
-    """The names a syntax tree's code loads, binds or deletes, and those of its ``global``
-    and ``nonlocal`` statements."""
+    """The names a syntax tree's code loads, binds or deletes: those of its ``global`` and
+    ``nonlocal`` statements too, and those it binds without a Name node (``def``,
+    ``class``, ``import``, ``except ... as``, a ``match`` capture): bound twice in one
+    cell, a new object can take the address of the one the journal holds."""
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             names.add(node.id)
         elif isinstance(node, ast.Global | ast.Nonlocal):
             names.update(node.names)
+        elif isinstance(node, _BINDS):
+            names.add(getattr(node, "name", None) or getattr(node, "rest", None) or "")
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name.partition(".")[0])
+    names.discard("")
     return names
+
+
+#: What binds a name given as text: ``def``, ``class``, ``except E as e``, ``case x``,
+#: ``case [*x]``, ``case {**x}``.
+_BINDS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ExceptHandler,
+          ast.MatchAs, ast.MatchStar, ast.MatchMapping)  # fmt: skip
 
 
 #: A word written as a keyword argument's name or a parameter's (``f(options=1)``,
@@ -267,23 +290,34 @@ def keyword_only(source: str, candidates: Container[str]) -> set[str]:
     beside a variable ``options``): the code never reads nor binds such a variable.
 
     Read from the text as :func:`names_used`'s words are (strings and comments left out):
-    every place of the word is one :data:`_KEYWORD` matches inside brackets. Empty for
-    what is not plain ASCII Python (:func:`names_used` read the syntax tree, which names
-    no keyword)."""
-    if "=" not in source or not source.isascii() or _NOT_PLAIN.search(source):
+    every place of the word is one :data:`_KEYWORD` matches inside brackets (one pass).
+    Empty for what is not plain ASCII Python: :func:`names_used` read the syntax tree,
+    which names no keyword; and IPython's escapes at a line's start (``;f (`` is
+    ``f("(")``: its bracket is text) leave every word."""
+    if "=" not in source or not _plain(source):
         return set()
     code = _LITERALS.sub(" ", source)
+    found = [(m.start(1), m.group(1)) for m in _KEYWORD.finditer(code) if m.group(1) in candidates]
+    if not found:
+        return set()
+    marks = [(m.end() - 1, m.group()[-1]) for m in _MARKS.finditer(code)]
     places: dict[str, int] = {}
-    for match in _KEYWORD.finditer(code):
-        word, at = match.group(1), match.start(1)
-        if word in candidates and _depth(code, at) > 0:
-            places[word] = places.get(word, 0) + 1
+    depth = 0
+    for _, mark in sorted(found + marks):  # (a word is an identifier, a mark one character)
+        if mark.isidentifier():
+            if depth > 0:
+                places[mark] = places.get(mark, 0) + 1
+        elif mark in "([{":
+            depth += 1
+        elif mark in ")]}":
+            depth -= 1
+        elif depth <= 0:  # an escape of IPython's (``,f a``, ``;f a``, ``/f a``)
+            return set()
     if not places:
         return set()
     words = _WORD.findall(code)
     return {word for word, n in places.items() if words.count(word) == n}
 
 
-def _depth(code: str, at: int) -> int:
-    """How many brackets are open at ``at`` in ``code`` (strings and comments blanked)."""
-    return sum(code.count(c, 0, at) for c in "([{") - sum(code.count(c, 0, at) for c in ")]}")
+#: A bracket, or a line's first character when IPython reads it as an escape (``,;/``).
+_MARKS = re.compile(r"[()\[\]{}]|^[ \t\f]*[,;/]", re.MULTILINE)

@@ -216,6 +216,10 @@ def test_a_keyword_is_left_out_only_where_the_syntax_tree_names_it_nowhere():
         ("d[f(1), options] = 2", set()),
         ("f(options.a=1)", set()),  # (no Python; ``options.a`` names it)
         ("global options\nf(options=1)", set()),
+        ("f(\n    1\n    , options=2)", {"options"}),  # a leading comma inside brackets
+        (";print (\na, options = 0, None", set()),  # IPython: print("("), then a target
+        (",print (\na, options = 0, None", set()),
+        ("  /print (\na, options = 0, None", set()),
     ],
 )
 def test_keywords_names_are_told_from_variables(source, out):
@@ -262,6 +266,47 @@ def test_a_keyword_left_out_is_never_a_name_of_generated_code(statements):
     except SyntaxError:
         return
     assert not keyword_only(source, names_used(source, str)) & named, source
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_statement(), min_size=1, max_size=3),
+       st.sampled_from(["", ";print (", ",print (", "/print (", "  ;f a (", "%time ("]),
+       st.integers(0, 3))  # fmt: skip
+def test_a_keyword_left_out_is_never_a_name_of_what_ipython_runs(statements, escape, at):
+    """IPython's escapes at a line's start (``;f (`` runs ``f("(")``) put brackets in the
+    text that are no brackets of the code: what ``keyword_only`` leaves out is never a
+    name of the code IPython makes of the cell."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    if escape:
+        statements.insert(min(at, len(statements)), escape)
+    source = "\n".join(statements)
+    try:
+        named = _parsed(TransformerManager().transform_cell(source))
+    except SyntaxError:
+        return
+    assert not keyword_only(source, names_used(source, str)) & named, source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def options():\n    pass",
+        "async def options():\n    pass",
+        "class options:\n    pass",
+        "import json as options",
+        "import options.path",
+        "from json import dumps as options",
+        "try:\n    pass\nexcept Exception as options:\n    pass",
+        "match 1:\n    case options:\n        pass",
+        "match [1]:\n    case [*options]:\n        pass",
+        "match {}:\n    case {**options}:\n        pass",
+    ],
+)
+def test_the_syntax_tree_path_holds_names_bound_without_a_name_node(source):
+    """Bound twice in one cell, a new object can take the journal's one's address: the
+    name must be among those the cell uses (here on the tree's path: an f-string)."""
+    assert "options" in names_used(f'x = f"{{1}}"\n{source}', str)
 
 
 def test_magics_and_non_ascii_names_are_read_from_the_syntax_tree():

@@ -243,6 +243,31 @@ def test_a_keywords_name_does_not_check_the_variable_of_that_name(shell):
     assert back == live and shell.user_ns["options"][2] == [2, 7]  # (restored: poke's)
 
 
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "bump(options=1)",  # its code finds the variable by the keyword's name
+        "bump(**{'options': 1})",
+        ";print (\na, options = 0, None\na, options = 0, [[-i] for i in range(3000)]",
+    ],
+)
+def test_a_variable_reached_by_name_or_behind_an_escape_is_checked(shell, cell):
+    """helper-97: a function reading its ``__globals__`` by the keyword's name changes the
+    variable no code names (``__globals__``, ``f_globals``, ``_getframe``, ``__main__``
+    re-check every variable, as ``globals`` does); an IPython escape's bracket (``;print (``
+    runs ``print("(")``) is no bracket: the tuple targets after it rebind the variable,
+    maybe to an object at the old one's address. The restore equals the live namespace."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder))
+        nb.run("options = [[i] for i in range(3000)]\ndef bump(**kw):\n"
+               "    g = bump.__globals__\n    for k in kw:\n        g[k][2].append(7)")  # fmt: skip
+        nb.run(cell)
+        assert "options" in nb.snaps._found.keys
+        live, back = restored(shell, nb)
+    assert back == live
+
+
 def test_a_sweep_narrowed_still_checks_all_when_that_spares_walking_new_widgets(shell):
     """Slow cells narrowed the sweep to one variable a cell; a cell making widgets checks
     every saved variable instead (their checks cost less than walking the widgets), so the
