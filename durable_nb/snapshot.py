@@ -21,7 +21,7 @@ Which variables a cell may have changed (the rule; a cell costs what it touches)
    alias shows in all, so they are compared, and saved together so identity survives;
 4. every variable whose payload refers by name to a class or function that was rebound;
 5. all variables (but those proven unchanged) after a cell that uses ``get_ipython``,
-   ``exec``, ``eval``, ``globals``, ``vars``, ``locals`` or ``__import__``, or reaches a
+   ``exec``, ``eval``, ``globals``, ``__globals__`` (:data:`sharing.ANY_NAME`), or reaches a
    notebook function that does; while the namespace is tiny, 32 saved variables a cell,
    in turn, fewer when their checks take longer than ~0.25 ms a cell
    (:mod:`durable_nb.sweep`). While that covers every saved variable, a widget (a value
