@@ -267,8 +267,16 @@ def _tree_names(tree: ast.AST) -> set[str]:
             names.add(getattr(node, "name", None) or getattr(node, "rest", None) or "")
         elif isinstance(node, ast.alias):
             names.add(node.asname or node.name.partition(".")[0])
+        elif isinstance(node, ast.Attribute) and node.attr in GLOBALS_BY_NAME:
+            names.add(node.attr)  # (the words' path has it as a word)
     names.discard("")
     return names
+
+
+#: Attributes through which code reaches a module's globals by name (``f.__globals__[k]``,
+#: ``sys._getframe().f_globals``, ``inspect.currentframe().f_locals``): a cell or function
+#: naming one may change any variable (:data:`durable_nb.sharing.ANY_NAME`).
+GLOBALS_BY_NAME = frozenset({"__globals__", "f_globals", "f_locals", "_getframe", "currentframe"})
 
 
 #: What binds a name given as text: ``def``, ``class``, ``except E as e``, ``case x``,
@@ -294,7 +302,7 @@ def keyword_only(source: str, candidates: Container[str]) -> set[str]:
     Empty for what is not plain ASCII Python: :func:`names_used` read the syntax tree,
     which names no keyword; and IPython's escapes at a line's start (``;f (`` is
     ``f("(")``: its bracket is text) leave every word."""
-    if "=" not in source or not _plain(source):
+    if "=" not in source or not _plain(source) or _PROMPT.search(source):
         return set()
     code = _LITERALS.sub(" ", source)
     found = [(m.start(1), m.group(1)) for m in _KEYWORD.finditer(code) if m.group(1) in candidates]
@@ -319,5 +327,7 @@ def keyword_only(source: str, candidates: Container[str]) -> set[str]:
     return {word for word, n in places.items() if words.count(word) == n}
 
 
+#: A prompt IPython takes off a line before it reads an escape (``>>> ;f (``), helper-98.
+_PROMPT = re.compile(r"^\s*(?:>>>|\.\.\.|(?:\[(?:nav|ins)\] )?In \[\d+\]: )", re.MULTILINE)
 #: A bracket, or a line's first character when IPython reads it as an escape (``,;/``).
 _MARKS = re.compile(r"[()\[\]{}]|^[ \t\f]*[,;/]", re.MULTILINE)

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import codec, graph
+from .cells import GLOBALS_BY_NAME
 from .errors import describe
 from .unchanged import Same, by_name
 
 #: Names whose use may change any variable: a cell using one, or reaching a function that
 #: does, is followed by a check of every variable.
 ANY_NAME = frozenset({"get_ipython", "exec", "eval", "globals", "vars", "locals", "__import__",
-                      "__globals__", "f_globals", "_getframe", "__main__"})  # fmt: skip
+                      "__main__", *GLOBALS_BY_NAME})  # fmt: skip
 
 #: How a value holding a kernel object (a widget's comm) is recorded: for recompute.
 HOLDS_KERNEL = "holds the kernel's "

@@ -220,6 +220,8 @@ def test_a_keyword_is_left_out_only_where_the_syntax_tree_names_it_nowhere():
         (";print (\na, options = 0, None", set()),  # IPython: print("("), then a target
         (",print (\na, options = 0, None", set()),
         ("  /print (\na, options = 0, None", set()),
+        (">>> ;print (\na, options = 1, 2", set()),  # IPython takes the prompt off first
+        ("In [1]: ,print (\n   ...: a, options = 1, 2", set()),
     ],
 )
 def test_keywords_names_are_told_from_variables(source, out):
@@ -270,7 +272,8 @@ def test_a_keyword_left_out_is_never_a_name_of_generated_code(statements):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_statement(), min_size=1, max_size=3),
-       st.sampled_from(["", ";print (", ",print (", "/print (", "  ;f a (", "%time ("]),
+       st.sampled_from(["", ";print (", ",print (", "/print (", "  ;f a (", "%time (",
+                        ">>> ;print (", ">>>;f (", "In [1]: ,f (", "  ... /f ("]),
        st.integers(0, 3))  # fmt: skip
 def test_a_keyword_left_out_is_never_a_name_of_what_ipython_runs(statements, escape, at):
     """IPython's escapes at a line's start (``;f (`` runs ``f("(")``) put brackets in the
@@ -307,6 +310,14 @@ def test_the_syntax_tree_path_holds_names_bound_without_a_name_node(source):
     """Bound twice in one cell, a new object can take the journal's one's address: the
     name must be among those the cell uses (here on the tree's path: an f-string)."""
     assert "options" in names_used(f'x = f"{{1}}"\n{source}', str)
+
+
+@pytest.mark.parametrize("attribute", sorted(cells.GLOBALS_BY_NAME))
+def test_the_syntax_tree_path_holds_attributes_that_reach_the_globals(attribute):
+    """``f.__globals__[k]`` may change any variable: the tree's path (non-ASCII text, an
+    f-string) has the attribute as the words' path has the word (helper-98 F2)."""
+    for source in (f"x = y.{attribute}  # café", f"x = f'{{1}}' + y.{attribute}"):
+        assert attribute in names_used(source, str)
 
 
 def test_magics_and_non_ascii_names_are_read_from_the_syntax_tree():

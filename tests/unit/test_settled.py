@@ -249,6 +249,10 @@ def test_a_keywords_name_does_not_check_the_variable_of_that_name(shell):
         "bump(options=1)",  # its code finds the variable by the keyword's name
         "bump(**{'options': 1})",
         ";print (\na, options = 0, None\na, options = 0, [[-i] for i in range(3000)]",
+        ">>> ;print (\na, options = 0, [[-i] for i in range(3000)]",  # (a prompt first)
+        "bump.__globals__['options'][2].append(7)  # café (the syntax tree's path)",
+        "import sys\nsys._getframe(0).f_globals['options'][2].append(7)  # café",
+        "import inspect\ninspect.currentframe().f_locals['options'][2].append(7)",
     ],
 )
 def test_a_variable_reached_by_name_or_behind_an_escape_is_checked(shell, cell):
