@@ -199,9 +199,8 @@ class Snapshots:
         except (OSError, JournalError) as exc:
             self.reset({n: (id(ns[n]), seq) for n in bound})
             self.rt.cell.unsaved = describe(exc)
-            where = str(self.rt.path)
             self.rt.step_aside(exc if isinstance(exc, JournalError) else
-                               JournalUnwritable.from_cause(where, exc))  # fmt: skip
+                               JournalUnwritable.from_cause(str(self.rt.path), exc))  # fmt: skip
             return
         except BaseException:  # what reached the journal is unknown: the next cell saves all
             self.reset({n: (id(ns[n]), seq) for n in bound})
@@ -232,9 +231,8 @@ class Snapshots:
     def reset(self, bound: dict[str, tuple[int, int]] | None = None) -> None:
         """Forget what was saved: the next snapshot saves every variable again (and records
         the deletion of those gone by then); ``bound``: what the failed cell bound, by then."""
-        self._forgotten |= {n: (k.obj_id, k.cell_seq) for n, k in self.known.items()} | (
-            bound or {}
-        )
+        saved = {n: (k.obj_id, k.cell_seq) for n, k in self.known.items()}
+        self._forgotten |= saved | (bound or {})
         self.known.clear()
         self._named.clear()
         self._found = sharing.Reached()  # a failed save's pickles and Sames (review6 F-E)
@@ -242,6 +240,9 @@ class Snapshots:
 
     def _save(self, ns: dict[str, Any], touched: set[str], rows: list, changes: dict,
               settled: sharing.Settled | None = None, vouch: bool = True) -> None:  # fmt: skip
+        if not touched:  # a cell that only displays or prints: nothing to walk or pickle
+            self._found = sharing.Reached()
+            return
         seq = self.rt.cell.seq
         shares = self._sharing(ns, touched, settled, vouch)
         results: dict[str, _Encoding] = {}
@@ -417,8 +418,7 @@ class Snapshots:
     def _write(self, rows: list[VariableRow | PayloadRow]) -> None:
         contents, self._contents = self._contents, {}
         if rows and self.rt.journal is not None:
-            # Written with the cell's end record, as one log record (Runtime.hold): no
-            # start record is needed before them (the end record replaces it).
+            # With the cell's end record, as one log record (Runtime.hold): no start record.
             self.rt.hold([(row, contents.get(row.value_id) if type(row) is PayloadRow else None)
                           for row in rows], self._unwritten)  # fmt: skip
 

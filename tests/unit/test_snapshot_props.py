@@ -321,6 +321,9 @@ def mutate(shell, nb: Notebook, data, cells: int) -> None:
         if setup:
             nb.run(setup)
         nb.run(cell)
+        if data.draw(st.booleans()):  # a cell naming no variable: none walked (but the sweep's)
+            nb.run(data.draw(st.sampled_from(["pass", "print(1)", "len([])"])))
+            assert nb.snaps.sweep.bytes or not nb.snaps._found.keys
 
 
 def restored(shell, nb: Notebook) -> tuple[list, list]:
