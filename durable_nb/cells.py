@@ -12,6 +12,7 @@ Imports nothing of the package: the runtime, the extension, the magics and the C
 from __future__ import annotations
 
 import ast
+import contextlib
 import itertools
 import json
 import re
@@ -200,16 +201,28 @@ def _opens_for_writing(node: ast.AST) -> bool:
     return any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes)
 
 
+#: Line ends beside ``\\n`` (``str.splitlines``'s, ASCII): IPython reads each part as a line.
+_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e"
+#: A line IPython reads as an escape (``,f a`` quotes its words) or a prompt it takes off.
+_ESCAPE = re.compile(r"^[ \t]*(?:[,;/]|>>>|\.\.\.|(?:\[(?:nav|ins)\] )?In \[\d+\]:)", re.MULTILINE)
 #: An f-string's start: its fields are code inside quotes.
 _FSTRING = re.compile(r"(?<![A-Za-z0-9_])[rRbB]?[fF][rRbB]?['\"]")
 
 
 def _plain(source: str) -> bool:
     """Whether a cell's words are its names (and more): ASCII text with no IPython syntax
-    (magics, shell escapes, help: IPython rewrites those), f-string, or carriage return (a
-    line end to Python, which the scan of words does not know: review3 R3-2)."""
-    return (source.isascii() and "%" not in source and "!" not in source and "?" not in source
-            and "\r" not in source and not _FSTRING.search(source))  # fmt: skip
+    (magics, shell escapes, help: IPython rewrites those; ``%``, ``!`` and ``?`` in a string
+    or a comment are none, ``strftime('%Y')``), f-string, or line end the scan of words
+    does not know: ``\\r`` (Python's: review3 R3-2), a form feed and the like (IPython's,
+    which splits lines as ``str.splitlines`` does: ``# c\\f?x`` runs ``?x``)."""
+    if not source.isascii() or any(c in source for c in _BREAKS) or _FSTRING.search(source):
+        return False
+    if "%" in source or "!" in source or "?" in source:
+        if _ESCAPE.search(source):  # (IPython's strings there are not Python's)
+            return False
+        code = _LITERALS.sub(" ", source)
+        return "%" not in code and "!" not in code and "?" not in code
+    return True
 
 
 #: A string literal (an f-string's prefix is never one here), a comment, or a word (group 1),
@@ -240,16 +253,16 @@ def names_used(source: str, transform: Callable[[str], str]) -> set[str]:
         found = set(_TOKENS.findall(source))
         found.discard("")
         return found
-    try:
-        # Plain Python is its own transform; IPython's (magics, !, ?, prompts, indents)
-        # costs ~0.3 ms, and what it handles is not valid Python.
-        tree = ast.parse(source)
-    except Exception:
-        try:
-            tree = ast.parse(transform(source))
-        except Exception:  # a cell that does not parse changed nothing
-            return set()
-    return _tree_names(tree)
+    # Plain Python is its own transform; IPython's (magics, !, ?, prompts, indents) costs
+    # ~0.3 ms, and what it handles is not valid Python. Not so where IPython splits lines
+    # that Python does not (a form feed in a comment, then ``?x``): both trees then.
+    trees = []
+    with contextlib.suppress(Exception):
+        trees.append(ast.parse(source))
+    if not trees or any(c in source for c in _BREAKS):
+        with contextlib.suppress(Exception):
+            trees.append(ast.parse(transform(source)))
+    return set().union(*map(_tree_names, trees))  # (none: the cell did not run)
 
 
 def _tree_names(tree: ast.AST) -> set[str]:

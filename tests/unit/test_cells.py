@@ -320,6 +320,64 @@ def test_the_syntax_tree_path_holds_attributes_that_reach_the_globals(attribute)
         assert attribute in names_used(source, str)
 
 
+_IPYTHON_LINES = st.sampled_from([
+    "%time a = b", "x = %time b", "!echo a", "a = !echo b", "a?", "?a", "a??", "a % b",
+    "a != b", "%%capture\na = b", "b = a  # 50%! why?", "print('%d!' % a, '?')",
+    "s = '''\n%time a\n!ls\n'''", "a.strftime('%Y-%m-%d')", "# c\x0c?a", ",f a ('''",
+    "x = 1  # \x0c%time a", ">>> a = '''", "... !ls",
+])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_IPYTHON_LINES, _literal().map(lambda t: f"a = {t}")), min_size=1,
+                max_size=4))  # fmt: skip
+def test_the_words_hold_every_name_ipython_runs_when_strings_hold_percent_signs(lines):
+    """``%``, ``!`` and ``?`` in strings and comments leave a cell on the fast path (its
+    words); in its code they are IPython's syntax (magics, shell, help), read through
+    IPython's own transform: either way every name of the code IPython runs is there."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    transform = TransformerManager().transform_cell
+    source = "\n".join(lines)
+    try:
+        expected = _parsed(transform(source))
+    except SyntaxError:
+        return
+    assert expected <= names_used(source, transform), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "0,/#b)x=\tx=B!ls \x0cZ?",  # IPython splits lines at a form feed: ``Z?`` is help
+        "#, options =r !ls \x0c?%time 'Ra\"\"\"\x0c?options[]'%d'\x0c%BBb",  # (Python: a comment)
+        ", options =u\\\nrr'''/\\\n\n!ls \\''''",  # an escape quotes what looked like a string
+        ">>> s = '''\n... !ls\n... '''",
+    ],
+)
+def test_what_ipython_reads_otherwise_than_python_goes_through_its_transform(source):
+    """Fuzzing found these (2026-12-05): the words' path blanked text that IPython runs."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    transform = TransformerManager().transform_cell
+    assert _parsed(transform(source)) <= names_used(source, transform)
+
+
+def test_percent_signs_in_strings_and_comments_keep_the_fast_path(monkeypatch):
+    """No syntax tree is read for ``strftime('%Y')``, ``print("Done!")`` or ``# why?``;
+    one is for ``x % 2`` and ``a != b`` (there IPython's syntax and Python's look alike)."""
+    parsed = []
+    parse = cells.ast.parse
+    monkeypatch.setattr(cells.ast, "parse", lambda *a, **k: parsed.append(1) or parse(*a, **k))
+    assert names_used("d.strftime('%Y-%m-%d')", str) == {"d", "strftime"}
+    assert names_used('print("Done!")  # why?', str) == {"print"}
+    assert names_used("s = '''50%\n?'''", str) == {"s"}
+    assert not parsed
+    assert names_used("y = x % 2", str) == {"x", "y"}
+    assert names_used("a != b", str) == {"a", "b"}
+    assert len(parsed) == 2
+
+
 def test_magics_and_non_ascii_names_are_read_from_the_syntax_tree():
     assert names_used("ﬁle = 1", str) == {"file"}  # NFKC: the name is not the word
     assert names_used("%time x = 1", lambda s: "get_ipython().run_line_magic('time', 'x = 1')\n") \
