@@ -203,23 +203,25 @@ def _opens_for_writing(node: ast.AST) -> bool:
 
 #: Line ends beside ``\\n`` (``str.splitlines``'s, ASCII): IPython reads each part as a line.
 _BREAKS = "\r\x0b\x0c\x1c\x1d\x1e"
-#: A line IPython reads as an escape (``,f a`` quotes its words) or a prompt it takes off.
-_ESCAPE = re.compile(r"^[ \t]*(?:[,;/]|>>>|\.\.\.|(?:\[(?:nav|ins)\] )?In \[\d+\]:)", re.MULTILINE)
+#: A line IPython reads as an escape (``,f a`` quotes its words, ``;f (`` too: its bracket is
+#: text) or a prompt it takes off (``>>> ``), after what IPython takes for blank (``\\s``).
+_ESCAPE = re.compile(r"^[^\S\n]*(?:[,;/]|>>>|\.\.\.|(?:\[(?:nav|ins)\] )?In \[\d+\]:)", re.M)
 #: An f-string's start: its fields are code inside quotes.
 _FSTRING = re.compile(r"(?<![A-Za-z0-9_])[rRbB]?[fF][rRbB]?['\"]")
 
 
 def _plain(source: str) -> bool:
     """Whether a cell's words are its names (and more): ASCII text with no IPython syntax
-    (magics, shell escapes, help: IPython rewrites those; ``%``, ``!`` and ``?`` in a string
-    or a comment are none, ``strftime('%Y')``), f-string, or line end the scan of words
-    does not know: ``\\r`` (Python's: review3 R3-2), a form feed and the like (IPython's,
-    which splits lines as ``str.splitlines`` does: ``# c\\f?x`` runs ``?x``)."""
+    (magics, shell escapes, help, prompts: IPython rewrites those, and its strings there are
+    not Python's; ``%``, ``!`` and ``?`` in a string or a comment are none, ``strftime('%Y')``),
+    f-string, or line end the scan of words does not know: ``\\r`` (Python's: review3
+    R3-2), a form feed and the like (IPython's, which splits lines as ``str.splitlines``
+    does: ``# c\\f?x`` runs ``?x``)."""
     if not source.isascii() or any(c in source for c in _BREAKS) or _FSTRING.search(source):
         return False
+    if _ESCAPE.search(source):  # helper-99: an escape or prompt quoted what looked like code
+        return False
     if "%" in source or "!" in source or "?" in source:
-        if _ESCAPE.search(source):  # (IPython's strings there are not Python's)
-            return False
         code = _LITERALS.sub(" ", source)
         return "%" not in code and "!" not in code and "?" not in code
     return True
@@ -255,11 +257,12 @@ def names_used(source: str, transform: Callable[[str], str]) -> set[str]:
         return found
     # Plain Python is its own transform; IPython's (magics, !, ?, prompts, indents) costs
     # ~0.3 ms, and what it handles is not valid Python. Not so where IPython splits lines
-    # that Python does not (a form feed in a comment, then ``?x``): both trees then.
+    # that Python does not (a form feed in a comment, then ``?x``), nor with a prompt or an
+    # escape IPython rewrites in text that is Python too (``...;f (``): both trees then.
     trees = []
     with contextlib.suppress(Exception):
         trees.append(ast.parse(source))
-    if not trees or any(c in source for c in _BREAKS):
+    if not trees or any(c in source for c in _BREAKS) or _ESCAPE.search(source):
         with contextlib.suppress(Exception):
             trees.append(ast.parse(transform(source)))
     return set().union(*map(_tree_names, trees))  # (none: the cell did not run)
@@ -312,16 +315,15 @@ def keyword_only(source: str, candidates: Container[str]) -> set[str]:
 
     Read from the text as :func:`names_used`'s words are (strings and comments left out):
     every place of the word is one :data:`_KEYWORD` matches inside brackets (one pass).
-    Empty for what is not plain ASCII Python: :func:`names_used` read the syntax tree,
-    which names no keyword; and IPython's escapes at a line's start (``;f (`` is
-    ``f("(")``: its bracket is text) leave every word."""
-    if "=" not in source or not _plain(source) or _PROMPT.search(source):
+    Empty for what is not plain ASCII Python (:func:`_plain`: escapes and prompts too):
+    :func:`names_used` read the syntax tree, which names no keyword."""
+    if "=" not in source or not _plain(source):
         return set()
     code = _LITERALS.sub(" ", source)
     found = [(m.start(1), m.group(1)) for m in _KEYWORD.finditer(code) if m.group(1) in candidates]
     if not found:
         return set()
-    marks = [(m.end() - 1, m.group()[-1]) for m in _MARKS.finditer(code)]
+    marks = [(m.start(), m.group()) for m in _MARKS.finditer(code)]
     places: dict[str, int] = {}
     depth = 0
     for _, mark in sorted(found + marks):  # (a word is an identifier, a mark one character)
@@ -330,17 +332,12 @@ def keyword_only(source: str, candidates: Container[str]) -> set[str]:
                 places[mark] = places.get(mark, 0) + 1
         elif mark in "([{":
             depth += 1
-        elif mark in ")]}":
+        else:
             depth -= 1
-        elif depth <= 0:  # an escape of IPython's (``,f a``, ``;f a``, ``/f a``)
-            return set()
     if not places:
         return set()
     words = _WORD.findall(code)
     return {word for word, n in places.items() if words.count(word) == n}
 
 
-#: A prompt IPython takes off a line before it reads an escape (``>>> ;f (``), helper-98.
-_PROMPT = re.compile(r"^\s*(?:>>>|\.\.\.|(?:\[(?:nav|ins)\] )?In \[\d+\]: )", re.MULTILINE)
-#: A bracket, or a line's first character when IPython reads it as an escape (``,;/``).
-_MARKS = re.compile(r"[()\[\]{}]|^[ \t\f]*[,;/]", re.MULTILINE)
+_MARKS = re.compile(r"[()\[\]{}]")

@@ -216,7 +216,8 @@ def test_a_keyword_is_left_out_only_where_the_syntax_tree_names_it_nowhere():
         ("d[f(1), options] = 2", set()),
         ("f(options.a=1)", set()),  # (no Python; ``options.a`` names it)
         ("global options\nf(options=1)", set()),
-        ("f(\n    1\n    , options=2)", {"options"}),  # a leading comma inside brackets
+        ("f(\n    1\n    , options=2)", set()),  # (a line starting with a comma: an escape?)
+        ("f(\n    1,\n    options=2)", {"options"}),
         (";print (\na, options = 0, None", set()),  # IPython: print("("), then a target
         (",print (\na, options = 0, None", set()),
         ("  /print (\na, options = 0, None", set()),
@@ -353,6 +354,13 @@ def test_the_words_hold_every_name_ipython_runs_when_strings_hold_percent_signs(
         "#, options =r !ls \x0c?%time 'Ra\"\"\"\x0c?options[]'%d'\x0c%BBb",  # (Python: a comment)
         ", options =u\\\nrr'''/\\\n\n!ls \\''''",  # an escape quotes what looked like a string
         ">>> s = '''\n... !ls\n... '''",
+        # helper-99: a prompt after what IPython takes for blank; an escape with no %!?;
+        # text Python runs as written (Ellipsis lines) that IPython takes for prompts
+        "\x1f>>> ,f '''\ny = 1 # %\n# '''",
+        "\x1f...: ;g '''\nx = y?\n# '''",
+        ",f '''\ny = 1\n# '''",
+        "s = '''\n>>> '''\n... ;f ('''\ny = 1\n# ''')",
+        "s = '''\n>>> '''\n... % time ('''\ny = 1\n# ''')",
     ],
 )
 def test_what_ipython_reads_otherwise_than_python_goes_through_its_transform(source):
