@@ -4,8 +4,8 @@ What cannot be saved is recorded with the cell that defined it (the recompute pl
 
 Which variables a cell may have changed (the rule; a cell costs what it touches):
 
-1. the names the cell's code mentions (not a keyword's, ``f(options=1)``, when reading the
-   syntax tree costs less than the check), and every variable bound to a new object; but
+1. the names the cell's code mentions (not a keyword's, ``f(options=1)``, when the scan of
+   the text for it costs less than the check), and every variable bound to a new object; but
    not what is proven unchanged (:class:`sharing.Settled`): a library's module, class or
    function saved by name, a list, dict or set of numbers and strings still holding the
    very objects it held (:class:`unchanged.Same`, one pass in C);
@@ -90,7 +90,7 @@ class Known:
     refs: frozenset[str] = frozenset()  # notebook globals its payload names
     detail: str | None = None
     same: Same | None = None  # while it holds the bound value, the payload is unchanged
-    took: float = 0.0  # its last walk and pickle (s): over ~50 µs, a syntax tree is cheaper
+    took: float = 0.0  # its last walk and pickle (s): over ~50 µs, the keyword scan is cheaper
 
 
 @dataclass
