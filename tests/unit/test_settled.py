@@ -349,3 +349,24 @@ def test_a_restored_value_a_recomputed_cell_changes_is_loaded_again(shell, sweep
     assert shell.user_ns["alone"] == ["a", "b"] and report.reloaded == ["alone", "keep", "rows"]
     assert "ipywidgets" in report.restored  # (a module: imported, never loaded again)
     assert "loaded alone, keep, rows again" in str(report)
+
+
+def test_a_function_holding_its_widget_is_looked_at_not_walked(shell):
+    """``interact(f)`` sets ``f.widget``: while the sweep re-checks every saved variable, a
+    cell naming ``f`` settles it by a look at its attributes (the widget's comm) instead of
+    walking the widget; ``f`` is recomputed as before, and the list its default shares is still
+    checked and saved. A function holding one that holds the widget is walked."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=True)
+        nb.run("import ipywidgets\ndata = [1]\ndef f(x=data):\n    return x\n"
+               "def g():\n    return 0\nf.widget = ipywidgets.IntSlider()\ng.f = f")  # fmt: skip
+        assert nb.snaps.known["f"].state == "recompute"
+        f, g = shell.user_ns["f"], shell.user_ns["g"]
+        assert graph.kernel_in_state(f) and not graph.kernel_in_state(g)  # (one level)
+        nb.run("h = f()\nh.append(2)")
+        found = nb.snaps._found
+        assert "f" not in found.seconds and "data" in found.keys  # (settled: not walked)
+        nb.run("del f, g")  # (a restore would re-run their cell: data made again)
+        live, back = restored(shell, nb)
+    assert back == live and dict(back)["data"][2] == ["1", "2"]
