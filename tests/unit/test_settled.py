@@ -362,8 +362,8 @@ def test_a_function_holding_its_widget_is_looked_at_not_walked(shell):
         nb.run("import ipywidgets\ndata = [1]\ndef f(x=data):\n    return x\n"
                "def g():\n    return 0\nf.widget = ipywidgets.IntSlider()\ng.f = f")  # fmt: skip
         assert nb.snaps.known["f"].state == "recompute"
-        f, g = shell.user_ns["f"], shell.user_ns["g"]
-        assert graph.kernel_in_state(f) and not graph.kernel_in_state(g)  # (one level)
+        ns = shell.user_ns
+        assert graph.kernel_in_state(ns["f"]) and not graph.kernel_in_state(ns["g"])  # (one level)
         nb.run("h = f()\nh.append(2)")
         found = nb.snaps._found
         assert "f" not in found.seconds and "data" in found.keys  # (settled: not walked)
