@@ -548,27 +548,6 @@ def functions_of(attr: Any) -> list[types.FunctionType]:
     return [attr] if type(attr) is types.FunctionType else []
 
 
-def groups(shares: dict[str, set[int] | frozenset[int]]) -> list[list[str]]:
-    """The names whose values share objects, as connected groups (sorted).
-
-    Set intersections in C: a variable of 100k objects costs one pass, not 100k steps.
-    """
-    comps: list[tuple[list[str], set[int] | frozenset[int]]] = []
-    for name in sorted(shares):
-        keys = shares[name]
-        hit = [c for c in comps if not c[1].isdisjoint(keys)]
-        if not hit:
-            comps.append(([name], keys))
-            continue
-        names, merged = [name], set(keys)
-        for c in hit:
-            comps.remove(c)
-            names += c[0]
-            merged |= c[1]
-        comps.append((sorted(names), merged))
-    return sorted((names for names, _ in comps), key=lambda g: g[0])
-
-
 #: What a type annotation holds: its origin, arguments, metadata (``Annotated``) and a
 #: type variable's bound and constraints; ``__unpacked__`` (``*tuple[int]``) too.
 ANNOTATION_PARTS = ("__origin__", "__args__", "__metadata__", "__bound__", "__constraints__",

@@ -247,7 +247,7 @@ class Snapshots:
         shares = self._sharing(ns, touched, settled, vouch)
         results: dict[str, _Encoding] = {}
         self.sweep.charge_each(self._found.seconds, self._found.kernel)
-        for group in classes.bases_first(graph.groups(shares), ns):
+        for group in classes.bases_first(sharing.groups(shares), ns):
             with self.sweep.timing(group):
                 results.update(self._encode_group(group, ns, shares))
         for name, res in sorted(results.items()):

@@ -24,8 +24,8 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from durable_nb import codec
 from durable_nb.cells import IPYTHON_NAMES
-from durable_nb.graph import groups as _groups
 from durable_nb.runtime import Runtime
+from durable_nb.sharing import groups as _groups
 from durable_nb.snapshot import Snapshots
 from durable_nb.unchanged import SAME_ITEMS, Print, Same
 
