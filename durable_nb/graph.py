@@ -308,7 +308,7 @@ def _kind(t: type) -> int:
 def _classify(t: type) -> int:
     if issubclass(t, type):
         return SPECIAL  # a class: entered only when it is the notebook's own
-    if issubclass(t, io.IOBase):
+    if file_type(t):
         return SKIP
     top = (names.of(t)[0] or "").partition(".")[0]  # (read in C: no notebook code runs)
     if (
@@ -333,6 +333,21 @@ def _classify(t: type) -> int:
     if top == "pandas" and t.__name__.endswith(("Index", "Dtype", "DType")):
         return SKIP  # immutable by design, and shared between frames
     return WALK
+
+
+#: io's C base class (``_io._IOBase``): every file of the standard library derives from it.
+_IO_BASE = io.IOBase.__base__
+
+
+def file_type(t: type) -> bool:
+    """Whether ``t``'s instances are files: a subclass of io's C base (any class deriving
+    from ``io.IOBase``) or of ``_pyio``'s. Not the ABC's check, whose first look at a type
+    (~10 µs, dozens a widget notebook) asks every class registered with io's ABCs and
+    their subclasses: one only registered is data here (``codec._guard`` refuses it)."""
+    if issubclass(t, _IO_BASE):
+        return True
+    pyio = sys.modules.get("_pyio")
+    return pyio is not None and issubclass(t, pyio.IOBase)
 
 
 def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]) -> bool:
@@ -446,7 +461,7 @@ def _kernel_held(obj: Any, ns: dict[str, Any]) -> str:
     and dill are not tried (dill walked the widgets to the kernel before refusing, ~5 ms).
     """
     t = type(obj)
-    if kind(t) != SKIP or t in _KERNEL_TYPES or issubclass(t, io.IOBase):
+    if kind(t) != SKIP or t in _KERNEL_TYPES or file_type(t):
         return ""
     top = (getattr(t, "__module__", None) or "").partition(".")[0]
     if top not in INFRASTRUCTURE:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import enum
 import importlib
-import io
 import json
 import sys
 import time
@@ -366,7 +365,7 @@ class Snapshots:
                 # ``types.ModuleType('json')`` made in a cell: importing json is no restore
                 return _Encoding("recompute", "a module not imported by its name")
             return _Encoding("module", name)
-        if issubclass(type(value), io.IOBase):
+        if graph.file_type(type(value)):
             mode = str(getattr(value, "mode", ""))
             where = f"{getattr(value, 'name', '?')}, mode {mode!r}"
             if value.closed:

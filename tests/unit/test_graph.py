@@ -229,3 +229,30 @@ def test_a_widget_walked_object_by_object_is_walked_as_in_bulk():
         bulk, one_by_one = _reach_with(0, value), _reach_with(10**9, value)
         assert one_by_one.keys == bulk.keys and bool(one_by_one.kernel) == bool(bulk.kernel)
     assert id(shared) in _reach_with(10**9, box).keys
+
+
+def test_file_type_agrees_with_io_on_every_class_of_the_loaded_modules():
+    """``graph.file_type`` reads io's C base instead of asking io's ABC: every class of
+    the standard library's and the kernel's modules loaded here gets the ABC's answer
+    (_pyio's files, registered with io's ABCs, included), but io's abstract C bases
+    (``_io._IOBase`` and its kin), files too here, which nothing makes instances of."""
+    import importlib
+    import io
+
+    for name in (
+        "_pyio",
+        "bz2",
+        "gzip",
+        "lzma",
+        "socket",
+        "tempfile",
+        "zipfile",
+        "ipykernel.iostream",
+    ):  # (_pyio's are registered with io's ABCs, not derived)
+        importlib.import_module(name)
+    classes = {c for m in list(sys.modules.values()) for c in getattr(m, "__dict__", {}).values()
+               if isinstance(c, type)}  # fmt: skip
+    files = {c for c in classes if issubclass(c, io.IOBase)}
+    assert len(files) > 20 and len(classes) > 1000
+    bases = {c for c in classes if c.__module__ == "_io" and c.__name__.startswith("_")}
+    assert {c for c in classes if graph.file_type(c)} - bases == files
