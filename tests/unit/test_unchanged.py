@@ -163,6 +163,9 @@ CHANGES = [
     "Rec.__dataclass_fields__['name'].type = Optional[str] if {x} % 2 else list[int]",
     "Rec.__dataclass_fields__['tags'].repr = bool({x} % 2)",
     "Rec.__dataclass_params__.frozen = bool({x} % 2)",
+    # a field's slot unset (pickled without it), then set again
+    "f = Rec.__dataclass_fields__['size']\nif {x} % 2 and hasattr(f, 'default'):\n"
+    "    del f.default\nelse:\n    f.default = {x}",
     "Rec.__annotations__['size'] = int | None if {x} % 2 else dict[str, int]",
     # (in every place it is, so that only the arguments differ, not which objects are one)
     "retype('tags', list[int] if {x} % 2 else list[str])",
