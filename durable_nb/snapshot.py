@@ -224,8 +224,8 @@ class Snapshots:
         self._written[1].update(written)
         if self._stored is not None:
             self._stored.update(written)
-        if vouch:  # what its checks cost, beside what the cell took, sets the next window
-            self.sweep.took(self.sweep.spent, time.time() - self.rt.cell.started)
+        if vouch:  # what its checks cost, beside the time since the last, sets the next window
+            self.sweep.took(self.sweep.spent, self.sweep.since())
 
     def reset(self, bound: dict[str, tuple[int, int]] | None = None) -> None:
         """Forget what was saved: the next snapshot saves every variable again (and records

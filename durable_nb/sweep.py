@@ -8,10 +8,12 @@ each cell: all of them, or :attr:`Sweep.names` a cell, in turn.
 Bytes are a poor measure of what a check costs: a dataclass of 5 KB has a print of ~230
 parts, read in ~0.3 ms; a list of 1,000 small instances is pickled and walked again. So
 the sweep also keeps to a time, its own checks only (what the cell itself changed is saved
-anyway): a share of the cell's own run time (:data:`SWEEP_SHARE`), at least
-:data:`SWEEP_SECONDS` and at most :data:`SWEEP_MOST` (:meth:`Sweep.allowed`): after a
-cell of 5 ms the net takes ~0.1 ms, after one of 80 ms or more up to 2 ms (a fixed 0.25 ms
-was 5% of the one, and left the other's pause unused). When its checks took longer, fewer
+anyway): a share of the wall time since its last checks (:data:`SWEEP_SHARE`: the cell's
+own run and the pause before it, :meth:`Sweep.since`), at least :data:`SWEEP_SECONDS` and
+at most :data:`SWEEP_MOST` (:meth:`Sweep.allowed`). Cells run one after another (Run All)
+get ~0.05 ms each; a cell run after a person's pause of a second or more gets 2 ms, as does
+one of 0.2 s (a share of the cell's run time alone, 2.5% and at least 0.1 ms, cost a quick
+widget cell ~4% and gave a cell run by hand no more). When its checks took longer, fewer
 variables are checked a cell (half, down to one), in turn; when they took under half of
 it, more again (twice, up to :attr:`Sweep.names`); and the next cells check none, as many
 as keep the sweep to its time on average (at most :data:`SWEEP_REST` in a row): even one
@@ -36,9 +38,9 @@ SWEEP_BYTES = 64 << 10
 SWEEP_NAMES = 32
 #: What the sweep's own checks may take a cell (s) before it narrows, at least: the pickles
 #: and walks of the names only it picked (what the cell itself changed is not counted).
-SWEEP_SECONDS = 0.1e-3
-#: Past that, this share of the cell's own run time (the net costs what the cell costs)...
-SWEEP_SHARE = 0.025
+SWEEP_SECONDS = 0.05e-3
+#: Past that, this share of the wall time since its last checks (idle time counts)...
+SWEEP_SHARE = 0.01
 #: ...up to this (s): a cell of a minute need not wait on a sweep of everything.
 SWEEP_MOST = 2e-3
 #: What walking a widget is taken to cost until one is timed (s).
@@ -69,6 +71,7 @@ class Sweep:
         self._now: dict[str, float] = {}  # the same, this cell (:meth:`took`)
         #: What walking a value that holds the kernel (a widget) took, on average (s).
         self.kernel_walk = _WIDGET_WALK
+        self._since = time.monotonic()  # when :meth:`since` was last asked
 
     def runs(self, saved_bytes: int) -> bool:
         """Whether a sweep runs, with this many bytes of payloads saved."""
@@ -148,13 +151,20 @@ class Sweep:
         finally:
             self.charge(names, self.clock() - began)
 
+    def since(self) -> float:
+        """The wall time (s) since this was last asked (or the sweep made): the cell's own
+        run and the pause before it, which :meth:`allowed` takes a share of."""
+        now = time.monotonic()
+        elapsed, self._since = now - self._since, now
+        return elapsed
+
     def allowed(self, cell: float = 0.0) -> float:
-        """What the sweep's checks may take after a cell that ran ``cell`` seconds: a share
+        """What the sweep's checks may take after ``cell`` seconds (:meth:`since`): a share
         of it, within :attr:`seconds` (at least) and :data:`SWEEP_MOST`."""
         return max(self.seconds, min(SWEEP_MOST, SWEEP_SHARE * cell))
 
     def took(self, seconds: float, cell: float = 0.0) -> None:
-        """The sweep's checks took ``seconds`` after a cell that ran ``cell`` seconds:
+        """The sweep's checks took ``seconds``, ``cell`` seconds after its last (:meth:`since`):
         narrow or widen the window, and rest a few cells when they took longer than
         :meth:`allowed` (nothing if none was checked since the last call)."""
         self._cost.update(self._now)

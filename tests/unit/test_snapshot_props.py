@@ -19,6 +19,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import types
 import uuid
 from pathlib import Path
@@ -650,8 +651,9 @@ def test_a_sweep_narrowed_by_slow_cells_still_saves_a_change_made_outside(shell)
 
 
 def test_the_sweep_checks_more_after_a_cell_that_ran_long(shell):
-    """The sweep's time is a share of the cell's own (sweep.py): the same checks (a clock
-    that says 0.2 ms each) narrow its window after a quick cell, widen it after 0.2 s."""
+    """The sweep's time is a share of the wall time since its last checks (sweep.py): the
+    same checks (a clock that says 0.2 ms each) narrow its window after a quick cell run
+    at once, widen it after a cell of 0.2 s, or a quick one after a pause of 0.2 s."""
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
         nb = Notebook(shell, Path(folder), sweep=True)
@@ -660,11 +662,12 @@ def test_the_sweep_checks_more_after_a_cell_that_ran_long(shell):
         sweep.clock, sweep.seconds = lambda: next(ticks) * 0.1e-3, SWEEP_SECONDS
         nb.run("\n".join(f"s{i} = [[{i}]]" for i in range(6)))  # (no Same: each is checked)
         windows = []
-        for cell in ("y = 1", "import time\ntime.sleep(0.2)"):
+        for pause, cell in ((0, "y = 1"), (0, "import time\ntime.sleep(0.2)"), (0.2, "y = 1")):
+            time.sleep(pause)  # (a person reading the last cell's output)
             sweep.window, sweep._rest = 4, 0
             nb.run(cell)
             windows.append(sweep.window)
-    assert windows == [2, 8]
+    assert windows == [2, 8, 8]
 
 
 ANNOTATIONS = [
