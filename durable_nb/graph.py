@@ -500,14 +500,10 @@ def kernel_in_state(obj: Any) -> str:
 
     Read through the C descriptor of its class: never a ``getattr`` on a value (a Mock
     grows a child), nor a ``__dict__`` property (code: review59 F3). Only for instances the
-    walk enters (a module's dict is not its data): what it finds, the walk finds too. A
-    function's own attributes too, one level (``interact(f)`` sets ``f.widget``: walking
-    ``f`` walked the widget, ~0.1 ms a cell naming ``f``).
+    walk enters (a module's dict is not its data): what it finds, the walk finds too.
+    Not a function's attributes (``interact(f)`` sets ``f.widget``): a function named is
+    walked for the names its code uses, which a call may change (helper-100 F1).
     """
-    if type(obj) is types.FunctionType:  # (exact: its __dict__ is C's; never a function's)
-        return next((held for value in list(obj.__dict__.values())
-                     if type(value) is not types.FunctionType
-                     and (held := kernel_in_state(value))), "")  # fmt: skip
     if kind(type(obj)) != WALK:
         return type(obj).__qualname__ if type(obj) in _KERNEL_TYPES else ""
     found = next((d for c in type(obj).__mro__ if (d := vars(c).get("__dict__"))), None)

@@ -351,22 +351,35 @@ def test_a_restored_value_a_recomputed_cell_changes_is_loaded_again(shell, sweep
     assert "loaded alone, keep, rows again" in str(report)
 
 
-def test_a_function_holding_its_widget_is_looked_at_not_walked(shell):
-    """``interact(f)`` sets ``f.widget``: while the sweep re-checks every saved variable, a
-    cell naming ``f`` settles it by a look at its attributes (the widget's comm) instead of
-    walking the widget; ``f`` is recomputed as before, and the list its default shares is still
-    checked and saved. A function holding one that holds the widget is walked."""
+def test_a_function_holding_a_widget_is_walked_for_what_its_code_changes(shell):
+    """helper-100 F1: ``interact(f)`` sets ``f.widget``; settled by a look at that widget
+    (as a widget variable is), ``f`` was not walked, so the names its code uses were not
+    checked: ``f(5)`` emptied a list recorded for recompute (it held a generator), and the
+    restore re-ran its cell instead of saving ``[5]``. The restore equals the live value."""
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
         nb = Notebook(shell, Path(folder), sweep=True)
-        nb.run("import ipywidgets\ndata = [1]\ndef f(x=data):\n    return x\n"
-               "def g():\n    return 0\nf.widget = ipywidgets.IntSlider()\ng.f = f")  # fmt: skip
-        assert nb.snaps.known["f"].state == "recompute"
-        ns = shell.user_ns
-        assert graph.kernel_in_state(ns["f"]) and not graph.kernel_in_state(ns["g"])  # (one level)
-        nb.run("h = f()\nh.append(2)")
-        found = nb.snaps._found
-        assert "f" not in found.seconds and "data" in found.keys  # (settled: not walked)
-        nb.run("del f, g")  # (a restore would re-run their cell: data made again)
+        nb.run("import ipywidgets\npending = [(i for i in range(3))]")
+        assert nb.snaps.known["pending"].state == "recompute"
+        nb.run("def f(x=0):\n    pending.clear()\n    pending.append(x)\n"
+               "f.widget = ipywidgets.IntSlider()  # as interact(f) does")  # fmt: skip
+        nb.run("f(5)")
+        assert nb.snaps.known["pending"].state == "saved"
+        nb.run("del f")  # (recomputed by its cell: its widget made again)
         live, back = restored(shell, nb)
-    assert back == live and dict(back)["data"][2] == ["1", "2"]
+    assert back == live and dict(back)["pending"][2] == ["5"]
+
+
+def test_a_functions_attributes_are_read_without_its_dicts_code(shell):
+    """helper-100 F1b: a function's ``__dict__`` may be a notebook dict subclass: saving
+    never calls its methods (``values`` raising had escaped the save)."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=True)
+        nb.run("import ipywidgets\ncalls = []\nclass D(dict):\n    def values(self):\n"
+               "        calls.append(1)\n        raise RuntimeError('boom')\n"
+               "def f():\n    return 1\nf.__dict__ = D(widget=ipywidgets.IntSlider())")  # fmt: skip
+        for _ in range(3):
+            nb.run("f()")
+        assert shell.user_ns["calls"] == []
+        nb.close()
