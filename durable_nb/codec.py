@@ -108,8 +108,7 @@ class _ByValue(Exception):
 
 
 def _guard(obj: Any) -> None:
-    # dill "saves" open files by reopening them with their mode on load, and mode
-    # 'w' truncates the file: never let a file handle into a snapshot.
+    # dill reopens a file with its mode on load ('w' truncates it): never one in a snapshot.
     if isinstance(obj, io.IOBase):
         raise Unserializable(f"{type(obj).__name__} is an open file")
 
@@ -262,6 +261,7 @@ def _plain(t: type) -> bool:
             and object_reduce(t)
             and t.__dictoffset__ != 0
             and all("__slots__" not in vars(c) for c in t.__mro__)
+            and not issubclass(t, io.IOBase)  # (io's ABC: a class registered with it too)
         )
     return known
 

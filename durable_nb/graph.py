@@ -343,7 +343,7 @@ def file_type(t: type) -> bool:
     """Whether ``t``'s instances are files: a subclass of io's C base (any class deriving
     from ``io.IOBase``) or of ``_pyio``'s. Not the ABC's check, whose first look at a type
     (~10 µs, dozens a widget notebook) asks every class registered with io's ABCs and
-    their subclasses: one only registered is data here (``codec._guard`` refuses it)."""
+    their subclasses: one only registered is walked as data (the pickle refuses it)."""
     if issubclass(t, _IO_BASE):
         return True
     pyio = sys.modules.get("_pyio")

@@ -71,7 +71,7 @@ class Sweep:
         self._now: dict[str, float] = {}  # the same, this cell (:meth:`took`)
         #: What walking a value that holds the kernel (a widget) took, on average (s).
         self.kernel_walk = _WIDGET_WALK
-        self._since = time.monotonic()  # when :meth:`since` was last asked
+        self._since = time.monotonic()  # when its checks were last taken (:meth:`since`)
 
     def runs(self, saved_bytes: int) -> bool:
         """Whether a sweep runs, with this many bytes of payloads saved."""
@@ -152,11 +152,9 @@ class Sweep:
             self.charge(names, self.clock() - began)
 
     def since(self) -> float:
-        """The wall time (s) since this was last asked (or the sweep made): the cell's own
-        run and the pause before it, which :meth:`allowed` takes a share of."""
-        now = time.monotonic()
-        elapsed, self._since = now - self._since, now
-        return elapsed
+        """The wall time (s) since the sweep's last checks (or since it was made): the cells
+        run since and the pauses between them, which :meth:`allowed` takes a share of."""
+        return time.monotonic() - self._since
 
     def allowed(self, cell: float = 0.0) -> float:
         """What the sweep's checks may take after ``cell`` seconds (:meth:`since`): a share
@@ -172,6 +170,7 @@ class Sweep:
         swept, self._swept = self._swept, False
         if not swept:
             return
+        self._since = time.monotonic()  # (a pause during resting cells counts: helper-100 F4)
         allowed = self.allowed(cell)
         if seconds > allowed:  # over its time: as many cells rest (on average, kept)
             over = math.ceil(seconds / max(allowed, 1e-9)) - 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import json
+import os
 import pickle
 import sys
 import tempfile
@@ -383,3 +384,25 @@ def test_a_functions_attributes_are_read_without_its_dicts_code(shell):
             nb.run("f()")
         assert shell.user_ns["calls"] == []
         nb.close()
+
+
+def test_a_class_registered_with_ios_abcs_is_never_pickled(shell, tmp_path):
+    """helper-100 F2: ``graph.file_type`` reads io's C base only (io's ABC is ~10 µs the
+    first time it meets a type); a class only registered with io's ABCs, holding a file
+    descriptor, is still refused by the pickle (``codec._plain`` asks the ABC, as
+    ``codec._guard`` does), never saved with a stale descriptor; what it shares is saved."""
+    (tmp_path / "f").write_text("x")
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=True)
+        nb.run("import io, os\nclass Raw:\n    def __init__(self, path):\n"
+               "        self.fd = os.open(path, os.O_RDONLY)\n        self.rows = [1]\n"
+               f"io.RawIOBase.register(Raw)\nraw = Raw({str(tmp_path / 'f')!r})\n"
+               "rows = raw.rows")  # fmt: skip
+        nb.run("rows.append(2)")
+        known = nb.snaps.known
+        assert known["raw"].state != "saved" and known["rows"].state == "saved"
+        os.close(shell.user_ns["raw"].fd)
+        nb.run("del raw")  # (recomputed by its cell: the file opened again)
+        live, back = restored(shell, nb)
+    assert back == live and dict(back)["rows"][2] == ["1", "2"]

@@ -192,3 +192,23 @@ def test_all_are_checked_when_that_costs_less_than_what_it_spares(n, costs, spar
     assert len(own) == (0 if resting else window)
     sweep.took(0.0)
     assert sweep.window == (1 if resting or not own else 2)  # quick: its own checks only
+
+
+def test_the_time_is_a_share_of_the_wall_time_since_the_last_checks(monkeypatch):
+    """``since``: the cells run since the sweep's last checks and the pauses between them,
+    resting cells' too (helper-100 F4: each save asked it anew, so a person's pause during
+    resting cells was lost and the next check got the floor)."""
+    now = [100.0]
+    monkeypatch.setattr("durable_nb.sweep.time.monotonic", lambda: now[0])
+    sweep = Sweep()
+    saved = [f"v{i}" for i in range(6)]
+    sweep.pick(saved)
+    sweep.took(10 * SWEEP_SECONDS, sweep.since())  # over its time: the next cells rest
+    assert sweep._rest > 0
+    while not sweep.pick(saved)[0]:  # resting cells, a second apart
+        now[0] += 1.0
+        sweep.took(0.0, sweep.since())
+    assert sweep.since() >= 1.0 and sweep.allowed(sweep.since()) == SWEEP_MOST
+    sweep.took(0.0, sweep.since())  # checked: counted from now on
+    now[0] += 0.002
+    assert math.isclose(sweep.since(), 0.002) and sweep.allowed(sweep.since()) == SWEEP_SECONDS
