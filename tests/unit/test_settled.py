@@ -353,10 +353,11 @@ def test_a_restored_value_a_recomputed_cell_changes_is_loaded_again(shell, sweep
 
 
 def test_a_function_holding_a_widget_is_walked_for_what_its_code_changes(shell):
-    """helper-100 F1: ``interact(f)`` sets ``f.widget``; settled by a look at that widget
-    (as a widget variable is), ``f`` was not walked, so the names its code uses were not
-    checked: ``f(5)`` emptied a list recorded for recompute (it held a generator), and the
-    restore re-ran its cell instead of saving ``[5]``. The restore equals the live value."""
+    """``interact(f)`` sets ``f.widget``: while the sweep checks every saved variable, a
+    cell naming ``f`` walks its closure and defaults and checks the globals its code uses,
+    not its widget (looked at, as a widget variable is). helper-100 F1: settled instead,
+    ``f`` was not walked at all, and ``f(5)`` emptying a list recorded for recompute (it held
+    a generator) went unseen: the restore re-ran its cell instead of saving ``[5]``."""
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
         nb = Notebook(shell, Path(folder), sweep=True)
@@ -366,6 +367,9 @@ def test_a_function_holding_a_widget_is_walked_for_what_its_code_changes(shell):
                "f.widget = ipywidgets.IntSlider()  # as interact(f) does")  # fmt: skip
         nb.run("f(5)")
         assert nb.snaps.known["pending"].state == "saved"
+        found, widget = nb.snaps._found, id(shell.user_ns["f"].widget)
+        assert found.kernel["f"] and widget not in found.keys["f"]  # (looked at)
+        assert id(shell.user_ns["f"].__defaults__) in found.keys["f"]
         nb.run("del f")  # (recomputed by its cell: its widget made again)
         live, back = restored(shell, nb)
     assert back == live and dict(back)["pending"][2] == ["5"]
