@@ -27,6 +27,7 @@ from .fingerprints import SCALARS
 from .marshaled import MARSHAL, ROOTS, wordy
 from .marshaled import dumps as marshal_dumps
 from .marshaled import loads as unmarshal
+from .openfiles import abc_file
 
 #: Codec names stored in the journal's ``kind`` column.
 JSON, PICKLE, DILL = "json", "pickle", "dill"
@@ -244,10 +245,9 @@ class _NotPlain(Exception):
     """The value holds more than plain data: the caller walks its graph instead."""
 
 
-#: Type -> whether its instances are plain data: a container's or an instance's pickle
-#: follows exactly the objects a graph walk (graph.py) follows, so the pickler's memo
-#: names the objects it shares. Object's own reduce, a ``__dict__`` and no slots; not the
-#: kernel's, a library's machinery, an array or a frame.
+#: Type -> whether its instances are plain data: their pickle follows exactly the objects a
+#: graph walk follows, so the pickler's memo names the objects they share. Object's own
+#: reduce, a ``__dict__``, no slots; not the kernel's, a library's machinery, an array, a file.
 _PLAIN: dict[type, bool] = {}
 
 
@@ -261,7 +261,7 @@ def _plain(t: type) -> bool:
             and object_reduce(t)
             and t.__dictoffset__ != 0
             and all("__slots__" not in vars(c) for c in t.__mro__)
-            and not issubclass(t, io.IOBase)  # (io's ABC: a class registered with it too)
+            and not abc_file(t)  # (io's ABC: one only registered with it too)
         )
     return known
 

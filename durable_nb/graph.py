@@ -18,7 +18,6 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import gc
-import io
 import itertools
 import sys
 import sysconfig
@@ -32,6 +31,7 @@ from sys import getrefcount
 from typing import Any
 
 from . import names, views
+from .openfiles import file_type
 
 SKIP, WALK, SPECIAL = 0, 1, 2
 
@@ -333,21 +333,6 @@ def _classify(t: type) -> int:
     if top == "pandas" and t.__name__.endswith(("Index", "Dtype", "DType")):
         return SKIP  # immutable by design, and shared between frames
     return WALK
-
-
-#: io's C base class (``_io._IOBase``): every file of the standard library derives from it.
-_IO_BASE = io.IOBase.__base__
-
-
-def file_type(t: type) -> bool:
-    """Whether ``t``'s instances are files: a subclass of io's C base (any class deriving
-    from ``io.IOBase``) or of ``_pyio``'s. Not the ABC's check, whose first look at a type
-    (~10 µs, dozens a widget notebook) asks every class registered with io's ABCs and
-    their subclasses: one only registered is walked as data (the pickle refuses it)."""
-    if issubclass(t, _IO_BASE):
-        return True
-    pyio = sys.modules.get("_pyio")
-    return pyio is not None and issubclass(t, pyio.IOBase)
 
 
 def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]) -> bool:

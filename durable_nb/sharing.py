@@ -76,9 +76,9 @@ class Reached:
                 if look and (held := graph.kernel_in_state(ns[name])):
                     out.keys[name], out.kernel[name] = set(), held
                     continue
-                if look and (held := _held_by_attributes(ns[name], user_ns)):
-                    reached = _code_reach(ns[name], user_ns)  # (not its widget: looked at)
-                    reached.kernel = held
+                if look and (held := _held_by_attributes(ns[name], user_ns))[0]:
+                    reached = _code_reach(ns[name], held[1], user_ns)  # (not its widgets)
+                    reached.kernel = held[0]
                 else:  # Plain data is pickled now (once), and when it holds few objects
                     # its pickle says what it reaches, as the walk would: one pass, not two.
                     reached = out._encode(name, ns[name], user_ns, vouch)
@@ -160,27 +160,35 @@ class Reached:
                 self.tied.add(other)
 
 
-def _held_by_attributes(value: Any, ns: dict[str, Any]) -> str:
+def _held_by_attributes(value: Any, ns: dict[str, Any]) -> tuple[str, dict | None]:
     """The kernel object's type a widget among the notebook function ``value``'s own
-    attributes holds (``interact(f)`` sets ``f.widget``), or "": a look at them, read
-    only from an exact dict (a subclass's methods are the notebook's code: helper-100 F1b)."""
+    attributes holds (``interact(f)`` sets ``f.widget``), and those attributes; ("", None)
+    when none does. A look, read only from an exact dict (a subclass's methods are the
+    notebook's code: helper-100 F1b)."""
     if type(value) is not types.FunctionType or value.__globals__ is not ns:
-        return ""
+        return "", None
     own = value.__dict__
     if type(own) is not dict:
-        return ""
-    return next((held for item in list(own.values()) if type(item) is not types.FunctionType
-                 and (held := graph.kernel_in_state(item))), "")  # fmt: skip
+        return "", None
+    held = next((h for item in list(own.values()) if type(item) is not types.FunctionType
+                 and (h := graph.kernel_in_state(item))), "")  # fmt: skip
+    return held, own
 
 
-def _code_reach(f: types.FunctionType, ns: dict[str, Any]) -> graph.Reach:
-    """What the notebook function ``f`` reaches but its attributes: its closure cells and
-    defaults, walked, and the globals its code uses (which a call of it may change:
-    helper-100 F1). Walking its widget (~0.1 ms a cell naming it) finds nothing the
-    sweep, checking every saved variable then, does not check."""
-    parts = [*(f.__closure__ or ()), *(x for x in (f.__defaults__, f.__kwdefaults__) if x)]
+def _code_reach(f: types.FunctionType, own: dict, ns: dict[str, Any]) -> graph.Reach:
+    """What the notebook function ``f`` with attributes ``own`` reaches, as a walk of it
+    finds, but its widgets (a look found them holding the kernel; walking one cost ~0.1 ms
+    a cell naming ``f``, and found nothing the sweep, checking every saved variable then,
+    does not): its closure cells, defaults and other attributes, walked (helper-101: what
+    a call changes through them, their functions' globals), the globals its code uses
+    (helper-100 F1), and its attributes' dict itself, so that a variable holding it or
+    ``f`` ties ``f`` again."""
+    parts = [*(f.__closure__ or ()), *(x for x in (f.__defaults__, f.__kwdefaults__) if x),
+             *(v for v in list(own.values()) if type(v) is types.FunctionType
+               or not graph.kernel_in_state(v))]  # fmt: skip
     reached = graph.reach(parts, ns)
     reached.keys.discard(id(parts))
+    reached.keys.add(id(own))
     reached.names.update(graph.code_names(f.__code__))
     return reached
 

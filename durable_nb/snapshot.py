@@ -48,7 +48,7 @@ from typing import Any
 
 import xxhash
 
-from . import classes, codec, graph, owner, sharing
+from . import classes, codec, graph, openfiles, owner, sharing
 from .blobs import BLOB_THRESHOLD, chunk_names
 from .cells import keyword_only, label, names_used, variables
 from .errors import (
@@ -365,7 +365,7 @@ class Snapshots:
                 # ``types.ModuleType('json')`` made in a cell: importing json is no restore
                 return _Encoding("recompute", "a module not imported by its name")
             return _Encoding("module", name)
-        if graph.file_type(type(value)):
+        if openfiles.file_type(type(value)):
             mode = str(getattr(value, "mode", ""))
             where = f"{getattr(value, 'name', '?')}, mode {mode!r}"
             if value.closed:

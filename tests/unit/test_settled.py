@@ -28,6 +28,7 @@ from test_snapshot_props import (
     Notebook,
     describe,
     fresh_namespace,
+    restore_anew,
     restored,
     user_names,
 )  # (tests/unit: on the path)
@@ -410,3 +411,49 @@ def test_a_class_registered_with_ios_abcs_is_never_pickled(shell, tmp_path):
         nb.run("del raw")  # (recomputed by its cell: the file opened again)
         live, back = restored(shell, nb)
     assert back == live and dict(back)["rows"][2] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        # an attribute shares a list with a variable recorded for recompute
+        ["def f():\n    return 0\nf.widget = ipywidgets.IntSlider()\nf.store = pending",
+         "f.store.clear()\nf.store.append(5)"],
+        # an attribute is a function, or an instance, whose code changes that variable
+        ["def g(x):\n    pending.clear()\n    pending.append(x)\ndef f():\n    return 0\n"
+         "f.widget = ipywidgets.IntSlider()\nf.helper = g", "del g", "f.helper(5)"],
+        ["class H:\n    def go(self, x):\n        pending.clear()\n        pending.append(x)\n"
+         "def f():\n    return 0\nf.widget = ipywidgets.IntSlider()\nf.h = H()", "f.h.go(5)"],
+        # an attribute uses globals(): every variable is checked
+        ["def f():\n    return 0\nf.widget = ipywidgets.IntSlider()\n"
+         "f.reset = lambda x: globals()['pending'].__setitem__(slice(None), [x])", "f.reset(5)"],
+    ],
+)  # fmt: skip
+def test_what_a_function_holding_a_widget_changes_through_its_attributes_is_saved(shell, cells):
+    """helper-101: the function named while every saved variable is checked walks its
+    attributes but its widgets: their data and their functions' globals are checked."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=True)
+        for cell in ["import ipywidgets\npending = [(i for i in range(3))]", *cells]:
+            nb.run(cell)
+        assert nb.snaps.known["pending"].state == "saved"
+        nb.run("del f" + (", H" if "H" in shell.user_ns else ""))  # (remade by their cells)
+        live, back = restored(shell, nb)
+    assert back == live and dict(back)["pending"][2] == ["5"]
+
+
+def test_a_function_whose_widget_is_dropped_elsewhere_is_saved_again(shell):
+    """helper-101 F2: the function's attributes' dict is among what it shares, so a
+    variable reaching it (``holder = [f]``) ties the function again once its widget goes."""
+    fresh_namespace(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        nb = Notebook(shell, Path(folder), sweep=True)
+        nb.run("import ipywidgets\ndef f():\n    return 0\nf.widget = ipywidgets.IntSlider()\n"
+               "f.n = [1]\nholder = [f]")  # fmt: skip
+        nb.run("f()")
+        nb.run("del holder[0].widget\nholder[0].n.append(2)")
+        assert nb.snaps.known["f"].state == "saved"
+        restore_anew(shell, nb)
+    f = shell.user_ns["f"]
+    assert f.n == [1, 2] and not hasattr(f, "widget") and shell.user_ns["holder"][0] is f
