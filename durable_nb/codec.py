@@ -5,6 +5,7 @@ JSON for plain data, pickle protocol 5 next, dill (``recurse=True``) last.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import contextvars
 import copyreg
@@ -232,6 +233,7 @@ class _Pickler(pickle.Pickler):
 #: Types whose instances are neither files nor functions nor classes, nor subclasses of list,
 #: dict or set (C types that never gain an ``__iter__``): the pickler's override skips them.
 _ORDINARY: set[type] = set()
+_ORDINARY_TOKEN = [abc.get_cache_token()]  # (its answers hold while no ABC registers more)
 
 
 def _remember(t: type) -> None:
@@ -261,9 +263,8 @@ def _plain(t: type) -> bool:
             and object_reduce(t)
             and t.__dictoffset__ != 0
             and all("__slots__" not in vars(c) for c in t.__mro__)
-            and not abc_file(t)  # (io's ABC: one only registered with it too)
         )
-    return known
+    return known and not abc_file(t)  # (io's ABC, asked each time: one registered since too)
 
 
 class _PlainTable(dict):
@@ -482,9 +483,8 @@ def encode_reach(obj: Any, ns: dict[str, Any]) -> tuple[Encoded | None, graph.Re
 
 
 def warm_up() -> None:
-    """Save a throwaway notebook function and class once, as a snapshot does: the first
-    use of dill (~11 ms to import) and of the pickler is paid then (a thread of the
-    kernel's, at a pause) rather than by the first cell that needs it."""
+    """Save a throwaway notebook function and class once, as a snapshot does: the first use
+    of dill (~11 ms to import) and of the pickler is paid then, not by the first cell."""
     ns: dict[str, Any] = {"__name__": "__main__"}  # not __main__'s: dill saves these
     exec("def _f(a, b=1):\n    return [a, b]\nclass _C:\n    pass\n", ns)
     for value in (ns["_f"], ns["_C"]):
@@ -510,12 +510,12 @@ def _memo_size(pickler: pickle.Pickler, out: io.BytesIO, sentinel: list) -> int:
 
 def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> Encoded:
     """Serialize ``obj`` without copying its large buffers; pickle once when pickle can.
-
-    ``ns``: the notebook's globals (bound notebook classes and functions are saved by
-    name); ``members``: the values saved here by value even when bound (``obj`` itself, or
-    the members of a group). Raises :class:`Unserializable` with the reason when nothing
-    can save it.
-    """
+    ``ns``: the notebook's globals (bound notebook classes and functions are saved by name);
+    ``members``: the values saved by value even when bound (``obj``, a group's members).
+    :class:`Unserializable` with the reason when nothing can save it."""
+    if (token := abc.get_cache_token()) != _ORDINARY_TOKEN[0]:  # registered since (io's: files)
+        _ORDINARY.clear()
+        _ORDINARY_TOKEN[0] = token
     buffers: list[memoryview] = []
     by_name = _ByName(ns, {id(m) for m in members or (obj,)})
     by_name.owners = owners = views.Owners(members or (obj,))

@@ -7,7 +7,6 @@ functions reached use, and every variable that shared an object with one of thos
 from __future__ import annotations
 
 import time
-import types
 from collections import deque
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
@@ -76,12 +75,9 @@ class Reached:
                 if look and (held := graph.kernel_in_state(ns[name])):
                     out.keys[name], out.kernel[name] = set(), held
                     continue
-                if look and (held := _held_by_attributes(ns[name], user_ns))[0]:
-                    reached = _code_reach(ns[name], held[1], user_ns)  # (not its widgets)
-                    reached.kernel = held[0]
-                else:  # Plain data is pickled now (once), and when it holds few objects
-                    # its pickle says what it reaches, as the walk would: one pass, not two.
-                    reached = out._encode(name, ns[name], user_ns, vouch)
+                # Plain data is pickled now (once), and when it holds few objects its
+                # pickle says what it reaches, as the walk would: one pass instead of two.
+                reached = out._encode(name, ns[name], user_ns, vouch)
             except KeyboardInterrupt:  # Ctrl-C: the work under way stops
                 raise
             except BaseException as exc:  # a property, ``__getattr__``...: the one value is lost
@@ -158,39 +154,6 @@ class Reached:
             ):
                 work.append(other)
                 self.tied.add(other)
-
-
-def _held_by_attributes(value: Any, ns: dict[str, Any]) -> tuple[str, dict | None]:
-    """The kernel object's type a widget among the notebook function ``value``'s own
-    attributes holds (``interact(f)`` sets ``f.widget``), and those attributes; ("", None)
-    when none does. A look, read only from an exact dict (a subclass's methods are the
-    notebook's code: helper-100 F1b)."""
-    if type(value) is not types.FunctionType or value.__globals__ is not ns:
-        return "", None
-    own = value.__dict__
-    if type(own) is not dict:
-        return "", None
-    held = next((h for item in list(own.values()) if type(item) is not types.FunctionType
-                 and (h := graph.kernel_in_state(item))), "")  # fmt: skip
-    return held, own
-
-
-def _code_reach(f: types.FunctionType, own: dict, ns: dict[str, Any]) -> graph.Reach:
-    """What the notebook function ``f`` with attributes ``own`` reaches, as a walk of it
-    finds, but its widgets (a look found them holding the kernel; walking one cost ~0.1 ms
-    a cell naming ``f``, and found nothing the sweep, checking every saved variable then,
-    does not): its closure cells, defaults and other attributes, walked (helper-101: what
-    a call changes through them, their functions' globals), the globals its code uses
-    (helper-100 F1), and its attributes' dict itself, so that a variable holding it or
-    ``f`` ties ``f`` again."""
-    parts = [*(f.__closure__ or ()), *(x for x in (f.__defaults__, f.__kwdefaults__) if x),
-             *(v for v in list(own.values()) if type(v) is types.FunctionType
-               or not graph.kernel_in_state(v))]  # fmt: skip
-    reached = graph.reach(parts, ns)
-    reached.keys.discard(id(parts))
-    reached.keys.add(id(own))
-    reached.names.update(graph.code_names(f.__code__))
-    return reached
 
 
 def groups(shares: dict[str, set[int] | frozenset[int]]) -> list[list[str]]:

@@ -365,7 +365,7 @@ class Snapshots:
                 # ``types.ModuleType('json')`` made in a cell: importing json is no restore
                 return _Encoding("recompute", "a module not imported by its name")
             return _Encoding("module", name)
-        if openfiles.file_type(type(value)):
+        if openfiles.abc_file(type(value)):  # (io's ABC: a class only registered with it)
             mode = str(getattr(value, "mode", ""))
             where = f"{getattr(value, 'name', '?')}, mode {mode!r}"
             if value.closed:
