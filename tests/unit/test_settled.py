@@ -389,10 +389,11 @@ def test_a_functions_attributes_are_read_without_its_dicts_code(shell):
 
 
 def test_a_class_registered_with_ios_abcs_is_never_pickled(shell, tmp_path):
-    """helper-100 F2: ``graph.file_type`` reads io's C base only (io's ABC is ~10 µs the
-    first time it meets a type); a class only registered with io's ABCs, holding a file
-    descriptor, is still refused by the pickle (``codec._plain`` asks the ABC, as
-    ``codec._guard`` does), never saved with a stale descriptor; what it shares is saved."""
+    """helper-100 F2: the walk's ``openfiles.file_type`` reads io's C base only (io's ABC
+    is ~10 µs the first time it meets a type); a class only registered with io's ABCs,
+    holding a file descriptor, is still refused when saved (``openfiles.abc_file``, asked
+    by the snapshot and the pickles), never saved with a stale descriptor; what it shares
+    is saved."""
     (tmp_path / "f").write_text("x")
     fresh_namespace(shell)
     with tempfile.TemporaryDirectory() as folder:
