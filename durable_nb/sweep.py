@@ -8,8 +8,8 @@ each cell: all of them, or :attr:`Sweep.names` a cell, in turn.
 Bytes are a poor measure of what a check costs: a dataclass of 5 KB has a print of ~230
 parts, read in ~0.3 ms; a list of 1,000 small instances is pickled and walked again. So
 the sweep also keeps to a time, its own checks only (what the cell itself changed is saved
-anyway): a share of the wall time since its last checks (:data:`SWEEP_SHARE`: the cell's
-own run and the pause before it, :meth:`Sweep.since`), at least :data:`SWEEP_SECONDS` and
+anyway): a share of the wall time since its last checks (:data:`SWEEP_SHARE`: the cells
+run since and the pauses between them, :meth:`Sweep.since`), at least :data:`SWEEP_SECONDS` and
 at most :data:`SWEEP_MOST` (:meth:`Sweep.allowed`). Cells run one after another (Run All)
 get ~0.05 ms each; a cell run after a person's pause of a second or more gets 2 ms, as does
 one of 0.2 s (a share of the cell's run time alone, 2.5% and at least 0.1 ms, cost a quick
