@@ -1,12 +1,13 @@
 """Which objects are open files: never walked as data, never pickled (dill reopens a file
 with its mode on load, and ``'w'`` truncates it).
 
-Two checks. :func:`file_type`, for the walk and each value saved: a subclass of io's C base
-(every file of the standard library, any class deriving from ``io.IOBase``) or of
+Two checks. :func:`file_type`, for the walk (every type it meets): a subclass of io's C
+base (every file of the standard library, any class deriving from ``io.IOBase``) or of
 ``_pyio``'s, not io's ABC, whose first look at a type (~10 µs, dozens of types a widget
 notebook) asks every class registered with io's ABCs and their subclasses. And
-:func:`abc_file`, for a type about to be pickled as plain data (once a type): io's ABC
-itself, so that a class only registered with it (holding a file descriptor) is refused.
+:func:`abc_file`, for each variable saved and each type pickled as plain data: io's ABC
+itself (its caches follow registrations), so that a class only registered with it
+(holding a file descriptor) is refused, however late it was registered.
 """
 
 from __future__ import annotations

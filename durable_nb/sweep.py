@@ -6,21 +6,21 @@ saved payloads are small (:data:`SWEEP_BYTES`), saved variables are checked agai
 each cell: all of them, or :attr:`Sweep.names` a cell, in turn.
 
 Bytes are a poor measure of what a check costs: a dataclass of 5 KB has a print of ~230
-parts, read in ~0.3 ms; a list of 1,000 small instances is pickled and walked again. So
-the sweep also keeps to a time, its own checks only (what the cell itself changed is saved
-anyway): a share of the wall time since its last checks (:data:`SWEEP_SHARE`: the cells
-run since and the pauses between them, :meth:`Sweep.since`), at least :data:`SWEEP_SECONDS` and
+parts, read in ~0.3 ms; a list of 1,000 small instances is pickled and walked again. So the
+sweep also keeps to a time, its own checks only (what the cell itself changed is saved
+anyway): a share of the wall time since its last checks (:data:`SWEEP_SHARE`: the cells run
+since and the pauses between them, :meth:`Sweep.since`), at least :data:`SWEEP_SECONDS` and
 at most :data:`SWEEP_MOST` (:meth:`Sweep.allowed`). Cells run one after another (Run All)
 get ~0.05 ms each; a cell run after a person's pause of a second or more gets 2 ms, as does
 one of 0.2 s (a share of the cell's run time alone, 2.5% and at least 0.1 ms, cost a quick
 widget cell ~4% and gave a cell run by hand no more). When its checks took longer, fewer
-variables are checked a cell (half, down to one), in turn; when they took under half of
-it, more again (twice, up to :attr:`Sweep.names`); and the next cells check none, as many
-as keep the sweep to its time on average (at most :data:`SWEEP_REST` in a row): even one
+variables are checked a cell (half, down to one), in turn; when they took under half of it,
+more again (twice, up to :attr:`Sweep.names`); and the next cells check none, as many as
+keep the sweep to its time on average (at most :data:`SWEEP_REST` in a row): even one
 variable may take longer (a dataclass's print, ~0.3 ms). Those checked longest ago go
-first: every saved variable is still checked, within as many checking cells as there are saved
-variables, however many are made or dropped meanwhile. A cell whose widgets a check of
-every saved variable would spare walking (:class:`sharing.Settled`) checks them all when
+first: every saved variable is still checked, within as many checking cells as there are
+saved variables, however many are made or dropped meanwhile. A cell whose widgets a check
+of every saved variable would spare walking (:class:`sharing.Settled`) checks them all when
 their last checks took less than those walks (uncharged: it saves time).
 """
 

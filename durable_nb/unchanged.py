@@ -497,10 +497,9 @@ def _annotation_state(o: Any, t: type) -> tuple:
 def _slot_names(t: type) -> tuple[tuple[str, types.MemberDescriptorType], ...] | None:
     """The slots ``object.__reduce_ex__`` saves of ``t``'s instances, each with its
     descriptor (as ``copyreg._slotnames`` finds them, without caching them on the class),
-    or None when
-    its instances are not pickled that way (a reduce, ``__getstate__`` or new args of
-    its own) or it has no slots; and None when pickling could read a slot otherwise than
-    its descriptor does (the print's way): a notebook class, a ``__getattr__`` or
+    or None when its instances are not pickled that way (a reduce, ``__getstate__`` or new
+    args of its own) or it has no slots; and None when pickling could read a slot otherwise
+    than its descriptor does (the print's way): a notebook class, a ``__getattr__`` or
     ``__getattribute__`` (an unset slot's fallback), a property over a slot's name
     (helper-52 F2)."""
     if t in _SLOTTED:
