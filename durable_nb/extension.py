@@ -72,6 +72,7 @@ class _Extension:
         self.magics: Any = None
         self.settings: DurableNB | None = None
         self.unwatch: Any = None
+        self.unlean: Any = None  # gives displays their own stream flushes back
         self.unready: Any = None  # takes back the wait of the first kernel_info reply
         self.kernel: Any = None  # the ipykernel kernel, when in one
         self.flusher: outputs.Flusher | None = None
@@ -171,6 +172,7 @@ class _Extension:
                                                       replying)  # fmt: skip
         if self.unwatch is not None:
             self.rt.capturing = True
+        self.unlean = k and _ipykernel.lean_flushes(k)
         self.flusher = outputs.Flusher(self.rt.tick)
 
     def uninstall(self, status: str = "unloaded") -> None:
@@ -188,6 +190,9 @@ class _Extension:
         if self.unwatch is not None:
             self.unwatch()
             self.unwatch = None  # no reply takes a snapshot a cell leaves from now on
+        if self.unlean is not None:
+            self.unlean()
+            self.unlean = None
         if self.unready is not None:
             self.unready()
         for event in ("pre_run_cell", "post_run_cell"):

@@ -1,4 +1,5 @@
-"""All of durable_nb's use of ipykernel's private surface, in one place that never raises.
+"""All of durable_nb's use of ipykernel's private surface, in one package that never raises
+(this module: the kernel, its requests and subshells; :mod:`.streams`: its outputs).
 
 Every function answers "not available" (``None`` / ``False``) on any surprise: a missing or
 renamed attribute, an ipykernel outside the tested range, a timeout. The caller then asks
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 import _signal
 import contextlib
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ._report import report
+from .._report import report
+from .streams import _replied, flush_streams, lean_flushes, watch_outputs
+
+#: What the package gives from :mod:`.streams` (beside this module's own).
+__all__ = ["flush_streams", "lean_flushes", "watch_outputs"]
 
 #: The ipykernel releases whose private surface this module was written and tested against.
 TESTED = ((7, 0), (7, 4))
@@ -26,10 +29,6 @@ _PINNED_ROUTES = (7, 4)
 SUBSHELL_TIMEOUT = 10.0
 
 _subshells: dict[int, str | None] = {}  # id(kernel) -> our subshell's id (None: failed)
-#: The ids of the last execute requests answered (:func:`will_reply`), oldest first.
-_replied: dict[str, None] = {}
-#: How many of them are kept.
-REPLIED_KEPT = 4096
 _subshell_lock = threading.Lock()
 
 
@@ -305,121 +304,6 @@ def busy(k: Any) -> Iterator[None]:
                 k._publish_status = previous
 
 
-def watch_outputs(
-    k: Any,
-    seen: Callable[[str, dict], None],
-    kinds: frozenset[str],
-    replying: Callable[[], None] | None = None,
-) -> Callable[[], None] | None:
-    """Call ``seen(msg_type, content)`` for each iopub message of ``kinds`` the kernel sends.
-
-    Wraps ``send`` of the kernel's session (and of the sessions its streams, display
-    publisher and display hook hold, when they are other objects): every output passes
-    there, from any thread, after the kernel's own hooks. ``seen`` is called before the
-    message goes out and must not raise (errors are swallowed). ``replying()`` is called
-    before each ``execute_reply`` goes out: the kernel has published all that the cell
-    printed by then; what ``replying`` prints is published before the reply. Returns the
-    function that takes the wrap back, or None when the surface is not there (nothing is
-    changed then).
-
-    ipykernel pauses before each execute reply (``_execute_sleep``, 0.5 ms after its last
-    flush, so that the outputs reach the frontend before the reply does): ``replying``
-    runs in that pause, and the kernel sleeps what it left of it. The reply goes out when
-    it did before, unless ``replying`` takes longer than the pause.
-    """
-    try:
-        shell = k.shell
-        holders = [k, sys.stdout, sys.stderr, shell.display_pub, shell.displayhook]
-        sessions = {id(s): s for s in (getattr(h, "session", None) for h in holders)
-                    if s is not None and callable(getattr(s, "send", None))}  # fmt: skip
-    except Exception:
-        return None
-    if not sessions:
-        return None
-
-    pause = _take_pause(k) if replying is not None else 0.0
-
-    def wrap(send: Callable) -> Callable:
-        def send_and_watch(stream: Any, msg_or_type: Any, content: Any = None, *args: Any,
-                           **kwargs: Any) -> Any:  # fmt: skip
-            try:
-                if isinstance(msg_or_type, str):
-                    kind, body = msg_or_type, content
-                else:
-                    kind, body = msg_or_type["header"]["msg_type"], msg_or_type["content"]
-                if kind in kinds and isinstance(body, dict):
-                    seen(kind, body)
-                elif kind == "execute_reply" and replying is not None:
-                    _answered(args[0] if args else kwargs.get("parent"))
-                    began = time.perf_counter()
-                    with contextlib.suppress(KeyboardInterrupt):  # the reply goes out
-                        replying()
-                    flush_streams()  # a line it printed goes before the reply
-                    # (an aborted request's reply was sent with no pause)
-                    if pause and (body or {}).get("status") != "aborted":
-                        with contextlib.suppress(KeyboardInterrupt):  # the cell has ended
-                            time.sleep(max(0.0, pause - (time.perf_counter() - began)))
-            except Exception:
-                pass
-            return send(stream, msg_or_type, content, *args, **kwargs)
-
-        send_and_watch.__wrapped__ = send  # type: ignore[attr-defined]
-        return send_and_watch
-
-    wrapped = []
-    try:
-        for session in sessions.values():
-            had = "send" in session.__dict__
-            session.send = wrap(session.send)
-            wrapped.append((session, had))
-    except Exception:
-        _unwrap(wrapped)
-        _give_pause(k, pause)
-        return None
-
-    def unwatch() -> None:
-        _unwrap(wrapped)
-        _give_pause(k, pause)
-
-    return unwatch
-
-
-def _answered(parent: Any) -> None:
-    """Remember that the request ``parent`` is answered (its reply is going out now)."""
-    with contextlib.suppress(Exception):
-        _replied[parent["header"]["msg_id"]] = None
-        while len(_replied) > REPLIED_KEPT:
-            del _replied[next(iter(_replied))]
-
-
-def _take_pause(k: Any) -> float:
-    """The kernel's pause before an execute reply (s), now ours to keep (0.0: none taken)."""
-    try:
-        pause = k._execute_sleep
-        if type(pause) is not float or not 0.0 < pause <= 1.0:
-            return 0.0
-        k._execute_sleep = 0.0
-        return pause
-    except Exception:
-        return 0.0
-
-
-def _give_pause(k: Any, pause: float) -> None:
-    """Give the kernel back the pause :func:`_take_pause` took (unless set since)."""
-    with contextlib.suppress(Exception):
-        if pause and k._execute_sleep == 0.0:
-            k._execute_sleep = pause
-
-
-def _unwrap(wrapped: list[tuple[Any, bool]]) -> None:
-    for session, had in wrapped:
-        with contextlib.suppress(Exception):
-            if had:
-                session.send = session.send.__wrapped__
-            else:
-                del session.send
-
-
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
     """Hold the kernel's interrupts (SIGINT) off the main thread while a cell's records are
@@ -442,31 +326,6 @@ def interrupts_held() -> Iterator[None]:
         if came:
             report("an interrupt came as the cell ended, while its records were written: "
                    "ignored (the cell had ended)")  # fmt: skip
-
-
-def flush_streams() -> None:
-    """Publish what ``sys.stdout``/``sys.stderr`` hold. A kernel stream with nothing
-    written since its last flush is left alone: each flush waits for a round trip through
-    the kernel's IO thread (~0.5 ms)."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            if _holds_text(stream):
-                stream.flush()
-
-
-def _holds_text(stream: Any) -> bool:
-    """Whether ``stream`` may hold text not yet published (True unless sure it does not).
-
-    ipykernel's ``OutStream`` marks a flush pending on every write and clears the mark
-    when its flush starts, which takes the buffers in one swap under their lock.
-    """
-    try:
-        if stream._flush_pending or stream._subprocess_flush_pending:
-            return True
-        with stream._buffer_lock:
-            return any(buffer.tell() for buffer in stream._buffers.values())
-    except Exception:  # not ipykernel's stream, or another version of it: flush
-        return True
 
 
 #: Requests that any thread may answer: a page reloaded while a cell runs sends them
