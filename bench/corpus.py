@@ -6,8 +6,13 @@ interleaved, ``--repeat`` times; cell time is the sum over cells of execute_inpu
 execute_reply (nbclient's timing), so kernel start is left out. Outputs are compared as
 tests/test_corpus.py does. Target: durable ≤ 1.1× plain on every notebook. ``--cells``:
 each cell's median too, to see which cells cost what. Besides the ratio of the medians,
-each repeat's own ratio (its two runs were neighbours in time) is summed up by its median
-and quartiles: on a shared machine a run's total moves by ±0.1× from one minute to the next.
+each repeat's own ratio (its runs were neighbours in time) is summed up by its median and
+quartiles: on a shared machine a run's total moves by ±0.1× from one minute to the next.
+
+A third side, python3+lean, is the plain kernel with durable_nb's lean flushes only
+(``_ipykernel.lean_flushes``, which the durable kernel has: a display or a cell's result
+flushes only the streams holding text, where ipykernel flushes both, each a round trip
+through its IO thread). Durable against it ("own") is what the rest of durable_nb costs.
 So each durable run also times durable_nb's own part in the kernel (its cell hooks and the
 records written as each reply goes out, main-thread CPU): the extra cell time less that is
 the kernel's noise, or costs the hooks do not show (outputs captured, a thread's turn).
@@ -41,7 +46,9 @@ import bytecode  # noqa: E402  (bench/)
 import test_corpus as corpus  # noqa: E402  (the test's runner and normaliser)
 from snapshot import HARNESS  # noqa: E402  (bench/: the hooks timer)
 
-SIDES = ("python3", "python3-durable")
+SIDES = ("python3", "python3+lean", "python3-durable")
+#: The kernel each side runs (python3+lean: the plain one, with lean flushes set as it starts).
+KERNELS = {"python3": "python3", "python3+lean": "python3", "python3-durable": "python3-durable"}
 #: Run in each kernel as it starts (``exec_files``), leaving no name behind: bench/snapshot.py's
 #: harness (the module ``_bench``) times durable_nb's hooks and reply-time writes in place;
 #: on both sides each stream flush the main thread waits for (a round trip through ipykernel's
@@ -57,6 +64,10 @@ def _durable_nb_bench_timer():
             os.sched_setaffinity(int(task), {int(cpu)})
     if "durable_nb.extension" in sys.modules:  # (the plain side has no hooks to time)
         _bench.attach_durable()
+    elif os.environ.get("DURABLE_NB_BENCH_LEAN"):  # python3+lean
+        from IPython import get_ipython
+        from durable_nb import _ipykernel
+        assert _ipykernel.lean_flushes(get_ipython().kernel) is not None
     flushes, flush, main = [], iostream.OutStream.flush, threading.main_thread()
 
     def timed_flush(self):  # the main thread's round trips through the kernel's IO thread
@@ -114,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                 folder = Path(tempfile.mkdtemp(prefix="bench-corpus-"))
                 os.environ["DURABLE_NB_DIR"] = str(folder / "journals")
                 os.environ["DURABLE_NB_BENCH_HOOKS"] = str(folder / "hooks.json")
+                os.environ["DURABLE_NB_BENCH_LEAN"] = "1" if side == "python3+lean" else ""
                 try:
-                    nb, seconds = corpus.run((name,), side, folder / "work", timed)
+                    nb, seconds = corpus.run((name,), KERNELS[side], folder / "work", timed)
                     timing = json.loads((folder / "hooks.json").read_text())
                     flushes[side] += timing["flushes"]
                     if side == "python3-durable":
@@ -126,42 +138,47 @@ def main(argv: list[str] | None = None) -> int:
                 per_cell[side].append(cell_seconds(nb))
                 sources = [c.source for c in nb.cells if c.cell_type == "code"]
                 shown[side] = corpus.outputs(nb)
-            if shown["python3"] != shown["python3-durable"]:
+            if any(shown[s] != shown["python3"] for s in SIDES):
                 same = False
-                a, b = shown["python3"], shown["python3-durable"]
+                a = shown["python3"]
+                b = next(shown[s] for s in SIDES if shown[s] != a)
                 at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), -1)
                 print(f"{name}: outputs differ at code cell {at}: {a[at]!r:.200} vs {b[at]!r:.200}")
         rows.append((name, took, hooks, flushes))
         print(f"{name}: done", flush=True)
         if args.cells:
-            print(f"  {'cell':<44} {'python3 ms':>10} {'durable ms':>10} {'extra':>7}")
+            print(f"  {'cell':<44} {'python3 ms':>10} {'+lean ms':>10} {'durable ms':>10} "
+                  f"{'extra':>7}")  # fmt: skip
             for i, source in enumerate(sources):
                 med = [statistics.median(run[i] for run in per_cell[s]) * 1e3 for s in SIDES]
                 first = source.strip().splitlines()[0][:42] if source.strip() else ""
-                print(f"  {i:>2} {first:<41} {med[0]:10.1f} {med[1]:10.1f} {med[1] - med[0]:+7.1f}")
+                print(f"  {i:>2} {first:<41} {med[0]:10.1f} {med[1]:10.1f} {med[2]:10.1f} "
+                      f"{med[2] - med[0]:+7.1f}")  # fmt: skip
     print(f"\ntotal cell time per notebook, s (median of {args.repeat}; min in brackets)")
-    print(f"{'notebook':<20} {'python3':>16} {'python3-durable':>16} {'ratio':>6} "
-          f"{'paired (quartiles)':>22} {'extra ms':>9} {'hooks ms':>9} "
-          f"{'flush µs':>19}")  # fmt: skip
+    print(f"{'notebook':<20} {'python3':>15} {'python3+lean':>15} {'python3-durable':>15} "
+          f"{'ratio':>6} {'paired (quartiles)':>22} {'own':>5} {'extra ms':>9} {'hooks ms':>9} "
+          f"{'flushes a run':>16}")  # fmt: skip
     for name, took, hooks, flushes in rows:
         med = {s: statistics.median(took[s]) for s in SIDES}
-        cells = [f"{med[s]:7.2f} ({min(took[s]):6.2f})" for s in SIDES]
+        cells = [f"{med[s]:6.2f} ({min(took[s]):5.2f})" for s in SIDES]
+        plain, lean, durable = (took[s] for s in SIDES)
         ratio = med["python3-durable"] / med["python3"] if med["python3"] else float("nan")
-        paired = [d / p for p, d in zip(*(took[s] for s in SIDES), strict=True) if p]
+        paired = [d / p for p, d in zip(plain, durable, strict=True) if p]
         q = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3 or [math.nan] * 3
         spread = f"{q[1]:.2f} ({q[0]:.2f}–{q[2]:.2f})"
-        extra = statistics.median(d - p for p, d in zip(*(took[s] for s in SIDES), strict=True))
-        waits = " / ".join(f"{statistics.mean(w) * 1e6:.0f} ({statistics.median(w) * 1e6:.0f})"
-                           if (w := flushes[s]) else "-" for s in SIDES)  # fmt: skip
+        own = statistics.median(d / n for n, d in zip(lean, durable, strict=True) if n)
+        extra = statistics.median(d - p for p, d in zip(plain, durable, strict=True))
+        counts = " / ".join(f"{len(flushes[s]) / len(took[s]):.0f}" for s in SIDES)
         print(
-            f"{name:<20} {cells[0]:>16} {cells[1]:>16} {ratio:6.2f} {spread:>22} "
-            f"{extra * 1e3:9.1f} {statistics.median(hooks) * 1e3:9.1f} {waits:>19}"
+            f"{name:<20} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {ratio:6.2f} {spread:>22} "
+            f"{own:5.2f} {extra * 1e3:9.1f} {statistics.median(hooks) * 1e3:9.1f} {counts:>16}"
         )
     print(
-        "extra ms: durable less plain cell time, median of the paired runs; hooks ms: "
-        "durable_nb's hooks and reply-time writes, main-thread CPU, median per run;\n"
-        "flush µs: the main thread's wait for a stream flush (a round trip through ipykernel's "
-        "IO thread), mean (median), plain / durable"
+        "ratio, paired: durable ÷ python3 (the target); own: durable ÷ python3+lean, median\n"
+        "of the paired runs (durable_nb less its lean flushes); extra ms: durable less python3,\n"
+        "median of the paired runs; hooks ms: durable_nb's hooks and reply-time writes,\n"
+        "main-thread CPU, median per run; flushes a run: the stream flushes the main thread\n"
+        "waited for (each a round trip through ipykernel's IO thread), python3 / +lean / durable"
     )
     print(f"outputs equal (normalised): {'yes' if same else 'NO'}; target: ratio ≤ 1.1")
     return 0 if same else 1
