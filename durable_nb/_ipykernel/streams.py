@@ -9,7 +9,7 @@ import contextlib
 import functools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 #: The ids of the last execute requests answered (:func:`will_reply`), oldest first.
@@ -143,82 +143,100 @@ def flush_streams() -> None:
                 stream.flush()
 
 
-#: What ipykernel's display publisher's ``_flush_streams`` reads, and its display hook's
-#: ``finish_displayhook`` first (6.x-7.4): flush ``sys.stdout``, then ``sys.stderr``.
+#: What ipykernel's display publisher's ``_flush_streams`` reads (6.x-7.4): it flushes
+#: ``sys.stdout``, then ``sys.stderr``.
 _FLUSH_NAMES = ("sys", "stdout", "flush", "stderr")
+#: What its display hook's ``finish_displayhook`` reads (7.x): those two flushes, then the
+#: result sent through the hooks (the body :func:`_finish` repeats).
+_FINISH_NAMES = (*_FLUSH_NAMES, "msg", "session", "_hooks", "send", "pub_socket", "topic")
 
 
 def lean_flushes(k: Any) -> Callable[[], None] | None:
-    """Let displays and cell results flush only the streams that hold text.
+    """Let displays and cell results wait for fewer flushes of stdout and stderr.
 
-    ipykernel flushes stdout and stderr before each display and each cell's result, so
-    that what was printed before shows before. Each flush waits for a round trip through
-    the IO thread (~0.03 ms idle, 0.2-0.3 ms while a widget cell's messages queue there):
-    two a widget shown, a tenth of a widget notebook's cell time. A stream with no text
-    to send (:func:`_quiet`) orders nothing: the display goes out through the same IO
-    thread, after all the stream sent before. The flushes before a reply or an input
-    request stay (those go out on other sockets). Returns the undo, or None (other
-    streams, publisher or display hook than ipykernel's: nothing changed).
+    ipykernel flushes both streams before each display and each cell's result, so that
+    what was printed before shows before. Each flush waits for a round trip through its
+    IO thread (~0.03 ms idle, 0.2-0.3 ms while a widget cell's messages queue there): a
+    tenth of a widget notebook's cell time. :func:`before_output` leaves out the ones that
+    order nothing. The flushes before a reply or an input request stay (those go out on
+    other sockets). Returns the undo, or None (streams, publisher or display hook other
+    than ipykernel's as this was written against: nothing changed).
     """
     try:
         streams = (sys.stdout, sys.stderr)
         pub, hook = k.shell.display_pub, k.shell.displayhook
-        finish = hook.finish_displayhook
         taken = vars(pub).keys() | vars(hook).keys()  # (set by someone else: left alone)
-        if (any(type(vars(s).get("_flush")) is _Tracked or s._flush.__self__ is not s
-                or not callable(s._flush_buffers) for s in streams)
+        if (any("_flush_buffers" in vars(s) or not callable(s._flush_buffers) for s in streams)
                 or type(pub)._flush_streams.__code__.co_names != _FLUSH_NAMES
-                or type(hook).finish_displayhook.__code__.co_names[:4] != _FLUSH_NAMES
+                or type(hook).finish_displayhook.__code__.co_names != _FINISH_NAMES
                 or "_flush_streams" in taken or "finish_displayhook" in taken):  # fmt: skip
             return None
     except Exception:
         return None
     for s in streams:
-        s._flush = _Tracked(s._flush)
-
-    def flush_streams() -> None:
-        for s in (sys.stdout, sys.stderr):
-            if not _quiet(s):
-                s.flush()
-
-    def finish_displayhook() -> None:
-        leaned = [s for s in (sys.stdout, sys.stderr) if "flush" not in vars(s)]
-        for s in leaned:
-            s.flush = functools.partial(_lean_flush, s)
-        try:
-            finish()
-        finally:
-            for s in leaned:
-                if type(vars(s).get("flush")) is functools.partial:
-                    del s.flush
-
-    pub._flush_streams, hook.finish_displayhook = flush_streams, finish_displayhook
+        s._flush_buffers = _Tracked(s._flush_buffers)
+    finish = functools.partial(_finish, hook)
+    pub._flush_streams, hook.finish_displayhook = before_output, finish
 
     def undo() -> None:
-        for owner, name, ours in ((pub, "_flush_streams", flush_streams),
-                                  (hook, "finish_displayhook", finish_displayhook)):  # fmt: skip
+        for owner, name, ours in ((pub, "_flush_streams", before_output),
+                                  (hook, "finish_displayhook", finish)):  # fmt: skip
             if vars(owner).get(name) is ours:
                 delattr(owner, name)
         for s in streams:
-            if type(vars(s).get("_flush")) is _Tracked:
-                del s._flush
+            if type(vars(s).get("_flush_buffers")) is _Tracked:
+                del s._flush_buffers
 
     return undo
 
 
+def before_output() -> None:
+    """Flush ``sys.stdout`` and ``sys.stderr`` before a display or a result, as ipykernel
+    does, less the round trips that order nothing.
+
+    A stream with no text to send (:func:`_quiet`) orders nothing: the display goes out
+    through the same IO thread, after all the stream sent. But text a C library or a child
+    process wrote to a watched file descriptor may be in the hands of ipykernel's watcher
+    thread, which needs the interpreter to put it in the stream: then stdout is flushed
+    as ipykernel does (its wait lets the watcher in), and the streams are looked at after.
+    """
+    streams = (sys.stdout, sys.stderr)
+    if not all(map(_quiet, streams)) or any(map(_watched, streams)):
+        sys.stdout.flush()
+    for s in streams:
+        if not _quiet(s):  # (stdout again: text the watcher gave it meanwhile)
+            s.flush()
+
+
+def _finish(hook: Any) -> None:
+    """ipykernel 7's ``finish_displayhook`` (names checked by :func:`lean_flushes`), its
+    two flushes :func:`before_output`."""
+    before_output()
+    if hook.msg and hook.msg["content"]["data"] and hook.session:
+        msg = hook.msg
+        for transform in hook._hooks:
+            msg = transform(msg)
+            if msg is None:
+                hook.msg = None
+                return
+        hook.session.send(hook.pub_socket, msg, ident=hook.topic)
+    hook.msg = None
+
+
 class _Tracked:
-    """A stream's ``_flush`` (run on the IO thread) that counts the runs under way."""
+    """A stream's ``_flush_buffers`` (what its ``_flush`` sends from, on the IO thread):
+    counts the flushes under way, from taking the text to sending the last of it."""
 
-    __slots__ = ("flush", "running")
+    __slots__ = ("buffers", "running")
 
-    def __init__(self, flush: Callable[[], None]) -> None:
-        self.flush, self.running = flush, 0
+    def __init__(self, buffers: Callable[[], Iterator[tuple[dict, str]]]) -> None:
+        self.buffers, self.running = buffers, 0
 
-    def __call__(self) -> None:
+    def __call__(self) -> Iterator[tuple[dict, str]]:
         self.running += 1
         try:
-            self.flush()
-        finally:
+            yield from self.buffers()
+        finally:  # (a flush stopped early drops the generator: closed, here too)
             self.running -= 1
 
 
@@ -228,15 +246,18 @@ def _quiet(stream: Any) -> bool:
     text and not yet handed its message to the IO thread's queue (read last: one ending
     meanwhile has handed it)."""
     try:
-        tracked = vars(stream)["_flush"]
+        tracked = vars(stream)["_flush_buffers"]
         return type(tracked) is _Tracked and not _holds_text(stream) and not tracked.running
     except Exception:
         return False
 
 
-def _lean_flush(stream: Any) -> None:
-    if not _quiet(stream):
-        type(stream).flush(stream)
+def _watched(stream: Any) -> bool:
+    """Whether ipykernel copies a file descriptor's output into ``stream`` (a thread)."""
+    try:
+        return stream._fid is not None and stream._should_watch is not False
+    except Exception:
+        return True
 
 
 def _holds_text(stream: Any) -> bool:

@@ -21,7 +21,7 @@ def stream():
     thread = IOPubThread(socket)
     thread.start()
     out = OutStream(Session(), thread, "stdout", watchfd=False)
-    out._flush = streams._Tracked(out._flush)
+    out._flush_buffers = streams._Tracked(out._flush_buffers)
     yield out, thread
     thread.stop()
     thread.close()
@@ -36,7 +36,7 @@ def test_a_stream_is_quiet_only_with_no_text_written_and_no_flush_under_way(stre
 
     entered, release, done = threading.Event(), threading.Event(), threading.Event()
 
-    def hold(msg):  # runs on the IO thread inside ``_flush``: the text taken, not sent yet
+    def hold(msg):  # runs on the IO thread inside ``_flush``: the text taken, not queued yet
         entered.set()
         release.wait(10)
         return msg
