@@ -485,6 +485,10 @@ def load_ipython_extension(ipython: Any) -> None:
         ext.uninstall("failed")
         report(f"could not load ({describe(exc)}); the kernel runs un-journaled")
         return
+    except BaseException:  # Ctrl-C mid-load: nothing is left installed (helper-104 G3)
+        with contextlib.suppress(BaseException):
+            ext.uninstall("failed")
+        raise
     _loaded[id(ipython)] = ext
 
 

@@ -166,7 +166,9 @@ def lean_flushes(k: Any) -> Callable[[], None] | None:
         streams = (sys.stdout, sys.stderr)
         pub, hook = k.shell.display_pub, k.shell.displayhook
         taken = vars(pub).keys() | vars(hook).keys()  # (set by someone else: left alone)
-        if (any("_flush_buffers" in vars(s) or not callable(s._flush_buffers) for s in streams)
+        # The streams themselves, not a proxy whose reads reach them (helper-104 G1).
+        if (any("_flush_buffers" in vars(s) or not callable(vars(type(s)).get("_flush_buffers"))
+                for s in streams)
                 or type(pub)._flush_streams.__code__.co_names != _FLUSH_NAMES
                 or type(hook).finish_displayhook.__code__.co_names != _FINISH_NAMES
                 or "_flush_streams" in taken or "finish_displayhook" in taken):  # fmt: skip
@@ -175,11 +177,12 @@ def lean_flushes(k: Any) -> Callable[[], None] | None:
         return None
     for s in streams:
         s._flush_buffers = _Tracked(s._flush_buffers)
-    finish = functools.partial(_finish, hook)
-    pub._flush_streams, hook.finish_displayhook = before_output, finish
+    before = functools.partial(before_output, streams)
+    finish = functools.partial(_finish, hook, before)
+    pub._flush_streams, hook.finish_displayhook = before, finish
 
     def undo() -> None:
-        for owner, name, ours in ((pub, "_flush_streams", before_output),
+        for owner, name, ours in ((pub, "_flush_streams", before),
                                   (hook, "finish_displayhook", finish)):  # fmt: skip
             if vars(owner).get(name) is ours:
                 delattr(owner, name)
@@ -190,28 +193,28 @@ def lean_flushes(k: Any) -> Callable[[], None] | None:
     return undo
 
 
-def before_output() -> None:
+def before_output(kernels: tuple[Any, Any]) -> None:
     """Flush ``sys.stdout`` and ``sys.stderr`` before a display or a result, as ipykernel
-    does, less the round trips that order nothing.
+    does, less the round trips that order nothing. ``kernels``: the kernel's own streams.
 
     A stream with no text to send (:func:`_quiet`) orders nothing: the display goes out
     through the same IO thread, after all the stream sent. But text a C library or a child
     process wrote to a watched file descriptor may be in the hands of ipykernel's watcher
-    thread, which needs the interpreter to put it in the stream: then stdout is flushed
-    as ipykernel does (its wait lets the watcher in), and the streams are looked at after.
+    thread, which needs the interpreter to put it in the stream: then the kernel's stdout
+    is flushed as ipykernel does (its wait lets the watcher in; through the kernel's own
+    stream, whatever ``sys.stdout`` is now: helper-104 G2), and the streams looked at after.
     """
-    streams = (sys.stdout, sys.stderr)
-    if not all(map(_quiet, streams)) or any(map(_watched, streams)):
-        sys.stdout.flush()
-    for s in streams:
-        if not _quiet(s):  # (stdout again: text the watcher gave it meanwhile)
+    if any(map(_watched, kernels)):
+        kernels[0].flush()
+    for s in (sys.stdout, sys.stderr):
+        if not _quiet(s):  # (text the watcher handed over during the wait too)
             s.flush()
 
 
-def _finish(hook: Any) -> None:
+def _finish(hook: Any, before: Callable[[], None]) -> None:
     """ipykernel 7's ``finish_displayhook`` (names checked by :func:`lean_flushes`), its
-    two flushes :func:`before_output`."""
-    before_output()
+    two flushes ``before`` (:func:`before_output`)."""
+    before()
     if hook.msg and hook.msg["content"]["data"] and hook.session:
         msg = hook.msg
         for transform in hook._hooks:
