@@ -129,8 +129,13 @@ class Runtime(Opener):
         self._last_seq = 0  # the last cell's number when no journal numbers them
         if background:
             self.open_in_thread(self._open, then, after=after)
-        else:
+            return
+        try:
             self._open(then)
+        except BaseException:  # a Ctrl-C as a cell loads it: the run ends, the files close
+            with contextlib.suppress(BaseException):
+                self.close("failed")
+            raise
 
     @property
     def journaling(self) -> bool:
@@ -371,21 +376,17 @@ class Runtime(Opener):
 
     def ask(self, step: str, args: str, error: BaseException,
             asynchronous: bool = False) -> Callable | None:  # fmt: skip
-        """How a failed step waits for the person's decision, or None to raise at once.
-
-        The callable returns (``asynchronous``: resolves to) a decision with ``.action``
-        in {"retry", "skip", "raise"} and ``.value``. None when no asker is set.
-        """
+        """How a failed step waits for the person's decision, or None to raise at once (no
+        asker is set). The callable returns (``asynchronous``: resolves to) a decision
+        with ``.action`` in {"retry", "skip", "raise"} and ``.value``."""
         if self.asker is None:
             return None
         return self.asker(step, args, error, asynchronous)
 
     def question(self, prompt: str, choices: list | None, yes_no: bool,
                  default: Any = None) -> Callable | None:  # fmt: skip
-        """How ``dnb.ask``/``dnb.confirm`` waits for the answer, or None when nobody can answer.
-
-        The callable returns the answer. None when no questioner is set (headless).
-        """
+        """How ``dnb.ask``/``dnb.confirm`` waits for the answer (the callable returns it), or
+        None when nobody can answer (no questioner is set: headless)."""
         if self.questioner is None:
             return None
         return self.questioner(prompt, choices, yes_no, default)
@@ -477,9 +478,7 @@ class Runtime(Opener):
 
     def record(self, row: dict[str, Any], sync: bool = True) -> None:
         """Journal a finished step; ``row`` holds :class:`StepRow` fields but the cell's.
-
-        With ``sync=False`` the row is durable only after the next :meth:`sync`.
-        """
+        With ``sync=False`` the row is durable only after the next :meth:`sync`."""
         if not self.journaling:
             return
         c = self.cell

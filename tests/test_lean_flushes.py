@@ -223,3 +223,28 @@ def test_outputs_arrive_before_the_reply(start_kernel):
 
 
 assert os  # (the fixture's env reads os.environ through kernel_env)
+
+
+def test_text_printed_before_a_redirect_stays_out_of_an_output_widget(start_kernel, kernel_env):
+    """With ``sys.stdout`` redirected, the kernel's stdout is waited for, not flushed: its
+    text would go out while an Output widget captures, and show inside it (helper-105 H3)."""
+    env = {k: v for k, v in kernel_env.items() if k != "PYTEST_CURRENT_TEST"}  # fds watched
+    cell = ("print('before')\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            "    with out:\n        display('x')")  # fmt: skip
+    got = {}
+    for name in ("python3", "python3-durable"):
+        k = start_kernel(env, kernel_name=name)
+        k.ok("import contextlib, io\nimport ipywidgets\nfrom IPython.display import display\n"
+             "out = ipywidgets.Output()")  # fmt: skip
+        msg_id, kinds = k.send(cell), []
+        while True:
+            msg = k.kc.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+            if msg["msg_type"] in ("stream", "display_data", "comm_msg"):
+                kinds.append(msg["msg_type"])
+        got[name] = kinds
+    assert got["python3-durable"] == got["python3"], got
+    assert got["python3"][-1] == "stream", got  # after the capture ended

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -146,8 +147,9 @@ def flush_streams() -> None:
 #: What ipykernel's display publisher's ``_flush_streams`` reads (6.x-7.4): it flushes
 #: ``sys.stdout``, then ``sys.stderr``.
 _FLUSH_NAMES = ("sys", "stdout", "flush", "stderr")
-#: What its display hook's ``finish_displayhook`` reads (7.x): those two flushes, then the
-#: result sent through the hooks (the body :func:`_finish` repeats).
+#: What its display hook's ``finish_displayhook`` reads (7.3-7.4): those two flushes, then
+#: the result sent through the hooks (the body :func:`_finish` repeats; 7.0-7.2's has no
+#: hooks: left alone, helper-105 H4).
 _FINISH_NAMES = (*_FLUSH_NAMES, "msg", "session", "_hooks", "send", "pub_socket", "topic")
 
 
@@ -200,19 +202,34 @@ def before_output(kernels: tuple[Any, Any]) -> None:
     A stream with no text to send (:func:`_quiet`) orders nothing: the display goes out
     through the same IO thread, after all the stream sent. But text a C library or a child
     process wrote to a watched file descriptor may be in the hands of ipykernel's watcher
-    thread, which needs the interpreter to put it in the stream: then the kernel's stdout
-    is flushed as ipykernel does (its wait lets the watcher in; through the kernel's own
-    stream, whatever ``sys.stdout`` is now: helper-104 G2), and the streams looked at after.
+    thread, which needs the interpreter to put it in the stream: then the main thread
+    waits for a round trip through the IO thread as ipykernel's flush does (the kernel's
+    stdout flushed when it is ``sys.stdout``; else only the wait, whatever ``sys.stdout``
+    is: helper-104 G2, helper-105 H3), and the streams are looked at after.
     """
     if any(map(_watched, kernels)):
-        kernels[0].flush()
+        if sys.stdout is kernels[0]:
+            kernels[0].flush()
+        else:  # (its text is not the display's to send: an Output widget may capture now)
+            _round_trip(kernels[0])
     for s in (sys.stdout, sys.stderr):
         if not _quiet(s):  # (text the watcher handed over during the wait too)
             s.flush()
 
 
+def _round_trip(stream: Any) -> None:
+    """Wait for ``stream``'s IO thread to run what was scheduled so far (as its flush
+    waits, sending nothing); nothing when that thread is not running (a forked child)."""
+    io = stream.pub_thread
+    if io.thread is None or not io.thread.is_alive() or io.thread is threading.current_thread():
+        return
+    done = threading.Event()
+    io.schedule(done.set)
+    done.wait(stream.flush_timeout)
+
+
 def _finish(hook: Any, before: Callable[[], None]) -> None:
-    """ipykernel 7's ``finish_displayhook`` (names checked by :func:`lean_flushes`), its
+    """ipykernel 7.3's ``finish_displayhook`` (names checked by :func:`lean_flushes`), its
     two flushes ``before`` (:func:`before_output`)."""
     before()
     if hook.msg and hook.msg["content"]["data"] and hook.session:

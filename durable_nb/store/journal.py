@@ -137,21 +137,21 @@ class Journal(Reads, Binding):
         try:
             version = migrate(path, con, read_only, made_here, opening.macros(con, made_here))
             log = None if read_only else Log(files.log_path(path))
-        except JournalError:
-            con.close()
-            raise
         except (OSError, duckdb.Error) as exc:
             con.close()
             raise opening.classify(path, exc) from exc
+        except BaseException:  # a JournalError, a Ctrl-C: nothing is left open
+            con.close()
+            raise
         self = cls(path, con, log, warn, notebook, copied_from)
         try:
             self._recover(version) if log is not None else self._load_read_only()
-        except JournalError:
-            self.abandon()
-            raise
         except (OSError, duckdb.Error) as exc:
             self.abandon()
             raise opening.classify(path, exc) from exc
+        except BaseException:
+            self.abandon()
+            raise
         return self
 
     def _recover(self, version: int) -> None:

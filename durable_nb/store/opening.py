@@ -304,7 +304,11 @@ _LOCK_PID = re.compile(r"\(PID (\d+)\)")
 
 
 def classify(path: Path, exc: Exception) -> JournalError:
-    """Turn a DuckDB or OS error met while opening into a message saying what to do."""
+    """Turn a DuckDB or OS error met while opening into a message saying what to do.
+    DuckDB's own "interrupted" is the person's Ctrl-C: raised as such (no damage: helper-105
+    H1 had a journal set aside as unreadable)."""
+    if isinstance(exc, getattr(engine(), "InterruptException", ())):
+        raise KeyboardInterrupt(str(exc)) from exc
     msg = str(exc)
     if "Could not set lock" in msg or "Conflicting lock" in msg:
         pid = _LOCK_PID.search(msg)

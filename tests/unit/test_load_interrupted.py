@@ -73,3 +73,52 @@ def test_an_interrupted_load_leaves_nothing_and_the_next_load_works(
     finally:
         extension.unload_ipython_extension(shell)
     assert installed(shell) == []
+
+
+def _fds() -> set[str]:
+    import os
+
+    return {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")}  # fmt: skip
+
+
+#: Where the journal's opening on a cell's thread is interrupted: DuckDB's own "interrupted"
+#: as it connects, a Ctrl-C as the schema is checked, as the log is folded, and as the open
+#: journal's snapshots are read (the extension's ``then``).
+OPENING = ["connect", "migrate", "recover", "then"]
+
+
+@pytest.mark.parametrize("where", OPENING)
+def test_a_ctrl_c_as_the_journal_opens_is_no_damage_and_leaves_no_file_open(
+    tmp_path, monkeypatch, where
+):
+    """helper-105 H1: DuckDB's "Query interrupted" was taken for a damaged journal (set
+    aside, journaling off), and an interrupted opening kept its files open."""
+    import duckdb
+
+    from durable_nb.store import journal as journal_module
+    from durable_nb.store import opening
+
+    source = str(tmp_path / "nb.ipynb")
+    runtime.Runtime(source).close()  # the journal exists, with one run
+    before = {f for f in _fds() if str(tmp_path) in f}
+    targets = {"connect": (opening, "connect"), "migrate": (journal_module, "migrate"),
+               "recover": (journal_module.Journal, "_recover"), "then": (None, None)}  # fmt: skip
+    owner, name = targets[where]
+
+    def interrupted(*args, **kwargs):
+        if where == "connect":
+            raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+        raise KeyboardInterrupt
+
+    if owner is not None:
+        monkeypatch.setattr(owner, name, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runtime.Runtime(source, then=interrupted if owner is None else None)
+    monkeypatch.undo()
+    assert {f for f in _fds() if str(tmp_path) in f} == before  # nothing left open
+    again = runtime.Runtime(source)
+    try:
+        assert again.journaling and again.readonly is None
+    finally:
+        again.close()
