@@ -50,6 +50,15 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is DuckDB's report of the person's Ctrl-C: a ``RuntimeError('Query
+    interrupted')`` on the main thread (DuckDB 2), or its ``InterruptException``. Raised
+    again as a ``KeyboardInterrupt``, never taken for a damaged journal (helper-106 F1)."""
+    if type(exc).__name__ == "InterruptException":
+        return True
+    return type(exc) is RuntimeError and str(exc).startswith("Query interrupted")
+
+
 class DurableError(Exception):
     """Base class of every error raised by durable_nb."""
 

@@ -220,8 +220,9 @@ def before_output(kernels: tuple[Any, Any]) -> None:
 def _round_trip(stream: Any) -> None:
     """Wait for ``stream``'s IO thread to run what was scheduled so far (as its flush
     waits, sending nothing); nothing when that thread is not running (a forked child)."""
-    io = stream.pub_thread
-    if io.thread is None or not io.thread.is_alive() or io.thread is threading.current_thread():
+    io = getattr(stream, "pub_thread", None)  # (None once the stream is closed: helper-106 F6)
+    thread = getattr(io, "thread", None)
+    if thread is None or not thread.is_alive() or thread is threading.current_thread():
         return
     done = threading.Event()
     io.schedule(done.set)

@@ -141,7 +141,8 @@ class Journal(Reads, Binding):
             con.close()
             raise opening.classify(path, exc) from exc
         except BaseException:  # a JournalError, a Ctrl-C: nothing is left open
-            con.close()
+            with contextlib.suppress(Exception):  # (a cursor still running: helper-106 F2)
+                con.close()
             raise
         self = cls(path, con, log, warn, notebook, copied_from)
         try:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import JournalCorrupt, JournalError, JournalLocked, JournalUnwritable
+from ..errors import JournalCorrupt, JournalError, JournalLocked, JournalUnwritable, interrupted
 from . import files, stamp, template
 from .schema import MACROS, SAFE_CONFIG, migrate
 
@@ -307,7 +307,7 @@ def classify(path: Path, exc: Exception) -> JournalError:
     """Turn a DuckDB or OS error met while opening into a message saying what to do.
     DuckDB's own "interrupted" is the person's Ctrl-C: raised as such (no damage: helper-105
     H1 had a journal set aside as unreadable)."""
-    if isinstance(exc, getattr(engine(), "InterruptException", ())):
+    if interrupted(exc):
         raise KeyboardInterrupt(str(exc)) from exc
     msg = str(exc)
     if "Could not set lock" in msg or "Conflicting lock" in msg:

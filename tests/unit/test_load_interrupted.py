@@ -82,15 +82,20 @@ def _fds() -> set[str]:
             if os.path.exists(f"/proc/self/fd/{fd}")}  # fmt: skip
 
 
-#: Where the journal's opening on a cell's thread is interrupted: DuckDB's own "interrupted"
-#: as it connects, a Ctrl-C as the schema is checked, as the log is folded, and as the open
-#: journal's snapshots are read (the extension's ``then``).
-OPENING = ["connect", "migrate", "recover", "then"]
+#: Where the journal's opening on a cell's thread is interrupted, and how: DuckDB reports a
+#: Ctrl-C on the main thread as ``RuntimeError('Query interrupted')`` (helper-106 F1: seen
+#: with a real SIGINT; its ``InterruptException`` only after ``con.interrupt()``), and as
+#: Python's own ``KeyboardInterrupt`` between its calls. As it connects, as the schema is
+#: checked, as the log is folded, and as the open journal's snapshots are read (``then``).
+OPENING = [
+    (where, how) for where in ("connect", "migrate", "recover") for how in ("duckdb", "python")
+]
+OPENING += [("connect", "duckdb-interrupt"), ("then", "python")]  # fmt: skip
 
 
-@pytest.mark.parametrize("where", OPENING)
+@pytest.mark.parametrize(("where", "how"), OPENING)
 def test_a_ctrl_c_as_the_journal_opens_is_no_damage_and_leaves_no_file_open(
-    tmp_path, monkeypatch, where
+    tmp_path, monkeypatch, where, how
 ):
     """helper-105 H1: DuckDB's "Query interrupted" was taken for a damaged journal (set
     aside, journaling off), and an interrupted opening kept its files open."""
@@ -107,7 +112,9 @@ def test_a_ctrl_c_as_the_journal_opens_is_no_damage_and_leaves_no_file_open(
     owner, name = targets[where]
 
     def interrupted(*args, **kwargs):
-        if where == "connect":
+        if how == "duckdb":
+            raise RuntimeError("Query interrupted")
+        if how == "duckdb-interrupt":
             raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
         raise KeyboardInterrupt
 
