@@ -50,10 +50,9 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def interrupted(exc: BaseException) -> bool:
+def _interrupted(exc: BaseException) -> bool:
     """Whether ``exc`` is DuckDB's report of the person's Ctrl-C: a ``RuntimeError('Query
-    interrupted')`` on the main thread (DuckDB 2), or its ``InterruptException``. Raised
-    again as a ``KeyboardInterrupt``, never taken for a damaged journal (helper-106 F1)."""
+    interrupted')`` on the main thread (DuckDB 2), or its ``InterruptException``."""
     if type(exc).__name__ == "InterruptException":
         return True
     return type(exc) is RuntimeError and str(exc).startswith("Query interrupted")
@@ -151,6 +150,11 @@ class JournalCorrupt(JournalError):
 
     @classmethod
     def from_cause(cls, path: str, cause: BaseException) -> JournalCorrupt:
+        """The damage ``cause`` says; DuckDB's word for the person's Ctrl-C is no damage:
+        raised again as a ``KeyboardInterrupt`` (helper-105 H1, helper-106 F1: a journal
+        was set aside as unreadable). Every caller that takes an error for damage asks."""
+        if _interrupted(cause):
+            raise KeyboardInterrupt(str(cause)) from cause
         return cls(
             path,
             f"journal {path} cannot be read ({_first_line(cause)}): {_STOPS}Move the file "

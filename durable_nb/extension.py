@@ -19,7 +19,7 @@ from traitlets.config import Configurable
 from . import _ipykernel, codec, outputs, runtime, suspend
 from ._report import report
 from .cells import FRESH_LINE, label
-from .errors import DurableError, JournalCorrupt, JournalError, describe, interrupted
+from .errors import DurableError, JournalCorrupt, JournalError, describe
 from .refusals import stopped_names
 from .runtime import Runtime
 from .snapshot import DEFAULT_MAX_BYTES, Snapshots
@@ -157,8 +157,6 @@ class _Extension:
             self._snapshots, self.pending_resume = snapshots, snapshots.interrupted()
             snapshots.read_ahead()
         except Exception as exc:
-            if interrupted(exc):  # (DuckDB's word for the person's Ctrl-C: no damage)
-                raise KeyboardInterrupt(str(exc)) from exc
             rt.step_aside(JournalCorrupt.from_cause(str(rt.path), exc))
             self._snapshots = Snapshots(self.shell, rt, max_bytes=max_bytes)
 

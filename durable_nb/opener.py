@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._report import remember, report
-from .errors import JournalCorrupt, JournalError, JournalUnwritable, interrupted
+from .errors import JournalCorrupt, JournalError, JournalUnwritable
 
 if TYPE_CHECKING:
     from .store import Journal
@@ -141,8 +141,6 @@ class Opener:
         except JournalError as exc:
             self.step_aside(exc)
         except Exception as exc:  # whatever opening meets, the kernel runs on and says so
-            if interrupted(exc):  # (DuckDB's word for the person's Ctrl-C)
-                raise KeyboardInterrupt(str(exc)) from exc
             self.step_aside(JournalCorrupt.from_cause(str(self.path), exc))
         finally:
             try:
@@ -165,8 +163,6 @@ class Opener:
             self.step_aside(again if again.holds_steps else exc)
             return
         except Exception as again:
-            if interrupted(again):
-                raise KeyboardInterrupt(str(again)) from again
             self.step_aside(JournalCorrupt.from_cause(str(self.path), again))
             return
         self.replay_only(exc)

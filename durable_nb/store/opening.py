@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import JournalCorrupt, JournalError, JournalLocked, JournalUnwritable, interrupted
+from ..errors import JournalCorrupt, JournalError, JournalLocked, JournalUnwritable
 from . import files, stamp, template
 from .schema import MACROS, SAFE_CONFIG, migrate
 
@@ -304,11 +304,8 @@ _LOCK_PID = re.compile(r"\(PID (\d+)\)")
 
 
 def classify(path: Path, exc: Exception) -> JournalError:
-    """Turn a DuckDB or OS error met while opening into a message saying what to do.
-    DuckDB's own "interrupted" is the person's Ctrl-C: raised as such (no damage: helper-105
-    H1 had a journal set aside as unreadable)."""
-    if interrupted(exc):
-        raise KeyboardInterrupt(str(exc)) from exc
+    """Turn a DuckDB or OS error met while opening into a message saying what to do
+    (DuckDB's word for a Ctrl-C is raised as one: :meth:`JournalCorrupt.from_cause`)."""
     msg = str(exc)
     if "Could not set lock" in msg or "Conflicting lock" in msg:
         pid = _LOCK_PID.search(msg)

@@ -12,14 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import (
-    JournalCorrupt,
-    JournalError,
-    JournalTooNew,
-    JournalUnwritable,
-    NotAJournal,
-    interrupted,
-)
+from ..errors import JournalCorrupt, JournalError, JournalTooNew, JournalUnwritable, NotAJournal
 
 #: The schema this code writes. Log of changes (a journal stores its version in ``meta``):
 #: 1 — meta, runs, cells, steps.
@@ -287,8 +280,6 @@ def migrate(path: Path, con: Any, read_only: bool = False, made_here: bool = Fal
     except BaseException as exc:
         with contextlib.suppress(Exception):
             con.close()
-        if interrupted(exc):  # the person's Ctrl-C, no damage
-            raise KeyboardInterrupt(str(exc)) from exc
         if isinstance(exc, Exception) and not isinstance(exc, (JournalError, OSError)):
             if not isinstance(exc, _engine_error()):
                 raise JournalCorrupt.from_cause(str(path), exc) from exc
