@@ -38,11 +38,14 @@ SETUP = ("import os, sys, time\nfrom IPython.display import display, clear_outpu
          "h = display(0, display_id=True)")  # fmt: skip
 
 
+def watched(kernel_env: dict[str, str]) -> dict[str, str]:
+    """A kernel's environment as a frontend gives it: its fds copied to the streams."""
+    return {k: v for k, v in kernel_env.items() if k != "PYTEST_CURRENT_TEST"}
+
+
 @pytest.fixture(params=["watched", "unwatched"])
 def env(request, kernel_env):
-    if request.param == "watched":  # as a frontend starts it: fds copied to the streams
-        return {k: v for k, v in kernel_env.items() if k != "PYTEST_CURRENT_TEST"}
-    return kernel_env
+    return watched(kernel_env) if request.param == "watched" else kernel_env
 
 
 def outputs(k, code: str) -> list[tuple]:
@@ -66,6 +69,8 @@ def outputs(k, code: str) -> list[tuple]:
             got.append((kind, content["data"].get("text/plain")))
         elif kind in ("clear_output", "error"):
             got.append((kind, content.get("wait", content.get("ename"))))
+        elif kind == "comm_msg":  # (a widget's state: an Output capturing, or done)
+            got.append((kind,))
     reply = k.kc.get_shell_msg(timeout=60)
     while reply["parent_header"].get("msg_id") != msg_id:
         reply = k.kc.get_shell_msg(timeout=60)
@@ -131,7 +136,7 @@ FD_CELLS = {
 def test_text_written_to_a_descriptor_comes_before_the_display(start_kernel, kernel_env, cell):
     """A C library's or a child's output reaches the stream through ipykernel's watcher
     thread: the display waits for it as often as in the plain kernel (a race in both)."""
-    env = {k: v for k, v in kernel_env.items() if k != "PYTEST_CURRENT_TEST"}
+    env = watched(kernel_env)
     late = {}
     for name in ("python3", "python3-durable"):
         k = start_kernel(env, kernel_name=name)
@@ -228,7 +233,7 @@ assert os  # (the fixture's env reads os.environ through kernel_env)
 def test_text_printed_before_a_redirect_stays_out_of_an_output_widget(start_kernel, kernel_env):
     """With ``sys.stdout`` redirected, the kernel's stdout is waited for, not flushed: its
     text would go out while an Output widget captures, and show inside it (helper-105 H3)."""
-    env = {k: v for k, v in kernel_env.items() if k != "PYTEST_CURRENT_TEST"}  # fds watched
+    env = watched(kernel_env)
     cell = ("print('before')\nwith contextlib.redirect_stdout(io.StringIO()):\n"
             "    with out:\n        display('x')")  # fmt: skip
     got = {}
@@ -236,15 +241,6 @@ def test_text_printed_before_a_redirect_stays_out_of_an_output_widget(start_kern
         k = start_kernel(env, kernel_name=name)
         k.ok("import contextlib, io\nimport ipywidgets\nfrom IPython.display import display\n"
              "out = ipywidgets.Output()")  # fmt: skip
-        msg_id, kinds = k.send(cell), []
-        while True:
-            msg = k.kc.get_iopub_msg(timeout=60)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-            if msg["msg_type"] in ("stream", "display_data", "comm_msg"):
-                kinds.append(msg["msg_type"])
-        got[name] = kinds
+        got[name] = [kind for kind, *_ in outputs(k, cell)]
     assert got["python3-durable"] == got["python3"], got
     assert got["python3"][-1] == "stream", got  # after the capture ended
