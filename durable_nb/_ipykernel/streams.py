@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import barriers
+
 #: The ids of the last execute requests answered (:func:`will_reply`), oldest first.
 _replied: dict[str, None] = {}
 #: How many of them are kept.
@@ -161,8 +163,9 @@ def lean_flushes(k: Any) -> Callable[[], None] | None:
     IO thread (~0.03 ms idle, 0.2-0.3 ms while a widget cell's messages queue there): a
     tenth of a widget notebook's cell time. :func:`before_output` leaves out the ones that
     order nothing. The flushes before a reply or an input request stay (those go out on
-    other sockets). Returns the undo, or None (streams, publisher or display hook other
-    than ipykernel's as this was written against: nothing changed).
+    other sockets), less those that only wait for the IO thread to run what it has
+    already run (:mod:`.barriers`). Returns the undo, or None (streams, publisher or
+    display hook other than ipykernel's as this was written against: nothing changed).
     """
     try:
         streams = (sys.stdout, sys.stderr)
@@ -182,8 +185,11 @@ def lean_flushes(k: Any) -> Callable[[], None] | None:
     before = functools.partial(before_output, streams)
     finish = functools.partial(_finish, hook, before)
     pub._flush_streams, hook.finish_displayhook = before, finish
+    unflush = barriers.lean_stream_flushes(streams, _quiet, _watched)
 
     def undo() -> None:
+        if unflush is not None:
+            unflush()
         for owner, name, ours in ((pub, "_flush_streams", before),
                                   (hook, "finish_displayhook", finish)):  # fmt: skip
             if vars(owner).get(name) is ours:

@@ -1,0 +1,193 @@
+"""A stream flush is left out only when it would send nothing and wait for nothing: the
+IO thread has run all that was queued, as an event this thread waited for proves.
+ipykernel's own IO thread, streams and session, in process (no kernel needed)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ipykernel.iostream import IOPubThread, OutStream
+from jupyter_client.session import Session
+
+from durable_nb._ipykernel import barriers, streams
+
+
+class Kernel:
+    """An IO thread and the two streams, leaned as the extension leans them; ``sent``:
+    the (stream, text) of each stream message, as the IO thread sends it."""
+
+    def __init__(self) -> None:
+        self.context = zmq.Context()
+        socket = self.context.socket(zmq.PUB)
+        socket.bind_to_random_port("tcp://127.0.0.1")
+        self.io = IOPubThread(socket)
+        self.io.start()
+        self.sent: list[tuple[str, str]] = []
+        self.out, self.err = (OutStream(Session(), self.io, name, watchfd=False)
+                              for name in ("stdout", "stderr"))  # fmt: skip
+        hooked = threading.Event()
+        for s in (self.out, self.err):
+            s._flush_buffers = streams._Tracked(s._flush_buffers)
+            self.io.schedule(lambda s=s: s.register_hook(self._seen))  # (the IO thread's)
+        self.io.schedule(hooked.set)
+        assert hooked.wait(10)
+        self.undo = barriers.lean_stream_flushes((self.out, self.err), streams._quiet,
+                                                 streams._watched)  # fmt: skip
+        assert self.undo is not None
+        self.queue = vars(self.io)["schedule"].__self__
+
+    def _seen(self, msg: dict) -> dict:
+        self.sent.append((msg["content"]["name"], msg["content"]["text"]))
+        return msg
+
+    def text(self, name: str) -> str:
+        return "".join(t for n, t in self.sent if n == name)
+
+    def close(self) -> None:
+        self.undo()
+        if self.io.thread.is_alive():
+            self.io.stop()
+        self.io.close()
+        self.context.term()
+
+
+@pytest.fixture
+def kernel():
+    k = Kernel()
+    yield k
+    k.close()
+
+
+def test_settled_only_by_this_threads_event_when_nothing_was_queued_since(kernel):
+    q = kernel.queue
+    assert not q.settled()  # nothing waited for yet
+    kernel.out.flush()  # ipykernel's round trip: its (empty) send, then the event
+    assert q.settled()
+    kernel.out.write("x")
+    kernel.out.flush()
+    # The IO thread queued the message's send as it ran the flush: after the event.
+    assert not q.settled()
+    kernel.err.flush()  # (nothing to send, but not settled: a round trip, as ipykernel's)
+    assert q.settled() and kernel.text("stdout") == "x"
+    kernel.io.schedule(lambda: None)  # anything queued since: not proven run
+    assert not q.settled()
+    kernel.err.flush()
+    assert q.settled()
+    other = threading.Thread(target=kernel.out.flush)
+    other.start()
+    other.join()
+    assert not q.settled()  # another thread's event: that thread's proof, not this one's
+
+
+def test_not_settled_while_the_event_is_not_set(kernel):
+    release = threading.Event()
+    kernel.io.schedule(lambda: release.wait(10))  # the IO thread is busy
+    evt = threading.Event()
+    kernel.io.schedule(evt.set)
+    assert not kernel.queue.settled()
+    release.set()
+    assert evt.wait(10) and kernel.queue.settled()
+
+
+def test_a_quiet_streams_flush_queues_nothing_once_settled(kernel):
+    kernel.out.flush()
+    count = kernel.queue.count
+    kernel.err.flush()
+    kernel.out.flush()
+    assert kernel.queue.count == count  # left out: nothing queued, nothing waited for
+    kernel.err.write("e")
+    kernel.err.flush()  # text to send: flushed, as ipykernel does
+    assert kernel.queue.count > count and kernel.text("stderr") == "e"
+
+
+def test_never_settled_without_a_running_io_thread(kernel):
+    kernel.out.flush()
+    assert kernel.queue.settled()
+    kernel.io.stop()  # (a forked child's: its lock may be held by a thread that is gone)
+    assert not kernel.queue.settled()
+    kernel.queue.lock.acquire()  # held by a thread the fork left behind: no wait on it
+    kernel.err.flush()  # ipykernel's own, inline: nothing to send
+
+
+def test_settled_means_everything_queued_before_has_run(kernel):
+    """Another thread queues all along; each time this one finds the queue settled,
+    everything that thread had queued by then has run."""
+    ran: list[int] = []
+    queued = [0]
+    stop = threading.Event()
+
+    def producer() -> None:
+        i = 0
+        while not stop.is_set():
+            kernel.io.schedule(lambda i=i: ran.append(i))
+            i += 1
+            queued[0] = i  # (after schedule returned: it is on the queue)
+
+    t = threading.Thread(target=producer)
+    t.start()
+    proven = 0
+    try:
+        for _ in range(300):
+            kernel.out.flush()
+            before = queued[0]
+            if kernel.queue.settled():
+                proven += 1
+                assert len(ran) >= before
+    finally:
+        stop.set()
+        t.join()
+    assert proven < 300  # (the producer kept it unsettled at times: the check was tested)
+
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["stdout", "stderr"]), st.text(max_size=5)),  # a write
+    st.sampled_from(["flush stdout", "flush stderr", "queue"]),
+), max_size=25)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(OPS)
+def test_every_text_is_sent_in_order_by_the_flushes_before_a_reply(ops):
+    """Whatever was written and flushed, the pair of flushes ipykernel makes before a
+    reply (stdout, then stderr) leaves no text behind, each stream's in its order."""
+    k = Kernel()
+    try:
+        written = {"stdout": "", "stderr": ""}
+        for op in ops:
+            if isinstance(op, tuple):
+                getattr(k, "out" if op[0] == "stdout" else "err").write(op[1])
+                written[op[0]] += op[1]
+            elif op == "queue":
+                k.io.schedule(lambda: None)
+            else:
+                (k.out if op == "flush stdout" else k.err).flush()
+        k.out.flush()
+        k.err.flush()
+        assert (k.text("stdout"), k.text("stderr")) == (written["stdout"], written["stderr"])
+    finally:
+        k.close()
+
+
+def test_undone_leaves_the_io_thread_and_streams_as_they_were(kernel):
+    kernel.undo()
+    assert {"schedule"} & vars(kernel.io).keys() == set()
+    assert not any("flush" in vars(s) for s in (kernel.out, kernel.err))
+    kernel.undo = lambda: None  # (closed by the fixture)
+
+
+def test_streams_not_as_written_against_are_left_alone(kernel):
+    kernel.undo()
+    kernel.undo = lambda: None  # (closed by the fixture)
+    a = OutStream(Session(), kernel.io, "stdout", watchfd=False)
+    b = OutStream(Session(), kernel.io, "stderr", watchfd=False)
+    a.flush = a.flush  # someone's own flush on the stream
+    assert barriers.lean_stream_flushes((a, b), streams._quiet, streams._watched) is None
+    assert "flush" not in vars(b) and "schedule" not in vars(kernel.io)
+    c = OutStream(Session(), kernel.io, "stderr", watchfd=False)
+    c.pub_thread = object()  # another IO thread
+    assert barriers.lean_stream_flushes((b, c), streams._quiet, streams._watched) is None
+    assert "schedule" not in vars(kernel.io)
