@@ -73,6 +73,7 @@ class _Extension:
         self.settings: DurableNB | None = None
         self.unwatch: Any = None
         self.unlean: Any = None  # gives displays their own stream flushes back
+        self.unhide: Any = None  # shows durable_nb's code to the kernel's debugger again
         self.unready: Any = None  # takes back the wait of the first kernel_info reply
         self.kernel: Any = None  # the ipykernel kernel, when in one
         self.flusher: outputs.Flusher | None = None
@@ -173,6 +174,7 @@ class _Extension:
         if self.unwatch is not None:
             self.rt.capturing = True
         self.unlean = k and _ipykernel.lean_flushes(k)
+        self.unhide = k and _ipykernel.hide_from_debugger(k)
         self.flusher = outputs.Flusher(self.rt.tick)
 
     def uninstall(self, status: str = "unloaded") -> None:
@@ -193,6 +195,9 @@ class _Extension:
         if self.unlean is not None:
             self.unlean()
             self.unlean = None
+        if self.unhide is not None:
+            self.unhide()
+            self.unhide = None
         if self.unready is not None:
             self.unready()
         for event in ("pre_run_cell", "post_run_cell"):

@@ -77,6 +77,32 @@ def version() -> tuple[int, int] | None:
     return None
 
 
+def hide_from_debugger(k: Any) -> Callable[[], None] | None:
+    """Let the kernel's debugger skip durable_nb's code as it skips the kernel's own.
+
+    ipykernel lists the modules loaded before it started, and its debugger sends them as
+    rules to skip when it attaches; durable_nb loads after, so a step into ``print``
+    stepped through durable_nb's stream code, and could stop there holding its lock
+    (helper-107 F2). durable_nb's folder is added to that list (debugpy skips all under
+    a folder; a debugger attached already keeps the rules it sent). Returns the undo, or
+    None."""
+    try:
+        listed = k._kernel_modules
+        if type(listed) is not list:
+            return None
+        added = [f for f in [str(Path(__file__).resolve().parent.parent)] if f not in listed]
+        listed.extend(added)
+    except Exception:
+        return None
+
+    def undo() -> None:
+        for f in added:
+            with contextlib.suppress(ValueError):
+                listed.remove(f)
+
+    return undo
+
+
 def ready_after(k: Any, wait: Callable[[], Any]) -> Callable[[], None] | None:
     """Answer the kernel's first ``kernel_info`` request only once ``wait()`` returned.
 

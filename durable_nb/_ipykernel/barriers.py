@@ -7,7 +7,8 @@ IO thread's queue and waits for the event: a round trip (~0.05 ms idle, 0.2-0.3 
 widget cell's messages queue there). When the stream has nothing to send, the round trip
 only proves that what was queued before it has run. If the last thing queued is an event
 this thread waited for, and it is set, that is proven already: the flush would send
-nothing and wait for nothing.
+nothing and wait for nothing. So the stderr flush that follows stdout's is left out when
+stderr has nothing to send and stdout's sent nothing new.
 """
 
 from __future__ import annotations
@@ -24,91 +25,120 @@ _SCHEDULE_NAMES = ("thread", "is_alive", "_events", "append", "_event_pipe", "se
 _FLUSH_NAMES = ("pub_thread", "thread", "is_alive", "ident", "threading", "current_thread",
                 "schedule", "_flush", "Event", "set", "wait", "flush_timeout", "print", "sys",
                 "__stderr__")  # fmt: skip
-_SET = threading.Event.set
+_EVENT = threading.Event
+_SET = _EVENT.set
+
+
+#: How long a schedule waits for another thread's count (s) before counting stops for
+#: good: a thread a debugger suspended inside it holds it (helper-107 F2).
+WAIT = 0.05
 
 
 class Queue:
     """Counts what is put on an ``IOPubThread``'s queue, and which ``Event.set`` was put
     there last: at which count, by which thread.
 
-    :meth:`schedule` is ipykernel's, with the append and the count taken as one under a
-    lock (held for no more: the IO thread schedules too, and the wake-up may block).
+    :meth:`schedule` is ipykernel's, with the count taken and the function appended as
+    one, under a lock held for no more (the IO thread schedules too, and the wake-up may
+    block). The lock is re-entrant: a signal handler that prints, run between two of its
+    steps, schedules on the same thread (helper-107 F1); such a nested schedule is
+    counted, and its event is not taken for the last queued (the outer's function is
+    appended after it). A schedule that waits
+    past :data:`WAIT` (the holder suspended by a debugger) stops the counting for good:
+    from then on the queue is never settled, and schedules are ipykernel's own.
     """
 
-    __slots__ = ("barrier", "count", "io", "lock")
+    __slots__ = ("barrier", "count", "depth", "io", "lock", "stopped")
 
     def __init__(self, io: Any) -> None:
-        self.io, self.lock, self.count = io, threading.Lock(), 0
+        self.io, self.lock, self.count, self.stopped = io, threading.RLock(), 0, False
+        self.depth = 0  # schedules under way on the thread holding the lock
         self.barrier: tuple[int, threading.Event, int] | None = None
 
     def schedule(self, f: Callable[[], Any]) -> None:
         io = self.io
-        if io.thread.is_alive():
-            with self.lock:
-                io._events.append(f)
-                self.count += 1
-                if getattr(f, "__func__", None) is _SET and type(f.__self__) is threading.Event:
-                    self.barrier = (self.count, f.__self__, threading.get_ident())
-            io._event_pipe.send(b"")  # wake the IO thread (message content is ignored)
-        else:
+        if not io.thread.is_alive():
             f()
+            return
+        if not self.stopped:
+            if self.lock.acquire(timeout=WAIT):
+                try:
+                    self.depth += 1
+                    self.count += 1
+                    # (not one nested in another, a signal handler's: the outer's after it)
+                    if (
+                        self.depth == 1
+                        and getattr(f, "__func__", None) is _SET
+                        and type(f.__self__) is _EVENT
+                    ):
+                        self.barrier = (self.count, f.__self__, threading.get_ident())
+                    io._events.append(f)
+                finally:
+                    self.depth -= 1
+                    self.lock.release()
+                io._event_pipe.send(b"")  # wake the IO thread (message content is ignored)
+                return
+            self.stopped = True
+        io._events.append(f)
+        io._event_pipe.send(b"")
 
     def settled(self) -> bool:
         """Whether all that was queued has run, as the last thing queued proves: an event
         this thread queued (a flush's wait), set since. The IO thread runs its queue in
         order, one thing at a time: the event was set after all before it had run."""
         thread = getattr(self.io, "thread", None)
-        if thread is None or not thread.is_alive():  # (a forked child: the lock may be held)
+        if self.stopped or thread is None or not thread.is_alive():  # (a forked child too)
             return False
-        with self.lock:
+        if not self.lock.acquire(timeout=WAIT):
+            self.stopped = True
+            return False
+        try:
             barrier, count = self.barrier, self.count
+        finally:
+            self.lock.release()
         return (barrier is not None and barrier[0] == count
                 and barrier[2] == threading.get_ident() and barrier[1].is_set())  # fmt: skip
 
 
-def lean_stream_flushes(streams: tuple[Any, ...], quiet: Callable[[Any], bool],
-                        watched: Callable[[Any], bool]) -> Callable[[], None] | None:  # fmt: skip
-    """Leave out a flush of one of ``streams`` (the kernel's stdout and stderr) when the
-    stream is ``quiet`` (nothing to send, no flush of it under way) and the IO thread's
-    queue is :meth:`Queue.settled`.
+def lean_stream_flushes(streams: tuple[Any, Any],
+                        quiet: Callable[[Any], bool]) -> Callable[[], None] | None:  # fmt: skip
+    """Leave out a flush of the kernel's stderr (``streams[1]``) when it is ``quiet``
+    (nothing to send, no flush of it under way) and the IO thread's queue is
+    :meth:`Queue.settled`: right after the flush of stdout (``streams[0]``) before a
+    reply or an idle status, when that sent nothing new.
 
-    The kernel's stdout is always flushed while its file descriptor is ``watched``: its
-    round trip is when ipykernel's watcher thread hands over what a C library or a child
-    wrote there. The flush of stderr that follows it, before a reply or an idle status,
-    had that round trip too. Returns the undo, or None (another ipykernel: nothing
-    changed).
+    stdout's own flushes all stay: while file descriptors are watched its round trip is
+    when ipykernel's watcher thread hands over what a C library or a child wrote (the
+    flush of stderr that follows had that round trip too); and before idle it is what
+    lets the reply, which the main thread sends, reach the client first (without it,
+    idle came first 39 times in 60 with descriptors unwatched, helper-107 F3). Returns
+    the undo, or None (another ipykernel: nothing changed).
     """
+    out, err = streams
     try:
-        io = streams[0].pub_thread
-        if (any(s.pub_thread is not io or "flush" in vars(s) for s in streams)
+        io = out.pub_thread
+        if (err.pub_thread is not io or "flush" in vars(err)
                 or type(io).schedule.__code__.co_names != _SCHEDULE_NAMES
-                or any(type(s).flush.__code__.co_names != _FLUSH_NAMES for s in streams)
+                or type(err).flush.__code__.co_names != _FLUSH_NAMES
                 or "schedule" in vars(io)):  # fmt: skip
             return None
     except Exception:
         return None
     queue = Queue(io)
     io.schedule = queue.schedule
-    flushes = {}
-    for i, s in enumerate(streams):
-        flushes[s] = s.flush = _lean(s, queue, quiet, watched if i == 0 else None)
+
+    def flush() -> None:
+        # The queue first, the stream last: text written meanwhile is seen (and flushed).
+        if queue.settled() and quiet(err):
+            return
+        type(err).flush(err)  # (ipykernel's, as it is now)
+
+    err.flush = flush
 
     def undo() -> None:
-        for s, ours in flushes.items():
-            if vars(s).get("flush") is ours:
-                del s.flush
+        if vars(err).get("flush") is flush:
+            del err.flush
         if vars(io).get("schedule") == queue.schedule:  # (a bound method: equal, not same)
             del io.schedule
 
     return undo
-
-
-def _lean(stream: Any, queue: Queue, quiet: Callable[[Any], bool],
-          watched: Callable[[Any], bool] | None) -> Callable[[], None]:  # fmt: skip
-    def flush() -> None:
-        # The queue first, the stream last: text written meanwhile is seen (and flushed).
-        if (watched is None or not watched(stream)) and queue.settled() and quiet(stream):
-            return
-        type(stream).flush(stream)  # (ipykernel's, as it is now)
-
-    return flush

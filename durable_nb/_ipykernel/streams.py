@@ -185,7 +185,7 @@ def lean_flushes(k: Any) -> Callable[[], None] | None:
     before = functools.partial(before_output, streams)
     finish = functools.partial(_finish, hook, before)
     pub._flush_streams, hook.finish_displayhook = before, finish
-    unflush = barriers.lean_stream_flushes(streams, _quiet, _watched)
+    unflush = barriers.lean_stream_flushes(streams, _quiet)
 
     def undo() -> None:
         if unflush is not None:

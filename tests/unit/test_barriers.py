@@ -4,6 +4,7 @@ ipykernel's own IO thread, streams and session, in process (no kernel needed).""
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 
@@ -36,8 +37,7 @@ class Kernel:
             self.io.schedule(lambda s=s: s.register_hook(self._seen))  # (the IO thread's)
         self.io.schedule(hooked.set)
         assert hooked.wait(10)
-        self.undo = barriers.lean_stream_flushes((self.out, self.err), streams._quiet,
-                                                 streams._watched)  # fmt: skip
+        self.undo = barriers.lean_stream_flushes((self.out, self.err), streams._quiet)
         assert self.undo is not None
         self.queue = vars(self.io)["schedule"].__self__
 
@@ -102,12 +102,15 @@ def test_not_settled_while_the_event_is_not_set(kernel):
     assert evt.wait(10) and kernel.queue.settled()
 
 
-def test_a_quiet_streams_flush_queues_nothing_once_settled(kernel):
+def test_a_quiet_stderrs_flush_queues_nothing_once_settled(kernel):
     kernel.out.flush()
     count = kernel.queue.count
     kernel.err.flush()
-    kernel.out.flush()
+    kernel.err.flush()
     assert kernel.queue.count == count  # left out: nothing queued, nothing waited for
+    kernel.out.flush()  # stdout's all stay (the fd watcher's chance; idle after the reply)
+    assert kernel.queue.count > count
+    count = kernel.queue.count
     kernel.err.write("e")
     kernel.err.flush()  # text to send: flushed, as ipykernel does
     assert kernel.queue.count > count and kernel.text("stderr") == "e"
@@ -118,7 +121,10 @@ def test_never_settled_without_a_running_io_thread(kernel):
     assert kernel.queue.settled()
     kernel.io.stop()  # (a forked child's: its lock may be held by a thread that is gone)
     assert not kernel.queue.settled()
-    kernel.queue.lock.acquire()  # held by a thread the fork left behind: no wait on it
+    held = threading.Thread(target=kernel.queue.lock.acquire)  # (a thread the fork left)
+    held.start()
+    held.join()
+    assert not kernel.queue.settled() and not kernel.queue.stopped  # no wait on its lock
     kernel.err.flush()  # ipykernel's own, inline: nothing to send
 
 
@@ -194,10 +200,83 @@ def test_streams_not_as_written_against_are_left_alone(kernel):
     kernel.undo = lambda: None  # (closed by the fixture)
     a = OutStream(Session(), kernel.io, "stdout", watchfd=False)
     b = OutStream(Session(), kernel.io, "stderr", watchfd=False)
-    a.flush = a.flush  # someone's own flush on the stream
-    assert barriers.lean_stream_flushes((a, b), streams._quiet, streams._watched) is None
-    assert "flush" not in vars(b) and "schedule" not in vars(kernel.io)
+    b.flush = b.flush  # someone's own flush on the stream
+    assert barriers.lean_stream_flushes((a, b), streams._quiet) is None
+    assert "schedule" not in vars(kernel.io)
     c = OutStream(Session(), kernel.io, "stderr", watchfd=False)
     c.pub_thread = object()  # another IO thread
-    assert barriers.lean_stream_flushes((b, c), streams._quiet, streams._watched) is None
-    assert "schedule" not in vars(kernel.io)
+    assert barriers.lean_stream_flushes((a, c), streams._quiet) is None
+    assert "flush" not in vars(c) and "schedule" not in vars(kernel.io)
+
+
+@pytest.mark.timeout(120)
+def test_a_signal_handler_that_prints_mid_schedule_neither_hangs_nor_settles_early(kernel):
+    """Python runs a signal handler between any two steps, inside a schedule's lock too:
+    its print schedules again on the same thread (a lock that is not re-entrant hung
+    the kernel 6 times in 6, helper-107 F1), before the outer function is appended."""
+    ticks = [0]
+
+    def handler(signum, frame) -> None:
+        ticks[0] += 1
+        kernel.out.write("t")
+        if ticks[0] % 7 == 0:  # an event of this thread's own, nested: not the last queued
+            kernel.io.schedule(threading.Event().set)
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+    try:
+        for _ in range(2000):
+            kernel.out.write("x")
+            kernel.out.flush()
+            kernel.err.flush()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    kernel.out.flush()
+    kernel.err.flush()
+    assert ticks[0] > 50 and not kernel.queue.stopped  # (re-entered, never waited on)
+    assert kernel.text("stdout").count("x") == 2000
+    assert kernel.text("stdout").count("t") == ticks[0]
+
+
+def test_a_nested_schedules_event_is_not_taken_for_the_last(kernel):
+    """A schedule nested in another on the same thread (a signal handler's) comes before
+    the outer's function: its event proves nothing about that function."""
+    q = kernel.queue
+    kernel.out.flush()
+    assert q.settled()
+    evt = threading.Event()
+    with q.lock:  # as the outer schedule holds it, between its count and its append
+        q.depth += 1
+        q.schedule(evt.set)
+        q.depth -= 1
+    assert evt.wait(10) and not q.settled()
+
+
+def test_a_holder_suspended_by_a_debugger_stops_the_counting_not_the_kernel(kernel, monkeypatch):
+    """A debugger can stop the main thread inside a schedule, holding its lock; the other
+    threads' schedules go on after :data:`barriers.WAIT` (else the debugger's own events
+    waited for ever, helper-107 F2), and the queue is never settled again."""
+    q = kernel.queue
+    kernel.out.flush()
+    assert q.settled()
+    held, release = threading.Event(), threading.Event()
+
+    def suspended() -> None:
+        with q.lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=suspended)
+    t.start()
+    assert held.wait(10)
+    kernel.out.write("x")
+    kernel.out.flush()  # waits WAIT once, then goes on as ipykernel's
+    release.set()
+    t.join()
+    flushed = []
+    real = OutStream.flush
+    monkeypatch.setattr(OutStream, "flush", lambda s: (flushed.append(s.name), real(s))[1])
+    kernel.err.flush()
+    assert q.stopped and not q.settled() and flushed == ["stderr"]
+    assert kernel.text("stdout") == "x"
