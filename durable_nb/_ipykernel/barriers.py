@@ -13,6 +13,8 @@ stderr has nothing to send and stdout's sent nothing new.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -43,16 +45,16 @@ class Queue:
     block). The lock is re-entrant: a signal handler that prints, run between two of its
     steps, schedules on the same thread (helper-107 F1); such a nested schedule is
     counted, and its event is not taken for the last queued (the outer's function is
-    appended after it). A schedule that waits
-    past :data:`WAIT` (the holder suspended by a debugger) stops the counting for good:
-    from then on the queue is never settled, and schedules are ipykernel's own.
+    appended after it). A schedule that waits past :data:`WAIT` (the holder suspended by
+    a debugger) stops the counting for good: from then on the queue is never settled,
+    and schedules are ipykernel's own.
     """
 
-    __slots__ = ("barrier", "count", "depth", "io", "lock", "stopped")
+    __slots__ = ("barrier", "count", "io", "lock", "mine", "stopped")
 
     def __init__(self, io: Any) -> None:
         self.io, self.lock, self.count, self.stopped = io, threading.RLock(), 0, False
-        self.depth = 0  # schedules under way on the thread holding the lock
+        self.mine = threading.local()  # ``depth``: this thread's sections under way
         self.barrier: tuple[int, threading.Event, int] | None = None
 
     def schedule(self, f: Callable[[], Any]) -> None:
@@ -61,24 +63,27 @@ class Queue:
             f()
             return
         if not self.stopped:
-            if self.lock.acquire(timeout=WAIT):
-                try:
-                    self.depth += 1
+            mine, held = self.mine, False
+            depth = mine.depth = getattr(mine, "depth", 0) + 1  # (before the lock: see _take)
+            try:
+                held = self._take(depth)
+                if held:
                     self.count += 1
                     # (not one nested in another, a signal handler's: the outer's after it)
                     if (
-                        self.depth == 1
+                        depth == 1
                         and getattr(f, "__func__", None) is _SET
                         and type(f.__self__) is _EVENT
                     ):
                         self.barrier = (self.count, f.__self__, threading.get_ident())
                     io._events.append(f)
-                finally:
-                    self.depth -= 1
+            finally:
+                mine.depth = depth - 1
+                if held:
                     self.lock.release()
+            if held:
                 io._event_pipe.send(b"")  # wake the IO thread (message content is ignored)
                 return
-            self.stopped = True
         io._events.append(f)
         io._event_pipe.send(b"")
 
@@ -89,15 +94,38 @@ class Queue:
         thread = getattr(self.io, "thread", None)
         if self.stopped or thread is None or not thread.is_alive():  # (a forked child too)
             return False
-        if not self.lock.acquire(timeout=WAIT):
-            self.stopped = True
-            return False
+        mine, held = self.mine, False
+        depth = mine.depth = getattr(mine, "depth", 0) + 1
         try:
-            barrier, count = self.barrier, self.count
+            held = self._take(depth)
+            barrier, count = (self.barrier, self.count) if held else (None, -1)
         finally:
-            self.lock.release()
-        return (barrier is not None and barrier[0] == count
-                and barrier[2] == threading.get_ident() and barrier[1].is_set())  # fmt: skip
+            mine.depth = depth - 1
+            if held:
+                self.lock.release()
+        return (
+            barrier is not None
+            and barrier[0] == count
+            and barrier[2] == threading.get_ident()
+            and barrier[1].is_set()
+            and not self.stopped  # (stopped since: what came after is not counted)
+        )
+
+    def _take(self, depth: int) -> bool:
+        """Take the lock (within :data:`WAIT`; else stop counting). ``depth``: this
+        thread's sections under way, this one included, counted before the lock is taken.
+        A Ctrl-C landing just after an acquire, before its ``try``, leaves the lock held by
+        this thread (helper-108 G2: 2 in 400 interrupts of a printing loop); when this is
+        the thread's only section, whatever it holds is such a leftover, given back here
+        (else other threads' schedules would wait and stop the counting)."""
+        if depth == 1:
+            with contextlib.suppress(Exception):
+                while self.lock._is_owned():  # (RLock's own, as Condition uses it)
+                    self.lock.release()
+        if self.lock.acquire(timeout=WAIT):
+            return True
+        self.stopped = True
+        return False
 
 
 def lean_stream_flushes(streams: tuple[Any, Any],
@@ -128,8 +156,10 @@ def lean_stream_flushes(streams: tuple[Any, Any],
     io.schedule = queue.schedule
 
     def flush() -> None:
-        # The queue first, the stream last: text written meanwhile is seen (and flushed).
-        if queue.settled() and quiet(err):
+        # Only after a round trip of the kernel's own stdout (ipykernel's flush before it:
+        # with ``sys.stdout`` replaced there was none, and idle beat the reply, helper-108
+        # G1). The queue first, the stream last: text written meanwhile is seen (flushed).
+        if sys.stdout is out and queue.settled() and quiet(err):
             return
         type(err).flush(err)  # (ipykernel's, as it is now)
 

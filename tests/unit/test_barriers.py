@@ -38,8 +38,15 @@ class Kernel:
         self.io.schedule(hooked.set)
         assert hooked.wait(10)
         self.undo = barriers.lean_stream_flushes((self.out, self.err), streams._quiet)
+        self.stdout = sys.stdout
+        self.as_stdout()
         assert self.undo is not None
         self.queue = vars(self.io)["schedule"].__self__
+
+    def as_stdout(self) -> None:
+        """``sys.stdout`` is the kernel's own, as stderr's leaning needs (see the G1 test
+        below); called in the test itself (pytest sets its own back after the fixture)."""
+        sys.stdout = self.out
 
     def _seen(self, msg: dict) -> dict:
         self.sent.append((msg["content"]["name"], msg["content"]["text"]))
@@ -49,6 +56,7 @@ class Kernel:
         return "".join(t for n, t in self.sent if n == name)
 
     def close(self) -> None:
+        sys.stdout = self.stdout
         self.undo()
         if self.io.thread.is_alive():
             self.io.stop()
@@ -103,6 +111,7 @@ def test_not_settled_while_the_event_is_not_set(kernel):
 
 
 def test_a_quiet_stderrs_flush_queues_nothing_once_settled(kernel):
+    kernel.as_stdout()
     kernel.out.flush()
     count = kernel.queue.count
     kernel.err.flush()
@@ -247,9 +256,9 @@ def test_a_nested_schedules_event_is_not_taken_for_the_last(kernel):
     assert q.settled()
     evt = threading.Event()
     with q.lock:  # as the outer schedule holds it, between its count and its append
-        q.depth += 1
+        q.mine.depth = 1
         q.schedule(evt.set)
-        q.depth -= 1
+        q.mine.depth = 0
     assert evt.wait(10) and not q.settled()
 
 
@@ -258,6 +267,7 @@ def test_a_holder_suspended_by_a_debugger_stops_the_counting_not_the_kernel(kern
     threads' schedules go on after :data:`barriers.WAIT` (else the debugger's own events
     waited for ever, helper-107 F2), and the queue is never settled again."""
     q = kernel.queue
+    kernel.as_stdout()
     kernel.out.flush()
     assert q.settled()
     held, release = threading.Event(), threading.Event()
@@ -280,3 +290,35 @@ def test_a_holder_suspended_by_a_debugger_stops_the_counting_not_the_kernel(kern
     kernel.err.flush()
     assert q.stopped and not q.settled() and flushed == ["stderr"]
     assert kernel.text("stdout") == "x"
+
+
+def test_a_lock_a_ctrl_c_left_held_is_given_back(kernel):
+    """A Ctrl-C landing just after the lock is taken, before the ``try`` that gives it
+    back, leaves it held (helper-108 G2): the thread's next schedule gives it back, so
+    another thread's schedule does not wait and stop the counting."""
+    q = kernel.queue
+    q.lock.acquire()  # what the interrupted schedule left
+    kernel.out.flush()
+    other = threading.Thread(target=kernel.out.flush)
+    other.start()
+    other.join()
+    assert not q.stopped and not q.lock._is_owned()
+    kernel.out.flush()
+    assert q.settled()
+
+
+def test_stderr_is_flushed_when_stdout_is_not_the_kernels(kernel):
+    """With ``sys.stdout`` replaced, ipykernel's flush of it is no round trip: stderr's is
+    the one before the reply or idle, and stays (helper-108 G1: idle beat the reply)."""
+    kernel.out.flush()
+    assert kernel.queue.settled()
+    count = kernel.queue.count
+    kernel.as_stdout()
+    kernel.err.flush()
+    assert kernel.queue.count == count  # (the kernel's own: left out)
+    sys.stdout = kernel.err  # (``sys.stdout = sys.stderr``, or a StringIO)
+    try:
+        kernel.err.flush()
+    finally:
+        sys.stdout = kernel.out
+    assert kernel.queue.count > count
