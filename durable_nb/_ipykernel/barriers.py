@@ -13,7 +13,6 @@ stderr has nothing to send and stdout's sent nothing new.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 from collections.abc import Callable
@@ -78,9 +77,11 @@ class Queue:
                         self.barrier = (self.count, f.__self__, threading.get_ident())
                     io._events.append(f)
             finally:
-                mine.depth = depth - 1
-                if held:
-                    self.lock.release()
+                try:  # (given back first: see _take)
+                    if held:
+                        self.lock.release()
+                finally:
+                    mine.depth = depth - 1
             if held:
                 io._event_pipe.send(b"")  # wake the IO thread (message content is ignored)
                 return
@@ -100,9 +101,11 @@ class Queue:
             held = self._take(depth)
             barrier, count = (self.barrier, self.count) if held else (None, -1)
         finally:
-            mine.depth = depth - 1
-            if held:
-                self.lock.release()
+            try:
+                if held:
+                    self.lock.release()
+            finally:
+                mine.depth = depth - 1
         return (
             barrier is not None
             and barrier[0] == count
@@ -117,11 +120,16 @@ class Queue:
         A Ctrl-C landing just after an acquire, before its ``try``, leaves the lock held by
         this thread (helper-108 G2: 2 in 400 interrupts of a printing loop); when this is
         the thread's only section, whatever it holds is such a leftover, given back here
-        (else other threads' schedules would wait and stop the counting)."""
+        (else other threads' schedules would wait and stop the counting). A section gives
+        the lock back before it counts itself done, and counts itself done even when a
+        Ctrl-C lands between the two: a signal handler's print run in between is nested,
+        and gives back nothing of it."""
         if depth == 1:
-            with contextlib.suppress(Exception):
+            try:  # (not contextlib.suppress: this runs for every message sent)
                 while self.lock._is_owned():  # (RLock's own, as Condition uses it)
                     self.lock.release()
+            except Exception:
+                pass
         if self.lock.acquire(timeout=WAIT):
             return True
         self.stopped = True

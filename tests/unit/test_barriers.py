@@ -322,3 +322,37 @@ def test_stderr_is_flushed_when_stdout_is_not_the_kernels(kernel):
     finally:
         sys.stdout = kernel.out
     assert kernel.queue.count > count
+
+
+class _Interrupting:
+    """An RLock whose next release first runs ``then`` (a signal handler arriving between
+    the steps of a section's end)."""
+
+    def __init__(self, then) -> None:
+        self.lock, self.then = threading.RLock(), then
+
+    def acquire(self, *args, **kwargs) -> bool:
+        return self.lock.acquire(*args, **kwargs)
+
+    def release(self) -> None:
+        then, self.then = self.then, None
+        if then is not None:
+            then()
+        self.lock.release()
+
+    def _is_owned(self) -> bool:
+        return self.lock._is_owned()
+
+
+def test_a_print_between_a_sections_steps_gives_back_nothing_of_it(kernel):
+    """A signal handler that prints as a section ends (its lock given back, its depth not
+    yet counted down, or the other way round) is nested: it must not take the section's
+    lock for a leftover and give it back (the section's own release then raised in the
+    person's ``print``)."""
+    q = kernel.queue
+    q.lock = _Interrupting(lambda: kernel.err.write("t"))
+    kernel.out.write("x")  # its schedule's release runs the handler's write first
+    kernel.out.flush()
+    kernel.err.flush()
+    assert (kernel.text("stdout"), kernel.text("stderr")) == ("x", "t")
+    assert not q.lock._is_owned()
