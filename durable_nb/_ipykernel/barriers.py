@@ -91,24 +91,18 @@ class Queue:
     def settled(self) -> bool:
         """Whether all that was queued has run, as the last thing queued proves: an event
         this thread queued (a flush's wait), set since. The IO thread runs its queue in
-        order, one thing at a time: the event was set after all before it had run."""
+        order, one thing at a time: the event was set after all before it had run.
+
+        No lock: the counts are taken one at a time under the lock, each before its
+        append, so a count read equal to the event's own means nothing was appended after
+        it, nor is being appended (the event read first, the count after)."""
         thread = getattr(self.io, "thread", None)
         if self.stopped or thread is None or not thread.is_alive():  # (a forked child too)
             return False
-        mine, held = self.mine, False
-        depth = mine.depth = getattr(mine, "depth", 0) + 1
-        try:
-            held = self._take(depth)
-            barrier, count = (self.barrier, self.count) if held else (None, -1)
-        finally:
-            try:
-                if held:
-                    self.lock.release()
-            finally:
-                mine.depth = depth - 1
+        barrier = self.barrier
         return (
             barrier is not None
-            and barrier[0] == count
+            and barrier[0] == self.count
             and barrier[2] == threading.get_ident()
             and barrier[1].is_set()
             and not self.stopped  # (stopped since: what came after is not counted)
