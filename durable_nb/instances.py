@@ -12,6 +12,7 @@ import contextlib
 import functools
 import marshal
 import sys
+import types
 import weakref
 from collections import defaultdict
 from collections.abc import Callable
@@ -62,6 +63,29 @@ def dict_only(t: type) -> bool:
     with contextlib.suppress(TypeError):  # (a type that takes no weak reference)
         _DICT_ONLY[id(t)] = (weakref.ref(t, functools.partial(_forget, id(t))), found)
     return found
+
+
+def walked_by_dict(t: type) -> bool:
+    """Whether all the collector finds in an instance of ``t`` is its ``__dict__`` (or the
+    values it holds, before a dict is made of them) and ``t``, and ``o.__dict__`` gives that
+    dict in C: a class made by ``class`` statements over ``object`` alone, with no metaclass,
+    slot, C base or attribute lookup of its own. ``graph.reach`` reads such instances'
+    dicts, and their class once, not once an instance: ~3x faster than their referents."""
+    # No field of a C base: an object reference would take the size past a plain class's.
+    if type(t) is not type or t.__basicsize__ != _PLAIN_SIZE:
+        return False
+    first = None  # the ``__dict__`` an instance's lookup finds: its class's own descriptor
+    for c in t.__mro__[:-1]:
+        d = c.__dict__
+        if set(map(type, d)) != {str} or not _LOOKUPS.isdisjoint(d):  # (a C type has
+            return False  # ``__getattribute__``, unless it inherits its lookup)
+        if first is None:
+            first = d.get("__dict__")
+    return type(first) is types.GetSetDescriptorType and first.__objclass__ in t.__mro__
+
+
+#: Names by which a class reads its instances' attributes or holds them its own way.
+_LOOKUPS = frozenset({"__slots__", "__getattribute__", "__getattr__"})
 
 
 def _forget(key: int, _: weakref.ref) -> None:
