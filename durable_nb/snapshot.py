@@ -60,12 +60,13 @@ from .errors import (
 )
 from .marshaled import gc_paused
 from .payloads import Loader
+from .prints import Print, small
 from .recompute import Report, recompute_cells, used_by
 from .refusals import STOPPED, Refusals, was_stopped
 from .runtime import Runtime
 from .store import UNSAVED, PayloadRow, VariableRow
 from .sweep import SWEEP_BYTES, SWEEP_NAMES, Sweep  # noqa: F401  (tests set them)
-from .unchanged import Print, Same, by_name, small
+from .unchanged import Same, by_name
 
 #: A variable bigger than this is recorded for recompute instead of saved.
 DEFAULT_MAX_BYTES = 4 << 30

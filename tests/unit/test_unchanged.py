@@ -24,10 +24,11 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from durable_nb import codec
 from durable_nb.cells import IPYTHON_NAMES
+from durable_nb.prints import Print
 from durable_nb.runtime import Runtime
 from durable_nb.sharing import groups as _groups
 from durable_nb.snapshot import Snapshots
-from durable_nb.unchanged import SAME_ITEMS, Print, Same
+from durable_nb.unchanged import SAME_ITEMS, Same
 
 pytestmark = pytest.mark.unit
 
@@ -394,7 +395,7 @@ def test_what_a_print_keeps_alive_stays_small_and_goes_with_its_definition(shell
         snaps = Snapshots(shell, rt)
         emptied(shell)
         for code in ("def small(x=b'1'): return x",
-                     f"def big(x=b'1' * {2 << 20}): return x",  # over unchanged.MAX_BYTES
+                     f"def big(x=b'1' * {2 << 20}): return x",  # over prints.MAX_BYTES
                      "y = 1"):  # fmt: skip
             rt.begin_cell(None, code)
             run(shell, code)

@@ -16,7 +16,7 @@ from test_functions import assert_same_function, round_trip  # (on the path)
 from test_snapshot_props import Notebook, fresh_namespace, restore_anew  # (on the path)
 from test_snapshot_props import shell as shell  # (the fixture)
 
-from durable_nb import codec, graph, names, unchanged
+from durable_nb import codec, graph, names, prints, unchanged
 
 FIB = "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)"
 CACHES = ["functools.lru_cache", "functools.lru_cache(maxsize=3, typed=True)", "functools.cache"]
@@ -115,7 +115,7 @@ def test_a_singledispatch_function_comes_back_with_what_was_registered(main):
     assert [back(1), back("a"), back(ns["Node"]()), back(True)] == ["int", "obj", "node", "int"]
     assert list(back.registry) == list(show.registry)
     assert_same_function(back.__wrapped__, show.__wrapped__)
-    assert unchanged.Print(show, ns, (show,)).parts is None  # (pickled again when used)
+    assert prints.Print(show, ns, (show,)).parts is None  # (pickled again when used)
 
 
 def test_a_singledispatch_function_whose_registry_is_not_the_dispatching_one_is_refused(main):
