@@ -19,13 +19,17 @@ about a third of its cost (a dataclass: ~35 µs against ~100).
 from __future__ import annotations
 
 import gc
+import itertools
+import operator
 import struct
 import sys
 import types
 import typing
+from collections.abc import Callable
+from operator import is_
 from typing import Any
 
-from . import codec, containers, functions
+from . import codec, containers, functions, names
 from .graph import ABSENT, ANNOTATION_PARTS, SENTINELS, own_state
 
 #: Past this many parts (a function holding a big table), pickling is as cheap: no print.
@@ -58,37 +62,167 @@ class Print:
     """The parts of ``value``'s payload (``members``: values saved by value, as in
     :func:`codec.encode`); ``parts`` is None when it cannot be read cheaply."""
 
-    __slots__ = ("_keep", "parts")
+    __slots__ = ("_keep", "_lookups", "_of", "_states", "_types", "parts")
 
     def __init__(self, value: Any, ns: dict[str, Any], members: tuple = ()) -> None:
-        walk = _Walk(ns, members or (value,))
+        members = members or (value,)
+        walk = _Walk(ns, members)
         try:
-            walk.add(("dill", _dill_settings()))
+            walk.add(("dill", walk.lookup(_dill_settings, None)))
             walk.walk(value, 0)
         except KeyboardInterrupt:  # Ctrl-C: the work under way stops
             raise
         except BaseException:  # _Unreadable, RecursionError, a library's property raising...
-            self.parts, self._keep = None, None
+            self.parts = self._keep = self._states = self._lookups = self._types = None
+            self._of = None
             return
         self.parts = walk.parts
         self._keep = walk.keep  # the objects named by id stay alive: no id is reused
+        self._types = tuple(map(type, walk.keep))
+        self._states, self._lookups = walk.states, walk.lookups
+        self._of = (value, ns, members)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Print) and self.parts is not None and self.parts == other.parts
 
     __hash__ = None  # type: ignore[assignment]
 
+    def holds(self, value: Any, ns: dict[str, Any], members: tuple = ()) -> bool:
+        """Whether a print of ``value`` taken now would equal this one: each object walked
+        has its type still, each read of one's state gives the very objects it gave, and
+        each lookup the same answer (see the module docstring). False when unsure."""
+        if self._of is None:
+            return False
+        was, was_ns, was_members = self._of
+        members = members or (value,)
+        if value is not was or ns is not was_ns or len(members) != len(was_members):
+            return False
+        if not all(map(is_, members, was_members)):
+            return False
+        if not all(map(is_, map(type, self._keep), self._types)):  # (``__class__`` set)
+            return False
+        try:
+            for how, of, got in self._states:
+                now = how(of)
+                if now is not got and not (
+                    type(now) is tuple and len(now) == len(got) and all(map(is_, now, got))
+                ):
+                    return False
+            for how, of, got in self._lookups:
+                now = how(of)
+                if now is not got and not _same(now, got):
+                    return False
+            return True
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # what the walk read no longer reads: printed again
+            return False
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two answers of a lookup are the same: one object, equal exact strings or
+    integers (a C type's ``__qualname__`` is made anew each time), or tuples of such."""
+    if a is b:
+        return True
+    t = type(a)
+    if t is not type(b):
+        return False
+    if t is str or t is int:
+        return a == b
+    return t is tuple and len(a) == len(b) and all(map(_same, a, b))
+
 
 #: What dill's pickler reads of ``dill.settings`` (their defaults until dill is imported).
 _DILL_DEFAULTS = (("byref", False), ("fmode", 0), ("ignore", False), ("recurse", False))
 
 
-def _dill_settings() -> tuple:
+def _dill_settings(_: Any = None) -> tuple:
     # dill may be half imported (by the journal's opening thread): its defaults, then.
     settings = getattr(sys.modules.get("dill"), "settings", None)
     if not isinstance(settings, dict):
         return _DILL_DEFAULTS
     return tuple((k, settings.get(k, v)) for k, v in _DILL_DEFAULTS)
+
+
+def _items(d: dict) -> tuple:
+    """A dict's keys and values, in order, in one flat tuple (one read, in C)."""
+    return tuple(itertools.chain.from_iterable(d.items()))
+
+
+def _cell(c: types.CellType) -> Any:
+    try:
+        return c.cell_contents
+    except ValueError:
+        return _EMPTY
+
+
+_EMPTY = object()  #: an empty closure cell's contents
+#: What a function's payload is made of (its ``__type_params__``, from Python 3.12, apart).
+_FUNCTION = operator.attrgetter("__code__", "__globals__", "__name__", "__qualname__",
+                                "__module__", "__doc__", "__defaults__", "__kwdefaults__",
+                                "__annotations__", "__closure__", "__dict__")  # fmt: skip
+_PROPERTY = operator.attrgetter("fget", "fset", "fdel", "__doc__")
+_FUNC = operator.attrgetter("__func__")
+
+
+def _function(f: types.FunctionType) -> tuple:
+    return (*_FUNCTION(f), getattr(f, "__type_params__", ()))
+
+
+def _module_of(f: types.FunctionType) -> str | None:
+    return functions.module_of(f.__globals__)
+
+
+def _class(c: type) -> tuple:
+    """A class's name, qualified name, metaclass, bases and own dict's items."""
+    return (c.__name__, c.__qualname__, type(c), c.__bases__, *_items(vars(c)))
+
+
+def _class_items(c: type) -> tuple:
+    return _items(vars(c))
+
+
+def _names(o: Any) -> tuple:
+    """A C function's or descriptor's names, and what a builtin function is bound to."""
+    bound = type(o.__self__) if type(o) is types.BuiltinFunctionType else None
+    return getattr(o, "__module__", None), getattr(o, "__qualname__", None), bound
+
+
+def _found(o: Any) -> tuple:
+    """A library's function or class found again: its module, qualified name and what they
+    find (None when they find nothing)."""
+    module, qualname = getattr(o, "__module__", None), getattr(o, "__qualname__", None)
+    found = sys.modules.get(module) if isinstance(module, str) else None
+    if found is not None and isinstance(qualname, str):
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+    return module, qualname, found
+
+
+def _in_typing(name: str) -> Any:
+    return vars(typing).get(name)
+
+
+def _annotation_of(o: Any) -> tuple:
+    return _annotation_state(o, type(o))
+
+
+def _module_name(t: type) -> Any:
+    return t.__module__
+
+
+def _slot_values(o: Any) -> tuple:
+    """Each slot's value (:data:`_EMPTY` unset), then the ``__dict__`` if it has one."""
+    t = type(o)
+    values = []
+    for _, slot in _slot_names(t) or ():
+        try:
+            values.append(slot.__get__(o, t))
+        except AttributeError:  # unset
+            values.append(_EMPTY)
+    if t.__dictoffset__:
+        values.append(object.__getattribute__(o, "__dict__"))
+    return tuple(values)
 
 
 class _Walk:
@@ -98,6 +232,11 @@ class _Walk:
         self.keep: list[Any] = []
         self.seen: dict[int, int] = {}
         self.size = 0  # bytes of the strings and bytes read
+        #: ``(how, of, got)``: ``how(of)`` gave ``got`` (:meth:`Print.holds` asks again):
+        #: states (what is walked, by identity) and lookups (answers, :func:`_same`).
+        self.states: list[tuple[Callable[[Any], Any], Any, Any]] = []
+        self.lookups: list[tuple[Callable[[Any], Any], Any, Any]] = []
+        self._asked: set[tuple[Callable[[Any], Any], int]] = set()
 
     def add(self, part: Any) -> None:
         self.parts.append(part)
@@ -108,6 +247,21 @@ class _Walk:
         """``o`` by identity: its pickle cannot change while it lives."""
         self.keep.append(o)
         self.add(("is", id(o)))
+
+    def state(self, how: Callable[[Any], Any], o: Any) -> Any:
+        """``how(o)``: what ``o`` holds, walked next."""
+        got = how(o)
+        self.states.append((how, o, got))
+        return got
+
+    def lookup(self, how: Callable[[Any], Any], o: Any) -> Any:
+        """``how(o)``: an answer the walk goes by (once per question)."""
+        got = how(o)
+        if (how, id(o)) not in self._asked:
+            self._asked.add((how, id(o)))
+            self.keep.append(o)  # (alive: its id is its own)
+            self.lookups.append((how, o, got))
+        return got
 
     def walk(self, o: Any, depth: int) -> None:
         t = type(o)
@@ -133,19 +287,23 @@ class _Walk:
         if depth > _DEPTH:
             raise _Unreadable
         depth += 1
-        if t in (tuple, list, set, frozenset):
+        if t is tuple or t is frozenset:  # (exact: what they hold never changes)
             self.add((t, len(o)))
             for x in o:
                 self.walk(x, depth)
+        elif t is list or t is set:
+            items = self.state(tuple, o)
+            self.add((t, len(items)))
+            for x in items:
+                self.walk(x, depth)
         elif t is dict:
-            self.add((t, len(o)))
-            for k, v in o.items():
-                self.walk(k, depth)
-                self.walk(v, depth)
+            items = self.state(_items, o)
+            self.add((t, len(items) // 2))
+            for x in items:  # (a key, then its value)
+                self.walk(x, depth)
         elif t is types.CellType:
-            try:
-                content = o.cell_contents
-            except ValueError:
+            content = self.state(_cell, o)
+            if content is _EMPTY:
                 self.add(("empty cell",))
             else:
                 self.add(("cell",))
@@ -155,35 +313,36 @@ class _Walk:
         elif issubclass(t, type):
             self.cls(o, depth)
         elif issubclass(t, _FIXED):
-            if t is types.BuiltinFunctionType and not issubclass(type(o.__self__),
-                                                                 types.ModuleType):  # fmt: skip
+            module, qualname, bound = self.lookup(_names, o)
+            if bound is not None and not issubclass(bound, types.ModuleType):
                 raise _Unreadable  # ``rows.append``: it holds data
             self.same(o)
-            self.add((getattr(o, "__module__", None), getattr(o, "__qualname__", None)))
+            self.add((module, qualname))
         elif t is staticmethod or t is classmethod:
             self.add((t,))
-            self.walk(o.__func__, depth)
+            self.walk(self.state(_FUNC, o), depth)
         elif t is property:
             self.add((t,))
-            for part in (o.fget, o.fset, o.fdel, o.__doc__):
+            for part in self.state(_PROPERTY, o):
                 self.walk(part, depth)
-        elif codec._plain(t) and not issubclass(t, _BUILTIN_DATA):
+        elif self.lookup(codec._plain, t) and not issubclass(t, _BUILTIN_DATA):
             self.add(("instance",))  # object's reduce: its class, then its __dict__
             self.walk(t, depth)
-            self.walk(vars(o), depth)
+            self.walk(self.state(vars, o), depth)
         elif i in SENTINELS:  # dill writes them by reference (a dataclass holds them)
             self.add(SENTINELS[i])
         elif t is types.MappingProxyType:  # a field's metadata: dill saves a copy
             self.proxy(o, depth)
-        elif t is types.GenericAlias or t is types.UnionType or t.__module__ == "typing":
-            self.annotation(o, t, depth)  # ``list[int]``, ``Optional[str]``, ``int | None``
-        elif _slotted(t):  # a dataclass's fields and parameters
+        elif (t is types.GenericAlias or t is types.UnionType
+              or self.lookup(_module_name, t) == "typing"):  # fmt: skip
+            self.annotation(o, depth)  # ``list[int]``, ``Optional[str]``, ``int | None``
+        elif self.lookup(_slotted, t):  # a dataclass's fields and parameters
             self.slots(o, t, depth)
         else:
             raise _Unreadable
 
     def function(self, f: types.FunctionType, depth: int) -> None:
-        how = self.by_name.reduce(f)
+        how = self.lookup(self.by_name.reduce, f)
         if how is NotImplemented:  # a library's (or a helper module's): by reference
             self.located(f)
             return
@@ -194,24 +353,25 @@ class _Walk:
             self.add(("global", how[1]))
             return
         # By value (functions.reduce): its globals by reference to their module.
-        module = functions.module_of(f.__globals__)
+        module = self.lookup(_module_of, f)
         if module is None:
             raise _Unreadable
+        code, globals_, name, qualname, module_name, *parts = self.state(_function, f)
         if module != "__main__":  # a library's wrapper (a dataclass's ``__repr__``)
-            self.same(f.__globals__)
+            self.same(globals_)
             self.add(("globals of", module))
-        self.same(f.__code__)
-        self.add(("function", f.__name__, f.__qualname__, f.__module__))
-        for part in (f.__doc__, f.__defaults__, f.__kwdefaults__, f.__annotations__,
-                     f.__closure__, f.__dict__, getattr(f, "__type_params__", ())):  # fmt: skip
+        self.same(code)
+        self.add(("function", name, qualname, module_name))
+        for part in parts:  # doc, defaults, keyword defaults, annotations, closure, dict...
             self.walk(part, depth)
 
     def cls(self, c: type, depth: int) -> None:
         if c in _SINGLETON_TYPES:  # pickled as ``type(None)``: builtins has no name for it
             self.add(("type of", _SINGLETON_TYPES[c]))
             return
-        try:
-            how = self.by_name.reduce(c)
+        try:  # (a C type's answer never changes: its names are its C struct's)
+            heap = c.__flags__ & names.HEAP
+            how = self.lookup(self.by_name.reduce, c) if heap else self.by_name.reduce(c)
         except codec.Unserializable:
             raise _Unreadable from None
         if how is NotImplemented:
@@ -225,13 +385,15 @@ class _Walk:
         # what is the very object its bases hold (``f = Base.f``): that is read too.
         # The number of items too: a nested class's walked inline, its last items and
         # the outer class's next ones must not read the same (review13 F1).
-        self.add(("class", c.__name__, c.__qualname__, len(vars(c))))
-        self.walk(type(c), depth)
-        self.walk(c.__bases__, depth)
+        name, qualname, meta, bases, *items = self.state(_class, c)
+        self.add(("class", name, qualname, len(items) // 2))
+        self.walk(meta, depth)
+        self.walk(bases, depth)
         inherited: dict[str, Any] = {}
-        for base in reversed(c.__bases__):
-            inherited.update(vars(base))
-        for k, v in vars(c).items():
+        for base in reversed(bases):
+            flat = self.state(_class_items, base)
+            inherited.update(zip(flat[::2], flat[1::2], strict=True))
+        for k, v in zip(items[::2], items[1::2], strict=True):
             self.add(v is inherited.get(k, self))
             self.walk(k, depth)
             self.walk(v, depth)
@@ -243,18 +405,18 @@ class _Walk:
         self.add(("proxy",))
         self.walk(under[0], depth)
 
-    def annotation(self, o: Any, t: type, depth: int) -> None:
+    def annotation(self, o: Any, depth: int) -> None:
         """A type annotation: a name of ``typing`` (``Optional``), or an alias made of an
         origin and arguments (``list[int]``, ``Optional[str]``): immutable objects."""
-        name, *parts = _annotation_state(o, t)
-        if type(name) is str and vars(typing).get(name) is o:
+        name, *parts = self.state(_annotation_of, o)
+        if type(name) is str and self.lookup(_in_typing, name) is o:
             self.same(o)
             self.add(("typing", name))
             return
         if type(parts[ANNOTATION_PARTS.index("__args__")]) is not tuple:
             raise _Unreadable
         self.add(("alias", name if type(name) is str else None))
-        self.walk(t, depth)
+        self.walk(type(o), depth)
         for part in parts:  # ``*tuple[int]`` pickles apart (helper-52 F3)
             self.walk(None if part is ABSENT else part, depth)
 
@@ -262,28 +424,22 @@ class _Walk:
         """An instance saved by object's own reduce with slots: its class, each slot
         (unset ones too), then its ``__dict__`` if it has one."""
         pairs = _slot_names(t) or ()  # (before the walk below, which may clear the cache)
+        values = self.state(_slot_values, o)
         self.add(("slots",))
         self.walk(t, depth)
-        for name, slot in pairs:  # (its descriptor: what own_state would find first)
-            try:
-                value = slot.__get__(o, t)
-            except AttributeError:  # unset
+        for (name, _), value in zip(pairs, values, strict=False):
+            if value is _EMPTY:
                 self.add(("unset", name))
                 continue
             self.walk(name, depth)
             self.walk(value, depth)
         if t.__dictoffset__:
-            self.walk(object.__getattribute__(o, "__dict__"), depth)
+            self.walk(values[-1], depth)
 
     def located(self, o: Any) -> None:
         """A library's function or class: pickled as module and name while found there."""
-        module, qualname = getattr(o, "__module__", None), getattr(o, "__qualname__", None)
-        found = sys.modules.get(module) if isinstance(module, str) else None
-        if found is None or not isinstance(qualname, str):
-            raise _Unreadable
-        for part in qualname.split("."):
-            found = getattr(found, part, None)
-        if found is not o:
+        module, qualname, found = self.lookup(_found, o)
+        if found is not o or not isinstance(qualname, str):
             raise _Unreadable
         self.same(o)
         self.add((module, qualname))

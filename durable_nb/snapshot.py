@@ -379,12 +379,12 @@ class Snapshots:
         np = sys.modules.get("numpy")  # never getattr on any value: a Mock grows a child
         if np is not None and issubclass(type(value), np.ndarray) and value.nbytes > self.max_bytes:
             return _Encoding("recompute", too_big)
-        ns = self.shell.user_ns
-        fresh = None
+        ns, fresh = self.shell.user_ns, None
         if names and any(issubclass(type(m), _DEFINITIONS) for m in members):
-            fresh = Print(value, ns, members)
-            last = self._pickled.get(names)
-            if last is not None and last[0] == fresh:  # nor did its pickle
+            # Its print holds (what it read reads the same), or is equal: nor did its pickle.
+            if (last := self._pickled.get(names)) is None or not last[0].holds(value, ns, members):
+                fresh = Print(value, ns, members)
+            if last is not None and (fresh is None or last[0] == fresh):
                 return replace(last[1]) if isinstance(last[1], _Encoding) else last[1]
         if (refused := self.refusals.get(names, members)) is not None:  # (refusals.py)
             return replace(refused)

@@ -70,6 +70,7 @@ class Base:
 
 class Thing(Base):
     """A thing."""
+    shared = Base.shared  # (its base's own object: not in its payload)
     tags = {"a": [1]}
     limit = 0.0
     hello = Base.hello
@@ -115,6 +116,12 @@ class Outer:
     class Inner:
         pass
     b = 2
+
+class Other:
+    pass
+
+def apply(x, f=helper):  # (``helper`` by its name, while it is bound to it)
+    return f(x)
 '''
 DEFINITIONS = [
     "helper",
@@ -127,6 +134,7 @@ DEFINITIONS = [
     "use",
     "Outer",
     "Rec",
+    "apply",
 ]
 
 #: Changes through aliases ({x}: a small int); some leave every payload as it was.
@@ -173,6 +181,14 @@ CHANGES = [
     "retype('size', Optional[str] if {x} % 2 else Optional[int])",
     "Rec.size = {x}",
     "Rec.total = lambda self: {x}",
+    # what only a print's reads again (Print.holds) tell: an object's class, a cell's
+    # content, a base's attribute, an instance's dict, a static method's function
+    "use.__closure__[0].cell_contents.__class__ = Other if {x} % 2 else Holder",
+    "counter.__closure__[1].cell_contents = {{'n': {x}}}",
+    "Base.shared = [{x}] if {x} % 2 else Thing.shared",
+    "(lambda h: setattr(h, '__dict__', dict(vars(h))))(use.__closure__[0].cell_contents)",
+    "vars(Thing)['stat'].__init__(lambda x=({x},): x)",
+    "vars(Thing)['prop'].__doc__ = 'p{x}'",
     "pass",
 ]
 changes = st.lists(
@@ -215,7 +231,11 @@ def test_equal_prints_mean_equal_payloads(shell, cells):
         run(shell, code)
         for name in DEFINITIONS:
             value = ns[name]
+            held = last[name][0].holds(value, ns)  # (asked before the print: no walk between)
             printed, stream = Print(value, ns), codec.encode(value, ns, (value,)).stream
+            if held:  # as a snapshot keeps it: the print of cells ago, while it holds
+                assert printed == last[name][0] and stream == last[name][1], (name, code)
+                continue
             if printed == last[name][0]:
                 assert stream == last[name][1], (name, code)
             last[name] = (printed, stream)
@@ -230,8 +250,37 @@ def test_each_change_alone_shows_in_the_print_when_it_shows_in_the_payload(shell
     run(shell, code.format(x=1))
     for name in DEFINITIONS:
         value = ns[name]
-        if Print(value, ns) == before[name][0]:
+        held = before[name][0].holds(value, ns)
+        if held or Print(value, ns) == before[name][0]:
             assert codec.encode(value, ns, (value,)).stream == before[name][1], name
+        if held:
+            assert Print(value, ns) == before[name][0], name
+
+
+def test_a_print_holds_while_nothing_it_read_changed(shell):
+    """Every definition's print holds after a cell that changes nothing, and after one that
+    changes another; not once its own payload changed (a few of the changes above)."""
+    run(shell, SETUP)
+    ns = shell.user_ns
+    prints = {n: Print(ns[n], ns) for n in DEFINITIONS}
+    run(shell, "pass\nx_unrelated = [1]")
+    assert all(prints[n].holds(ns[n], ns) for n in DEFINITIONS)
+    for code, changed in [("Rec.__dataclass_fields__['size'].default = 7", "Rec"),
+                          ("Thing.tags['a'].append(3)", "Thing"),
+                          ("plain.__kwdefaults__['z'] = 5", "plain"),
+                          ("counter(2)", "counter"),
+                          ("Outer.Inner.b = 3", "Outer")]:  # fmt: skip
+        run(shell, code)
+        assert not prints[changed].holds(ns[changed], ns), code
+    held = ns["use"].__closure__[0].cell_contents  # a Holder: its dict swapped, then changed
+    held.__dict__ = dict(vars(held))
+    if not prints["use"].holds(ns["use"], ns):  # (as a snapshot: printed again, if need be)
+        prints["use"] = Print(ns["use"], ns)
+    held.flag = 1
+    assert not prints["use"].holds(ns["use"], ns)
+    del held
+    assert not prints["helper"].holds(ns["helper"], {**ns})  # another namespace: no
+    assert not prints["helper"].holds(ns["plain"], ns)  # another value: no
 
 
 SLOTTED = {
@@ -639,3 +688,40 @@ def _grown_at(at: int, value: dict, events: list[str]) -> None:
         return local
 
     sys.settrace(enter)
+
+
+def test_a_print_does_not_hold_once_a_name_it_looked_up_finds_another_object(shell):
+    """What a print looked up (a library function found by its module and name, a
+    ``typing`` name, a type annotation's arguments) is looked up again by ``holds``."""
+    import typing
+
+    lib = types.ModuleType("dnb_lib_for_prints")
+    exec("def lib_f():\n    return 1\n", vars(lib))
+    sys.modules[lib.__name__] = lib
+    alias = typing._GenericAlias(list, (int,))  # (uncached: typing's own are shared)
+    try:
+        shell.user_ns.update(lib=lib, alias=alias)
+        run(shell, "import typing\ndef uses_lib(x, f=lib.lib_f):\n    return f()\n"
+                   "def annotated(x: alias, y: typing.List = 1):\n    return x\n")  # fmt: skip
+        ns = shell.user_ns
+        taken = {n: Print(ns[n], ns) for n in ("uses_lib", "annotated")}
+        assert all(taken[n].holds(ns[n], ns) for n in taken)
+        original = lib.lib_f
+        lib.lib_f = lambda: 2
+        assert not taken["uses_lib"].holds(ns["uses_lib"], ns)
+        lib.lib_f = original
+        assert taken["uses_lib"].holds(ns["uses_lib"], ns)
+        args, alias.__args__ = alias.__args__, (str,)
+        assert not taken["annotated"].holds(ns["annotated"], ns)
+        assert Print(ns["annotated"], ns) != taken["annotated"]
+        alias.__args__ = args  # (the very tuple: a new one is another object)
+        assert taken["annotated"].holds(ns["annotated"], ns)
+        bare = vars(typing)["List"]  # (a name of typing's: pickled as that name)
+        try:
+            vars(typing)["List"] = vars(typing)["Dict"]
+            assert not taken["annotated"].holds(ns["annotated"], ns)
+        finally:
+            vars(typing)["List"] = bare
+        assert taken["annotated"].holds(ns["annotated"], ns)
+    finally:
+        del sys.modules[lib.__name__]
