@@ -64,7 +64,8 @@ def encode(obj: Any, reached: graph.Reach) -> tuple[bytes, tuple[type, ...]] | N
     if not met or not all(map(plain, met)) or reached.kernel:
         return None
     items = list(obj.values() if type(obj) is dict else obj)
-    if not reached.keys.isdisjoint(map(id, items)):
+    keyed = reached.keys - {id(obj)}  # (the container itself: never one of its records)
+    if keyed and not keyed.isdisjoint(map(id, items)):
         return None  # a record held twice, or elsewhere too, or weakly: pickled with them
     kinds = list(map(type, items))
     classes = tuple(dict.fromkeys(kinds))

@@ -163,6 +163,20 @@ def test_classes_pickle_treats_otherwise_are_pickled(value):
     assert enc is None or not _payload_calls_rebuild(enc)
 
 
+def test_a_container_holding_itself_beside_records_is_pickled():
+    """The container's own id is left out of what tells a record held elsewhere: a list
+    or dict holding itself is still no container of records only."""
+    looped = [Obj(1), Obj(2)]
+    looped.append(looped)
+    table = {"a": Obj(1)}
+    table["self"] = table
+    for value in (looped, table):
+        enc, _ = codec.encode_reach(value, {})
+        assert enc is not None and not _payload_calls_rebuild(enc)
+        back = codec.decode(enc.codec, enc.stream, enc.buffers)
+        assert (back[-1] if type(back) is list else back["self"]) is back
+
+
 def test_a_class_redefined_with_its_own_state_since_is_made_as_pickle_would():
     """rebuild asks the class it is given (the restore's): one that sets its state now."""
     enc, _ = codec.encode_reach([Obj(1), Obj(2)], {})
