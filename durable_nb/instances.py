@@ -42,6 +42,7 @@ def attributes(obj: Any) -> Any:
 
 #: An instance's size with nothing but a ``__dict__`` and a weak reference slot.
 _PLAIN_SIZE = type("_Plain", (), {}).__basicsize__
+
 #: id of a type -> (a weak reference to it, :func:`dict_only`'s answer). By id: a
 #: metaclass's ``__eq__`` is no class's identity, and may leave it unhashable (helper-84).
 _DICT_ONLY: dict[int, tuple[weakref.ref, bool]] = {}
@@ -71,17 +72,27 @@ def walked_by_dict(t: type) -> bool:
     dict in C: a class made by ``class`` statements over ``object`` alone, with no metaclass,
     slot, C base or attribute lookup of its own. ``graph.reach`` reads such instances'
     dicts, and their class once, not once an instance: ~3x faster than their referents."""
-    # No field of a C base: an object reference would take the size past a plain class's.
-    if type(t) is not type or t.__basicsize__ != _PLAIN_SIZE:
+    # A plain class's layout: no field of a C base, no slot (even one whose ``__slots__``
+    # entry was deleted since: review109 F2), in the room of a dict and a weak reference.
+    if type(t) is not type or _layout(t) != _PLAIN_LAYOUT:
         return False
     first = None  # the ``__dict__`` an instance's lookup finds: its class's own descriptor
     for c in t.__mro__[:-1]:
         d = c.__dict__
         if set(map(type, d)) != {str} or not _LOOKUPS.isdisjoint(d):  # (a C type has
             return False  # ``__getattribute__``, unless it inherits its lookup)
-        if first is None:
-            first = d.get("__dict__")
+        if "__dict__" in d:  # (``__dict__ = None`` too: no state read then, review109 F1)
+            first = d["__dict__"]
+            break
     return type(first) is types.GetSetDescriptorType and first.__objclass__ in t.__mro__
+
+
+def _layout(t: type) -> tuple[int, int, int]:
+    """An instance's size, and where its dict and weak references are."""
+    return t.__basicsize__, t.__dictoffset__, t.__weakrefoffset__
+
+
+_PLAIN_LAYOUT = _layout(type("_Plain", (), {}))
 
 
 #: Names by which a class reads its instances' attributes or holds them its own way.

@@ -47,11 +47,16 @@ _OWN = {
     "dict property": {"__dict__": property(lambda self: {})},
     "method": {"m": lambda self: 1},
     "not a str key": {1: 2},
+    "dict is None": {"__dict__": None},  # (review109 F1: its base's dict descriptor is not it)
+    "slots, deleted": {"__slots__": ("x0", "__dict__")},  # (F2: then ``del __slots__``)
 }
 
 
 def _make(base: str, own: str, meta: bool) -> type:
-    return (_Meta if meta else type)("Made", _BASES[base], dict(_OWN[own]))
+    made = (_Meta if meta else type)("Made", _BASES[base], dict(_OWN[own]))
+    if own == "slots, deleted":
+        del made.__slots__  # its slot stays: a plain class's size, no weak reference
+    return made
 
 
 def _instance(t: type):
@@ -114,7 +119,8 @@ def test_plain_classes_qualify_and_the_others_do_not():
                                 ("object", "getattribute", False), ("object", "getattr", False),
                                 ("object", "dict property", False), ("object", "nothing", True),
                                 ("exception", "nothing", False), ("object", "not a str key", False),
-                                ("C queue", "nothing", False)]
+                                ("C queue", "nothing", False), ("plain", "dict is None", False),
+                                ("object", "slots, deleted", False)]
     )  # fmt: skip
 
 
