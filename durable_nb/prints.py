@@ -162,11 +162,27 @@ _FUNCTION = operator.attrgetter("__code__", "__globals__", "__name__", "__qualna
                                 "__module__", "__doc__", "__defaults__", "__kwdefaults__",
                                 "__annotations__", "__closure__", "__dict__")  # fmt: skip
 _PROPERTY = operator.attrgetter("fget", "fset", "fdel", "__doc__")
-_FUNC = operator.attrgetter("__func__")
+_WRAPPED = operator.attrgetter("__func__", "__dict__")
 
 
 def _function(f: types.FunctionType) -> tuple:
     return (*_FUNCTION(f), getattr(f, "__type_params__", ()))
+
+
+def _plain(t: type) -> bool:
+    """``codec._plain``, and its instances' reduce still object's: a class (or a base) that
+    gained a ``__getstate__`` or ``__reduce__`` since pickles them otherwise (review109 C),
+    and is read by name only."""
+    return codec._plain(t) and containers.object_reduce(t)
+
+
+def _made(c: type) -> tuple:
+    """What decides how a class is made again that its own dict does not hold (review109 D,
+    F1): which classes along its MRO have an ``__init_subclass__``
+    (``classes.make_quietly``), which of its attributes a ``__set_name__`` is called on."""
+    mro = c.__mro__
+    return (tuple("__init_subclass__" in vars(b) for b in mro[1:-1]),
+            tuple(hasattr(type(v), "__set_name__") for v in vars(c).values()))  # fmt: skip
 
 
 def _module_of(f: types.FunctionType) -> str | None:
@@ -318,14 +334,15 @@ class _Walk:
                 raise _Unreadable  # ``rows.append``: it holds data
             self.same(o)
             self.add((module, qualname))
-        elif t is staticmethod or t is classmethod:
-            self.add((t,))
-            self.walk(self.state(_FUNC, o), depth)
+        elif t is staticmethod or t is classmethod:  # its function, and its own attributes
+            self.add((t,))  # (classes.reduce_part pickles them: review109 A)
+            for part in self.state(_WRAPPED, o):
+                self.walk(part, depth)
         elif t is property:
             self.add((t,))
             for part in self.state(_PROPERTY, o):
                 self.walk(part, depth)
-        elif self.lookup(codec._plain, t) and not issubclass(t, _BUILTIN_DATA):
+        elif self.lookup(_plain, t) and not issubclass(t, _BUILTIN_DATA):
             self.add(("instance",))  # object's reduce: its class, then its __dict__
             self.walk(t, depth)
             self.walk(self.state(vars, o), depth)
@@ -386,7 +403,7 @@ class _Walk:
         # The number of items too: a nested class's walked inline, its last items and
         # the outer class's next ones must not read the same (review13 F1).
         name, qualname, meta, bases, *items = self.state(_class, c)
-        self.add(("class", name, qualname, len(items) // 2))
+        self.add(("class", name, qualname, len(items) // 2, self.lookup(_made, c)))
         self.walk(meta, depth)
         self.walk(bases, depth)
         inherited: dict[str, Any] = {}

@@ -373,18 +373,18 @@ class Snapshots:
                 return _Encoding("file", f"closed: {where}")
             writable = any(c in mode for c in "wax+")
             return _Encoding("file" if writable else "recompute", where)
-        too_big = f"larger than the {self.max_bytes / 1e9:g} GB limit"
         if any(issubclass(type(m), enum.EnumMeta) and m.__module__ == "__main__" for m in members):
             return _Encoding("recompute", "an Enum class is made again by its cell")
         np = sys.modules.get("numpy")  # never getattr on any value: a Mock grows a child
         if np is not None and issubclass(type(value), np.ndarray) and value.nbytes > self.max_bytes:
-            return _Encoding("recompute", too_big)
+            return _Encoding("recompute", f"larger than the {self.max_bytes / 1e9:g} GB limit")
         ns, fresh = self.shell.user_ns, None
         if names and any(issubclass(type(m), _DEFINITIONS) for m in members):
-            # Its print holds (what it read reads the same), or is equal: nor did its pickle.
+            # Its print holds, or equals a new one (kept for next time): its pickle is the same.
             if (last := self._pickled.get(names)) is None or not last[0].holds(value, ns, members):
                 fresh = Print(value, ns, members)
             if last is not None and (fresh is None or last[0] == fresh):
+                self._pickled[names] = (last[0] if fresh is None else fresh, last[1])
                 return replace(last[1]) if isinstance(last[1], _Encoding) else last[1]
         if (refused := self.refusals.get(names, members)) is not None:  # (refusals.py)
             return replace(refused)

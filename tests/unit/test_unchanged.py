@@ -725,3 +725,73 @@ def test_a_print_does_not_hold_once_a_name_it_looked_up_finds_another_object(she
         assert taken["annotated"].holds(ns["annotated"], ns)
     finally:
         del sys.modules[lib.__name__]
+
+
+_HOOKED = {
+    "static": "class K:\n    @staticmethod\n    def s():\n        return 1\n"
+              "    @classmethod\n    def c(cls):\n        return 2\n",
+    "instance": "class G:\n    pass\nclass H(G):\n    pass\nh = H()\nh.items = [1, 2]\n"
+                "def f(x=h):\n    return x\n",
+    "bases": "class A:\n    pass\nclass B(A):\n    pass\nclass C(B):\n    x = 1\n",
+    "attribute": "class D:\n    pass\nclass C:\n    d = D()\n",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("setup, name, change", [
+    ("static", "K", "vars(K)['s'].__doc__ = 'changed'"),
+    ("static", "K", "vars(K)['c'].note = [1]"),
+    ("instance", "f", "H.__getstate__ = lambda self: (tuple(self.items),)"),
+    ("instance", "f", "G.__reduce__ = lambda self: (H, ())"),
+    ("bases", "C", "A.__init_subclass__ = classmethod(lambda cls, **kw: None)"),
+    ("attribute", "C", "D.__set_name__ = lambda self, owner, name: None"),
+    ("attribute", "C", "D.__reduce__ = lambda self: (D, ())"),
+])  # fmt: skip
+def test_what_decides_a_payload_outside_the_definitions_own_state_shows(shell, setup, name, change):
+    """review109: a static method's own attributes, a pickling hook gained by the class of
+    an instance it holds (read by name), an ``__init_subclass__`` gained along its MRO, a
+    ``__set_name__`` gained by an attribute's class: each changes the payload, so the print
+    differs and the one taken before does not hold."""
+    emptied(shell)
+    run(shell, _HOOKED[setup])
+    ns = shell.user_ns
+    before = Print(ns[name], ns), codec.encode(ns[name], ns, (ns[name],)).stream
+    assert before[0].parts is not None
+    run(shell, change)
+    assert codec.encode(ns[name], ns, (ns[name],)).stream != before[1]  # (or nothing to see)
+    assert not before[0].holds(ns[name], ns)
+    assert Print(ns[name], ns) != before[0]
+
+
+def test_a_snapshot_keeps_the_print_taken_last(shell, monkeypatch):
+    """A print that no longer holds but equals the one taken now is replaced by it: the
+    next cells ask the new one, which holds, and print nothing (review109: the old one,
+    kept, failed every cell, and a print was taken every cell)."""
+    from durable_nb import snapshot
+
+    taken = []
+
+    class Counting(snapshot.Print):
+        __slots__ = ()
+
+        def __init__(self, *args, **kwargs):
+            taken.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "Print", Counting)
+    with tempfile.TemporaryDirectory() as folder:
+        rt = Runtime(str(Path(folder) / "nb.ipynb"))
+        snaps = Snapshots(shell, rt)
+        snaps.sweep.bytes = snaps.sweep.names = 1 << 40  # all saved checked every cell
+        snaps.sweep.seconds = math.inf
+        emptied(shell)
+        counts = []
+        swap = "plain.__defaults__ = (list(plain.__defaults__[0]),)"  # equal, not the same
+        for code in ["def plain(a, b=[1]):\n    return a\n", "x = 1", swap, "x = 2", "x = 3"]:
+            taken.clear()
+            rt.begin_cell(None, code)
+            run(shell, code)
+            snaps.after_cell(code, True)
+            rt.end_cell("ok", None)
+            counts.append(len(taken))
+        rt.close()
+    assert counts == [1, 0, 1, 0, 0]
