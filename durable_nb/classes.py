@@ -35,6 +35,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from . import containers
 from .graph import ABSENT, ANNOTATION_PARTS, SENTINEL_TYPES, SENTINELS, own_state
 
 #: The metaclasses whose classes are saved here; any other's are dill's.
@@ -130,7 +131,7 @@ def _made_otherwise(cls: type, ns: dict[str, Any]) -> bool:
     # A descriptor's __set_name__ would run again on what it did once (a registry).
     for name, value in ns.items():
         t = type(value)  # (a property's only records its name for error messages)
-        if hasattr(t, "__set_name__") and not (
+        if containers.defines(t, "__set_name__") and not (  # (no metaclass code: review110)
             t is property or (t is functools.cached_property and value.attrname == name)
         ):
             return True

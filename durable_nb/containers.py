@@ -44,12 +44,21 @@ _ABSENT = object()
 def _lookup(t: type, name: str) -> Any:
     """``t``'s class attribute ``name`` as stored (:data:`_ABSENT` when none; a ``None``
     too is what it is: ``__iter__ = None``): no descriptor's ``__get__``, no metaclass
-    ``__getattr__``, runs."""
-    for c in t.__mro__:
-        found = vars(c).get(name, _ABSENT)
+    ``__getattr__`` or ``__getattribute__``, runs (``type``'s own getters: review110 F6)."""
+    for c in MRO(t):
+        found = CLASS_DICT(c).get(name, _ABSENT)
         if found is not _ABSENT:
             return found
     return _ABSENT
+
+
+def defines(t: type, name: str) -> bool:
+    """Whether ``t`` or a base defines ``name`` (as ``type()`` looks a special name up)."""
+    return _lookup(t, name) is not _ABSENT
+
+
+#: A class's MRO and dict through ``type``'s own getters: never a metaclass's code.
+MRO, CLASS_DICT = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__get__
 
 
 _OBJECT_REDUCE = vars(object)["__reduce__"]

@@ -70,8 +70,8 @@ def reduce_code(code: types.CodeType) -> tuple:
 #: Pickling these in C runs nothing of the notebook's and cannot fail.
 _ATOMS = frozenset({int, float, bool, type(None), str, bytes, complex})
 #: What a notebook class may define that pickling its instances calls.
-_HOOKS = ("__reduce__", "__reduce_ex__", "__getstate__", "__getnewargs__",
-          "__getnewargs_ex__", "__getattr__", "__getattribute__")  # fmt: skip
+_HOOKS = frozenset({"__reduce__", "__reduce_ex__", "__getstate__", "__getnewargs__",
+                    "__getnewargs_ex__", "__getattr__", "__getattribute__"})  # fmt: skip
 #: Past this many objects held, dill saves the function (as it did before).
 SIMPLE_OBJECTS = 512
 
@@ -113,7 +113,7 @@ def simple(root: Any, ns: dict[str, Any], plain: Callable[[type], bool]) -> bool
                 todo.append(o.__bases__)
         elif (held := classes.parts(o)) is not None:
             todo.extend(held)
-        elif plain(t) and not _hooks(t):
+        elif plain(t) and not hooks(t):
             todo.append(object.__getattribute__(o, "__dict__"))
             todo.append(t)
             # A notebook's subclass of a list or dict: what its base holds, read through its
@@ -133,10 +133,11 @@ def simple(root: Any, ns: dict[str, Any], plain: Callable[[type], bool]) -> bool
     return True
 
 
-def _hooks(t: type) -> bool:
-    """Whether a notebook class in ``t``'s bases defines what pickling calls."""
-    return any(c.__module__ == "__main__" and any(h in vars(c) for h in _HOOKS)
-               for c in t.__mro__)  # fmt: skip
+def hooks(t: type) -> bool:
+    """Whether a notebook class in ``t``'s bases defines what pickling calls (read through
+    ``type``'s own getters: no metaclass code runs, review110)."""
+    return any(names.of(c)[0] == "__main__" and not _HOOKS.isdisjoint(containers.CLASS_DICT(c))
+               for c in containers.MRO(t))  # fmt: skip
 
 
 def reduce_cell(c: types.CellType, defer: Callable[[types.CellType, Any], bool]) -> tuple:

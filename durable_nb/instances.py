@@ -76,14 +76,13 @@ def walked_by_dict(t: type) -> bool:
     # entry was deleted since: review109 F2), in the room of a dict and a weak reference.
     if type(t) is not type or _layout(t) != _PLAIN_LAYOUT:
         return False
-    first = None  # the ``__dict__`` an instance's lookup finds: its class's own descriptor
+    first: Any = _NONE  # the ``__dict__`` an instance's lookup finds: its class's own
     for c in t.__mro__[:-1]:
         d = c.__dict__
         if set(map(type, d)) != {str} or not _LOOKUPS.isdisjoint(d):  # (a C type has
             return False  # ``__getattribute__``, unless it inherits its lookup)
-        if "__dict__" in d:  # (``__dict__ = None`` too: no state read then, review109 F1)
-            first = d["__dict__"]
-            break
+        if first is _NONE and "__dict__" in d:  # (``= None`` too: review109 F1; every base
+            first = d["__dict__"]  # is still checked for a lookup: review110 F4)
     return type(first) is types.GetSetDescriptorType and first.__objclass__ in t.__mro__
 
 
@@ -95,6 +94,7 @@ def _layout(t: type) -> tuple[int, int, int]:
 _PLAIN_LAYOUT = _layout(type("_Plain", (), {}))
 
 
+_NONE = object()
 #: Names by which a class reads its instances' attributes or holds them its own way.
 _LOOKUPS = frozenset({"__slots__", "__getattribute__", "__getattr__"})
 

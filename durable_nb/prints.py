@@ -172,17 +172,17 @@ def _function(f: types.FunctionType) -> tuple:
 def _plain(t: type) -> bool:
     """``codec._plain``, and its instances' reduce still object's: a class (or a base) that
     gained a ``__getstate__`` or ``__reduce__`` since pickles them otherwise (review109 C),
-    and is read by name only."""
-    return codec._plain(t) and containers.object_reduce(t)
+    and is read by name only; one that gained a ``__getattr__``, by dill (review110)."""
+    return codec._plain(t) and containers.object_reduce(t) and not functions.hooks(t)
 
 
 def _made(c: type) -> tuple:
     """What decides how a class is made again that its own dict does not hold (review109 D,
-    F1): which classes along its MRO have an ``__init_subclass__``
-    (``classes.make_quietly``), which of its attributes a ``__set_name__`` is called on."""
-    mro = c.__mro__
-    return (tuple("__init_subclass__" in vars(b) for b in mro[1:-1]),
-            tuple(hasattr(type(v), "__set_name__") for v in vars(c).values()))  # fmt: skip
+    F1; review110): which classes along its MRO have an ``__init_subclass__`` or
+    ``__slots__`` (``classes.make_quietly``), which of its attributes a ``__set_name__`` is
+    called on (looked up as ``type()`` does: no metaclass code runs)."""
+    bases = tuple(("__init_subclass__" in vars(b), "__slots__" in vars(b)) for b in c.__mro__[1:-1])
+    return bases, tuple(containers.defines(type(v), "__set_name__") for v in vars(c).values())
 
 
 def _module_of(f: types.FunctionType) -> str | None:

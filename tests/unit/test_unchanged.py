@@ -734,6 +734,8 @@ _HOOKED = {
                 "def f(x=h):\n    return x\n",
     "bases": "class A:\n    pass\nclass B(A):\n    pass\nclass C(B):\n    x = 1\n",
     "attribute": "class D:\n    pass\nclass C:\n    d = D()\n",
+    "quiet": "class A:\n    def __init_subclass__(cls, **kw):\n        pass\nclass B(A):\n"
+             "    pass\nclass C(B):\n    x = 1\n",
 }  # fmt: skip
 
 
@@ -745,6 +747,8 @@ _HOOKED = {
     ("bases", "C", "A.__init_subclass__ = classmethod(lambda cls, **kw: None)"),
     ("attribute", "C", "D.__set_name__ = lambda self, owner, name: None"),
     ("attribute", "C", "D.__reduce__ = lambda self: (D, ())"),
+    ("instance", "f", "G.__getattr__ = lambda self, name: 1"),  # (review110: dill's then)
+    ("quiet", "C", "A.__slots__ = ()"),  # (review110: classes._quiet reads the bases')
 ])  # fmt: skip
 def test_what_decides_a_payload_outside_the_definitions_own_state_shows(shell, setup, name, change):
     """review109: a static method's own attributes, a pickling hook gained by the class of
@@ -795,3 +799,27 @@ def test_a_snapshot_keeps_the_print_taken_last(shell, monkeypatch):
             counts.append(len(taken))
         rt.close()
     assert counts == [1, 0, 1, 0, 0]
+
+
+def test_no_metaclass_code_runs_to_tell_a_set_name_or_a_reduce(shell):
+    """review110: ``__set_name__`` is looked up as ``type()`` does, and a class's pickling
+    hooks along its MRO through ``type``'s own getters: a metaclass's ``__getattr__`` is
+    never asked for a ``__set_name__``, and its ``__getattribute__`` runs not once in a
+    print's reads again (every cell)."""
+    emptied(shell)
+    run(shell, "CALLS = []\nclass Meta(type):\n"
+               "    def __getattr__(cls, name):\n        CALLS.append(name)\n"
+               "        raise AttributeError(name)\n"
+               "    def __getattribute__(cls, name):\n"
+               "        if name in ('__mro__', '__dict__', '__module__'):\n"
+               "            CALLS.append(name)\n"
+               "        return type.__getattribute__(cls, name)\n"
+               "class D(metaclass=Meta):\n    pass\nclass C:\n    d = D()\n"
+               "def f(x=D()):\n    return x\n")  # fmt: skip
+    ns, calls = shell.user_ns, shell.user_ns["CALLS"]
+    for name in ("C", "f"):
+        printed = Print(ns[name], ns)
+        codec.encode(ns[name], ns, (ns[name],))
+        assert printed.parts is not None and "__set_name__" not in calls
+        calls.clear()
+        assert printed.holds(ns[name], ns) and calls == []

@@ -171,3 +171,29 @@ def test_a_class_that_gains_an_attribute_lookup_is_read_without_it():
     Rec.__getattribute__ = lookup
     assert graph.reach(recs, {}).keys == first == {id(recs)}
     assert calls == []
+
+
+def test_a_lookup_in_any_base_is_never_called():
+    """review110 F4: a plain subclass of a base that holds no dict (``__slots__ = ()``) and
+    reads attributes its own way: refused, so its ``__getattribute__`` never runs and what
+    the dicts share is keyed."""
+    calls = []
+
+    class Base:
+        __slots__ = ()
+
+        def __getattribute__(self, name):
+            calls.append(name)
+            return object.__getattribute__(self, name)
+
+    class Rec(Base):
+        pass
+
+    assert not instances.walked_by_dict(Rec)
+    shared, recs = [1], [Rec() for _ in range(100)]
+    for r in recs:
+        object.__setattr__(r, "v", None)
+    object.__setattr__(recs[7], "v", shared)
+    del r
+    calls.clear()
+    assert id(shared) in graph.reach(recs, {}).keys and calls == []
