@@ -40,9 +40,9 @@ def attributes(obj: Any) -> Any:
         return dict(state) if type(state) is dict else None
 
 
-#: An instance's size with nothing but a ``__dict__`` and a weak reference slot.
-_PLAIN_SIZE = type("_Plain", (), {}).__basicsize__
-
+#: A class of nothing but a ``__dict__`` and a weak reference slot; its instances' size.
+_PLAIN = type("_Plain", (), {})
+_PLAIN_SIZE = _PLAIN.__basicsize__
 #: id of a type -> (a weak reference to it, :func:`dict_only`'s answer). By id: a
 #: metaclass's ``__eq__`` is no class's identity, and may leave it unhashable (helper-84).
 _DICT_ONLY: dict[int, tuple[weakref.ref, bool]] = {}
@@ -91,7 +91,7 @@ def _layout(t: type) -> tuple[int, int, int]:
     return t.__basicsize__, t.__dictoffset__, t.__weakrefoffset__
 
 
-_PLAIN_LAYOUT = _layout(type("_Plain", (), {}))
+_PLAIN_LAYOUT = _layout(_PLAIN)
 
 
 _NONE = object()

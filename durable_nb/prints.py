@@ -181,8 +181,10 @@ def _made(c: type) -> tuple:
     F1; review110): which classes along its MRO have an ``__init_subclass__`` or
     ``__slots__`` (``classes.make_quietly``), which of its attributes a ``__set_name__`` is
     called on (looked up as ``type()`` does: no metaclass code runs)."""
-    bases = tuple(("__init_subclass__" in vars(b), "__slots__" in vars(b)) for b in c.__mro__[1:-1])
-    return bases, tuple(containers.defines(type(v), "__set_name__") for v in vars(c).values())
+    bases = [containers.CLASS_DICT(b) for b in containers.MRO(c)[1:-1]]
+    return (tuple(("__init_subclass__" in d, "__slots__" in d) for d in bases),
+            tuple(containers.defines(type(v), "__set_name__")
+                  for v in containers.CLASS_DICT(c).values()))  # fmt: skip
 
 
 def _module_of(f: types.FunctionType) -> str | None:

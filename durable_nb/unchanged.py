@@ -17,7 +17,7 @@ from operator import is_
 from sys import getrefcount
 from typing import Any
 
-from . import codec
+from . import codec, containers
 from .graph import own_module
 
 #: Exact types whose objects never change in place; ``datetime`` and ``time`` only without
@@ -71,7 +71,6 @@ def _all_immutable(items: tuple) -> bool:
 
 #: ``type``'s own getters: a metaclass's ``__module__`` property is the notebook's code.
 _CLASS_MODULE, _CLASS_NAME = type.__dict__["__module__"], type.__dict__["__qualname__"]
-_MRO, _CLASS_DICT = type.__dict__["__mro__"], type.__dict__["__dict__"]
 
 
 def by_name(value: Any) -> bool:
@@ -102,7 +101,7 @@ def by_name(value: Any) -> bool:
         module, qualname = value.__module__, value.__qualname__
     elif issubclass(t, type):  # (its instances' classes: the walk does not enter them)
         module, qualname = _CLASS_MODULE.__get__(value), _CLASS_NAME.__get__(value)
-        if any(own_module(_CLASS_MODULE.__get__(c)) for c in _MRO.__get__(value)):
+        if any(own_module(_CLASS_MODULE.__get__(c)) for c in containers.MRO(value)):
             return False
     else:
         return False
@@ -117,7 +116,7 @@ def by_name(value: Any) -> bool:
         if type(found) is types.ModuleType:
             found = found.__dict__.get(part)
         elif issubclass(type(found), type):
-            found = _CLASS_DICT.__get__(found).get(part)
+            found = containers.CLASS_DICT(found).get(part)
         else:
             return False
     return found is value
