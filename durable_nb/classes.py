@@ -35,8 +35,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from . import containers
-from .graph import ABSENT, ANNOTATION_PARTS, SENTINEL_TYPES, SENTINELS, own_state
+from . import containers, names
+from .instances import ABSENT, ANNOTATION_PARTS, SENTINEL_TYPES, SENTINELS, own_state
 
 #: The metaclasses whose classes are saved here; any other's are dill's.
 METACLASSES = (type, abc.ABCMeta)
@@ -210,7 +210,9 @@ class Building:
 
     def __init__(self, check: Callable[[type], bool]) -> None:
         self.check = check
-        self.cells: dict[int, list[types.CellType]] = {}
+        self.cells: dict[int, list[types.CellType]] = {}  # the classes being made, outer first
+        #: A class's id -> the classes made while it was, whose data its state sets.
+        self.moved: dict[int, list[tuple[type, tuple, dict[str, Any]]]] = {}
 
     def reduce(self, cls: type) -> tuple | None:
         """``cls``'s reduce with its cells as state; None when dill must save it (also when
@@ -225,8 +227,10 @@ class Building:
         # Its data (a registry of its subclasses, a dispatch table) is set once it exists:
         # what reaches the class again meets it made (pickle's memo), not half-built.
         ns, later = dict(args[-1]), {}
+        abstract, own = _abstract_names(cls), f"{cls.__qualname__}."
         for name, value in args[-1].items():
-            if type(value) in _LATER and not (name.startswith("__") and name.endswith("__")):
+            dunder = name.startswith("__") and name.endswith("__")
+            if not dunder and name not in abstract and _later(value, own):
                 later[name] = ns.pop(name)
         return func, (*args[:-1], ns), _Cells(self, cls, cells, later), None, None, fill_later
 
@@ -244,6 +248,32 @@ class Building:
 _LATER = (dict, list, set)
 
 
+def _later(value: Any, own: str = "") -> bool:
+    """Whether a class attribute is set once the class is made: its data (a registry, a
+    default instance of itself: ``Shape.unit = Shape(1)``, another class: ``A.other = B``,
+    ``Base.child = Sub``) or a function not its own (``C.fn = f``, ``f`` taking ``C`` as a
+    default), which may reach the class again; never its own method (``own``: its qualified
+    name's prefix) nor a part that making the class reads (a descriptor, an annotation:
+    :func:`parts`). What it reaches meets the class made (pickle's memo), not half-built."""
+    t = type(value)
+    if t in _LATER:
+        return True
+    if t is types.FunctionType:
+        return own != "" and not (names.of(value)[1] or own).startswith(own)
+    if parts(value) is not None:
+        return False
+    return issubclass(t, type) or bool(t.__flags__ & _HEAP_TYPE)
+
+
+def _abstract_names(cls: type) -> frozenset[str]:
+    """The names an ABC's making reads as abstract, its bases' too: one set later would be
+    left abstract (``abc.ABCMeta`` computes them once)."""
+    if type(cls) is not abc.ABCMeta:
+        return frozenset()
+    found = (containers.CLASS_DICT(c).get("__abstractmethods__") for c in cls.__mro__)
+    return frozenset(n for names in found if type(names) is frozenset for n in names)
+
+
 class _Cells:
     """A class's state while it is saved (its closure cells, its data ``later``): once
     pickled, its namespace is done."""
@@ -253,8 +283,19 @@ class _Cells:
         self.building, self.cls, self.cells, self.later = building, cls, cells, later
 
     def reduce(self) -> tuple:
-        del self.building.cells[id(self.cls)]  # the class is memoized: met again, a reference
-        return tuple, ((tuple(self.cells), self.later),)
+        building = self.building
+        del building.cells[id(self.cls)]  # the class is memoized: met again, a reference
+        mine = (self.cls, tuple(self.cells), self.later)
+        moved = building.moved.pop(id(self.cls), [])
+        if building.cells:
+            # Made while another class is (its base, a class its namespace holds): its data
+            # may reach that one (``Base.fn = f``, ``f`` taking ``Sub``), so it is set once
+            # the outermost is made, by that one's state.
+            building.moved.setdefault(next(iter(building.cells)), []).extend([mine, *moved])
+            return tuple, (((), {}),)
+        if moved:
+            return tuple, ((mine[1], mine[2], tuple(moved)),)
+        return tuple, (mine[1:],)
 
 
 def make(meta: type, name: str, bases: tuple, ns: dict[str, Any]) -> type:
@@ -302,14 +343,31 @@ def fill(cls: type, cells: tuple) -> type:
 
 
 def fill_later(cls: type, state: tuple) -> type:
-    """Set the closure cells that hold ``cls`` (:func:`fill`) and its data, set once made."""
-    if type(state) is not tuple or len(state) != 2 or type(state[1]) is not dict:
+    """Set the closure cells that hold ``cls`` (:func:`fill`) and its data, set once made;
+    then those of the classes made while it was (:meth:`_Cells.reduce`)."""
+    if type(state) is not tuple or len(state) not in (2, 3):
         raise _damaged(cls.__name__)
-    for name, value in state[1].items():
-        if type(name) is not str or type(value) not in _LATER:
+    _fill_data(cls, state[0], state[1])
+    moved_all = state[2] if len(state) == 3 else ()
+    for moved in moved_all if type(moved_all) is tuple else (None,):
+        if not (type(moved) is tuple and len(moved) == 3 and type(moved[0]) in METACLASSES
+                and moved[0].__flags__ & _HEAP_TYPE):  # fmt: skip
+            raise _damaged(cls.__name__)
+        _fill_data(*moved)
+    return cls
+
+
+def _fill_data(cls: type, cells: Any, data: Any) -> None:
+    if type(cells) is not tuple or type(data) is not dict:
+        raise _damaged(cls.__name__)
+    for name, value in data.items():
+        dunder = type(name) is str and name.startswith("__") and name.endswith("__")
+        if type(name) is not str or dunder or not _later(value, f"{cls.__qualname__}."):
             raise _damaged(cls.__name__)
         setattr(cls, name, value)
-    return fill(cls, state[0])
+    if not all(type(c) is types.CellType for c in cells):
+        raise _damaged(cls.__name__)
+    fill(cls, cells)
 
 
 def bases_first(groups: list[list[str]], ns: dict[str, Any]) -> list[list[str]]:

@@ -170,9 +170,7 @@ class _ByName:
     def _bound(self, obj: Any, name: str) -> bool:
         """Whether the notebook global ``name`` names ``obj`` (not by IPython's names:
         ``_``, which ``@f.register def _`` binds, is never saved)."""
-        if IPYTHON_NAMES.match(name.partition(".")[0]):
-            return False
-        return self.ns is not None and graph.bound_to(obj, self.ns, name) is not None
+        return self.ns is not None and not graph.by_value(obj, self.ns, name)
 
 
 def _global(name: str) -> Any:

@@ -16,7 +16,6 @@ so that a caller can treat those variables as reachable too; a ``weakref.ref``: 
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import gc
 import itertools
 import sys
@@ -31,7 +30,8 @@ from sys import getrefcount
 from typing import Any
 
 from . import names, views
-from .instances import walked_by_dict
+from .cells import IPYTHON_NAMES
+from .instances import ABSENT, ANNOTATION_PARTS, SENTINEL_TYPES, own_state, walked_by_dict
 from .openfiles import file_type
 
 SKIP, WALK, SPECIAL = 0, 1, 2
@@ -99,7 +99,10 @@ def reach(obj: Any, ns: dict[str, Any], typed: bool = False) -> Reach:
     # ``seen`` becomes the keys: all that was walked, less what is not data (below).
     seen = out.keys = {id(ns), id(sys.modules), id(vars(builtins))}
     # The empty tuple is one object everywhere and holds nothing: sharing it ties nothing.
-    not_data, bases = {*seen, id(())}, set()  # bases: the memory arrays view
+    # bases: the memory arrays view, and the variables of definitions a definition names
+    not_data, bases = {*seen, id(())}, set()
+    if definition(obj):  # tied to the definitions naming it (see _special)
+        bases.add(id(obj))
     items, root, compress, pinned = [obj], True, itertools.compress, []
     while items:  # one level at a time, in C where it can be: graphs of 1M objects
         if len(items) <= SMALL:  # a widget's levels: the bulk passes cost ~15 µs each
@@ -351,12 +354,22 @@ def _classify(t: type) -> int:
 def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]) -> bool:
     """Objects the generic walk would follow too far (into the kernel) or not far enough.
 
-    Returns whether ``o`` is data (an array), as opposed to code, a class or a module.
+    Returns whether ``o`` is data (an array, a definition saved by value), as opposed to
+    code, a class or a module.
     Types by ``type()``: ``isinstance`` reads ``__class__``, the notebook's code in a proxy.
     """
     t = type(o)
+    copied = False
     if (head := names.head(o)) is not None:  # the notebook's function or class (read in C)
         out.refs.add(head)
+        # Saved by value (no variable holds it by its name: its class cell re-run, a lambda):
+        # a copy in each payload, so data: variables holding it are saved together (one
+        # copy, ``type(a) is type(b)``). Else a name in the payload: a definition holding it
+        # (``A.other = B``) is tied to the variable (``B.other = A``: neither loads first).
+        copied = by_value(o, ns)
+        tie = not copied and o is not root and head in ns and definition(root)
+        if tie and head != names.head(root):  # (not its own methods, held by value)
+            bases.add(id(ns[head]))
     if t is types.FunctionType:
         _function(o, ns, nxt, out)
     elif t is types.MethodType:
@@ -370,7 +383,7 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         if o.__name__ != "__main__" and own_module(o.__name__):
             nxt.extend(vars(o).values())
     elif issubclass(t, type):
-        if o is root or _nested(o, root):  # the variable's own class: its data too
+        if o is root or copied or _nested(o, root):  # the variable's own class: its data too
             _class(o, ns, nxt, out)
         elif _FOREIGN.get(o) is not o.__mro__:  # a library's class (a widget's): nothing
             class_names(o, ns, out)
@@ -392,7 +405,20 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         if o.dtype.hasobject:
             nxt.extend(o.ravel(order="K").tolist())
         return True
-    return False
+    return copied
+
+
+def by_value(o: Any, ns: dict, name: str | None = None) -> bool:
+    """Whether the notebook's function or class ``o`` (of qualified name ``name``, else read)
+    is saved by value: no variable holds it by its name (IPython's are never saved)."""
+    name = (names.of(o)[1] or "") if name is None else name
+    return bool(IPYTHON_NAMES.match(name.partition(".")[0])) or bound_to(o, ns, name) is None
+
+
+def definition(o: Any) -> bool:
+    """Whether ``o`` is the notebook's function or class (read in C)."""
+    t = type(o)
+    return (t is types.FunctionType or issubclass(t, type)) and names.head(o) is not None
 
 
 def class_names(o: type, ns: dict, out: Reach) -> None:
@@ -419,6 +445,8 @@ def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
             holder = bound_to(cls, ns)
             if holder is not None:  # its data (and a nested class's) is that variable's
                 out.names.add(holder)
+            if nxt is not None and cls is not o and names.head(cls) is not None:
+                nxt.append(cls)  # a base: in its payload by value or by name (_special)
             for name, attr in vars(cls).items():
                 for f in functions_of(attr):
                     _function(f, ns, [] if nxt is None else nxt, out)
@@ -555,40 +583,3 @@ def functions_of(attr: Any) -> list[types.FunctionType]:
     if issubclass(type(attr), property):
         return [f for f in (attr.fget, attr.fset, attr.fdel) if type(f) is types.FunctionType]
     return [attr] if type(attr) is types.FunctionType else []
-
-
-#: What a type annotation holds: its origin, arguments, metadata (``Annotated``) and a
-#: type variable's bound and constraints; ``__unpacked__`` (``*tuple[int]``) too.
-ANNOTATION_PARTS = ("__origin__", "__args__", "__metadata__", "__bound__", "__constraints__",
-                    "__unpacked__")  # fmt: skip
-#: dataclasses' sentinels, alive as long as their module: id -> how a print names them.
-#: One stateless instance of its type each, pickled (by dill) by reference.
-SENTINELS = {
-    id(getattr(dataclasses, n)): ("dataclasses", n)
-    for n in ("MISSING", "_HAS_DEFAULT_FACTORY", "KW_ONLY", "_FIELD", "_FIELD_CLASSVAR",
-              "_FIELD_INITVAR")
-    if hasattr(dataclasses, n)
-}  # fmt: skip
-SENTINEL_TYPES = frozenset(type(getattr(dataclasses, name)) for _, name in SENTINELS.values())
-#: :func:`own_state` found nothing.
-ABSENT = object()
-
-
-def own_state(o: Any, name: str) -> Any:
-    """``o``'s own ``name``: a slot (its C descriptor) or an entry of its ``__dict__``;
-    never a property, a class attribute or ``__getattr__`` (no code of the value runs).
-    :data:`ABSENT` when it has none."""
-    for c in type(o).__mro__:
-        found = vars(c).get(name, ABSENT)
-        if found is not ABSENT:
-            if type(found) not in (types.MemberDescriptorType, types.GetSetDescriptorType):
-                break
-            try:
-                return found.__get__(o, type(o))
-            except AttributeError:  # an unset slot
-                return ABSENT
-    try:
-        own = object.__getattribute__(o, "__dict__")
-    except AttributeError:
-        return ABSENT
-    return own.get(name, ABSENT) if type(own) is dict else ABSENT

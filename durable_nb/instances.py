@@ -9,6 +9,7 @@ Used by :mod:`durable_nb.fingerprints` (a step argument's identity).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import marshal
 import sys
@@ -198,3 +199,40 @@ VIEWS: dict[str, Callable[[Any], Any]] = {
     "weakref.ReferenceType": lambda r: (r(),),
     "builtins.code": marshal.dumps,
 }  # fmt: skip
+
+
+#: What a type annotation holds: its origin, arguments, metadata (``Annotated``) and a
+#: type variable's bound and constraints; ``__unpacked__`` (``*tuple[int]``) too.
+ANNOTATION_PARTS = ("__origin__", "__args__", "__metadata__", "__bound__", "__constraints__",
+                    "__unpacked__")  # fmt: skip
+#: dataclasses' sentinels, alive as long as their module: id -> how a print names them.
+#: One stateless instance of its type each, pickled (by dill) by reference.
+SENTINELS = {
+    id(getattr(dataclasses, n)): ("dataclasses", n)
+    for n in ("MISSING", "_HAS_DEFAULT_FACTORY", "KW_ONLY", "_FIELD", "_FIELD_CLASSVAR",
+              "_FIELD_INITVAR")
+    if hasattr(dataclasses, n)
+}  # fmt: skip
+SENTINEL_TYPES = frozenset(type(getattr(dataclasses, name)) for _, name in SENTINELS.values())
+#: :func:`own_state` found nothing.
+ABSENT = object()
+
+
+def own_state(o: Any, name: str) -> Any:
+    """``o``'s own ``name``: a slot (its C descriptor) or an entry of its ``__dict__``;
+    never a property, a class attribute or ``__getattr__`` (no code of the value runs).
+    :data:`ABSENT` when it has none."""
+    for c in type(o).__mro__:
+        found = vars(c).get(name, ABSENT)
+        if found is not ABSENT:
+            if type(found) not in (types.MemberDescriptorType, types.GetSetDescriptorType):
+                break
+            try:
+                return found.__get__(o, type(o))
+            except AttributeError:  # an unset slot
+                return ABSENT
+    try:
+        own = object.__getattribute__(o, "__dict__")
+    except AttributeError:
+        return ABSENT
+    return own.get(name, ABSENT) if type(own) is dict else ABSENT

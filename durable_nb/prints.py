@@ -30,7 +30,7 @@ from operator import is_
 from typing import Any
 
 from . import codec, containers, functions, names
-from .graph import ABSENT, ANNOTATION_PARTS, SENTINELS, own_state
+from .instances import ABSENT, ANNOTATION_PARTS, SENTINELS, own_state
 
 #: Past this many parts (a function holding a big table), pickling is as cheap: no print.
 LIMIT = 4_000

@@ -168,10 +168,26 @@ def test_a_class_annotated_with_a_type_variable_goes_to_dill(main):
     assert enc.codec == codec.DILL and back.__annotations__["item"].__name__ == "T"
 
 
-def test_a_class_reaching_itself_otherwise_goes_to_dill(main):
-    ns = main("class Node:\n    pass\nNode.root = Node()\n")
-    enc, back = round_trip(ns["Node"])
-    assert enc.codec == codec.DILL and type(back.root) is back
+def test_a_class_reaching_itself_through_its_data_is_made_first(main):
+    """An instance of itself, itself, a subclass: set once the class is made (in C)."""
+    ns = main("class Node:\n    pass\nclass Leaf(Node):\n    pass\n"
+              "Node.root = Node()\nNode.me = Node\nNode.child = Leaf\n")  # fmt: skip
+    value = (ns["Node"], ns["Leaf"])
+    enc = codec.encode(value, ns, value)
+    node, leaf = codec.decode(enc.codec, enc.stream, enc.buffers)
+    assert enc.codec == codec.PICKLE and node is not ns["Node"]
+    assert type(node.root) is node and node.me is node and node.child is leaf
+    assert leaf.__bases__ == (node,)
+
+
+def test_an_attribute_overriding_an_abstract_one_is_made_with_the_class(main):
+    """Set later, ``abc.ABCMeta`` would have left it abstract: the class made no instance."""
+    ns = main("import abc\nclass Named(abc.ABC):\n    @property\n    @abc.abstractmethod\n"
+              "    def name(self):\n        ...\nclass Tag:\n    pass\n"
+              "class Impl(Named):\n    name = Tag()\n    other = Tag()\n")  # fmt: skip
+    enc, back = round_trip(ns["Impl"])
+    assert enc.codec == codec.PICKLE and back.__abstractmethods__ == frozenset()
+    assert type(back().name) is ns["Tag"] and type(back.other) is ns["Tag"]
 
 
 def test_a_class_of_a_metaclass_of_its_own_or_registered_goes_to_dill(main):
@@ -278,7 +294,10 @@ def test_a_class_whose_data_reaches_itself_is_the_c_picklers(main):
     assert back().m() == 1 and "table" in vars(back) and back is not ns["C"]
 
 
-@pytest.mark.parametrize("state", [(), ((), []), ((), {"x": 1}), ((), {1: []})])
+@pytest.mark.parametrize("state", [
+    (), ((), []), ((), {"x": 1}), ((), {1: []}), ((), {"__init__": []}), ((1,), {}),
+    ((), {}, 1), ((), {}, ((int, (), {}),)), ((), {}, ((type("D", (), {}), (), {"y": 1}),)),
+])  # fmt: skip
 def test_damaged_class_data_is_refused(state):
     with pytest.raises(TypeError, match="damaged"):
         classes.fill_later(type("C", (), {}), state)
