@@ -6,7 +6,6 @@ JSON for plain data, pickle protocol 5 next, dill (``recurse=True``) last.
 from __future__ import annotations
 
 import abc
-import contextlib
 import contextvars
 import copyreg
 import functools
@@ -16,11 +15,11 @@ import math
 import pickle
 import sys
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import classes, containers, functions, graph, names, records, views, weak, wrappers
+from . import classes, containers, functions, graph, names, quiet, records, views, weak, wrappers
 from .cells import IPYTHON_NAMES
 from .containers import object_reduce
 from .errors import describe
@@ -135,6 +134,10 @@ class _ByName:
                 return weak.reduce(obj, self.weak)
             except weak.Refused as exc:
                 raise Unserializable(str(exc)) from None
+        if t is types.MethodType and names.head(obj.__func__) is not None:
+            # Its function itself, not ``getattr(self, name)``, which gives whatever the
+            # class holds by then (``S.d = f`` after ``bm = S().d``). dill's does the same.
+            return functions.method, (obj.__func__, obj.__self__)
         module, name = names.of(obj)
         if t is names.CACHED and (module != "__main__" or name is None):  # (by name: below)
             if (held := names.CACHED.cache_info(obj).currsize) and not names.located(obj):
@@ -338,42 +341,6 @@ def _dill_pickler() -> type:
     return _DillPickler
 
 
-class _Quiet:
-    """Stands in for the ``warnings`` module inside dill while a snapshot is saved.
-
-    dill warns (``PicklingWarning``) about classes it cannot locate, and enters
-    ``warnings.catch_warnings()`` for every code object, which makes Python show every
-    "once" warning of the notebook again: a snapshot must not be seen.
-    """
-
-    def __init__(self, real: types.ModuleType) -> None:
-        self.real = real
-
-    def warn(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def catch_warnings(self, *args: Any, **kwargs: Any) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext()
-
-    def filterwarnings(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
-@contextlib.contextmanager
-def _quiet_dill() -> Iterator[None]:
-    import dill._dill as dd
-
-    real = dd.warnings
-    dd.warnings = _Quiet(real)
-    try:
-        yield
-    finally:
-        dd.warnings = real
-
-
 @dataclass
 class Encoded:
     """A value ready to store: a pickle stream, its raw buffers, the notebook globals it
@@ -432,6 +399,9 @@ def encode_plain(obj: Any, ns: dict[str, Any], memo: bool = True) -> Encoded | N
     reached.keys.update(id(vars(o)) for o in objects if type(o) in plain)
     for cls in classes:
         graph.class_names(cls, ns, reached)
+        if "." in (names.of(cls)[1] or ""):  # ``Outer.Inner``: watched, as the walk does
+            reached.watch.add(names.head(cls) or "")
+    reached.watch.discard("")
     return enc
 
 
@@ -538,7 +508,7 @@ def encode(obj: Any, ns: dict[str, Any] | None = None, members: tuple = ()) -> E
     out, by_name.refs, by_name.weak = io.BytesIO(), set(), []
     buffers.clear()
     try:
-        with _quiet_dill():
+        with quiet.dill_quiet():
             keep = buffers.append
             pickler = _dill_pickler()(out, protocol=5, buffer_callback=lambda b: keep(b.raw()))
             pickler.by_name = by_name

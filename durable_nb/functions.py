@@ -191,3 +191,9 @@ def fill(c: types.CellType, state: tuple) -> types.CellType:
     """Set a cell made by :func:`cell` to what it held."""
     c.cell_contents = state[0]
     return c
+
+
+def method(fn: Any, owner: Any) -> types.MethodType:
+    """A bound method of ``fn`` (what it was bound to, not what its class holds by then:
+    ``codec``'s reduce)."""
+    return types.MethodType(fn, owner)

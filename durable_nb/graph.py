@@ -88,6 +88,9 @@ class Reach:
     kernel: str = ""  #: the type of a kernel object reached (a widget's comm), if any
     #: the notebook's (``__main__``) classes and functions reached: their names' heads
     refs: set[str] = field(default_factory=set)
+    #: of those, the variables whose attribute it names (``S`` for ``S.d``): when one changes,
+    #: what the name gives may, so the value is checked again
+    watch: set[str] = field(default_factory=set)
     types: set[type] | None = field(default=None, compare=False)
 
 
@@ -364,12 +367,17 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         out.refs.add(head)
         # Saved by value (no variable holds it by its name: its class cell re-run, a lambda):
         # a copy in each payload, so data: variables holding it are saved together (one
-        # copy, ``type(a) is type(b)``). Else a name in the payload: a definition holding it
-        # (``A.other = B``) is tied to the variable (``B.other = A``: neither loads first).
+        # copy, ``type(a) is type(b)``). Else a name in the payload, tied to its variable
+        # when a definition holds it (``A.other = B``, ``B.other = A``: neither would load
+        # first); an attribute of that variable's (``bm = S().d``, ``Outer.Inner``) is
+        # watched: ``S.d = f`` changes what the name gives, so the value is saved again.
         copied = by_value(o, ns)
-        tie = not copied and o is not root and head in ns and definition(root)
-        if tie and head != names.head(root):  # (not its own methods, held by value)
-            bases.add(id(ns[head]))
+        holder = None if copied or o is root else ns.get(head)
+        if holder is not None and definition(root):
+            if head != names.head(root):  # (not its own methods, held by value)
+                bases.add(id(holder))
+        elif holder is not None and o is not holder:
+            out.watch.add(head)
     if t is types.FunctionType:
         _function(o, ns, nxt, out)
     elif t is types.MethodType:

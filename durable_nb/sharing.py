@@ -42,6 +42,8 @@ class Reached:
     seconds: dict[str, float] = field(default_factory=dict)  # name -> its pickle and walk
     unread: dict[str, str] = field(default_factory=dict)
     tied: set[str] = field(default_factory=set)  # queued for sharing with a walked one
+    #: name -> the variables whose attributes its payload names (``graph.Reach.watch``)
+    watch: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, ns: dict[str, Any], user_ns: dict[str, Any], known: Mapping[str, Any],
@@ -64,6 +66,10 @@ class Reached:
         """
         out = cls()
         work: deque[str] = deque(sorted(touched))
+        watchers: dict[str, list[str]] = {}  # a variable -> those watching it, checked with it
+        for other, k in known.items():
+            for head in k.watch:
+                watchers.setdefault(head, []).append(other)
         while work:
             name = work.popleft()
             if name in out.keys or name not in ns or name in settled:
@@ -89,6 +95,10 @@ class Reached:
             if reached.names & ANY_NAME:  # code it holds may change any variable
                 work.extend(sorted(n for n in ns if n not in out.keys))
             out._add(name, reached, work, known)
+            for other in watchers.get(name, ()):
+                if other not in out.keys:
+                    work.append(other)
+                    out.tied.add(other)
         return out
 
     def _encode(self, name: str, value: Any, user_ns: dict[str, Any],
@@ -142,6 +152,7 @@ class Reached:
         found = self.keys
         found[name] = mine = reached.keys
         self.kernel[name] = reached.kernel
+        self.watch[name] = reached.watch
         work.extend(sorted(n for n in reached.names if n not in found))
         old = known[name].shares if name in known else frozenset()
         if not (mine or old):

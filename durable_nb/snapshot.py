@@ -91,6 +91,7 @@ class Known:
     detail: str | None = None
     same: Same | None = None  # while it holds the bound value, the payload is unchanged
     took: float = 0.0  # its last walk and pickle (s): over ~50 µs, the keyword scan is cheaper
+    watch: frozenset[str] | set[str] = frozenset()  # ``S`` for ``S.d``: checked with those
 
 
 @dataclass
@@ -259,7 +260,8 @@ class Snapshots:
             rebound = k is None or k.obj_id != id(ns[name])
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
                 k.shares, k.refs = res.shares, res.refs  # unchanged; what it reaches may not be
-                k.took = self._found.seconds.get(name, k.took)
+                k.watch, k.took = (self._found.watch.get(name, k.watch),
+                                   self._found.seconds.get(name, k.took))  # fmt: skip
                 if res.state == "saved" and not (k.same and k.same.holds(ns[name])):
                     k.same = self._found.proven(ns[name], res.nbytes < self.sweep.bytes)
                 continue
@@ -271,7 +273,8 @@ class Snapshots:
             same = self._found.proven(ns[name], small)
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
                                   res.nbytes, res.shares, res.refs, res.detail, same,
-                                  self._found.seconds.get(name, 0.0))  # fmt: skip
+                                  self._found.seconds.get(name, 0.0),
+                                  self._found.watch.get(name, frozenset()))  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
         self._found.plain, self._found.copies = {}, {}  # no pickle or item kept past the cell
@@ -441,8 +444,6 @@ class Snapshots:
                 self._stored |= written
         return self._stored
 
-    # -- settings -----------------------------------------------------------------
-
     def ignore(self, names: list[str], remove: bool = False) -> None:
         """Leave ``names`` out of snapshots (``remove``: take them back in)."""
         self.ignored = self.ignored - set(names) if remove else self.ignored | set(names)
@@ -547,15 +548,14 @@ class Snapshots:
         for name in report_.restored + report_.recomputed:
             if name in ns:
                 e = entries[name]
-                # A payload loaded for one variable alone made objects nothing else holds (what
-                # it names, a function or class, is not in it): its walk waits for a cell to
-                # touch it. Not so once re-run cells (which may take them) ran, nor in a group.
+                # Loaded alone, a payload made objects nothing else holds (what it names is not
+                # in it): walked once a cell touches it. Not after re-run cells, nor in a group.
                 alone = not recompute and e.state == "saved" and e.item is None
                 shares = frozenset() if alone else sharing.restored(ns[name], ns)
-                self.known[name] = Known(id(ns[name]), e.state, e.value_id, e.item, e.cell_seq,
-                                         e.nbytes or 0, shares,
-                                         loader.refs.get(e.value_id, frozenset()),
-                                         detail=e.detail)  # fmt: skip
+                refs = loader.refs.get(e.value_id, frozenset())  # (all watched till walked)
+                known = Known(id(ns[name]), e.state, e.value_id, e.item, e.cell_seq,
+                              e.nbytes or 0, shares, refs, e.detail, watch=refs)  # fmt: skip
+                self.known[name] = known
                 if was_stopped(e.detail):  # made again by its cell: not saved till used
                     stopped = _Encoding("recompute", STOPPED)
                     self.refusals.refuse((name,), (ns[name],), stopped, stopped=True)

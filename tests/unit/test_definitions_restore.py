@@ -70,7 +70,10 @@ def describe(ns: dict, names: list[str]) -> list:
             return ("class", me, o.__qualname__, [d(b) for b in o.__bases__],
                     [(k, d(v)) for k, v in own])  # fmt: skip
         if t is types.FunctionType:
-            return ("function", me, o.__qualname__, d(o.__defaults__), o())
+            code = o.__code__
+            return ("function", me, o.__qualname__, d(o.__defaults__), code.co_consts)
+        if t is types.MethodType:
+            return ("method", me, d(o.__func__), d(o.__self__))
         return ("instance", me, d(t), [(k, d(v)) for k, v in sorted(vars(o).items())])
 
     return [(n, d(ns[n])) for n in names]
@@ -88,7 +91,8 @@ def notebooks(draw) -> list[str]:
         made += 1
         bases = [f"C{j}" for j in defined if j < i and draw(st.booleans())][:1]
         base = f"({bases[0]})" if bases else ""
-        init = f"    def __init__(self):\n        self.n = {made}\n"
+        init = (f"    def __init__(self):\n        self.n = {made}\n"
+                f"    def m(self):\n        return {made}\n")  # fmt: skip
         return f"class C{i}{base}:\n    made = {made}\n{init}"
 
     for i in range(classes):
@@ -98,7 +102,7 @@ def notebooks(draw) -> list[str]:
     for _ in range(draw(st.integers(2, 7))):
         kind = draw(st.sampled_from(["attr_class", "attr_self", "attr_other", "instance",
                                      "alias", "list", "rerun", "lambda", "default", "del",
-                                     "registry", "sub"]))  # fmt: skip
+                                     "registry", "sub", "method", "patch"]))  # fmt: skip
         i, j = draw(st.sampled_from(defined)), draw(st.sampled_from(defined))
         v = vars_
         if kind == "attr_class":
@@ -129,8 +133,13 @@ def notebooks(draw) -> list[str]:
         elif kind == "sub":  # a subclass its base holds
             cells.append(f"class S{v}(C{i}):\n    pass\nC{i}.sub = S{v}\nv{v} = S{v}()")
             vars_ += 1
+        elif kind == "method":  # a bound method, a function by its class's name
+            cells.append(f"v{v} = C{i}().m\nv{v + 1} = [C{j}.m]")
+            vars_ += 2
+        elif kind == "patch":  # what ``C.m`` names changes
+            cells.append(f"C{i}.m = lambda self: {v}")
         elif kind == "del" and vars_:
-            cells.append(f"v{vars_} = C{i}\ndel C{i}\nclass C{i}:\n    made = 0")
+            cells.append(f"v{vars_} = C{i}\ndel C{i}\n{statement(i)}")
             vars_ += 1
     return cells
 
@@ -191,6 +200,16 @@ CASES = {
     "an old class and its subclass": [
         C.format("P") + "class Q(P):\n    pass\n", "a = Q()\nk = P", C.format("P"),
         "del Q\nb = [a, k]"],
+    # What a name gives changes with its holder (helper-111 F4: ``getattr(self, 'd')``).
+    "a bound method, its method replaced": [
+        "class S:\n    def d(self):\n        return 1\nbm = S().d\nfs = [S.d]",
+        "S.d = lambda self: 2"],
+    "replaced by a function": [
+        "class S:\n    def d(self):\n        return 1\nbm = S().d\nfs = [S.d]\n"
+        "def patch():\n    S.d = lambda self: 2", "patch()"],
+    "a nested class replaced": [
+        "class Outer:\n    class Inner:\n        pass\nx = Outer.Inner()\ny = [Outer.Inner]",
+        "Outer.Inner = type('Inner', (), {})"],
 }  # fmt: skip
 
 
@@ -208,4 +227,31 @@ def test_an_old_class_held_by_two_variables_stays_one(shell):
     restored(shell, ["class P:\n    pass\na = P()\nb = P()\nk = P", "class P:\n    x = 1"])
     ns = shell.user_ns
     assert type(ns["a"]) is type(ns["b"]) is ns["k"] and ns["k"] is not ns["P"]
+    emptied(shell)
+
+
+def test_a_name_an_attribute_gives_is_watched_after_a_restore(shell):
+    """Restored, a payload's names are all watched until its next walk: ``S.d = f`` in the
+    next kernel saves ``bm`` again (else its payload named what ``S.d`` gives by then)."""
+    emptied(shell)
+    cells = ["class S:\n    def d(self):\n        return 1\nbm = S().d", "S.d = lambda self: 2"]
+    with tempfile.TemporaryDirectory() as folder:
+        source = str(Path(folder) / "nb.ipynb")
+        for code in cells:
+            rt = Runtime(source)
+            snaps = Snapshots(shell, rt)
+            snaps.sweep.bytes, snaps.sweep.seconds = 0, math.inf  # the rule alone
+            if code is cells[1]:  # a new kernel: the namespace restored, then the change
+                emptied(shell)
+                assert not snaps.restore().skipped
+            rt.begin_cell(None, code)
+            assert shell.run_cell(code, store_history=False, silent=True).success
+            snaps.after_cell(code, True)
+            rt.end_cell("ok", None)
+            rt.close()
+        emptied(shell)
+        rt = Runtime(source)
+        assert not Snapshots(shell, rt).restore().skipped
+        rt.close()
+    assert shell.user_ns["bm"]() == 1 and shell.user_ns["S"]().d() == 2
     emptied(shell)
