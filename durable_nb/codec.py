@@ -334,6 +334,8 @@ def _dill_pickler() -> type:
             if out is None and type(obj) is types.FunctionType:
                 if functions.module_of(obj.__globals__) not in (None, "__main__"):
                     out = functions.reduce(obj, _plain, check=False)
+            elif out is NotImplemented and type(obj) in (staticmethod, classmethod):
+                out = classes.reduce_part(obj)  # with its own attributes, which dill drops
             elif out is NotImplemented:
                 out = containers.reduce_held(obj)
             return NotImplemented if out is None else out

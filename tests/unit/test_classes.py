@@ -424,3 +424,21 @@ def test_a_notebook_containers_own_iteration_never_runs_in_a_save(main):
 def test_slots_of_a_class_named_with_underscores_only_are_not_mangled(main):
     ns = main("class ___:\n    __slots__ = ('__p',)\n")
     assert classes.reduce(ns["___"], lambda c: True) is not None
+
+
+def test_a_class_dill_saves_keeps_its_whole_namespace(main):
+    """dill dropped a static or class method's own attributes (helper-111 F3), and an
+    attribute that is its base's very object (F5: the class then inherited it, and a later
+    change to the base showed through)."""
+    ns = main("class Meta(type):\n    pass\nclass Shape(metaclass=Meta):\n"
+              "    def describe(self):\n        return 'shape'\n"
+              "    @staticmethod\n    def s():\n        return 1\n"
+              "    @classmethod\n    def c(cls):\n        return 2\n"
+              "class Tri(Shape):\n    describe = Shape.describe\n    s = vars(Shape)['s']\n"
+              "vars(Shape)['s'].note = 3\nvars(Shape)['c'].unit = 'm'\n")  # fmt: skip
+    enc, shape = round_trip(ns["Shape"])
+    assert enc.codec == codec.DILL and vars(shape)["s"].note == 3 and vars(shape)["c"].unit == "m"
+    assert shape.s() == 1 and shape.c() == 2
+    enc, tri = round_trip(ns["Tri"])
+    assert enc.codec == codec.DILL and vars(tri)["describe"] is ns["Shape"].describe
+    assert type(vars(tri)["s"]) is staticmethod and vars(tri)["s"].note == 3
