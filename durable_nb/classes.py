@@ -102,6 +102,8 @@ def reduce(cls: type, check: Callable[[type], bool]) -> tuple | None:
     if meta is abc.ABCMeta and _registered(cls):
         return None  # dill registers them again after; a namespace cannot say them
     ns = namespace(cls)
+    if _slots_later(cls, ns):  # set after its statement: an attribute, making no slots
+        del ns["__slots__"]  # (set once made: Building)
     if _made_otherwise(cls, ns):
         return None
     if any("__init_subclass__" in vars(c) for c in cls.__mro__[1:-1]):
@@ -154,6 +156,24 @@ def _made_otherwise(cls: type, ns: dict[str, Any]) -> bool:
             if type(vars(cls).get(mangled)) is not types.MemberDescriptorType:
                 return True
     return type(cls) is abc.ABCMeta and _abstracts(cls, ns) != cls.__abstractmethods__
+
+
+def _slots_later(cls: type, ns: dict[str, Any]) -> bool:
+    """Whether ``__slots__`` was set on ``cls`` after its statement: it has a ``__dict__``
+    that neither its slots nor a base gave it (in type()'s namespace, its instances would
+    take no attribute)."""
+    slots = ns.get("__slots__")
+    if slots is None:
+        return False
+    named = (slots,) if isinstance(slots, str) else slots
+    return (
+        "__dict__" not in named
+        and bool(_DICTOFFSET(cls))
+        and not any(_DICTOFFSET(base) for base in cls.__bases__)
+    )
+
+
+_DICTOFFSET = type.__dict__["__dictoffset__"].__get__
 
 
 def _abstracts(cls: type, ns: dict[str, Any]) -> frozenset[str]:
@@ -228,6 +248,8 @@ class Building:
         # what reaches the class again meets it made (pickle's memo), not half-built.
         ns, later = dict(args[-1]), {}
         abstract, own = _abstract_names(cls), f"{cls.__qualname__}."
+        if "__slots__" in vars(cls) and "__slots__" not in ns:  # (set later: reduce)
+            later["__slots__"] = vars(cls)["__slots__"]
         for name, value in args[-1].items():
             dunder = name.startswith("__") and name.endswith("__")
             if not dunder and name not in abstract and _later(value, own):
@@ -362,7 +384,9 @@ def _fill_data(cls: type, cells: Any, data: Any) -> None:
         raise _damaged(cls.__name__)
     for name, value in data.items():
         dunder = type(name) is str and name.startswith("__") and name.endswith("__")
-        if type(name) is not str or dunder or not _later(value, f"{cls.__qualname__}."):
+        if name == "__slots__" and type(value) in (tuple, list, str):
+            pass  # (set after its statement: an attribute)
+        elif type(name) is not str or dunder or not _later(value, f"{cls.__qualname__}."):
             raise _damaged(cls.__name__)
         setattr(cls, name, value)
     if not all(type(c) is types.CellType for c in cells):

@@ -240,7 +240,6 @@ MADE_OTHERWISE = {
     "cached twice": "import functools\nclass C:\n    @functools.cached_property\n"
                     "    def total(self):\n        return 1\nC.alias = C.__dict__['total']\n",
     "eq later": "class C:\n    pass\nC.__eq__ = lambda s, o: True\n",
-    "slots later": "class C:\n    pass\nC.__slots__ = ('a',)\n",
     "abstract later": "import abc\nclass C(abc.ABC):\n    pass\n"
                       "C.m = abc.abstractmethod(lambda self: 1)\n",
     "getitem later": "class C:\n    pass\nC.__class_getitem__ = lambda cls, k: ('gi', k)\n",
@@ -442,3 +441,19 @@ def test_a_class_dill_saves_keeps_its_whole_namespace(main):
     enc, tri = round_trip(ns["Tri"])
     assert enc.codec == codec.DILL and vars(tri)["describe"] is ns["Shape"].describe
     assert type(vars(tri)["s"]) is staticmethod and vars(tri)["s"].note == 3
+
+
+def test_slots_set_after_the_statement_make_no_slots(main):
+    """helper-110: ``__slots__`` set on a class after its statement is an attribute; in the
+    namespace type() is called with, its instances came back taking no attribute."""
+    ns = main("class Base:\n    pass\nBase.__slots__ = ()\nclass Late:\n    pass\n"
+              "Late.__slots__ = ('a',)\nclass Real:\n    __slots__ = ('a',)\n")  # fmt: skip
+    for name in ("Base", "Late", "Real"):
+        enc, back = round_trip(ns[name])
+        assert enc.codec == codec.PICKLE and back.__slots__ == ns[name].__slots__
+        assert back.__dictoffset__ == ns[name].__dictoffset__, name
+        obj = back()
+        if name == "Real":
+            obj.a = 1
+        else:
+            obj.x = 1
