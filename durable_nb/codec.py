@@ -399,6 +399,7 @@ def encode_plain(obj: Any, ns: dict[str, Any], memo: bool = True) -> Encoded | N
     reached.keys.discard(id(sentinel))
     # An empty __dict__ is not pickled (no state), yet a variable may hold it.
     reached.keys.update(id(vars(o)) for o in objects if type(o) in plain)
+    reached.deps = set(enc.refs)  # (by name: the plain pickler's, or it raised)
     for cls in classes:
         graph.class_names(cls, ns, reached)
         if "." in (names.of(cls)[1] or ""):  # ``Outer.Inner``: watched, as the walk does

@@ -88,8 +88,9 @@ class Reach:
     kernel: str = ""  #: the type of a kernel object reached (a widget's comm), if any
     #: the notebook's (``__main__``) classes and functions reached: their names' heads
     refs: set[str] = field(default_factory=set)
-    #: of those, the variables whose attribute it names (``S`` for ``S.d``): when one changes,
-    #: what the name gives may, so the value is checked again
+    #: of those, the variables it names (saved by name: loaded first), and the variables
+    #: whose attribute it names (``S`` for ``S.d``): when one changes, what the name gives may
+    deps: set[str] = field(default_factory=set)
     watch: set[str] = field(default_factory=set)
     types: set[type] | None = field(default=None, compare=False)
 
@@ -102,10 +103,9 @@ def reach(obj: Any, ns: dict[str, Any], typed: bool = False) -> Reach:
     # ``seen`` becomes the keys: all that was walked, less what is not data (below).
     seen = out.keys = {id(ns), id(sys.modules), id(vars(builtins))}
     # The empty tuple is one object everywhere and holds nothing: sharing it ties nothing.
-    # bases: the memory arrays view, and the variables of definitions a definition names
-    not_data, bases = {*seen, id(())}, set()
-    if definition(obj):  # tied to the definitions naming it (see _special)
-        bases.add(id(obj))
+    not_data, bases = {*seen, id(())}, set()  # bases: the memory arrays view
+    if names.head(obj) is not None:  # (a notebook function or class, read in C)
+        bases.add(id(obj))  # a definition: one payload with its aliases (``A = C``)
     items, root, compress, pinned = [obj], True, itertools.compress, []
     while items:  # one level at a time, in C where it can be: graphs of 1M objects
         if len(items) <= SMALL:  # a widget's levels: the bulk passes cost ~15 µs each
@@ -357,7 +357,7 @@ def _classify(t: type) -> int:
 def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]) -> bool:
     """Objects the generic walk would follow too far (into the kernel) or not far enough.
 
-    Returns whether ``o`` is data (an array, a definition saved by value), as opposed to
+    Returns whether ``o`` is data (an array, a function saved by value), as opposed to
     code, a class or a module.
     Types by ``type()``: ``isinstance`` reads ``__class__``, the notebook's code in a proxy.
     """
@@ -365,19 +365,20 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
     copied = False
     if (head := names.head(o)) is not None:  # the notebook's function or class (read in C)
         out.refs.add(head)
-        # Saved by value (no variable holds it by its name: its class cell re-run, a lambda):
-        # a copy in each payload, so data: variables holding it are saved together (one
-        # copy, ``type(a) is type(b)``). Else a name in the payload, tied to its variable
-        # when a definition holds it (``A.other = B``, ``B.other = A``: neither would load
-        # first); an attribute of that variable's (``bm = S().d``, ``Outer.Inner``) is
-        # watched: ``S.d = f`` changes what the name gives, so the value is saved again.
-        copied = by_value(o, ns)
-        holder = None if copied or o is root else ns.get(head)
-        if holder is not None and definition(root):
-            if head != names.head(root):  # (not its own methods, held by value)
-                bases.add(id(holder))
-        elif holder is not None and o is not holder:
-            out.watch.add(head)
+        # A function saved by value (no variable holds it by its name: a lambda, a method
+        # replaced) is data: the variables holding it are saved together, one copy. (Not a
+        # class: every variable holding an instance of a class whose cell ran again would
+        # be one payload; each payload has a copy of it.) Else a name in the payload: the
+        # variable it names is loaded first (``deps``: definitions naming each other are
+        # saved together, sharing.cycles); an attribute of it (``bm = S().d``,
+        # ``Outer.Inner``) is watched: ``S.d = f`` changes what the name gives.
+        by_val = by_value(o, ns)
+        copied = by_val and t is types.FunctionType
+        holder = None if o is root or by_val else ns.get(head)
+        if holder is not None and head != names.head(root):  # (not its own methods)
+            out.deps.add(head)
+            if o is not holder:
+                out.watch.add(head)
     if t is types.FunctionType:
         _function(o, ns, nxt, out)
     elif t is types.MethodType:
@@ -391,7 +392,7 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         if o.__name__ != "__main__" and own_module(o.__name__):
             nxt.extend(vars(o).values())
     elif issubclass(t, type):
-        if o is root or copied or _nested(o, root):  # the variable's own class: its data too
+        if o is root or _nested(o, root):  # the variable's own class: its data too
             _class(o, ns, nxt, out)
         elif _FOREIGN.get(o) is not o.__mro__:  # a library's class (a widget's): nothing
             class_names(o, ns, out)
@@ -423,12 +424,6 @@ def by_value(o: Any, ns: dict, name: str | None = None) -> bool:
     return bool(IPYTHON_NAMES.match(name.partition(".")[0])) or bound_to(o, ns, name) is None
 
 
-def definition(o: Any) -> bool:
-    """Whether ``o`` is the notebook's function or class (read in C)."""
-    t = type(o)
-    return (t is types.FunctionType or issubclass(t, type)) and names.head(o) is not None
-
-
 def class_names(o: type, ns: dict, out: Reach) -> None:
     """A notebook class reached through its instances: the names its methods use (and its
     own, for class attributes), not its data (the class's variable's: not tied to it)."""
@@ -453,8 +448,9 @@ def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
             holder = bound_to(cls, ns)
             if holder is not None:  # its data (and a nested class's) is that variable's
                 out.names.add(holder)
-            if nxt is not None and cls is not o and names.head(cls) is not None:
-                nxt.append(cls)  # a base: in its payload by value or by name (_special)
+                if nxt is not None and cls is not o and holder != names.head(o):
+                    if not IPYTHON_NAMES.match(holder):  # a base its payload names
+                        out.deps.add(holder)
             for name, attr in vars(cls).items():
                 for f in functions_of(attr):
                     _function(f, ns, [] if nxt is None else nxt, out)
@@ -462,7 +458,11 @@ def _class(o: type, ns: dict, nxt: list | None, out: Reach) -> None:
                         # global list): keyed, so a variable holding it is checked with it
                         out.keys.update(id(x) for x in _module_data(f, ns)
                                         if kind(type(x)) == WALK)  # fmt: skip
-                if nxt is not None and not name.startswith("__"):
+                if (
+                    nxt is not None
+                    and not name.startswith("__")
+                    and (cls is o or not (functions_of(attr) or names.head(attr)))
+                ):  # (a base's methods and classes: its payload names them, not this one's)
                     nxt.append(attr)
 
 

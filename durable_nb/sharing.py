@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,9 @@ class Reached:
     seconds: dict[str, float] = field(default_factory=dict)  # name -> its pickle and walk
     unread: dict[str, str] = field(default_factory=dict)
     tied: set[str] = field(default_factory=set)  # queued for sharing with a walked one
-    #: name -> the variables whose attributes its payload names (``graph.Reach.watch``)
+    #: name -> the variables its value names (``graph.Reach.deps``), and those whose
+    #: attributes it names (``graph.Reach.watch``)
+    deps: dict[str, set[str]] = field(default_factory=dict)
     watch: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
@@ -121,6 +123,12 @@ class Reached:
             self.plain[name] = enc
         return reached
 
+    def merge(self, other: Reached) -> None:
+        """Take in what a further walk (of names this one had not walked) found."""
+        for name in ("keys", "kernel", "plain", "copies", "seconds", "unread", "deps", "watch"):
+            getattr(self, name).update(getattr(other, name))
+        self.tied |= other.tied
+
     def copy_of(self, value: Any) -> Any:
         """What ``value`` is pickled from: the copy its :class:`Same` read, or itself."""
         made = self.copies.get(id(value))
@@ -152,7 +160,7 @@ class Reached:
         found = self.keys
         found[name] = mine = reached.keys
         self.kernel[name] = reached.kernel
-        self.watch[name] = reached.watch
+        self.deps[name], self.watch[name] = reached.deps, reached.watch
         work.extend(sorted(n for n in reached.names if n not in found))
         old = known[name].shares if name in known else frozenset()
         if not (mine or old):
@@ -202,15 +210,66 @@ def widget_walks(ns: dict[str, Any], names: set[str], each: float) -> float:
     return count * each
 
 
-def restored(value: Any, ns: dict[str, Any]) -> frozenset[int] | set[int]:
-    """What a restored value may share with others (none when its code raised meanwhile:
-    the next cell naming it walks it again)."""
+def restored(value: Any, ns: dict[str, Any]) -> graph.Reach:
+    """What a restored value may share with others, and the variables it names (none when
+    its code raised meanwhile: the next cell naming it walks it again)."""
     try:
-        return graph.reach(value, ns).keys
+        return graph.reach(value, ns)
     except KeyboardInterrupt:  # Ctrl-C: the work under way stops
         raise
     except BaseException:
-        return frozenset()
+        return graph.Reach()
+
+
+def cycles(groups: list[list[str]], deps: Callable[[str], Iterable[str]],
+           names: Container[str]) -> list[set[str]]:  # fmt: skip
+    """The names to save as one payload because their payloads would name each other in a
+    circle, so that neither could load first (``A.other = B`` and ``B.other = A``; a class
+    ``Base.child = Sub`` holds; data saved with a class naming another that names it back).
+
+    ``groups``: this cell's groups (names saving together); ``deps(name)``: the variables
+    ``name``'s value names (this cell's walk, else the last one's); ``names``: the
+    namespace. Other names are nodes of their own. Each strongly connected set of the
+    graph reached from the groups that holds more than one node (Tarjan's, iterative)."""
+    node: dict[str, int | str] = {n: i for i, g in enumerate(groups) for n in g}
+
+    def after(v: int | str) -> Iterator[int | str]:
+        for n in groups[v] if type(v) is int else (v,):
+            for h in deps(n):
+                if h in names and (w := node.get(h, h)) != v:
+                    yield w
+
+    index: dict[int | str, int] = {}
+    low: dict[int | str, int] = {}
+    stack: list[int | str] = []
+    found: list[set[str]] = []
+    for start in range(len(groups)):
+        if start in index:
+            continue
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        work = [(start, after(start))]
+        while work:
+            v, successors = work[-1]
+            for w in successors:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    work.append((w, after(w)))
+                    break
+                if w in low and w in stack:  # (on the stack: of this strongly connected set)
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    part = stack[stack.index(v) :]
+                    del stack[stack.index(v) :]
+                    if len(part) > 1:
+                        found.append({n for c in part for n in (groups[c] if type(c) is int
+                                                                else (c,))})  # fmt: skip
+    return found
 
 
 class Settled:

@@ -42,7 +42,7 @@ import json
 import sys
 import time
 import types
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -58,6 +58,7 @@ from .errors import (
     RestoreError,
     describe,
 )
+from .known import Encoding, Known
 from .marshaled import gc_paused
 from .payloads import Loader
 from .prints import Print, small
@@ -66,7 +67,7 @@ from .refusals import STOPPED, Refusals, was_stopped
 from .runtime import Runtime
 from .store import UNSAVED, PayloadRow, VariableRow
 from .sweep import SWEEP_BYTES, SWEEP_NAMES, Sweep  # noqa: F401  (tests set them)
-from .unchanged import Same, by_name
+from .unchanged import by_name
 
 #: A variable bigger than this is recorded for recompute instead of saved.
 DEFAULT_MAX_BYTES = 4 << 30
@@ -76,41 +77,14 @@ _UNREAD = "could not be read, the notebook's code raised "
 _DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
 
 
-@dataclass
-class Known:
-    """What the journal holds for a name, and the object it was bound to then."""
+class _Either:
+    """Names in either of two containers."""
 
-    obj_id: int
-    state: str
-    value_id: str | None
-    item: int | None
-    cell_seq: int
-    nbytes: int = 0
-    shares: frozenset[int] | set[int] = frozenset()
-    refs: frozenset[str] = frozenset()  # notebook globals its payload names
-    detail: str | None = None
-    same: Same | None = None  # while it holds the bound value, the payload is unchanged
-    took: float = 0.0  # its last walk and pickle (s): over ~50 µs, the keyword scan is cheaper
-    watch: frozenset[str] | set[str] = frozenset()  # ``S`` for ``S.d``: checked with those
+    def __init__(self, one: Any, other: Any) -> None:
+        self.one, self.other = one, other
 
-
-@dataclass
-class _Encoding:
-    """How one variable is recorded this time."""
-
-    state: str
-    detail: str | None = None
-    value_id: str | None = None
-    nbytes: int = 0
-    encoded: codec.Encoded | None = None
-    chunks: list[list[str]] = field(default_factory=list)
-    item: int | None = None  # index in its group's payload; None when saved alone
-    shares: frozenset[int] | set[int] = frozenset()
-    refs: frozenset[str] = frozenset()
-
-    def __post_init__(self) -> None:
-        if self.value_id is None:
-            self.value_id = f"{self.state}:{self.detail}"
+    def __contains__(self, name: object) -> bool:
+        return name in self.one or name in self.other
 
 
 class Snapshots:
@@ -130,7 +104,7 @@ class Snapshots:
         self._found = sharing.Reached()  # what this cell reached: kernel objects, pickles
         self._contents: dict[str, bytes] = {}  # value id -> its stream, put in blob files
         #: names -> their functions' or classes' print and pickle: unchanged, not pickled again.
-        self._pickled: dict[tuple[str, ...], tuple[Print, codec.Encoded | _Encoding]] = {}
+        self._pickled: dict[tuple[str, ...], tuple[Print, codec.Encoded | Encoding]] = {}
         self.refusals = Refusals()  # values not pickled again while the same (refusals.py)
         self._named: dict[str, Any] = {}  #: names -> a library's object saved by name (Settled)
 
@@ -246,7 +220,7 @@ class Snapshots:
             return
         seq = self.rt.cell.seq
         shares = self._sharing(ns, touched, settled, vouch)
-        results: dict[str, _Encoding] = {}
+        results: dict[str, Encoding] = {}
         self.sweep.charge_each(self._found.seconds, self._found.kernel)
         for group in classes.bases_first(sharing.groups(shares), ns):
             with self.sweep.timing(group):
@@ -260,8 +234,9 @@ class Snapshots:
             rebound = k is None or k.obj_id != id(ns[name])
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
                 k.shares, k.refs = res.shares, res.refs  # unchanged; what it reaches may not be
-                k.watch, k.took = (self._found.watch.get(name, k.watch),
-                                   self._found.seconds.get(name, k.took))  # fmt: skip
+                found = self._found
+                k.deps, k.watch = found.deps.get(name, k.deps), found.watch.get(name, k.watch)
+                k.took = found.seconds.get(name, k.took)
                 if res.state == "saved" and not (k.same and k.same.holds(ns[name])):
                     k.same = self._found.proven(ns[name], res.nbytes < self.sweep.bytes)
                 continue
@@ -274,6 +249,7 @@ class Snapshots:
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
                                   res.nbytes, res.shares, res.refs, res.detail, same,
                                   self._found.seconds.get(name, 0.0),
+                                  self._found.deps.get(name, frozenset()),
                                   self._found.watch.get(name, frozenset()))  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
@@ -285,12 +261,32 @@ class Snapshots:
         ``settled`` names are not walked (:class:`sharing.Settled`), nor, when every saved
         variable is re-checked, values holding a kernel object at once (a new widget)."""
         look = settled is not None and settled.kernel
-        self._found = sharing.Reached.of(ns, self.shell.user_ns, self.known, touched,
-                                         settled or frozenset(), look, vouch, self.sweep.clock,
-                                         settled and settled.proven)  # fmt: skip
-        return self._found.keys
+        found = self._found = sharing.Reached.of(
+            ns, self.shell.user_ns, self.known, touched, settled or frozenset(), look, vouch,
+            self.sweep.clock, settled and settled.proven)  # fmt: skip
+        known = self.known
 
-    def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding]:
+        def deps(name: str) -> Any:
+            got = found.deps.get(name)
+            return got if got is not None else known[name].deps if name in known else ()
+
+        # Payloads that would name each other in a circle are one (sharing.cycles); their
+        # names not walked yet are walked first, and each is tied to the others' objects,
+        # so the next cell touching one checks them all again (as shared objects do).
+        while circles := sharing.cycles(sharing.groups(found.keys), deps, ns):
+            more = {n for c in circles for n in c if n not in found.keys}
+            if not more:
+                break
+            found.merge(sharing.Reached.of(ns, self.shell.user_ns, known, more,
+                                           _Either(found.keys, settled or frozenset()), look,
+                                           vouch, self.sweep.clock))  # fmt: skip
+        for circle in circles:
+            tied = {id(ns[n]) for n in circle}
+            for name in circle:
+                found.keys[name] = {*found.keys[name], *tied}
+        return found.keys
+
+    def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, Encoding]:
         """Variables that share objects are saved in one payload, so identity survives;
         when one of them cannot be saved, the others are, together (else each apart)."""
         found, stopped = self._found, self.refusals.stopped_alone
@@ -307,9 +303,9 @@ class Snapshots:
         for name in group:
             if found.kernel.get(name):  # pickle would fail, and dill would walk the kernel
                 why = f"{sharing.HOLDS_KERNEL}{found.kernel[name]}: re-running its cell makes it"
-                out[name] = _Encoding("recompute", why)
+                out[name] = Encoding("recompute", why)
             elif name in found.unread:
-                out[name] = _Encoding("recompute", f"{_UNREAD}{found.unread[name]}")
+                out[name] = Encoding("recompute", f"{_UNREAD}{found.unread[name]}")
             else:
                 value = found.copy_of(ns[name])
                 out[name] = self._read(value, (value,), found.plain.get(name), (name,))
@@ -319,7 +315,7 @@ class Snapshots:
             out.update(self._together(saved, ns, shares) or {})
         return out
 
-    def _together(self, group: list[str], ns: dict, shares: dict) -> dict[str, _Encoding] | None:
+    def _together(self, group: list[str], ns: dict, shares: dict) -> dict[str, Encoding] | None:
         """``group`` saved as one payload (None when it cannot be)."""
         values = self._found.members(group, ns)  # (what a Same read: its copy)
         res = self._read(values, values, None, tuple(group))
@@ -331,56 +327,56 @@ class Snapshots:
                               shares=shares[name]) for i, name in enumerate(group)}  # fmt: skip
 
     def _read(self, value: Any, members: tuple, enc: codec.Encoded | None,
-              names: tuple[str, ...]) -> _Encoding:  # fmt: skip
+              names: tuple[str, ...]) -> Encoding:  # fmt: skip
         """:meth:`_encode`, or recompute when the notebook's code it runs raises (a
         ``__reduce__`` or a property): one value is lost, never the snapshot."""
         try:
             return self._encode(value, members, enc, names)
         except KeyboardInterrupt as exc:  # Ctrl-C: the work under way stops, not done again
-            self.refusals.stop(names, members, _Encoding("recompute", STOPPED), exc)
+            self.refusals.stop(names, members, Encoding("recompute", STOPPED), exc)
             raise
         except BaseException as exc:
-            return _Encoding("recompute", f"{_UNREAD}{describe(exc)}")
+            return Encoding("recompute", f"{_UNREAD}{describe(exc)}")
 
     def _encode(self, value: Any, members: tuple, enc: codec.Encoded | None = None,
-                names: tuple[str, ...] = ()) -> _Encoding:  # fmt: skip
+                names: tuple[str, ...] = ()) -> Encoding:  # fmt: skip
         """How ``value`` is recorded: saved (with its payload), module, file or recompute;
         ``enc``: its pickle when made already (plain data); ``names``: its variables."""
         if enc is None:
             got = self._pickle(value, members, names)
-            if isinstance(got, _Encoding):
+            if isinstance(got, Encoding):
                 return got
             enc = got
         nbytes = len(enc.stream) + sum(b.nbytes for b in enc.buffers)
         if nbytes > self.max_bytes:
-            return _Encoding("recompute", f"larger than the {self.max_bytes / 1e9:g} GB limit")
+            return Encoding("recompute", f"larger than the {self.max_bytes / 1e9:g} GB limit")
         chunks = [chunk_names(b) for b in enc.buffers]
         digest = xxhash.xxh3_128(enc.stream)
         for names in chunks:
             digest.update("".join(names).encode())
-        return _Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks, refs=enc.refs)
+        return Encoding("saved", None, digest.hexdigest(), nbytes, enc, chunks, refs=enc.refs)
 
     def _pickle(self, value: Any, members: tuple, names: tuple[str, ...] = ()
-                ) -> codec.Encoded | _Encoding:  # fmt: skip
+                ) -> codec.Encoded | Encoding:  # fmt: skip
         """``value``'s pickle, or how it is recorded instead (module, file, recompute)."""
         if issubclass(type(value), types.ModuleType):  # type(): a __class__ is user code
             name = getattr(value, "__name__", None)
             if type(name) is not str or sys.modules.get(name) is not value:
                 # ``types.ModuleType('json')`` made in a cell: importing json is no restore
-                return _Encoding("recompute", "a module not imported by its name")
-            return _Encoding("module", name)
+                return Encoding("recompute", "a module not imported by its name")
+            return Encoding("module", name)
         if openfiles.abc_file(type(value)):  # (io's ABC: a class only registered with it)
             mode = str(getattr(value, "mode", ""))
             where = f"{getattr(value, 'name', '?')}, mode {mode!r}"
             if value.closed:
-                return _Encoding("file", f"closed: {where}")
+                return Encoding("file", f"closed: {where}")
             writable = any(c in mode for c in "wax+")
-            return _Encoding("file" if writable else "recompute", where)
+            return Encoding("file" if writable else "recompute", where)
         if any(issubclass(type(m), enum.EnumMeta) and m.__module__ == "__main__" for m in members):
-            return _Encoding("recompute", "an Enum class is made again by its cell")
+            return Encoding("recompute", "an Enum class is made again by its cell")
         np = sys.modules.get("numpy")  # never getattr on any value: a Mock grows a child
         if np is not None and issubclass(type(value), np.ndarray) and value.nbytes > self.max_bytes:
-            return _Encoding("recompute", f"larger than the {self.max_bytes / 1e9:g} GB limit")
+            return Encoding("recompute", f"larger than the {self.max_bytes / 1e9:g} GB limit")
         ns, fresh = self.shell.user_ns, None
         if names and any(issubclass(type(m), _DEFINITIONS) for m in members):
             # Its print holds, or equals a new one (kept for next time): its pickle is the same.
@@ -388,20 +384,20 @@ class Snapshots:
                 fresh = Print(value, ns, members)
             if last is not None and (fresh is None or last[0] == fresh):
                 self._pickled[names] = (last[0] if fresh is None else fresh, last[1])
-                return replace(last[1]) if isinstance(last[1], _Encoding) else last[1]
+                return replace(last[1]) if isinstance(last[1], Encoding) else last[1]
         if (refused := self.refusals.get(names, members)) is not None:  # (refusals.py)
             return replace(refused)
         try:
-            got: codec.Encoded | _Encoding = codec.encode(value, ns, members)
+            got: codec.Encoded | Encoding = codec.encode(value, ns, members)
         except codec.Unserializable as exc:
-            got = _Encoding("recompute", str(exc))
+            got = Encoding("recompute", str(exc))
             if names and graph.kind(type(value)) == graph.SKIP:  # a library's
                 self.refusals.refuse(names, members, got)
         if fresh is not None and fresh.parts is not None and small(got):
             self._pickled[names] = (fresh, got)
         return got
 
-    def _store(self, res: _Encoding, rows: list) -> None:
+    def _store(self, res: Encoding, rows: list) -> None:
         """Write a saved value's chunks and queue its payload row (once per content)."""
         if res.value_id in self._stored_ids():
             return
@@ -443,6 +439,8 @@ class Snapshots:
             if journal is self.rt.journal:
                 self._stored |= written
         return self._stored
+
+    # -- settings -----------------------------------------------------------------
 
     def ignore(self, names: list[str], remove: bool = False) -> None:
         """Leave ``names`` out of snapshots (``remove``: take them back in)."""
@@ -551,13 +549,14 @@ class Snapshots:
                 # Loaded alone, a payload made objects nothing else holds (what it names is not
                 # in it): walked once a cell touches it. Not after re-run cells, nor in a group.
                 alone = not recompute and e.state == "saved" and e.item is None
-                shares = frozenset() if alone else sharing.restored(ns[name], ns)
+                walked = graph.Reach() if alone else sharing.restored(ns[name], ns)
                 refs = loader.refs.get(e.value_id, frozenset())  # (all watched till walked)
-                known = Known(id(ns[name]), e.state, e.value_id, e.item, e.cell_seq,
-                              e.nbytes or 0, shares, refs, e.detail, watch=refs)  # fmt: skip
-                self.known[name] = known
+                names = {*refs, *walked.deps}
+                self.known[name] = Known(id(ns[name]), e.state, e.value_id, e.item, e.cell_seq,
+                                         e.nbytes or 0, walked.keys, refs, e.detail,
+                                         deps=names, watch={*refs, *walked.watch})  # fmt: skip
                 if was_stopped(e.detail):  # made again by its cell: not saved till used
-                    stopped = _Encoding("recompute", STOPPED)
+                    stopped = Encoding("recompute", STOPPED)
                     self.refusals.refuse((name,), (ns[name],), stopped, stopped=True)
         # The journal's rows are not what the namespace holds now: the next save says all.
         self._rebase, self._named = True, {}
