@@ -135,9 +135,10 @@ class _ByName:
             except weak.Refused as exc:
                 raise Unserializable(str(exc)) from None
         if t is types.MethodType and names.head(obj.__func__) is not None:
-            # Its function itself, not ``getattr(self, name)``, which gives whatever the
-            # class holds by then (``S.d = f`` after ``bm = S().d``). dill's does the same.
-            return functions.method, (obj.__func__, obj.__self__)
+            # ``getattr(self, name)`` (pickle's) while that gives it; else its function (``S.d
+            # = f`` after ``bm = S().d``; the variable watches ``S``: saved again then).
+            if not functions.current(obj):
+                return functions.method, (obj.__func__, obj.__self__)
         module, name = names.of(obj)
         if t is names.CACHED and (module != "__main__" or name is None):  # (by name: below)
             if (held := names.CACHED.cache_info(obj).currsize) and not names.located(obj):
@@ -147,7 +148,9 @@ class _ByName:
             # by value (then so is what it holds: its methods, its nested classes).
             ns, members = self.ns, self.members
             head = name.partition(".")[0]
-            if ns is not None and not {id(obj), id(ns.get(head))} & members:
+            # (Itself a member, by its name still when its variable is another's, as
+            # ``H = C.Inner``: ``H is C.Inner`` after a restore.)
+            if ns is not None and id(ns.get(head)) not in members:
                 if self._bound(obj, name):
                     self.refs.add(head)
                     return _global, (name,)
@@ -222,7 +225,7 @@ class _Pickler(pickle.Pickler):
                 raise _ByValue
         if out is NotImplemented:  # (a class's part: a property, a dataclass's field...)
             out = classes.reduce_part(obj)
-            code = t is types.FunctionType or t is names.CACHED  # (never ordinary)
+            code = t in _CODE  # (never ordinary)
             if out is NotImplemented and not (code or issubclass(t, type)):
                 if (base := containers.base_of(t)) is None or base is t:  # (not a class's
                     _remember(t)  # type: ``type`` pickles notebook classes too)
@@ -231,6 +234,8 @@ class _Pickler(pickle.Pickler):
         return out
 
 
+#: Types whose reduce here depends on the object (a bound method's on its class's attribute).
+_CODE = frozenset({types.FunctionType, names.CACHED, types.MethodType})
 #: Types whose instances are neither files nor functions nor classes, nor subclasses of list,
 #: dict or set (C types that never gain an ``__iter__``): the pickler's override skips them.
 _ORDINARY: set[type] = set()

@@ -197,3 +197,31 @@ def method(fn: Any, owner: Any) -> types.MethodType:
     """A bound method of ``fn`` (what it was bound to, not what its class holds by then:
     ``codec``'s reduce)."""
     return types.MethodType(fn, owner)
+
+
+def current(m: types.MethodType) -> bool:
+    """Whether ``getattr(m.__self__, name)`` gives ``m`` again (pickle's own reduce of a
+    bound method: by name, so ``bm = C.cm`` stays ``C.cm``'s), read through dicts: no code
+    of the value runs. False when its class's attribute is another function by now."""
+    owner, fn = m.__self__, m.__func__
+    name = fn.__name__
+    if issubclass(type(owner), type):  # a class method, bound to its class
+        cls, wrapped = owner, True
+    else:
+        try:
+            own = object.__getattribute__(owner, "__dict__")
+        except AttributeError:
+            own = {}
+        if type(own) is not dict or name in own:
+            return False
+        cls, wrapped = type(owner), False
+    for c in containers.MRO(cls):
+        found = containers.CLASS_DICT(c).get(name, _ABSENT)
+        if found is not _ABSENT:
+            if wrapped:
+                return type(found) is classmethod and found.__func__ is fn
+            return found is fn
+    return False
+
+
+_ABSENT = object()

@@ -104,8 +104,12 @@ def reach(obj: Any, ns: dict[str, Any], typed: bool = False) -> Reach:
     seen = out.keys = {id(ns), id(sys.modules), id(vars(builtins))}
     # The empty tuple is one object everywhere and holds nothing: sharing it ties nothing.
     not_data, bases = {*seen, id(())}, set()  # bases: the memory arrays view
-    if names.head(obj) is not None:  # (a notebook function or class, read in C)
+    if (head := names.head(obj)) is not None:  # (a notebook function or class, read in C)
         bases.add(id(obj))  # a definition: one payload with its aliases (``A = C``)
+        held = ns.get(head)  # ``H = C.Inner``: saved as that name (codec), watched
+        if held is not None and held is not obj and not by_value(obj, ns):
+            out.deps.add(head)
+            out.watch.add(head)
     items, root, compress, pinned = [obj], True, itertools.compress, []
     while items:  # one level at a time, in C where it can be: graphs of 1M objects
         if len(items) <= SMALL:  # a widget's levels: the bulk passes cost ~15 µs each
@@ -365,13 +369,10 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
     copied = False
     if (head := names.head(o)) is not None:  # the notebook's function or class (read in C)
         out.refs.add(head)
-        # A function saved by value (no variable holds it by its name: a lambda, a method
-        # replaced) is data: the variables holding it are saved together, one copy. (Not a
-        # class: every variable holding an instance of a class whose cell ran again would
-        # be one payload; each payload has a copy of it.) Else a name in the payload: the
-        # variable it names is loaded first (``deps``: definitions naming each other are
-        # saved together, sharing.cycles); an attribute of it (``bm = S().d``,
-        # ``Outer.Inner``) is watched: ``S.d = f`` changes what the name gives.
+        # A function saved by value (a lambda, a method replaced) is data: one copy for all
+        # holding it (not a class: all instances of a re-run class would be one payload).
+        # Else a name in the payload: loaded first (``deps``, sharing.cycles); an attribute
+        # of it (``bm = S().d``, ``Outer.Inner``) watched: ``S.d = f`` changes what it gives.
         by_val = by_value(o, ns)
         copied = by_val and t is types.FunctionType
         holder = None if o is root or by_val else ns.get(head)
@@ -383,6 +384,12 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         _function(o, ns, nxt, out)
     elif t is types.MethodType:
         nxt.extend((o.__func__, o.__self__))
+        # Pickled as ``getattr(self, name)`` while that gives it (codec): its class watched.
+        owner = o.__self__
+        cls = owner if issubclass(type(owner), type) else type(owner)
+        if (h := names.head(cls)) is not None and not by_value(cls, ns) and h in ns:
+            out.deps.add(h)
+            out.watch.add(h)
     elif t is weakref.ReferenceType:  # saved with what it points at (weak.py)
         nxt.append(o())
     elif t is types.BuiltinFunctionType:  # ``push = rows.append`` mutates rows

@@ -115,7 +115,8 @@ def notebooks(draw) -> list[str]:
     for _ in range(draw(st.integers(2, 7))):
         kind = draw(st.sampled_from(["attr_class", "attr_self", "attr_other", "instance",
                                      "alias", "list", "rerun", "lambda", "default", "del",
-                                     "registry", "sub", "method", "patch"]))  # fmt: skip
+                                     "registry", "sub", "method", "patch",
+                                     "named"]))  # fmt: skip
         i, j = draw(st.sampled_from(defined)), draw(st.sampled_from(defined))
         v = vars_
         if kind == "attr_class":
@@ -149,6 +150,9 @@ def notebooks(draw) -> list[str]:
         elif kind == "method":  # a bound method, a function by its class's name
             cells.append(f"v{v} = C{i}().m\nv{v + 1} = [C{j}.m]")
             vars_ += 2
+        elif kind == "named":  # another name for a class's method
+            cells.append(f"v{v} = C{i}.m")
+            vars_ += 1
         elif kind == "patch":  # what ``C.m`` names changes
             cells.append(f"C{i}.m = lambda self: {v}")
         elif kind == "del" and vars_:
@@ -214,6 +218,13 @@ CASES = {
     "replaced by a function": [
         "class S:\n    def d(self):\n        return 1\nbm = S().d\nfs = [S.d]\n"
         "def patch():\n    S.d = lambda self: 2", "patch()"],
+    "a bound class method": [
+        "class C:\n    @classmethod\n    def cm(cls):\n        return 1\n"
+        "bm = C.cm\nbi = C().cm\nhandlers = {'k': C.cm}", "C.cm = classmethod(lambda cls: 2)"],
+    "names for another's class and method": [
+        "class C:\n    class Inner:\n        pass\n    def meth(self):\n        return 1\n"
+        "H = C.Inner\nx = H()\nm = C.meth",
+        "C.Inner = type('Inner', (), {})\nC.meth = lambda self: 2"],
     "a nested class replaced": [
         "class Outer:\n    class Inner:\n        pass\nx = Outer.Inner()\ny = [Outer.Inner]",
         "Outer.Inner = type('Inner', (), {})"],
@@ -252,4 +263,80 @@ def test_a_name_an_attribute_gives_is_watched_after_a_restore(shell):
         assert not Snapshots(shell, rt).restore().skipped
         rt.close()
     assert shell.user_ns["bm"]() == 1 and shell.user_ns["S"]().d() == 2
+    emptied(shell)
+
+
+def test_names_for_definitions_restore_as_those_definitions(shell):
+    """``bm = C.cm`` pickled by pickle's own reduce while ``C.cm`` gives it (helper-112 F3:
+    its function was copied), ``H = C.Inner`` and ``m = C.meth`` as the names they are
+    (F6: copies, so ``isinstance(H(), H)`` was False)."""
+    restored(shell, ["class C:\n    class Inner:\n        pass\n    def meth(self):\n"
+                     "        return 1\n    @classmethod\n    def cm(cls):\n        return 2\n"
+                     "bm = C.cm\nH = C.Inner\nm = C.meth\nx = H()"])  # fmt: skip
+    ns = shell.user_ns
+    assert ns["bm"].__func__ is vars(ns["C"])["cm"].__func__ and ns["bm"].__self__ is ns["C"]
+    assert ns["H"] is ns["C"].Inner and type(ns["x"]) is ns["H"] and ns["m"] is ns["C"].meth
+    emptied(shell)
+
+
+def test_a_circle_made_through_a_variable_the_cell_does_not_walk(shell):
+    """``A.fn = held[0]`` names neither ``f`` nor what it holds: ``f``, which names ``A``,
+    is walked once the two would name each other, and saved with ``A``."""
+    live, back = restored(shell, [C.format("A") + "def f(x=A):\n    return x\nheld = [f]",
+                                  "A.fn = held[0]"])  # fmt: skip
+    assert back == live
+    ns = shell.user_ns
+    assert ns["A"].fn is ns["f"] and ns["f"]() is ns["A"]
+    emptied(shell)
+
+
+def test_a_circle_restored_then_changed_on_one_side_is_saved_whole(shell):
+    """Restored from one payload, what each names is read by a walk: a later cell changing
+    ``A`` alone saves ``f`` with it again (else ``f``'s old payload held a copy of ``A``)."""
+    emptied(shell)
+    cells = [C.format("A") + "def f(x=A):\n    return x\nA.fn = f", "A.x = 1"]
+    with tempfile.TemporaryDirectory() as folder:
+        source = str(Path(folder) / "nb.ipynb")
+        for code in cells:
+            rt = Runtime(source)
+            snaps = Snapshots(shell, rt)
+            snaps.sweep.bytes, snaps.sweep.seconds = 0, math.inf  # the rule alone
+            if code is cells[1]:  # a new kernel: the namespace restored, then the change
+                emptied(shell)
+                assert not snaps.restore().skipped
+            rt.begin_cell(None, code)
+            assert shell.run_cell(code, store_history=False, silent=True).success
+            snaps.after_cell(code, True)
+            rt.end_cell("ok", None)
+            rt.close()
+        emptied(shell)
+        rt = Runtime(source)
+        assert not Snapshots(shell, rt).restore().skipped
+        rt.close()
+    ns = shell.user_ns
+    assert ns["A"].fn is ns["f"] and ns["f"]() is ns["A"] and ns["A"].x == 1
+    emptied(shell)
+
+
+def test_a_circle_through_a_name_not_walked_walks_it(shell):
+    """What each names is read from the last walk for a name not walked this cell: one in a
+    circle with one walked is walked then, and what it names now decides."""
+    emptied(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        rt = Runtime(str(Path(folder) / "nb.ipynb"))
+        snaps = Snapshots(shell, rt)
+        code = C.format("A") + "def f():\n    return 1"
+        rt.begin_cell(None, code)
+        assert shell.run_cell(code, store_history=False, silent=True).success
+        snaps.after_cell(code, True)
+        rt.end_cell("ok", None)
+        ns = shell.user_ns
+        # What ``f``'s last walk said it names (as a payload naming ``A`` by a part no walk
+        # keys would: none does, a function's parts are keyed, and a class's name walked).
+        snaps.known["f"].deps = frozenset({"A"})
+        ns["A"].fn = ns["f"]  # (outside a cell: only A is walked below)
+        shares = snaps._sharing(ns, {"A"}, None, False)
+        rt.close()
+    # Walked, ``f`` says what it names now: nothing, so no circle (and nothing tied).
+    assert "f" in shares and not shares["A"] & shares["f"]
     emptied(shell)
