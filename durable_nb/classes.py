@@ -366,32 +366,45 @@ def fill(cls: type, cells: tuple) -> type:
 
 def fill_later(cls: type, state: tuple) -> type:
     """Set the closure cells that hold ``cls`` (:func:`fill`) and its data, set once made;
-    then those of the classes made while it was (:meth:`_Cells.reduce`)."""
-    if type(state) is not tuple or len(state) not in (2, 3):
-        raise _damaged(cls.__name__)
-    _fill_data(cls, state[0], state[1])
-    moved_all = state[2] if len(state) == 3 else ()
-    for moved in moved_all if type(moved_all) is tuple else (None,):
-        if not (type(moved) is tuple and len(moved) == 3 and type(moved[0]) in METACLASSES
-                and moved[0].__flags__ & _HEAP_TYPE):  # fmt: skip
-            raise _damaged(cls.__name__)
-        _fill_data(*moved)
+    then those of the notebook classes made while it was (:meth:`_Cells.reduce`). All is
+    checked before anything is set: a damaged payload changes no class."""
+    name = getattr(cls, "__name__", "?") if type(cls) in METACLASSES else "?"
+    if type(cls) not in METACLASSES or type(state) is not tuple or len(state) not in (2, 3):
+        raise _damaged(name)
+    moved = state[2] if len(state) == 3 else ()
+    if type(moved) is not tuple:
+        raise _damaged(name)
+    parts = [(cls, state[0], state[1]), *moved]
+    for part in parts:
+        if not (type(part) is tuple and len(part) == 3 and _ours(part[0])
+                and _fills(*part)):  # fmt: skip
+            raise _damaged(name)
+    for made, cells, data in parts:
+        for key, value in data.items():
+            setattr(made, key, value)
+        fill(made, cells)
     return cls
 
 
-def _fill_data(cls: type, cells: Any, data: Any) -> None:
+def _ours(cls: Any) -> bool:
+    """A notebook class (made by a payload: a heap type of ``__main__``)."""
+    return (type(cls) in METACLASSES and bool(cls.__flags__ & _HEAP_TYPE)
+            and names.of(cls)[0] == "__main__")  # fmt: skip
+
+
+def _fills(cls: type, cells: Any, data: Any) -> bool:
+    """Whether ``cells`` and ``data`` are what :meth:`Building.reduce` gives a class."""
     if type(cells) is not tuple or type(data) is not dict:
-        raise _damaged(cls.__name__)
-    for name, value in data.items():
-        dunder = type(name) is str and name.startswith("__") and name.endswith("__")
-        if name == "__slots__" and type(value) in (tuple, list, str):
-            pass  # (set after its statement: an attribute)
-        elif type(name) is not str or dunder or not _later(value, f"{cls.__qualname__}."):
-            raise _damaged(cls.__name__)
-        setattr(cls, name, value)
+        return False
     if not all(type(c) is types.CellType for c in cells):
-        raise _damaged(cls.__name__)
-    fill(cls, cells)
+        return False
+    for name, value in data.items():
+        if name == "__slots__" and type(value) in (tuple, list, str):
+            continue  # (set after its statement: an attribute)
+        dunder = type(name) is str and name.startswith("__") and name.endswith("__")
+        if type(name) is not str or dunder or not _later(value, f"{cls.__qualname__}."):
+            return False
+    return True
 
 
 def bases_first(groups: list[list[str]], ns: dict[str, Any]) -> list[list[str]]:

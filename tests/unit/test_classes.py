@@ -457,3 +457,22 @@ def test_slots_set_after_the_statement_make_no_slots(main):
             obj.a = 1
         else:
             obj.x = 1
+
+
+def test_damaged_class_data_changes_no_class():
+    """helper-112 F5: data was set before the cells were checked, a moved class could be a
+    library's, and a payload's class that is none raised another error."""
+    import json
+
+    class B:
+        pass
+
+    with pytest.raises(TypeError, match="damaged"):
+        classes.fill_later(B, ((1,), {"reg": [1]}))
+    assert "reg" not in vars(B)
+    before = json.JSONEncoder.default
+    with pytest.raises(TypeError, match="damaged"):
+        classes.fill_later(B, ((), {}, ((json.JSONEncoder, (), {"default": len}),)))
+    assert json.JSONEncoder.default is before
+    with pytest.raises(TypeError, match="damaged"):
+        classes.fill_later(5, ((), {}))
