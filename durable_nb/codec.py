@@ -176,7 +176,7 @@ class _ByName:
     def _bound(self, obj: Any, name: str) -> bool:
         """Whether the notebook global ``name`` names ``obj`` (not by IPython's names:
         ``_``, which ``@f.register def _`` binds, is never saved)."""
-        return self.ns is not None and not graph.by_value(obj, self.ns, name)
+        return self.ns is not None and not names.by_value(obj, self.ns, name)
 
 
 def _global(name: str) -> Any:
@@ -407,9 +407,8 @@ def encode_plain(obj: Any, ns: dict[str, Any], memo: bool = True) -> Encoded | N
     reached.deps = set(enc.refs)  # (by name: the plain pickler's, or it raised)
     for cls in classes:
         graph.class_names(cls, ns, reached)
-        if "." in (names.of(cls)[1] or ""):  # ``Outer.Inner``: watched, as the walk does
-            reached.watch.add(names.head(cls) or "")
-    reached.watch.discard("")
+        if "." in (name := names.of(cls)[1] or ""):  # ``Outer.Inner``: watched, as a walk
+            reached.watch[name] = id(cls)
     return enc
 
 

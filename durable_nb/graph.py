@@ -32,6 +32,7 @@ from typing import Any
 from . import names, views
 from .cells import IPYTHON_NAMES
 from .instances import ABSENT, ANNOTATION_PARTS, SENTINEL_TYPES, own_state, walked_by_dict
+from .names import bound_to, by_value
 from .openfiles import file_type
 
 SKIP, WALK, SPECIAL = 0, 1, 2
@@ -91,7 +92,7 @@ class Reach:
     #: of those, the variables it names (saved by name: loaded first), and the variables
     #: whose attribute it names (``S`` for ``S.d``): when one changes, what the name gives may
     deps: set[str] = field(default_factory=set)
-    watch: set[str] = field(default_factory=set)
+    watch: dict[str, int | None] = field(default_factory=dict)  # the name -> what it gave
     types: set[type] | None = field(default=None, compare=False)
 
 
@@ -109,7 +110,7 @@ def reach(obj: Any, ns: dict[str, Any], typed: bool = False) -> Reach:
         held = ns.get(head)  # ``H = C.Inner``: saved as that name (codec), watched
         if held is not None and held is not obj and not by_value(obj, ns):
             out.deps.add(head)
-            out.watch.add(head)
+            out.watch[names.of(obj)[1] or head] = id(obj)
     items, root, compress, pinned = [obj], True, itertools.compress, []
     while items:  # one level at a time, in C where it can be: graphs of 1M objects
         if len(items) <= SMALL:  # a widget's levels: the bulk passes cost ~15 µs each
@@ -379,7 +380,7 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         if holder is not None and head != names.head(root):  # (not its own methods)
             out.deps.add(head)
             if o is not holder:
-                out.watch.add(head)
+                out.watch[names.of(o)[1] or head] = id(o)
     if t is types.FunctionType:
         _function(o, ns, nxt, out)
     elif t is types.MethodType:
@@ -389,7 +390,7 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         cls = owner if issubclass(type(owner), type) else type(owner)
         if (h := names.head(cls)) is not None and not by_value(cls, ns) and h in ns:
             out.deps.add(h)
-            out.watch.add(h)
+            out.watch[f"{names.of(cls)[1]}.{o.__func__.__name__}"] = id(o.__func__)
     elif t is weakref.ReferenceType:  # saved with what it points at (weak.py)
         nxt.append(o())
     elif t is types.BuiltinFunctionType:  # ``push = rows.append`` mutates rows
@@ -422,13 +423,6 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
             nxt.extend(o.ravel(order="K").tolist())
         return True
     return copied
-
-
-def by_value(o: Any, ns: dict, name: str | None = None) -> bool:
-    """Whether the notebook's function or class ``o`` (of qualified name ``name``, else read)
-    is saved by value: no variable holds it by its name (IPython's are never saved)."""
-    name = (names.of(o)[1] or "") if name is None else name
-    return bool(IPYTHON_NAMES.match(name.partition(".")[0])) or bound_to(o, ns, name) is None
 
 
 def class_names(o: type, ns: dict, out: Reach) -> None:
@@ -477,20 +471,6 @@ def _nested(cls: type, root: Any) -> bool:
     """Whether ``cls`` is a class nested in the class ``root`` (``Outer.Node`` in ``Outer``)."""
     return (issubclass(type(root), type) and cls.__module__ == root.__module__
             and cls.__qualname__.startswith(root.__qualname__ + "."))  # fmt: skip
-
-
-def bound_to(cls: Any, ns: dict, name: str | None = None) -> str | None:
-    """The variable bound to ``cls`` (``Node``), or to the class it is nested in
-    (``Outer`` for ``Outer.Node``), by its qualified name (``name``, else read); None if
-    none is. A class's own namespace only, not what it inherits (``class A(A)``: the old
-    ``A.hi`` is no part of the new ``A``)."""
-    head, *rest = ((names.of(cls)[1] or "") if name is None else name).split(".")
-    obj = ns.get(head) if head else None
-    for part in rest:
-        obj = vars(obj).get(part) if issubclass(type(obj), type) else None
-        if type(obj) is staticmethod:  # ``H.helper``: the function itself, as getattr gives
-            obj = obj.__func__
-    return head if obj is cls else None
 
 
 def _kernel_held(obj: Any, ns: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ class Known:
     #: the variables its value names (saved by name: loaded first; graph.Reach.deps), and
     #: those whose attribute it names (``S`` for ``S.d``): it is checked with them
     deps: frozenset[str] | set[str] = frozenset()
-    watch: frozenset[str] | set[str] = frozenset()
+    watch: dict[str, int | None] = field(default_factory=dict)  # the name -> what it gave
 
 
 @dataclass

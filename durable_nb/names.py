@@ -5,6 +5,10 @@ running the notebook's code.
 notebook's code when a name is a ``str`` subclass (its ``__eq__``, its ``partition``) or a
 metaclass's property: saving must not. Names are read here through C slots and dicts, and
 a ``str`` subclass is copied to an exact string in C.
+
+And what a notebook name finds: the variable a definition is bound to (:func:`bound_to`;
+else it is saved by value, :func:`by_value`), and what a dotted name gives now
+(:func:`gives`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import functools
 import sys
 import types
 from typing import Any
+
+from .cells import IPYTHON_NAMES
+from .containers import CLASS_DICT, MRO
 
 #: The type of ``functools.lru_cache``'s wrapper (``cache`` too): its names are in its dict.
 CACHED = type(functools.lru_cache(lambda: None))
@@ -78,3 +85,38 @@ def head(obj: Any) -> str | None:
     ``Outer.Inner``), else None."""
     module, name = of(obj)
     return name.partition(".")[0] if module == "__main__" and name is not None else None
+
+
+def bound_to(cls: Any, ns: dict, name: str | None = None) -> str | None:
+    """The variable bound to ``cls`` (``Node``), or to the class it is nested in
+    (``Outer`` for ``Outer.Node``), by its qualified name (``name``, else read); None if
+    none is. A class's own namespace only, not what it inherits (``class A(A)``: the old
+    ``A.hi`` is no part of the new ``A``)."""
+    head, *rest = ((of(cls)[1] or "") if name is None else name).split(".")
+    obj = ns.get(head) if head else None
+    for part in rest:
+        obj = vars(obj).get(part) if issubclass(type(obj), type) else None
+        if type(obj) is staticmethod:  # ``H.helper``: the function itself, as getattr gives
+            obj = obj.__func__
+    return head if obj is cls else None
+
+
+def by_value(o: Any, ns: dict, name: str | None = None) -> bool:
+    """Whether the notebook's function or class ``o`` (of qualified name ``name``, else read)
+    is saved by value: no variable holds it by its name (IPython's are never saved)."""
+    name = (of(o)[1] or "") if name is None else name
+    return bool(IPYTHON_NAMES.match(name.partition(".")[0])) or bound_to(o, ns, name) is None
+
+
+def gives(name: str, ns: dict) -> Any:
+    """What the dotted ``name`` gives now: a notebook global, then attributes of classes
+    along their MRO (a static or class method's function), read through dicts."""
+    head, *rest = name.split(".")
+    obj = ns.get(head)
+    for part in rest:
+        if not issubclass(type(obj), type):
+            return None
+        obj = next((d[part] for c in MRO(obj) if part in (d := CLASS_DICT(c))), None)
+        if type(obj) in (staticmethod, classmethod):
+            obj = obj.__func__
+    return obj

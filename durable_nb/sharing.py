@@ -12,7 +12,7 @@ from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import codec, graph
+from . import codec, graph, names
 from .cells import GLOBALS_BY_NAME
 from .errors import describe
 from .unchanged import Same, by_name
@@ -45,7 +45,7 @@ class Reached:
     #: name -> the variables its value names (``graph.Reach.deps``), and those whose
     #: attributes it names (``graph.Reach.watch``)
     deps: dict[str, set[str]] = field(default_factory=dict)
-    watch: dict[str, set[str]] = field(default_factory=dict)
+    watch: dict[str, dict[str, int | None]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, ns: dict[str, Any], user_ns: dict[str, Any], known: Mapping[str, Any],
@@ -68,10 +68,13 @@ class Reached:
         """
         out = cls()
         work: deque[str] = deque(sorted(touched))
-        watchers: dict[str, list[str]] = {}  # a variable -> those watching it, checked with it
+        # A variable -> the names of its attributes others' payloads hold, what each gave
+        # then, and those others: checked when one gives another object now.
+        watchers: dict[str, dict[tuple[str, int | None], list[str]]] = {}
         for other, k in known.items():
-            for head in k.watch:
-                watchers.setdefault(head, []).append(other)
+            for dotted, was in k.watch.items():
+                head = dotted.partition(".")[0]
+                watchers.setdefault(head, {}).setdefault((dotted, was), []).append(other)
         while work:
             name = work.popleft()
             if name in out.keys or name not in ns or name in settled:
@@ -97,10 +100,10 @@ class Reached:
             if reached.names & ANY_NAME:  # code it holds may change any variable
                 work.extend(sorted(n for n in ns if n not in out.keys))
             out._add(name, reached, work, known)
-            for other in watchers.get(name, ()):
-                if other not in out.keys:
-                    work.append(other)
-                    out.tied.add(other)
+            for (dotted, was), others in watchers.get(name, {}).items():
+                if was is None or id(names.gives(dotted, ns)) != was:
+                    work.extend(o for o in others if o not in out.keys)
+                    out.tied.update(others)
         return out
 
     def _encode(self, name: str, value: Any, user_ns: dict[str, Any],

@@ -250,7 +250,7 @@ class Snapshots:
                                   res.nbytes, res.shares, res.refs, res.detail, same,
                                   self._found.seconds.get(name, 0.0),
                                   self._found.deps.get(name, frozenset()),
-                                  self._found.watch.get(name, frozenset()))  # fmt: skip
+                                  self._found.watch.get(name, {}))  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
         self._found.plain, self._found.copies = {}, {}  # no pickle or item kept past the cell
@@ -551,10 +551,10 @@ class Snapshots:
                 alone = not recompute and e.state == "saved" and e.item is None
                 walked = graph.Reach() if alone else sharing.restored(ns[name], ns)
                 refs = loader.refs.get(e.value_id, frozenset())  # (all watched till walked)
-                names = {*refs, *walked.deps}
+                names, watch = {*refs, *walked.deps}, {**dict.fromkeys(refs), **walked.watch}
                 self.known[name] = Known(id(ns[name]), e.state, e.value_id, e.item, e.cell_seq,
                                          e.nbytes or 0, walked.keys, refs, e.detail,
-                                         deps=names, watch={*refs, *walked.watch})  # fmt: skip
+                                         deps=names, watch=watch)  # fmt: skip
                 if was_stopped(e.detail):  # made again by its cell: not saved till used
                     stopped = Encoding("recompute", STOPPED)
                     self.refusals.refuse((name,), (ns[name],), stopped, stopped=True)
