@@ -239,11 +239,11 @@ def test_definitions_referring_to_each_other_restore(shell, case, sweep):
     emptied(shell)
 
 
-def test_a_name_an_attribute_gives_is_watched_after_a_restore(shell):
-    """Restored, a payload's names are all watched until its next walk: ``S.d = f`` in the
-    next kernel saves ``bm`` again (else its payload named what ``S.d`` gives by then)."""
+def in_two_kernels(shell, cells: list[str]) -> None:
+    """The first cell journaled; then, as a new kernel does, the namespace restored and the
+    second cell run; then the journal restored into an emptied namespace (the rule alone
+    deciding what is saved: no sweep)."""
     emptied(shell)
-    cells = ["class S:\n    def d(self):\n        return 1\nbm = S().d", "S.d = lambda self: 2"]
     with tempfile.TemporaryDirectory() as folder:
         source = str(Path(folder) / "nb.ipynb")
         for code in cells:
@@ -262,6 +262,13 @@ def test_a_name_an_attribute_gives_is_watched_after_a_restore(shell):
         rt = Runtime(source)
         assert not Snapshots(shell, rt).restore().skipped
         rt.close()
+
+
+def test_a_name_an_attribute_gives_is_watched_after_a_restore(shell):
+    """Restored, a payload's names are all watched until its next walk: ``S.d = f`` in the
+    next kernel saves ``bm`` again (else its payload named what ``S.d`` gives by then)."""
+    cells = ["class S:\n    def d(self):\n        return 1\nbm = S().d", "S.d = lambda self: 2"]
+    in_two_kernels(shell, cells)
     assert shell.user_ns["bm"]() == 1 and shell.user_ns["S"]().d() == 2
     emptied(shell)
 
@@ -293,26 +300,8 @@ def test_a_circle_made_through_a_variable_the_cell_does_not_walk(shell):
 def test_a_circle_restored_then_changed_on_one_side_is_saved_whole(shell):
     """Restored from one payload, what each names is read by a walk: a later cell changing
     ``A`` alone saves ``f`` with it again (else ``f``'s old payload held a copy of ``A``)."""
-    emptied(shell)
     cells = [C.format("A") + "def f(x=A):\n    return x\nA.fn = f", "A.x = 1"]
-    with tempfile.TemporaryDirectory() as folder:
-        source = str(Path(folder) / "nb.ipynb")
-        for code in cells:
-            rt = Runtime(source)
-            snaps = Snapshots(shell, rt)
-            snaps.sweep.bytes, snaps.sweep.seconds = 0, math.inf  # the rule alone
-            if code is cells[1]:  # a new kernel: the namespace restored, then the change
-                emptied(shell)
-                assert not snaps.restore().skipped
-            rt.begin_cell(None, code)
-            assert shell.run_cell(code, store_history=False, silent=True).success
-            snaps.after_cell(code, True)
-            rt.end_cell("ok", None)
-            rt.close()
-        emptied(shell)
-        rt = Runtime(source)
-        assert not Snapshots(shell, rt).restore().skipped
-        rt.close()
+    in_two_kernels(shell, cells)
     ns = shell.user_ns
     assert ns["A"].fn is ns["f"] and ns["f"]() is ns["A"] and ns["A"].x == 1
     emptied(shell)
