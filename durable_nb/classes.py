@@ -254,6 +254,8 @@ class Building:
             dunder = name.startswith("__") and name.endswith("__")
             if not dunder and name not in abstract and _later(value, own):
                 later[name] = ns.pop(name)
+        if type(ns.get("__annotations__")) is dict:  # (what they name may name the class)
+            later["__annotations__"] = ns.pop("__annotations__")
         return func, (*args[:-1], ns), _Cells(self, cls, cells, later), None, None, fill_later
 
     def defer(self, c: types.CellType, contents: Any) -> bool:
@@ -268,6 +270,11 @@ class Building:
 #: Class attributes set on the class once made (:meth:`Building.reduce`): plain data only,
 #: which nothing making a class reads (type(), ``__set_name__``, abstract methods).
 _LATER = (dict, list, set)
+
+
+#: The dunders a class's state may set (:meth:`Building.reduce`), and their types.
+_LATER_DUNDERS = {("__slots__", tuple), ("__slots__", list), ("__slots__", str),
+                  ("__annotations__", dict)}  # fmt: skip
 
 
 def _later(value: Any, own: str = "") -> bool:
@@ -399,8 +406,8 @@ def _fills(cls: type, cells: Any, data: Any) -> bool:
     if not all(type(c) is types.CellType for c in cells):
         return False
     for name, value in data.items():
-        if name == "__slots__" and type(value) in (tuple, list, str):
-            continue  # (set after its statement: an attribute)
+        if (name, type(value)) in _LATER_DUNDERS:
+            continue  # (``__slots__`` set after its statement: an attribute; annotations)
         dunder = type(name) is str and name.startswith("__") and name.endswith("__")
         if type(name) is not str or dunder or not _later(value, f"{cls.__qualname__}."):
             return False

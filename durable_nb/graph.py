@@ -29,8 +29,9 @@ from operator import attrgetter, is_, not_
 from sys import getrefcount
 from typing import Any
 
-from . import names, views
+from . import functions, names, views
 from .cells import IPYTHON_NAMES
+from .containers import CLASS_DICT, MRO
 from .instances import ABSENT, ANNOTATION_PARTS, SENTINEL_TYPES, own_state, walked_by_dict
 from .names import bound_to, by_value
 from .openfiles import file_type
@@ -362,21 +363,17 @@ def _classify(t: type) -> int:
 def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]) -> bool:
     """Objects the generic walk would follow too far (into the kernel) or not far enough.
 
-    Returns whether ``o`` is data (an array, a function saved by value), as opposed to
-    code, a class or a module.
+    Returns whether ``o`` is data (an array), as opposed to code, a class or a module.
     Types by ``type()``: ``isinstance`` reads ``__class__``, the notebook's code in a proxy.
     """
     t = type(o)
-    copied = False
     if (head := names.head(o)) is not None:  # the notebook's function or class (read in C)
         out.refs.add(head)
-        # A function saved by value (a lambda, a method replaced) is data: one copy for all
-        # holding it (not a class: all instances of a re-run class would be one payload).
-        # Else a name in the payload: loaded first (``deps``, sharing.cycles); an attribute
-        # of it (``bm = S().d``, ``Outer.Inner``) watched: ``S.d = f`` changes what it gives.
-        by_val = by_value(o, ns)
-        copied = by_val and t is types.FunctionType
-        holder = None if o is root or by_val else ns.get(head)
+        # Saved by value (a lambda, a class whose cell ran again): a copy in each payload
+        # (keyed, a lambda two big values hold made them one payload: helper-113). Else a
+        # name in the payload: loaded first (``deps``, sharing.cycles); an attribute of it
+        # (``bm = S().d``, ``Outer.Inner``) watched: ``S.d = f`` changes what it gives.
+        holder = None if o is root or by_value(o, ns) else ns.get(head)
         if holder is not None and head != names.head(root):  # (not its own methods)
             out.deps.add(head)
             if o is not holder:
@@ -385,12 +382,17 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         _function(o, ns, nxt, out)
     elif t is types.MethodType:
         nxt.extend((o.__func__, o.__self__))
-        # Pickled as ``getattr(self, name)`` while that gives it (codec): its class watched.
-        owner = o.__self__
-        cls = owner if issubclass(type(owner), type) else type(owner)
-        if (h := names.head(cls)) is not None and not by_value(cls, ns) and h in ns:
-            out.deps.add(h)
-            out.watch[f"{names.of(cls)[1]}.{o.__func__.__name__}"] = id(o.__func__)
+        # Pickled as ``getattr(self, name)`` while that gives it (codec): the classes it is
+        # looked up in watched, to the one holding it (``T.cm``, inherited from ``S``).
+        owner, name = o.__self__, o.__func__.__name__
+        for c in MRO(owner if issubclass(type(owner), type) else type(owner)):
+            if not functions.current(o):
+                break
+            if (h := names.head(c)) is not None and h in ns and not by_value(c, ns):
+                out.deps.add(h)
+                out.watch[f"{names.of(c)[1]}.{name}"] = id(o.__func__)
+            if name in CLASS_DICT(c):
+                break
     elif t is weakref.ReferenceType:  # saved with what it points at (weak.py)
         nxt.append(o())
     elif t is types.BuiltinFunctionType:  # ``push = rows.append`` mutates rows
@@ -422,7 +424,7 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         if o.dtype.hasobject:
             nxt.extend(o.ravel(order="K").tolist())
         return True
-    return copied
+    return False
 
 
 def class_names(o: type, ns: dict, out: Reach) -> None:

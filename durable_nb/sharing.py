@@ -213,6 +213,42 @@ def widget_walks(ns: dict[str, Any], names: set[str], each: float) -> float:
     return count * each
 
 
+def tie(found: Reached, known: Mapping[str, Any], refs: Mapping[str, Iterable[str]],
+        ns: dict[str, Any], tie: bool = True) -> set[str]:  # fmt: skip
+    """Tie the names of each circle (:func:`cycles`) among the groups ``found`` walked, by
+    what each names (its walk's and its payload's, ``refs``; else the journal's, ``known``):
+    each gets the others' value ids in its keys, so they are one payload, and the next cell
+    touching one checks them all, as shared objects. Returns the names tied (``tie=False``:
+    of the circles, all the names)."""
+
+    def deps(name: str) -> Any:
+        got = found.deps.get(name)
+        got = got if got is not None else known[name].deps if name in known else ()
+        return {*got, *refs[name]} if name in refs else got
+
+    circles = cycles(groups(found.keys), deps, ns)
+    if not tie:
+        return {n for c in circles for n in c}
+    out: set[str] = set()
+    for circle in circles:
+        if circle <= found.keys.keys():  # (one not walked cannot be saved with them now)
+            ids = {id(ns[n]) for n in circle}
+            for name in circle:
+                found.keys[name] = {*found.keys[name], *ids}
+            out |= circle
+    return out
+
+
+class Either:
+    """Names in either of two containers."""
+
+    def __init__(self, one: Container[str], other: Container[str]) -> None:
+        self.one, self.other = one, other
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.one or name in self.other
+
+
 def restored(value: Any, ns: dict[str, Any]) -> graph.Reach:
     """What a restored value may share with others, and the variables it names (none when
     its code raised meanwhile: the next cell naming it walks it again)."""

@@ -77,16 +77,6 @@ _UNREAD = "could not be read, the notebook's code raised "
 _DEFINITIONS = (types.FunctionType, type, types.BuiltinFunctionType)
 
 
-class _Either:
-    """Names in either of two containers."""
-
-    def __init__(self, one: Any, other: Any) -> None:
-        self.one, self.other = one, other
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.one or name in self.other
-
-
 class Snapshots:
     """Records the user namespace after each successful cell and restores it."""
 
@@ -222,9 +212,17 @@ class Snapshots:
         shares = self._sharing(ns, touched, settled, vouch)
         results: dict[str, Encoding] = {}
         self.sweep.charge_each(self._found.seconds, self._found.kernel)
-        for group in classes.bases_first(sharing.groups(shares), ns):
-            with self.sweep.timing(group):
-                results.update(self._encode_group(group, ns, shares))
+        again: set[str] | None = None  # (all, the first time)
+        for _ in range(3):  # (a circle whose group cannot be one payload stays apart)
+            for group in classes.bases_first(sharing.groups(shares), ns):
+                if again is None or again & set(group):
+                    with self.sweep.timing(group):
+                        results.update(self._encode_group(group, ns, shares))
+            # What the pickles name besides what the walk saw (an annotation, a class saved
+            # by value's data): payloads naming each other so are one too, pickled again.
+            refs = {n: r.refs for n, r in results.items()}
+            if not (again := sharing.tie(self._found, self.known, refs, ns)):
+                break
         for name, res in sorted(results.items()):
             if res.state in ("saved", "module") and by_name(ns[name]):
                 self._named[name] = ns[name]
@@ -235,7 +233,8 @@ class Snapshots:
             if not rebound and (k.value_id, k.item) == (res.value_id, res.item):
                 k.shares, k.refs = res.shares, res.refs  # unchanged; what it reaches may not be
                 found = self._found
-                k.deps, k.watch = found.deps.get(name, k.deps), found.watch.get(name, k.watch)
+                k.deps = {*found.deps.get(name, k.deps), *res.refs}
+                k.watch = found.watch.get(name, k.watch)
                 k.took = found.seconds.get(name, k.took)
                 if res.state == "saved" and not (k.same and k.same.holds(ns[name])):
                     k.same = self._found.proven(ns[name], res.nbytes < self.sweep.bytes)
@@ -249,7 +248,7 @@ class Snapshots:
             changes[name] = Known(id(ns[name]), res.state, res.value_id, res.item, cell_seq,
                                   res.nbytes, res.shares, res.refs, res.detail, same,
                                   self._found.seconds.get(name, 0.0),
-                                  self._found.deps.get(name, frozenset()),
+                                  {*self._found.deps.get(name, ()), *res.refs},
                                   self._found.watch.get(name, {}))  # fmt: skip
             rows.append(VariableRow(f"{seq}:{name}", seq, name, res.state, res.value_id,
                                     res.item, cell_seq, res.nbytes, res.detail))  # fmt: skip
@@ -264,26 +263,17 @@ class Snapshots:
         found = self._found = sharing.Reached.of(
             ns, self.shell.user_ns, self.known, touched, settled or frozenset(), look, vouch,
             self.sweep.clock, settled and settled.proven)  # fmt: skip
-        known = self.known
-
-        def deps(name: str) -> Any:
-            got = found.deps.get(name)
-            return got if got is not None else known[name].deps if name in known else ()
-
         # Payloads that would name each other in a circle are one (sharing.cycles); their
         # names not walked yet are walked first, and each is tied to the others' objects,
         # so the next cell touching one checks them all again (as shared objects do).
-        while circles := sharing.cycles(sharing.groups(found.keys), deps, ns):
-            more = {n for c in circles for n in c if n not in found.keys}
-            if not more:
+        while more := sharing.tie(found, self.known, {}, ns, tie=False) - found.keys.keys():
+            walked = sharing.Reached.of(ns, self.shell.user_ns, self.known, more,
+                                        sharing.Either(found.keys, settled or frozenset()),
+                                        look, vouch, self.sweep.clock)  # fmt: skip
+            found.merge(walked)
+            if not walked.keys:  # (none could be walked: settled)
                 break
-            found.merge(sharing.Reached.of(ns, self.shell.user_ns, known, more,
-                                           _Either(found.keys, settled or frozenset()), look,
-                                           vouch, self.sweep.clock))  # fmt: skip
-        for circle in circles:
-            tied = {id(ns[n]) for n in circle}
-            for name in circle:
-                found.keys[name] = {*found.keys[name], *tied}
+        sharing.tie(found, self.known, {}, ns)
         return found.keys
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, Encoding]:

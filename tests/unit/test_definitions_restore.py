@@ -56,6 +56,7 @@ def describe(ns: dict, names: list[str]) -> list:
         found = ns.get(head)
         for part in rest:
             found = vars(found).get(part) if isinstance(found, type) else None
+            found = getattr(found, "__func__", found)  # (a static or class method's)
         return found is o
 
     def d(o):
@@ -66,12 +67,15 @@ def describe(ns: dict, names: list[str]) -> list:
             return o.__qualname__  # object, a library's
         if id(o) in index:
             return f"@{index[id(o)]}"
-        # An old class no name holds (its cell ran again) is copied into each payload holding
-        # it: told by what it is, not which object (a limit the docs say).
+        # A class or function no name holds (its cell ran again, a lambda, a method replaced)
+        # is copied into each payload holding it: told by what it is, not which object (a
+        # limit the docs say).
         if t is type and not named(o):  # (its attributes' kinds, numbers and text)
             own = sorted((k, v) for k, v in vars(o).items() if not k.startswith("__"))
             return ("old", o.__qualname__, [(k, repr(v) if type(v) in (int, str) else
                                              type(v).__name__) for k, v in own])  # fmt: skip
+        if t is types.FunctionType and not named(o):
+            return ("copied", o.__qualname__, o.__code__.co_consts)
         index[id(o)] = me = len(index)
         keep.append(o)
         if t in (list, tuple):
@@ -211,6 +215,14 @@ CASES = {
     "a function taking a subclass, the base run again": [
         C.format("C0"), "class C1(C0):\n    pass\n",
         "def g0(x=C1):\n    return x.__name__\nC0.fn = g0", C.format("C0")],
+    "a circle through an old class's data": [
+        C.format("C0") + C.format("C1"), "def g0(x=C0):\n    return x.__name__\nC1.fn = g0",
+        "C0.other = C1", C.format("C1")],
+    "a circle through annotations": [
+        "class A:\n    pass\nclass B:\n    ref: A\n", "A.__annotations__['ref'] = B"],
+    "an inherited class method replaced in its base": [
+        "class S:\n    @classmethod\n    def cm(cls):\n        return 1\nclass T(S):\n    pass\n"
+        "bm = T.cm", "S.cm = classmethod(lambda cls: 2)"],  # (helper-113 F3)
     # What a name gives changes with its holder (helper-111 F4: ``getattr(self, 'd')``).
     "a bound method, its method replaced": [
         "class S:\n    def d(self):\n        return 1\nbm = S().d\nfs = [S.d]",
@@ -328,4 +340,26 @@ def test_a_circle_through_a_name_not_walked_walks_it(shell):
         rt.close()
     # Walked, ``f`` says what it names now: nothing, so no circle (and nothing tied).
     assert "f" in shares and not shares["A"] & shares["f"]
+    emptied(shell)
+
+
+def test_a_watch_ends_once_its_value_no_longer_names_what_it_watched(shell):
+    """A bound method saved by its function (its class holds another by now) watches
+    nothing: helper-113 F1, every later cell touching ``S`` walked all the callbacks."""
+    emptied(shell)
+    with tempfile.TemporaryDirectory() as folder:
+        rt = Runtime(str(Path(folder) / "nb.ipynb"))
+        snaps = Snapshots(shell, rt)
+        snaps.sweep.bytes, snaps.sweep.seconds = 0, math.inf  # the rule alone
+        for code in ["class S:\n    def d(self):\n        return 1\n"
+                     "objs = [S() for _ in range(3)]\ncb0, cb1, cb2 = (o.d for o in objs)",
+                     "S.d = lambda self: 2", "S.count = 1"]:  # fmt: skip
+            rt.begin_cell(None, code)
+            assert shell.run_cell(code, store_history=False, silent=True).success
+            snaps.after_cell(code, True)
+            rt.end_cell("ok", None)
+            walked = set(snaps._found.keys)
+        rt.close()
+    assert not walked & {"cb0", "cb1", "cb2"}, walked
+    assert not any(snaps.known[n].watch for n in ("cb0", "cb1", "cb2"))
     emptied(shell)
