@@ -107,7 +107,6 @@ def reach(obj: Any, ns: dict[str, Any], typed: bool = False) -> Reach:
     # The empty tuple is one object everywhere and holds nothing: sharing it ties nothing.
     not_data, bases = {*seen, id(())}, set()  # bases: the memory arrays view
     if (head := names.head(obj)) is not None:  # (a notebook function or class, read in C)
-        bases.add(id(obj))  # a definition: one payload with its aliases (``A = C``)
         held = ns.get(head)  # ``H = C.Inner``: saved as that name (codec), watched
         if held is not None and held is not obj and not by_value(obj, ns):
             out.deps.add(head)

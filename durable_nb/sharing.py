@@ -75,6 +75,8 @@ class Reached:
             for dotted, was in k.watch.items():
                 head = dotted.partition(".")[0]
                 watchers.setdefault(head, {}).setdefault((dotted, was), []).append(other)
+        by_id: dict[int, list[str]] | None = None  # (made at the first definition)
+        defs: dict[int, list[str]] = {}  # a definition's id -> its names walked
         while work:
             name = work.popleft()
             if name in out.keys or name not in ns or name in settled:
@@ -100,10 +102,21 @@ class Reached:
             if reached.names & ANY_NAME:  # code it holds may change any variable
                 work.extend(sorted(n for n in ns if n not in out.keys))
             out._add(name, reached, work, known)
+            if names.head(ns[name]) is not None:  # a definition: its other names (``A = C``)
+                if by_id is None:
+                    by_id = {}
+                    for other, k in known.items():
+                        by_id.setdefault(k.obj_id, []).append(other)
+                defs.setdefault(id(ns[name]), []).append(name)
+                work.extend(by_id.get(id(ns[name]), ()))
             for (dotted, was), others in watchers.get(name, {}).items():
                 if was is None or id(names.gives(dotted, ns)) != was:
                     work.extend(o for o in others if o not in out.keys)
                     out.tied.update(others)
+        for names_ in defs.values():  # one payload, and checked together from now on
+            if len(names_) > 1:
+                for name in names_:
+                    out.keys[name] = {*out.keys[name], id(ns[name])}
         return out
 
     def _encode(self, name: str, value: Any, user_ns: dict[str, Any],
@@ -214,7 +227,7 @@ def widget_walks(ns: dict[str, Any], names: set[str], each: float) -> float:
 
 
 def tie(found: Reached, known: Mapping[str, Any], refs: Mapping[str, Iterable[str]],
-        ns: dict[str, Any], tie: bool = True) -> set[str]:  # fmt: skip
+        ns: dict[str, Any], grouped: list[list[str]], tie: bool = True) -> set[str]:  # fmt: skip
     """Tie the names of each circle (:func:`cycles`) among the groups ``found`` walked, by
     what each names (its walk's and its payload's, ``refs``; else the journal's, ``known``):
     each gets the others' value ids in its keys, so they are one payload, and the next cell
@@ -226,7 +239,9 @@ def tie(found: Reached, known: Mapping[str, Any], refs: Mapping[str, Iterable[st
         got = got if got is not None else known[name].deps if name in known else ()
         return {*got, *refs[name]} if name in refs else got
 
-    circles = cycles(groups(found.keys), deps, ns)
+    if not any(names.head(ns.get(n)) for n in found.keys):
+        return set()  # (a circle holds a definition walked: else its members are unchanged)
+    circles = cycles(grouped, deps, ns)  # (``grouped``: groups(found.keys), made already)
     if not tie:
         return {n for c in circles for n in c}
     out: set[str] = set()
@@ -261,13 +276,13 @@ def restored(value: Any, ns: dict[str, Any]) -> graph.Reach:
 
 
 def cycles(groups: list[list[str]], deps: Callable[[str], Iterable[str]],
-           names: Container[str]) -> list[set[str]]:  # fmt: skip
+           ns: dict[str, Any]) -> list[set[str]]:  # fmt: skip
     """The names to save as one payload because their payloads would name each other in a
     circle, so that neither could load first (``A.other = B`` and ``B.other = A``; a class
     ``Base.child = Sub`` holds; data saved with a class naming another that names it back).
 
     ``groups``: this cell's groups (names saving together); ``deps(name)``: the variables
-    ``name``'s value names (this cell's walk, else the last one's); ``names``: the
+    ``name``'s value names (this cell's walk, else the last one's); ``ns``: the
     namespace. Other names are nodes of their own. Each strongly connected set of the
     graph reached from the groups that holds more than one node (Tarjan's, iterative)."""
     node: dict[str, int | str] = {n: i for i, g in enumerate(groups) for n in g}
@@ -275,7 +290,7 @@ def cycles(groups: list[list[str]], deps: Callable[[str], Iterable[str]],
     def after(v: int | str) -> Iterator[int | str]:
         for n in groups[v] if type(v) is int else (v,):
             for h in deps(n):
-                if h in names and (w := node.get(h, h)) != v:
+                if h in ns and (w := node.get(h, h)) != v:
                     yield w
 
     index: dict[int | str, int] = {}
@@ -283,7 +298,8 @@ def cycles(groups: list[list[str]], deps: Callable[[str], Iterable[str]],
     stack: list[int | str] = []
     found: list[set[str]] = []
     for start in range(len(groups)):
-        if start in index:
+        # A circle's every group is named by another, so holds a definition: none else starts.
+        if start in index or not any(names.head(ns.get(n)) for n in groups[start]):
             continue
         index[start] = low[start] = len(index)
         stack.append(start)

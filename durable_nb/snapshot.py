@@ -92,6 +92,7 @@ class Snapshots:
         self._written: tuple[Any, set[str]] = (None, set())  # a journal, ids written to it
         self.sweep = Sweep()  # the safety net (sweep.py)
         self._found = sharing.Reached()  # what this cell reached: kernel objects, pickles
+        self._groups: list[list[str]] = []  # its names that share, as groups (sharing.groups)
         self._contents: dict[str, bytes] = {}  # value id -> its stream, put in blob files
         #: names -> their functions' or classes' print and pickle: unchanged, not pickled again.
         self._pickled: dict[tuple[str, ...], tuple[Print, codec.Encoded | Encoding]] = {}
@@ -214,15 +215,16 @@ class Snapshots:
         self.sweep.charge_each(self._found.seconds, self._found.kernel)
         again: set[str] | None = None  # (all, the first time)
         for _ in range(3):  # (a circle whose group cannot be one payload stays apart)
-            for group in classes.bases_first(sharing.groups(shares), ns):
+            for group in classes.bases_first(self._groups, ns):
                 if again is None or again & set(group):
                     with self.sweep.timing(group):
                         results.update(self._encode_group(group, ns, shares))
             # What the pickles name besides what the walk saw (an annotation, a class saved
             # by value's data): payloads naming each other so are one too, pickled again.
             refs = {n: r.refs for n, r in results.items()}
-            if not (again := sharing.tie(self._found, self.known, refs, ns)):
+            if not (again := sharing.tie(self._found, self.known, refs, ns, self._groups)):
                 break
+            self._groups = sharing.groups(shares)
         for name, res in sorted(results.items()):
             if res.state in ("saved", "module") and by_name(ns[name]):
                 self._named[name] = ns[name]
@@ -266,14 +268,19 @@ class Snapshots:
         # Payloads that would name each other in a circle are one (sharing.cycles); their
         # names not walked yet are walked first, and each is tied to the others' objects,
         # so the next cell touching one checks them all again (as shared objects do).
-        while more := sharing.tie(found, self.known, {}, ns, tie=False) - found.keys.keys():
+        grouped = self._groups = sharing.groups(found.keys)
+        while (
+            more := sharing.tie(found, self.known, {}, ns, grouped, tie=False) - found.keys.keys()
+        ):
             walked = sharing.Reached.of(ns, self.shell.user_ns, self.known, more,
                                         sharing.Either(found.keys, settled or frozenset()),
                                         look, vouch, self.sweep.clock)  # fmt: skip
             found.merge(walked)
+            grouped = self._groups = sharing.groups(found.keys)
             if not walked.keys:  # (none could be walked: settled)
                 break
-        sharing.tie(found, self.known, {}, ns)
+        if sharing.tie(found, self.known, {}, ns, grouped):
+            self._groups = sharing.groups(found.keys)
         return found.keys
 
     def _encode_group(self, group: list[str], ns: dict, shares: dict) -> dict[str, Encoding]:

@@ -215,6 +215,12 @@ CASES = {
     "a function taking a subclass, the base run again": [
         C.format("C0"), "class C1(C0):\n    pass\n",
         "def g0(x=C1):\n    return x.__name__\nC0.fn = g0", C.format("C0")],
+    "another name for a class, the class changed": [C.format("C") + "A = C", "C.x = 1"],
+    "another name for a class given later": [C.format("C"), "A = C"],
+    "another name for a function, through a list": ["def f():\n    return 1\nfs = [f]",
+                                                     "g = fs[0]"],
+    "another name for a function, changed through it": [
+        "def f():\n    return 1\ng = f", "g.tag = 2"],
     "a circle through an old class's data": [
         C.format("C0") + C.format("C1"), "def g0(x=C0):\n    return x.__name__\nC1.fn = g0",
         "C0.other = C1", C.format("C1")],
