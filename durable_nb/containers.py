@@ -11,7 +11,7 @@ either way, not even a hash of a key; the object comes back as it was, storage a
 attributes. Every pickler of the package asks :func:`reducer` (one cache per type), so
 the rule holds at any depth: a result's, a fingerprint's, the namespace's.
 
-Class attributes are read from the classes' own ``vars`` along the MRO (:func:`_lookup`):
+Class attributes are read from the classes' own ``vars`` along the MRO (:func:`lookup`):
 ``getattr`` on a class would run a notebook descriptor's ``__get__`` or a metaclass's
 ``__getattr__`` while saving.
 
@@ -37,24 +37,24 @@ _EXACT = frozenset((*BASES, OrderedDict, defaultdict))
 REDUCE = operator.methodcaller("__reduce_ex__", 5)
 
 
-#: What :func:`_lookup` finds for a name no class defines.
-_ABSENT = object()
+#: What :func:`lookup` finds for a name no class defines.
+ABSENT = object()
 
 
-def _lookup(t: type, name: str) -> Any:
-    """``t``'s class attribute ``name`` as stored (:data:`_ABSENT` when none; a ``None``
+def lookup(t: type, name: str) -> Any:
+    """``t``'s class attribute ``name`` as stored (:data:`ABSENT` when none; a ``None``
     too is what it is: ``__iter__ = None``): no descriptor's ``__get__``, no metaclass
     ``__getattr__`` or ``__getattribute__``, runs (``type``'s own getters: review110 F6)."""
     for c in MRO(t):
-        found = CLASS_DICT(c).get(name, _ABSENT)
-        if found is not _ABSENT:
+        found = CLASS_DICT(c).get(name, ABSENT)
+        if found is not ABSENT:
             return found
-    return _ABSENT
+    return ABSENT
 
 
 def defines(t: type, name: str) -> bool:
     """Whether ``t`` or a base defines ``name`` (as ``type()`` looks a special name up)."""
-    return _lookup(t, name) is not _ABSENT
+    return lookup(t, name) is not ABSENT
 
 
 #: A class's MRO and dict through ``type``'s own getters: never a metaclass's code.
@@ -63,7 +63,7 @@ MRO, CLASS_DICT = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__
 
 _OBJECT_REDUCE = vars(object)["__reduce__"]
 _OBJECT_REDUCE_EX = vars(object)["__reduce_ex__"]
-_OBJECT_GETSTATE = vars(object).get("__getstate__", _ABSENT)  # (none before Python 3.11)
+_OBJECT_GETSTATE = vars(object).get("__getstate__", ABSENT)  # (none before Python 3.11)
 
 
 def base_of(t: type) -> type | None:
@@ -78,13 +78,13 @@ def base_of(t: type) -> type | None:
 def _keeps_reduce(t: type, base: type) -> bool:
     """Whether ``t``'s instances are pickled by ``base``'s reduce: no reduce, state or new
     arguments of the notebook's, and none in ``copyreg``."""
-    reduce = _lookup(t, "__reduce__")
-    return (reduce is _lookup(base, "__reduce__")
-            and _lookup(t, "__reduce_ex__") is _OBJECT_REDUCE_EX
-            and _lookup(t, "__getstate__") is _OBJECT_GETSTATE
+    reduce = lookup(t, "__reduce__")
+    return (reduce is lookup(base, "__reduce__")
+            and lookup(t, "__reduce_ex__") is _OBJECT_REDUCE_EX
+            and lookup(t, "__getstate__") is _OBJECT_GETSTATE
             # (object's reduce calls these; a set's or a deque's own does not)
-            and (reduce is not _OBJECT_REDUCE or (_lookup(t, "__getnewargs_ex__") is _ABSENT
-                                                  and _lookup(t, "__getnewargs__") is _ABSENT))
+            and (reduce is not _OBJECT_REDUCE or (lookup(t, "__getnewargs_ex__") is ABSENT
+                                                  and lookup(t, "__getnewargs__") is ABSENT))
             and t not in copyreg.dispatch_table)  # fmt: skip
 
 
@@ -96,7 +96,7 @@ def object_reduce(t: type) -> bool:
 def iteration(t: type) -> Any:
     """What iterating a ``t`` calls as pickle reads it (a dict's ``items``; a deque is no
     dict), as stored on its class."""
-    return _lookup(t, "items" if issubclass(t, dict) else "__iter__")
+    return lookup(t, "items" if issubclass(t, dict) else "__iter__")
 
 
 def _has_state(t: type) -> bool:
@@ -125,8 +125,8 @@ def _decided_by(t: type) -> tuple:
     """What :func:`iterates_own_way` reads of ``t``: a class given an ``__iter__``, a
     reduce or a state of its own after its instances were saved is decided again
     (review60 #2, review64 L1)."""
-    return (iteration(t), _lookup(t, "__reduce__"), _lookup(t, "__reduce_ex__"),
-            _lookup(t, "__getstate__"), copyreg.dispatch_table.get(t))  # fmt: skip
+    return (iteration(t), lookup(t, "__reduce__"), lookup(t, "__reduce_ex__"),
+            lookup(t, "__getstate__"), copyreg.dispatch_table.get(t))  # fmt: skip
 
 
 def reducer(t: type) -> Callable[[Any], tuple] | None:

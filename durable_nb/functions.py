@@ -215,13 +215,7 @@ def current(m: types.MethodType) -> bool:
         if type(own) is not dict or name in own:
             return False
         cls, wrapped = type(owner), False
-    for c in containers.MRO(cls):
-        found = containers.CLASS_DICT(c).get(name, _ABSENT)
-        if found is not _ABSENT:
-            if wrapped:
-                return type(found) is classmethod and found.__func__ is fn
-            return found is fn
-    return False
-
-
-_ABSENT = object()
+    found = containers.lookup(cls, name)
+    if wrapped:
+        return type(found) is classmethod and found.__func__ is fn
+    return found is fn

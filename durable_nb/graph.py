@@ -384,9 +384,8 @@ def _special(o: Any, ns: dict, nxt: list, out: Reach, root: Any, bases: set[int]
         # Pickled as ``getattr(self, name)`` while that gives it (codec): the classes it is
         # looked up in watched, to the one holding it (``T.cm``, inherited from ``S``).
         owner, name = o.__self__, o.__func__.__name__
-        for c in MRO(owner if issubclass(type(owner), type) else type(owner)):
-            if not functions.current(o):
-                break
+        cls = owner if issubclass(type(owner), type) else type(owner)
+        for c in MRO(cls) if functions.current(o) else ():
             if (h := names.head(c)) is not None and h in ns and not by_value(c, ns):
                 out.deps.add(h)
                 out.watch[f"{names.of(c)[1]}.{name}"] = id(o.__func__)

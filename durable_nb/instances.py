@@ -215,7 +215,7 @@ SENTINELS = {
 }  # fmt: skip
 SENTINEL_TYPES = frozenset(type(getattr(dataclasses, name)) for _, name in SENTINELS.values())
 #: :func:`own_state` found nothing.
-ABSENT = object()
+ABSENT = containers.ABSENT
 
 
 def own_state(o: Any, name: str) -> Any:

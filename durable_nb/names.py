@@ -19,7 +19,7 @@ import types
 from typing import Any
 
 from .cells import IPYTHON_NAMES
-from .containers import CLASS_DICT, MRO
+from .containers import ABSENT, lookup
 
 #: The type of ``functools.lru_cache``'s wrapper (``cache`` too): its names are in its dict.
 CACHED = type(functools.lru_cache(lambda: None))
@@ -116,7 +116,9 @@ def gives(name: str, ns: dict) -> Any:
     for part in rest:
         if not issubclass(type(obj), type):
             return None
-        obj = next((d[part] for c in MRO(obj) if part in (d := CLASS_DICT(c))), None)
+        obj = lookup(obj, part)
+        if obj is ABSENT:
+            return None
         if type(obj) in (staticmethod, classmethod):
             obj = obj.__func__
     return obj

@@ -68,14 +68,12 @@ class Reached:
         """
         out = cls()
         work: deque[str] = deque(sorted(touched))
-        # A variable -> the names of its attributes others' payloads hold, what each gave
-        # then, and those others: checked when one gives another object now.
-        watchers: dict[str, dict[tuple[str, int | None], list[str]]] = {}
-        for other, k in known.items():
-            for dotted, was in k.watch.items():
-                head = dotted.partition(".")[0]
-                watchers.setdefault(head, {}).setdefault((dotted, was), []).append(other)
-        by_id: dict[int, list[str]] | None = None  # (made at the first definition)
+        # Made at the first definition walked (a watched name's head is one), in one pass
+        # over the journal's names, not each cell: an id -> the names holding it; a variable
+        # -> the names of its attributes others' payloads hold, what each gave then, and
+        # those others (checked when one gives another object now).
+        by_id: dict[int, list[str]] = {}
+        watchers: dict[str, dict[tuple[str, int | None], list[str]]] | None = None
         defs: dict[int, list[str]] = {}  # a definition's id -> its names walked
         while work:
             name = work.popleft()
@@ -102,13 +100,17 @@ class Reached:
             if reached.names & ANY_NAME:  # code it holds may change any variable
                 work.extend(sorted(n for n in ns if n not in out.keys))
             out._add(name, reached, work, known)
-            if names.head(ns[name]) is not None:  # a definition: its other names (``A = C``)
-                if by_id is None:
-                    by_id = {}
-                    for other, k in known.items():
-                        by_id.setdefault(k.obj_id, []).append(other)
-                defs.setdefault(id(ns[name]), []).append(name)
-                work.extend(by_id.get(id(ns[name]), ()))
+            if names.head(ns[name]) is None:
+                continue
+            if watchers is None:  # a definition: its other names (``A = C``), its watchers
+                watchers = {}
+                for other, k in known.items():
+                    by_id.setdefault(k.obj_id, []).append(other)
+                    for dotted, was in k.watch.items():
+                        head = watchers.setdefault(dotted.partition(".")[0], {})
+                        head.setdefault((dotted, was), []).append(other)
+            defs.setdefault(id(ns[name]), []).append(name)
+            work.extend(by_id.get(id(ns[name]), ()))
             for (dotted, was), others in watchers.get(name, {}).items():
                 if was is None or id(names.gives(dotted, ns)) != was:
                     work.extend(o for o in others if o not in out.keys)
@@ -312,7 +314,7 @@ def cycles(groups: list[list[str]], deps: Callable[[str], Iterable[str]],
                     stack.append(w)
                     work.append((w, after(w)))
                     break
-                if w in low and w in stack:  # (on the stack: of this strongly connected set)
+                if w in stack:  # (on the stack: of this strongly connected set)
                     low[v] = min(low[v], index[w])
             else:
                 work.pop()
