@@ -300,7 +300,7 @@ def _abstract_names(cls: type) -> frozenset[str]:
     if type(cls) is not abc.ABCMeta:
         return frozenset()
     found = (containers.CLASS_DICT(c).get("__abstractmethods__") for c in cls.__mro__)
-    return frozenset(n for names in found if type(names) is frozenset for n in names)
+    return frozenset(n for held in found if type(held) is frozenset for n in held)
 
 
 class _Cells:
@@ -381,12 +381,12 @@ def fill_later(cls: type, state: tuple) -> type:
     moved = state[2] if len(state) == 3 else ()
     if type(moved) is not tuple:
         raise _damaged(name)
-    parts = [(cls, state[0], state[1]), *moved]
-    for part in parts:
-        if not (type(part) is tuple and len(part) == 3 and _ours(part[0])
-                and _fills(*part)):  # fmt: skip
+    each = [(cls, state[0], state[1]), *moved]
+    for one in each:
+        if not (type(one) is tuple and len(one) == 3 and _ours(one[0])
+                and _fills(*one)):  # fmt: skip
             raise _damaged(name)
-    for made, cells, data in parts:
+    for made, cells, data in each:
         for key, value in data.items():
             setattr(made, key, value)
         fill(made, cells)
